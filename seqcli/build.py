@@ -1,0 +1,387 @@
+"""Spec -> ``keras.Sequential``, with every layer problem attributed to its spec entry.
+
+``build_model(spec, abstract=True)`` builds inside ``keras.StatelessScope(initialize_variables=False)``:
+shapes and parameter counts are exact but no weight memory is allocated, so ``summary`` and
+``check`` answer for a billion-parameter spec as fast as for a tiny one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from seqcli import registry
+from seqcli.errors import Problem, did_you_mean
+from seqcli.spec import LayerEntry, Spec
+
+Shape = tuple  # with None for unknown dimensions, batch dimension first
+
+
+@dataclass
+class LayerRow:
+    index: int
+    name: str
+    class_name: str
+    output_shape: Shape | None
+    params: int | None
+    trainable_params: int | None
+    trainable: bool
+    expect: list | None = None
+    expect_ok: bool | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "class": self.class_name,
+            "output_shape": list(self.output_shape) if self.output_shape is not None else None,
+            "params": self.params,
+            "trainable": self.trainable,
+        }
+
+
+@dataclass
+class BuiltModel:
+    model: Any  # keras.Sequential, or None when a layer could not be constructed
+    rows: list[LayerRow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    input_shape: Shape | None = None
+    input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None and all(row.output_shape is not None for row in self.rows)
+
+    @property
+    def output_shape(self) -> Shape | None:
+        return self.rows[-1].output_shape if self.built and self.rows else None
+
+    @property
+    def params(self) -> int | None:
+        return sum(row.params for row in self.rows) if self.built else None
+
+    @property
+    def trainable_params(self) -> int | None:
+        return sum(row.trainable_params for row in self.rows) if self.built else None
+
+    @property
+    def weight_bytes(self) -> int | None:
+        if not self.built or self.model is None:
+            return None
+        return sum(math.prod(w.shape) * _dtype_size(w.dtype) for w in self.model.weights)
+
+
+def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None = None,
+                upto: str | int | None = None) -> BuiltModel:
+    """Build the spec's model; problems are collected on the result, never raised.
+
+    ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
+    ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
+    """
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    scope = keras.StatelessScope(initialize_variables=False) if abstract else contextlib.nullcontext()
+    with scope:
+        return _Builder(spec, keras).build(input_shape, upto)
+
+
+class _Builder:
+    def __init__(self, spec: Spec, keras):
+        self.spec = spec
+        self.keras = keras
+        self.result = BuiltModel(model=None)
+        self.names = {e.args.get("name") for e in spec.layers if isinstance(e.args.get("name"), str)}
+
+    def problem(self, path, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.result.problems.append(self.spec.problem(path, message, hint, key=key))
+
+    def build(self, input_shape: Shape | None, upto: str | int | None) -> BuiltModel:
+        entries = list(self.spec.layers)
+        input_tensor, entries = self._input(entries, input_shape)
+        layers = [self._construct(entry) for entry in entries]
+        self._check_unique_names(entries)
+        entries, layers = self._cut(entries, layers, upto)
+        if any(layer is None for layer in layers):
+            return self.result
+        self._trace_shapes(entries, layers, input_tensor)
+        if self.result.problems:
+            return self.result
+        stack = [input_tensor, *layers] if input_tensor is not None and self.result.input_source != "input_shape" \
+            else layers
+        try:
+            self.result.model = self.keras.Sequential(stack, name=self.spec.name or "sequential")
+        except (ValueError, TypeError) as error:
+            self.problem(("layers",), f"Keras could not assemble the model: {error}")
+        self._compare_expectations(whole_model=upto is None)
+        return self.result
+
+    def _input(self, entries: list[LayerEntry], override: Shape | None):
+        first = entries[0] if entries else None
+        shape, source = None, None
+        for entry in entries[1:]:
+            if entry.class_name == "Input":
+                self.problem(entry.path + ("Input",), "Input must be the first entry of 'layers'",
+                             "move it to the top, or remove it", key=True)
+        if first is not None and first.class_name == "Input":
+            entries = entries[1:]
+            shape, source = self._input_entry_shape(first), "Input"
+            input_args = self._input_arguments(first)
+        elif first is not None and "input_shape" in first.args:
+            shape, source, input_args = self._shape(first.path + (first.class_name, "input_shape"),
+                                                    first.args["input_shape"]), "input_shape", {}
+        else:
+            input_args = {}
+        if override is not None and shape is None:
+            shape, source = tuple(override), "--input-shape"
+        self.result.input_shape = shape
+        self.result.input_source = source if shape is not None else None
+        if shape is None:
+            return None, entries
+        tensor = self.keras.Input(shape=shape, **{k: v for k, v in input_args.items() if k != "shape"})
+        return tensor, entries
+
+    def _input_entry_shape(self, entry: LayerEntry) -> Shape | None:
+        args = entry.args
+        if "shape" not in args and "batch_shape" not in args:
+            self.problem(entry.path + ("Input",), "Input needs a shape", "write 'Input: {shape: [28, 28, 1]}'")
+            return None
+        if "batch_shape" in args:
+            batch_shape = self._shape(entry.path + ("Input", "batch_shape"), args["batch_shape"])
+            return batch_shape[1:] if batch_shape else None
+        return self._shape(entry.path + ("Input", "shape"), args["shape"])
+
+    def _input_arguments(self, entry: LayerEntry) -> dict:
+        args = {}
+        for key, value in entry.args.items():
+            if key not in registry.INPUT_ARGUMENTS:
+                self.problem(entry.path + ("Input", key), f"unknown argument for Input: {key!r}",
+                             did_you_mean(key, registry.INPUT_ARGUMENTS), key=True)
+            elif key != "batch_shape":
+                args[key] = value
+        return args
+
+    def _shape(self, path, value) -> Shape | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return (value,)
+        if isinstance(value, list) and value and all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in value):
+            return tuple(value)
+        self.problem(path, f"expected a shape such as [28, 28, 1], got {value!r}",
+                     "list the sizes of each dimension, without the batch dimension")
+        return None
+
+    def _cut(self, entries: list[LayerEntry], layers: list, upto: str | int | None):
+        """Keep the entries up to and including the one named or indexed by ``upto``."""
+        if upto is None:
+            return entries, layers
+        names = [getattr(layer, "name", None) for layer in layers]
+        for position, entry in enumerate(entries):
+            if upto in (entry.index, str(entry.index), names[position]):
+                return entries[: position + 1], layers[: position + 1]
+        self.problem(("layers",), f"--upto {upto!r} matches no layer",
+                     did_you_mean(str(upto), [n for n in names if n]) or "give a layer name or an index into 'layers'")
+        return entries, layers
+
+    def _construct(self, entry: LayerEntry):
+        if entry.class_name == "Input":
+            return None
+        cls = self._resolve(entry)
+        if cls is None:
+            return None
+        args = self._arguments(entry, cls)
+        if args is None:
+            return None
+        args.setdefault("name", self._default_name(cls))
+        try:
+            return cls(**args)
+        except (ValueError, TypeError, KeyError) as error:
+            self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: {_clean(error)}",
+                         "check the arguments against the Keras documentation of this layer", key=True)
+            return None
+
+    def _default_name(self, cls: type) -> str:
+        """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
+        from keras.src.utils.naming import to_snake_case
+
+        base = to_snake_case(cls.__name__)
+        name, number = base, 0
+        while name in self.names:
+            number += 1
+            name = f"{base}_{number}"
+        self.names.add(name)
+        return name
+
+    def _resolve(self, entry: LayerEntry):
+        classes = registry.layer_classes()
+        if entry.class_name in classes:
+            return classes[entry.class_name]
+        reason = registry.excluded_reason(entry.class_name)
+        if reason:
+            self.problem(entry.path + (entry.class_name,), f"{entry.class_name} cannot be used in a spec: {reason}",
+                         key=True)
+        else:
+            self.problem(entry.path + (entry.class_name,), f"unknown layer class {entry.class_name!r}",
+                         did_you_mean(entry.class_name, registry.known_names())
+                         or "layer classes are spelled as in keras.layers, e.g. Dense, Conv2D", key=True)
+        return None
+
+    def _arguments(self, entry: LayerEntry, cls: type) -> dict | None:
+        accepted, required = registry.accepted_arguments(cls)
+        path = entry.path + (entry.class_name,)
+        args: dict = {}
+        ok = True
+        for key, value in entry.args.items():
+            if key not in accepted:
+                self.problem(path + (key,), f"unknown argument for {entry.class_name}",
+                             did_you_mean(key, accepted)
+                             or f"{entry.class_name} accepts: {', '.join(sorted(accepted))}", key=True)
+                ok = False
+                continue
+            converted = self._argument_value(path + (key,), key, value)
+            if converted is _INVALID:
+                ok = False
+            args[key] = converted
+        missing = sorted(required - set(entry.args))
+        if missing:
+            self.problem(path, f"{entry.class_name} needs {', '.join(missing)}",
+                         f"add {missing[0]}: ... to its arguments", key=True)
+            ok = False
+        if entry.index > 0 and "input_shape" in args and self.spec.layers[0] is not entry:
+            self.problem(path + ("input_shape",), "input_shape only takes effect on the first layer",
+                         "remove it, or move the shape to an 'Input' entry at the top", key=True)
+            ok = False
+        return args if ok else None
+
+    def _argument_value(self, path, key: str, value):
+        module = registry.object_argument_module(key)
+        if key in registry.NESTED_LAYER_ARGUMENTS and isinstance(value, dict):
+            return self._nested_layer(path, value)
+        if isinstance(value, dict):
+            if module is None:
+                self.problem(path, f"{key} does not take a mapping",
+                             "mappings name Keras objects only for *_initializer, *_regularizer, *_constraint "
+                             "and layer arguments")
+                return _INVALID
+            return self._keras_object(path, module, value)
+        if key == "input_shape" or key == "kernel_size" or key == "pool_size" or key == "strides":
+            return tuple(value) if isinstance(value, list) else value
+        return value
+
+    def _keras_object(self, path, module: str, value: dict):
+        classes = registry.object_classes(module)
+        if len(value) != 1:
+            self.problem(path, f"name one {module[:-1]} class, got {len(value)} keys",
+                         "for example {GlorotUniform: {seed: 1}}")
+            return _INVALID
+        (name, args), = value.items()
+        if name not in classes:
+            self.problem(path + (name,), f"unknown {module[:-1]} {name!r}", did_you_mean(name, classes), key=True)
+            return _INVALID
+        try:
+            return classes[name](**(args or {}))
+        except (ValueError, TypeError) as error:
+            self.problem(path + (name,), f"Keras rejected {name}: {_clean(error)}", key=True)
+            return _INVALID
+
+    def _nested_layer(self, path, value: dict):
+        if len(value) != 1:
+            self.problem(path, "a nested layer names exactly one class", "for example layer: {LSTM: {units: 32}}")
+            return _INVALID
+        (name, args), = value.items()
+        nested = LayerEntry(-1, name, dict(args or {}), None, path)
+        layer = self._construct(nested)
+        return layer if layer is not None else _INVALID
+
+    def _check_unique_names(self, entries: list[LayerEntry]) -> None:
+        seen: dict[str, LayerEntry] = {}
+        for entry in entries:
+            name = entry.args.get("name")
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                self.problem(entry.path + (entry.class_name, "name"),
+                             f"layer name {name!r} is already used by layers[{seen[name].index}]",
+                             "layer names in a model must be unique")
+            seen[name] = entry
+
+    def _trace_shapes(self, entries: list[LayerEntry], layers: list, tensor) -> None:
+        for entry, layer in zip(entries, layers):
+            row = LayerRow(entry.index, layer.name, entry.class_name, None, None, None, bool(layer.trainable),
+                           entry.expect)
+            self.result.rows.append(row)
+            if tensor is None:
+                continue
+            try:
+                tensor = layer(tensor)
+            except Exception as error:  # Keras raises many types for a shape that does not fit
+                shape = _shape_text(getattr(tensor, "shape", None))
+                self.problem(entry.path + (entry.class_name,),
+                             f"{entry.class_name} cannot take input of shape {shape}: {_clean(error)}",
+                             "check the previous layers' output shapes with 'seq summary --upto'", key=True)
+                tensor = None
+                continue
+            row.output_shape = tuple(tensor.shape)
+            row.params = layer.count_params()
+            row.trainable_params = sum(math.prod(w.shape) for w in layer.trainable_weights)
+
+    def _compare_expectations(self, whole_model: bool) -> None:
+        for row in self.result.rows:
+            if row.expect is None or row.output_shape is None:
+                continue
+            row.expect_ok = shape_matches(row.expect, row.output_shape[1:])
+            if not row.expect_ok:
+                self.problem(("layers", row.index, "expect"),
+                             f"expected output shape {_shape_text(row.expect)}, "
+                             f"built {_shape_text(row.output_shape[1:])}",
+                             "update 'expect' if the new shape is intended")
+        if whole_model:
+            self._compare_model_expectations()
+
+    def _compare_model_expectations(self) -> None:
+        expect = self.spec.expect
+        if expect is None or not self.result.built:
+            return
+        output = self.result.output_shape[1:]
+        if expect.output is not None and not shape_matches(expect.output, output):
+            self.problem(("expect", "output"), f"expected model output {_shape_text(expect.output)}, "
+                                               f"built {_shape_text(output)}")
+        params, trainable = self.result.params, self.result.trainable_params
+        if expect.params is not None and params != expect.params:
+            self.problem(("expect", "params"), f"expected {expect.params:,} parameters, built {params:,}")
+        if expect.max_params is not None and params > expect.max_params:
+            self.problem(("expect", "max_params"), f"model has {params:,} parameters, "
+                                                   f"over the limit of {expect.max_params:,}")
+        if expect.trainable_params is not None and trainable != expect.trainable_params:
+            self.problem(("expect", "trainable_params"),
+                         f"expected {expect.trainable_params:,} trainable parameters, built {trainable:,}")
+
+
+_INVALID = object()
+
+
+def shape_matches(expected, actual) -> bool:
+    return len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "?"
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _clean(error: Exception) -> str:
+    text = str(error).strip().strip('"').strip("'")
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _dtype_size(dtype) -> int:
+    import numpy as np
+
+    try:
+        return np.dtype(str(dtype)).itemsize
+    except TypeError:
+        return 4

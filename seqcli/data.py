@@ -1,0 +1,724 @@
+"""Data sources -> tf.data pipelines.
+
+A source is what the spec's ``data.train`` / ``data.validation`` / ``data.test`` name. A string is
+shorthand, read by its form:
+
+- ``digits.npz``: arrays ``x`` and ``y``; ``inputs.npy``: inputs only; ``table.csv``: a header row,
+  then numbers, the last column being the label;
+- a directory: images, one subfolder per class (class names are the sorted subfolder names);
+- ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: a Keras dataset, its train split
+  (``mnist:test`` for the test split).
+
+The mapping form is :class:`~seqcli.spec.sections.SourceSection`. Relative paths resolve against
+the spec file's folder.
+
+Order is reproducible: the batches of training epoch ``k`` are a pure function of ``(seed, k)``
+(a stateless permutation, ``tf.random.experimental.index_shuffle``), independent of TensorFlow's
+global seed, of how many epochs ran before, and of the process. :meth:`Datasets.train_for_epoch`
+rebuilds any epoch and can skip its first batches, which is what exact mid-epoch resume needs.
+
+In-memory sources (npz, npy, csv, Keras datasets) are held once as tensors, in their stored dtype,
+and each batch is gathered and cast to float32 (``scale`` applied) on the fly. Image directories
+are streamed from disk: the file list is shuffled, files are decoded in parallel, never all loaded.
+
+TensorFlow is imported inside the functions that need it, never at module import.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pydantic
+
+from seqcli.errors import SeqError, did_you_mean
+from seqcli.spec.sections import DataSection, SourceSection
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+_FASHION_FILES = ", ".join(
+    f"fashion-mnist/{name}-ubyte.gz"
+    for name in ("train-labels-idx1", "train-images-idx3", "t10k-labels-idx1", "t10k-images-idx3")
+)
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+# Keras dataset name -> (what keras.datasets.<name>.load_data() keeps under <keras home>/datasets/, origin)
+KERAS_DATASETS: dict[str, tuple[str, str]] = {
+    "mnist": ("mnist.npz", _KERAS_URL + "mnist.npz"),
+    "fashion_mnist": (_FASHION_FILES, _KERAS_URL),
+    "cifar10": (
+        "cifar-10-batches-py-target_archive (and its extracted folder)",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": (
+        "cifar-100-python-target_archive (and its extracted folder)",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
+}
+GRAYSCALE_DATASETS = {"mnist", "fashion_mnist"}
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+DEFAULT_IMAGE_SIZE = (256, 256)
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+# Decoded images are cached in memory (validation only, see load_datasets) up to this size.
+CACHE_LIMIT_BYTES = 1 << 30
+FORMATS = ("npz", "npy", "csv", "images")
+
+
+class DataError(SeqError):
+    """A data source that cannot be read: missing file, wrong arrays, bad cells, no images..."""
+
+
+@dataclass
+class Datasets:
+    """The training and validation pipelines of a spec's ``data:`` section.
+
+    ``train`` is epoch 0 (:meth:`train_for_epoch` with ``epoch=0``): iterating it again repeats
+    that order, so a multi-epoch loop should call :meth:`train_for_epoch` (or
+    :meth:`train_epochs`) instead. ``validation`` is in a fixed order. Both yield ``(x, y)``
+    batches, x float32. ``seed`` is the seed actually used (a fresh random one when the caller
+    passed None): save it with a checkpoint to reproduce the split and the epoch orders.
+    """
+
+    train: tf.data.Dataset | None = None
+    validation: tf.data.Dataset | None = None
+    train_count: int | None = None
+    validation_count: int | None = None
+    steps_per_epoch: int | None = None
+    input_shape: tuple | None = None
+    class_names: list[str] | None = None
+    seed: int | None = None
+    batch_size: int | None = None
+    validation_steps: int | None = None
+    _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.train is None and self._epoch_builder is not None:
+            self.train = self.train_for_epoch(0)
+
+    def train_for_epoch(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
+        """Epoch ``epoch`` of the training data (0-based): ``steps_per_epoch`` batches, less the
+        first ``skip``, prefetched. The same ``(seed, epoch)`` always gives the same batches."""
+        if epoch < 0 or skip < 0:
+            raise ValueError(f"epoch and skip must be >= 0. Received: epoch={epoch}, skip={skip}")
+        if self._epoch_builder is None:
+            if self.train is None:
+                raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
+            return self.train.skip(skip)
+        import tensorflow as tf
+
+        return self._epoch_builder(epoch, skip).prefetch(tf.data.AUTOTUNE)
+
+    def train_epochs(self, start: int, stop: int, skip: int = 0) -> tf.data.Dataset:
+        """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
+        first ``skip`` batches; each epoch's batches are those of :meth:`train_for_epoch`.
+        For ``model.fit(..., steps_per_epoch=steps_per_epoch)``, which keeps one iterator."""
+        import tensorflow as tf
+
+        if self._epoch_builder is None or stop <= start:
+            return self.train_for_epoch(start, skip)
+        epochs = tf.data.Dataset.range(start, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
+        return epochs.skip(skip).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- sources in memory
+
+
+@dataclass
+class _Arrays:
+    """An in-memory source: x in its stored dtype, y (or None), the scale to apply to x."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    scale: float | None = None
+    class_names: list[str] | None = None
+    _tensors: tuple | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.x)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def float_x(self) -> np.ndarray:
+        x = self.x.astype(np.float32, copy=False)
+        return x * np.float32(self.scale) if self.scale is not None else x
+
+    def tensors(self) -> tuple:
+        """x and y as eager tensors, made once and shared by every epoch's pipeline."""
+        if self._tensors is None:
+            self._tensors = _eager_constants(self.x, self.y)
+        return self._tensors
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        """Batches of the samples at ``order(positions)``."""
+        import tensorflow as tf
+
+        x, y = self.tensors()
+        scale = self.scale
+
+        def gather(batch_positions):
+            indices = order(batch_positions)
+            xb = tf.cast(tf.gather(x, indices), tf.float32)
+            if scale is not None:
+                xb = xb * tf.constant(scale, tf.float32)
+            return (xb, tf.gather(y, indices)) if labels else xb
+
+        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@dataclass
+class _Images:
+    """An image directory: file paths, integer labels, and how to decode them."""
+
+    paths: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    channels: int
+    scale: float | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return (*self.image_size, self.channels)
+
+    def decoded_bytes(self, count: int) -> int:
+        return count * math.prod(self.sample_shape) * 4
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        """Batches of the images at ``order(positions)``, read and decoded in parallel."""
+        import tensorflow as tf
+
+        paths, label_values = _eager_constants(self.paths, self.labels)
+        height, width = self.image_size
+        channels, scale = self.channels, self.scale
+
+        def load(position):
+            index = order(position)
+            data = tf.io.read_file(tf.gather(paths, index))
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            image = tf.image.resize(image, (height, width))
+            image.set_shape((height, width, channels))
+            if scale is not None:
+                image = image * tf.constant(scale, tf.float32)
+            return (image, tf.gather(label_values, index)) if labels else image
+
+        return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+
+_Source = _Arrays | _Images
+
+
+def _eager_constants(*arrays: np.ndarray | None) -> tuple:
+    """Eager tensors even when called while tracing a tf.data function, so big arrays are captured
+    by reference instead of copied into the graph as constants."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return tuple(None if a is None else tf.constant(a) for a in arrays)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None) -> Datasets:
+    """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
+
+    ``validation`` may be a fraction of the training data, split off by ``seed`` before any
+    shuffling (no sample is in both), or a source of its own. ``batch_size`` overrides the
+    section's. Raises :class:`DataError` for anything wrong with the data.
+    """
+    section = _validate(DataSection, data or {}, "data")
+    batch_size = batch_size or section.batch_size
+    seed = seed if seed is not None else secrets.randbelow(2**31)
+    base_dir = Path(base_dir)
+    if section.train is None:
+        if isinstance(section.validation, float):
+            raise DataError("data.validation is a fraction of data.train, but there is no data.train")
+        return _validation_only(section, base_dir, seed, batch_size)
+
+    train = _open(section.train, base_dir, "data.train", labels=True)
+    train_indices = np.arange(train.count, dtype=np.int64)
+    validation, validation_indices = None, None
+    if isinstance(section.validation, float):
+        train_indices, validation_indices = split_indices(train.count, section.validation, seed)
+        validation = train
+    elif section.validation is not None:
+        validation = _open(section.validation, base_dir, "data.validation", labels=True)
+        _check_compatible(train, validation)
+        validation_indices = np.arange(validation.count, dtype=np.int64)
+
+    def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
+        order_seed = (seed, epoch) if section.shuffle else None
+        return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip)
+
+    val_dataset = None
+    if validation is not None:
+        val_dataset = _batches(validation, validation_indices, batch_size, labels=True)
+        if section.cache and isinstance(validation, _Images):
+            if validation.decoded_bytes(len(validation_indices)) <= CACHE_LIMIT_BYTES:
+                val_dataset = val_dataset.cache()
+        val_dataset = _prefetch(val_dataset)
+    return Datasets(
+        validation=val_dataset,
+        train_count=len(train_indices),
+        validation_count=None if validation is None else len(validation_indices),
+        steps_per_epoch=math.ceil(len(train_indices) / batch_size),
+        validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
+        input_shape=train.sample_shape,
+        class_names=train.class_names,
+        seed=seed,
+        batch_size=batch_size,
+        _epoch_builder=epoch_builder,
+    )
+
+
+def load_source(
+    source: str | dict | SourceSection,
+    base_dir: Path,
+    *,
+    batch_size: int,
+    labels: bool = True,
+    where: str = "data source",
+) -> tuple[tf.data.Dataset, int | None]:
+    """One source as ``(dataset, sample count)``: batched, in its stored order, prefetched.
+
+    Batches are ``(x, y)``, or ``x`` alone with ``labels=False``. For evaluate, predict, extract.
+    ``where`` names the source in error messages (e.g. ``"data.test"``).
+    """
+    opened = _open(source, Path(base_dir), where, labels=labels)
+    dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
+    return _prefetch(dataset), opened.count
+
+
+def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A small in-memory source as numpy arrays: x float32 (``scale`` applied), y or None.
+
+    Image directories are streamed, never loaded whole: they raise :class:`DataError`.
+    """
+    opened = _open(source, Path(base_dir), "data source", labels=False, keep_labels=True)
+    if isinstance(opened, _Images):
+        raise DataError(
+            f"{opened_path(source, base_dir)} is an image directory; it is streamed from disk, "
+            "not loaded into memory as arrays",
+            hint="use an .npz, .npy or .csv source here",
+        )
+    return opened.float_x(), opened.y
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted (train, validation) sample indices; validation holds ``round(count * fraction)``.
+
+    A pure function of its arguments."""
+    validation_count = round(count * fraction)
+    if not 0 < validation_count < count:
+        raise DataError(
+            f"data.validation: a fraction of {fraction} of {count} training samples leaves "
+            f"{validation_count} for validation and {count - validation_count} for training",
+            hint="both need at least one sample: use more data or a different fraction",
+        )
+    permutation = np.random.default_rng([_unsigned(seed), 0x5B117]).permutation(count)
+    return np.sort(permutation[validation_count:]), np.sort(permutation[:validation_count])
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+
+def _batches(
+    source: _Source,
+    indices: np.ndarray,
+    batch_size: int,
+    *,
+    labels: bool,
+    order_seed: tuple[int, Any] | None = None,
+    skip: int = 0,
+) -> tf.data.Dataset:
+    """Batches of ``source[indices]``, permuted by ``order_seed = (seed, epoch)`` when given,
+    without their first ``skip`` batches (skipped before anything is read)."""
+    import tensorflow as tf
+
+    count = len(indices)
+    positions = tf.data.Dataset.range(min(skip * batch_size, count), count)
+    (index_table,) = _eager_constants(None if _is_identity(indices, source.count) else indices)
+
+    def order(position):
+        if order_seed is not None:
+            seed, epoch = order_seed
+            key = tf.stack([tf.constant(_unsigned(seed) % 2**63, tf.int64), tf.cast(epoch, tf.int64)])
+            position = tf.random.experimental.index_shuffle(position, key, tf.constant(count - 1, tf.int64))
+        return position if index_table is None else tf.gather(index_table, position)
+
+    return source.pipeline(positions, order, batch_size, labels)
+
+
+def _prefetch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    import tensorflow as tf
+
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _is_identity(indices: np.ndarray, count: int) -> bool:
+    return len(indices) == count and bool(np.all(indices == np.arange(count)))
+
+
+def _unsigned(seed: int) -> int:
+    return int(seed) % 2**64
+
+
+def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int) -> Datasets:
+    if section.validation is None:
+        return Datasets(seed=seed, batch_size=batch_size)
+    validation = _open(section.validation, base_dir, "data.validation", labels=True)
+    dataset = _batches(validation, np.arange(validation.count, dtype=np.int64), batch_size, labels=True)
+    return Datasets(
+        validation=_prefetch(dataset),
+        validation_count=validation.count,
+        validation_steps=math.ceil(validation.count / batch_size),
+        input_shape=validation.sample_shape,
+        class_names=validation.class_names,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
+def _check_compatible(train: _Source, validation: _Source):
+    if train.sample_shape != validation.sample_shape:
+        raise DataError(
+            f"data.validation: samples have shape {validation.sample_shape}, "
+            f"but data.train's have shape {train.sample_shape}",
+            hint="validation data must look like the training data",
+        )
+    if train.class_names and validation.class_names and train.class_names != validation.class_names:
+        raise DataError(
+            f"data.validation: class folders {validation.class_names} differ from "
+            f"data.train's {train.class_names}",
+            hint="use the same class subfolder names in both directories",
+        )
+
+
+# ----------------------------------------------------------------------------- opening sources
+
+
+def _validate(model: type[pydantic.BaseModel], value: Any, where: str):
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join([where, *map(str, e['loc'])])}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        raise DataError(f"invalid data settings: {problems}") from None
+
+
+def _as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
+    if isinstance(source, SourceSection):
+        return source
+    if isinstance(source, str):
+        name, _, split = source.partition(":")
+        if name in KERAS_DATASETS and split in ("", "train", "test"):
+            return SourceSection(dataset=name, split=split or "train")
+        return SourceSection(path=source)
+    return _validate(SourceSection, source, where)
+
+
+def opened_path(source: str | dict | SourceSection, base_dir: Path) -> Path | None:
+    """The resolved path a source names, or None for a Keras dataset."""
+    section = _as_section(source, "data source")
+    return None if section.path is None else _resolve(section.path, Path(base_dir))
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    resolved = Path(os.path.expanduser(path))
+    return resolved if resolved.is_absolute() else base_dir / resolved
+
+
+def _open(
+    source: str | dict | SourceSection,
+    base_dir: Path,
+    where: str,
+    *,
+    labels: bool,
+    keep_labels: bool = False,
+) -> _Source:
+    """Open a source. ``labels``: labels are required; ``keep_labels``: read them when present."""
+    section = _as_section(source, where)
+    want_labels = labels or keep_labels
+    if section.dataset is not None and section.path is not None:
+        raise DataError(
+            f"{where}: give either `path` or `dataset`, not both. "
+            f"Received: path={section.path!r}, dataset={section.dataset!r}"
+        )
+    if section.dataset is not None:
+        opened = _open_keras_dataset(section, where, want_labels)
+    elif section.path is None:
+        raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
+    else:
+        opened = _open_path(section, base_dir, where, labels=labels, want_labels=want_labels)
+    if labels and isinstance(opened, _Arrays) and opened.y is None:
+        raise DataError(
+            f"{where}: {section.path} holds inputs only, but labels are needed here",
+            hint="use an .npz with arrays x and y, or give `y: labels.npy` next to a .npy `path`",
+        )
+    if opened.count == 0:
+        raise DataError(f"{where}: {section.path or section.dataset} holds no samples")
+    return opened
+
+
+def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool):
+    path = _resolve(section.path, base_dir)
+    _require_exists(path, section.path, base_dir, where)
+    fmt = section.format or _infer_format(path, where)
+    if fmt == "images":
+        if not path.is_dir():
+            raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
+        return _open_images(path, section, where)
+    if path.is_dir():
+        raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
+    if fmt == "npz":
+        x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels)
+    elif fmt == "npy":
+        x = _read_npy(path, where)
+        y = None
+        if want_labels and _names_npy(section.y):
+            y_path = _resolve(section.y, base_dir)
+            _require_exists(y_path, section.y, base_dir, f"{where}.y")
+            y = _read_npy(y_path, where)
+    else:
+        x, y = _read_csv(path, section, where, want_labels=want_labels)
+    return _arrays(x, y, section.scale, path, where)
+
+
+def _names_npy(name: str | None) -> bool:
+    return name is not None and name.lower().endswith(".npy")
+
+
+def _require_exists(path: Path, given: str, base_dir: Path, where: str):
+    if path.exists():
+        return
+    relative = not Path(os.path.expanduser(given)).is_absolute()
+    note = f" ({given!r} is relative to the spec file's folder, {base_dir})" if relative else ""
+    hint = did_you_mean(given, KERAS_DATASETS) or "check the path"
+    raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
+
+
+def _infer_format(path: Path, where: str) -> str:
+    if path.is_dir():
+        return "images"
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise DataError(
+            f"{where}: cannot tell the format of {path} from its extension {path.suffix!r}",
+            hint=f"use a .npz, .npy or .csv file or an image directory, or set `format:` to one of {FORMATS}",
+        )
+    return fmt
+
+
+def _arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str) -> _Arrays:
+    if x.ndim == 0:
+        raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{where}: x in {path} holds {x.dtype} values; inputs must be numbers")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{where}: x in {path} holds complex numbers; inputs must be real")
+    if x.dtype in (np.float64, np.bool_):
+        x = x.astype(np.float32)
+    if y is not None:
+        if len(y) != len(x):
+            raise DataError(
+                f"{where}: x and y in {path} have different lengths: x has {len(x)} samples, y has {len(y)}",
+                hint="each sample needs exactly one label",
+            )
+        y = _as_labels(y, path, where)
+    return _Arrays(x, y, None if scale is None else float(scale))
+
+
+def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64, copy=False)
+    if np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_:
+        return y.astype(np.float32, copy=False)
+    raise DataError(f"{where}: labels in {path} hold {y.dtype} values; labels must be numbers")
+
+
+def _read_npz(path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise DataError(f"{where}: cannot read {path} as an .npz archive: {error}") from None
+    with archive:
+        names = list(archive.files)
+        x = _npz_array(archive, section.x, path, names, where, "x")
+        y = None
+        if want_labels and section.y is not None:
+            if section.y in names:
+                y = _npz_array(archive, section.y, path, names, where, "y")
+            elif labels:
+                _missing_array(section.y, path, names, where, "y")
+    return x, y
+
+
+def _npz_array(archive, name: str, path: Path, names: list[str], where: str, role: str) -> np.ndarray:
+    if name not in names:
+        _missing_array(name, path, names, where, role)
+    try:
+        return archive[name]
+    except ValueError as error:
+        raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
+
+
+def _missing_array(name: str, path: Path, names: list[str], where: str, role: str):
+    listed = ", ".join(repr(n) for n in names) or "none"
+    hint = did_you_mean(name, names)
+    if hint is None and names:
+        hint = f"name the array with `{role}:` in a mapping source, e.g. `{role}: {names[0]}`"
+    raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
+
+
+def _read_npy(path: Path, where: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
+
+
+def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool):
+    with open(path, newline="") as file:
+        rows = [row for row in csv.reader(file) if row]
+    if not rows:
+        raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
+    header = [name.strip() for name in rows[0]]
+    label = section.label or header[-1]
+    if want_labels:
+        _check_columns([label], header, path, where, "label")
+    features = section.features or [name for name in header if name != label]
+    _check_columns(features, header, path, where, "features")
+    if section.label is None and section.features is None and len(header) < 2:
+        raise DataError(
+            f"{where}: {path} has one column; the last column is the label, so no features are left"
+        )
+    body = rows[1:]
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(
+                f"{where}: {path}:{number}: row has {len(row)} cells, the header has {len(header)}"
+            )
+    values = _csv_numbers(body, header, path, where)
+    x = values[:, [header.index(name) for name in features]].astype(np.float32)
+    y = None
+    if want_labels and label in header:
+        y = values[:, header.index(label)]
+        y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
+    return x, y
+
+
+def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
+    for name in names:
+        if name not in header:
+            hint = did_you_mean(name, header) or f"its columns: {', '.join(header)}"
+            raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
+
+
+def _csv_numbers(body: list[list[str]], header: list[str], path: Path, where: str) -> np.ndarray:
+    try:
+        return np.array(body, dtype=np.float64).reshape(len(body), len(header))
+    except ValueError:
+        pass
+    for number, row in enumerate(body, start=2):
+        for column, cell in enumerate(row):
+            try:
+                float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{where}: {path}:{number}: column {column + 1} ({header[column]!r}) is not a number. "
+                    f"Received: {cell!r}",
+                    hint="every cell after the header row must be a number",
+                ) from None
+    raise DataError(f"{where}: cannot read {path} as numbers")  # pragma: no cover
+
+
+def _open_images(directory: Path, section: SourceSection, where: str) -> _Images:
+    class_dirs = sorted(
+        entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not class_dirs:
+        raise DataError(
+            f"{where}: image directory {directory} has no class subfolders",
+            hint="put the images in one subfolder per class, e.g. cats/001.png, dogs/002.png",
+        )
+    paths, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        for root, dirs, files in os.walk(class_dir):
+            dirs.sort()
+            for name in sorted(files):
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(root, name))
+                    labels.append(label)
+    if not paths:
+        raise DataError(
+            f"{where}: image directory {directory} has no images in its subfolders "
+            f"({', '.join(d.name for d in class_dirs)})",
+            hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
+        )
+    return _Images(
+        paths=np.array(paths),
+        labels=np.array(labels, dtype=np.int64),
+        class_names=[d.name for d in class_dirs],
+        image_size=tuple(section.image_size or DEFAULT_IMAGE_SIZE),
+        channels=CHANNELS[section.color_mode],
+        scale=None if section.scale is None else float(section.scale),
+    )
+
+
+# ----------------------------------------------------------------------------- Keras datasets
+
+
+def keras_cache_dir() -> Path:
+    """The folder ``keras.utils.get_file`` keeps downloads in (``$KERAS_HOME/datasets``)."""
+    from keras.src.backend import config
+
+    home = os.path.expanduser(config.keras_home())
+    if not os.access(home, os.W_OK):  # what get_file does
+        home = os.path.join("/tmp", ".keras")
+    return Path(home) / "datasets"
+
+
+def _open_keras_dataset(section: SourceSection, where: str, want_labels: bool) -> _Arrays:
+    name = section.dataset
+    (x_train, y_train), (x_test, y_test) = _keras_load_data(name, where)
+    x, y = (x_train, y_train) if section.split == "train" else (x_test, y_test)
+    if name in GRAYSCALE_DATASETS:
+        x = x[..., np.newaxis]
+    y = np.asarray(y).reshape(len(y)) if want_labels else None
+    return _arrays(x, y, section.scale, f"Keras dataset {name!r}", where)
+
+
+def _keras_load_data(name: str, where: str):
+    import keras
+
+    try:
+        return getattr(keras.datasets, name).load_data()
+    except Exception as error:
+        files, origin = KERAS_DATASETS[name]
+        cache = keras_cache_dir()
+        raise DataError(
+            f"{where}: cannot load Keras dataset {name!r}: keras.datasets.{name}.load_data() looked for "
+            f"{files} in {cache} and tried to download it from {origin}, which failed: {error}",
+            hint=(
+                f'on a machine with internet access run `python -c "import keras; '
+                f'keras.datasets.{name}.load_data()"`, then copy its ~/.keras/datasets/ files into {cache} '
+                "(or set KERAS_HOME to a folder whose datasets/ subfolder holds them)"
+            ),
+        ) from None

@@ -1,0 +1,114 @@
+"""User-facing errors.
+
+Core code raises :class:`SeqError` (or a subclass); only ``cli.py`` turns them into
+exit codes. A :class:`Problem` points into a spec file: ``FILE:LINE:COL: PATH: message``,
+then the source line with a caret, then a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+SOURCE_WINDOW = 80  # characters of a long source line shown around the caret
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec, at a position in its file.
+
+    ``line`` and ``column`` are 1-based; either may be None when unknown.
+    """
+
+    message: str
+    path: str = ""
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+    file: str | None = None
+
+    def location(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def headline(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.location()}: {where}{self.message}"
+
+    def as_dict(self) -> dict:
+        return {
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class SeqError(Exception):
+    """An error the user can fix; shown without a traceback, exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+@dataclass
+class SpecError(SeqError):
+    """One or more problems found in a spec, all reported together."""
+
+    problems: list[Problem] = field(default_factory=list)
+    source: str | None = None
+
+    def __post_init__(self):
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        SeqError.__init__(self, f"{count} {noun} in spec")
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        lines = self.source.splitlines() if self.source is not None else []
+        return "\n".join(format_problem(p, lines) for p in self.problems)
+
+
+def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
+    """``FILE:LINE:COL: PATH: message``, the source line with a caret, and the hint."""
+    out = [problem.headline()]
+    if problem.line is not None and 0 < problem.line <= len(source_lines):
+        text = source_lines[problem.line - 1].rstrip("\n")
+        indent = len(text) - len(text.lstrip(" "))
+        column = problem.column if problem.column is not None else indent + 1
+        start = max(indent, column - 1 - SOURCE_WINDOW // 2)
+        shown = text[start : start + SOURCE_WINDOW].rstrip(" ")
+        out.append("    " + shown)
+        out.append("    " + " " * max(column - 1 - start, 0) + "^")
+    if problem.hint:
+        out.append(f"  hint: {problem.hint}")
+    return "\n".join(out)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A 'did you mean' hint for a misspelled name, or None when nothing is close."""
+    choices = list(choices)
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not matches:
+        lowered = {c.lower(): c for c in choices}
+        if word.lower() in lowered:
+            matches = [lowered[word.lower()]]
+    return f"did you mean {matches[0]!r}?" if matches else None

@@ -1,0 +1,62 @@
+"""Read, validate and abstractly build specs: what ``seq summary`` and ``seq check`` report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqcli.build import BuiltModel, build_model
+from seqcli.errors import Problem, SpecError
+from seqcli.spec import Spec, read_spec
+
+
+@dataclass
+class Report:
+    """Everything known about one spec after validating and building it without weights."""
+
+    path: str
+    spec: Spec | None = None
+    built: BuiltModel | None = None
+    problems: list[Problem] = field(default_factory=list)
+    source: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def model_name(self) -> str | None:
+        if self.built is not None and self.built.model is not None:
+            return self.built.model.name
+        return self.spec.name if self.spec else None
+
+    def as_dict(self) -> dict:
+        built = self.built
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "model": self.model_name,
+            "params": built.params if built else None,
+            "trainable_params": built.trainable_params if built else None,
+            "output_shape": list(built.output_shape) if built and built.output_shape else None,
+            "layers": [row.as_dict() for row in built.rows] if built else [],
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+    def error(self) -> SpecError:
+        return SpecError(self.problems, self.source)
+
+
+def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: str | int | None = None,
+                 overrides: list[str] | None = None) -> Report:
+    """Validate and build a spec abstractly (no weight memory); every problem lands on the report."""
+    report = Report(str(path))
+    try:
+        spec = read_spec(path, overrides)
+    except SpecError as error:
+        report.problems, report.source = error.problems, error.source
+        return report
+    report.spec, report.source = spec, spec.document.source
+    report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
+    report.problems = spec.problems + report.built.problems
+    return report

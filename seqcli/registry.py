@@ -1,0 +1,121 @@
+"""Explicit registry of what a spec may name: Keras layers, ``Input``, and nested Keras objects.
+
+Names resolve through tables built from Keras's public namespaces, never through
+``keras.layers.deserialize`` or ``getattr`` on user text, so a spec cannot reach code that
+runs arbitrary functions (Lambda and the like are excluded).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+# Layers that run user code, wrap foreign frameworks, or need several inputs: none fits a spec'd Sequential stack.
+EXCLUDED_LAYERS = {
+    "Lambda": "it runs arbitrary Python code",
+    "TFSMLayer": "it loads a TensorFlow SavedModel; use 'Model: {path: ...}' with a .keras file",
+    "JaxLayer": "it wraps JAX code",
+    "FlaxLayer": "it wraps Flax code",
+    "TorchModuleWrapper": "it wraps PyTorch code",
+    "Layer": "it is the abstract base class",
+    "InputLayer": "use 'Input: {shape: [...]}'",
+    "InputSpec": "it is not a layer",
+    "Wrapper": "it is an abstract base class",
+    "RNN": "it needs a cell object; use LSTM, GRU or SimpleRNN",
+    "StackedRNNCells": "it needs cell objects; stack LSTM/GRU layers instead",
+    "Add": "it takes several inputs, which a Sequential model cannot give it",
+    "Subtract": "it takes several inputs, which a Sequential model cannot give it",
+    "Multiply": "it takes several inputs, which a Sequential model cannot give it",
+    "Average": "it takes several inputs, which a Sequential model cannot give it",
+    "Maximum": "it takes several inputs, which a Sequential model cannot give it",
+    "Minimum": "it takes several inputs, which a Sequential model cannot give it",
+    "Concatenate": "it takes several inputs, which a Sequential model cannot give it",
+    "Dot": "it takes several inputs, which a Sequential model cannot give it",
+    "Attention": "it takes several inputs, which a Sequential model cannot give it",
+    "AdditiveAttention": "it takes several inputs, which a Sequential model cannot give it",
+    "MultiHeadAttention": "it takes several inputs, which a Sequential model cannot give it",
+    "GroupedQueryAttention": "it takes several inputs, which a Sequential model cannot give it",
+}
+
+# Arguments that accept a nested Keras object, written like a layer: {GlorotUniform: {seed: 1}} or a string.
+OBJECT_ARGUMENT_SUFFIXES = {
+    "_initializer": "initializers",
+    "_regularizer": "regularizers",
+    "_constraint": "constraints",
+}
+NESTED_LAYER_ARGUMENTS = {"layer", "backward_layer"}
+# Accepted by every layer through **kwargs (keras.layers.Layer and its input-shape shortcuts).
+BASE_LAYER_ARGUMENTS = {"activity_regularizer", "trainable", "dtype", "autocast", "name", "input_shape",
+                        "input_dim", "batch_size"}
+INPUT_ARGUMENTS = ("shape", "batch_size", "dtype", "sparse", "ragged", "batch_shape", "name", "optional")
+
+
+def _is_cell(name: str) -> bool:
+    return name.endswith("Cell") or name.endswith("Cells")
+
+
+@functools.cache
+def layer_classes() -> dict[str, type]:
+    """Every built-in ``keras.layers`` class a spec may use, by its public name."""
+    import keras
+
+    table = {}
+    for name in dir(keras.layers):
+        value = getattr(keras.layers, name)
+        if (name[:1].isupper() and isinstance(value, type) and issubclass(value, keras.layers.Layer)
+                and name not in EXCLUDED_LAYERS and not _is_cell(name)):
+            table[name] = value
+    return table
+
+
+@functools.cache
+def object_classes(module: str) -> dict[str, type]:
+    """Public classes of keras.initializers / regularizers / constraints, by name."""
+    import keras
+
+    namespace = getattr(keras, module)
+    return {name: getattr(namespace, name) for name in dir(namespace)
+            if name[:1].isupper() and isinstance(getattr(namespace, name), type)}
+
+
+def known_names() -> list[str]:
+    return ["Input", *layer_classes()]
+
+
+def excluded_reason(name: str) -> str | None:
+    if name in EXCLUDED_LAYERS:
+        return EXCLUDED_LAYERS[name]
+    if _is_cell(name):
+        return "cells are used inside RNN layers; use LSTM, GRU or SimpleRNN"
+    return None
+
+
+@functools.cache
+def accepted_arguments(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+    """(all accepted keyword arguments, required ones) of a layer class, read from its signature."""
+    accepted, required = set(), set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        for parameter in list(parameters)[1:]:
+            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                continue
+            accepted.add(parameter.name)
+            if klass is cls and parameter.default is parameter.empty:
+                required.add(parameter.name)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(klass.__init__).parameters.values()):
+            break
+    return frozenset(accepted | BASE_LAYER_ARGUMENTS), frozenset(required)
+
+
+def object_argument_module(argument: str) -> str | None:
+    for suffix, module in OBJECT_ARGUMENT_SUFFIXES.items():
+        if argument.endswith(suffix):
+            return module
+    return None
+
+
+def describe_value(value: Any) -> str:
+    return repr(value) if not isinstance(value, dict) else "{" + ", ".join(map(str, value)) + ": ...}"

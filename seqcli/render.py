@@ -1,0 +1,133 @@
+"""Rich renderables and machine formats from reports. Returns things; never prints."""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape, quoteattr
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from seqcli.errors import format_problem
+
+
+def shape_text(shape) -> str:
+    if shape is None:
+        return "?"
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} TB"
+
+
+def summary_table(report, *, before_after=None) -> Group:
+    """The model as a table: like ``model.summary()`` plus index, class, trainable and expectations."""
+    built = report.built
+    title = f"Model: {report.model_name or '(unnamed)'}"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("Layer")
+    table.add_column("Class")
+    table.add_column("Output shape")
+    table.add_column("Params", justify="right")
+    table.add_column("Trainable")
+    table.add_column("Expect")
+    for row in built.rows:
+        expect = ""
+        style = None
+        if row.expect is not None:
+            expect = "ok" if row.expect_ok else f"want {shape_text(row.expect)}"
+            style = None if row.expect_ok or row.expect_ok is None else "bold red"
+        table.add_row(str(row.index), row.name, row.class_name, Text(shape_text(row.output_shape), style=style),
+                      "?" if row.params is None else f"{row.params:,}", "yes" if row.trainable else "no",
+                      Text(expect, style=style))
+    parts = [table]
+    if built.built:
+        parts.append(Text(totals_text(built)))
+    else:
+        parts.append(Text("The model is unbuilt: it has no input shape, so output shapes and weights are unknown.\n"
+                          "  hint: start 'layers' with '- Input: {shape: [...]}', give the first layer 'input_shape', "
+                          "or pass --input-shape 250,250,3", style="yellow"))
+    return Group(*parts)
+
+
+def totals_text(built) -> str:
+    total, trainable = built.params, built.trainable_params
+    weight_bytes = built.weight_bytes or 0
+    return (f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
+            f"Trainable params: {trainable:,}\n"
+            f"Non-trainable params: {total - trainable:,}\n"
+            f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})")
+
+
+def problems_text(report) -> str:
+    lines = (report.source or "").splitlines()
+    return "\n".join(format_problem(p, lines) for p in report.problems)
+
+
+def check_table(reports) -> Table:
+    table = Table(title="seq check", title_justify="left")
+    table.add_column("Spec", overflow="fold")
+    table.add_column("Model", overflow="fold")
+    table.add_column("Params", justify="right")
+    table.add_column("Output")
+    table.add_column("Result")
+    for report in reports:
+        built = report.built
+        params = built.params if built else None
+        result = Text("pass", style="green") if report.ok else Text(
+            f"FAIL ({len(report.problems)})", style="bold red")
+        table.add_row(report.path, report.model_name or "", "?" if params is None else f"{params:,}",
+                      shape_text(built.output_shape) if built and built.output_shape else "?", result)
+    return table
+
+
+def check_json(reports) -> str:
+    return json.dumps({"specs": [r.as_dict() for r in reports]}, indent=2)
+
+
+def check_github(reports) -> str:
+    """GitHub Actions workflow commands: one ``::error`` annotation per problem."""
+    lines = []
+    for report in reports:
+        for problem in report.problems:
+            props = [f"file={_gh_property(problem.file or report.path)}"]
+            if problem.line is not None:
+                props.append(f"line={problem.line}")
+            if problem.column is not None:
+                props.append(f"col={problem.column}")
+            message = f"{problem.path}: {problem.message}" if problem.path else problem.message
+            if problem.hint:
+                message += f" ({problem.hint})"
+            lines.append(f"::error {','.join(props)}::{_gh_data(message)}")
+    return "\n".join(lines)
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def check_junit(reports) -> str:
+    failures = sum(1 for r in reports if not r.ok)
+    out = ['<?xml version="1.0" encoding="utf-8"?>',
+           f'<testsuite name="seq check" tests="{len(reports)}" failures="{failures}" errors="0">']
+    for report in reports:
+        out.append(f"  <testcase classname=\"seq.check\" name={quoteattr(report.path)}>")
+        if not report.ok:
+            first = report.problems[0]
+            out.append(f"    <failure message={quoteattr(first.headline())}>{escape(problems_text(report))}"
+                       "</failure>")
+        out.append("  </testcase>")
+    out.append("</testsuite>")
+    return "\n".join(out)

@@ -1,0 +1,137 @@
+"""The spec: YAML in, a validated :class:`Spec` out. Never imports TensorFlow."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqcli.errors import Problem, SpecError
+from seqcli.spec.sections import (
+    CompileSection,
+    DataSection,
+    DistributeSection,
+    FreezeSection,
+    ModelExpect,
+    TrainSection,
+)
+from seqcli.spec.validate import LAYER_EXTRA_KEYS, validate_sections, validate_top_level
+from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
+
+__all__ = ["LayerEntry", "Spec", "load_spec", "read_spec", "parse_spec_text", "format_path"]
+
+
+@dataclass
+class LayerEntry:
+    """One item of ``layers``: a class name, its keyword arguments and an optional expected shape."""
+
+    index: int
+    class_name: str
+    args: dict[str, Any]
+    expect: list[int | None] | None
+    path: PathKey
+
+
+@dataclass
+class Spec:
+    document: Document
+    layers: list[LayerEntry]
+    name: str | None = None
+    expect: ModelExpect | None = None
+    compile: CompileSection | None = None
+    data: DataSection | None = None
+    train: TrainSection = field(default_factory=TrainSection)
+    distribute: DistributeSection = field(default_factory=DistributeSection)
+    freeze: FreezeSection | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def file(self) -> str:
+        return self.document.file
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.document.file).resolve().parent if self.document.file != "<spec>" else Path.cwd()
+
+    @property
+    def display_name(self) -> str:
+        return self.name or Path(self.document.file).stem
+
+    def problem(self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> Problem:
+        return self.document.problem(path, message, hint, key=key)
+
+    def error(self, problems: list[Problem] | None = None) -> SpecError:
+        return SpecError(list(problems if problems is not None else self.problems), self.document.source)
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise self.error()
+
+    def resolved(self) -> dict:
+        """The spec's plain data after overrides: what a run records."""
+        return copy.deepcopy(self.document.data)
+
+    def fingerprint(self, *sections: str) -> str:
+        """A hash of the named top-level sections (all when none are named), stable across key order."""
+        data = self.document.data
+        chosen = {k: data.get(k) for k in sections} if sections else data
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read and validate a spec file. Problems are collected on ``Spec.problems``; raises SpecError
+    only when the file is unreadable YAML or its layers cannot be understood at all."""
+    document = read_spec_file(path)
+    return spec_from_document(document, overrides)
+
+
+def spec_from_text(text: str | bytes, display: str = "<spec>", overrides: list[str] | None = None) -> Spec:
+    return spec_from_document(parse_spec_text(text, display), overrides)
+
+
+def spec_from_document(document: Document, overrides: list[str] | None = None) -> Spec:
+    from seqcli.spec.overrides import apply_overrides
+
+    problems = apply_overrides(document, overrides or [])
+    problems += validate_top_level(document)
+    if problems and not _layers_usable(document):
+        raise SpecError(problems, document.source)
+    sections, section_problems = validate_sections(document)
+    problems += section_problems
+    spec = Spec(
+        document=document,
+        layers=_layer_entries(document),
+        name=document.data.get("name") if isinstance(document.data.get("name"), str) else None,
+        problems=problems,
+        **sections,
+    )
+    return spec
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+    """Read a spec and raise SpecError if anything in it is wrong (layers are checked when built)."""
+    spec = read_spec(path, overrides)
+    spec.raise_problems()
+    return spec
+
+
+def _layers_usable(document: Document) -> bool:
+    data = document.data
+    return isinstance(data, dict) and isinstance(data.get("layers"), list) and bool(data["layers"])
+
+
+def _layer_entries(document: Document) -> list[LayerEntry]:
+    entries = []
+    for index, item in enumerate(document.data["layers"]):
+        if not isinstance(item, dict):
+            continue
+        classes = [k for k in item if k not in LAYER_EXTRA_KEYS]
+        if len(classes) != 1 or not (item[classes[0]] is None or isinstance(item[classes[0]], dict)):
+            continue
+        name = classes[0]
+        expect = item.get("expect") if isinstance(item.get("expect"), list) else None
+        entries.append(LayerEntry(index, name, dict(item[name] or {}), expect, ("layers", index)))
+    return entries

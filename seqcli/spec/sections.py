@@ -1,0 +1,106 @@
+"""Typed tables for the spec's non-layer sections: compile, data, train, distribute, freeze.
+
+Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give
+positions through their error locations, and publish the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+# A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
+KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
+Number = Union[StrictInt, StrictFloat]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CompileSection(Section):
+    optimizer: KerasObject = "adam"
+    loss: KerasObject | None = None
+    metrics: list[KerasObject] = Field(default_factory=list)
+    steps_per_execution: Annotated[StrictInt, Field(ge=1)] | Literal["auto"] = "auto"
+    jit_compile: StrictBool | Literal["auto"] = "auto"
+
+
+class SourceSection(Section):
+    """Where data comes from. A bare string in the spec is shorthand (see data.py)."""
+
+    path: StrictStr | None = None
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] | None = None
+    format: Literal["npz", "npy", "csv", "images"] | None = None
+    split: Literal["train", "test"] = "train"
+    x: StrictStr = "x"
+    y: StrictStr | None = "y"
+    features: list[StrictStr] | None = None
+    label: StrictStr | None = None
+    image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
+    color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
+    scale: Number | None = None
+
+
+Source = Union[StrictStr, SourceSection]
+
+
+class DataSection(Section):
+    train: Source | None = None
+    validation: Annotated[float, Field(gt=0, lt=1, strict=True)] | Source | None = None
+    test: Source | None = None
+    batch_size: Annotated[StrictInt, Field(ge=1)] = 32
+    shuffle: StrictBool = True
+    shuffle_buffer: Annotated[StrictInt, Field(ge=1)] | None = None
+    cache: StrictBool = True
+
+
+class EarlyStopping(Section):
+    monitor: StrictStr = "val_loss"
+    patience: Annotated[StrictInt, Field(ge=0)] = 0
+    min_delta: Number = 0
+    mode: Literal["auto", "min", "max"] = "auto"
+    restore_best_weights: StrictBool = False
+
+
+class TrainSection(Section):
+    epochs: Annotated[StrictInt, Field(ge=1)] = 1
+    seed: StrictInt | None = None
+    early_stopping: EarlyStopping | None = None
+    checkpoint_every: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        default=None, description="also checkpoint every N optimizer steps inside an epoch"
+    )
+    learning_rate_schedule: KerasObject | None = None
+
+
+class DistributeSection(Section):
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
+    devices: list[StrictStr] | None = None
+    virtual_cpus: Annotated[StrictInt, Field(ge=1)] | None = None
+    timeout: Annotated[Number, Field(gt=0)] = Field(
+        default=120, description="seconds to wait for multi-worker peers"
+    )
+
+
+class FreezeSection(Section):
+    all_but_last: Annotated[StrictInt, Field(ge=0)] | None = None
+    layers: list[StrictStr] = Field(default_factory=list, description="names or globs to freeze")
+    unfreeze: list[StrictStr] = Field(default_factory=list, description="names or globs to keep trainable")
+
+
+class ModelExpect(Section):
+    output: list[StrictInt | None] | None = None
+    params: Annotated[StrictInt, Field(ge=0)] | None = None
+    max_params: Annotated[StrictInt, Field(ge=0)] | None = None
+    trainable_params: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "compile": CompileSection,
+    "data": DataSection,
+    "train": TrainSection,
+    "distribute": DistributeSection,
+    "freeze": FreezeSection,
+    "expect": ModelExpect,
+}
