@@ -404,8 +404,7 @@ def _check_compatible(train: _Source, validation: _Source):
         )
     if train.class_names and validation.class_names and train.class_names != validation.class_names:
         raise DataError(
-            f"data.validation: class folders {validation.class_names} differ from "
-            f"data.train's {train.class_names}",
+            f"data.validation: class folders {validation.class_names} differ from data.train's {train.class_names}",
             hint="use the same class subfolder names in both directories",
         )
 
@@ -521,7 +520,7 @@ def _infer_format(path: Path, where: str) -> str:
     if fmt not in FORMATS:
         raise DataError(
             f"{where}: cannot tell the format of {path} from its extension {path.suffix!r}",
-            hint=f"use a .npz, .npy or .csv file or an image directory, or set `format:` to one of {FORMATS}",
+            hint=f"use a .npz, .npy or .csv file or an image directory, or set `format:` ({', '.join(FORMATS)})",
         )
     return fmt
 
@@ -566,7 +565,7 @@ def _read_npz(path: Path, section: SourceSection, where: str, *, labels: bool, w
             if section.y in names:
                 y = _npz_array(archive, section.y, path, names, where, "y")
             elif labels:
-                _missing_array(section.y, path, names, where, "y")
+                _missing_array(section.y, path, names, where, "y", taken=(section.x,))
     return x, y
 
 
@@ -579,11 +578,12 @@ def _npz_array(archive, name: str, path: Path, names: list[str], where: str, rol
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 
 
-def _missing_array(name: str, path: Path, names: list[str], where: str, role: str):
+def _missing_array(name: str, path: Path, names: list[str], where: str, role: str, taken: tuple = ()):
     listed = ", ".join(repr(n) for n in names) or "none"
     hint = did_you_mean(name, names)
-    if hint is None and names:
-        hint = f"name the array with `{role}:` in a mapping source, e.g. `{role}: {names[0]}`"
+    others = [n for n in names if n not in taken]
+    if hint is None and others:
+        hint = f"name the array with `{role}:` in a mapping source, e.g. `{role}: {others[0]}`"
     raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
 
 
@@ -606,15 +606,11 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
     features = section.features or [name for name in header if name != label]
     _check_columns(features, header, path, where, "features")
     if section.label is None and section.features is None and len(header) < 2:
-        raise DataError(
-            f"{where}: {path} has one column; the last column is the label, so no features are left"
-        )
+        raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
     body = rows[1:]
     for number, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise DataError(
-                f"{where}: {path}:{number}: row has {len(row)} cells, the header has {len(header)}"
-            )
+            raise DataError(f"{where}: {path}:{number}: row has {len(row)} cells, the header has {len(header)}")
     values = _csv_numbers(body, header, path, where)
     x = values[:, [header.index(name) for name in features]].astype(np.float32)
     y = None
@@ -650,9 +646,7 @@ def _csv_numbers(body: list[list[str]], header: list[str], path: Path, where: st
 
 
 def _open_images(directory: Path, section: SourceSection, where: str) -> _Images:
-    class_dirs = sorted(
-        entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith(".")
-    )
+    class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not class_dirs:
         raise DataError(
             f"{where}: image directory {directory} has no class subfolders",

@@ -47,6 +47,11 @@ class Report:
         return SpecError(self.problems, self.source)
 
 
+def _reading_order(problem: Problem) -> tuple:
+    """Problems without a line (command-line overrides, the whole file) first, then top to bottom."""
+    return (problem.line is not None, problem.line or 0, problem.column or 0)
+
+
 def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: str | int | None = None,
                  overrides: list[str] | None = None) -> Report:
     """Validate and build a spec abstractly (no weight memory); every problem lands on the report."""
@@ -58,5 +63,5 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
         return report
     report.spec, report.source = spec, spec.document.source
     report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
-    report.problems = spec.problems + report.built.problems
+    report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)
     return report

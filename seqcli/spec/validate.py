@@ -64,6 +64,7 @@ def _validate_layer_entry(document: Document, path: PathKey, entry: Any) -> list
         hint = ("is the indentation off? arguments go inside the class mapping, e.g. '- Dense: {units: 10}'"
                 if len(classes) > 1 else "add a layer class such as 'Dense: {units: 10}'")
         problems.append(document.problem(path, f"a layer entry needs exactly one layer class, found {found}", hint))
+        return problems
     for name in classes:
         args = entry[name]
         if args is not None and not isinstance(args, dict):
@@ -133,11 +134,22 @@ def _pydantic_problems(document: Document, root: PathKey, model: type[BaseModel]
             problems.append(document.problem(root + path, f"unknown key {name!r}", hint, key=True))
             continue
         received = _lookup(value, path)
+        items = _relevant(items)
         messages = list(dict.fromkeys(_message(i) for i in items))
         text = messages[0] if len(messages) == 1 else "expected " + " or ".join(_expected(m) for m in messages)
         problems.append(document.problem(root + path, f"{text}; received {received!r}",
                                          _hint_for(received, items)))
     return problems
+
+
+_TYPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type", "int_type", "float_type",
+                "bool_type", "list_type", "literal_error", "int_from_float", "none_required", "is_instance_of"}
+
+
+def _relevant(items: list[dict]) -> list[dict]:
+    """Of a union's failures, keep those about the value's content over 'not a string/dict/...' noise."""
+    specific = [i for i in items if i["type"] not in _TYPE_ERRORS]
+    return specific or items
 
 
 def _message(item: dict) -> str:

@@ -149,7 +149,11 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
         mark = error.problem_mark or error.context_mark
         message = (error.problem or error.context or "invalid YAML").strip()
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise SpecError([Problem(f"invalid YAML: {message}", "", line, column, None, display)], text) from None
+        hint = "indent with spaces: YAML does not allow tabs" if "\\t" in message else None
+        if error.context and error.context_mark and error.context_mark is not mark:
+            hint = (f"{error.context.strip()} that starts at line {error.context_mark.line + 1}, "
+                    f"column {error.context_mark.column + 1}")
+        raise SpecError([Problem(f"invalid YAML: {message}", "", line, column, hint, display)], text) from None
     except yaml.YAMLError as error:
         raise SpecError([Problem(f"invalid YAML: {error}", "", None, None, None, display)], text) from None
     if node is None:
@@ -267,6 +271,11 @@ def _construct_mapping(node, path: PathKey, document: Document, problems: list[P
             problems.append(Problem("mapping keys must be plain names", format_path(path),
                                     key_node.start_mark.line + 1, key_node.start_mark.column + 1, None,
                                     document.file))
+            continue
+        if key_node.value == "<<" and key_node.style is None:
+            problems.append(Problem("merge keys ('<<') are not supported", format_path(path),
+                                    key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                    "write the keys out", document.file))
             continue
         key = _construct_scalar(key_node)
         key = key if isinstance(key, str) else str(key)

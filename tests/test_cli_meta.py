@@ -1,0 +1,72 @@
+"""Start-up and help: no TensorFlow where it is not needed, help for every command, no tracebacks."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from seqcli.cli import cli
+from tests.conftest import ROOT
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_importing_the_cli_does_not_import_tensorflow():
+    result = python("import seqcli.cli, sys; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    assert result.returncode == 0
+
+
+def test_help_and_schema_do_not_import_tensorflow():
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom seqcli.cli import cli\n"
+        "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(cli, ['schema']).exit_code == 0\n"
+        "sys.exit('tensorflow' in sys.modules)\n"
+    )
+    result = python(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_command_has_help():
+    for name, command in cli.commands.items():
+        assert command.help, f"{name} has no help text"
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0
+
+
+def test_console_scripts_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "seqcli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "seq summary" in result.stdout
+
+
+def test_schema_is_json_schema_with_layers_and_sections():
+    schema = json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
+    assert schema["required"] == ["layers"]
+    classes = {next(iter(item["required"])) for item in schema["properties"]["layers"]["items"]["oneOf"]}
+    assert {"Input", "Dense", "Conv2D", "MaxPooling2D"} <= classes and "Lambda" not in classes
+    assert "learning_rate_schedule" in schema["properties"]["train"]["properties"]
+    dense = next(i for i in schema["properties"]["layers"]["items"]["oneOf"] if i["required"] == ["Dense"])
+    assert "activation" in dense["properties"]["Dense"]["properties"]
+
+
+def test_schema_layer_table_matches_installed_keras():
+    """keras_layers.json is generated from Keras; regenerate with scripts/gen_layer_table.py when this fails."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gen_layer_table import layer_table
+
+    from seqcli.spec.schema import layer_table as shipped
+
+    assert layer_table()["layers"] == shipped()["layers"]
+
+
+def test_spec_error_has_no_traceback_and_exit_1(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layers:\n  - Dense: !!python/object/apply:os.system [touch pwned]\n")
+    result = subprocess.run([sys.executable, "-m", "seqcli", "summary", str(bad)], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "is not allowed in a spec" in result.stderr
+    assert not (tmp_path / "pwned").exists()

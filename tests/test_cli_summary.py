@@ -1,0 +1,67 @@
+"""`seq summary`: the guide's model.summary(), with expectations, incremental debugging and JSON."""
+
+import json
+
+from click.testing import CliRunner
+
+from seqcli.cli import cli
+from tests.conftest import SPECS
+
+
+def run(*args):
+    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_summary_table():
+    result = run("summary", str(SPECS / "three_layers.yaml"))
+    assert result.exit_code == 0
+    assert "".join(line.rstrip() + "\n" for line in result.stdout.splitlines()) == (
+        "Model: sequential\n"
+        "┏━━━┳━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━┓\n"
+        "┃ # ┃ Layer  ┃ Class ┃ Output shape ┃ Params ┃ Trainable ┃ Expect ┃\n"
+        "┡━━━╇━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━┩\n"
+        "│ 1 │ layer1 │ Dense │ (None, 2)    │      8 │ yes       │        │\n"
+        "│ 2 │ layer2 │ Dense │ (None, 3)    │      9 │ yes       │        │\n"
+        "│ 3 │ layer3 │ Dense │ (None, 2)    │      8 │ yes       │        │\n"
+        "└───┴────────┴───────┴──────────────┴────────┴───────────┴────────┘\n"
+        "Total params: 25 (100 B)\n"
+        "Trainable params: 25\n"
+        "Non-trainable params: 0\n"
+        "Input shape: (None, 3) (from Input)\n"
+    )
+
+
+def test_upto_shows_the_model_so_far():
+    """The guide: 'Can we guess what the current output shape is at this point? Let's just print it.'"""
+    result = run("summary", str(SPECS / "seed_cnn.yaml"), "--upto", "3", "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["output_shape"] == [None, 40, 40, 32]
+    by_name = run("summary", str(SPECS / "seed_cnn.yaml"), "--upto", "max_pooling2d_2", "--format", "json")
+    assert json.loads(by_name.stdout)["output_shape"] == [None, 2, 2, 32]
+
+
+def test_unbuilt_model_says_how_to_fix():
+    result = run("summary", str(SPECS / "unbuilt_stack.yaml"))
+    assert result.exit_code == 0
+    assert "The model is unbuilt" in result.stdout and "--input-shape" in result.stdout
+    built = run("summary", str(SPECS / "unbuilt_stack.yaml"), "--input-shape", "4", "--format", "json")
+    assert json.loads(built.stdout)["params"] == 35
+
+
+def test_expect_mismatch_is_highlighted_and_fails(write_spec):
+    path = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n    expect: [2]\n")
+    result = run("summary", str(path))
+    assert result.exit_code == 1
+    assert "want (2,)" in result.stdout
+    assert f"{path}:4:13: layers[1].expect: expected output shape (2,), built (3,)" in result.stderr
+
+
+def test_set_overrides_a_value():
+    result = run("summary", str(SPECS / "three_layers.yaml"), "--set", "layers[3].Dense.units=5", "--format", "json")
+    assert json.loads(result.stdout)["output_shape"] == [None, 5]
+
+
+def test_bad_input_shape_option_is_a_usage_error():
+    result = run("summary", str(SPECS / "unbuilt_stack.yaml"), "--input-shape", "a,b")
+    assert result.exit_code == 2
+    assert "expected sizes separated by commas" in result.stderr
