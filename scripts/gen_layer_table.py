@@ -9,7 +9,7 @@ table no longer matches the installed Keras, and this script brings it back in l
 import json
 from pathlib import Path
 
-from seqcli import registry
+from seqcli import applications, registry
 from seqcli.keras_env import import_keras
 
 TABLE = Path(__file__).resolve().parents[1] / "seqcli" / "spec" / "keras_layers.json"
@@ -18,7 +18,10 @@ TABLE = Path(__file__).resolve().parents[1] / "seqcli" / "spec" / "keras_layers.
 def layer_table() -> dict:
     keras = import_keras()
     layers = {name: sorted(registry.accepted_arguments(cls)[0]) for name, cls in registry.layer_classes().items()}
-    return {"keras_version": keras.__version__, "Input": list(registry.INPUT_ARGUMENTS), "layers": layers}
+    bases = {name: sorted(applications.application_arguments(name)) for name in applications.APPLICATIONS}
+    bases[applications.SAVED_MODEL] = list(applications.SAVED_MODEL_ARGUMENTS)
+    return {"keras_version": keras.__version__, "Input": list(registry.INPUT_ARGUMENTS), "layers": layers,
+            "bases": bases}
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_schema_is_json_schema_with_layers_and_sections():
     schema = json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
     assert schema["required"] == ["layers"]
     classes = {next(iter(item["required"])) for item in schema["properties"]["layers"]["items"]["oneOf"]}
-    assert {"Input", "Dense", "Conv2D", "MaxPooling2D"} <= classes and "Lambda" not in classes
+    assert {"Input", "Dense", "Conv2D", "MaxPooling2D", "Xception", "Model"} <= classes and "Lambda" not in classes
     assert "learning_rate_schedule" in schema["properties"]["train"]["properties"]
     dense = next(i for i in schema["properties"]["layers"]["items"]["oneOf"] if i["required"] == ["Dense"])
     assert "activation" in dense["properties"]["Dense"]["properties"]
@@ -60,6 +60,7 @@ def test_schema_layer_table_matches_installed_keras():
     from seqcli.spec.schema import layer_table as shipped
 
     assert layer_table()["layers"] == shipped()["layers"]
+    assert layer_table()["bases"] == shipped()["bases"]
 
 
 def test_spec_error_has_no_traceback_and_exit_1(tmp_path):
@@ -70,3 +71,18 @@ def test_spec_error_has_no_traceback_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is not allowed in a spec" in result.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_shipped_specs_validate_against_the_schema():
+    """What editors see: every example spec is valid under `seq schema`, and a typo is not."""
+    import jsonschema
+
+    from seqcli.spec.schema import spec_schema
+    from seqcli.spec.yamlload import parse_spec_text
+    from tests.conftest import SPECS
+
+    validator = jsonschema.Draft202012Validator(spec_schema())
+    for path in sorted(SPECS.glob("*.yaml")):
+        errors = list(validator.iter_errors(parse_spec_text(path.read_bytes()).data))
+        assert not errors, f"{path.name}: {errors[0].message}"
+    assert list(validator.iter_errors({"layers": [{"Dense": {"unitz": 3}}]}))

@@ -20,6 +20,7 @@ def spec_schema() -> dict:
     table = layer_table()
     layer_items = [_layer_item("Input", table["Input"])]
     layer_items += [_layer_item(name, args) for name, args in sorted(table["layers"].items())]
+    layer_items += [_layer_item(name, args) for name, args in sorted(table["bases"].items())]
     properties = {
         "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "description": "the Keras model name"},
         "layers": {"type": "array", "minItems": 1, "items": {"oneOf": layer_items}},

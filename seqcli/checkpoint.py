@@ -1,0 +1,186 @@
+"""Checkpoints: everything needed to continue a run exactly where it stopped, in one atomic file.
+
+A checkpoint is an ``.npz`` archive: the model's variables (weights, non-trainable state and the
+random-seed state of layers such as Dropout), the optimizer's variables (its step counter, moments,
+learning rate), the metrics' running totals, and a JSON record of where the run stands (epoch, step
+inside the epoch, seed, history so far, early-stopping state, the spec's fingerprint).
+
+Values are plain NumPy arrays in the model's variable order, so a checkpoint does not depend on
+the distribution strategy that wrote it: a run may resume on a different number of devices.
+Writes go through :func:`seqcli.files.atomic_path`; the previous checkpoint stays until the new
+one is complete. Reading the record (:func:`read_state`) needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqcli.errors import SeqError
+from seqcli.files import atomic_path
+
+FORMAT = 1
+GROUPS = ("model", "optimizer", "metrics")
+
+
+class CheckpointError(SeqError):
+    """A checkpoint that cannot be read, written, or does not fit the model."""
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands. ``epoch`` is the epoch in progress (0-based; equal to the number of
+    finished epochs), ``step`` the optimizer steps already taken inside it."""
+
+    fingerprint: str
+    seed: int
+    epochs: int
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    early_stopping: dict[str, Any] | None = None
+    finished: bool = False
+    stopped_early: bool = False
+    elapsed: float = 0.0
+    replicas: int = 1
+    spec: dict[str, Any] | None = None
+    format: int = FORMAT
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.steps_per_epoch + self.step
+
+    def position(self) -> str:
+        """'epoch 3/20, step 12/23' (1-based epoch) or 'end of epoch 3/20'."""
+        if self.step == 0:
+            return f"end of epoch {self.epoch}/{self.epochs}" if self.epoch else "the start"
+        return f"epoch {self.epoch + 1}/{self.epochs}, step {self.step}/{self.steps_per_epoch}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=_json_default)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingState:
+        data = json.loads(text)
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def read_state(path: str | Path) -> TrainingState:
+    """The record of a checkpoint, without loading its arrays (or TensorFlow)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = TrainingState.from_json(str(archive["meta"]))
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}",
+                              hint="the file is damaged; start the run again without --resume") from None
+    if state.format > FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {state.format}; this seq reads format {FORMAT}",
+                              hint="upgrade seq to resume this run")
+    return state
+
+
+def save_checkpoint(path: str | Path, model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> None:
+    """Write ``model``'s variables (the ``groups`` asked for) and ``state`` atomically to ``path``."""
+    write_snapshot(path, snapshot(model, state, groups=groups))
+
+
+def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> dict[str, np.ndarray]:
+    """The arrays of a checkpoint, copied now: training may go on while :func:`write_snapshot` writes them."""
+    arrays: dict[str, np.ndarray] = {"meta": np.array(state.to_json())}
+    for group in groups:
+        for index, variable in enumerate(_variables(model, group)):
+            arrays[f"{group}/{index:05d}"] = np.array(variable.numpy(), copy=True)
+    return arrays
+
+
+def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact."""
+    try:
+        with atomic_path(path, suffix=".npz") as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+    except OSError as error:
+        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}",
+                              hint="the previous checkpoint is intact; free space or fix permissions, "
+                                   "then continue with --resume") from None
+
+
+def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:
+    """Assign the checkpoint's values to ``model``'s variables (the optimizer must be built)."""
+    with np.load(path, allow_pickle=False) as archive:
+        for group in groups:
+            variables = _variables(model, group)
+            values = _group_values(archive, group)
+            _check_group(path, group, variables, values)
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+
+def restore_metrics(path: str | Path, model, strategy=None) -> bool:
+    """Put the checkpoint's running metric totals back (the epoch in progress); False when they do not fit."""
+    with np.load(path, allow_pickle=False) as archive:
+        values = _group_values(archive, "metrics")
+    variables = _variables(model, "metrics")
+    if not values or len(values) != len(variables) or any(
+            tuple(v.shape) != value.shape for v, value in zip(variables, values)):
+        return False
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        return True
+    return _assign_on_first_replica(strategy, variables, values)
+
+
+def _assign_on_first_replica(strategy, variables, values) -> bool:
+    """Metric totals are summed over replicas when read: give replica 0 the totals, the others zero."""
+    import tensorflow as tf
+
+    def assign():
+        first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        for variable, value in zip(variables, values):
+            variable.assign(tf.where(first, tf.constant(value), tf.zeros_like(value)))
+
+    try:
+        strategy.run(assign)
+    except (ValueError, TypeError, NotImplementedError, RuntimeError):
+        return False
+    return True
+
+
+def _variables(model, group: str) -> list:
+    if group == "model":
+        return list(model.variables)
+    if group == "optimizer":
+        return list(model.optimizer.variables) if model.optimizer is not None else []
+    return list(model.metrics_variables)
+
+
+def _group_values(archive, group: str) -> list[np.ndarray]:
+    names = sorted(name for name in archive.files if name.startswith(group + "/"))
+    return [archive[name] for name in names]
+
+
+def _check_group(path, group: str, variables: list, values: list[np.ndarray]) -> None:
+    if len(variables) != len(values):
+        raise CheckpointError(f"checkpoint {path} holds {len(values)} {group} variables, the model has "
+                              f"{len(variables)}", hint="the checkpoint was written for a different model")
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != value.shape:
+            raise CheckpointError(f"checkpoint {path}: {group} variable {variable.path} has shape "
+                                  f"{tuple(variable.shape)} in the model but {value.shape} in the checkpoint",
+                                  hint="the checkpoint was written for a different model")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

@@ -1,0 +1,239 @@
+"""``seq evaluate`` and ``seq predict``: a trained run (or a ``.keras`` file) put to work on a data source.
+
+Models load with ``keras.saving.load_model(path, safe_mode=True)``, always: a ``.keras`` file that
+would run code when loaded (a Lambda layer's pickled bytecode) is refused, not trusted.
+
+A run directory brings its own context: ``spec.yaml`` (the spec as trained) supplies the default
+data to evaluate on (``data.test``, else the validation data, split again with the run's seed) and
+the batch size; ``metrics.json`` the class names. ``--data`` paths are relative to the current folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqcli.errors import SeqError
+from seqcli.files import atomic_path, write_text_atomic
+
+DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
+OUTPUT_FORMATS = (".npy", ".csv")
+
+
+class ModelLoadError(SeqError):
+    """A run directory without a model, or a model file Keras cannot load safely."""
+
+
+@dataclass
+class Target:
+    """What ``RUN_OR_MODEL`` names: the model file and, for a run directory, the run's files."""
+
+    model_path: Path
+    run_dir: Path | None = None
+
+    @property
+    def spec_path(self) -> Path | None:
+        path = self.run_dir / "spec.yaml" if self.run_dir else None
+        return path if path is not None and path.exists() else None
+
+    def class_names(self) -> list[str] | None:
+        path = self.run_dir / "metrics.json" if self.run_dir else None
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text()).get("class_names")
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass
+class Evaluation:
+    model: str
+    source: str
+    count: int | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "data": self.source, "samples": self.count, "metrics": self.metrics}
+
+
+@dataclass
+class Predictions:
+    output: Path
+    count: int
+    shape: tuple  # of one sample's prediction
+
+
+def resolve_target(target: str | Path) -> Target:
+    """A run directory (its ``model.keras``) or a ``.keras`` file."""
+    path = Path(target)
+    if path.is_dir():
+        model = path / "model.keras"
+        if not model.exists():
+            hint = ("the run was interrupted before it finished: continue it with 'seq train SPEC --output "
+                    f"{path} --resume'" if (path / "checkpoints" / "last.npz").exists()
+                    else "give a run directory written by 'seq train', or a .keras file")
+            raise ModelLoadError(f"{path} holds no model.keras", hint=hint)
+        return Target(model, path)
+    if not path.exists():
+        raise ModelLoadError(f"no such run directory or model file: {path}",
+                             hint="give a run directory written by 'seq train' (runs/NAME), or a .keras file")
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"{path} is not a .keras model file",
+                             hint="give a run directory written by 'seq train', or a file saved as .keras")
+    return Target(path)
+
+
+def load_model(path: Path):
+    """``keras.saving.load_model`` in safe mode; a refusal or a broken file becomes a ModelLoadError."""
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
+        text = " ".join(str(error).split())
+        unsafe = "safe_mode" in text or "unsafe" in text.lower()
+        hint = ("safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
+                if unsafe else "check that the file is a complete .keras model")
+        raise ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint) from None
+
+
+def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | Path | None = None,
+                   batch_size: int | None = None) -> Evaluation:
+    """Loss and metrics of a trained model on a data source (default: the run's test or validation data)."""
+    resolved = resolve_target(target)
+    run_spec = _load_spec(spec or resolved.spec_path) if (spec or resolved.spec_path) else None
+    if data is None and run_spec is None:
+        raise ModelLoadError("no data to evaluate on", hint="pass --data SOURCE (e.g. --data data.npz), or --spec "
+                                                             "SPEC to use its data.test or validation data")
+    model = load_model(resolved.model_path)
+    if spec is not None or not getattr(model, "compiled", False):
+        _compile_from(model, run_spec, resolved.model_path)
+    batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
+    dataset, count, label = _evaluation_data(data, run_spec, batch)
+    _check_input(model, dataset, label)
+    try:
+        metrics = model.evaluate(dataset, verbose=0, return_dict=True)
+    except Exception as error:
+        _raise_runtime(error, label)
+    return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()})
+
+
+def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None) -> Predictions:
+    """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``."""
+    from seqcli.data import load_source
+
+    output = Path(output)
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy or .csv")
+    _check_output(output)
+    resolved = resolve_target(target)
+    model = load_model(resolved.model_path)
+    dataset, count = load_source(data, Path.cwd(), batch_size=batch_size or DEFAULT_BATCH_SIZE, labels=False,
+                                 where="--data")
+    _check_input(model, dataset, data)
+    try:
+        values = np.asarray(model.predict(dataset, verbose=0))
+    except Exception as error:
+        _raise_runtime(error, data)
+    if output.suffix.lower() == ".npy":
+        with atomic_path(output, suffix=".npy") as temporary, open(temporary, "wb") as handle:
+            np.save(handle, values, allow_pickle=False)
+    else:
+        write_text_atomic(output, predictions_csv(values, resolved.class_names()))
+    return Predictions(output, len(values), tuple(values.shape[1:]))
+
+
+def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) -> str:
+    """One row per sample: for several outputs the predicted class first, then every output value."""
+    flat = values.reshape(len(values), -1)
+    width = flat.shape[1]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = ["output"] if width == 1 else [f"output_{i}" for i in range(width)]
+    classify = width > 1 and values.ndim == 2
+    named = classify and class_names is not None and len(class_names) == width
+    writer.writerow((["class"] + (["class_name"] if named else []) if classify else []) + columns)
+    for row in flat:
+        lead = []
+        if classify:
+            best = int(np.argmax(row))
+            lead = [best] + ([class_names[best]] if named else [])
+        writer.writerow(lead + [f"{v:.7g}" for v in row])
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _load_spec(path):
+    from seqcli.spec import load_spec
+
+    return load_spec(path)
+
+
+def _compile_from(model, spec, model_path: Path) -> None:
+    from seqcli.compile import resolve_compile
+
+    if spec is None:
+        raise ModelLoadError(f"{model_path} was saved without compile settings, so it has no loss or metrics",
+                             hint="pass --spec SPEC to evaluate with that spec's compile section")
+    settings, problems = resolve_compile(spec)
+    if problems:
+        raise spec.error(problems)
+    settings.compile(model)
+
+
+def _evaluation_data(data: str | None, spec, batch_size: int):
+    from seqcli.data import load_datasets, load_source
+
+    if data is not None:
+        dataset, count = load_source(data, Path.cwd(), batch_size=batch_size, labels=True, where="--data")
+        return dataset, count, data
+    section = spec.data
+    if section is not None and section.test is not None:
+        dataset, count = load_source(spec.resolved()["data"]["test"], spec.base_dir, batch_size=batch_size,
+                                     labels=True, where="data.test")
+        return dataset, count, "data.test"
+    if section is not None and section.validation is not None:
+        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=spec.train.seed, batch_size=batch_size)
+        return datasets.validation, datasets.validation_count, "the validation data"
+    raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
+
+
+def _check_input(model, dataset, label: str) -> None:
+    element = dataset.element_spec
+    sample = (element[0] if isinstance(element, tuple) else element).shape[1:]
+    expected = tuple(model.input_shape[1:]) if getattr(model, "input_shape", None) else None
+    if expected is not None and len(expected) == len(sample) and all(
+            e is None or s is None or e == s for e, s in zip(expected, sample)):
+        return
+    if expected is not None:
+        raise SeqError(f"{label}: samples have shape {tuple(sample)}, but the model takes {expected}",
+                       hint="give data shaped like the data the model was trained on")
+
+
+def _check_output(output: Path) -> None:
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SeqError(f"cannot create the folder of {output}: {error.strerror or error}") from None
+    if output.is_dir():
+        raise SeqError(f"{output} is a directory", hint="give a file name ending in .npy or .csv")
+
+
+def _raise_runtime(error: Exception, label: str):
+    import tensorflow as tf
+
+    if isinstance(error, (tf.errors.InvalidArgumentError, ValueError)):
+        lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]
+        raise SeqError(f"the model cannot run on {label}: {lines[-1].strip() if lines else error}",
+                       hint="check that the labels fit the model's output and loss") from None
+    raise error

@@ -1,0 +1,166 @@
+"""What training looks like: a run header, a live bar per epoch on a terminal (ETA, live metrics),
+plain lines otherwise, and result tables. Rendering only; the training itself is in :mod:`seqcli.train`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from seqcli.train import Reporter, RunHeader, TrainResult
+
+HIDDEN_COLUMNS = ("epoch", "seconds")
+
+
+def make_reporter(console: Console, *, quiet: bool = False) -> Reporter:
+    """A live display on a terminal, plain lines elsewhere, nothing with ``quiet``."""
+    if quiet:
+        return Reporter()
+    return LiveReporter(console) if console.is_terminal else LineReporter(console)
+
+
+def format_logs(logs: dict[str, Any]) -> str:
+    return "  ".join(f"{name} {_number(value)}" for name, value in logs.items() if name not in HIDDEN_COLUMNS)
+
+
+class LineReporter(Reporter):
+    """One line per epoch, for logs and pipes."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def run_started(self, header: RunHeader) -> None:
+        self.console.print(header_table(header), soft_wrap=True)
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        self.epochs, self.steps = epochs, steps
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        width = len(str(self.epochs))
+        self.console.print(f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
+                           f"{row['seconds']:.1f}s  {format_logs(row)}", highlight=False)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"note: {text}", highlight=False)
+
+
+class LiveReporter(LineReporter):
+    """A rich progress bar per epoch: steps, ETA and the running metrics, kept as a line when done."""
+
+    wants_step_logs = True
+
+    def __init__(self, console: Console):
+        super().__init__(console)
+        self.progress = None
+        self.task = None
+
+    def run_started(self, header: RunHeader) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        super().run_started(header)
+        self.progress = Progress(TextColumn("epoch {task.fields[label]}"), BarColumn(bar_width=30),
+                                 MofNCompleteColumn(), TimeRemainingColumn(elapsed_when_finished=True),
+                                 TextColumn("{task.fields[logs]}"), console=self.console, transient=False)
+        self.progress.start()
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        super().epoch_started(epoch, epochs, steps, done)
+        label = f"{epoch + 1:>{len(str(epochs))}}/{epochs}"
+        self.task = self.progress.add_task("", total=steps, completed=done, label=label, logs="")
+
+    def steps_done(self, done: int, logs: dict[str, float]) -> None:
+        self.progress.update(self.task, completed=done, logs=format_logs(logs))
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        """The finished epoch becomes a plain line above the live bar, like Keras's progress bar."""
+        self.progress.remove_task(self.task)
+        width = len(str(self.epochs))
+        self.progress.console.print(f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
+                                    f"{row['seconds']:.1f}s  {format_logs(row)}", highlight=False)
+
+    def note(self, text: str) -> None:
+        (self.progress.console if self.progress else self.console).print(f"note: {text}", highlight=False)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def header_table(header: RunHeader) -> Group:
+    """The run header: what is trained, on what data, where, how. Long values are not wrapped (print it
+    with ``soft_wrap=True``), so that a log keeps each row on one line."""
+    rows = header_rows(header)
+    width = max(len(key) for key, _ in rows) + 2
+    lines: list = [Text.assemble((key.ljust(width), "bold"), value) for key, value in rows]
+    lines += [Text(f"warning: {note}", style="yellow") for note in header.notes]
+    return Group(*lines)
+
+
+def header_rows(header: RunHeader) -> list[tuple[str, str]]:
+    validation = f", {header.validation_count:,} validation" if header.validation_count else ", no validation"
+    compile_text = (f"{header.compile.get('optimizer')}, loss {header.compile.get('loss')}, "
+                    f"metrics {header.compile.get('metrics')}")
+    if header.compile.get("schedule"):
+        compile_text += f", learning rate {header.compile['schedule']}"
+    steps = "1 step" if header.steps_per_execution == 1 else f"{header.steps_per_execution} steps"
+    resumed = f" (resuming at {header.resumed_from})" if header.resumed_from else ""
+    return [
+        ("Training", f"{header.model} from {header.spec} → {header.output}"),
+        ("Model", f"{header.params:,} params ({header.trainable_params:,} trainable)"),
+        ("Data", f"{header.train_count:,} training samples{validation}; {header.steps_per_epoch:,} steps per "
+                 f"epoch; seed {header.seed}"),
+        ("Distribution", distribution_text(header.distribution)),
+        ("Compile", compile_text),
+        ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}"),
+        ("Epochs", f"{header.epochs}{resumed}"),
+    ]
+
+
+def distribution_text(described: dict[str, Any]) -> str:
+    """StrategyInfo.describe() as one line: strategy, devices, replicas and batch sizes."""
+    described = dict(described or {})
+    parts = []
+    strategy = described.pop("strategy", None) or described.pop("kind", None)
+    if strategy:
+        parts.append(str(strategy))
+    devices = described.pop("devices", None)
+    if devices:
+        parts.append("on " + ", ".join(map(str, devices)) if isinstance(devices, (list, tuple)) else f"on {devices}")
+    for key, value in described.items():
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return "; ".join(parts)
+
+
+def result_table(result: TrainResult) -> Group:
+    """The final metrics and the files of a run."""
+    if result.already_complete:
+        title = f"{result.output} is already complete ({result.epochs_done} epochs)"
+    else:
+        stopped = f", stopped early (best epoch {result.best_epoch})" if result.stopped_early else ""
+        title = f"Trained {result.epochs_done}/{result.epochs} epochs in {result.elapsed:.1f}s{stopped}"
+    written = Text(f"Wrote {', '.join(path.name for path in result.files)} to {result.output}")
+    return Group(Text(title, style="bold"), metrics_table(result.metrics), written if result.files else Text(""))
+
+
+def evaluation_view(evaluation) -> Group:
+    """``seq evaluate``'s answer: what was evaluated on what, then the metrics."""
+    count = f"{evaluation.count:,} samples" if evaluation.count is not None else "all samples"
+    return Group(Text(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics))
+
+
+def metrics_table(metrics: dict[str, float], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Metric")
+    table.add_column("Value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, _number(value))
+    return table
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    return str(value)

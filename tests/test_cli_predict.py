@@ -1,0 +1,62 @@
+"""`seq predict`: outputs for every sample of a source, written atomically as .npy or .csv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqcli.cli import cli
+from seqcli.predict import predictions_csv
+from tests.test_train import write_tiny_project
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("predict")
+    write_tiny_project(directory)
+    assert run("train", directory / "tiny.yaml", "--output", directory / "run", "--quiet").exit_code == 0
+    return directory
+
+
+def test_predict_npy_matches_the_model(trained, tmp_path):
+    import keras
+
+    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Wrote 128 predictions of shape (3,) to {tmp_path / 'p.npy'}\n"
+    predictions = np.load(tmp_path / "p.npy")
+    model = keras.saving.load_model(trained / "run" / "model.keras")
+    expected = model.predict(np.load(trained / "tiny.npz")["x"], verbose=0)
+    np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_csv_has_the_class_then_the_outputs(trained, tmp_path):
+    np.save(tmp_path / "inputs.npy", np.load(trained / "tiny.npz")["x"][:5])
+    result = run("predict", trained / "run" / "model.keras", "--data", tmp_path / "inputs.npy", "--output",
+                 tmp_path / "out" / "p.csv")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "out" / "p.csv").read_text().splitlines()
+    assert lines[0] == "class,output_0,output_1,output_2" and len(lines) == 6
+    for line in lines[1:]:
+        cells = line.split(",")
+        outputs = [float(c) for c in cells[1:]]
+        assert int(cells[0]) == int(np.argmax(outputs)) and sum(outputs) == pytest.approx(1, abs=1e-5)
+
+
+def test_csv_rows():
+    values = np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)
+    expected = "class,class_name,output_0,output_1\n1,dog,0.1,0.9\n0,cat,0.8,0.2\n"
+    assert predictions_csv(values, ["cat", "dog"]) == expected
+    assert predictions_csv(np.array([[1.5], [2.0]])) == "output\n1.5\n2\n"
+
+
+def test_output_format_is_checked_first(trained, tmp_path):
+    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.txt")
+    assert result.exit_code == 1
+    assert "error: cannot tell the output format" in result.stderr and "end --output with .npy or .csv" in result.stderr
+    assert not (tmp_path / "p.txt").exists()

@@ -1,0 +1,224 @@
+"""`seq train`: the run directory, every problem before training, and never losing a run: kill -9,
+SIGINT and SIGTERM, exact resume (on one device and on a mirrored strategy), a changed spec refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from seqcli.checkpoint import read_state
+from seqcli.cli import cli
+from tests.conftest import ROOT, SPECS
+from tests.test_train import assert_same_checkpoint, write_tiny_project
+
+RESUMABLE = "  checkpoint_every: 3\n"  # executions of 3 steps: checkpoints inside epochs
+EPOCHS, SAMPLES = 10, 256  # 24 steps an epoch: long enough to be interrupted after the first checkpoint
+
+
+def run(*args):
+    return CliRunner(env={"COLUMNS": "120"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def seq(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def interrupt(args: list, cwd: Path, signum: int) -> subprocess.CompletedProcess:
+    """Start `seq train`, send ``signum`` as soon as its first checkpoint exists, and wait for it."""
+    output = Path(cwd) / args[args.index("--output") + 1]
+    process = subprocess.Popen([sys.executable, "-m", "seqcli", "train", *map(str, args)], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (output / "checkpoints" / "last.npz").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.002)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=240)
+    state = read_state(output / "checkpoints" / "last.npz")
+    assert not state.finished, "the run finished before the signal; make it longer"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_tiny_project(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of the resumable spec: what every interrupted run must end up equal to."""
+    directory = tmp_path_factory.mktemp("reference")
+    write_tiny_project(directory, epochs=EPOCHS, extra=RESUMABLE, samples=SAMPLES)
+    result = seq("train", "tiny.yaml", "--output", "run", "--quiet", cwd=directory)
+    assert result.returncode == 0, result.stderr
+    return directory / "run"
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+def test_train_writes_the_run_directory(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["Training", "tiny", "from", str(project / "tiny.yaml"), "→", str(project / "run")]
+    assert any(line.startswith("Distribution  default; on ") and "global batch 8" in line for line in lines)
+    assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    assert "Trained 2/2 epochs" in result.stdout
+    names = sorted(p.name for p in (project / "run").iterdir())
+    assert names == ["checkpoints", "curves.png", "history.csv", "logs", "metrics.json", "model.keras", "spec.yaml"]
+    history = (project / "run" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds" and len(history) == 3
+    metrics = json.loads((project / "run" / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"} and metrics["seed"] == 3
+    copy = (project / "run" / "spec.yaml").read_text()
+    assert f"train: {project / 'tiny.npz'}" in copy and "shape: [4, 4, 1]" in copy
+    assert (project / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert {p.name for p in (project / "run" / "logs").iterdir()} == {"train", "validation"}
+    assert read_state(project / "run" / "checkpoints" / "last.npz").finished
+
+
+def test_epochs_set_and_quiet(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--set",
+                 "data.batch_size=16", "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+    state = read_state(project / "run" / "checkpoints" / "last.npz")
+    assert (state.epoch, state.steps_per_epoch) == (1, 6)
+
+
+def test_logits_with_a_probability_loss_are_flagged(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--set",
+                 "layers[3].Dense.activation=linear")
+    assert result.exit_code == 0
+    assert "warning: the last layer has no activation (it outputs logits), but loss 'sparse_categorical_" \
+           "crossentropy' expects probabilities; write 'loss: {SparseCategoricalCrossentropy: {from_logits: " \
+           "true}}'" in result.stdout
+
+
+def test_every_problem_is_reported_before_training(project):
+    (project / "tiny.yaml").write_text((project / "tiny.yaml").read_text()
+                                       .replace("shape: [4, 4, 1]", "shape: [8, 8, 1]")
+                                       .replace("optimizer: {Adam:", "optimizer: {Adamm:")
+                                       .replace("  seed: 3\n", "  seed: 3\n  early_stopping: {monitor: val_acc}\n"))
+    result = run("train", project / "tiny.yaml", "--output", project / "run")
+    assert result.exit_code == 1
+    headlines = [line for line in result.stderr.splitlines() if line.startswith(str(project))]
+    assert [line.split(": ")[1] for line in headlines] == [
+        "compile.optimizer.Adamm", "train.early_stopping.monitor", "layers[0].Input.shape"]
+    assert "hint: did you mean 'val_accuracy'?" in result.stderr
+    assert "but data.train's samples have shape (4, 4, 1)" in result.stderr
+    assert not (project / "run").exists()
+
+
+def test_a_loss_that_does_not_fit_the_labels(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--set",
+                 "compile.loss=categorical_crossentropy")
+    assert result.exit_code == 1
+    assert "compile.loss: the loss does not fit the data and model" in result.stderr
+    assert "use 'sparse_categorical_crossentropy'" in result.stderr
+    narrow = run("train", project / "tiny.yaml", "--output", project / "run", "--set", "layers[3].Dense.units=2")
+    assert "labels go up to 2, but the model outputs 2 class scores" in narrow.stderr
+
+
+def test_unwritable_output_is_reported_before_training(project):
+    (project / "file").write_text("not a directory")
+    result = seq("train", "tiny.yaml", "--output", "file/run", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot create output directory file/run: Not a directory")
+    assert "Training" not in result.stdout
+
+
+def test_an_existing_run_is_kept_unless_asked(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+    again = run("train", project / "tiny.yaml", "--output", project / "run")
+    assert again.exit_code == 1
+    assert f"error: {project / 'run'} already holds a run (finished)" in again.stderr
+    assert "--resume" in again.stderr and "--overwrite" in again.stderr
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "--overwrite", "-q").exit_code == 0
+    complete = run("train", project / "tiny.yaml", "--output", project / "run", "--resume")
+    assert complete.exit_code == 0 and "is already complete (2 epochs)" in complete.stdout
+
+
+def test_resuming_a_changed_spec_is_refused(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "--epochs", "3",
+                 "--set", "layers[3].Dense.activation=sigmoid")
+    assert result.exit_code == 1
+    assert "the spec changed since the checkpoint was written:\n  layers[3].Dense.activation: 'softmax' -> " \
+           "'sigmoid'" in result.stderr
+    nothing = run("train", project / "tiny.yaml", "--output", project / "other", "--resume")
+    assert nothing.exit_code == 1 and "nothing to resume" in nothing.stderr
+
+
+def test_digits_spec_is_checked():
+    result = run("check", SPECS / "digits.yaml")
+    assert result.exit_code == 0
+
+
+# ----------------------------------------------------------------------------- interruptions
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_takes_exactly_the_same_steps(reference, tmp_path):
+    write_tiny_project(tmp_path, epochs=EPOCHS, extra=RESUMABLE, samples=SAMPLES)
+    killed = interrupt(["tiny.yaml", "--output", "run", "--quiet"], tmp_path, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_checkpoint(reference, tmp_path / "run")
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == EPOCHS + 1
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(reference, tmp_path):
+    write_tiny_project(tmp_path, epochs=EPOCHS, extra=RESUMABLE, samples=SAMPLES)
+    stopped = interrupt(["tiny.yaml", "--output", "run"], tmp_path, signal.SIGINT)
+    assert stopped.returncode == 130
+    assert f"interrupted: SIGINT: training stopped at epoch 1/{EPOCHS}, step" in stopped.stderr
+    assert stopped.stderr.rstrip().endswith("resume with:\n  seq train tiny.yaml --output run --resume")
+    assert "Traceback" not in stopped.stderr
+    os.chdir(tmp_path)  # the resume command is relative to where seq ran
+    try:
+        resumed = run("train", "tiny.yaml", "--output", "run", "--resume")
+    finally:
+        os.chdir(ROOT)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"(resuming at epoch 1/{EPOCHS}, step" in resumed.stdout
+    assert_same_checkpoint(reference, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_on_two_devices(tmp_path):
+    write_tiny_project(tmp_path, epochs=4, extra=RESUMABLE, samples=SAMPLES)
+    stopped = interrupt(["tiny.yaml", "--output", "run", "--quiet"], tmp_path, signal.SIGTERM)
+    assert stopped.returncode == 143 and "interrupted: SIGTERM" in stopped.stderr
+    resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", "--strategy", "mirrored", "--virtual-cpus",
+                  "2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Distribution  mirrored; on /device:CPU:0, /device:CPU:1; replicas 2" in resumed.stdout
+    assert "global batch 8; per-replica batch 4" in resumed.stdout
+    assert read_state(tmp_path / "run" / "checkpoints" / "last.npz").epoch == 4
+
+
+@pytest.mark.slow
+def test_interrupted_mirrored_run_resumes_to_the_same_result(tmp_path):
+    """Two virtual CPUs (a process-wide setting, hence subprocesses): kill -9 and resume equals no kill."""
+    write_tiny_project(tmp_path, epochs=4, extra=RESUMABLE, samples=SAMPLES)
+    mirrored = ["--strategy", "mirrored", "--virtual-cpus", "2", "--quiet"]
+    whole = seq("train", "tiny.yaml", "--output", "whole", *mirrored, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    killed = interrupt(["tiny.yaml", "--output", "run", *mirrored], tmp_path, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", *mirrored, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_checkpoint(tmp_path / "whole", tmp_path / "run")
