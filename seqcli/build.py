@@ -3,6 +3,12 @@
 ``build_model(spec, abstract=True)`` builds inside ``keras.StatelessScope(initialize_variables=False)``:
 shapes and parameter counts are exact but no weight memory is allocated, so ``summary`` and
 ``check`` answer for a billion-parameter spec as fast as for a tiny one.
+
+A pretrained base (a ``keras.applications`` model or ``Model: {path: ...}``, see
+:mod:`seqcli.applications`) is made when the tensor reaching it is known, so its input shape is
+the previous layer's output; abstract builds never download or read its weights. Once assembled,
+the model takes ``transfer.weights`` (real builds only) and the ``freeze:`` section
+(:func:`seqcli.freeze.apply_freeze`); rows keep the trainable state from before the freeze.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from seqcli import registry
-from seqcli.errors import Problem, did_you_mean
+from seqcli import applications, registry
+from seqcli.errors import Problem, SeqError, did_you_mean
 from seqcli.spec import LayerEntry, Spec
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first
@@ -30,9 +37,19 @@ class LayerRow:
     trainable: bool
     expect: list | None = None
     expect_ok: bool | None = None
+    inner_layers: int | None = None  # layers inside a pretrained base (an application or a saved model)
+    trainable_before: bool | None = None  # before the spec's freeze: section, when it has one
+    trainable_params_before: int | None = None
+
+    @property
+    def partly_trainable(self) -> bool:
+        """Trainable, but with some of the weights it had before freezing now frozen (a partly frozen base)."""
+        before = self.trainable_params_before
+        return (self.trainable and before is not None and self.trainable_params is not None
+                and 0 < self.trainable_params < before)
 
     def as_dict(self) -> dict:
-        return {
+        row = {
             "index": self.index,
             "name": self.name,
             "class": self.class_name,
@@ -40,6 +57,12 @@ class LayerRow:
             "params": self.params,
             "trainable": self.trainable,
         }
+        if self.inner_layers is not None:
+            row["inner_layers"] = self.inner_layers
+        if self.trainable_before is not None:
+            row.update(trainable_params=self.trainable_params, trainable_before=self.trainable_before,
+                       trainable_params_before=self.trainable_params_before)
+        return row
 
 
 @dataclass
@@ -49,6 +72,15 @@ class BuiltModel:
     problems: list[Problem] = field(default_factory=list)
     input_shape: Shape | None = None
     input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
+    freeze: Any = None  # the FreezeReport of the spec's freeze: section, when it has one
+
+    @property
+    def trainable_params_before(self) -> int | None:
+        """Trainable parameters before the spec's freeze: section (the same as trainable_params without one)."""
+        if not self.built:
+            return None
+        return sum(row.trainable_params if row.trainable_params_before is None else row.trainable_params_before
+                   for row in self.rows)
 
     @property
     def built(self) -> bool:
@@ -85,13 +117,14 @@ def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None
     keras = import_keras()
     scope = keras.StatelessScope(initialize_variables=False) if abstract else contextlib.nullcontext()
     with scope:
-        return _Builder(spec, keras).build(input_shape, upto)
+        return _Builder(spec, keras, abstract).build(input_shape, upto)
 
 
 class _Builder:
-    def __init__(self, spec: Spec, keras):
+    def __init__(self, spec: Spec, keras, abstract: bool = False):
         self.spec = spec
         self.keras = keras
+        self.abstract = abstract
         self.result = BuiltModel(model=None)
         self.names = {e.args.get("name") for e in spec.layers if isinstance(e.args.get("name"), str)}
 
@@ -106,17 +139,58 @@ class _Builder:
         entries, layers = self._cut(entries, layers, upto)
         if any(layer is None for layer in layers):
             return self.result
-        self._trace_shapes(entries, layers, input_tensor)
+        layers = self._trace_shapes(entries, layers, input_tensor)
         if self.result.problems:
             return self.result
-        stack = [input_tensor, *layers] if input_tensor is not None and self.result.input_source != "input_shape" \
-            else layers
+        # A Keras layer takes input_shape as an argument; a base gets it from an explicit Input.
+        keeps_shape = self.result.input_source == "input_shape" and not isinstance(layers[0], self.keras.Model)
+        stack = [input_tensor, *layers] if input_tensor is not None and not keeps_shape else layers
         try:
             self.result.model = self.keras.Sequential(stack, name=self.spec.name or "sequential")
         except (ValueError, TypeError) as error:
             self.problem(("layers",), f"Keras could not assemble the model: {error}")
+            return self.result
+        if upto is None and self.spec.transfer is not None and self.spec.transfer.weights is not None:
+            self._pretrained_weights(self.spec.transfer.weights)
+        if upto is None and self.spec.freeze is not None:
+            self._freeze()
         self._compare_expectations(whole_model=upto is None)
         return self.result
+
+    def _pretrained_weights(self, weights: str) -> None:
+        """transfer.weights: the whole model's pretrained weights, loaded once it is built (never when abstract)."""
+        path = applications.resolve_path(weights, self.spec.base_dir)
+        where = ("transfer", "weights")
+        if not path.is_file():
+            relative = not Path(weights).is_absolute()
+            self.problem(where, f"weights file not found: {path}",
+                         f"{weights!r} is relative to the spec's folder, {self.spec.base_dir}" if relative else None)
+        elif not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
+            self.problem(where, f"weights must be a .weights.h5 or a .keras file; received {weights!r}")
+        elif not self.result.built:
+            self.problem(where, "the model has no input shape, so it cannot take weights",
+                         "start 'layers' with '- Input: {shape: [...]}'")
+        elif not self.abstract:
+            try:
+                load_weights(self.result.model, path)
+            except WeightsError as error:
+                self.problem(where, error.message, error.hint)
+
+    def _freeze(self) -> None:
+        """Apply the spec's freeze: section; rows keep their trainable state before it."""
+        from seqcli.freeze import apply_freeze
+
+        report = apply_freeze(self.result.model, self.spec.freeze, strict=False)
+        for field_name, position, pattern in report.unmatched:
+            self.problem(("freeze", field_name, position), f"{pattern!r} matches no layer",
+                         did_you_mean(pattern, report.paths) or "list the layer names with 'seq summary'")
+        if report.all_but_last_error:
+            self.problem(("freeze", "all_but_last"), report.all_but_last_error)
+        for row, layer in zip(self.result.rows, self.result.model.layers):
+            row.trainable_before, row.trainable_params_before = row.trainable, row.trainable_params
+            row.trainable = bool(layer.trainable)
+            row.trainable_params = _trainable_count(layer)
+        self.result.freeze = report
 
     def _input(self, entries: list[LayerEntry], override: Shape | None):
         first = entries[0] if entries else None
@@ -188,6 +262,8 @@ class _Builder:
     def _construct(self, entry: LayerEntry):
         if entry.class_name == "Input":
             return None
+        if applications.is_base(entry.class_name):
+            return self._base(entry)
         cls = self._resolve(entry)
         if cls is None:
             return None
@@ -201,6 +277,66 @@ class _Builder:
             self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: {_clean(error)}",
                          "check the arguments against the Keras documentation of this layer", key=True)
             return None
+
+    def _base(self, entry: LayerEntry) -> _PendingBase | None:
+        """Check a base entry's arguments; the base itself is made once its input shape is known."""
+        name, path = entry.class_name, entry.path + (entry.class_name,)
+        is_application = name in applications.APPLICATIONS
+        accepted = applications.application_arguments(name) if is_application else applications.SAVED_MODEL_ARGUMENTS
+        ok = True
+        for key, value in entry.args.items():
+            if key in applications.SUPPLIED_ARGUMENTS and is_application:
+                self.problem(path + (key,), f"{key} is not given in a spec",
+                             f"{name} takes its input from the entry before it", key=True)
+                ok = False
+            elif key not in accepted:
+                self.problem(path + (key,), f"unknown argument for {name}",
+                             did_you_mean(key, accepted) or f"{name} accepts: {', '.join(sorted(accepted))}", key=True)
+                ok = False
+            elif isinstance(value, dict):
+                self.problem(path + (key,), f"{key} does not take a mapping", "give a plain value")
+                ok = False
+        if entry.index > 0 and "input_shape" in entry.args and self.spec.layers[0] is not entry:
+            self.problem(path + ("input_shape",), "input_shape only takes effect on the first layer",
+                         "remove it: a base takes its input shape from the entry before it", key=True)
+            ok = False
+        found = (applications.weights_problems(name, entry.args.get("weights"), self.spec.base_dir)
+                 if is_application else applications.saved_model_problems(entry.args, self.spec.base_dir))
+        self._base_problems(entry, found)
+        if not ok or found:
+            return None
+        args = {k: tuple(v) if k == "input_shape" and isinstance(v, list) else v for k, v in entry.args.items()}
+        return _PendingBase(entry, args)
+
+    def _base_problems(self, entry: LayerEntry, problems: list) -> None:
+        path = entry.path + (entry.class_name,)
+        for found in problems:
+            if found.key is not None and found.key in entry.args:
+                self.problem(path + (found.key,), found.message, found.hint)
+            else:
+                self.problem(path, found.message, found.hint, key=True)
+
+    def _realize(self, entry: LayerEntry, pending: _PendingBase, tensor):
+        """Make a base for its incoming tensor; None (with a problem at the entry) when it cannot be made."""
+        shape = tuple(tensor.shape[1:]) if tensor is not None else pending.args.get("input_shape")
+        name, path = entry.class_name, entry.path + (entry.class_name,)
+        try:
+            if name == applications.SAVED_MODEL:
+                return applications.load_saved_model(pending.args, abstract=self.abstract,
+                                                     base_dir=self.spec.base_dir)
+            found = applications.shape_problems(name, pending.args, shape)
+            self._base_problems(entry, found)
+            if found:
+                return None
+            return applications.construct_application(name, pending.args, shape, abstract=self.abstract,
+                                                      base_dir=self.spec.base_dir)
+        except applications.WeightsDownloadError as error:
+            weights_path = path + ("weights",) if "weights" in entry.args else path
+            self.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
+        except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a base it cannot make
+            self.problem(path, f"Keras could not make {name}: {_clean(error)}",
+                         "check the arguments against the Keras documentation of this model", key=True)
+        return None
 
     def _default_name(self, cls: type) -> str:
         """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
@@ -307,10 +443,23 @@ class _Builder:
                              "layer names in a model must be unique")
             seen[name] = entry
 
-    def _trace_shapes(self, entries: list[LayerEntry], layers: list, tensor) -> None:
+    def _trace_shapes(self, entries: list[LayerEntry], layers: list, tensor) -> list:
+        """Call each layer on the symbolic tensor, recording rows; returns the layers with bases made."""
+        made = []
         for entry, layer in zip(entries, layers):
+            if isinstance(layer, _PendingBase):
+                layer = self._realize(entry, layer, tensor)
+                if layer is None:
+                    self.result.rows.append(LayerRow(entry.index, entry.args.get("name") or "?", entry.class_name,
+                                                     None, None, None, entry.args.get("trainable", True) is not False,
+                                                     entry.expect))
+                    tensor = None
+                    continue
+            made.append(layer)
             row = LayerRow(entry.index, layer.name, entry.class_name, None, None, None, bool(layer.trainable),
                            entry.expect)
+            if isinstance(layer, self.keras.Model):
+                row.inner_layers = applications.inner_layer_count(layer)
             self.result.rows.append(row)
             if tensor is None:
                 continue
@@ -325,7 +474,8 @@ class _Builder:
                 continue
             row.output_shape = tuple(tensor.shape)
             row.params = layer.count_params()
-            row.trainable_params = sum(math.prod(w.shape) for w in layer.trainable_weights)
+            row.trainable_params = _trainable_count(layer)
+        return made
 
     def _compare_expectations(self, whole_model: bool) -> None:
         for row in self.result.rows:
@@ -362,6 +512,22 @@ class _Builder:
 _INVALID = object()
 
 
+@dataclass
+class _PendingBase:
+    """A base entry whose arguments are checked; it is made when its input shape is known."""
+
+    entry: LayerEntry
+    args: dict
+
+    @property
+    def name(self) -> str | None:
+        return self.args.get("name")
+
+
+def _trainable_count(layer) -> int:
+    return sum(math.prod(w.shape) for w in layer.trainable_weights)
+
+
 def shape_matches(expected, actual) -> bool:
     return len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))
 
@@ -385,3 +551,57 @@ def _dtype_size(dtype) -> int:
         return np.dtype(str(dtype)).itemsize
     except TypeError:
         return 4
+
+
+# ----------------------------------------------------------------------------- models with weights
+
+
+class WeightsError(SeqError):
+    """A weights or model file that cannot be read, or does not fit the spec's model."""
+
+
+def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None):
+    """Build the spec's model for real (bases with their weights, the freeze: section applied), load
+    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model.
+    Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    built = build_model(spec, input_shape=input_shape)
+    if built.problems:
+        raise spec.error(built.problems)
+    if not built.built:
+        raise SeqError("the spec's model has no input shape, so it cannot hold weights",
+                       hint="start 'layers' with '- Input: {shape: [...]}'")
+    if weights is not None:
+        load_weights(built.model, weights)
+    return built.model
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Load weights into a built model from a ``.weights.h5`` file or the weights of a ``.keras`` file
+    (only its weights are read: no code or config from the file runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such weights file: {path}")
+    if not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
+        raise WeightsError(f"weights must be a .weights.h5 file (model.save_weights) or a .keras model; "
+                           f"received {str(path)!r}")
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
+        raise WeightsError(f"cannot load {path} into the model '{model.name}': {_clean(error)}",
+                           hint="the weights must come from a model built from the same spec "
+                                "(same layers in the same order, same shapes)") from None
+
+
+def load_model_file(path: str | Path):
+    """Load a ``.keras`` model in safe mode: a file cannot make seq run code."""
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such model file: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:
+        raise WeightsError(f"cannot load the model {path}: {_clean(error)}",
+                           hint="a .keras file written by model.save; safe mode refuses files that hold code") from None

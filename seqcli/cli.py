@@ -137,6 +137,219 @@ def schema(output):
         click.echo(text)
 
 
+# --- extract / freeze / transfer (feature extraction and transfer learning) -------------------------------
+
+
+def sample_progress(total: int):
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise (logs stay clean)."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=stderr_console(), transient=True) as progress:
+            task = progress.add_task("samples", total=total)
+            yield lambda done: progress.update(task, completed=done)
+
+    return bar()
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Trained weights: a .weights.h5 or .keras file. Without it, layers keep their spec weights.")
+@click.option("--data", "source", required=True, metavar="SOURCE",
+              help="Inputs: an .npz/.npy/.csv file, an image folder, or a Keras dataset such as mnist:test.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME",
+              help="A layer to extract (repeatable); BASE/NAME reaches inside a pretrained base.")
+@click.option("--all", "all_layers", is_flag=True, help="Extract every top-level layer.")
+@click.option("--output", "-o", required=True, type=click.Path(),
+              help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@fail_on_seq_error
+def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides):
+    """Extract features: the outputs of named layers (or all) for every sample of the data.
+
+    The guide's feature extractor, keras.Model(inputs, outputs=[...]), streamed to disk batch by
+    batch, so memory stays flat however many samples there are. Arrays are keyed by layer name.
+    """
+    from seqcli.extract import run_extract
+    from seqcli.render import shape_text
+
+    if bool(layers) == all_layers:
+        raise click.UsageError("give --layer NAME (one or more) or --all")
+    if weights is None:
+        click.echo("note: no --weights; layers keep the weights the spec gives them (pretrained bases) or "
+                   "a fresh initialization", err=True)
+    result = run_extract(spec, data=source, output=output, layers=list(layers) or None, weights=weights,
+                         batch_size=batch_size, overrides=list(overrides), progress_factory=sample_progress)
+    for name, shape in result.shapes.items():
+        click.echo(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
+    click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
+
+
+@cli.command()
+@click.argument("source", metavar="SPEC_OR_MODEL", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Path(dir_okay=False), help="Weights to load first: .weights.h5 or .keras.")
+@click.option("--all-but-last", type=click.IntRange(min=0), metavar="N",
+              help="Freeze every top-level layer but the last N.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME_OR_GLOB",
+              help="Freeze layers by name or glob (repeatable); BASE/NAME reaches inside a base.")
+@click.option("--unfreeze", multiple=True, metavar="NAME_OR_GLOB", help="Keep these trainable; wins over freezing.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The frozen model, a .keras file.")
+@fail_on_seq_error
+def freeze(source, weights, all_but_last, layers, unfreeze, output):
+    """Freeze layers of a model and save it: training it afterwards moves only the rest.
+
+    Frozen BatchNormalization layers run in inference mode. In a spec, a 'freeze:' section
+    does the same for 'seq train'.
+    """
+    from seqcli.freeze import freeze_file
+
+    if all_but_last is None and not layers:
+        raise click.UsageError("give --all-but-last N or --layer NAME_OR_GLOB")
+    request = {"all_but_last": all_but_last, "layers": list(layers), "unfreeze": list(unfreeze)}
+    report = freeze_file(source, output, request, weights=weights)
+    for line in report.lines():
+        click.echo(line)
+    click.echo(f"Wrote {output}")
+
+
+# --- train / evaluate / predict ------------------------------------------------------------------------------
+
+
+def parse_devices(ctx, param, value: str | None):
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+@cli.command("train")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Run directory.  [default: runs/SPEC_NAME]")
+@click.option("--epochs", type=click.IntRange(min=1), metavar="N", help="Train N epochs (sets train.epochs).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.option("--strategy", type=click.Choice(["auto", "one_device", "mirrored", "multi_worker"]),
+              help="Distribution strategy (sets distribute.strategy).")
+@click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
+@click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@fail_on_seq_error
+def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet):
+    """Train the model a SPEC describes on its data, into a run directory.
+
+    The run directory gets model.keras, the spec as trained, history.csv, metrics.json, curves.png,
+    TensorBoard logs and checkpoints. Ctrl-C (or SIGTERM) saves a checkpoint and prints the command
+    that resumes the run exactly where it stopped; so does --resume after a crash.
+    """
+    from seqcli.progress import make_reporter, result_table
+    from seqcli.train import TrainOptions, train_spec
+
+    options = TrainOptions(spec, output, epochs, list(overrides), resume, overwrite, strategy, devices, virtual_cpus)
+    console = stdout_console()
+    result = train_spec(options, make_reporter(console, quiet=quiet))
+    if not quiet:
+        console.print(result_table(result))
+
+
+@cli.command()
+@click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--data", "source", metavar="SOURCE",
+              help="Data with labels: .npz/.csv file, image folder, or e.g. mnist:test.  "
+                   "[default: the run's data.test, else its validation data]")
+@click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@fail_on_seq_error
+def evaluate(target, source, spec, batch_size, fmt):
+    """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
+
+    The model is loaded in Keras safe mode.
+    """
+    from seqcli.predict import evaluate_model
+    from seqcli.progress import evaluation_view
+
+    result = evaluate_model(target, data=source, spec=spec, batch_size=batch_size)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        stdout_console().print(evaluation_view(result))
+
+
+@cli.command()
+@click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--data", "source", required=True, metavar="SOURCE", help="Inputs: .npz/.npy/.csv, image folder...")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
+@fail_on_seq_error
+def predict(target, source, output, batch_size):
+    """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
+
+    The model is loaded in Keras safe mode; the output file appears atomically when complete.
+    """
+    from seqcli.predict import predict_to_file
+    from seqcli.render import shape_text
+
+    result = predict_to_file(target, data=source, output=output, batch_size=batch_size)
+    click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+              help="Directory for the phases: OUTPUT/phase1, OUTPUT/phase2.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Pretrained weights of the whole model (.weights.h5 or .keras); sets transfer.weights.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Phase one epochs.  [default: transfer.epochs, else train.epochs]")
+@click.option("--fine-tune-layers", type=click.IntRange(min=1), metavar="N",
+              help="Phase two: unfreeze the top N layers of the base.  [default: transfer.fine_tune.layers]")
+@click.option("--fine-tune-epochs", type=click.IntRange(min=1), metavar="K",
+              help="Phase two epochs.  [default: transfer.fine_tune.epochs, else 1]")
+@click.option("--fine-tune-lr", type=click.FloatRange(min=0, min_open=True), metavar="LR",
+              help="Phase two learning rate.  [default: transfer.fine_tune.learning_rate, else 1e-5]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("--resume", is_flag=True, help="Continue: finished phases are kept, an interrupted one resumes.")
+@click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@fail_on_seq_error
+def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
+             overwrite, quiet):
+    """Transfer learning, the guide's two blueprints: freeze, train the rest, optionally fine-tune.
+
+    Without a pretrained base in the spec: load --weights into the model, freeze all layers but
+    the last, train. With a base (e.g. '- Xception: {weights: imagenet, include_top: false}'):
+    train the head with the base frozen, then, with --fine-tune-layers N, unfreeze the top N
+    layers of the base and fine-tune at a low learning rate. Each phase resumes like 'seq train'.
+    """
+    from seqcli.progress import make_reporter, result_table
+    from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
+
+    options = TransferOptions(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr,
+                              list(overrides), resume, overwrite)
+    console = stdout_console()
+    plan = plan_transfer(options)
+
+    def reporter_for(phase):
+        if not quiet:
+            console.print(f"[bold]Phase {phase.number} of {len(plan.phases)}: {phase.title}[/bold]")
+            for line in phase.freeze_lines:
+                console.print(line, highlight=False)
+        return make_reporter(console, quiet=quiet)
+
+    result = run_transfer(options, reporter_for=reporter_for, plan=plan)
+    if not quiet:
+        for phase_result in result.results:
+            console.print(result_table(phase_result))
+
+
 def main():
     cli(prog_name="seq")
 

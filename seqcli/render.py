@@ -45,8 +45,8 @@ def summary_table(report, *, before_after=None) -> Group:
         if row.expect is not None:
             expect = "ok" if row.expect_ok else f"want {shape_text(row.expect)}"
             style = None if row.expect_ok or row.expect_ok is None else "bold red"
-        table.add_row(str(row.index), row.name, row.class_name, Text(shape_text(row.output_shape), style=style),
-                      "?" if row.params is None else f"{row.params:,}", "yes" if row.trainable else "no",
+        table.add_row(str(row.index), row.name, _class_text(row), Text(shape_text(row.output_shape), style=style),
+                      "?" if row.params is None else f"{row.params:,}", trainable_text(row),
                       Text(expect, style=style))
     parts = [table]
     if built.built:
@@ -58,13 +58,36 @@ def summary_table(report, *, before_after=None) -> Group:
     return Group(*parts)
 
 
+def _class_text(row) -> str:
+    """A pretrained base is one row; its class says how many layers it holds."""
+    return row.class_name if row.inner_layers is None else f"{row.class_name} ({row.inner_layers} layers)"
+
+
+def trainable_text(row) -> str:
+    """'yes' / 'no' / 'partly'; with a freeze: section, 'before → after' where freezing changed it."""
+    after = "partly" if row.partly_trainable else "yes" if row.trainable else "no"
+    if row.trainable_before is None:
+        return after
+    before = "yes" if row.trainable_before else "no"
+    return after if before == after else f"{before} → {after}"
+
+
 def totals_text(built) -> str:
     total, trainable = built.params, built.trainable_params
     weight_bytes = built.weight_bytes or 0
-    return (f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
-            f"Trainable params: {trainable:,}\n"
-            f"Non-trainable params: {total - trainable:,}\n"
+    if built.freeze is None:
+        trainable_lines = (f"Trainable params: {trainable:,}\n"
+                           f"Non-trainable params: {total - trainable:,}\n")
+    else:
+        before = built.trainable_params_before
+        trainable_lines = (f"Trainable params: {before:,} → {trainable:,} after freeze:\n"
+                           f"Non-trainable params: {total - before:,} → {total - trainable:,} after freeze:\n")
+    text = (f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
+            f"{trainable_lines}"
             f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})")
+    if built.freeze is not None:
+        text += "\n" + "\n".join(built.freeze.lines())
+    return text
 
 
 def problems_text(report) -> str:

@@ -17,6 +17,7 @@ from seqcli.spec.sections import (
     FreezeSection,
     ModelExpect,
     TrainSection,
+    TransferSection,
 )
 from seqcli.spec.validate import LAYER_EXTRA_KEYS, validate_sections, validate_top_level
 from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
@@ -46,6 +47,7 @@ class Spec:
     train: TrainSection = field(default_factory=TrainSection)
     distribute: DistributeSection = field(default_factory=DistributeSection)
     freeze: FreezeSection | None = None
+    transfer: TransferSection | None = None
     problems: list[Problem] = field(default_factory=list)
 
     @property

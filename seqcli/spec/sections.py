@@ -1,4 +1,4 @@
-"""Typed tables for the spec's non-layer sections: compile, data, train, distribute, freeze.
+"""Typed tables for the spec's non-layer sections: compile, data, train, distribute, freeze, transfer.
 
 Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give
 positions through their error locations, and publish the JSON Schema.
@@ -89,6 +89,26 @@ class FreezeSection(Section):
     unfreeze: list[StrictStr] = Field(default_factory=list, description="names or globs to keep trainable")
 
 
+class FineTuneSection(Section):
+    """Phase two of transfer learning: unfreeze the top of the pretrained base, train at a low learning rate."""
+
+    layers: Annotated[StrictInt, Field(ge=1)] = Field(description="unfreeze the top N layers of the base")
+    epochs: Annotated[StrictInt, Field(ge=1)] = 1
+    learning_rate: Annotated[Number, Field(gt=0)] = 1e-5
+    batchnorm: Literal["frozen", "trainable"] = Field(
+        default="frozen", description="frozen: BatchNormalization layers stay in inference mode (recommended)")
+
+
+class TransferSection(Section):
+    """The guide's transfer-learning blueprints (see seq transfer)."""
+
+    weights: StrictStr | None = Field(
+        default=None, description="pretrained weights of the whole model (.weights.h5 or .keras), loaded when built")
+    base: StrictStr | None = Field(default=None, description="layer name of the pretrained base (default: the one)")
+    epochs: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="phase one epochs")
+    fine_tune: FineTuneSection | None = None
+
+
 class ModelExpect(Section):
     output: list[StrictInt | None] | None = None
     params: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -102,5 +122,6 @@ SECTIONS: dict[str, type[Section]] = {
     "train": TrainSection,
     "distribute": DistributeSection,
     "freeze": FreezeSection,
+    "transfer": TransferSection,
     "expect": ModelExpect,
 }

@@ -1,0 +1,242 @@
+"""``seq transfer``: the guide's two transfer-learning blueprints, end to end.
+
+1. A spec without a pretrained base: load pretrained weights into the whole model (``--weights`` or
+   ``transfer.weights``), freeze every layer but the last (``for layer in model.layers[:-1]:
+   layer.trainable = False``), train: only the last layer moves.
+2. A spec that stacks a pretrained base (an application or ``Model: {path: ...}``) and a new head:
+   phase one trains the head with the base frozen; an optional phase two (``transfer.fine_tune`` or
+   ``--fine-tune-layers N``) unfreezes the top N layers of the base and fine-tunes the model at a low
+   learning rate. BatchNormalization layers stay frozen, in inference mode, unless asked otherwise.
+
+A spec's own ``freeze:`` section, when it has one, replaces phase one's default freeze. Each phase is
+an ordinary ``seq train`` run, in ``OUTPUT/phase1`` and ``OUTPUT/phase2``, set up with spec overrides
+(``transfer.weights``, ``freeze``, ``train.epochs``, ``compile.optimizer``) that its ``spec.yaml``
+records; each resumes like training. Phase two starts from phase one's ``model.keras``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqcli import applications
+from seqcli.errors import SeqError, did_you_mean
+from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, train_spec
+
+DEFAULT_FINE_TUNE_LR = 1e-5
+
+
+class TransferError(SeqError):
+    """A transfer request that does not fit the spec: no pretrained weights, no base to fine-tune..."""
+
+
+@dataclass
+class TransferOptions:
+    """What ``seq transfer`` was asked to do; None means 'as the spec's transfer: section says'."""
+
+    spec: str
+    output: str
+    weights: str | None = None
+    epochs: int | None = None
+    fine_tune_layers: int | None = None
+    fine_tune_epochs: int | None = None
+    fine_tune_lr: float | None = None
+    overrides: list[str] = field(default_factory=list)
+    resume: bool = False
+    overwrite: bool = False
+
+    def command(self) -> str:
+        words = ["seq", "transfer", self.spec, "--output", self.output]
+        for flag, value in (("--weights", self.weights), ("--epochs", self.epochs),
+                            ("--fine-tune-layers", self.fine_tune_layers),
+                            ("--fine-tune-epochs", self.fine_tune_epochs), ("--fine-tune-lr", self.fine_tune_lr)):
+            if value is not None:
+                words += [flag, str(value)]
+        for override in self.overrides:
+            words += ["--set", override]
+        return shlex.join([*words, "--resume"])
+
+
+@dataclass
+class Phase:
+    number: int
+    title: str
+    output: Path
+    overrides: list[str]
+    freeze_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TransferPlan:
+    blueprint: int  # 1: the whole model pretrained, all but the last layer frozen; 2: a pretrained base + head
+    base: str | None
+    phases: list[Phase]
+
+
+@dataclass
+class TransferResult:
+    plan: TransferPlan
+    results: list[TrainResult] = field(default_factory=list)
+
+
+@dataclass
+class _PhaseOptions(TrainOptions):
+    """TrainOptions whose resume hint is the seq transfer command, not seq train."""
+
+    transfer_command: str = ""
+
+    def resume_command(self, output: Path) -> str:
+        return self.transfer_command
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_transfer(options: TransferOptions) -> TransferPlan:
+    """Check the request against the spec (built abstractly) and set out the phases and their overrides."""
+    from seqcli.build import build_model
+    from seqcli.spec import load_spec
+
+    spec = load_spec(options.spec, options.overrides)
+    built = build_model(spec, abstract=True)
+    if built.problems:
+        raise spec.error(built.problems)
+    section = spec.transfer
+    base = _base_name(spec, built)
+    weights = options.weights or (section.weights if section else None)
+    if weights is not None and options.weights is None:
+        weights = str(applications.resolve_path(weights, spec.base_dir))
+    if weights is not None and not Path(weights).is_file():
+        raise TransferError(f"no such weights file: {weights}", hint="--weights takes a .weights.h5 or .keras file")
+    if base is None and weights is None:
+        raise TransferError("this spec has no pretrained base, so transfer needs the whole model's pretrained weights",
+                            hint="pass --weights FILE (a .weights.h5 or .keras from a model built from this spec), "
+                                 "or stack a pretrained base such as '- MobileNetV2: {weights: imagenet, "
+                                 "include_top: false, pooling: avg}'")
+    output = Path(options.output)
+    unfrozen = build_model(load_spec(options.spec, [*options.overrides, "freeze=null"]), abstract=True).model
+    phases = [_phase_one(spec, unfrozen, base, weights, options, output / "phase1")]
+    fine_tune = section.fine_tune if section else None
+    layers = options.fine_tune_layers if options.fine_tune_layers is not None else (
+        fine_tune.layers if fine_tune else None)
+    if layers:
+        phases.append(_phase_two(spec, unfrozen, base, layers, fine_tune, options, output))
+    return TransferPlan(blueprint=2 if base else 1, base=base, phases=phases)
+
+
+def _base_name(spec, built) -> str | None:
+    bases = [row.name for row in built.rows if applications.is_base(row.class_name)]
+    chosen = spec.transfer.base if spec.transfer else None
+    if chosen is not None:
+        names = [row.name for row in built.rows]
+        if chosen not in names:
+            raise spec.error([spec.problem(("transfer", "base"), f"{chosen!r} is not a layer of the model",
+                                           did_you_mean(chosen, names) or f"layers: {', '.join(names)}")])
+        return chosen
+    if len(bases) > 1:
+        raise spec.error([spec.problem(("layers",), f"the model stacks {len(bases)} pretrained bases",
+                                       f"name the one to fine-tune with transfer.base (one of {', '.join(bases)})")])
+    return bases[0] if bases else None
+
+
+def _phase_one(spec, model, base, weights, options: TransferOptions, output: Path) -> Phase:
+    overrides = list(options.overrides)
+    if weights is not None:
+        overrides.append(f"transfer.weights={json.dumps(str(Path(weights).resolve()))}")
+    if spec.freeze is None:
+        freeze = {"layers": [base]} if base else {"all_but_last": 1}
+        overrides += [f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()]
+    else:
+        freeze = spec.freeze.model_dump()
+    epochs = options.epochs or (spec.transfer.epochs if spec.transfer else None)
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    title = ("train the head, the base frozen" if base else "train the last layer, the rest frozen")
+    return Phase(1, title, output, overrides, _freeze_lines(model, freeze))
+
+
+def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptions, output: Path) -> Phase:
+    if base is None:
+        raise TransferError("fine-tuning unfreezes the top layers of a pretrained base, and this spec has none",
+                            hint="drop --fine-tune-layers / transfer.fine_tune, or stack a pretrained base")
+    inner = [layer for layer in model.get_layer(base).layers if type(layer).__name__ != "InputLayer"]
+    if layers > len(inner):
+        raise TransferError(f"cannot unfreeze the top {layers} layers of {base}: it has {len(inner)}",
+                            hint=f"give --fine-tune-layers between 1 and {len(inner)}")
+    keep_batchnorm = (fine_tune.batchnorm if fine_tune else "frozen") == "frozen"
+    top = [layer for layer in inner[len(inner) - layers:]
+           if not (keep_batchnorm and _is_batchnorm(layer))]
+    freeze = {"all_but_last": None, "layers": [base], "unfreeze": [f"{base}/{layer.name}" for layer in top]}
+    learning_rate = options.fine_tune_lr or (fine_tune.learning_rate if fine_tune else DEFAULT_FINE_TUNE_LR)
+    epochs = options.fine_tune_epochs or (fine_tune.epochs if fine_tune else 1)
+    overrides = [*options.overrides,
+                 f"transfer.weights={json.dumps(str((output / 'phase1' / 'model.keras').resolve()))}",
+                 *(f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()),
+                 f"compile.optimizer={json.dumps(_optimizer_with(spec, learning_rate))}",
+                 "train.learning_rate_schedule=null",
+                 f"train.epochs={epochs}"]
+    title = f"fine-tune the top {layers} layers of {base} at learning rate {learning_rate:g}"
+    lines = _freeze_lines(model, freeze)
+    if keep_batchnorm and len(top) < layers:
+        lines.append(f"{layers - len(top)} BatchNormalization layers among them stay frozen, in inference mode")
+    return Phase(2, title, output / "phase2", overrides, lines)
+
+
+def _optimizer_with(spec, learning_rate: float) -> dict:
+    """The spec's optimizer as a {Class: {arguments}} mapping, with ``learning_rate`` replaced."""
+    from seqcli.keras_env import import_keras
+
+    optimizer = spec.compile.optimizer if spec.compile is not None else "adam"
+    if isinstance(optimizer, str):
+        name = type(import_keras().optimizers.get(optimizer)).__name__
+        return {name: {"learning_rate": learning_rate}}
+    (name, args), = optimizer.items()
+    return {name: {**(args or {}), "learning_rate": learning_rate}}
+
+
+def _freeze_lines(model, freeze: dict) -> list[str]:
+    """What a phase's freeze does, worked out on the abstract model (then undone)."""
+    from seqcli.freeze import apply_freeze
+
+    states = [(layer, layer.trainable) for layer in [model, *_all_layers(model)]]
+    report = apply_freeze(model, freeze, strict=False)
+    for layer, trainable in states:
+        layer.trainable = trainable
+    return report.lines()
+
+
+def _all_layers(model) -> list:
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(_all_layers(layer))
+    return layers
+
+
+def _is_batchnorm(layer) -> bool:
+    from seqcli.keras_env import import_keras
+
+    return isinstance(layer, import_keras().layers.BatchNormalization)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_transfer(options: TransferOptions, *, reporter_for: Callable[[Phase], Reporter] | None = None,
+                 plan: TransferPlan | None = None) -> TransferResult:
+    """Train each phase of the plan in turn with seq train's machinery; a finished phase is not run again
+    on resume, an interrupted one continues from its checkpoint."""
+    plan = plan or plan_transfer(options)
+    result = TransferResult(plan)
+    for phase in plan.phases:
+        resume = options.resume and (phase.number == 1 or (phase.output / CHECKPOINT).exists())
+        phase_options = _PhaseOptions(spec=options.spec, output=str(phase.output), overrides=phase.overrides,
+                                      resume=resume, overwrite=options.overwrite,
+                                      transfer_command=options.command())
+        reporter = reporter_for(phase) if reporter_for else None
+        result.results.append(train_spec(phase_options, reporter))
+    return result

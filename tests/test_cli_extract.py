@@ -1,0 +1,191 @@
+"""`seq extract`: the guide's feature extractor, streamed to disk, equal to hand-written Keras."""
+
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqcli.build import model_from_spec
+from seqcli.cli import cli
+from seqcli.extract import feature_extractor
+from seqcli.spec import load_spec
+from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
+from tests.conftest import SPECS
+
+TINY = ("layers:\n  - Input: {shape: [32, 32, 3]}\n  - Rescaling: {scale: 0.00784313725, offset: -1}\n"
+        "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: base.weights.h5}\n"
+        "  - Dense: {units: 3}\n")
+
+
+def run(*args):
+    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
+
+
+def saved_weights(spec_path, target):
+    """Weights of the spec's model, saved as a training run would leave them."""
+    model = model_from_spec(load_spec(spec_path))
+    model.save_weights(target)
+    return model
+
+
+@pytest.fixture
+def guide_data(tmp_path):
+    x = np.random.default_rng(0).random((3, 250, 250, 3), dtype=np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    return tmp_path / "x.npz", x
+
+
+def test_all_layers_equal_the_guides_feature_extractor(tmp_path, guide_data):
+    data, x = guide_data
+    spec = SPECS / "feature_extractor.yaml"
+    model = saved_weights(spec, tmp_path / "w.weights.h5")
+    result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data", str(data), "--all",
+                 "--output", str(tmp_path / "features.npz"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("conv2d: (3, 123, 123, 32) float32\nconv2d_1: (3, 121, 121, 32) float32\n"
+                             f"conv2d_2: (3, 119, 119, 32) float32\nWrote features of 3 samples to "
+                             f"{tmp_path / 'features.npz'}\n")
+    # The guide, by hand:
+    k = keras()
+    initial_model = k.Sequential([k.Input(shape=(250, 250, 3)), k.layers.Conv2D(32, 5, strides=2, activation="relu"),
+                                  k.layers.Conv2D(32, 3, activation="relu"), k.layers.Conv2D(32, 3, activation="relu")])
+    initial_model.load_weights(tmp_path / "w.weights.h5")
+    extractor = k.Model(inputs=initial_model.inputs, outputs=[layer.output for layer in initial_model.layers])
+    expected = extractor.predict(x, verbose=0)
+    with np.load(tmp_path / "features.npz") as features:
+        assert features.files == [layer.name for layer in model.layers]
+        for name, want in zip(features.files, expected):
+            np.testing.assert_allclose(features[name], want, rtol=1e-6, atol=1e-6)
+
+
+def test_one_named_layer(tmp_path, guide_data):
+    data, x = guide_data
+    spec = SPECS / "feature_extractor_named.yaml"
+    model = saved_weights(spec, tmp_path / "w.weights.h5")
+    result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data", str(data),
+                 "--layer", "intermediate_layer", "--output", str(tmp_path / "f.npz"))
+    assert result.exit_code == 0, result.output
+    k = keras()
+    by_hand = k.Model(inputs=model.inputs, outputs=model.get_layer(name="intermediate_layer").output)
+    with np.load(tmp_path / "f.npz") as features:
+        assert features.files == ["intermediate_layer"]
+        np.testing.assert_allclose(features["intermediate_layer"], by_hand.predict(x, verbose=0), rtol=1e-6,
+                                   atol=1e-6)
+
+
+def test_a_layer_inside_a_pretrained_base(tmp_path, write_spec):
+    """keras-team/keras#16355, #16123: the obvious code fails with a disconnected graph; seq extract does not."""
+    base = save_tiny_mobilenet_weights(tmp_path / "base.weights.h5", seed=2)
+    spec = write_spec(TINY)
+    model = saved_weights(spec, tmp_path / "w.weights.h5")
+    write_images(tmp_path / "images.npz", 37)
+    inner = f"{BASE_NAME}/block_1_expand"
+    result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data",
+                 str(tmp_path / "images.npz"), "--layer", inner, "--layer", "dense", "--batch-size", "16",
+                 "--output", str(tmp_path / "features"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [f"{inner}: (37, 16, 16, 48) float32", "dense: (37, 3) float32"]
+    k = keras()
+    with pytest.raises(ValueError):  # the pain point: Graph disconnected
+        k.Model(model.inputs, model.get_layer(BASE_NAME).get_layer("block_1_expand").output)
+    x = np.load(tmp_path / "images.npz")["x"].astype("float32")
+    scaled = model.layers[0](x)
+    expected_inner = k.Model(base.inputs, base.get_layer("block_1_expand").output)(scaled)
+    np.testing.assert_allclose(np.load(tmp_path / "features" / BASE_NAME / "block_1_expand.npy"), expected_inner,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "features" / "dense.npy"), model(x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_layers_two_levels_down(tmp_path, write_spec):
+    """A saved Sequential base holding a functional block: 'outer/block/conv' is reachable too."""
+    k = keras()
+    k.utils.set_random_seed(4)
+    inputs = k.Input((8, 8, 1))
+    block = k.Model(inputs, k.layers.ReLU(name="act")(k.layers.Conv2D(2, 3, name="conv")(inputs)), name="block")
+    outer = k.Sequential([k.Input((8, 8, 1)), block, k.layers.Flatten(name="flat")], name="outer")
+    outer.save(tmp_path / "outer.keras")
+    spec = write_spec("layers:\n  - Input: {shape: [8, 8, 1]}\n  - Model: {path: outer.keras}\n"
+                      "  - Dense: {units: 2}\n")
+    model = model_from_spec(load_spec(spec))
+    extractor = feature_extractor(model, ["outer/block/conv", "outer/flat", "dense"])
+    x = np.random.default_rng(1).random((5, 8, 8, 1), dtype=np.float32)
+    conv, flat, dense = extractor.predict(x, verbose=0)
+    np.testing.assert_allclose(conv, block.get_layer("conv")(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(flat, outer.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dense, model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec):
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n"
+                      "  - Dense: {units: 2, name: out}\n")
+    x = np.arange(4 * 103, dtype=np.float32).reshape(103, 4)
+    np.save(tmp_path / "x.npy", x)
+    model = saved_weights(spec, tmp_path / "w.weights.h5")
+    result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data",
+                 str(tmp_path / "x.npy"), "--all", "--batch-size", "10", "--output", str(tmp_path / "f.npz"))
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(tmp_path / "f.npz") as archive:
+        assert [info.filename for info in archive.infolist()] == ["hidden.npy", "out.npy"]
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    with np.load(tmp_path / "f.npz") as features:
+        np.testing.assert_allclose(features["out"], model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "w.weights.h5", "x.npy"]
+
+
+def test_directory_output_is_replaced_whole(tmp_path, write_spec):
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n")
+    np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "stale.npy").write_bytes(b"old")
+    result = run("extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all", "--output",
+                 str(tmp_path / "features"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["hidden.npy"]
+    assert np.load(tmp_path / "features" / "hidden.npy").shape == (6, 3)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_unbuilt_spec_takes_the_data_shape(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((5, 4), dtype=np.float32))
+    result = run("extract", str(SPECS / "unbuilt_stack.yaml"), "--data", str(tmp_path / "x.npy"), "--all",
+                 "--output", str(tmp_path / "f.npz"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("dense: (5, 2) float32\ndense_1: (5, 3) float32\ndense_2: (5, 4) float32\n")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layer", "conv2d_7"], "error: --layer 'conv2d_7': the model has no such layer\n"
+                              "  hint: did you mean 'conv2d_2'?\n"),
+    (["--layer", "conv2d", "--all"], "Error: give --layer NAME (one or more) or --all\n"),
+    ([], "Error: give --layer NAME (one or more) or --all\n"),
+])
+def test_layer_choice_problems(tmp_path, args, message):
+    np.save(tmp_path / "x.npy", np.ones((2, 250, 250, 3), dtype=np.float32))
+    result = CliRunner().invoke(cli, ["extract", str(SPECS / "feature_extractor.yaml"), "--data",
+                                      str(tmp_path / "x.npy"), "--output", str(tmp_path / "f.npz"), *args])
+    assert result.exit_code in (1, 2)
+    assert result.stderr.endswith(message)
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_data_that_does_not_fit_the_model(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((2, 8, 8, 3), dtype=np.float32))
+    result = CliRunner().invoke(cli, ["extract", str(SPECS / "feature_extractor.yaml"), "--data",
+                                      str(tmp_path / "x.npy"), "--all", "--output", str(tmp_path / "f.npz")])
+    assert result.exit_code == 1
+    assert "error: --data holds samples of shape (8, 8, 3), but the model takes (250, 250, 3)" in result.stderr
+
+
+def test_weights_from_a_keras_model_file(tmp_path, write_spec):
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n")
+    model = model_from_spec(load_spec(spec))
+    model.save(tmp_path / "trained.keras")
+    x = np.random.default_rng(3).random((7, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = run("extract", str(spec), "--weights", str(tmp_path / "trained.keras"), "--data", str(tmp_path / "x.npy"),
+                 "--layer", "hidden", "--output", str(tmp_path / "f.npz"))
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "f.npz") as features:
+        np.testing.assert_allclose(features["hidden"], model(x), rtol=1e-6, atol=1e-6)
