@@ -12,9 +12,9 @@ Three variants, each in its own process, one after the other (so they never shar
 All train the spec's model (built by seq's builder, so the architectures are identical) on the spec's
 training data with the same validation split, batch size and epochs, early stopping off. Throughput
 is steady state: training samples per second over every epoch after the first (which pays for
-tracing), validation included. The variants run in turn ``--repeats`` times (default 3) and each keeps
-its best run, which filters out other processes competing for the CPU. Prints samples/s per variant
-and the ratios of seq to the others.
+tracing), validation included, each epoch timed from the end of the previous one. The variants run
+in turn ``--repeats`` times (default 3) and each keeps its best run, which filters out other
+processes competing for the CPU. Prints samples/s per variant and the ratios of seq to the others.
 Needs only public tools: Keras, TensorFlow, NumPy and seq itself.
 """
 
@@ -105,17 +105,20 @@ def run_script(variant: str, spec_path: str, epochs: int) -> dict:
 
 
 class EpochTimer:
-    """Wall time of each epoch, validation included (as seq's history.csv records it)."""
+    """Wall time of each epoch measured as seq measures it: from the end of the previous epoch (the
+    start of training for the first) to the end of this one, validation and per-epoch work included."""
 
     def __init__(self, keras):
         self.seconds: list[float] = []
-        self.callback = keras.callbacks.LambdaCallback(on_epoch_begin=self._begin, on_epoch_end=self._end)
+        self.callback = keras.callbacks.LambdaCallback(on_train_begin=self._begin, on_epoch_end=self._end)
 
-    def _begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+    def _begin(self, logs=None):
+        self.last = time.perf_counter()
 
     def _end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
+        now = time.perf_counter()
+        self.seconds.append(now - self.last)
+        self.last = now
 
 
 if __name__ == "__main__":

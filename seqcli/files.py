@@ -24,11 +24,22 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     try:
         yield temporary
         _fsync_file(temporary)
+        os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
         _fsync_directory(target.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def _mode_for(target: Path) -> int:
+    """The replaced file's mode, or what a plain open() would give (mkstemp makes files 0600)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

@@ -10,10 +10,12 @@ Batches come from :class:`seqcli.data.Datasets`, whose order for epoch ``k`` is 
 ``(seed, k)``. A checkpoint (see :mod:`seqcli.checkpoint`) records weights, optimizer and metric
 state, the seed-generator states and the position inside the epoch; resuming feeds that epoch less
 the batches already done, so a resumed run takes exactly the optimizer steps an uninterrupted one
-would. Checkpoints are taken at the end of every epoch, every ``train.checkpoint_every`` steps, and
-when SIGINT or SIGTERM asks training to stop. Keras runs ``steps_per_execution`` steps per call into
-TensorFlow and calls back between calls, so in-epoch checkpoints land on the first execution
-boundary at or after the step asked for (``auto`` picks a divisor of ``checkpoint_every``).
+would. Checkpoints are taken at the end of every epoch (when epochs are shorter than
+``EPOCH_CHECKPOINT_SECONDS``, of the first epoch to end that long after the last checkpoint, and of
+the last epoch), every ``train.checkpoint_every`` steps, and when SIGINT or SIGTERM asks training to
+stop. Keras runs ``steps_per_execution`` steps per call into TensorFlow and calls back between
+calls, so in-epoch checkpoints land on the first execution boundary at or after the step asked for
+(``auto`` picks a divisor of ``checkpoint_every``).
 
 Speed: the remaining epochs run as one ``fit`` over :meth:`Datasets.train_epochs` when
 ``steps_per_execution`` divides an epoch (``auto`` looks for such a divisor), so no executions
@@ -64,6 +66,7 @@ RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distr
 KERAS_DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 VALIDATION_CACHE_BYTES = 1 << 30
+EPOCH_CHECKPOINT_SECONDS = 2.0  # the most training a kill -9 can cost when epochs are shorter than this
 
 
 class RunDirectoryError(SeqError):
@@ -208,10 +211,11 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     check_writable(output)
     try:
         return _train(spec, options, output, reporter)
-    except BaseException:
+    finally:
+        # No empty run directory behind a run that never started, or on a multi-worker non-chief
+        # (which writes to a temporary folder).
         if created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()  # leave no empty run directory behind a run that never started
-        raise
+            output.rmdir()
 
 
 def _train(spec: Spec, options: TrainOptions, output: Path, reporter: Reporter) -> TrainResult:
@@ -440,6 +444,7 @@ class _Run:
         self.replaces_run = False
         self.notes: list[str] = []
         self.background = _Background()
+        self.last_checkpoint_time = -math.inf
 
     # -- setting up
 
@@ -644,7 +649,8 @@ class _Run:
         state.epoch, state.step = epoch + 1, 0
         state.early_stopping = self.early_stopping.as_dict() if self.early_stopping else None
         state.stopped_early = bool(stop)
-        self._save_epoch(row, self.board)
+        last = stop or state.epoch >= state.epochs or self.guard.received is not None
+        self._save_epoch(row, self.board, force=last)
         self.reporter.epoch_finished(row)
         if self.guard.received is not None:
             raise _StopRequested()
@@ -654,14 +660,18 @@ class _Run:
     def save_checkpoint(self) -> None:
         """Copy the state now; the file is written in the background (atomically, in order)."""
         self.state.elapsed = self._elapsed()
+        self.last_checkpoint_time = time.perf_counter()
         self.background.write(write_snapshot, self.write_dir / CHECKPOINT, snapshot(self.model, self.state))
 
-    def _save_epoch(self, row: dict, board) -> None:
-        self.save_checkpoint()
+    def _save_epoch(self, row: dict, board, *, force: bool) -> None:
+        """Checkpoint and history at an epoch's end, unless the last checkpoint is under
+        EPOCH_CHECKPOINT_SECONDS old (epochs of a fraction of a second would spend ~10% on them)."""
+        if force or time.perf_counter() - self.last_checkpoint_time >= EPOCH_CHECKPOINT_SECONDS:
+            self.save_checkpoint()
+            self.background.write(write_history, self.write_dir / "history.csv", list(self.state.history))
         if self.early_stopping and self.early_stopping.restore_best and self.early_stopping.best_epoch == row["epoch"]:
             self.background.write(write_snapshot, self.write_dir / BEST,
                                   snapshot(self.model, self.state, groups=("model",)))
-        self.background.write(write_history, self.write_dir / "history.csv", list(self.state.history))
         self.background.write(board.write, row)
 
     def _stop_if_signalled(self) -> None:
@@ -680,7 +690,9 @@ class _Run:
         state.finished = True
         self.state.elapsed = self._elapsed()
         write_checkpoint(self.write_dir / CHECKPOINT, self.model, self.state)
-        if self.early_stopping and self.early_stopping.restore_best and (self.write_dir / BEST).exists():
+        stopper = self.early_stopping
+        if stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch) and (
+                self.write_dir / BEST).exists():
             restore_variables(self.write_dir / BEST, self.model, groups=("model",))
             self.reporter.note(f"restored the weights of epoch {self.early_stopping.best_epoch}, the best "
                                f"{self.early_stopping.monitor}")
@@ -892,11 +904,13 @@ class EarlyStopper:
         return value < self.best - self.min_delta
 
     def message(self, epoch: int) -> str:
-        return (f"early stopping after epoch {epoch}: {self.monitor} has not improved for {self.wait} epochs "
+        epochs = "1 epoch" if self.wait == 1 else f"{self.wait} epochs"
+        return (f"early stopping after epoch {epoch}: {self.monitor} has not improved for {epochs} "
                 f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
     def as_dict(self) -> dict:
-        return {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        return {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "restore_best_weights": self.restore_best}
 
 
 def _monitor_problems(spec: Spec, validation: bool) -> list[Problem]:
@@ -1018,7 +1032,7 @@ def _final_metrics(history: list[dict], early_stopping: dict | None) -> dict[str
         return {}
     row = history[-1]
     best_epoch = (early_stopping or {}).get("best_epoch")
-    if best_epoch is not None and best_epoch != row["epoch"]:
+    if (early_stopping or {}).get("restore_best_weights") and best_epoch is not None and best_epoch != row["epoch"]:
         row = next((r for r in history if r["epoch"] == best_epoch), row)
     return {k: v for k, v in row.items() if k not in ("epoch", "seconds")}
 

@@ -4,7 +4,6 @@ SIGINT and SIGTERM, exact resume (on one device and on a mirrored strategy), a c
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from seqcli.checkpoint import read_state
 from seqcli.cli import cli
-from tests.conftest import ROOT, SPECS
+from tests.conftest import SPECS
 from tests.test_train import assert_same_checkpoint, write_tiny_project
 
 RESUMABLE = "  checkpoint_every: 3\n"  # executions of 3 steps: checkpoints inside epochs
@@ -94,6 +93,23 @@ def test_epochs_set_and_quiet(project):
     assert result.exit_code == 0 and result.output == ""
     state = read_state(project / "run" / "checkpoints" / "last.npz")
     assert (state.epoch, state.steps_per_epoch) == (1, 6)
+
+
+def test_early_stopping_restores_the_best_weights(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "5", "--set",
+                 "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}")
+    assert result.exit_code == 0, result.output
+    assert "note: early stopping after epoch 2: val_loss has not improved for 1 epoch " in result.stdout
+    assert "note: restored the weights of epoch 1, the best val_loss" in result.stdout
+    assert "Trained 2/5 epochs" in result.stdout and "stopped early (best epoch 1)" in result.stdout
+    first = (project / "run" / "history.csv").read_text().splitlines()[1].split(",")
+    metrics = json.loads((project / "run" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1 and metrics["metrics"]["val_loss"] == pytest.approx(float(first[3]), 1e-5)
+    evaluated = json.loads(run("evaluate", project / "run", "--format", "json").stdout)
+    assert evaluated["metrics"]["loss"] == pytest.approx(float(first[3]), 1e-4)  # the saved model is epoch 1's
+    again = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "--epochs", "5", "--set",
+                "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}")
+    assert again.exit_code == 0 and "is already complete (2 epochs)" in again.stdout
 
 
 def test_logits_with_a_probability_loss_are_flagged(project):
@@ -180,18 +196,15 @@ def test_kill_9_then_resume_takes_exactly_the_same_steps(reference, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(reference, tmp_path):
+def test_sigint_saves_a_checkpoint_and_prints_the_resume_command(reference, tmp_path, monkeypatch):
     write_tiny_project(tmp_path, epochs=EPOCHS, extra=RESUMABLE, samples=SAMPLES)
     stopped = interrupt(["tiny.yaml", "--output", "run"], tmp_path, signal.SIGINT)
     assert stopped.returncode == 130
     assert f"interrupted: SIGINT: training stopped at epoch 1/{EPOCHS}, step" in stopped.stderr
     assert stopped.stderr.rstrip().endswith("resume with:\n  seq train tiny.yaml --output run --resume")
     assert "Traceback" not in stopped.stderr
-    os.chdir(tmp_path)  # the resume command is relative to where seq ran
-    try:
-        resumed = run("train", "tiny.yaml", "--output", "run", "--resume")
-    finally:
-        os.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)  # the resume command is relative to where seq ran
+    resumed = run("train", "tiny.yaml", "--output", "run", "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert f"(resuming at epoch 1/{EPOCHS}, step" in resumed.stdout
     assert_same_checkpoint(reference, tmp_path / "run")
