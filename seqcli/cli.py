@@ -27,7 +27,8 @@ def stderr_console() -> Console:
 
 
 def fail_on_seq_error(command):
-    """Report SeqError without a traceback and exit 1 (130 on Ctrl-C)."""
+    """Report SeqError without a traceback and exit 1 (130 on Ctrl-C). Anything unexpected is a bug:
+    one line that says so, and the traceback only with SEQ_DEBUG=1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -39,6 +40,16 @@ def fail_on_seq_error(command):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_SIGINT)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("SEQ_DEBUG"):
+                raise
+            message = " ".join(str(error).split())[:300] or "(no message)"
+            click.echo(f"error: unexpected {type(error).__name__}: {message}\n"
+                       "  hint: this is a bug in seq, or an input it does not check yet; run again with "
+                       "SEQ_DEBUG=1 for the traceback and report it", err=True)
+            sys.exit(EXIT_FAILED)
 
     return wrapper
 
@@ -124,6 +135,7 @@ def check(specs, fmt):
 
 @cli.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to a file.")
+@fail_on_seq_error
 def schema(output):
     """Print the spec format as a JSON Schema, for editor completion and checks."""
     from seqcli.spec.schema import spec_schema
@@ -132,7 +144,11 @@ def schema(output):
     if output:
         from seqcli.files import write_text_atomic
 
-        write_text_atomic(output, text + "\n")
+        try:
+            write_text_atomic(output, text + "\n")
+        except OSError as error:
+            raise SeqError(f"cannot write the schema to {output}: {error.strerror or error}",
+                           hint="choose another --output") from None
     else:
         click.echo(text)
 

@@ -86,3 +86,24 @@ def test_shipped_specs_validate_against_the_schema():
         errors = list(validator.iter_errors(parse_spec_text(path.read_bytes()).data))
         assert not errors, f"{path.name}: {errors[0].message}"
     assert list(validator.iter_errors({"layers": [{"Dense": {"unitz": 3}}]}))
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
+    import seqcli.inspect
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\ninside broke")
+
+    monkeypatch.setattr(seqcli.inspect, "inspect_spec", broken)
+    monkeypatch.delenv("SEQ_DEBUG", raising=False)
+    result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: unexpected RuntimeError: something inside broke\n  hint: this is a bug")
+    assert "Traceback" not in result.output
+
+
+def test_schema_to_an_unwritable_place_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(cli, ["schema", "--output", str(tmp_path / "file" / "schema.json")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot write the schema to {tmp_path / 'file' / 'schema.json'}: ")
