@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import did_you_mean
+from seqcli.render import shape_text
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def shape_problems(name: str, args: dict, input_shape: tuple | None) -> list[Bas
         return problems
     if len(input_shape) != 3:
         return problems + [BaseProblem(
-            f"{name} takes images (height, width, channels); it receives shape {_text(input_shape)}",
+            f"{name} takes images (height, width, channels); it receives shape {shape_text(input_shape)}",
             "give the model an image input, e.g. '- Input: {shape: [224, 224, 3]}'")]
     height, width, channels = input_shape
     if any(d is not None and d < app.min_size for d in (height, width)):
@@ -274,10 +275,6 @@ def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
 def inner_layer_count(model) -> int:
     """Layers inside a base, not counting its input layer."""
     return sum(1 for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer")
-
-
-def _text(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def absolute_paths(data: dict, base_dir: Path) -> dict:

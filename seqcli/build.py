@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from seqcli import applications, registry
-from seqcli.errors import Problem, SeqError, did_you_mean
+from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
+from seqcli.render import shape_text
 from seqcli.spec import LayerEntry, Spec
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first
@@ -84,7 +85,8 @@ class BuiltModel:
 
     @property
     def built(self) -> bool:
-        return self.input_shape is not None and all(row.output_shape is not None for row in self.rows)
+        return (self.input_shape is not None and bool(self.rows)
+                and all(row.output_shape is not None for row in self.rows))
 
     @property
     def output_shape(self) -> Shape | None:
@@ -210,11 +212,22 @@ class _Builder:
             input_args = {}
         if override is not None and shape is None:
             shape, source = tuple(override), "--input-shape"
+        elif override is not None and tuple(override) != shape:
+            self.problem(("layers", 0), f"--input-shape {shape_text(override)} conflicts with the spec's input "
+                                        f"shape {shape_text(shape)}",
+                         "--input-shape is for specs without one; change the spec, or drop the option")
         self.result.input_shape = shape
         self.result.input_source = source if shape is not None else None
         if shape is None:
             return None, entries
-        tensor = self.keras.Input(shape=shape, **{k: v for k, v in input_args.items() if k != "shape"})
+        try:
+            tensor = self.keras.Input(shape=shape, **{k: v for k, v in input_args.items() if k != "shape"})
+        except Exception as error:  # Keras raises ValueError, TypeError... for a dtype or shape it cannot use
+            self.problem(first.path + ("Input",) if source == "Input" else ("layers", 0),
+                         f"Keras rejected the input: {clean_message(error)}",
+                         "check Input's shape and dtype (e.g. float32, int32)", key=source == "Input")
+            self.result.input_shape = None
+            return None, entries
         return tensor, entries
 
     def _input_entry_shape(self, entry: LayerEntry) -> Shape | None:
@@ -273,8 +286,8 @@ class _Builder:
         args.setdefault("name", self._default_name(cls))
         try:
             return cls(**args)
-        except (ValueError, TypeError, KeyError) as error:
-            self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: {_clean(error)}",
+        except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
+            self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: {clean_message(error)}",
                          "check the arguments against the Keras documentation of this layer", key=True)
             return None
 
@@ -334,7 +347,7 @@ class _Builder:
             weights_path = path + ("weights",) if "weights" in entry.args else path
             self.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
         except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a base it cannot make
-            self.problem(path, f"Keras could not make {name}: {_clean(error)}",
+            self.problem(path, f"Keras could not make {name}: {clean_message(error)}",
                          "check the arguments against the Keras documentation of this model", key=True)
         return None
 
@@ -418,8 +431,8 @@ class _Builder:
             return _INVALID
         try:
             return classes[name](**(args or {}))
-        except (ValueError, TypeError) as error:
-            self.problem(path + (name,), f"Keras rejected {name}: {_clean(error)}", key=True)
+        except Exception as error:  # whatever the constructor raises is about the arguments given
+            self.problem(path + (name,), f"Keras rejected {name}: {clean_message(error)}", key=True)
             return _INVALID
 
     def _nested_layer(self, path, value: dict):
@@ -466,9 +479,9 @@ class _Builder:
             try:
                 tensor = layer(tensor)
             except Exception as error:  # Keras raises many types for a shape that does not fit
-                shape = _shape_text(getattr(tensor, "shape", None))
+                shape = shape_text(getattr(tensor, "shape", None))
                 self.problem(entry.path + (entry.class_name,),
-                             f"{entry.class_name} cannot take input of shape {shape}: {_clean(error)}",
+                             f"{entry.class_name} cannot take input of shape {shape}: {clean_message(error)}",
                              "check the previous layers' output shapes with 'seq summary --upto'", key=True)
                 tensor = None
                 continue
@@ -484,8 +497,8 @@ class _Builder:
             row.expect_ok = shape_matches(row.expect, row.output_shape[1:])
             if not row.expect_ok:
                 self.problem(("layers", row.index, "expect"),
-                             f"expected output shape {_shape_text(row.expect)}, "
-                             f"built {_shape_text(row.output_shape[1:])}",
+                             f"expected output shape {shape_text(row.expect)}, "
+                             f"built {shape_text(row.output_shape[1:])}",
                              "update 'expect' if the new shape is intended")
         if whole_model:
             self._compare_model_expectations()
@@ -496,8 +509,8 @@ class _Builder:
             return
         output = self.result.output_shape[1:]
         if expect.output is not None and not shape_matches(expect.output, output):
-            self.problem(("expect", "output"), f"expected model output {_shape_text(expect.output)}, "
-                                               f"built {_shape_text(output)}")
+            self.problem(("expect", "output"), f"expected model output {shape_text(expect.output)}, "
+                                               f"built {shape_text(output)}")
         params, trainable = self.result.params, self.result.trainable_params
         if expect.params is not None and params != expect.params:
             self.problem(("expect", "params"), f"expected {expect.params:,} parameters, built {params:,}")
@@ -530,18 +543,6 @@ def _trainable_count(layer) -> int:
 
 def shape_matches(expected, actual) -> bool:
     return len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))
-
-
-def _shape_text(shape) -> str:
-    if shape is None:
-        return "?"
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _clean(error: Exception) -> str:
-    text = str(error).strip().strip('"').strip("'")
-    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _dtype_size(dtype) -> int:
@@ -587,7 +588,7 @@ def load_weights(model, path: str | Path) -> None:
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
-        raise WeightsError(f"cannot load {path} into the model '{model.name}': {_clean(error)}",
+        raise WeightsError(f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
                            hint="the weights must come from a model built from the same spec "
                                 "(same layers in the same order, same shapes)") from None
 
@@ -603,5 +604,5 @@ def load_model_file(path: str | Path):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:
-        raise WeightsError(f"cannot load the model {path}: {_clean(error)}",
+        raise WeightsError(f"cannot load the model {path}: {clean_message(error)}",
                            hint="a .keras file written by model.save; safe mode refuses files that hold code") from None

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from seqcli.errors import SeqError, SpecError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+EXIT_FAILED, EXIT_SIGINT = 1, 130
 
 
 def stdout_console() -> Console:

@@ -112,3 +112,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
         if word.lower() in lowered:
             matches = [lowered[word.lower()]]
     return f"did you mean {matches[0]!r}?" if matches else None
+
+
+def clean_message(error: BaseException, limit: int = 400) -> str:
+    """An exception's text on one line, without the quotes Keras wraps around some messages."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    text = text.strip()
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.build import BuiltModel, build_model
-from seqcli.errors import Problem, SpecError
+from seqcli.errors import Problem, SpecError, clean_message
 from seqcli.spec import Spec, read_spec
 
 
@@ -63,6 +63,12 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
         report.problems, report.source = error.problems, error.source
         return report
     report.spec, report.source = spec, spec.document.source
-    report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
+    try:
+        report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
+    except Exception as error:  # a bug or an unchecked input: this spec fails, the others are still checked
+        report.problems = [*spec.problems, Problem(
+            f"building the model failed: {type(error).__name__}: {clean_message(error)}", "", None, None,
+            "this is an input seq does not check yet; please report it", spec.file)]
+        return report
     report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)
     return report

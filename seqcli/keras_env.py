@@ -7,6 +7,8 @@ import os
 import sys
 import warnings
 
+from seqcli.errors import SeqError
+
 
 @contextlib.contextmanager
 def _quiet_stderr():
@@ -28,10 +30,17 @@ def _quiet_stderr():
 
 def import_keras():
     """Return the ``keras`` module with TensorFlow's C++ and Python logging turned down."""
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
-        return sys.modules["keras"]
+    if "keras" in sys.modules:
+        keras = sys.modules["keras"]
+        if keras.backend.backend() != "tensorflow":
+            raise SeqError(f"Keras was already imported with the {keras.backend.backend()!r} backend",
+                           hint="seq trains with TensorFlow: import seqcli before keras, or set "
+                                "KERAS_BACKEND=tensorflow")
+        if "tensorflow" in sys.modules:
+            return keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # seq's engine is TensorFlow (tf.data, tf.distribute): a KERAS_BACKEND set for other work must not leak in.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     warnings.filterwarnings("ignore", message=r"Do not pass an `input_shape`", category=UserWarning)
     warnings.filterwarnings("ignore", module=r"keras\.src\..*", category=UserWarning)
     with _quiet_stderr():

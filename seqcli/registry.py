@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
 
 # Layers that run user code, wrap foreign frameworks, or need several inputs: none fits a spec'd Sequential stack.
 EXCLUDED_LAYERS = {
@@ -115,7 +114,3 @@ def object_argument_module(argument: str) -> str | None:
         if argument.endswith(suffix):
             return module
     return None
-
-
-def describe_value(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "{" + ", ".join(map(str, value)) + ": ...}"

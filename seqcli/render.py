@@ -27,7 +27,7 @@ def human_bytes(count: int) -> str:
     return f"{size:.2f} TB"
 
 
-def summary_table(report, *, before_after=None) -> Group:
+def summary_table(report) -> Group:
     """The model as a table: like ``model.summary()`` plus index, class, trainable and expectations."""
     built = report.built
     title = f"Model: {report.model_name or '(unnamed)'}"

@@ -1,6 +1,7 @@
 """Start-up and help: no TensorFlow where it is not needed, help for every command, no tracebacks."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,10 @@ def test_schema_to_an_unwritable_place_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["schema", "--output", str(tmp_path / "file" / "schema.json")])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: cannot write the schema to {tmp_path / 'file' / 'schema.json'}: ")
+
+
+def test_a_keras_backend_set_for_other_work_does_not_leak_in():
+    result = subprocess.run([sys.executable, "-m", "seqcli", "summary", "specs/three_layers.yaml", "--format", "json"],
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["params"] == 25

@@ -10,6 +10,10 @@ ALIAS_BOMB = "\n".join(
     + [f"{c}: &{c} [{', '.join(['*' + p] * 10)}]" for p, c in zip("abcde", "bcdef")]
 ) + "\nlayers: [*f]\n"
 
+ALIAS_DEPTH = "a0: &a0 x\n" + "".join(
+    f"a{i}: &a{i} {'[' * 30}*a{i - 1}{']' * 30}\n" for i in range(1, 61)
+) + "layers: [*a60]\n"
+
 CASES = [
     ("empty file", ""),
     ("only comments", "# nothing here\n"),
@@ -20,6 +24,7 @@ CASES = [
     ("python tag", "layers:\n  - Dense: !!python/object/apply:os.system [echo hi]\n"),
     ("custom tag", "layers:\n  - Dense: {units: !int 3}\n"),
     ("alias bomb", ALIAS_BOMB),
+    ("aliases nesting deep", ALIAS_DEPTH),
     ("self-referencing alias", "layers: &l\n  - Dense: {units: 1}\n  - *l\n"),
     ("deep nesting", "layers: " + "[" * 500 + "]" * 500 + "\n"),
     ("two documents", "layers:\n  - Dense: {units: 1}\n---\nlayers: []\n"),
@@ -66,6 +71,12 @@ CASES = [
 ]
 
 EXPECTED = {
+    'aliases nesting deep': (
+        'spec.yaml:4:34: aliases nest deeper than 64 levels\n'
+        '    a3: &a3 [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a2]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n'
+        '                                     ^\n'
+        '  hint: write the values out instead of nesting aliases'
+    ),
     'empty file': (
         'spec.yaml:1:1: spec is empty\n'
         "  hint: a spec is a mapping with at least 'layers:'"
@@ -359,3 +370,21 @@ def test_bad_spec_report(tmp_path, monkeypatch, name, text):
     report = inspect_spec("spec.yaml")
     assert not report.ok
     assert problems_text(report) == expected
+
+
+def test_one_broken_spec_does_not_stop_the_others(tmp_path, monkeypatch):
+    """A Keras error type seq does not expect still lands on that spec's entry, and check goes on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.yaml").write_text("layers:\n  - Input: {shape: [4], dtype: foo}\n  - Dense: {units: 2}\n")
+    (tmp_path / "b.yaml").write_text("layers:\n  - Input: {shape: [8, 8, 1]}\n"
+                                     "  - Conv2D: {filters: 2, kernel_size: 3, padding: 5}\n")
+    a, b = inspect_spec("a.yaml"), inspect_spec("b.yaml")
+    assert problems_text(a).splitlines()[0] == "a.yaml:2:5: layers[0].Input: Keras rejected the input: Invalid dtype: foo"
+    assert problems_text(b).splitlines()[0] == (
+        "b.yaml:3:5: layers[1].Conv2D: Keras rejected Conv2D: 'int' object has no attribute 'lower'")
+
+
+def test_a_device_file_is_not_read(tmp_path, monkeypatch):
+    """/dev/zero would never end: refused before reading, as is anything that is not a regular file."""
+    report = inspect_spec("/dev/zero")
+    assert problems_text(report) == "/dev/zero: is not a regular file\n  hint: pass a .yaml file"

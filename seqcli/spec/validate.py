@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from seqcli.errors import Problem, did_you_mean
-from seqcli.spec.sections import SECTIONS, ModelExpect, Section
+from seqcli.spec.sections import SECTIONS, Section
 from seqcli.spec.yamlload import YAML_11_BOOLEANS, Document, PathKey
 
 TOP_LEVEL_KEYS = ("name", "layers", *SECTIONS)
@@ -229,7 +229,3 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
-
-
-def model_expect(sections: dict[str, Section]) -> ModelExpect | None:
-    return sections.get("expect")  # type: ignore[return-value]

@@ -114,11 +114,13 @@ def read_spec_file(path: str | Path, display: str | None = None) -> Document:
     path = Path(path)
     display = display or str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _single(display, f"file is {size:,} bytes; specs are limited to {MAX_BYTES:,}",
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise _single(display, "is not a regular file", "pass a .yaml file")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise _single(display, f"file is over {MAX_BYTES:,} bytes; specs are limited to {MAX_BYTES:,}",
                           "a spec describes a model; keep data in separate files under data:")
-        raw = path.read_bytes()
     except IsADirectoryError:
         raise _single(display, "is a directory, not a spec file", "pass a .yaml file") from None
     except FileNotFoundError:
@@ -201,48 +203,53 @@ def _compose(text: str, document: Document):
 
 
 def _count_nodes(root, document: Document, problems: list[Problem]) -> None:
-    """Reject self-referencing aliases and alias expansion past MAX_NODES, without expanding."""
+    """Reject self-referencing aliases, and aliases whose expansion is too large or too deep, without
+    expanding anything: sizes and depths are computed once per node, iteratively."""
     sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    stack = [(root, False)]
     active: set[int] = set()
-
-    def size(node) -> int:
+    while stack:
+        node, children_done = stack.pop()
         key = id(node)
         if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise _Cycle(node)
-        active.add(key)
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+            continue
+        children = _children(node)
+        if not children_done:
+            if key in active:
+                return _alias_problem(problems, document, node, "an alias refers to the node that contains it",
+                                      "aliases must point to a finished anchor")
+            active.add(key)
+            stack.append((node, True))
+            for child in children:
+                if id(child) in active and id(child) not in sizes:
+                    return _alias_problem(problems, document, child,
+                                          "an alias refers to the node that contains it",
+                                          "aliases must point to a finished anchor")
+                stack.append((child, False))
+            continue
         active.discard(key)
-        sizes[key] = total
-        if total > MAX_NODES:
-            raise _TooBig(node)
-        return total
-
-    try:
-        size(root)
-    except _Cycle as cycle:
-        mark = cycle.node.start_mark
-        problems.append(Problem("an alias refers to the node that contains it", "", mark.line + 1,
-                                mark.column + 1, "aliases must point to a finished anchor", document.file))
-    except _TooBig as big:
-        mark = big.node.start_mark
-        problems.append(Problem(f"aliases expand to more than {MAX_NODES:,} values", "", mark.line + 1,
-                                mark.column + 1, "write the values out instead of nesting aliases", document.file))
+        sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+        depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+        if sizes[key] > MAX_NODES:
+            return _alias_problem(problems, document, node, f"aliases expand to more than {MAX_NODES:,} values",
+                                  "write the values out instead of nesting aliases")
+        if depths[key] > MAX_DEPTH + 1:
+            return _alias_problem(problems, document, node, f"aliases nest deeper than {MAX_DEPTH} levels",
+                                  "write the values out instead of nesting aliases")
 
 
-class _Cycle(Exception):
-    def __init__(self, node):
-        self.node = node
+def _children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
-class _TooBig(Exception):
-    def __init__(self, node):
-        self.node = node
+def _alias_problem(problems: list[Problem], document: Document, node, message: str, hint: str) -> None:
+    mark = node.start_mark
+    problems.append(Problem(message, "", mark.line + 1, mark.column + 1, hint, document.file))
 
 
 def _construct(node, path: PathKey, document: Document, problems: list[Problem]) -> Any:
