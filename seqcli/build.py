@@ -212,10 +212,6 @@ class _Builder:
             input_args = {}
         if override is not None and shape is None:
             shape, source = tuple(override), "--input-shape"
-        elif override is not None and tuple(override) != shape:
-            self.problem(("layers", 0), f"--input-shape {shape_text(override)} conflicts with the spec's input "
-                                        f"shape {shape_text(shape)}",
-                         "--input-shape is for specs without one; change the spec, or drop the option")
         self.result.input_shape = shape
         self.result.input_source = source if shape is not None else None
         if shape is None:

@@ -10,7 +10,7 @@ shorthand, read by its form:
   (``mnist:test`` for the test split).
 
 The mapping form is :class:`~seqcli.spec.sections.SourceSection`. Relative paths resolve against
-the spec file's folder.
+the folder the caller gives: the spec file's for a spec's ``data:``, the current one for ``--data``.
 
 Order is reproducible: the batches of training epoch ``k`` are a pure function of ``(seed, k)``
 (a stateless permutation, ``tf.random.experimental.index_shuffle``), independent of TensorFlow's
@@ -20,6 +20,8 @@ rebuilds any epoch and can skip its first batches, which is what exact mid-epoch
 In-memory sources (npz, npy, csv, Keras datasets) are held once as tensors, in their stored dtype,
 and each batch is gathered and cast to float32 (``scale`` applied) on the fly. Image directories
 are streamed from disk: the file list is shuffled, files are decoded in parallel, never all loaded.
+Validation batches, which are the same every epoch, are cached in memory after the first pass
+(``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 
 TensorFlow is imported inside the functions that need it, never at module import.
 """
@@ -27,6 +29,7 @@ TensorFlow is imported inside the functions that need it, never at module import
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import secrets
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydantic
 
+from seqcli.applications import resolve_path
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.spec.sections import DataSection, SourceSection
 
@@ -68,7 +72,7 @@ GRAYSCALE_DATASETS = {"mnist", "fashion_mnist"}
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DEFAULT_IMAGE_SIZE = (256, 256)
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
-# Decoded images are cached in memory (validation only, see load_datasets) up to this size.
+# Validation batches (float32 inputs) are cached in memory up to this size; see load_datasets.
 CACHE_LIMIT_BYTES = 1 << 30
 FORMATS = ("npz", "npy", "csv", "images")
 
@@ -150,6 +154,10 @@ class _Arrays:
     def sample_shape(self) -> tuple:
         return tuple(int(d) for d in self.x.shape[1:])
 
+    def batch_bytes(self, count: int) -> int:
+        """Bytes of ``count`` samples' inputs as batches hold them (float32)."""
+        return count * math.prod(self.sample_shape) * 4
+
     def float_x(self) -> np.ndarray:
         x = self.x.astype(np.float32, copy=False)
         return x * np.float32(self.scale) if self.scale is not None else x
@@ -196,7 +204,8 @@ class _Images:
     def sample_shape(self) -> tuple:
         return (*self.image_size, self.channels)
 
-    def decoded_bytes(self, count: int) -> int:
+    def batch_bytes(self, count: int) -> int:
+        """Bytes of ``count`` decoded images as batches hold them (float32)."""
         return count * math.prod(self.sample_shape) * 4
 
     def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
@@ -239,8 +248,9 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
 
     ``validation`` may be a fraction of the training data, split off by ``seed`` before any
-    shuffling (no sample is in both), or a source of its own. ``batch_size`` overrides the
-    section's. Raises :class:`DataError` for anything wrong with the data.
+    shuffling (no sample is in both), or a source of its own. With ``cache`` (the default) its
+    batches are kept in memory after the first pass when they fit in :data:`CACHE_LIMIT_BYTES`.
+    ``batch_size`` overrides the section's. Raises :class:`DataError` for anything wrong with the data.
     """
     section = _validate(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -266,15 +276,10 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
         order_seed = (seed, epoch) if section.shuffle else None
         return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip)
 
-    val_dataset = None
-    if validation is not None:
-        val_dataset = _batches(validation, validation_indices, batch_size, labels=True)
-        if section.cache and isinstance(validation, _Images):
-            if validation.decoded_bytes(len(validation_indices)) <= CACHE_LIMIT_BYTES:
-                val_dataset = val_dataset.cache()
-        val_dataset = _prefetch(val_dataset)
     return Datasets(
-        validation=val_dataset,
+        validation=None
+        if validation is None
+        else _validation_batches(validation, validation_indices, batch_size, section.cache),
         train_count=len(train_indices),
         validation_count=None if validation is None else len(validation_indices),
         steps_per_epoch=math.ceil(len(train_indices) / batch_size),
@@ -312,9 +317,9 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
     """
     opened = _open(source, Path(base_dir), "data source", labels=False, keep_labels=True)
     if isinstance(opened, _Images):
+        path = resolve_path(_as_section(source, "data source").path, base_dir)
         raise DataError(
-            f"{opened_path(source, base_dir)} is an image directory; it is streamed from disk, "
-            "not loaded into memory as arrays",
+            f"{path} is an image directory; it is streamed from disk, not loaded into memory as arrays",
             hint="use an .npz, .npy or .csv source here",
         )
     return opened.float_x(), opened.y
@@ -379,13 +384,23 @@ def _unsigned(seed: int) -> int:
     return int(seed) % 2**64
 
 
+def _validation_batches(source: _Source, indices: np.ndarray, batch_size: int, cache: bool) -> tf.data.Dataset:
+    """Validation batches in a fixed order; with ``cache``, kept in memory after the first pass when they
+    fit in :data:`CACHE_LIMIT_BYTES` (re-gathering them costs about 10% of a small model's epoch)."""
+    dataset = _batches(source, indices, batch_size, labels=True)
+    if cache and source.batch_bytes(len(indices)) <= CACHE_LIMIT_BYTES:
+        dataset = dataset.cache()
+    return _prefetch(dataset)
+
+
 def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int) -> Datasets:
     if section.validation is None:
         return Datasets(seed=seed, batch_size=batch_size)
     validation = _open(section.validation, base_dir, "data.validation", labels=True)
-    dataset = _batches(validation, np.arange(validation.count, dtype=np.int64), batch_size, labels=True)
     return Datasets(
-        validation=_prefetch(dataset),
+        validation=_validation_batches(
+            validation, np.arange(validation.count, dtype=np.int64), batch_size, section.cache
+        ),
         validation_count=validation.count,
         validation_steps=math.ceil(validation.count / batch_size),
         input_shape=validation.sample_shape,
@@ -433,17 +448,6 @@ def _as_section(source: str | dict | SourceSection, where: str) -> SourceSection
     return _validate(SourceSection, source, where)
 
 
-def opened_path(source: str | dict | SourceSection, base_dir: Path) -> Path | None:
-    """The resolved path a source names, or None for a Keras dataset."""
-    section = _as_section(source, "data source")
-    return None if section.path is None else _resolve(section.path, Path(base_dir))
-
-
-def _resolve(path: str, base_dir: Path) -> Path:
-    resolved = Path(os.path.expanduser(path))
-    return resolved if resolved.is_absolute() else base_dir / resolved
-
-
 def _open(
     source: str | dict | SourceSection,
     base_dir: Path,
@@ -477,7 +481,7 @@ def _open(
 
 
 def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool):
-    path = _resolve(section.path, base_dir)
+    path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
     fmt = section.format or _infer_format(path, where)
     if fmt == "images":
@@ -492,7 +496,7 @@ def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bo
         x = _read_npy(path, where)
         y = None
         if want_labels and _names_npy(section.y):
-            y_path = _resolve(section.y, base_dir)
+            y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
@@ -508,9 +512,15 @@ def _require_exists(path: Path, given: str, base_dir: Path, where: str):
     if path.exists():
         return
     relative = not Path(os.path.expanduser(given)).is_absolute()
-    note = f" ({given!r} is relative to the spec file's folder, {base_dir})" if relative else ""
+    folder = "the current folder" if _from_command_line(where) else "the spec file's folder"
+    note = f" ({given!r} is relative to {folder}, {base_dir})" if relative else ""
     hint = did_you_mean(given, KERAS_DATASETS) or "check the path"
     raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
+
+
+def _from_command_line(where: str) -> bool:
+    """Whether a source was named by a command-line option (``--data``), not by a spec."""
+    return where.startswith("--")
 
 
 def _infer_format(path: Path, where: str) -> str:
@@ -595,8 +605,7 @@ def _read_npy(path: Path, where: str) -> np.ndarray:
 
 
 def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool):
-    with open(path, newline="") as file:
-        rows = [row for row in csv.reader(file) if row]
+    rows = _csv_rows(path, where)
     if not rows:
         raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
     header = [name.strip() for name in rows[0]]
@@ -618,6 +627,32 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
         y = values[:, header.index(label)]
         y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
     return x, y
+
+
+def _csv_rows(path: Path, where: str) -> list[list[str]]:
+    """The non-empty rows of a UTF-8 CSV file (a leading byte-order mark is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"{where}: cannot read {path}: {error.strerror or error}", hint="check the file's permissions"
+        ) from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        raise DataError(
+            f"{where}: {path}:{line}: not UTF-8 text: byte 0x{data[offset]:02x} at column {column}",
+            hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, e.g. iconv -f latin1 -t utf-8",
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [row for row in reader if row]
+    except csv.Error as error:
+        raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
 
 
 def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
@@ -646,7 +681,13 @@ def _csv_numbers(body: list[list[str]], header: list[str], path: Path, where: st
 
 
 def _open_images(directory: Path, section: SourceSection, where: str) -> _Images:
-    class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    try:
+        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        raise DataError(
+            f"{where}: cannot list image directory {directory}: {error.strerror or error}",
+            hint="check the directory's permissions",
+        ) from None
     if not class_dirs:
         raise DataError(
             f"{where}: image directory {directory} has no class subfolders",
@@ -679,14 +720,18 @@ def _open_images(directory: Path, section: SourceSection, where: str) -> _Images
 # ----------------------------------------------------------------------------- Keras datasets
 
 
-def keras_cache_dir() -> Path:
-    """The folder ``keras.utils.get_file`` keeps downloads in (``$KERAS_HOME/datasets``)."""
+def keras_home() -> Path:
+    """The folder ``keras.utils.get_file`` keeps downloads under: datasets in ``datasets/``, application
+    weights in ``models/``. It is ``$KERAS_HOME`` (default ``~/.keras``), or ``/tmp/.keras`` when that is
+    not writable, as ``get_file`` decides. Imports Keras."""
+    import tempfile
+
     from keras.src.backend import config
 
     home = os.path.expanduser(config.keras_home())
-    if not os.access(home, os.W_OK):  # what get_file does
-        home = os.path.join("/tmp", ".keras")
-    return Path(home) / "datasets"
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(home)
 
 
 def _open_keras_dataset(section: SourceSection, where: str, want_labels: bool) -> _Arrays:
@@ -706,7 +751,7 @@ def _keras_load_data(name: str, where: str):
         return getattr(keras.datasets, name).load_data()
     except Exception as error:
         files, origin = KERAS_DATASETS[name]
-        cache = keras_cache_dir()
+        cache = keras_home() / "datasets"
         raise DataError(
             f"{where}: cannot load Keras dataset {name!r}: keras.datasets.{name}.load_data() looked for "
             f"{files} in {cache} and tried to download it from {origin}, which failed: {error}",

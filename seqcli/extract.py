@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from seqcli.errors import SeqError, did_you_mean
+from seqcli.files import OutputError, atomic_path, check_writable_file
 
 COPY_CHUNK = 1 << 22
 QUEUE_BATCHES = 4  # batches in flight between the model and the writer thread
 
 
 class ExtractError(SeqError):
-    """A layer name that does not exist, data that does not fit the model, an output that cannot be written."""
+    """A layer name that does not exist, data that does not fit the model, an output of the wrong kind."""
 
 
 @dataclass
@@ -56,28 +57,14 @@ class Extraction:
 # ----------------------------------------------------------------------------- the extractor model
 
 
-def layer_paths(model) -> list[str]:
-    """Every layer path of a model: top-level names, then 'base/inner' for layers inside bases."""
-    paths = []
-
-    def walk(layers, prefix):
-        for layer in layers:
-            if type(layer).__name__ == "InputLayer":
-                continue
-            paths.append(prefix + layer.name)
-            if _is_model(layer):
-                walk(layer.layers, f"{prefix}{layer.name}/")
-
-    walk(model.layers, "")
-    return paths
-
-
 def feature_extractor(model, names: list[str]):
     """A functional model from the Sequential ``model``'s input to the outputs of the layers ``names``
     (paths such as ``dense`` or ``xception/block14_sepconv2_act``), sharing ``model``'s weights."""
     import keras
 
-    known = layer_paths(model)
+    from seqcli.freeze import walk_layers
+
+    known = [path for path, _ in walk_layers(model.layers)]
     missing = [name for name in names if name not in known]
     if missing:
         raise ExtractError(f"--layer {missing[0]!r}: the model has no such layer",
@@ -168,16 +155,23 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
         if None in shape:
             raise ExtractError(f"layer {name!r} has output shape {shape[1:]} with an unknown size",
                                hint="give the model a fixed input shape")
-    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=_parent(output)))
     try:
-        if output.suffix == ".npz":
-            _extract_npz(extractor, names, dataset, output, workdir, shapes, dtypes, progress)
-        else:
-            streams = {name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name]) for name in names}
-            _run(extractor, names, dataset, streams, count, progress, sync=True)
-            _publish_directory(workdir, output)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=_parent(output)))
+        try:
+            if output.suffix == ".npz":
+                _extract_npz(extractor, names, dataset, output, workdir, shapes, dtypes, progress)
+            else:
+                streams = {name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name])
+                           for name in names}
+                _run(extractor, names, dataset, streams, count, progress, sync=True)
+                _publish_directory(workdir, output)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write {output}: {error.strerror or error}", cause=error,
+                          hint="nothing was changed at --output; free some space, or choose another --output") from None
     return Extraction(output, "npz" if output.suffix == ".npz" else "npy", count, shapes,
                       {k: v.name for k, v in dtypes.items()})
 
@@ -185,8 +179,6 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
 def _extract_npz(extractor, names, dataset, output: Path, workdir: Path, shapes, dtypes, progress) -> None:
     """The first layer streams straight into its archive member; the others into .npy files that are
     copied in after it (ZIP members are written one at a time)."""
-    from seqcli.files import atomic_path
-
     first, rest = names[0], names[1:]
     with atomic_path(output, suffix=".npz") as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -335,6 +327,7 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
     from seqcli.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
+    _check_output(output)
     _keras()  # TensorFlow quietly, before the data pipeline imports it
     from seqcli.data import load_source
 
@@ -342,12 +335,33 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
     dataset, count = load_source(data, Path.cwd(), batch_size=batch, labels=False, where="--data")
     if count is None:
         raise ExtractError("--data: the source does not say how many samples it holds")
-    model = model_from_spec(spec, weights=weights, input_shape=_sample_shape(dataset))
+    model = model_from_spec(spec, weights=weights,
+                            input_shape=None if _declares_input(spec) else _sample_shape(dataset))
     names = list(dict.fromkeys(layers)) if layers else [layer.name for layer in model.layers]
     _check_data_shape(model, dataset)
     extractor = feature_extractor(model, names)
     with (progress_factory(count) if progress_factory else contextlib.nullcontext(None)) as progress:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
+
+
+def _check_output(output: str | Path) -> None:
+    """Fail early, before any model is built, when ``output`` cannot be written: an ``.npz`` file, or a
+    directory that may replace an existing one."""
+    output = Path(output)
+    if output.suffix == ".npz":
+        check_writable_file(output)
+        return
+    if output.exists() and not output.is_dir():
+        raise ExtractError(f"--output {output} exists and is not a directory",
+                           hint="end --output in .npz for one archive, or name a directory for .npy files")
+    check_writable_file(output, directory_ok=True)
+
+
+def _declares_input(spec) -> bool:
+    """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer);
+    only a spec without one takes the data's shape."""
+    first = spec.layers[0] if spec.layers else None
+    return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
 
 
 def _sample_shape(dataset) -> tuple:

@@ -1,6 +1,8 @@
-"""Atomic writes: a temporary file beside the target, flushed and fsynced, then renamed over it.
+"""Writing output files: check up front that a target can be written, then write it atomically.
 
-A kill or a full disk mid-write leaves the previous good file intact.
+:func:`atomic_path` writes a temporary file beside the target, flushed and fsynced, then renamed over
+it: a kill or a full disk mid-write leaves the previous good file intact. What goes wrong with the
+target's folder (it cannot be created, written in, or renamed into) is an :class:`OutputError`.
 """
 
 from __future__ import annotations
@@ -11,25 +13,108 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from seqcli.errors import SeqError
+
+
+class OutputError(SeqError, OSError):
+    """An output file that cannot be written. Also an OSError, so callers that catch OSError around a
+    write keep working; ``errno`` and ``strerror`` are those of the OS error behind it."""
+
+    def __init__(self, message: str, hint: str | None = None, *, cause: OSError | None = None):
+        super().__init__(message, hint)
+        if cause is not None:
+            self.errno, self.strerror = cause.errno, cause.strerror
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Path:
+    """Prove, before anything slow happens, that ``target`` can be written: create its folder if
+    needed and write (then remove) a probe file there. With ``directory_ok`` an existing directory at
+    ``target`` may be replaced; otherwise it is an error. Returns ``target`` as a Path; raises
+    :class:`OutputError` saying what is wrong and how to fix it."""
+    target = Path(target)
+    if target.is_dir() and not directory_ok:
+        raise OutputError(f"cannot write {target}: it is a directory", hint="give --output a file name")
+    _make_parent(target)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+        try:
+            os.write(fd, b"seq")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as error:
+        raise _output_error(f"cannot write {target}", error,
+                            f"choose another --output, or make {target.parent} writable") from None
+    return target
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    Failing to create the temporary file or to put it in place raises :class:`OutputError`; an error
+    raised by the caller's own writing passes through unchanged. Either way ``target`` keeps its
+    previous content and the temporary file is removed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
-                                dir=target.parent)
-    os.close(fd)
+    _make_parent(target)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
+                                    dir=target.parent)
+        os.close(fd)
+    except OSError as error:
+        raise _output_error(f"cannot write {target}", error,
+                            f"choose another output, or make {target.parent} writable") from None
     temporary = Path(name)
     try:
         yield temporary
-        _fsync_file(temporary)
-        os.chmod(temporary, _mode_for(target))
-        os.replace(temporary, target)
-        _fsync_directory(target.parent)
+        _replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def write_bytes_atomic(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(data)
+
+
+def write_text_atomic(target: str | Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _make_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), target.parent)
+        raise OutputError(f"cannot create the folder {target.parent} for {target.name}: {blocker} is a file",
+                          hint="choose another output path") from None
+    except OSError as error:
+        raise _output_error(f"cannot create the folder {target.parent} for {target.name}", error,
+                            "choose another output path, or create that folder first") from None
+
+
+def _replace(temporary: Path, target: Path) -> None:
+    """Flush ``temporary`` to disk and rename it over ``target``."""
+    try:
+        _fsync_file(temporary)
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except OSError as error:
+        hint = ("remove that directory or choose another output" if target.is_dir()
+                else "the previous file, if any, is intact; free some space or fix the folder's permissions")
+        raise _output_error(f"cannot write {target}", error, hint) from None
+    _fsync_directory(target.parent)
+
+
+def _output_error(what: str, error: OSError, hint: str) -> OutputError:
+    return OutputError(f"{what}: {error.strerror or error}", hint=hint, cause=error)
 
 
 def _mode_for(target: Path) -> int:
@@ -40,15 +125,6 @@ def _mode_for(target: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
-
-
-def write_bytes_atomic(target: str | Path, data: bytes) -> None:
-    with atomic_path(target) as temporary:
-        temporary.write_bytes(data)
-
-
-def write_text_atomic(target: str | Path, text: str) -> None:
-    write_bytes_atomic(target, text.encode("utf-8"))
 
 
 def _fsync_file(path: Path) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqcli.errors import SeqError
+from seqcli.files import OutputError, atomic_path, check_writable_file
 from seqcli.spec.sections import FreezeSection
 
 BATCHNORM_NOTE = ("they run in inference mode, normalizing with their moving mean and variance and never "
@@ -77,7 +78,7 @@ def apply_freeze(model, freeze: FreezeSection | dict | None, *, strict: bool = T
     """
     section = _section(freeze)
     top = list(model.layers)
-    nodes = list(_walk(top, ""))
+    nodes = list(walk_layers(top))
     report = FreezeReport(params=_count(model.weights), trainable_params_before=_count(model.trainable_weights),
                           paths=[path for path, _ in nodes])
     frozen_roots = _matches(nodes, section.layers, "layers", report)
@@ -95,7 +96,7 @@ def apply_freeze(model, freeze: FreezeSection | dict | None, *, strict: bool = T
     for path, layer in nodes:
         if path in state:
             (report.trainable if state[path] else report.frozen).append(path)
-            if not state[path] and _is_batchnorm(layer):
+            if not state[path] and is_batchnorm(layer):
                 report.batchnorm_inference.append(path)
     report.trainable_params_after = _count(model.trainable_weights)
     return report
@@ -110,6 +111,7 @@ def freeze_file(source: str | Path, output: str | Path, freeze: FreezeSection | 
     if output.suffix != ".keras":
         raise FreezeError(f"--output must be a .keras file; received {str(output)!r}",
                           hint="a .keras file records which layers are frozen; weights files do not")
+    check_writable_file(output)
     if source.suffix == ".keras":
         model = load_model_file(source)
         if weights is not None:
@@ -121,18 +123,43 @@ def freeze_file(source: str | Path, output: str | Path, freeze: FreezeSection | 
 
         model = model_from_spec(load_spec(source, spec_overrides), weights=weights)
     report = apply_freeze(model, freeze)
-    save_model(model, output)
+    _save(model, output)
     return report
 
 
-def save_model(model, output: str | Path) -> None:
-    from seqcli.files import atomic_path
+def walk_layers(layers: Iterable, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(path, layer)`` for every layer of ``layers`` (e.g. ``model.layers``), depth first, input layers
+    left out: a top-level layer's path is its name, a layer inside a nested model ``model/inner``."""
+    for layer in layers:
+        if _is_input(layer):
+            continue
+        path = f"{prefix}{layer.name}"
+        yield path, layer
+        if _is_container(layer):
+            yield from walk_layers(layer.layers, path + "/")
 
-    with atomic_path(output, suffix=".keras") as temporary:
-        model.save(temporary)
+
+def is_batchnorm(layer) -> bool:
+    """Whether ``layer`` is a BatchNormalization layer (which, frozen, runs in inference mode)."""
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
 
 
 # ----------------------------------------------------------------------------- internals
+
+
+def _save(model, output: Path) -> None:
+    """``model.save`` to ``output`` atomically: a failed write leaves any previous file intact."""
+    with atomic_path(output, suffix=".keras") as temporary:
+        try:
+            model.save(temporary)
+        except OutputError:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot write {output}: {error.strerror or error}", cause=error,
+                              hint="the previous file, if any, is intact; free some space, or choose "
+                                   "another --output") from None
 
 
 def _section(freeze: FreezeSection | dict | None) -> FreezeSection:
@@ -141,17 +168,6 @@ def _section(freeze: FreezeSection | dict | None) -> FreezeSection:
     if isinstance(freeze, FreezeSection):
         return freeze
     return FreezeSection.model_validate(freeze)
-
-
-def _walk(layers: list, prefix: str) -> Iterator[tuple[str, Any]]:
-    """(path, layer) for every layer, depth first; nested models' layers under 'model/...'."""
-    for layer in layers:
-        if _is_input(layer):
-            continue
-        path = f"{prefix}{layer.name}"
-        yield path, layer
-        if _is_container(layer):
-            yield from _walk(list(layer.layers), path + "/")
 
 
 def _matches(nodes: list[tuple[str, Any]], patterns: list[str], field_name: str, report: FreezeReport) -> set[str]:
@@ -231,12 +247,6 @@ def _is_container(layer) -> bool:
 
 def _is_input(layer) -> bool:
     return type(layer).__name__ == "InputLayer"
-
-
-def _is_batchnorm(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.layers.BatchNormalization)
 
 
 def _count(weights) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seqcli.build import BuiltModel, build_model
 from seqcli.errors import Problem, SpecError, clean_message
+from seqcli.render import shape_text
 from seqcli.spec import Spec, read_spec
 
 
@@ -71,4 +72,9 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
             "this is an input seq does not check yet; please report it", spec.file)]
         return report
     report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)
+    own_shape = report.built.input_shape if report.built.input_source != "--input-shape" else None
+    if input_shape is not None and own_shape is not None and tuple(input_shape) != tuple(own_shape):
+        message = f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape {shape_text(own_shape)}"
+        hint = "--input-shape is for specs without one; change the spec, or drop it"
+        report.problems.insert(0, spec.problem(("layers", 0), message, hint))
     return report

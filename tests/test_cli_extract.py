@@ -189,3 +189,54 @@ def test_weights_from_a_keras_model_file(tmp_path, write_spec):
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "f.npz") as features:
         np.testing.assert_allclose(features["hidden"], model(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("/proc/f.npz", "error: cannot write /proc/f.npz: No such file or directory\n"),
+    ("/proc/features/x", "error: cannot create the folder /proc/features for x: No such file or directory\n"),
+    ("{tmp}/x.npy", "error: --output {tmp}/x.npy exists and is not a directory\n"),
+    ("{tmp}/x.npy/f.npz", "error: cannot create the folder {tmp}/x.npy for f.npz: {tmp}/x.npy is a file\n"),
+])
+def test_an_unwritable_output_is_reported_before_the_model_is_built(tmp_path, monkeypatch, output, message):
+    import seqcli.build
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("built the model before checking --output")
+
+    monkeypatch.setattr(seqcli.build, "model_from_spec", must_not_build)
+    np.save(tmp_path / "x.npy", np.ones((2, 4), dtype=np.float32))
+    result = CliRunner().invoke(cli, ["extract", str(SPECS / "unbuilt_stack.yaml"), "--data", str(tmp_path / "x.npy"),
+                                      "--all", "--output", output.format(tmp=tmp_path)])
+    assert result.exit_code == 1
+    assert message.format(tmp=tmp_path) in result.stderr and "  hint: " in result.stderr
+    assert "unexpected" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_a_failed_write_keeps_the_previous_features(tmp_path, write_spec, monkeypatch):
+    import seqcli.extract
+
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n")
+    np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
+    (tmp_path / "f.npz").write_bytes(b"previous")
+
+    def full_disk(self, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(seqcli.extract._NpyStream, "append", full_disk)
+    result = CliRunner().invoke(cli, ["extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all",
+                                      "--output", str(tmp_path / "f.npz")])
+    assert result.exit_code == 1
+    assert f"error: cannot write {tmp_path / 'f.npz'}: No space left on device\n" in result.stderr
+    assert (tmp_path / "f.npz").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "x.npy"]
+
+
+def test_a_relative_data_path_is_relative_to_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["extract", str(SPECS / "unbuilt_stack.yaml"), "--data", "missing.npy", "--all",
+                                      "--output", "f.npz"])
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"error: --data: no such file or directory: {tmp_path / 'missing.npy'} "
+                                  f"('missing.npy' is relative to the current folder, {tmp_path})\n"
+                                  "  hint: check the path\n")

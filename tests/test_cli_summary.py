@@ -65,3 +65,9 @@ def test_bad_input_shape_option_is_a_usage_error():
     result = run("summary", str(SPECS / "unbuilt_stack.yaml"), "--input-shape", "a,b")
     assert result.exit_code == 2
     assert "expected sizes separated by commas" in result.stderr
+
+
+def test_input_shape_option_that_contradicts_the_spec_is_an_error():
+    result = run("summary", str(SPECS / "three_layers.yaml"), "--input-shape", "5")
+    assert result.exit_code == 1
+    assert "layers[0]: --input-shape (5,) conflicts with the spec's input shape (3,)" in result.stderr

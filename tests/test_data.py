@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcli.data import DataError, Datasets, load_arrays, load_datasets, load_source, split_indices
+from seqcli.data import DataError, Datasets, keras_home, load_arrays, load_datasets, load_source, split_indices
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -275,6 +275,7 @@ def make_errors(root: Path):
     (root / "cell.csv").write_text("a,b,y\n1,2,0\n3,x4,1\n")
     (root / "ragged.csv").write_text("a,b,y\n1,2,0\n3,1\n")
     (root / "empty.csv").write_text("")
+    (root / "latin1.csv").write_bytes("a,b,y\n1,2,0\n3,caf\u00e9,1\n".encode("latin-1"))
     (root / "notes.txt").write_text("hello")
     (root / "no_classes").mkdir()
     (root / "no_images" / "cats").mkdir(parents=True)
@@ -303,6 +304,10 @@ ERRORS = [
     ({"train": "cell.csv"}, "data.train: {root}/cell.csv:3: column 2 ('b') is not a number. Received: 'x4'"),
     ({"train": "ragged.csv"}, "{root}/ragged.csv:3: row has 2 cells, the header has 3"),
     ({"train": "empty.csv"}, "empty.csv is empty; a CSV source needs a header row"),
+    (
+        {"train": "latin1.csv"},
+        "data.train: {root}/latin1.csv:3: not UTF-8 text: byte 0xe9 at column 6\n  hint: save the CSV as UTF-8",
+    ),
     (
         {"train": {"path": "cell.csv", "label": "lable"}},
         "data.train.label: {root}/cell.csv has no column 'lable'",
@@ -333,3 +338,64 @@ def test_load_arrays_refuses_image_directories(tmp_path):
     write_images(tmp_path / "images", {"a": 1})
     with pytest.raises(DataError, match="is an image directory; it is streamed from disk"):
         load_arrays("images", tmp_path)
+
+
+def test_a_missing_command_line_source_is_relative_to_the_current_folder(tmp_path):
+    with pytest.raises(DataError) as caught:
+        load_source("missing.npz", tmp_path, batch_size=2, where="--data")
+    assert caught.value.message == (
+        f"--data: no such file or directory: {tmp_path / 'missing.npz'} "
+        f"('missing.npz' is relative to the current folder, {tmp_path})"
+    )
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbfa,y\n1,0\n2,1\n")
+    x, y = load_arrays("t.csv", tmp_path)
+    assert x.tolist() == [[1.0], [2.0]] and y.tolist() == [0, 1]
+
+
+# ----------------------------------------------------------------------------- caching, Keras home
+
+
+def is_cached(dataset) -> bool:
+    while dataset is not None:
+        if type(dataset).__name__ == "CacheDataset":
+            return True
+        dataset = getattr(dataset, "_input_dataset", None)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("data", "limit", "cached"),
+    [
+        ({"train": "numbered.npz", "validation": 0.25}, 1 << 30, True),
+        ({"validation": "numbered.npz"}, 1 << 30, True),
+        ({"train": "numbered.npz", "validation": 0.25, "cache": False}, 1 << 30, False),
+        ({"train": "numbered.npz", "validation": 0.25}, 5 * 3 * 4 - 1, False),
+    ],
+)
+def test_in_memory_validation_is_cached_when_it_fits(numbered, monkeypatch, data, limit, cached):
+    import seqcli.data
+
+    monkeypatch.setattr(seqcli.data, "CACHE_LIMIT_BYTES", limit)
+    datasets = load_datasets(data, numbered, seed=0)
+    assert is_cached(datasets.validation) == cached
+    assert not is_cached(datasets.train)
+    first, again = flat(labels_of(datasets.validation)), flat(labels_of(datasets.validation))
+    assert len(first) == datasets.validation_count and first.tolist() == again.tolist()
+
+
+def test_images_validation_is_cached_when_it_fits(tmp_path):
+    write_images(tmp_path / "images", {"a": 2, "b": 2})
+    data = {"train": {"path": "images", "image_size": [5, 7]}, "validation": 0.5}
+    assert is_cached(load_datasets(data, tmp_path, seed=0).validation)
+
+
+def test_keras_home_is_where_get_file_downloads(tmp_path, monkeypatch):
+    from keras.src.backend import config
+
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
+    assert keras_home() == tmp_path
+    monkeypatch.setattr(config, "_KERAS_DIR", "/proc/no-keras-home")  # not writable: get_file uses /tmp/.keras
+    assert keras_home() == Path("/tmp/.keras")

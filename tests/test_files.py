@@ -1,11 +1,13 @@
-"""Atomic writes: the old file survives a failed write; new files get ordinary permissions."""
+"""Output files: the old file survives a failed write; new files get ordinary permissions; an output that
+cannot be written is one OutputError that says what and how to fix it."""
 
+import errno
 import os
 import stat
 
 import pytest
 
-from seqcli.files import atomic_path, write_text_atomic
+from seqcli.files import OutputError, atomic_path, check_writable_file, write_text_atomic
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
@@ -31,3 +33,60 @@ def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path)
         assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "y"
     finally:
         os.umask(old)
+
+
+# ----------------------------------------------------------------------------- unwritable outputs
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("/proc/seq-test/x.keras", "cannot create the folder /proc/seq-test for x.keras: No such file or directory"),
+    ("/proc/x.keras", "cannot write /proc/x.keras: No such file or directory"),
+    ("{tmp}/notes.txt/x.keras", "cannot create the folder {tmp}/notes.txt for x.keras: {tmp}/notes.txt is a file"),
+    ("{tmp}", "cannot write {tmp}: it is a directory"),
+])
+def test_check_writable_file_says_what_is_wrong(tmp_path, name, expected):
+    (tmp_path / "notes.txt").write_text("keep")
+    with pytest.raises(OutputError) as raised:
+        check_writable_file(name.format(tmp=tmp_path))
+    assert raised.value.message == expected.format(tmp=tmp_path)
+    assert raised.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+
+
+def test_check_writable_file_creates_the_folder_and_leaves_no_probe(tmp_path):
+    assert check_writable_file(tmp_path / "new" / "model.keras") == tmp_path / "new" / "model.keras"
+    assert list((tmp_path / "new").iterdir()) == []
+    check_writable_file(tmp_path, directory_ok=True)
+
+
+def test_atomic_path_reports_a_target_it_cannot_create(tmp_path):
+    with pytest.raises(OutputError, match=r"^cannot write /proc/x.keras: No such file or directory$"):
+        with atomic_path("/proc/x.keras"):
+            pass
+
+
+def test_a_failed_rename_is_an_output_error_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "model.keras"
+    target.write_text("good")
+
+    def full_disk(source, destination):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OutputError) as raised, atomic_path(target) as temporary:
+        temporary.write_text("new")
+    monkeypatch.undo()
+    assert raised.value.message == f"cannot write {target}: No space left on device"
+    assert "previous file, if any, is intact" in raised.value.hint
+    assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC  # for `except OSError` callers
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_a_directory_in_the_way_is_an_output_error(tmp_path):
+    (tmp_path / "out.npz").mkdir()
+    with pytest.raises(OutputError, match="cannot write .*out.npz: Is a directory"), \
+            atomic_path(tmp_path / "out.npz") as temporary:
+        temporary.write_text("x")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from seqcli.build import build_model, model_from_spec
 from seqcli.cli import cli
-from seqcli.freeze import FreezeError, apply_freeze
+from seqcli.freeze import FreezeError, apply_freeze, is_batchnorm, walk_layers
 from seqcli.spec import load_spec
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights
 
@@ -160,3 +160,47 @@ def test_seq_freeze_needs_a_keras_output_and_a_request(write_spec, tmp_path):
     result = CliRunner().invoke(cli, ["freeze", spec, "--all-but-last", "1", "--output", str(tmp_path / "x.h5")])
     assert result.exit_code == 1
     assert "error: --output must be a .keras file; received" in result.stderr
+
+
+def test_walk_layers_names_every_layer_by_path(write_spec):
+    model = build_model(load_spec(write_spec(TINY_BASE))).model
+    paths = [path for path, _ in walk_layers(model.layers)]
+    assert paths[:3] == [BASE_NAME, f"{BASE_NAME}/Conv1", f"{BASE_NAME}/bn_Conv1"] and paths[-1] == "dense"
+    assert sum(is_batchnorm(layer) for _, layer in walk_layers(model.layers)) == 52
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("/proc/frozen.keras", "error: cannot write /proc/frozen.keras: No such file or directory\n"),
+    ("{tmp}/spec.yaml/frozen.keras",
+     "error: cannot create the folder {tmp}/spec.yaml for frozen.keras: {tmp}/spec.yaml is a file\n"),
+])
+def test_seq_freeze_checks_the_output_before_building(write_spec, tmp_path, monkeypatch, output, message):
+    import seqcli.build
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("built the model before checking --output")
+
+    monkeypatch.setattr(seqcli.build, "model_from_spec", must_not_build)
+    spec = write_spec(GUIDE)
+    result = run("freeze", str(spec), "--all-but-last", "1", "--output", output.format(tmp=tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message.format(tmp=tmp_path)) and "  hint: " in result.stderr
+    assert "unexpected" not in result.stderr
+    assert spec.read_text() == GUIDE
+
+
+def test_seq_freeze_a_failed_save_keeps_the_previous_file(write_spec, tmp_path, monkeypatch):
+    spec = write_spec(GUIDE)
+    (tmp_path / "frozen.keras").write_bytes(b"previous")
+
+    def full_disk(self, filepath, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras().Model, "save", full_disk)
+    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"))
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot write {tmp_path / 'frozen.keras'}: No space left on device\n"
+                             "  hint: the previous file, if any, is intact; free some space, or choose another "
+                             "--output\n")
+    assert (tmp_path / "frozen.keras").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frozen.keras", "spec.yaml"]
