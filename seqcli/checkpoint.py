@@ -3,7 +3,8 @@
 A checkpoint is an ``.npz`` archive: the model's variables (weights, non-trainable state and the
 random-seed state of layers such as Dropout), the optimizer's variables (its step counter, moments,
 learning rate), the metrics' running totals, and a JSON record of where the run stands (epoch, step
-inside the epoch, seed, history so far, early-stopping state, the spec's fingerprint).
+inside the epoch, seed, history so far, early-stopping state, the spec's fingerprint and the digests of
+the files the run reads).
 
 Values are plain NumPy arrays in the model's variable order, so a checkpoint does not depend on
 the distribution strategy that wrote it: a run may resume on a different number of devices.
@@ -48,8 +49,8 @@ class TrainingState:
     finished: bool = False
     stopped_early: bool = False
     elapsed: float = 0.0
-    replicas: int = 1
     spec: dict[str, Any] | None = None
+    files: dict[str, dict[str, Any]] | None = None  # input file -> size and sha256 (or mtime), see seqcli.train
     format: int = FORMAT
 
     @property

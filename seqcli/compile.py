@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from seqcli.errors import Problem, did_you_mean
+from seqcli.errors import Problem, clean_message, did_you_mean
 from seqcli.spec import Spec
 from seqcli.spec.yamlload import PathKey
 
@@ -67,10 +67,7 @@ def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
     if section.loss is None:
         resolver.problem(("compile",), "compile.loss is missing",
                          "name a Keras loss, e.g. 'loss: sparse_categorical_crossentropy'", key=True)
-    schedule = None
-    if spec.train.learning_rate_schedule is not None:
-        schedule = resolver.schedule(("train", "learning_rate_schedule"), spec.train.learning_rate_schedule)
-    optimizer = resolver.optimizer(("compile", "optimizer"), section.optimizer, schedule)
+    optimizer = _resolve_optimizer(resolver, spec)
     loss = resolver.loss(("compile", "loss"), section.loss) if section.loss is not None else None
     metrics = [resolver.metric(("compile", "metrics", index), value) for index, value in enumerate(section.metrics)]
     if single_step and section.steps_per_execution not in ("auto", 1):
@@ -89,9 +86,61 @@ def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
         jit_compile=section.jit_compile,
         descriptions={"optimizer": _describe(section.optimizer), "loss": _describe(section.loss),
                       "metrics": ", ".join(_describe(m) for m in section.metrics) or "none",
-                      "schedule": _describe(spec.train.learning_rate_schedule) if schedule is not None else ""},
+                      "schedule": _describe(spec.train.learning_rate_schedule)
+                      if spec.train.learning_rate_schedule is not None else ""},
     )
     return settings, []
+
+
+def probe_optimizer(spec: Spec) -> list[Problem]:
+    """Apply (a fresh copy of) the spec's optimizer once to a zero variable, so that arguments Keras takes
+    when constructing it but fails on when training (``{Adam: {beta_1: abc}}``) are reported before training.
+
+    Call it outside any distribution strategy's scope: applying an optimizer there needs a replica context.
+    Names and arguments that :func:`resolve_compile` rejects give no problem here (it reports them).
+    """
+    import numpy as np
+
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    if spec.compile is None:
+        return []
+    resolver = _Resolver(spec, keras, probe=True)
+    optimizer = _resolve_optimizer(resolver, spec)
+    if optimizer is None or resolver.problems:
+        return []
+    variable = keras.Variable(np.zeros(2, np.float32), name="seq_probe")
+    try:
+        optimizer.apply([keras.ops.zeros((2,))], [variable])
+    except Exception as error:  # Keras raises TypeError/ValueError, TensorFlow UnimplementedError, ...
+        return [_rejected_optimizer(spec, error)]
+    return []
+
+
+def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
+    value = spec.compile.optimizer
+    mapping = isinstance(value, dict)
+    name, args = next(iter(value.items())) if mapping else (value, {})
+    received = ", ".join(f"{key}={argument!r}" for key, argument in (args or {}).items())
+    schedule = " and train.learning_rate_schedule's" if spec.train.learning_rate_schedule is not None else ""
+    return spec.problem(("compile", "optimizer", name) if mapping else ("compile", "optimizer"),
+                        f"Keras rejected {name} when applying it: {clean_tensorflow_message(str(error))}"
+                        + (f". Received: {received}" if received else ""),
+                        f"check the types and values of {name}'s arguments{schedule} against the Keras "
+                        "documentation", key=mapping)
+
+
+def _resolve_optimizer(resolver: _Resolver, spec: Spec):
+    schedule = None
+    if spec.train.learning_rate_schedule is not None:
+        schedule = resolver.schedule(("train", "learning_rate_schedule"), spec.train.learning_rate_schedule)
+    return resolver.optimizer(("compile", "optimizer"), spec.compile.optimizer, schedule)
+
+
+def optimizer_class_name(identifier: str) -> str | None:
+    """The optimizer class a spec's string names, as resolve_compile reads it ('adam' -> 'Adam'); None if none."""
+    return _class_for_identifier(identifier, optimizer_classes())
 
 
 def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, checkpoint_every: int | None) -> int:
@@ -198,10 +247,11 @@ def accepted_arguments(cls: type) -> frozenset[str]:
 
 
 class _Resolver:
-    def __init__(self, spec: Spec, keras):
+    def __init__(self, spec: Spec, keras, *, probe: bool = False):
         self.spec = spec
         self.keras = keras
         self.problems: list[Problem] = []
+        self.probe = probe  # name probe optimizers, so they take no name ('adam', 'adam_1'...) from the real one
 
     def problem(self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.problems.append(self.spec.problem(path, message, hint, key=key))
@@ -327,10 +377,12 @@ class _Resolver:
                 ok = False
         if not ok:
             return None
+        if self.probe and kind == "optimizer":
+            args = {"name": "seq_probe", **args}
         try:
             return cls(**args)
         except (ValueError, TypeError, KeyError) as error:
-            self.problem(path + (name,), f"Keras rejected {name}: {_clean(error)}",
+            self.problem(path + (name,), f"Keras rejected {name}: {clean_message(error)}",
                          f"check the arguments against the Keras documentation of {name}", key=True)
             return None
 
@@ -353,11 +405,6 @@ def _describe(value) -> str:
         return name
     inner = ", ".join(f"{k}={_describe(v) if isinstance(v, dict) else v!r}" for k, v in args.items())
     return f"{name}({inner})"
-
-
-def _clean(error: Exception) -> str:
-    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 # ----------------------------------------------------------------------------- fit with the data
@@ -407,7 +454,7 @@ def clean_tensorflow_message(text: str) -> str:
     """TensorFlow's error text without its node names, op suffixes and value dumps."""
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
     text = text.split(" [Op:")[0].split(" Label values:")[0]
-    return _clean(Exception(text))
+    return clean_message(Exception(text))
 
 
 def metric_log_name(value) -> str:

@@ -74,7 +74,8 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
     report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)
     own_shape = report.built.input_shape if report.built.input_source != "--input-shape" else None
     if input_shape is not None and own_shape is not None and tuple(input_shape) != tuple(own_shape):
-        message = f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape {shape_text(own_shape)}"
+        message = (f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape "
+                   f"{shape_text(own_shape)}")
         hint = "--input-shape is for specs without one; change the spec, or drop it"
         report.problems.insert(0, spec.problem(("layers", 0), message, hint))
     return report

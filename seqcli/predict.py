@@ -117,7 +117,8 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
     if spec is not None or not getattr(model, "compiled", False):
         _compile_from(model, run_spec, resolved.model_path)
     batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
-    dataset, count, label = _evaluation_data(data, run_spec, batch)
+    run_seed = _run_seed(resolved) if spec is not None and data is None else None
+    dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed)
     _check_input(model, dataset, label)
     try:
         metrics = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -143,12 +144,20 @@ def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
         _raise_runtime(error, data)
-    if output.suffix.lower() == ".npy":
-        with atomic_path(output, suffix=".npy") as temporary, open(temporary, "wb") as handle:
-            np.save(handle, values, allow_pickle=False)
-    else:
-        write_text_atomic(output, predictions_csv(values, resolved.class_names()))
+    _write_predictions(output, values, resolved.class_names())
     return Predictions(output, len(values), tuple(values.shape[1:]))
+
+
+def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] | None) -> None:
+    try:
+        if output.suffix.lower() == ".npy":
+            with atomic_path(output, suffix=".npy") as temporary, open(temporary, "wb") as handle:
+                np.save(handle, values, allow_pickle=False)
+        else:
+            write_text_atomic(output, predictions_csv(values, class_names))
+    except OSError as error:
+        raise SeqError(f"cannot write {output}: {error.strerror or error}",
+                       hint="free some space or fix the permissions, or choose another --output") from None
 
 
 def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) -> str:
@@ -191,7 +200,19 @@ def _compile_from(model, spec, model_path: Path) -> None:
     settings.compile(model)
 
 
-def _evaluation_data(data: str | None, spec, batch_size: int):
+def _run_seed(target: Target) -> int | None:
+    """The seed the run trained with, as its ``spec.yaml`` records it (None without one)."""
+    if target.spec_path is None:
+        return None
+    try:
+        return _load_spec(target.spec_path).train.seed
+    except SeqError:
+        return None
+
+
+def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | None = None):
+    """``run_seed``: the trained run's seed, which splits a validation fraction as training did when the
+    spec names no seed."""
     from seqcli.data import load_datasets, load_source
 
     if data is not None:
@@ -203,7 +224,13 @@ def _evaluation_data(data: str | None, spec, batch_size: int):
                                      labels=True, where="data.test")
         return dataset, count, "data.test"
     if section is not None and section.validation is not None:
-        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=spec.train.seed, batch_size=batch_size)
+        seed = spec.train.seed if spec.train.seed is not None else run_seed
+        if seed is None and isinstance(section.validation, float):
+            raise ModelLoadError(f"{spec.file} splits its validation data off data.train at random (no train.seed), "
+                                 "and no run records the seed the model was trained with, so any split would mix "
+                                 "in training samples",
+                                 hint="pass --data SOURCE, or set train.seed in the spec to the seed of the run")
+        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed, batch_size=batch_size)
         return datasets.validation, datasets.validation_count, "the validation data"
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 
@@ -221,12 +248,23 @@ def _check_input(model, dataset, label: str) -> None:
 
 
 def _check_output(output: Path) -> None:
+    """Before anything slow: the output's folder exists (or is made) and takes a file."""
+    from seqcli.train import write_probe
+
+    if output.parent.exists() and not output.parent.is_dir():
+        raise SeqError(f"cannot write {output}: {output.parent} is a file", hint="choose another --output")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SeqError(f"cannot create the folder of {output}: {error.strerror or error}") from None
+        raise SeqError(f"cannot create the folder of {output}: {error.strerror or error}",
+                       hint="choose another --output, or fix the permissions of its folder") from None
     if output.is_dir():
         raise SeqError(f"{output} is a directory", hint="give a file name ending in .npy or .csv")
+    try:
+        write_probe(output.parent)
+    except OSError as error:
+        raise SeqError(f"cannot write {output}: {error.strerror or error}",
+                       hint="choose another --output, or fix the permissions of its folder") from None
 
 
 def _raise_runtime(error: Exception, label: str):

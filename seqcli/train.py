@@ -1,10 +1,14 @@
 """``seq train``: a spec in, a run directory out, and nothing lost on the way.
 
-A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained: overrides applied, data
+A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained: overrides applied, file
 paths absolute, the seed used), ``history.csv``, ``metrics.json``, ``curves.png``,
 ``checkpoints/last.npz`` and TensorBoard logs under ``logs/``. Every file is written atomically
 (TensorBoard's event files are append-only logs; a cut-off last record is skipped by TensorBoard).
 Under multi-worker training only the chief's files land there (:func:`seqcli.distribute.chief_output_dir`).
+The checkpoint that marks a run finished is written after its result files; resuming a finished run whose
+result files are gone writes them again from that checkpoint. Resuming compares the spec and the files it
+reads (data, weights: size and sha256) with the checkpoint's record, and never trains fewer epochs than
+the run has started.
 
 Batches come from :class:`seqcli.data.Datasets`, whose order for epoch ``k`` is a pure function of
 ``(seed, k)``. A checkpoint (see :mod:`seqcli.checkpoint`) records weights, optimizer and metric
@@ -44,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from seqcli.applications import APPLICATIONS, SAVED_MODEL, absolute_paths, resolve_path
 from seqcli.checkpoint import (
     CheckpointError,
     TrainingState,
@@ -53,20 +58,23 @@ from seqcli.checkpoint import (
     snapshot,
     write_snapshot,
 )
-from seqcli.checkpoint import save_checkpoint as write_checkpoint
+from seqcli.data import KERAS_DATASETS
 from seqcli.errors import Problem, SeqError, SpecError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.spec import Spec, format_path, read_spec
 
 RUN_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json", "curves.png")
+# What a finished run must have; a finished run resumed without them writes them again from its checkpoint.
+RESULT_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
 CHECKPOINT = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
 # Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
 RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
-KERAS_DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+KERAS_DATASET_NAMES = tuple(KERAS_DATASETS)
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 VALIDATION_CACHE_BYTES = 1 << 30
 EPOCH_CHECKPOINT_SECONDS = 2.0  # the most training a kill -9 can cost when epochs are shorter than this
+HASHED_FILE_BYTES = 50 << 20  # input files up to this size are compared by sha256 on resume, larger by mtime
 
 
 class RunDirectoryError(SeqError):
@@ -222,14 +230,15 @@ def _train(spec: Spec, options: TrainOptions, output: Path, reporter: Reporter) 
     if spec.problems:
         raise spec.error(spec.problems + _static_problems(spec))
     state = _resume_state(spec, output, options)
-    if state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs):
+    complete = state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs)
+    if complete and all((output / name).exists() for name in RESULT_FILES):
         return _completed_result(output, state)
     with SignalGuard(reporter) as guard:
         run = _Run(spec, options, output, state, reporter, guard)
         run.replaces_run = not options.resume and _holds_run(output)
         try:
             run.prepare()
-            return run.train()
+            return run.rewrite_results() if complete else run.train()
         finally:
             reporter.close()
 
@@ -245,17 +254,24 @@ def check_writable(output: Path) -> None:
         raise RunDirectoryError(f"cannot create output directory {output}: {error.strerror or error}",
                                 hint="choose another --output, or fix the permissions of its parent") from None
     try:
-        with atomic_path(output / ".seq-write-test") as probe:
-            probe.write_bytes(b"seq")
-        (output / ".seq-write-test").unlink()
+        write_probe(output)
     except OSError as error:
         raise RunDirectoryError(f"cannot write to output directory {output}: {error.strerror or error}",
                                 hint="choose another --output, or fix its permissions") from None
 
 
+def write_probe(directory: Path) -> None:
+    """Write and remove a small file in ``directory`` the way results are written (atomically); OSError if
+    that fails."""
+    with atomic_path(directory / ".seq-write-test") as probe:
+        probe.write_bytes(b"seq")
+    (directory / ".seq-write-test").unlink()
+
+
 def run_fingerprint(spec: Spec, seed: int | None) -> str:
-    """A hash of everything that decides the steps of a run: the spec with data paths made absolute and
-    the seed actually used, less what may change on resume (epochs, checkpoint_every, distribution)."""
+    """A hash of everything in the spec that decides the steps of a run: the spec with file paths made
+    absolute and the seed actually used, less what may change on resume (epochs, checkpoint_every,
+    distribution). The files it reads are compared on their own (:func:`input_files`)."""
     import hashlib
 
     data = comparable_spec(spec, seed)
@@ -263,7 +279,7 @@ def run_fingerprint(spec: Spec, seed: int | None) -> str:
 
 
 def comparable_spec(spec: Spec, seed: int | None) -> dict:
-    data = spec.resolved()
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
     for path in RESUMABLE_CHANGES:
         parent = data
         for part in path[:-1]:
@@ -273,13 +289,20 @@ def comparable_spec(spec: Spec, seed: int | None) -> dict:
     if not isinstance(data.get("train"), dict):
         data["train"] = {}
     data["train"]["seed"] = seed
-    if isinstance(data.get("data"), dict):
-        data["data"] = absolute_sources(data["data"], spec.base_dir)
     return data
 
 
-def absolute_sources(data: dict, base_dir: Path) -> dict:
-    """The data section with every file path made absolute (Keras dataset names stay as they are)."""
+def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
+    """A spec's plain data with every file it names made absolute: data sources (Keras dataset names stay
+    as they are), bases' weights and saved models, ``transfer.weights``; for a copy of the spec kept
+    elsewhere, and for comparing a spec with the one a checkpoint records."""
+    data = absolute_paths(data, base_dir)
+    if isinstance(data.get("data"), dict):
+        data["data"] = _absolute_sources(data["data"], base_dir)
+    return data
+
+
+def _absolute_sources(data: dict, base_dir: Path) -> dict:
     data = dict(data)
     for key in ("train", "validation", "test"):
         source = data.get(key)
@@ -296,8 +319,69 @@ def absolute_sources(data: dict, base_dir: Path) -> dict:
 
 
 def _absolute(path: str, base_dir: Path) -> str:
-    resolved = Path(os.path.expanduser(path))
-    return str(resolved if resolved.is_absolute() else (base_dir / resolved).resolve())
+    return str(resolve_path(path, base_dir).resolve())
+
+
+def input_files(spec: Spec) -> dict[str, dict]:
+    """Size and sha256 (size and modification time above ``HASHED_FILE_BYTES``; names, sizes and times for
+    an image folder) of every local file that decides a run's steps: training and validation data, base
+    weights and models, ``transfer.weights``. Files that do not exist are left to the data and build checks."""
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    return {path: _file_digest(Path(path)) for path in _step_files(data) if Path(path).exists()}
+
+
+def _step_files(data: dict) -> list[str]:
+    paths = []
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    for key in ("train", "validation"):
+        source = section.get(key)
+        if isinstance(source, str) and source.partition(":")[0] not in KERAS_DATASET_NAMES:
+            paths.append(source)
+        elif isinstance(source, dict):
+            paths += [source[name] for name in ("path", "y") if isinstance(source.get(name), str)
+                      and (name == "path" or source[name].lower().endswith(".npy"))]
+    for entry in data.get("layers") or []:
+        for name, args in (entry.items() if isinstance(entry, dict) else ()):
+            key = "path" if name == SAVED_MODEL else "weights" if name in APPLICATIONS else None
+            if key and isinstance(args, dict) and isinstance(args.get(key), str) and args[key] != "imagenet":
+                paths.append(args[key])
+    transfer = data.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
+        paths.append(transfer["weights"])
+    return list(dict.fromkeys(paths))
+
+
+def _file_digest(path: Path) -> dict:
+    import hashlib
+
+    if path.is_dir():
+        listing = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in path.rglob("*") if f.is_file())
+        return {"files": len(listing), "listing": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+    status = path.stat()
+    if status.st_size > HASHED_FILE_BYTES:
+        return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": status.st_size, "sha256": digest.hexdigest()}
+
+
+def _changed_file(before: dict[str, dict] | None, now: dict[str, dict]) -> str | None:
+    """The first file that differs from the checkpoint's record, in words; None when none does."""
+    for path, old in (before or {}).items():
+        new = now.get(path)
+        if new is None or new == old:
+            continue
+        if "listing" in old or "listing" in new:
+            detail = "its files changed"
+        elif old["size"] != new["size"]:
+            detail = f"{old['size']:,} bytes -> {new['size']:,}"
+        else:
+            detail = "same size, other contents" if "sha256" in new else "same size, modified since"
+        return f"{path} ({detail})"
+    return None
 
 
 # ----------------------------------------------------------------------------- before training
@@ -306,13 +390,13 @@ def _absolute(path: str, base_dir: Path) -> str:
 def _static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
     from seqcli.build import build_model
-    from seqcli.compile import resolve_compile
+    from seqcli.compile import probe_optimizer, resolve_compile
 
     problems = []
     with contextlib.suppress(SeqError):
         problems += build_model(spec, abstract=True).problems
     if spec.compile is not None or "compile" not in spec.document.data:
-        problems += resolve_compile(spec)[1]
+        problems += resolve_compile(spec)[1] or probe_optimizer(spec)
     return problems
 
 
@@ -335,12 +419,31 @@ def _resume_state(spec: Spec, output: Path, options: TrainOptions) -> TrainingSt
                                 hint="undo the changes to resume, or start a new run with --overwrite or another "
                                      "--output (only train.epochs, train.checkpoint_every and distribute may "
                                      "change on resume)")
+    files = input_files(spec)
+    changed = _changed_file(state.files, files)
+    if changed:
+        raise RunDirectoryError(f"cannot resume {output}: a file the run reads changed since the checkpoint was "
+                                f"written: {changed}",
+                                hint="restore the file to resume, or start a new run with --overwrite or another "
+                                     "--output")
+    _check_epochs(spec, output, state)
     state.epochs = spec.train.epochs
+    state.files = files
     return state
 
 
+def _check_epochs(spec: Spec, output: Path, state: TrainingState) -> None:
+    """A resumed run trains on from where it stands: no fewer epochs than it has started."""
+    least = state.epoch + (1 if state.step else 0)
+    if spec.train.epochs < least:
+        raise RunDirectoryError(f"cannot resume {output} with train.epochs {spec.train.epochs}: the run stands at "
+                                f"{state.position()}, so it needs at least {least} epochs",
+                                hint=f"resume with --epochs {max(state.epochs, least)} (or any number from {least}), "
+                                     "or start a new run with --overwrite or another --output")
+
+
 def _holds_run(output: Path) -> bool:
-    return (output / CHECKPOINT).exists() or any((output / name).exists() for name in RUN_FILES)
+    return (output / CHECKPOINT).exists() or (output / "model.keras").exists()
 
 
 def _describe_run(output: Path) -> str:
@@ -460,7 +563,7 @@ class _Run:
         seed = self.state.seed if self.state else self.spec.train.seed
         self.seed = seed if seed is not None else secrets.randbelow(2**31)
         keras.utils.set_random_seed(self.seed)
-        problems = self._load_data()
+        problems = self._load_data() + self._probe_optimizer()
         if self.data is not None:
             with self.strategy.scope():
                 problems += self._build_and_compile()
@@ -470,7 +573,7 @@ class _Run:
         if self.state is None:
             self.state = TrainingState(fingerprint=run_fingerprint(self.spec, self.seed), seed=self.seed,
                                        epochs=self.spec.train.epochs, steps_per_epoch=self.data.steps_per_epoch,
-                                       replicas=self.info.replicas, spec=comparable_spec(self.spec, self.seed))
+                                       spec=comparable_spec(self.spec, self.seed), files=input_files(self.spec))
         else:
             self._restore()
         self.early_stopping = EarlyStopper.create(self.spec, self.state.early_stopping)
@@ -479,6 +582,12 @@ class _Run:
         from seqcli.keras_env import import_keras
 
         return import_keras()
+
+    def _probe_optimizer(self) -> list[Problem]:
+        """Outside the strategy's scope (see :func:`seqcli.compile.probe_optimizer`)."""
+        from seqcli.compile import probe_optimizer
+
+        return probe_optimizer(self.spec)
 
     def _load_data(self) -> list[Problem]:
         from seqcli.data import DataError, load_datasets
@@ -513,12 +622,15 @@ class _Run:
         from seqcli.build import build_model
         from seqcli.compile import logits_warning, probe_compile, resolve_compile, single_step_only
 
-        built = build_model(self.spec, input_shape=self.data.input_shape)
+        # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input).
+        first = self.spec.layers[0] if self.spec.layers else None
+        declared = first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+        built = build_model(self.spec, input_shape=None if declared else self.data.input_shape)
         problems = list(built.problems)
         settings, compile_problems = resolve_compile(self.spec, steps_per_epoch=self.data.steps_per_epoch,
                                                      single_step=single_step_only(self.strategy))
         problems += compile_problems
-        problems += _monitor_problems(self.spec, self.data.validation is not None)
+        problems += _monitor_problems(self.spec, settings, self.data.validation is not None)
         if built.model is not None:
             problems += self._check_input(built)
             problems += self._freeze(built.model)
@@ -532,8 +644,7 @@ class _Run:
         settings.compile(self.model)
         from seqcli.distribute import prepare_model
 
-        prepared = prepare_model(self.model, self.info)
-        self.model = prepared if prepared is not None else self.model
+        prepare_model(self.model, self.info)
         self.notes = [note for note in [logits_warning(self.spec, self.model)] if note]
         return []
 
@@ -544,8 +655,10 @@ class _Run:
         first = self.spec.layers[0]
         path = first.path + (("Input", "shape") if built.input_source == "Input" else (first.class_name,
                                                                                       "input_shape"))
-        return [self.spec.problem(path, f"the model takes inputs of shape {_shape(built.input_shape)}, but "
-                                  f"data.train's samples have shape {_shape(data_shape)}",
+        from seqcli.render import shape_text
+
+        return [self.spec.problem(path, f"the model takes inputs of shape {shape_text(built.input_shape)}, but "
+                                  f"data.train's samples have shape {shape_text(data_shape)}",
                                   f"make the input shape {list(data_shape)}, or remove it and the model "
                                   "takes the data's shape")]
 
@@ -674,10 +787,6 @@ class _Run:
                                   snapshot(self.model, self.state, groups=("model",)))
         self.background.write(board.write, row)
 
-    def _stop_if_signalled(self) -> None:
-        if self.guard.received is not None:
-            raise self._interrupted()
-
     def _interrupted(self) -> TrainingInterrupted:
         signum = self.guard.received or signal.SIGINT
         name = signal.Signals(signum).name
@@ -686,16 +795,32 @@ class _Run:
                                    self.options.resume_command(self.output))
 
     def _finish(self) -> TrainResult:
+        """The result files first, the finished checkpoint last: a run is marked finished only once its
+        model, metrics and history are on disk. The checkpoint keeps the last epoch's weights (training
+        longer continues from them), whatever weights early stopping restores into the model."""
         state = self.state
         state.finished = True
-        self.state.elapsed = self._elapsed()
-        write_checkpoint(self.write_dir / CHECKPOINT, self.model, self.state)
-        stopper = self.early_stopping
+        state.elapsed = self._elapsed()
+        finished = snapshot(self.model, state)
+        result = self._final_results()
+        write_snapshot(self.write_dir / CHECKPOINT, finished)
+        return result
+
+    def rewrite_results(self) -> TrainResult:
+        """A finished run whose result files are gone: write them again from its (restored) checkpoint."""
+        self._write_spec_copy()
+        self.reporter.note(f"{self.output} had finished but lacked some of its files; wrote them again from "
+                           f"{self.output / CHECKPOINT}")
+        result = self._final_results()
+        result.already_complete = True
+        return result
+
+    def _final_results(self) -> TrainResult:
+        state, stopper = self.state, self.early_stopping
         if stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch) and (
                 self.write_dir / BEST).exists():
             restore_variables(self.write_dir / BEST, self.model, groups=("model",))
-            self.reporter.note(f"restored the weights of epoch {self.early_stopping.best_epoch}, the best "
-                               f"{self.early_stopping.monitor}")
+            self.reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
         metrics = _final_metrics(state.history, state.early_stopping)
         files = self._write_results(metrics)
         return TrainResult(output=self.output, history=state.history, metrics=metrics, epochs_done=state.epoch,
@@ -722,14 +847,12 @@ class _Run:
         return [directory / name for name in RUN_FILES if (directory / name).exists()]
 
     def _write_spec_copy(self) -> None:
-        data = self.spec.resolved()
-        if isinstance(data.get("data"), dict):
-            data["data"] = absolute_sources(data["data"], self.spec.base_dir)
+        data = absolute_spec_paths(self.spec.resolved(), self.spec.base_dir)
         if not isinstance(data.get("train"), dict):
             data["train"] = {}
         data["train"]["seed"] = self.seed
         header = (f"# The spec as trained by seq train: {self.options.spec} with overrides applied,\n"
-                  "# data paths made absolute and the seed used. `seq train` on this file repeats the run.\n")
+                  "# file paths made absolute and the seed used. `seq train` on this file repeats the run.\n")
         write_text_atomic(self.write_dir / "spec.yaml", header + dump_spec(data))
 
     def _header(self) -> RunHeader:
@@ -913,14 +1036,19 @@ class EarlyStopper:
                 "restore_best_weights": self.restore_best}
 
 
-def _monitor_problems(spec: Spec, validation: bool) -> list[Problem]:
-    from seqcli.compile import metric_log_name
+def _monitor_problems(spec: Spec, settings, validation: bool) -> list[Problem]:
+    """early_stopping.monitor against the logs' names (read from the spec when compile has problems)."""
+    from seqcli.compile import CompileSettings, metric_log_name
     from seqcli.errors import did_you_mean
 
     section = spec.train.early_stopping
-    names = ["loss", *(metric_log_name(m) for m in (spec.compile.metrics if spec.compile else []))]
-    log_names = names + [f"val_{name}" for name in names] if validation else names
-    if section is None or section.monitor in log_names:
+    if section is None:
+        return []
+    if settings is None:
+        metrics = spec.compile.metrics if spec.compile else []
+        settings = CompileSettings(None, None, metric_names=[metric_log_name(m) for m in metrics])
+    log_names = settings.log_names(validation)
+    if section.monitor in log_names:
         return []
     return [spec.problem(("train", "early_stopping", "monitor"), f"training logs no {section.monitor!r}",
                          did_you_mean(section.monitor, log_names) or f"it logs: {', '.join(log_names)}")]
@@ -1056,10 +1184,6 @@ def _raise_training_error(error: Exception):
                             hint="check that the labels fit the model's output and loss "
                                  "(e.g. labels 0..N-1 for N output units)") from None
     raise error
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 __all__ = ["RunDirectoryError", "SpecError", "TrainOptions", "TrainResult", "TrainingInterrupted", "train_spec"]

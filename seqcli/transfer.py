@@ -96,14 +96,17 @@ class _PhaseOptions(TrainOptions):
 
 
 def plan_transfer(options: TransferOptions) -> TransferPlan:
-    """Check the request against the spec (built abstractly) and set out the phases and their overrides."""
+    """Check the request against the spec (built abstractly, its compile section resolved) and set out the
+    phases and their overrides."""
     from seqcli.build import build_model
+    from seqcli.compile import probe_optimizer, resolve_compile
     from seqcli.spec import load_spec
 
     spec = load_spec(options.spec, options.overrides)
     built = build_model(spec, abstract=True)
-    if built.problems:
-        raise spec.error(built.problems)
+    problems = list(built.problems) + (resolve_compile(spec)[1] or probe_optimizer(spec))
+    if problems:
+        raise spec.error(problems)
     section = spec.transfer
     base = _base_name(spec, built)
     weights = options.weights or (section.weights if section else None)
@@ -186,13 +189,13 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
 
 
 def _optimizer_with(spec, learning_rate: float) -> dict:
-    """The spec's optimizer as a {Class: {arguments}} mapping, with ``learning_rate`` replaced."""
-    from seqcli.keras_env import import_keras
+    """The spec's optimizer (resolved without problems) as a {Class: {arguments}} mapping, with
+    ``learning_rate`` replaced."""
+    from seqcli.compile import optimizer_class_name
 
-    optimizer = spec.compile.optimizer if spec.compile is not None else "adam"
+    optimizer = spec.compile.optimizer
     if isinstance(optimizer, str):
-        name = type(import_keras().optimizers.get(optimizer)).__name__
-        return {name: {"learning_rate": learning_rate}}
+        return {optimizer_class_name(optimizer): {"learning_rate": learning_rate}}
     (name, args), = optimizer.items()
     return {name: {**(args or {}), "learning_rate": learning_rate}}
 

@@ -308,3 +308,70 @@ def test_steps_per_execution_only_groups_steps(tmp_path):
     train_spec(TrainOptions(str(spec), output=str(tmp_path / "whole"), overrides=["compile.steps_per_execution=3"]))
     train_spec(TrainOptions(str(spec), output=str(tmp_path / "epochs"), overrides=["compile.steps_per_execution=5"]))
     assert_same_checkpoint(tmp_path / "whole", tmp_path / "epochs")
+
+
+def test_resume_never_trains_fewer_epochs_than_started(tmp_path):
+    from seqcli.train import RunDirectoryError, _check_epochs
+
+    spec = read_spec(write_tiny_project(tmp_path))  # train.epochs: 2
+    _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2))
+    with pytest.raises(RunDirectoryError) as mid_epoch:
+        _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2, step=4))
+    assert mid_epoch.value.message == (f"cannot resume {tmp_path} with train.epochs 2: the run stands at epoch 3/5, "
+                                       "step 4/12, so it needs at least 3 epochs")
+    assert mid_epoch.value.hint.startswith("resume with --epochs 5 (or any number from 3)")
+    with pytest.raises(RunDirectoryError, match="needs at least 36 epochs"):
+        _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=200, steps_per_epoch=12, epoch=36))
+
+
+def test_input_files_are_recorded_by_content(tmp_path):
+    from seqcli.train import _changed_file, input_files
+
+    spec_path = write_tiny_project(tmp_path)
+    (tmp_path / "w.weights.h5").write_bytes(b"weights")
+    spec = read_spec(spec_path, ["transfer.weights=w.weights.h5", "data.test=missing.npz"])
+    files = input_files(spec)
+    data, weights = str(tmp_path.resolve() / "tiny.npz"), str(tmp_path.resolve() / "w.weights.h5")
+    assert sorted(files) == sorted([data, weights])  # data.test decides no step, and missing files are left out
+    assert files[weights] == {"size": 7, "sha256": __import__("hashlib").sha256(b"weights").hexdigest()}
+    assert _changed_file(files, files) is None and _changed_file(None, files) is None
+    (tmp_path / "w.weights.h5").write_bytes(b"WEIGHTS")
+    assert _changed_file(files, input_files(spec)) == f"{weights} (same size, other contents)"
+    (tmp_path / "w.weights.h5").write_bytes(b"more weights")
+    assert _changed_file(files, input_files(spec)) == f"{weights} (7 bytes -> 12)"
+
+
+def test_bad_optimizer_arguments_are_found_by_applying_the_optimizer():
+    from seqcli.compile import probe_optimizer
+
+    spec = spec_from_text(spec_text("compile:\n  optimizer: {Adam: {beta_1: abc}}\n  loss: mse\n"), "spec.yaml")
+    assert resolve_compile(spec)[1] == []  # Keras constructs it
+    problems = probe_optimizer(spec)
+    text = SpecError(problems, spec.document.source).render()
+    assert text.startswith("spec.yaml:5:15: compile.optimizer.Adam: Keras rejected Adam when applying it: Cast "
+                           "string to float is not supported. Received: beta_1='abc'"), text
+    assert probe_optimizer(spec_from_text(spec_text("compile:\n  optimizer: adam\n  loss: mse\n"))) == []
+    assert probe_optimizer(spec_from_text(spec_text("compile:\n  optimizer: adm\n  loss: mse\n"))) == []
+
+
+def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch):
+    """A failure writing model.keras leaves the checkpoint unfinished; --resume then writes the files."""
+    from seqcli import train
+    from seqcli.train import RunDirectoryError
+
+    spec = write_tiny_project(tmp_path)
+
+    def full_disk(model, target):
+        raise RunDirectoryError(f"cannot write {target}: No space left on device")
+
+    monkeypatch.setattr(train, "save_model", full_disk)
+    with pytest.raises(RunDirectoryError):
+        train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")))
+    state = read_state(tmp_path / "run" / "checkpoints" / "last.npz")
+    assert (state.epoch, state.finished) == (2, False)
+    monkeypatch.undo()
+    result = train_spec(TrainOptions(str(spec), output=str(tmp_path / "run"), resume=True))
+    assert result.epochs_done == 2 and (tmp_path / "run" / "model.keras").exists()
+    assert read_state(tmp_path / "run" / "checkpoints" / "last.npz").finished
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "whole")))
+    assert_same_checkpoint(tmp_path / "whole", tmp_path / "run")
