@@ -224,9 +224,10 @@ def download_error(name: str, text: str) -> WeightsDownloadError:
 
 
 def keras_models_dir() -> Path:
-    """Where Keras caches downloaded application weights ($KERAS_HOME/models, default ~/.keras/models)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
+    """Where Keras caches downloaded application weights: the models/ folder of the Keras home."""
+    from seqcli.data import keras_home
+
+    return keras_home() / "models"
 
 
 def resolve_path(path: str, base_dir: Path) -> Path:

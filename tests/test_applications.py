@@ -179,8 +179,11 @@ def test_imagenet_offline_says_where_the_file_goes(write_spec, tmp_path, monkeyp
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
+    from keras.src.backend import config
+
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    (tmp_path / "keras-home").mkdir()
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path / "keras-home"))  # $KERAS_HOME, read at import
     path = write_spec(HEAD + "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: imagenet}\n")
     assert inspect_spec(path).ok  # summary and check never download
     with pytest.raises(SpecError) as raised:
