@@ -104,6 +104,14 @@ def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -
     return arrays
 
 
+def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
+    """A checkpoint's arrays as they are on disk, with ``state`` as its record: for marking a run finished
+    that trained no step since that checkpoint (its metric variables are not built again until it does)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files if name != "meta"}
+    return {"meta": np.array(state.to_json()), **arrays}
+
+
 def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact."""
     try:

@@ -53,6 +53,7 @@ from seqcli.checkpoint import (
     CheckpointError,
     TrainingState,
     read_state,
+    restamp,
     restore_metrics,
     restore_variables,
     snapshot,
@@ -72,7 +73,6 @@ BEST = Path("checkpoints") / "best.npz"
 RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
 KERAS_DATASET_NAMES = tuple(KERAS_DATASETS)
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-VALIDATION_CACHE_BYTES = 1 << 30
 EPOCH_CHECKPOINT_SECONDS = 2.0  # the most training a kill -9 can cost when epochs are shorter than this
 HASHED_FILE_BYTES = 50 << 20  # input files up to this size are compared by sha256 on resume, larger by mtime
 
@@ -548,6 +548,7 @@ class _Run:
         self.notes: list[str] = []
         self.background = _Background()
         self.last_checkpoint_time = -math.inf
+        self.fitted = False  # whether this process trained (a resumed run may have had no step left)
 
     # -- setting up
 
@@ -600,17 +601,8 @@ class _Run:
             self.data = load_datasets(self.spec.resolved()["data"], self.spec.base_dir, seed=self.seed)
         except DataError as error:
             return [self._data_problem(error)]
-        self.validation = self._cached_validation()
+        self.validation = self.data.validation  # cached by seqcli.data when it fits
         return []
-
-    def _cached_validation(self):
-        """In-memory validation data, cached as batches after the first epoch (measured: about 10% of an
-        epoch of a small model goes to re-gathering it). Image folders are cached by seqcli.data itself."""
-        data = self.data
-        if data.validation is None or not self.spec.data.cache or data.class_names is not None:
-            return data.validation
-        size = (data.validation_count or 0) * math.prod(data.input_shape) * 4
-        return data.validation.cache() if size <= VALIDATION_CACHE_BYTES else data.validation
 
     def _data_problem(self, error: SeqError) -> Problem:
         message = error.message
@@ -739,6 +731,7 @@ class _Run:
 
     def _fit(self, dataset, first: int, stop: int, steps_per_epoch: int | None = None) -> None:
         """``model.fit`` over epochs ``first`` .. ``stop - 1``; the callback does each epoch's bookkeeping."""
+        self.fitted = True
         try:
             with _keep_ema_weights(self.model.optimizer, partial=stop < self.state.epochs):
                 self.model.fit(dataset, validation_data=self.validation, epochs=stop, initial_epoch=first,
@@ -801,7 +794,8 @@ class _Run:
         state = self.state
         state.finished = True
         state.elapsed = self._elapsed()
-        finished = snapshot(self.model, state)
+        finished = (snapshot(self.model, state) if self.fitted or not self.resuming
+                    else restamp(self.output / CHECKPOINT, state))
         result = self._final_results()
         write_snapshot(self.write_dir / CHECKPOINT, finished)
         return result
@@ -809,10 +803,10 @@ class _Run:
     def rewrite_results(self) -> TrainResult:
         """A finished run whose result files are gone: write them again from its (restored) checkpoint."""
         self._write_spec_copy()
-        self.reporter.note(f"{self.output} had finished but lacked some of its files; wrote them again from "
-                           f"{self.output / CHECKPOINT}")
         result = self._final_results()
         result.already_complete = True
+        self.reporter.note(f"{self.output} had finished but lacked some of its files; wrote them again from "
+                           f"{self.output / CHECKPOINT}")
         return result
 
     def _final_results(self) -> TrainResult:

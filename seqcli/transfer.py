@@ -24,6 +24,7 @@ from pathlib import Path
 
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
+from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
 from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, train_spec
 
 DEFAULT_FINE_TUNE_LR = 1e-5
@@ -171,7 +172,7 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
                             hint=f"give --fine-tune-layers between 1 and {len(inner)}")
     keep_batchnorm = (fine_tune.batchnorm if fine_tune else "frozen") == "frozen"
     top = [layer for layer in inner[len(inner) - layers:]
-           if not (keep_batchnorm and _is_batchnorm(layer))]
+           if not (keep_batchnorm and is_batchnorm(layer))]
     freeze = {"all_but_last": None, "layers": [base], "unfreeze": [f"{base}/{layer.name}" for layer in top]}
     learning_rate = options.fine_tune_lr or (fine_tune.learning_rate if fine_tune else DEFAULT_FINE_TUNE_LR)
     epochs = options.fine_tune_epochs or (fine_tune.epochs if fine_tune else 1)
@@ -202,28 +203,11 @@ def _optimizer_with(spec, learning_rate: float) -> dict:
 
 def _freeze_lines(model, freeze: dict) -> list[str]:
     """What a phase's freeze does, worked out on the abstract model (then undone)."""
-    from seqcli.freeze import apply_freeze
-
-    states = [(layer, layer.trainable) for layer in [model, *_all_layers(model)]]
+    states = [(layer, layer.trainable) for layer in [model, *(layer for _, layer in walk_layers(model.layers))]]
     report = apply_freeze(model, freeze, strict=False)
     for layer, trainable in states:
         layer.trainable = trainable
     return report.lines()
-
-
-def _all_layers(model) -> list:
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if hasattr(layer, "layers"):
-            layers.extend(_all_layers(layer))
-    return layers
-
-
-def _is_batchnorm(layer) -> bool:
-    from seqcli.keras_env import import_keras
-
-    return isinstance(layer, import_keras().layers.BatchNormalization)
 
 
 # ----------------------------------------------------------------------------- running

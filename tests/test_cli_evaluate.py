@@ -74,3 +74,19 @@ def test_unsafe_models_are_refused(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: cannot load {tmp_path / 'unsafe.keras'}")
     assert "seq never turns it off" in result.stderr
+
+
+def test_a_spec_without_seed_is_split_with_the_runs_seed(tmp_path):
+    spec = write_tiny_project(tmp_path)
+    spec.write_text(spec.read_text().replace("  seed: 3\n", ""))
+    assert run("train", spec, "--output", tmp_path / "run", "--quiet").exit_code == 0
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    for _ in range(2):  # the same split every time: the one training held out
+        result = run("evaluate", tmp_path / "run", "--spec", spec, "--format", "json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["metrics"]["loss"] == pytest.approx(final["val_loss"], rel=1e-5)
+    bare = run("evaluate", tmp_path / "run" / "model.keras", "--spec", spec)
+    assert bare.exit_code == 1
+    assert bare.stderr.startswith(f"error: {spec} splits its validation data off data.train at random (no "
+                                  "train.seed), and no run records the seed the model was trained with")
+    assert "hint: pass --data SOURCE, or set train.seed" in bare.stderr

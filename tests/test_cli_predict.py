@@ -60,3 +60,27 @@ def test_output_format_is_checked_first(trained, tmp_path):
     assert result.exit_code == 1
     assert "error: cannot tell the output format" in result.stderr and "end --output with .npy or .csv" in result.stderr
     assert not (tmp_path / "p.txt").exists()
+
+
+def test_an_unwritable_output_is_reported_before_predicting(trained):
+    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", "/proc/p.npy")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot write /proc/p.npy: No such file or directory\n  hint: choose "
+                                    "another --output"), result.stderr
+    taken = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", trained / "tiny.npz" / "p.npy")
+    assert taken.exit_code == 1 and f"{trained / 'tiny.npz'} is a file" in taken.stderr
+
+
+def test_a_failed_write_keeps_what_was_there(trained, tmp_path, monkeypatch):
+    from seqcli import predict
+
+    (tmp_path / "p.npy").write_bytes(b"earlier")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict.np, "save", full_disk)
+    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot write {tmp_path / 'p.npy'}: No space left on device")
+    assert (tmp_path / "p.npy").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["p.npy"]

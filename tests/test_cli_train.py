@@ -176,6 +176,84 @@ def test_resuming_a_changed_spec_is_refused(project):
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.stderr
 
 
+def test_a_finished_run_gets_its_lost_files_back(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+    before = json.loads((project / "run" / "metrics.json").read_text())
+    for name in ("model.keras", "metrics.json", "history.csv"):
+        (project / "run" / name).unlink()
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"note: {project / 'run'} had finished but lacked some of its files; wrote them again from " \
+           f"{project / 'run' / 'checkpoints' / 'last.npz'}" in text
+    assert "is already complete (2 epochs)" in text and "Training" not in text
+    after = json.loads((project / "run" / "metrics.json").read_text())
+    assert after["metrics"] == before["metrics"] and (project / "run" / "history.csv").exists()
+    evaluated = json.loads(run("evaluate", project / "run", "--format", "json").stdout)
+    assert evaluated["metrics"]["loss"] == pytest.approx(before["metrics"]["val_loss"], rel=1e-5)
+
+
+def test_resuming_with_fewer_epochs_than_done_is_refused(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "3", "-q").exit_code == 0
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "2", "--resume")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot resume {project / 'run'} with train.epochs 2: the run stands at end of "
+                             "epoch 3/3, so it needs at least 3 epochs\n  hint: resume with --epochs 3 (or any "
+                             "number from 3), or start a new run with --overwrite or another --output\n")
+    assert "Trained" not in result.stdout
+
+
+def test_bad_optimizer_arguments_are_reported_before_training(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--set",
+                 "compile.optimizer={Adam: {beta_1: abc}}")
+    assert result.exit_code == 1
+    assert "compile.optimizer.Adam: Keras rejected Adam when applying it: Cast string to float is not supported. " \
+           "Received: beta_1='abc'" in result.stderr, result.stderr
+    assert "unexpected" not in result.stderr and not (project / "run").exists()
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+
+
+def test_only_a_checkpoint_or_a_model_makes_a_run(project):
+    (project / "run").mkdir()
+    (project / "run" / "spec.yaml").write_text("# left by a run that failed before its first step\n")
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "-q")
+    assert result.exit_code == 0, result.output
+    assert "seed: 3" in (project / "run" / "spec.yaml").read_text()
+
+
+def test_the_spec_copy_repeats_the_run_from_anywhere(project, tmp_path):
+    from seqcli.build import model_from_spec
+    from seqcli.spec import load_spec
+
+    model_from_spec(load_spec(project / "tiny.yaml")).save_weights(project / "start.weights.h5")
+    with open(project / "tiny.yaml", "a") as handle:
+        handle.write("transfer:\n  weights: start.weights.h5\n")
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+    copy = (project / "run" / "spec.yaml").read_text()
+    assert f"weights: {(project / 'start.weights.h5').resolve()}" in copy
+    again = run("train", project / "run" / "spec.yaml", "--output", project / "again", "-q")
+    assert again.exit_code == 0, again.output
+    assert_same_checkpoint(project / "run", project / "again")
+    resumed = run("train", project / "run" / "spec.yaml", "--output", project / "run", "--resume")
+    assert resumed.exit_code == 0 and "is already complete (2 epochs)" in resumed.stdout
+
+
+def test_resuming_after_the_data_changed_is_refused(project):
+    import numpy as np
+
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "-q").exit_code == 0
+    with np.load(project / "tiny.npz") as archive:
+        x, y = archive["x"], archive["y"]
+    np.savez(project / "tiny.npz", x=x[::-1], y=y[::-1])
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot resume {project / 'run'}: a file the run reads changed since the "
+                                    f"checkpoint was written: {(project / 'tiny.npz').resolve()} (same size, other "
+                                    "contents)\n  hint: restore the file to resume")
+    np.savez(project / "tiny.npz", x=x, y=y)
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "-q").exit_code == 0
+
+
 def test_digits_spec_is_checked():
     result = run("check", SPECS / "digits.yaml")
     assert result.exit_code == 0

@@ -147,3 +147,21 @@ def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
 def test_the_resume_hint_is_the_transfer_command():
     options = TransferOptions("head.yaml", "out", fine_tune_layers=8, overrides=["train.seed=1"])
     assert options.command() == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
+
+
+def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):
+    save_tiny_mobilenet_weights(tmp_path / "base.weights.h5")
+    spec = write_spec(HEAD.replace("optimizer: {Adam: {learning_rate: 0.01}}", "optimizer: bogus"), "head.yaml")
+    result = CliRunner().invoke(cli, ["transfer", str(spec), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{spec}:8:14: compile.optimizer: unknown optimizer 'bogus'"), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("optimizer, expected", [("rmsprop", "RMSprop"), ("adam_w", "AdamW"), ("SGD", "SGD")])
+def test_fine_tuning_keeps_the_spec_optimizer(optimizer, expected):
+    from seqcli.spec import spec_from_text
+    from seqcli.transfer import _optimizer_with
+
+    spec = spec_from_text(GUIDE.replace("{Adam: {learning_rate: 0.05}}", optimizer))
+    assert _optimizer_with(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}
