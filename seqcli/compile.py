@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqcli.errors import Problem, clean_message, did_you_mean
+from seqcli.registry import public_classes
 from seqcli.spec import Spec
 from seqcli.spec.yamlload import PathKey
 
@@ -185,7 +186,7 @@ def single_step_only(strategy) -> bool:
 def optimizer_classes() -> dict[str, type]:
     import keras
 
-    return {name: cls for name, cls in _public_classes(keras.optimizers, keras.optimizers.Optimizer).items()
+    return {name: cls for name, cls in public_classes(keras.optimizers, keras.optimizers.Optimizer).items()
             if name not in WRAPPER_OPTIMIZERS}
 
 
@@ -194,7 +195,7 @@ def schedule_classes() -> dict[str, type]:
     import keras
 
     schedules = keras.optimizers.schedules
-    return {name: cls for name, cls in _public_classes(schedules, schedules.LearningRateSchedule).items()
+    return {name: cls for name, cls in public_classes(schedules, schedules.LearningRateSchedule).items()
             if name != "LearningRateSchedule"}
 
 
@@ -202,7 +203,7 @@ def schedule_classes() -> dict[str, type]:
 def loss_classes() -> dict[str, type]:
     import keras
 
-    return {name: cls for name, cls in _public_classes(keras.losses, keras.losses.Loss).items() if name != "Loss"}
+    return {name: cls for name, cls in public_classes(keras.losses, keras.losses.Loss).items() if name != "Loss"}
 
 
 @functools.cache
@@ -210,17 +211,8 @@ def metric_classes() -> dict[str, type]:
     import keras
 
     excluded = {"Metric", "MeanMetricWrapper", "Mean", "Sum"}  # abstract, or need a function / values to average
-    return {name: cls for name, cls in _public_classes(keras.metrics, keras.metrics.Metric).items()
+    return {name: cls for name, cls in public_classes(keras.metrics, keras.metrics.Metric).items()
             if name not in excluded}
-
-
-def _public_classes(namespace, base: type) -> dict[str, type]:
-    table = {}
-    for name in dir(namespace):
-        value = getattr(namespace, name)
-        if name[:1].isupper() and isinstance(value, type) and issubclass(value, base):
-            table[name] = value
-    return table
 
 
 def _public_functions(namespace) -> list[str]:

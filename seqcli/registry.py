@@ -54,18 +54,23 @@ def _is_cell(name: str) -> bool:
     return name.endswith("Cell") or name.endswith("Cells")
 
 
+def public_classes(namespace, base: type = object) -> dict[str, type]:
+    """The classes a public Keras namespace exports under capitalised names, subclasses of ``base``."""
+    table = {}
+    for name in dir(namespace):
+        value = getattr(namespace, name)
+        if name[:1].isupper() and isinstance(value, type) and issubclass(value, base):
+            table[name] = value
+    return table
+
+
 @functools.cache
 def layer_classes() -> dict[str, type]:
     """Every built-in ``keras.layers`` class a spec may use, by its public name."""
     import keras
 
-    table = {}
-    for name in dir(keras.layers):
-        value = getattr(keras.layers, name)
-        if (name[:1].isupper() and isinstance(value, type) and issubclass(value, keras.layers.Layer)
-                and name not in EXCLUDED_LAYERS and not _is_cell(name)):
-            table[name] = value
-    return table
+    return {name: cls for name, cls in public_classes(keras.layers, keras.layers.Layer).items()
+            if name not in EXCLUDED_LAYERS and not _is_cell(name)}
 
 
 @functools.cache
@@ -73,9 +78,7 @@ def object_classes(module: str) -> dict[str, type]:
     """Public classes of keras.initializers / regularizers / constraints, by name."""
     import keras
 
-    namespace = getattr(keras, module)
-    return {name: getattr(namespace, name) for name in dir(namespace)
-            if name[:1].isupper() and isinstance(getattr(namespace, name), type)}
+    return public_classes(getattr(keras, module))
 
 
 def known_names() -> list[str]:
