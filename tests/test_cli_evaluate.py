@@ -17,13 +17,6 @@ def run(*args):
     return CliRunner(env={"COLUMNS": "100"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("evaluate")
-    write_tiny_project(directory)
-    assert run("train", directory / "tiny.yaml", "--output", directory / "run", "--quiet").exit_code == 0
-    return directory
-
 
 def test_a_run_is_evaluated_on_its_validation_data(trained):
     result = run("evaluate", trained / "run", "--format", "json")

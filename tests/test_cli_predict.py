@@ -8,19 +8,11 @@ from click.testing import CliRunner
 
 from seqcli.cli import cli
 from seqcli.predict import predictions_csv
-from tests.test_train import write_tiny_project
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("predict")
-    write_tiny_project(directory)
-    assert run("train", directory / "tiny.yaml", "--output", directory / "run", "--quiet").exit_code == 0
-    return directory
 
 
 def test_predict_npy_matches_the_model(trained, tmp_path):
