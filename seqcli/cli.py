@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import sys
 
 import click
@@ -36,7 +37,7 @@ def fail_on_seq_error(command):
             return command(*args, **kwargs)
         except SeqError as error:
             click.echo(error.render(), err=True)
-            sys.exit(error.exit_code)
+            sys.exit(128 + error.signum if getattr(error, "signum", None) else EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_SIGINT)
@@ -265,11 +266,19 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
     that resumes the run exactly where it stopped; so does --resume after a crash.
     """
     from seqcli.progress import make_reporter, result_table
-    from seqcli.train import TrainOptions, train_spec
+    from seqcli.training import TrainingInterrupted, TrainOptions, train_spec
 
     options = TrainOptions(spec, output, epochs, list(overrides), resume, overwrite, strategy, devices, virtual_cpus)
     console = stdout_console()
-    result = train_spec(options, make_reporter(console, quiet=quiet))
+    try:
+        result = train_spec(options, make_reporter(console, quiet=quiet))
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:
+            stop.resume_command = resume_command(
+                "train", spec, output=stop.output, overrides=overrides,
+                flags={"--epochs": epochs, "--strategy": strategy, "--devices": ",".join(devices or []) or None,
+                       "--virtual-cpus": virtual_cpus})
+        raise
     if not quiet:
         console.print(result_table(result))
 
@@ -346,6 +355,7 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
     layers of the base and fine-tune at a low learning rate. Each phase resumes like 'seq train'.
     """
     from seqcli.progress import make_reporter, result_table
+    from seqcli.training import TrainingInterrupted
     from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
 
     options = TransferOptions(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr,
@@ -360,10 +370,29 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
                 console.print(line, highlight=False)
         return make_reporter(console, quiet=quiet)
 
-    result = run_transfer(options, reporter_for=reporter_for, plan=plan)
+    try:
+        result = run_transfer(options, reporter_for=reporter_for, plan=plan)
+    except TrainingInterrupted as stop:
+        if stop.checkpoint is not None:
+            stop.resume_command = resume_command(
+                "transfer", spec, output=output, overrides=overrides,
+                flags={"--weights": weights, "--epochs": epochs, "--fine-tune-layers": fine_tune_layers,
+                       "--fine-tune-epochs": fine_tune_epochs, "--fine-tune-lr": fine_tune_lr})
+        raise
     if not quiet:
         for phase_result in result.results:
             console.print(result_table(phase_result))
+
+
+def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> str:
+    """The command that resumes an interrupted ``seq train`` or ``seq transfer`` with the same options."""
+    words = ["seq", verb, spec, "--output", str(output)]
+    for flag, value in flags.items():
+        if value is not None:
+            words += [flag, str(value)]
+    for override in overrides:
+        words += ["--set", override]
+    return shlex.join([*words, "--resume"])
 
 
 def main():

@@ -148,7 +148,7 @@ def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, 
     """``auto``: about 32 steps per call into TensorFlow (measured on 2 CPU cores for a small CNN: 1.5-2x
     the throughput of 1 step), never more than ``checkpoint_every``, and a divisor of the epoch where one
     is close to that, so that executions never straddle two epochs and training runs as one ``fit``
-    (see seqcli.train). An epoch shorter than that runs as one execution."""
+    (see seqcli.training.loop). An epoch shorter than that runs as one execution."""
     if setting != "auto":
         return int(setting)
     limit = min(DEFAULT_STEPS_PER_EXECUTION, checkpoint_every or DEFAULT_STEPS_PER_EXECUTION)

@@ -249,7 +249,7 @@ def _check_input(model, dataset, label: str) -> None:
 
 def _check_output(output: Path) -> None:
     """Before anything slow: the output's folder exists (or is made) and takes a file."""
-    from seqcli.train import write_probe
+    from seqcli.files import write_probe
 
     if output.parent.exists() and not output.parent.is_dir():
         raise SeqError(f"cannot write {output}: {output.parent} is a file", hint="choose another --output")

@@ -1,5 +1,5 @@
 """What training looks like: a run header, a live bar per epoch on a terminal (ETA, live metrics),
-plain lines otherwise, and result tables. Rendering only; the training itself is in :mod:`seqcli.train`."""
+plain lines otherwise, and result tables. Rendering only; the training itself is in :mod:`seqcli.training`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from seqcli.train import Reporter, RunHeader, TrainResult
+from seqcli.training import Reporter, RunHeader, TrainResult
 
 HIDDEN_COLUMNS = ("epoch", "seconds")
 

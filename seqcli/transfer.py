@@ -17,7 +17,6 @@ records; each resumes like training. Phase two starts from phase one's ``model.k
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
-from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, train_spec
+from seqcli.training import Reporter, RunDirectory, TrainOptions, TrainResult, train_spec
 
 DEFAULT_FINE_TUNE_LR = 1e-5
 
@@ -49,17 +48,6 @@ class TransferOptions:
     resume: bool = False
     overwrite: bool = False
 
-    def command(self) -> str:
-        words = ["seq", "transfer", self.spec, "--output", self.output]
-        for flag, value in (("--weights", self.weights), ("--epochs", self.epochs),
-                            ("--fine-tune-layers", self.fine_tune_layers),
-                            ("--fine-tune-epochs", self.fine_tune_epochs), ("--fine-tune-lr", self.fine_tune_lr)):
-            if value is not None:
-                words += [flag, str(value)]
-        for override in self.overrides:
-            words += ["--set", override]
-        return shlex.join([*words, "--resume"])
-
 
 @dataclass
 class Phase:
@@ -81,16 +69,6 @@ class TransferPlan:
 class TransferResult:
     plan: TransferPlan
     results: list[TrainResult] = field(default_factory=list)
-
-
-@dataclass
-class _PhaseOptions(TrainOptions):
-    """TrainOptions whose resume hint is the seq transfer command, not seq train."""
-
-    transfer_command: str = ""
-
-    def resume_command(self, output: Path) -> str:
-        return self.transfer_command
 
 
 # ----------------------------------------------------------------------------- planning
@@ -220,10 +198,9 @@ def run_transfer(options: TransferOptions, *, reporter_for: Callable[[Phase], Re
     plan = plan or plan_transfer(options)
     result = TransferResult(plan)
     for phase in plan.phases:
-        resume = options.resume and (phase.number == 1 or (phase.output / CHECKPOINT).exists())
-        phase_options = _PhaseOptions(spec=options.spec, output=str(phase.output), overrides=phase.overrides,
-                                      resume=resume, overwrite=options.overwrite,
-                                      transfer_command=options.command())
+        resume = options.resume and (phase.number == 1 or RunDirectory(phase.output).checkpoint.exists())
+        phase_options = TrainOptions(spec=options.spec, output=str(phase.output), overrides=phase.overrides,
+                                     resume=resume, overwrite=options.overwrite)
         reporter = reporter_for(phase) if reporter_for else None
         result.results.append(train_spec(phase_options, reporter))
     return result

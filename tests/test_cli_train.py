@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from seqcli.checkpoint import read_state
 from seqcli.cli import cli
+from seqcli.training.checkpoint import read_state
 from tests.conftest import SPECS
 from tests.test_train import assert_same_checkpoint, write_tiny_project
 
@@ -133,6 +133,16 @@ def test_every_problem_is_reported_before_training(project):
         "compile.optimizer.Adamm", "train.early_stopping.monitor", "layers[0].Input.shape"]
     assert "hint: did you mean 'val_accuracy'?" in result.stderr
     assert "but data.train's samples have shape (4, 4, 1)" in result.stderr
+    assert not (project / "run").exists()
+
+
+def test_a_bad_freeze_selector_is_reported_once(project):
+    """The freeze: section is applied once, by the build: one problem, as seq check reports it."""
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--set", "freeze.layers=[nope*]")
+    assert result.exit_code == 1
+    assert result.stderr.count("'nope*' matches no layer") == 1, result.stderr
+    check = run("check", project / "tiny.yaml")
+    assert check.exit_code == 0
     assert not (project / "run").exists()
 
 

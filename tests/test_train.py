@@ -1,4 +1,4 @@
-"""seqcli.train, seqcli.compile and seqcli.checkpoint: names resolved through Keras, checkpoints that
+"""seqcli.training, seqcli.compile and seqcli.training.checkpoint: names resolved through Keras, checkpoints that
 resume exactly, the same seed giving the same weights. CLI behaviour is in test_cli_train.py."""
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcli.checkpoint import CheckpointError, TrainingState, read_state
 from seqcli.compile import choose_steps_per_execution, resolve_compile
 from seqcli.errors import SpecError
 from seqcli.spec import read_spec, spec_from_text
-from seqcli.train import EarlyStopper, TrainOptions, dump_spec, run_fingerprint, train_spec, write_history
+from seqcli.spec.dump import dump_spec
+from seqcli.training import TrainOptions, train_spec
+from seqcli.training.checkpoint import CheckpointError, TrainingState, read_state
+from seqcli.training.early_stopping import EarlyStopper
+from seqcli.training.outputs import write_history
+from seqcli.training.resume import run_fingerprint
 from tests.conftest import ROOT
 
 TINY_SPEC = """\
@@ -211,7 +215,7 @@ def test_history_csv(tmp_path):
 def test_checkpoint_state_reads_without_tensorflow(tmp_path):
     state = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=1, step=4, history=[{"epoch": 1}])
     np.savez(tmp_path / "last.npz", meta=np.array(state.to_json()))
-    code = ("import sys; from seqcli.checkpoint import read_state; "
+    code = ("import sys; from seqcli.training.checkpoint import read_state; "
             f"s = read_state({str(tmp_path / 'last.npz')!r}); "
             "assert (s.epoch, s.step, s.global_step) == (1, 4, 14), s; "
             "assert 'tensorflow' not in sys.modules")
@@ -226,7 +230,7 @@ def test_damaged_checkpoint_is_reported(tmp_path):
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from seqcli import checkpoint
+    from seqcli.training import checkpoint
 
     state = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10)
     checkpoint.write_snapshot(tmp_path / "last.npz", {"meta": np.array(state.to_json()), "model/00000": np.ones(3)})
@@ -285,16 +289,16 @@ def test_live_progress_on_a_terminal(tmp_path):
 def test_signals_stop_at_a_step_boundary_and_twice_at_once(monkeypatch):
     import signal
 
-    from seqcli.train import Reporter, SignalGuard, TrainingInterrupted
+    from seqcli.training.signals import SignalGuard, TrainingInterrupted
 
-    guard = SignalGuard(Reporter())
+    guard = SignalGuard()
     with pytest.raises(TrainingInterrupted) as before:
         guard._handle(signal.SIGTERM, None)  # before training starts: stop right away
-    assert before.value.exit_code == 143 and "nothing was trained" in before.value.message
-    guard = SignalGuard(Reporter())
+    assert before.value.signum == signal.SIGTERM and "nothing was trained" in before.value.message
+    guard = SignalGuard()
     guard.armed = True
     exits = []
-    monkeypatch.setattr("seqcli.train.os._exit", exits.append)
+    monkeypatch.setattr("seqcli.training.signals.os._exit", exits.append)
     guard._handle(signal.SIGINT, None)
     assert guard.received == signal.SIGINT and exits == []  # training saves a checkpoint, then stops
     guard._handle(signal.SIGINT, None)
@@ -311,21 +315,22 @@ def test_steps_per_execution_only_groups_steps(tmp_path):
 
 
 def test_resume_never_trains_fewer_epochs_than_started(tmp_path):
-    from seqcli.train import RunDirectoryError, _check_epochs
+    from seqcli.training import RunDirectoryError
+    from seqcli.training.resume import check_epochs
 
     spec = read_spec(write_tiny_project(tmp_path))  # train.epochs: 2
-    _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2))
+    check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2))
     with pytest.raises(RunDirectoryError) as mid_epoch:
-        _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2, step=4))
+        check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2, step=4))
     assert mid_epoch.value.message == (f"cannot resume {tmp_path} with train.epochs 2: the run stands at epoch 3/5, "
                                        "step 4/12, so it needs at least 3 epochs")
     assert mid_epoch.value.hint.startswith("resume with --epochs 5 (or any number from 3)")
     with pytest.raises(RunDirectoryError, match="needs at least 36 epochs"):
-        _check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=200, steps_per_epoch=12, epoch=36))
+        check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=200, steps_per_epoch=12, epoch=36))
 
 
 def test_input_files_are_recorded_by_content(tmp_path):
-    from seqcli.train import _changed_file, input_files
+    from seqcli.training.resume import changed_file, input_files
 
     spec_path = write_tiny_project(tmp_path)
     (tmp_path / "w.weights.h5").write_bytes(b"weights")
@@ -334,11 +339,11 @@ def test_input_files_are_recorded_by_content(tmp_path):
     data, weights = str(tmp_path.resolve() / "tiny.npz"), str(tmp_path.resolve() / "w.weights.h5")
     assert sorted(files) == sorted([data, weights])  # data.test decides no step, and missing files are left out
     assert files[weights] == {"size": 7, "sha256": __import__("hashlib").sha256(b"weights").hexdigest()}
-    assert _changed_file(files, files) is None and _changed_file(None, files) is None
+    assert changed_file(files, files) is None and changed_file(None, files) is None
     (tmp_path / "w.weights.h5").write_bytes(b"WEIGHTS")
-    assert _changed_file(files, input_files(spec)) == f"{weights} (same size, other contents)"
+    assert changed_file(files, input_files(spec)) == f"{weights} (same size, other contents)"
     (tmp_path / "w.weights.h5").write_bytes(b"more weights")
-    assert _changed_file(files, input_files(spec)) == f"{weights} (7 bytes -> 12)"
+    assert changed_file(files, input_files(spec)) == f"{weights} (7 bytes -> 12)"
 
 
 def test_bad_optimizer_arguments_are_found_by_applying_the_optimizer():
@@ -356,15 +361,14 @@ def test_bad_optimizer_arguments_are_found_by_applying_the_optimizer():
 
 def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch):
     """A failure writing model.keras leaves the checkpoint unfinished; --resume then writes the files."""
-    from seqcli import train
-    from seqcli.train import RunDirectoryError
+    from seqcli.training import RunDirectoryError, loop
 
     spec = write_tiny_project(tmp_path)
 
     def full_disk(model, target):
         raise RunDirectoryError(f"cannot write {target}: No space left on device")
 
-    monkeypatch.setattr(train, "save_model", full_disk)
+    monkeypatch.setattr(loop, "save_model", full_disk)
     with pytest.raises(RunDirectoryError):
         train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")))
     state = read_state(tmp_path / "run" / "checkpoints" / "last.npz")

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from seqcli.build import model_from_spec
 from seqcli.cli import cli
 from seqcli.spec import load_spec
-from seqcli.transfer import TransferOptions
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
 
 GUIDE = """\
@@ -145,8 +144,11 @@ def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
 
 
 def test_the_resume_hint_is_the_transfer_command():
-    options = TransferOptions("head.yaml", "out", fine_tune_layers=8, overrides=["train.seed=1"])
-    assert options.command() == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
+    from seqcli.cli import resume_command
+
+    command = resume_command("transfer", "head.yaml", output="out", overrides=["train.seed=1"],
+                             flags={"--weights": None, "--fine-tune-layers": 8})
+    assert command == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
 
 
 def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):

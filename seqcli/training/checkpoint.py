@@ -50,7 +50,7 @@ class TrainingState:
     stopped_early: bool = False
     elapsed: float = 0.0
     spec: dict[str, Any] | None = None
-    files: dict[str, dict[str, Any]] | None = None  # input file -> size and sha256 (or mtime), see seqcli.train
+    files: dict[str, dict[str, Any]] | None = None  # input file -> size, sha256 or mtime (training.resume)
     format: int = FORMAT
 
     @property

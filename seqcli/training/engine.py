@@ -1,0 +1,76 @@
+"""``seq train``: a spec in, a run directory out, and nothing lost on the way.
+
+Under multi-worker training only the chief's files land in the run directory
+(:func:`seqcli.distribute.chief_output_dir`). The checkpoint that marks a run finished is written after
+its result files; resuming a finished run whose result files are gone writes them again from that
+checkpoint. Resuming compares the spec and the files it reads with the checkpoint's record
+(:mod:`seqcli.training.resume`) and never trains fewer epochs than the run has started.
+
+Batches come from :class:`seqcli.data.Datasets`, whose order for epoch ``k`` is a pure function of
+``(seed, k)``. A checkpoint (:mod:`seqcli.training.checkpoint`) records weights, optimizer and metric
+state, the seed-generator states and the position inside the epoch; resuming feeds that epoch less the
+batches already done, so a resumed run takes exactly the optimizer steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqcli.spec import Spec, read_spec
+from seqcli.training.checkpoint import TrainingState
+from seqcli.training.events import Reporter, TrainOptions, TrainResult
+from seqcli.training.loop import Trainer
+from seqcli.training.outputs import final_metrics
+from seqcli.training.resume import resume_state
+from seqcli.training.rundir import RunDirectory
+from seqcli.training.setup import prepare_training, static_problems
+from seqcli.training.signals import SignalGuard
+
+
+def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> TrainResult:
+    """Train the spec's model into its run directory, resuming when asked; see the module docstring.
+
+    Every spec problem (structure, layers, compile names, data that does not fit the model) is reported
+    together as one SpecError before training starts, and so is an output directory that cannot be written.
+    """
+    reporter = reporter or Reporter()
+    spec = read_spec(options.spec, options.spec_overrides())
+    run = RunDirectory(Path(options.output) if options.output else Path("runs") / spec.display_name)
+    created = not run.path.exists()
+    run.create()
+    try:
+        return _train(spec, options, run, reporter)
+    finally:
+        # No empty run directory behind a run that never started, or on a multi-worker non-chief
+        # (which writes to a temporary folder).
+        if created and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()
+
+
+def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Reporter) -> TrainResult:
+    if spec.problems:
+        raise spec.error(spec.problems + static_problems(spec))
+    state = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
+    complete = state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs)
+    if complete and run.has_results():
+        return _completed_result(run, state)
+    replaces_run = not options.resume and run.holds_run()
+    with SignalGuard() as guard:
+        try:
+            setup = prepare_training(spec, run, state)
+            trainer = Trainer(setup, reporter, guard, spec_label=options.spec)
+            if complete:
+                return trainer.rewrite_results()
+            if replaces_run:
+                setup.out.remove_run()
+            return trainer.train()
+        finally:
+            reporter.close()
+
+
+def _completed_result(run: RunDirectory, state: TrainingState) -> TrainResult:
+    history = state.history
+    return TrainResult(output=run.path, history=history, metrics=final_metrics(history, state.early_stopping),
+                       epochs_done=state.epoch, epochs=state.epochs, stopped_early=state.stopped_early,
+                       best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
+                       files=run.files(), already_complete=True)

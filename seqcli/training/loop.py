@@ -1,0 +1,347 @@
+"""The fit loop: Keras's ``fit`` over seq's epochs, with each epoch's bookkeeping between steps.
+
+The remaining epochs run as one ``fit`` over :meth:`Datasets.train_epochs` when ``steps_per_execution``
+divides an epoch (Keras's executions then never straddle two epochs, and no per-epoch pipeline is
+rebuilt); otherwise one ``fit`` per epoch, the next epoch's dataset built in a helper thread. A resumed
+partial epoch runs on its own first. Checkpoints are copied at once and written by a writer thread
+while training goes on, in order; epoch-end checkpoints are taken at most every
+``EPOCH_CHECKPOINT_SECONDS`` (signals, ``checkpoint_every`` and the last epoch always checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+from seqcli.errors import SeqError
+from seqcli.files import write_text_atomic
+from seqcli.training.checkpoint import restamp, restore_metrics, restore_variables, snapshot, write_snapshot
+from seqcli.training.events import Reporter, RunHeader, TrainResult
+from seqcli.training.outputs import (
+    TensorBoardWriter,
+    final_metrics,
+    plot_curves,
+    save_model,
+    throughput,
+    write_history,
+    write_spec_copy,
+)
+from seqcli.training.setup import TrainingSetup
+from seqcli.training.signals import SignalGuard, TrainingInterrupted
+
+EPOCH_CHECKPOINT_SECONDS = 2.0  # the most training a kill -9 can cost when epochs are shorter than this
+
+
+class TrainingError(SeqError):
+    """Training stopped on an error TensorFlow raised while running the model."""
+
+
+class Trainer:
+    """Trains a :class:`TrainingSetup` to its last epoch (or early stop, or signal) and writes the results."""
+
+    def __init__(self, setup: TrainingSetup, reporter: Reporter, guard: SignalGuard, *, spec_label: str):
+        self.setup = setup
+        self.reporter = reporter
+        self.guard = guard
+        self.spec_label = spec_label  # the spec as the user named it, for the header and metrics.json
+        self.started = time.perf_counter()
+        self.elapsed_before = setup.state.elapsed if setup.resuming else 0.0
+        self.background = _Background()
+        self.last_checkpoint_time = -math.inf
+        self.epoch_clock = time.perf_counter()
+        self.fitted = False  # whether this process trained (a resumed run may have had no step left)
+        self.board = TensorBoardWriter(setup.out.logs)
+        self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
+
+    def train(self) -> TrainResult:
+        """Fit the remaining epochs, then write the results; see the module docstring."""
+        setup, state = self.setup, self.setup.state
+        state.finished = False
+        write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
+        self.reporter.run_started(self.header())
+        self.guard.armed = True
+        steps, execution = setup.data.steps_per_epoch, setup.settings.steps_per_execution
+        try:
+            with self.background:
+                if state.step and state.epoch < state.epochs:
+                    self._fit(setup.data.train_for_epoch(state.epoch, state.step), state.epoch, state.epoch + 1)
+                if steps % execution == 0:
+                    if state.epoch < state.epochs and not state.stopped_early:
+                        self._fit(setup.data.train_epochs(state.epoch, state.epochs), state.epoch, state.epochs,
+                                  steps_per_epoch=steps)
+                else:
+                    self._fit_epoch_by_epoch()
+        finally:
+            self.board.close()
+        if state.stopped_early:
+            self.reporter.note(setup.early_stopping.message(state.epoch))
+        return self._finish()
+
+    def _fit_epoch_by_epoch(self) -> None:
+        state, data = self.setup.state, self.setup.data
+        upcoming = self.background.dataset(data.train_for_epoch, state.epoch, 0)
+        while state.epoch < state.epochs and not state.stopped_early:
+            epoch, dataset = state.epoch, upcoming.result()
+            if epoch + 1 < state.epochs:
+                upcoming = self.background.dataset(data.train_for_epoch, epoch + 1, 0)
+            self._fit(dataset, epoch, epoch + 1)
+
+    def _fit(self, dataset, first: int, stop: int, steps_per_epoch: int | None = None) -> None:
+        """``model.fit`` over epochs ``first`` .. ``stop - 1``; the callback does each epoch's bookkeeping."""
+        model = self.setup.model
+        self.fitted = True
+        try:
+            with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs):
+                model.fit(dataset, validation_data=self.setup.data.validation, epochs=stop, initial_epoch=first,
+                          steps_per_epoch=steps_per_epoch, callbacks=[self.callback.keras_callback],
+                          shuffle=False, verbose=0)
+        except _StopRequested:
+            raise self._interrupted() from None
+        except Exception as error:
+            _raise_training_error(error)
+
+    # -- called by the callback, inside fit
+
+    def epoch_started(self, epoch: int) -> None:
+        setup = self.setup
+        self.reporter.epoch_started(epoch, setup.state.epochs, setup.data.steps_per_epoch, setup.state.step)
+
+    def steps_done(self, done: int, logs: dict) -> None:
+        """After an execution: live progress; stop on a signal (with a checkpoint)."""
+        self.setup.state.step = done
+        if self.reporter.wants_step_logs:
+            self.reporter.steps_done(done, {k: float(v) for k, v in (logs or {}).items()})
+        if self.guard.stop_requested and done < self.setup.data.steps_per_epoch:
+            self.save_checkpoint()
+            raise _StopRequested()
+
+    def epoch_finished(self, epoch: int, logs: dict) -> None:
+        """After an epoch's validation: history, early stopping, checkpoint, display; stop on a signal."""
+        setup, state, stopper = self.setup, self.setup.state, self.setup.early_stopping
+        seconds, self.epoch_clock = time.perf_counter() - self.epoch_clock, time.perf_counter()
+        order = setup.settings.log_names(validation=True)
+        values = {name: float(value) for name, value in (logs or {}).items()}
+        ordered = sorted(values, key=lambda name: order.index(name) if name in order else len(order))
+        row = {"epoch": epoch + 1, **{name: values[name] for name in ordered}, "seconds": round(seconds, 4)}
+        stop = stopper.update(row) if stopper else False
+        state.history.append(row)
+        state.epoch, state.step = epoch + 1, 0
+        state.early_stopping = stopper.as_dict() if stopper else None
+        state.stopped_early = bool(stop)
+        last = stop or state.epoch >= state.epochs or self.guard.stop_requested
+        self._save_epoch(row, force=last)
+        self.reporter.epoch_finished(row)
+        if self.guard.stop_requested:
+            raise _StopRequested()
+        if stop:
+            setup.model.stop_training = True
+
+    def save_checkpoint(self) -> None:
+        """Copy the state now; the file is written in the background (atomically, in order)."""
+        self.setup.state.elapsed = self._elapsed()
+        self.last_checkpoint_time = time.perf_counter()
+        self.background.write(write_snapshot, self.setup.out.checkpoint,
+                              snapshot(self.setup.model, self.setup.state))
+
+    def _save_epoch(self, row: dict, *, force: bool) -> None:
+        """Checkpoint and history at an epoch's end, unless the last checkpoint is under
+        EPOCH_CHECKPOINT_SECONDS old (epochs of a fraction of a second would spend ~10% on them)."""
+        setup, stopper = self.setup, self.setup.early_stopping
+        if force or time.perf_counter() - self.last_checkpoint_time >= EPOCH_CHECKPOINT_SECONDS:
+            self.save_checkpoint()
+            self.background.write(write_history, setup.out.history, list(setup.state.history))
+        if stopper and stopper.restore_best and stopper.best_epoch == row["epoch"]:
+            self.background.write(write_snapshot, setup.out.best, snapshot(setup.model, setup.state, groups=("model",)))
+        self.background.write(self.board.write, row)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        signum = self.guard.received or signal.SIGINT
+        name = signal.Signals(signum).name
+        checkpoint = self.setup.run.checkpoint
+        return TrainingInterrupted(signum, f"{name}: training stopped at {self.setup.state.position()}; "
+                                           f"checkpoint saved to {checkpoint}", checkpoint, self.setup.run.path)
+
+    # -- the end
+
+    def _finish(self) -> TrainResult:
+        """The result files first, the finished checkpoint last: a run is marked finished only once its
+        model, metrics and history are on disk. The checkpoint keeps the last epoch's weights (training
+        longer continues from them), whatever weights early stopping restores into the model."""
+        setup, state = self.setup, self.setup.state
+        state.finished = True
+        state.elapsed = self._elapsed()
+        finished = (snapshot(setup.model, state) if self.fitted or not setup.resuming
+                    else restamp(setup.run.checkpoint, state))
+        result = self._final_results()
+        write_snapshot(setup.out.checkpoint, finished)
+        return result
+
+    def rewrite_results(self) -> TrainResult:
+        """A finished run whose result files are gone: write them again from its (restored) checkpoint."""
+        setup = self.setup
+        write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
+        result = self._final_results()
+        result.already_complete = True
+        self.reporter.note(f"{setup.run.path} had finished but lacked some of its files; wrote them again from "
+                           f"{setup.run.checkpoint}")
+        return result
+
+    def _final_results(self) -> TrainResult:
+        setup, state, stopper = self.setup, self.setup.state, self.setup.early_stopping
+        restore = stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch)
+        if restore and setup.out.best.exists():
+            restore_variables(setup.out.best, setup.model, groups=("model",))
+            self.reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
+        metrics = final_metrics(state.history, state.early_stopping)
+        self._write_results(metrics)
+        return TrainResult(output=setup.run.path, history=state.history, metrics=metrics, epochs_done=state.epoch,
+                           epochs=state.epochs, stopped_early=state.stopped_early,
+                           best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
+                           files=setup.out.files())
+
+    def _write_results(self, metrics: dict) -> None:
+        setup, state, out = self.setup, self.setup.state, self.setup.out
+        best_epoch = (state.early_stopping or {}).get("best_epoch")
+        save_model(setup.model, out.model)
+        summary = {"model": setup.model.name, "spec": str(Path(self.spec_label).resolve()),
+                   "epochs_done": state.epoch, "epochs": state.epochs, "stopped_early": state.stopped_early,
+                   "best_epoch": best_epoch, "seed": setup.seed, "elapsed_seconds": round(state.elapsed, 3),
+                   "metrics": metrics, "samples_per_second": throughput(state.history, setup.data.train_count),
+                   "distribution": setup.info.describe(setup.data.batch_size), "class_names": setup.data.class_names}
+        write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
+        write_history(out.history, state.history)
+        with contextlib.suppress(ImportError):
+            plot_curves(out.curves, state.history, setup.model.name, best_epoch=best_epoch)
+
+    def header(self) -> RunHeader:
+        setup, state = self.setup, self.setup.state
+        model, data = setup.model, setup.data
+        resumed = f"{state.position()} of {setup.run.checkpoint}" if setup.resuming else None
+        return RunHeader(spec=self.spec_label, model=model.name, params=model.count_params(),
+                         trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
+                         output=setup.run.path, epochs=state.epochs, steps_per_epoch=data.steps_per_epoch,
+                         train_count=data.train_count, validation_count=data.validation_count, seed=setup.seed,
+                         distribution=setup.info.describe(data.batch_size), compile=setup.settings.descriptions,
+                         steps_per_execution=setup.settings.steps_per_execution, jit_compile=model.jit_compile,
+                         resumed_from=resumed, notes=setup.notes)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+
+class _Background:
+    """Two helper threads: one builds the next epoch's dataset while the current one trains, one writes
+    checkpoints, history and logs in order. A write that failed raises at the next write or on exit."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.data = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq-data")
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq-writer")
+        self.pending: list = []
+
+    def dataset(self, build, epoch: int, skip: int):
+        return self.data.submit(build, epoch, skip)
+
+    def write(self, function, *args) -> None:
+        self._raise_failures()
+        self.pending.append(self.writer.submit(function, *args))
+
+    def flush(self) -> None:
+        for future in self.pending:
+            future.result()
+        self.pending.clear()
+
+    def _raise_failures(self) -> None:
+        done = [future for future in self.pending if future.done()]
+        self.pending = [future for future in self.pending if not future.done()]
+        for future in done:
+            future.result()
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.flush()  # a checkpoint asked for (by a signal too) is on disk before seq exits
+        finally:
+            self.data.shutdown(wait=False, cancel_futures=True)
+            self.writer.shutdown(wait=True)
+
+
+class _StopRequested(Exception):
+    """Raised from a Keras callback to leave ``fit`` at once after a signal's checkpoint."""
+
+
+class _StepCallback:
+    """Keras's callback hooks turned into the trainer's: each epoch's start and end, and every execution's
+    end (Keras calls batch hooks once per ``steps_per_execution`` steps). It keeps the step count inside
+    the epoch and the in-epoch checkpoint schedule (``train.checkpoint_every``)."""
+
+    def __init__(self, trainer: Trainer, every: int | None):
+        from seqcli.keras_env import import_keras
+
+        self.trainer = trainer
+        self.every = every
+        self.keras_callback = import_keras().callbacks.LambdaCallback(
+            on_epoch_begin=self._on_epoch_begin, on_train_batch_end=self._on_batch_end,
+            on_epoch_end=self._on_epoch_end)
+        setup = trainer.setup
+        self.steps_per_epoch = setup.data.steps_per_epoch
+        self.restore_metrics_from: Path | None = (setup.run.checkpoint if setup.resuming and setup.state.step
+                                                  else None)
+
+    def _on_epoch_begin(self, epoch, logs=None) -> None:
+        setup = self.trainer.setup
+        skip = setup.state.step
+        self.trainer.epoch_started(epoch)
+        self.base = int(setup.model.optimizer.iterations.numpy()) - skip
+        self.last_checkpoint = skip
+        if self.restore_metrics_from is not None:
+            if not restore_metrics(self.restore_metrics_from, setup.model, setup.strategy):
+                self.trainer.reporter.note("this epoch's training metrics cover the steps after the resume only")
+            self.restore_metrics_from = None
+
+    def _on_batch_end(self, batch, logs=None) -> None:
+        done = int(self.trainer.setup.model.optimizer.iterations.numpy()) - self.base
+        self.trainer.steps_done(done, logs)
+        if self.every and done - self.last_checkpoint >= self.every and done < self.steps_per_epoch:
+            self.trainer.save_checkpoint()
+            self.last_checkpoint = done
+
+    def _on_epoch_end(self, epoch, logs=None) -> None:
+        self.trainer.epoch_finished(epoch, logs)
+
+
+@contextlib.contextmanager
+def _keep_ema_weights(optimizer, *, partial: bool):
+    """``fit`` ends by copying an EMA optimizer's averages into the weights; after a partial epoch
+    training goes on, so that copy must wait for the real end."""
+    if not (partial and getattr(optimizer, "use_ema", False)):
+        yield
+        return
+    optimizer.finalize_variable_values = lambda variables: None
+    try:
+        yield
+    finally:
+        del optimizer.finalize_variable_values
+
+
+def _raise_training_error(error: Exception):
+    """TensorFlow's runtime errors (bad labels, NaN checks, out of memory) as a SeqError; anything else as is."""
+    from seqcli.keras_env import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):
+        text = str(error).strip().splitlines()
+        message = next((line for line in reversed(text) if line.strip() and not line.startswith("\t")), str(error))
+        raise TrainingError(f"training failed: {message.strip()}",
+                            hint="check that the labels fit the model's output and loss "
+                                 "(e.g. labels 0..N-1 for N output units)") from None
+    raise error

@@ -1,0 +1,131 @@
+"""What a run leaves behind besides checkpoints: history.csv, metrics.json, curves.png, the spec as
+trained and TensorBoard's epoch scalars. Every file but TensorBoard's append-only logs is written
+atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from seqcli.files import atomic_path, write_text_atomic
+from seqcli.spec import Spec
+from seqcli.spec.dump import dump_spec
+from seqcli.training.resume import absolute_spec_paths
+from seqcli.training.rundir import RunDirectoryError
+
+
+def save_model(model, target: Path) -> None:
+    """``model.save`` to a temporary ``.keras`` file, then an atomic rename over ``target``."""
+    try:
+        with atomic_path(target, suffix=".keras") as temporary:
+            model.save(temporary)
+    except OSError as error:
+        raise RunDirectoryError(f"cannot write {target}: {error.strerror or error}",
+                                hint="the previous file is intact; free space or fix permissions, then --resume")
+
+
+def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
+    """The spec as trained: overrides applied, file paths made absolute, the seed used."""
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    if not isinstance(data.get("train"), dict):
+        data["train"] = {}
+    data["train"]["seed"] = seed
+    header = (f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
+              "# file paths made absolute and the seed used. `seq train` on this file repeats the run.\n")
+    write_text_atomic(target, header + dump_spec(data))
+
+
+def write_history(target: Path, history: list[dict]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    write_text_atomic(target, buffer.getvalue())
+
+
+
+def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None = None) -> None:
+    """One panel per quantity (loss, each metric), training and validation curves together."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    names = [k for k in history[0] if k not in ("epoch", "seconds") and not k.startswith("val_")] if history else []
+    figure = Figure(figsize=(5 * max(len(names), 1), 3.6), layout="constrained")
+    epochs = [row["epoch"] for row in history]
+    for index, name in enumerate(names):
+        axes = figure.add_subplot(1, len(names), index + 1)
+        axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
+        if any(f"val_{name}" in row for row in history):
+            axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3,
+                      label="validation")
+        if best_epoch is not None:
+            axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+        axes.set_xlabel("epoch")
+        axes.set_title(name)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    with atomic_path(target, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+
+
+class TensorBoardWriter:
+    """Epoch scalars in TensorBoard's event format (``logs/train``, ``logs/validation``), written with
+    ``tf.summary.write``, which needs no TensorBoard installation."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+        self.writers: dict[str, Any] = {}
+
+    def write(self, row: dict) -> None:
+        if self.directory is None:
+            return
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="scalars"))
+        for key, value in row.items():
+            if key in ("epoch", "seconds") or not isinstance(value, float):
+                continue
+            split = "validation" if key.startswith("val_") else "train"
+            name = key[4:] if split == "validation" else key
+            writer = self.writers.get(split)
+            if writer is None:
+                writer = self.writers[split] = tf.summary.create_file_writer(str(self.directory / split))
+            with writer.as_default():
+                tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"],
+                                 metadata=metadata)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def final_metrics(history: list[dict], early_stopping: dict | None) -> dict[str, float]:
+    if not history:
+        return {}
+    row = history[-1]
+    best_epoch = (early_stopping or {}).get("best_epoch")
+    if (early_stopping or {}).get("restore_best_weights") and best_epoch is not None and best_epoch != row["epoch"]:
+        row = next((r for r in history if r["epoch"] == best_epoch), row)
+    return {k: v for k, v in row.items() if k not in ("epoch", "seconds")}
+
+
+def throughput(history: list[dict], train_count: int | None) -> float | None:
+    """Training samples per second over the epochs after the first (which pays for tracing)."""
+    times = [row["seconds"] for row in history[1:]] or [row["seconds"] for row in history]
+    if not times or not train_count:
+        return None
+    return round(train_count * len(times) / sum(times), 1)
+

@@ -1,0 +1,203 @@
+"""Resuming a run: is the spec the same, are the files it reads the same, and where does it stand.
+
+A checkpoint records a fingerprint of everything in the spec that decides a run's steps (file paths made
+absolute, the seed used; less what may change on resume: epochs, checkpoint_every, distribution) and the
+size and sha256 of every file the run reads. Resuming compares both with the spec and files of today and
+never trains fewer epochs than the run has started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from seqcli.applications import APPLICATIONS, SAVED_MODEL, absolute_paths, resolve_path
+from seqcli.data import KERAS_DATASETS
+from seqcli.spec import Spec, format_path
+from seqcli.training.checkpoint import TrainingState, read_state
+from seqcli.training.rundir import RunDirectory, RunDirectoryError
+
+# Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
+RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
+KERAS_DATASET_NAMES = tuple(KERAS_DATASETS)
+HASHED_FILE_BYTES = 50 << 20  # input files up to this size are compared by sha256 on resume, larger by mtime
+
+
+def run_fingerprint(spec: Spec, seed: int | None) -> str:
+    """A hash of everything in the spec that decides the steps of a run: the spec with file paths made
+    absolute and the seed actually used, less what may change on resume (epochs, checkpoint_every,
+    distribution). The files it reads are compared on their own (:func:`input_files`)."""
+    data = comparable_spec(spec, seed)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def comparable_spec(spec: Spec, seed: int | None) -> dict:
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    for path in RESUMABLE_CHANGES:
+        parent = data
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+    if not isinstance(data.get("train"), dict):
+        data["train"] = {}
+    data["train"]["seed"] = seed
+    return data
+
+
+def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
+    """A spec's plain data with every file it names made absolute: data sources (Keras dataset names stay
+    as they are), bases' weights and saved models, ``transfer.weights``; for a copy of the spec kept
+    elsewhere, and for comparing a spec with the one a checkpoint records."""
+    data = absolute_paths(data, base_dir)
+    if isinstance(data.get("data"), dict):
+        data["data"] = _absolute_sources(data["data"], base_dir)
+    return data
+
+
+def _absolute_sources(data: dict, base_dir: Path) -> dict:
+    data = dict(data)
+    for key in ("train", "validation", "test"):
+        source = data.get(key)
+        if isinstance(source, str) and source.partition(":")[0] not in KERAS_DATASET_NAMES:
+            data[key] = _absolute(source, base_dir)
+        elif isinstance(source, dict):
+            source = dict(source)
+            if isinstance(source.get("path"), str):
+                source["path"] = _absolute(source["path"], base_dir)
+            if isinstance(source.get("y"), str) and source["y"].lower().endswith(".npy"):
+                source["y"] = _absolute(source["y"], base_dir)
+            data[key] = source
+    return data
+
+
+def _absolute(path: str, base_dir: Path) -> str:
+    return str(resolve_path(path, base_dir).resolve())
+
+
+def input_files(spec: Spec) -> dict[str, dict]:
+    """Size and sha256 (size and modification time above ``HASHED_FILE_BYTES``; names, sizes and times for
+    an image folder) of every local file that decides a run's steps: training and validation data, base
+    weights and models, ``transfer.weights``. Files that do not exist are left to the data and build checks."""
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    return {path: _file_digest(Path(path)) for path in _step_files(data) if Path(path).exists()}
+
+
+def _step_files(data: dict) -> list[str]:
+    paths = []
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    for key in ("train", "validation"):
+        source = section.get(key)
+        if isinstance(source, str) and source.partition(":")[0] not in KERAS_DATASET_NAMES:
+            paths.append(source)
+        elif isinstance(source, dict):
+            paths += [source[name] for name in ("path", "y") if isinstance(source.get(name), str)
+                      and (name == "path" or source[name].lower().endswith(".npy"))]
+    for entry in data.get("layers") or []:
+        for name, args in (entry.items() if isinstance(entry, dict) else ()):
+            key = "path" if name == SAVED_MODEL else "weights" if name in APPLICATIONS else None
+            if key and isinstance(args, dict) and isinstance(args.get(key), str) and args[key] != "imagenet":
+                paths.append(args[key])
+    transfer = data.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
+        paths.append(transfer["weights"])
+    return list(dict.fromkeys(paths))
+
+
+def _file_digest(path: Path) -> dict:
+    if path.is_dir():
+        listing = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in path.rglob("*") if f.is_file())
+        return {"files": len(listing), "listing": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+    status = path.stat()
+    if status.st_size > HASHED_FILE_BYTES:
+        return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": status.st_size, "sha256": digest.hexdigest()}
+
+
+def changed_file(before: dict[str, dict] | None, now: dict[str, dict]) -> str | None:
+    """The first file that differs from the checkpoint's record, in words; None when none does."""
+    for path, old in (before or {}).items():
+        new = now.get(path)
+        if new is None or new == old:
+            continue
+        if "listing" in old or "listing" in new:
+            detail = "its files changed"
+        elif old["size"] != new["size"]:
+            detail = f"{old['size']:,} bytes -> {new['size']:,}"
+        else:
+            detail = "same size, other contents" if "sha256" in new else "same size, modified since"
+        return f"{path} ({detail})"
+    return None
+
+
+# ----------------------------------------------------------------------------- before training
+
+
+def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool) -> TrainingState | None:
+    """The state to continue from when resuming (checked against today's spec and files), else None after
+    making sure a new run may start in ``run``."""
+    output = run.path
+    if not resume:
+        if run.holds_run() and not overwrite:
+            raise RunDirectoryError(f"{output} already holds a run ({run.describe()})",
+                                    hint="continue it with --resume, replace it with --overwrite, "
+                                         "or choose another --output")
+        return None
+    if not run.checkpoint.exists():
+        raise RunDirectoryError(f"nothing to resume: {output} has no checkpoint "
+                                f"({run.checkpoint.relative_to(output)})", hint="start the run without --resume")
+    state = read_state(run.checkpoint)
+    seed = spec.train.seed if spec.train.seed is not None else state.seed
+    if run_fingerprint(spec, seed) != state.fingerprint:
+        raise RunDirectoryError(f"cannot resume {output}: the spec changed since the checkpoint was written"
+                                f"{_changes(state.spec, comparable_spec(spec, seed))}",
+                                hint="undo the changes to resume, or start a new run with --overwrite or another "
+                                     "--output (only train.epochs, train.checkpoint_every and distribute may "
+                                     "change on resume)")
+    files = input_files(spec)
+    changed = changed_file(state.files, files)
+    if changed:
+        raise RunDirectoryError(f"cannot resume {output}: a file the run reads changed since the checkpoint was "
+                                f"written: {changed}",
+                                hint="restore the file to resume, or start a new run with --overwrite or another "
+                                     "--output")
+    check_epochs(spec, output, state)
+    state.epochs = spec.train.epochs
+    state.files = files
+    return state
+
+
+def check_epochs(spec: Spec, output: Path, state: TrainingState) -> None:
+    """A resumed run trains on from where it stands: no fewer epochs than it has started."""
+    least = state.epoch + (1 if state.step else 0)
+    if spec.train.epochs < least:
+        raise RunDirectoryError(f"cannot resume {output} with train.epochs {spec.train.epochs}: the run stands at "
+                                f"{state.position()}, so it needs at least {least} epochs",
+                                hint=f"resume with --epochs {max(state.epochs, least)} (or any number from {least}), "
+                                     "or start a new run with --overwrite or another --output")
+
+
+def _changes(before: dict | None, after: dict) -> str:
+    if before is None:
+        return ""
+    changes = list(_differences(before, after, ()))
+    shown = "".join(f"\n  {format_path(path) or '(spec)'}: {old!r} -> {new!r}" for path, old, new in changes[:8])
+    more = f"\n  ... and {len(changes) - 8} more" if len(changes) > 8 else ""
+    return ":" + shown + more if changes else ""
+
+
+def _differences(old, new, path: tuple):
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            yield from _differences(old.get(key), new.get(key), path + (key,))
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for index, (a, b) in enumerate(zip(old, new)):
+            yield from _differences(a, b, path + (index,))
+    elif old != new:
+        yield path, old, new

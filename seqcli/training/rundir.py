@@ -1,0 +1,112 @@
+"""The run directory: the one place that knows what a run writes and where.
+
+A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``history.csv``,
+``metrics.json``, ``curves.png``, ``checkpoints/last.npz`` (and ``best.npz`` for early stopping that
+restores the best weights) and TensorBoard logs under ``logs/``. ``seq train`` writes it, and
+``seq evaluate``/``predict``/``transfer`` read it through :class:`RunDirectory`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqcli.errors import SeqError
+from seqcli.files import write_probe
+
+
+class RunDirectoryError(SeqError):
+    """An output directory that cannot be written, holds another run, or has nothing to resume."""
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """The files of one run, under ``path``."""
+
+    path: Path
+
+    # What a finished run must have; a finished run resumed without them writes them again from its checkpoint.
+    RESULT_NAMES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
+    FILE_NAMES = (*RESULT_NAMES, "curves.png")
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "spec.yaml"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.path / "curves.png"
+
+    @property
+    def checkpoint(self) -> Path:
+        """The last checkpoint: where the run stands."""
+        return self.path / "checkpoints" / "last.npz"
+
+    @property
+    def best(self) -> Path:
+        """The weights of the best epoch, for early stopping that restores them."""
+        return self.path / "checkpoints" / "best.npz"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def files(self) -> list[Path]:
+        """The run's files that exist, in the order a result lists them."""
+        return [self.path / name for name in self.FILE_NAMES if (self.path / name).exists()]
+
+    def has_results(self) -> bool:
+        return all((self.path / name).exists() for name in self.RESULT_NAMES)
+
+    def holds_run(self) -> bool:
+        return self.checkpoint.exists() or self.model.exists()
+
+    def describe(self) -> str:
+        """How far the run in this directory got, in a few words."""
+        from seqcli.training.checkpoint import CheckpointError, read_state
+
+        if self.checkpoint.exists():
+            with contextlib.suppress(CheckpointError):
+                state = read_state(self.checkpoint)
+                return "finished" if state.finished else f"interrupted at {state.position()}"
+        return "model.keras" if self.model.exists() else "some of its files"
+
+    def create(self) -> None:
+        """Create the directory and prove a file can be written there, before anything slow happens."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RunDirectoryError(f"cannot use {self.path} as the output directory: it is a file",
+                                    hint="choose another --output") from None
+        except OSError as error:
+            raise RunDirectoryError(f"cannot create output directory {self.path}: {error.strerror or error}",
+                                    hint="choose another --output, or fix the permissions of its parent") from None
+        try:
+            write_probe(self.path)
+        except OSError as error:
+            raise RunDirectoryError(f"cannot write to output directory {self.path}: {error.strerror or error}",
+                                    hint="choose another --output, or fix its permissions") from None
+
+    def remove_run(self) -> None:
+        """Remove the files a run writes, and nothing else."""
+        for path in (*(self.path / name for name in self.FILE_NAMES), self.checkpoint, self.best):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        shutil.rmtree(self.logs, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""Everything a run needs, set up and checked before its first step.
+
+:func:`prepare_training` reads the data, builds and compiles the model under the distribution
+strategy, restores a checkpoint when resuming, and returns one complete :class:`TrainingSetup`; every
+problem it finds (data that does not fit the model, labels that do not fit the loss, a bad monitor
+name...) is reported together as one SpecError before anything trains.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqcli.errors import Problem, SeqError
+from seqcli.spec import Spec
+from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
+from seqcli.training.early_stopping import EarlyStopper, monitor_problems
+from seqcli.training.resume import comparable_spec, input_files, run_fingerprint
+from seqcli.training.rundir import RunDirectory, RunDirectoryError
+
+
+@dataclass
+class TrainingSetup:
+    """A run ready to train: its data, compiled model, strategy, seed and state, all checked."""
+
+    spec: Spec
+    run: RunDirectory  # the run directory
+    out: RunDirectory  # where this process writes: the run directory, or a scratch one on a non-chief worker
+    info: Any  # seqcli.distribute.StrategyInfo
+    seed: int
+    data: Any  # seqcli.data.Datasets
+    model: Any
+    settings: Any  # seqcli.compile.CompileSettings
+    state: TrainingState
+    resuming: bool
+    early_stopping: EarlyStopper | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def strategy(self):
+        return self.info.strategy
+
+
+def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None) -> TrainingSetup:
+    """Set up the run in ``run``: a new one when ``state`` is None, else continue from ``state``."""
+    from seqcli.distribute import chief_output_dir, make_strategy
+    from seqcli.keras_env import import_keras
+
+    # Every worker writes (saving reads variables with collective operations); only the chief's
+    # files land in the run directory, the others' in a temporary folder.
+    keras = import_keras()  # a quiet TensorFlow import; devices are not initialized yet
+    info = make_strategy(spec.resolved().get("distribute") or None)
+    out = RunDirectory(Path(chief_output_dir(run.path, info)))
+    seed = state.seed if state else spec.train.seed
+    seed = seed if seed is not None else secrets.randbelow(2**31)
+    keras.utils.set_random_seed(seed)
+    data, problems = _load_data(spec, seed)
+    problems += _probe_optimizer(spec)
+    compiled = None
+    if data is not None:
+        with info.strategy.scope():
+            compiled, build_problems = _build_and_compile(spec, data, info)
+        problems += build_problems
+    if problems:
+        raise spec.error(problems)
+    model, settings, notes = compiled
+    _check_free_space(model, out.path)
+    resuming = state is not None
+    if state is None:
+        state = TrainingState(fingerprint=run_fingerprint(spec, seed), seed=seed, epochs=spec.train.epochs,
+                              steps_per_epoch=data.steps_per_epoch, spec=comparable_spec(spec, seed),
+                              files=input_files(spec))
+    else:
+        _restore(model, info.strategy, run.checkpoint)
+    return TrainingSetup(spec=spec, run=run, out=out, info=info, seed=seed, data=data, model=model,
+                         settings=settings, state=state, resuming=resuming, notes=notes,
+                         early_stopping=EarlyStopper.create(spec, state.early_stopping))
+
+
+def static_problems(spec: Spec) -> list[Problem]:
+    """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
+    import contextlib
+
+    from seqcli.build import build_model
+    from seqcli.compile import probe_optimizer, resolve_compile
+
+    problems = []
+    with contextlib.suppress(SeqError):
+        problems += build_model(spec, abstract=True).problems
+    if spec.compile is not None or "compile" not in spec.document.data:
+        problems += resolve_compile(spec)[1] or probe_optimizer(spec)
+    return problems
+
+
+def _probe_optimizer(spec: Spec) -> list[Problem]:
+    """Outside the strategy's scope (see :func:`seqcli.compile.probe_optimizer`)."""
+    from seqcli.compile import probe_optimizer
+
+    return probe_optimizer(spec)
+
+
+def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
+    from seqcli.data import DataError, load_datasets
+
+    if spec.data is None or spec.data.train is None:
+        return None, [spec.problem(("data",) if spec.data else (), "there is no training data",
+                                   "add for example:\ndata:\n  train: data/digits.npz\n  validation: 0.2")]
+    try:
+        return load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed), []
+    except DataError as error:
+        return None, [_data_problem(spec, error)]
+
+
+def _data_problem(spec: Spec, error: SeqError) -> Problem:
+    message = error.message
+    where = message.split(":", 1)[0] if message.startswith("data.") else "data"
+    path = tuple(part for part in where.split(".") if part)
+    return spec.problem(path, message, error.hint)
+
+
+def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Problem]]:
+    """The compiled model, its compile settings and notes for the header; or the problems that stop it.
+    The build applies the spec's ``freeze:`` section and reports its problems."""
+    from seqcli.build import build_model
+    from seqcli.compile import logits_warning, probe_compile, resolve_compile, single_step_only
+    from seqcli.distribute import prepare_model
+
+    # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input).
+    first = spec.layers[0] if spec.layers else None
+    declared = first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+    built = build_model(spec, input_shape=None if declared else data.input_shape)
+    problems = list(built.problems)
+    settings, compile_problems = resolve_compile(spec, steps_per_epoch=data.steps_per_epoch,
+                                                 single_step=single_step_only(info.strategy))
+    problems += compile_problems
+    problems += monitor_problems(spec, settings, data.validation is not None)
+    if built.model is not None:
+        problems += _check_input(spec, built, data)
+    if built.model is None or problems:
+        return None, problems
+    problems += probe_compile(spec, settings, _first_labels(data), built.output_shape)
+    if problems:
+        return None, problems
+    settings.compile(built.model)
+    prepare_model(built.model, info)
+    notes = [note for note in [logits_warning(spec, built.model)] if note]
+    return (built.model, settings, notes), []
+
+
+def _check_input(spec: Spec, built, data) -> list[Problem]:
+    from seqcli.render import shape_text
+
+    data_shape = tuple(data.input_shape)
+    if built.input_shape is None or tuple(built.input_shape) == data_shape:
+        return []
+    first = spec.layers[0]
+    path = first.path + (("Input", "shape") if built.input_source == "Input" else (first.class_name, "input_shape"))
+    return [spec.problem(path, f"the model takes inputs of shape {shape_text(built.input_shape)}, but "
+                         f"data.train's samples have shape {shape_text(data_shape)}",
+                         f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape")]
+
+
+def _first_labels(data):
+    for _, labels in data.train_for_epoch(0).take(1):
+        return labels.numpy()
+    return None
+
+
+def _check_free_space(model, directory: Path) -> None:
+    """Room for two checkpoints (weights and about two optimizer slots each) and the model file."""
+    import numpy as np
+
+    weights = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
+    needed = 3 * 3 * weights + (1 << 20)
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise RunDirectoryError(f"{directory} has {free:,} bytes free; checkpoints and the model need "
+                                f"about {needed:,}", hint="free some space or choose another --output")
+
+
+def _restore(model, strategy, checkpoint: Path) -> None:
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    try:
+        restore_variables(checkpoint, model)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"cannot restore {checkpoint}: {error}") from None
