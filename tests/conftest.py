@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,12 +25,11 @@ def write_spec(tmp_path):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A finished `seq train` run of the tiny project (tests.test_train), shared read-only by the tests of
+    """A finished `seq train` run of the tiny project (write_tiny_project), shared read-only by the tests of
     the commands that use a run: its folder holds tiny.yaml, tiny.npz and run/."""
     from click.testing import CliRunner
 
     from seqcli.cli import cli
-    from tests.test_train import write_tiny_project
 
     directory = tmp_path_factory.mktemp("trained")
     write_tiny_project(directory)
@@ -37,3 +37,62 @@ def trained(tmp_path_factory):
                                       "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return directory
+
+
+# ----------------------------------------------------------------------------- the tiny project
+
+TINY_SPEC = """\
+name: tiny
+layers:
+  - Input: {{shape: [4, 4, 1]}}
+  - Flatten: {{}}
+{dropout}  - Dense: {{units: 3, activation: softmax}}
+compile:
+  optimizer: {{Adam: {{learning_rate: 0.05}}}}
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+data:
+  train: tiny.npz
+  validation: 0.25
+  batch_size: 8
+train:
+  epochs: {epochs}
+  seed: 3
+{extra}"""
+
+
+def write_tiny_project(directory: Path, *, epochs: int = 2, extra: str = "", samples: int = 128,
+                       dropout: float | None = 0.2) -> Path:
+    """A spec and 4x4 'images' of 3 classes (the brightest third of the image is the class): trains in
+    a second. Returns the spec's path. The Dropout layer (``dropout=None``: none) puts a seed generator's
+    state into checkpoints; under several replicas its masks differ from one device's."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, samples)
+    x = rng.uniform(0, 0.3, (samples, 4, 4, 1)).astype(np.float32)
+    for index, label in enumerate(y):
+        x[index].reshape(-1)[label * 5:(label + 1) * 5] += 0.7
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "tiny.npz", x=x, y=y)
+    spec = directory / "tiny.yaml"
+    layer = f"  - Dropout: {{rate: {dropout}}}\n" if dropout is not None else ""
+    spec.write_text(TINY_SPEC.format(epochs=epochs, extra=extra, dropout=layer))
+    return spec
+
+
+def checkpoint_arrays(run: Path) -> dict[str, np.ndarray]:
+    with np.load(run / "checkpoints" / "last.npz") as archive:
+        return {name: archive[name] for name in archive.files if name != "meta"}
+
+
+def assert_same_checkpoint(first: Path, second: Path) -> None:
+    """Weights, optimizer state and metric totals all equal, to the bit."""
+    a, b = checkpoint_arrays(first), checkpoint_arrays(second)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+
+def spec_text(compile_yaml: str) -> str:
+    """A two-layer spec with the given compile section (and anything after it)."""
+    return ("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activation: softmax}\n" + compile_yaml)

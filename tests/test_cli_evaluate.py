@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from tests.test_train import write_tiny_project
+from tests.conftest import write_tiny_project
 
 
 def run(*args):

@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from seqcli.cli import cli
 from seqcli.training.checkpoint import read_state
-from tests.conftest import SPECS
-from tests.test_train import assert_same_checkpoint, write_tiny_project
+from tests.conftest import SPECS, assert_same_checkpoint, write_tiny_project
 
 RESUMABLE = "  checkpoint_every: 3\n"  # executions of 3 steps: checkpoints inside epochs
 EPOCHS, SAMPLES = 10, 256  # 24 steps an epoch: long enough to be interrupted after the first checkpoint

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_train import write_tiny_project
+from tests.conftest import write_tiny_project
 
 pytestmark = pytest.mark.slow
 

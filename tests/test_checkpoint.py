@@ -1,0 +1,47 @@
+"""seqcli.training.checkpoint: a run's state in one atomic file, readable without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seqcli.training.checkpoint import CheckpointError, TrainingState, read_state
+from tests.conftest import ROOT
+
+
+def test_checkpoint_state_reads_without_tensorflow(tmp_path):
+    state = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=1, step=4, history=[{"epoch": 1}])
+    np.savez(tmp_path / "last.npz", meta=np.array(state.to_json()))
+    code = ("import sys; from seqcli.training.checkpoint import read_state; "
+            f"s = read_state({str(tmp_path / 'last.npz')!r}); "
+            "assert (s.epoch, s.step, s.global_step) == (1, 4, 14), s; "
+            "assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert read_state(tmp_path / "last.npz").position() == "epoch 2/3, step 4/10"
+
+
+def test_damaged_checkpoint_is_reported(tmp_path):
+    (tmp_path / "last.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_state(tmp_path / "last.npz")
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    from seqcli.training import checkpoint
+
+    state = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10)
+    checkpoint.write_snapshot(tmp_path / "last.npz", {"meta": np.array(state.to_json()), "model/00000": np.ones(3)})
+    before = (tmp_path / "last.npz").read_bytes()
+
+    def full_disk(handle, **arrays):
+        handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.np, "savez", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        checkpoint.write_snapshot(tmp_path / "last.npz", {"meta": np.array("{}")})
+    assert (tmp_path / "last.npz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary file left behind
