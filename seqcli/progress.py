@@ -114,7 +114,7 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
                  f"epoch; seed {header.seed}"),
         ("Distribution", distribution_text(header.distribution)),
         ("Compile", compile_text),
-        ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}"),
+        ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}, {header.precision}"),
         ("Epochs", f"{header.epochs}{resumed}"),
     ]
 

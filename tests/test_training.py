@@ -4,7 +4,9 @@ exactly and gives the same weights for the same seed. CLI behaviour is in test_c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from seqcli.spec import read_spec, spec_from_text
@@ -176,3 +178,36 @@ def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch
     assert read_state(tmp_path / "run" / "checkpoints" / "last.npz").finished
     train_spec(TrainOptions(str(spec), output=str(tmp_path / "whole")))
     assert_same_checkpoint(tmp_path / "whole", tmp_path / "run")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_and_resumes_exactly(tmp_path, precision):
+    """Layers compute in 16 bits with float32 weights; a run resumed from its checkpoint ends where an
+    uninterrupted one ends (for float16 the loss scale is optimizer state, and skipped steps still count)."""
+    from seqcli.keras_env import import_keras
+
+    spec = write_tiny_project(tmp_path, extra=f"  precision: {precision}\n  checkpoint_every: 3\n")
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "long"), epochs=2))
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "short"), epochs=1))
+    result = train_spec(TrainOptions(str(spec), output=str(tmp_path / "short"), epochs=2, resume=True))
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert_same_checkpoint(tmp_path / "long", tmp_path / "short")
+    assert read_state(tmp_path / "short" / "checkpoints" / "last.npz").global_step == 2 * 12
+    keras = import_keras()
+    model = keras.saving.load_model(tmp_path / "short" / "model.keras", safe_mode=True)
+    dense = model.layers[-1]
+    assert dense.dtype_policy.name == precision and dense.kernel.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the process's policy is left as it was
+    optimizer_state = [name for name in np.load(tmp_path / "short" / "checkpoints" / "last.npz").files
+                       if name.startswith("optimizer")]
+    # Keras's LossScaleOptimizer adds its loss scale and counters to the inner optimizer's variables.
+    baseline = len(baseline_optimizer_state(tmp_path))
+    assert len(optimizer_state) > baseline if precision == "mixed_float16" else len(optimizer_state) == baseline
+
+
+def baseline_optimizer_state(tmp_path: Path) -> list[str]:
+    """The optimizer variables of the tiny project's float32 run."""
+    run = tmp_path / "float32"
+    if not run.exists():
+        train_spec(TrainOptions(str(write_tiny_project(tmp_path / "plain")), output=str(run), epochs=1))
+    return [name for name in np.load(run / "checkpoints" / "last.npz").files if name.startswith("optimizer")]

@@ -72,6 +72,11 @@ class TrainSection(Section):
         default=None, description="also checkpoint every N optimizer steps inside an epoch"
     )
     learning_rate_schedule: KerasObject | None = None
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        default="float32",
+        description="Keras dtype policy: mixed_* computes in 16 bits, keeps float32 weights "
+                    "(mixed_float16 scales the loss)",
+    )
 
 
 class DistributeSection(Section):

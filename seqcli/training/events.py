@@ -53,6 +53,7 @@ class RunHeader:
     compile: dict[str, str]
     steps_per_execution: int
     jit_compile: bool | str
+    precision: str = "float32"
     resumed_from: str | None = None
     notes: list[str] = field(default_factory=list)
 

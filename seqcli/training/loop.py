@@ -227,7 +227,7 @@ class Trainer:
                          train_count=data.train_count, validation_count=data.validation_count, seed=setup.seed,
                          distribution=setup.info.describe(data.batch_size), compile=setup.settings.descriptions,
                          steps_per_execution=setup.settings.steps_per_execution, jit_compile=model.jit_compile,
-                         resumed_from=resumed, notes=setup.notes)
+                         precision=setup.spec.train.precision, resumed_from=resumed, notes=setup.notes)
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -297,17 +297,18 @@ class _StepCallback:
 
     def _on_epoch_begin(self, epoch, logs=None) -> None:
         setup = self.trainer.setup
-        skip = setup.state.step
+        self.skip = setup.state.step  # a resumed epoch's dataset starts after the steps already taken
         self.trainer.epoch_started(epoch)
-        self.base = int(setup.model.optimizer.iterations.numpy()) - skip
-        self.last_checkpoint = skip
+        self.last_checkpoint = self.skip
         if self.restore_metrics_from is not None:
             if not restore_metrics(self.restore_metrics_from, setup.model, setup.strategy):
                 self.trainer.reporter.note("this epoch's training metrics cover the steps after the resume only")
             self.restore_metrics_from = None
 
     def _on_batch_end(self, batch, logs=None) -> None:
-        done = int(self.trainer.setup.model.optimizer.iterations.numpy()) - self.base
+        # Keras passes the index of the execution's last step in this epoch's dataset. (The optimizer's
+        # step counter is no measure: under mixed_float16 a step with non-finite gradients is skipped.)
+        done = self.skip + batch + 1
         self.trainer.steps_done(done, logs)
         if self.every and done - self.last_checkpoint >= self.every and done < self.steps_per_epoch:
             self.trainer.save_checkpoint()

@@ -8,6 +8,7 @@ name...) is reported together as one SpecError before anything trains.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import shutil
@@ -83,8 +84,6 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
 
 def static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
-    import contextlib
-
     from seqcli.build import build_model
     from seqcli.compile import probe_optimizer, resolve_compile
 
@@ -132,7 +131,8 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input).
     first = spec.layers[0] if spec.layers else None
     declared = first is not None and (first.class_name == "Input" or "input_shape" in first.args)
-    built = build_model(spec, input_shape=None if declared else data.input_shape)
+    with _dtype_policy(spec.train.precision):
+        built = build_model(spec, input_shape=None if declared else data.input_shape)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(spec, steps_per_epoch=data.steps_per_epoch,
                                                  single_step=single_step_only(info.strategy))
@@ -149,6 +149,22 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
     prepare_model(built.model, info)
     notes = [note for note in [logits_warning(spec, built.model)] if note]
     return (built.model, settings, notes), []
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Layers built inside take the Keras dtype policy ``name`` (and keep it); the global policy is restored
+    after, so later builds in the process are unaffected. Under mixed_float16, ``compile`` wraps the
+    optimizer in Keras's LossScaleOptimizer."""
+    from seqcli.keras_env import import_keras
+
+    config = import_keras().config
+    previous = config.dtype_policy()
+    config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        config.set_dtype_policy(previous)
 
 
 def _check_input(spec: Spec, built, data) -> list[Problem]:
