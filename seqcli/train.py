@@ -846,7 +846,8 @@ class _Run:
             data["train"] = {}
         data["train"]["seed"] = self.seed
         header = (f"# The spec as trained by seq train: {self.options.spec} with overrides applied,\n"
-                  "# file paths made absolute and the seed used. `seq train` on this file repeats the run.\n")
+                  "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
+                  "# given --allow-path for the folders of the files it names (specs read their own folder only).\n")
         write_text_atomic(self.write_dir / "spec.yaml", header + dump_spec(data))
 
     def _header(self) -> RunHeader:
