@@ -19,7 +19,6 @@ import contextlib
 import functools
 import inspect
 import json
-import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 from seqcli.errors import did_you_mean
 from seqcli.render import shape_text
+from seqcli.spec.paths import resolve_path
 
 
 @dataclass(frozen=True)
@@ -228,11 +228,6 @@ def keras_models_dir() -> Path:
     from seqcli.data import keras_home
 
     return keras_home() / "models"
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    resolved = Path(os.path.expanduser(path))
-    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 # ----------------------------------------------------------------------------- saved models

@@ -23,6 +23,7 @@ from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
 from seqcli.render import shape_text
 from seqcli.spec import LayerEntry, Spec
+from seqcli.spec.paths import is_file_argument, layer_files, resolve_path
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first
 
@@ -163,6 +164,8 @@ class _Builder:
         """transfer.weights: the whole model's pretrained weights, loaded once it is built (never when abstract)."""
         path = applications.resolve_path(weights, self.spec.base_dir)
         where = ("transfer", "weights")
+        if not self.spec.may_read(where):
+            return  # refused, and said so already
         if not path.is_file():
             relative = not Path(weights).is_absolute()
             self.problem(where, f"weights file not found: {path}",
@@ -269,8 +272,8 @@ class _Builder:
         return entries, layers
 
     def _construct(self, entry: LayerEntry):
-        if entry.class_name == "Input":
-            return None
+        if entry.class_name == "Input" or not self.spec.may_read(entry.path):
+            return None  # a file it names is refused, and said so already
         if applications.is_base(entry.class_name):
             return self._base(entry)
         cls = self._resolve(entry)
@@ -283,7 +286,8 @@ class _Builder:
         try:
             return cls(**args)
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
-            self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: {clean_message(error)}",
+            self.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: "
+                         f"{_keras_message(entry, error)}",
                          "check the arguments against the Keras documentation of this layer", key=True)
             return None
 
@@ -411,6 +415,8 @@ class _Builder:
                              "and layer arguments")
                 return _INVALID
             return self._keras_object(path, module, value)
+        if is_file_argument(key, value):
+            return str(resolve_path(value, self.spec.base_dir))  # Keras would read it from the current folder
         if key == "input_shape" or key == "kernel_size" or key == "pool_size" or key == "strides":
             return tuple(value) if isinstance(value, list) else value
         return value
@@ -477,7 +483,7 @@ class _Builder:
             except Exception as error:  # Keras raises many types for a shape that does not fit
                 shape = shape_text(getattr(tensor, "shape", None))
                 self.problem(entry.path + (entry.class_name,),
-                             f"{entry.class_name} cannot take input of shape {shape}: {clean_message(error)}",
+                             f"{entry.class_name} cannot take input of shape {shape}: {_keras_message(entry, error)}",
                              "check the previous layers' output shapes with 'seq summary --upto'", key=True)
                 tensor = None
                 continue
@@ -519,6 +525,17 @@ class _Builder:
 
 
 _INVALID = object()
+
+
+def _keras_message(entry: LayerEntry, error: Exception) -> str:
+    """Keras's message for a layer that failed; for a layer that reads a file (a vocabulary...) only the
+    error's class, since Keras quotes the values it read (``Received: ...``) and they are the file's."""
+    files = layer_files(entry.args, ())
+    if not files:
+        return clean_message(error)
+    named = ", ".join(f"{'.'.join(map(str, f.path))} file {f.value!r}" for f in files)
+    return (f"{type(error).__name__} while using {named} (Keras's message is not shown: it may quote the "
+            "file's contents)")
 
 
 @dataclass

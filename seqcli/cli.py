@@ -55,6 +55,23 @@ def fail_on_seq_error(command):
     return wrapper
 
 
+def allow_path_option(command):
+    """``--allow-path DIR`` (repeatable): folders besides its own that a spec may read files from
+    (:mod:`seqcli.spec.paths`, imported only when a command runs)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, allow_paths=(), **kwargs):
+        from seqcli.spec.paths import allowed_paths
+
+        with allowed_paths(allow_paths):
+            return command(*args, **kwargs)
+
+    return click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
+                        type=click.Path(file_okay=False),
+                        help=f"Let specs read files in DIR too (repeatable); a spec reads files inside its own "
+                             f"folder only. Also SEQ_ALLOW_PATH (folders separated by '{os.pathsep}').")(wrapper)
+
+
 def parse_shape(ctx, param, value: str | None):
     if value is None:
         return None
@@ -84,6 +101,7 @@ def cli():
 @click.option("--upto", metavar="NAME|INDEX", help="Show the model built up to this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@allow_path_option
 @fail_on_seq_error
 def summary(spec, input_shape, upto, fmt, overrides):
     """Show the model a SPEC builds: layers, output shapes, parameters, expectations.
@@ -107,6 +125,7 @@ def summary(spec, input_shape, upto, fmt, overrides):
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github"]), default="text",
               show_default=True, help="Output format; junit and github are for CI systems.")
+@allow_path_option
 @fail_on_seq_error
 def check(specs, fmt):
     """Validate and build each SPEC and compare every 'expect'. Exit 1 if any fails.
@@ -188,6 +207,7 @@ def sample_progress(total: int):
               help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@allow_path_option
 @fail_on_seq_error
 def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
@@ -220,6 +240,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--unfreeze", multiple=True, metavar="NAME_OR_GLOB", help="Keep these trainable; wins over freezing.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="The frozen model, a .keras file.")
+@allow_path_option
 @fail_on_seq_error
 def freeze(source, weights, all_but_last, layers, unfreeze, output):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
@@ -257,6 +278,7 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@allow_path_option
 @fail_on_seq_error
 def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet):
     """Train the model a SPEC describes on its data, into a run directory.
@@ -291,6 +313,7 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@allow_path_option
 @fail_on_seq_error
 def evaluate(target, source, spec, batch_size, fmt):
     """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
@@ -344,6 +367,7 @@ def predict(target, source, output, batch_size):
 @click.option("--resume", is_flag=True, help="Continue: finished phases are kept, an interrupted one resumes.")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@allow_path_option
 @fail_on_seq_error
 def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
              overwrite, quiet):

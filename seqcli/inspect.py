@@ -9,6 +9,7 @@ from seqcli.build import BuiltModel, build_model
 from seqcli.errors import Problem, SpecError, clean_message
 from seqcli.render import shape_text
 from seqcli.spec import Spec, read_spec
+from seqcli.spec.paths import file_fields
 
 
 @dataclass
@@ -67,8 +68,10 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
     try:
         report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
     except Exception as error:  # a bug or an unchecked input: this spec fails, the others are still checked
+        # Keras quotes values it read; a spec whose layers read files gets only the error's class.
+        text = "" if file_fields(spec.document.data) else f": {clean_message(error)}"
         report.problems = [*spec.problems, Problem(
-            f"building the model failed: {type(error).__name__}: {clean_message(error)}", "", None, None,
+            f"building the model failed: {type(error).__name__}{text}", "", None, None,
             "this is an input seq does not check yet; please report it", spec.file)]
         return report
     report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)

@@ -109,7 +109,9 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
                    batch_size: int | None = None) -> Evaluation:
     """Loss and metrics of a trained model on a data source (default: the run's test or validation data)."""
     resolved = resolve_target(target)
-    run_spec = _load_spec(spec or resolved.spec_path) if (spec or resolved.spec_path) else None
+    run_spec = _load_spec(spec) if spec else None
+    if run_spec is None and resolved.spec_path:
+        run_spec = _load_spec(resolved.spec_path, run_record=True)
     if data is None and run_spec is None:
         raise ModelLoadError("no data to evaluate on", hint="pass --data SOURCE (e.g. --data data.npz), or --spec "
                                                              "SPEC to use its data.test or validation data")
@@ -182,10 +184,12 @@ def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) ->
 # ----------------------------------------------------------------------------- helpers
 
 
-def _load_spec(path):
+def _load_spec(path, *, run_record: bool = False):
+    """``run_record``: the spec.yaml of a run the user named (seq wrote it with absolute paths); like
+    ``--data``, the user's own choice, so the files it names are not confined to its folder."""
     from seqcli.spec import load_spec
 
-    return load_spec(path)
+    return load_spec(path, confined=not run_record)
 
 
 def _compile_from(model, spec, model_path: Path) -> None:
@@ -205,7 +209,7 @@ def _run_seed(target: Target) -> int | None:
     if target.spec_path is None:
         return None
     try:
-        return _load_spec(target.spec_path).train.seed
+        return _load_spec(target.spec_path, run_record=True).train.seed
     except SeqError:
         return None
 

@@ -240,10 +240,14 @@ def test_the_spec_copy_repeats_the_run_from_anywhere(project, tmp_path):
     assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
     copy = (project / "run" / "spec.yaml").read_text()
     assert f"weights: {(project / 'start.weights.h5').resolve()}" in copy
-    again = run("train", project / "run" / "spec.yaml", "--output", project / "again", "-q")
+    refused = run("train", project / "run" / "spec.yaml", "--output", project / "again", "-q")
+    assert refused.exit_code == 1 and "is an absolute path outside the spec's folder" in refused.stderr
+    assert not (project / "again").exists()
+    again = run("train", project / "run" / "spec.yaml", "--output", project / "again", "-q", "--allow-path", project)
     assert again.exit_code == 0, again.output
     assert_same_checkpoint(project / "run", project / "again")
-    resumed = run("train", project / "run" / "spec.yaml", "--output", project / "run", "--resume")
+    resumed = run("train", project / "run" / "spec.yaml", "--output", project / "run", "--resume",
+                  "--allow-path", project)
     assert resumed.exit_code == 0 and "is already complete (2 epochs)" in resumed.stdout
 
 

@@ -49,6 +49,7 @@ class Spec:
     freeze: FreezeSection | None = None
     transfer: TransferSection | None = None
     problems: list[Problem] = field(default_factory=list)
+    refused_files: set[PathKey] = field(default_factory=set)  # file-valued spec values it may not read
 
     @property
     def file(self) -> str:
@@ -56,7 +57,12 @@ class Spec:
 
     @property
     def base_dir(self) -> Path:
-        return Path(self.document.file).resolve().parent if self.document.file != "<spec>" else Path.cwd()
+        return document_folder(self.document)
+
+    def may_read(self, path: PathKey) -> bool:
+        """Whether the file-valued value at ``path`` (or any under it) passed :mod:`seqcli.spec.paths`."""
+        path = tuple(path)
+        return not any(refused[:len(path)] == path for refused in self.refused_files)
 
     @property
     def display_name(self) -> str:
@@ -83,19 +89,23 @@ class Spec:
         return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def read_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+def read_spec(path: str | Path, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:
     """Read and validate a spec file. Problems are collected on ``Spec.problems``; raises SpecError
-    only when the file is unreadable YAML or its layers cannot be understood at all."""
+    only when the file is unreadable YAML or its layers cannot be understood at all.
+
+    ``confined``: the files the spec names must pass :mod:`seqcli.spec.paths` (inside its folder or an
+    allowed one). Only a spec the user chose on the command line as a run's record is read unconfined."""
     document = read_spec_file(path)
-    return spec_from_document(document, overrides)
+    return spec_from_document(document, overrides, confined=confined)
 
 
 def spec_from_text(text: str | bytes, display: str = "<spec>", overrides: list[str] | None = None) -> Spec:
     return spec_from_document(parse_spec_text(text, display), overrides)
 
 
-def spec_from_document(document: Document, overrides: list[str] | None = None) -> Spec:
+def spec_from_document(document: Document, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:
     from seqcli.spec.overrides import apply_overrides
+    from seqcli.spec.paths import path_problems
 
     problems = apply_overrides(document, overrides or [])
     problems += validate_top_level(document)
@@ -103,19 +113,29 @@ def spec_from_document(document: Document, overrides: list[str] | None = None) -
         raise SpecError(problems, document.source)
     sections, section_problems = validate_sections(document)
     problems += section_problems
+    refused: set = set()
+    if confined:
+        found, refused = path_problems(document, document_folder(document))
+        problems += found
     spec = Spec(
         document=document,
         layers=_layer_entries(document),
         name=document.data.get("name") if isinstance(document.data.get("name"), str) else None,
         problems=problems,
+        refused_files=refused,
         **sections,
     )
     return spec
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
+def document_folder(document: Document) -> Path:
+    """The folder a spec's relative file names start from: its file's, or the current one for text."""
+    return Path(document.file).resolve().parent if document.file != "<spec>" else Path.cwd()
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:
     """Read a spec and raise SpecError if anything in it is wrong (layers are checked when built)."""
-    spec = read_spec(path, overrides)
+    spec = read_spec(path, overrides, confined=confined)
     spec.raise_problems()
     return spec
 

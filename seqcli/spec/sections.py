@@ -6,6 +6,7 @@ positions through their error locations, and publish the JSON Schema.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
@@ -13,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 # A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
 Number = Union[StrictInt, StrictFloat]
+KerasDataset = Literal["mnist", "fashion_mnist", "cifar10", "cifar100"]
+KERAS_DATASET_NAMES: tuple[str, ...] = typing.get_args(KerasDataset)
 
 
 class Section(BaseModel):
@@ -31,7 +34,7 @@ class SourceSection(Section):
     """Where data comes from. A bare string in the spec is shorthand (see data.py)."""
 
     path: StrictStr | None = None
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] | None = None
+    dataset: KerasDataset | None = None
     format: Literal["npz", "npy", "csv", "images"] | None = None
     split: Literal["train", "test"] = "train"
     x: StrictStr = "x"

@@ -33,7 +33,8 @@ def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> Non
         data["train"] = {}
     data["train"]["seed"] = seed
     header = (f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
-              "# file paths made absolute and the seed used. `seq train` on this file repeats the run.\n")
+              "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
+              "# given --allow-path for the folders of the files it names (specs read their own folder only).\n")
     write_text_atomic(target, header + dump_spec(data))
 
 

@@ -1,0 +1,191 @@
+"""Which files a spec may read: the one place that rule lives.
+
+In CI, specs come from pull requests, so every spec value that names a file (:func:`file_fields`: layer
+arguments Keras reads as files, ``Model: {path}``, a base's ``weights``, ``data:`` sources,
+``transfer.weights``) is confined. Resolved against the spec's folder with symlinks followed, it must
+stay inside that folder, or inside a folder the user allows with ``--allow-path DIR`` (repeatable) or
+``SEQ_ALLOW_PATH`` (folders separated by ``os.pathsep``). It must not be a URL, a FIFO, a device or a
+socket, and it must be under a size cap: :data:`LAYER_FILE_CAP` for files a layer reads whole
+(vocabularies), :data:`DATA_FILE_CAP` for data, weights and saved models.
+
+What the user typed on the command line is the user's own choice and is not confined: ``--data``,
+``--weights``, a RUN directory (and the spec it recorded), and values set with ``--set``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqcli.errors import Problem
+from seqcli.spec.sections import KERAS_DATASET_NAMES
+from seqcli.spec.yamlload import Document, PathKey
+
+MIB = 1 << 20
+LAYER_FILE_CAP = 64 * MIB  # vocabularies and other files a layer reads whole, in memory
+DATA_FILE_CAP = 16 * 1024 * MIB  # data sources, weights, saved models
+ALLOW_PATH_ENV = "SEQ_ALLOW_PATH"
+ALLOW_HINT = ("a spec reads files inside its own folder only; move the file there, or allow a folder "
+              f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)")
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_ALLOWED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("seq_allowed_paths", default=())
+
+
+@dataclass(frozen=True)
+class FileField:
+    """A spec value that names a file: where it is, what it says, its size cap."""
+
+    path: PathKey
+    value: str
+    cap: int
+    directory_ok: bool = False  # an image folder is a data source
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    """A file named in a spec, relative to the spec's folder (``~`` expanded, nothing resolved)."""
+    resolved = Path(os.path.expanduser(path))
+    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
+
+
+@contextlib.contextmanager
+def allowed_paths(folders: Sequence[str | Path]) -> Iterator[None]:
+    """Let specs read files under ``folders`` (besides their own folder) within this block: ``--allow-path``."""
+    token = _ALLOWED.set(tuple(Path(folder).resolve() for folder in folders))
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def allowed_roots(base_dir: Path) -> list[Path]:
+    """The spec's folder, the ``--allow-path`` folders and those of ``SEQ_ALLOW_PATH``, resolved."""
+    from_env = [Path(part).resolve() for part in os.environ.get(ALLOW_PATH_ENV, "").split(os.pathsep) if part]
+    return [Path(base_dir).resolve(), *_ALLOWED.get(), *from_env]
+
+
+def is_file_argument(key: Any, value: Any) -> bool:
+    """Whether a layer argument names a file Keras would read: ``vocabulary``, ``*path``, ``*_file``,
+    ``file``, and ``weights`` other than ``imagenet``; only string values are file names."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        return False
+    if key == "weights":
+        return value != "imagenet"
+    return key in ("vocabulary", "file") or key.endswith(("path", "_file"))
+
+
+def file_fields(data: Any) -> list[FileField]:
+    """Every value of a spec's plain data that names a file."""
+    if not isinstance(data, dict):
+        return []
+    fields = []
+    if isinstance(data.get("layers"), list):
+        for index, entry in enumerate(data["layers"]):
+            fields += layer_files(entry, ("layers", index))
+    if isinstance(data.get("data"), dict):
+        fields += _data_files(data["data"])
+    transfer = data.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
+        fields.append(FileField(("transfer", "weights"), transfer["weights"], DATA_FILE_CAP))
+    return fields
+
+
+def layer_files(value: Any, path: PathKey) -> list[FileField]:
+    """The file-valued arguments in a layer entry (nested layers included)."""
+    if isinstance(value, list):
+        return [f for index, item in enumerate(value) for f in layer_files(item, path + (index,))]
+    if not isinstance(value, dict):
+        return []
+    fields = []
+    for key, item in value.items():
+        if is_file_argument(key, item):
+            cap = DATA_FILE_CAP if key in ("weights", "path") else LAYER_FILE_CAP
+            fields.append(FileField(path + (key,), item, cap))
+        else:
+            fields += layer_files(item, path + (key,))
+    return fields
+
+
+def _data_files(section: dict) -> list[FileField]:
+    fields = []
+    for key in ("train", "validation", "test"):
+        source = section.get(key)
+        if isinstance(source, str) and not is_dataset_name(source):
+            fields.append(FileField(("data", key), source, DATA_FILE_CAP, directory_ok=True))
+        elif isinstance(source, dict):
+            if isinstance(source.get("path"), str):
+                fields.append(FileField(("data", key, "path"), source["path"], DATA_FILE_CAP, directory_ok=True))
+            if isinstance(source.get("y"), str) and source["y"].lower().endswith(".npy"):
+                fields.append(FileField(("data", key, "y"), source["y"], DATA_FILE_CAP))
+    return fields
+
+
+def is_dataset_name(source: str) -> bool:
+    """``mnist``, ``cifar10:test``...: a Keras dataset, not a path."""
+    name, _, split = source.partition(":")
+    return name in KERAS_DATASET_NAMES and split in ("", "train", "test")
+
+
+def confine(value: str, base_dir: Path, *, cap: int, directory_ok: bool = False,
+            roots: Sequence[Path] | None = None) -> str | None:
+    """Why a spec may not read the file ``value`` names (None when it may). Never opens the file."""
+    if _URL.match(value):
+        return f"{value!r} is a URL; a spec reads local files only"
+    roots = allowed_roots(base_dir) if roots is None else roots
+    joined = resolve_path(value, base_dir)
+    resolved = joined.resolve()
+    if not _inside(resolved, roots):
+        if Path(os.path.expanduser(value)).is_absolute():
+            return f"{value!r} is an absolute path outside the spec's folder"
+        if not _inside(Path(os.path.normpath(joined)), roots):
+            return f"{value!r} leads out of the spec's folder"
+        return f"{value!r} is a symbolic link that leads out of the spec's folder"
+    return _kind_problem(value, resolved, cap, directory_ok)
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> str | None:
+    try:
+        info = resolved.stat()
+    except OSError:
+        return None  # a missing file is reported by the checks that need it
+    if stat.S_ISDIR(info.st_mode):
+        return None if directory_ok else f"{value!r} is a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
+                else "a device file")
+        return f"{value!r} is {kind}, not a regular file"
+    if info.st_size > cap:
+        what = "files a layer reads" if cap == LAYER_FILE_CAP else "data, weights and model files"
+        return f"{value!r} is {info.st_size:,} bytes, over the {cap // MIB:,} MiB cap for {what}"
+    return None
+
+
+def path_problems(document: Document, base_dir: Path) -> tuple[list[Problem], set[PathKey]]:
+    """Every file-valued spec value the spec may not read, as positioned problems, and their paths.
+    Values set with ``--set`` are the user's own and are not confined."""
+    roots = allowed_roots(base_dir)
+    problems, refused = [], set()
+    for field in file_fields(document.data):
+        if _from_command_line(document, field.path):
+            continue
+        message = confine(field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=roots)
+        if message:
+            hint = "download the file into the spec's folder" if _URL.match(field.value) else ALLOW_HINT
+            problems.append(document.problem(field.path, message, hint))
+            refused.add(field.path)
+    return problems, refused
+
+
+def _from_command_line(document: Document, path: PathKey) -> bool:
+    return any(tuple(path[:depth]) in document.overridden for depth in range(1, len(path) + 1))
