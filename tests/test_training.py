@@ -14,7 +14,7 @@ from seqcli.spec.dump import dump_spec
 from seqcli.training import TrainOptions, train_spec
 from seqcli.training.checkpoint import TrainingState, read_state
 from seqcli.training.early_stopping import EarlyStopper
-from seqcli.training.outputs import write_history
+from seqcli.training.results import write_history
 from seqcli.training.resume import run_fingerprint
 from tests.conftest import assert_same_checkpoint, spec_text, write_tiny_project
 

@@ -7,7 +7,7 @@
 - :mod:`~seqcli.training.setup`: data, model, strategy and state, checked, as one TrainingSetup.
 - :mod:`~seqcli.training.loop`: the fit loop (Trainer) and its Keras callback.
 - :mod:`~seqcli.training.signals`: SIGINT/SIGTERM as a checkpoint and a clean stop.
-- :mod:`~seqcli.training.early_stopping`, :mod:`~seqcli.training.outputs`, :mod:`~seqcli.training.checkpoint`.
+- :mod:`~seqcli.training.early_stopping`, :mod:`~seqcli.training.results`, :mod:`~seqcli.training.checkpoint`.
 """
 
 from seqcli.training.engine import train_spec

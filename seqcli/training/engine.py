@@ -20,7 +20,7 @@ from seqcli.spec import Spec, read_spec
 from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer
-from seqcli.training.outputs import final_metrics
+from seqcli.training.results import final_metrics
 from seqcli.training.resume import resume_state
 from seqcli.training.rundir import RunDirectory
 from seqcli.training.setup import prepare_training, static_problems

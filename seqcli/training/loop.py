@@ -21,7 +21,7 @@ from seqcli.errors import SeqError
 from seqcli.files import write_text_atomic
 from seqcli.training.checkpoint import restamp, restore_metrics, restore_variables, snapshot, write_snapshot
 from seqcli.training.events import Reporter, RunHeader, TrainResult
-from seqcli.training.outputs import (
+from seqcli.training.results import (
     TensorBoardWriter,
     final_metrics,
     plot_curves,
