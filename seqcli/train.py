@@ -62,6 +62,16 @@ from seqcli.checkpoint import (
 from seqcli.data import KERAS_DATASETS
 from seqcli.errors import Problem, SeqError, SpecError
 from seqcli.files import atomic_path, write_text_atomic
+from seqcli.outputs import (
+    LOCK,
+    MANIFEST,
+    PROBE,
+    check_output_folder,
+    clean_stale,
+    exclusive_lock,
+    record_members,
+    remove_members,
+)
 from seqcli.spec import Spec, format_path, read_spec
 
 RUN_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json", "curves.png")
@@ -69,6 +79,9 @@ RUN_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json", "curves.
 RESULT_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
 CHECKPOINT = Path("checkpoints") / "last.npz"
 BEST = Path("checkpoints") / "best.npz"
+# What a run directory's manifest claims (seqcli.outputs): --overwrite removes these and nothing else.
+RUN_MEMBERS = (*RUN_FILES, "checkpoints", CHECKPOINT.as_posix(), BEST.as_posix(), "logs", "logs/train",
+               "logs/validation", "logs/train/events.out.tfevents.*", "logs/validation/events.out.tfevents.*")
 # Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
 RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
 KERAS_DATASET_NAMES = tuple(KERAS_DATASETS)
@@ -215,15 +228,42 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     reporter = reporter or Reporter()
     spec = read_spec(options.spec, options.spec_overrides())
     output = Path(options.output) if options.output else Path("runs") / spec.display_name
+    check_output_folder(output, inputs=run_inputs(spec, options.spec), overwrite=options.overwrite, own_ok=True,
+                        resume=options.resume, members=_legacy_members(output))
     created = not output.exists()
     check_writable(output)
     try:
-        return _train(spec, options, output, reporter)
+        with exclusive_lock(output, "seq train"):
+            clean_stale(output, every_process=True)
+            return _train(spec, options, output, reporter)
     finally:
-        # No empty run directory behind a run that never started, or on a multi-worker non-chief
-        # (which writes to a temporary folder).
-        if created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
+        # No run directory behind a run that never started, or on a multi-worker non-chief (which writes
+        # to a temporary folder): only the lock file, which no other process can hold, since it is new.
+        if created and output.is_dir() and all(entry.name == LOCK for entry in output.iterdir()):
+            shutil.rmtree(output, ignore_errors=True)
+
+
+def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
+    """The files a run reads (the spec, data, weights, saved models), which its directory may not hold."""
+    try:
+        data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    except Exception:  # a spec too broken to resolve: its problems are reported by training
+        data = {}
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    test = section.get("test")
+    extra = [test] if isinstance(test, str) and test.partition(":")[0] not in KERAS_DATASET_NAMES else []
+    return [Path(spec_path), *(Path(path) for path in [*_step_files(data), *extra])]
+
+
+def _legacy_members(output: Path) -> list[str] | None:
+    """The run layout, for a run directory written before runs had a manifest (its checkpoint reads)."""
+    if (output / MANIFEST).exists() or not (output / CHECKPOINT).is_file():
+        return None
+    try:
+        read_state(output / CHECKPOINT)
+    except CheckpointError:
+        return None
+    return list(RUN_MEMBERS)
 
 
 def _train(spec: Spec, options: TrainOptions, output: Path, reporter: Reporter) -> TrainResult:
@@ -263,9 +303,9 @@ def check_writable(output: Path) -> None:
 def write_probe(directory: Path) -> None:
     """Write and remove a small file in ``directory`` the way results are written (atomically); OSError if
     that fails."""
-    with atomic_path(directory / ".seq-write-test") as probe:
+    with atomic_path(directory / PROBE) as probe:
         probe.write_bytes(b"seq")
-    (directory / ".seq-write-test").unlink()
+    (directory / PROBE).unlink()
 
 
 def run_fingerprint(spec: Spec, seed: int | None) -> str:
@@ -473,16 +513,6 @@ def _differences(old, new, path: tuple):
             yield from _differences(a, b, path + (index,))
     elif old != new:
         yield path, old, new
-
-
-def _remove_run(output: Path) -> None:
-    for name in RUN_FILES:
-        with contextlib.suppress(FileNotFoundError):
-            (output / name).unlink()
-    for name in (CHECKPOINT, BEST):
-        with contextlib.suppress(FileNotFoundError):
-            (output / name).unlink()
-    shutil.rmtree(output / "logs", ignore_errors=True)
 
 
 def _completed_result(output: Path, state: TrainingState) -> TrainResult:
@@ -698,8 +728,9 @@ class _Run:
         when ``steps_per_execution`` divides an epoch (Keras's executions then never straddle two epochs),
         else one ``fit`` call per epoch, the next epoch's dataset built while the current one trains."""
         state = self.state
+        self._claim_members()
         if self.replaces_run:
-            _remove_run(self.write_dir)
+            remove_members(self.write_dir)
         state.finished = False
         self._write_spec_copy()
         self.reporter.run_started(self._header())
@@ -802,6 +833,7 @@ class _Run:
 
     def rewrite_results(self) -> TrainResult:
         """A finished run whose result files are gone: write them again from its (restored) checkpoint."""
+        self._claim_members()
         self._write_spec_copy()
         result = self._final_results()
         result.already_complete = True
@@ -839,6 +871,11 @@ class _Run:
             plot_curves(directory / "curves.png", self.state.history, self.model.name,
                         best_epoch=(self.state.early_stopping or {}).get("best_epoch"))
         return [directory / name for name in RUN_FILES if (directory / name).exists()]
+
+    def _claim_members(self) -> None:
+        """The manifest first, then the files: --overwrite removes what it lists and nothing else."""
+        if self.write_dir == self.output:
+            record_members(self.output, RUN_MEMBERS, "seq train")
 
     def _write_spec_copy(self) -> None:
         data = absolute_spec_paths(self.spec.resolved(), self.spec.base_dir)

@@ -25,7 +25,8 @@ from pathlib import Path
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
-from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, train_spec
+from seqcli.outputs import check_output_folder, exclusive_lock, record_members
+from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, check_writable, train_spec
 
 DEFAULT_FINE_TUNE_LR = 1e-5
 
@@ -218,6 +219,16 @@ def run_transfer(options: TransferOptions, *, reporter_for: Callable[[Phase], Re
     """Train each phase of the plan in turn with seq train's machinery; a finished phase is not run again
     on resume, an interrupted one continues from its checkpoint."""
     plan = plan or plan_transfer(options)
+    output = Path(options.output)
+    inputs = [options.spec, *([options.weights] if options.weights else [])]
+    check_output_folder(output, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume)
+    check_writable(output)
+    with exclusive_lock(output, "seq transfer"):
+        record_members(output, [phase.output.name for phase in plan.phases], "seq transfer")
+        return _run_phases(options, plan, reporter_for)
+
+
+def _run_phases(options: TransferOptions, plan: TransferPlan, reporter_for) -> TransferResult:
     result = TransferResult(plan)
     for phase in plan.phases:
         resume = options.resume and (phase.number == 1 or (phase.output / CHECKPOINT).exists())
