@@ -228,8 +228,11 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     reporter = reporter or Reporter()
     spec = read_spec(options.spec, options.spec_overrides())
     output = Path(options.output) if options.output else Path("runs") / spec.display_name
-    check_output_folder(output, inputs=run_inputs(spec, options.spec), overwrite=options.overwrite, own_ok=True,
-                        resume=options.resume, members=_legacy_members(output))
+    inputs = run_inputs(spec, options.spec)
+    if options.resume:  # a run resumed from its own spec copy, which resuming writes again unchanged
+        inputs = [path for path in inputs if path.resolve() != (output / "spec.yaml").resolve()]
+    check_output_folder(output, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume,
+                        members=_legacy_members(output))
     created = not output.exists()
     check_writable(output)
     try:
