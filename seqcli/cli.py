@@ -207,9 +207,10 @@ def sample_progress(total: int):
               help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
 @allow_path_option
 @fail_on_seq_error
-def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides):
+def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
 
     The guide's feature extractor, keras.Model(inputs, outputs=[...]), streamed to disk batch by
@@ -224,7 +225,8 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
         click.echo("note: no --weights; layers keep the weights the spec gives them (pretrained bases) or "
                    "a fresh initialization", err=True)
     result = run_extract(spec, data=source, output=output, layers=list(layers) or None, weights=weights,
-                         batch_size=batch_size, overrides=list(overrides), progress_factory=sample_progress)
+                         batch_size=batch_size, overrides=list(overrides), overwrite=overwrite,
+                         progress_factory=sample_progress)
     for name, shape in result.shapes.items():
         click.echo(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
     click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
@@ -240,9 +242,10 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--unfreeze", multiple=True, metavar="NAME_OR_GLOB", help="Keep these trainable; wins over freezing.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="The frozen model, a .keras file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @allow_path_option
 @fail_on_seq_error
-def freeze(source, weights, all_but_last, layers, unfreeze, output):
+def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
 
     Frozen BatchNormalization layers run in inference mode. In a spec, a 'freeze:' section
@@ -253,7 +256,7 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output):
     if all_but_last is None and not layers:
         raise click.UsageError("give --all-but-last N or --layer NAME_OR_GLOB")
     request = {"all_but_last": all_but_last, "layers": list(layers), "unfreeze": list(unfreeze)}
-    report = freeze_file(source, output, request, weights=weights)
+    report = freeze_file(source, output, request, weights=weights, overwrite=overwrite)
     for line in report.lines():
         click.echo(line)
     click.echo(f"Wrote {output}")
@@ -272,7 +275,7 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--epochs", type=click.IntRange(min=1), metavar="N", help="Train N epochs (sets train.epochs).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --output (only what seq wrote).")
 @click.option("--strategy", type=click.Choice(["auto", "one_device", "mirrored", "multi_worker"]),
               help="Distribution strategy (sets distribute.strategy).")
 @click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
@@ -336,8 +339,9 @@ def evaluate(target, source, spec, batch_size, fmt):
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @fail_on_seq_error
-def predict(target, source, output, batch_size):
+def predict(target, source, output, batch_size, overwrite):
     """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
 
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
@@ -345,7 +349,7 @@ def predict(target, source, output, batch_size):
     from seqcli.predict import predict_to_file
     from seqcli.render import shape_text
 
-    result = predict_to_file(target, data=source, output=output, batch_size=batch_size)
+    result = predict_to_file(target, data=source, output=output, batch_size=batch_size, overwrite=overwrite)
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from seqcli.errors import SeqError, did_you_mean
-from seqcli.files import OutputError, atomic_path, check_writable_file
+from seqcli.files import OutputError, atomic_path, check_writable_file, temporary_prefix
+from seqcli.outputs import check_output_file, check_output_folder, record_members, replace_folder
 
 COPY_CHUNK = 1 << 22
 QUEUE_BATCHES = 4  # batches in flight between the model and the writer thread
@@ -156,11 +157,13 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
             raise ExtractError(f"layer {name!r} has output shape {shape[1:]} with an unknown size",
                                hint="give the model a fixed input shape")
     try:
-        workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=_parent(output)))
+        workdir = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), dir=_parent(output)))
         try:
             if output.suffix == ".npz":
                 _extract_npz(extractor, names, dataset, output, workdir, shapes, dtypes, progress)
             else:
+                files = [f"{name}.npy" for name in names]
+                record_members(workdir, [*_folders(files), *files], "seq extract")
                 streams = {name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name])
                            for name in names}
                 _run(extractor, names, dataset, streams, count, progress, sync=True)
@@ -291,21 +294,22 @@ class _Writer:
 
 
 def _publish_directory(workdir: Path, output: Path) -> None:
-    """Move the finished folder into place; an existing output folder is replaced only once it is done."""
-    staged = Path(tempfile.mkdtemp(prefix=f".{output.name}.new.", dir=_parent(output)))
+    """Move the finished folder into place; an existing output folder (of seq's own files only) is replaced
+    once the new one is done."""
+    if output.exists() and not output.is_dir():
+        raise ExtractError(f"{output} exists and is not a directory", hint="end --output in .npz for one archive")
+    staged = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), dir=_parent(output)))
     staged.rmdir()
     os.replace(workdir, staged)
-    if output.is_dir():
-        retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=_parent(output)))
-        retired.rmdir()
-        os.replace(output, retired)
-        os.replace(staged, output)
-        shutil.rmtree(retired, ignore_errors=True)
-    elif output.exists():
+    try:
+        replace_folder(staged, output)
+    finally:
         shutil.rmtree(staged, ignore_errors=True)
-        raise ExtractError(f"{output} exists and is not a directory", hint="end --output in .npz for one archive")
-    else:
-        os.replace(staged, output)
+
+
+def _folders(files: list[str]) -> list[str]:
+    """The subfolders (``base/inner.npy`` -> ``base``) the files of a features folder lie in."""
+    return sorted({str(Path(*Path(f).parts[:i])) for f in files for i in range(1, len(Path(f).parts))})
 
 
 def _parent(output: Path) -> Path:
@@ -319,17 +323,18 @@ def _parent(output: Path) -> Path:
 
 def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers: list[str] | None = None,
                 weights: str | Path | None = None, batch_size: int | None = None,
-                overrides: list[str] | None = None,
+                overrides: list[str] | None = None, overwrite: bool = False,
                 progress_factory: Callable[[int], contextlib.AbstractContextManager] | None = None) -> Extraction:
     """``seq extract``: build the spec's model, load ``weights``, extract ``layers`` (all top-level layers
     when None) for every sample of ``data`` (a source as ``data:`` names one, relative to the current
     folder) into ``output``. ``progress_factory(total)`` gives a context whose value is called with the
-    samples done."""
+    samples done. An existing ``output`` is replaced only with ``overwrite`` (see :mod:`seqcli.outputs`)."""
     from seqcli.build import model_from_spec
     from seqcli.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
-    _check_output(output)
+    inputs = [spec_path, *(path for path in (weights, data) if path is not None and Path(path).exists())]
+    _check_output(output, inputs, overwrite)
     _keras()  # TensorFlow quietly, before the data pipeline imports it
     from seqcli.data import load_source
 
@@ -346,16 +351,18 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
 
 
-def _check_output(output: str | Path) -> None:
-    """Fail early, before any model is built, when ``output`` cannot be written: an ``.npz`` file, or a
-    directory that may replace an existing one."""
+def _check_output(output: str | Path, inputs: list, overwrite: bool) -> None:
+    """Fail early, before any model is built, when ``output`` cannot be written or may not be replaced: an
+    ``.npz`` file, or a folder of .npy files."""
     output = Path(output)
     if output.suffix == ".npz":
+        check_output_file(output, inputs=inputs, overwrite=overwrite)
         check_writable_file(output)
         return
     if output.exists() and not output.is_dir():
         raise ExtractError(f"--output {output} exists and is not a directory",
                            hint="end --output in .npz for one archive, or name a directory for .npy files")
+    check_output_folder(output, inputs=inputs, overwrite=overwrite)
     check_writable_file(output, directory_ok=True)
 
 

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from seqcli.errors import SeqError
 
+# Every temporary file or staging folder seq makes starts with this prefix and its process id, so that a
+# later run can recognise (and remove) what a killed one left behind: :func:`seqcli.outputs.clean_stale`.
+TEMPORARY_PREFIX = ".seq-tmp-"
+
 
 class OutputError(SeqError, OSError):
     """An output file that cannot be written. Also an OSError, so callers that catch OSError around a
@@ -39,7 +43,7 @@ def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Pa
         raise OutputError(f"cannot write {target}: it is a directory", hint="give --output a file name")
     _make_parent(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=".probe", dir=target.parent)
         try:
             os.write(fd, b"seq")
         finally:
@@ -61,7 +65,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target = Path(target)
     _make_parent(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=suffix or target.suffix or ".tmp",
                                     dir=target.parent)
         os.close(fd)
     except OSError as error:
@@ -83,6 +87,11 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def temporary_prefix(name: str) -> str:
+    """The name prefix of a temporary file or folder made for ``name`` by this process."""
+    return f"{TEMPORARY_PREFIX}{os.getpid()}-{name[:100]}."
 
 
 # ----------------------------------------------------------------------------- internals

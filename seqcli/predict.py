@@ -129,13 +129,17 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
     return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()})
 
 
-def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None) -> Predictions:
-    """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``."""
+def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None,
+                    overwrite: bool = False) -> Predictions:
+    """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``. An
+    existing ``output`` is replaced only with ``overwrite``, and never when it is an input."""
     from seqcli.data import load_source
+    from seqcli.outputs import check_output_file
 
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy or .csv")
+    check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
     _check_output(output)
     resolved = resolve_target(target)
     model = load_model(resolved.model_path)
@@ -249,6 +253,13 @@ def _check_input(model, dataset, label: str) -> None:
     if expected is not None:
         raise SeqError(f"{label}: samples have shape {tuple(sample)}, but the model takes {expected}",
                        hint="give data shaped like the data the model was trained on")
+
+
+def _predict_inputs(target: str | Path, data: str) -> list[Path]:
+    """What ``seq predict`` reads: the data, the model file and a run's spec and metrics."""
+    target = Path(target)
+    run_files = [target / name for name in ("model.keras", "spec.yaml", "metrics.json")] if target.is_dir() else []
+    return [path for path in (Path(data), target, *run_files) if path.exists()]
 
 
 def _check_output(output: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
+from seqcli.outputs import check_output_folder, exclusive_lock, record_members
 from seqcli.training import Reporter, RunDirectory, TrainOptions, TrainResult, train_spec
 
 DEFAULT_FINE_TUNE_LR = 1e-5
@@ -196,6 +197,16 @@ def run_transfer(options: TransferOptions, *, reporter_for: Callable[[Phase], Re
     """Train each phase of the plan in turn with seq train's machinery; a finished phase is not run again
     on resume, an interrupted one continues from its checkpoint."""
     plan = plan or plan_transfer(options)
+    output = Path(options.output)
+    inputs = [options.spec, *([options.weights] if options.weights else [])]
+    check_output_folder(output, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume)
+    RunDirectory(output).create()
+    with exclusive_lock(output, "seq transfer"):
+        record_members(output, [phase.output.name for phase in plan.phases], "seq transfer")
+        return _run_phases(options, plan, reporter_for)
+
+
+def _run_phases(options: TransferOptions, plan: TransferPlan, reporter_for) -> TransferResult:
     result = TransferResult(plan)
     for phase in plan.phases:
         resume = options.resume and (phase.number == 1 or RunDirectory(phase.output).checkpoint.exists())

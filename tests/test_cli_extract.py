@@ -1,5 +1,8 @@
 """`seq extract`: the guide's feature extractor, streamed to disk, equal to hand-written Keras."""
 
+import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -134,17 +137,88 @@ def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "w.weights.h5", "x.npy"]
 
 
-def test_directory_output_is_replaced_whole(tmp_path, write_spec):
-    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n")
+HIDDEN = "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n  - Dense: {units: 2, name: out}\n"
+
+
+def errors(result) -> str:
+    """stderr less the note about --weights."""
+    return "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("note: "))
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_folder_of_the_users_files_is_never_replaced(tmp_path, write_spec):
+    spec = write_spec(HIDDEN)
+    features = tmp_path / "features"
+    (features / "sub").mkdir(parents=True)
+    np.save(features / "x.npy", np.ones((6, 4), dtype=np.float32))
+    (features / "spec.yaml").write_text(HIDDEN)
+    (features / "sub" / "notes.txt").write_text("keep")
+    before = tree(tmp_path)
+    refused = run("extract", str(spec), "--data", str(features / "x.npy"), "--all", "--output", str(features))
+    assert refused.exit_code == 1
+    assert errors(refused) == (f"error: --output {features} holds an input of this command: {features / 'x.npy'}\n"
+                              "  hint: choose an --output folder that holds none of the spec, data or weights\n")
     np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
-    (tmp_path / "features").mkdir()
-    (tmp_path / "features" / "stale.npy").write_bytes(b"old")
-    result = run("extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all", "--output",
-                 str(tmp_path / "features"))
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["hidden.npy"]
-    assert np.load(tmp_path / "features" / "hidden.npy").shape == (6, 3)
+    before = tree(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        result = run("extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all", "--output", str(features),
+                     *extra)
+        assert result.exit_code == 1
+        assert "holds spec.yaml, sub/, x.npy that seq did not write" in errors(result), errors(result)
+        assert tree(tmp_path) == before and (features / "sub" / "notes.txt").read_text() == "keep"
+    assert "nothing was removed" in errors(result)
+
+
+def test_a_features_folder_of_seqs_own_is_replaced_with_overwrite(tmp_path, write_spec):
+    spec = write_spec(HIDDEN)
+    np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
+    features = tmp_path / "features"
+    args = ["extract", str(spec), "--data", str(tmp_path / "x.npy"), "--output", str(features)]
+    assert run(*args, "--all").exit_code == 0
+    assert tree(features) == [".seq-run.json", "hidden.npy", "out.npy"]
+    again = run(*args, "--layer", "hidden")
+    assert again.exit_code == 1 and errors(again).startswith(f"error: {features} exists\n  hint: add --overwrite")
+    replaced = run(*args, "--layer", "hidden", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert tree(features) == [".seq-run.json", "hidden.npy"]
+    assert np.load(features / "hidden.npy").shape == (6, 3)
+    (features / "mine.txt").write_text("keep")
+    foreign = run(*args, "--layer", "hidden", "--overwrite")
+    assert foreign.exit_code == 1
+    assert errors(foreign).startswith(f"error: cannot overwrite {features}: it holds mine.txt that seq did not "
+                                     "write; nothing was removed\n")
+    assert tree(features) == [".seq-run.json", "hidden.npy", "mine.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_existing_npz_is_replaced_only_with_overwrite(tmp_path, write_spec):
+    spec = write_spec(HIDDEN)
+    np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
+    (tmp_path / "f.npz").write_bytes(b"mine")
+    args = ["extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all", "--output", str(tmp_path / "f.npz")]
+    refused = run(*args)
+    assert refused.exit_code == 1 and errors(refused).startswith(f"error: {tmp_path / 'f.npz'} exists\n")
+    assert (tmp_path / "f.npz").read_bytes() == b"mine"
+    assert run(*args, "--overwrite").exit_code == 0
+    with np.load(tmp_path / "f.npz") as features:
+        assert sorted(features.files) == ["hidden", "out"]
+
+
+def test_stale_staging_of_a_killed_extract_is_cleaned(tmp_path, write_spec):
+    spec = write_spec(HIDDEN)
+    np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".seq-tmp-{int(dead.stdout)}-features.abc123"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "hidden.npy").write_bytes(b"half")
+    live = tmp_path / f".seq-tmp-{os.getpid()}-other.abc123"  # a live process's: left alone
+    live.write_bytes(b"in use")
+    result = run("extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all", "--output", str(tmp_path / "f"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["f", "spec.yaml", "x.npy", live.name])
 
 
 def test_an_unbuilt_spec_takes_the_data_shape(tmp_path):
@@ -225,7 +299,7 @@ def test_a_failed_write_keeps_the_previous_features(tmp_path, write_spec, monkey
 
     monkeypatch.setattr(seqcli.extract._NpyStream, "append", full_disk)
     result = CliRunner().invoke(cli, ["extract", str(spec), "--data", str(tmp_path / "x.npy"), "--all",
-                                      "--output", str(tmp_path / "f.npz")])
+                                      "--output", str(tmp_path / "f.npz"), "--overwrite"])
     assert result.exit_code == 1
     assert f"error: cannot write {tmp_path / 'f.npz'}: No space left on device\n" in result.stderr
     assert (tmp_path / "f.npz").read_bytes() == b"previous"

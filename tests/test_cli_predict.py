@@ -72,7 +72,40 @@ def test_a_failed_write_keeps_what_was_there(trained, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(predict.np, "save", full_disk)
-    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy")
+    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy",
+                 "--overwrite")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: cannot write {tmp_path / 'p.npy'}: No space left on device")
     assert (tmp_path / "p.npy").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["p.npy"]
+
+
+# ----------------------------------------------------------------------------- never replace what is not ours
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(trained, tmp_path):
+    np.save(tmp_path / "x.npy", np.load(trained / "tiny.npz")["x"][:4])
+    (tmp_path / "p.csv").write_text("mine\n")
+    refused = run("predict", trained / "run", "--data", tmp_path / "x.npy", "--output", tmp_path / "p.csv")
+    assert refused.exit_code == 1
+    assert refused.stderr == (f"error: {tmp_path / 'p.csv'} exists\n"
+                              "  hint: add --overwrite to replace it, or choose another --output\n")
+    assert (tmp_path / "p.csv").read_text() == "mine\n"
+    replaced = run("predict", trained / "run", "--data", tmp_path / "x.npy", "--output", tmp_path / "p.csv",
+                   "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("which", ["data", "model"])
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(trained, tmp_path, which):
+    np.save(tmp_path / "x.npy", np.load(trained / "tiny.npz")["x"][:4])
+    model = tmp_path / "m.npy" if which == "model" else trained / "run"
+    if which == "model":  # a model named like an output: refused as the input it is, before it is loaded
+        (tmp_path / "m.npy").write_bytes(b"model")
+    output = tmp_path / ("x.npy" if which == "data" else "m.npy")
+    before = output.read_bytes()
+    result = run("predict", model, "--data", tmp_path / "x.npy", "--output", output, "--overwrite")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: --output {output} is an input of this command\n"), result.stderr
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"x.npy", output.name})

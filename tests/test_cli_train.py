@@ -74,7 +74,8 @@ def test_train_writes_the_run_directory(project):
     assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == [["epoch", "1/2"], ["epoch", "2/2"]]
     assert "Trained 2/2 epochs" in result.stdout
     names = sorted(p.name for p in (project / "run").iterdir())
-    assert names == ["checkpoints", "curves.png", "history.csv", "logs", "metrics.json", "model.keras", "spec.yaml"]
+    assert names == [".seq-lock", ".seq-run.json", "checkpoints", "curves.png", "history.csv", "logs", "metrics.json",
+                     "model.keras", "spec.yaml"]
     history = (project / "run" / "history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds" and len(history) == 3
     metrics = json.loads((project / "run" / "metrics.json").read_text())
@@ -223,7 +224,10 @@ def test_bad_optimizer_arguments_are_reported_before_training(project):
 
 
 def test_only_a_checkpoint_or_a_model_makes_a_run(project):
+    from seqcli.training import RunDirectory
+
     (project / "run").mkdir()
+    RunDirectory(project / "run").claim()
     (project / "run" / "spec.yaml").write_text("# left by a run that failed before its first step\n")
     result = run("train", project / "tiny.yaml", "--output", project / "run", "-q")
     assert result.exit_code == 0, result.output
@@ -326,3 +330,111 @@ def test_interrupted_mirrored_run_resumes_to_the_same_result(tmp_path):
     resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", *mirrored, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_checkpoint(tmp_path / "whole", tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------- what seq may write over
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+def test_a_folder_of_the_users_files_is_never_a_run(project, tmp_path_factory):
+    mine = tmp_path_factory.mktemp("mine")
+    (mine / "spec.yaml").write_text("mine\n")
+    (mine / "metrics.json").write_text("{}\n")
+    before = tree(mine)
+    for extra in ([], ["--overwrite"]):
+        result = run("train", project / "tiny.yaml", "--output", mine, "-q", *extra)
+        assert result.exit_code == 1
+        assert "metrics.json, spec.yaml that seq did not write" in result.stderr, result.stderr
+        assert tree(mine) == before
+    assert result.stderr.startswith(f"error: cannot overwrite {mine}: it holds metrics.json, spec.yaml that seq did "
+                                    "not write; nothing was removed\n  hint: move those out")
+
+
+@pytest.mark.parametrize("output", [".", "/", "~"])
+def test_the_current_folder_root_and_home_are_never_a_run(project, monkeypatch, output):
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(project if output == "~" else project / "elsewhere"))
+    (project / "spec.yaml").write_text("mine\n")
+    (project / "metrics.json").write_text("{}\n")
+    before = tree(project)
+    result = run("train", "tiny.yaml", "--output", output.replace("~", str(project)), "-q")
+    assert result.exit_code == 1
+    what = {".": "the current folder", "/": "the filesystem root", "~": "your home folder"}[output]
+    assert result.stderr.startswith(f"error: --output {output.replace('~', str(project))} is {what}; seq never "
+                                    "writes its files loose in such a folder\n  hint: name a new folder"), result.stderr
+    assert tree(project) == before
+
+
+def test_a_run_directory_never_holds_its_inputs(project, monkeypatch):
+    (project / "specs" / "data").mkdir(parents=True)
+    (project / "tiny.npz").rename(project / "specs" / "data" / "tiny.npz")
+    text = (project / "tiny.yaml").read_text().replace("train: tiny.npz", "train: data/tiny.npz")
+    (project / "specs" / "tiny.yaml").write_text(text)
+    (project / "tiny.yaml").unlink()
+    monkeypatch.chdir(project)
+    before = tree(project)
+    for output, held in (("specs", "specs/tiny.yaml"), ("specs/data", f"{project}/specs/data/tiny.npz")):
+        result = run("train", "specs/tiny.yaml", "--output", output, "--overwrite")
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: --output {output} holds an input of this command: {held}\n"), \
+            result.stderr
+        assert tree(project) == before
+    assert run("train", "specs/tiny.yaml", "-q").exit_code == 0  # the default, runs/tiny, is beside specs/
+    assert (project / "runs" / "tiny" / "model.keras").exists()
+
+
+def test_overwrite_refuses_a_run_holding_a_file_seq_did_not_write(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
+    (project / "run" / "logs" / "notes.txt").write_text("mine")
+    before = tree(project / "run")
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--overwrite", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: cannot overwrite {project / 'run'}: it holds logs/notes.txt that seq did not "
+                             "write; nothing was removed\n  hint: move those out of the folder, or choose another "
+                             "--output\n")
+    assert tree(project / "run") == before
+    (project / "run" / "logs" / "notes.txt").unlink()
+    replaced = run("train", project / "tiny.yaml", "--output", project / "run", "--overwrite", "--epochs", "1", "-q")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((project / "run" / "metrics.json").read_text())["epochs_done"] == 1
+    assert len(list((project / "run" / "logs" / "train").iterdir())) == 1  # the old run's event file is gone
+
+
+def test_stale_temporaries_in_a_run_are_cleaned_by_the_next_run(project):
+    assert run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "-q").exit_code == 0
+    stale = [project / "run" / ".seq-tmp-4194304-model.keras.x1y2.keras",
+             project / "run" / "checkpoints" / ".seq-tmp-4194304-last.npz.x1y2.npz"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    resumed = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "-q")
+    assert resumed.exit_code == 0, resumed.output
+    assert not [path for path in stale if path.exists()]
+    assert not [p for p in (project / "run").rglob(".seq-tmp-*")]
+
+
+def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_path):
+    write_tiny_project(tmp_path, epochs=500, samples=SAMPLES)
+    first = subprocess.Popen([sys.executable, "-m", "seqcli", "train", "tiny.yaml", "--output", "run", "-q"],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "run" / "spec.yaml").exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the first run never started"
+            time.sleep(0.01)
+        holder = json.loads((tmp_path / "run" / ".seq-lock").read_text())
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            second = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "-q", *extra)
+            assert second.exit_code == 1
+            assert second.stderr == (f"error: {tmp_path / 'run'} is in use: seq train (PID {first.pid} on "
+                                     f"{holder['host']}, started {holder['started']}) is writing it\n"
+                                     "  hint: wait for that run to end, or choose another --output\n")
+        assert first.poll() is None, "the first run ended while the second was refused"
+    finally:
+        first.kill()
+        first.wait()
+    after = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "--overwrite", "--epochs", "1", "-q")
+    assert after.exit_code == 0, after.output

@@ -197,10 +197,33 @@ def test_seq_freeze_a_failed_save_keeps_the_previous_file(write_spec, tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(keras().Model, "save", full_disk)
-    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"))
+    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"),
+                 "--overwrite")
     assert result.exit_code == 1
     assert result.stderr == (f"error: cannot write {tmp_path / 'frozen.keras'}: No space left on device\n"
                              "  hint: the previous file, if any, is intact; free some space, or choose another "
                              "--output\n")
     assert (tmp_path / "frozen.keras").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frozen.keras", "spec.yaml"]
+
+
+def test_seq_freeze_replaces_an_output_only_with_overwrite_and_never_its_source(write_spec, tmp_path):
+    spec = write_spec(GUIDE)
+    model_from_spec(load_spec(spec)).save(tmp_path / "model.keras")
+    source = (tmp_path / "model.keras").read_bytes()
+    (tmp_path / "frozen.keras").write_bytes(b"mine")
+    kept = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
+               str(tmp_path / "frozen.keras"))
+    assert kept.exit_code == 1
+    assert kept.stderr == (f"error: {tmp_path / 'frozen.keras'} exists\n"
+                           "  hint: add --overwrite to replace it, or choose another --output\n")
+    assert (tmp_path / "frozen.keras").read_bytes() == b"mine"
+    itself = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
+                 str(tmp_path / "model.keras"), "--overwrite")
+    assert itself.exit_code == 1
+    assert itself.stderr.startswith(f"error: --output {tmp_path / 'model.keras'} is an input of this command\n")
+    assert (tmp_path / "model.keras").read_bytes() == source
+    replaced = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
+                   str(tmp_path / "frozen.keras"), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert keras().saving.load_model(tmp_path / "frozen.keras").layers[0].trainable is False

@@ -14,14 +14,17 @@ batches already done, so a resumed run takes exactly the optimizer steps an unin
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from seqcli.outputs import LOCK, check_output_folder, clean_stale, exclusive_lock
 from seqcli.spec import Spec, read_spec
+from seqcli.spec.paths import file_fields
 from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer
 from seqcli.training.results import final_metrics
-from seqcli.training.resume import resume_state
+from seqcli.training.resume import absolute_spec_paths, resume_state
 from seqcli.training.rundir import RunDirectory
 from seqcli.training.setup import prepare_training, static_problems
 from seqcli.training.signals import SignalGuard
@@ -36,15 +39,31 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     reporter = reporter or Reporter()
     spec = read_spec(options.spec, options.spec_overrides())
     run = RunDirectory(Path(options.output) if options.output else Path("runs") / spec.display_name)
+    inputs = run_inputs(spec, options.spec)
+    if options.resume:  # a run resumed from its own spec copy, which resuming writes again unchanged
+        inputs = [path for path in inputs if path.resolve() != run.spec.resolve()]
+    check_output_folder(run.path, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume,
+                        members=run.legacy_members())
     created = not run.path.exists()
     run.create()
     try:
-        return _train(spec, options, run, reporter)
+        with exclusive_lock(run.path, "seq train"):
+            clean_stale(run.path, every_process=True)
+            return _train(spec, options, run, reporter)
     finally:
-        # No empty run directory behind a run that never started, or on a multi-worker non-chief
-        # (which writes to a temporary folder).
-        if created and run.path.is_dir() and not any(run.path.iterdir()):
-            run.path.rmdir()
+        # No run directory behind a run that never started, or on a multi-worker non-chief (which writes
+        # to a temporary folder): only the lock file, which no other process can hold, since it is new.
+        if created and run.path.is_dir() and all(entry.name == LOCK for entry in run.path.iterdir()):
+            shutil.rmtree(run.path, ignore_errors=True)
+
+
+def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
+    """The files a run reads (the spec, data, weights, saved models), which its directory may not hold."""
+    try:
+        data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    except Exception:  # a spec too broken to resolve: its problems are reported by training
+        data = {}
+    return [Path(spec_path), *(Path(field.value) for field in file_fields(data))]
 
 
 def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Reporter) -> TrainResult:
@@ -59,11 +78,7 @@ def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Repor
         try:
             setup = prepare_training(spec, run, state)
             trainer = Trainer(setup, reporter, guard, spec_label=options.spec)
-            if complete:
-                return trainer.rewrite_results()
-            if replaces_run:
-                setup.out.remove_run()
-            return trainer.train()
+            return trainer.rewrite_results() if complete else trainer.train(replaces_run=replaces_run)
         finally:
             reporter.close()
 

@@ -57,9 +57,13 @@ class Trainer:
         self.board = TensorBoardWriter(setup.out.logs)
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
 
-    def train(self) -> TrainResult:
-        """Fit the remaining epochs, then write the results; see the module docstring."""
+    def train(self, *, replaces_run: bool = False) -> TrainResult:
+        """Fit the remaining epochs, then write the results (after removing the run that was in the
+        directory, when ``replaces_run``); see the module docstring."""
         setup, state = self.setup, self.setup.state
+        self._claim()
+        if replaces_run:
+            setup.out.remove_run()
         state.finished = False
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
         self.reporter.run_started(self.header())
@@ -158,6 +162,10 @@ class Trainer:
             self.background.write(write_snapshot, setup.out.best, snapshot(setup.model, setup.state, groups=("model",)))
         self.background.write(self.board.write, row)
 
+    def _claim(self) -> None:
+        if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder
+            self.setup.run.claim()
+
     def _interrupted(self) -> TrainingInterrupted:
         signum = self.guard.received or signal.SIGINT
         name = signal.Signals(signum).name
@@ -183,6 +191,7 @@ class Trainer:
     def rewrite_results(self) -> TrainResult:
         """A finished run whose result files are gone: write them again from its (restored) checkpoint."""
         setup = self.setup
+        self._claim()
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
         result = self._final_results()
         result.already_complete = True

@@ -9,12 +9,12 @@ restores the best weights) and TensorBoard logs under ``logs/``. ``seq train`` w
 from __future__ import annotations
 
 import contextlib
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.files import write_probe
+from seqcli.outputs import MANIFEST, record_members, remove_members
 
 
 class RunDirectoryError(SeqError):
@@ -30,6 +30,9 @@ class RunDirectory:
     # What a finished run must have; a finished run resumed without them writes them again from its checkpoint.
     RESULT_NAMES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
     FILE_NAMES = (*RESULT_NAMES, "curves.png")
+    # What the manifest (seqcli.outputs) claims: --overwrite removes these and nothing else.
+    MEMBERS = (*FILE_NAMES, "checkpoints", "checkpoints/last.npz", "checkpoints/best.npz", "logs", "logs/train",
+               "logs/validation", "logs/train/events.out.tfevents.*", "logs/validation/events.out.tfevents.*")
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -104,9 +107,23 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot write to output directory {self.path}: {error.strerror or error}",
                                     hint="choose another --output, or fix its permissions") from None
 
+    def claim(self) -> None:
+        """Record the run's members in the manifest before writing them: a kill between the two leaves a
+        manifest that claims a file not yet there, never a file it does not claim."""
+        record_members(self.path, self.MEMBERS, "seq train")
+
     def remove_run(self) -> None:
-        """Remove the files a run writes, and nothing else."""
-        for path in (*(self.path / name for name in self.FILE_NAMES), self.checkpoint, self.best):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        shutil.rmtree(self.logs, ignore_errors=True)
+        """Remove what the manifest claims, and nothing else (refused when anything else is there)."""
+        remove_members(self.path)
+
+    def legacy_members(self) -> list[str] | None:
+        """The run layout, for a run directory written before runs had a manifest (its checkpoint reads)."""
+        from seqcli.training.checkpoint import CheckpointError, read_state
+
+        if (self.path / MANIFEST).exists() or not self.checkpoint.is_file():
+            return None
+        try:
+            read_state(self.checkpoint)
+        except CheckpointError:
+            return None
+        return list(self.MEMBERS)
