@@ -196,6 +196,11 @@ class Reporter:
 
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
 
+    def stop_after_epoch(self, row: dict[str, Any]) -> str | None:
+        """Asked at each epoch's end, before its checkpoint: a reason (text) stops training after this epoch,
+        recorded like early stopping (the run is finished); None trains on. ``seq tune``'s pruner answers here."""
+        return None
+
     def note(self, text: str) -> None: ...
 
     def close(self) -> None: ...
@@ -549,6 +554,7 @@ class _Run:
         self.background = _Background()
         self.last_checkpoint_time = -math.inf
         self.fitted = False  # whether this process trained (a resumed run may have had no step left)
+        self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
 
     # -- setting up
 
@@ -717,7 +723,7 @@ class _Run:
             else:
                 self._fit_epoch_by_epoch()
         if state.stopped_early:
-            self.reporter.note(self.early_stopping.message(state.epoch))
+            self.reporter.note(self.stop_reason or self.early_stopping.message(state.epoch))
         return self._finish()
 
     def _fit_epoch_by_epoch(self) -> None:
@@ -751,6 +757,9 @@ class _Run:
         ordered = sorted(values, key=lambda name: order.index(name) if name in order else len(order))
         row = {"epoch": epoch + 1, **{name: values[name] for name in ordered}, "seconds": round(seconds, 4)}
         stop = self.early_stopping.update(row) if self.early_stopping else False
+        requested = self.reporter.stop_after_epoch(row)
+        if requested:
+            stop, self.stop_reason = True, requested
         state.history.append(row)
         state.epoch, state.step = epoch + 1, 0
         state.early_stopping = self.early_stopping.as_dict() if self.early_stopping else None
