@@ -204,7 +204,7 @@ def _may_add(path: PathKey) -> bool:
 
 
 def _no_path(spec: Spec, parameter: Parameter, depth: int, detail: str, hint: str | None) -> Problem:
-    return spec.problem(parameter.where, f"{parameter.name}: no such value in the spec: {detail}", hint, key=True)
+    return spec.problem(parameter.where, f"no such value in the spec: {detail}", hint, key=True)
 
 
 _TYPE_WORDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
