@@ -256,9 +256,11 @@ def _engine_problems(spec: Spec, section: TuneSection, parameters: list[Paramete
                                              f"{parameter.name} has {detail}",
                                              "use {choice: [...]} or a small {int: [low, high]}, or sampler: tpe"))
     try:
-        from seqcli.tune.study import make_pruner, make_sampler
+        import optuna  # noqa: F401  (seq check without the tune extra checks all but Optuna's arguments)
     except ImportError:
         return problems
+    from seqcli.tune.study import make_pruner, make_sampler
+
     for key, make in (("sampler", lambda: make_sampler(section, parameters, seed=0)),
                       ("pruner", lambda: make_pruner(section, epochs=epochs_of(spec)))):
         if key == "sampler" and problems:
