@@ -412,6 +412,48 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
             console.print(result_table(phase_result))
 
 
+@cli.command("tune")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False),
+              help="Study directory: trial-NNNN/ runs, trials.csv, trials.png, best.yaml.  "
+                   "[default: runs/SPEC_NAME-tune]")
+@click.option("--trials", type=click.IntRange(min=1), metavar="N", help="Trials in all (sets tune.trials).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Worker processes on this machine, each training one trial at a time.")
+@click.option("--storage", metavar="URL", help="Study database shared by several machines, e.g. "
+              "postgresql://user@host/db.  [default: sqlite:///OUTPUT/study.db]")
+@click.option("--resume", is_flag=True, help="Continue the study in --output (or --storage) to its total.")
+@click.option("--worker-index", type=int, hidden=True)
+@fail_on_seq_error
+def tune_command(spec, output, trials, workers, storage, resume, worker_index):
+    """Search the spec's 'tune:' space with Optuna; every trial is a seq run in OUTPUT/trial-NNNN.
+
+    The space is checked before the first trial (every path, type, choice and bound). Rerun the
+    same command, or add --resume, to continue a study to its total; a trial cut off mid-way is
+    trained again from its checkpoint. Ctrl-C checkpoints the current trial and exits 130.
+    """
+    from seqcli.progress import TuneLines
+    from seqcli.render import tune_table
+    from seqcli.tune.runner import TuneInterrupted, TuneOptions, tune_spec
+
+    console = stdout_console()
+    options = TuneOptions(spec, output, trials, workers, storage, resume, worker_index)
+    try:
+        result = tune_spec(options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None
+                                              else ""))
+    except TuneInterrupted as stop:
+        stop.resume_command = resume_command("tune", spec, output=stop.output, overrides=[], flags={
+            "--storage": storage, "--trials": trials, "--workers": workers if workers != 1 else None})
+        raise
+    if result is None:
+        return
+    console.print(tune_table(result))
+    if result.best is not None:
+        console.print(f"Best: trial {result.best['trial']}, {result.objective} {result.best['value']:.6g}")
+    for path in result.files:
+        console.print(f"Wrote {path}", highlight=False)
+
+
 def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> str:
     """The command that resumes an interrupted ``seq train`` or ``seq transfer`` with the same options."""
     words = ["seq", verb, spec, "--output", str(output)]

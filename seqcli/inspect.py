@@ -74,7 +74,12 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
             f"building the model failed: {type(error).__name__}{text}", "", None, None,
             "this is an input seq does not check yet; please report it", spec.file)]
         return report
-    report.problems = sorted(spec.problems + report.built.problems, key=_reading_order)
+    problems = spec.problems + report.built.problems
+    if spec.tune is not None:
+        from seqcli.tune.space import check_tune
+
+        problems += check_tune(spec, base_ok=not problems)
+    report.problems = sorted(problems, key=_reading_order)
     own_shape = report.built.input_shape if report.built.input_source != "--input-shape" else None
     if input_shape is not None and own_shape is not None and tuple(input_shape) != tuple(own_shape):
         message = (f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape "

@@ -164,3 +164,28 @@ def _number(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
     return str(value)
+
+
+class TuneLines:
+    """One line per trial started and ended, for terminals and logs alike."""
+
+    def __init__(self, console: Console, prefix: str = ""):
+        self.console, self.prefix = console, prefix
+
+    def study_started(self, plan, done: int) -> None:
+        self.console.print(f"Tuning {plan.spec_path} → {plan.output}: {plan.total} trials of {plan.epochs} epochs, "
+                           f"{plan.direction} {plan.objective} ({done} finished)", highlight=False)
+
+    def trial_started(self, event) -> None:
+        values = ", ".join(f"{name}={value!r}" for name, value in event.params.items())
+        self.console.print(f"{self.prefix}trial {event.number} ({event.run}): {values}", highlight=False,
+                           soft_wrap=True)
+
+    def trial_finished(self, event) -> None:
+        value = f" {event.value:.6g}" if isinstance(event.value, float) else ""
+        note = f" ({event.note})" if event.note else ""
+        self.console.print(f"{self.prefix}trial {event.number} {event.state}{value} in {event.seconds:.1f}s{note}",
+                           highlight=False)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"{self.prefix}note: {text}", highlight=False)

@@ -154,3 +154,25 @@ def check_junit(reports) -> str:
         out.append("  </testcase>")
     out.append("</testsuite>")
     return "\n".join(out)
+
+
+def tune_table(result, limit: int = 5) -> Table:
+    """The best complete trials of a study, best first: value, parameters, run directory."""
+    from seqcli.tune.outputs import ranked
+
+    names = [key for key in (result.rows[0] if result.rows else {}) if key not in
+             ("trial", "state", "value", "epochs", "seconds", "run", "note")]
+    table = Table(title=f"Best trials ({result.objective}, {result.direction})", title_justify="left")
+    table.add_column("Trial", justify="right")
+    table.add_column(result.objective, justify="right")
+    for name in names:
+        table.add_column(name, overflow="fold")
+    table.add_column("Run", overflow="fold")
+    for row in ranked(result.rows, result.direction)[:limit]:
+        table.add_row(str(row["trial"]), f"{row['value']:.6g}",
+                      *[_param_text(row[name]) for name in names], str(result.output / row["run"]))
+    return table
+
+
+def _param_text(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

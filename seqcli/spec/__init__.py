@@ -18,6 +18,7 @@ from seqcli.spec.sections import (
     ModelExpect,
     TrainSection,
     TransferSection,
+    TuneSection,
 )
 from seqcli.spec.validate import LAYER_EXTRA_KEYS, validate_sections, validate_top_level
 from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
@@ -48,6 +49,7 @@ class Spec:
     distribute: DistributeSection = field(default_factory=DistributeSection)
     freeze: FreezeSection | None = None
     transfer: TransferSection | None = None
+    tune: TuneSection | None = None
     problems: list[Problem] = field(default_factory=list)
     refused_files: set[PathKey] = field(default_factory=set)  # file-valued spec values it may not read
 

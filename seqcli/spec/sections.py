@@ -9,7 +9,7 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, Tag
 
 # A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
@@ -124,6 +124,67 @@ class ModelExpect(Section):
     trainable_params: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
+Bounds = Annotated[list[Number], Field(min_length=2, max_length=2)]
+
+
+class ChoiceRange(Section):
+    choice: Annotated[list[Scalar], Field(min_length=1, description="the values to try")]
+
+
+class UniformRange(Section):
+    uniform: Bounds = Field(description="[low, high]: floats drawn uniformly")
+
+
+class LogUniformRange(Section):
+    loguniform: Bounds = Field(description="[low, high]: floats drawn uniformly on a log scale (both > 0)")
+
+
+class IntRange(Section):
+    int_: Annotated[list[StrictInt], Field(min_length=2, max_length=2)] = Field(
+        alias="int", description="[low, high]: integers, both included")
+
+
+RANGE_KINDS = ("choice", "uniform", "loguniform", "int")
+
+
+def _range_kind(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in RANGE_KINDS:
+        return next(iter(value))
+    if isinstance(value, BaseModel):
+        return {ChoiceRange: "choice", UniformRange: "uniform", LogUniformRange: "loguniform",
+                IntRange: "int"}.get(type(value))
+    return None
+
+
+ParameterRange = Annotated[
+    Union[Annotated[ChoiceRange, Tag("choice")], Annotated[UniformRange, Tag("uniform")],
+          Annotated[LogUniformRange, Tag("loguniform")], Annotated[IntRange, Tag("int")]],
+    Discriminator(_range_kind, custom_error_type="range",
+                  custom_error_message="expected one of {choice: [...]}, {uniform: [low, high]}, "
+                                       "{loguniform: [low, high]}, {int: [low, high]}"),
+]
+SamplerName = Literal["tpe", "random", "grid"]
+PrunerName = Literal["median", "hyperband", "none"]
+
+
+class TuneSection(Section):
+    """Hyperparameter search (seq tune): which spec values to vary, how to search, what to optimize."""
+
+    objective: StrictStr = Field(default="val_loss", description="a column of history.csv")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        default="auto", description="auto: minimize names ending in 'loss', maximize the others")
+    trials: Annotated[StrictInt, Field(ge=1)] = 20
+    sampler: SamplerName | dict[SamplerName, dict[StrictStr, Any] | None] = Field(
+        default="tpe", description="tpe | random | grid, or {tpe: {n_startup_trials: 5}} with Optuna's arguments")
+    pruner: PrunerName | dict[PrunerName, dict[StrictStr, Any] | None] = Field(
+        default="median", description="median | hyperband | none, or {median: {n_startup_trials: 2}}")
+    epochs: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="per trial (else train.epochs)")
+    seed: StrictInt | None = Field(default=None, description="the sampler's seed (else train.seed, else 0)")
+    parameters: Annotated[dict[StrictStr, ParameterRange], Field(min_length=1)] = Field(
+        description="keys are the paths --set accepts, e.g. layers[1].Dense.units: {choice: [32, 64]}")
+
+
 SECTIONS: dict[str, type[Section]] = {
     "compile": CompileSection,
     "data": DataSection,
@@ -132,4 +193,5 @@ SECTIONS: dict[str, type[Section]] = {
     "freeze": FreezeSection,
     "transfer": TransferSection,
     "expect": ModelExpect,
+    "tune": TuneSection,
 }

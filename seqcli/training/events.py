@@ -90,6 +90,11 @@ class Reporter:
 
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
 
+    def stop_after_epoch(self, row: dict[str, Any]) -> str | None:
+        """Asked at each epoch's end, before its checkpoint: a reason (text) stops training after this epoch,
+        recorded like early stopping (the run is finished); None trains on. ``seq tune``'s pruner answers here."""
+        return None
+
     def note(self, text: str) -> None: ...
 
     def close(self) -> None: ...

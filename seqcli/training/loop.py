@@ -54,6 +54,7 @@ class Trainer:
         self.last_checkpoint_time = -math.inf
         self.epoch_clock = time.perf_counter()
         self.fitted = False  # whether this process trained (a resumed run may have had no step left)
+        self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
         self.board = TensorBoardWriter(setup.out.logs)
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
 
@@ -82,7 +83,7 @@ class Trainer:
         finally:
             self.board.close()
         if state.stopped_early:
-            self.reporter.note(setup.early_stopping.message(state.epoch))
+            self.reporter.note(self.stop_reason or setup.early_stopping.message(state.epoch))
         return self._finish()
 
     def _fit_epoch_by_epoch(self) -> None:
@@ -132,6 +133,9 @@ class Trainer:
         ordered = sorted(values, key=lambda name: order.index(name) if name in order else len(order))
         row = {"epoch": epoch + 1, **{name: values[name] for name in ordered}, "seconds": round(seconds, 4)}
         stop = stopper.update(row) if stopper else False
+        requested = self.reporter.stop_after_epoch(row)
+        if requested:
+            stop, self.stop_reason = True, requested
         state.history.append(row)
         state.epoch, state.step = epoch + 1, 0
         state.early_stopping = stopper.as_dict() if stopper else None

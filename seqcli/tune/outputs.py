@@ -1,0 +1,114 @@
+"""A study's results: ``trials.csv``, ``trials.png`` (the objective over trials) and ``best.yaml`` (the spec
+with the best values in place, as its trial trained it: ``seq train best.yaml`` repeats that trial)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from seqcli.files import atomic_path, write_text_atomic
+from seqcli.spec.dump import dump_spec
+from seqcli.spec.yamlload import read_spec_file
+
+STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+
+
+def trial_rows(study, parameters) -> list[dict]:
+    """One row per trial in number order; trials that stepped back from a full budget are left out."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    retried = {t.user_attrs["retry_of"]: t.number for t in trials if "retry_of" in t.user_attrs}
+    rows = []
+    for trial in trials:
+        state = STATES.get(trial.state.name, trial.state.name.lower())
+        note = trial.user_attrs.get("error")
+        if trial.number in retried:
+            state, note = "retried", f"cut off; trained again as trial {retried[trial.number]}"
+        steps = trial.intermediate_values
+        value = trial.value if trial.value is not None else (steps[max(steps)] if steps else None)
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if (
+            trial.datetime_complete and trial.datetime_start) else None
+        rows.append({"trial": trial.number, "state": state, "value": value,
+                     **{p.name: trial.params.get(p.name) for p in parameters},
+                     "epochs": max(steps) if steps else None, "seconds": round(seconds, 2) if seconds else None,
+                     "run": trial.user_attrs.get("run"), "note": note or ""})
+    return rows
+
+
+def ranked(rows: list[dict], direction: str) -> list[dict]:
+    """Complete trials, best first (the earlier trial first among equal values)."""
+    complete = [row for row in rows if row["state"] == "complete"]
+    return sorted(complete, key=lambda row: row["value"], reverse=direction == "maximize")
+
+
+def best_row(rows: list[dict], direction: str) -> dict | None:
+    best = ranked(rows, direction)
+    return best[0] if best else None
+
+
+def write_outputs(plan, study):
+    from seqcli.tune.runner import TuneResult
+
+    rows = trial_rows(study, plan.parameters)
+    output = plan.output
+    result = TuneResult(output=output, objective=plan.objective, direction=plan.direction, total=plan.total,
+                        rows=rows, best=best_row(rows, plan.direction))
+    write_trials_csv(output / "trials.csv", rows)
+    result.files.append(output / "trials.csv")
+    plot_trials(output / "trials.png", rows, plan.objective, plan.direction)
+    result.files.append(output / "trials.png")
+    if result.best is not None and (output / result.best["run"] / "spec.yaml").exists():
+        write_best_spec(output / "best.yaml", output / result.best["run"] / "spec.yaml", result.best, plan)
+        result.files.append(output / "best.yaml")
+    return result
+
+
+def write_trials_csv(target: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(target, buffer.getvalue())
+
+
+def write_best_spec(target: Path, trained_spec: Path, best: dict, plan) -> None:
+    """The best trial's own spec.yaml (its values, epochs and seed in place, paths absolute), less ``tune``."""
+    data = read_spec_file(trained_spec).data
+    data.pop("tune", None)
+    values = ", ".join(f"{p.name}={best[p.name]!r}" for p in plan.parameters)
+    header = (f"# The best of seq tune's study of {plan.spec_path}: trial {best['trial']} "
+              f"({plan.objective} {best['value']!r}).\n# Values: {values}\n"
+              "# `seq train` on this file repeats that trial (same values, epochs and seed), given --allow-path\n"
+              "# for the folders of the files it names (specs read their own folder only).\n")
+    write_text_atomic(target, header + dump_spec(data))
+
+
+def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) -> None:
+    """Each trial's objective (pruned trials at their last reported value) and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 3.8), layout="constrained")
+    axes = figure.add_subplot(1, 1, 1)
+    for state, marker, color in (("complete", "o", "tab:blue"), ("pruned", "x", "tab:gray")):
+        shown = [row for row in rows if row["state"] == state and row["value"] is not None]
+        axes.scatter([r["trial"] for r in shown], [r["value"] for r in shown], marker=marker, color=color,
+                     label=state)
+    best, line = None, []
+    for row in sorted((r for r in rows if r["state"] == "complete"), key=lambda r: r["trial"]):
+        better = best is None or (row["value"] < best if direction == "minimize" else row["value"] > best)
+        best = row["value"] if better else best
+        line.append((row["trial"], best))
+    if line:
+        axes.step([t for t, _ in line], [v for _, v in line], where="post", color="tab:green", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel(objective)
+    axes.set_title(f"{objective} over trials ({direction})")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    with atomic_path(target, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=100)

@@ -1,0 +1,349 @@
+"""``seq tune``: check the space, open the study, run trials with seq's own training loop, write the results.
+
+Each trial is an ordinary run directory ``OUTPUT/trial-NNNN/`` made by :func:`seqcli.training.train_spec`
+(resolved spec.yaml, history, model; ``seq evaluate`` accepts it), trained at the trial's values with
+``--set`` overrides, ``tune.epochs`` and one seed for all trials. Trials run inside the worker process, so
+TensorFlow is imported once per worker; ``--workers N`` starts N worker processes on this machine against
+the same study, and the same command on other machines with one ``--storage`` URL joins them.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqcli.errors import SeqError
+from seqcli.spec import Spec, read_spec
+from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
+from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
+from seqcli.tune.study import (
+    TuneError,
+    default_storage,
+    heartbeat,
+    make_storage,
+    next_trial,
+    open_study,
+    reclaim_trials,
+    require_optuna,
+)
+
+
+class TuneInterrupted(SeqError):
+    """Ctrl-C or SIGTERM stopped the study; the current trial is checkpointed and will be retried. The command
+    line sets ``resume_command`` to the command that continues the study in ``output``."""
+
+    def __init__(self, signum: int, message: str, output: Path):
+        super().__init__(message)
+        self.signum = signum
+        self.output = output
+        self.resume_command: str | None = None
+
+    def render(self) -> str:
+        text = f"interrupted: {self.message}"
+        if self.resume_command:
+            text += f"\nresume with:\n  {self.resume_command}"
+        return text
+
+
+@dataclass
+class TuneOptions:
+    """What ``seq tune`` was asked to do."""
+
+    spec: str
+    output: str | None = None
+    trials: int | None = None
+    workers: int = 1
+    storage: str | None = None
+    resume: bool = False
+    worker_index: int | None = None  # set in the worker processes that --workers starts
+
+
+@dataclass
+class TrialEvent:
+    """A trial that started or ended, for the display."""
+
+    number: int
+    run: str
+    params: dict[str, Any]
+    state: str = "running"
+    value: float | None = None
+    seconds: float = 0.0
+    note: str | None = None
+
+
+class TuneReporter:
+    """Receives study events; this one ignores them (the CLI prints them)."""
+
+    def study_started(self, plan: TunePlan, done: int) -> None: ...
+
+    def trial_started(self, event: TrialEvent) -> None: ...
+
+    def trial_finished(self, event: TrialEvent) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class TunePlan:
+    """The study to run: its spec, space, budget and where everything goes."""
+
+    spec: Spec
+    spec_path: str
+    output: Path
+    storage_url: str
+    parameters: list[Parameter]
+    objective: str
+    direction: str
+    total: int
+    epochs: int
+    seed: int
+    pruning: bool
+
+
+@dataclass
+class TuneResult:
+    output: Path
+    objective: str
+    direction: str
+    total: int
+    rows: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> TuneResult | None:
+    """Run the study to its total (continuing one that exists) and write its results; a worker process
+    (``worker_index`` set) only runs trials and returns None."""
+    reporter = reporter or TuneReporter()
+    require_optuna()
+    plan = plan_study(options)
+    storage = make_storage(plan.storage_url)
+    index = options.worker_index or 0
+    study = open_study(plan.spec, storage, resume=options.resume and options.worker_index is None,
+                       sampler_seed=plan.seed)
+    if options.worker_index is None:
+        for number in reclaim_trials(study):
+            reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
+        reporter.study_started(plan, done=_finished_count(study))
+        if options.workers > 1:
+            _run_worker_processes(plan, options, reporter)
+        else:
+            _run_worker(plan, study, storage, reporter, index, options)
+        from seqcli.tune.outputs import write_outputs
+
+        return write_outputs(plan, study)
+    _run_worker(plan, study, storage, reporter, index, options)
+    return None
+
+
+STUDY_MEMBERS = ("trial-*", "study.db", "study.db-journal", "trials.csv", "trials.png", "best.yaml")
+
+
+def claim_study_folder(output: Path, spec) -> None:
+    """The study folder follows every writing command's rule (:mod:`seqcli.outputs`): never an input or a
+    home folder, nothing seq did not write inside; a study only adds to it, so it is continued, never
+    replaced."""
+    from seqcli.outputs import check_output_folder, record_members
+    from seqcli.spec.paths import file_fields
+
+    inputs = [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
+    check_output_folder(output, inputs=inputs, own_ok=True, resume=True)
+    RunDirectory(output).create()
+    record_members(output, STUDY_MEMBERS, "seq tune")
+
+
+def plan_study(options: TuneOptions) -> TunePlan:
+    """Read the spec and check it and its search space: every problem at once, before any trial."""
+    from seqcli.build import build_model
+
+    spec = read_spec(options.spec)
+    if spec.tune is None and not spec.problems:
+        raise TuneError(f"{options.spec} has no 'tune:' section",
+                        hint="add for example:\ntune:\n  objective: val_accuracy\n  trials: 20\n  parameters:\n"
+                             "    layers[1].Dense.units: {choice: [32, 64, 128]}")
+    problems = list(spec.problems)
+    checked = options.worker_index is not None  # the process that started this worker checked everything
+    if not problems and not checked:
+        problems += build_model(spec, abstract=True).problems
+    if spec.tune is not None and not checked:
+        problems += check_tune(spec, base_ok=not problems)
+    if problems:
+        raise spec.error(problems)
+    section = spec.tune
+    output = Path(options.output) if options.output else Path("runs") / f"{spec.display_name}-tune"
+    claim_study_folder(output, spec)
+    parameters = parameters_of(section)
+    total = options.trials or section.trials
+    grid = [p.grid_values() for p in parameters] if _sampler_name(section) == "grid" else None
+    if grid is not None:
+        total = min(total, math.prod(len(values) for values in grid))
+    return TunePlan(spec=spec, spec_path=options.spec, output=output,
+                    storage_url=options.storage or default_storage(output), parameters=parameters,
+                    objective=section.objective, direction=direction_of(section), total=total,
+                    epochs=epochs_of(spec), seed=seed_of(spec), pruning=_pruner_name(section) != "none")
+
+
+def _sampler_name(section) -> str:
+    return section.sampler if isinstance(section.sampler, str) else next(iter(section.sampler))
+
+
+def _pruner_name(section) -> str:
+    return section.pruner if isinstance(section.pruner, str) else next(iter(section.pruner))
+
+
+def _finished_count(study) -> int:
+    from seqcli.tune.study import finished
+
+    return sum(map(finished, study.get_trials(deepcopy=False)))
+
+
+# ----------------------------------------------------------------------------- one worker
+
+
+class _StopBetweenTrials:
+    """Outside training, SIGINT and SIGTERM stop the worker before its next trial (training has its own
+    SignalGuard, which checkpoints)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_worker(plan: TunePlan, study, storage, reporter: TuneReporter, index: int, options: TuneOptions) -> None:
+    from optuna.storages import fail_stale_trials
+
+    from seqcli.tune.study import make_sampler
+
+    # Workers (and continued studies) draw different random streams from one seed.
+    study.sampler = make_sampler(plan.spec.tune, plan.parameters,
+                                 seed=plan.seed + 7919 * index + len(study.get_trials(deepcopy=False)))
+    with _StopBetweenTrials() as stop:
+        while stop.received is None:
+            fail_stale_trials(study)
+            trial = next_trial(study, plan.parameters, plan.total)
+            if trial is None:
+                return
+            _run_trial(plan, study, storage, trial, reporter, options)
+    raise TuneInterrupted(stop.received, f"{signal.Signals(stop.received).name}: stopped between trials",
+                          plan.output)
+
+
+class _TrialReporter(Reporter):
+    """Reports each epoch's objective to the trial and asks the pruner whether to stop it."""
+
+    def __init__(self, trial, plan: TunePlan):
+        self.trial, self.plan = trial, plan
+        self.pruned: str | None = None
+
+    def stop_after_epoch(self, row: dict[str, Any]) -> str | None:
+        value = row.get(self.plan.objective)
+        if not isinstance(value, float) or math.isnan(value):
+            return None
+        self.trial.report(value, step=row["epoch"])
+        if self.plan.pruning and row["epoch"] < self.plan.epochs and self.trial.should_prune():
+            self.pruned = f"pruned after epoch {row['epoch']}: {self.plan.objective} {value:.4g}"
+            return f"trial {self.trial.number} {self.pruned}"
+        return None
+
+
+def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, options: TuneOptions) -> None:
+    from optuna.trial import TrialState
+
+    run = trial.user_attrs["run"]
+    params = dict(trial.params)
+    event = TrialEvent(trial.number, run, params)
+    reporter.trial_started(event)
+    started = time.perf_counter()
+    trial_reporter = _TrialReporter(trial, plan)
+    with heartbeat(storage, trial):
+        try:
+            result = train_spec(_train_options(plan, run, params), trial_reporter)
+        except TrainingInterrupted as error:
+            from seqcli.tune.study import retry_trial
+
+            retry_trial(study, study.tell(trial, state=TrialState.FAIL))
+            raise TuneInterrupted(error.signum, f"trial {trial.number} stopped; {error.message}",
+                                  plan.output) from None
+        except SeqError as error:
+            trial.set_user_attr("error", error.message[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            event.state, event.note = "failed", error.message
+        else:
+            value = result.metrics.get(plan.objective)
+            if trial_reporter.pruned:
+                study.tell(trial, state=TrialState.PRUNED)
+                event.state, event.note = "pruned", trial_reporter.pruned
+            elif not isinstance(value, float) or math.isnan(value):
+                trial.set_user_attr("error", f"{plan.objective} is {value!r}")
+                study.tell(trial, state=TrialState.FAIL)
+                event.state, event.note = "failed", f"{plan.objective} is {value!r}"
+            else:
+                study.tell(trial, value)
+                event.state = "complete"
+            event.value = value
+    event.seconds = time.perf_counter() - started
+    reporter.trial_finished(event)
+
+
+def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOptions:
+    """A trial as ``seq train`` would run it: the spec with the trial's values, tune.epochs, one seed for all."""
+    directory = plan.output / run
+    overrides = [p.override(params[p.name]) for p in plan.parameters if p.name in params]
+    overrides += ["tune=null", f"train.seed={plan.seed}"]
+    resume = RunDirectory(directory).checkpoint.exists()
+    return TrainOptions(spec=plan.spec_path, output=str(directory), epochs=plan.epochs, overrides=overrides,
+                        resume=resume, overwrite=not resume)
+
+
+# ----------------------------------------------------------------------------- several workers
+
+
+def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> None:
+    """N worker processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
+    processes = []
+    for index in range(options.workers):
+        command = [sys.executable, "-m", "seqcli", "tune", plan.spec_path, "--output", str(plan.output),
+                   "--storage", plan.storage_url, "--trials", str(plan.total), "--worker-index", str(index)]
+        processes.append(subprocess.Popen(command, start_new_session=True))
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [process.wait() for process in processes]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received or any(code in (130, 143) for code in codes):
+        signum = received[0] if received else signal.SIGINT
+        raise TuneInterrupted(signum, "the workers stopped; their trials are checkpointed",
+                              plan.output)
+    failed = [(index, code) for index, code in enumerate(codes) if code != 0]
+    if failed:
+        raise TuneError("worker processes failed: " + ", ".join(f"#{i} (exit {c})" for i, c in failed),
+                        hint="their messages are above; rerun the same command to continue the study")
