@@ -21,6 +21,8 @@ from typing import Any
 
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
+from seqcli.limits import human_size, parse_size
+from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
 from seqcli.render import shape_text
 from seqcli.spec import LayerEntry, Spec
 
@@ -74,6 +76,7 @@ class BuiltModel:
     input_shape: Shape | None = None
     input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
     freeze: Any = None  # the FreezeReport of the spec's freeze: section, when it has one
+    memory: Any = None  # the MemoryEstimate (seqcli.memory) to train the whole model, once it is built
 
     @property
     def trainable_params_before(self) -> int | None:
@@ -156,6 +159,9 @@ class _Builder:
             self._pretrained_weights(self.spec.transfer.weights)
         if upto is None and self.spec.freeze is not None:
             self._freeze()
+        if self.result.built:
+            self.result.memory = estimate_memory(self.result.model, batch_size=spec_batch_size(self.spec),
+                                                 optimizer=spec_optimizer(self.spec))
         self._compare_expectations(whole_model=upto is None)
         return self.result
 
@@ -175,7 +181,7 @@ class _Builder:
         elif not self.abstract:
             try:
                 load_weights(self.result.model, path)
-            except WeightsError as error:
+            except SeqError as error:  # WeightsError, or a file over the limits
                 self.problem(where, error.message, error.hint)
 
     def _freeze(self) -> None:
@@ -339,6 +345,8 @@ class _Builder:
                 return None
             return applications.construct_application(name, pending.args, shape, abstract=self.abstract,
                                                       base_dir=self.spec.base_dir)
+        except SeqError as error:  # a file over the limits (seqcli.limits)
+            self.problem(path, error.message, error.hint, key=True)
         except applications.WeightsDownloadError as error:
             weights_path = path + ("weights",) if "weights" in entry.args else path
             self.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
@@ -513,6 +521,11 @@ class _Builder:
         if expect.max_params is not None and params > expect.max_params:
             self.problem(("expect", "max_params"), f"model has {params:,} parameters, "
                                                    f"over the limit of {expect.max_params:,}")
+        memory = self.result.memory
+        if expect.max_memory is not None and memory is not None and memory.total > parse_size(expect.max_memory):
+            self.problem(("expect", "max_memory"), f"training needs about {human_size(memory.total)}, over the "
+                                                   f"limit of {expect.max_memory}: {memory.text()}",
+                         "make the model, its input or data.batch_size smaller, or raise expect.max_memory")
         if expect.trainable_params is not None and trainable != expect.trainable_params:
             self.problem(("expect", "trainable_params"),
                          f"expected {expect.trainable_params:,} trainable parameters, built {trainable:,}")
@@ -581,6 +594,9 @@ def load_weights(model, path: str | Path) -> None:
     if not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
         raise WeightsError(f"weights must be a .weights.h5 file (model.save_weights) or a .keras model; "
                            f"received {str(path)!r}")
+    from seqcli import limits
+
+    limits.check_model_file(path, "weights")
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
@@ -597,6 +613,9 @@ def load_model_file(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no such model file: {path}")
+    from seqcli import limits
+
+    limits.check_model_file(path, "model")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:

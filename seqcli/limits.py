@@ -175,11 +175,54 @@ def _check_member(info: zipfile.ZipInfo, path, what: str) -> None:
                      hint="the archive is damaged or forged; write it again (numpy.savez, model.save)")
 
 
-def member_size(archive: zipfile.ZipFile, name: str) -> int | None:
+def load_npz(path: str | Path, what: str):
+    """``numpy.load`` of an ``.npz`` (no pickles) once :func:`open_archive` has checked it: checkpoints."""
+    import numpy as np
+
+    with open_archive(path, what):
+        pass
+    return np.load(path, allow_pickle=False)
+
+
+def check_model_file(path: str | Path, what: str) -> None:
+    """A ``.keras`` archive (or an ``.h5`` weights file) that can be read within the budget: the archive's
+    members fit it and its ``config.json`` is at most :data:`CONFIG_LIMIT`."""
+    path = Path(path)
+    check_data_file(path, what)
+    if path.suffix != ".keras":
+        size = path.stat().st_size if path.is_file() else 0
+        if size > max_memory():
+            raise LimitError(f"{what}: {path} holds {human_size(size)}, over the memory limit",
+                             hint=over_budget_hint())
+        return
+    with open_archive(path, what) as archive:
+        _check_config_size(archive, path, what)
+
+
+def read_model_config(path: str | Path, what: str) -> dict:
+    """The ``config.json`` of a ``.keras`` archive, read within :data:`CONFIG_LIMIT`; nothing else is read."""
+    import json
+
+    with open_archive(path, what) as archive:
+        _check_config_size(archive, path, what)
+        try:
+            return json.loads(archive.read("config.json"))
+        except KeyError:
+            raise LimitError(f"{what}: {path} has no config.json",
+                             hint="a .keras file written by model.save holds one") from None
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
+            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}") from None
+
+
+def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
     try:
-        return archive.getinfo(name).file_size
+        size = archive.getinfo("config.json").file_size
     except KeyError:
-        return None
+        return
+    if size > CONFIG_LIMIT:
+        raise LimitError(f"{what}: the config.json of {path} declares {human_size(size)}; a model's config "
+                         f"is at most {human_size(CONFIG_LIMIT)}",
+                         hint="the file is damaged or forged; save the model again with model.save")
 
 
 def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tuple, str]:

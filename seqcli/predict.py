@@ -92,9 +92,11 @@ def resolve_target(target: str | Path) -> Target:
 
 def load_model(path: Path):
     """``keras.saving.load_model`` in safe mode; a refusal or a broken file becomes a ModelLoadError."""
+    from seqcli import limits
     from seqcli.keras_env import import_keras
 
     keras = import_keras()
+    limits.check_model_file(path, "model")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
