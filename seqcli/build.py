@@ -570,10 +570,13 @@ class WeightsError(SeqError):
     """A weights or model file that cannot be read, or does not fit the spec's model."""
 
 
-def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None):
+def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None,
+                    batch_size: int = 0, what: str = "this model"):
     """Build the spec's model for real (bases with their weights, the freeze: section applied), load
-    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model.
-    Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model. First a weightless build
+    estimates the memory to run batches of ``batch_size``: over the budget, a LimitError says so and nothing
+    is allocated. Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    check_spec_memory(spec, input_shape=input_shape, batch_size=batch_size, what=what)
     built = build_model(spec, input_shape=input_shape)
     if built.problems:
         raise spec.error(built.problems)
@@ -583,6 +586,38 @@ def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shap
     if weights is not None:
         load_weights(built.model, weights)
     return built.model
+
+
+def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str,
+                      training: bool = False) -> None:
+    """LimitError when the spec's model (estimated on a weightless build) is over the memory budget."""
+    from seqcli.memory import check_budget, spec_optimizer
+
+    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    if abstract.problems:
+        raise spec.error(abstract.problems)
+    if abstract.built:
+        check_budget(estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec),
+                                     training=training), what)
+
+
+def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
+    """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
+    to run batches of ``batch_size``. Reads only the archive's config.json."""
+    from seqcli import limits
+    from seqcli.keras_env import import_keras
+    from seqcli.memory import check_budget
+
+    keras = import_keras()
+    config = limits.read_model_config(path, "model")
+    config.pop("compile_config", None)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception:  # the real load reports what is wrong with the file
+        return
+    if getattr(model, "built", False):
+        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
 
 
 def load_weights(model, path: str | Path) -> None:
@@ -605,8 +640,9 @@ def load_weights(model, path: str | Path) -> None:
                                 "(same layers in the same order, same shapes)") from None
 
 
-def load_model_file(path: str | Path):
-    """Load a ``.keras`` model in safe mode: a file cannot make seq run code."""
+def load_model_file(path: str | Path, *, batch_size: int = 0):
+    """Load a ``.keras`` model in safe mode: a file cannot make seq run code. Its archive and, from its config,
+    the memory to run batches of ``batch_size`` are checked against the budget first."""
     from seqcli.keras_env import import_keras
 
     keras = import_keras()
@@ -616,6 +652,7 @@ def load_model_file(path: str | Path):
     from seqcli import limits
 
     limits.check_model_file(path, "model")
+    check_model_file_memory(path, batch_size=batch_size, what=f"loading {path}")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:

@@ -54,6 +54,23 @@ def fail_on_seq_error(command):
     return wrapper
 
 
+def set_max_memory(ctx, param, value: str | None):
+    from seqcli.limits import configure
+
+    try:
+        configure(value)
+    except SeqError as error:
+        raise click.BadParameter(error.message.removeprefix("--max-memory: ")) from None
+    return value
+
+
+def memory_option(command):
+    """``--max-memory SIZE``: the budget checked before reading inputs and building real weights."""
+    return click.option("--max-memory", callback=set_max_memory, expose_value=False, metavar="SIZE",
+                        help="Refuse inputs and models estimated to need more memory than SIZE (e.g. 8G).  "
+                             "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]")(command)
+
+
 def parse_shape(ctx, param, value: str | None):
     if value is None:
         return None
@@ -187,6 +204,7 @@ def sample_progress(total: int):
               help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@memory_option
 @fail_on_seq_error
 def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
@@ -219,6 +237,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--unfreeze", multiple=True, metavar="NAME_OR_GLOB", help="Keep these trainable; wins over freezing.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="The frozen model, a .keras file.")
+@memory_option
 @fail_on_seq_error
 def freeze(source, weights, all_but_last, layers, unfreeze, output):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
@@ -256,6 +275,7 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@memory_option
 @fail_on_seq_error
 def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet):
     """Train the model a SPEC describes on its data, into a run directory.
@@ -282,6 +302,7 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@memory_option
 @fail_on_seq_error
 def evaluate(target, source, spec, batch_size, fmt):
     """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
@@ -304,6 +325,7 @@ def evaluate(target, source, spec, batch_size, fmt):
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
+@memory_option
 @fail_on_seq_error
 def predict(target, source, output, batch_size):
     """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
@@ -335,6 +357,7 @@ def predict(target, source, output, batch_size):
 @click.option("--resume", is_flag=True, help="Continue: finished phases are kept, an interrupted one resumes.")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@memory_option
 @fail_on_seq_error
 def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
              overwrite, quiet):

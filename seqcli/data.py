@@ -82,6 +82,14 @@ class DataError(SeqError):
     """A data source that cannot be read: missing file, wrong arrays, bad cells, no images..."""
 
 
+class ShapeMismatchError(DataError):
+    """Samples whose shape cannot feed the model's input, found from a file's header before its bulk is read."""
+
+    def __init__(self, message: str, hint: str | None, *, shape: tuple, input_shape: tuple):
+        super().__init__(message, hint)
+        self.shape, self.input_shape = shape, input_shape
+
+
 @dataclass
 class Datasets:
     """The training and validation pipelines of a spec's ``data:`` section.
@@ -506,9 +514,11 @@ def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str
     shape, input_shape = tuple(shape), tuple(input_shape)
     if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
         return
-    raise DataError(f"{where}: samples in {name} have shape {_shape_text(shape)}, but the model takes "
-                    f"{_shape_text(input_shape)}",
-                    hint=f"make the model's input shape {list(shape)}, or give data shaped like its input")
+    raise ShapeMismatchError(f"{where}: samples in {name} have shape {_shape_text(shape)}, but the model takes "
+                             f"{_shape_text(input_shape)}",
+                             hint=f"give data shaped like the model's input, or a model for inputs of shape "
+                                  f"{list(shape)}",
+                             shape=shape, input_shape=input_shape)
 
 
 def _shape_text(shape: tuple) -> str:

@@ -387,6 +387,12 @@ def _changed_file(before: dict[str, dict] | None, now: dict[str, dict]) -> str |
 # ----------------------------------------------------------------------------- before training
 
 
+def _declares_input(spec: Spec) -> bool:
+    """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer)."""
+    first = spec.layers[0] if spec.layers else None
+    return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+
+
 def _static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
     from seqcli.build import build_model
@@ -558,6 +564,7 @@ class _Run:
         # Every worker writes (saving reads variables with collective operations); only the chief's
         # files land in the run directory, the others' in a temporary folder.
         keras = self._keras()  # a quiet TensorFlow import; devices are not initialized yet
+        self._check_virtual_cpus()
         self.info = make_strategy(self.spec.resolved().get("distribute") or None)
         self.write_dir = Path(chief_output_dir(self.output, self.info))
         self.strategy = self.info.strategy
@@ -579,6 +586,15 @@ class _Run:
             self._restore()
         self.early_stopping = EarlyStopper.create(self.spec, self.state.early_stopping)
 
+    def _check_virtual_cpus(self) -> None:
+        from seqcli.distribute import virtual_cpus_problem
+
+        distribute = self.spec.resolved().get("distribute") or {}
+        batch_size = self.spec.data.batch_size if self.spec.data is not None else 32
+        found = virtual_cpus_problem(distribute.get("virtual_cpus"), batch_size)
+        if found:
+            raise self.spec.error([self.spec.problem(("distribute", "virtual_cpus"), *found)])
+
     def _keras(self):
         from seqcli.keras_env import import_keras
 
@@ -591,18 +607,31 @@ class _Run:
         return probe_optimizer(self.spec)
 
     def _load_data(self) -> list[Problem]:
-        from seqcli.data import DataError, load_datasets
+        from seqcli.data import DataError, ShapeMismatchError, load_datasets
 
         self.data = None
         if self.spec.data is None or self.spec.data.train is None:
             return [self.spec.problem(("data",) if self.spec.data else (), "there is no training data",
                                       "add for example:\ndata:\n  train: data/digits.npz\n  validation: 0.2")]
         try:
-            self.data = load_datasets(self.spec.resolved()["data"], self.spec.base_dir, seed=self.seed)
+            self.data = load_datasets(self.spec.resolved()["data"], self.spec.base_dir, seed=self.seed,
+                                      input_shape=self._declared_input_shape())
+        except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
+            return [*self._problems_without_data(), self._input_problem(error.input_shape, error.shape)]
         except DataError as error:
             return [self._data_problem(error)]
         self.validation = self.data.validation  # cached by seqcli.data when it fits
         return []
+
+    def _declared_input_shape(self) -> tuple | None:
+        """The spec's own input shape (None when it takes the data's), from a weightless build."""
+        from seqcli.build import build_model
+
+        if not _declares_input(self.spec):
+            return None
+        with contextlib.suppress(SeqError):
+            return build_model(self.spec, abstract=True).input_shape
+        return None
 
     def _data_problem(self, error: SeqError) -> Problem:
         message = error.message
@@ -613,11 +642,19 @@ class _Run:
     def _build_and_compile(self) -> list[Problem]:
         from seqcli.build import build_model
         from seqcli.compile import logits_warning, probe_compile, resolve_compile, single_step_only
+        from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 
-        # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input).
-        first = self.spec.layers[0] if self.spec.layers else None
-        declared = first is not None and (first.class_name == "Input" or "input_shape" in first.args)
-        built = build_model(self.spec, input_shape=None if declared else self.data.input_shape)
+        # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
+        # and the memory the model needs with the budget, both on a weightless build before any weight exists.
+        input_shape = None if _declares_input(self.spec) else self.data.input_shape
+        abstract = build_model(self.spec, abstract=True, input_shape=input_shape)
+        if abstract.model is not None and not abstract.problems:
+            input_problems = self._check_input(abstract)
+            if input_problems:
+                return input_problems
+            check_budget(estimate_memory(abstract.model, batch_size=self.data.batch_size,
+                                         optimizer=spec_optimizer(self.spec)), "training this model")
+        built = build_model(self.spec, input_shape=input_shape)
         problems = list(built.problems)
         settings, compile_problems = resolve_compile(self.spec, steps_per_epoch=self.data.steps_per_epoch,
                                                      single_step=single_step_only(self.strategy))
@@ -644,15 +681,26 @@ class _Run:
         data_shape = tuple(self.data.input_shape)
         if built.input_shape is None or tuple(built.input_shape) == data_shape:
             return []
-        first = self.spec.layers[0]
-        path = first.path + (("Input", "shape") if built.input_source == "Input" else (first.class_name,
-                                                                                      "input_shape"))
+        return [self._input_problem(built.input_shape, data_shape)]
+
+    def _input_problem(self, input_shape: tuple, data_shape: tuple) -> Problem:
         from seqcli.render import shape_text
 
-        return [self.spec.problem(path, f"the model takes inputs of shape {shape_text(built.input_shape)}, but "
-                                  f"data.train's samples have shape {shape_text(data_shape)}",
-                                  f"make the input shape {list(data_shape)}, or remove it and the model "
-                                  "takes the data's shape")]
+        first = self.spec.layers[0]
+        path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name,
+                                                                                     "input_shape"))
+        return self.spec.problem(path, f"the model takes inputs of shape {shape_text(input_shape)}, but "
+                                 f"data.train's samples have shape {shape_text(data_shape)}",
+                                 f"make the input shape {list(data_shape)}, or remove it and the model "
+                                 "takes the data's shape")
+
+    def _problems_without_data(self) -> list[Problem]:
+        """The compile and monitor problems _build_and_compile would report, for a run stopped by its data."""
+        from seqcli.compile import resolve_compile
+
+        settings, problems = resolve_compile(self.spec)
+        validation = self.spec.data is not None and self.spec.data.validation is not None
+        return problems + _monitor_problems(self.spec, settings, validation)
 
     def _freeze(self, model) -> list[Problem]:
         if self.spec.freeze is None:
