@@ -117,6 +117,17 @@ def test_npz_bomb_against_the_default_budget(bomb, tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
+def test_shape_mismatch_is_found_from_the_header_of_a_big_npz(bomb, tmp_path):
+    """The model takes (4,), the .npz holds 1.5 GB of (8, 8, 1) samples: reported from the header (5.5 GB
+    peak before, when the mismatch was found after reading everything)."""
+    spec = write_project(tmp_path, str(bomb), TINY_SPEC.replace("layers:\n", "layers:\n  - Input: {shape: [4]}\n"))
+    result = bounded("train", "spec.yaml", "--output", "run", cwd=tmp_path, available=16 << 30)
+    assert result["rc"] == 1, result
+    assert "layers[0].Input.shape: the model takes inputs of shape (4,), but data.train's samples have shape " \
+           "(8, 8, 1)" in result["stderr"]
+    assert spec.exists() and result["peak"] < PEAK_LIMIT
+
+
 def test_a_forged_member_size_is_refused(trained, tmp_path):
     """A central directory that claims 1 TB for a few bytes: deflate cannot produce that."""
     path = tmp_path / "forged.npz"
