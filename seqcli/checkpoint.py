@@ -82,6 +82,9 @@ def read_state(path: str | Path) -> TrainingState:
             state = TrainingState.from_json(str(archive["meta"]))
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.message}",
+                              hint=error.hint or "the file is damaged; start the run again without --resume") from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}",
                               hint="the file is damaged; start the run again without --resume") from None
