@@ -18,9 +18,7 @@ import collections
 import contextlib
 import functools
 import inspect
-import json
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,13 +251,15 @@ def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
     architecture from the archive's config only: no weights are read."""
     import keras
 
+    from seqcli import limits
+
     path = resolve_path(args["path"], base_dir)
     if abstract:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+        config = limits.read_model_config(path, "Model")
         config.pop("compile_config", None)
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     else:
+        limits.check_model_file(path, "Model")
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     if isinstance(args.get("name"), str):
         model.name = args["name"]

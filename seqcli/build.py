@@ -21,6 +21,8 @@ from typing import Any
 
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
+from seqcli.limits import human_size, parse_size
+from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
 from seqcli.render import shape_text
 from seqcli.spec import LayerEntry, Spec
 from seqcli.spec.paths import is_file_argument, layer_files, resolve_path
@@ -75,6 +77,7 @@ class BuiltModel:
     input_shape: Shape | None = None
     input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
     freeze: Any = None  # the FreezeReport of the spec's freeze: section, when it has one
+    memory: Any = None  # the MemoryEstimate (seqcli.memory) to train the whole model, once it is built
 
     @property
     def trainable_params_before(self) -> int | None:
@@ -157,6 +160,9 @@ class _Builder:
             self._pretrained_weights(self.spec.transfer.weights)
         if upto is None and self.spec.freeze is not None:
             self._freeze()
+        if self.result.built:
+            self.result.memory = estimate_memory(self.result.model, batch_size=spec_batch_size(self.spec),
+                                                 optimizer=spec_optimizer(self.spec))
         self._compare_expectations(whole_model=upto is None)
         return self.result
 
@@ -178,7 +184,7 @@ class _Builder:
         elif not self.abstract:
             try:
                 load_weights(self.result.model, path)
-            except WeightsError as error:
+            except SeqError as error:  # WeightsError, or a file over the limits
                 self.problem(where, error.message, error.hint)
 
     def _freeze(self) -> None:
@@ -343,6 +349,8 @@ class _Builder:
                 return None
             return applications.construct_application(name, pending.args, shape, abstract=self.abstract,
                                                       base_dir=self.spec.base_dir)
+        except SeqError as error:  # a file over the limits (seqcli.limits)
+            self.problem(path, error.message, error.hint, key=True)
         except applications.WeightsDownloadError as error:
             weights_path = path + ("weights",) if "weights" in entry.args else path
             self.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
@@ -519,6 +527,11 @@ class _Builder:
         if expect.max_params is not None and params > expect.max_params:
             self.problem(("expect", "max_params"), f"model has {params:,} parameters, "
                                                    f"over the limit of {expect.max_params:,}")
+        memory = self.result.memory
+        if expect.max_memory is not None and memory is not None and memory.total > parse_size(expect.max_memory):
+            self.problem(("expect", "max_memory"), f"training needs about {human_size(memory.total)}, over the "
+                                                   f"limit of {expect.max_memory}: {memory.text()}",
+                         "make the model, its input or data.batch_size smaller, or raise expect.max_memory")
         if expect.trainable_params is not None and trainable != expect.trainable_params:
             self.problem(("expect", "trainable_params"),
                          f"expected {expect.trainable_params:,} trainable parameters, built {trainable:,}")
@@ -574,10 +587,13 @@ class WeightsError(SeqError):
     """A weights or model file that cannot be read, or does not fit the spec's model."""
 
 
-def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None):
+def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None,
+                    batch_size: int = 0, what: str = "this model"):
     """Build the spec's model for real (bases with their weights, the freeze: section applied), load
-    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model.
-    Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model. First a weightless build
+    estimates the memory to run batches of ``batch_size``: over the budget, a LimitError says so and nothing
+    is allocated. Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    check_spec_memory(spec, input_shape=input_shape, batch_size=batch_size, what=what)
     built = build_model(spec, input_shape=input_shape)
     if built.problems:
         raise spec.error(built.problems)
@@ -589,6 +605,38 @@ def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shap
     return built.model
 
 
+def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str,
+                      training: bool = False) -> None:
+    """LimitError when the spec's model (estimated on a weightless build) is over the memory budget."""
+    from seqcli.memory import check_budget, spec_optimizer
+
+    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    if abstract.problems:
+        raise spec.error(abstract.problems)
+    if abstract.built:
+        check_budget(estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec),
+                                     training=training), what)
+
+
+def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
+    """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
+    to run batches of ``batch_size``. Reads only the archive's config.json."""
+    from seqcli import limits
+    from seqcli.keras_env import import_keras
+    from seqcli.memory import check_budget
+
+    keras = import_keras()
+    config = limits.read_model_config(path, "model")
+    config.pop("compile_config", None)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception:  # the real load reports what is wrong with the file
+        return
+    if getattr(model, "built", False):
+        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
+
+
 def load_weights(model, path: str | Path) -> None:
     """Load weights into a built model from a ``.weights.h5`` file or the weights of a ``.keras`` file
     (only its weights are read: no code or config from the file runs)."""
@@ -598,6 +646,9 @@ def load_weights(model, path: str | Path) -> None:
     if not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
         raise WeightsError(f"weights must be a .weights.h5 file (model.save_weights) or a .keras model; "
                            f"received {str(path)!r}")
+    from seqcli import limits
+
+    limits.check_model_file(path, "weights")
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
@@ -606,14 +657,19 @@ def load_weights(model, path: str | Path) -> None:
                                 "(same layers in the same order, same shapes)") from None
 
 
-def load_model_file(path: str | Path):
-    """Load a ``.keras`` model in safe mode: a file cannot make seq run code."""
+def load_model_file(path: str | Path, *, batch_size: int = 0):
+    """Load a ``.keras`` model in safe mode: a file cannot make seq run code. Its archive and, from its config,
+    the memory to run batches of ``batch_size`` are checked against the budget first."""
     from seqcli.keras_env import import_keras
 
     keras = import_keras()
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"no such model file: {path}")
+    from seqcli import limits
+
+    limits.check_model_file(path, "model")
+    check_model_file_memory(path, batch_size=batch_size, what=f"loading {path}")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:

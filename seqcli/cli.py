@@ -72,6 +72,23 @@ def allow_path_option(command):
                              f"folder only. Also SEQ_ALLOW_PATH (folders separated by '{os.pathsep}').")(wrapper)
 
 
+def set_max_memory(ctx, param, value: str | None):
+    from seqcli.limits import configure
+
+    try:
+        configure(value)
+    except SeqError as error:
+        raise click.BadParameter(error.message.removeprefix("--max-memory: ")) from None
+    return value
+
+
+def memory_option(command):
+    """``--max-memory SIZE``: the budget checked before reading inputs and building real weights."""
+    return click.option("--max-memory", callback=set_max_memory, expose_value=False, metavar="SIZE",
+                        help="Refuse inputs and models estimated to need more memory than SIZE (e.g. 8G).  "
+                             "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]")(command)
+
+
 def parse_shape(ctx, param, value: str | None):
     if value is None:
         return None
@@ -209,6 +226,7 @@ def sample_progress(total: int):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
 @allow_path_option
+@memory_option
 @fail_on_seq_error
 def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
@@ -244,6 +262,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
               help="The frozen model, a .keras file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @allow_path_option
+@memory_option
 @fail_on_seq_error
 def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
@@ -282,6 +301,7 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @allow_path_option
+@memory_option
 @fail_on_seq_error
 def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet):
     """Train the model a SPEC describes on its data, into a run directory.
@@ -317,6 +337,7 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @allow_path_option
+@memory_option
 @fail_on_seq_error
 def evaluate(target, source, spec, batch_size, fmt):
     """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
@@ -340,6 +361,7 @@ def evaluate(target, source, spec, batch_size, fmt):
               help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@memory_option
 @fail_on_seq_error
 def predict(target, source, output, batch_size, overwrite):
     """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
@@ -372,6 +394,7 @@ def predict(target, source, output, batch_size, overwrite):
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @allow_path_option
+@memory_option
 @fail_on_seq_error
 def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
              overwrite, quiet):

@@ -28,8 +28,8 @@ TensorFlow is imported inside the functions that need it, never at module import
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
 import math
 import os
 import secrets
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydantic
 
+from seqcli import limits
 from seqcli.applications import resolve_path
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.spec.sections import DataSection, SourceSection
@@ -79,6 +80,14 @@ FORMATS = ("npz", "npy", "csv", "images")
 
 class DataError(SeqError):
     """A data source that cannot be read: missing file, wrong arrays, bad cells, no images..."""
+
+
+class ShapeMismatchError(DataError):
+    """Samples whose shape cannot feed the model's input, found from a file's header before its bulk is read."""
+
+    def __init__(self, message: str, hint: str | None, *, shape: tuple, input_shape: tuple):
+        super().__init__(message, hint)
+        self.shape, self.input_shape = shape, input_shape
 
 
 @dataclass
@@ -244,13 +253,15 @@ def _eager_constants(*arrays: np.ndarray | None) -> tuple:
 # ----------------------------------------------------------------------------- public API
 
 
-def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None) -> Datasets:
+def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None,
+                  input_shape: tuple | None = None) -> Datasets:
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
 
     ``validation`` may be a fraction of the training data, split off by ``seed`` before any
     shuffling (no sample is in both), or a source of its own. With ``cache`` (the default) its
     batches are kept in memory after the first pass when they fit in :data:`CACHE_LIMIT_BYTES`.
-    ``batch_size`` overrides the section's. Raises :class:`DataError` for anything wrong with the data.
+    ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
+    file's sample shape as soon as its header is read. Raises :class:`DataError` for anything wrong with the data.
     """
     section = _validate(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -259,16 +270,16 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
     if section.train is None:
         if isinstance(section.validation, float):
             raise DataError("data.validation is a fraction of data.train, but there is no data.train")
-        return _validation_only(section, base_dir, seed, batch_size)
+        return _validation_only(section, base_dir, seed, batch_size, input_shape)
 
-    train = _open(section.train, base_dir, "data.train", labels=True)
+    train = _open(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
     if isinstance(section.validation, float):
         train_indices, validation_indices = split_indices(train.count, section.validation, seed)
         validation = train
     elif section.validation is not None:
-        validation = _open(section.validation, base_dir, "data.validation", labels=True)
+        validation = _open(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
         _check_compatible(train, validation)
         validation_indices = np.arange(validation.count, dtype=np.int64)
 
@@ -299,13 +310,15 @@ def load_source(
     batch_size: int,
     labels: bool = True,
     where: str = "data source",
+    input_shape: tuple | None = None,
 ) -> tuple[tf.data.Dataset, int | None]:
     """One source as ``(dataset, sample count)``: batched, in its stored order, prefetched.
 
     Batches are ``(x, y)``, or ``x`` alone with ``labels=False``. For evaluate, predict, extract.
-    ``where`` names the source in error messages (e.g. ``"data.test"``).
+    ``where`` names the source in error messages (e.g. ``"data.test"``); ``input_shape``, the model's, is
+    compared with the samples' as soon as the file's header is read.
     """
-    opened = _open(source, Path(base_dir), where, labels=labels)
+    opened = _open(source, Path(base_dir), where, labels=labels, input_shape=input_shape)
     dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
     return _prefetch(dataset), opened.count
 
@@ -393,10 +406,11 @@ def _validation_batches(source: _Source, indices: np.ndarray, batch_size: int, c
     return _prefetch(dataset)
 
 
-def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int) -> Datasets:
+def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int,
+                     input_shape: tuple | None) -> Datasets:
     if section.validation is None:
         return Datasets(seed=seed, batch_size=batch_size)
-    validation = _open(section.validation, base_dir, "data.validation", labels=True)
+    validation = _open(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
     return Datasets(
         validation=_validation_batches(
             validation, np.arange(validation.count, dtype=np.int64), batch_size, section.cache
@@ -455,8 +469,19 @@ def _open(
     *,
     labels: bool,
     keep_labels: bool = False,
+    input_shape: tuple | None = None,
 ) -> _Source:
-    """Open a source. ``labels``: labels are required; ``keep_labels``: read them when present."""
+    """Open a source. ``labels``: labels are required; ``keep_labels``: read them when present;
+    ``input_shape``: the model's, checked against the samples' before the bulk of a file is read."""
+    try:
+        return _open_checked(source, base_dir, where, labels=labels, keep_labels=keep_labels,
+                             input_shape=input_shape)
+    except limits.LimitError as error:
+        raise DataError(error.message, error.hint) from None
+
+
+def _open_checked(source, base_dir: Path, where: str, *, labels: bool, keep_labels: bool,
+                  input_shape: tuple | None) -> _Source:
     section = _as_section(source, where)
     want_labels = labels or keep_labels
     if section.dataset is not None and section.path is not None:
@@ -469,7 +494,9 @@ def _open(
     elif section.path is None:
         raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
     else:
-        opened = _open_path(section, base_dir, where, labels=labels, want_labels=want_labels)
+        opened = _open_path(section, base_dir, where, labels=labels, want_labels=want_labels,
+                            input_shape=input_shape)
+    check_sample_shape(opened.sample_shape, input_shape, section.path or section.dataset, where)
     if labels and isinstance(opened, _Arrays) and opened.y is None:
         raise DataError(
             f"{where}: {section.path} holds inputs only, but labels are needed here",
@@ -480,9 +507,31 @@ def _open(
     return opened
 
 
-def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool):
+def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str) -> None:
+    """DataError when samples of ``shape`` cannot feed a model taking ``input_shape`` (None: any)."""
+    if input_shape is None:
+        return
+    shape, input_shape = tuple(shape), tuple(input_shape)
+    if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
+        return
+    raise ShapeMismatchError(f"{where}: samples in {name} have shape {_shape_text(shape)}, but the model takes "
+                             f"{_shape_text(input_shape)}",
+                             hint=f"give data shaped like the model's input, or a model for inputs of shape "
+                                  f"{list(shape)}",
+                             shape=shape, input_shape=input_shape)
+
+
+def _shape_text(shape: tuple) -> str:
+    from seqcli.render import shape_text
+
+    return shape_text(shape)
+
+
+def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool,
+               input_shape: tuple | None = None):
     path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
+    limits.check_data_file(path, where)
     fmt = section.format or _infer_format(path, where)
     if fmt == "images":
         if not path.is_dir():
@@ -491,16 +540,17 @@ def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bo
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
     if fmt == "npz":
-        x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels)
+        x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
     elif fmt == "npy":
-        x = _read_npy(path, where)
+        x = _read_npy(path, where, input_shape=input_shape)
         y = None
         if want_labels and _names_npy(section.y):
             y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
+            limits.check_data_file(y_path, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
-        x, y = _read_csv(path, section, where, want_labels=want_labels)
+        x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
     return _arrays(x, y, section.scale, path, where)
 
 
@@ -562,29 +612,42 @@ def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:
     raise DataError(f"{where}: labels in {path} hold {y.dtype} values; labels must be numbers")
 
 
-def _read_npz(path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool):
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as error:
-        raise DataError(f"{where}: cannot read {path} as an .npz archive: {error}") from None
-    with archive:
-        names = list(archive.files)
-        x = _npz_array(archive, section.x, path, names, where, "x")
+def _read_npz(path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool,
+              input_shape: tuple | None = None):
+    """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
+    with limits.open_archive(path, where) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        names = list(members)
+        x_shape = _npz_header(archive, section.x, members, path, where, "x")
+        if len(x_shape) > 0:
+            check_sample_shape(x_shape[1:], input_shape, path, where)
         y = None
         if want_labels and section.y is not None:
             if section.y in names:
-                y = _npz_array(archive, section.y, path, names, where, "y")
+                _npz_header(archive, section.y, members, path, where, "y")
+                y = _npz_array(archive, members[section.y], path, where)
             elif labels:
                 _missing_array(section.y, path, names, where, "y", taken=(section.x,))
+        x = _npz_array(archive, members[section.x], path, where)
     return x, y
 
 
-def _npz_array(archive, name: str, path: Path, names: list[str], where: str, role: str) -> np.ndarray:
-    if name not in names:
-        _missing_array(name, path, names, where, role)
+def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: str, role: str) -> tuple:
+    if name not in members:
+        _missing_array(name, path, list(members), where, role)
+    member = members[name]
+    with archive.open(member) as handle:
+        shape, _ = limits.check_npy_header(handle, archive.getinfo(member).file_size, where,
+                                           f"array {name!r} in {path}")
+    return tuple(shape)
+
+
+def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        return archive[name]
-    except ValueError as error:
+        with archive.open(member) as handle:
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        name = member.removesuffix(".npy")
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 
 
@@ -597,30 +660,40 @@ def _missing_array(name: str, path: Path, names: list[str], where: str, role: st
     raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
 
 
-def _read_npy(path: Path, where: str) -> np.ndarray:
+def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np.ndarray:
+    """An .npy array, its header checked (size against the file and the budget, sample shape) first."""
     try:
+        with open(path, "rb") as handle:
+            shape, _ = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+            if len(shape) > 0:
+                check_sample_shape(tuple(shape[1:]), input_shape, path, where)
         return np.load(path, allow_pickle=False)
+    except (SeqError, DataError):
+        raise
     except Exception as error:
         raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
 
 
-def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool):
-    rows = _csv_rows(path, where)
-    if not rows:
-        raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
-    header = [name.strip() for name in rows[0]]
-    label = section.label or header[-1]
-    if want_labels:
-        _check_columns([label], header, path, where, "label")
-    features = section.features or [name for name in header if name != label]
-    _check_columns(features, header, path, where, "features")
-    if section.label is None and section.features is None and len(header) < 2:
-        raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
-    body = rows[1:]
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{where}: {path}:{number}: row has {len(row)} cells, the header has {len(header)}")
-    values = _csv_numbers(body, header, path, where)
+CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
+
+
+def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None):
+    """A CSV streamed row by row into float64 chunks: the header (and the model's input shape, when given)
+    is checked before the body is read, and the numbers read so far never exceed the memory budget."""
+    with _csv_reader(path, where) as rows:
+        header = next(rows, None)
+        if header is None:
+            raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
+        header = [name.strip() for name in header]
+        label = section.label or header[-1]
+        if want_labels:
+            _check_columns([label], header, path, where, "label")
+        features = section.features or [name for name in header if name != label]
+        _check_columns(features, header, path, where, "features")
+        if section.label is None and section.features is None and len(header) < 2:
+            raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
+        check_sample_shape((len(features),), input_shape, path, where)
+        values = _csv_numbers(rows, header, path, where)
     x = values[:, [header.index(name) for name in features]].astype(np.float32)
     y = None
     if want_labels and label in header:
@@ -629,30 +702,61 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
     return x, y
 
 
-def _csv_rows(path: Path, where: str) -> list[list[str]]:
-    """The non-empty rows of a UTF-8 CSV file (a leading byte-order mark is dropped)."""
+@contextlib.contextmanager
+def _csv_reader(path: Path, where: str):
+    """A csv.reader over the non-empty rows of a UTF-8 file (a leading byte-order mark dropped), read line
+    by line; a line that is not UTF-8 is a DataError naming its line and column."""
     try:
-        data = path.read_bytes()
+        handle = open(path, "rb")
     except OSError as error:
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint="check the file's permissions"
         ) from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        offset = error.start
-        line = data.count(b"\n", 0, offset) + 1
-        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
-        raise DataError(
-            f"{where}: {path}:{line}: not UTF-8 text: byte 0x{data[offset]:02x} at column {column}",
-            hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, e.g. iconv -f latin1 -t utf-8",
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        return [row for row in reader if row]
-    except csv.Error as error:
-        raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
+
+    def lines():
+        for number, data in enumerate(handle, start=1):
+            if number == 1:
+                data = data.removeprefix(b"\xef\xbb\xbf")
+            try:
+                yield data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column "
+                    f"{error.start + 1}",
+                    hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
+                         "e.g. iconv -f latin1 -t utf-8",
+                ) from None
+
+    reader = csv.reader(lines())
+
+    def rows():
+        try:
+            for row in reader:
+                if row:
+                    yield row
+        except csv.Error as error:
+            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
+
+    with handle:
+        yield _Rows(rows(), reader)
+
+
+@dataclass
+class _Rows:
+    """Rows of a CSV and the reader's line number (of the last line read)."""
+
+    rows: Any
+    reader: Any
+
+    def __iter__(self):
+        return self.rows
+
+    def __next__(self):
+        return next(self.rows)
+
+    @property
+    def line(self) -> int:
+        return self.reader.line_num
 
 
 def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
@@ -662,12 +766,35 @@ def _check_columns(names: list[str], header: list[str], path: Path, where: str, 
             raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
 
 
-def _csv_numbers(body: list[list[str]], header: list[str], path: Path, where: str) -> np.ndarray:
+def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> np.ndarray:
+    """The body's cells as float64, converted a chunk of rows at a time, within the memory budget."""
+    budget = limits.max_memory()
+    width = len(header)
+    chunks, chunk, lines, total = [], [], [], 0
+    for row in rows:
+        if len(row) != width:
+            raise DataError(f"{where}: {path}:{rows.line}: row has {len(row)} cells, the header has {width}")
+        chunk.append(row)
+        lines.append(rows.line)
+        if len(chunk) == CSV_CHUNK_ROWS:
+            chunks.append(_csv_chunk(chunk, lines, header, path, where))
+            total += chunks[-1].nbytes
+            chunk, lines = [], []
+            if total > budget:
+                raise DataError(f"{where}: {path} holds more than {limits.human_size(budget)} of numbers "
+                                f"(stopped reading at line {rows.line}), over the memory limit",
+                                hint=limits.over_budget_hint())
+    if chunk:
+        chunks.append(_csv_chunk(chunk, lines, header, path, where))
+    return np.concatenate(chunks) if chunks else np.zeros((0, width))
+
+
+def _csv_chunk(chunk: list[list[str]], lines: list[int], header: list[str], path: Path, where: str) -> np.ndarray:
     try:
-        return np.array(body, dtype=np.float64).reshape(len(body), len(header))
+        return np.array(chunk, dtype=np.float64).reshape(len(chunk), len(header))
     except ValueError:
         pass
-    for number, row in enumerate(body, start=2):
+    for number, row in zip(lines, chunk):
         for column, cell in enumerate(row):
             try:
                 float(cell)

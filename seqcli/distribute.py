@@ -111,6 +111,29 @@ def _settings(config: Mapping | None) -> _Settings:
     return _Settings(section.strategy, devices, section.virtual_cpus, float(section.timeout))
 
 
+MAX_VIRTUAL_CPUS = 64
+
+
+def virtual_cpus_limit() -> int:
+    """The most virtual CPUs seq makes: four per core, at least 8, at most :data:`MAX_VIRTUAL_CPUS` (each is a
+    TensorFlow device with its own threads and buffers: 1000 of them grew to 7 GB and never trained)."""
+    return min(MAX_VIRTUAL_CPUS, max(8, 4 * (os.cpu_count() or 1)))
+
+
+def virtual_cpus_problem(count: int | None, batch_size: int) -> tuple[str, str] | None:
+    """``(message, hint)`` when ``count`` virtual CPUs cannot train batches of ``batch_size``; None when they can."""
+    if count is None:
+        return None
+    limit = virtual_cpus_limit()
+    if count > limit:
+        return (f"{count} virtual CPUs is more than this machine can use ({os.cpu_count()} cores; at most {limit})",
+                f"use at most {limit}; virtual CPUs are for testing distribution, not for speed")
+    if count > batch_size:
+        return (f"{count} virtual CPUs cannot share batches of {batch_size} samples: each replica needs at least one",
+                f"use at most {batch_size} virtual CPUs, or a data.batch_size of at least {count}")
+    return None
+
+
 def _split_cpu(tf, count: int) -> None:
     """Split the first CPU into ``count`` logical devices; only possible before TensorFlow initializes."""
     cpu = tf.config.list_physical_devices("CPU")[0]

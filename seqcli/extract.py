@@ -339,11 +339,13 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
     from seqcli.data import load_source
 
     batch = batch_size or (spec.data.batch_size if spec.data is not None else 32)
-    dataset, count = load_source(data, Path.cwd(), batch_size=batch, labels=False, where="--data")
+    declared = _declared_shape(spec)
+    dataset, count = load_source(data, Path.cwd(), batch_size=batch, labels=False, where="--data",
+                                 input_shape=declared)
     if count is None:
         raise ExtractError("--data: the source does not say how many samples it holds")
-    model = model_from_spec(spec, weights=weights,
-                            input_shape=None if _declares_input(spec) else _sample_shape(dataset))
+    model = model_from_spec(spec, weights=weights, batch_size=batch, what="extracting with this model",
+                            input_shape=None if declared is not None else _sample_shape(dataset))
     names = list(dict.fromkeys(layers)) if layers else [layer.name for layer in model.layers]
     _check_data_shape(model, dataset)
     extractor = feature_extractor(model, names)
@@ -371,6 +373,18 @@ def _declares_input(spec) -> bool:
     only a spec without one takes the data's shape."""
     first = spec.layers[0] if spec.layers else None
     return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+
+
+def _declared_shape(spec) -> tuple | None:
+    """The spec's own input shape from a weightless build; None when it takes the data's."""
+    from seqcli.build import build_model
+
+    if not _declares_input(spec):
+        return None
+    built = build_model(spec, abstract=True)
+    if built.problems:
+        raise spec.error(built.problems)
+    return built.input_shape
 
 
 def _sample_shape(dataset) -> tuple:

@@ -125,7 +125,7 @@ def freeze_file(source: str | Path, output: str | Path, freeze: FreezeSection | 
     else:
         from seqcli.spec import load_spec
 
-        model = model_from_spec(load_spec(source, spec_overrides), weights=weights)
+        model = model_from_spec(load_spec(source, spec_overrides), weights=weights, what="freezing this model")
     report = apply_freeze(model, freeze)
     _save(model, output)
     return report

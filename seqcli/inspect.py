@@ -41,6 +41,7 @@ class Report:
             "params": built.params if built else None,
             "trainable_params": built.trainable_params if built else None,
             "output_shape": list(built.output_shape) if built and built.output_shape else None,
+            "memory": built.memory.as_dict() if built and built.memory is not None else None,
             "layers": [row.as_dict() for row in built.rows] if built else [],
             **({"freeze": built.freeze.as_dict()} if built and built.freeze is not None else {}),
             "problems": [p.as_dict() for p in self.problems],

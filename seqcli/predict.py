@@ -90,11 +90,15 @@ def resolve_target(target: str | Path) -> Target:
     return Target(path)
 
 
-def load_model(path: Path):
+def load_model(path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE):
     """``keras.saving.load_model`` in safe mode; a refusal or a broken file becomes a ModelLoadError."""
+    from seqcli import limits
+    from seqcli.build import check_model_file_memory
     from seqcli.keras_env import import_keras
 
     keras = import_keras()
+    limits.check_model_file(path, "model")
+    check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
@@ -115,12 +119,12 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
     if data is None and run_spec is None:
         raise ModelLoadError("no data to evaluate on", hint="pass --data SOURCE (e.g. --data data.npz), or --spec "
                                                              "SPEC to use its data.test or validation data")
-    model = load_model(resolved.model_path)
+    batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
+    model = load_model(resolved.model_path, batch_size=batch)
     if spec is not None or not getattr(model, "compiled", False):
         _compile_from(model, run_spec, resolved.model_path)
-    batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
     run_seed = _run_seed(resolved) if spec is not None and data is None else None
-    dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed)
+    dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed, _model_input(model))
     _check_input(model, dataset, label)
     try:
         metrics = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -142,9 +146,9 @@ def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_
     check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
     _check_output(output)
     resolved = resolve_target(target)
-    model = load_model(resolved.model_path)
+    model = load_model(resolved.model_path, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(data, Path.cwd(), batch_size=batch_size or DEFAULT_BATCH_SIZE, labels=False,
-                                 where="--data")
+                                 where="--data", input_shape=_model_input(model))
     _check_input(model, dataset, data)
     try:
         values = np.asarray(model.predict(dataset, verbose=0))
@@ -218,18 +222,26 @@ def _run_seed(target: Target) -> int | None:
         return None
 
 
-def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | None = None):
+def _model_input(model) -> tuple | None:
+    """The model's input shape without the batch dimension; None when unknown."""
+    shape = getattr(model, "input_shape", None)
+    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+
+
+def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | None = None,
+                     input_shape: tuple | None = None):
     """``run_seed``: the trained run's seed, which splits a validation fraction as training did when the
     spec names no seed."""
     from seqcli.data import load_datasets, load_source
 
     if data is not None:
-        dataset, count = load_source(data, Path.cwd(), batch_size=batch_size, labels=True, where="--data")
+        dataset, count = load_source(data, Path.cwd(), batch_size=batch_size, labels=True, where="--data",
+                                     input_shape=input_shape)
         return dataset, count, data
     section = spec.data
     if section is not None and section.test is not None:
         dataset, count = load_source(spec.resolved()["data"]["test"], spec.base_dir, batch_size=batch_size,
-                                     labels=True, where="data.test")
+                                     labels=True, where="data.test", input_shape=input_shape)
         return dataset, count, "data.test"
     if section is not None and section.validation is not None:
         seed = spec.train.seed if spec.train.seed is not None else run_seed

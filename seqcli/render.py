@@ -87,6 +87,8 @@ def totals_text(built) -> str:
             f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})")
     if built.freeze is not None:
         text += "\n" + "\n".join(built.freeze.lines())
+    if built.memory is not None:
+        text += "\n" + built.memory.text()
     return text
 
 

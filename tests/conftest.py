@@ -11,6 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
 
+@pytest.fixture(autouse=True)
+def default_memory_budget():
+    """--max-memory sets the process's budget; an in-process CLI call must not leave it to the next test."""
+    from seqcli import limits
+
+    yield
+    limits.configure(None)
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """Write YAML text to a spec file in a temporary folder and return its path."""

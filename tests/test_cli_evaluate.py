@@ -41,8 +41,8 @@ def test_data_that_does_not_fit_the_model(trained, tmp_path):
     np.savez(tmp_path / "wide.npz", x=np.zeros((4, 5, 5, 1), np.float32), y=np.zeros(4, np.int64))
     result = run("evaluate", trained / "run", "--data", tmp_path / "wide.npz")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {tmp_path / 'wide.npz'}: samples have shape (5, 5, 1), but the model "
-                                    "takes (4, 4, 1)")
+    assert result.stderr.startswith(f"error: --data: samples in {tmp_path / 'wide.npz'} have shape (5, 5, 1), but "
+                                    "the model takes (4, 4, 1)")
 
 
 def test_missing_things_are_explained(trained, tmp_path):

@@ -28,6 +28,7 @@ def test_summary_table():
         "Trainable params: 25\n"
         "Non-trainable params: 0\n"
         "Input shape: (None, 3) (from Input)\n"
+        "Memory estimate: 1.64 KB to train (weights 100 B, optimizer 300 B, a batch of 32 1.25 KB)\n"
     )
 
 

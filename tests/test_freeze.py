@@ -99,6 +99,7 @@ def test_summary_shows_trainable_before_and_after(write_spec):
         "Non-trainable params: 0 → 27,232 after freeze:\n"
         "Input shape: (None, 784) (from Input)\n"
         "Frozen: 3 of 4 layers; trainable params 27,562 → 330 (of 27,562)\n"
+        "Memory estimate: 222.78 KB to train (weights 107.66 KB, optimizer 3.87 KB, a batch of 32 111.25 KB)\n"
     )
 
 

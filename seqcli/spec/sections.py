@@ -9,7 +9,18 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, StrictStr, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+)
 
 # A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
@@ -117,11 +128,23 @@ class TransferSection(Section):
     fine_tune: FineTuneSection | None = None
 
 
+def _size(value: str | int) -> str | int:
+    from seqcli.limits import parse_size
+
+    parse_size(value)  # ValueError: reported at the value's position
+    return value
+
+
+Size = Annotated[Union[StrictStr, StrictInt], AfterValidator(_size)]
+
+
 class ModelExpect(Section):
     output: list[StrictInt | None] | None = None
     params: Annotated[StrictInt, Field(ge=0)] | None = None
     max_params: Annotated[StrictInt, Field(ge=0)] | None = None
     trainable_params: Annotated[StrictInt, Field(ge=0)] | None = None
+    max_memory: Size | None = Field(
+        default=None, description="the most memory training may need (seq's estimate), e.g. 2G or 512M")
 
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from seqcli import limits
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path
 
@@ -77,10 +78,13 @@ def read_state(path: str | Path) -> TrainingState:
     """The record of a checkpoint, without loading its arrays (or TensorFlow)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with limits.load_npz(path, "checkpoint") as archive:
             state = TrainingState.from_json(str(archive["meta"]))
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.message}",
+                              hint=error.hint or "the file is damaged; start the run again without --resume") from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}",
                               hint="the file is damaged; start the run again without --resume") from None
@@ -107,7 +111,7 @@ def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -
 def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     """A checkpoint's arrays as they are on disk, with ``state`` as its record: for marking a run finished
     that trained no step since that checkpoint (its metric variables are not built again until it does)."""
-    with np.load(path, allow_pickle=False) as archive:
+    with limits.load_npz(path, "checkpoint") as archive:
         arrays = {name: archive[name] for name in archive.files if name != "meta"}
     return {"meta": np.array(state.to_json()), **arrays}
 
@@ -125,7 +129,7 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:
     """Assign the checkpoint's values to ``model``'s variables (the optimizer must be built)."""
-    with np.load(path, allow_pickle=False) as archive:
+    with limits.load_npz(path, "checkpoint") as archive:
         for group in groups:
             variables = _variables(model, group)
             values = _group_values(archive, group)
@@ -136,7 +140,7 @@ def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("mo
 
 def restore_metrics(path: str | Path, model, strategy=None) -> bool:
     """Put the checkpoint's running metric totals back (the epoch in progress); False when they do not fit."""
-    with np.load(path, allow_pickle=False) as archive:
+    with limits.load_npz(path, "checkpoint") as archive:
         values = _group_values(archive, "metrics")
     variables = _variables(model, "metrics")
     if not values or len(values) != len(variables) or any(

@@ -54,6 +54,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     # Every worker writes (saving reads variables with collective operations); only the chief's
     # files land in the run directory, the others' in a temporary folder.
     keras = import_keras()  # a quiet TensorFlow import; devices are not initialized yet
+    _check_virtual_cpus(spec)
     info = make_strategy(spec.resolved().get("distribute") or None)
     out = RunDirectory(Path(chief_output_dir(run.path, info)))
     seed = state.seed if state else spec.train.seed
@@ -102,16 +103,56 @@ def _probe_optimizer(spec: Spec) -> list[Problem]:
     return probe_optimizer(spec)
 
 
+def _check_virtual_cpus(spec: Spec) -> None:
+    from seqcli.distribute import virtual_cpus_problem
+
+    distribute = spec.resolved().get("distribute") or {}
+    batch_size = spec.data.batch_size if spec.data is not None else 32
+    found = virtual_cpus_problem(distribute.get("virtual_cpus"), batch_size)
+    if found:
+        raise spec.error([spec.problem(("distribute", "virtual_cpus"), *found)])
+
+
+def _declares_input(spec: Spec) -> bool:
+    """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer)."""
+    first = spec.layers[0] if spec.layers else None
+    return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+
+
+def _declared_input_shape(spec: Spec) -> tuple | None:
+    """The spec's own input shape (None when it takes the data's), from a weightless build."""
+    from seqcli.build import build_model
+
+    if not _declares_input(spec):
+        return None
+    with contextlib.suppress(SeqError):
+        return build_model(spec, abstract=True).input_shape
+    return None
+
+
 def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
-    from seqcli.data import DataError, load_datasets
+    """The datasets, read after the file headers show the samples fit the spec's own input shape."""
+    from seqcli.data import DataError, ShapeMismatchError, load_datasets
 
     if spec.data is None or spec.data.train is None:
         return None, [spec.problem(("data",) if spec.data else (), "there is no training data",
                                    "add for example:\ndata:\n  train: data/digits.npz\n  validation: 0.2")]
     try:
-        return load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed), []
+        return load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed,
+                             input_shape=_declared_input_shape(spec)), []
+    except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
+        return None, [*_problems_without_data(spec), _input_problem(spec, error.input_shape, error.shape)]
     except DataError as error:
         return None, [_data_problem(spec, error)]
+
+
+def _problems_without_data(spec: Spec) -> list[Problem]:
+    """The compile and monitor problems _build_and_compile would report, for a run stopped by its data."""
+    from seqcli.compile import resolve_compile
+
+    settings, problems = resolve_compile(spec)
+    validation = spec.data is not None and spec.data.validation is not None
+    return problems + monitor_problems(spec, settings, validation)
 
 
 def _data_problem(spec: Spec, error: SeqError) -> Problem:
@@ -127,12 +168,20 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
     from seqcli.build import build_model
     from seqcli.compile import logits_warning, probe_compile, resolve_compile, single_step_only
     from seqcli.distribute import prepare_model
+    from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 
-    # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input).
-    first = spec.layers[0] if spec.layers else None
-    declared = first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+    # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
+    # and the memory the model needs with the budget, both on a weightless build before any weight exists.
+    input_shape = None if _declares_input(spec) else data.input_shape
+    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    if abstract.model is not None and not abstract.problems:
+        input_problems = _check_input(spec, abstract, data)
+        if input_problems:
+            return None, input_problems
+        check_budget(estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
+                     "training this model")
     with _dtype_policy(spec.train.precision):
-        built = build_model(spec, input_shape=None if declared else data.input_shape)
+        built = build_model(spec, input_shape=input_shape)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(spec, steps_per_epoch=data.steps_per_epoch,
                                                  single_step=single_step_only(info.strategy))
@@ -168,16 +217,21 @@ def _dtype_policy(name: str):
 
 
 def _check_input(spec: Spec, built, data) -> list[Problem]:
-    from seqcli.render import shape_text
 
     data_shape = tuple(data.input_shape)
     if built.input_shape is None or tuple(built.input_shape) == data_shape:
         return []
+    return [_input_problem(spec, built.input_shape, data_shape)]
+
+
+def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
+    from seqcli.render import shape_text
+
     first = spec.layers[0]
-    path = first.path + (("Input", "shape") if built.input_source == "Input" else (first.class_name, "input_shape"))
-    return [spec.problem(path, f"the model takes inputs of shape {shape_text(built.input_shape)}, but "
-                         f"data.train's samples have shape {shape_text(data_shape)}",
-                         f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape")]
+    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
+    return spec.problem(path, f"the model takes inputs of shape {shape_text(input_shape)}, but "
+                        f"data.train's samples have shape {shape_text(data_shape)}",
+                        f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape")
 
 
 def _first_labels(data):
