@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import did_you_mean
-from seqcli.render import shape_text
+from seqcli.shapes import shape_text
 
 
 @dataclass(frozen=True)

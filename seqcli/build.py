@@ -21,7 +21,7 @@ from typing import Any
 
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
-from seqcli.render import shape_text
+from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry, Spec
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first

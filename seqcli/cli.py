@@ -89,8 +89,8 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
     No weights are allocated, so this is fast for any model size.
     """
-    from seqcli.inspect import inspect_spec
     from seqcli.render import summary_table
+    from seqcli.report import inspect_spec
 
     upto_key = int(upto) if upto is not None and upto.isdigit() else upto
     report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
@@ -113,7 +113,7 @@ def check(specs, fmt):
     Made for CI: 'seq check specs/*.yaml --format github' annotates pull requests.
     """
     from seqcli import render
-    from seqcli.inspect import inspect_spec
+    from seqcli.report import inspect_spec
 
     reports = [inspect_spec(path) for path in specs]
     if fmt == "json":
@@ -195,7 +195,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     batch, so memory stays flat however many samples there are. Arrays are keyed by layer name.
     """
     from seqcli.extract import run_extract
-    from seqcli.render import shape_text
+    from seqcli.shapes import shape_text
 
     if bool(layers) == all_layers:
         raise click.UsageError("give --layer NAME (one or more) or --all")
@@ -311,7 +311,7 @@ def predict(target, source, output, batch_size):
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
     from seqcli.predict import predict_to_file
-    from seqcli.render import shape_text
+    from seqcli.shapes import shape_text
 
     result = predict_to_file(target, data=source, output=output, batch_size=batch_size)
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")

@@ -647,7 +647,7 @@ class _Run:
         first = self.spec.layers[0]
         path = first.path + (("Input", "shape") if built.input_source == "Input" else (first.class_name,
                                                                                       "input_shape"))
-        from seqcli.render import shape_text
+        from seqcli.shapes import shape_text
 
         return [self.spec.problem(path, f"the model takes inputs of shape {shape_text(built.input_shape)}, but "
                                   f"data.train's samples have shape {shape_text(data_shape)}",

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from seqcli.build import WeightsError, build_model, model_from_spec
 from seqcli.cli import cli
 from seqcli.errors import SpecError
-from seqcli.inspect import inspect_spec
 from seqcli.render import problems_text
+from seqcli.report import inspect_spec
 from seqcli.spec import load_spec
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, tiny_mobilenet
 

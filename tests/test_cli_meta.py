@@ -90,12 +90,12 @@ def test_shipped_specs_validate_against_the_schema():
 
 
 def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
-    import seqcli.inspect
+    import seqcli.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\ninside broke")
 
-    monkeypatch.setattr(seqcli.inspect, "inspect_spec", broken)
+    monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
     monkeypatch.delenv("SEQ_DEBUG", raising=False)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
     assert result.exit_code == 1
