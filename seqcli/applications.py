@@ -14,12 +14,9 @@ download or read weights.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import inspect
 import json
-import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import did_you_mean
+from seqcli.files import resolve_path
+from seqcli.keras_env import fresh_layer_names, import_keras, keras_home
 from seqcli.shapes import shape_text
 
 
@@ -76,7 +75,7 @@ def is_base(class_name: str) -> bool:
 
 def application_function(name: str):
     """The ``keras.applications`` constructor for a name of :data:`APPLICATIONS` (KeyError otherwise)."""
-    import keras
+    keras = import_keras()
 
     return getattr(keras.applications, APPLICATIONS[name].name)
 
@@ -197,20 +196,6 @@ def construct_application(name: str, args: dict, input_shape: tuple | None, *, a
     return model
 
 
-@contextlib.contextmanager
-def fresh_layer_names():
-    """Name a base's unnamed inner layers as a fresh Keras session does (``global_average_pooling2d``, not
-    ``global_average_pooling2d_3``), so that ``base/inner`` paths are the same in every process and build."""
-    from keras.src.backend.common import global_state
-
-    saved = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids", saved)
-
-
 def download_error(name: str, text: str) -> WeightsDownloadError:
     """A clear message for a failed ImageNet download: the URL, the cache file, how to pre-fill it."""
     match = re.search(r"URL fetch failure on (\S+?):? (.*)", text)
@@ -225,14 +210,7 @@ def download_error(name: str, text: str) -> WeightsDownloadError:
 
 def keras_models_dir() -> Path:
     """Where Keras caches downloaded application weights: the models/ folder of the Keras home."""
-    from seqcli.data import keras_home
-
     return keras_home() / "models"
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    resolved = Path(os.path.expanduser(path))
-    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 # ----------------------------------------------------------------------------- saved models
@@ -256,7 +234,7 @@ def saved_model_problems(args: dict, base_dir: Path) -> list[BaseProblem]:
 def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
     """Load a ``.keras`` model in safe mode (no code from the file runs). Abstract builds deserialize the
     architecture from the archive's config only: no weights are read."""
-    import keras
+    keras = import_keras()
 
     path = resolve_path(args["path"], base_dir)
     if abstract:

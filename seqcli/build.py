@@ -21,6 +21,8 @@ from typing import Any
 
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
+from seqcli.files import resolve_path
+from seqcli.keras_env import import_keras, snake_case
 from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry, Spec
 
@@ -114,8 +116,6 @@ def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
     ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
     """
-    from seqcli.keras_env import import_keras
-
     keras = import_keras()
     scope = keras.StatelessScope(initialize_variables=False) if abstract else contextlib.nullcontext()
     with scope:
@@ -161,7 +161,7 @@ class _Builder:
 
     def _pretrained_weights(self, weights: str) -> None:
         """transfer.weights: the whole model's pretrained weights, loaded once it is built (never when abstract)."""
-        path = applications.resolve_path(weights, self.spec.base_dir)
+        path = resolve_path(weights, self.spec.base_dir)
         where = ("transfer", "weights")
         if not path.is_file():
             relative = not Path(weights).is_absolute()
@@ -349,9 +349,7 @@ class _Builder:
 
     def _default_name(self, cls: type) -> str:
         """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
-        from keras.src.utils.naming import to_snake_case
-
-        base = to_snake_case(cls.__name__)
+        base = snake_case(cls.__name__)
         name, number = base, 0
         while name in self.names:
             number += 1
@@ -591,8 +589,6 @@ def load_weights(model, path: str | Path) -> None:
 
 def load_model_file(path: str | Path):
     """Load a ``.keras`` model in safe mode: a file cannot make seq run code."""
-    from seqcli.keras_env import import_keras
-
     keras = import_keras()
     path = Path(path)
     if not path.is_file():

@@ -30,6 +30,7 @@ import numpy as np
 
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import OutputError, atomic_path, check_writable_file
+from seqcli.keras_env import import_keras, import_tensorflow
 
 COPY_CHUNK = 1 << 22
 QUEUE_BATCHES = 4  # batches in flight between the model and the writer thread
@@ -60,7 +61,7 @@ class Extraction:
 def feature_extractor(model, names: list[str]):
     """A functional model from the Sequential ``model``'s input to the outputs of the layers ``names``
     (paths such as ``dense`` or ``xception/block14_sepconv2_act``), sharing ``model``'s weights."""
-    import keras
+    keras = _keras()
 
     from seqcli.freeze import walk_layers
 
@@ -99,7 +100,7 @@ def _call_recording(layer, tensor, path: str, wanted: set[str], found: dict):
 def _exposed(model, path: str, wanted: set[str]):
     """A functional model from ``model``'s inputs to ``[model output, *wanted inner outputs]``: the
     model's graph run again through its own layers, so the inner outputs are connected."""
-    import keras
+    keras = _keras()
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ExtractError(f"cannot reach inside {path!r}: it has several inputs or outputs")
@@ -132,8 +133,6 @@ def _is_model(layer) -> bool:
 
 
 def _keras():
-    from seqcli.keras_env import import_keras
-
     return import_keras()
 
 
@@ -199,7 +198,7 @@ def _extract_npz(extractor, names, dataset, output: Path, workdir: Path, shapes,
 
 def _run(extractor, names, dataset, streams: dict[str, _NpyStream], count: int, progress, *, sync: bool) -> None:
     """The extraction loop: a compiled forward pass per batch; a writer thread appends the results."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     @tf.function(reduce_retracing=True)
     def step(batch):

@@ -1,4 +1,5 @@
-"""Writing output files: check up front that a target can be written, then write it atomically.
+"""Files: paths relative to a spec, and writing output files (check up front that a target can be
+written, then write it atomically).
 
 :func:`atomic_path` writes a temporary file beside the target, flushed and fsynced, then renamed over
 it: a kill or a full disk mid-write leaves the previous good file intact. What goes wrong with the
@@ -74,6 +75,13 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def resolve_path(path: str | Path, base_dir: str | Path) -> Path:
+    """``path`` with ``~`` expanded, relative to ``base_dir`` unless absolute (a spec's files are relative to
+    the spec's folder)."""
+    resolved = Path(os.path.expanduser(path))
+    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

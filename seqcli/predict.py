@@ -21,6 +21,7 @@ import numpy as np
 
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
+from seqcli.keras_env import import_tensorflow
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
 OUTPUT_FORMATS = (".npy", ".csv")
@@ -268,7 +269,7 @@ def _check_output(output: Path) -> None:
 
 
 def _raise_runtime(error: Exception, label: str):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if isinstance(error, (tf.errors.InvalidArgumentError, ValueError)):
         lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
+from seqcli.files import resolve_path
 from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
 from seqcli.train import CHECKPOINT, Reporter, TrainOptions, TrainResult, train_spec
 
@@ -112,7 +113,7 @@ def plan_transfer(options: TransferOptions) -> TransferPlan:
     base = _base_name(spec, built)
     weights = options.weights or (section.weights if section else None)
     if weights is not None and options.weights is None:
-        weights = str(applications.resolve_path(weights, spec.base_dir))
+        weights = str(resolve_path(weights, spec.base_dir))
     if weights is not None and not Path(weights).is_file():
         raise TransferError(f"no such weights file: {weights}", hint="--weights takes a .weights.h5 or .keras file")
     if base is None and weights is None:
