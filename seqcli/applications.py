@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 from seqcli.errors import did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import fresh_layer_names, import_keras, keras_home
+from seqcli.models import WeightsError, check_weights_file, load_model_architecture, load_model_file
 from seqcli.shapes import shape_text
 
 
@@ -117,9 +116,10 @@ def weights_problems(name: str, weights: Any, base_dir: Path) -> list[BaseProble
         hint = did_you_mean(weights, ["imagenet"]) or "a local file is a .weights.h5 written by save_weights"
         return [BaseProblem(f"weights must be imagenet, null or a .h5 weights file; received {weights!r}", hint,
                             "weights")]
-    if not path.is_file():
-        return [BaseProblem(f"weights file not found: {path}", f"{weights!r} is relative to the spec's folder, "
-                            f"{base_dir}" if not Path(weights).is_absolute() else "check the path", "weights")]
+    try:
+        check_weights_file(path, written_as=weights, base_dir=base_dir, suffixes=(".h5",))
+    except WeightsError as error:
+        return [BaseProblem(error.message, error.hint or "check the path", "weights")]
     return []
 
 
@@ -233,17 +233,9 @@ def saved_model_problems(args: dict, base_dir: Path) -> list[BaseProblem]:
 
 def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
     """Load a ``.keras`` model in safe mode (no code from the file runs). Abstract builds deserialize the
-    architecture from the archive's config only: no weights are read."""
-    keras = import_keras()
-
+    architecture from the archive's config only: no weights are read. Raises ModelLoadError."""
     path = resolve_path(args["path"], base_dir)
-    if abstract:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-        config.pop("compile_config", None)
-        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    else:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_model_architecture(path) if abstract else load_model_file(path)
     if isinstance(args.get("name"), str):
         model.name = args["name"]
     if args.get("trainable") is False:

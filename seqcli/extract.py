@@ -31,6 +31,8 @@ import numpy as np
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import OutputError, atomic_path, check_writable_file
 from seqcli.keras_env import import_keras, import_tensorflow
+from seqcli.models import check_data_shape, sample_shape
+from seqcli.trainable import walk_layers
 
 COPY_CHUNK = 1 << 22
 QUEUE_BATCHES = 4  # batches in flight between the model and the writer thread
@@ -62,8 +64,6 @@ def feature_extractor(model, names: list[str]):
     """A functional model from the Sequential ``model``'s input to the outputs of the layers ``names``
     (paths such as ``dense`` or ``xception/block14_sepconv2_act``), sharing ``model``'s weights."""
     keras = _keras()
-
-    from seqcli.freeze import walk_layers
 
     known = [path for path, _ in walk_layers(model.layers)]
     missing = [name for name in names if name not in known]
@@ -337,9 +337,9 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
     if count is None:
         raise ExtractError("--data: the source does not say how many samples it holds")
     model = model_from_spec(spec, weights=weights,
-                            input_shape=None if _declares_input(spec) else _sample_shape(dataset))
+                            input_shape=None if _declares_input(spec) else sample_shape(dataset))
     names = list(dict.fromkeys(layers)) if layers else [layer.name for layer in model.layers]
-    _check_data_shape(model, dataset)
+    check_data_shape(model, dataset, "--data")
     extractor = feature_extractor(model, names)
     with (progress_factory(count) if progress_factory else contextlib.nullcontext(None)) as progress:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
@@ -363,15 +363,3 @@ def _declares_input(spec) -> bool:
     only a spec without one takes the data's shape."""
     first = spec.layers[0] if spec.layers else None
     return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
-
-
-def _sample_shape(dataset) -> tuple:
-    return tuple(dataset.element_spec.shape[1:])
-
-
-def _check_data_shape(model, dataset) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    received = _sample_shape(dataset)
-    if len(expected) != len(received) or any(e is not None and e != r for e, r in zip(expected, received)):
-        raise ExtractError(f"--data holds samples of shape {received}, but the model takes {expected}",
-                           hint="extract from data shaped like the model's input")

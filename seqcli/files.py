@@ -40,16 +40,22 @@ def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Pa
         raise OutputError(f"cannot write {target}: it is a directory", hint="give --output a file name")
     _make_parent(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
-        try:
-            os.write(fd, b"seq")
-        finally:
-            os.close(fd)
-            os.unlink(name)
+        probe_directory(target.parent, f".{target.name}.")
     except OSError as error:
         raise _output_error(f"cannot write {target}", error,
                             f"choose another --output, or make {target.parent} writable") from None
     return target
+
+
+def probe_directory(directory: str | Path, prefix: str = ".seq-write-test.") -> None:
+    """Write and remove a small file in the existing folder ``directory``: the one writability probe.
+    Raises the OSError that writing there gives."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=directory)
+    try:
+        os.write(fd, b"seq")
+    finally:
+        os.close(fd)
+        os.unlink(name)
 
 
 @contextlib.contextmanager

@@ -61,7 +61,8 @@ from seqcli.checkpoint import (
 )
 from seqcli.data import KERAS_DATASETS
 from seqcli.errors import Problem, SeqError, SpecError
-from seqcli.files import atomic_path, write_text_atomic
+from seqcli.files import atomic_path, probe_directory, write_text_atomic
+from seqcli.models import save_model
 from seqcli.spec import Spec, format_path, read_spec
 
 RUN_FILES = ("model.keras", "spec.yaml", "history.csv", "metrics.json", "curves.png")
@@ -254,18 +255,10 @@ def check_writable(output: Path) -> None:
         raise RunDirectoryError(f"cannot create output directory {output}: {error.strerror or error}",
                                 hint="choose another --output, or fix the permissions of its parent") from None
     try:
-        write_probe(output)
+        probe_directory(output)
     except OSError as error:
         raise RunDirectoryError(f"cannot write to output directory {output}: {error.strerror or error}",
                                 hint="choose another --output, or fix its permissions") from None
-
-
-def write_probe(directory: Path) -> None:
-    """Write and remove a small file in ``directory`` the way results are written (atomically); OSError if
-    that fails."""
-    with atomic_path(directory / ".seq-write-test") as probe:
-        probe.write_bytes(b"seq")
-    (directory / ".seq-write-test").unlink()
 
 
 def run_fingerprint(spec: Spec, seed: int | None) -> str:
@@ -657,7 +650,7 @@ class _Run:
     def _freeze(self, model) -> list[Problem]:
         if self.spec.freeze is None:
             return []
-        from seqcli.freeze import apply_freeze
+        from seqcli.trainable import apply_freeze
 
         try:
             apply_freeze(model, self.spec.freeze)
@@ -1049,16 +1042,6 @@ def _monitor_problems(spec: Spec, settings, validation: bool) -> list[Problem]:
 
 
 # ----------------------------------------------------------------------------- writing results
-
-
-def save_model(model, target: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` file, then an atomic rename over ``target``."""
-    try:
-        with atomic_path(target, suffix=".keras") as temporary:
-            model.save(temporary)
-    except OSError as error:
-        raise RunDirectoryError(f"cannot write {target}: {error.strerror or error}",
-                                hint="the previous file is intact; free space or fix permissions, then --resume")
 
 
 def write_history(target: Path, history: list[dict]) -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import WeightsError, build_model, model_from_spec
+from seqcli.build import build_model, model_from_spec
 from seqcli.cli import cli
 from seqcli.errors import SpecError
+from seqcli.models import WeightsError
 from seqcli.render import problems_text
 from seqcli.report import inspect_spec
 from seqcli.spec import load_spec

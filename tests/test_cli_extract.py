@@ -175,7 +175,7 @@ def test_data_that_does_not_fit_the_model(tmp_path):
     result = CliRunner().invoke(cli, ["extract", str(SPECS / "feature_extractor.yaml"), "--data",
                                       str(tmp_path / "x.npy"), "--all", "--output", str(tmp_path / "f.npz")])
     assert result.exit_code == 1
-    assert "error: --data holds samples of shape (8, 8, 3), but the model takes (250, 250, 3)" in result.stderr
+    assert "error: --data: samples have shape (8, 8, 3), but the model takes (250, 250, 3)" in result.stderr
 
 
 def test_weights_from_a_keras_model_file(tmp_path, write_spec):
