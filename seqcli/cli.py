@@ -1,5 +1,5 @@
 """The ``seq`` command line: click only. Each command parses options, calls one core function,
-renders the result, and turns SeqError into a clear message and exit status 1."""
+renders the result, and turns SeqError into a clear message and an :class:`ExitStatus`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import click
 from rich.console import Console
 
 from seqcli.errors import SeqError, SpecError
-
-EXIT_FAILED, EXIT_SIGINT = 1, 130
+from seqcli.exit_status import ExitStatus
 
 
 def stdout_console() -> Console:
@@ -36,10 +35,10 @@ def fail_on_seq_error(command):
             return command(*args, **kwargs)
         except SeqError as error:
             click.echo(error.render(), err=True)
-            sys.exit(error.exit_code)
+            sys.exit(exit_status(error))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(EXIT_SIGINT)
+            sys.exit(ExitStatus.SIGINT)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
@@ -49,9 +48,15 @@ def fail_on_seq_error(command):
             click.echo(f"error: unexpected {type(error).__name__}: {message}\n"
                        "  hint: this is a bug in seq, or an input it does not check yet; run again with "
                        "SEQ_DEBUG=1 for the traceback and report it", err=True)
-            sys.exit(EXIT_FAILED)
+            sys.exit(ExitStatus.ERROR)
 
     return wrapper
+
+
+def exit_status(error: SeqError) -> ExitStatus:
+    """An error that stopped on a signal (it carries ``signum``) exits as that signal; any other, ERROR."""
+    signum = getattr(error, "signum", None)
+    return ExitStatus.for_signal(signum) if signum is not None else ExitStatus.ERROR
 
 
 def parse_shape(ctx, param, value: str | None):
@@ -130,7 +135,7 @@ def check(specs, fmt):
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitStatus.ERROR)
 
 
 @cli.command()
