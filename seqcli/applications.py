@@ -14,8 +14,6 @@ download or read weights.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import inspect
 import re
@@ -24,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import did_you_mean
-from seqcli.render import shape_text
-from seqcli.spec.paths import resolve_path
+from seqcli.files import resolve_path
+from seqcli.keras_env import fresh_layer_names, import_keras, keras_home
+from seqcli.models import WeightsError, check_weights_file, load_model_architecture, load_model_file
+from seqcli.shapes import shape_text
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def is_base(class_name: str) -> bool:
 
 def application_function(name: str):
     """The ``keras.applications`` constructor for a name of :data:`APPLICATIONS` (KeyError otherwise)."""
-    import keras
+    keras = import_keras()
 
     return getattr(keras.applications, APPLICATIONS[name].name)
 
@@ -116,9 +116,10 @@ def weights_problems(name: str, weights: Any, base_dir: Path) -> list[BaseProble
         hint = did_you_mean(weights, ["imagenet"]) or "a local file is a .weights.h5 written by save_weights"
         return [BaseProblem(f"weights must be imagenet, null or a .h5 weights file; received {weights!r}", hint,
                             "weights")]
-    if not path.is_file():
-        return [BaseProblem(f"weights file not found: {path}", f"{weights!r} is relative to the spec's folder, "
-                            f"{base_dir}" if not Path(weights).is_absolute() else "check the path", "weights")]
+    try:
+        check_weights_file(path, written_as=weights, base_dir=base_dir, suffixes=(".h5",))
+    except WeightsError as error:
+        return [BaseProblem(error.message, error.hint or "check the path", "weights")]
     return []
 
 
@@ -195,20 +196,6 @@ def construct_application(name: str, args: dict, input_shape: tuple | None, *, a
     return model
 
 
-@contextlib.contextmanager
-def fresh_layer_names():
-    """Name a base's unnamed inner layers as a fresh Keras session does (``global_average_pooling2d``, not
-    ``global_average_pooling2d_3``), so that ``base/inner`` paths are the same in every process and build."""
-    from keras.src.backend.common import global_state
-
-    saved = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids", saved)
-
-
 def download_error(name: str, text: str) -> WeightsDownloadError:
     """A clear message for a failed ImageNet download: the URL, the cache file, how to pre-fill it."""
     match = re.search(r"URL fetch failure on (\S+?):? (.*)", text)
@@ -223,8 +210,6 @@ def download_error(name: str, text: str) -> WeightsDownloadError:
 
 def keras_models_dir() -> Path:
     """Where Keras caches downloaded application weights: the models/ folder of the Keras home."""
-    from seqcli.data import keras_home
-
     return keras_home() / "models"
 
 
@@ -248,19 +233,9 @@ def saved_model_problems(args: dict, base_dir: Path) -> list[BaseProblem]:
 
 def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
     """Load a ``.keras`` model in safe mode (no code from the file runs). Abstract builds deserialize the
-    architecture from the archive's config only: no weights are read."""
-    import keras
-
-    from seqcli import limits
-
+    architecture from the archive's config only: no weights are read. Raises ModelLoadError."""
     path = resolve_path(args["path"], base_dir)
-    if abstract:
-        config = limits.read_model_config(path, "Model")
-        config.pop("compile_config", None)
-        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    else:
-        limits.check_model_file(path, "Model")
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_model_architecture(path) if abstract else load_model_file(path)
     if isinstance(args.get("name"), str):
         model.name = args["name"]
     if args.get("trainable") is False:
@@ -271,29 +246,3 @@ def load_saved_model(args: dict, *, abstract: bool, base_dir: Path):
 def inner_layer_count(model) -> int:
     """Layers inside a base, not counting its input layer."""
     return sum(1 for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer")
-
-
-def absolute_paths(data: dict, base_dir: Path) -> dict:
-    """A spec's plain data with the files its bases and transfer: section name made absolute (a base's
-    weights file, ``Model: {path: ...}``, ``transfer.weights``): for a copy of the spec kept elsewhere."""
-    data = dict(data)
-    if isinstance(data.get("layers"), list):
-        data["layers"] = [_absolute_entry(item, base_dir) for item in data["layers"]]
-    transfer = data.get("transfer")
-    if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
-        data["transfer"] = {**transfer, "weights": str(resolve_path(transfer["weights"], base_dir).resolve())}
-    return data
-
-
-def _absolute_entry(item: Any, base_dir: Path) -> Any:
-    if not isinstance(item, dict):
-        return item
-    item = dict(item)
-    for name, args in item.items():
-        if not isinstance(args, dict):
-            continue
-        key = "path" if name == SAVED_MODEL else "weights" if name in APPLICATIONS else None
-        value = args.get(key) if key else None
-        if isinstance(value, str) and value != "imagenet":
-            item[name] = {**args, key: str(resolve_path(value, base_dir).resolve())}
-    return item

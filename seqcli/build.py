@@ -8,7 +8,7 @@ A pretrained base (a ``keras.applications`` model or ``Model: {path: ...}``, see
 :mod:`seqcli.applications`) is made when the tensor reaching it is known, so its input shape is
 the previous layer's output; abstract builds never download or read its weights. Once assembled,
 the model takes ``transfer.weights`` (real builds only) and the ``freeze:`` section
-(:func:`seqcli.freeze.apply_freeze`); rows keep the trainable state from before the freeze.
+(:func:`seqcli.trainable.apply_freeze`); rows keep the trainable state from before the freeze.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from typing import Any
 
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
+from seqcli.files import resolve_path
+from seqcli.keras_env import import_keras, snake_case
 from seqcli.limits import human_size, parse_size
 from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
-from seqcli.render import shape_text
+from seqcli.models import ModelLoadError, WeightsError, check_weights_file, load_weights
+from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry, Spec
-from seqcli.spec.paths import is_file_argument, layer_files, resolve_path
+from seqcli.spec.paths import is_file_argument, layer_files
+from seqcli.trainable import apply_freeze
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first
 
@@ -118,8 +122,6 @@ def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
     ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
     """
-    from seqcli.keras_env import import_keras
-
     keras = import_keras()
     scope = keras.StatelessScope(initialize_variables=False) if abstract else contextlib.nullcontext()
     with scope:
@@ -168,17 +170,16 @@ class _Builder:
 
     def _pretrained_weights(self, weights: str) -> None:
         """transfer.weights: the whole model's pretrained weights, loaded once it is built (never when abstract)."""
-        path = applications.resolve_path(weights, self.spec.base_dir)
         where = ("transfer", "weights")
         if not self.spec.may_read(where):
             return  # refused, and said so already
-        if not path.is_file():
-            relative = not Path(weights).is_absolute()
-            self.problem(where, f"weights file not found: {path}",
-                         f"{weights!r} is relative to the spec's folder, {self.spec.base_dir}" if relative else None)
-        elif not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
-            self.problem(where, f"weights must be a .weights.h5 or a .keras file; received {weights!r}")
-        elif not self.result.built:
+        try:
+            path = check_weights_file(resolve_path(weights, self.spec.base_dir), written_as=weights,
+                                      base_dir=self.spec.base_dir)
+        except WeightsError as error:
+            self.problem(where, error.message, error.hint)
+            return
+        if not self.result.built:
             self.problem(where, "the model has no input shape, so it cannot take weights",
                          "start 'layers' with '- Input: {shape: [...]}'")
         elif not self.abstract:
@@ -189,8 +190,6 @@ class _Builder:
 
     def _freeze(self) -> None:
         """Apply the spec's freeze: section; rows keep their trainable state before it."""
-        from seqcli.freeze import apply_freeze
-
         report = apply_freeze(self.result.model, self.spec.freeze, strict=False)
         for field_name, position, pattern in report.unmatched:
             self.problem(("freeze", field_name, position), f"{pattern!r} matches no layer",
@@ -349,11 +348,13 @@ class _Builder:
                 return None
             return applications.construct_application(name, pending.args, shape, abstract=self.abstract,
                                                       base_dir=self.spec.base_dir)
-        except SeqError as error:  # a file over the limits (seqcli.limits)
-            self.problem(path, error.message, error.hint, key=True)
         except applications.WeightsDownloadError as error:
             weights_path = path + ("weights",) if "weights" in entry.args else path
             self.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
+        except ModelLoadError as error:
+            self.problem(path, f"Keras could not make {name}: {error.message}", error.hint, key=True)
+        except SeqError as error:  # a file over the limits (seqcli.limits)
+            self.problem(path, error.message, error.hint, key=True)
         except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a base it cannot make
             self.problem(path, f"Keras could not make {name}: {clean_message(error)}",
                          "check the arguments against the Keras documentation of this model", key=True)
@@ -361,9 +362,7 @@ class _Builder:
 
     def _default_name(self, cls: type) -> str:
         """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
-        from keras.src.utils.naming import to_snake_case
-
-        base = to_snake_case(cls.__name__)
+        base = snake_case(cls.__name__)
         name, number = base, 0
         while name in self.names:
             number += 1
@@ -583,10 +582,6 @@ def _dtype_size(dtype) -> int:
 # ----------------------------------------------------------------------------- models with weights
 
 
-class WeightsError(SeqError):
-    """A weights or model file that cannot be read, or does not fit the spec's model."""
-
-
 def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None,
                     batch_size: int = 0, what: str = "this model"):
     """Build the spec's model for real (bases with their weights, the freeze: section applied), load
@@ -617,61 +612,3 @@ def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int,
         check_budget(estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec),
                                      training=training), what)
 
-
-def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
-    """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
-    to run batches of ``batch_size``. Reads only the archive's config.json."""
-    from seqcli import limits
-    from seqcli.keras_env import import_keras
-    from seqcli.memory import check_budget
-
-    keras = import_keras()
-    config = limits.read_model_config(path, "model")
-    config.pop("compile_config", None)
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    except Exception:  # the real load reports what is wrong with the file
-        return
-    if getattr(model, "built", False):
-        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
-
-
-def load_weights(model, path: str | Path) -> None:
-    """Load weights into a built model from a ``.weights.h5`` file or the weights of a ``.keras`` file
-    (only its weights are read: no code or config from the file runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"no such weights file: {path}")
-    if not (path.name.endswith(".weights.h5") or path.suffix == ".keras"):
-        raise WeightsError(f"weights must be a .weights.h5 file (model.save_weights) or a .keras model; "
-                           f"received {str(path)!r}")
-    from seqcli import limits
-
-    limits.check_model_file(path, "weights")
-    try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
-        raise WeightsError(f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
-                           hint="the weights must come from a model built from the same spec "
-                                "(same layers in the same order, same shapes)") from None
-
-
-def load_model_file(path: str | Path, *, batch_size: int = 0):
-    """Load a ``.keras`` model in safe mode: a file cannot make seq run code. Its archive and, from its config,
-    the memory to run batches of ``batch_size`` are checked against the budget first."""
-    from seqcli.keras_env import import_keras
-
-    keras = import_keras()
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"no such model file: {path}")
-    from seqcli import limits
-
-    limits.check_model_file(path, "model")
-    check_model_file_memory(path, batch_size=batch_size, what=f"loading {path}")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:
-        raise WeightsError(f"cannot load the model {path}: {clean_message(error)}",
-                           hint="a .keras file written by model.save; safe mode refuses files that hold code") from None

@@ -1,5 +1,5 @@
 """The ``seq`` command line: click only. Each command parses options, calls one core function,
-renders the result, and turns SeqError into a clear message and exit status 1."""
+renders the result, and turns SeqError into a clear message and an :class:`ExitStatus`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import click
 from rich.console import Console
 
 from seqcli.errors import SeqError, SpecError
-
-EXIT_FAILED, EXIT_SIGINT = 1, 130
+from seqcli.exit_status import ExitStatus
 
 
 def stdout_console() -> Console:
@@ -37,10 +36,10 @@ def fail_on_seq_error(command):
             return command(*args, **kwargs)
         except SeqError as error:
             click.echo(error.render(), err=True)
-            sys.exit(128 + error.signum if getattr(error, "signum", None) else EXIT_FAILED)
+            sys.exit(exit_status(error))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(EXIT_SIGINT)
+            sys.exit(ExitStatus.SIGINT)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
@@ -50,9 +49,17 @@ def fail_on_seq_error(command):
             click.echo(f"error: unexpected {type(error).__name__}: {message}\n"
                        "  hint: this is a bug in seq, or an input it does not check yet; run again with "
                        "SEQ_DEBUG=1 for the traceback and report it", err=True)
-            sys.exit(EXIT_FAILED)
+            sys.exit(ExitStatus.ERROR)
 
     return wrapper
+
+
+
+
+def exit_status(error: SeqError) -> ExitStatus:
+    """An error that stopped on a signal (it carries ``signum``) exits as that signal; any other, ERROR."""
+    signum = getattr(error, "signum", None)
+    return ExitStatus.for_signal(signum) if signum is not None else ExitStatus.ERROR
 
 
 def allow_path_option(command):
@@ -125,8 +132,8 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
     No weights are allocated, so this is fast for any model size.
     """
-    from seqcli.inspect import inspect_spec
     from seqcli.render import summary_table
+    from seqcli.report import inspect_spec
 
     upto_key = int(upto) if upto is not None and upto.isdigit() else upto
     report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
@@ -150,7 +157,7 @@ def check(specs, fmt):
     Made for CI: 'seq check specs/*.yaml --format github' annotates pull requests.
     """
     from seqcli import render
-    from seqcli.inspect import inspect_spec
+    from seqcli.report import inspect_spec
 
     reports = [inspect_spec(path) for path in specs]
     if fmt == "json":
@@ -167,7 +174,7 @@ def check(specs, fmt):
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitStatus.ERROR)
 
 
 @cli.command()
@@ -235,7 +242,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     batch, so memory stays flat however many samples there are. Arrays are keyed by layer name.
     """
     from seqcli.extract import run_extract
-    from seqcli.render import shape_text
+    from seqcli.shapes import shape_text
 
     if bool(layers) == all_layers:
         raise click.UsageError("give --layer NAME (one or more) or --all")
@@ -369,7 +376,7 @@ def predict(target, source, output, batch_size, overwrite):
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
     from seqcli.predict import predict_to_file
-    from seqcli.render import shape_text
+    from seqcli.shapes import shape_text
 
     result = predict_to_file(target, data=source, output=output, batch_size=batch_size, overwrite=overwrite)
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")

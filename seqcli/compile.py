@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqcli.errors import Problem, clean_message, did_you_mean
+from seqcli.keras_env import import_keras, import_tensorflow, snake_case
 from seqcli.registry import public_classes
 from seqcli.spec import Spec
 from seqcli.spec.yamlload import PathKey
@@ -56,8 +57,6 @@ def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
 
     ``single_step``: the strategy cannot run several steps per execution (see :func:`single_step_only`).
     """
-    from seqcli.keras_env import import_keras
-
     keras = import_keras()
     resolver = _Resolver(spec, keras)
     section = spec.compile
@@ -101,8 +100,6 @@ def probe_optimizer(spec: Spec) -> list[Problem]:
     Names and arguments that :func:`resolve_compile` rejects give no problem here (it reports them).
     """
     import numpy as np
-
-    from seqcli.keras_env import import_keras
 
     keras = import_keras()
     if spec.compile is None:
@@ -169,7 +166,7 @@ def single_step_only(strategy) -> bool:
     (MultiWorkerMirroredStrategy; MirroredStrategy on CPUs): inside the ``tf.while_loop`` Keras runs for
     ``steps_per_execution`` > 1 they fail with "You must feed a value for placeholder tensor
     'while/cond/Placeholder'" (TensorFlow 2.21, Keras 3.15)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
@@ -184,7 +181,7 @@ def single_step_only(strategy) -> bool:
 
 @functools.cache
 def optimizer_classes() -> dict[str, type]:
-    import keras
+    keras = import_keras()
 
     return {name: cls for name, cls in public_classes(keras.optimizers, keras.optimizers.Optimizer).items()
             if name not in WRAPPER_OPTIMIZERS}
@@ -192,7 +189,7 @@ def optimizer_classes() -> dict[str, type]:
 
 @functools.cache
 def schedule_classes() -> dict[str, type]:
-    import keras
+    keras = import_keras()
 
     schedules = keras.optimizers.schedules
     return {name: cls for name, cls in public_classes(schedules, schedules.LearningRateSchedule).items()
@@ -201,14 +198,14 @@ def schedule_classes() -> dict[str, type]:
 
 @functools.cache
 def loss_classes() -> dict[str, type]:
-    import keras
+    keras = import_keras()
 
     return {name: cls for name, cls in public_classes(keras.losses, keras.losses.Loss).items() if name != "Loss"}
 
 
 @functools.cache
 def metric_classes() -> dict[str, type]:
-    import keras
+    keras = import_keras()
 
     excluded = {"Metric", "MeanMetricWrapper", "Mean", "Sum"}  # abstract, or need a function / values to average
     return {name: cls for name, cls in public_classes(keras.metrics, keras.metrics.Metric).items()
@@ -407,8 +404,6 @@ def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: t
     so a loss or metric that does not fit the model's output is reported before training."""
     import numpy as np
 
-    from seqcli.keras_env import import_keras
-
     keras = import_keras()
     labels = np.asarray(labels)
     outputs = np.full((labels.shape[0], *output_shape[1:]), 1.0 / max(output_shape[-1] or 1, 1), dtype=np.float32)
@@ -457,9 +452,7 @@ def metric_log_name(value) -> str:
     (name, args), = value.items()
     if isinstance(args, dict) and isinstance(args.get("name"), str):
         return args["name"]
-    from keras.src.utils.naming import to_snake_case
-
-    return to_snake_case(name)
+    return snake_case(name)
 
 
 def _check_label_range(spec: Spec, labels, outputs) -> list[Problem]:

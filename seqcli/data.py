@@ -42,12 +42,14 @@ import numpy as np
 import pydantic
 
 from seqcli import limits
-from seqcli.applications import resolve_path
 from seqcli.errors import SeqError, did_you_mean
+from seqcli.files import resolve_path
+from seqcli.keras_env import import_keras, import_tensorflow, keras_home
+from seqcli.shapes import shape_text
 from seqcli.spec.sections import DataSection, SourceSection
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+    import tensorflow as tf  # noqa: TID251
 
 _FASHION_FILES = ", ".join(
     f"fashion-mnist/{name}-ubyte.gz"
@@ -126,7 +128,7 @@ class Datasets:
             if self.train is None:
                 raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
             return self.train.skip(skip)
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         return self._epoch_builder(epoch, skip).prefetch(tf.data.AUTOTUNE)
 
@@ -134,7 +136,7 @@ class Datasets:
         """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
         first ``skip`` batches; each epoch's batches are those of :meth:`train_for_epoch`.
         For ``model.fit(..., steps_per_epoch=steps_per_epoch)``, which keeps one iterator."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if self._epoch_builder is None or stop <= start:
             return self.train_for_epoch(start, skip)
@@ -179,7 +181,7 @@ class _Arrays:
 
     def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
         """Batches of the samples at ``order(positions)``."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x, y = self.tensors()
         scale = self.scale
@@ -219,7 +221,7 @@ class _Images:
 
     def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
         """Batches of the images at ``order(positions)``, read and decoded in parallel."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         paths, label_values = _eager_constants(self.paths, self.labels)
         height, width = self.image_size
@@ -244,7 +246,7 @@ _Source = _Arrays | _Images
 def _eager_constants(*arrays: np.ndarray | None) -> tuple:
     """Eager tensors even when called while tracing a tf.data function, so big arrays are captured
     by reference instead of copied into the graph as constants."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     with tf.init_scope():
         return tuple(None if a is None else tf.constant(a) for a in arrays)
@@ -367,7 +369,7 @@ def _batches(
 ) -> tf.data.Dataset:
     """Batches of ``source[indices]``, permuted by ``order_seed = (seed, epoch)`` when given,
     without their first ``skip`` batches (skipped before anything is read)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     count = len(indices)
     positions = tf.data.Dataset.range(min(skip * batch_size, count), count)
@@ -384,7 +386,7 @@ def _batches(
 
 
 def _prefetch(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -514,17 +516,11 @@ def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str
     shape, input_shape = tuple(shape), tuple(input_shape)
     if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
         return
-    raise ShapeMismatchError(f"{where}: samples in {name} have shape {_shape_text(shape)}, but the model takes "
-                             f"{_shape_text(input_shape)}",
+    raise ShapeMismatchError(f"{where}: samples in {name} have shape {shape_text(shape)}, but the model takes "
+                             f"{shape_text(input_shape)}",
                              hint=f"give data shaped like the model's input, or a model for inputs of shape "
                                   f"{list(shape)}",
                              shape=shape, input_shape=input_shape)
-
-
-def _shape_text(shape: tuple) -> str:
-    from seqcli.render import shape_text
-
-    return shape_text(shape)
 
 
 def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool,
@@ -847,20 +843,6 @@ def _open_images(directory: Path, section: SourceSection, where: str) -> _Images
 # ----------------------------------------------------------------------------- Keras datasets
 
 
-def keras_home() -> Path:
-    """The folder ``keras.utils.get_file`` keeps downloads under: datasets in ``datasets/``, application
-    weights in ``models/``. It is ``$KERAS_HOME`` (default ``~/.keras``), or ``/tmp/.keras`` when that is
-    not writable, as ``get_file`` decides. Imports Keras."""
-    import tempfile
-
-    from keras.src.backend import config
-
-    home = os.path.expanduser(config.keras_home())
-    if not os.access(home, os.W_OK):
-        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
-    return Path(home)
-
-
 def _open_keras_dataset(section: SourceSection, where: str, want_labels: bool) -> _Arrays:
     name = section.dataset
     (x_train, y_train), (x_test, y_test) = _keras_load_data(name, where)
@@ -872,7 +854,7 @@ def _open_keras_dataset(section: SourceSection, where: str, want_labels: bool) -
 
 
 def _keras_load_data(name: str, where: str):
-    import keras
+    keras = import_keras()
 
     try:
         return getattr(keras.datasets, name).load_data()

@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import SeqError
+from seqcli.keras_env import (
+    configure_coordination_service,
+    import_tensorflow,
+    slurm_tasks_per_node,
+    tensorflow_started,
+)
 
 COORDINATED_JOBS = ("chief", "worker")
 
@@ -82,7 +88,7 @@ def make_strategy(config: Mapping | None) -> StrategyInfo:
             "do not apply to it",
             hint="remove distribute.devices and distribute.virtual_cpus, or use strategy: mirrored",
         )
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if settings.virtual_cpus is not None:
         _split_cpu(tf, settings.virtual_cpus)
@@ -265,7 +271,7 @@ class Cluster:
 
 def _multi_worker(tf, settings: _Settings) -> StrategyInfo:
     cluster = resolve_cluster()
-    if _tensorflow_started():
+    if tensorflow_started():
         raise DistributeError(
             "distribute: multi_worker must be set up before TensorFlow runs any operation, and TensorFlow "
             "has already started in this process",
@@ -314,7 +320,7 @@ def resolve_cluster() -> Cluster:
 
 
 def _tf_config_cluster(text: str) -> Cluster:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         config = json.loads(text)
@@ -383,9 +389,7 @@ def _check_tf_config(config) -> tuple[dict[str, list[str]], str, int]:
 
 def _slurm_cluster(environ: Mapping[str, str]) -> Cluster:
     """The cluster SlurmClusterResolver finds, with TensorFlow's CPU-only corner worked around."""
-    import tensorflow as tf
-    from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as slurm
-
+    tf = import_tensorflow()
     resolvers = tf.distribute.cluster_resolver
     try:
         gpus = _gpus_per_node(environ)
@@ -394,7 +398,7 @@ def _slurm_cluster(environ: Mapping[str, str]) -> Cluster:
         else:
             # With no GPU, SlurmClusterResolver divides the node's GPUs into range(0, 0, 0) and fails; give it
             # one placeholder GPU per task, and tell the strategy the truth below.
-            busiest = max(slurm.expand_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1")))
+            busiest = max(slurm_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1")))
             resolver = resolvers.SlurmClusterResolver(
                 gpus_per_node=busiest, gpus_per_task=1, auto_set_gpu=False
             )
@@ -426,12 +430,6 @@ def _gpus_per_node(environ: Mapping[str, str]) -> int:
     return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
 
 
-def _tensorflow_started() -> bool:
-    from tensorflow.python.eager import context
-
-    return getattr(context.context(), "_context_handle", None) is not None
-
-
 def _configure_coordination(tf, cluster: Cluster, timeout: float) -> None:
     """Start TensorFlow's coordination service with a registration deadline instead of its default wait.
 
@@ -440,26 +438,9 @@ def _configure_coordination(tf, cluster: Cluster, timeout: float) -> None:
     ``cluster_register_with_barrier`` every task, the leader included, fails with DeadlineExceededError
     once ``timeout`` passes without all tasks registered.
     """
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.distribute import multi_worker_util
-    from tensorflow.python.eager import context
-
     spec = tf.train.ClusterSpec(cluster.jobs)
-    jobs = [
-        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster.jobs[job]))
-        for job in COORDINATED_JOBS
-        if cluster.jobs.get(job)
-    ]
-    milliseconds = max(int(timeout * 1000), 1)
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=multi_worker_util.coordination_leader(spec),
-        cluster_register_timeout_in_ms=milliseconds,
-        coordinated_jobs=jobs,
-    )
-    config = context.context().coordination_service
-    if hasattr(config, "cluster_register_with_barrier"):  # TensorFlow 2.21 has it; without it workers wait
-        config.cluster_register_with_barrier = True
+    jobs = {job: len(cluster.jobs[job]) for job in COORDINATED_JOBS if cluster.jobs.get(job)}
+    configure_coordination_service(spec, jobs, max(int(timeout * 1000), 1))
 
 
 def _peers(cluster: Cluster) -> str:
@@ -513,7 +494,7 @@ def prepare_model(model, info: StrategyInfo) -> None:
 
 
 def _in_multi_worker_mode(strategy) -> bool:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return False
@@ -552,7 +533,7 @@ def _fully_built(model) -> bool:
 def _batch_spec(epoch_iterator):
     """Shapes and dtypes of a Keras epoch iterator's batches, read from its dataset without opening it;
     None when they are not all known."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         spec = epoch_iterator.data_adapter.get_tf_dataset().element_spec
@@ -580,7 +561,7 @@ def _reduce_scalars_without_axis(strategy) -> None:
 
 
 def _all_scalars(value, strategy) -> bool:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     leaves = tf.nest.flatten(value)
     if not leaves:

@@ -1,8 +1,8 @@
 """User-facing errors.
 
 Core code raises :class:`SeqError` (or a subclass); only ``cli.py`` turns them into
-exit codes. A :class:`Problem` points into a spec file: ``FILE:LINE:COL: PATH: message``,
-then the source line with a caret, then a hint.
+exit statuses (:class:`seqcli.exit_status.ExitStatus`). A :class:`Problem` points into a spec
+file: ``FILE:LINE:COL: PATH: message``, then the source line with a caret, then a hint.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ class Problem:
 
 
 class SeqError(Exception):
-    """An error the user can fix; shown without a traceback, exit status 1."""
-
-    exit_code = 1
+    """An error the user can fix; shown without a traceback."""
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

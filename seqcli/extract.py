@@ -30,7 +30,10 @@ import numpy as np
 
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import OutputError, atomic_path, check_writable_file, temporary_prefix
+from seqcli.keras_env import import_keras, import_tensorflow
+from seqcli.models import check_data_shape, sample_shape
 from seqcli.outputs import check_output_file, check_output_folder, record_members, replace_folder
+from seqcli.trainable import walk_layers
 
 COPY_CHUNK = 1 << 22
 QUEUE_BATCHES = 4  # batches in flight between the model and the writer thread
@@ -61,9 +64,7 @@ class Extraction:
 def feature_extractor(model, names: list[str]):
     """A functional model from the Sequential ``model``'s input to the outputs of the layers ``names``
     (paths such as ``dense`` or ``xception/block14_sepconv2_act``), sharing ``model``'s weights."""
-    import keras
-
-    from seqcli.freeze import walk_layers
+    keras = _keras()
 
     known = [path for path, _ in walk_layers(model.layers)]
     missing = [name for name in names if name not in known]
@@ -100,7 +101,7 @@ def _call_recording(layer, tensor, path: str, wanted: set[str], found: dict):
 def _exposed(model, path: str, wanted: set[str]):
     """A functional model from ``model``'s inputs to ``[model output, *wanted inner outputs]``: the
     model's graph run again through its own layers, so the inner outputs are connected."""
-    import keras
+    keras = _keras()
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ExtractError(f"cannot reach inside {path!r}: it has several inputs or outputs")
@@ -133,8 +134,6 @@ def _is_model(layer) -> bool:
 
 
 def _keras():
-    from seqcli.keras_env import import_keras
-
     return import_keras()
 
 
@@ -202,7 +201,7 @@ def _extract_npz(extractor, names, dataset, output: Path, workdir: Path, shapes,
 
 def _run(extractor, names, dataset, streams: dict[str, _NpyStream], count: int, progress, *, sync: bool) -> None:
     """The extraction loop: a compiled forward pass per batch; a writer thread appends the results."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     @tf.function(reduce_retracing=True)
     def step(batch):
@@ -345,9 +344,9 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
     if count is None:
         raise ExtractError("--data: the source does not say how many samples it holds")
     model = model_from_spec(spec, weights=weights, batch_size=batch, what="extracting with this model",
-                            input_shape=None if declared is not None else _sample_shape(dataset))
+                            input_shape=None if declared is not None else sample_shape(dataset))
     names = list(dict.fromkeys(layers)) if layers else [layer.name for layer in model.layers]
-    _check_data_shape(model, dataset)
+    check_data_shape(model, dataset, "--data")
     extractor = feature_extractor(model, names)
     with (progress_factory(count) if progress_factory else contextlib.nullcontext(None)) as progress:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
@@ -385,15 +384,3 @@ def _declared_shape(spec) -> tuple | None:
     if built.problems:
         raise spec.error(built.problems)
     return built.input_shape
-
-
-def _sample_shape(dataset) -> tuple:
-    return tuple(dataset.element_spec.shape[1:])
-
-
-def _check_data_shape(model, dataset) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    received = _sample_shape(dataset)
-    if len(expected) != len(received) or any(e is not None and e != r for e, r in zip(expected, received)):
-        raise ExtractError(f"--data holds samples of shape {received}, but the model takes {expected}",
-                           hint="extract from data shaped like the model's input")

@@ -1,4 +1,5 @@
-"""Writing output files: check up front that a target can be written, then write it atomically.
+"""Files: paths relative to a spec, and writing output files (check up front that a target can be
+written, then write it atomically).
 
 :func:`atomic_path` writes a temporary file beside the target, flushed and fsynced, then renamed over
 it: a kill or a full disk mid-write leaves the previous good file intact. What goes wrong with the
@@ -43,16 +44,22 @@ def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Pa
         raise OutputError(f"cannot write {target}: it is a directory", hint="give --output a file name")
     _make_parent(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=".probe", dir=target.parent)
-        try:
-            os.write(fd, b"seq")
-        finally:
-            os.close(fd)
-            os.unlink(name)
+        probe_directory(target.parent, temporary_prefix(target.name))
     except OSError as error:
         raise _output_error(f"cannot write {target}", error,
                             f"choose another --output, or make {target.parent} writable") from None
     return target
+
+
+def probe_directory(directory: str | Path, prefix: str = ".seq-write-test.") -> None:
+    """Write and remove a small file in the existing folder ``directory``: the one writability probe.
+    Raises the OSError that writing there gives."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".probe", dir=directory)
+    try:
+        os.write(fd, b"seq")
+    finally:
+        os.close(fd)
+        os.unlink(name)
 
 
 @contextlib.contextmanager
@@ -78,6 +85,13 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+def resolve_path(path: str | Path, base_dir: str | Path) -> Path:
+    """``path`` with ``~`` expanded, relative to ``base_dir`` unless absolute (a spec's files are relative to
+    the spec's folder)."""
+    resolved = Path(os.path.expanduser(path))
+    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

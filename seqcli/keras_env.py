@@ -1,11 +1,23 @@
-"""Import Keras quietly, once: TensorFlow's start-up chatter is not for our users."""
+"""The one door to Keras and TensorFlow: import them quietly, once, and reach their private APIs here only.
+
+TensorFlow's start-up chatter is not for our users. Every other seqcli module asks this one for
+``keras`` (:func:`import_keras`) or ``tensorflow`` (:func:`import_tensorflow`), inside the functions
+that need them, so ``seq --help`` and spec validation never load TensorFlow. Where seq needs something
+Keras or TensorFlow keep private (``keras.src...``, ``tensorflow.python...``), a named function below
+wraps it, with a comment saying why and which version it was written against (Keras 3.15, TF 2.21):
+when an upgrade moves one, this file is the only place to look. ruff's TID251 rule keeps it so.
+"""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 from seqcli.errors import SeqError
 
@@ -51,3 +63,123 @@ def import_keras():
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     return keras
+
+
+def import_tensorflow():
+    """Return the ``tensorflow`` module, imported with its C++ and Python logging turned down.
+
+    Does not import Keras (TensorFlow alone starts faster, and ``seqcli.distribute`` configures devices
+    before Keras is needed)."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _quiet_stderr():
+        import absl.logging
+        import tensorflow as tf
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+# ----------------------------------------------------------------------------- Keras private APIs
+
+
+def keras_home() -> Path:
+    """The folder ``keras.utils.get_file`` keeps downloads under: datasets in ``datasets/``, application
+    weights in ``models/``. It is ``$KERAS_HOME`` (default ``~/.keras``), or ``/tmp/.keras`` when that is
+    not writable, as ``get_file`` decides. Imports Keras."""
+    # Private: Keras 3 (3.15) has no public keras_home(); get_file reads keras.src.backend.config.keras_home(),
+    # and seq must name the same folder in its "copy the file here" hints.
+    import_keras()
+    from keras.src.backend import config
+
+    home = os.path.expanduser(config.keras_home())
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(home)
+
+
+def snake_case(name: str) -> str:
+    """Keras's own snake_case of a class name (``SparseTopKCategoricalAccuracy`` ->
+    ``sparse_top_k_categorical_accuracy``): how Keras names layers and metrics by default."""
+    # Private: keras.src.utils.naming.to_snake_case (Keras 3.15) is what Layer and Metric use for default names;
+    # a copy of the regular expressions could drift from the names Keras really gives.
+    import_keras()
+    from keras.src.utils.naming import to_snake_case
+
+    return to_snake_case(name)
+
+
+@contextlib.contextmanager
+def fresh_layer_names() -> Iterator[None]:
+    """Name layers made inside as a fresh Keras session does (``global_average_pooling2d``, not
+    ``global_average_pooling2d_3``), so that names are the same in every process and build."""
+    # Private: Keras 3 (3.15) counts auto-named objects in the global attribute "object_name_uids" of
+    # keras.src.backend.common.global_state; keras.backend.clear_session() would reset it, but also drops
+    # every model built so far.
+    import_keras()
+    from keras.src.backend.common import global_state
+
+    saved = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", saved)
+
+
+# ----------------------------------------------------------------------------- TensorFlow private APIs
+
+
+def slurm_tasks_per_node(text: str) -> list[int]:
+    """SLURM's ``SLURM_STEP_TASKS_PER_NODE`` (``2(x3),1``) as one count per node."""
+    # Private: TensorFlow 2.21 parses it in tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver
+    # (expand_tasks_per_node), the module SlurmClusterResolver uses; parsing it the same way keeps the two agreed.
+    import_tensorflow()
+    from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver
+
+    return slurm_cluster_resolver.expand_tasks_per_node(text)
+
+
+def tensorflow_started() -> bool:
+    """Whether TensorFlow's eager context is initialized (after which devices can no longer be configured)."""
+    # Private: TensorFlow 2.21 has no public "is the runtime initialized" query; the eager context's handle is set
+    # exactly when it is (tensorflow.python.eager.context).
+    import_tensorflow()
+    from tensorflow.python.eager import context
+
+    return getattr(context.context(), "_context_handle", None) is not None
+
+
+def configure_coordination_service(cluster_spec, job_sizes: dict[str, int], timeout_ms: int) -> None:
+    """Start TensorFlow's coordination service for ``cluster_spec`` (a ``tf.train.ClusterSpec``), coordinating
+    the jobs ``job_sizes`` names (job -> number of tasks), every task failing once ``timeout_ms`` passes
+    without all of them registered."""
+    # Private: TensorFlow 2.21's MultiWorkerMirroredStrategy sets the coordination service up without a
+    # registration deadline; the only way to give it one is the eager context's configure_coordination_service,
+    # with CoordinatedJob protos and multi_worker_util.coordination_leader, none of them public.
+    import_tensorflow()
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=count) for job, count in job_sizes.items()]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster_spec),
+        cluster_register_timeout_in_ms=timeout_ms,
+        coordinated_jobs=jobs,
+    )
+    config = context.context().coordination_service
+    if hasattr(config, "cluster_register_with_barrier"):  # TensorFlow 2.21 has it; without it workers wait
+        config.cluster_register_with_barrier = True
+
+
+def scalar_summary_metadata():
+    """The metadata that marks an event as a scalar for TensorBoard's Scalars dashboard. ``tf.summary.write``
+    needs no TensorBoard installation, but this proto comes from ``tensorflow.core``, which TensorFlow does not
+    re-export (needed since seq writes epoch scalars without TensorBoard, TF 2.x)."""
+    from tensorflow.core.framework import summary_pb2  # noqa: TID251 (this module is the door)
+
+    return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))

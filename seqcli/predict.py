@@ -1,6 +1,6 @@
 """``seq evaluate`` and ``seq predict``: a trained run (or a ``.keras`` file) put to work on a data source.
 
-Models load with ``keras.saving.load_model(path, safe_mode=True)``, always: a ``.keras`` file that
+Models load with :func:`seqcli.models.load_model_file`, in Keras's safe mode, always: a ``.keras`` file that
 would run code when loaded (a Lambda layer's pickled bytecode) is refused, not trusted.
 
 A run directory brings its own context: ``spec.yaml`` (the spec as trained) supplies the default
@@ -20,14 +20,12 @@ from typing import Any
 import numpy as np
 
 from seqcli.errors import SeqError
-from seqcli.files import atomic_path, write_text_atomic
+from seqcli.files import atomic_path, check_writable_file, write_text_atomic
+from seqcli.keras_env import import_tensorflow
+from seqcli.models import ModelLoadError, check_data_shape, load_model_file
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
 OUTPUT_FORMATS = (".npy", ".csv")
-
-
-class ModelLoadError(SeqError):
-    """A run directory without a model, or a model file Keras cannot load safely."""
 
 
 @dataclass
@@ -90,25 +88,6 @@ def resolve_target(target: str | Path) -> Target:
     return Target(path)
 
 
-def load_model(path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE):
-    """``keras.saving.load_model`` in safe mode; a refusal or a broken file becomes a ModelLoadError."""
-    from seqcli import limits
-    from seqcli.build import check_model_file_memory
-    from seqcli.keras_env import import_keras
-
-    keras = import_keras()
-    limits.check_model_file(path, "model")
-    check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
-        text = " ".join(str(error).split())
-        unsafe = "safe_mode" in text or "unsafe" in text.lower()
-        hint = ("safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
-                if unsafe else "check that the file is a complete .keras model")
-        raise ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint) from None
-
-
 def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | Path | None = None,
                    batch_size: int | None = None) -> Evaluation:
     """Loss and metrics of a trained model on a data source (default: the run's test or validation data)."""
@@ -120,12 +99,12 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
         raise ModelLoadError("no data to evaluate on", hint="pass --data SOURCE (e.g. --data data.npz), or --spec "
                                                              "SPEC to use its data.test or validation data")
     batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
-    model = load_model(resolved.model_path, batch_size=batch)
+    model = load_model_file(resolved.model_path, compile=True, batch_size=batch)
     if spec is not None or not getattr(model, "compiled", False):
         _compile_from(model, run_spec, resolved.model_path)
     run_seed = _run_seed(resolved) if spec is not None and data is None else None
     dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed, _model_input(model))
-    _check_input(model, dataset, label)
+    check_data_shape(model, dataset, label)
     try:
         metrics = model.evaluate(dataset, verbose=0, return_dict=True)
     except Exception as error:
@@ -144,12 +123,12 @@ def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy or .csv")
     check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
-    _check_output(output)
+    check_writable_file(output)
     resolved = resolve_target(target)
-    model = load_model(resolved.model_path, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+    model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(data, Path.cwd(), batch_size=batch_size or DEFAULT_BATCH_SIZE, labels=False,
                                  where="--data", input_shape=_model_input(model))
-    _check_input(model, dataset, data)
+    check_data_shape(model, dataset, data)
     try:
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
@@ -255,18 +234,6 @@ def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | No
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 
 
-def _check_input(model, dataset, label: str) -> None:
-    element = dataset.element_spec
-    sample = (element[0] if isinstance(element, tuple) else element).shape[1:]
-    expected = tuple(model.input_shape[1:]) if getattr(model, "input_shape", None) else None
-    if expected is not None and len(expected) == len(sample) and all(
-            e is None or s is None or e == s for e, s in zip(expected, sample)):
-        return
-    if expected is not None:
-        raise SeqError(f"{label}: samples have shape {tuple(sample)}, but the model takes {expected}",
-                       hint="give data shaped like the data the model was trained on")
-
-
 def _predict_inputs(target: str | Path, data: str) -> list[Path]:
     """What ``seq predict`` reads: the data, the model file and a run's spec and metrics."""
     target = Path(target)
@@ -274,28 +241,8 @@ def _predict_inputs(target: str | Path, data: str) -> list[Path]:
     return [path for path in (Path(data), target, *run_files) if path.exists()]
 
 
-def _check_output(output: Path) -> None:
-    """Before anything slow: the output's folder exists (or is made) and takes a file."""
-    from seqcli.files import write_probe
-
-    if output.parent.exists() and not output.parent.is_dir():
-        raise SeqError(f"cannot write {output}: {output.parent} is a file", hint="choose another --output")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SeqError(f"cannot create the folder of {output}: {error.strerror or error}",
-                       hint="choose another --output, or fix the permissions of its folder") from None
-    if output.is_dir():
-        raise SeqError(f"{output} is a directory", hint="give a file name ending in .npy or .csv")
-    try:
-        write_probe(output.parent)
-    except OSError as error:
-        raise SeqError(f"cannot write {output}: {error.strerror or error}",
-                       hint="choose another --output, or fix the permissions of its folder") from None
-
-
 def _raise_runtime(error: Exception, label: str):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if isinstance(error, (tf.errors.InvalidArgumentError, ValueError)):
         lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]

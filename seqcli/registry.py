@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import inspect
 
+from seqcli.keras_env import import_keras
+
 # Layers that run user code, wrap foreign frameworks, or need several inputs: none fits a spec'd Sequential stack.
 EXCLUDED_LAYERS = {
     "Lambda": "it runs arbitrary Python code",
@@ -67,7 +69,7 @@ def public_classes(namespace, base: type = object) -> dict[str, type]:
 @functools.cache
 def layer_classes() -> dict[str, type]:
     """Every built-in ``keras.layers`` class a spec may use, by its public name."""
-    import keras
+    keras = import_keras()
 
     return {name: cls for name, cls in public_classes(keras.layers, keras.layers.Layer).items()
             if name not in EXCLUDED_LAYERS and not _is_cell(name)}
@@ -76,7 +78,7 @@ def layer_classes() -> dict[str, type]:
 @functools.cache
 def object_classes(module: str) -> dict[str, type]:
     """Public classes of keras.initializers / regularizers / constraints, by name."""
-    import keras
+    keras = import_keras()
 
     return public_classes(getattr(keras, module))
 

@@ -10,12 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from seqcli.errors import format_problem
-
-
-def shape_text(shape) -> str:
-    if shape is None:
-        return "?"
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+from seqcli.shapes import shape_text
 
 
 def human_bytes(count: int) -> str:

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
-from seqcli.freeze import apply_freeze, is_batchnorm, walk_layers
+from seqcli.files import resolve_path
+from seqcli.models import check_weights_file
 from seqcli.outputs import check_output_folder, exclusive_lock, record_members
+from seqcli.trainable import apply_freeze, is_batchnorm, walk_layers
 from seqcli.training import Reporter, RunDirectory, TrainOptions, TrainResult, train_spec
 
 DEFAULT_FINE_TUNE_LR = 1e-5
@@ -91,9 +93,9 @@ def plan_transfer(options: TransferOptions) -> TransferPlan:
     base = _base_name(spec, built)
     weights = options.weights or (section.weights if section else None)
     if weights is not None and options.weights is None:
-        weights = str(applications.resolve_path(weights, spec.base_dir))
-    if weights is not None and not Path(weights).is_file():
-        raise TransferError(f"no such weights file: {weights}", hint="--weights takes a .weights.h5 or .keras file")
+        weights = str(resolve_path(weights, spec.base_dir))
+    if weights is not None:
+        check_weights_file(weights)
     if base is None and weights is None:
         raise TransferError("this spec has no pretrained base, so transfer needs the whole model's pretrained weights",
                             hint="pass --weights FILE (a .weights.h5 or .keras from a model built from this spec), "

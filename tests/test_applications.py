@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import WeightsError, build_model, model_from_spec
+from seqcli.build import build_model, model_from_spec
 from seqcli.cli import cli
 from seqcli.errors import SpecError
-from seqcli.inspect import inspect_spec
+from seqcli.models import WeightsError
 from seqcli.render import problems_text
+from seqcli.report import inspect_spec
 from seqcli.spec import load_spec
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, tiny_mobilenet
 
@@ -238,16 +239,3 @@ def test_weights_that_do_not_fit_say_so(write_spec, tmp_path):
     with pytest.raises(WeightsError) as raised:
         model_from_spec(load_spec(path), weights=tmp_path / "other.weights.h5")
     assert "cannot load" in raised.value.message and "same spec" in raised.value.hint
-
-
-def test_paths_of_bases_can_be_made_absolute(tmp_path):
-    from seqcli.applications import absolute_paths
-
-    data = {"layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": "b.weights.h5"}},
-                       {"Xception": {"weights": "imagenet"}}, {"Model": {"path": "sub/m.keras"}}],
-            "transfer": {"weights": "w.keras", "epochs": 2}}
-    assert absolute_paths(data, tmp_path) == {
-        "layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": str(tmp_path / "b.weights.h5")}},
-                   {"Xception": {"weights": "imagenet"}}, {"Model": {"path": str(tmp_path / "sub" / "m.keras")}}],
-        "transfer": {"weights": str(tmp_path / "w.keras"), "epochs": 2}}
-    assert data["layers"][1] == {"MobileNetV2": {"weights": "b.weights.h5"}}

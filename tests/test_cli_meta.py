@@ -90,12 +90,12 @@ def test_shipped_specs_validate_against_the_schema():
 
 
 def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
-    import seqcli.inspect
+    import seqcli.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\ninside broke")
 
-    monkeypatch.setattr(seqcli.inspect, "inspect_spec", broken)
+    monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
     monkeypatch.delenv("SEQ_DEBUG", raising=False)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
     assert result.exit_code == 1
@@ -115,3 +115,18 @@ def test_a_keras_backend_set_for_other_work_does_not_leak_in():
                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["params"] == 25
+
+
+def test_exit_statuses_are_one_table():
+    import signal
+
+    from seqcli.cli import exit_status
+    from seqcli.errors import SeqError
+    from seqcli.exit_status import ExitStatus
+
+    assert [int(s) for s in ExitStatus] == [0, 1, 2, 130, 143]
+    assert exit_status(SeqError("x")) == ExitStatus.ERROR
+    stopped = SeqError("stopped")
+    stopped.signum = signal.SIGTERM
+    assert exit_status(stopped) == ExitStatus.SIGTERM
+    assert ExitStatus.for_signal(signal.SIGHUP) == ExitStatus.SIGINT

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcli.data import DataError, Datasets, keras_home, load_arrays, load_datasets, load_source, split_indices
+from seqcli.data import DataError, Datasets, load_arrays, load_datasets, load_source, split_indices
+from seqcli.keras_env import keras_home
 
 REPO = Path(__file__).resolve().parent.parent
 

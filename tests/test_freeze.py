@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from seqcli.build import build_model, model_from_spec
 from seqcli.cli import cli
-from seqcli.freeze import FreezeError, apply_freeze, is_batchnorm, walk_layers
 from seqcli.spec import load_spec
+from seqcli.trainable import FreezeError, apply_freeze, is_batchnorm, walk_layers
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights
 
 GUIDE = ("name: guide_transfer\nlayers:\n  - Input: {shape: [784]}\n  - Dense: {units: 32, activation: relu}\n"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from seqcli.inspect import inspect_spec
 from seqcli.render import problems_text
+from seqcli.report import inspect_spec
 
 ALIAS_BOMB = "\n".join(
     ["a: &a [x, x, x, x, x, x, x, x, x, x]"]

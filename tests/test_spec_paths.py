@@ -174,3 +174,18 @@ def test_a_value_set_on_the_command_line_is_the_users_choice(project, outside_vo
 def test_every_command_that_reads_a_spec_takes_allow_path():
     for command in ("summary", "check", "train", "transfer", "extract", "freeze", "evaluate"):
         assert "--allow-path DIR" in run(command, "--help").stdout, command
+
+
+def test_every_file_a_spec_names_can_be_made_absolute(tmp_path):
+    from seqcli.spec.paths import absolute_file_fields
+
+    data = {"layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": "b.weights.h5"}},
+                       {"Xception": {"weights": "imagenet"}}, {"Model": {"path": "sub/m.keras"}}],
+            "data": {"train": "d.npz", "test": "mnist:test"}, "transfer": {"weights": "w.keras", "epochs": 2}}
+    root = tmp_path.resolve()
+    assert absolute_file_fields(data, root) == {
+        "layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": str(root / "b.weights.h5")}},
+                   {"Xception": {"weights": "imagenet"}}, {"Model": {"path": str(root / "sub" / "m.keras")}}],
+        "data": {"train": str(root / "d.npz"), "test": "mnist:test"},
+        "transfer": {"weights": str(root / "w.keras"), "epochs": 2}}
+    assert data["transfer"]["weights"] == "w.keras"  # the spec's own data is left as it was

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import os
 import re
 import stat
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Problem
+from seqcli.files import resolve_path
 from seqcli.spec.sections import KERAS_DATASET_NAMES
 from seqcli.spec.yamlload import Document, PathKey
 
@@ -47,12 +49,6 @@ class FileField:
     value: str
     cap: int
     directory_ok: bool = False  # an image folder is a data source
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    """A file named in a spec, relative to the spec's folder (``~`` expanded, nothing resolved)."""
-    resolved = Path(os.path.expanduser(path))
-    return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
 @contextlib.contextmanager
@@ -95,6 +91,18 @@ def file_fields(data: Any) -> list[FileField]:
     if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
         fields.append(FileField(("transfer", "weights"), transfer["weights"], DATA_FILE_CAP))
     return fields
+
+
+def absolute_file_fields(data: dict, base_dir: Path) -> dict:
+    """A copy of a spec's plain data with every file it names (:func:`file_fields`) made absolute and
+    resolved: for a copy of the spec kept elsewhere, and for comparing a spec with a checkpoint's record."""
+    data = copy.deepcopy(data)
+    for field in file_fields(data):
+        parent = data
+        for key in field.path[:-1]:
+            parent = parent[key]
+        parent[field.path[-1]] = str(resolve_path(field.value, base_dir).resolve())
+    return data
 
 
 def layer_files(value: Any, path: PathKey) -> list[FileField]:

@@ -155,7 +155,9 @@ def restore_metrics(path: str | Path, model, strategy=None) -> bool:
 
 def _assign_on_first_replica(strategy, variables, values) -> bool:
     """Metric totals are summed over replicas when read: give replica 0 the totals, the others zero."""
-    import tensorflow as tf
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
 
     def assign():
         first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)

@@ -347,10 +347,9 @@ def _keep_ema_weights(optimizer, *, partial: bool):
 
 def _raise_training_error(error: Exception):
     """TensorFlow's runtime errors (bad labels, NaN checks, out of memory) as a SeqError; anything else as is."""
-    from seqcli.keras_env import import_keras
+    from seqcli.keras_env import import_tensorflow
 
-    import_keras()
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):
         text = str(error).strip().splitlines()

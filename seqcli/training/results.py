@@ -89,11 +89,10 @@ class TensorBoardWriter:
     def write(self, row: dict) -> None:
         if self.directory is None:
             return
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
+        from seqcli.keras_env import import_tensorflow, scalar_summary_metadata
 
-        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name="scalars"))
+        tf = import_tensorflow()
+        metadata = scalar_summary_metadata()
         for key, value in row.items():
             if key in ("epoch", "seconds") or not isinstance(value, float):
                 continue

@@ -12,15 +12,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from seqcli.applications import APPLICATIONS, SAVED_MODEL, absolute_paths, resolve_path
-from seqcli.data import KERAS_DATASETS
 from seqcli.spec import Spec, format_path
+from seqcli.spec.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState, read_state
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
 # Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
 RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
-KERAS_DATASET_NAMES = tuple(KERAS_DATASETS)
 HASHED_FILE_BYTES = 50 << 20  # input files up to this size are compared by sha256 on resume, larger by mtime
 
 
@@ -47,33 +45,8 @@ def comparable_spec(spec: Spec, seed: int | None) -> dict:
 
 
 def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
-    """A spec's plain data with every file it names made absolute: data sources (Keras dataset names stay
-    as they are), bases' weights and saved models, ``transfer.weights``; for a copy of the spec kept
-    elsewhere, and for comparing a spec with the one a checkpoint records."""
-    data = absolute_paths(data, base_dir)
-    if isinstance(data.get("data"), dict):
-        data["data"] = _absolute_sources(data["data"], base_dir)
-    return data
-
-
-def _absolute_sources(data: dict, base_dir: Path) -> dict:
-    data = dict(data)
-    for key in ("train", "validation", "test"):
-        source = data.get(key)
-        if isinstance(source, str) and source.partition(":")[0] not in KERAS_DATASET_NAMES:
-            data[key] = _absolute(source, base_dir)
-        elif isinstance(source, dict):
-            source = dict(source)
-            if isinstance(source.get("path"), str):
-                source["path"] = _absolute(source["path"], base_dir)
-            if isinstance(source.get("y"), str) and source["y"].lower().endswith(".npy"):
-                source["y"] = _absolute(source["y"], base_dir)
-            data[key] = source
-    return data
-
-
-def _absolute(path: str, base_dir: Path) -> str:
-    return str(resolve_path(path, base_dir).resolve())
+    """A spec's plain data with every file it names made absolute (:func:`seqcli.spec.paths.file_fields`)."""
+    return absolute_file_fields(data, base_dir)
 
 
 def input_files(spec: Spec) -> dict[str, dict]:
@@ -85,24 +58,8 @@ def input_files(spec: Spec) -> dict[str, dict]:
 
 
 def _step_files(data: dict) -> list[str]:
-    paths = []
-    section = data.get("data") if isinstance(data.get("data"), dict) else {}
-    for key in ("train", "validation"):
-        source = section.get(key)
-        if isinstance(source, str) and source.partition(":")[0] not in KERAS_DATASET_NAMES:
-            paths.append(source)
-        elif isinstance(source, dict):
-            paths += [source[name] for name in ("path", "y") if isinstance(source.get(name), str)
-                      and (name == "path" or source[name].lower().endswith(".npy"))]
-    for entry in data.get("layers") or []:
-        for name, args in (entry.items() if isinstance(entry, dict) else ()):
-            key = "path" if name == SAVED_MODEL else "weights" if name in APPLICATIONS else None
-            if key and isinstance(args, dict) and isinstance(args.get(key), str) and args[key] != "imagenet":
-                paths.append(args[key])
-    transfer = data.get("transfer")
-    if isinstance(transfer, dict) and isinstance(transfer.get("weights"), str):
-        paths.append(transfer["weights"])
-    return list(dict.fromkeys(paths))
+    """The files that decide a run's steps: every file the spec names but ``data.test``."""
+    return list(dict.fromkeys(field.value for field in file_fields(data) if field.path[:2] != ("data", "test")))
 
 
 def _file_digest(path: Path) -> dict:

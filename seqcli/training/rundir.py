@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.errors import SeqError
-from seqcli.files import write_probe
+from seqcli.files import probe_directory, temporary_prefix
 from seqcli.outputs import MANIFEST, record_members, remove_members
 
 
@@ -102,7 +102,7 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot create output directory {self.path}: {error.strerror or error}",
                                     hint="choose another --output, or fix the permissions of its parent") from None
         try:
-            write_probe(self.path)
+            probe_directory(self.path, temporary_prefix("probe"))
         except OSError as error:
             raise RunDirectoryError(f"cannot write to output directory {self.path}: {error.strerror or error}",
                                     hint="choose another --output, or fix its permissions") from None

@@ -225,7 +225,7 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
-    from seqcli.render import shape_text
+    from seqcli.shapes import shape_text
 
     first = spec.layers[0]
     path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))

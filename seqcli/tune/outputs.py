@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.files import atomic_path, write_text_atomic
@@ -12,6 +13,17 @@ from seqcli.spec.dump import dump_spec
 from seqcli.spec.yamlload import read_spec_file
 
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+
+
+@dataclass
+class TuneResult:
+    output: Path
+    objective: str
+    direction: str
+    total: int
+    rows: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    files: list[Path] = field(default_factory=list)
 
 
 def trial_rows(study, parameters) -> list[dict]:
@@ -47,8 +59,6 @@ def best_row(rows: list[dict], direction: str) -> dict | None:
 
 
 def write_outputs(plan, study):
-    from seqcli.tune.runner import TuneResult
-
     rows = trial_rows(study, plan.parameters)
     output = plan.output
     result = TuneResult(output=output, objective=plan.objective, direction=plan.direction, total=plan.total,

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seqcli.errors import SeqError
 from seqcli.spec import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
+from seqcli.tune.outputs import TuneResult, write_outputs
 from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
 from seqcli.tune.study import (
     TuneError,
@@ -107,17 +108,6 @@ class TunePlan:
     pruning: bool
 
 
-@dataclass
-class TuneResult:
-    output: Path
-    objective: str
-    direction: str
-    total: int
-    rows: list[dict] = field(default_factory=list)
-    best: dict | None = None
-    files: list[Path] = field(default_factory=list)
-
-
 def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> TuneResult | None:
     """Run the study to its total (continuing one that exists) and write its results; a worker process
     (``worker_index`` set) only runs trials and returns None."""
@@ -136,7 +126,6 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
             _run_worker_processes(plan, options, reporter)
         else:
             _run_worker(plan, study, storage, reporter, index, options)
-        from seqcli.tune.outputs import write_outputs
 
         return write_outputs(plan, study)
     _run_worker(plan, study, storage, reporter, index, options)
@@ -232,7 +221,7 @@ class _StopBetweenTrials:
 def _run_worker(plan: TunePlan, study, storage, reporter: TuneReporter, index: int, options: TuneOptions) -> None:
     from optuna.storages import fail_stale_trials
 
-    from seqcli.tune.study import make_sampler
+    from seqcli.tune.space import make_sampler
 
     # Workers (and continued studies) draw different random streams from one seed.
     study.sampler = make_sampler(plan.spec.tune, plan.parameters,

@@ -259,8 +259,6 @@ def _engine_problems(spec: Spec, section: TuneSection, parameters: list[Paramete
         import optuna  # noqa: F401  (seq check without the tune extra checks all but Optuna's arguments)
     except ImportError:
         return problems
-    from seqcli.tune.study import make_pruner, make_sampler
-
     for key, make in (("sampler", lambda: make_sampler(section, parameters, seed=0)),
                       ("pruner", lambda: make_pruner(section, epochs=epochs_of(spec)))):
         if key == "sampler" and problems:
@@ -315,3 +313,28 @@ def _assign(data: Any, path: PathKey, value: Any) -> None:
             child = data[part] = {}
         data = child
     data[path[-1]] = value
+
+
+def make_sampler(section, parameters: list[Parameter], *, seed: int):
+    import optuna
+
+    name, arguments = named(section.sampler)
+    arguments.setdefault("seed", seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({p.name: p.grid_values() for p in parameters}, **arguments)
+    if name == "random":
+        return optuna.samplers.RandomSampler(**arguments)
+    return optuna.samplers.TPESampler(**arguments)
+
+
+def make_pruner(section, *, epochs: int):
+    import optuna
+
+    name, arguments = named(section.pruner)
+    if name == "none":
+        return optuna.pruners.NopPruner(**arguments)
+    if name == "hyperband":
+        arguments.setdefault("min_resource", 1)
+        arguments.setdefault("max_resource", epochs)
+        return optuna.pruners.HyperbandPruner(**arguments)
+    return optuna.pruners.MedianPruner(**arguments)

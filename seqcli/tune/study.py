@@ -24,7 +24,7 @@ from typing import Any
 
 from seqcli.errors import SeqError
 from seqcli.spec import Spec
-from seqcli.tune.space import Parameter, direction_of, epochs_of, named, parameters_of
+from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
 HOST = socket.gethostname()
 HEARTBEAT_SECONDS = 5
@@ -51,31 +51,6 @@ def require_optuna():
 
 def default_storage(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'study.db'}"
-
-
-def make_sampler(section, parameters: list[Parameter], *, seed: int):
-    import optuna
-
-    name, arguments = named(section.sampler)
-    arguments.setdefault("seed", seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler({p.name: p.grid_values() for p in parameters}, **arguments)
-    if name == "random":
-        return optuna.samplers.RandomSampler(**arguments)
-    return optuna.samplers.TPESampler(**arguments)
-
-
-def make_pruner(section, *, epochs: int):
-    import optuna
-
-    name, arguments = named(section.pruner)
-    if name == "none":
-        return optuna.pruners.NopPruner(**arguments)
-    if name == "hyperband":
-        arguments.setdefault("min_resource", 1)
-        arguments.setdefault("max_resource", epochs)
-        return optuna.pruners.HyperbandPruner(**arguments)
-    return optuna.pruners.MedianPruner(**arguments)
 
 
 def make_storage(url: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from seqcli.build import BuiltModel, build_model
 from seqcli.errors import Problem, SpecError, clean_message
-from seqcli.render import shape_text
+from seqcli.shapes import shape_text
 from seqcli.spec import Spec, read_spec
 from seqcli.spec.paths import file_fields
 

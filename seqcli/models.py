@@ -1,0 +1,175 @@
+"""Model files in and out: the one place seq reads a ``.keras`` model, loads weights, or saves a model.
+
+- :func:`load_model_file` loads a ``.keras`` model in Keras's safe mode, always: a file that would
+  run code when loaded (a Lambda layer's pickled bytecode) is refused, never trusted;
+  :func:`load_model_architecture` makes the same model from the archive's config alone (no weights).
+- :func:`load_weights` loads a ``.weights.h5`` file, or the weights of a ``.keras`` file, into a built
+  model, after :func:`check_weights_file`, the one check of a weights file.
+- :func:`save_model` writes a model atomically: a failed write leaves the previous file intact.
+- :func:`check_data_shape` says whether a dataset's samples fit a model's input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqcli import limits
+from seqcli.errors import SeqError, clean_message
+from seqcli.files import OutputError, atomic_path
+from seqcli.keras_env import import_keras
+from seqcli.shapes import shape_text
+
+WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
+
+
+class WeightsError(SeqError):
+    """A weights or model file that cannot be read, or does not fit the spec's model."""
+
+
+class ModelLoadError(SeqError):
+    """A model file Keras cannot load safely (or, for the verbs that take one, a run without a model)."""
+
+
+class DataShapeError(SeqError):
+    """Data whose samples do not fit the model's input."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int | None = None):
+    """Load a ``.keras`` model in safe mode: a file cannot make seq run code. ``compile`` restores the
+    compile settings saved with it. The archive, and with ``batch_size`` the memory to run batches of that
+    size (estimated from its config), are checked against the budget first. A missing, refused or broken
+    file is a :class:`ModelLoadError`."""
+    keras = import_keras()
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"no such model file: {path}")
+    limits.check_model_file(path, "model")  # an archive that would not fit in memory is refused unread
+    if batch_size is not None:
+        check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
+        raise _load_error(path, error) from None
+
+
+def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
+    """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
+    to run batches of ``batch_size``. Reads only the archive's config.json."""
+    from seqcli.memory import check_budget, estimate_memory
+
+    keras = import_keras()
+    config = limits.read_model_config(path, "model")
+    config.pop("compile_config", None)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception:  # the real load reports what is wrong with the file
+        return
+    if getattr(model, "built", False):
+        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
+
+
+def load_model_architecture(path: str | Path):
+    """The model a ``.keras`` file holds, made from its config in safe mode without reading any weights
+    (an abstract build's base). A refused or broken file is a :class:`ModelLoadError`."""
+    keras = import_keras()
+    path = Path(path)
+    config = limits.read_model_config(path, "Model")  # config.json alone, within a size cap
+    try:
+        config.pop("compile_config", None)
+        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except Exception as error:  # zipfile, JSON and Keras errors alike: the file is not a usable model
+        raise _load_error(path, error) from None
+
+
+def _load_error(path: Path, error: Exception) -> ModelLoadError:
+    text = " ".join(str(error).split())
+    unsafe = "safe_mode" in text or "unsafe" in text.lower()
+    hint = ("safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
+            if unsafe else "check that the file is a complete .keras model (written by model.save)")
+    return ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def check_weights_file(path: str | Path, *, written_as: str | None = None, base_dir: Path | None = None,
+                       suffixes: tuple[str, ...] = WEIGHTS_SUFFIXES) -> Path:
+    """Check that ``path`` is an existing weights file (by default a ``.weights.h5`` or ``.keras`` file; a
+    pretrained base's ``weights`` takes any ``.h5``); returns it as a Path.
+
+    ``written_as`` is the path as the user wrote it and ``base_dir`` the folder it is relative to (a
+    spec's), for the messages. Raises :class:`WeightsError`."""
+    path = Path(path)
+    shown = written_as if written_as is not None else str(path)
+    if not path.is_file():
+        relative = written_as is not None and base_dir is not None and not Path(written_as).is_absolute()
+        raise WeightsError(f"weights file not found: {path}",
+                           hint=f"{written_as!r} is relative to the spec's folder, {base_dir}" if relative else None)
+    if not path.name.endswith(suffixes):
+        kinds = ("a .weights.h5 file (model.save_weights) or a .keras model" if suffixes == WEIGHTS_SUFFIXES
+                 else " or ".join(f"a {suffix} file" for suffix in suffixes))
+        raise WeightsError(f"weights must be {kinds}; received {shown!r}")
+    return path
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Load weights into a built model from a ``.weights.h5`` file or the weights of a ``.keras`` file
+    (only its weights are read: no code or config from the file runs)."""
+    path = check_weights_file(path)
+    limits.check_model_file(path, "weights")  # an archive that would not fit in memory is refused unread
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
+        raise WeightsError(f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
+                           hint="the weights must come from a model built from the same spec "
+                                "(same layers in the same order, same shapes)") from None
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_model(model, target: str | Path) -> None:
+    """``model.save`` to ``target`` (a ``.keras`` file) atomically: a failed write leaves any previous file
+    intact. Raises :class:`~seqcli.files.OutputError`."""
+    target = Path(target)
+    with atomic_path(target, suffix=".keras") as temporary:
+        try:
+            model.save(temporary)
+        except OutputError:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot write {target}: {error.strerror or error}", cause=error,
+                              hint="the previous file, if any, is intact; free some space, or choose "
+                                   "another --output") from None
+
+
+# ----------------------------------------------------------------------------- data against the model
+
+
+def shape_fits(expected, received) -> bool:
+    """Whether samples of shape ``received`` fit an input of shape ``expected`` (both without the batch
+    dimension; None in either is any size)."""
+    return len(expected) == len(received) and all(
+        e is None or r is None or e == r for e, r in zip(expected, received))
+
+
+def sample_shape(dataset) -> tuple:
+    """The shape of one sample of a batched dataset (its inputs, when it yields ``(inputs, labels)``)."""
+    element = dataset.element_spec
+    return tuple((element[0] if isinstance(element, tuple) else element).shape[1:])
+
+
+def check_data_shape(model, dataset, label: str) -> None:
+    """Raise :class:`DataShapeError` when the samples of ``dataset`` (``label`` names it in the message)
+    do not fit the input of ``model``; a model without a known input shape takes anything."""
+    shape = getattr(model, "input_shape", None)
+    if not shape:
+        return
+    expected, received = tuple(shape[1:]), sample_shape(dataset)
+    if not shape_fits(expected, received):
+        raise DataShapeError(f"{label}: samples have shape {shape_text(received)}, but the model takes "
+                             f"{shape_text(expected)}", hint="give data shaped like the model's input")
