@@ -22,7 +22,7 @@ from typing import Any
 from seqcli import applications, registry
 from seqcli.errors import Problem, SeqError, clean_message, did_you_mean
 from seqcli.files import resolve_path
-from seqcli.keras_env import import_keras, snake_case
+from seqcli.keras_env import import_keras, snake_case, weightless_scope
 from seqcli.limits import human_size, parse_size
 from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
 from seqcli.models import ModelLoadError, WeightsError, check_weights_file, load_weights
@@ -123,7 +123,7 @@ def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None
     ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
     """
     keras = import_keras()
-    scope = keras.StatelessScope(initialize_variables=False) if abstract else contextlib.nullcontext()
+    scope = weightless_scope() if abstract else contextlib.nullcontext()
     with scope:
         return _Builder(spec, keras, abstract).build(input_shape, upto)
 

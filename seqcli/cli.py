@@ -108,8 +108,16 @@ def parse_shape(ctx, param, value: str | None):
     return shape
 
 
+def disable_color(ctx, param, value: bool) -> None:
+    """--no-color: the NO_COLOR convention (https://no-color.org), which rich honours, for this process."""
+    if value:
+        os.environ["NO_COLOR"] = "1"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqcli", prog_name="seq")
+@click.option("--no-color", is_flag=True, expose_value=False, is_eager=True, callback=disable_color,
+              help="Plain text without colors (also: the NO_COLOR environment variable).")
 def cli():
     """seq: a Keras Sequential model from a YAML spec, checked, trained and put to work.
 
@@ -493,6 +501,102 @@ def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> s
     for override in overrides:
         words += ["--set", override]
     return shlex.join([*words, "--resume"])
+
+
+# --- export / plot / import / init (deployment and tools) ----------------------------------------------------
+
+
+@cli.command("export")
+@click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["saved_model", "tflite", "onnx"]),
+              help="Artifact format.  [default: from --output: .tflite, .onnx, else saved_model]")
+@click.option("--output", "-o", required=True, type=click.Path(), help="The artifact: a folder for saved_model, "
+              "else a file (model.tflite, model.onnx).")
+@click.option("--data", "source", metavar="SOURCE",
+              help="Inputs to verify with: .npz/.npy/.csv, image folder...  [default: the run's data]")
+@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, metavar="N",
+              help="Inputs compared between Keras and the exported model.")
+@click.option("--overwrite", is_flag=True, help="Replace what is already at --output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@fail_on_seq_error
+def export_command(target, fmt, output, source, samples, overwrite, as_json):
+    """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
+
+    The artifact is loaded back in its own runtime and must predict what the Keras model predicts
+    on real inputs (within 1e-5) before it appears at --output; otherwise nothing is written.
+    ONNX needs: pip install 'seqcli[onnx]'.
+    """
+    from seqcli.export import export_model
+
+    result = export_model(target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo("\n".join(result.lines()))
+
+
+@cli.command("plot")
+@click.argument("source", metavar="SPEC_OR_RUN", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The image: .png or .svg.")
+@click.option("--curves", is_flag=True, help="Training curves of a run directory (the default for a run).")
+@click.option("--engine", type=click.Choice(["matplotlib", "graphviz"]), default="matplotlib", show_default=True,
+              help="graphviz uses keras.utils.plot_model and needs the 'dot' program.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@fail_on_seq_error
+def plot_command(source, output, curves, engine, overwrite):
+    """Draw a spec's (or a .keras model's) architecture, or a run's training curves.
+
+    One box per layer with its name, class, output shape and parameters; frozen layers are grey and
+    dashed, a pretrained base is one box. A spec is drawn without allocating weights.
+    """
+    from seqcli.plot import plot
+
+    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
+    layers = f" ({result.layers} layers)" if result.layers is not None else ""
+    click.echo(f"Wrote the {result.what}{layers} to {result.output}")
+
+
+@cli.command("import")
+@click.argument("model", metavar="MODEL.keras", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the spec here instead of stdout.")
+@click.option("--weights-out", type=click.Path(dir_okay=False), metavar="W.weights.h5",
+              help="Also write the model's weights, for 'seq train --set' or 'seq extract --weights'.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output or --weights-out.")
+@fail_on_seq_error
+def import_command(model, output, weights_out, overwrite):
+    """Turn a saved Keras Sequential model into a spec that builds the same model.
+
+    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a model
+    a spec cannot express (a Lambda, a functional graph, a custom class) is refused, naming the layer.
+    """
+    from seqcli.importer import import_model
+
+    result = import_model(model, output=output, weights_out=weights_out, overwrite=overwrite)
+    if output is None:
+        click.echo(result.text, nl=False)
+    else:
+        params = "unbuilt" if result.params is None else f"{result.params:,} params"
+        click.echo(f"Wrote the spec of '{result.model}' ({result.layers} layers, {params}) to {output}", err=True)
+    if result.weights is not None:
+        click.echo(f"Wrote its weights to {result.weights}", err=True)
+
+
+@cli.command("init")
+@click.argument("kind", type=click.Choice(["mlp", "cnn", "transfer"]))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@fail_on_seq_error
+def init_command(kind, file, force):
+    """Write a commented starter spec (mlp, cnn or transfer) that trains on a Keras dataset.
+
+    The spec passes 'seq check' as written; its first line points editors at the schema
+    ('seq schema -o seq.schema.json' beside it enables completion).
+    """
+    from seqcli.starters import write_starter
+
+    starter = write_starter(kind, file, force=force)
+    click.echo(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
+    click.echo(f"Next: seq check {starter.path} && seq train {starter.path}")
 
 
 def main():

@@ -129,6 +129,26 @@ def fresh_layer_names() -> Iterator[None]:
         global_state.set_global_attribute("object_name_uids", saved)
 
 
+@contextlib.contextmanager
+def weightless_scope() -> Iterator[None]:
+    """``keras.StatelessScope(initialize_variables=False)``: layers built inside get shapes but no weights.
+    The variables made inside are then forgotten, so no later Keras call gives them memory."""
+    # Private: Keras 3 (3.15) lists every variable made in such a scope in the global attribute
+    # "uninitialized_variables" of keras.src.backend.common.global_state, and the next StatelessScope to
+    # exit with initialize_variables=True (every symbolic call's compute_output_spec on TensorFlow)
+    # initializes them all: after `seq check` of a billion-parameter spec, the next real build in the
+    # same process (training, a tune trial) would allocate that model's weights, or fail on one already set.
+    keras = import_keras()
+    from keras.src.backend.common import global_state
+
+    before = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", before)
+
+
 # ----------------------------------------------------------------------------- TensorFlow private APIs
 
 

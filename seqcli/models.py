@@ -16,7 +16,7 @@ from pathlib import Path
 from seqcli import limits
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
-from seqcli.keras_env import import_keras
+from seqcli.keras_env import import_keras, weightless_scope
 from seqcli.shapes import shape_text
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
@@ -64,7 +64,7 @@ def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> 
     config = limits.read_model_config(path, "model")
     config.pop("compile_config", None)
     try:
-        with keras.StatelessScope(initialize_variables=False):
+        with weightless_scope():
             model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception:  # the real load reports what is wrong with the file
         return

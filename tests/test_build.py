@@ -1,14 +1,16 @@
 """The model seq builds from each guide spec is the hand-written Keras model of the guide."""
 
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
+from keras import layers
 
 from seqcli.build import build_model
 from seqcli.spec import load_spec
-from tests.conftest import SPECS
-
-keras = pytest.importorskip("keras")
-from keras import layers  # noqa: E402
+from tests.conftest import ROOT, SPECS
 
 
 def guide_models():
@@ -129,3 +131,25 @@ def test_nested_objects_and_wrapped_layers(write_spec):
     assert not built.problems
     assert built.output_shape == (None, 2)
     assert type(built.model.layers[0].forward_layer).__name__ == "LSTM"
+
+
+def test_a_weightless_build_leaves_no_weights_for_later_builds():
+    """A checked 12-billion-parameter spec must not get its weights the next time Keras initializes
+    variables (the next real build in the same process: training after the memory estimate, a tune trial).
+    Run under a 3 GB address-space limit, so a regression fails instead of swapping."""
+    code = ("import resource\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            "import numpy as np\n"
+            "from seqcli.build import build_model\n"
+            "from seqcli.keras_env import import_keras\n"
+            "from seqcli.spec import spec_from_text\n"
+            "huge = spec_from_text('layers:\\n  - Input: {shape: [4096]}\\n  - Dense: {units: 3000000}\\n')\n"
+            "assert build_model(huge, abstract=True).params == 4097 * 3000000\n"
+            "keras = import_keras()\n"
+            "class Double(keras.layers.Layer):\n"  # no compute_output_shape: Keras traces call in a StatelessScope
+            "    def call(self, x):\n"
+            "        return x * 2\n"
+            "small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), Double()])\n"
+            "print(tuple(small(np.zeros((1, 4), 'float32')).shape))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "(1, 2)", done.stderr[-3000:]

@@ -5,15 +5,31 @@ from __future__ import annotations
 import yaml
 
 
-def dump_spec(data: dict) -> str:
-    """YAML in the style specs are written in: lists of plain values inline (``shape: [8, 8, 1]``)."""
+class _Dumper(yaml.SafeDumper):
+    """Lists of plain values inline (``shape: [8, 8, 1]``); an :class:`_Inline` mapping on one line."""
 
-    class Dumper(yaml.SafeDumper):
-        pass
 
-    def represent_list(dumper, value):
-        flow = all(isinstance(item, (int, float, str, bool)) or item is None for item in value)
-        return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+class _Inline(dict):
+    pass
 
-    Dumper.add_representer(list, represent_list)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True)
+
+def _represent_list(dumper, value):
+    flow = all(isinstance(item, (int, float, str, bool)) or item is None for item in value)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+
+def _represent_inline(dumper, value):
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=True)
+
+
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(_Inline, _represent_inline)
+
+
+def dump_spec(data: dict, *, inline_layers: bool = False) -> str:
+    """YAML in the style specs are written in: lists of plain values inline; with ``inline_layers`` one
+    line per layer, ``- Dense: {units: 10}``, as the shipped specs are written."""
+    if inline_layers and isinstance(data.get("layers"), list):
+        data = {**data, "layers": [{name: _Inline(args or {}) for name, args in entry.items()}
+                                   for entry in data["layers"]]}
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)

@@ -1,0 +1,260 @@
+"""``seq plot``: a model's architecture as a diagram, or a run's training curves, drawn with matplotlib.
+
+A Sequential model is a chain, so no graph layout (Graphviz's ``dot``) is needed: one box per layer, top
+to bottom, with its name, class, output shape and parameters; frozen layers are grey and say so, and a
+pretrained base is one box with the number of layers inside. A spec is drawn from its weightless
+(abstract) build; a ``.keras`` file is loaded in safe mode.
+
+Integration points (existing functions used here): ``seqcli.inspect.inspect_spec`` (the abstract build),
+``seqcli.build.load_model_file`` (a .keras file in safe mode), ``seqcli.predict.resolve_target`` and
+``seqcli.train.plot_curves`` (the run's curves.png, drawn the same way).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqcli.errors import SeqError, clean_message
+
+IMAGE_FORMATS = (".png", ".svg")
+BOX_HEIGHT, GAP, WIDTH = 0.62, 0.38, 5.2  # inches
+FROZEN_COLOR, TRAINABLE_COLOR, PARTLY_COLOR, INPUT_COLOR = "#d9d9d9", "#dbe9f6", "#fde9c9", "#e8f3e0"
+
+
+class PlotError(SeqError):
+    """A diagram or curves that cannot be drawn from what was given."""
+
+
+@dataclass
+class Box:
+    """One layer as the diagram shows it."""
+
+    name: str
+    class_name: str
+    output_shape: tuple | None
+    params: int | None
+    trainable: str = "yes"  # "yes", "no" or "partly"
+    inner_layers: int | None = None
+
+    def title(self) -> str:
+        inner = f", {self.inner_layers} layers" if self.inner_layers is not None else ""
+        return f"{self.name}  ({self.class_name}{inner})"
+
+    def detail(self) -> str:
+        from seqcli.shapes import shape_text
+
+        params = "?" if self.params is None else f"{self.params:,} params"
+        frozen = {"no": "  ·  frozen", "partly": "  ·  partly frozen"}.get(self.trainable, "")
+        return f"output {shape_text(self.output_shape)}  ·  {params}{frozen}"
+
+
+@dataclass
+class Diagram:
+    title: str
+    input_shape: tuple | None
+    boxes: list[Box]
+    params: int | None
+    trainable_params: int | None
+
+
+@dataclass
+class Plotted:
+    output: Path
+    what: str  # "architecture" or "curves"
+    layers: int | None = None
+
+
+def plot(source: str | Path, output: str | Path, *, curves: bool = False, engine: str = "matplotlib",
+         overwrite: bool = False) -> Plotted:
+    """Draw ``source`` to ``output`` (.png or .svg): a run folder's curves, else the architecture of a spec or
+    a .keras file (``curves`` asks for the curves explicitly). An existing ``output`` is replaced only with
+    ``overwrite``, and never when it is ``source``."""
+    from seqcli.outputs import check_output_file
+
+    source, output = Path(source), Path(output)
+    if output.suffix.lower() not in IMAGE_FORMATS:
+        raise PlotError(f"cannot tell the image format of {output}", hint="end --output with .png or .svg")
+    check_output_file(output, inputs=[source], overwrite=overwrite)
+    if curves or source.is_dir() and engine == "matplotlib":
+        return plot_run_curves(source, output)
+    if engine == "graphviz":
+        return plot_with_graphviz(source, output)
+    diagram = diagram_for(source)
+    draw_diagram(diagram, output)
+    return Plotted(output, "architecture", len(diagram.boxes))
+
+
+def diagram_for(source: Path) -> Diagram:
+    """The boxes of a spec (abstract build, no weights) or of a saved model."""
+    if source.suffix == ".keras":
+        return _model_diagram(_load_model(source))
+    from seqcli.report import inspect_spec
+
+    report = inspect_spec(source)
+    if not report.ok:
+        raise report.error()
+    built = report.built
+    if not built.built:
+        raise PlotError(f"{source} has no input shape, so its output shapes are unknown",
+                        hint="start 'layers' with '- Input: {shape: [...]}'")
+    boxes = [Box(row.name, row.class_name, row.output_shape, row.params,
+                 "partly" if row.partly_trainable else "yes" if row.trainable else "no", row.inner_layers)
+             for row in built.rows]
+    return Diagram(report.model_name or "sequential", (None, *built.input_shape), boxes, built.params,
+                   built.trainable_params)
+
+
+def _load_model(path: Path):
+    from seqcli.models import load_model_file
+
+    return load_model_file(path)
+
+
+def _model_diagram(model) -> Diagram:
+    boxes = []
+    for layer in model.layers:
+        trainable_count = sum(math.prod(w.shape) for w in layer.trainable_weights)
+        count = layer.count_params()
+        state = "no" if not layer.trainable or (count and not trainable_count) else (
+            "partly" if trainable_count < count else "yes")
+        inner = len(layer.layers) if hasattr(layer, "layers") and hasattr(layer, "inputs") else None
+        boxes.append(Box(layer.name, type(layer).__name__, tuple(layer.output.shape), count, state, inner))
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    return Diagram(model.name, tuple(model.input_shape), boxes, model.count_params(), trainable)
+
+
+def draw_diagram(diagram: Diagram, output: Path) -> None:
+    """The chain of boxes, input at the top, with arrows; written atomically as PNG or SVG."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from seqcli.shapes import shape_text
+
+    rows = [Box("input", "Input", diagram.input_shape, None)] + diagram.boxes
+    height = len(rows) * (BOX_HEIGHT + GAP) - GAP + 0.8
+    figure, axes = _figure(WIDTH + 0.4, height)
+    axes.set_xlim(0, WIDTH + 0.4)
+    axes.set_ylim(0, height)
+    for index, box in enumerate(rows):
+        top = height - 0.6 - index * (BOX_HEIGHT + GAP)
+        is_input, is_base = index == 0, box.inner_layers is not None
+        color = INPUT_COLOR if is_input else {"no": FROZEN_COLOR, "partly": PARTLY_COLOR}.get(box.trainable,
+                                                                                          TRAINABLE_COLOR)
+        axes.add_patch(FancyBboxPatch((0.2, top - BOX_HEIGHT), WIDTH, BOX_HEIGHT, boxstyle="round,pad=0.02",
+                                      facecolor=color, edgecolor="#333333", linewidth=2.2 if is_base else 1,
+                                      linestyle="--" if box.trainable == "no" and not is_input else "-"))
+        center = 0.2 + WIDTH / 2
+        title = f"Input {shape_text(box.output_shape)}" if is_input else box.title()
+        axes.text(center, top - (BOX_HEIGHT / 2 if is_input else 0.2), title, ha="center", va="center",
+                  fontsize=9.5, fontweight="bold")
+        if not is_input:
+            axes.text(center, top - 0.45, box.detail(), ha="center", va="center", fontsize=8.5)
+        if index:
+            axes.add_patch(FancyArrowPatch((center, top + GAP), (center, top), arrowstyle="-|>", mutation_scale=12,
+                                           color="#333333", shrinkA=0, shrinkB=1))
+    totals = "" if diagram.params is None else (f"{diagram.params:,} params, {diagram.trainable_params:,} trainable")
+    axes.text(0.2 + WIDTH / 2, height - 0.25, f"{diagram.title}   {totals}", ha="center", va="center",
+              fontsize=11, fontweight="bold")
+    _save(figure, output)
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.set_axis_off()
+    return figure, axes
+
+
+def _save(figure, output: Path) -> None:
+    import matplotlib
+
+    from seqcli.files import atomic_path
+
+    suffix = output.suffix.lower()
+    # SVG text stays text (searchable, selectable) instead of glyph outlines.
+    with atomic_path(output, suffix=suffix) as temporary, matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(temporary, format=suffix[1:], dpi=110)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def plot_run_curves(run: Path, output: Path) -> Plotted:
+    """The curves of a run folder's history.csv, drawn like the run's own curves.png."""
+    history_path = run / "history.csv"
+    if not run.is_dir() or not history_path.is_file():
+        raise PlotError(f"{run} is not a run folder with a history.csv",
+                        hint="give a run directory written by 'seq train', or a spec or .keras file for its "
+                             "architecture")
+    if output.suffix.lower() != ".png":
+        raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
+    history = read_history(history_path)
+    if not history:
+        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
+    metrics = _read_json(run / "metrics.json")
+    from seqcli.training.results import plot_curves
+
+    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
+    return Plotted(output, "curves")
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv as rows of numbers (an empty cell, a metric not logged that epoch, is left out)."""
+    with open(path, newline="") as handle:
+        rows = []
+        for row in csv.DictReader(handle):
+            try:
+                rows.append({key: int(value) if key == "epoch" else float(value)
+                             for key, value in row.items() if value not in ("", None)})
+            except ValueError as error:
+                raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
+        return rows
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ----------------------------------------------------------------------------- Graphviz, where installed
+
+
+def plot_with_graphviz(source: Path, output: Path) -> Plotted:
+    """keras.utils.plot_model, which needs Graphviz's ``dot`` program (and pydot)."""
+    if shutil.which("dot") is None:
+        raise PlotError("--engine graphviz needs Graphviz's 'dot' program, which is not on PATH",
+                        hint="install Graphviz (e.g. apt-get install graphviz) and pydot, or leave out --engine: "
+                             "the default matplotlib engine needs neither")
+    from seqcli.files import atomic_path
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    if source.is_dir():
+        from seqcli.predict import resolve_target
+
+        source = resolve_target(source).model_path
+    if source.suffix == ".keras":
+        model = _load_model(source)
+    else:
+        from seqcli.build import model_from_spec
+        from seqcli.spec import load_spec
+
+        model = model_from_spec(load_spec(source))
+    try:
+        with atomic_path(output, suffix=output.suffix) as temporary:
+            keras.utils.plot_model(model, to_file=str(temporary), show_shapes=True, show_layer_names=True,
+                                   show_trainable=True, expand_nested=False)
+    except ImportError as error:
+        raise PlotError(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
+    return Plotted(output, "architecture", len(model.layers))

@@ -1,0 +1,152 @@
+"""`seq import`: a saved Keras Sequential model becomes a spec that builds the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqcli.build import build_model
+from seqcli.cli import cli
+from seqcli.spec import read_spec
+from tests.conftest import SPECS
+
+GUIDE_SPECS = sorted(p for p in SPECS.glob("*.yaml") if p.name != "xception_head.yaml")  # that one downloads
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def configs(model) -> list[dict]:
+    return [layer.get_config() for layer in model.layers]
+
+
+def without_names(value):
+    """A config without layer names: auto names (dense_7) depend on what else the process has built."""
+    if isinstance(value, dict):
+        return {k: without_names(v) for k, v in value.items() if k != "name"}
+    if isinstance(value, list):
+        return [without_names(v) for v in value]
+    return value
+
+
+def import_and_build(model, tmp_path, *extra):
+    """Save ``model``, import it with the CLI, build the spec it wrote; returns (spec text, rebuilt model)."""
+    model.save(tmp_path / "model.keras")
+    result = run("import", tmp_path / "model.keras", "--output", tmp_path / "imported.yaml", *extra)
+    assert result.exit_code == 0, result.output
+    built = build_model(read_spec(tmp_path / "imported.yaml"))
+    assert not built.problems, built.problems
+    return (tmp_path / "imported.yaml").read_text(), built.model
+
+
+@pytest.mark.parametrize("path", GUIDE_SPECS, ids=lambda p: p.stem)
+def test_every_guide_spec_round_trips(path, tmp_path):
+    original = build_model(read_spec(path)).model
+    text, rebuilt = import_and_build(original, tmp_path)
+    assert text.startswith("# yaml-language-server: $schema=./seq.schema.json\n")
+    assert configs(rebuilt) == configs(original)
+    assert rebuilt.name == original.name and rebuilt.built == original.built
+    if original.built:
+        assert rebuilt.count_params() == original.count_params()
+
+
+def test_defaults_and_auto_names_are_left_out(tmp_path):
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((6, 3)),
+        keras.layers.Conv1D(4, 3, padding="same", activation=None,
+                            kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                            kernel_regularizer=keras.regularizers.L2(0.05)),
+        keras.layers.Bidirectional(keras.layers.LSTM(5)),
+        keras.layers.Dropout(0.25, name="drop"),
+        keras.layers.Dense(2, activation="softmax", trainable=False),
+    ])
+    text, rebuilt = import_and_build(model, tmp_path)
+    assert text.splitlines()[2:] == [
+        "layers:",
+        "- Input: {shape: [6, 3]}",
+        "- Conv1D: {filters: 4, kernel_size: [3], padding: same, kernel_initializer: {GlorotUniform: {seed: 1}}, "
+        "kernel_regularizer: {L2: {l2: 0.05}}}",
+        "- Bidirectional: {layer: {LSTM: {units: 5}}}",
+        "- Dropout: {name: drop, rate: 0.25}",
+        "- Dense: {trainable: false, units: 2, activation: softmax}",
+    ]
+    assert without_names(configs(rebuilt)) == without_names(configs(model))
+    assert rebuilt.layers[2].name == "drop"
+
+
+def test_weights_out_gives_the_same_outputs(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(3)], name="hand_written")
+    model.layers[1].set_weights([np.full(8, 0.5, np.float32), np.full(8, 0.1, np.float32),
+                                 np.full(8, 0.2, np.float32), np.full(8, 2.0, np.float32)])
+    _, rebuilt = import_and_build(model, tmp_path, "--weights-out", tmp_path / "w.weights.h5")
+    rebuilt.load_weights(tmp_path / "w.weights.h5")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert rebuilt.name == "hand_written"
+
+
+def test_stdout_by_default(tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(tmp_path / "m.keras")
+    result = run("import", tmp_path / "m.keras")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("# yaml-language-server: $schema=./seq.schema.json\n"
+                             "# imported from m.keras by 'seq import'\n"
+                             "layers:\n- Input: {shape: [3]}\n- Dense: {units: 1}\n")
+
+
+def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
+    import keras
+
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "functional.keras")
+    result = run("import", tmp_path / "functional.keras")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'functional.keras'} holds a Functional model, not a "
+                                    "Sequential one\n")
+    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
+    keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.GlobalAveragePooling2D()]).save(
+        tmp_path / "based.keras")
+    result = run("import", tmp_path / "based.keras")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: layer '{base.name}' is a nested Functional model, which seq cannot "
+                                    "write as a spec\n")
+
+
+def test_a_lambda_or_custom_layer_is_refused_by_name():
+    import keras
+
+    from seqcli.importer import ImportModelError, spec_for_model
+
+    lambda_model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2, name="double")])
+    with pytest.raises(ImportModelError, match="layer 'double' is a Lambda, which cannot be used in a spec"):
+        spec_for_model(lambda_model)
+
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return x * 3
+
+    with pytest.raises(ImportModelError, match="layer 'triple' is a custom class .*Scale, not a built-in Keras"):
+        spec_for_model(keras.Sequential([keras.Input((3,)), Scale(name="triple")]))
+
+
+def test_an_existing_spec_needs_overwrite(tmp_path):
+    from seqcli.build import model_from_spec
+    from seqcli.spec import load_spec
+
+    model_from_spec(load_spec(SPECS / "three_layers.yaml")).save(tmp_path / "m.keras")
+    (tmp_path / "spec.yaml").write_text("# mine\n")
+    refused = run("import", tmp_path / "m.keras", "--output", tmp_path / "spec.yaml")
+    assert refused.exit_code == 1 and "add --overwrite" in refused.stderr
+    assert (tmp_path / "spec.yaml").read_text() == "# mine\n"
+    assert run("import", tmp_path / "m.keras", "--output", tmp_path / "m.keras", "--overwrite").exit_code == 1
+    assert run("import", tmp_path / "m.keras", "--output", tmp_path / "spec.yaml", "--overwrite").exit_code == 0
+    assert "- Dense:" in (tmp_path / "spec.yaml").read_text()

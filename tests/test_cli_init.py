@@ -1,0 +1,60 @@
+"""`seq init`: commented starter specs that pass `seq check`, with the editor schema modeline first."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from seqcli.cli import cli
+from seqcli.spec import read_spec
+
+MODELINE = "# yaml-language-server: $schema=./seq.schema.json"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("kind, dataset", [("mlp", "mnist"), ("cnn", "fashion_mnist"), ("transfer", "cifar10")])
+def test_each_starter_passes_check_and_names_a_keras_dataset(tmp_path, kind, dataset):
+    path = tmp_path / f"my-{kind}.yaml"
+    result = run("init", kind, path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (f"Wrote the {kind} starter 'my_{kind}' to {path}\n"
+                             f"Next: seq check {path} && seq train {path}\n")
+    text = path.read_text()
+    assert text.splitlines()[0] == MODELINE and text.count("\n# ") >= 3  # commented
+    checked = run("check", path, "--format", "json")
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)["specs"][0]
+    assert report["ok"] and report["model"] == f"my_{kind}" and report["output_shape"] == [None, 10]
+    spec = read_spec(path)
+    assert spec.resolved()["data"]["train"] == dataset
+
+
+def test_an_existing_file_is_kept_without_force(tmp_path):
+    path = tmp_path / "model.yaml"
+    path.write_text("mine\n")
+    refused = run("init", "cnn", path)
+    assert refused.exit_code == 1
+    assert refused.stderr == (f"error: {path} already exists\n"
+                              "  hint: pass --force to replace it, or choose another file name\n")
+    assert path.read_text() == "mine\n"
+    assert run("init", "cnn", path, "--force").exit_code == 0
+    assert path.read_text().startswith(MODELINE)
+
+
+def test_the_modeline_points_at_what_seq_schema_writes(tmp_path):
+    """The modeline's relative path resolves beside the spec, where 'seq schema -o seq.schema.json' writes."""
+    import jsonschema
+
+    from seqcli.spec.yamlload import parse_spec_text
+
+    assert run("schema", "-o", tmp_path / "seq.schema.json").exit_code == 0
+    assert run("init", "mlp", tmp_path / "model.yaml").exit_code == 0
+    schema_path = MODELINE.split("$schema=")[1]
+    schema = json.loads((tmp_path / schema_path).read_text())
+    data = parse_spec_text((tmp_path / "model.yaml").read_bytes()).data
+    assert not list(jsonschema.Draft202012Validator(schema).iter_errors(data))
