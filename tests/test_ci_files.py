@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import shutil
+import shlex
 import subprocess
+import sys
 
-import pytest
 import yaml
 
 from tests.conftest import ROOT, SPECS
@@ -26,13 +26,24 @@ def test_the_workflow_runs_check_with_github_annotations():
     assert "seq check specs/*.yaml --format github" in commands
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("pre-commit") is None, reason="pre-commit is not installed")
-def test_pre_commit_try_repo(tmp_path):
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+def test_pre_commit_accepts_the_manifest():
+    """pre-commit's own schema check of .pre-commit-hooks.yaml (pre-commit is in the test extra)."""
+    result = subprocess.run([sys.executable, "-m", "pre_commit", "validate-manifest", ".pre-commit-hooks.yaml"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_hook_fails_a_commit_with_a_broken_spec(tmp_path):
+    """What pre-commit runs: the hook's entry with the staged files its pattern selects."""
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "ok.yaml").write_text((SPECS / "three_layers.yaml").read_text())
-    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
-    result = subprocess.run(["pre-commit", "try-repo", str(ROOT), "seq-check", "--all-files"], cwd=tmp_path,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "specs" / "bad.yaml").write_text("layers:\n  - Dense: {units: 2, activaton: relu}\n")
+    (tmp_path / "notes.yaml").write_text("not: a spec\n")
+    staged = ["specs/ok.yaml", "specs/bad.yaml", "notes.yaml"]
+    selected = [name for name in staged if re.search(hook["files"], name)]
+    assert selected == ["specs/ok.yaml", "specs/bad.yaml"]
+    entry = [sys.executable, "-m", "seqcli", *shlex.split(hook["entry"])[1:]]
+    result = subprocess.run([*entry, *selected], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1 and "specs/bad.yaml:2:" in result.stdout + result.stderr
+    assert subprocess.run([*entry, "specs/ok.yaml"], cwd=tmp_path, capture_output=True).returncode == 0
