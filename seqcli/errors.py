@@ -65,6 +65,23 @@ class SeqError(Exception):
         return text
 
 
+class Interrupted(SeqError):
+    """SIGINT or SIGTERM stopped a command that can be resumed (``signum`` sets the exit status). The command
+    line sets ``resume_command`` to the command that continues the work in ``output``."""
+
+    def __init__(self, signum: int, message: str, output=None):
+        super().__init__(message)
+        self.signum = signum
+        self.output = output
+        self.resume_command: str | None = None
+
+    def render(self) -> str:
+        text = f"interrupted: {self.message}"
+        if self.resume_command:
+            text += f"\nresume with:\n  {self.resume_command}"
+        return text
+
+
 @dataclass
 class SpecError(SeqError):
     """One or more problems found in a spec, all reported together."""

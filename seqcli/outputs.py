@@ -229,7 +229,7 @@ def clean_stale(folder: Path, *, every_process: bool = False) -> list[Path]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if not every_process and (pid == os.getpid() or _alive(pid)):
+        if not every_process and (pid == os.getpid() or process_alive(pid)):
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir() and not entry.is_symlink():
@@ -240,7 +240,8 @@ def clean_stale(folder: Path, *, every_process: bool = False) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

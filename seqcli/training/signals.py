@@ -12,25 +12,16 @@ import signal
 import threading
 from pathlib import Path
 
-from seqcli.errors import SeqError
+from seqcli.errors import Interrupted
 
 
-class TrainingInterrupted(SeqError):
-    """SIGINT or SIGTERM stopped training. ``checkpoint`` is the file saved when training had started
-    (None when it had not); the command line sets ``resume_command`` to the command that resumes it."""
+class TrainingInterrupted(Interrupted):
+    """SIGINT or SIGTERM stopped training. ``checkpoint`` is the file saved when training had started (None
+    when it had not); ``output`` is the run directory to resume."""
 
     def __init__(self, signum: int, message: str, checkpoint: Path | None = None, output: Path | None = None):
-        super().__init__(message)
-        self.signum = signum
+        super().__init__(signum, message, output)
         self.checkpoint = checkpoint
-        self.output = output  # the run directory to resume
-        self.resume_command: str | None = None
-
-    def render(self) -> str:
-        text = f"interrupted: {self.message}"
-        if self.resume_command:
-            text += f"\nresume with:\n  {self.resume_command}"
-        return text
 
 
 class SignalGuard:

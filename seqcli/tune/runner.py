@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import SeqError
+from seqcli.errors import Interrupted, SeqError
 from seqcli.spec import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.outputs import TuneResult, write_outputs
@@ -36,21 +36,8 @@ from seqcli.tune.study import (
 )
 
 
-class TuneInterrupted(SeqError):
-    """Ctrl-C or SIGTERM stopped the study; the current trial is checkpointed and will be retried. The command
-    line sets ``resume_command`` to the command that continues the study in ``output``."""
-
-    def __init__(self, signum: int, message: str, output: Path):
-        super().__init__(message)
-        self.signum = signum
-        self.output = output
-        self.resume_command: str | None = None
-
-    def render(self) -> str:
-        text = f"interrupted: {self.message}"
-        if self.resume_command:
-            text += f"\nresume with:\n  {self.resume_command}"
-        return text
+class TuneInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM stopped the study; the current trial is checkpointed and will be retried."""
 
 
 @dataclass

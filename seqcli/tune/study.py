@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import SeqError
+from seqcli.outputs import process_alive
 from seqcli.spec import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
@@ -173,15 +174,7 @@ def reclaim_trials(study) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or process_alive(pid)
 
 
 @contextlib.contextmanager
