@@ -73,6 +73,12 @@ class TransferResult:
     plan: TransferPlan
     results: list[TrainResult] = field(default_factory=list)
 
+    def as_dict(self) -> dict:
+        """The blueprint and each phase's final metrics, for ``seq transfer --format json``."""
+        return {"blueprint": self.plan.blueprint, "base": self.plan.base,
+                "phases": [{"phase": phase.number, "title": phase.title, **result.as_dict()}
+                           for phase, result in zip(self.plan.phases, self.results)]}
+
 
 # ----------------------------------------------------------------------------- planning
 
