@@ -476,7 +476,7 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
 @cli.command("tune")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(file_okay=False),
-              help="Study directory: trial-NNNN/ runs, trials.csv, trials.png, best.yaml.  "
+              help="Study directory: trial-NNNN/ runs, trials.csv, study.json, trials.png, best.yaml.  "
                    "[default: runs/SPEC_NAME-tune]")
 @click.option("--trials", type=click.IntRange(min=1), metavar="N", help="Trials in all (sets tune.trials).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
