@@ -182,7 +182,7 @@ def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):
 @pytest.mark.parametrize("optimizer, expected", [("rmsprop", "RMSprop"), ("adam_w", "AdamW"), ("SGD", "SGD")])
 def test_fine_tuning_keeps_the_spec_optimizer(optimizer, expected):
     from seqcli.spec import spec_from_text
-    from seqcli.transfer import _optimizer_with
+    from seqcli.transfer import fine_tune_optimizer
 
     spec = spec_from_text(GUIDE.replace("{Adam: {learning_rate: 0.05}}", optimizer))
-    assert _optimizer_with(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}
+    assert fine_tune_optimizer(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}
