@@ -96,6 +96,17 @@ def memory_option(command):
                              "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]")(command)
 
 
+def result_format_option(command):
+    """``--format text|json``: the result for people, or as one JSON document on stdout (progress and notes
+    then go to stderr), for the commands that print a result."""
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        help="Print the result as text, or as JSON on stdout (progress goes to stderr).")(command)
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
 def parse_shape(ctx, param, value: str | None):
     if value is None:
         return None
@@ -240,10 +251,11 @@ def sample_progress(total: int):
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
+@result_format_option
 @allow_path_option
 @memory_option
 @fail_on_seq_error
-def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite):
+def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite, fmt):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
 
     The guide's feature extractor, keras.Model(inputs, outputs=[...]), streamed to disk batch by
@@ -260,6 +272,8 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     result = run_extract(spec, data=source, output=output, layers=list(layers) or None, weights=weights,
                          batch_size=batch_size, overrides=list(overrides), overwrite=overwrite,
                          progress_factory=sample_progress)
+    if fmt == "json":
+        return echo_json(result.as_dict())
     for name, shape in result.shapes.items():
         click.echo(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
     click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
@@ -276,10 +290,11 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="The frozen model, a .keras file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@result_format_option
 @allow_path_option
 @memory_option
 @fail_on_seq_error
-def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite):
+def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, fmt):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
 
     Frozen BatchNormalization layers run in inference mode. In a spec, a 'freeze:' section
@@ -291,6 +306,8 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite):
         raise click.UsageError("give --all-but-last N or --layer NAME_OR_GLOB")
     request = {"all_but_last": all_but_last, "layers": list(layers), "unfreeze": list(unfreeze)}
     report = freeze_file(source, output, request, weights=weights, overwrite=overwrite)
+    if fmt == "json":
+        return echo_json({"output": str(output), **report.as_dict()})
     for line in report.lines():
         click.echo(line)
     click.echo(f"Wrote {output}")
@@ -314,11 +331,12 @@ def parse_devices(ctx, param, value: str | None):
               help="Distribution strategy (sets distribute.strategy).")
 @click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (and the --format json result).")
+@result_format_option
 @allow_path_option
 @memory_option
 @fail_on_seq_error
-def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet):
+def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet, fmt):
     """Train the model a SPEC describes on its data, into a run directory.
 
     The run directory gets model.keras, the spec as trained, history.csv, metrics.json, curves.png,
@@ -329,7 +347,7 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
     from seqcli.training import TrainingInterrupted, TrainOptions, train_spec
 
     options = TrainOptions(spec, output, epochs, list(overrides), resume, overwrite, strategy, devices, virtual_cpus)
-    console = stdout_console()
+    console = stderr_console() if fmt == "json" else stdout_console()
     try:
         result = train_spec(options, make_reporter(console, quiet=quiet))
     except TrainingInterrupted as stop:
@@ -339,7 +357,9 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
                 flags={"--epochs": epochs, "--strategy": strategy, "--devices": ",".join(devices or []) or None,
                        "--virtual-cpus": virtual_cpus})
         raise
-    if not quiet:
+    if fmt == "json":
+        echo_json(result.as_dict())
+    elif not quiet:
         console.print(result_table(result))
 
 
@@ -407,12 +427,13 @@ def predict(target, source, output, batch_size, overwrite):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--resume", is_flag=True, help="Continue: finished phases are kept, an interrupted one resumes.")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (and the --format json result).")
+@result_format_option
 @allow_path_option
 @memory_option
 @fail_on_seq_error
 def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
-             overwrite, quiet):
+             overwrite, quiet, fmt):
     """Transfer learning, the guide's two blueprints: freeze, train the rest, optionally fine-tune.
 
     Without a pretrained base in the spec: load --weights into the model, freeze all layers but
@@ -426,7 +447,7 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
 
     options = TransferOptions(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr,
                               list(overrides), resume, overwrite)
-    console = stdout_console()
+    console = stderr_console() if fmt == "json" else stdout_console()
     plan = plan_transfer(options)
 
     def reporter_for(phase):
@@ -445,7 +466,9 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
                 flags={"--weights": weights, "--epochs": epochs, "--fine-tune-layers": fine_tune_layers,
                        "--fine-tune-epochs": fine_tune_epochs, "--fine-tune-lr": fine_tune_lr})
         raise
-    if not quiet:
+    if fmt == "json":
+        echo_json(result.as_dict())
+    elif not quiet:
         for phase_result in result.results:
             console.print(result_table(phase_result))
 
@@ -453,7 +476,7 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
 @cli.command("tune")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(file_okay=False),
-              help="Study directory: trial-NNNN/ runs, trials.csv, trials.png, best.yaml.  "
+              help="Study directory: trial-NNNN/ runs, trials.csv, study.json, trials.png, best.yaml.  "
                    "[default: runs/SPEC_NAME-tune]")
 @click.option("--trials", type=click.IntRange(min=1), metavar="N", help="Trials in all (sets tune.trials).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
@@ -462,8 +485,9 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
               "postgresql://user@host/db.  [default: sqlite:///OUTPUT/study.db]")
 @click.option("--resume", is_flag=True, help="Continue the study in --output (or --storage) to its total.")
 @click.option("--worker-index", type=int, hidden=True)
+@result_format_option
 @fail_on_seq_error
-def tune_command(spec, output, trials, workers, storage, resume, worker_index):
+def tune_command(spec, output, trials, workers, storage, resume, worker_index, fmt):
     """Search the spec's 'tune:' space with Optuna; every trial is a seq run in OUTPUT/trial-NNNN.
 
     The space is checked before the first trial (every path, type, choice and bound). Rerun the
@@ -474,8 +498,9 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index):
     from seqcli.render import tune_table
     from seqcli.tune.runner import TuneInterrupted, TuneOptions, tune_spec
 
-    console = stdout_console()
-    options = TuneOptions(spec, output, trials, workers, storage, resume, worker_index)
+    console = stderr_console() if fmt == "json" else stdout_console()
+    options = TuneOptions(spec, output, trials, workers, storage, resume, worker_index,
+                          workers_print_to_stderr=fmt == "json")
     try:
         result = tune_spec(options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None
                                               else ""))
@@ -485,6 +510,8 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index):
         raise
     if result is None:
         return
+    if fmt == "json":
+        return echo_json(result.as_dict())
     console.print(tune_table(result))
     if result.best is not None:
         console.print(f"Best: trial {result.best['trial']}, {result.objective} {result.best['value']:.6g}")
@@ -509,7 +536,8 @@ def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> s
 @cli.command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["saved_model", "tflite", "onnx"]),
-              help="Artifact format.  [default: from --output: .tflite, .onnx, else saved_model]")
+              help="Artifact format (for JSON output use --json).  "
+                   "[default: from --output: .tflite, .onnx, else saved_model]")
 @click.option("--output", "-o", required=True, type=click.Path(), help="The artifact: a folder for saved_model, "
               "else a file (model.tflite, model.onnx).")
 @click.option("--data", "source", metavar="SOURCE",
@@ -517,7 +545,8 @@ def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> s
 @click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, metavar="N",
               help="Inputs compared between Keras and the exported model.")
 @click.option("--overwrite", is_flag=True, help="Replace what is already at --output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).")
 @fail_on_seq_error
 def export_command(target, fmt, output, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
@@ -544,7 +573,8 @@ def export_command(target, fmt, output, source, samples, overwrite, as_json):
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @fail_on_seq_error
 def plot_command(source, output, curves, engine, overwrite):
-    """Draw a spec's (or a .keras model's) architecture, or a run's training curves.
+    """Draw a spec's (or a .keras model's) architecture, a run's training curves, or a tuning study's
+    objective over trials (a 'seq tune' output folder: each trial and the best so far).
 
     One box per layer with its name, class, output shape and parameters; frozen layers are grey and
     dashed, a pretrained base is one box. A spec is drawn without allocating weights.
@@ -552,8 +582,7 @@ def plot_command(source, output, curves, engine, overwrite):
     from seqcli.plot import plot
 
     result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
-    layers = f" ({result.layers} layers)" if result.layers is not None else ""
-    click.echo(f"Wrote the {result.what}{layers} to {result.output}")
+    click.echo(f"Wrote {result.description()} to {result.output}")
 
 
 @cli.command("import")

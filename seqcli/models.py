@@ -40,8 +40,9 @@ class DataShapeError(SeqError):
 def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int | None = None):
     """Load a ``.keras`` model in safe mode: a file cannot make seq run code. ``compile`` restores the
     compile settings saved with it. The archive, and with ``batch_size`` the memory to run batches of that
-    size (estimated from its config), are checked against the budget first. A missing, refused or broken
-    file is a :class:`ModelLoadError`."""
+    size (estimated from its config), are checked against the budget first. A missing file, or one Keras
+    refuses or cannot read, is a :class:`ModelLoadError`; one that is no zip archive or is over the budget, a
+    :class:`~seqcli.limits.LimitError`."""
     keras = import_keras()
     path = Path(path)
     if not path.is_file():

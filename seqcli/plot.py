@@ -65,21 +65,30 @@ class Diagram:
 @dataclass
 class Plotted:
     output: Path
-    what: str  # "architecture" or "curves"
+    what: str  # "architecture", "curves" or "objective"
     layers: int | None = None
+    trials: int | None = None
+
+    def description(self) -> str:
+        """What was drawn, in words: 'the architecture (4 layers)', 'the curves', 'the objective over 6 trials'."""
+        if self.what == "objective":
+            return f"the objective over {self.trials} trials"
+        return f"the {self.what}" + (f" ({self.layers} layers)" if self.layers is not None else "")
 
 
 def plot(source: str | Path, output: str | Path, *, curves: bool = False, engine: str = "matplotlib",
          overwrite: bool = False) -> Plotted:
-    """Draw ``source`` to ``output`` (.png or .svg): a run folder's curves, else the architecture of a spec or
-    a .keras file (``curves`` asks for the curves explicitly). An existing ``output`` is replaced only with
-    ``overwrite``, and never when it is ``source``."""
+    """Draw ``source`` to ``output`` (.png or .svg): a tuning study's objective over trials, a run folder's
+    curves, else the architecture of a spec or a .keras file (``curves`` asks for a run's curves explicitly).
+    An existing ``output`` is replaced only with ``overwrite``, and never when it is ``source``."""
     from seqcli.outputs import check_output_file
 
     source, output = Path(source), Path(output)
     if output.suffix.lower() not in IMAGE_FORMATS:
         raise PlotError(f"cannot tell the image format of {output}", hint="end --output with .png or .svg")
     check_output_file(output, inputs=[source], overwrite=overwrite)
+    if source.is_dir() and (source / "trials.csv").is_file() and not curves:
+        return plot_study(source, output)
     if curves or source.is_dir() and engine == "matplotlib":
         return plot_run_curves(source, output)
     if engine == "graphviz":
@@ -225,6 +234,24 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+# ----------------------------------------------------------------------------- a tuning study
+
+
+def plot_study(folder: Path, output: Path) -> Plotted:
+    """A ``seq tune`` study folder's objective over trials and the best so far, drawn like its trials.png."""
+    from seqcli.tune.outputs import StudyFolderError, plot_trials, read_study_folder
+
+    try:
+        rows, objective, direction = read_study_folder(folder)
+    except StudyFolderError as error:
+        raise PlotError(error.message, hint=error.hint) from None
+    if not any(row["value"] is not None for row in rows):
+        raise PlotError(f"{folder / 'trials.csv'} holds no trial with a value yet",
+                        hint="let at least one trial finish (rerun the study with --resume)")
+    plot_trials(output, rows, objective, direction)
+    return Plotted(output, "objective", trials=len(rows))
 
 
 # ----------------------------------------------------------------------------- Graphviz, where installed

@@ -73,6 +73,12 @@ class TransferResult:
     plan: TransferPlan
     results: list[TrainResult] = field(default_factory=list)
 
+    def as_dict(self) -> dict:
+        """The blueprint and each phase's final metrics, for ``seq transfer --format json``."""
+        return {"blueprint": self.plan.blueprint, "base": self.plan.base,
+                "phases": [{"phase": phase.number, "title": phase.title, **result.as_dict()}
+                           for phase, result in zip(self.plan.phases, self.results)]}
+
 
 # ----------------------------------------------------------------------------- planning
 
@@ -160,7 +166,7 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
     overrides = [*options.overrides,
                  f"transfer.weights={json.dumps(str((output / 'phase1' / 'model.keras').resolve()))}",
                  *(f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()),
-                 f"compile.optimizer={json.dumps(_optimizer_with(spec, learning_rate))}",
+                 f"compile.optimizer={json.dumps(fine_tune_optimizer(spec, learning_rate))}",
                  "train.learning_rate_schedule=null",
                  f"train.epochs={epochs}"]
     title = f"fine-tune the top {layers} layers of {base} at learning rate {learning_rate:g}"
@@ -170,7 +176,7 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
     return Phase(2, title, output / "phase2", overrides, lines)
 
 
-def _optimizer_with(spec, learning_rate: float) -> dict:
+def fine_tune_optimizer(spec, learning_rate: float) -> dict:
     """The spec's optimizer (resolved without problems) as a {Class: {arguments}} mapping, with
     ``learning_rate`` replaced."""
     from seqcli.compile import optimizer_class_name

@@ -1,4 +1,5 @@
-"""Tiny pretrained bases for the transfer-learning tests: MobileNetV2 at 32x32, alpha 0.35 (~410k params).
+"""A support module of the tests (not a test file): tiny pretrained bases for the freezing, extraction and
+transfer-learning tests (MobileNetV2 at 32x32, alpha 0.35, ~410k params) and the specs that stack them.
 
 "Pretrained" here means weights saved to a local file by hand-written Keras, exactly as a user would
 save a base they trained or downloaded; no network is ever used.
@@ -11,6 +12,15 @@ import numpy as np
 TINY_MOBILENET = {"alpha": 0.35, "include_top": False, "pooling": "avg"}
 TINY_SHAPE = (32, 32, 3)
 BASE_NAME = "mobilenetv2_0.35_32"
+
+# The guide's transfer-learning model: four Dense layers, the last one the head.
+GUIDE_TRANSFER = ("name: guide_transfer\nlayers:\n  - Input: {shape: [784]}\n  - Dense: {units: 32, activation: relu}\n"
+                  "  - Dense: {units: 32, activation: relu}\n  - Dense: {units: 32, activation: relu}\n"
+                  "  - Dense: {units: 10}\n")
+# The tiny base under a Dense head, without weights (add 'weights: FILE' with save_tiny_mobilenet_weights).
+TINY_BASE = ("layers:\n  - Input: {shape: [32, 32, 3]}\n"
+             "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: null}\n"
+             "  - Dense: {units: 3}\n")
 
 
 def keras():

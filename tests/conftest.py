@@ -32,6 +32,25 @@ def write_spec(tmp_path):
     return write
 
 
+@pytest.fixture
+def write_image_folder():
+    """Write a folder of PNG images, one subfolder per class (``counts``: class name -> images), each image
+    one gray level that tells its class and index apart; returns the folder."""
+
+    def write(root: Path, counts: dict[str, int], size=(5, 7)) -> Path:
+        from seqcli.keras_env import import_tensorflow
+
+        tf = import_tensorflow()
+        for class_index, (name, count) in enumerate(counts.items()):
+            (root / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.full((*size, 3), 10 * class_index + i, dtype=np.uint8)
+                (root / name / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+        return root
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A finished `seq train` run of the tiny project (write_tiny_project), shared read-only by the tests of

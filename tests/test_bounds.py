@@ -259,10 +259,8 @@ def test_a_huge_input_on_small_data_reports_the_shape_first(tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
-def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path):
-    from tests.test_data import write_images
-
-    write_images(tmp_path / "images", {"a": 1, "b": 1})
+def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_folder):
+    write_image_folder(tmp_path / "images", {"a": 1, "b": 1})
     spec = TINY_SPEC.replace("data: {train: DATA, batch_size: 8}",
                              "data: {train: {path: images, image_size: [20000, 20000]}, batch_size: 8}")
     write_project(tmp_path, "", spec)

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from click.testing import CliRunner
 
 from seqcli.cli import cli
+from tests.bases import GUIDE_TRANSFER
 from tests.conftest import ROOT, SPECS
 
 BAD = "layers:\n  - Input: {shape: [8, 8, 1]}\n  - Conv2D: {filters: 2, kernel_size: 3}\n    expect: [8, 8, 2]\n"
@@ -87,3 +88,13 @@ def test_oversized_spec_is_refused_fast(write_spec):
     result = run("check", str(big), "--format", "json")
     assert result.exit_code == 1
     assert "specs are limited to 1,000,000" in json.loads(result.stdout)["specs"][0]["problems"][0]["message"]
+
+
+def test_freeze_section_problems_have_positions(write_spec):
+    path = write_spec(GUIDE_TRANSFER + "freeze:\n  layers: [dense_1, dens_2]\n  all_but_last: 9\n")
+    result = run("check", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:9:21: freeze.layers[1]: 'dens_2' matches no layer\n" in result.stderr
+    assert "  hint: did you mean 'dense_2'?" in result.stderr
+    assert f"{path}:10:17: freeze.all_but_last: all_but_last is 9, but the model has 4 top-level layers" \
+        in result.stderr

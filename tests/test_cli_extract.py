@@ -1,5 +1,6 @@
 """`seq extract`: the guide's feature extractor, streamed to disk, equal to hand-written Keras."""
 
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,20 @@ def test_one_named_layer(tmp_path, guide_data):
         assert features.files == ["intermediate_layer"]
         np.testing.assert_allclose(features["intermediate_layer"], by_hand.predict(x, verbose=0), rtol=1e-6,
                                    atol=1e-6)
+
+
+def test_format_json_lists_the_arrays_written(tmp_path, guide_data):
+    data, _ = guide_data
+    spec = SPECS / "feature_extractor_named.yaml"
+    result = run("extract", str(spec), "--data", str(data), "--layer", "intermediate_layer", "--output",
+                 str(tmp_path / "f.npz"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"output": str(tmp_path / "f.npz"), "format": "npz", "count": 3,
+                                         "arrays": {"intermediate_layer": {"shape": [3, 121, 121, 32],
+                                                                           "dtype": "float32"}}}
+    assert result.stderr.startswith("note: no --weights")
+    with np.load(tmp_path / "f.npz") as features:
+        assert features["intermediate_layer"].shape == (3, 121, 121, 32)
 
 
 def test_a_layer_inside_a_pretrained_base(tmp_path, write_spec):

@@ -89,6 +89,20 @@ def test_shipped_specs_validate_against_the_schema():
     assert list(validator.iter_errors({"layers": [{"Dense": {"unitz": 3}}]}))
 
 
+def test_shipped_specs_point_editors_at_the_committed_schema_which_is_up_to_date():
+    """specs/seq.schema.json is what `seq schema` prints (regenerate: seq schema -o specs/seq.schema.json), and
+    every spec's first line is the modeline that resolves to it from the spec's folder."""
+    from tests.conftest import SPECS
+
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    assert (SPECS / "seq.schema.json").read_text() == result.stdout, "run: seq schema -o specs/seq.schema.json"
+    for path in sorted(SPECS.glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first == "# yaml-language-server: $schema=./seq.schema.json", path.name
+        assert (path.parent / first.rpartition("=")[2]).resolve() == SPECS / "seq.schema.json"
+
+
 def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
     import seqcli.report
 

@@ -1,12 +1,16 @@
-"""`seq plot`: architecture diagrams drawn with matplotlib (no Graphviz), and a run's training curves."""
+"""`seq plot`: architecture diagrams drawn with matplotlib (no Graphviz), a run's training curves, and a tuning
+study's objective over trials."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
+from seqcli.tune.outputs import best_so_far, read_study_folder
 from tests.conftest import SPECS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,3 +93,55 @@ def test_an_existing_image_needs_overwrite_and_the_source_is_never_the_output(tm
     assert (tmp_path / "m.svg").read_text() == "mine"
     assert run("plot", SPECS / "seed_cnn.yaml", "--output", tmp_path / "m.svg", "--overwrite").exit_code == 0
     assert (tmp_path / "m.svg").read_text().startswith("<?xml")
+
+
+# ----------------------------------------------------------------------------- a tuning study
+
+TRIALS_CSV = """\
+trial,state,value,compile.optimizer.Adam.learning_rate,epochs,seconds,run,note
+0,complete,0.5,0.01,2,1.0,trial-0000,
+1,complete,0.7,0.02,2,1.0,trial-0001,
+2,complete,0.3,0.03,2,1.0,trial-0002,
+3,pruned,0.9,0.04,1,0.5,trial-0003,
+4,complete,0.4,0.05,2,1.0,trial-0004,
+5,failed,,0.06,,,trial-0005,ValueError
+"""
+
+
+def write_study(folder, direction="minimize"):
+    folder.mkdir()
+    (folder / "trials.csv").write_text(TRIALS_CSV)
+    (folder / "study.json").write_text(json.dumps({"objective": "val_loss", "direction": direction, "total": 6}))
+    return folder
+
+
+@pytest.mark.parametrize(("direction", "line"), [
+    ("minimize", [(0, 0.5), (1, 0.5), (2, 0.3), (4, 0.3)]),
+    ("maximize", [(0, 0.5), (1, 0.7), (2, 0.7), (4, 0.7)]),
+])
+def test_a_study_folder_draws_the_objective_and_the_best_so_far(tmp_path, direction, line):
+    study = write_study(tmp_path / "study", direction)
+    result = run("plot", study, "--output", tmp_path / "objective.svg")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Wrote the objective over 6 trials to {tmp_path / 'objective.svg'}\n"
+    texts = svg_texts(tmp_path / "objective.svg")
+    assert f"val_loss over trials ({direction})" in texts
+    assert {"complete", "pruned", "best so far", "trial", "val_loss"} <= set(texts)
+    rows, objective, read_direction = read_study_folder(study)
+    assert (objective, read_direction) == ("val_loss", direction)
+    assert best_so_far(rows, direction) == line
+    png = run("plot", study, "--output", tmp_path / "objective.png")
+    assert png.exit_code == 0 and (tmp_path / "objective.png").read_bytes().startswith(PNG)
+
+
+def test_a_study_folder_without_its_description_or_values_is_refused(tmp_path):
+    study = write_study(tmp_path / "study")
+    (study / "study.json").unlink()
+    result = run("plot", study, "--output", tmp_path / "o.png")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {study} is not a study folder: it has no study.json\n")
+    write_study(tmp_path / "empty")
+    (tmp_path / "empty" / "trials.csv").write_text(TRIALS_CSV.splitlines()[0] + "\n5,failed,,0.06,,,trial-0005,x\n")
+    empty = run("plot", tmp_path / "empty", "--output", tmp_path / "o.png")
+    assert empty.exit_code == 1 and "holds no trial with a value yet" in empty.stderr
+    assert not (tmp_path / "o.png").exists()

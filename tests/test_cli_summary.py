@@ -5,6 +5,7 @@ import json
 from click.testing import CliRunner
 
 from seqcli.cli import cli
+from tests.bases import BASE_NAME, GUIDE_TRANSFER, TINY_BASE
 from tests.conftest import SPECS
 
 
@@ -72,3 +73,37 @@ def test_input_shape_option_that_contradicts_the_spec_is_an_error():
     result = run("summary", str(SPECS / "three_layers.yaml"), "--input-shape", "5")
     assert result.exit_code == 1
     assert "layers[0]: --input-shape (5,) conflicts with the spec's input shape (3,)" in result.stderr
+
+
+# ----------------------------------------------------------------------------- a freeze: section
+
+
+def test_summary_shows_trainable_before_and_after(write_spec):
+    path = write_spec(GUIDE_TRANSFER + "freeze:\n  all_but_last: 1\n")
+    result = run("summary", str(path))
+    assert result.exit_code == 0
+    assert "".join(line.rstrip() + "\n" for line in result.stdout.splitlines()) == (
+        "Model: guide_transfer\n"
+        "┏━━━┳━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━┓\n"
+        "┃ # ┃ Layer   ┃ Class ┃ Output shape ┃ Params ┃ Trainable ┃ Expect ┃\n"
+        "┡━━━╇━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━┩\n"
+        "│ 1 │ dense   │ Dense │ (None, 32)   │ 25,120 │ yes → no  │        │\n"
+        "│ 2 │ dense_1 │ Dense │ (None, 32)   │  1,056 │ yes → no  │        │\n"
+        "│ 3 │ dense_2 │ Dense │ (None, 32)   │  1,056 │ yes → no  │        │\n"
+        "│ 4 │ dense_3 │ Dense │ (None, 10)   │    330 │ yes       │        │\n"
+        "└───┴─────────┴───────┴──────────────┴────────┴───────────┴────────┘\n"
+        "Total params: 27,562 (107.66 KB)\n"
+        "Trainable params: 27,562 → 330 after freeze:\n"
+        "Non-trainable params: 0 → 27,232 after freeze:\n"
+        "Input shape: (None, 784) (from Input)\n"
+        "Frozen: 3 of 4 layers; trainable params 27,562 → 330 (of 27,562)\n"
+        "Memory estimate: 222.78 KB to train (weights 107.66 KB, optimizer 3.87 KB, a batch of 32 111.25 KB)\n"
+    )
+
+
+def test_summary_of_a_partly_frozen_base_states_batchnorm_inference(write_spec):
+    path = write_spec(TINY_BASE + f"freeze:\n  layers: ['{BASE_NAME}']\n  unfreeze: ['{BASE_NAME}/Conv_1*']\n")
+    result = CliRunner(env={"COLUMNS": "140"}).invoke(cli, ["summary", str(path)])
+    assert result.exit_code == 0
+    assert f"│ 1 │ {BASE_NAME} │ MobileNetV2 (154 layers) │ (None, 1280) │ 410,208 │ yes → partly │" in result.stdout
+    assert "51 BatchNormalization layers are frozen: they run in inference mode" in " ".join(result.stdout.split())

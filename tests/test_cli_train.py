@@ -95,6 +95,21 @@ def test_epochs_set_and_quiet(project):
     assert (state.epoch, state.steps_per_epoch) == (1, 6)
 
 
+def test_format_json_prints_the_final_metrics_alone_on_stdout(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    recorded = json.loads((project / "run" / "metrics.json").read_text())
+    assert report["metrics"] == pytest.approx(recorded["metrics"])
+    assert set(report["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert (report["output"], report["epochs_done"], report["epochs"]) == (str(project / "run"), 1, 1)
+    assert str(project / "run" / "model.keras") in report["files"]
+    assert "epoch 1/1" in result.stderr  # the progress, off stdout
+    quiet = run("train", project / "tiny.yaml", "--output", project / "run", "--format", "json", "--quiet",
+                "--overwrite", "--epochs", "1")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["epochs_done"] == 1
+
+
 def test_early_stopping_restores_the_best_weights(project):
     result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "5", "--set",
                  "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}")

@@ -163,6 +163,36 @@ def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
     assert float(rows[2]["value"]) > max(float(row["value"]) for row in rows[:2])
 
 
+# ----------------------------------------------------------------------------- results as JSON and as a plot
+
+
+def test_format_json_prints_the_study_and_seq_plot_draws_it(tmp_path):
+    spec = tune_project(tmp_path, """\
+  objective: val_loss
+  trials: 2
+  epochs: 1
+  sampler: random
+  pruner: none
+  parameters:
+    compile.optimizer.Adam.learning_rate: {loguniform: [1e-3, 1e-1]}
+""", samples=64)
+    output = tmp_path / "out"
+    result = run("tune", spec, "--output", output, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "trial 1 complete" in result.stderr
+    assert (report["objective"], report["direction"], report["total"]) == ("val_loss", "minimize", 2)
+    rows = read_trials(output)
+    assert [(t["trial"], t["state"], t["run"]) for t in report["trials"]] == [
+        (int(row["trial"]), row["state"], row["run"]) for row in rows]
+    assert [t["value"] for t in report["trials"]] == [float(row["value"]) for row in rows]
+    assert report["best"] == min(report["trials"], key=lambda t: t["value"])
+    assert report["files"] == [str(output / name) for name in ("trials.csv", "study.json", "trials.png", "best.yaml")]
+    plotted = run("plot", output, "--output", tmp_path / "objective.png")
+    assert plotted.exit_code == 0, plotted.output
+    assert plotted.stdout == f"Wrote the objective over 2 trials to {tmp_path / 'objective.png'}\n"
+
+
 # ----------------------------------------------------------------------------- workers, kill -9, best.yaml
 
 SEARCH = """\

@@ -31,17 +31,6 @@ def numbered(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_images(root: Path, counts: dict[str, int], size=(5, 7)) -> Path:
-    import tensorflow as tf
-
-    for class_index, (name, count) in enumerate(counts.items()):
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = np.full((*size, 3), 10 * class_index + i, dtype=np.uint8)
-            (root / name / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
-    return root
-
-
 def test_import_does_not_import_tensorflow():
     code = "import seqcli.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
@@ -99,8 +88,8 @@ def test_csv_label_and_features_by_name(tmp_path):
     assert y.dtype == np.float32 and y.tolist() == [1.5, 2.5]
 
 
-def test_image_directory_streams_with_class_names(tmp_path):
-    root = write_images(tmp_path / "images", {"cats": 3, "dogs": 2})
+def test_image_directory_streams_with_class_names(tmp_path, write_image_folder):
+    root = write_image_folder(tmp_path / "images", {"cats": 3, "dogs": 2})
     (root / "cats" / "notes.txt").write_text("not an image")
     data = {"train": {"path": "images", "image_size": [4, 6], "color_mode": "grayscale", "scale": 0.1}}
     datasets = load_datasets({**data, "shuffle": False, "batch_size": 2}, tmp_path, seed=0)
@@ -112,8 +101,8 @@ def test_image_directory_streams_with_class_names(tmp_path):
     np.testing.assert_allclose(batches[2][0].numpy(), 1.1, rtol=1e-5)  # dogs/1.png: 11 * 0.1
 
 
-def test_image_directory_default_size_and_split(tmp_path):
-    write_images(tmp_path / "images", {"a": 4, "b": 4})
+def test_image_directory_default_size_and_split(tmp_path, write_image_folder):
+    write_image_folder(tmp_path / "images", {"a": 4, "b": 4})
     datasets = load_datasets({"train": "images", "validation": 0.25}, tmp_path, seed=3)
     assert (datasets.train_count, datasets.validation_count, datasets.input_shape) == (6, 2, (256, 256, 3))
     assert sum(len(y) for y in labels_of(datasets.validation)) == 2
@@ -182,8 +171,8 @@ def test_skip_drops_the_first_batches(numbered):
     assert labels_of(datasets.train_for_epoch(4, skip=9)) == []
 
 
-def test_skip_on_streamed_images(tmp_path):
-    write_images(tmp_path / "images", {"a": 3, "b": 4})
+def test_skip_on_streamed_images(tmp_path, write_image_folder):
+    write_image_folder(tmp_path / "images", {"a": 3, "b": 4})
     datasets = load_datasets({"train": {"path": "images", "image_size": [2, 2]}, "batch_size": 2}, tmp_path, seed=1)
     full = [b.tolist() for b in labels_of(datasets.train_for_epoch(1))]
     assert [b.tolist() for b in labels_of(datasets.train_for_epoch(1, skip=2))] == full[2:]
@@ -335,8 +324,8 @@ def test_errors(tmp_path, data, expected):
     assert expected.format(root=tmp_path) in caught.value.render()
 
 
-def test_load_arrays_refuses_image_directories(tmp_path):
-    write_images(tmp_path / "images", {"a": 1})
+def test_load_arrays_refuses_image_directories(tmp_path, write_image_folder):
+    write_image_folder(tmp_path / "images", {"a": 1})
     with pytest.raises(DataError, match="is an image directory; it is streamed from disk"):
         load_arrays("images", tmp_path)
 
@@ -387,8 +376,8 @@ def test_in_memory_validation_is_cached_when_it_fits(numbered, monkeypatch, data
     assert len(first) == datasets.validation_count and first.tolist() == again.tolist()
 
 
-def test_images_validation_is_cached_when_it_fits(tmp_path):
-    write_images(tmp_path / "images", {"a": 2, "b": 2})
+def test_images_validation_is_cached_when_it_fits(tmp_path, write_image_folder):
+    write_image_folder(tmp_path / "images", {"a": 2, "b": 2})
     data = {"train": {"path": "images", "image_size": [5, 7]}, "validation": 0.5}
     assert is_cached(load_datasets(data, tmp_path, seed=0).validation)
 

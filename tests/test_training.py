@@ -99,22 +99,29 @@ def test_live_progress_on_a_terminal(tmp_path):
 
 
 def test_signals_stop_at_a_step_boundary_and_twice_at_once(monkeypatch):
+    import os
     import signal
+    import time
 
     from seqcli.training.signals import SignalGuard, TrainingInterrupted
 
-    guard = SignalGuard()
-    with pytest.raises(TrainingInterrupted) as before:
-        guard._handle(signal.SIGTERM, None)  # before training starts: stop right away
+    def deliver(signum):
+        """Send ``signum`` to this process; Python runs its handler before the next statement."""
+        os.kill(os.getpid(), signum)
+        time.sleep(0.01)
+
+    with pytest.raises(TrainingInterrupted) as before, SignalGuard():
+        deliver(signal.SIGTERM)  # before training starts: stop right away
     assert before.value.signum == signal.SIGTERM and "nothing was trained" in before.value.message
-    guard = SignalGuard()
-    guard.armed = True
     exits = []
     monkeypatch.setattr("seqcli.training.signals.os._exit", exits.append)
-    guard._handle(signal.SIGINT, None)
-    assert guard.received == signal.SIGINT and exits == []  # training saves a checkpoint, then stops
-    guard._handle(signal.SIGINT, None)
-    assert exits == [130]
+    with SignalGuard() as guard:
+        guard.armed = True
+        deliver(signal.SIGINT)
+        assert guard.stop_requested and guard.received == signal.SIGINT and exits == []  # checkpoint, then stop
+        deliver(signal.SIGINT)
+        assert exits == [130]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
 
 
 def test_steps_per_execution_only_groups_steps(tmp_path):

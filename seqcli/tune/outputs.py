@@ -1,13 +1,17 @@
-"""A study's results: ``trials.csv``, ``trials.png`` (the objective over trials) and ``best.yaml`` (the spec
-with the best values in place, as its trial trained it: ``seq train best.yaml`` repeats that trial)."""
+"""A study's results: ``trials.csv``, ``study.json`` (its objective, direction and budget), ``trials.png`` (the
+objective over trials) and ``best.yaml`` (the spec with the best values in place, as its trial trained it:
+``seq train best.yaml`` repeats that trial). :func:`read_study_folder` reads a study folder back for
+``seq plot``."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.spec.dump import dump_spec
 from seqcli.spec.yamlload import read_spec_file
@@ -24,6 +28,15 @@ class TuneResult:
     rows: list[dict] = field(default_factory=list)
     best: dict | None = None
     files: list[Path] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The study's outcome for ``seq tune --format json``: every trial's row, the best one, the files."""
+        return {"output": str(self.output), "objective": self.objective, "direction": self.direction,
+                "total": self.total, "best": self.best, "trials": self.rows, "files": [str(f) for f in self.files]}
+
+
+class StudyFolderError(SeqError):
+    """A folder that does not hold a study ``seq tune`` wrote."""
 
 
 def trial_rows(study, parameters) -> list[dict]:
@@ -65,6 +78,9 @@ def write_outputs(plan, study):
                         rows=rows, best=best_row(rows, plan.direction))
     write_trials_csv(output / "trials.csv", rows)
     result.files.append(output / "trials.csv")
+    write_text_atomic(output / "study.json", json.dumps(
+        {"objective": plan.objective, "direction": plan.direction, "total": plan.total}, indent=1) + "\n")
+    result.files.append(output / "study.json")
     plot_trials(output / "trials.png", rows, plan.objective, plan.direction)
     result.files.append(output / "trials.png")
     if result.best is not None and (output / result.best["run"] / "spec.yaml").exists():
@@ -96,7 +112,8 @@ def write_best_spec(target: Path, trained_spec: Path, best: dict, plan) -> None:
 
 
 def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) -> None:
-    """Each trial's objective (pruned trials at their last reported value) and the best so far."""
+    """Each trial's objective (pruned trials at their last reported value) and the best so far, as PNG or
+    SVG (from ``target``'s suffix), written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,11 +125,7 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
         shown = [row for row in rows if row["state"] == state and row["value"] is not None]
         axes.scatter([r["trial"] for r in shown], [r["value"] for r in shown], marker=marker, color=color,
                      label=state)
-    best, line = None, []
-    for row in sorted((r for r in rows if r["state"] == "complete"), key=lambda r: r["trial"]):
-        better = best is None or (row["value"] < best if direction == "minimize" else row["value"] > best)
-        best = row["value"] if better else best
-        line.append((row["trial"], best))
+    line = best_so_far(rows, direction)
     if line:
         axes.step([t for t, _ in line], [v for _, v in line], where="post", color="tab:green", label="best so far")
     axes.set_xlabel("trial")
@@ -120,5 +133,41 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
     axes.set_title(f"{objective} over trials ({direction})")
     axes.grid(alpha=0.3)
     axes.legend()
-    with atomic_path(target, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
+    suffix = target.suffix.lower() or ".png"
+    # SVG text stays text (searchable, selectable) instead of glyph outlines.
+    with atomic_path(target, suffix=suffix) as temporary, matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(temporary, format=suffix[1:], dpi=100)
+
+
+def best_so_far(rows: list[dict], direction: str) -> list[tuple[int, float]]:
+    """``(trial, best value up to it)`` at each complete trial, in trial order."""
+    best, line = None, []
+    for row in sorted((r for r in rows if r["state"] == "complete" and r["value"] is not None),
+                      key=lambda r: r["trial"]):
+        better = best is None or (row["value"] < best if direction == "minimize" else row["value"] > best)
+        best = row["value"] if better else best
+        line.append((row["trial"], best))
+    return line
+
+
+def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
+    """A study folder's trials (``trial`` an int, ``value`` a float or None), objective and direction, from its
+    trials.csv and study.json."""
+    trials, description = folder / "trials.csv", folder / "study.json"
+    if not trials.is_file() or not description.is_file():
+        missing = "trials.csv" if not trials.is_file() else "study.json"
+        raise StudyFolderError(f"{folder} is not a study folder: it has no {missing}",
+                               hint="give the --output folder of 'seq tune' (rerun the study with --resume to "
+                                    "write its results again)")
+    try:
+        study = json.loads(description.read_text())
+        objective, direction = str(study["objective"]), study["direction"]
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction {direction!r}")
+        with open(trials, newline="") as handle:
+            rows = [{**row, "trial": int(row["trial"]), "value": float(row["value"]) if row["value"] else None}
+                    for row in csv.DictReader(handle)]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StudyFolderError(f"{folder} holds a study seq cannot read: {type(error).__name__}: {error}",
+                               hint="rerun the study with --resume to write its results again") from None
+    return rows, objective, direction

@@ -51,6 +51,7 @@ class TuneOptions:
     storage: str | None = None
     resume: bool = False
     worker_index: int | None = None  # set in the worker processes that --workers starts
+    workers_print_to_stderr: bool = False  # keep this process's stdout for its result alone
 
 
 @dataclass
@@ -119,7 +120,7 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
     return None
 
 
-STUDY_MEMBERS = ("trial-*", "study.db", "study.db-journal", "trials.csv", "trials.png", "best.yaml")
+STUDY_MEMBERS = ("trial-*", "study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
 
 
 def claim_study_folder(output: Path, spec) -> None:
@@ -300,7 +301,8 @@ def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneRe
     for index in range(options.workers):
         command = [sys.executable, "-m", "seqcli", "tune", plan.spec_path, "--output", str(plan.output),
                    "--storage", plan.storage_url, "--trials", str(plan.total), "--worker-index", str(index)]
-        processes.append(subprocess.Popen(command, start_new_session=True))
+        stdout = sys.stderr.fileno() if options.workers_print_to_stderr else None
+        processes.append(subprocess.Popen(command, start_new_session=True, stdout=stdout))
     received: list[int] = []
 
     def forward(signum, frame):

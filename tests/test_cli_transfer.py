@@ -4,6 +4,7 @@ After training, every frozen weight is bit-for-bit what it was, and the trained 
 """
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -121,6 +122,24 @@ def test_blueprint_two_head_then_fine_tune_and_resume(tmp_path, write_spec):
     assert_same(values(first.get_layer(BASE_NAME)), values(load(out / "phase1" / "model.keras").get_layer(BASE_NAME)))
 
 
+def test_format_json_prints_each_phase(tmp_path, write_spec):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((32, 16), dtype=np.float32), y=rng.integers(0, 3, 32))
+    spec = write_spec(GUIDE.replace("epochs: 2", "epochs: 1"))
+    model_from_spec(load_spec(spec)).save_weights(tmp_path / "pretrained.weights.h5")
+    result = run("transfer", str(spec), "--weights", str(tmp_path / "pretrained.weights.h5"), "--output",
+                 str(tmp_path / "out"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["blueprint"], report["base"]) == (1, None)
+    [phase] = report["phases"]
+    assert (phase["phase"], phase["title"]) == (1, "train the last layer, the rest frozen")
+    assert (phase["output"], phase["epochs_done"]) == (str(tmp_path / "out" / "phase1"), 1)
+    recorded = json.loads((tmp_path / "out" / "phase1" / "metrics.json").read_text())
+    assert phase["metrics"] == pytest.approx(recorded["metrics"])
+    assert "Phase 1 of 1" in result.stderr
+
+
 def test_blueprint_one_needs_pretrained_weights(write_spec):
     result = CliRunner().invoke(cli, ["transfer", str(write_spec(GUIDE)), "--output", "unused"])
     assert result.exit_code == 1
@@ -163,7 +182,7 @@ def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):
 @pytest.mark.parametrize("optimizer, expected", [("rmsprop", "RMSprop"), ("adam_w", "AdamW"), ("SGD", "SGD")])
 def test_fine_tuning_keeps_the_spec_optimizer(optimizer, expected):
     from seqcli.spec import spec_from_text
-    from seqcli.transfer import _optimizer_with
+    from seqcli.transfer import fine_tune_optimizer
 
     spec = spec_from_text(GUIDE.replace("{Adam: {learning_rate: 0.05}}", optimizer))
-    assert _optimizer_with(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}
+    assert fine_tune_optimizer(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}

@@ -1,0 +1,105 @@
+"""seqcli.models: the one door for model files. Safe-mode loading, the one weights-file check, weights that
+do not fit, atomic saving, and the data-shape-against-input check."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from seqcli.build import model_from_spec
+from seqcli.files import OutputError
+from seqcli.limits import LimitError
+from seqcli.models import (
+    DataShapeError,
+    ModelLoadError,
+    WeightsError,
+    check_data_shape,
+    check_weights_file,
+    load_model_file,
+    load_weights,
+    save_model,
+    shape_fits,
+)
+from seqcli.spec import spec_from_text
+
+SPEC = "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n"
+
+
+def small_model(units: int = 3):
+    return model_from_spec(spec_from_text(SPEC.replace("units: 3", f"units: {units}")))
+
+
+def test_save_then_load_gives_the_same_model(tmp_path):
+    model = small_model()
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model_file(tmp_path / "m.keras")
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    for mine, theirs in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temporary left behind
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    (tmp_path / "m.keras").write_bytes(b"previous")
+    model = small_model()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(model), "save", full_disk)
+    with pytest.raises(OutputError, match="No space left on device"):
+        save_model(model, tmp_path / "m.keras")
+    assert (tmp_path / "m.keras").read_bytes() == b"previous"
+
+
+def test_loading_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such model file"):
+        load_model_file(tmp_path / "missing.keras")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(LimitError, match="is not a readable zip archive"):  # refused before Keras reads it
+        load_model_file(tmp_path / "broken.keras")
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    with pytest.raises(ModelLoadError) as broken:
+        load_model_file(tmp_path / "empty.keras")
+    assert broken.value.message.startswith(f"cannot load {tmp_path / 'empty.keras'}")
+
+
+def test_the_weights_file_check(tmp_path):
+    with pytest.raises(WeightsError) as missing:
+        check_weights_file(tmp_path / "w.weights.h5", written_as="w.weights.h5", base_dir=tmp_path)
+    assert missing.value.hint == f"'w.weights.h5' is relative to the spec's folder, {tmp_path}"
+    (tmp_path / "w.npz").write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"weights must be a \.weights\.h5 file .* received '.*w\.npz'"):
+        check_weights_file(tmp_path / "w.npz")
+
+
+def test_weights_of_another_model_are_refused_with_a_hint(tmp_path):
+    small_model(5).save_weights(tmp_path / "five.weights.h5")
+    with pytest.raises(WeightsError) as refused:
+        load_weights(small_model(3), tmp_path / "five.weights.h5")
+    assert "the weights must come from a model built from the same spec" in refused.value.hint
+    model = small_model(3)
+    model.save_weights(tmp_path / "three.weights.h5")
+    other = small_model(3)
+    load_weights(other, tmp_path / "three.weights.h5")
+    np.testing.assert_array_equal(other.weights[0].numpy(), model.weights[0].numpy())
+
+
+@pytest.mark.parametrize(("expected", "received", "fits"), [
+    ((4,), (4,), True), ((None, 3), (7, 3), True), ((4,), (5,), False), ((4,), (4, 1), False), ((None,), (None,), True),
+])
+def test_shape_fits(expected, received, fits):
+    assert shape_fits(expected, received) is fits
+
+
+def test_data_shape_against_the_model_input():
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
+    model = small_model()
+    check_data_shape(model, tf.data.Dataset.from_tensor_slices(np.zeros((8, 4), np.float32)).batch(2), "data")
+    wrong = tf.data.Dataset.from_tensor_slices((np.zeros((8, 5), np.float32), np.zeros(8))).batch(2)
+    with pytest.raises(DataShapeError) as raised:
+        check_data_shape(model, wrong, "data.train")
+    assert raised.value.message == "data.train: samples have shape (5,), but the model takes (4,)"
