@@ -189,3 +189,23 @@ class TuneLines:
 
     def note(self, text: str) -> None:
         self.console.print(f"{self.prefix}note: {text}", highlight=False)
+
+
+def sample_progress(total: int, console: Console):
+    """A rich progress bar on ``console`` (stderr) when it is a terminal; nothing otherwise (logs stay clean).
+    The context manager yields a function that takes the samples done so far, or None without a bar."""
+    import contextlib
+    import sys
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("samples", total=total)
+            yield lambda done: progress.update(task, completed=done)
+
+    return bar()

@@ -190,7 +190,7 @@ def test_two_workers_train_like_one_process(trained):
 @pytest.mark.slow
 def test_keras_20585_still_needs_the_scalar_reduce_workaround(trained):
     # When this fails, Keras no longer reduces scalar logs along axis 0 under MultiWorkerMirroredStrategy:
-    # keras-team/keras#20585 is fixed and _reduce_scalars_without_axis in seqcli/distribute.py can go.
+    # keras-team/keras#20585 is fixed and _reduce_scalars_without_axis in seqcli/distribute/keras_workarounds.py can go.
     assert trained["worker0"]["info"]["dropped_axes"] > 0
     assert trained["mirrored"]["info"]["dropped_axes"] is None  # not installed without several workers
 

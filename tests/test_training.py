@@ -167,14 +167,14 @@ def test_input_files_are_recorded_by_content(tmp_path):
 
 def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch):
     """A failure writing model.keras leaves the checkpoint unfinished; --resume then writes the files."""
-    from seqcli.training import RunDirectoryError, loop
+    from seqcli.training import RunDirectoryError, results
 
     spec = write_tiny_project(tmp_path)
 
     def full_disk(model, target):
         raise RunDirectoryError(f"cannot write {target}: No space left on device")
 
-    monkeypatch.setattr(loop, "save_model", full_disk)
+    monkeypatch.setattr(results, "save_model", full_disk)
     with pytest.raises(RunDirectoryError):
         train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")))
     state = read_state(tmp_path / "run" / "checkpoints" / "last.npz")

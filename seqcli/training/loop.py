@@ -11,25 +11,15 @@ while training goes on, in order; epoch-end checkpoints are taken at most every
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
 from pathlib import Path
 
 from seqcli.errors import SeqError
-from seqcli.files import write_text_atomic
 from seqcli.training.checkpoint import restamp, restore_metrics, restore_variables, snapshot, write_snapshot
 from seqcli.training.events import Reporter, RunHeader, TrainResult
-from seqcli.training.results import (
-    TensorBoardWriter,
-    final_metrics,
-    plot_curves,
-    save_model,
-    throughput,
-    write_history,
-    write_spec_copy,
-)
+from seqcli.training.results import TensorBoardWriter, final_metrics, write_history, write_results, write_spec_copy
 from seqcli.training.setup import TrainingSetup
 from seqcli.training.signals import SignalGuard, TrainingInterrupted
 
@@ -210,25 +200,11 @@ class Trainer:
             restore_variables(setup.out.best, setup.model, groups=("model",))
             self.reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
         metrics = final_metrics(state.history, state.early_stopping)
-        self._write_results(metrics)
+        write_results(setup, metrics, self.spec_label)
         return TrainResult(output=setup.run.path, history=state.history, metrics=metrics, epochs_done=state.epoch,
                            epochs=state.epochs, stopped_early=state.stopped_early,
                            best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
                            files=setup.out.files())
-
-    def _write_results(self, metrics: dict) -> None:
-        setup, state, out = self.setup, self.setup.state, self.setup.out
-        best_epoch = (state.early_stopping or {}).get("best_epoch")
-        save_model(setup.model, out.model)
-        summary = {"model": setup.model.name, "spec": str(Path(self.spec_label).resolve()),
-                   "epochs_done": state.epoch, "epochs": state.epochs, "stopped_early": state.stopped_early,
-                   "best_epoch": best_epoch, "seed": setup.seed, "elapsed_seconds": round(state.elapsed, 3),
-                   "metrics": metrics, "samples_per_second": throughput(state.history, setup.data.train_count),
-                   "distribution": setup.info.describe(setup.data.batch_size), "class_names": setup.data.class_names}
-        write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
-        write_history(out.history, state.history)
-        with contextlib.suppress(ImportError):
-            plot_curves(out.curves, state.history, setup.model.name, best_epoch=best_epoch)
 
     def header(self) -> RunHeader:
         setup, state = self.setup, self.setup.state

@@ -4,16 +4,21 @@ atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
 from seqcli.training.resume import absolute_spec_paths
 from seqcli.training.rundir import RunDirectoryError
+
+if TYPE_CHECKING:
+    from seqcli.training.setup import TrainingSetup
 
 
 def save_model(model, target: Path) -> None:
@@ -36,6 +41,23 @@ def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> Non
               "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
               "# given --allow-path for the folders of the files it names (specs read their own folder only).\n")
     write_text_atomic(target, header + dump_spec(data))
+
+
+def write_results(setup: TrainingSetup, metrics: dict, spec_label: str) -> None:
+    """A run's result files: model.keras, metrics.json (with ``spec_label``, the spec as the user named it),
+    history.csv and, with matplotlib, curves.png."""
+    state, out = setup.state, setup.out
+    best_epoch = (state.early_stopping or {}).get("best_epoch")
+    save_model(setup.model, out.model)
+    summary = {"model": setup.model.name, "spec": str(Path(spec_label).resolve()),
+               "epochs_done": state.epoch, "epochs": state.epochs, "stopped_early": state.stopped_early,
+               "best_epoch": best_epoch, "seed": setup.seed, "elapsed_seconds": round(state.elapsed, 3),
+               "metrics": metrics, "samples_per_second": throughput(state.history, setup.data.train_count),
+               "distribution": setup.info.describe(setup.data.batch_size), "class_names": setup.data.class_names}
+    write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
+    write_history(out.history, state.history)
+    with contextlib.suppress(ImportError):
+        plot_curves(out.curves, state.history, setup.model.name, best_epoch=best_epoch)
 
 
 def write_history(target: Path, history: list[dict]) -> None:

@@ -1,0 +1,22 @@
+"""What every step of one build shares: the spec, Keras, whether the build is weightless, and the result the
+steps add rows and problems to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seqcli.build.result import BuiltModel
+from seqcli.spec import Spec
+
+
+@dataclass
+class BuildContext:
+    spec: Spec
+    keras: Any
+    abstract: bool
+    result: BuiltModel
+
+    def problem(self, path, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        """Record a problem at a spec path; a build collects problems, it never raises them."""
+        self.result.problems.append(self.spec.problem(path, message, hint, key=key))

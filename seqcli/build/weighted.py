@@ -1,0 +1,43 @@
+"""Models with weights: a real build of a spec, checked against the memory budget first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqcli.build.builder import build_model
+from seqcli.build.result import Shape
+from seqcli.errors import SeqError
+from seqcli.memory import estimate_memory
+from seqcli.models import load_weights
+from seqcli.spec import Spec
+
+
+def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None,
+                    batch_size: int = 0, what: str = "this model"):
+    """Build the spec's model for real (bases with their weights, the freeze: section applied), load
+    ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model. First a weightless build
+    estimates the memory to run batches of ``batch_size``: over the budget, a LimitError says so and nothing
+    is allocated. Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
+    check_spec_memory(spec, input_shape=input_shape, batch_size=batch_size, what=what)
+    built = build_model(spec, input_shape=input_shape)
+    if built.problems:
+        raise spec.error(built.problems)
+    if not built.built:
+        raise SeqError("the spec's model has no input shape, so it cannot hold weights",
+                       hint="start 'layers' with '- Input: {shape: [...]}'")
+    if weights is not None:
+        load_weights(built.model, weights)
+    return built.model
+
+
+def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str,
+                      training: bool = False) -> None:
+    """LimitError when the spec's model (estimated on a weightless build) is over the memory budget."""
+    from seqcli.memory import check_budget, spec_optimizer
+
+    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    if abstract.problems:
+        raise spec.error(abstract.problems)
+    if abstract.built:
+        check_budget(estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec),
+                                     training=training), what)

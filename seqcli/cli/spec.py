@@ -1,0 +1,155 @@
+"""Commands on specs and model files, no training: summary, check, schema, plot, import, init."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from seqcli.cli.options import allow_path_option, fail_on_seq_error, parse_shape, stdout_console
+from seqcli.errors import SeqError
+from seqcli.exit_status import ExitStatus
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--input-shape", callback=parse_shape, metavar="250,250,3",
+              help="Input shape (without batch) for a spec that has none.")
+@click.option("--upto", metavar="NAME|INDEX", help="Show the model built up to this layer.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@allow_path_option
+@fail_on_seq_error
+def summary(spec, input_shape, upto, fmt, overrides):
+    """Show the model a SPEC builds: layers, output shapes, parameters, expectations.
+
+    No weights are allocated, so this is fast for any model size.
+    """
+    from seqcli.render import summary_table
+    from seqcli.report import inspect_spec
+
+    upto_key = int(upto) if upto is not None and upto.isdigit() else upto
+    report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    elif report.built is not None and report.built.rows:
+        stdout_console().print(summary_table(report))
+    if not report.ok:
+        raise report.error()
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github"]), default="text",
+              show_default=True, help="Output format; junit and github are for CI systems.")
+@allow_path_option
+@fail_on_seq_error
+def check(specs, fmt):
+    """Validate and build each SPEC and compare every 'expect'. Exit 1 if any fails.
+
+    Made for CI: 'seq check specs/*.yaml --format github' annotates pull requests.
+    """
+    from seqcli import render
+    from seqcli.report import inspect_spec
+
+    reports = [inspect_spec(path) for path in specs]
+    if fmt == "json":
+        click.echo(render.check_json(reports))
+    elif fmt == "junit":
+        click.echo(render.check_junit(reports))
+    elif fmt == "github":
+        text = render.check_github(reports)
+        if text:
+            click.echo(text)
+    else:
+        stdout_console().print(render.check_table(reports))
+        for report in reports:
+            if not report.ok:
+                click.echo(render.problems_text(report), err=True)
+    if not all(report.ok for report in reports):
+        sys.exit(ExitStatus.ERROR)
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to a file.")
+@fail_on_seq_error
+def schema(output):
+    """Print the spec format as a JSON Schema, for editor completion and checks."""
+    from seqcli.spec.schema import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2)
+    if output:
+        from seqcli.files import write_text_atomic
+
+        try:
+            write_text_atomic(output, text + "\n")
+        except OSError as error:
+            raise SeqError(f"cannot write the schema to {output}: {error.strerror or error}",
+                           hint="choose another --output") from None
+    else:
+        click.echo(text)
+
+
+@click.command("plot")
+@click.argument("source", metavar="SPEC_OR_RUN", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The image: .png or .svg.")
+@click.option("--curves", is_flag=True, help="Training curves of a run directory (the default for a run).")
+@click.option("--engine", type=click.Choice(["matplotlib", "graphviz"]), default="matplotlib", show_default=True,
+              help="graphviz uses keras.utils.plot_model and needs the 'dot' program.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
+@fail_on_seq_error
+def plot_command(source, output, curves, engine, overwrite):
+    """Draw a spec's (or a .keras model's) architecture, a run's training curves, or a tuning study's
+    objective over trials (a 'seq tune' output folder: each trial and the best so far).
+
+    One box per layer with its name, class, output shape and parameters; frozen layers are grey and
+    dashed, a pretrained base is one box. A spec is drawn without allocating weights.
+    """
+    from seqcli.plot import plot
+
+    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
+    click.echo(f"Wrote {result.description()} to {result.output}")
+
+
+@click.command("import")
+@click.argument("model", metavar="MODEL.keras", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the spec here instead of stdout.")
+@click.option("--weights-out", type=click.Path(dir_okay=False), metavar="W.weights.h5",
+              help="Also write the model's weights, for 'seq train --set' or 'seq extract --weights'.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output or --weights-out.")
+@fail_on_seq_error
+def import_command(model, output, weights_out, overwrite):
+    """Turn a saved Keras Sequential model into a spec that builds the same model.
+
+    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a model
+    a spec cannot express (a Lambda, a functional graph, a custom class) is refused, naming the layer.
+    """
+    from seqcli.importer import import_model
+
+    result = import_model(model, output=output, weights_out=weights_out, overwrite=overwrite)
+    if output is None:
+        click.echo(result.text, nl=False)
+    else:
+        params = "unbuilt" if result.params is None else f"{result.params:,} params"
+        click.echo(f"Wrote the spec of '{result.model}' ({result.layers} layers, {params}) to {output}", err=True)
+    if result.weights is not None:
+        click.echo(f"Wrote its weights to {result.weights}", err=True)
+
+
+@click.command("init")
+@click.argument("kind", type=click.Choice(["mlp", "cnn", "transfer"]))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@fail_on_seq_error
+def init_command(kind, file, force):
+    """Write a commented starter spec (mlp, cnn or transfer) that trains on a Keras dataset.
+
+    The spec passes 'seq check' as written; its first line points editors at the schema
+    ('seq schema -o seq.schema.json' beside it enables completion).
+    """
+    from seqcli.starters import write_starter
+
+    starter = write_starter(kind, file, force=force)
+    click.echo(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
+    click.echo(f"Next: seq check {starter.path} && seq train {starter.path}")
