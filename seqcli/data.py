@@ -33,6 +33,7 @@ import csv
 import math
 import os
 import secrets
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -647,7 +648,7 @@ def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
         with archive.open(member) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # BadZipFile: a bad CRC
         name = member.removesuffix(".npy")
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 
