@@ -458,7 +458,10 @@ def metric_log_name(value) -> str:
 def _check_label_range(spec: Spec, labels, outputs) -> list[Problem]:
     classes = outputs.shape[-1]
     top = int(labels.max()) if labels.size else 0
-    if top >= classes or (labels.size and int(labels.min()) < 0):
+    if labels.size and int(labels.min()) < 0:
+        return [spec.problem(("compile", "loss"), f"labels include {int(labels.min())}, a negative class index "
+                             "(labels must be 0 .. classes-1)", "check the labels")]
+    if top >= classes:
         return [spec.problem(("compile", "loss"), f"labels go up to {top}, but the model outputs {classes} "
                              "class scores (labels must be 0 .. classes-1)",
                              f"give the last layer {top + 1} units, or check the labels")]

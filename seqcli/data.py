@@ -33,6 +33,7 @@ import csv
 import math
 import os
 import secrets
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pydantic
 
-from seqcli import limits
+from seqcli import datacheck, limits
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_keras, import_tensorflow, keras_home
@@ -113,6 +114,7 @@ class Datasets:
     seed: int | None = None
     batch_size: int | None = None
     validation_steps: int | None = None
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # in-memory sources' labels, by spec path
     _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -301,6 +303,8 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
         class_names=train.class_names,
         seed=seed,
         batch_size=batch_size,
+        labels={where: source.y for where, source in (("data.train", train), ("data.validation", validation))
+                if getattr(source, "y", None) is not None},
         _epoch_builder=epoch_builder,
     )
 
@@ -590,6 +594,7 @@ def _arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where:
         raise DataError(f"{where}: x in {path} holds complex numbers; inputs must be real")
     if x.dtype in (np.float64, np.bool_):
         x = x.astype(np.float32)
+    datacheck.check_finite(x, "x", path, where)
     if y is not None:
         if len(y) != len(x):
             raise DataError(
@@ -597,6 +602,7 @@ def _arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where:
                 hint="each sample needs exactly one label",
             )
         y = _as_labels(y, path, where)
+        datacheck.check_finite(y, "y", path, where)
     return _Arrays(x, y, None if scale is None else float(scale))
 
 
@@ -642,7 +648,7 @@ def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
         with archive.open(member) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # BadZipFile: a bad CRC
         name = member.removesuffix(".npy")
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 

@@ -163,9 +163,18 @@ def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) ->
         lead = []
         if classify:
             best = int(np.argmax(row))
-            lead = [best] + ([class_names[best]] if named else [])
+            lead = [best] + ([safe_cell(class_names[best])] if named else [])
         writer.writerow(lead + [f"{v:.7g}" for v in row])
     return buffer.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula (``=cmd|...``, ``@SUM``) gets a
+    leading apostrophe (OWASP's CSV-injection advice). Numbers are written as numbers, never through here."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -168,7 +168,7 @@ def test_a_loss_that_does_not_fit_the_labels(project):
     assert "compile.loss: the loss does not fit the data and model" in result.stderr
     assert "use 'sparse_categorical_crossentropy'" in result.stderr
     narrow = run("train", project / "tiny.yaml", "--output", project / "run", "--set", "layers[3].Dense.units=2")
-    assert "labels go up to 2, but the model outputs 2 class scores" in narrow.stderr
+    assert "data.train: label 2 of sample 0 is out of range: the model outputs 2 class scores" in narrow.stderr
 
 
 def test_unwritable_output_is_reported_before_training(project):

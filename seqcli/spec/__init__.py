@@ -106,6 +106,7 @@ def spec_from_text(text: str | bytes, display: str = "<spec>", overrides: list[s
 
 
 def spec_from_document(document: Document, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:
+    from seqcli.spec.numbers import number_problems
     from seqcli.spec.overrides import apply_overrides
     from seqcli.spec.paths import path_problems
 
@@ -114,7 +115,7 @@ def spec_from_document(document: Document, overrides: list[str] | None = None, *
     if problems and not _layers_usable(document):
         raise SpecError(problems, document.source)
     sections, section_problems = validate_sections(document)
-    problems += section_problems
+    problems += section_problems + number_problems(document)
     refused: set = set()
     if confined:
         found, refused = path_problems(document, document_folder(document))

@@ -55,7 +55,12 @@ def _assign(document: Document, path: PathKey, value, where: str) -> Problem | N
     target = document.data if isinstance(document.data, dict) else None
     if target is None:
         return Problem("the spec is not a mapping", "", None, None, None, where)
-    for depth, part in enumerate(path[:-1]):
+    for depth, part in enumerate(path):
+        mismatch = _kind_mismatch(target, part, path[:depth])
+        if mismatch:
+            return Problem(mismatch, "", None, None, _example(target, path[:depth]), where)
+        if depth == len(path) - 1:
+            break
         child = target[part] if _has(target, part) else None
         if child is None:
             if isinstance(part, int):
@@ -71,6 +76,22 @@ def _assign(document: Document, path: PathKey, value, where: str) -> Problem | N
     target[last] = value
     document.overridden[path] = where
     return None
+
+
+def _kind_mismatch(target, part, prefix: PathKey) -> str | None:
+    """Why ``part`` cannot index ``target`` (a list takes [N], a mapping takes names), or None."""
+    where = _show(prefix) if prefix else "the spec"
+    if isinstance(target, list) and not isinstance(part, int):
+        return f"{where} is a list: {part!r} cannot index it"
+    if isinstance(target, dict) and isinstance(part, int):
+        return f"{where} is a mapping: [{part}] cannot index it"
+    return None
+
+
+def _example(target, prefix: PathKey) -> str:
+    if isinstance(target, list):
+        return f"index a list by position, e.g. --set {_show(prefix)}[0]..."
+    return "name a key, e.g. --set train.epochs=5 or --set layers[1].Dense.units=64"
 
 
 def _has(target, part) -> bool:

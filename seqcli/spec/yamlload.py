@@ -263,7 +263,14 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
         return _construct_mapping(node, path, document, problems)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(child, path + (i,), document, problems) for i, child in enumerate(node.value)]
-    return _construct_scalar(node)
+    try:
+        return _construct_scalar(node)
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        problems.append(Problem(f"a number of {len(node.value)} characters is too large for any spec value",
+                                format_path(path), node.start_mark.line + 1, node.start_mark.column + 1,
+                                "Keras and TensorFlow take 64-bit integers: at most 9223372036854775807",
+                                document.file))
+        return None
 
 
 def _construct_mapping(node, path: PathKey, document: Document, problems: list[Problem]) -> dict:

@@ -30,6 +30,10 @@ class TrainingError(SeqError):
     """Training stopped on an error TensorFlow raised while running the model."""
 
 
+class NonFiniteTraining(TrainingError):
+    """The loss or the weights became NaN or infinite: training stopped, the last good checkpoint kept."""
+
+
 class Trainer:
     """Trains a :class:`TrainingSetup` to its last epoch (or early stop, or signal) and writes the results."""
 
@@ -47,6 +51,8 @@ class Trainer:
         self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
         self.board = TensorBoardWriter(setup.out.logs)
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
+        # Where the checkpoint on disk stands (None: none yet); a NaN stops training before the next one.
+        self.saved_at: str | None = setup.state.position() if setup.resuming else None
 
     def train(self, *, replaces_run: bool = False) -> TrainResult:
         """Fit the remaining epochs, then write the results (after removing the run that was in the
@@ -108,6 +114,7 @@ class Trainer:
     def steps_done(self, done: int, logs: dict) -> None:
         """After an execution: live progress; stop on a signal (with a checkpoint)."""
         self.setup.state.step = done
+        self._check_finite(logs, weights=False)
         if self.reporter.wants_step_logs:
             self.reporter.steps_done(done, {k: float(v) for k, v in (logs or {}).items()})
         if self.guard.stop_requested and done < self.setup.data.steps_per_epoch:
@@ -117,6 +124,8 @@ class Trainer:
     def epoch_finished(self, epoch: int, logs: dict) -> None:
         """After an epoch's validation: history, early stopping, checkpoint, display; stop on a signal."""
         setup, state, stopper = self.setup, self.setup.state, self.setup.early_stopping
+        state.step = setup.data.steps_per_epoch
+        self._check_finite(logs, weights=True)
         seconds, self.epoch_clock = time.perf_counter() - self.epoch_clock, time.perf_counter()
         order = setup.settings.log_names(validation=True)
         values = {name: float(value) for name, value in (logs or {}).items()}
@@ -142,6 +151,7 @@ class Trainer:
         """Copy the state now; the file is written in the background (atomically, in order)."""
         self.setup.state.elapsed = self._elapsed()
         self.last_checkpoint_time = time.perf_counter()
+        self.saved_at = self.setup.state.position()
         self.background.write(write_snapshot, self.setup.out.checkpoint,
                               snapshot(self.setup.model, self.setup.state))
 
@@ -155,6 +165,23 @@ class Trainer:
         if stopper and stopper.restore_best and stopper.best_epoch == row["epoch"]:
             self.background.write(write_snapshot, setup.out.best, snapshot(setup.model, setup.state, groups=("model",)))
         self.background.write(self.board.write, row)
+
+    def _check_finite(self, logs: dict | None, *, weights: bool) -> None:
+        """Raise :class:`NonFiniteTraining` when the loss (or, with ``weights``, a weight) is NaN or infinite,
+        before any checkpoint of this state is taken."""
+        bad = [f"{name} became {float(value)}" for name, value in (logs or {}).items()
+               if name in ("loss", "val_loss") and not math.isfinite(float(value))]
+        if weights and not bad:
+            bad = [f"weight {w.path} became non-finite" for w in self.setup.model.weights[:10_000]
+                   if w.dtype.startswith("float") and not _all_finite(w)][:1]
+        if not bad:
+            return
+        run = self.setup.run
+        kept = (f"the last good checkpoint, {run.checkpoint} ({self.saved_at}), is kept"
+                if self.saved_at else "no checkpoint had been saved yet")
+        raise NonFiniteTraining(f"training stopped at {self.setup.state.position()}: the {bad[0]}; {kept}",
+                                hint="lower the learning rate (or clip gradients: clipnorm), check the data for "
+                                     "extreme values, then train again")
 
     def _claim(self) -> None:
         if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder
@@ -319,6 +346,12 @@ def _keep_ema_weights(optimizer, *, partial: bool):
         yield
     finally:
         del optimizer.finalize_variable_values
+
+
+def _all_finite(variable) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(np.asarray(variable)).all())
 
 
 def _raise_training_error(error: Exception):

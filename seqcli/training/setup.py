@@ -133,6 +133,7 @@ def _declared_input_shape(spec: Spec) -> tuple | None:
 def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
     """The datasets, read after the file headers show the samples fit the spec's own input shape."""
     from seqcli.data import DataError, ShapeMismatchError, load_datasets
+    from seqcli.datacheck import DataValueError
 
     if spec.data is None or spec.data.train is None:
         return None, [spec.problem(("data",) if spec.data else (), "there is no training data",
@@ -142,7 +143,7 @@ def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
                              input_shape=_declared_input_shape(spec)), []
     except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
         return None, [*_problems_without_data(spec), _input_problem(spec, error.input_shape, error.shape)]
-    except DataError as error:
+    except (DataError, DataValueError) as error:
         return None, [_data_problem(spec, error)]
 
 
@@ -159,7 +160,7 @@ def _data_problem(spec: Spec, error: SeqError) -> Problem:
     message = error.message
     where = message.split(":", 1)[0] if message.startswith("data.") else "data"
     path = tuple(part for part in where.split(".") if part)
-    return spec.problem(path, message, error.hint)
+    return spec.problem(path, message.removeprefix(f"{where}: "), error.hint)
 
 
 def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Problem]]:
@@ -191,7 +192,8 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
         problems += _check_input(spec, built, data)
     if built.model is None or problems:
         return None, problems
-    problems += probe_compile(spec, settings, _first_labels(data), built.output_shape)
+    problems += _label_problems(spec, data, built.output_shape)
+    problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
     if problems:
         return None, problems
     settings.compile(built.model)
@@ -232,6 +234,18 @@ def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem
     return spec.problem(path, f"the model takes inputs of shape {shape_text(input_shape)}, but "
                         f"data.train's samples have shape {shape_text(data_shape)}",
                         f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape")
+
+
+def _label_problems(spec: Spec, data, output_shape: tuple) -> list[Problem]:
+    """Every label of the in-memory sources against the loss (a first batch is what probe_compile sees)."""
+    from seqcli.datacheck import DataValueError, check_labels
+
+    try:
+        for where, labels in data.labels.items():
+            check_labels(labels, spec.compile.loss, output_shape[-1], where)
+    except DataValueError as error:
+        return [_data_problem(spec, error)]
+    return []
 
 
 def _first_labels(data):
