@@ -18,7 +18,7 @@ from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.training.checkpoint import restamp, restore_metrics, restore_variables, snapshot, write_snapshot
-from seqcli.training.events import Reporter, RunHeader, TrainResult
+from seqcli.training.events import Reporter, TrainResult
 from seqcli.training.results import TensorBoardWriter, final_metrics, write_history, write_results, write_spec_copy
 from seqcli.training.setup import TrainingSetup
 from seqcli.training.signals import SignalGuard, TrainingInterrupted
@@ -32,6 +32,13 @@ class TrainingError(SeqError):
 
 class NonFiniteTraining(TrainingError):
     """The loss or the weights became NaN or infinite: training stopped, the last good checkpoint kept."""
+
+    def __init__(self, found: str, position: str, checkpoint: Path, saved_at: str | None):
+        kept = (f"the last good checkpoint, {checkpoint} ({saved_at}), is kept" if saved_at
+                else "no checkpoint had been saved yet")
+        super().__init__(f"training stopped at {position}: the {found}; {kept}",
+                         hint="lower the learning rate (or clip gradients: clipnorm), check the data for extreme "
+                              "values, then train again")
 
 
 class Trainer:
@@ -63,7 +70,7 @@ class Trainer:
             setup.out.remove_run()
         state.finished = False
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
-        self.reporter.run_started(self.header())
+        self.reporter.run_started(setup.header(self.spec_label))
         self.guard.armed = True
         steps, execution = setup.data.steps_per_epoch, setup.settings.steps_per_execution
         try:
@@ -167,21 +174,11 @@ class Trainer:
         self.background.write(self.board.write, row)
 
     def _check_finite(self, logs: dict | None, *, weights: bool) -> None:
-        """Raise :class:`NonFiniteTraining` when the loss (or, with ``weights``, a weight) is NaN or infinite,
-        before any checkpoint of this state is taken."""
-        bad = [f"{name} became {float(value)}" for name, value in (logs or {}).items()
-               if name in ("loss", "val_loss") and not math.isfinite(float(value))]
-        if weights and not bad:
-            bad = [f"weight {w.path} became non-finite" for w in self.setup.model.weights[:10_000]
-                   if w.dtype.startswith("float") and not _all_finite(w)][:1]
-        if not bad:
-            return
-        run = self.setup.run
-        kept = (f"the last good checkpoint, {run.checkpoint} ({self.saved_at}), is kept"
-                if self.saved_at else "no checkpoint had been saved yet")
-        raise NonFiniteTraining(f"training stopped at {self.setup.state.position()}: the {bad[0]}; {kept}",
-                                hint="lower the learning rate (or clip gradients: clipnorm), check the data for "
-                                     "extreme values, then train again")
+        """Stop (NonFiniteTraining) when the loss, or with ``weights`` a weight, is NaN or infinite, before
+        any checkpoint of this state is taken."""
+        found = first_nonfinite(logs, self.setup.model if weights else None)
+        if found:
+            raise NonFiniteTraining(found, self.setup.state.position(), self.setup.run.checkpoint, self.saved_at)
 
     def _claim(self) -> None:
         if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder
@@ -232,18 +229,6 @@ class Trainer:
                            epochs=state.epochs, stopped_early=state.stopped_early,
                            best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
                            files=setup.out.files())
-
-    def header(self) -> RunHeader:
-        setup, state = self.setup, self.setup.state
-        model, data = setup.model, setup.data
-        resumed = f"{state.position()} of {setup.run.checkpoint}" if setup.resuming else None
-        return RunHeader(spec=self.spec_label, model=model.name, params=model.count_params(),
-                         trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
-                         output=setup.run.path, epochs=state.epochs, steps_per_epoch=data.steps_per_epoch,
-                         train_count=data.train_count, validation_count=data.validation_count, seed=setup.seed,
-                         distribution=setup.info.describe(data.batch_size), compile=setup.settings.descriptions,
-                         steps_per_execution=setup.settings.steps_per_execution, jit_compile=model.jit_compile,
-                         precision=setup.spec.train.precision, resumed_from=resumed, notes=setup.notes)
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -346,6 +331,17 @@ def _keep_ema_weights(optimizer, *, partial: bool):
         yield
     finally:
         del optimizer.finalize_variable_values
+
+
+def first_nonfinite(logs: dict | None, model=None) -> str | None:
+    """The first NaN or infinite loss in ``logs`` (or weight of ``model``), in words; None when all are finite."""
+    for name, value in (logs or {}).items():
+        if name in ("loss", "val_loss") and not math.isfinite(float(value)):
+            return f"{name} became {float(value)}"
+    for weight in model.weights[:10_000] if model is not None else ():
+        if weight.dtype.startswith("float") and not _all_finite(weight):
+            return f"weight {weight.path} became non-finite"
+    return None
 
 
 def _all_finite(variable) -> bool:

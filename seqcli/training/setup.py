@@ -20,6 +20,7 @@ from seqcli.errors import Problem, SeqError
 from seqcli.spec import Spec
 from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
 from seqcli.training.early_stopping import EarlyStopper, monitor_problems
+from seqcli.training.events import RunHeader
 from seqcli.training.resume import comparable_spec, input_files, run_fingerprint
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
@@ -44,6 +45,18 @@ class TrainingSetup:
     @property
     def strategy(self):
         return self.info.strategy
+
+    def header(self, spec_label: str) -> RunHeader:
+        """What the run is about to do, for the display before the first epoch."""
+        state, model, data = self.state, self.model, self.data
+        resumed = f"{state.position()} of {self.run.checkpoint}" if self.resuming else None
+        return RunHeader(spec=spec_label, model=model.name, params=model.count_params(),
+                         trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
+                         output=self.run.path, epochs=state.epochs, steps_per_epoch=data.steps_per_epoch,
+                         train_count=data.train_count, validation_count=data.validation_count, seed=self.seed,
+                         distribution=self.info.describe(data.batch_size), compile=self.settings.descriptions,
+                         steps_per_execution=self.settings.steps_per_execution, jit_compile=model.jit_compile,
+                         precision=self.spec.train.precision, resumed_from=resumed, notes=self.notes)
 
 
 def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None) -> TrainingSetup:
