@@ -1,3 +1,4 @@
+import hashlib
 import os
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def assert_same_checkpoint(first: Path, second: Path) -> None:
 def spec_text(compile_yaml: str) -> str:
     """A two-layer spec with the given compile section (and anything after it)."""
     return ("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activation: softmax}\n" + compile_yaml)
+
+
+# ----------------------------------------------------------------------------- nothing on disk changed
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder``: a file's size, mtime and SHA-256, a folder's mtime, a link's target.
+    Equal snapshots before and after a command mean it created, changed and removed nothing there."""
+    entries = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        info = path.lstat()
+        if path.is_symlink():
+            entries[name] = ("link", os.readlink(path))
+        elif path.is_dir():
+            entries[name] = ("dir", info.st_mtime_ns)
+        elif path.is_file():
+            entries[name] = ("file", info.st_size, info.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            entries[name] = ("other", info.st_mode)
+    return entries
