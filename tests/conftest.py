@@ -1,5 +1,6 @@
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,30 @@ def snapshot(folder: Path) -> dict[str, tuple]:
         else:
             entries[name] = ("other", info.st_mode)
     return entries
+
+
+
+PORT_TAKEN = "Could not start gRPC server"  # TensorFlow's words when a worker's port was taken meanwhile
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def with_free_ports(count: int, attempt, tries: int = 3):
+    """``attempt(ports)`` returns ``(result, output)``; it is tried again on new ports when its output says
+    a port was taken between the choice and the worker's bind (TensorFlow's gRPC server does not share a
+    port, so the ports cannot stay held; another process on the machine can win the race)."""
+    for _ in range(tries):
+        result, output = attempt(free_ports(count))
+        if PORT_TAKEN not in output:
+            return result
+    raise AssertionError(f"{tries} sets of ports were taken before the workers bound them:\n{output}")

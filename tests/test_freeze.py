@@ -66,7 +66,7 @@ def test_frozen_batchnorm_runs_in_inference_mode(write_spec):
     x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
     training, inference = model(x, training=True), model(x, training=False)
     np.testing.assert_array_equal(np.asarray(training), np.asarray(inference))
-    for old, new in zip(before, norm.weights):
+    for old, new in zip(before, norm.weights, strict=True):
         np.testing.assert_array_equal(old, new.numpy())
 
 
@@ -137,7 +137,7 @@ def test_seq_freeze_writes_a_frozen_keras_model(write_spec, tmp_path):
                              f"Wrote {tmp_path / 'frozen.keras'}\n")
     frozen = keras().saving.load_model(tmp_path / "frozen.keras", safe_mode=True)
     assert trainable_names(frozen) == ["dense_3"]
-    for mine, theirs in zip(frozen.weights, source.weights):
+    for mine, theirs in zip(frozen.weights, source.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
