@@ -2,12 +2,16 @@
 each time the run is resumed from what the last process left, and the end is the uninterrupted run's
 weights, optimizer state and metric totals, to the bit, with no stray file in the run directory.
 
-A process whose writes must be caught in the middle gets a pause inside seqcli.files._replace, after the
-temporary file is complete and before it is renamed over the checkpoint (the window a real kill hits): the
-test waits for the pause's marker and kills it there."""
+Each `seq train` is its own process, forked from a server that imported TensorFlow once (a fresh interpreter
+costs ~10 s of imports on a busy CI machine; a forked one trains to the same bits, which the reference run,
+made the same way, and test_cli_train's kill -9 test with a fresh interpreter both check). A process whose
+write must be caught in the middle pauses inside seqcli.files._replace, after the temporary checkpoint is
+complete and before it is renamed over last.npz (the window a real kill hits); the test waits for the
+pause's marker and kills it there."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -24,39 +28,75 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 EXTRA = "  checkpoint_every: 2\n"
-EPOCHS, SAMPLES = 4, 256  # 24 steps an epoch, a checkpoint every 2 steps: 48 checkpoint writes
-CHILD = """
-import os, sys, time
+EPOCHS, SAMPLES = 8, 256  # 24 steps an epoch, a checkpoint every 2 steps: 96 checkpoint writes
+SERVER = """
+import json, os, sys, time
 from pathlib import Path
+from seqcli.keras_env import import_keras, import_tensorflow
+import_tensorflow(); import_keras()
 import seqcli.files as files
-marker = Path(sys.argv[1])
+from seqcli.cli import main
 original = files._replace
 def paused(temporary, target):
-    if target.name == "last.npz" and os.environ.get("SEQ_TEST_PAUSE_IN_WRITE"):
-        marker.write_text(str(temporary))
-        time.sleep(30)  # killed here
+    marker = os.environ.get("SEQ_TEST_PAUSE_MARKER")
+    if marker and target.name == "last.npz":
+        Path(marker).write_text(str(temporary))
+        time.sleep(60)  # killed here
     original(temporary, target)
 files._replace = paused
-from seqcli.cli import main
-sys.argv = ["seq", *sys.argv[2:]]
-main()
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        os.chdir(request["cwd"])
+        if request["marker"]:
+            os.environ["SEQ_TEST_PAUSE_MARKER"] = request["marker"]
+        sys.argv = ["seq", *request["argv"]]
+        try:
+            main()
+        except SystemExit as exit:
+            os._exit(exit.code if isinstance(exit.code, int) else 1)
+        os._exit(0)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
-def start(folder: Path, *, resume: bool, pause_in_write: bool) -> subprocess.Popen:
-    args = ["train", "tiny.yaml", "--output", "run", "--quiet", *(["--resume"] if resume else [])]
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    env.pop("SEQ_TEST_PAUSE_IN_WRITE", None)
-    if pause_in_write:
-        env["SEQ_TEST_PAUSE_IN_WRITE"] = "1"
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(folder / "WRITING"), *args], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+class Server:
+    """Forks `seq` processes from one interpreter that has imported TensorFlow."""
+
+    def __init__(self):
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env)
+
+    def start(self, folder: Path, *args: str, marker: Path | None = None) -> int:
+        request = {"cwd": str(folder), "argv": list(args), "marker": str(marker) if marker else None}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def status(self) -> int:
+        return int(self.process.stdout.readline())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> bool:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition, pid: int, seconds: float = 120) -> bool:
+    """Whether ``condition`` came true while the process ``pid`` was still running."""
     deadline = time.monotonic() + seconds
     while not condition():
-        if process.poll() is not None:
+        if not alive(pid):
             return False
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.001)
@@ -69,34 +109,34 @@ def run_files(run: Path) -> list[str]:
 
 def test_kill_9_at_random_points_then_resume_to_the_same_weights(tmp_path):
     rng = random.Random(20240612)
-    reference = tmp_path / "reference"
-    write_tiny_project(reference, epochs=EPOCHS, extra=EXTRA, samples=SAMPLES)
-    done = subprocess.run([sys.executable, "-m", "seqcli", "train", "tiny.yaml", "--output", "run", "--quiet"],
-                          cwd=reference, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    server = Server()
+    train = ("train", "tiny.yaml", "--output", "run", "--quiet")
+    reference, folder = tmp_path / "reference", tmp_path / "killed"
+    for project in (reference, folder):
+        write_tiny_project(project, epochs=EPOCHS, extra=EXTRA, samples=SAMPLES)
+    server.start(reference, *train)
+    assert server.status() == 0
 
-    folder = tmp_path / "killed"
-    write_tiny_project(folder, epochs=EPOCHS, extra=EXTRA, samples=SAMPLES)
     checkpoint = folder / "run" / "checkpoints" / "last.npz"
     marker = folder / "WRITING"
     kills = in_write = 0
     while kills < KILLS:
         inside = rng.random() < 0.4
         marker.unlink(missing_ok=True)
-        process = start(folder, resume=checkpoint.exists(), pause_in_write=inside)
+        resume = ("--resume",) if checkpoint.exists() else ()
+        pid = server.start(folder, *train, *resume, marker=marker if inside else None)
         if inside:
-            reached = wait_for(marker.exists, process)
-        else:  # a random moment after training has started (the first checkpoint of this process is written)
+            reached = wait_for(marker.exists, pid)
+        else:  # a random moment after this process wrote its first checkpoint
             before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
             reached = wait_for(lambda before=before: checkpoint.exists() and checkpoint.stat().st_mtime_ns != before,
-                               process)
-            time.sleep(rng.uniform(0, 0.5))
-        if not reached or process.poll() is not None:
-            assert process.wait() == 0, process.stderr.read()
-            break  # the run finished before this kill: it is complete
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait() == -signal.SIGKILL
-        process.stderr.close()
+                               pid)
+            time.sleep(rng.uniform(0, 0.3))
+        if not reached or not alive(pid):
+            assert server.status() == 0
+            break  # the run finished before this kill
+        os.kill(pid, signal.SIGKILL)
+        assert server.status() == -signal.SIGKILL
         kills += 1
         in_write += inside
         if inside:
@@ -105,9 +145,9 @@ def test_kill_9_at_random_points_then_resume_to_the_same_weights(tmp_path):
     assert in_write >= 5, in_write
 
     marker.unlink(missing_ok=True)
-    final = start(folder, resume=True, pause_in_write=False)
-    assert final.wait(timeout=300) == 0, final.stderr.read()
-    final.stderr.close()
+    server.start(folder, *train, "--resume")
+    assert server.status() == 0
+    server.close()
     assert_same_checkpoint(reference / "run", folder / "run")
     assert run_files(folder / "run") == run_files(reference / "run")
-    assert not [p for p in (folder / "run").rglob(".seq-tmp-*")], "a temporary file outlived its process"
+    assert not list(folder.rglob(".seq-tmp-*")), "a temporary file outlived its process"
