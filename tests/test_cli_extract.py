@@ -1,6 +1,7 @@
 """`seq extract`: the guide's feature extractor, streamed to disk, equal to hand-written Keras."""
 
 import os
+import struct
 import subprocess
 import sys
 import zipfile
@@ -120,18 +121,38 @@ def test_layers_two_levels_down(tmp_path, write_spec):
     np.testing.assert_allclose(dense, model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
 
 
-def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec):
+def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec, monkeypatch):
     spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n"
                       "  - Dense: {units: 2, name: out}\n")
     x = np.arange(4 * 103, dtype=np.float32).reshape(103, 4)
     np.save(tmp_path / "x.npy", x)
     model = saved_weights(spec, tmp_path / "w.weights.h5")
+    import seqcli.extract
+
+    batches = []
+    append = seqcli.extract._NpyStream.append
+
+    def spy(self, array):
+        batches.append((self.name, len(array)))
+        append(self, array)
+
+    monkeypatch.setattr(seqcli.extract._NpyStream, "append", spy)
     result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data",
                  str(tmp_path / "x.npy"), "--all", "--batch-size", "10", "--output", str(tmp_path / "f.npz"))
     assert result.exit_code == 0, result.output
+    # Streamed: each layer's features arrive batch by batch (10 batches of 10, one of 3), never as a whole.
+    assert sorted(batches) == sorted([(name, 10) for name in ("hidden", "out") for _ in range(10)]
+                                     + [("hidden", 3), ("out", 3)])
     with zipfile.ZipFile(tmp_path / "f.npz") as archive:
         assert [info.filename for info in archive.infolist()] == ["hidden.npy", "out.npy"]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+        # ZIP64: each member's local header carries the ZIP64 extra field (id 0x0001), so a member may pass 4 GB
+        for info in archive.infolist():
+            archive.fp.seek(info.header_offset)
+            local = archive.fp.read(30 + len(info.filename) + 40)
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            extra = local[30 + name_length:30 + name_length + extra_length]
+            assert extra[:2] == b"\x01\x00", info.filename
     with np.load(tmp_path / "f.npz") as features:
         np.testing.assert_allclose(features["out"], model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "w.weights.h5", "x.npy"]

@@ -78,6 +78,8 @@ def test_unknown_names_raise_with_a_suggestion(write_spec):
     assert raised.value.hint == "did you mean 'dense_3'?"
     with pytest.raises(FreezeError, match="all_but_last is 5, but the model has 4 top-level layers"):
         apply_freeze(model, {"all_but_last": 5})
+    report = apply_freeze(model, {"all_but_last": 4})  # every layer stays trainable: the boundary is allowed
+    assert report.frozen == [] and trainable_names(model) == ["dense", "dense_1", "dense_2", "dense_3"]
 
 
 def test_summary_shows_trainable_before_and_after(write_spec):
