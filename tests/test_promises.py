@@ -184,3 +184,4 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     assert time.monotonic() - sent < 5, "the second Ctrl-C did not end the run at once"
     assert process.returncode == 130, rest
     assert "SIGINT again: exiting at once, without a checkpoint" in rest
+    assert "checkpoint saved" not in rest, "the run went on to finish its checkpoint"
