@@ -116,7 +116,7 @@ def snapshot(folder: Path) -> dict[str, tuple]:
     """Every entry under ``folder``: a file's size, mtime and SHA-256, a link's target, that a folder is one.
     Equal snapshots before and after a command mean it created, changed and removed nothing there. (Not a
     folder's mtime: a probe file written and removed again, to test that an output can be written, leaves
-    only that.)"""
+    only that; nor the contents of a run's .seq-lock, which every command that takes the lock rewrites.)"""
     entries = {}
     for path in sorted(Path(folder).rglob("*")):
         name = str(path.relative_to(folder))
@@ -125,6 +125,8 @@ def snapshot(folder: Path) -> dict[str, tuple]:
             entries[name] = ("link", os.readlink(path))
         elif path.is_dir():
             entries[name] = ("dir",)
+        elif path.name == ".seq-lock":  # the run's lock: whoever takes it writes its PID there, by design
+            entries[name] = ("lock",)
         elif path.is_file():
             entries[name] = ("file", info.st_size, info.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
         else:

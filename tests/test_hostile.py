@@ -142,6 +142,12 @@ def folder_with(**files):
     return make
 
 
+def extracted(path: Path):
+    """A features folder seq extract wrote (its manifest lists what it holds)."""
+    result = CliRunner().invoke(cli, ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", str(path)])
+    assert result.exit_code == 0, result.output
+
+
 def images(path: Path):
     for label in ("a", "b"):
         (path / label).mkdir(parents=True)
@@ -193,9 +199,10 @@ OUTPUTS = {
     "train --output the spec file": Case(["train", "tiny.yaml", "--output", "tiny.yaml"], 2, ()),
     "train --output the data file": Case(["train", "tiny.yaml", "--output", "tiny.npz"], 2, ()),
     "train --output a file's child": Case(["train", "tiny.yaml", "--output", "tiny.npz/run"], 1, ("tiny.npz",)),
-    "train over a finished run": Case(["train", "tiny.yaml", "--output", "{run}"], 1, ("already holds a run", "--overwrite")),
+    "train over a finished run": Case(["train", "tiny.yaml", "--output", "{run}"], 1,
+                                      ("already holds a run", "--overwrite")),
     "extract over its own features": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output",
-                                           "{run}/model.keras"], 1, ("exists", "--overwrite")),
+                                           "features"], 1, ("exists", "--overwrite"), {"features": extracted}),
     "train --resume with nothing": Case(["train", "tiny.yaml", "--output", "none", "--resume"], 1, ("none",)),
     "predict over its data": Case(["predict", "{run}", "--data", "x.npy", "--output", "x.npy"], 1, ("x.npy",)),
     "predict over an existing file": Case(["predict", "{run}", "--data", "x.npy", "--output", "notes.txt"], 1,
