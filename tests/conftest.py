@@ -1,4 +1,6 @@
+import hashlib
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,55 @@ def assert_same_checkpoint(first: Path, second: Path) -> None:
 def spec_text(compile_yaml: str) -> str:
     """A two-layer spec with the given compile section (and anything after it)."""
     return ("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activation: softmax}\n" + compile_yaml)
+
+
+# ----------------------------------------------------------------------------- nothing on disk changed
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder``: a file's size, mtime and SHA-256, a link's target, that a folder is one.
+    Equal snapshots before and after a command mean it created, changed and removed nothing there. (Not a
+    folder's mtime: a probe file written and removed again, to test that an output can be written, leaves
+    only that; nor the contents of a run's .seq-lock, which every command that takes the lock rewrites.)"""
+    entries = {}
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        info = path.lstat()
+        if path.is_symlink():
+            entries[name] = ("link", os.readlink(path))
+        elif path.is_dir():
+            entries[name] = ("dir",)
+        elif path.name == ".seq-lock":  # the run's lock: whoever takes it writes its PID there, by design
+            entries[name] = ("lock",)
+        elif path.is_file():
+            entries[name] = ("file", info.st_size, info.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            entries[name] = ("other", info.st_mode)
+    return entries
+
+
+
+PORT_TAKEN = "Could not start gRPC server"  # TensorFlow's words when a worker's port was taken meanwhile
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def with_free_ports(count: int, attempt, tries: int = 3):
+    """``attempt(ports)`` returns ``(result, output)``; it is tried again on new ports when its output says
+    a port was taken between the choice and the worker's bind (TensorFlow's gRPC server does not share a
+    port, so the ports cannot stay held; another process on the machine can win the race)."""
+    for _ in range(tries):
+        result, output = attempt(free_ports(count))
+        if PORT_TAKEN not in output:
+            return result
+    raise AssertionError(f"{tries} sets of ports were taken before the workers bound them:\n{output}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -43,9 +44,15 @@ def initial_weights(model):
 
 
 def train(config: dict) -> dict:
+    import tensorflow  # noqa: F401  (imported first, so that the time below is the strategy's own)
+
     from seqcli.distribute import make_strategy, prepare_model
 
-    info = make_strategy(config)
+    started = time.monotonic()
+    try:
+        info = make_strategy(config)
+    finally:  # how long making the strategy took (for a lone worker: the wait for its peers)
+        print(f"strategy made in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     import keras
     import numpy as np
     import tensorflow as tf

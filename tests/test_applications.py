@@ -170,7 +170,7 @@ def test_local_weights_file_is_loaded(write_spec, tmp_path):
     path = write_spec(HEAD + "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, "
                       "weights: base.weights.h5}\n  - Dense: {units: 3}\n")
     model = model_from_spec(load_spec(path))
-    for mine, theirs in zip(model.layers[0].weights, base.weights):
+    for mine, theirs in zip(model.layers[0].weights, base.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
@@ -216,7 +216,7 @@ def test_saved_model_as_a_layer(write_spec, tmp_path):
     assert [(r.name, r.class_name, r.params, r.inner_layers, r.trainable) for r in built.rows] == [
         ("small_base", "Model", base.count_params(), 3, False), ("dense", "Dense", 10, None, True)]
     model = model_from_spec(load_spec(path))
-    for mine, theirs in zip(model.layers[0].weights, base.weights):
+    for mine, theirs in zip(model.layers[0].weights, base.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import zipfile
@@ -59,7 +60,7 @@ def test_all_layers_equal_the_guides_feature_extractor(tmp_path, guide_data):
     expected = extractor.predict(x, verbose=0)
     with np.load(tmp_path / "features.npz") as features:
         assert features.files == [layer.name for layer in model.layers]
-        for name, want in zip(features.files, expected):
+        for name, want in zip(features.files, expected, strict=True):
             np.testing.assert_allclose(features[name], want, rtol=1e-6, atol=1e-6)
 
 
@@ -105,7 +106,7 @@ def test_a_layer_inside_a_pretrained_base(tmp_path, write_spec):
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[:2] == [f"{inner}: (37, 16, 16, 48) float32", "dense: (37, 3) float32"]
     k = keras()
-    with pytest.raises(ValueError):  # the pain point: Graph disconnected
+    with pytest.raises(ValueError, match="is not connected to `inputs`"):  # the pain point: Graph disconnected
         k.Model(model.inputs, model.get_layer(BASE_NAME).get_layer("block_1_expand").output)
     x = np.load(tmp_path / "images.npz")["x"].astype("float32")
     scaled = model.layers[0](x)
@@ -135,18 +136,38 @@ def test_layers_two_levels_down(tmp_path, write_spec):
     np.testing.assert_allclose(dense, model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
 
 
-def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec):
+def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec, monkeypatch):
     spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n"
                       "  - Dense: {units: 2, name: out}\n")
     x = np.arange(4 * 103, dtype=np.float32).reshape(103, 4)
     np.save(tmp_path / "x.npy", x)
     model = saved_weights(spec, tmp_path / "w.weights.h5")
+    import seqcli.extract
+
+    batches = []
+    append = seqcli.extract._NpyStream.append
+
+    def spy(self, array):
+        batches.append((self.name, len(array)))
+        append(self, array)
+
+    monkeypatch.setattr(seqcli.extract._NpyStream, "append", spy)
     result = run("extract", str(spec), "--weights", str(tmp_path / "w.weights.h5"), "--data",
                  str(tmp_path / "x.npy"), "--all", "--batch-size", "10", "--output", str(tmp_path / "f.npz"))
     assert result.exit_code == 0, result.output
+    # Streamed: each layer's features arrive batch by batch (10 batches of 10, one of 3), never as a whole.
+    assert sorted(batches) == sorted([(name, 10) for name in ("hidden", "out") for _ in range(10)]
+                                     + [("hidden", 3), ("out", 3)])
     with zipfile.ZipFile(tmp_path / "f.npz") as archive:
         assert [info.filename for info in archive.infolist()] == ["hidden.npy", "out.npy"]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+        # ZIP64: each member's local header carries the ZIP64 extra field (id 0x0001), so a member may pass 4 GB
+        for info in archive.infolist():
+            archive.fp.seek(info.header_offset)
+            local = archive.fp.read(30 + len(info.filename) + 40)
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            extra = local[30 + name_length:30 + name_length + extra_length]
+            assert extra[:2] == b"\x01\x00", info.filename
     with np.load(tmp_path / "f.npz") as features:
         np.testing.assert_allclose(features["out"], model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "w.weights.h5", "x.npy"]
@@ -244,17 +265,17 @@ def test_an_unbuilt_spec_takes_the_data_shape(tmp_path):
     assert result.stdout.startswith("dense: (5, 2) float32\ndense_1: (5, 3) float32\ndense_2: (5, 4) float32\n")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--layer", "conv2d_7"], "error: --layer 'conv2d_7': the model has no such layer\n"
+@pytest.mark.parametrize("args,status,message", [
+    (["--layer", "conv2d_7"], 1, "error: --layer 'conv2d_7': the model has no such layer\n"
                               "  hint: did you mean 'conv2d_2'?\n"),
-    (["--layer", "conv2d", "--all"], "Error: give --layer NAME (one or more) or --all\n"),
-    ([], "Error: give --layer NAME (one or more) or --all\n"),
+    (["--layer", "conv2d", "--all"], 2, "Error: give --layer NAME (one or more) or --all\n"),
+    ([], 2, "Error: give --layer NAME (one or more) or --all\n"),
 ])
-def test_layer_choice_problems(tmp_path, args, message):
+def test_layer_choice_problems(tmp_path, args, status, message):
     np.save(tmp_path / "x.npy", np.ones((2, 250, 250, 3), dtype=np.float32))
     result = CliRunner().invoke(cli, ["extract", str(SPECS / "feature_extractor.yaml"), "--data",
                                       str(tmp_path / "x.npy"), "--output", str(tmp_path / "f.npz"), *args])
-    assert result.exit_code in (1, 2)
+    assert result.exit_code == status
     assert result.stderr.endswith(message)
     assert not (tmp_path / "f.npz").exists()
 

@@ -33,7 +33,7 @@ def test_seq_freeze_writes_a_frozen_keras_model(write_spec, tmp_path):
                              f"Wrote {tmp_path / 'frozen.keras'}\n")
     frozen = keras().saving.load_model(tmp_path / "frozen.keras", safe_mode=True)
     assert trainable_names(frozen) == ["dense_3"]
-    for mine, theirs in zip(frozen.weights, source.weights):
+    for mine, theirs in zip(frozen.weights, source.weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 

@@ -53,9 +53,9 @@ def test_schema_is_json_schema_with_layers_and_sections():
     assert "activation" in dense["properties"]["Dense"]["properties"]
 
 
-def test_schema_layer_table_matches_installed_keras():
+def test_schema_layer_table_matches_installed_keras(monkeypatch):
     """keras_layers.json is generated from Keras; regenerate with scripts/gen_layer_table.py when this fails."""
-    sys.path.insert(0, str(ROOT / "scripts"))
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     from gen_layer_table import layer_table
 
     from seqcli.spec.schema import layer_table as shipped

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_tiny_project
+from tests.conftest import with_free_ports, write_tiny_project
 
 pytestmark = pytest.mark.slow
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def final_weights(run: Path) -> list[np.ndarray]:
@@ -59,16 +48,20 @@ def test_two_workers_match_one_process(tmp_path):
     code, _, stderr = finish(reference)
     assert code == 0, stderr
 
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    for index in range(2):
-        folder = tmp_path / f"worker{index}"
-        write_tiny_project(folder, epochs=2, dropout=None)
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        workers.append(start(["tiny.yaml", "--output", "run", "--strategy", "multi_worker", "--quiet"], folder,
-                             {**env, "TF_CONFIG": config}))
-    results = [finish(worker) for worker in workers]
+
+    def attempt(ports):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+        workers = []
+        for index in range(2):
+            folder = tmp_path / f"worker{index}"
+            write_tiny_project(folder, epochs=2, dropout=None)
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            workers.append(start(["tiny.yaml", "--output", "run", "--strategy", "multi_worker", "--quiet",
+                                  "--overwrite"], folder, {**env, "TF_CONFIG": config}))
+        results = [finish(worker) for worker in workers]
+        return results, "\n".join(stderr for _, _, stderr in results)
+
+    results = with_free_ports(2, attempt)
     for code, _, stderr in results:
         assert code == 0, stderr
 
@@ -77,5 +70,5 @@ def test_two_workers_match_one_process(tmp_path):
     assert not other.exists(), "a non-chief worker wrote a run directory"
     expected, got = final_weights(single / "run"), final_weights(chief)
     assert len(expected) == len(got) > 0
-    for a, b in zip(expected, got):
+    for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)

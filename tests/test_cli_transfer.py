@@ -76,7 +76,7 @@ def test_blueprint_one_moves_only_the_last_layer(tmp_path, write_spec):
     assert "Phase 1 of 1: train the last layer, the rest frozen\n" in result.stdout
     assert "Frozen: 2 of 3 layers; trainable params 235 → 27 (of 235)\n" in result.stdout
     trained = load(tmp_path / "out" / "phase1" / "model.keras")
-    for before, after in zip(pretrained.layers[:-1], trained.layers[:-1]):
+    for before, after in zip(pretrained.layers[:-1], trained.layers[:-1], strict=True):
         assert_same(values(before), values(after))
     assert not np.array_equal(pretrained.layers[-1].kernel.numpy(), trained.layers[-1].kernel.numpy())
     recorded = yaml.safe_load((tmp_path / "out" / "phase1" / "spec.yaml").read_text())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ from seqcli.distribute import (
     per_replica_batch,
     resolve_cluster,
 )
+from tests.conftest import with_free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("distribute_worker.py")
@@ -31,17 +32,6 @@ PROCESS_DEADLINE = 150  # seconds for a group of subprocesses, then they are kil
 
 
 # ----------------------------------------------------------------------------- subprocess helpers
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tf_config(ports: list[int], index: int) -> str:
@@ -124,21 +114,25 @@ def weights(result: dict) -> list[np.ndarray]:
 def trained(tmp_path_factory) -> dict[str, dict]:
     """One device, mirrored over two virtual CPUs, and two workers on 127.0.0.1, trained side by side."""
     folder = tmp_path_factory.mktemp("distribute")
-    ports = free_ports(2)
-    workers = [
-        Worker(folder, "one_device", {"strategy": "auto"}),
-        Worker(folder, "mirrored", {"strategy": "mirrored", "virtual_cpus": 2}),
-        *[
-            Worker(
-                folder,
-                f"worker{i}",
-                {"strategy": "multi_worker", "timeout": 90},
-                TF_CONFIG=tf_config(ports, i),
-            )
-            for i in range(2)
-        ],
-    ]
-    codes = run_all(workers)
+
+    def attempt(ports):
+        workers = [
+            Worker(folder, "one_device", {"strategy": "auto"}),
+            Worker(folder, "mirrored", {"strategy": "mirrored", "virtual_cpus": 2}),
+            *[
+                Worker(
+                    folder,
+                    f"worker{i}",
+                    {"strategy": "multi_worker", "timeout": 90},
+                    TF_CONFIG=tf_config(ports, i),
+                )
+                for i in range(2)
+            ],
+        ]
+        codes = run_all(workers)
+        return (workers, codes), "\n".join(worker.output() for worker in workers)
+
+    workers, codes = with_free_ports(2, attempt)
     for worker, code in zip(workers, codes):
         assert code == 0, f"{worker.name} exited with {code}:\n{worker.output()}"
     return {worker.name: worker.result() for worker in workers}
@@ -146,7 +140,7 @@ def trained(tmp_path_factory) -> dict[str, dict]:
 
 def assert_same_training(result: dict, reference: dict) -> None:
     assert int(result["steps"]) == int(reference["steps"]) == 120
-    for mine, theirs in zip(weights(result), weights(reference)):
+    for mine, theirs in zip(weights(result), weights(reference), strict=True):
         np.testing.assert_allclose(mine, theirs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(result["loss"], reference["loss"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(result["accuracy"], reference["accuracy"], atol=1e-6, rtol=0)
@@ -202,16 +196,14 @@ def test_keras_20585_still_needs_the_scalar_reduce_workaround(trained):
 def test_worker_alone_fails_with_a_clear_error_after_the_timeout(tmp_path):
     """The leader (worker 0) and a follower (worker 1), each started without its peer."""
     timeout = 3
-    workers = [
-        Worker(
-            tmp_path,
-            f"alone{i}",
-            {"strategy": "multi_worker", "timeout": timeout},
-            TF_CONFIG=tf_config(free_ports(2), i),
-        )
-        for i in range(2)
-    ]
-    codes = run_all(workers, timeout=90)
+
+    def attempt(ports):
+        workers = [Worker(tmp_path, f"alone{i}", {"strategy": "multi_worker", "timeout": timeout},
+                          TF_CONFIG=tf_config(ports[2 * i:2 * i + 2], i)) for i in range(2)]
+        codes = run_all(workers, timeout=90)
+        return (workers, codes), "\n".join(worker.output() for worker in workers)
+
+    workers, codes = with_free_ports(4, attempt)
     for index, (worker, code) in enumerate(zip(workers, codes)):
         output = worker.output()
         assert code == 3, output
@@ -219,7 +211,10 @@ def test_worker_alone_fails_with_a_clear_error_after_the_timeout(tmp_path):
         assert expected in output
         assert "hint: start every worker with the same cluster" in output
         assert "Traceback" not in output
-        # TensorFlow's start (~5-10 s on a busy machine) + the timeout + a few seconds of gRPC back-off
+        # The wait itself, TensorFlow's start excluded: the 3 s configured plus gRPC's back-off, well under
+        # the 120 s default (a hard-coded 35 s fails here).
+        waited = float(re.search(r"strategy made in ([0-9.]+) s", output).group(1))
+        assert timeout <= waited < 15, output
         assert worker.seconds < 60
 
 

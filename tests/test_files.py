@@ -57,7 +57,8 @@ def test_check_writable_file_says_what_is_wrong(tmp_path, name, expected):
 def test_check_writable_file_creates_the_folder_and_leaves_no_probe(tmp_path):
     assert check_writable_file(tmp_path / "new" / "model.keras") == tmp_path / "new" / "model.keras"
     assert list((tmp_path / "new").iterdir()) == []
-    check_writable_file(tmp_path, directory_ok=True)
+    assert check_writable_file(tmp_path, directory_ok=True) == tmp_path
+    assert [p.name for p in tmp_path.iterdir()] == ["new"]
 
 
 def test_atomic_path_reports_a_target_it_cannot_create(tmp_path):

@@ -66,7 +66,7 @@ def test_override_problems_name_the_option():
 def test_override_paths():
     assert parse_override_path("layers[2].Dense.units") == ("layers", 2, "Dense", "units")
     assert parse_override_path("train.epochs") == ("train", "epochs")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^empty key path$"):
         parse_override_path("")
 
 

@@ -55,7 +55,7 @@ def test_frozen_batchnorm_runs_in_inference_mode(write_spec):
     x = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
     training, inference = model(x, training=True), model(x, training=False)
     np.testing.assert_array_equal(np.asarray(training), np.asarray(inference))
-    for old, new in zip(before, norm.weights):
+    for old, new in zip(before, norm.weights, strict=True):
         np.testing.assert_array_equal(old, new.numpy())
 
 
@@ -67,6 +67,8 @@ def test_unknown_names_raise_with_a_suggestion(write_spec):
     assert raised.value.hint == "did you mean 'dense_3'?"
     with pytest.raises(FreezeError, match="all_but_last is 5, but the model has 4 top-level layers"):
         apply_freeze(model, {"all_but_last": 5})
+    report = apply_freeze(model, {"all_but_last": 4})  # every layer stays trainable: the boundary is allowed
+    assert report.frozen == [] and trainable_names(model) == ["dense", "dense_1", "dense_2", "dense_3"]
 
 
 def test_freeze_section_is_what_the_built_model_trains(write_spec):
