@@ -377,9 +377,9 @@ def is_cached(dataset) -> bool:
     ],
 )
 def test_in_memory_validation_is_cached_when_it_fits(numbered, monkeypatch, data, limit, cached):
-    import seqcli.data
+    import seqcli.data.pipeline
 
-    monkeypatch.setattr(seqcli.data, "CACHE_LIMIT_BYTES", limit)
+    monkeypatch.setattr(seqcli.data.pipeline, "CACHE_LIMIT_BYTES", limit)
     datasets = load_datasets(data, numbered, seed=0)
     assert is_cached(datasets.validation) == cached
     assert not is_cached(datasets.train)
