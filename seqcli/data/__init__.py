@@ -19,7 +19,9 @@ rebuilds any epoch and can skip its first batches, which is what exact mid-epoch
 
 In-memory sources (npz, npy, csv, Keras datasets) are held once as tensors, in their stored dtype,
 and each batch is gathered and cast to float32 (``scale`` applied) on the fly. Image directories
-are streamed from disk: the file list is shuffled, files are decoded in parallel, never all loaded.
+are decoded once for training, in parallel, into memory or a temporary file
+(:func:`~seqcli.data.images.decode_once`); single passes (evaluate, predict, extract) and ``cache: false``
+stream them from disk, decoding each file as its batch needs it.
 Validation batches, which are the same every epoch, are cached in memory after the first pass
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 

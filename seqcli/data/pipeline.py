@@ -14,6 +14,7 @@ import numpy as np
 
 from seqcli.data.arrays import DataError, eager_constants
 from seqcli.data.images import Images
+from seqcli.data.images import decode_once as decode_images_once
 from seqcli.data.sources import Source, as_section, open_source, validate_section
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
@@ -82,14 +83,16 @@ class Datasets:
 
 
 def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None,
-                  input_shape: tuple | None = None) -> Datasets:
+                  input_shape: tuple | None = None, decode_once: bool = True) -> Datasets:
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
 
     ``validation`` may be a fraction of the training data, split off by ``seed`` before any
     shuffling (no sample is in both), or a source of its own. With ``cache`` (the default) its
     batches are kept in memory after the first pass when they fit in :data:`CACHE_LIMIT_BYTES`.
     ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
-    file's sample shape as soon as its header is read. Raises :class:`DataError` for anything wrong with the data.
+    file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
+    decoded here, once for every epoch (:func:`seqcli.data.images.decode_once`); pass False for one pass over
+    the data. Raises :class:`DataError` for anything wrong with the data.
     """
     section = validate_section(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -101,6 +104,8 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
         return _validation_only(section, base_dir, seed, batch_size, input_shape)
 
     train = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
+    if decode_once and section.cache and isinstance(train, Images):
+        train = decode_images_once(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
     if isinstance(section.validation, float):
