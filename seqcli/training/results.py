@@ -4,6 +4,7 @@ atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from pathlib import Path
@@ -49,6 +50,15 @@ def write_history(target: Path, history: list[dict]) -> None:
         writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
     write_text_atomic(target, buffer.getvalue())
 
+
+
+def preload_plotting() -> None:
+    """Import what :func:`plot_curves` needs (about a second on two busy cores), when matplotlib is installed."""
+    with contextlib.suppress(ImportError):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.figure  # noqa: F401
 
 
 def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None = None) -> None:
