@@ -161,8 +161,10 @@ def print_overheads(profile: dict) -> None:
     print(f"per-epoch work beside training (one seq run with timing hooks; % of a mean epoch, "
           f"{profile['epochs']} epochs; 'helper' runs on a writer/data thread, off the training thread):")
     for name, item in sorted(profile["items"].items(), key=lambda pair: -pair[1]["seconds"]):
-        share = 100 * item["seconds"] / profile["epochs"] / epoch
-        print(f"  {name:<28} {share:6.2f}% per epoch  ({item['calls']} calls, {item['thread']})")
+        once = item["calls"] == 1
+        share = 100 * item["seconds"] / (1 if once else profile["epochs"]) / epoch
+        when = "of one epoch, once a run" if once else f"per epoch ({item['calls']} calls)"
+        print(f"  {name:<30} {share:6.2f}% {when:<24} {item['thread']}")
 
 
 # ----------------------------------------------------------------------------- child processes
