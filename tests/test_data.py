@@ -218,7 +218,7 @@ def test_hand_built_datasets_fall_back_to_train():
     import tensorflow as tf
 
     train = tf.data.Dataset.range(5).batch(2)
-    batches = Datasets(train=train).train_for_epoch(3, skip=1).as_numpy_iterator()
+    batches = Datasets.of(train).train_for_epoch(3, skip=1).as_numpy_iterator()
     assert [b.tolist() for b in batches] == [[2, 3], [4]]
 
 
@@ -431,6 +431,7 @@ def test_images_are_decoded_once_with_the_batches_of_streaming(tmp_path, monkeyp
     data = {"train": {"path": "images", "image_size": [6, 5], "scale": 0.5}, "validation": 0.2, "batch_size": 3}
     streamed = epochs_of(load_datasets({**data, "cache": False}, tmp_path, seed=7))
     decoded = load_datasets(data, tmp_path, seed=7)
+    assert decoded.train is not None  # decoded on first use
     shutil.rmtree(root)  # decoded once: training never reads the files again
     for epoch, expected in zip(decoded_epochs := epochs_of(decoded), streamed):
         assert len(epoch) == len(expected)
@@ -451,6 +452,8 @@ def test_images_on_disk_are_removed_with_their_source(tmp_path, monkeypatch):
     (tmp_path / "scratch").mkdir()
     write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
+    assert list((tmp_path / "scratch").iterdir()) == []  # nothing decoded before a pipeline is used
+    assert datasets.train is not None
     [cache] = list((tmp_path / "scratch").iterdir())
     assert (cache / "decoded.npy").is_file()
     del datasets
@@ -462,4 +465,4 @@ def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
     root = write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     (root / "b" / "1.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
-        load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
+        load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train

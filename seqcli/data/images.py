@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,27 @@ class MappedArrays(Arrays):
             return (xb, tf.gather(y, indices)) if labels else xb
 
         return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class DecodedOnFirstUse:
+    """An image folder whose images :func:`decode_once` decodes when its first pipeline is built, that is
+    after the checks that need only its shape and count (training's memory estimate among them)."""
+
+    def __init__(self, images: Images, where: str):
+        self.images, self.where = images, where
+        self.count, self.sample_shape, self.class_names = images.count, images.sample_shape, images.class_names
+        self.batch_bytes = images.batch_bytes
+        self._decoded: Arrays | Images | None = None
+        self._lock = threading.Lock()
+
+    def decoded(self) -> Arrays | Images:
+        with self._lock:
+            if self._decoded is None:
+                self._decoded = decode_once(self.images, self.where)
+            return self._decoded
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        return self.decoded().pipeline(positions, order, batch_size, labels)
 
 
 def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arrays | Images:

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seqcli.data.arrays import DataError, eager_constants
-from seqcli.data.images import Images
-from seqcli.data.images import decode_once as decode_images_once
+from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
@@ -31,6 +30,7 @@ CACHE_LIMIT_BYTES = 1 << 30
 class Datasets:
     """The training and validation pipelines of a spec's ``data:`` section.
 
+    Pipelines are built on first use (after training's memory checks; training images are decoded then).
     ``train`` is epoch 0 (:meth:`train_for_epoch` with ``epoch=0``): iterating it again repeats
     that order, so a multi-epoch loop should call :meth:`train_for_epoch` (or
     :meth:`train_epochs`) instead. ``validation`` is in a fixed order. Both yield ``(x, y)``
@@ -38,8 +38,6 @@ class Datasets:
     passed None): save it with a checkpoint to reproduce the split and the epoch orders.
     """
 
-    train: tf.data.Dataset | None = None
-    validation: tf.data.Dataset | None = None
     train_count: int | None = None
     validation_count: int | None = None
     steps_per_epoch: int | None = None
@@ -49,10 +47,25 @@ class Datasets:
     batch_size: int | None = None
     validation_steps: int | None = None
     _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
+    _validation_builder: Callable[[], tf.data.Dataset] | None = field(default=None, repr=False)
+    _built: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self):
-        if self.train is None and self._epoch_builder is not None:
-            self.train = self.train_for_epoch(0)
+    @classmethod
+    def of(cls, train: tf.data.Dataset | None, validation: tf.data.Dataset | None = None) -> Datasets:
+        """Hand-built pipelines: every epoch of ``train`` is the same."""
+        return cls(_built={"train": train, "validation": validation})
+
+    @property
+    def train(self) -> tf.data.Dataset | None:
+        if "train" not in self._built:  # built on first use: image folders are decoded then
+            self._built["train"] = None if self._epoch_builder is None else self.train_for_epoch(0)
+        return self._built["train"]
+
+    @property
+    def validation(self) -> tf.data.Dataset | None:
+        if "validation" not in self._built:
+            self._built["validation"] = None if self._validation_builder is None else self._validation_builder()
+        return self._built["validation"]
 
     def train_for_epoch(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
         """Epoch ``epoch`` of the training data (0-based): ``steps_per_epoch`` batches, less the
@@ -91,8 +104,8 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
     batches are kept in memory after the first pass when they fit in :data:`CACHE_LIMIT_BYTES`.
     ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
     file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
-    decoded here, once for every epoch (:func:`seqcli.data.images.decode_once`); pass False for one pass over
-    the data. Raises :class:`DataError` for anything wrong with the data.
+    decoded once for every epoch, when a pipeline is first used (:func:`seqcli.data.images.decode_once`); pass
+    False for one pass over the data. Raises :class:`DataError` for anything wrong with the data.
     """
     section = validate_section(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -105,7 +118,7 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
 
     train = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
     if decode_once and section.cache and isinstance(train, Images):
-        train = decode_images_once(train, "data.train")
+        train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
     if isinstance(section.validation, float):
@@ -120,10 +133,11 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
         order_seed = (seed, epoch) if section.shuffle else None
         return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip)
 
+    def validation_builder() -> tf.data.Dataset:
+        return _validation_batches(validation, validation_indices, batch_size, section.cache)
+
     return Datasets(
-        validation=None
-        if validation is None
-        else _validation_batches(validation, validation_indices, batch_size, section.cache),
+        _validation_builder=None if validation is None else validation_builder,
         train_count=len(train_indices),
         validation_count=None if validation is None else len(validation_indices),
         steps_per_epoch=math.ceil(len(train_indices) / batch_size),
@@ -245,7 +259,7 @@ def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size
         return Datasets(seed=seed, batch_size=batch_size)
     validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
     return Datasets(
-        validation=_validation_batches(
+        _validation_builder=lambda: _validation_batches(
             validation, np.arange(validation.count, dtype=np.int64), batch_size, section.cache
         ),
         validation_count=validation.count,
