@@ -465,4 +465,4 @@ def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
     root = write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     (root / "b" / "1.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
-        load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train
+        _ = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train
