@@ -225,7 +225,7 @@ def run_profile(spec: str, epochs: int) -> dict:
     loop.plot_curves = timed("curves.png (end of run)", loop.plot_curves)
     loop.save_model = timed("model.keras (end of run)", loop.save_model)
     loop.write_spec_copy = timed("spec.yaml (start of run)", loop.write_spec_copy)
-    results.TensorBoardWriter.write = timed("TensorBoard scalars", results.TensorBoardWriter.write)
+    results.TensorBoardWriter.write_rows = timed("TensorBoard scalars", results.TensorBoardWriter.write_rows)
     Datasets.train_for_epoch = timed("pipeline: build an epoch", Datasets.train_for_epoch)
     Datasets.train_epochs = timed("pipeline: build all epochs", Datasets.train_epochs)
     with tempfile.TemporaryDirectory() as directory:

@@ -58,6 +58,7 @@ class Trainer:
         self.fitted = False  # whether this process trained (a resumed run may have had no step left)
         self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
         self.board = TensorBoardWriter(setup.out.logs)
+        self.board_rows: list[dict] = []  # epochs whose scalars wait for the next checkpoint's writes
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
 
     def train(self, *, replaces_run: bool = False) -> TrainResult:
@@ -159,15 +160,18 @@ class Trainer:
                               snapshot(self.setup.model, self.setup.state))
 
     def _save_epoch(self, row: dict, *, force: bool) -> None:
-        """Checkpoint and history at an epoch's end, unless the last checkpoint is under
+        """Checkpoint, history and TensorBoard scalars at an epoch's end, unless the last checkpoint is under
         EPOCH_CHECKPOINT_SECONDS old (epochs of a fraction of a second would spend ~10% on them)."""
         setup, stopper = self.setup, self.setup.early_stopping
+        self.board_rows.append(row)
         if force or time.perf_counter() - self.last_checkpoint_time >= EPOCH_CHECKPOINT_SECONDS:
             self.save_checkpoint()
             self.background.write(write_history, setup.out.history, list(setup.state.history))
+            # TensorBoard's scalars on the same cadence: written every epoch they cost ~20% of a 0.1 s epoch
+            self.background.write(self.board.write_rows, self.board_rows)
+            self.board_rows = []
         if stopper and stopper.restore_best and stopper.best_epoch == row["epoch"]:
             self.background.write(write_snapshot, setup.out.best, snapshot(setup.model, setup.state, groups=("model",)))
-        self.background.write(self.board.write, row)
 
     def _claim(self) -> None:
         if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder

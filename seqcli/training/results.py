@@ -97,8 +97,18 @@ class TensorBoardWriter:
         self.writers: dict[str, Any] = {}
 
     def write(self, row: dict) -> None:
+        self.write_rows([row])
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """The epochs' scalars, then one flush."""
         if self.directory is None:
             return
+        for row in rows:
+            self._write(row)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def _write(self, row: dict) -> None:
         from seqcli.keras_env import import_tensorflow, scalar_summary_metadata
 
         tf = import_tensorflow()
@@ -114,8 +124,6 @@ class TensorBoardWriter:
             with writer.as_default():
                 tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"],
                                  metadata=metadata)
-        for writer in self.writers.values():
-            writer.flush()
 
     def close(self) -> None:
         for writer in self.writers.values():
