@@ -144,8 +144,10 @@ def optimizer_class_name(identifier: str) -> str | None:
 def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, checkpoint_every: int | None) -> int:
     """``auto``: about 32 steps per call into TensorFlow (measured on 2 CPU cores for a small CNN: 1.5-2x
     the throughput of 1 step), never more than ``checkpoint_every``, and a divisor of the epoch where one
-    is close to that, so that executions never straddle two epochs and training runs as one ``fit``
-    (see seqcli.training.loop). An epoch shorter than that runs as one execution."""
+    lies between half and twice that (the nearest, preferring one that divides ``checkpoint_every``), so
+    that executions never straddle two epochs and training runs as one ``fit`` (see seqcli.training.loop):
+    one ``fit`` an epoch pays a fit setup and a pipeline build each epoch (the MNIST convnet of issue 11 has
+    141 steps: 47 here, not 32). An epoch shorter than the target runs as one execution."""
     if setting != "auto":
         return int(setting)
     limit = min(DEFAULT_STEPS_PER_EXECUTION, checkpoint_every or DEFAULT_STEPS_PER_EXECUTION)
@@ -153,11 +155,12 @@ def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, 
         return limit
     if steps_per_epoch <= limit:
         return steps_per_epoch
-    divisors = [d for d in range(limit, 0, -1) if steps_per_epoch % d == 0]
+    highest = checkpoint_every or 2 * limit
+    divisors = [d for d in range(1, highest + 1) if steps_per_epoch % d == 0 and 2 * d >= limit]
     both = [d for d in divisors if checkpoint_every and checkpoint_every % d == 0]
     for candidates in (both, divisors):
-        if candidates and candidates[0] * 2 >= limit:
-            return candidates[0]
+        if candidates:
+            return min(candidates, key=lambda d: max(d / limit, limit / d))
     return limit
 
 

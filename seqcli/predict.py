@@ -238,7 +238,8 @@ def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | No
                                  "and no run records the seed the model was trained with, so any split would mix "
                                  "in training samples",
                                  hint="pass --data SOURCE, or set train.seed in the spec to the seed of the run")
-        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed, batch_size=batch_size)
+        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed, batch_size=batch_size,
+                                 decode_once=False)
         return datasets.validation, datasets.validation_count, "the validation data"
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 

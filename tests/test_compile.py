@@ -91,6 +91,8 @@ def test_all_compile_problems_at_once():
 @pytest.mark.parametrize("setting, steps, every, expected", [
     ("auto", 23, None, 23),  # a short epoch: one execution
     ("auto", 90, None, 30),  # a divisor of the epoch near 32
+    ("auto", 141, None, 47),  # the MNIST convnet's epoch: up to twice 32 rather than one fit an epoch
+    ("auto", 134, None, 32),  # 2 * 67: no divisor within 16..64, so epoch by epoch
     ("auto", 1009, None, 32),  # no divisor near 32: 32, epoch by epoch
     ("auto", 90, 5, 5),  # never more than checkpoint_every, and dividing it
     ("auto", None, None, 32),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +207,7 @@ def test_hand_built_datasets_fall_back_to_train():
     import tensorflow as tf
 
     train = tf.data.Dataset.range(5).batch(2)
-    batches = Datasets(train=train).train_for_epoch(3, skip=1).as_numpy_iterator()
+    batches = Datasets.of(train).train_for_epoch(3, skip=1).as_numpy_iterator()
     assert [b.tolist() for b in batches] == [[2, 3], [4]]
 
 
@@ -366,9 +368,9 @@ def is_cached(dataset) -> bool:
     ],
 )
 def test_in_memory_validation_is_cached_when_it_fits(numbered, monkeypatch, data, limit, cached):
-    import seqcli.data
+    import seqcli.data.pipeline
 
-    monkeypatch.setattr(seqcli.data, "CACHE_LIMIT_BYTES", limit)
+    monkeypatch.setattr(seqcli.data.pipeline, "CACHE_LIMIT_BYTES", limit)
     datasets = load_datasets(data, numbered, seed=0)
     assert is_cached(datasets.validation) == cached
     assert not is_cached(datasets.train)
@@ -389,3 +391,67 @@ def test_keras_home_is_where_get_file_downloads(tmp_path, monkeypatch):
     assert keras_home() == tmp_path
     monkeypatch.setattr(config, "_KERAS_DIR", "/proc/no-keras-home")  # not writable: get_file uses /tmp/.keras
     assert keras_home() == Path("/tmp/.keras")
+
+
+def write_noisy_images(root: Path, counts: dict[str, int]) -> Path:
+    """PNGs of random pixels, 9x11, so that resizing them gives fractional values."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for name, count in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+            (root / name / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+def epochs_of(datasets, epochs=(0, 1, 3), skip=2) -> list[list[np.ndarray]]:
+    return [[x.numpy() for x, _ in datasets.train_for_epoch(epoch, skip if epoch == 3 else 0)] for epoch in epochs]
+
+
+@pytest.mark.parametrize("memory_share", [0.5, 0.0])  # decoded set in memory, then in a temporary file
+def test_images_are_decoded_once_with_the_batches_of_streaming(tmp_path, monkeypatch, memory_share):
+    import seqcli.data.images
+
+    monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", memory_share)
+    monkeypatch.setattr(seqcli.data.images, "DISK_HEADROOM", 0)
+    root = write_noisy_images(tmp_path / "images", {"a": 5, "b": 4})
+    data = {"train": {"path": "images", "image_size": [6, 5], "scale": 0.5}, "validation": 0.2, "batch_size": 3}
+    streamed = epochs_of(load_datasets({**data, "cache": False}, tmp_path, seed=7))
+    decoded = load_datasets(data, tmp_path, seed=7)
+    assert decoded.train is not None  # decoded on first use
+    shutil.rmtree(root)  # decoded once: training never reads the files again
+    for epoch, expected in zip(decoded_epochs := epochs_of(decoded), streamed):
+        assert len(epoch) == len(expected)
+        for got, want in zip(epoch, expected):
+            np.testing.assert_array_equal(got, want)
+    assert decoded_epochs[0][0].shape == (3, 6, 5, 3)
+    assert len(flat([x for x, _ in decoded.validation])) == 2
+
+
+def test_images_on_disk_are_removed_with_their_source(tmp_path, monkeypatch):
+    import gc
+
+    import seqcli.data.images
+
+    monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", 0.0)
+    monkeypatch.setattr(seqcli.data.images, "DISK_HEADROOM", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
+    datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
+    assert list((tmp_path / "scratch").iterdir()) == []  # nothing decoded before a pipeline is used
+    assert datasets.train is not None
+    [cache] = list((tmp_path / "scratch").iterdir())
+    assert (cache / "decoded.npy").is_file()
+    del datasets
+    gc.collect()
+    assert not cache.exists()
+
+
+def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
+    root = write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
+    (root / "b" / "1.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
+        _ = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train

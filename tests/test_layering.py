@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqcli"
 
 # Modules below the verbs and the CLI: they may import each other (without circles), never what sits above.
 # A package (spec, build, distribute) stands for every module in it: build.layers, distribute.cluster...
-CORE = ["errors", "shapes", "files", "keras_env", "exit_status", "limits", "memory", "outputs", "spec", "registry",
+CORE = ["errors", "shapes", "files", "keras_env", "exit_status", "limits", "memory", "outputs", "datacheck", "spec",
+        "registry",
         "compile", "applications", "data", "distribute", "build", "trainable", "models"]
 # What the core must never import: the CLI and its terminal stack, and the verbs built on the core.
 ABOVE_CORE = ["seqcli.cli", "seqcli.render", "seqcli.progress", "rich", "click",
@@ -125,7 +126,7 @@ def test_importing_the_spec_leaves_tensorflow_and_keras_unloaded():
 # The house's size rule: a file a reader can hold (~500 lines), a class with one job (~200 lines).
 MAX_FILE_LINES, MAX_CLASS_LINES = 500, 200
 # Files over the rule while they are being split; remove an entry when its split lands.
-BEING_SPLIT = {"seqcli/data.py"}
+BEING_SPLIT: set[str] = set()
 
 
 def test_no_module_or_class_is_too_big_to_read():

@@ -218,3 +218,16 @@ def baseline_optimizer_state(tmp_path: Path) -> list[str]:
     if not run.exists():
         train_spec(TrainOptions(str(write_tiny_project(tmp_path / "plain")), output=str(run), epochs=1))
     return [name for name in np.load(run / "checkpoints" / "last.npz").files if name.startswith("optimizer")]
+
+
+def test_tensorboard_holds_every_epoch_though_written_with_checkpoints(tmp_path):
+    """Scalars are written on the checkpoint cadence (a few epochs at a time), yet none is lost."""
+    import tensorflow as tf
+
+    spec = write_tiny_project(tmp_path)
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "run"), overrides=["train.epochs=4"]))
+    for split, tag in (("train", "epoch_loss"), ("validation", "epoch_loss")):
+        steps = [event.step for path in sorted((tmp_path / "run" / "logs" / split).iterdir())
+                 for event in tf.compat.v1.train.summary_iterator(str(path))
+                 for value in event.summary.value if value.tag == tag]
+        assert steps == [1, 2, 3, 4], split

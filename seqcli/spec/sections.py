@@ -42,7 +42,7 @@ class CompileSection(Section):
 
 
 class SourceSection(Section):
-    """Where data comes from. A bare string in the spec is shorthand (see data.py)."""
+    """Where data comes from. A bare string in the spec is shorthand (see seqcli.data)."""
 
     path: StrictStr | None = None
     dataset: KerasDataset | None = None

@@ -1,0 +1,57 @@
+"""Data sources -> tf.data pipelines.
+
+A source is what the spec's ``data.train`` / ``data.validation`` / ``data.test`` name. A string is
+shorthand, read by its form:
+
+- ``digits.npz``: arrays ``x`` and ``y``; ``inputs.npy``: inputs only; ``table.csv``: a header row,
+  then numbers, the last column being the label;
+- a directory: images, one subfolder per class (class names are the sorted subfolder names);
+- ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: a Keras dataset, its train split
+  (``mnist:test`` for the test split).
+
+The mapping form is :class:`~seqcli.spec.sections.SourceSection`. Relative paths resolve against
+the folder the caller gives: the spec file's for a spec's ``data:``, the current one for ``--data``.
+
+Order is reproducible: the batches of training epoch ``k`` are a pure function of ``(seed, k)``
+(a stateless permutation, ``tf.random.experimental.index_shuffle``), independent of TensorFlow's
+global seed, of how many epochs ran before, and of the process. :meth:`Datasets.train_for_epoch`
+rebuilds any epoch and can skip its first batches, which is what exact mid-epoch resume needs.
+
+In-memory sources (npz, npy, csv, Keras datasets) are held once as tensors, in their stored dtype,
+and each batch is gathered and cast to float32 (``scale`` applied) on the fly. Image directories
+are decoded once for training, in parallel, into memory or a temporary file
+(:func:`~seqcli.data.images.decode_once`); single passes (evaluate, predict, extract) and ``cache: false``
+stream them from disk, decoding each file as its batch needs it.
+Validation batches, which are the same every epoch, are cached in memory after the first pass
+(``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
+
+The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check),
+:mod:`~seqcli.data.sources` (opening a source; .npz, .npy and .csv readers),
+:mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.) and
+:mod:`~seqcli.data.pipeline` (:class:`Datasets`, :func:`load_datasets`, :func:`load_source`). TensorFlow is
+imported inside the functions that need it, never at module import.
+"""
+
+from seqcli.data.arrays import DataError, ShapeMismatchError, check_sample_shape
+from seqcli.data.images import CHANNELS, DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS
+from seqcli.data.keras_datasets import GRAYSCALE_DATASETS, KERAS_DATASETS
+from seqcli.data.pipeline import CACHE_LIMIT_BYTES, Datasets, load_arrays, load_datasets, load_source, split_indices
+from seqcli.data.sources import FORMATS
+
+__all__ = [
+    "CACHE_LIMIT_BYTES",
+    "CHANNELS",
+    "DEFAULT_IMAGE_SIZE",
+    "FORMATS",
+    "GRAYSCALE_DATASETS",
+    "IMAGE_EXTENSIONS",
+    "KERAS_DATASETS",
+    "DataError",
+    "Datasets",
+    "ShapeMismatchError",
+    "check_sample_shape",
+    "load_arrays",
+    "load_datasets",
+    "load_source",
+    "split_indices",
+]

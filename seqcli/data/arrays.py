@@ -1,0 +1,133 @@
+"""What every data source shares: its errors, the in-memory source (:class:`Arrays`), the shape check
+against a model's input, and eager tensors that tf.data functions capture by reference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from seqcli import datacheck
+from seqcli.errors import SeqError
+from seqcli.keras_env import import_tensorflow
+from seqcli.shapes import shape_text
+
+if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+    import tensorflow as tf  # noqa: TID251
+
+
+class DataError(SeqError):
+    """A data source that cannot be read: missing file, wrong arrays, bad cells, no images..."""
+
+
+class ShapeMismatchError(DataError):
+    """Samples whose shape cannot feed the model's input, found from a file's header before its bulk is read."""
+
+    def __init__(self, message: str, hint: str | None, *, shape: tuple, input_shape: tuple):
+        super().__init__(message, hint)
+        self.shape, self.input_shape = shape, input_shape
+
+
+@dataclass
+class Arrays:
+    """An in-memory source: x in its stored dtype, y (or None), the scale to apply to x."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    scale: float | None = None
+    class_names: list[str] | None = None
+    _tensors: tuple | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.x)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def batch_bytes(self, count: int) -> int:
+        """Bytes of ``count`` samples' inputs as batches hold them (float32)."""
+        return count * math.prod(self.sample_shape) * 4
+
+    def float_x(self) -> np.ndarray:
+        x = self.x.astype(np.float32, copy=False)
+        return x * np.float32(self.scale) if self.scale is not None else x
+
+    def tensors(self) -> tuple:
+        """x and y as eager tensors, made once and shared by every epoch's pipeline."""
+        if self._tensors is None:
+            self._tensors = eager_constants(self.x, self.y)
+        return self._tensors
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        """Batches of the samples at ``order(positions)``."""
+        tf = import_tensorflow()
+
+        x, y = self.tensors()
+        scale = self.scale
+
+        def gather(batch_positions):
+            indices = order(batch_positions)
+            xb = tf.cast(tf.gather(x, indices), tf.float32)
+            if scale is not None:
+                xb = xb * tf.constant(scale, tf.float32)
+            return (xb, tf.gather(y, indices)) if labels else xb
+
+        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def eager_constants(*arrays: np.ndarray | None) -> tuple:
+    """Eager tensors even when called while tracing a tf.data function, so big arrays are captured
+    by reference instead of copied into the graph as constants."""
+    tf = import_tensorflow()
+
+    with tf.init_scope():
+        return tuple(None if a is None else tf.constant(a) for a in arrays)
+
+
+def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str) -> None:
+    """DataError when samples of ``shape`` cannot feed a model taking ``input_shape`` (None: any)."""
+    if input_shape is None:
+        return
+    shape, input_shape = tuple(shape), tuple(input_shape)
+    if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
+        return
+    raise ShapeMismatchError(f"{where}: samples in {name} have shape {shape_text(shape)}, but the model takes "
+                             f"{shape_text(input_shape)}",
+                             hint=f"give data shaped like the model's input, or a model for inputs of shape "
+                                  f"{list(shape)}",
+                             shape=shape, input_shape=input_shape)
+
+
+def as_arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str) -> Arrays:
+    if x.ndim == 0:
+        raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DataError(f"{where}: x in {path} holds {x.dtype} values; inputs must be numbers")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{where}: x in {path} holds complex numbers; inputs must be real")
+    if x.dtype in (np.float64, np.bool_):
+        x = x.astype(np.float32)
+    datacheck.check_finite(x, "x", path, where)
+    if y is not None:
+        if len(y) != len(x):
+            raise DataError(
+                f"{where}: x and y in {path} have different lengths: x has {len(x)} samples, y has {len(y)}",
+                hint="each sample needs exactly one label",
+            )
+        y = _as_labels(y, path, where)
+        datacheck.check_finite(y, "y", path, where)
+    return Arrays(x, y, None if scale is None else float(scale))
+
+
+def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64, copy=False)
+    if np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_:
+        return y.astype(np.float32, copy=False)
+    raise DataError(f"{where}: labels in {path} hold {y.dtype} values; labels must be numbers")
+

@@ -1,0 +1,239 @@
+"""Image folders: one subfolder per class (class names are the sorted subfolder names), files decoded
+and resized by TensorFlow.
+
+Training decodes each image once (:func:`decode_once`), not once an epoch: the decoded set is kept in
+memory when it fits :data:`MEMORY_SHARE` of the memory budget, else in a file under the system's
+temporary folder (removed when the source is dropped or the process exits), read by index with the
+same per-(seed, epoch) order; only when neither fits are the files decoded again every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from seqcli import limits
+from seqcli.data.arrays import Arrays, DataError, eager_constants
+from seqcli.keras_env import import_tensorflow
+from seqcli.spec.sections import SourceSection
+
+if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+    import tensorflow as tf  # noqa: TID251
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+DEFAULT_IMAGE_SIZE = (256, 256)
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+MEMORY_SHARE = 0.5  # of the memory budget (seqcli.limits) that decoded images may take in memory
+DISK_HEADROOM = 1 << 30  # free space a disk cache leaves on its file system
+DECODE_BATCH = 64  # images decoded per step while decode_once fills its array
+
+
+@dataclass
+class Images:
+    """An image directory: file paths, integer labels, and how to decode them."""
+
+    paths: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    channels: int
+    scale: float | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return (*self.image_size, self.channels)
+
+    def batch_bytes(self, count: int) -> int:
+        """Bytes of ``count`` decoded images as batches hold them (float32)."""
+        return count * math.prod(self.sample_shape) * 4
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        """Batches of the images at ``order(positions)``, read and decoded in parallel."""
+        tf = import_tensorflow()
+
+        paths, label_values = eager_constants(self.paths, self.labels)
+        height, width = self.image_size
+        channels, scale = self.channels, self.scale
+
+        def load(position):
+            index = order(position)
+            data = tf.io.read_file(tf.gather(paths, index))
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            image = tf.image.resize(image, (height, width))
+            image.set_shape((height, width, channels))
+            if scale is not None:
+                image = image * tf.constant(scale, tf.float32)
+            return (image, tf.gather(label_values, index)) if labels else image
+
+        return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+    def decoder(self) -> tf.data.Dataset:
+        """Every image in file order, decoded and resized as :meth:`pipeline` does (scale not applied),
+        in batches of :data:`DECODE_BATCH`."""
+        tf = import_tensorflow()
+
+        (paths,) = eager_constants(self.paths)
+        height, width = self.image_size
+        channels = self.channels
+
+        def load(path):
+            image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+            image = tf.image.resize(image, (height, width))
+            image.set_shape((height, width, channels))
+            return image
+
+        dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.batch(DECODE_BATCH).prefetch(tf.data.AUTOTUNE)
+
+
+class MappedArrays(Arrays):
+    """Decoded images in a file on disk (an .npy memory map), gathered by index a batch at a time."""
+
+    def tensors(self) -> tuple:
+        (y,) = eager_constants(self.y)
+        return None, y
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        tf = import_tensorflow()
+
+        _, y = self.tensors()
+        mapped, scale, shape = self.x, self.scale, self.sample_shape
+
+        def rows(indices):
+            return np.asarray(mapped[np.asarray(indices)], dtype=np.float32)
+
+        def gather(batch_positions):
+            indices = order(batch_positions)
+            xb = tf.numpy_function(rows, [indices], tf.float32, stateful=False)
+            xb.set_shape((None, *shape))
+            if scale is not None:
+                xb = xb * tf.constant(scale, tf.float32)
+            return (xb, tf.gather(y, indices)) if labels else xb
+
+        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class DecodedOnFirstUse:
+    """An image folder whose images :func:`decode_once` decodes when its first pipeline is built, that is
+    after the checks that need only its shape and count (training's memory estimate among them)."""
+
+    def __init__(self, images: Images, where: str):
+        self.images, self.where = images, where
+        self.count, self.sample_shape, self.class_names = images.count, images.sample_shape, images.class_names
+        self.batch_bytes = images.batch_bytes
+        self._decoded: Arrays | Images | None = None
+        self._lock = threading.Lock()
+
+    def decoded(self) -> Arrays | Images:
+        with self._lock:
+            if self._decoded is None:
+                self._decoded = decode_once(self.images, self.where)
+            return self._decoded
+
+    def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
+        return self.decoded().pipeline(positions, order, batch_size, labels)
+
+
+def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arrays | Images:
+    """The images decoded once: in memory when they fit ``budget`` (default :data:`MEMORY_SHARE` of the
+    memory budget), else in a temporary file when the disk has room, else ``images`` as they are
+    (decoded every pass). Batches hold the same values either way."""
+    size = images.batch_bytes(images.count)
+    budget = int(limits.max_memory() * MEMORY_SHARE) if budget is None else budget
+    if size <= budget:
+        target = np.empty((images.count, *images.sample_shape), np.float32)
+        _fill(target, images, where)
+        return Arrays(target, images.labels, images.scale, images.class_names)
+    folder = tempfile.mkdtemp(prefix="seq-images-")
+    if shutil.disk_usage(folder).free < size + DISK_HEADROOM:
+        shutil.rmtree(folder, ignore_errors=True)
+        return images
+    try:
+        target = np.lib.format.open_memmap(os.path.join(folder, "decoded.npy"), mode="w+", dtype=np.float32,
+                                           shape=(images.count, *images.sample_shape))
+        _fill(target, images, where)
+        target.flush()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    mapped = MappedArrays(target, images.labels, images.scale, images.class_names)
+    weakref.finalize(mapped, shutil.rmtree, folder, ignore_errors=True)
+    return mapped
+
+
+def _fill(target: np.ndarray, images: Images, where: str) -> None:
+    tf = import_tensorflow()
+
+    offset = 0
+    try:
+        for batch in images.decoder():
+            target[offset:offset + len(batch)] = batch.numpy()
+            offset += len(batch)
+    except tf.errors.OpError as error:
+        first = offset + _first_undecodable(images.paths[offset:offset + DECODE_BATCH], images.channels)
+        name = images.paths[min(first, images.count - 1)]
+        raise DataError(f"{where}: cannot decode image {name}: {error.message.strip().splitlines()[0]}",
+                        hint="remove or replace the file; images must be BMP, GIF, JPEG or PNG") from None
+
+
+def _first_undecodable(paths: np.ndarray, channels: int) -> int:
+    tf = import_tensorflow()
+
+    for index, path in enumerate(paths):
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        except tf.errors.OpError:
+            return index
+    return 0
+
+
+def open_images(directory: Path, section: SourceSection, where: str) -> Images:
+    try:
+        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        raise DataError(
+            f"{where}: cannot list image directory {directory}: {error.strerror or error}",
+            hint="check the directory's permissions",
+        ) from None
+    if not class_dirs:
+        raise DataError(
+            f"{where}: image directory {directory} has no class subfolders",
+            hint="put the images in one subfolder per class, e.g. cats/001.png, dogs/002.png",
+        )
+    paths, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        for root, dirs, files in os.walk(class_dir):
+            dirs.sort()
+            for name in sorted(files):
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(root, name))
+                    labels.append(label)
+    if not paths:
+        raise DataError(
+            f"{where}: image directory {directory} has no images in its subfolders "
+            f"({', '.join(d.name for d in class_dirs)})",
+            hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
+        )
+    return Images(
+        paths=np.array(paths),
+        labels=np.array(labels, dtype=np.int64),
+        class_names=[d.name for d in class_dirs],
+        image_size=tuple(section.image_size or DEFAULT_IMAGE_SIZE),
+        channels=CHANNELS[section.color_mode],
+        scale=None if section.scale is None else float(section.scale),
+    )
+
+

@@ -1,0 +1,290 @@
+"""Opened sources -> tf.data pipelines: the training epochs in an order that is a pure function of
+``(seed, epoch)``, the validation split, and single sources for evaluate, predict and extract."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seqcli.data.arrays import DataError, eager_constants
+from seqcli.data.images import DecodedOnFirstUse, Images
+from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.files import resolve_path
+from seqcli.keras_env import import_tensorflow
+from seqcli.spec.sections import DataSection, SourceSection
+
+if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+    import tensorflow as tf  # noqa: TID251
+
+# Validation batches (float32 inputs) are cached in memory up to this size; see load_datasets.
+CACHE_LIMIT_BYTES = 1 << 30
+
+
+@dataclass
+class Datasets:
+    """The training and validation pipelines of a spec's ``data:`` section.
+
+    Pipelines are built on first use (after training's memory checks; training images are decoded then).
+    ``train`` is epoch 0 (:meth:`train_for_epoch` with ``epoch=0``): iterating it again repeats
+    that order, so a multi-epoch loop should call :meth:`train_for_epoch` (or
+    :meth:`train_epochs`) instead. ``validation`` is in a fixed order. Both yield ``(x, y)``
+    batches, x float32. ``seed`` is the seed actually used (a fresh random one when the caller
+    passed None): save it with a checkpoint to reproduce the split and the epoch orders.
+    """
+
+    train_count: int | None = None
+    validation_count: int | None = None
+    steps_per_epoch: int | None = None
+    input_shape: tuple | None = None
+    class_names: list[str] | None = None
+    seed: int | None = None
+    batch_size: int | None = None
+    validation_steps: int | None = None
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # in-memory sources' labels, by spec path
+    _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
+    _validation_builder: Callable[[], tf.data.Dataset] | None = field(default=None, repr=False)
+    _built: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, train: tf.data.Dataset | None, validation: tf.data.Dataset | None = None) -> Datasets:
+        """Hand-built pipelines: every epoch of ``train`` is the same."""
+        return cls(_built={"train": train, "validation": validation})
+
+    @property
+    def train(self) -> tf.data.Dataset | None:
+        if "train" not in self._built:  # built on first use: image folders are decoded then
+            self._built["train"] = None if self._epoch_builder is None else self.train_for_epoch(0)
+        return self._built["train"]
+
+    @property
+    def validation(self) -> tf.data.Dataset | None:
+        if "validation" not in self._built:
+            self._built["validation"] = None if self._validation_builder is None else self._validation_builder()
+        return self._built["validation"]
+
+    def train_for_epoch(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
+        """Epoch ``epoch`` of the training data (0-based): ``steps_per_epoch`` batches, less the
+        first ``skip``, prefetched. The same ``(seed, epoch)`` always gives the same batches."""
+        if epoch < 0 or skip < 0:
+            raise ValueError(f"epoch and skip must be >= 0. Received: epoch={epoch}, skip={skip}")
+        if self._epoch_builder is None:
+            if self.train is None:
+                raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
+            return self.train.skip(skip)
+        tf = import_tensorflow()
+
+        return self._epoch_builder(epoch, skip).prefetch(tf.data.AUTOTUNE)
+
+    def train_epochs(self, start: int, stop: int, skip: int = 0) -> tf.data.Dataset:
+        """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
+        first ``skip`` batches; each epoch's batches are those of :meth:`train_for_epoch`.
+        For ``model.fit(..., steps_per_epoch=steps_per_epoch)``, which keeps one iterator."""
+        tf = import_tensorflow()
+
+        if self._epoch_builder is None or stop <= start:
+            return self.train_for_epoch(start, skip)
+        epochs = tf.data.Dataset.range(start, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
+        return epochs.skip(skip).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None,
+                  input_shape: tuple | None = None, decode_once: bool = True) -> Datasets:
+    """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
+
+    ``validation`` may be a fraction of the training data, split off by ``seed`` before any
+    shuffling (no sample is in both), or a source of its own. With ``cache`` (the default) its
+    batches are kept in memory after the first pass when they fit in :data:`CACHE_LIMIT_BYTES`.
+    ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
+    file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
+    decoded once for every epoch, when a pipeline is first used (:func:`seqcli.data.images.decode_once`); pass
+    False for one pass over the data. Raises :class:`DataError` for anything wrong with the data.
+    """
+    section = validate_section(DataSection, data or {}, "data")
+    batch_size = batch_size or section.batch_size
+    seed = seed if seed is not None else secrets.randbelow(2**31)
+    base_dir = Path(base_dir)
+    if section.train is None:
+        if isinstance(section.validation, float):
+            raise DataError("data.validation is a fraction of data.train, but there is no data.train")
+        return _validation_only(section, base_dir, seed, batch_size, input_shape)
+
+    train = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
+    if decode_once and section.cache and isinstance(train, Images):
+        train = DecodedOnFirstUse(train, "data.train")
+    train_indices = np.arange(train.count, dtype=np.int64)
+    validation, validation_indices = None, None
+    if isinstance(section.validation, float):
+        train_indices, validation_indices = split_indices(train.count, section.validation, seed)
+        validation = train
+    elif section.validation is not None:
+        validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
+        _check_compatible(train, validation)
+        validation_indices = np.arange(validation.count, dtype=np.int64)
+
+    def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
+        order_seed = (seed, epoch) if section.shuffle else None
+        return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip)
+
+    def validation_builder() -> tf.data.Dataset:
+        return _validation_batches(validation, validation_indices, batch_size, section.cache)
+
+    return Datasets(
+        _validation_builder=None if validation is None else validation_builder,
+        train_count=len(train_indices),
+        validation_count=None if validation is None else len(validation_indices),
+        steps_per_epoch=math.ceil(len(train_indices) / batch_size),
+        validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
+        input_shape=train.sample_shape,
+        class_names=train.class_names,
+        seed=seed,
+        batch_size=batch_size,
+        labels={where: source.y for where, source in (("data.train", train), ("data.validation", validation))
+                if getattr(source, "y", None) is not None},
+        _epoch_builder=epoch_builder,
+    )
+
+
+def load_source(
+    source: str | dict | SourceSection,
+    base_dir: Path,
+    *,
+    batch_size: int,
+    labels: bool = True,
+    where: str = "data source",
+    input_shape: tuple | None = None,
+) -> tuple[tf.data.Dataset, int | None]:
+    """One source as ``(dataset, sample count)``: batched, in its stored order, prefetched.
+
+    Batches are ``(x, y)``, or ``x`` alone with ``labels=False``. For evaluate, predict, extract.
+    ``where`` names the source in error messages (e.g. ``"data.test"``); ``input_shape``, the model's, is
+    compared with the samples' as soon as the file's header is read.
+    """
+    opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape)
+    dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
+    return _prefetch(dataset), opened.count
+
+
+def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A small in-memory source as numpy arrays: x float32 (``scale`` applied), y or None.
+
+    Image directories are streamed, never loaded whole: they raise :class:`DataError`.
+    """
+    opened = open_source(source, Path(base_dir), "data source", labels=False, keep_labels=True)
+    if isinstance(opened, Images):
+        path = resolve_path(as_section(source, "data source").path, base_dir)
+        raise DataError(
+            f"{path} is an image directory; it is streamed from disk, not loaded into memory as arrays",
+            hint="use an .npz, .npy or .csv source here",
+        )
+    return opened.float_x(), opened.y
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted (train, validation) sample indices; validation holds ``round(count * fraction)``.
+
+    A pure function of its arguments."""
+    validation_count = round(count * fraction)
+    if not 0 < validation_count < count:
+        raise DataError(
+            f"data.validation: a fraction of {fraction} of {count} training samples leaves "
+            f"{validation_count} for validation and {count - validation_count} for training",
+            hint="both need at least one sample: use more data or a different fraction",
+        )
+    permutation = np.random.default_rng([_unsigned(seed), 0x5B117]).permutation(count)
+    return np.sort(permutation[validation_count:]), np.sort(permutation[:validation_count])
+
+
+# ----------------------------------------------------------------------------- pipelines
+
+
+def _batches(
+    source: Source,
+    indices: np.ndarray,
+    batch_size: int,
+    *,
+    labels: bool,
+    order_seed: tuple[int, Any] | None = None,
+    skip: int = 0,
+) -> tf.data.Dataset:
+    """Batches of ``source[indices]``, permuted by ``order_seed = (seed, epoch)`` when given,
+    without their first ``skip`` batches (skipped before anything is read)."""
+    tf = import_tensorflow()
+
+    count = len(indices)
+    positions = tf.data.Dataset.range(min(skip * batch_size, count), count)
+    (index_table,) = eager_constants(None if _is_identity(indices, source.count) else indices)
+
+    def order(position):
+        if order_seed is not None:
+            seed, epoch = order_seed
+            key = tf.stack([tf.constant(_unsigned(seed) % 2**63, tf.int64), tf.cast(epoch, tf.int64)])
+            position = tf.random.experimental.index_shuffle(position, key, tf.constant(count - 1, tf.int64))
+        return position if index_table is None else tf.gather(index_table, position)
+
+    return source.pipeline(positions, order, batch_size, labels)
+
+
+def _prefetch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    tf = import_tensorflow()
+
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _is_identity(indices: np.ndarray, count: int) -> bool:
+    return len(indices) == count and bool(np.all(indices == np.arange(count)))
+
+
+def _unsigned(seed: int) -> int:
+    return int(seed) % 2**64
+
+
+def _validation_batches(source: Source, indices: np.ndarray, batch_size: int, cache: bool) -> tf.data.Dataset:
+    """Validation batches in a fixed order; with ``cache``, kept in memory after the first pass when they
+    fit in :data:`CACHE_LIMIT_BYTES` (re-gathering them costs about 10% of a small model's epoch)."""
+    dataset = _batches(source, indices, batch_size, labels=True)
+    if cache and source.batch_bytes(len(indices)) <= CACHE_LIMIT_BYTES:
+        dataset = dataset.cache()
+    return _prefetch(dataset)
+
+
+def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int,
+                     input_shape: tuple | None) -> Datasets:
+    if section.validation is None:
+        return Datasets(seed=seed, batch_size=batch_size)
+    validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
+    return Datasets(
+        _validation_builder=lambda: _validation_batches(
+            validation, np.arange(validation.count, dtype=np.int64), batch_size, section.cache
+        ),
+        validation_count=validation.count,
+        validation_steps=math.ceil(validation.count / batch_size),
+        input_shape=validation.sample_shape,
+        class_names=validation.class_names,
+        seed=seed,
+        batch_size=batch_size,
+    )
+
+
+def _check_compatible(train: Source, validation: Source):
+    if train.sample_shape != validation.sample_shape:
+        raise DataError(
+            f"data.validation: samples have shape {validation.sample_shape}, "
+            f"but data.train's have shape {train.sample_shape}",
+            hint="validation data must look like the training data",
+        )
+    if train.class_names and validation.class_names and train.class_names != validation.class_names:
+        raise DataError(
+            f"data.validation: class folders {validation.class_names} differ from data.train's {train.class_names}",
+            hint="use the same class subfolder names in both directories",
+        )
+
+
