@@ -92,8 +92,10 @@ def main() -> None:
             plain.write_text(PLAIN_KERAS.format(units=22_350))  # ~0.5e9 params, half the size
             env_wall, env_rss = series([sys.executable, str(plain)], max(1, args.runs // 2))
             print(f"plain Keras 0.5e9 build : {env_wall:6.2f} s  peak {env_rss:7.0f} MB")
-            print(f"plain Keras (half size) / seq check 1e9: wall {env_wall / big_wall:.2f}x, "
-                  f"memory {env_rss / big_rss:.2f}x")
+            print(
+                f"plain Keras (half size) / seq check 1e9: wall {env_wall / big_wall:.2f}x, "
+                f"memory {env_rss / big_rss:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -111,17 +111,25 @@ def prepare(folder: Path, samples: int) -> tuple[Path, Path, Path]:
     data = folder / "images.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (samples, 32, 32, 3), dtype=np.uint8))
     weights = folder / "cnn.weights.h5"
-    python("import sys\nfrom seqcli.build import model_from_spec\nfrom seqcli.spec import load_spec\n"
-           "model_from_spec(load_spec(sys.argv[1])).save_weights(sys.argv[2])\nprint(0)", spec, weights)
+    python(
+        "import sys\nfrom seqcli.build import model_from_spec\nfrom seqcli.spec import load_spec\n"
+        "model_from_spec(load_spec(sys.argv[1])).save_weights(sys.argv[2])\nprint(0)",
+        spec,
+        weights,
+    )
     return spec, data, weights
 
 
 def throughput(folder: Path, samples: int, runs: int, layers: list[str]) -> dict:
     spec, data, weights = prepare(folder, samples)
     medians = json.loads(python(ALTERNATE, spec, data, weights, folder, runs, *layers))
-    return {"layers": layers, "samples": samples, "seconds": medians,
-            "ratio_vs_predict": medians["predict"] / medians["seq"],
-            "ratio_vs_predict_and_save": medians["predict+save"] / medians["seq"]}
+    return {
+        "layers": layers,
+        "samples": samples,
+        "seconds": medians,
+        "ratio_vs_predict": medians["predict"] / medians["seq"],
+        "ratio_vs_predict_and_save": medians["predict+save"] / medians["seq"],
+    }
 
 
 def peak_memory(folder: Path, samples: int) -> float:
@@ -152,16 +160,22 @@ def main() -> None:
             result = throughput(folder, args.samples, args.runs, layers)
             results[case] = result
             seconds = result["seconds"]
-            print(f"{case:13s} ({', '.join(layers)}; {args.samples:,} samples): seq {seconds['seq']:.2f} s, "
-                  f"predict {seconds['predict']:.2f} s, predict+save {seconds['predict+save']:.2f} s")
-            print(f"  throughput seq / predict: {result['ratio_vs_predict']:.3f}   "
-                  f"seq / predict+save: {result['ratio_vs_predict_and_save']:.3f}   (target >= 0.95)")
+            print(
+                f"{case:13s} ({', '.join(layers)}; {args.samples:,} samples): seq {seconds['seq']:.2f} s, "
+                f"predict {seconds['predict']:.2f} s, predict+save {seconds['predict+save']:.2f} s"
+            )
+            print(
+                f"  throughput seq / predict: {result['ratio_vs_predict']:.3f}   "
+                f"seq / predict+save: {result['ratio_vs_predict_and_save']:.3f}   (target >= 0.95)"
+            )
         small, large = args.memory_samples
         peaks = {count: peak_memory(folder, count) for count in (small, large)}
         results["memory"] = {"peak_mb": peaks, "growth_mb": peaks[large] - peaks[small]}
-        print(f"peak memory of seq extract: {small:,} samples {peaks[small]:.0f} MB, {large:,} samples "
-              f"{peaks[large]:.0f} MB, growth {peaks[large] - peaks[small]:+.0f} MB "
-              f"(features at {large:,} samples: {large * 8 * 8 * 16 * 4 / 2**20:.0f} MB)")
+        print(
+            f"peak memory of seq extract: {small:,} samples {peaks[small]:.0f} MB, {large:,} samples "
+            f"{peaks[large]:.0f} MB, growth {peaks[large] - peaks[small]:+.0f} MB "
+            f"(features at {large:,} samples: {large * 8 * 8 * 16 * 4 / 2**20:.0f} MB)"
+        )
     if args.json:
         print(json.dumps(results, indent=2))
 

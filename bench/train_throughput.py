@@ -142,8 +142,10 @@ def report(workload: str, spec: Path, epochs: int, repeats: int) -> None:
     print_overheads(profile)
     peak = child("matmul", spec, epochs)
     flops = profile["train_flops_per_sample"]
-    print(f"fp32 matmul peak (2048^3, best of 5) and the share each variant reaches ({flops / 1e6:.1f} MFLOP "
-          "a training sample, 3x forward):")
+    print(
+        f"fp32 matmul peak (2048^3, best of 5) and the share each variant reaches ({flops / 1e6:.1f} MFLOP "
+        "a training sample, 3x forward):"
+    )
     for name, value in best.items():
         print(f"  {name:>8}: {100 * value * flops / peak['flops_per_second']:5.1f}% of peak")
 
@@ -158,8 +160,10 @@ def child(variant: str, spec: Path, epochs: int) -> dict:
 
 def print_overheads(profile: dict) -> None:
     epoch = profile["epoch_seconds"]
-    print(f"per-epoch work beside training (one seq run with timing hooks; % of a mean epoch, "
-          f"{profile['epochs']} epochs; 'helper' runs on a writer/data thread, off the training thread):")
+    print(
+        f"per-epoch work beside training (one seq run with timing hooks; % of a mean epoch, "
+        f"{profile['epochs']} epochs; 'helper' runs on a writer/data thread, off the training thread):"
+    )
     for name, item in sorted(profile["items"].items(), key=lambda pair: -pair[1]["seconds"]):
         once = item["calls"] == 1
         share = 100 * item["seconds"] / (1 if once else profile["epochs"]) / epoch
@@ -182,8 +186,19 @@ def run_variant(variant: str, spec_path: str, epochs: int) -> dict:
 
 def seq_arguments(spec: str, output: str, epochs: int, bf16: bool = False) -> list[str]:
     extra = ["--set", "train.precision=mixed_bfloat16"] if bf16 else []
-    return ["train", spec, "--output", output, "--overwrite", "--epochs", str(epochs),
-            "--set", "train.early_stopping=null", "--quiet", *extra]
+    return [
+        "train",
+        spec,
+        "--output",
+        output,
+        "--overwrite",
+        "--epochs",
+        str(epochs),
+        "--set",
+        "train.early_stopping=null",
+        "--quiet",
+        *extra,
+    ]
 
 
 def run_seq(spec: str, epochs: int, bf16: bool) -> dict:
@@ -216,6 +231,7 @@ def run_profile(spec: str, epochs: int) -> dict:
                 item["calls"] += 1
                 main_thread = threading.current_thread() is threading.main_thread()
                 item["thread"].add("training thread" if main_thread else "helper")
+
         return wrapper
 
     loop.snapshot = timed("checkpoint: copy variables", loop.snapshot)
@@ -236,9 +252,13 @@ def run_profile(spec: str, epochs: int) -> dict:
                 raise
         history = json.loads((Path(directory) / "metrics.json").read_text())
         seconds = [float(line.split(",")[-1]) for line in (Path(directory) / "history.csv").read_text().split()[1:]]
-    return {"epochs": len(seconds), "epoch_seconds": sum(seconds[1:]) / max(len(seconds) - 1, 1),
-            "samples_per_second": history["samples_per_second"], "train_flops_per_sample": train_flops(spec),
-            "items": {name: {**item, "thread": " + ".join(sorted(item["thread"]))} for name, item in items.items()}}
+    return {
+        "epochs": len(seconds),
+        "epoch_seconds": sum(seconds[1:]) / max(len(seconds) - 1, 1),
+        "samples_per_second": history["samples_per_second"],
+        "train_flops_per_sample": train_flops(spec),
+        "items": {name: {**item, "thread": " + ".join(sorted(item["thread"]))} for name, item in items.items()},
+    }
 
 
 def train_flops(spec_path: str) -> float:
@@ -287,8 +307,9 @@ def run_keras(variant: str, spec_path: str, epochs: int) -> dict:
     model = build_model(spec).model
     settings, _ = resolve_compile(spec)
     execution = TUNED_STEPS_PER_EXECUTION if variant == "tuned" else 1
-    model.compile(optimizer=settings.optimizer, loss=settings.loss, metrics=settings.metrics,
-                  steps_per_execution=execution)
+    model.compile(
+        optimizer=settings.optimizer, loss=settings.loss, metrics=settings.metrics, steps_per_execution=execution
+    )
     timer = EpochTimer(keras)
     source = spec.resolved()["data"]["train"]
     if isinstance(source, dict) and source.get("image_size"):
@@ -314,13 +335,29 @@ def fit_arrays(model, variant: str, spec, x, y, train, validation, epochs: int, 
 
     batch_size = spec.data.batch_size
     if variant == "plain":
-        model.fit(x[train], y[train], batch_size=batch_size, epochs=epochs,
-                  validation_data=(x[validation], y[validation]), callbacks=[timer.callback], verbose=0)
+        model.fit(
+            x[train],
+            y[train],
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=(x[validation], y[validation]),
+            callbacks=[timer.callback],
+            verbose=0,
+        )
         return
-    train_data = (tf.data.Dataset.from_tensor_slices((x[train], y[train])).cache()
-                  .shuffle(len(train), seed=spec.train.seed).batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    validation_data = (tf.data.Dataset.from_tensor_slices((x[validation], y[validation])).batch(batch_size)
-                       .cache().prefetch(tf.data.AUTOTUNE))
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((x[train], y[train]))
+        .cache()
+        .shuffle(len(train), seed=spec.train.seed)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation_data = (
+        tf.data.Dataset.from_tensor_slices((x[validation], y[validation]))
+        .batch(batch_size)
+        .cache()
+        .prefetch(tf.data.AUTOTUNE)
+    )
     model.fit(train_data, epochs=epochs, validation_data=validation_data, callbacks=[timer.callback], verbose=0)
 
 
@@ -329,8 +366,13 @@ def image_folder(spec, source: dict, *, cached: bool):
     import tensorflow as tf
 
     train, validation = keras.utils.image_dataset_from_directory(
-        spec.base_dir / source["path"], validation_split=spec.data.validation, subset="both",
-        seed=spec.train.seed, image_size=tuple(source["image_size"]), batch_size=spec.data.batch_size)
+        spec.base_dir / source["path"],
+        validation_split=spec.data.validation,
+        subset="both",
+        seed=spec.train.seed,
+        image_size=tuple(source["image_size"]),
+        batch_size=spec.data.batch_size,
+    )
     count = sum(int(tf.shape(y)[0]) for _, y in train)
     if cached:
         train, validation = train.cache(), validation.cache()

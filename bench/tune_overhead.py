@@ -62,8 +62,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="seq-tune-bench-") as folder:
         folder = Path(folder)
         spec = folder / "spec.yaml"
-        spec.write_text(SPEC.format(data=ROOT / "specs" / "data" / "digits.npz", epochs=args.epochs,
-                                    trials=args.trials))
+        spec.write_text(
+            SPEC.format(data=ROOT / "specs" / "data" / "digits.npz", epochs=args.epochs, trials=args.trials)
+        )
         seq = f"{shlex.quote(sys.executable)} -m seqcli"
         tune_seconds = timed(f"{seq} tune {spec} --output {folder / 'study'} --workers 1 > /dev/null")
         with open(folder / "study" / "trials.csv", newline="") as handle:
@@ -72,8 +73,9 @@ def main() -> None:
         commands = []
         for row in rows:
             sets = " ".join(f"--set {shlex.quote(f'{name}={row[name]}')}" for name in names)
-            commands.append(f"{seq} train {spec} --output {folder / 'loop' / row['run']} --quiet "
-                            f"--set tune=null {sets}")
+            commands.append(
+                f"{seq} train {spec} --output {folder / 'loop' / row['run']} --quiet --set tune=null {sets}"
+            )
         loop_seconds = timed("\n".join(commands))
     trials = len(rows)
     print(f"seq tune --workers 1: {trials} trials in {tune_seconds:.1f} s ({tune_seconds / trials:.2f} s a trial)")

@@ -20,8 +20,12 @@ def layer_table() -> dict:
     layers = {name: sorted(registry.accepted_arguments(cls)[0]) for name, cls in registry.layer_classes().items()}
     bases = {name: sorted(applications.application_arguments(name)) for name in applications.APPLICATIONS}
     bases[applications.SAVED_MODEL] = list(applications.SAVED_MODEL_ARGUMENTS)
-    return {"keras_version": keras.__version__, "Input": list(registry.INPUT_ARGUMENTS), "layers": layers,
-            "bases": bases}
+    return {
+        "keras_version": keras.__version__,
+        "Input": list(registry.INPUT_ARGUMENTS),
+        "layers": layers,
+        "bases": bases,
+    }
 
 
 if __name__ == "__main__":

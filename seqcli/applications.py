@@ -109,13 +109,19 @@ def weights_problems(name: str, weights: Any, base_dir: Path) -> list[BaseProble
     if weights is None or weights == "imagenet":
         return []
     if not isinstance(weights, str):
-        return [BaseProblem(f"weights must be imagenet, null or a weights file; received {weights!r}",
-                            "write weights: imagenet, weights: null, or weights: path/to/base.weights.h5", "weights")]
+        return [
+            BaseProblem(
+                f"weights must be imagenet, null or a weights file; received {weights!r}",
+                "write weights: imagenet, weights: null, or weights: path/to/base.weights.h5",
+                "weights",
+            )
+        ]
     path = resolve_path(weights, base_dir)
     if not weights.endswith(".h5"):
         hint = did_you_mean(weights, ["imagenet"]) or "a local file is a .weights.h5 written by save_weights"
-        return [BaseProblem(f"weights must be imagenet, null or a .h5 weights file; received {weights!r}", hint,
-                            "weights")]
+        return [
+            BaseProblem(f"weights must be imagenet, null or a .h5 weights file; received {weights!r}", hint, "weights")
+        ]
     try:
         check_weights_file(path, written_as=weights, base_dir=base_dir, suffixes=(".h5",))
     except WeightsError as error:
@@ -131,34 +137,58 @@ def shape_problems(name: str, args: dict, input_shape: tuple | None) -> list[Bas
     weights = args.get("weights", defaults.get("weights"))
     problems = []
     if not include_top and "classes" in args:
-        problems.append(BaseProblem("classes only applies with include_top: true",
-                                    "remove classes: the new head on top of the base sets the classes", "classes"))
+        problems.append(
+            BaseProblem(
+                "classes only applies with include_top: true",
+                "remove classes: the new head on top of the base sets the classes",
+                "classes",
+            )
+        )
     imagenet_top = include_top and weights == "imagenet"
     if imagenet_top and args.get("classes", IMAGENET_CLASSES) != IMAGENET_CLASSES:
-        problems.append(BaseProblem(
-            f"the ImageNet classifier of {name} has {IMAGENET_CLASSES} classes; received classes={args['classes']}",
-            "set include_top: false and put your own Dense layer on top", "classes"))
+        problems.append(
+            BaseProblem(
+                f"the ImageNet classifier of {name} has {IMAGENET_CLASSES} classes; received classes={args['classes']}",
+                "set include_top: false and put your own Dense layer on top",
+                "classes",
+            )
+        )
     if input_shape is None:
         return problems
     if len(input_shape) != 3:
-        return problems + [BaseProblem(
-            f"{name} takes images (height, width, channels); it receives shape {shape_text(input_shape)}",
-            "give the model an image input, e.g. '- Input: {shape: [224, 224, 3]}'")]
+        return problems + [
+            BaseProblem(
+                f"{name} takes images (height, width, channels); it receives shape {shape_text(input_shape)}",
+                "give the model an image input, e.g. '- Input: {shape: [224, 224, 3]}'",
+            )
+        ]
     height, width, channels = input_shape
     if any(d is not None and d < app.min_size for d in (height, width)):
-        problems.append(BaseProblem(
-            f"{name} needs inputs of at least {app.min_size}x{app.min_size}; it receives {height}x{width}",
-            f"enlarge the input, e.g. with '- Resizing: {{height: {app.min_size}, width: {app.min_size}}}' "
-            "before it"))
+        problems.append(
+            BaseProblem(
+                f"{name} needs inputs of at least {app.min_size}x{app.min_size}; it receives {height}x{width}",
+                f"enlarge the input, e.g. with '- Resizing: {{height: {app.min_size}, width: {app.min_size}}}' "
+                "before it",
+            )
+        )
     if weights == "imagenet" and channels != 3:
-        problems.append(BaseProblem(f"ImageNet weights expect 3 input channels; {name} receives {channels}",
-                                    "feed RGB images, or use weights: null", "weights"))
-    if imagenet_top and app.imagenet_top_sizes and not (
-            height == width and height in app.imagenet_top_sizes):
+        problems.append(
+            BaseProblem(
+                f"ImageNet weights expect 3 input channels; {name} receives {channels}",
+                "feed RGB images, or use weights: null",
+                "weights",
+            )
+        )
+    if imagenet_top and app.imagenet_top_sizes and not (height == width and height in app.imagenet_top_sizes):
         sizes = " or ".join(f"{s}x{s}" for s in app.imagenet_top_sizes)
-        problems.append(BaseProblem(
-            f"with include_top: true and ImageNet weights, {name} takes {sizes} inputs; it receives {height}x{width}",
-            "set include_top: false (with pooling: avg) to use other input sizes", "include_top"))
+        problems.append(
+            BaseProblem(
+                f"with include_top: true and ImageNet weights, {name} takes {sizes} inputs; "
+                f"it receives {height}x{width}",
+                "set include_top: false (with pooling: avg) to use other input sizes",
+                "include_top",
+            )
+        )
     return problems
 
 
@@ -205,7 +235,8 @@ def download_error(name: str, text: str) -> WeightsDownloadError:
     return WeightsDownloadError(
         f"cannot download the ImageNet weights of {name} from {url} ({reason}); Keras caches them as {cache}",
         f"on a machine with network access run 'curl -L -o {cache} {url}' (or build the model there once) and "
-        f"copy the file to {keras_models_dir()}; or use weights: null, or a local .weights.h5 file")
+        f"copy the file to {keras_models_dir()}; or use weights: null, or a local .weights.h5 file",
+    )
 
 
 def keras_models_dir() -> Path:
@@ -219,12 +250,22 @@ def keras_models_dir() -> Path:
 def saved_model_problems(args: dict, base_dir: Path) -> list[BaseProblem]:
     path = args.get("path")
     if not isinstance(path, str) or not path:
-        return [BaseProblem("Model needs path: the .keras file to load", "write '- Model: {path: base.keras}'",
-                            "path" if "path" in args else None)]
+        return [
+            BaseProblem(
+                "Model needs path: the .keras file to load",
+                "write '- Model: {path: base.keras}'",
+                "path" if "path" in args else None,
+            )
+        ]
     resolved = resolve_path(path, base_dir)
     if not path.endswith(".keras"):
-        return [BaseProblem(f"Model loads .keras files (model.save); received {path!r}",
-                            "save the base with model.save('base.keras')", "path")]
+        return [
+            BaseProblem(
+                f"Model loads .keras files (model.save); received {path!r}",
+                "save the base with model.save('base.keras')",
+                "path",
+            )
+        ]
     if not resolved.is_file():
         where = f"{path!r} is relative to the spec's folder, {base_dir}" if not Path(path).is_absolute() else None
         return [BaseProblem(f"no such model file: {resolved}", where or "check the path", "path")]

@@ -42,8 +42,13 @@ class CompileSettings:
     descriptions: dict[str, str] = field(default_factory=dict)
 
     def compile(self, model) -> None:
-        model.compile(optimizer=self.optimizer, loss=self.loss, metrics=list(self.metrics),
-                      steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile)
+        model.compile(
+            optimizer=self.optimizer,
+            loss=self.loss,
+            metrics=list(self.metrics),
+            steps_per_execution=self.steps_per_execution,
+            jit_compile=self.jit_compile,
+        )
 
     def log_names(self, validation: bool) -> list[str]:
         """The keys of each epoch's logs: loss, metrics, and their ``val_`` twins."""
@@ -51,8 +56,9 @@ class CompileSettings:
         return names + [f"val_{name}" for name in names] if validation else names
 
 
-def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
-                    single_step: bool = False) -> tuple[CompileSettings | None, list[Problem]]:
+def resolve_compile(
+    spec: Spec, *, steps_per_epoch: int | None = None, single_step: bool = False
+) -> tuple[CompileSettings | None, list[Problem]]:
     """Build the optimizer, loss and metrics a spec names; every problem is returned with its position.
 
     ``single_step``: the strategy cannot run several steps per execution (see :func:`single_step_only`).
@@ -61,19 +67,31 @@ def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
     resolver = _Resolver(spec, keras)
     section = spec.compile
     if section is None:
-        return None, [spec.problem((), "the spec has no 'compile' section, so there is no loss to train with",
-                                   "add for example:\ncompile:\n  optimizer: adam\n"
-                                   "  loss: sparse_categorical_crossentropy\n  metrics: [accuracy]")]
+        return None, [
+            spec.problem(
+                (),
+                "the spec has no 'compile' section, so there is no loss to train with",
+                "add for example:\ncompile:\n  optimizer: adam\n"
+                "  loss: sparse_categorical_crossentropy\n  metrics: [accuracy]",
+            )
+        ]
     if section.loss is None:
-        resolver.problem(("compile",), "compile.loss is missing",
-                         "name a Keras loss, e.g. 'loss: sparse_categorical_crossentropy'", key=True)
+        resolver.problem(
+            ("compile",),
+            "compile.loss is missing",
+            "name a Keras loss, e.g. 'loss: sparse_categorical_crossentropy'",
+            key=True,
+        )
     optimizer = _resolve_optimizer(resolver, spec)
     loss = resolver.loss(("compile", "loss"), section.loss) if section.loss is not None else None
     metrics = [resolver.metric(("compile", "metrics", index), value) for index, value in enumerate(section.metrics)]
     if single_step and section.steps_per_execution not in ("auto", 1):
-        resolver.problem(("compile", "steps_per_execution"), "this distribution strategy runs one step per execution: "
-                         "TensorFlow's collective all-reduce fails inside Keras's multi-step loop",
-                         "remove steps_per_execution (auto chooses 1 here), or set it to 1")
+        resolver.problem(
+            ("compile", "steps_per_execution"),
+            "this distribution strategy runs one step per execution: "
+            "TensorFlow's collective all-reduce fails inside Keras's multi-step loop",
+            "remove steps_per_execution (auto chooses 1 here), or set it to 1",
+        )
     if resolver.problems:
         return None, resolver.problems
     settings = CompileSettings(
@@ -81,13 +99,18 @@ def resolve_compile(spec: Spec, *, steps_per_epoch: int | None = None,
         loss=loss,
         metrics=[m for m, _ in metrics],
         metric_names=[name for _, name in metrics],
-        steps_per_execution=1 if single_step else choose_steps_per_execution(
-            section.steps_per_execution, steps_per_epoch, spec.train.checkpoint_every),
+        steps_per_execution=1
+        if single_step
+        else choose_steps_per_execution(section.steps_per_execution, steps_per_epoch, spec.train.checkpoint_every),
         jit_compile=section.jit_compile,
-        descriptions={"optimizer": _describe(section.optimizer), "loss": _describe(section.loss),
-                      "metrics": ", ".join(_describe(m) for m in section.metrics) or "none",
-                      "schedule": _describe(spec.train.learning_rate_schedule)
-                      if spec.train.learning_rate_schedule is not None else ""},
+        descriptions={
+            "optimizer": _describe(section.optimizer),
+            "loss": _describe(section.loss),
+            "metrics": ", ".join(_describe(m) for m in section.metrics) or "none",
+            "schedule": _describe(spec.train.learning_rate_schedule)
+            if spec.train.learning_rate_schedule is not None
+            else "",
+        },
     )
     return settings, []
 
@@ -122,11 +145,13 @@ def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
     name, args = next(iter(value.items())) if mapping else (value, {})
     received = ", ".join(f"{key}={argument!r}" for key, argument in (args or {}).items())
     schedule = " and train.learning_rate_schedule's" if spec.train.learning_rate_schedule is not None else ""
-    return spec.problem(("compile", "optimizer", name) if mapping else ("compile", "optimizer"),
-                        f"Keras rejected {name} when applying it: {clean_tensorflow_message(str(error))}"
-                        + (f". Received: {received}" if received else ""),
-                        f"check the types and values of {name}'s arguments{schedule} against the Keras "
-                        "documentation", key=mapping)
+    return spec.problem(
+        ("compile", "optimizer", name) if mapping else ("compile", "optimizer"),
+        f"Keras rejected {name} when applying it: {clean_tensorflow_message(str(error))}"
+        + (f". Received: {received}" if received else ""),
+        f"check the types and values of {name}'s arguments{schedule} against the Keras documentation",
+        key=mapping,
+    )
 
 
 def _resolve_optimizer(resolver: _Resolver, spec: Spec):
@@ -186,8 +211,11 @@ def single_step_only(strategy) -> bool:
 def optimizer_classes() -> dict[str, type]:
     keras = import_keras()
 
-    return {name: cls for name, cls in public_classes(keras.optimizers, keras.optimizers.Optimizer).items()
-            if name not in WRAPPER_OPTIMIZERS}
+    return {
+        name: cls
+        for name, cls in public_classes(keras.optimizers, keras.optimizers.Optimizer).items()
+        if name not in WRAPPER_OPTIMIZERS
+    }
 
 
 @functools.cache
@@ -195,8 +223,11 @@ def schedule_classes() -> dict[str, type]:
     keras = import_keras()
 
     schedules = keras.optimizers.schedules
-    return {name: cls for name, cls in public_classes(schedules, schedules.LearningRateSchedule).items()
-            if name != "LearningRateSchedule"}
+    return {
+        name: cls
+        for name, cls in public_classes(schedules, schedules.LearningRateSchedule).items()
+        if name != "LearningRateSchedule"
+    }
 
 
 @functools.cache
@@ -211,13 +242,20 @@ def metric_classes() -> dict[str, type]:
     keras = import_keras()
 
     excluded = {"Metric", "MeanMetricWrapper", "Mean", "Sum"}  # abstract, or need a function / values to average
-    return {name: cls for name, cls in public_classes(keras.metrics, keras.metrics.Metric).items()
-            if name not in excluded}
+    return {
+        name: cls for name, cls in public_classes(keras.metrics, keras.metrics.Metric).items() if name not in excluded
+    }
 
 
 def _public_functions(namespace) -> list[str]:
-    return [name for name in dir(namespace) if name[:1].islower() and not name.startswith("_")
-            and name not in ("get", "serialize", "deserialize") and callable(getattr(namespace, name))]
+    return [
+        name
+        for name in dir(namespace)
+        if name[:1].islower()
+        and not name.startswith("_")
+        and name not in ("get", "serialize", "deserialize")
+        and callable(getattr(namespace, name))
+    ]
 
 
 @functools.cache
@@ -253,17 +291,24 @@ class _Resolver:
         if isinstance(value, str):
             name = _class_for_identifier(value, classes)
             if name is None:
-                self.problem(path, f"unknown optimizer {value!r}",
-                             did_you_mean(value, [*classes, *(n.lower() for n in classes)])
-                             or f"optimizers: {', '.join(sorted(classes))}")
+                self.problem(
+                    path,
+                    f"unknown optimizer {value!r}",
+                    did_you_mean(value, [*classes, *(n.lower() for n in classes)])
+                    or f"optimizers: {', '.join(sorted(classes))}",
+                )
                 return None
             value = {name: {}}
         name, args = self._single(path, value, "optimizer", "{Adam: {learning_rate: 0.001}}")
         if name is None:
             return None
         if name not in classes:
-            self.problem(path + (name,), f"unknown optimizer class {name!r}",
-                         did_you_mean(name, classes) or f"optimizers: {', '.join(sorted(classes))}", key=True)
+            self.problem(
+                path + (name,),
+                f"unknown optimizer class {name!r}",
+                did_you_mean(name, classes) or f"optimizers: {', '.join(sorted(classes))}",
+                key=True,
+            )
             return None
         args = dict(args)
         if isinstance(args.get("learning_rate"), dict):
@@ -272,24 +317,33 @@ class _Resolver:
                 return None
         if schedule is not None:
             if "learning_rate" in args:
-                self.problem(("train", "learning_rate_schedule"),
-                             f"train.learning_rate_schedule conflicts with {name}'s learning_rate",
-                             "give the learning rate in one place only")
+                self.problem(
+                    ("train", "learning_rate_schedule"),
+                    f"train.learning_rate_schedule conflicts with {name}'s learning_rate",
+                    "give the learning rate in one place only",
+                )
                 return None
             args["learning_rate"] = schedule
         return self._instantiate(path, name, classes[name], args, "optimizer")
 
     def schedule(self, path: PathKey, value):
         classes = schedule_classes()
-        name, args = self._single(path, value, "learning-rate schedule",
-                                  "{ExponentialDecay: {initial_learning_rate: 0.001, decay_steps: 1000, "
-                                  "decay_rate: 0.9}}")
+        name, args = self._single(
+            path,
+            value,
+            "learning-rate schedule",
+            "{ExponentialDecay: {initial_learning_rate: 0.001, decay_steps: 1000, decay_rate: 0.9}}",
+        )
         if name is None:
             return None
         if name not in classes:
             mapping = isinstance(value, dict)
-            self.problem(path + (name,) if mapping else path, f"unknown learning-rate schedule {name!r}",
-                         did_you_mean(name, classes) or f"schedules: {', '.join(sorted(classes))}", key=mapping)
+            self.problem(
+                path + (name,) if mapping else path,
+                f"unknown learning-rate schedule {name!r}",
+                did_you_mean(name, classes) or f"schedules: {', '.join(sorted(classes))}",
+                key=mapping,
+            )
             return None
         return self._instantiate(path, name, classes[name], args, "schedule")
 
@@ -298,14 +352,19 @@ class _Resolver:
         if isinstance(value, str):
             if value in classes:
                 return self._instantiate(path, value, classes[value], {}, "loss")
-            return self._identifier(path, value, self.keras.losses.get, "loss",
-                                    [*_public_functions(self.keras.losses), *classes])
+            return self._identifier(
+                path, value, self.keras.losses.get, "loss", [*_public_functions(self.keras.losses), *classes]
+            )
         name, args = self._single(path, value, "loss", "{SparseCategoricalCrossentropy: {from_logits: true}}")
         if name is None:
             return None
         if name not in classes:
-            self.problem(path + (name,), f"unknown loss class {name!r}",
-                         did_you_mean(name, classes) or f"loss classes: {', '.join(sorted(classes))}", key=True)
+            self.problem(
+                path + (name,),
+                f"unknown loss class {name!r}",
+                did_you_mean(name, classes) or f"loss classes: {', '.join(sorted(classes))}",
+                key=True,
+            )
             return None
         return self._instantiate(path, name, classes[name], args, "loss")
 
@@ -318,15 +377,24 @@ class _Resolver:
             if value in classes:
                 metric = self._instantiate(path, value, classes[value], {}, "metric")
                 return metric, getattr(metric, "name", value)
-            metric = self._identifier(path, value, self.keras.metrics.get, "metric",
-                                      [*_public_functions(self.keras.metrics), *classes, *ADAPTIVE_METRICS])
+            metric = self._identifier(
+                path,
+                value,
+                self.keras.metrics.get,
+                "metric",
+                [*_public_functions(self.keras.metrics), *classes, *ADAPTIVE_METRICS],
+            )
             return (value if metric is not None else None), value
         name, args = self._single(path, value, "metric", "{SparseTopKCategoricalAccuracy: {k: 3}}")
         if name is None:
             return None, ""
         if name not in classes:
-            self.problem(path + (name,), f"unknown metric class {name!r}",
-                         did_you_mean(name, classes) or f"metric classes: {', '.join(sorted(classes))}", key=True)
+            self.problem(
+                path + (name,),
+                f"unknown metric class {name!r}",
+                did_you_mean(name, classes) or f"metric classes: {', '.join(sorted(classes))}",
+                key=True,
+            )
             return None, ""
         metric = self._instantiate(path, name, classes[name], args, "metric")
         return metric, getattr(metric, "name", name)
@@ -336,8 +404,11 @@ class _Resolver:
             return getter(value)
         except (ValueError, TypeError):
             namespace = "losses" if kind == "loss" else f"{kind}s"
-            self.problem(path, f"unknown {kind} {value!r}",
-                         did_you_mean(value, choices) or f"name a function or class of keras.{namespace}")
+            self.problem(
+                path,
+                f"unknown {kind} {value!r}",
+                did_you_mean(value, choices) or f"name a function or class of keras.{namespace}",
+            )
             return None
 
     def _single(self, path: PathKey, value, kind: str, example: str) -> tuple[str | None, dict]:
@@ -345,13 +416,15 @@ class _Resolver:
             return value, {}
         if not isinstance(value, dict) or len(value) != 1:
             count = len(value) if isinstance(value, dict) else 0
-            self.problem(path, f"a {kind} is a name or a mapping with one class name, got {count} keys",
-                         f"for example {example}")
+            self.problem(
+                path, f"a {kind} is a name or a mapping with one class name, got {count} keys", f"for example {example}"
+            )
             return None, {}
-        (name, args), = value.items()
+        ((name, args),) = value.items()
         if args is not None and not isinstance(args, dict):
-            self.problem(path + (name,), f"arguments of {name} must be a mapping, got {args!r}",
-                         f"for example {example}")
+            self.problem(
+                path + (name,), f"arguments of {name} must be a mapping, got {args!r}", f"for example {example}"
+            )
             return None, {}
         return name, dict(args or {})
 
@@ -360,12 +433,19 @@ class _Resolver:
         ok = True
         for key, value in args.items():
             if key not in accepted:
-                self.problem(path + (name, key), f"unknown argument for {name}",
-                             did_you_mean(key, accepted) or f"{name} accepts: {', '.join(sorted(accepted))}", key=True)
+                self.problem(
+                    path + (name, key),
+                    f"unknown argument for {name}",
+                    did_you_mean(key, accepted) or f"{name} accepts: {', '.join(sorted(accepted))}",
+                    key=True,
+                )
                 ok = False
             elif isinstance(value, dict) and not (kind == "optimizer" and key == "learning_rate"):
-                self.problem(path + (name, key), f"{name}.{key} does not take a mapping",
-                             "only an optimizer's learning_rate takes a mapping (a schedule)")
+                self.problem(
+                    path + (name, key),
+                    f"{name}.{key} does not take a mapping",
+                    "only an optimizer's learning_rate takes a mapping (a schedule)",
+                )
                 ok = False
         if not ok:
             return None
@@ -374,8 +454,12 @@ class _Resolver:
         try:
             return cls(**args)
         except (ValueError, TypeError, KeyError) as error:
-            self.problem(path + (name,), f"Keras rejected {name}: {clean_message(error)}",
-                         f"check the arguments against the Keras documentation of {name}", key=True)
+            self.problem(
+                path + (name,),
+                f"Keras rejected {name}: {clean_message(error)}",
+                f"check the arguments against the Keras documentation of {name}",
+                key=True,
+            )
             return None
 
 
@@ -392,7 +476,7 @@ def _describe(value) -> str:
         return ""
     if isinstance(value, str):
         return value
-    (name, args), = value.items()
+    ((name, args),) = value.items()
     if not args:
         return name
     inner = ", ".join(f"{k}={_describe(v) if isinstance(v, dict) else v!r}" for k, v in args.items())
@@ -416,19 +500,32 @@ def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: t
     loss = settings.loss if not isinstance(settings.loss, str) else keras.losses.get(settings.loss)
     message = None if problems else _probe(loss, labels, outputs)
     if message:
-        problems.append(spec.problem(("compile", "loss"), f"the loss does not fit the data and model: labels of "
-                                     f"shape {labels.shape} against model output of shape {outputs.shape}: "
-                                     f"{message}", _fit_hint(labels, outputs, spec.compile.loss)))
+        problems.append(
+            spec.problem(
+                ("compile", "loss"),
+                f"the loss does not fit the data and model: labels of "
+                f"shape {labels.shape} against model output of shape {outputs.shape}: "
+                f"{message}",
+                _fit_hint(labels, outputs, spec.compile.loss),
+            )
+        )
     for index, (metric, name) in enumerate(zip(settings.metrics, settings.metric_names)):
         if isinstance(metric, str) and metric in ADAPTIVE_METRICS:
             continue
-        probe = keras.metrics.get(metric) if isinstance(metric, str) else metric.__class__.from_config(
-            metric.get_config())
+        probe = (
+            keras.metrics.get(metric) if isinstance(metric, str) else metric.__class__.from_config(metric.get_config())
+        )
         message = _probe(probe.update_state, labels, outputs)
         if message:
-            problems.append(spec.problem(("compile", "metrics", index), f"metric {name} does not fit labels of "
-                                         f"shape {labels.shape} against model output of shape {outputs.shape}: "
-                                         f"{message}", _fit_hint(labels, outputs, None)))
+            problems.append(
+                spec.problem(
+                    ("compile", "metrics", index),
+                    f"metric {name} does not fit labels of "
+                    f"shape {labels.shape} against model output of shape {outputs.shape}: "
+                    f"{message}",
+                    _fit_hint(labels, outputs, None),
+                )
+            )
     return problems
 
 
@@ -452,7 +549,7 @@ def metric_log_name(value) -> str:
     or its snake_case name (``SparseTopKCategoricalAccuracy`` -> ``sparse_top_k_categorical_accuracy``)."""
     if isinstance(value, str):
         return value
-    (name, args), = value.items()
+    ((name, args),) = value.items()
     if isinstance(args, dict) and isinstance(args.get("name"), str):
         return args["name"]
     return snake_case(name)
@@ -462,12 +559,21 @@ def _check_label_range(spec: Spec, labels, outputs) -> list[Problem]:
     classes = outputs.shape[-1]
     top = int(labels.max()) if labels.size else 0
     if labels.size and int(labels.min()) < 0:
-        return [spec.problem(("compile", "loss"), f"labels include {int(labels.min())}, a negative class index "
-                             "(labels must be 0 .. classes-1)", "check the labels")]
+        return [
+            spec.problem(
+                ("compile", "loss"),
+                f"labels include {int(labels.min())}, a negative class index (labels must be 0 .. classes-1)",
+                "check the labels",
+            )
+        ]
     if top >= classes:
-        return [spec.problem(("compile", "loss"), f"labels go up to {top}, but the model outputs {classes} "
-                             "class scores (labels must be 0 .. classes-1)",
-                             f"give the last layer {top + 1} units, or check the labels")]
+        return [
+            spec.problem(
+                ("compile", "loss"),
+                f"labels go up to {top}, but the model outputs {classes} class scores (labels must be 0 .. classes-1)",
+                f"give the last layer {top + 1} units, or check the labels",
+            )
+        ]
     return []
 
 
@@ -496,5 +602,7 @@ def logits_warning(spec: Spec, model) -> str | None:
     if activation is None or getattr(activation, "__name__", "") != "linear":
         return None
     cls = "".join(part.capitalize() for part in loss.split("_"))
-    return (f"the last layer has no activation (it outputs logits), but loss {loss!r} expects probabilities; "
-            f"write 'loss: {{{cls}: {{from_logits: true}}}}' or give the last layer activation: softmax")
+    return (
+        f"the last layer has no activation (it outputs logits), but loss {loss!r} expects probabilities; "
+        f"write 'loss: {{{cls}: {{from_logits: true}}}}' or give the last layer activation: softmax"
+    )

@@ -28,8 +28,10 @@ def check_finite(values: np.ndarray, role: str, path: Path | str, where: str) ->
         return
     per_sample = max(values.size // len(values), 1)
     step = max(CHUNK_ELEMENTS // per_sample, 1)  # a boolean copy of a chunk, never of the whole array
-    bad = [start + np.flatnonzero(~np.isfinite(values[start:start + step]).reshape(-1, per_sample).all(axis=1))
-           for start in range(0, len(values), step)]
+    bad = [
+        start + np.flatnonzero(~np.isfinite(values[start : start + step]).reshape(-1, per_sample).all(axis=1))
+        for start in range(0, len(values), step)
+    ]
     bad = np.concatenate(bad)
     if not bad.size:
         return
@@ -51,21 +53,27 @@ def check_labels(labels: np.ndarray | None, loss, classes: int | None, where: st
     whole = np.mod(flat, 1) == 0 if np.issubdtype(flat.dtype, np.floating) else np.ones(flat.shape, bool)
     if not whole.all():
         index = int(np.flatnonzero(~whole)[0])
-        raise DataValueError(f"{where}: label {flat[index]} of sample {index} is not a whole number; "
-                             f"{_loss_name(loss)} takes class indices 0 .. classes-1",
-                             hint="for soft or one-hot labels use categorical_crossentropy, "
-                                  "for a number to predict use a regression loss such as mse")
+        raise DataValueError(
+            f"{where}: label {flat[index]} of sample {index} is not a whole number; "
+            f"{_loss_name(loss)} takes class indices 0 .. classes-1",
+            hint="for soft or one-hot labels use categorical_crossentropy, "
+            "for a number to predict use a regression loss such as mse",
+        )
     negative = flat < 0
     if negative.any():
         index = int(np.flatnonzero(negative)[0])
-        raise DataValueError(f"{where}: label {_whole(flat[index])} of sample {index} is negative; "
-                             "class indices start at 0", hint="check the labels")
+        raise DataValueError(
+            f"{where}: label {_whole(flat[index])} of sample {index} is negative; class indices start at 0",
+            hint="check the labels",
+        )
     top = int(flat.max())
     if classes is not None and top >= classes:
         index = int(np.argmax(flat))
-        raise DataValueError(f"{where}: label {top} of sample {index} is out of range: the model outputs "
-                             f"{classes} class scores (labels 0 .. {classes - 1})",
-                             hint=f"give the last layer {top + 1} units, or check the labels")
+        raise DataValueError(
+            f"{where}: label {top} of sample {index} is out of range: the model outputs "
+            f"{classes} class scores (labels 0 .. {classes - 1})",
+            hint=f"give the last layer {top + 1} units, or check the labels",
+        )
 
 
 def is_sparse_loss(loss) -> bool:

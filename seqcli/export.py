@@ -77,16 +77,27 @@ class ExportResult:
         lines = [f"Exported model '{self.model}' as {self.format} to {self.output} ({human_bytes(self.size)})"]
         for role, tensors in (("input", check.inputs), ("output", check.outputs)):
             lines += [f"  {role:<6} {t.name}: {shape_text(t.shape)} {t.dtype}" for t in tensors]
-        lines.append(f"Verified in {check.runtime} on {self.samples} samples of {self.data}: "
-                     f"max difference {check.max_difference:.3g} (tolerance {TOLERANCE:g})")
+        lines.append(
+            f"Verified in {check.runtime} on {self.samples} samples of {self.data}: "
+            f"max difference {check.max_difference:.3g} (tolerance {TOLERANCE:g})"
+        )
         return lines
 
     def as_dict(self) -> dict[str, Any]:
         check = self.verification
-        return {"model": self.model, "format": self.format, "output": str(self.output), "bytes": self.size,
-                "runtime": check.runtime, "samples": self.samples, "data": self.data,
-                "max_difference": check.max_difference, "tolerance": TOLERANCE,
-                "inputs": [t.as_dict() for t in check.inputs], "outputs": [t.as_dict() for t in check.outputs]}
+        return {
+            "model": self.model,
+            "format": self.format,
+            "output": str(self.output),
+            "bytes": self.size,
+            "runtime": check.runtime,
+            "samples": self.samples,
+            "data": self.data,
+            "max_difference": check.max_difference,
+            "tolerance": TOLERANCE,
+            "inputs": [t.as_dict() for t in check.inputs],
+            "outputs": [t.as_dict() for t in check.outputs],
+        }
 
 
 def export_format_for(output: str | Path, given: str | None) -> str:
@@ -98,8 +109,15 @@ def export_format_for(output: str | Path, given: str | None) -> str:
     return SUFFIXES.get(Path(output).suffix.lower(), "saved_model")
 
 
-def export_model(target: str | Path, output: str | Path, *, fmt: str | None = None, data: str | None = None,
-                 samples: int = DEFAULT_SAMPLES, overwrite: bool = False) -> ExportResult:
+def export_model(
+    target: str | Path,
+    output: str | Path,
+    *,
+    fmt: str | None = None,
+    data: str | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    overwrite: bool = False,
+) -> ExportResult:
     """Export the model of a run folder or .keras file, verify the artifact in its own runtime against the
     Keras model on ``samples`` real inputs, and only then put it at ``output``."""
     from seqcli.keras_env import import_keras
@@ -134,9 +152,10 @@ def require_onnx() -> None:
 
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ExportError(f"ONNX export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                          "not installed",
-                          hint="pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)")
+        raise ExportError(
+            f"ONNX export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
+            hint="pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)",
+        )
 
 
 def sample_inputs(target, data: str | None, samples: int) -> tuple[np.ndarray, str]:
@@ -163,16 +182,20 @@ def _run_source(target) -> tuple[Any, Path, str]:
     for key in ("test", "train"):
         if data and data.get(key) is not None:
             return data[key], spec.base_dir, f"data.{key} of {target.spec_path}"
-    raise ExportError(f"no inputs to verify the export of {target.model_path} with",
-                      hint="pass --data SOURCE (e.g. --data samples.npy): a few inputs like those the model takes")
+    raise ExportError(
+        f"no inputs to verify the export of {target.model_path} with",
+        hint="pass --data SOURCE (e.g. --data samples.npy): a few inputs like those the model takes",
+    )
 
 
 def _fit_inputs(model, inputs: np.ndarray, label: str) -> np.ndarray:
     shape = tuple(model.input_shape[1:])
     sample = inputs.shape[1:]
     if len(shape) != len(sample) or any(e is not None and e != s for e, s in zip(shape, sample)):
-        raise ExportError(f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
-                          hint="give --data with inputs shaped like those the model was trained on")
+        raise ExportError(
+            f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
+            hint="give --data with inputs shaped like those the model was trained on",
+        )
     return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
 
 
@@ -196,8 +219,10 @@ def _export(model, artifact: Path, fmt: str) -> None:
             warnings.simplefilter("ignore")
             model.export(str(artifact), format=FORMATS[fmt], verbose=False)
     except Exception as error:  # converters raise many types for an op they cannot express
-        raise ExportError(f"Keras could not export the model '{model.name}' as {fmt}: {clean_message(error)}",
-                          hint="some layers have no equivalent in every format; try another --format") from None
+        raise ExportError(
+            f"Keras could not export the model '{model.name}' as {fmt}: {clean_message(error)}",
+            hint="some layers have no equivalent in every format; try another --format",
+        ) from None
 
 
 def _publish(artifact: Path, output: Path, staging: Path) -> None:
@@ -213,8 +238,10 @@ def _publish(artifact: Path, output: Path, staging: Path) -> None:
         else:
             os.replace(artifact, output)
     except OSError as error:
-        raise ExportError(f"cannot put the export at {output}: {error.strerror or error}",
-                          hint="choose another --output, or fix the permissions of its folder") from None
+        raise ExportError(
+            f"cannot put the export at {output}: {error.strerror or error}",
+            hint="choose another --output, or fix the permissions of its folder",
+        ) from None
 
 
 def _size(path: Path) -> int:
@@ -229,20 +256,25 @@ def _size(path: Path) -> int:
 def _compare(runtime: str, actual, expected: np.ndarray, inputs, outputs) -> Verification:
     actual = np.asarray(actual)
     if actual.shape != expected.shape:
-        raise ExportError(f"the {runtime} model returned shape {actual.shape}, the Keras model {expected.shape}",
-                          hint="the export is not kept; report this model to seq")
+        raise ExportError(
+            f"the {runtime} model returned shape {actual.shape}, the Keras model {expected.shape}",
+            hint="the export is not kept; report this model to seq",
+        )
     difference = float(np.max(np.abs(actual.astype(np.float64) - expected))) if expected.size else 0.0
     if not difference <= TOLERANCE * max(1.0, float(np.max(np.abs(expected), initial=0.0))):
-        raise ExportError(f"the exported model's predictions differ from the Keras model's by up to {difference:.3g} "
-                          f"(tolerance {TOLERANCE:g}) in {runtime}",
-                          hint="the export is not kept; an op may be converted with other numerics, try another "
-                               "--format")
+        raise ExportError(
+            f"the exported model's predictions differ from the Keras model's by up to {difference:.3g} "
+            f"(tolerance {TOLERANCE:g}) in {runtime}",
+            hint="the export is not kept; an op may be converted with other numerics, try another --format",
+        )
     return Verification(runtime, difference, inputs, outputs)
 
 
 def _dims(shape) -> tuple:
-    return tuple(None if d is None or (isinstance(d, (int, np.integer)) and d < 0) or isinstance(d, str) else int(d)
-                 for d in shape)
+    return tuple(
+        None if d is None or (isinstance(d, (int, np.integer)) and d < 0) or isinstance(d, str) else int(d)
+        for d in shape
+    )
 
 
 def verify_saved_model(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verification:
@@ -252,12 +284,13 @@ def verify_saved_model(path: Path, inputs: np.ndarray, expected: np.ndarray) -> 
 
     function = tf.saved_model.load(str(path)).signatures["serving_default"]
     input_specs = function.structured_input_signature[1]
-    (input_name, _), = input_specs.items()
+    ((input_name, _),) = input_specs.items()
     results = function(**{input_name: tf.constant(inputs)})
     output_name = sorted(results)[0]
     tensors_in = [TensorInfo(n, _dims(s.shape.as_list()), s.dtype.name) for n, s in input_specs.items()]
-    tensors_out = [TensorInfo(n, _dims(s.shape.as_list()), s.dtype.name)
-                   for n, s in function.structured_outputs.items()]
+    tensors_out = [
+        TensorInfo(n, _dims(s.shape.as_list()), s.dtype.name) for n, s in function.structured_outputs.items()
+    ]
     return _compare("tf.saved_model", results[output_name].numpy(), expected, tensors_in, tensors_out)
 
 
@@ -290,8 +323,9 @@ def verify_litert(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verif
     def info(detail) -> TensorInfo:
         return TensorInfo(detail["name"], _dims(detail["shape_signature"]), np.dtype(detail["dtype"]).name)
 
-    return _compare(runtime, actual, expected, [info(input_detail)],
-                    [info(d) for d in interpreter.get_output_details()])
+    return _compare(
+        runtime, actual, expected, [info(input_detail)], [info(d) for d in interpreter.get_output_details()]
+    )
 
 
 def verify_onnx(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verification:

@@ -54,8 +54,12 @@ class Extraction:
     dtypes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"output": str(self.output), "format": self.format, "count": self.count,
-                "arrays": {k: {"shape": list(v), "dtype": self.dtypes[k]} for k, v in self.shapes.items()}}
+        return {
+            "output": str(self.output),
+            "format": self.format,
+            "count": self.count,
+            "arrays": {k: {"shape": list(v), "dtype": self.dtypes[k]} for k, v in self.shapes.items()},
+        }
 
 
 # ----------------------------------------------------------------------------- the extractor model
@@ -69,8 +73,10 @@ def feature_extractor(model, names: list[str]):
     known = [path for path, _ in walk_layers(model.layers)]
     missing = [name for name in names if name not in known]
     if missing:
-        raise ExtractError(f"--layer {missing[0]!r}: the model has no such layer",
-                           hint=did_you_mean(missing[0], known) or _naming_hint(model))
+        raise ExtractError(
+            f"--layer {missing[0]!r}: the model has no such layer",
+            hint=did_you_mean(missing[0], known) or _naming_hint(model),
+        )
     found: dict = {}
     inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
     tensor = inputs
@@ -140,8 +146,15 @@ def _keras():
 # ----------------------------------------------------------------------------- streaming
 
 
-def extract_features(extractor, names: list[str], dataset, count: int, output: str | Path, *,
-                     progress: Callable[[int], None] | None = None) -> Extraction:
+def extract_features(
+    extractor,
+    names: list[str],
+    dataset,
+    count: int,
+    output: str | Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> Extraction:
     """Run ``extractor`` over ``dataset`` (batches of inputs) and stream each output to disk.
 
     ``output`` ending in ``.npz`` gets one archive (arrays keyed by layer path); any other path a
@@ -153,8 +166,10 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
     dtypes = {name: np.dtype(t.dtype) for name, t in zip(names, extractor.outputs)}
     for name, shape in shapes.items():
         if None in shape:
-            raise ExtractError(f"layer {name!r} has output shape {shape[1:]} with an unknown size",
-                               hint="give the model a fixed input shape")
+            raise ExtractError(
+                f"layer {name!r} has output shape {shape[1:]} with an unknown size",
+                hint="give the model a fixed input shape",
+            )
     try:
         workdir = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), dir=_parent(output)))
         try:
@@ -163,8 +178,9 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
             else:
                 files = [f"{name}.npy" for name in names]
                 record_members(workdir, [*_folders(files), *files], "seq extract")
-                streams = {name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name])
-                           for name in names}
+                streams = {
+                    name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name]) for name in names
+                }
                 _run(extractor, names, dataset, streams, count, progress, sync=True)
                 _publish_directory(workdir, output)
         finally:
@@ -172,10 +188,14 @@ def extract_features(extractor, names: list[str], dataset, count: int, output: s
     except OutputError:
         raise
     except OSError as error:
-        raise OutputError(f"cannot write {output}: {error.strerror or error}", cause=error,
-                          hint="nothing was changed at --output; free some space, or choose another --output") from None
-    return Extraction(output, "npz" if output.suffix == ".npz" else "npy", count, shapes,
-                      {k: v.name for k, v in dtypes.items()})
+        raise OutputError(
+            f"cannot write {output}: {error.strerror or error}",
+            cause=error,
+            hint="nothing was changed at --output; free some space, or choose another --output",
+        ) from None
+    return Extraction(
+        output, "npz" if output.suffix == ".npz" else "npy", count, shapes, {k: v.name for k, v in dtypes.items()}
+    )
 
 
 def _extract_npz(extractor, names, dataset, output: Path, workdir: Path, shapes, dtypes, progress) -> None:
@@ -187,14 +207,17 @@ def _extract_npz(extractor, names, dataset, output: Path, workdir: Path, shapes,
             member = archive.open(f"{first}.npy", "w", force_zip64=True)
             try:
                 streams = {first: _NpyStream(member, shapes[first], dtypes[first], first)}
-                streams.update({name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name])
-                                for name in rest})
+                streams.update(
+                    {name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name]) for name in rest}
+                )
                 _run(extractor, names, dataset, streams, shapes[first][0], progress, sync=False)
             finally:
                 member.close()
             for name in rest:
-                with open(workdir / f"{name}.npy", "rb") as source, \
-                        archive.open(f"{name}.npy", "w", force_zip64=True) as target:
+                with (
+                    open(workdir / f"{name}.npy", "rb") as source,
+                    archive.open(f"{name}.npy", "w", force_zip64=True) as target,
+                ):
                     shutil.copyfileobj(source, target, COPY_CHUNK)
                 (workdir / f"{name}.npy").unlink()
 
@@ -320,10 +343,18 @@ def _parent(output: Path) -> Path:
 # ----------------------------------------------------------------------------- the command
 
 
-def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers: list[str] | None = None,
-                weights: str | Path | None = None, batch_size: int | None = None,
-                overrides: list[str] | None = None, overwrite: bool = False,
-                progress_factory: Callable[[int], contextlib.AbstractContextManager] | None = None) -> Extraction:
+def run_extract(
+    spec_path: str | Path,
+    *,
+    data: str,
+    output: str | Path,
+    layers: list[str] | None = None,
+    weights: str | Path | None = None,
+    batch_size: int | None = None,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    progress_factory: Callable[[int], contextlib.AbstractContextManager] | None = None,
+) -> Extraction:
     """``seq extract``: build the spec's model, load ``weights``, extract ``layers`` (all top-level layers
     when None) for every sample of ``data`` (a source as ``data:`` names one, relative to the current
     folder) into ``output``. ``progress_factory(total)`` gives a context whose value is called with the
@@ -339,16 +370,20 @@ def run_extract(spec_path: str | Path, *, data: str, output: str | Path, layers:
 
     batch = batch_size or (spec.data.batch_size if spec.data is not None else 32)
     declared = _declared_shape(spec)
-    dataset, count = load_source(data, Path.cwd(), batch_size=batch, labels=False, where="--data",
-                                 input_shape=declared)
+    dataset, count = load_source(data, Path.cwd(), batch_size=batch, labels=False, where="--data", input_shape=declared)
     if count is None:
         raise ExtractError("--data: the source does not say how many samples it holds")
-    model = model_from_spec(spec, weights=weights, batch_size=batch, what="extracting with this model",
-                            input_shape=None if declared is not None else sample_shape(dataset))
+    model = model_from_spec(
+        spec,
+        weights=weights,
+        batch_size=batch,
+        what="extracting with this model",
+        input_shape=None if declared is not None else sample_shape(dataset),
+    )
     names = list(dict.fromkeys(layers)) if layers else [layer.name for layer in model.layers]
     check_data_shape(model, dataset, "--data")
     extractor = feature_extractor(model, names)
-    with (progress_factory(count) if progress_factory else contextlib.nullcontext(None)) as progress:
+    with progress_factory(count) if progress_factory else contextlib.nullcontext(None) as progress:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
 
 
@@ -361,8 +396,10 @@ def _check_output(output: str | Path, inputs: list, overwrite: bool) -> None:
         check_writable_file(output)
         return
     if output.exists() and not output.is_dir():
-        raise ExtractError(f"--output {output} exists and is not a directory",
-                           hint="end --output in .npz for one archive, or name a directory for .npy files")
+        raise ExtractError(
+            f"--output {output} exists and is not a directory",
+            hint="end --output in .npz for one archive, or name a directory for .npy files",
+        )
     check_output_folder(output, inputs=inputs, overwrite=overwrite)
     check_writable_file(output, directory_ok=True)
 

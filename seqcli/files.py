@@ -46,8 +46,9 @@ def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Pa
     try:
         probe_directory(target.parent, temporary_prefix(target.name))
     except OSError as error:
-        raise _output_error(f"cannot write {target}", error,
-                            f"choose another --output, or make {target.parent} writable") from None
+        raise _output_error(
+            f"cannot write {target}", error, f"choose another --output, or make {target.parent} writable"
+        ) from None
     return target
 
 
@@ -72,12 +73,14 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target = Path(target)
     _make_parent(target)
     try:
-        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=suffix or target.suffix or ".tmp",
-                                    dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=temporary_prefix(target.name), suffix=suffix or target.suffix or ".tmp", dir=target.parent
+        )
         os.close(fd)
     except OSError as error:
-        raise _output_error(f"cannot write {target}", error,
-                            f"choose another output, or make {target.parent} writable") from None
+        raise _output_error(
+            f"cannot write {target}", error, f"choose another output, or make {target.parent} writable"
+        ) from None
     temporary = Path(name)
     try:
         yield temporary
@@ -116,11 +119,16 @@ def _make_parent(target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), target.parent)
-        raise OutputError(f"cannot create the folder {target.parent} for {target.name}: {blocker} is a file",
-                          hint="choose another output path") from None
+        raise OutputError(
+            f"cannot create the folder {target.parent} for {target.name}: {blocker} is a file",
+            hint="choose another output path",
+        ) from None
     except OSError as error:
-        raise _output_error(f"cannot create the folder {target.parent} for {target.name}", error,
-                            "choose another output path, or create that folder first") from None
+        raise _output_error(
+            f"cannot create the folder {target.parent} for {target.name}",
+            error,
+            "choose another output path, or create that folder first",
+        ) from None
 
 
 def _replace(temporary: Path, target: Path) -> None:
@@ -130,8 +138,11 @@ def _replace(temporary: Path, target: Path) -> None:
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except OSError as error:
-        hint = ("remove that directory or choose another output" if target.is_dir()
-                else "the previous file, if any, is intact; free some space or fix the folder's permissions")
+        hint = (
+            "remove that directory or choose another output"
+            if target.is_dir()
+            else "the previous file, if any, is intact; free some space or fix the folder's permissions"
+        )
         raise _output_error(f"cannot write {target}", error, hint) from None
     _fsync_directory(target.parent)
 

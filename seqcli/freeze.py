@@ -15,9 +15,15 @@ from seqcli.spec.sections import FreezeSection
 from seqcli.trainable import FreezeError, FreezeReport, apply_freeze
 
 
-def freeze_file(source: str | Path, output: str | Path, freeze: FreezeSection | dict, *,
-                weights: str | Path | None = None, spec_overrides: list[str] | None = None,
-                overwrite: bool = False) -> FreezeReport:
+def freeze_file(
+    source: str | Path,
+    output: str | Path,
+    freeze: FreezeSection | dict,
+    *,
+    weights: str | Path | None = None,
+    spec_overrides: list[str] | None = None,
+    overwrite: bool = False,
+) -> FreezeReport:
     """``seq freeze``: a spec (with ``weights``) or a ``.keras`` model in, the frozen ``.keras`` model out;
     an existing output is replaced only with ``overwrite``, and never when it is the source or the weights."""
     from seqcli.build import model_from_spec  # looked up at call time: tests stand in for it
@@ -25,8 +31,10 @@ def freeze_file(source: str | Path, output: str | Path, freeze: FreezeSection | 
 
     source, output = Path(source), Path(output)
     if output.suffix != ".keras":
-        raise FreezeError(f"--output must be a .keras file; received {str(output)!r}",
-                          hint="a .keras file records which layers are frozen; weights files do not")
+        raise FreezeError(
+            f"--output must be a .keras file; received {str(output)!r}",
+            hint="a .keras file records which layers are frozen; weights files do not",
+        )
     check_output_file(output, inputs=[path for path in (source, weights) if path is not None], overwrite=overwrite)
     check_writable_file(output)
     if source.suffix == ".keras":

@@ -39,8 +39,13 @@ class Imported:
     weights: Path | None = None
 
 
-def import_model(path: str | Path, *, output: str | Path | None = None, weights_out: str | Path | None = None,
-                 overwrite: bool = False) -> Imported:
+def import_model(
+    path: str | Path,
+    *,
+    output: str | Path | None = None,
+    weights_out: str | Path | None = None,
+    overwrite: bool = False,
+) -> Imported:
     """The spec of a saved Sequential model, as data and as YAML text, written to ``output`` when given; with
     ``weights_out`` its weights too. Existing outputs are replaced only with ``overwrite``, never the model."""
     from seqcli.files import write_text_atomic
@@ -67,9 +72,11 @@ def spec_for_model(model, source: str = "the model") -> dict:
 
     keras = import_keras()
     if type(model) is not keras.Sequential:
-        raise ImportModelError(f"{source} holds a {type(model).__name__} model, not a Sequential one",
-                               hint="seq specs describe keras.Sequential models: a chain of layers; functional "
-                                    "graphs (several inputs, branches) cannot be written as a spec")
+        raise ImportModelError(
+            f"{source} holds a {type(model).__name__} model, not a Sequential one",
+            hint="seq specs describe keras.Sequential models: a chain of layers; functional "
+            "graphs (several inputs, branches) cannot be written as a spec",
+        )
     spec: dict[str, Any] = {}
     if not re.fullmatch(r"sequential(_\d+)?", model.name):
         spec["name"] = model.name
@@ -114,8 +121,10 @@ def layer_arguments(layer) -> dict:
         if key not in required and key in default and _same(value, default[key]):
             continue
         if key not in accepted:
-            raise ImportModelError(f"layer '{layer.name}' ({name}) has {key}={value!r}, which a spec cannot set",
-                                   hint="seq passes only constructor arguments to a layer")
+            raise ImportModelError(
+                f"layer '{layer.name}' ({name}) has {key}={value!r}, which a spec cannot set",
+                hint="seq passes only constructor arguments to a layer",
+            )
         arguments[key] = spec_value(key, value, layer.name)
     return arguments
 
@@ -126,16 +135,20 @@ def _spec_class(layer) -> type:
     keras = import_keras()
     name = type(layer).__name__
     if isinstance(layer, keras.Model):
-        raise ImportModelError(f"layer '{layer.name}' is a nested {name} model, which seq cannot write as a spec",
-                               hint="save that model on its own and use '- Model: {path: base.keras}', or a "
-                                    "keras.applications base by its class name")
+        raise ImportModelError(
+            f"layer '{layer.name}' is a nested {name} model, which seq cannot write as a spec",
+            hint="save that model on its own and use '- Model: {path: base.keras}', or a "
+            "keras.applications base by its class name",
+        )
     reason = registry.excluded_reason(name)
     if reason:
         raise ImportModelError(f"layer '{layer.name}' is a {name}, which cannot be used in a spec: {reason}")
     cls = registry.layer_classes().get(name)
     if cls is not type(layer):
-        raise ImportModelError(f"layer '{layer.name}' is a custom class {type(layer).__module__}.{name}, not a "
-                               "built-in Keras layer", hint="seq specs use the layers of keras.layers only")
+        raise ImportModelError(
+            f"layer '{layer.name}' is a custom class {type(layer).__module__}.{name}, not a built-in Keras layer",
+            hint="seq specs use the layers of keras.layers only",
+        )
     return cls
 
 
@@ -169,9 +182,9 @@ def _default_backward(config: dict) -> bool:
         return backward is None
     mirrored = {**forward["config"], "go_backwards": not forward["config"].get("go_backwards", False)}
     strip = ("name",)
-    return (backward["class_name"] == forward["class_name"]
-            and {k: v for k, v in backward["config"].items() if k not in strip}
-            == {k: v for k, v in mirrored.items() if k not in strip})
+    return backward["class_name"] == forward["class_name"] and {
+        k: v for k, v in backward["config"].items() if k not in strip
+    } == {k: v for k, v in mirrored.items() if k not in strip}
 
 
 def _same(value, default) -> bool:
@@ -192,8 +205,10 @@ def spec_value(key: str, value, where: str):
         return {k: spec_value(k, v, where) for k, v in value.items()}
     class_name, config = value["class_name"], value.get("config") or {}
     if value.get("registered_name") not in (None, class_name):
-        raise ImportModelError(f"layer '{where}' uses a custom {class_name} ({value['registered_name']}) for {key}",
-                               hint="seq specs use built-in Keras objects only")
+        raise ImportModelError(
+            f"layer '{where}' uses a custom {class_name} ({value['registered_name']}) for {key}",
+            hint="seq specs use built-in Keras objects only",
+        )
     if class_name.endswith("DTypePolicy"):
         return config.get("name")
     if key in registry.NESTED_LAYER_ARGUMENTS:
@@ -213,7 +228,7 @@ def _nested_arguments(layer, key: str) -> dict:
     prefix = "forward_" if key == "layer" else "backward_"
     name = arguments.get("name", "")
     if name.startswith(prefix):
-        original = name[len(prefix):]
+        original = name[len(prefix) :]
         if _auto_name(original, type(layer)):
             del arguments["name"]
         else:
@@ -234,8 +249,10 @@ def _save_weights(model, target: Path) -> Path:
     from seqcli.files import atomic_path
 
     if not target.name.endswith(".weights.h5"):
-        raise ImportModelError(f"--weights-out must end in .weights.h5; received {str(target)!r}",
-                               hint="Keras writes weights to .weights.h5 files")
+        raise ImportModelError(
+            f"--weights-out must end in .weights.h5; received {str(target)!r}",
+            hint="Keras writes weights to .weights.h5 files",
+        )
     with atomic_path(target, suffix=".weights.h5") as temporary:
         model.save_weights(temporary)
     return target

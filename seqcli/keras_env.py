@@ -45,9 +45,10 @@ def import_keras():
     if "keras" in sys.modules:
         keras = sys.modules["keras"]
         if keras.backend.backend() != "tensorflow":
-            raise SeqError(f"Keras was already imported with the {keras.backend.backend()!r} backend",
-                           hint="seq trains with TensorFlow: import seqcli before keras, or set "
-                                "KERAS_BACKEND=tensorflow")
+            raise SeqError(
+                f"Keras was already imported with the {keras.backend.backend()!r} backend",
+                hint="seq trains with TensorFlow: import seqcli before keras, or set KERAS_BACKEND=tensorflow",
+            )
         if "tensorflow" in sys.modules:
             return keras
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

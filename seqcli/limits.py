@@ -114,8 +114,10 @@ def budget_source() -> str:
 
 
 def over_budget_hint() -> str:
-    return (f"the limit is {human_size(max_memory())} ({budget_source()}); raise it with --max-memory SIZE "
-            f"(or {ENVIRONMENT}) if the machine really has the memory")
+    return (
+        f"the limit is {human_size(max_memory())} ({budget_source()}); raise it with --max-memory SIZE "
+        f"(or {ENVIRONMENT}) if the machine really has the memory"
+    )
 
 
 # ----------------------------------------------------------------------------- files
@@ -129,10 +131,21 @@ def check_data_file(path: str | Path, where: str) -> None:
         return  # missing or unreadable: the caller's own error says which
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-    raise LimitError(f"{where}: {path} is {kind}, not a regular file",
-                     hint="seq reads data and models from regular files only; copy the data into a file first")
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a file"
+    )
+    raise LimitError(
+        f"{where}: {path} is {kind}, not a regular file",
+        hint="seq reads data and models from regular files only; copy the data into a file first",
+    )
 
 
 @contextlib.contextmanager
@@ -143,8 +156,10 @@ def open_archive(path: str | Path, what: str, *, limit: int | None = None) -> It
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
-        raise LimitError(f"{what}: {path} is not a readable zip archive: {error}",
-                         hint="the file is damaged or not what its extension says") from None
+        raise LimitError(
+            f"{what}: {path} is not a readable zip archive: {error}",
+            hint="the file is damaged or not what its extension says",
+        ) from None
     with archive:
         check_members(archive, path, what, limit=max_memory() if limit is None else limit)
         yield archive
@@ -157,9 +172,11 @@ def check_members(archive: zipfile.ZipFile, path, what: str, *, limit: int) -> i
         _check_member(info, path, what)
         total += info.file_size
     if total > limit:
-        raise LimitError(f"{what}: {path} would take {human_size(total)} when read ({len(archive.infolist())} "
-                         f"members, {human_size(Path(path).stat().st_size)} on disk), over the memory limit",
-                         hint=over_budget_hint())
+        raise LimitError(
+            f"{what}: {path} would take {human_size(total)} when read ({len(archive.infolist())} "
+            f"members, {human_size(Path(path).stat().st_size)} on disk), over the memory limit",
+            hint=over_budget_hint(),
+        )
     return total
 
 
@@ -167,12 +184,16 @@ def _check_member(info: zipfile.ZipInfo, path, what: str) -> None:
     if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
         problem = f"is stored uncompressed but declares {info.file_size:,} bytes for {info.compress_size:,}"
     elif info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 1024:
-        problem = (f"declares {human_size(info.file_size)} from {human_size(info.compress_size)} compressed, "
-                   "more than deflate can produce")
+        problem = (
+            f"declares {human_size(info.file_size)} from {human_size(info.compress_size)} compressed, "
+            "more than deflate can produce"
+        )
     else:
         return
-    raise LimitError(f"{what}: {path}: member {info.filename!r} {problem}",
-                     hint="the archive is damaged or forged; write it again (numpy.savez, model.save)")
+    raise LimitError(
+        f"{what}: {path}: member {info.filename!r} {problem}",
+        hint="the archive is damaged or forged; write it again (numpy.savez, model.save)",
+    )
 
 
 def load_npz(path: str | Path, what: str):
@@ -192,8 +213,7 @@ def check_model_file(path: str | Path, what: str) -> None:
     if path.suffix != ".keras":
         size = path.stat().st_size if path.is_file() else 0
         if size > max_memory():
-            raise LimitError(f"{what}: {path} holds {human_size(size)}, over the memory limit",
-                             hint=over_budget_hint())
+            raise LimitError(f"{what}: {path} holds {human_size(size)}, over the memory limit", hint=over_budget_hint())
         return
     with open_archive(path, what) as archive:
         _check_config_size(archive, path, what)
@@ -208,8 +228,9 @@ def read_model_config(path: str | Path, what: str) -> dict:
         try:
             return json.loads(archive.read("config.json"))
         except KeyError:
-            raise LimitError(f"{what}: {path} has no config.json",
-                             hint="a .keras file written by model.save holds one") from None
+            raise LimitError(
+                f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one"
+            ) from None
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
             raise LimitError(f"{what}: cannot read the config.json of {path}: {error}") from None
 
@@ -220,9 +241,11 @@ def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
     except KeyError:
         return
     if size > CONFIG_LIMIT:
-        raise LimitError(f"{what}: the config.json of {path} declares {human_size(size)}; a model's config "
-                         f"is at most {human_size(CONFIG_LIMIT)}",
-                         hint="the file is damaged or forged; save the model again with model.save")
+        raise LimitError(
+            f"{what}: the config.json of {path} declares {human_size(size)}; a model's config "
+            f"is at most {human_size(CONFIG_LIMIT)}",
+            hint="the file is damaged or forged; save the model again with model.save",
+        )
 
 
 def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tuple, str]:
@@ -249,12 +272,16 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
     if dtype.hasobject:
         return shape, str(dtype)
     if declared > left:
-        raise LimitError(f"{where}: {label} claims shape {tuple(shape)} of {dtype} ({human_size(declared)}), "
-                         f"but holds {human_size(max(left, 0))} of data",
-                         hint="the file is truncated or its header is wrong; write it again with numpy.save")
+        raise LimitError(
+            f"{where}: {label} claims shape {tuple(shape)} of {dtype} ({human_size(declared)}), "
+            f"but holds {human_size(max(left, 0))} of data",
+            hint="the file is truncated or its header is wrong; write it again with numpy.save",
+        )
     if declared > max_memory():
-        raise LimitError(f"{where}: {label} holds {human_size(declared)} (shape {tuple(shape)} of {dtype}), "
-                         "over the memory limit", hint=over_budget_hint())
+        raise LimitError(
+            f"{where}: {label} holds {human_size(declared)} (shape {tuple(shape)} of {dtype}), over the memory limit",
+            hint=over_budget_hint(),
+        )
     return shape, str(dtype)
 
 

@@ -17,9 +17,22 @@ from seqcli import limits
 DEFAULT_BATCH_SIZE = 32
 ACTIVATION_BYTES = 4  # float32
 # Slots an optimizer keeps per trainable weight (keras.optimizers); unknown names count as two, like Adam.
-OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "lion": 1, "adafactor": 1, "rmsprop": 2, "adam": 2, "adamw": 2,
-                   "adamax": 2, "nadam": 2, "adadelta": 2, "ftrl": 2, "lamb": 2, "loss_scale_optimizer": 2,
-                   "muon": 2}
+OPTIMIZER_SLOTS = {
+    "sgd": 1,
+    "adagrad": 1,
+    "lion": 1,
+    "adafactor": 1,
+    "rmsprop": 2,
+    "adam": 2,
+    "adamw": 2,
+    "adamax": 2,
+    "nadam": 2,
+    "adadelta": 2,
+    "ftrl": 2,
+    "lamb": 2,
+    "loss_scale_optimizer": 2,
+    "muon": 2,
+}
 DEFAULT_SLOTS = 2
 
 
@@ -38,18 +51,27 @@ class MemoryEstimate:
         return self.weights + self.optimizer + self.activations
 
     def as_dict(self) -> dict:
-        return {"total": self.total, "weights": self.weights, "optimizer": self.optimizer,
-                "activations": self.activations, "batch_size": self.batch_size, "training": self.training}
+        return {
+            "total": self.total,
+            "weights": self.weights,
+            "optimizer": self.optimizer,
+            "activations": self.activations,
+            "batch_size": self.batch_size,
+            "training": self.training,
+        }
 
     def text(self) -> str:
         what = "to train" if self.training else "to run"
         optimizer = f", optimizer {limits.human_size(self.optimizer)}" if self.training else ""
-        return (f"Memory estimate: {limits.human_size(self.total)} {what} (weights {limits.human_size(self.weights)}"
-                f"{optimizer}, a batch of {self.batch_size} {limits.human_size(self.activations)})")
+        return (
+            f"Memory estimate: {limits.human_size(self.total)} {what} (weights {limits.human_size(self.weights)}"
+            f"{optimizer}, a batch of {self.batch_size} {limits.human_size(self.activations)})"
+        )
 
 
-def estimate_memory(model, *, batch_size: int = DEFAULT_BATCH_SIZE, optimizer=None,
-                    training: bool = True) -> MemoryEstimate:
+def estimate_memory(
+    model, *, batch_size: int = DEFAULT_BATCH_SIZE, optimizer=None, training: bool = True
+) -> MemoryEstimate:
     """The estimate for a built Keras model (abstract or real); ``optimizer`` is the spec's
     ``compile.optimizer`` (a name or a one-key mapping)."""
     weights = sum(_bytes(w) for w in model.weights)
@@ -79,10 +101,12 @@ def check_budget(estimate: MemoryEstimate, what: str) -> None:
     budget = limits.max_memory()
     if estimate.total <= budget:
         return
-    raise limits.LimitError(f"{what} needs about {limits.human_size(estimate.total)}, over the memory limit of "
-                            f"{limits.human_size(budget)}: {estimate.text()}",
-                            hint="make the model, its input or the batch size smaller; or, if the machine really "
-                                 "has the memory, raise the limit with --max-memory SIZE (or SEQ_MAX_MEMORY)")
+    raise limits.LimitError(
+        f"{what} needs about {limits.human_size(estimate.total)}, over the memory limit of "
+        f"{limits.human_size(budget)}: {estimate.text()}",
+        hint="make the model, its input or the batch size smaller; or, if the machine really "
+        "has the memory, raise the limit with --max-memory SIZE (or SEQ_MAX_MEMORY)",
+    )
 
 
 def _output_elements(model):

@@ -89,16 +89,24 @@ def load_model_architecture(path: str | Path):
 def _load_error(path: Path, error: Exception) -> ModelLoadError:
     text = " ".join(str(error).split())
     unsafe = "safe_mode" in text or "unsafe" in text.lower()
-    hint = ("safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
-            if unsafe else "check that the file is a complete .keras model (written by model.save)")
+    hint = (
+        "safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
+        if unsafe
+        else "check that the file is a complete .keras model (written by model.save)"
+    )
     return ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint)
 
 
 # ----------------------------------------------------------------------------- weights
 
 
-def check_weights_file(path: str | Path, *, written_as: str | None = None, base_dir: Path | None = None,
-                       suffixes: tuple[str, ...] = WEIGHTS_SUFFIXES) -> Path:
+def check_weights_file(
+    path: str | Path,
+    *,
+    written_as: str | None = None,
+    base_dir: Path | None = None,
+    suffixes: tuple[str, ...] = WEIGHTS_SUFFIXES,
+) -> Path:
     """Check that ``path`` is an existing weights file (by default a ``.weights.h5`` or ``.keras`` file; a
     pretrained base's ``weights`` takes any ``.h5``); returns it as a Path.
 
@@ -108,11 +116,16 @@ def check_weights_file(path: str | Path, *, written_as: str | None = None, base_
     shown = written_as if written_as is not None else str(path)
     if not path.is_file():
         relative = written_as is not None and base_dir is not None and not Path(written_as).is_absolute()
-        raise WeightsError(f"weights file not found: {path}",
-                           hint=f"{written_as!r} is relative to the spec's folder, {base_dir}" if relative else None)
+        raise WeightsError(
+            f"weights file not found: {path}",
+            hint=f"{written_as!r} is relative to the spec's folder, {base_dir}" if relative else None,
+        )
     if not path.name.endswith(suffixes):
-        kinds = ("a .weights.h5 file (model.save_weights) or a .keras model" if suffixes == WEIGHTS_SUFFIXES
-                 else " or ".join(f"a {suffix} file" for suffix in suffixes))
+        kinds = (
+            "a .weights.h5 file (model.save_weights) or a .keras model"
+            if suffixes == WEIGHTS_SUFFIXES
+            else " or ".join(f"a {suffix} file" for suffix in suffixes)
+        )
         raise WeightsError(f"weights must be {kinds}; received {shown!r}")
     return path
 
@@ -125,9 +138,11 @@ def load_weights(model, path: str | Path) -> None:
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit
-        raise WeightsError(f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
-                           hint="the weights must come from a model built from the same spec "
-                                "(same layers in the same order, same shapes)") from None
+        raise WeightsError(
+            f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
+            hint="the weights must come from a model built from the same spec "
+            "(same layers in the same order, same shapes)",
+        ) from None
 
 
 # ----------------------------------------------------------------------------- saving
@@ -143,9 +158,11 @@ def save_model(model, target: str | Path) -> None:
         except OutputError:
             raise
         except OSError as error:
-            raise OutputError(f"cannot write {target}: {error.strerror or error}", cause=error,
-                              hint="the previous file, if any, is intact; free some space, or choose "
-                                   "another --output") from None
+            raise OutputError(
+                f"cannot write {target}: {error.strerror or error}",
+                cause=error,
+                hint="the previous file, if any, is intact; free some space, or choose another --output",
+            ) from None
 
 
 # ----------------------------------------------------------------------------- data against the model
@@ -154,8 +171,7 @@ def save_model(model, target: str | Path) -> None:
 def shape_fits(expected, received) -> bool:
     """Whether samples of shape ``received`` fit an input of shape ``expected`` (both without the batch
     dimension; None in either is any size)."""
-    return len(expected) == len(received) and all(
-        e is None or r is None or e == r for e, r in zip(expected, received))
+    return len(expected) == len(received) and all(e is None or r is None or e == r for e, r in zip(expected, received))
 
 
 def sample_shape(dataset) -> tuple:
@@ -172,5 +188,7 @@ def check_data_shape(model, dataset, label: str) -> None:
         return
     expected, received = tuple(shape[1:]), sample_shape(dataset)
     if not shape_fits(expected, received):
-        raise DataShapeError(f"{label}: samples have shape {shape_text(received)}, but the model takes "
-                             f"{shape_text(expected)}", hint="give data shaped like the model's input")
+        raise DataShapeError(
+            f"{label}: samples have shape {shape_text(received)}, but the model takes {shape_text(expected)}",
+            hint="give data shaped like the model's input",
+        )

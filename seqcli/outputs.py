@@ -63,8 +63,15 @@ def check_output_file(target: str | Path, *, inputs: Iterable[str | Path] = (), 
     return target
 
 
-def check_output_folder(target: str | Path, *, inputs: Iterable[str | Path] = (), overwrite: bool = False,
-                        own_ok: bool = False, resume: bool = False, members: list[str] | None = None) -> Path:
+def check_output_folder(
+    target: str | Path,
+    *,
+    inputs: Iterable[str | Path] = (),
+    overwrite: bool = False,
+    own_ok: bool = False,
+    resume: bool = False,
+    members: list[str] | None = None,
+) -> Path:
     """A folder seq fills (a run directory, an extract folder). Refused: a folder that may never be an
     output (root, home, the current folder or above), one that is or holds an input, an existing folder that
     holds anything seq did not write, and one of seq's own without ``overwrite`` (unless ``own_ok``: the
@@ -82,11 +89,14 @@ def check_output_folder(target: str | Path, *, inputs: Iterable[str | Path] = ()
         return target
     foreign = foreign_entries(target, members if read_manifest(target) is None else None)
     if foreign:
-        raise OutputRefused(f"cannot overwrite {target}: it holds {_listing(foreign)} that seq did not write; "
-                            "nothing was removed" if overwrite else
-                            f"{target} exists and holds {_listing(foreign)} that seq did not write",
-                            hint="move those out of the folder, or choose another --output" if overwrite else
-                            "choose another --output (a new or empty folder)")
+        raise OutputRefused(
+            f"cannot overwrite {target}: it holds {_listing(foreign)} that seq did not write; nothing was removed"
+            if overwrite
+            else f"{target} exists and holds {_listing(foreign)} that seq did not write",
+            hint="move those out of the folder, or choose another --output"
+            if overwrite
+            else "choose another --output (a new or empty folder)",
+        )
     if not (overwrite or own_ok):
         raise OutputRefused(f"{target} exists", hint="add --overwrite to replace it, or choose another --output")
     return target
@@ -104,8 +114,10 @@ def _check_not_a_home(target: Path) -> None:
         what = "the current folder" if resolved == cwd else "a folder that holds the current folder"
     else:
         return
-    raise OutputRefused(f"--output {target} is {what}; seq never writes its files loose in such a folder",
-                        hint=f"name a new folder for them, e.g. --output {target / 'run'}")
+    raise OutputRefused(
+        f"--output {target} is {what}; seq never writes its files loose in such a folder",
+        hint=f"name a new folder for them, e.g. --output {target / 'run'}",
+    )
 
 
 def _check_not_an_input(target: Path, inputs: Iterable[str | Path]) -> None:
@@ -113,14 +125,19 @@ def _check_not_an_input(target: Path, inputs: Iterable[str | Path]) -> None:
     for item in inputs:
         source = Path(item).resolve()
         if resolved == source:
-            raise OutputRefused(f"--output {target} is an input of this command",
-                                hint="write the output to another path; seq never replaces its inputs")
+            raise OutputRefused(
+                f"--output {target} is an input of this command",
+                hint="write the output to another path; seq never replaces its inputs",
+            )
         if resolved in source.parents:
-            raise OutputRefused(f"--output {target} holds an input of this command: {item}",
-                                hint="choose an --output folder that holds none of the spec, data or weights")
+            raise OutputRefused(
+                f"--output {target} holds an input of this command: {item}",
+                hint="choose an --output folder that holds none of the spec, data or weights",
+            )
         if source.is_dir() and source in resolved.parents:
-            raise OutputRefused(f"--output {target} is inside the input folder {item}",
-                                hint="write outputs outside the data folders")
+            raise OutputRefused(
+                f"--output {target} is inside the input folder {item}", hint="write outputs outside the data folders"
+            )
 
 
 # ----------------------------------------------------------------------------- the manifest
@@ -162,8 +179,11 @@ def _foreign(folder: Path, prefix: str, members: list[str]) -> list[str]:
             continue
         if entry.is_dir() and not entry.is_symlink() and relative in members:
             nested = read_manifest(entry)
-            found += ([relative + "/" + f for f in foreign_entries(entry, nested)] if nested is not None
-                      else _foreign(entry, relative + "/", members))
+            found += (
+                [relative + "/" + f for f in foreign_entries(entry, nested)]
+                if nested is not None
+                else _foreign(entry, relative + "/", members)
+            )
         elif not any(fnmatch.fnmatchcase(relative, member) for member in members) or entry.is_dir():
             found.append(relative + ("/" if entry.is_dir() else ""))
     return found
@@ -175,8 +195,10 @@ def remove_members(folder: Path) -> None:
     members = read_manifest(folder) or []
     foreign = foreign_entries(folder, members)
     if foreign:
-        raise OutputRefused(f"cannot overwrite {folder}: it holds {_listing(foreign)} that seq did not write; "
-                            "nothing was removed", hint="move those out of the folder, or choose another --output")
+        raise OutputRefused(
+            f"cannot overwrite {folder}: it holds {_listing(foreign)} that seq did not write; nothing was removed",
+            hint="move those out of the folder, or choose another --output",
+        )
     folders = []
     for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         relative = path.relative_to(folder).as_posix()
@@ -195,8 +217,10 @@ def replace_folder(staged: Path, target: Path) -> None:
     if target.is_dir():
         foreign = foreign_entries(target)
         if foreign:
-            raise OutputRefused(f"cannot overwrite {target}: it holds {_listing(foreign)} that seq did not write; "
-                                "nothing was removed", hint="move those out of the folder, or choose another --output")
+            raise OutputRefused(
+                f"cannot overwrite {target}: it holds {_listing(foreign)} that seq did not write; nothing was removed",
+                hint="move those out of the folder, or choose another --output",
+            )
         retired = staged.with_name(staged.name + "old")
         os.replace(target, retired)
         os.replace(staged, target)
@@ -267,10 +291,16 @@ def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputInUse(f"{folder} is in use: {_holder(fd)} is writing it",
-                              hint="wait for that run to end, or choose another --output") from None
-        holder = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+            raise OutputInUse(
+                f"{folder} is in use: {_holder(fd)} is writing it",
+                hint="wait for that run to end, or choose another --output",
+            ) from None
+        holder = {
+            "command": command,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         yield
@@ -281,12 +311,23 @@ def exclusive_lock(folder: Path, command: str) -> Iterator[None]:
 def _holder(fd: int) -> str:
     try:
         data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return (f"{data.get('command', 'seq')} (PID {data['pid']} on {data['host']}, started "
-                f"{data['started']})")
+        return f"{data.get('command', 'seq')} (PID {data['pid']} on {data['host']}, started {data['started']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another seq process"
 
 
-__all__ = ["LOCK", "MANIFEST", "OutputInUse", "OutputRefused", "check_output_file", "check_output_folder",
-           "clean_stale", "exclusive_lock", "foreign_entries", "read_manifest", "record_members",
-           "remove_members", "replace_folder"]
+__all__ = [
+    "LOCK",
+    "MANIFEST",
+    "OutputInUse",
+    "OutputRefused",
+    "check_output_file",
+    "check_output_folder",
+    "clean_stale",
+    "exclusive_lock",
+    "foreign_entries",
+    "read_manifest",
+    "record_members",
+    "remove_members",
+    "replace_folder",
+]

@@ -76,8 +76,9 @@ class Plotted:
         return f"the {self.what}" + (f" ({self.layers} layers)" if self.layers is not None else "")
 
 
-def plot(source: str | Path, output: str | Path, *, curves: bool = False, engine: str = "matplotlib",
-         overwrite: bool = False) -> Plotted:
+def plot(
+    source: str | Path, output: str | Path, *, curves: bool = False, engine: str = "matplotlib", overwrite: bool = False
+) -> Plotted:
     """Draw ``source`` to ``output`` (.png or .svg): a tuning study's objective over trials, a run folder's
     curves, else the architecture of a spec or a .keras file (``curves`` asks for a run's curves explicitly).
     An existing ``output`` is replaced only with ``overwrite``, and never when it is ``source``."""
@@ -109,13 +110,24 @@ def diagram_for(source: Path) -> Diagram:
         raise report.error()
     built = report.built
     if not built.built:
-        raise PlotError(f"{source} has no input shape, so its output shapes are unknown",
-                        hint="start 'layers' with '- Input: {shape: [...]}'")
-    boxes = [Box(row.name, row.class_name, row.output_shape, row.params,
-                 "partly" if row.partly_trainable else "yes" if row.trainable else "no", row.inner_layers)
-             for row in built.rows]
-    return Diagram(report.model_name or "sequential", (None, *built.input_shape), boxes, built.params,
-                   built.trainable_params)
+        raise PlotError(
+            f"{source} has no input shape, so its output shapes are unknown",
+            hint="start 'layers' with '- Input: {shape: [...]}'",
+        )
+    boxes = [
+        Box(
+            row.name,
+            row.class_name,
+            row.output_shape,
+            row.params,
+            "partly" if row.partly_trainable else "yes" if row.trainable else "no",
+            row.inner_layers,
+        )
+        for row in built.rows
+    ]
+    return Diagram(
+        report.model_name or "sequential", (None, *built.input_shape), boxes, built.params, built.trainable_params
+    )
 
 
 def _load_model(path: Path):
@@ -129,8 +141,11 @@ def _model_diagram(model) -> Diagram:
     for layer in model.layers:
         trainable_count = sum(math.prod(w.shape) for w in layer.trainable_weights)
         count = layer.count_params()
-        state = "no" if not layer.trainable or (count and not trainable_count) else (
-            "partly" if trainable_count < count else "yes")
+        state = (
+            "no"
+            if not layer.trainable or (count and not trainable_count)
+            else ("partly" if trainable_count < count else "yes")
+        )
         inner = len(layer.layers) if hasattr(layer, "layers") and hasattr(layer, "inputs") else None
         boxes.append(Box(layer.name, type(layer).__name__, tuple(layer.output.shape), count, state, inner))
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
@@ -151,23 +166,58 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
     for index, box in enumerate(rows):
         top = height - 0.6 - index * (BOX_HEIGHT + GAP)
         is_input, is_base = index == 0, box.inner_layers is not None
-        color = INPUT_COLOR if is_input else {"no": FROZEN_COLOR, "partly": PARTLY_COLOR}.get(box.trainable,
-                                                                                          TRAINABLE_COLOR)
-        axes.add_patch(FancyBboxPatch((0.2, top - BOX_HEIGHT), WIDTH, BOX_HEIGHT, boxstyle="round,pad=0.02",
-                                      facecolor=color, edgecolor="#333333", linewidth=2.2 if is_base else 1,
-                                      linestyle="--" if box.trainable == "no" and not is_input else "-"))
+        color = (
+            INPUT_COLOR
+            if is_input
+            else {"no": FROZEN_COLOR, "partly": PARTLY_COLOR}.get(box.trainable, TRAINABLE_COLOR)
+        )
+        axes.add_patch(
+            FancyBboxPatch(
+                (0.2, top - BOX_HEIGHT),
+                WIDTH,
+                BOX_HEIGHT,
+                boxstyle="round,pad=0.02",
+                facecolor=color,
+                edgecolor="#333333",
+                linewidth=2.2 if is_base else 1,
+                linestyle="--" if box.trainable == "no" and not is_input else "-",
+            )
+        )
         center = 0.2 + WIDTH / 2
         title = f"Input {shape_text(box.output_shape)}" if is_input else box.title()
-        axes.text(center, top - (BOX_HEIGHT / 2 if is_input else 0.2), title, ha="center", va="center",
-                  fontsize=9.5, fontweight="bold")
+        axes.text(
+            center,
+            top - (BOX_HEIGHT / 2 if is_input else 0.2),
+            title,
+            ha="center",
+            va="center",
+            fontsize=9.5,
+            fontweight="bold",
+        )
         if not is_input:
             axes.text(center, top - 0.45, box.detail(), ha="center", va="center", fontsize=8.5)
         if index:
-            axes.add_patch(FancyArrowPatch((center, top + GAP), (center, top), arrowstyle="-|>", mutation_scale=12,
-                                           color="#333333", shrinkA=0, shrinkB=1))
+            axes.add_patch(
+                FancyArrowPatch(
+                    (center, top + GAP),
+                    (center, top),
+                    arrowstyle="-|>",
+                    mutation_scale=12,
+                    color="#333333",
+                    shrinkA=0,
+                    shrinkB=1,
+                )
+            )
     totals = "" if diagram.params is None else (f"{diagram.params:,} params, {diagram.trainable_params:,} trainable")
-    axes.text(0.2 + WIDTH / 2, height - 0.25, f"{diagram.title}   {totals}", ha="center", va="center",
-              fontsize=11, fontweight="bold")
+    axes.text(
+        0.2 + WIDTH / 2,
+        height - 0.25,
+        f"{diagram.title}   {totals}",
+        ha="center",
+        va="center",
+        fontsize=11,
+        fontweight="bold",
+    )
     _save(figure, output)
 
 
@@ -201,9 +251,10 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     """The curves of a run folder's history.csv, drawn like the run's own curves.png."""
     history_path = run / "history.csv"
     if not run.is_dir() or not history_path.is_file():
-        raise PlotError(f"{run} is not a run folder with a history.csv",
-                        hint="give a run directory written by 'seq train', or a spec or .keras file for its "
-                             "architecture")
+        raise PlotError(
+            f"{run} is not a run folder with a history.csv",
+            hint="give a run directory written by 'seq train', or a spec or .keras file for its architecture",
+        )
     if output.suffix.lower() != ".png":
         raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
     history = read_history(history_path)
@@ -222,8 +273,13 @@ def read_history(path: Path) -> list[dict]:
         rows = []
         for row in csv.DictReader(handle):
             try:
-                rows.append({key: int(value) if key == "epoch" else float(value)
-                             for key, value in row.items() if value not in ("", None)})
+                rows.append(
+                    {
+                        key: int(value) if key == "epoch" else float(value)
+                        for key, value in row.items()
+                        if value not in ("", None)
+                    }
+                )
             except ValueError as error:
                 raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
         return rows
@@ -248,8 +304,10 @@ def plot_study(folder: Path, output: Path) -> Plotted:
     except StudyFolderError as error:
         raise PlotError(error.message, hint=error.hint) from None
     if not any(row["value"] is not None for row in rows):
-        raise PlotError(f"{folder / 'trials.csv'} holds no trial with a value yet",
-                        hint="let at least one trial finish (rerun the study with --resume)")
+        raise PlotError(
+            f"{folder / 'trials.csv'} holds no trial with a value yet",
+            hint="let at least one trial finish (rerun the study with --resume)",
+        )
     plot_trials(output, rows, objective, direction)
     return Plotted(output, "objective", trials=len(rows))
 
@@ -260,9 +318,11 @@ def plot_study(folder: Path, output: Path) -> Plotted:
 def plot_with_graphviz(source: Path, output: Path) -> Plotted:
     """keras.utils.plot_model, which needs Graphviz's ``dot`` program (and pydot)."""
     if shutil.which("dot") is None:
-        raise PlotError("--engine graphviz needs Graphviz's 'dot' program, which is not on PATH",
-                        hint="install Graphviz (e.g. apt-get install graphviz) and pydot, or leave out --engine: "
-                             "the default matplotlib engine needs neither")
+        raise PlotError(
+            "--engine graphviz needs Graphviz's 'dot' program, which is not on PATH",
+            hint="install Graphviz (e.g. apt-get install graphviz) and pydot, or leave out --engine: "
+            "the default matplotlib engine needs neither",
+        )
     from seqcli.files import atomic_path
     from seqcli.keras_env import import_keras
 
@@ -280,8 +340,14 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
         model = model_from_spec(load_spec(source))
     try:
         with atomic_path(output, suffix=output.suffix) as temporary:
-            keras.utils.plot_model(model, to_file=str(temporary), show_shapes=True, show_layer_names=True,
-                                   show_trainable=True, expand_nested=False)
+            keras.utils.plot_model(
+                model,
+                to_file=str(temporary),
+                show_shapes=True,
+                show_layer_names=True,
+                show_trainable=True,
+                expand_nested=False,
+            )
     except ImportError as error:
         raise PlotError(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
     return Plotted(output, "architecture", len(model.layers))

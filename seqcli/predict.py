@@ -74,30 +74,40 @@ def resolve_target(target: str | Path) -> Target:
     if path.is_dir():
         model = path / "model.keras"
         if not model.exists():
-            hint = ("the run was interrupted before it finished: continue it with 'seq train SPEC --output "
-                    f"{path} --resume'" if (path / "checkpoints" / "last.npz").exists()
-                    else "give a run directory written by 'seq train', or a .keras file")
+            hint = (
+                "the run was interrupted before it finished: continue it with 'seq train SPEC --output "
+                f"{path} --resume'"
+                if (path / "checkpoints" / "last.npz").exists()
+                else "give a run directory written by 'seq train', or a .keras file"
+            )
             raise ModelLoadError(f"{path} holds no model.keras", hint=hint)
         return Target(model, path)
     if not path.exists():
-        raise ModelLoadError(f"no such run directory or model file: {path}",
-                             hint="give a run directory written by 'seq train' (runs/NAME), or a .keras file")
+        raise ModelLoadError(
+            f"no such run directory or model file: {path}",
+            hint="give a run directory written by 'seq train' (runs/NAME), or a .keras file",
+        )
     if path.suffix != ".keras":
-        raise ModelLoadError(f"{path} is not a .keras model file",
-                             hint="give a run directory written by 'seq train', or a file saved as .keras")
+        raise ModelLoadError(
+            f"{path} is not a .keras model file",
+            hint="give a run directory written by 'seq train', or a file saved as .keras",
+        )
     return Target(path)
 
 
-def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | Path | None = None,
-                   batch_size: int | None = None) -> Evaluation:
+def evaluate_model(
+    target: str | Path, *, data: str | None = None, spec: str | Path | None = None, batch_size: int | None = None
+) -> Evaluation:
     """Loss and metrics of a trained model on a data source (default: the run's test or validation data)."""
     resolved = resolve_target(target)
     run_spec = _load_spec(spec) if spec else None
     if run_spec is None and resolved.spec_path:
         run_spec = _load_spec(resolved.spec_path, run_record=True)
     if data is None and run_spec is None:
-        raise ModelLoadError("no data to evaluate on", hint="pass --data SOURCE (e.g. --data data.npz), or --spec "
-                                                             "SPEC to use its data.test or validation data")
+        raise ModelLoadError(
+            "no data to evaluate on",
+            hint="pass --data SOURCE (e.g. --data data.npz), or --spec SPEC to use its data.test or validation data",
+        )
     batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
     model = load_model_file(resolved.model_path, compile=True, batch_size=batch)
     if spec is not None or not getattr(model, "compiled", False):
@@ -112,8 +122,9 @@ def evaluate_model(target: str | Path, *, data: str | None = None, spec: str | P
     return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()})
 
 
-def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None,
-                    overwrite: bool = False) -> Predictions:
+def predict_to_file(
+    target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None, overwrite: bool = False
+) -> Predictions:
     """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``. An
     existing ``output`` is replaced only with ``overwrite``, and never when it is an input."""
     from seqcli.data import load_source
@@ -126,8 +137,14 @@ def predict_to_file(target: str | Path, *, data: str, output: str | Path, batch_
     check_writable_file(output)
     resolved = resolve_target(target)
     model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
-    dataset, count = load_source(data, Path.cwd(), batch_size=batch_size or DEFAULT_BATCH_SIZE, labels=False,
-                                 where="--data", input_shape=_model_input(model))
+    dataset, count = load_source(
+        data,
+        Path.cwd(),
+        batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        labels=False,
+        where="--data",
+        input_shape=_model_input(model),
+    )
     check_data_shape(model, dataset, data)
     try:
         values = np.asarray(model.predict(dataset, verbose=0))
@@ -145,8 +162,10 @@ def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] 
         else:
             write_text_atomic(output, predictions_csv(values, class_names))
     except OSError as error:
-        raise SeqError(f"cannot write {output}: {error.strerror or error}",
-                       hint="free some space or fix the permissions, or choose another --output") from None
+        raise SeqError(
+            f"cannot write {output}: {error.strerror or error}",
+            hint="free some space or fix the permissions, or choose another --output",
+        ) from None
 
 
 def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) -> str:
@@ -192,8 +211,10 @@ def _compile_from(model, spec, model_path: Path) -> None:
     from seqcli.compile import resolve_compile
 
     if spec is None:
-        raise ModelLoadError(f"{model_path} was saved without compile settings, so it has no loss or metrics",
-                             hint="pass --spec SPEC to evaluate with that spec's compile section")
+        raise ModelLoadError(
+            f"{model_path} was saved without compile settings, so it has no loss or metrics",
+            hint="pass --spec SPEC to evaluate with that spec's compile section",
+        )
     settings, problems = resolve_compile(spec)
     if problems:
         raise spec.error(problems)
@@ -216,30 +237,41 @@ def _model_input(model) -> tuple | None:
     return tuple(shape[1:]) if isinstance(shape, tuple) else None
 
 
-def _evaluation_data(data: str | None, spec, batch_size: int, run_seed: int | None = None,
-                     input_shape: tuple | None = None):
+def _evaluation_data(
+    data: str | None, spec, batch_size: int, run_seed: int | None = None, input_shape: tuple | None = None
+):
     """``run_seed``: the trained run's seed, which splits a validation fraction as training did when the
     spec names no seed."""
     from seqcli.data import load_datasets, load_source
 
     if data is not None:
-        dataset, count = load_source(data, Path.cwd(), batch_size=batch_size, labels=True, where="--data",
-                                     input_shape=input_shape)
+        dataset, count = load_source(
+            data, Path.cwd(), batch_size=batch_size, labels=True, where="--data", input_shape=input_shape
+        )
         return dataset, count, data
     section = spec.data
     if section is not None and section.test is not None:
-        dataset, count = load_source(spec.resolved()["data"]["test"], spec.base_dir, batch_size=batch_size,
-                                     labels=True, where="data.test", input_shape=input_shape)
+        dataset, count = load_source(
+            spec.resolved()["data"]["test"],
+            spec.base_dir,
+            batch_size=batch_size,
+            labels=True,
+            where="data.test",
+            input_shape=input_shape,
+        )
         return dataset, count, "data.test"
     if section is not None and section.validation is not None:
         seed = spec.train.seed if spec.train.seed is not None else run_seed
         if seed is None and isinstance(section.validation, float):
-            raise ModelLoadError(f"{spec.file} splits its validation data off data.train at random (no train.seed), "
-                                 "and no run records the seed the model was trained with, so any split would mix "
-                                 "in training samples",
-                                 hint="pass --data SOURCE, or set train.seed in the spec to the seed of the run")
-        datasets = load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed, batch_size=batch_size,
-                                 decode_once=False)
+            raise ModelLoadError(
+                f"{spec.file} splits its validation data off data.train at random (no train.seed), "
+                "and no run records the seed the model was trained with, so any split would mix "
+                "in training samples",
+                hint="pass --data SOURCE, or set train.seed in the spec to the seed of the run",
+            )
+        datasets = load_datasets(
+            spec.resolved()["data"], spec.base_dir, seed=seed, batch_size=batch_size, decode_once=False
+        )
         return datasets.validation, datasets.validation_count, "the validation data"
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 
@@ -256,6 +288,8 @@ def _raise_runtime(error: Exception, label: str):
 
     if isinstance(error, (tf.errors.InvalidArgumentError, ValueError)):
         lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]
-        raise SeqError(f"the model cannot run on {label}: {lines[-1].strip() if lines else error}",
-                       hint="check that the labels fit the model's output and loss") from None
+        raise SeqError(
+            f"the model cannot run on {label}: {lines[-1].strip() if lines else error}",
+            hint="check that the labels fit the model's output and loss",
+        ) from None
     raise error

@@ -39,8 +39,11 @@ class LineReporter(Reporter):
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         width = len(str(self.epochs))
-        self.console.print(f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
-                           f"{row['seconds']:.1f}s  {format_logs(row)}", highlight=False)
+        self.console.print(
+            f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
+            f"{row['seconds']:.1f}s  {format_logs(row)}",
+            highlight=False,
+        )
 
     def note(self, text: str) -> None:
         self.console.print(f"note: {text}", highlight=False)
@@ -60,9 +63,15 @@ class LiveReporter(LineReporter):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         super().run_started(header)
-        self.progress = Progress(TextColumn("epoch {task.fields[label]}"), BarColumn(bar_width=30),
-                                 MofNCompleteColumn(), TimeRemainingColumn(elapsed_when_finished=True),
-                                 TextColumn("{task.fields[logs]}"), console=self.console, transient=False)
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[label]}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(elapsed_when_finished=True),
+            TextColumn("{task.fields[logs]}"),
+            console=self.console,
+            transient=False,
+        )
         self.progress.start()
 
     def epoch_started(self, epoch: int, epochs: int, steps: int, done: int) -> None:
@@ -77,8 +86,11 @@ class LiveReporter(LineReporter):
         """The finished epoch becomes a plain line above the live bar, like Keras's progress bar."""
         self.progress.remove_task(self.task)
         width = len(str(self.epochs))
-        self.progress.console.print(f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
-                                    f"{row['seconds']:.1f}s  {format_logs(row)}", highlight=False)
+        self.progress.console.print(
+            f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
+            f"{row['seconds']:.1f}s  {format_logs(row)}",
+            highlight=False,
+        )
 
     def note(self, text: str) -> None:
         (self.progress.console if self.progress else self.console).print(f"note: {text}", highlight=False)
@@ -101,8 +113,9 @@ def header_table(header: RunHeader) -> Group:
 
 def header_rows(header: RunHeader) -> list[tuple[str, str]]:
     validation = f", {header.validation_count:,} validation" if header.validation_count else ", no validation"
-    compile_text = (f"{header.compile.get('optimizer')}, loss {header.compile.get('loss')}, "
-                    f"metrics {header.compile.get('metrics')}")
+    compile_text = (
+        f"{header.compile.get('optimizer')}, loss {header.compile.get('loss')}, metrics {header.compile.get('metrics')}"
+    )
     if header.compile.get("schedule"):
         compile_text += f", learning rate {header.compile['schedule']}"
     steps = "1 step" if header.steps_per_execution == 1 else f"{header.steps_per_execution} steps"
@@ -110,8 +123,11 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
     return [
         ("Training", f"{header.model} from {header.spec} → {header.output}"),
         ("Model", f"{header.params:,} params ({header.trainable_params:,} trainable)"),
-        ("Data", f"{header.train_count:,} training samples{validation}; {header.steps_per_epoch:,} steps per "
-                 f"epoch; seed {header.seed}"),
+        (
+            "Data",
+            f"{header.train_count:,} training samples{validation}; {header.steps_per_epoch:,} steps per "
+            f"epoch; seed {header.seed}",
+        ),
         ("Distribution", distribution_text(header.distribution)),
         ("Compile", compile_text),
         ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}, {header.precision}"),
@@ -173,19 +189,24 @@ class TuneLines:
         self.console, self.prefix = console, prefix
 
     def study_started(self, plan, done: int) -> None:
-        self.console.print(f"Tuning {plan.spec_path} → {plan.output}: {plan.total} trials of {plan.epochs} epochs, "
-                           f"{plan.direction} {plan.objective} ({done} finished)", highlight=False)
+        self.console.print(
+            f"Tuning {plan.spec_path} → {plan.output}: {plan.total} trials of {plan.epochs} epochs, "
+            f"{plan.direction} {plan.objective} ({done} finished)",
+            highlight=False,
+        )
 
     def trial_started(self, event) -> None:
         values = ", ".join(f"{name}={value!r}" for name, value in event.params.items())
-        self.console.print(f"{self.prefix}trial {event.number} ({event.run}): {values}", highlight=False,
-                           soft_wrap=True)
+        self.console.print(
+            f"{self.prefix}trial {event.number} ({event.run}): {values}", highlight=False, soft_wrap=True
+        )
 
     def trial_finished(self, event) -> None:
         value = f" {event.value:.6g}" if isinstance(event.value, float) else ""
         note = f" ({event.note})" if event.note else ""
-        self.console.print(f"{self.prefix}trial {event.number} {event.state}{value} in {event.seconds:.1f}s{note}",
-                           highlight=False)
+        self.console.print(
+            f"{self.prefix}trial {event.number} {event.state}{value} in {event.seconds:.1f}s{note}", highlight=False
+        )
 
     def note(self, text: str) -> None:
         self.console.print(f"{self.prefix}note: {text}", highlight=False)
@@ -203,8 +224,14 @@ def sample_progress(total: int, console: Console):
 
     @contextlib.contextmanager
     def bar():
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as progress:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("samples", total=total)
             yield lambda done: progress.update(task, completed=done)
 

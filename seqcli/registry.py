@@ -47,8 +47,16 @@ OBJECT_ARGUMENT_SUFFIXES = {
 }
 NESTED_LAYER_ARGUMENTS = {"layer", "backward_layer"}
 # Accepted by every layer through **kwargs (keras.layers.Layer and its input-shape shortcuts).
-BASE_LAYER_ARGUMENTS = {"activity_regularizer", "trainable", "dtype", "autocast", "name", "input_shape",
-                        "input_dim", "batch_size"}
+BASE_LAYER_ARGUMENTS = {
+    "activity_regularizer",
+    "trainable",
+    "dtype",
+    "autocast",
+    "name",
+    "input_shape",
+    "input_dim",
+    "batch_size",
+}
 INPUT_ARGUMENTS = ("shape", "batch_size", "dtype", "sparse", "ragged", "batch_shape", "name", "optional")
 
 
@@ -71,8 +79,11 @@ def layer_classes() -> dict[str, type]:
     """Every built-in ``keras.layers`` class a spec may use, by its public name."""
     keras = import_keras()
 
-    return {name: cls for name, cls in public_classes(keras.layers, keras.layers.Layer).items()
-            if name not in EXCLUDED_LAYERS and not _is_cell(name)}
+    return {
+        name: cls
+        for name, cls in public_classes(keras.layers, keras.layers.Layer).items()
+        if name not in EXCLUDED_LAYERS and not _is_cell(name)
+    }
 
 
 @functools.cache

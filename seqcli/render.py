@@ -40,16 +40,27 @@ def summary_table(report) -> Group:
         if row.expect is not None:
             expect = "ok" if row.expect_ok else f"want {shape_text(row.expect)}"
             style = None if row.expect_ok or row.expect_ok is None else "bold red"
-        table.add_row(str(row.index), row.name, _class_text(row), Text(shape_text(row.output_shape), style=style),
-                      "?" if row.params is None else f"{row.params:,}", trainable_text(row),
-                      Text(expect, style=style))
+        table.add_row(
+            str(row.index),
+            row.name,
+            _class_text(row),
+            Text(shape_text(row.output_shape), style=style),
+            "?" if row.params is None else f"{row.params:,}",
+            trainable_text(row),
+            Text(expect, style=style),
+        )
     parts = [table]
     if built.built:
         parts.append(Text(totals_text(built)))
     else:
-        parts.append(Text("The model is unbuilt: it has no input shape, so output shapes and weights are unknown.\n"
-                          "  hint: start 'layers' with '- Input: {shape: [...]}', give the first layer 'input_shape', "
-                          "or pass --input-shape 250,250,3", style="yellow"))
+        parts.append(
+            Text(
+                "The model is unbuilt: it has no input shape, so output shapes and weights are unknown.\n"
+                "  hint: start 'layers' with '- Input: {shape: [...]}', give the first layer 'input_shape', "
+                "or pass --input-shape 250,250,3",
+                style="yellow",
+            )
+        )
     return Group(*parts)
 
 
@@ -71,15 +82,18 @@ def totals_text(built) -> str:
     total, trainable = built.params, built.trainable_params
     weight_bytes = built.weight_bytes or 0
     if built.freeze is None:
-        trainable_lines = (f"Trainable params: {trainable:,}\n"
-                           f"Non-trainable params: {total - trainable:,}\n")
+        trainable_lines = f"Trainable params: {trainable:,}\nNon-trainable params: {total - trainable:,}\n"
     else:
         before = built.trainable_params_before
-        trainable_lines = (f"Trainable params: {before:,} → {trainable:,} after freeze:\n"
-                           f"Non-trainable params: {total - before:,} → {total - trainable:,} after freeze:\n")
-    text = (f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
-            f"{trainable_lines}"
-            f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})")
+        trainable_lines = (
+            f"Trainable params: {before:,} → {trainable:,} after freeze:\n"
+            f"Non-trainable params: {total - before:,} → {total - trainable:,} after freeze:\n"
+        )
+    text = (
+        f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
+        f"{trainable_lines}"
+        f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})"
+    )
     if built.freeze is not None:
         text += "\n" + "\n".join(built.freeze.lines())
     if built.memory is not None:
@@ -102,10 +116,14 @@ def check_table(reports) -> Table:
     for report in reports:
         built = report.built
         params = built.params if built else None
-        result = Text("pass", style="green") if report.ok else Text(
-            f"FAIL ({len(report.problems)})", style="bold red")
-        table.add_row(report.path, report.model_name or "", "?" if params is None else f"{params:,}",
-                      shape_text(built.output_shape) if built and built.output_shape else "?", result)
+        result = Text("pass", style="green") if report.ok else Text(f"FAIL ({len(report.problems)})", style="bold red")
+        table.add_row(
+            report.path,
+            report.model_name or "",
+            "?" if params is None else f"{params:,}",
+            shape_text(built.output_shape) if built and built.output_shape else "?",
+            result,
+        )
     return table
 
 
@@ -140,14 +158,15 @@ def _gh_property(text: str) -> str:
 
 def check_junit(reports) -> str:
     failures = sum(1 for r in reports if not r.ok)
-    out = ['<?xml version="1.0" encoding="utf-8"?>',
-           f'<testsuite name="seq check" tests="{len(reports)}" failures="{failures}" errors="0">']
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<testsuite name="seq check" tests="{len(reports)}" failures="{failures}" errors="0">',
+    ]
     for report in reports:
-        out.append(f"  <testcase classname=\"seq.check\" name={quoteattr(report.path)}>")
+        out.append(f'  <testcase classname="seq.check" name={quoteattr(report.path)}>')
         if not report.ok:
             first = report.problems[0]
-            out.append(f"    <failure message={quoteattr(first.headline())}>{escape(problems_text(report))}"
-                       "</failure>")
+            out.append(f"    <failure message={quoteattr(first.headline())}>{escape(problems_text(report))}</failure>")
         out.append("  </testcase>")
     out.append("</testsuite>")
     return "\n".join(out)
@@ -157,8 +176,11 @@ def tune_table(result, limit: int = 5) -> Table:
     """The best complete trials of a study, best first: value, parameters, run directory."""
     from seqcli.tune.outputs import ranked
 
-    names = [key for key in (result.rows[0] if result.rows else {}) if key not in
-             ("trial", "state", "value", "epochs", "seconds", "run", "note")]
+    names = [
+        key
+        for key in (result.rows[0] if result.rows else {})
+        if key not in ("trial", "state", "value", "epochs", "seconds", "run", "note")
+    ]
     table = Table(title=f"Best trials ({result.objective}, {result.direction})", title_justify="left")
     table.add_column("Trial", justify="right")
     table.add_column(result.objective, justify="right")
@@ -166,8 +188,12 @@ def tune_table(result, limit: int = 5) -> Table:
         table.add_column(name, overflow="fold")
     table.add_column("Run", overflow="fold")
     for row in ranked(result.rows, result.direction)[:limit]:
-        table.add_row(str(row["trial"]), f"{row['value']:.6g}",
-                      *[_param_text(row[name]) for name in names], str(result.output / row["run"]))
+        table.add_row(
+            str(row["trial"]),
+            f"{row['value']:.6g}",
+            *[_param_text(row[name]) for name in names],
+            str(result.output / row["run"]),
+        )
     return table
 
 

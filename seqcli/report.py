@@ -56,8 +56,13 @@ def _reading_order(problem: Problem) -> tuple:
     return (problem.line is not None, problem.line or 0, problem.column or 0)
 
 
-def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: str | int | None = None,
-                 overrides: list[str] | None = None) -> Report:
+def inspect_spec(
+    path: str | Path,
+    *,
+    input_shape: tuple | None = None,
+    upto: str | int | None = None,
+    overrides: list[str] | None = None,
+) -> Report:
     """Validate and build a spec abstractly (no weight memory); every problem lands on the report."""
     report = Report(str(path))
     try:
@@ -71,9 +76,17 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
     except Exception as error:  # a bug or an unchecked input: this spec fails, the others are still checked
         # Keras quotes values it read; a spec whose layers read files gets only the error's class.
         text = "" if file_fields(spec.document.data) else f": {clean_message(error)}"
-        report.problems = [*spec.problems, Problem(
-            f"building the model failed: {type(error).__name__}{text}", "", None, None,
-            "this is an input seq does not check yet; please report it", spec.file)]
+        report.problems = [
+            *spec.problems,
+            Problem(
+                f"building the model failed: {type(error).__name__}{text}",
+                "",
+                None,
+                None,
+                "this is an input seq does not check yet; please report it",
+                spec.file,
+            ),
+        ]
         return report
     problems = spec.problems + report.built.problems
     if spec.tune is not None:
@@ -83,8 +96,9 @@ def inspect_spec(path: str | Path, *, input_shape: tuple | None = None, upto: st
     report.problems = sorted(problems, key=_reading_order)
     own_shape = report.built.input_shape if report.built.input_source != "--input-shape" else None
     if input_shape is not None and own_shape is not None and tuple(input_shape) != tuple(own_shape):
-        message = (f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape "
-                   f"{shape_text(own_shape)}")
+        message = (
+            f"--input-shape {shape_text(input_shape)} conflicts with the spec's input shape {shape_text(own_shape)}"
+        )
         hint = "--input-shape is for specs without one; change the spec, or drop it"
         report.problems.insert(0, spec.problem(("layers", 0), message, hint))
     return report

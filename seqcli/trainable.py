@@ -24,8 +24,10 @@ from seqcli.errors import SeqError, did_you_mean
 from seqcli.keras_env import import_keras
 from seqcli.spec.sections import FreezeSection
 
-BATCHNORM_NOTE = ("they run in inference mode, normalizing with their moving mean and variance and never "
-                  "updating them, as the Keras transfer-learning guide recommends")
+BATCHNORM_NOTE = (
+    "they run in inference mode, normalizing with their moving mean and variance and never "
+    "updating them, as the Keras transfer-learning guide recommends"
+)
 
 
 class FreezeError(SeqError):
@@ -49,8 +51,10 @@ class FreezeReport:
     def lines(self) -> list[str]:
         """The report in words, for the terminal."""
         leaves = len(self.frozen) + len(self.trainable)
-        out = [f"Frozen: {len(self.frozen):,} of {leaves:,} layers; trainable params "
-               f"{self.trainable_params_before:,} → {self.trainable_params_after:,} (of {self.params:,})"]
+        out = [
+            f"Frozen: {len(self.frozen):,} of {leaves:,} layers; trainable params "
+            f"{self.trainable_params_before:,} → {self.trainable_params_after:,} (of {self.params:,})"
+        ]
         if self.batchnorm_inference:
             count = len(self.batchnorm_inference)
             noun = "layer is" if count == 1 else "layers are"
@@ -78,13 +82,17 @@ def apply_freeze(model, freeze: FreezeSection | dict | None, *, strict: bool = T
     section = _section(freeze)
     top = list(model.layers)
     nodes = list(walk_layers(top))
-    report = FreezeReport(params=_count(model.weights), trainable_params_before=_count(model.trainable_weights),
-                          paths=[path for path, _ in nodes])
+    report = FreezeReport(
+        params=_count(model.weights),
+        trainable_params_before=_count(model.trainable_weights),
+        paths=[path for path, _ in nodes],
+    )
     frozen_roots = _matches(nodes, section.layers, "layers", report)
     if section.all_but_last is not None:
         if section.all_but_last > len(top):
-            report.all_but_last_error = (f"all_but_last is {section.all_but_last}, but the model has {len(top)} "
-                                         "top-level layers")
+            report.all_but_last_error = (
+                f"all_but_last is {section.all_but_last}, but the model has {len(top)} top-level layers"
+            )
         else:
             frozen_roots |= {layer.name for layer in top[: len(top) - section.all_but_last]}
     unfrozen_roots = _matches(nodes, section.unfreeze, "unfreeze", report)
@@ -189,9 +197,11 @@ def _raise_unmatched(report: FreezeReport) -> None:
     if report.unmatched:
         field_name, _, pattern = report.unmatched[0]
         listed = ", ".join(repr(p) for _, _, p in report.unmatched)
-        raise FreezeError(f"{field_name}: {listed} matches no layer",
-                          hint=did_you_mean(pattern, report.paths)
-                          or "names are the ones 'seq summary' shows; 'base/inner' reaches into a base; globs work")
+        raise FreezeError(
+            f"{field_name}: {listed} matches no layer",
+            hint=did_you_mean(pattern, report.paths)
+            or "names are the ones 'seq summary' shows; 'base/inner' reaches into a base; globs work",
+        )
     if report.all_but_last_error:
         raise FreezeError(report.all_but_last_error)
 

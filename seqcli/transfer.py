@@ -75,9 +75,14 @@ class TransferResult:
 
     def as_dict(self) -> dict:
         """The blueprint and each phase's final metrics, for ``seq transfer --format json``."""
-        return {"blueprint": self.plan.blueprint, "base": self.plan.base,
-                "phases": [{"phase": phase.number, "title": phase.title, **result.as_dict()}
-                           for phase, result in zip(self.plan.phases, self.results)]}
+        return {
+            "blueprint": self.plan.blueprint,
+            "base": self.plan.base,
+            "phases": [
+                {"phase": phase.number, "title": phase.title, **result.as_dict()}
+                for phase, result in zip(self.plan.phases, self.results)
+            ],
+        }
 
 
 # ----------------------------------------------------------------------------- planning
@@ -103,16 +108,19 @@ def plan_transfer(options: TransferOptions) -> TransferPlan:
     if weights is not None:
         check_weights_file(weights)
     if base is None and weights is None:
-        raise TransferError("this spec has no pretrained base, so transfer needs the whole model's pretrained weights",
-                            hint="pass --weights FILE (a .weights.h5 or .keras from a model built from this spec), "
-                                 "or stack a pretrained base such as '- MobileNetV2: {weights: imagenet, "
-                                 "include_top: false, pooling: avg}'")
+        raise TransferError(
+            "this spec has no pretrained base, so transfer needs the whole model's pretrained weights",
+            hint="pass --weights FILE (a .weights.h5 or .keras from a model built from this spec), "
+            "or stack a pretrained base such as '- MobileNetV2: {weights: imagenet, "
+            "include_top: false, pooling: avg}'",
+        )
     output = Path(options.output)
     unfrozen = build_model(load_spec(options.spec, [*options.overrides, "freeze=null"]), abstract=True).model
     phases = [_phase_one(spec, unfrozen, base, weights, options, output / "phase1")]
     fine_tune = section.fine_tune if section else None
-    layers = options.fine_tune_layers if options.fine_tune_layers is not None else (
-        fine_tune.layers if fine_tune else None)
+    layers = (
+        options.fine_tune_layers if options.fine_tune_layers is not None else (fine_tune.layers if fine_tune else None)
+    )
     if layers:
         phases.append(_phase_two(spec, unfrozen, base, layers, fine_tune, options, output))
     return TransferPlan(blueprint=2 if base else 1, base=base, phases=phases)
@@ -124,12 +132,26 @@ def _base_name(spec, built) -> str | None:
     if chosen is not None:
         names = [row.name for row in built.rows]
         if chosen not in names:
-            raise spec.error([spec.problem(("transfer", "base"), f"{chosen!r} is not a layer of the model",
-                                           did_you_mean(chosen, names) or f"layers: {', '.join(names)}")])
+            raise spec.error(
+                [
+                    spec.problem(
+                        ("transfer", "base"),
+                        f"{chosen!r} is not a layer of the model",
+                        did_you_mean(chosen, names) or f"layers: {', '.join(names)}",
+                    )
+                ]
+            )
         return chosen
     if len(bases) > 1:
-        raise spec.error([spec.problem(("layers",), f"the model stacks {len(bases)} pretrained bases",
-                                       f"name the one to fine-tune with transfer.base (one of {', '.join(bases)})")])
+        raise spec.error(
+            [
+                spec.problem(
+                    ("layers",),
+                    f"the model stacks {len(bases)} pretrained bases",
+                    f"name the one to fine-tune with transfer.base (one of {', '.join(bases)})",
+                )
+            ]
+        )
     return bases[0] if bases else None
 
 
@@ -145,30 +167,35 @@ def _phase_one(spec, model, base, weights, options: TransferOptions, output: Pat
     epochs = options.epochs or (spec.transfer.epochs if spec.transfer else None)
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
-    title = ("train the head, the base frozen" if base else "train the last layer, the rest frozen")
+    title = "train the head, the base frozen" if base else "train the last layer, the rest frozen"
     return Phase(1, title, output, overrides, _freeze_lines(model, freeze))
 
 
 def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptions, output: Path) -> Phase:
     if base is None:
-        raise TransferError("fine-tuning unfreezes the top layers of a pretrained base, and this spec has none",
-                            hint="drop --fine-tune-layers / transfer.fine_tune, or stack a pretrained base")
+        raise TransferError(
+            "fine-tuning unfreezes the top layers of a pretrained base, and this spec has none",
+            hint="drop --fine-tune-layers / transfer.fine_tune, or stack a pretrained base",
+        )
     inner = [layer for layer in model.get_layer(base).layers if type(layer).__name__ != "InputLayer"]
     if layers > len(inner):
-        raise TransferError(f"cannot unfreeze the top {layers} layers of {base}: it has {len(inner)}",
-                            hint=f"give --fine-tune-layers between 1 and {len(inner)}")
+        raise TransferError(
+            f"cannot unfreeze the top {layers} layers of {base}: it has {len(inner)}",
+            hint=f"give --fine-tune-layers between 1 and {len(inner)}",
+        )
     keep_batchnorm = (fine_tune.batchnorm if fine_tune else "frozen") == "frozen"
-    top = [layer for layer in inner[len(inner) - layers:]
-           if not (keep_batchnorm and is_batchnorm(layer))]
+    top = [layer for layer in inner[len(inner) - layers :] if not (keep_batchnorm and is_batchnorm(layer))]
     freeze = {"all_but_last": None, "layers": [base], "unfreeze": [f"{base}/{layer.name}" for layer in top]}
     learning_rate = options.fine_tune_lr or (fine_tune.learning_rate if fine_tune else DEFAULT_FINE_TUNE_LR)
     epochs = options.fine_tune_epochs or (fine_tune.epochs if fine_tune else 1)
-    overrides = [*options.overrides,
-                 f"transfer.weights={json.dumps(str((output / 'phase1' / 'model.keras').resolve()))}",
-                 *(f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()),
-                 f"compile.optimizer={json.dumps(fine_tune_optimizer(spec, learning_rate))}",
-                 "train.learning_rate_schedule=null",
-                 f"train.epochs={epochs}"]
+    overrides = [
+        *options.overrides,
+        f"transfer.weights={json.dumps(str((output / 'phase1' / 'model.keras').resolve()))}",
+        *(f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()),
+        f"compile.optimizer={json.dumps(fine_tune_optimizer(spec, learning_rate))}",
+        "train.learning_rate_schedule=null",
+        f"train.epochs={epochs}",
+    ]
     title = f"fine-tune the top {layers} layers of {base} at learning rate {learning_rate:g}"
     lines = _freeze_lines(model, freeze)
     if keep_batchnorm and len(top) < layers:
@@ -184,7 +211,7 @@ def fine_tune_optimizer(spec, learning_rate: float) -> dict:
     optimizer = spec.compile.optimizer
     if isinstance(optimizer, str):
         return {optimizer_class_name(optimizer): {"learning_rate": learning_rate}}
-    (name, args), = optimizer.items()
+    ((name, args),) = optimizer.items()
     return {name: {**(args or {}), "learning_rate": learning_rate}}
 
 
@@ -200,8 +227,12 @@ def _freeze_lines(model, freeze: dict) -> list[str]:
 # ----------------------------------------------------------------------------- running
 
 
-def run_transfer(options: TransferOptions, *, reporter_for: Callable[[Phase], Reporter] | None = None,
-                 plan: TransferPlan | None = None) -> TransferResult:
+def run_transfer(
+    options: TransferOptions,
+    *,
+    reporter_for: Callable[[Phase], Reporter] | None = None,
+    plan: TransferPlan | None = None,
+) -> TransferResult:
     """Train each phase of the plan in turn with seq train's machinery; a finished phase is not run again
     on resume, an interrupted one continues from its checkpoint."""
     plan = plan or plan_transfer(options)
@@ -218,8 +249,13 @@ def _run_phases(options: TransferOptions, plan: TransferPlan, reporter_for) -> T
     result = TransferResult(plan)
     for phase in plan.phases:
         resume = options.resume and (phase.number == 1 or RunDirectory(phase.output).checkpoint.exists())
-        phase_options = TrainOptions(spec=options.spec, output=str(phase.output), overrides=phase.overrides,
-                                     resume=resume, overwrite=options.overwrite)
+        phase_options = TrainOptions(
+            spec=options.spec,
+            output=str(phase.output),
+            overrides=phase.overrides,
+            resume=resume,
+            overwrite=options.overwrite,
+        )
         reporter = reporter_for(phase) if reporter_for else None
         result.results.append(train_spec(phase_options, reporter))
     return result

@@ -14,13 +14,17 @@ TINY_SHAPE = (32, 32, 3)
 BASE_NAME = "mobilenetv2_0.35_32"
 
 # The guide's transfer-learning model: four Dense layers, the last one the head.
-GUIDE_TRANSFER = ("name: guide_transfer\nlayers:\n  - Input: {shape: [784]}\n  - Dense: {units: 32, activation: relu}\n"
-                  "  - Dense: {units: 32, activation: relu}\n  - Dense: {units: 32, activation: relu}\n"
-                  "  - Dense: {units: 10}\n")
+GUIDE_TRANSFER = (
+    "name: guide_transfer\nlayers:\n  - Input: {shape: [784]}\n  - Dense: {units: 32, activation: relu}\n"
+    "  - Dense: {units: 32, activation: relu}\n  - Dense: {units: 32, activation: relu}\n"
+    "  - Dense: {units: 10}\n"
+)
 # The tiny base under a Dense head, without weights (add 'weights: FILE' with save_tiny_mobilenet_weights).
-TINY_BASE = ("layers:\n  - Input: {shape: [32, 32, 3]}\n"
-             "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: null}\n"
-             "  - Dense: {units: 3}\n")
+TINY_BASE = (
+    "layers:\n  - Input: {shape: [32, 32, 3]}\n"
+    "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: null}\n"
+    "  - Dense: {units: 3}\n"
+)
 
 
 def keras():

@@ -63,8 +63,11 @@ def trained(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("trained")
     write_tiny_project(directory)
-    result = CliRunner().invoke(cli, ["train", str(directory / "tiny.yaml"), "--output", str(directory / "run"),
-                                      "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(directory / "tiny.yaml"), "--output", str(directory / "run"), "--quiet"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return directory
 
@@ -91,8 +94,9 @@ train:
 {extra}"""
 
 
-def write_tiny_project(directory: Path, *, epochs: int = 2, extra: str = "", samples: int = 128,
-                       dropout: float | None = 0.2) -> Path:
+def write_tiny_project(
+    directory: Path, *, epochs: int = 2, extra: str = "", samples: int = 128, dropout: float | None = 0.2
+) -> Path:
     """A spec and 4x4 'images' of 3 classes (the brightest third of the image is the class): trains in
     a second. Returns the spec's path. The Dropout layer (``dropout=None``: none) puts a seed generator's
     state into checkpoints; under several replicas its masks differ from one device's."""
@@ -100,7 +104,7 @@ def write_tiny_project(directory: Path, *, epochs: int = 2, extra: str = "", sam
     y = rng.integers(0, 3, samples)
     x = rng.uniform(0, 0.3, (samples, 4, 4, 1)).astype(np.float32)
     for index, label in enumerate(y):
-        x[index].reshape(-1)[label * 5:(label + 1) * 5] += 0.7
+        x[index].reshape(-1)[label * 5 : (label + 1) * 5] += 0.7
     directory.mkdir(parents=True, exist_ok=True)
     np.savez(directory / "tiny.npz", x=x, y=y)
     spec = directory / "tiny.yaml"
@@ -122,10 +126,9 @@ def assert_same_checkpoint(first: Path, second: Path) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-
 def spec_text(compile_yaml: str) -> str:
     """A two-layer spec with the given compile section (and anything after it)."""
-    return ("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activation: softmax}\n" + compile_yaml)
+    return "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activation: softmax}\n" + compile_yaml
 
 
 # ----------------------------------------------------------------------------- nothing on disk changed
@@ -151,7 +154,6 @@ def snapshot(folder: Path) -> dict[str, tuple]:
         else:
             entries[name] = ("other", info.st_mode)
     return entries
-
 
 
 PORT_TAKEN = "Could not start gRPC server"  # TensorFlow's words when a worker's port was taken meanwhile

@@ -69,9 +69,7 @@ def train(config: dict) -> dict:
             ]
         )
         model.set_weights(initial_weights(model))
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         prepare_model(model, info)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     loss, accuracy = model.evaluate(x, y, batch_size=BATCH, verbose=0)

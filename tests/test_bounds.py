@@ -44,12 +44,27 @@ print(json.dumps({"rc": rc, "peak": resource.getrusage(resource.RUSAGE_CHILDREN)
 def bounded(*args, cwd: Path, available: int | None = None, timeout: float = 120) -> dict:
     """``seq ARGS`` in a subprocess under RLIMIT_AS: its exit status, stderr and peak RSS in bytes.
     ``available`` pretends the machine has that much memory available (the default budget's base)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                       os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop(limits.ENVIRONMENT, None)
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(ADDRESS_SPACE), str(timeout),
-                           "-" if available is None else str(available), *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout + 30)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUNNER,
+            str(ADDRESS_SPACE),
+            str(timeout),
+            "-" if available is None else str(available),
+            *map(str, args),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+    )
     return json.loads(done.stdout)
 
 
@@ -61,8 +76,9 @@ def zeros_npz(path: Path, samples: int, shape=(8, 8, 1)) -> Path:
     """A zip bomb: an .npz of float32 zeros, deflated (about 1000 times smaller on disk)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as archive:
         with archive.open("x.npy", "w", force_zip64=True) as handle:
-            np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
-                                                          "shape": (samples, *shape)})
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": "<f4", "fortran_order": False, "shape": (samples, *shape)}
+            )
             chunk = bytes(16 << 20)
             left = samples * int(np.prod(shape)) * 4
             while left > 0:
@@ -99,8 +115,9 @@ def write_project(folder: Path, data: str, spec: str = TINY_SPEC) -> Path:
 def test_npz_bomb_is_refused_before_it_is_read(bomb, tmp_path):
     assert bomb.stat().st_size < 16 << 20
     write_project(tmp_path, str(bomb))
-    result = bounded("train", "spec.yaml", "--output", "run", "--max-memory", "512M", "--allow-path", bomb.parent,
-                     cwd=tmp_path)
+    result = bounded(
+        "train", "spec.yaml", "--output", "run", "--max-memory", "512M", "--allow-path", bomb.parent, cwd=tmp_path
+    )
     assert result["rc"] == 1, result
     assert f"data.train: {bomb} would take 1.55 GB when read (2 members" in result["stderr"]
     assert "over the memory limit" in result["stderr"] and "limit is 512.00 MB (--max-memory)" in result["stderr"]
@@ -111,8 +128,9 @@ def test_npz_bomb_is_refused_before_it_is_read(bomb, tmp_path):
 def test_npz_bomb_against_the_default_budget(bomb, tmp_path):
     """Without --max-memory the budget is 70% of the memory available: here 1 GB."""
     write_project(tmp_path, str(bomb))
-    result = bounded("train", "spec.yaml", "--output", "run", "--allow-path", bomb.parent, cwd=tmp_path,
-                     available=1 << 30)
+    result = bounded(
+        "train", "spec.yaml", "--output", "run", "--allow-path", bomb.parent, cwd=tmp_path, available=1 << 30
+    )
     assert result["rc"] == 1, result
     assert "over the memory limit" in result["stderr"]
     assert "the limit is 716.80 MB (70% of the memory available now)" in result["stderr"]
@@ -123,11 +141,14 @@ def test_shape_mismatch_is_found_from_the_header_of_a_big_npz(bomb, tmp_path):
     """The model takes (4,), the .npz holds 1.5 GB of (8, 8, 1) samples: reported from the header (5.5 GB
     peak before, when the mismatch was found after reading everything)."""
     spec = write_project(tmp_path, str(bomb), TINY_SPEC.replace("layers:\n", "layers:\n  - Input: {shape: [4]}\n"))
-    result = bounded("train", "spec.yaml", "--output", "run", "--allow-path", bomb.parent, cwd=tmp_path,
-                     available=16 << 30)
+    result = bounded(
+        "train", "spec.yaml", "--output", "run", "--allow-path", bomb.parent, cwd=tmp_path, available=16 << 30
+    )
     assert result["rc"] == 1, result
-    assert "layers[0].Input.shape: the model takes inputs of shape (4,), but data.train's samples have shape " \
-           "(8, 8, 1)" in result["stderr"]
+    assert (
+        "layers[0].Input.shape: the model takes inputs of shape (4,), but data.train's samples have shape "
+        "(8, 8, 1)" in result["stderr"]
+    )
     assert spec.exists() and result["peak"] < PEAK_LIMIT
 
 
@@ -151,21 +172,26 @@ def test_keras_bomb_as_a_base_is_a_positioned_problem_in_check(tmp_path, write_s
     spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Model: {path: base.keras}\n")
     result = run("check", spec)
     assert result.exit_code == 1
-    assert f"{spec}:3:5: layers[1].Model: Model: the config.json of {tmp_path / 'base.keras'} declares 100.00 MB; " \
-           "a model's config is at most 64.00 MB" in result.stderr
+    assert (
+        f"{spec}:3:5: layers[1].Model: Model: the config.json of {tmp_path / 'base.keras'} declares 100.00 MB; "
+        "a model's config is at most 64.00 MB" in result.stderr
+    )
 
 
 def test_npy_header_claiming_an_impossible_size(tmp_path):
     path = tmp_path / "liar.npy"
     with open(path, "wb") as handle:
-        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
-                                                      "shape": (10**12, 8, 8, 1)})
+        np.lib.format.write_array_header_1_0(
+            handle, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 8, 8, 1)}
+        )
         handle.write(bytes(256))
     write_project(tmp_path, "liar.npy")
     result = bounded("extract", "spec.yaml", "--data", "liar.npy", "--all", "--output", "f.npz", cwd=tmp_path)
     assert result["rc"] == 1, result
-    assert "liar.npy claims shape (1000000000000, 8, 8, 1) of float32 (232.83 TB), but holds 256 B " \
-           "of data" in result["stderr"]
+    assert (
+        "liar.npy claims shape (1000000000000, 8, 8, 1) of float32 (232.83 TB), but holds 256 B "
+        "of data" in result["stderr"]
+    )
     assert result["peak"] < PEAK_LIMIT
 
 
@@ -176,31 +202,40 @@ def test_npz_member_header_larger_than_the_member(trained, tmp_path):
         handle.write(bytes(80))
     result = run("predict", trained / "run", "--data", path, "--output", tmp_path / "p.npy")
     assert result.exit_code == 1
-    assert f"--data: array 'x' in {path} claims shape (1000000000,) of float64 (7.45 GB), but holds 80 B" \
-           in result.stderr
+    assert (
+        f"--data: array 'x' in {path} claims shape (1000000000,) of float64 (7.45 GB), but holds 80 B" in result.stderr
+    )
 
 
 def test_csv_shape_is_checked_after_the_header(tmp_path, write_spec):
     """The header says 3 features, the model takes 5: reported before any row (here a bad one) is read."""
     (tmp_path / "t.csv").write_text("a,b,c,label\n1,2,3,0\nx,y,z,oops\n")
-    spec = write_spec("layers:\n  - Input: {shape: [5]}\n  - Dense: {units: 2}\n"
-                      "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\ndata: {train: t.csv}\n")
+    spec = write_spec(
+        "layers:\n  - Input: {shape: [5]}\n  - Dense: {units: 2}\n"
+        "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\ndata: {train: t.csv}\n"
+    )
     result = run("train", spec, "--output", tmp_path / "run")
     assert result.exit_code == 1
-    assert f"{spec}:2:20: layers[0].Input.shape: the model takes inputs of shape (5,), but data.train's samples " \
-           "have shape (3,)" in result.stderr
+    assert (
+        f"{spec}:2:20: layers[0].Input.shape: the model takes inputs of shape (5,), but data.train's samples "
+        "have shape (3,)" in result.stderr
+    )
     assert "oops" not in result.stderr
 
 
 def test_csv_is_read_within_the_budget(tmp_path, write_spec):
     rows = "\n".join("1,2,3,0" for _ in range(40_000))
     (tmp_path / "t.csv").write_text("a,b,c,label\n" + rows + "\n")
-    spec = write_spec("layers:\n  - Dense: {units: 2}\n"
-                      "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\ndata: {train: t.csv}\n")
+    spec = write_spec(
+        "layers:\n  - Dense: {units: 2}\n"
+        "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\ndata: {train: t.csv}\n"
+    )
     result = run("train", spec, "--output", tmp_path / "run", "--max-memory", "200K")
     assert result.exit_code == 1
-    assert f"data.train: {tmp_path / 't.csv'} holds more than 200.00 KB of numbers (stopped reading at line " \
-           in result.stderr
+    assert (
+        f"data.train: {tmp_path / 't.csv'} holds more than 200.00 KB of numbers (stopped reading at line "
+        in result.stderr
+    )
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
@@ -234,8 +269,9 @@ def test_a_model_over_the_budget_is_refused_with_its_estimate(tmp_path):
     result = bounded("train", "spec.yaml", "--output", "run", cwd=tmp_path)
     assert result["rc"] == 1, result
     assert "error: training this model needs about 183.24 GB, over the memory limit of" in result["stderr"]
-    assert "Memory estimate: 183.24 GB to train (weights 45.79 GB, optimizer 137.36 GB, a batch of 8 " \
-           in result["stderr"]
+    assert (
+        "Memory estimate: 183.24 GB to train (weights 45.79 GB, optimizer 137.36 GB, a batch of 8 " in result["stderr"]
+    )
     assert result["peak"] < PEAK_LIMIT
 
 
@@ -250,19 +286,23 @@ def test_extract_refuses_a_model_over_the_budget(tmp_path):
 
 def test_a_huge_input_on_small_data_reports_the_shape_first(tmp_path):
     np.savez(tmp_path / "small.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.zeros(4, np.int64))
-    spec = write_project(tmp_path, "small.npz", TINY_SPEC.replace("layers:\n", "layers:\n  - Input: {shape: "
-                                                                             "[100000, 100000, 3]}\n"))
+    spec = write_project(
+        tmp_path, "small.npz", TINY_SPEC.replace("layers:\n", "layers:\n  - Input: {shape: [100000, 100000, 3]}\n")
+    )
     result = bounded("train", "spec.yaml", "--output", "run", cwd=tmp_path)
     assert result["rc"] == 1, result
-    assert f"{spec}:2:20: layers[0].Input.shape: the model takes inputs of shape (100000, 100000, 3), but " \
-           "data.train's samples have shape (8, 8, 1)" in result["stderr"].replace("spec.yaml", str(spec))
+    assert (
+        f"{spec}:2:20: layers[0].Input.shape: the model takes inputs of shape (100000, 100000, 3), but "
+        "data.train's samples have shape (8, 8, 1)" in result["stderr"].replace("spec.yaml", str(spec))
+    )
     assert result["peak"] < PEAK_LIMIT
 
 
 def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_folder):
     write_image_folder(tmp_path / "images", {"a": 1, "b": 1})
-    spec = TINY_SPEC.replace("data: {train: DATA, batch_size: 8}",
-                             "data: {train: {path: images, image_size: [20000, 20000]}, batch_size: 8}")
+    spec = TINY_SPEC.replace(
+        "data: {train: DATA, batch_size: 8}", "data: {train: {path: images, image_size: [20000, 20000]}, batch_size: 8}"
+    )
     write_project(tmp_path, "", spec)
     result = bounded("train", "spec.yaml", "--output", "run", cwd=tmp_path)
     assert result["rc"] == 1, result
@@ -277,25 +317,38 @@ def test_too_many_virtual_cpus(tmp_path):
     assert result["rc"] == 1, result
     assert "distribute.virtual_cpus: 1000 virtual CPUs is more than this machine can use" in result["stderr"]
     assert result["peak"] < PEAK_LIMIT
-    result = bounded("train", "spec.yaml", "--output", "run", "--virtual-cpus", "8", "--set", "data.batch_size=4",
-                     cwd=tmp_path)
+    result = bounded(
+        "train", "spec.yaml", "--output", "run", "--virtual-cpus", "8", "--set", "data.batch_size=4", cwd=tmp_path
+    )
     assert result["rc"] == 1, result
     assert "8 virtual CPUs cannot share batches of 4 samples: each replica needs at least one" in result["stderr"]
     assert spec.exists() and not (tmp_path / "run").exists()
 
 
 def test_predict_and_freeze_refuse_over_a_small_budget(trained, tmp_path):
-    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy",
-                 "--max-memory", "1K")
+    result = run(
+        "predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy", "--max-memory", "1K"
+    )
     assert result.exit_code == 1
     assert f"error: model: {trained / 'run' / 'model.keras'} would take 20.22 KB when read" in result.stderr
     assert "the limit is 1.00 KB (--max-memory)" in result.stderr
-    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy",
-                 "--max-memory", "30K", "--batch-size", "100000")
+    result = run(
+        "predict",
+        trained / "run",
+        "--data",
+        trained / "tiny.npz",
+        "--output",
+        tmp_path / "p.npy",
+        "--max-memory",
+        "30K",
+        "--batch-size",
+        "100000",
+    )
     assert result.exit_code == 1
     assert f"error: running {trained / 'run' / 'model.keras'} needs about" in result.stderr
-    result = run("freeze", trained / "tiny.yaml", "--all-but-last", "1", "--output", tmp_path / "f.keras",
-                 "--max-memory", "100")
+    result = run(
+        "freeze", trained / "tiny.yaml", "--all-but-last", "1", "--output", tmp_path / "f.keras", "--max-memory", "100"
+    )
     assert result.exit_code == 1 and "error: freezing this model needs about" in result.stderr
     assert not (tmp_path / "p.npy").exists() and not (tmp_path / "f.keras").exists()
 
@@ -303,8 +356,9 @@ def test_predict_and_freeze_refuse_over_a_small_budget(trained, tmp_path):
 def test_max_memory_must_be_a_size(tmp_path):
     result = run("predict", tmp_path, "--data", "x.npy", "--output", tmp_path / "p.npy", "--max-memory", "lots")
     assert result.exit_code == 2
-    assert "Invalid value for '--max-memory': expected a size such as 8G, 512M or 1.5GB; received 'lots'" \
-        in result.stderr
+    assert (
+        "Invalid value for '--max-memory': expected a size such as 8G, 512M or 1.5GB; received 'lots'" in result.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- summary and check show it
@@ -315,14 +369,18 @@ def test_check_shows_the_estimate_and_never_refuses(tmp_path, write_spec):
     result = run("check", spec, "--format", "json")
     assert result.exit_code == 0, result.output
     memory = json.loads(result.stdout)["specs"][0]["memory"]
-    assert memory == {"total": memory["weights"] * 4 + memory["activations"], "weights": 49_164_000_000,
-                      "optimizer": 49_164_000_000 * 3, "activations": 32 * (4096 + 3_000_000) * 4,
-                      "batch_size": 32, "training": True}
+    assert memory == {
+        "total": memory["weights"] * 4 + memory["activations"],
+        "weights": 49_164_000_000,
+        "optimizer": 49_164_000_000 * 3,
+        "activations": 32 * (4096 + 3_000_000) * 4,
+        "batch_size": 32,
+        "training": True,
+    }
 
 
 def test_expect_max_memory_fails_with_a_position(write_spec):
-    spec = write_spec("layers:\n  - Input: {shape: [4096]}\n  - Dense: {units: 3000000}\nexpect:\n"
-                      "  max_memory: 2G\n")
+    spec = write_spec("layers:\n  - Input: {shape: [4096]}\n  - Dense: {units: 3000000}\nexpect:\n  max_memory: 2G\n")
     result = run("check", spec)
     assert result.exit_code == 1
     assert f"{spec}:5:15: expect.max_memory: training needs about 183.51 GB, over the limit of 2G" in result.stderr
@@ -336,8 +394,7 @@ def test_summary_table_shows_the_estimate(write_spec):
     spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 2}\n")
     result = run("summary", spec)
     assert result.exit_code == 0
-    assert "Memory estimate: 928 B to train (weights 40 B, optimizer 120 B, a batch of 32 768 B)" \
-        in result.stdout
+    assert "Memory estimate: 928 B to train (weights 40 B, optimizer 120 B, a batch of 32 768 B)" in result.stdout
 
 
 def test_parse_size():

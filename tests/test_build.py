@@ -16,40 +16,61 @@ from tests.conftest import ROOT, SPECS
 def guide_models():
     """The guide's models, written by hand exactly as the guide writes them (with their input shapes)."""
     return {
-        "three_layers": (keras.Sequential([
-            keras.Input(shape=(3,)),
-            layers.Dense(2, activation="relu", name="layer1"),
-            layers.Dense(3, activation="relu", name="layer2"),
-            layers.Dense(2, name="layer3"),
-        ]), (3,)),
+        "three_layers": (
+            keras.Sequential(
+                [
+                    keras.Input(shape=(3,)),
+                    layers.Dense(2, activation="relu", name="layer1"),
+                    layers.Dense(3, activation="relu", name="layer2"),
+                    layers.Dense(2, name="layer3"),
+                ]
+            ),
+            (3,),
+        ),
         "input_object": (keras.Sequential([keras.Input(shape=(4,)), layers.Dense(2, activation="relu")]), (4,)),
         "input_shape_argument": (keras.Sequential([layers.Dense(2, activation="relu", input_shape=(4,))]), (4,)),
-        "seed_cnn": (keras.Sequential([
-            keras.Input(shape=(250, 250, 3)),
-            layers.Conv2D(32, 5, strides=2, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(3),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(3),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(3),
-            layers.GlobalMaxPooling2D(),
-            layers.Dense(10),
-        ], name="seed_cnn"), (250, 250, 3)),
-        "feature_extractor": (keras.Sequential([
-            keras.Input(shape=(250, 250, 3)),
-            layers.Conv2D(32, 5, strides=2, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu"),
-        ]), (250, 250, 3)),
-        "feature_extractor_named": (keras.Sequential([
-            keras.Input(shape=(250, 250, 3)),
-            layers.Conv2D(32, 5, strides=2, activation="relu"),
-            layers.Conv2D(32, 3, activation="relu", name="intermediate_layer"),
-            layers.Conv2D(32, 3, activation="relu"),
-        ]), (250, 250, 3)),
+        "seed_cnn": (
+            keras.Sequential(
+                [
+                    keras.Input(shape=(250, 250, 3)),
+                    layers.Conv2D(32, 5, strides=2, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.MaxPooling2D(3),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.MaxPooling2D(3),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.MaxPooling2D(3),
+                    layers.GlobalMaxPooling2D(),
+                    layers.Dense(10),
+                ],
+                name="seed_cnn",
+            ),
+            (250, 250, 3),
+        ),
+        "feature_extractor": (
+            keras.Sequential(
+                [
+                    keras.Input(shape=(250, 250, 3)),
+                    layers.Conv2D(32, 5, strides=2, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                ]
+            ),
+            (250, 250, 3),
+        ),
+        "feature_extractor_named": (
+            keras.Sequential(
+                [
+                    keras.Input(shape=(250, 250, 3)),
+                    layers.Conv2D(32, 5, strides=2, activation="relu"),
+                    layers.Conv2D(32, 3, activation="relu", name="intermediate_layer"),
+                    layers.Conv2D(32, 3, activation="relu"),
+                ]
+            ),
+            (250, 250, 3),
+        ),
     }
 
 
@@ -137,19 +158,21 @@ def test_a_weightless_build_leaves_no_weights_for_later_builds():
     """A checked 12-billion-parameter spec must not get its weights the next time Keras initializes
     variables (the next real build in the same process: training after the memory estimate, a tune trial).
     Run under a 3 GB address-space limit, so a regression fails instead of swapping."""
-    code = ("import resource\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
-            "import numpy as np\n"
-            "from seqcli.build import build_model\n"
-            "from seqcli.keras_env import import_keras\n"
-            "from seqcli.spec import spec_from_text\n"
-            "huge = spec_from_text('layers:\\n  - Input: {shape: [4096]}\\n  - Dense: {units: 3000000}\\n')\n"
-            "assert build_model(huge, abstract=True).params == 4097 * 3000000\n"
-            "keras = import_keras()\n"
-            "class Double(keras.layers.Layer):\n"  # no compute_output_shape: Keras traces call in a StatelessScope
-            "    def call(self, x):\n"
-            "        return x * 2\n"
-            "small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), Double()])\n"
-            "print(tuple(small(np.zeros((1, 4), 'float32')).shape))\n")
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "import numpy as np\n"
+        "from seqcli.build import build_model\n"
+        "from seqcli.keras_env import import_keras\n"
+        "from seqcli.spec import spec_from_text\n"
+        "huge = spec_from_text('layers:\\n  - Input: {shape: [4096]}\\n  - Dense: {units: 3000000}\\n')\n"
+        "assert build_model(huge, abstract=True).params == 4097 * 3000000\n"
+        "keras = import_keras()\n"
+        "class Double(keras.layers.Layer):\n"  # no compute_output_shape: Keras traces call in a StatelessScope
+        "    def call(self, x):\n"
+        "        return x * 2\n"
+        "small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), Double()])\n"
+        "print(tuple(small(np.zeros((1, 4), 'float32')).shape))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0 and done.stdout.strip() == "(1, 2)", done.stderr[-3000:]

@@ -15,10 +15,12 @@ from tests.conftest import ROOT
 def test_checkpoint_state_reads_without_tensorflow(tmp_path):
     state = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=1, step=4, history=[{"epoch": 1}])
     np.savez(tmp_path / "last.npz", meta=np.array(state.to_json()))
-    code = ("import sys; from seqcli.training.checkpoint import read_state; "
-            f"s = read_state({str(tmp_path / 'last.npz')!r}); "
-            "assert (s.epoch, s.step, s.global_step) == (1, 4, 14), s; "
-            "assert 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from seqcli.training.checkpoint import read_state; "
+        f"s = read_state({str(tmp_path / 'last.npz')!r}); "
+        "assert (s.epoch, s.step, s.global_step) == (1, 4, 14), s; "
+        "assert 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert read_state(tmp_path / "last.npz").position() == "epoch 2/3, step 4/10"
 

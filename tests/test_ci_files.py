@@ -28,8 +28,12 @@ def test_the_workflow_runs_check_with_github_annotations():
 
 def test_pre_commit_accepts_the_manifest():
     """pre-commit's own schema check of .pre-commit-hooks.yaml (pre-commit is in the test extra)."""
-    result = subprocess.run([sys.executable, "-m", "pre_commit", "validate-manifest", ".pre-commit-hooks.yaml"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-manifest", ".pre-commit-hooks.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -20,8 +20,13 @@ def run(*args):
 
 def test_every_shipped_spec_passes():
     specs = sorted(str(p) for p in SPECS.glob("*.yaml"))
-    result = subprocess.run([sys.executable, "-m", "seqcli", "check", *specs], capture_output=True, text=True,
-                            cwd=ROOT, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "seqcli", "check", *specs],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("pass") == len(specs)
     assert "Traceback" not in result.stderr
@@ -34,13 +39,25 @@ def test_json_contract(write_spec):
     good, failed = json.loads(result.stdout)["specs"]
     assert good["ok"] and good["model"] == "seed_cnn" and good["params"] == 49002
     assert good["trainable_params"] == 49002 and good["output_shape"] == [None, 10]
-    assert good["layers"][0] == {"index": 1, "name": "conv2d", "class": "Conv2D",
-                                 "output_shape": [None, 123, 123, 32], "params": 2432, "trainable": True}
+    assert good["layers"][0] == {
+        "index": 1,
+        "name": "conv2d",
+        "class": "Conv2D",
+        "output_shape": [None, 123, 123, 32],
+        "params": 2432,
+        "trainable": True,
+    }
     assert good["problems"] == []
     assert not failed["ok"]
-    assert failed["problems"] == [{"line": 4, "column": 13, "path": "layers[1].expect",
-                                   "message": "expected output shape (8, 8, 2), built (6, 6, 2)",
-                                   "hint": "update 'expect' if the new shape is intended"}]
+    assert failed["problems"] == [
+        {
+            "line": 4,
+            "column": 13,
+            "path": "layers[1].expect",
+            "message": "expected output shape (8, 8, 2), built (6, 6, 2)",
+            "hint": "update 'expect' if the new shape is intended",
+        }
+    ]
 
 
 def test_github_annotations(write_spec):
@@ -96,5 +113,6 @@ def test_freeze_section_problems_have_positions(write_spec):
     assert result.exit_code == 1
     assert f"{path}:9:21: freeze.layers[1]: 'dens_2' matches no layer\n" in result.stderr
     assert "  hint: did you mean 'dense_2'?" in result.stderr
-    assert f"{path}:10:17: freeze.all_but_last: all_but_last is 9, but the model has 4 top-level layers" \
-        in result.stderr
+    assert (
+        f"{path}:10:17: freeze.all_but_last: all_but_last is 9, but the model has 4 top-level layers" in result.stderr
+    )

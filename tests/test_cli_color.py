@@ -16,8 +16,13 @@ COLOR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[0-9;]+)m")
 
 def seq(*args, **env) -> str:
     environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    result = subprocess.run([sys.executable, "-m", "seqcli", *args], capture_output=True, text=True, cwd=ROOT,
-                            env={**environment, "FORCE_COLOR": "1", **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "seqcli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**environment, "FORCE_COLOR": "1", **env},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -28,6 +33,9 @@ def test_colors_by_default_on_a_terminal():
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_no_color(how):
-    output = (seq("--no-color", "check", "specs/three_layers.yaml") if how == "flag"
-              else seq("check", "specs/three_layers.yaml", NO_COLOR="1"))
+    output = (
+        seq("--no-color", "check", "specs/three_layers.yaml")
+        if how == "flag"
+        else seq("check", "specs/three_layers.yaml", NO_COLOR="1")
+    )
     assert "pass" in output and not COLOR.search(output)

@@ -17,7 +17,6 @@ def run(*args):
     return CliRunner(env={"COLUMNS": "100"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-
 def test_a_run_is_evaluated_on_its_validation_data(trained):
     result = run("evaluate", trained / "run", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -41,8 +40,9 @@ def test_data_that_does_not_fit_the_model(trained, tmp_path):
     np.savez(tmp_path / "wide.npz", x=np.zeros((4, 5, 5, 1), np.float32), y=np.zeros(4, np.int64))
     result = run("evaluate", trained / "run", "--data", tmp_path / "wide.npz")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: --data: samples in {tmp_path / 'wide.npz'} have shape (5, 5, 1), but "
-                                    "the model takes (4, 4, 1)")
+    assert result.stderr.startswith(
+        f"error: --data: samples in {tmp_path / 'wide.npz'} have shape (5, 5, 1), but the model takes (4, 4, 1)"
+    )
 
 
 def test_missing_things_are_explained(trained, tmp_path):
@@ -80,6 +80,8 @@ def test_a_spec_without_seed_is_split_with_the_runs_seed(tmp_path):
         assert json.loads(result.stdout)["metrics"]["loss"] == pytest.approx(final["val_loss"], rel=1e-5)
     bare = run("evaluate", tmp_path / "run" / "model.keras", "--spec", spec)
     assert bare.exit_code == 1
-    assert bare.stderr.startswith(f"error: {spec} splits its validation data off data.train at random (no "
-                                  "train.seed), and no run records the seed the model was trained with")
+    assert bare.stderr.startswith(
+        f"error: {spec} splits its validation data off data.train at random (no "
+        "train.seed), and no run records the seed the model was trained with"
+    )
     assert "hint: pass --data SOURCE, or set train.seed" in bare.stderr

@@ -82,8 +82,9 @@ def test_an_existing_output_needs_overwrite(trained, tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"earlier")
     refused = run("export", trained / "run", "--output", tmp_path / "m.onnx")
     assert refused.exit_code == 1
-    assert refused.stderr == (f"error: {tmp_path / 'm.onnx'} exists\n"
-                              "  hint: add --overwrite to replace it, or choose another --output\n")
+    assert refused.stderr == (
+        f"error: {tmp_path / 'm.onnx'} exists\n  hint: add --overwrite to replace it, or choose another --output\n"
+    )
     assert (tmp_path / "m.onnx").read_bytes() == b"earlier"
     replaced = run("export", trained / "run", "--output", tmp_path / "m.onnx", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
@@ -136,8 +137,10 @@ def test_onnx_without_its_packages_says_what_to_install(trained, tmp_path, monke
     monkeypatch.setattr(export, "ONNX_PACKAGES", ("tf2onnx", "no_such_package_seq"))
     result = run("export", trained / "run", "--output", tmp_path / "m.onnx")
     assert result.exit_code == 1
-    assert result.stderr == ("error: ONNX export needs no_such_package_seq, which is not installed\n"
-                             "  hint: pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)\n")
+    assert result.stderr == (
+        "error: ONNX export needs no_such_package_seq, which is not installed\n"
+        "  hint: pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -164,9 +167,16 @@ def save_model(model, tmp_path, x):
 def test_frozen_batch_norm_and_rescaling_export(tmp_path, fmt):
     import keras
 
-    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Rescaling(1 / 255, offset=-0.5),
-                              keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 3)),
+            keras.layers.Rescaling(1 / 255, offset=-0.5),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
     norm = model.layers[2]
     rng = np.random.default_rng(1)
     norm.set_weights([w + rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in norm.get_weights()])
@@ -184,10 +194,15 @@ def test_frozen_batch_norm_and_rescaling_export(tmp_path, fmt):
 def test_an_application_base_exports(tmp_path, fmt):
     import keras
 
-    model = keras.Sequential([keras.Input((32, 32, 3)),
-                              keras.applications.MobileNetV2(weights=None, include_top=False, pooling="avg",
-                                                             input_shape=(32, 32, 3), alpha=0.35),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.applications.MobileNetV2(
+                weights=None, include_top=False, pooling="avg", input_shape=(32, 32, 3), alpha=0.35
+            ),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
     path = save_model(model, tmp_path, x)
     output = tmp_path / f"out.{fmt}"

@@ -26,11 +26,20 @@ def test_seq_freeze_writes_a_frozen_keras_model(write_spec, tmp_path):
     spec = write_spec(GUIDE)
     source = model_from_spec(load_spec(spec))
     source.save_weights(tmp_path / "trained.weights.h5")
-    result = run("freeze", str(spec), "--weights", str(tmp_path / "trained.weights.h5"), "--all-but-last", "1",
-                 "--output", str(tmp_path / "frozen.keras"))
+    result = run(
+        "freeze",
+        str(spec),
+        "--weights",
+        str(tmp_path / "trained.weights.h5"),
+        "--all-but-last",
+        "1",
+        "--output",
+        str(tmp_path / "frozen.keras"),
+    )
     assert result.exit_code == 0, result.output
-    assert result.stdout == (f"Frozen: 3 of 4 layers; trainable params 27,562 → 330 (of 27,562)\n"
-                             f"Wrote {tmp_path / 'frozen.keras'}\n")
+    assert result.stdout == (
+        f"Frozen: 3 of 4 layers; trainable params 27,562 → 330 (of 27,562)\nWrote {tmp_path / 'frozen.keras'}\n"
+    )
     frozen = keras().saving.load_model(tmp_path / "frozen.keras", safe_mode=True)
     assert trainable_names(frozen) == ["dense_3"]
     for mine, theirs in zip(frozen.weights, source.weights, strict=True):
@@ -39,12 +48,19 @@ def test_seq_freeze_writes_a_frozen_keras_model(write_spec, tmp_path):
 
 def test_format_json_reports_what_was_frozen(tmp_path, write_spec):
     spec = write_spec(GUIDE)
-    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"),
-                 "--format", "json")
+    result = run(
+        "freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"), "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "output": str(tmp_path / "frozen.keras"), "frozen": ["dense", "dense_1", "dense_2"], "trainable": ["dense_3"],
-        "batchnorm_inference": [], "params": 27_562, "trainable_params_before": 27_562, "trainable_params_after": 330}
+        "output": str(tmp_path / "frozen.keras"),
+        "frozen": ["dense", "dense_1", "dense_2"],
+        "trainable": ["dense_3"],
+        "batchnorm_inference": [],
+        "params": 27_562,
+        "trainable_params_before": 27_562,
+        "trainable_params_after": 330,
+    }
     assert (tmp_path / "frozen.keras").exists()
 
 
@@ -52,8 +68,16 @@ def test_seq_freeze_a_model_file_by_glob(tmp_path, write_spec):
     save_tiny_mobilenet_weights(tmp_path / "base.weights.h5")
     spec = write_spec(TINY_BASE.replace("weights: null", "weights: base.weights.h5"))
     model_from_spec(load_spec(spec)).save(tmp_path / "model.keras")
-    result = run("freeze", str(tmp_path / "model.keras"), "--layer", BASE_NAME, "--unfreeze", f"{BASE_NAME}/Conv_1",
-                 "--output", str(tmp_path / "frozen.keras"))
+    result = run(
+        "freeze",
+        str(tmp_path / "model.keras"),
+        "--layer",
+        BASE_NAME,
+        "--unfreeze",
+        f"{BASE_NAME}/Conv_1",
+        "--output",
+        str(tmp_path / "frozen.keras"),
+    )
     assert result.exit_code == 0, result.output
     assert "52 BatchNormalization layers are frozen" in result.stdout
     frozen = keras().saving.load_model(tmp_path / "frozen.keras", safe_mode=True)
@@ -70,11 +94,16 @@ def test_seq_freeze_needs_a_keras_output_and_a_request(write_spec, tmp_path):
     assert "error: --output must be a .keras file; received" in result.stderr
 
 
-@pytest.mark.parametrize(("output", "message"), [
-    ("/proc/frozen.keras", "error: cannot write /proc/frozen.keras: No such file or directory\n"),
-    ("{tmp}/spec.yaml/frozen.keras",
-     "error: cannot create the folder {tmp}/spec.yaml for frozen.keras: {tmp}/spec.yaml is a file\n"),
-])
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("/proc/frozen.keras", "error: cannot write /proc/frozen.keras: No such file or directory\n"),
+        (
+            "{tmp}/spec.yaml/frozen.keras",
+            "error: cannot create the folder {tmp}/spec.yaml for frozen.keras: {tmp}/spec.yaml is a file\n",
+        ),
+    ],
+)
 def test_seq_freeze_checks_the_output_before_building(write_spec, tmp_path, monkeypatch, output, message):
     import seqcli.build
 
@@ -98,12 +127,13 @@ def test_seq_freeze_a_failed_save_keeps_the_previous_file(write_spec, tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(keras().Model, "save", full_disk)
-    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"),
-                 "--overwrite")
+    result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"), "--overwrite")
     assert result.exit_code == 1
-    assert result.stderr == (f"error: cannot write {tmp_path / 'frozen.keras'}: No space left on device\n"
-                             "  hint: the previous file, if any, is intact; free some space, or choose another "
-                             "--output\n")
+    assert result.stderr == (
+        f"error: cannot write {tmp_path / 'frozen.keras'}: No space left on device\n"
+        "  hint: the previous file, if any, is intact; free some space, or choose another "
+        "--output\n"
+    )
     assert (tmp_path / "frozen.keras").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frozen.keras", "spec.yaml"]
 
@@ -113,18 +143,35 @@ def test_seq_freeze_replaces_an_output_only_with_overwrite_and_never_its_source(
     model_from_spec(load_spec(spec)).save(tmp_path / "model.keras")
     source = (tmp_path / "model.keras").read_bytes()
     (tmp_path / "frozen.keras").write_bytes(b"mine")
-    kept = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
-               str(tmp_path / "frozen.keras"))
+    kept = run(
+        "freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras")
+    )
     assert kept.exit_code == 1
-    assert kept.stderr == (f"error: {tmp_path / 'frozen.keras'} exists\n"
-                           "  hint: add --overwrite to replace it, or choose another --output\n")
+    assert kept.stderr == (
+        f"error: {tmp_path / 'frozen.keras'} exists\n"
+        "  hint: add --overwrite to replace it, or choose another --output\n"
+    )
     assert (tmp_path / "frozen.keras").read_bytes() == b"mine"
-    itself = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
-                 str(tmp_path / "model.keras"), "--overwrite")
+    itself = run(
+        "freeze",
+        str(tmp_path / "model.keras"),
+        "--all-but-last",
+        "1",
+        "--output",
+        str(tmp_path / "model.keras"),
+        "--overwrite",
+    )
     assert itself.exit_code == 1
     assert itself.stderr.startswith(f"error: --output {tmp_path / 'model.keras'} is an input of this command\n")
     assert (tmp_path / "model.keras").read_bytes() == source
-    replaced = run("freeze", str(tmp_path / "model.keras"), "--all-but-last", "1", "--output",
-                   str(tmp_path / "frozen.keras"), "--overwrite")
+    replaced = run(
+        "freeze",
+        str(tmp_path / "model.keras"),
+        "--all-but-last",
+        "1",
+        "--output",
+        str(tmp_path / "frozen.keras"),
+        "--overwrite",
+    )
     assert replaced.exit_code == 0, replaced.output
     assert keras().saving.load_model(tmp_path / "frozen.keras").layers[0].trainable is False

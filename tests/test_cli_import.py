@@ -55,15 +55,22 @@ def test_every_guide_spec_round_trips(path, tmp_path):
 def test_defaults_and_auto_names_are_left_out(tmp_path):
     import keras
 
-    model = keras.Sequential([
-        keras.Input((6, 3)),
-        keras.layers.Conv1D(4, 3, padding="same", activation=None,
-                            kernel_initializer=keras.initializers.GlorotUniform(seed=1),
-                            kernel_regularizer=keras.regularizers.L2(0.05)),
-        keras.layers.Bidirectional(keras.layers.LSTM(5)),
-        keras.layers.Dropout(0.25, name="drop"),
-        keras.layers.Dense(2, activation="softmax", trainable=False),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 3)),
+            keras.layers.Conv1D(
+                4,
+                3,
+                padding="same",
+                activation=None,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                kernel_regularizer=keras.regularizers.L2(0.05),
+            ),
+            keras.layers.Bidirectional(keras.layers.LSTM(5)),
+            keras.layers.Dropout(0.25, name="drop"),
+            keras.layers.Dense(2, activation="softmax", trainable=False),
+        ]
+    )
     text, rebuilt = import_and_build(model, tmp_path)
     assert text.splitlines()[2:] == [
         "layers:",
@@ -81,10 +88,23 @@ def test_defaults_and_auto_names_are_left_out(tmp_path):
 def test_weights_out_gives_the_same_outputs(tmp_path):
     import keras
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(3)], name="hand_written")
-    model.layers[1].set_weights([np.full(8, 0.5, np.float32), np.full(8, 0.1, np.float32),
-                                 np.full(8, 0.2, np.float32), np.full(8, 2.0, np.float32)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(3),
+        ],
+        name="hand_written",
+    )
+    model.layers[1].set_weights(
+        [
+            np.full(8, 0.5, np.float32),
+            np.full(8, 0.1, np.float32),
+            np.full(8, 0.2, np.float32),
+            np.full(8, 2.0, np.float32),
+        ]
+    )
     _, rebuilt = import_and_build(model, tmp_path, "--weights-out", tmp_path / "w.weights.h5")
     rebuilt.load_weights(tmp_path / "w.weights.h5")
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
@@ -98,9 +118,11 @@ def test_stdout_by_default(tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(tmp_path / "m.keras")
     result = run("import", tmp_path / "m.keras")
     assert result.exit_code == 0, result.output
-    assert result.stdout == ("# yaml-language-server: $schema=./seq.schema.json\n"
-                             "# imported from m.keras by 'seq import'\n"
-                             "layers:\n- Input: {shape: [3]}\n- Dense: {units: 1}\n")
+    assert result.stdout == (
+        "# yaml-language-server: $schema=./seq.schema.json\n"
+        "# imported from m.keras by 'seq import'\n"
+        "layers:\n- Input: {shape: [3]}\n- Dense: {units: 1}\n"
+    )
 
 
 def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
@@ -110,15 +132,18 @@ def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
     keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "functional.keras")
     result = run("import", tmp_path / "functional.keras")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {tmp_path / 'functional.keras'} holds a Functional model, not a "
-                                    "Sequential one\n")
+    assert result.stderr.startswith(
+        f"error: {tmp_path / 'functional.keras'} holds a Functional model, not a Sequential one\n"
+    )
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
     keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.GlobalAveragePooling2D()]).save(
-        tmp_path / "based.keras")
+        tmp_path / "based.keras"
+    )
     result = run("import", tmp_path / "based.keras")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: layer '{base.name}' is a nested Functional model, which seq cannot "
-                                    "write as a spec\n")
+    assert result.stderr.startswith(
+        f"error: layer '{base.name}' is a nested Functional model, which seq cannot write as a spec\n"
+    )
 
 
 def test_a_lambda_or_custom_layer_is_refused_by_name():

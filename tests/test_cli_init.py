@@ -22,8 +22,9 @@ def test_each_starter_passes_check_and_names_a_keras_dataset(tmp_path, kind, dat
     path = tmp_path / f"my-{kind}.yaml"
     result = run("init", kind, path)
     assert result.exit_code == 0, result.output
-    assert result.stdout == (f"Wrote the {kind} starter 'my_{kind}' to {path}\n"
-                             f"Next: seq check {path} && seq train {path}\n")
+    assert result.stdout == (
+        f"Wrote the {kind} starter 'my_{kind}' to {path}\nNext: seq check {path} && seq train {path}\n"
+    )
     text = path.read_text()
     assert text.splitlines()[0] == MODELINE and text.count("\n# ") >= 3  # commented
     checked = run("check", path, "--format", "json")
@@ -39,8 +40,9 @@ def test_an_existing_file_is_kept_without_force(tmp_path):
     path.write_text("mine\n")
     refused = run("init", "cnn", path)
     assert refused.exit_code == 1
-    assert refused.stderr == (f"error: {path} already exists\n"
-                              "  hint: pass --force to replace it, or choose another file name\n")
+    assert refused.stderr == (
+        f"error: {path} already exists\n  hint: pass --force to replace it, or choose another file name\n"
+    )
     assert path.read_text() == "mine\n"
     assert run("init", "cnn", path, "--force").exit_code == 0
     assert path.read_text().startswith(MODELINE)

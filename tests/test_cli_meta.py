@@ -67,8 +67,9 @@ def test_schema_layer_table_matches_installed_keras(monkeypatch):
 def test_spec_error_has_no_traceback_and_exit_1(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("layers:\n  - Dense: !!python/object/apply:os.system [touch pwned]\n")
-    result = subprocess.run([sys.executable, "-m", "seqcli", "summary", str(bad)], capture_output=True, text=True,
-                            cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "seqcli", "summary", str(bad)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is not allowed in a spec" in result.stderr
     assert not (tmp_path / "pwned").exists()
@@ -125,8 +126,13 @@ def test_schema_to_an_unwritable_place_is_a_clear_error(tmp_path):
 
 
 def test_a_keras_backend_set_for_other_work_does_not_leak_in():
-    result = subprocess.run([sys.executable, "-m", "seqcli", "summary", "specs/three_layers.yaml", "--format", "json"],
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"})
+    result = subprocess.run(
+        [sys.executable, "-m", "seqcli", "summary", "specs/three_layers.yaml", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["params"] == 25
 

@@ -22,8 +22,10 @@ def run(*args):
 
 def svg_texts(path) -> list[str]:
     text = path.read_text()
-    return [re.sub(r"<[^>]+>", "", t).replace("&#x27;", "'").strip()
-            for t in re.findall(r"<text[^>]*>(.*?)</text>", text, flags=re.S)]
+    return [
+        re.sub(r"<[^>]+>", "", t).replace("&#x27;", "'").strip()
+        for t in re.findall(r"<text[^>]*>(.*?)</text>", text, flags=re.S)
+    ]
 
 
 def test_a_spec_becomes_one_box_per_layer_with_frozen_marked(tmp_path):
@@ -33,10 +35,16 @@ def test_a_spec_becomes_one_box_per_layer_with_frozen_marked(tmp_path):
     assert result.stdout == f"Wrote the architecture (4 layers) to {output}\n"
     texts = svg_texts(output)
     assert texts[0] == "Input (None, 784)"
-    assert texts[1:9] == ["dense  (Dense)", "output (None, 32)  ·  25,120 params  ·  frozen",
-                          "dense_1  (Dense)", "output (None, 32)  ·  1,056 params  ·  frozen",
-                          "dense_2  (Dense)", "output (None, 32)  ·  1,056 params  ·  frozen",
-                          "dense_3  (Dense)", "output (None, 10)  ·  330 params"]
+    assert texts[1:9] == [
+        "dense  (Dense)",
+        "output (None, 32)  ·  25,120 params  ·  frozen",
+        "dense_1  (Dense)",
+        "output (None, 32)  ·  1,056 params  ·  frozen",
+        "dense_2  (Dense)",
+        "output (None, 32)  ·  1,056 params  ·  frozen",
+        "dense_3  (Dense)",
+        "output (None, 10)  ·  330 params",
+    ]
     assert texts[-1] == "freeze_all_but_last   27,562 params, 330 trainable"
 
 
@@ -74,8 +82,9 @@ def test_a_run_directory_draws_its_curves(trained, tmp_path):
 def test_errors(tmp_path, write_spec, monkeypatch):
     wrong = run("plot", SPECS / "three_layers.yaml", "--output", tmp_path / "m.jpg")
     assert wrong.exit_code == 1
-    assert wrong.stderr == (f"error: cannot tell the image format of {tmp_path / 'm.jpg'}\n"
-                            "  hint: end --output with .png or .svg\n")
+    assert wrong.stderr == (
+        f"error: cannot tell the image format of {tmp_path / 'm.jpg'}\n  hint: end --output with .png or .svg\n"
+    )
     bad = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {unitz: 3}\n")
     result = run("plot", bad, "--output", tmp_path / "m.png")
     assert result.exit_code == 1 and "layers[1].Dense.unitz: unknown argument for Dense" in result.stderr
@@ -115,10 +124,13 @@ def write_study(folder, direction="minimize"):
     return folder
 
 
-@pytest.mark.parametrize(("direction", "line"), [
-    ("minimize", [(0, 0.5), (1, 0.5), (2, 0.3), (4, 0.3)]),
-    ("maximize", [(0, 0.5), (1, 0.7), (2, 0.7), (4, 0.7)]),
-])
+@pytest.mark.parametrize(
+    ("direction", "line"),
+    [
+        ("minimize", [(0, 0.5), (1, 0.5), (2, 0.3), (4, 0.3)]),
+        ("maximize", [(0, 0.5), (1, 0.7), (2, 0.7), (4, 0.7)]),
+    ],
+)
 def test_a_study_folder_draws_the_objective_and_the_best_so_far(tmp_path, direction, line):
     study = write_study(tmp_path / "study", direction)
     result = run("plot", study, "--output", tmp_path / "objective.svg")

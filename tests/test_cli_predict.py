@@ -14,7 +14,6 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-
 def test_predict_npy_matches_the_model(trained, tmp_path):
     import keras
 
@@ -29,8 +28,14 @@ def test_predict_npy_matches_the_model(trained, tmp_path):
 
 def test_predict_csv_has_the_class_then_the_outputs(trained, tmp_path):
     np.save(tmp_path / "inputs.npy", np.load(trained / "tiny.npz")["x"][:5])
-    result = run("predict", trained / "run" / "model.keras", "--data", tmp_path / "inputs.npy", "--output",
-                 tmp_path / "out" / "p.csv")
+    result = run(
+        "predict",
+        trained / "run" / "model.keras",
+        "--data",
+        tmp_path / "inputs.npy",
+        "--output",
+        tmp_path / "out" / "p.csv",
+    )
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "out" / "p.csv").read_text().splitlines()
     assert lines[0] == "class,output_0,output_1,output_2" and len(lines) == 6
@@ -57,8 +62,9 @@ def test_output_format_is_checked_first(trained, tmp_path):
 def test_an_unwritable_output_is_reported_before_predicting(trained):
     result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", "/proc/p.npy")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: cannot write /proc/p.npy: No such file or directory\n  hint: choose "
-                                    "another --output"), result.stderr
+    assert result.stderr.startswith(
+        "error: cannot write /proc/p.npy: No such file or directory\n  hint: choose another --output"
+    ), result.stderr
     taken = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", trained / "tiny.npz" / "p.npy")
     assert taken.exit_code == 1 and f"{trained / 'tiny.npz'} is a file" in taken.stderr
 
@@ -72,8 +78,9 @@ def test_a_failed_write_keeps_what_was_there(trained, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(predict.np, "save", full_disk)
-    result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy",
-                 "--overwrite")
+    result = run(
+        "predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy", "--overwrite"
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: cannot write {tmp_path / 'p.npy'}: No space left on device")
     assert (tmp_path / "p.npy").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["p.npy"]
@@ -87,11 +94,13 @@ def test_an_existing_output_is_replaced_only_with_overwrite(trained, tmp_path):
     (tmp_path / "p.csv").write_text("mine\n")
     refused = run("predict", trained / "run", "--data", tmp_path / "x.npy", "--output", tmp_path / "p.csv")
     assert refused.exit_code == 1
-    assert refused.stderr == (f"error: {tmp_path / 'p.csv'} exists\n"
-                              "  hint: add --overwrite to replace it, or choose another --output\n")
+    assert refused.stderr == (
+        f"error: {tmp_path / 'p.csv'} exists\n  hint: add --overwrite to replace it, or choose another --output\n"
+    )
     assert (tmp_path / "p.csv").read_text() == "mine\n"
-    replaced = run("predict", trained / "run", "--data", tmp_path / "x.npy", "--output", tmp_path / "p.csv",
-                   "--overwrite")
+    replaced = run(
+        "predict", trained / "run", "--data", tmp_path / "x.npy", "--output", tmp_path / "p.csv", "--overwrite"
+    )
     assert replaced.exit_code == 0, replaced.output
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 5
 

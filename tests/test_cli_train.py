@@ -26,15 +26,21 @@ def run(*args):
 
 
 def seq(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def interrupt(args: list, cwd: Path, signum: int) -> subprocess.CompletedProcess:
     """Start `seq train`, send ``signum`` as soon as its first checkpoint exists, and wait for it."""
     output = Path(cwd) / args[args.index("--output") + 1]
-    process = subprocess.Popen([sys.executable, "-m", "seqcli", "train", *map(str, args)], cwd=cwd,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seqcli", "train", *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not (output / "checkpoints" / "last.npz").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
@@ -74,8 +80,17 @@ def test_train_writes_the_run_directory(project):
     assert [line.split()[:2] for line in lines if line.startswith("epoch ")] == [["epoch", "1/2"], ["epoch", "2/2"]]
     assert "Trained 2/2 epochs" in result.stdout
     names = sorted(p.name for p in (project / "run").iterdir())
-    assert names == [".seq-lock", ".seq-run.json", "checkpoints", "curves.png", "history.csv", "logs", "metrics.json",
-                     "model.keras", "spec.yaml"]
+    assert names == [
+        ".seq-lock",
+        ".seq-run.json",
+        "checkpoints",
+        "curves.png",
+        "history.csv",
+        "logs",
+        "metrics.json",
+        "model.keras",
+        "spec.yaml",
+    ]
     history = (project / "run" / "history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds" and len(history) == 3
     metrics = json.loads((project / "run" / "metrics.json").read_text())
@@ -88,8 +103,17 @@ def test_train_writes_the_run_directory(project):
 
 
 def test_epochs_set_and_quiet(project):
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--set",
-                 "data.batch_size=16", "--quiet")
+    result = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--epochs",
+        "1",
+        "--set",
+        "data.batch_size=16",
+        "--quiet",
+    )
     assert result.exit_code == 0 and result.output == ""
     state = read_state(project / "run" / "checkpoints" / "last.npz")
     assert (state.epoch, state.steps_per_epoch) == (1, 6)
@@ -105,14 +129,32 @@ def test_format_json_prints_the_final_metrics_alone_on_stdout(project):
     assert (report["output"], report["epochs_done"], report["epochs"]) == (str(project / "run"), 1, 1)
     assert str(project / "run" / "model.keras") in report["files"]
     assert "epoch 1/1" in result.stderr  # the progress, off stdout
-    quiet = run("train", project / "tiny.yaml", "--output", project / "run", "--format", "json", "--quiet",
-                "--overwrite", "--epochs", "1")
+    quiet = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--format",
+        "json",
+        "--quiet",
+        "--overwrite",
+        "--epochs",
+        "1",
+    )
     assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["epochs_done"] == 1
 
 
 def test_early_stopping_restores_the_best_weights(project):
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "5", "--set",
-                 "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}")
+    result = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--epochs",
+        "5",
+        "--set",
+        "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}",
+    )
     assert result.exit_code == 0, result.output
     assert "note: early stopping after epoch 2: val_loss has not improved for 1 epoch " in result.stdout
     assert "note: restored the weights of epoch 1, the best val_loss" in result.stdout
@@ -122,30 +164,55 @@ def test_early_stopping_restores_the_best_weights(project):
     assert metrics["best_epoch"] == 1 and metrics["metrics"]["val_loss"] == pytest.approx(float(first[3]), 1e-5)
     evaluated = json.loads(run("evaluate", project / "run", "--format", "json").stdout)
     assert evaluated["metrics"]["loss"] == pytest.approx(float(first[3]), 1e-4)  # the saved model is epoch 1's
-    again = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "--epochs", "5", "--set",
-                "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}")
+    again = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--resume",
+        "--epochs",
+        "5",
+        "--set",
+        "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}",
+    )
     assert again.exit_code == 0 and "is already complete (2 epochs)" in again.stdout
 
 
 def test_logits_with_a_probability_loss_are_flagged(project):
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--set",
-                 "layers[3].Dense.activation=linear")
+    result = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--epochs",
+        "1",
+        "--set",
+        "layers[3].Dense.activation=linear",
+    )
     assert result.exit_code == 0
-    assert "warning: the last layer has no activation (it outputs logits), but loss 'sparse_categorical_" \
-           "crossentropy' expects probabilities; write 'loss: {SparseCategoricalCrossentropy: {from_logits: " \
-           "true}}'" in result.stdout
+    assert (
+        "warning: the last layer has no activation (it outputs logits), but loss 'sparse_categorical_"
+        "crossentropy' expects probabilities; write 'loss: {SparseCategoricalCrossentropy: {from_logits: "
+        "true}}'" in result.stdout
+    )
 
 
 def test_every_problem_is_reported_before_training(project):
-    (project / "tiny.yaml").write_text((project / "tiny.yaml").read_text()
-                                       .replace("shape: [4, 4, 1]", "shape: [8, 8, 1]")
-                                       .replace("optimizer: {Adam:", "optimizer: {Adamm:")
-                                       .replace("  seed: 3\n", "  seed: 3\n  early_stopping: {monitor: val_acc}\n"))
+    (project / "tiny.yaml").write_text(
+        (project / "tiny.yaml")
+        .read_text()
+        .replace("shape: [4, 4, 1]", "shape: [8, 8, 1]")
+        .replace("optimizer: {Adam:", "optimizer: {Adamm:")
+        .replace("  seed: 3\n", "  seed: 3\n  early_stopping: {monitor: val_acc}\n")
+    )
     result = run("train", project / "tiny.yaml", "--output", project / "run")
     assert result.exit_code == 1
     headlines = [line for line in result.stderr.splitlines() if line.startswith(str(project))]
     assert [line.split(": ")[1] for line in headlines] == [
-        "compile.optimizer.Adamm", "train.early_stopping.monitor", "layers[0].Input.shape"]
+        "compile.optimizer.Adamm",
+        "train.early_stopping.monitor",
+        "layers[0].Input.shape",
+    ]
     assert "hint: did you mean 'val_accuracy'?" in result.stderr
     assert "but data.train's samples have shape (4, 4, 1)" in result.stderr
     assert not (project / "run").exists()
@@ -162,8 +229,9 @@ def test_a_bad_freeze_selector_is_reported_once(project):
 
 
 def test_a_loss_that_does_not_fit_the_labels(project):
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--set",
-                 "compile.loss=categorical_crossentropy")
+    result = run(
+        "train", project / "tiny.yaml", "--output", project / "run", "--set", "compile.loss=categorical_crossentropy"
+    )
     assert result.exit_code == 1
     assert "compile.loss: the loss does not fit the data and model" in result.stderr
     assert "use 'sparse_categorical_crossentropy'" in result.stderr
@@ -192,11 +260,22 @@ def test_an_existing_run_is_kept_unless_asked(project):
 
 def test_resuming_a_changed_spec_is_refused(project):
     assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "--epochs", "3",
-                 "--set", "layers[3].Dense.activation=sigmoid")
+    result = run(
+        "train",
+        project / "tiny.yaml",
+        "--output",
+        project / "run",
+        "--resume",
+        "--epochs",
+        "3",
+        "--set",
+        "layers[3].Dense.activation=sigmoid",
+    )
     assert result.exit_code == 1
-    assert "the spec changed since the checkpoint was written:\n  layers[3].Dense.activation: 'softmax' -> " \
-           "'sigmoid'" in result.stderr
+    assert (
+        "the spec changed since the checkpoint was written:\n  layers[3].Dense.activation: 'softmax' -> "
+        "'sigmoid'" in result.stderr
+    )
     nothing = run("train", project / "tiny.yaml", "--output", project / "other", "--resume")
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.stderr
 
@@ -209,8 +288,10 @@ def test_a_finished_run_gets_its_lost_files_back(project):
     result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume")
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
-    assert f"note: {project / 'run'} had finished but lacked some of its files; wrote them again from " \
-           f"{project / 'run' / 'checkpoints' / 'last.npz'}" in text
+    assert (
+        f"note: {project / 'run'} had finished but lacked some of its files; wrote them again from "
+        f"{project / 'run' / 'checkpoints' / 'last.npz'}" in text
+    )
     assert "is already complete (2 epochs)" in text and "Training" not in text
     after = json.loads((project / "run" / "metrics.json").read_text())
     assert after["metrics"] == before["metrics"] and (project / "run" / "history.csv").exists()
@@ -222,18 +303,23 @@ def test_resuming_with_fewer_epochs_than_done_is_refused(project):
     assert run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "3", "-q").exit_code == 0
     result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "2", "--resume")
     assert result.exit_code == 1
-    assert result.stderr == (f"error: cannot resume {project / 'run'} with train.epochs 2: the run stands at end of "
-                             "epoch 3/3, so it needs at least 3 epochs\n  hint: resume with --epochs 3 (or any "
-                             "number from 3), or start a new run with --overwrite or another --output\n")
+    assert result.stderr == (
+        f"error: cannot resume {project / 'run'} with train.epochs 2: the run stands at end of "
+        "epoch 3/3, so it needs at least 3 epochs\n  hint: resume with --epochs 3 (or any "
+        "number from 3), or start a new run with --overwrite or another --output\n"
+    )
     assert "Trained" not in result.stdout
 
 
 def test_bad_optimizer_arguments_are_reported_before_training(project):
-    result = run("train", project / "tiny.yaml", "--output", project / "run", "--set",
-                 "compile.optimizer={Adam: {beta_1: abc}}")
+    result = run(
+        "train", project / "tiny.yaml", "--output", project / "run", "--set", "compile.optimizer={Adam: {beta_1: abc}}"
+    )
     assert result.exit_code == 1
-    assert "compile.optimizer.Adam: Keras rejected Adam when applying it: Cast string to float is not supported. " \
-           "Received: beta_1='abc'" in result.stderr, result.stderr
+    assert (
+        "compile.optimizer.Adam: Keras rejected Adam when applying it: Cast string to float is not supported. "
+        "Received: beta_1='abc'" in result.stderr
+    ), result.stderr
     assert "unexpected" not in result.stderr and not (project / "run").exists()
     assert run("train", project / "tiny.yaml", "--output", project / "run", "-q").exit_code == 0
 
@@ -265,8 +351,9 @@ def test_the_spec_copy_repeats_the_run_from_anywhere(project, tmp_path):
     again = run("train", project / "run" / "spec.yaml", "--output", project / "again", "-q", "--allow-path", project)
     assert again.exit_code == 0, again.output
     assert_same_checkpoint(project / "run", project / "again")
-    resumed = run("train", project / "run" / "spec.yaml", "--output", project / "run", "--resume",
-                  "--allow-path", project)
+    resumed = run(
+        "train", project / "run" / "spec.yaml", "--output", project / "run", "--resume", "--allow-path", project
+    )
     assert resumed.exit_code == 0 and "is already complete (2 epochs)" in resumed.stdout
 
 
@@ -279,9 +366,11 @@ def test_resuming_after_the_data_changed_is_refused(project):
     np.savez(project / "tiny.npz", x=x[::-1], y=y[::-1])
     result = run("train", project / "tiny.yaml", "--output", project / "run", "--resume")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: cannot resume {project / 'run'}: a file the run reads changed since the "
-                                    f"checkpoint was written: {(project / 'tiny.npz').resolve()} (same size, other "
-                                    "contents)\n  hint: restore the file to resume")
+    assert result.stderr.startswith(
+        f"error: cannot resume {project / 'run'}: a file the run reads changed since the "
+        f"checkpoint was written: {(project / 'tiny.npz').resolve()} (same size, other "
+        "contents)\n  hint: restore the file to resume"
+    )
     np.savez(project / "tiny.npz", x=x, y=y)
     assert run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "-q").exit_code == 0
 
@@ -325,8 +414,18 @@ def test_sigterm_then_resume_on_two_devices(tmp_path):
     write_tiny_project(tmp_path, epochs=4, extra=RESUMABLE, samples=SAMPLES)
     stopped = interrupt(["tiny.yaml", "--output", "run", "--quiet"], tmp_path, signal.SIGTERM)
     assert stopped.returncode == 143 and "interrupted: SIGTERM" in stopped.stderr
-    resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", "--strategy", "mirrored", "--virtual-cpus",
-                  "2", cwd=tmp_path)
+    resumed = seq(
+        "train",
+        "tiny.yaml",
+        "--output",
+        "run",
+        "--resume",
+        "--strategy",
+        "mirrored",
+        "--virtual-cpus",
+        "2",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "Distribution  mirrored; on /device:CPU:0, /device:CPU:1; replicas 2" in resumed.stdout
     assert "global batch 8; per-replica batch 4" in resumed.stdout
@@ -364,8 +463,10 @@ def test_a_folder_of_the_users_files_is_never_a_run(project, tmp_path_factory):
         assert result.exit_code == 1
         assert "metrics.json, spec.yaml that seq did not write" in result.stderr, result.stderr
         assert tree(mine) == before
-    assert result.stderr.startswith(f"error: cannot overwrite {mine}: it holds metrics.json, spec.yaml that seq did "
-                                    "not write; nothing was removed\n  hint: move those out")
+    assert result.stderr.startswith(
+        f"error: cannot overwrite {mine}: it holds metrics.json, spec.yaml that seq did "
+        "not write; nothing was removed\n  hint: move those out"
+    )
 
 
 @pytest.mark.parametrize("output", [".", "/", "~"])
@@ -378,8 +479,10 @@ def test_the_current_folder_root_and_home_are_never_a_run(project, monkeypatch, 
     result = run("train", "tiny.yaml", "--output", output.replace("~", str(project)), "-q")
     assert result.exit_code == 1
     what = {".": "the current folder", "/": "the filesystem root", "~": "your home folder"}[output]
-    assert result.stderr.startswith(f"error: --output {output.replace('~', str(project))} is {what}; seq never "
-                                    "writes its files loose in such a folder\n  hint: name a new folder"), result.stderr
+    assert result.stderr.startswith(
+        f"error: --output {output.replace('~', str(project))} is {what}; seq never "
+        "writes its files loose in such a folder\n  hint: name a new folder"
+    ), result.stderr
     assert tree(project) == before
 
 
@@ -394,8 +497,9 @@ def test_a_run_directory_never_holds_its_inputs(project, monkeypatch):
     for output, held in (("specs", "specs/tiny.yaml"), ("specs/data", f"{project}/specs/data/tiny.npz")):
         result = run("train", "specs/tiny.yaml", "--output", output, "--overwrite")
         assert result.exit_code == 1
-        assert result.stderr.startswith(f"error: --output {output} holds an input of this command: {held}\n"), \
+        assert result.stderr.startswith(f"error: --output {output} holds an input of this command: {held}\n"), (
             result.stderr
+        )
         assert tree(project) == before
     assert run("train", "specs/tiny.yaml", "-q").exit_code == 0  # the default, runs/tiny, is beside specs/
     assert (project / "runs" / "tiny" / "model.keras").exists()
@@ -407,9 +511,11 @@ def test_overwrite_refuses_a_run_holding_a_file_seq_did_not_write(project):
     before = tree(project / "run")
     result = run("train", project / "tiny.yaml", "--output", project / "run", "--overwrite", "-q")
     assert result.exit_code == 1
-    assert result.stderr == (f"error: cannot overwrite {project / 'run'}: it holds logs/notes.txt that seq did not "
-                             "write; nothing was removed\n  hint: move those out of the folder, or choose another "
-                             "--output\n")
+    assert result.stderr == (
+        f"error: cannot overwrite {project / 'run'}: it holds logs/notes.txt that seq did not "
+        "write; nothing was removed\n  hint: move those out of the folder, or choose another "
+        "--output\n"
+    )
     assert tree(project / "run") == before
     (project / "run" / "logs" / "notes.txt").unlink()
     replaced = run("train", project / "tiny.yaml", "--output", project / "run", "--overwrite", "--epochs", "1", "-q")
@@ -420,8 +526,10 @@ def test_overwrite_refuses_a_run_holding_a_file_seq_did_not_write(project):
 
 def test_stale_temporaries_in_a_run_are_cleaned_by_the_next_run(project):
     assert run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "-q").exit_code == 0
-    stale = [project / "run" / ".seq-tmp-4194304-model.keras.x1y2.keras",
-             project / "run" / "checkpoints" / ".seq-tmp-4194304-last.npz.x1y2.npz"]
+    stale = [
+        project / "run" / ".seq-tmp-4194304-model.keras.x1y2.keras",
+        project / "run" / "checkpoints" / ".seq-tmp-4194304-last.npz.x1y2.npz",
+    ]
     for path in stale:
         path.write_bytes(b"half written")
     resumed = run("train", project / "tiny.yaml", "--output", project / "run", "--resume", "-q")
@@ -432,8 +540,13 @@ def test_stale_temporaries_in_a_run_are_cleaned_by_the_next_run(project):
 
 def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_path):
     write_tiny_project(tmp_path, epochs=500, samples=SAMPLES)
-    first = subprocess.Popen([sys.executable, "-m", "seqcli", "train", "tiny.yaml", "--output", "run", "-q"],
-                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "seqcli", "train", "tiny.yaml", "--output", "run", "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not (tmp_path / "run" / "spec.yaml").exists():
@@ -444,9 +557,11 @@ def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_pa
         for extra in ([], ["--overwrite"], ["--resume"]):
             second = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "-q", *extra)
             assert second.exit_code == 1
-            assert second.stderr == (f"error: {tmp_path / 'run'} is in use: seq train (PID {first.pid} on "
-                                     f"{holder['host']}, started {holder['started']}) is writing it\n"
-                                     "  hint: wait for that run to end, or choose another --output\n")
+            assert second.stderr == (
+                f"error: {tmp_path / 'run'} is in use: seq train (PID {first.pid} on "
+                f"{holder['host']}, started {holder['started']}) is writing it\n"
+                "  hint: wait for that run to end, or choose another --output\n"
+            )
         assert first.poll() is None, "the first run ended while the second was refused"
     finally:
         first.kill()

@@ -25,8 +25,15 @@ def final_weights(run: Path) -> list[np.ndarray]:
 
 
 def start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "seqcli", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "seqcli", "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
@@ -48,7 +55,6 @@ def test_two_workers_match_one_process(tmp_path):
     code, _, stderr = finish(reference)
     assert code == 0, stderr
 
-
     def attempt(ports):
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
         workers = []
@@ -56,8 +62,13 @@ def test_two_workers_match_one_process(tmp_path):
             folder = tmp_path / f"worker{index}"
             write_tiny_project(folder, epochs=2, dropout=None)
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            workers.append(start(["tiny.yaml", "--output", "run", "--strategy", "multi_worker", "--quiet",
-                                  "--overwrite"], folder, {**env, "TF_CONFIG": config}))
+            workers.append(
+                start(
+                    ["tiny.yaml", "--output", "run", "--strategy", "multi_worker", "--quiet", "--overwrite"],
+                    folder,
+                    {**env, "TF_CONFIG": config},
+                )
+            )
         results = [finish(worker) for worker in workers]
         return results, "\n".join(stderr for _, _, stderr in results)
 

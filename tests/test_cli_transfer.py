@@ -70,8 +70,9 @@ def test_blueprint_one_moves_only_the_last_layer(tmp_path, write_spec):
     spec = write_spec(GUIDE)
     pretrained = model_from_spec(load_spec(spec))
     pretrained.save_weights(tmp_path / "pretrained.weights.h5")
-    result = run("transfer", str(spec), "--weights", str(tmp_path / "pretrained.weights.h5"), "--output",
-                 str(tmp_path / "out"))
+    result = run(
+        "transfer", str(spec), "--weights", str(tmp_path / "pretrained.weights.h5"), "--output", str(tmp_path / "out")
+    )
     assert result.exit_code == 0, result.output
     assert "Phase 1 of 1: train the last layer, the rest frozen\n" in result.stdout
     assert "Frozen: 2 of 3 layers; trainable params 235 → 27 (of 235)\n" in result.stdout
@@ -105,8 +106,11 @@ def test_blueprint_two_head_then_fine_tune_and_resume(tmp_path, write_spec):
 
     # Phase two: only the unfrozen top of the base (not its BatchNorm layers) and the head moved.
     second = load(out / "phase2" / "model.keras")
-    changed = {name for name, value in values(second.get_layer(BASE_NAME)).items()
-               if not np.array_equal(value, values(first.get_layer(BASE_NAME))[name])}
+    changed = {
+        name
+        for name, value in values(second.get_layer(BASE_NAME)).items()
+        if not np.array_equal(value, values(first.get_layer(BASE_NAME))[name])
+    }
     assert changed == {"block_16_project/kernel", "Conv_1/kernel"}
     assert not np.array_equal(first.get_layer("dense").kernel.numpy(), second.get_layer("dense").kernel.numpy())
     recorded = yaml.safe_load((out / "phase2" / "spec.yaml").read_text())
@@ -127,8 +131,16 @@ def test_format_json_prints_each_phase(tmp_path, write_spec):
     np.savez(tmp_path / "data.npz", x=rng.random((32, 16), dtype=np.float32), y=rng.integers(0, 3, 32))
     spec = write_spec(GUIDE.replace("epochs: 2", "epochs: 1"))
     model_from_spec(load_spec(spec)).save_weights(tmp_path / "pretrained.weights.h5")
-    result = run("transfer", str(spec), "--weights", str(tmp_path / "pretrained.weights.h5"), "--output",
-                 str(tmp_path / "out"), "--format", "json")
+    result = run(
+        "transfer",
+        str(spec),
+        "--weights",
+        str(tmp_path / "pretrained.weights.h5"),
+        "--output",
+        str(tmp_path / "out"),
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["blueprint"], report["base"]) == (1, None)
@@ -143,16 +155,19 @@ def test_format_json_prints_each_phase(tmp_path, write_spec):
 def test_blueprint_one_needs_pretrained_weights(write_spec):
     result = CliRunner().invoke(cli, ["transfer", str(write_spec(GUIDE)), "--output", "unused"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: this spec has no pretrained base, so transfer needs the whole model's "
-                                    "pretrained weights\n  hint: pass --weights FILE")
+    assert result.stderr.startswith(
+        "error: this spec has no pretrained base, so transfer needs the whole model's "
+        "pretrained weights\n  hint: pass --weights FILE"
+    )
 
 
 def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
     weights = tmp_path / "w.weights.h5"
     spec = write_spec(GUIDE)
     model_from_spec(load_spec(spec)).save_weights(weights)
-    result = CliRunner().invoke(cli, ["transfer", str(spec), "--weights", str(weights), "--output", "unused",
-                                      "--fine-tune-layers", "2"])
+    result = CliRunner().invoke(
+        cli, ["transfer", str(spec), "--weights", str(weights), "--output", "unused", "--fine-tune-layers", "2"]
+    )
     assert result.exit_code == 1
     assert "error: fine-tuning unfreezes the top layers of a pretrained base, and this spec has none" in result.stderr
     save_tiny_mobilenet_weights(tmp_path / "base.weights.h5")
@@ -165,8 +180,13 @@ def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
 def test_the_resume_hint_is_the_transfer_command():
     from seqcli.cli import resume_command
 
-    command = resume_command("transfer", "head.yaml", output="out", overrides=["train.seed=1"],
-                             flags={"--weights": None, "--fine-tune-layers": 8})
+    command = resume_command(
+        "transfer",
+        "head.yaml",
+        output="out",
+        overrides=["train.seed=1"],
+        flags={"--weights": None, "--fine-tune-layers": 8},
+    )
     assert command == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
 
 

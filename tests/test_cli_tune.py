@@ -24,8 +24,9 @@ def run(*args):
 
 
 def seq(*args, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 def tune_project(directory: Path, tune: str, *, epochs: int = 2, samples: int = 128) -> Path:
@@ -87,23 +88,30 @@ def test_seq_check_checks_the_tune_section_the_same_way(tmp_path):
 
 
 def test_objective_ranges_and_grid_are_checked(write_spec):
-    spec = tune_project(write_spec("").parent, """\
+    spec = tune_project(
+        write_spec("").parent,
+        """\
   objective: val_acuracy
   sampler: grid
   parameters:
     layers[2].Dropout.rate: {uniform: [0.5, 0.1]}
     compile.optimizer.Adam.learning_rate: {loguniform: [0, 1e-1]}
-""")
+""",
+    )
     result = run("check", spec)
     lines = [line for line in result.stderr.splitlines() if line.startswith(str(spec))]
     assert [line.split(": ", 2)[1:] for line in lines] == [
         ["tune.objective", "training logs no 'val_acuracy'"],
         ["tune.sampler", "a grid search needs few discrete values; layers[2].Dropout.rate has a uniform range"],
-        ["tune.sampler", "a grid search needs few discrete values; compile.optimizer.Adam.learning_rate has a "
-                         "loguniform range"],
+        [
+            "tune.sampler",
+            "a grid search needs few discrete values; compile.optimizer.Adam.learning_rate has a loguniform range",
+        ],
         ["tune.parameters.layers[2].Dropout.rate.uniform", "low must be below high; received [0.5, 0.1]"],
-        ["tune.parameters.compile.optimizer.Adam.learning_rate.loguniform[0]",
-         "a loguniform range needs low > 0; received 0"],
+        [
+            "tune.parameters.compile.optimizer.Adam.learning_rate.loguniform[0]",
+            "a loguniform range needs low > 0; received 0",
+        ],
     ]
     assert "hint: did you mean 'val_accuracy'?" in result.stderr
 
@@ -116,17 +124,20 @@ def test_schema_publishes_the_tune_section():
 
 def test_without_optuna_seq_tune_says_what_to_install_and_help_imports_neither(tmp_path):
     spec = tune_project(tmp_path, "  parameters:\n    layers[2].Dropout.rate: {uniform: [0.1, 0.5]}\n")
-    code = ("import sys\nsys.modules['optuna'] = None\nfrom click.testing import CliRunner\n"
-            "from seqcli.cli import cli\n"
-            "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
-            "assert CliRunner().invoke(cli, ['tune', '--help']).exit_code == 0\n"
-            "assert 'tensorflow' not in sys.modules\n"
-            f"result = CliRunner().invoke(cli, ['tune', {str(spec)!r}])\n"
-            "print(result.exit_code, result.stderr)\n")
+    code = (
+        "import sys\nsys.modules['optuna'] = None\nfrom click.testing import CliRunner\n"
+        "from seqcli.cli import cli\n"
+        "assert CliRunner().invoke(cli, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(cli, ['tune', '--help']).exit_code == 0\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        f"result = CliRunner().invoke(cli, ['tune', {str(spec)!r}])\n"
+        "print(result.exit_code, result.stderr)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("1 error: seq tune needs Optuna, which is not installed\n"
-                                    "  hint: pip install 'seqcli[tune]'")
+    assert result.stdout.startswith(
+        "1 error: seq tune needs Optuna, which is not installed\n  hint: pip install 'seqcli[tune]'"
+    )
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -135,21 +146,24 @@ def test_without_optuna_seq_tune_says_what_to_install_and_help_imports_neither(t
 def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
     """Three trials in a fixed order (enqueued): two equal ones learn (equal to the median, so never worse), the
     third (learning rate 1e-7) has the worst val_loss after its first epoch and the median pruner stops it."""
-    spec = tune_project(tmp_path, """\
+    spec = tune_project(
+        tmp_path,
+        """\
   objective: val_loss
   trials: 3
   epochs: 3
   pruner: {median: {n_startup_trials: 1}}
   parameters:
     compile.optimizer.Adam.learning_rate: {loguniform: [1e-8, 1e-1]}
-""", epochs=3)
+""",
+        epochs=3,
+    )
     from seqcli.spec import read_spec
     from seqcli.tune.study import make_storage, open_study
 
     output = tmp_path / "out"
     output.mkdir()
-    study = open_study(read_spec(spec), make_storage(f"sqlite:///{output / 'study.db'}"), resume=False,
-                       sampler_seed=0)
+    study = open_study(read_spec(spec), make_storage(f"sqlite:///{output / 'study.db'}"), resume=False, sampler_seed=0)
     for rate in (0.05, 0.05, 1e-7):
         study.enqueue_trial({"compile.optimizer.Adam.learning_rate": rate})
     result = run("tune", spec, "--output", output, "--resume")
@@ -167,7 +181,9 @@ def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
 
 
 def test_format_json_prints_the_study_and_seq_plot_draws_it(tmp_path):
-    spec = tune_project(tmp_path, """\
+    spec = tune_project(
+        tmp_path,
+        """\
   objective: val_loss
   trials: 2
   epochs: 1
@@ -175,7 +191,9 @@ def test_format_json_prints_the_study_and_seq_plot_draws_it(tmp_path):
   pruner: none
   parameters:
     compile.optimizer.Adam.learning_rate: {loguniform: [1e-3, 1e-1]}
-""", samples=64)
+""",
+        samples=64,
+    )
     output = tmp_path / "out"
     result = run("tune", spec, "--output", output, "--format", "json")
     assert result.exit_code == 0, result.output
@@ -184,7 +202,8 @@ def test_format_json_prints_the_study_and_seq_plot_draws_it(tmp_path):
     assert (report["objective"], report["direction"], report["total"]) == ("val_loss", "minimize", 2)
     rows = read_trials(output)
     assert [(t["trial"], t["state"], t["run"]) for t in report["trials"]] == [
-        (int(row["trial"]), row["state"], row["run"]) for row in rows]
+        (int(row["trial"]), row["state"], row["run"]) for row in rows
+    ]
     assert [t["value"] for t in report["trials"]] == [float(row["value"]) for row in rows]
     assert report["best"] == min(report["trials"], key=lambda t: t["value"])
     assert report["files"] == [str(output / name) for name in ("trials.csv", "study.json", "trials.png", "best.yaml")]
@@ -224,8 +243,9 @@ def test_two_workers_share_one_study_and_best_yaml_retrains_to_the_best_value(tm
     assert run("check", tmp_path / "out" / "best.yaml", "--allow-path", tmp_path).exit_code == 0
     evaluated = run("evaluate", tmp_path / "out" / best["run"], "--format", "json")
     assert evaluated.exit_code == 0, evaluated.output
-    retrained = run("train", tmp_path / "out" / "best.yaml", "--output", tmp_path / "again", "--quiet",
-                    "--allow-path", tmp_path)
+    retrained = run(
+        "train", tmp_path / "out" / "best.yaml", "--output", tmp_path / "again", "--quiet", "--allow-path", tmp_path
+    )
     assert retrained.exit_code == 0, retrained.output
     metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())["metrics"]
     assert metrics["val_loss"] == pytest.approx(float(best["value"]), abs=1e-6)
@@ -234,8 +254,13 @@ def test_two_workers_share_one_study_and_best_yaml_retrains_to_the_best_value(tm
 @pytest.mark.slow
 def test_a_study_killed_mid_trial_resumes_to_exactly_its_total(tmp_path):
     spec = tune_project(tmp_path, SEARCH, epochs=4, samples=512)
-    process = subprocess.Popen([sys.executable, "-m", "seqcli", "tune", str(spec), "--output", "out"], cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seqcli", "tune", str(spec), "--output", "out"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "out" / "trial-0001").exists():
         assert process.poll() is None, process.stderr.read()

@@ -198,8 +198,15 @@ def test_worker_alone_fails_with_a_clear_error_after_the_timeout(tmp_path):
     timeout = 3
 
     def attempt(ports):
-        workers = [Worker(tmp_path, f"alone{i}", {"strategy": "multi_worker", "timeout": timeout},
-                          TF_CONFIG=tf_config(ports[2 * i:2 * i + 2], i)) for i in range(2)]
+        workers = [
+            Worker(
+                tmp_path,
+                f"alone{i}",
+                {"strategy": "multi_worker", "timeout": timeout},
+                TF_CONFIG=tf_config(ports[2 * i : 2 * i + 2], i),
+            )
+            for i in range(2)
+        ]
         codes = run_all(workers, timeout=90)
         return (workers, codes), "\n".join(worker.output() for worker in workers)
 

@@ -67,8 +67,9 @@ class Server:
 
     def __init__(self):
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-        self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
 
     def start(self, folder: Path, *args: str, marker: Path | None = None) -> int:
         request = {"cwd": str(folder), "argv": list(args), "marker": str(marker) if marker else None}
@@ -129,8 +130,9 @@ def test_kill_9_at_random_points_then_resume_to_the_same_weights(tmp_path):
             reached = wait_for(marker.exists, pid)
         else:  # a random moment after this process wrote its first checkpoint
             before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else 0
-            reached = wait_for(lambda before=before: checkpoint.exists() and checkpoint.stat().st_mtime_ns != before,
-                               pid)
+            reached = wait_for(
+                lambda before=before: checkpoint.exists() and checkpoint.stat().st_mtime_ns != before, pid
+            )
             time.sleep(rng.uniform(0, 0.3))
         if not reached or not alive(pid):
             assert server.status() == 0

@@ -38,12 +38,15 @@ def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path)
 # ----------------------------------------------------------------------------- unwritable outputs
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("/proc/seq-test/x.keras", "cannot create the folder /proc/seq-test for x.keras: No such file or directory"),
-    ("/proc/x.keras", "cannot write /proc/x.keras: No such file or directory"),
-    ("{tmp}/notes.txt/x.keras", "cannot create the folder {tmp}/notes.txt for x.keras: {tmp}/notes.txt is a file"),
-    ("{tmp}", "cannot write {tmp}: it is a directory"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("/proc/seq-test/x.keras", "cannot create the folder /proc/seq-test for x.keras: No such file or directory"),
+        ("/proc/x.keras", "cannot write /proc/x.keras: No such file or directory"),
+        ("{tmp}/notes.txt/x.keras", "cannot create the folder {tmp}/notes.txt for x.keras: {tmp}/notes.txt is a file"),
+        ("{tmp}", "cannot write {tmp}: it is a directory"),
+    ],
+)
 def test_check_writable_file_says_what_is_wrong(tmp_path, name, expected):
     (tmp_path / "notes.txt").write_text("keep")
     with pytest.raises(OutputError) as raised:
@@ -87,7 +90,9 @@ def test_a_failed_rename_is_an_output_error_and_keeps_the_previous_file(tmp_path
 
 def test_a_directory_in_the_way_is_an_output_error(tmp_path):
     (tmp_path / "out.npz").mkdir()
-    with pytest.raises(OutputError, match="cannot write .*out.npz: Is a directory"), \
-            atomic_path(tmp_path / "out.npz") as temporary:
+    with (
+        pytest.raises(OutputError, match="cannot write .*out.npz: Is a directory"),
+        atomic_path(tmp_path / "out.npz") as temporary,
+    ):
         temporary.write_text("x")
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]

@@ -19,11 +19,11 @@ from tests.conftest import SPECS
 
 TINY = {
     "mlp": "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 8, activation: relu}\n  - Dropout: {rate: 0.1}\n"
-           "  - Dense: {units: 3, activation: softmax}\n"
-           "compile: {optimizer: {Adam: {learning_rate: 0.01}}, loss: sparse_categorical_crossentropy}\n"
-           "train: {epochs: 2, seed: 1}\nexpect: {output: [3], max_params: 1000}\n",
+    "  - Dense: {units: 3, activation: softmax}\n"
+    "compile: {optimizer: {Adam: {learning_rate: 0.01}}, loss: sparse_categorical_crossentropy}\n"
+    "train: {epochs: 2, seed: 1}\nexpect: {output: [3], max_params: 1000}\n",
     "cnn": "layers:\n  - Input: {shape: [8, 8, 1]}\n  - Conv2D: {filters: 4, kernel_size: 3, padding: same}\n"
-           "    expect: [8, 8, 4]\n  - MaxPooling2D: {pool_size: 2}\n  - Flatten: {}\n  - Dense: {units: 2}\n",
+    "    expect: [8, 8, 4]\n  - MaxPooling2D: {pool_size: 2}\n  - Flatten: {}\n  - Dense: {units: 2}\n",
     "rnn": "layers:\n  - Input: {shape: [5, 3]}\n  - LSTM: {units: 4, return_sequences: true}\n  - GRU: {units: 2}\n",
 }
 # Specs that build quickly without downloads (pretrained bases build abstractly, but slowly).
@@ -31,11 +31,15 @@ FILES = {path.name: path.read_text() for path in sorted(SPECS.glob("*.yaml")) if
 BASES = {**TINY, **FILES}
 
 HOSTILE_VALUES = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([0, -1, 2**31, 2**63, 10**4000]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.booleans(), st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 2**31, 2**63, 10**4000]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.booleans(),
+    st.none(),
     st.sampled_from(["relu", "nope", "../x", "/etc/passwd", "!!python/name:os.system", "1e-3", "yes", ""]),
-    st.lists(st.integers(min_value=-3, max_value=300), max_size=4), st.dictionaries(st.text(max_size=5),
-                                                                                     st.integers(), max_size=2),
+    st.lists(st.integers(min_value=-3, max_value=300), max_size=4),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 POSITIONED = re.compile(r"(bad\.yaml:\d+:\d+: |--set #\d+)")
 
@@ -80,7 +84,7 @@ def mutated_specs(draw) -> str:
         index = draw(st.integers(min_value=0, max_value=len(text) - 1))
         char = draw(st.sampled_from(list(":{}[]-,&*!#|>%@`'\"\t\n ") + ["é", "9"]))  # "\x00": OPEN_FINDINGS
         how = draw(st.sampled_from(["insert", "delete", "replace"]))
-        tail = text[index + (how != "insert"):]
+        tail = text[index + (how != "insert") :]
         return text[:index] + ("" if how == "delete" else char) + tail
     paths = [path for path, _ in leaves(data) if path]
     path = draw(st.sampled_from(paths))
@@ -115,8 +119,12 @@ def assert_seq_outcome(result) -> None:
         assert POSITIONED.search(shown), shown
 
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @FUZZ
@@ -138,8 +146,11 @@ def test_set_values_build_or_fail_with_a_position(tmp_path, base, data):
     key = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
     # "[0]" as a key: OPEN_FINDINGS
     key = data.draw(st.sampled_from([key, key.upper(), key + "x", key.replace(".", "..", 1), key + "[9]"]))
-    value = data.draw(st.one_of(st.text(max_size=10), HOSTILE_VALUES.map(lambda v: yaml.safe_dump(v).strip()
-                                                                         .removesuffix("\n...").strip())))
+    value = data.draw(
+        st.one_of(
+            st.text(max_size=10), HOSTILE_VALUES.map(lambda v: yaml.safe_dump(v).strip().removesuffix("\n...").strip())
+        )
+    )
     result = CliRunner().invoke(cli, ["summary", str(spec), "--set", f"{key}={value}"])
     assert_seq_outcome(result)
 

@@ -47,12 +47,14 @@ class Case:
 def npz(**arrays):
     def make(path: Path):
         np.savez(path, **arrays)
+
     return make
 
 
 def npy(array):
     def make(path: Path):
         np.save(path, array)
+
     return make
 
 
@@ -61,6 +63,7 @@ def raw_npy(shape, descr="<f4", body=256):
         with open(path, "wb") as handle:
             np.lib.format.write_array_header_1_0(handle, {"descr": descr, "fortran_order": False, "shape": shape})
             handle.write(bytes(body))
+
     return make
 
 
@@ -69,6 +72,7 @@ def forged_npz(size):
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("x.npy", b"\0" * 1000)
             archive.filelist[0].file_size = size
+
     return make
 
 
@@ -77,12 +81,14 @@ def bomb_npz(megabytes):
         samples = (megabytes << 20) // 64
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             with archive.open("x.npy", "w", force_zip64=True) as handle:
-                np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False,
-                                                              "shape": (samples, 4, 4, 1)})
+                np.lib.format.write_array_header_1_0(
+                    handle, {"descr": "<f4", "fortran_order": False, "shape": (samples, 4, 4, 1)}
+                )
                 for _ in range(megabytes):
                     handle.write(bytes(1 << 20))
             with archive.open("y.npy", "w") as handle:
                 np.lib.format.write_array(handle, np.zeros(samples, np.int64))
+
     return make
 
 
@@ -107,8 +113,10 @@ def not_a_model_keras(path: Path):
 
 def truncated(keep: int = 300):
     """The trained run's model.keras (the run lies beside the project), cut after ``keep`` bytes."""
+
     def make(path: Path):
         path.write_bytes((path.parent.parent / "run" / "model.keras").read_bytes()[:keep])
+
     return make
 
 
@@ -121,6 +129,7 @@ def sparse_file(size: int):
     def make(path: Path):
         with open(path, "wb") as handle:
             handle.truncate(size)
+
     return make
 
 
@@ -131,6 +140,7 @@ def fifo(path: Path):
 def link_to(target: str):
     def make(path: Path):
         path.symlink_to(target)
+
     return make
 
 
@@ -139,6 +149,7 @@ def folder_with(**files):
         path.mkdir()
         for name, text in files.items():
             (path / name).write_text(text)
+
     return make
 
 
@@ -157,9 +168,11 @@ def images(path: Path):
 # ----------------------------------------------------------------------------- specs
 
 HEAD = "layers:\n  - Input: {shape: [4]}\n"
-TRAINABLE = ("layers:\n  - Input: {shape: [4, 4, 1]}\n  - Flatten: {}\n  - Dense: {units: 3, activation: softmax}\n"
-             "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
-             "data: {train: DATA, batch_size: 8}\ntrain: {epochs: 1, seed: 1}\n")
+TRAINABLE = (
+    "layers:\n  - Input: {shape: [4, 4, 1]}\n  - Flatten: {}\n  - Dense: {units: 3, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+    "data: {train: DATA, batch_size: 8}\ntrain: {epochs: 1, seed: 1}\n"
+)
 
 
 def layer(text: str) -> str:
@@ -179,8 +192,13 @@ def check(spec_text: str, *expect: str, status: int = 1, marks=(), **files) -> C
 
 
 def train(spec_text: str, *expect: str, extra=(), marks=(), **files) -> Case:
-    return Case(["train", "bad.yaml", "--output", "out", "--quiet", *extra], 1, expect,
-                {"bad.yaml": spec_text, **files}, marks=marks)
+    return Case(
+        ["train", "bad.yaml", "--output", "out", "--quiet", *extra],
+        1,
+        expect,
+        {"bad.yaml": spec_text, **files},
+        marks=marks,
+    )
 
 
 CONFINED = "a spec reads files inside its own folder only"
@@ -188,10 +206,15 @@ CONFINED = "a spec reads files inside its own folder only"
 # ----------------------------------------------------------------------------- 1. outputs and overwrite
 
 OUTPUTS = {
-    "train into a folder of user files": Case(["train", "tiny.yaml", "--output", "mine"], 1,
-                                              ("mine",), {"mine": folder_with(**{"spec.yaml": "x", "notes": "y"})}),
-    "train --overwrite over user files": Case(["train", "tiny.yaml", "--output", "mine", "--overwrite"], 1,
-                                              ("notes",), {"mine": folder_with(notes="keep me")}),
+    "train into a folder of user files": Case(
+        ["train", "tiny.yaml", "--output", "mine"],
+        1,
+        ("mine",),
+        {"mine": folder_with(**{"spec.yaml": "x", "notes": "y"})},
+    ),
+    "train --overwrite over user files": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"], 1, ("notes",), {"mine": folder_with(notes="keep me")}
+    ),
     "train --output .": Case(["train", "tiny.yaml", "--output", "."], 1, ("current folder",)),
     "train --output /": Case(["train", "tiny.yaml", "--output", "/"], 1, ("/",)),
     "train --output ~": Case(["train", "tiny.yaml", "--output", "~home"], 1, ("home",)),
@@ -199,39 +222,64 @@ OUTPUTS = {
     "train --output the spec file": Case(["train", "tiny.yaml", "--output", "tiny.yaml"], 2, ()),
     "train --output the data file": Case(["train", "tiny.yaml", "--output", "tiny.npz"], 2, ()),
     "train --output a file's child": Case(["train", "tiny.yaml", "--output", "tiny.npz/run"], 1, ("tiny.npz",)),
-    "train over a finished run": Case(["train", "tiny.yaml", "--output", "{run}"], 1,
-                                      ("already holds a run", "--overwrite")),
-    "extract over its own features": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output",
-                                           "features"], 1, ("exists", "--overwrite"), {"features": extracted}),
+    "train over a finished run": Case(
+        ["train", "tiny.yaml", "--output", "{run}"], 1, ("already holds a run", "--overwrite")
+    ),
+    "extract over its own features": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "features"],
+        1,
+        ("exists", "--overwrite"),
+        {"features": extracted},
+    ),
     "train --resume with nothing": Case(["train", "tiny.yaml", "--output", "none", "--resume"], 1, ("none",)),
     "predict over its data": Case(["predict", "{run}", "--data", "x.npy", "--output", "x.npy"], 1, ("x.npy",)),
-    "predict over an existing file": Case(["predict", "{run}", "--data", "x.npy", "--output", "notes.txt"], 1,
-                                          ("notes.txt",), {"notes.txt": "mine"}),
+    "predict over an existing file": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "notes.txt"], 1, ("notes.txt",), {"notes.txt": "mine"}
+    ),
     "predict into the run": Case(["predict", "{run}", "--data", "x.npy", "--output", "{run}/model.keras"], 1, ()),
-    "extract over its data": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "x.npy"], 1,
-                                  ("x.npy",)),
-    "extract over a folder of user files": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output",
-                                                 "mine"], 1, ("mine",), {"mine": folder_with(a="1")}),
-    "extract --overwrite over user files": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output",
-                                                 "mine", "--overwrite"], 1, ("a",), {"mine": folder_with(a="1")}),
-    "extract --output the spec's folder": Case(["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output",
-                                                "{project}", "--overwrite"], 1, ()),
-    "freeze over its source": Case(["freeze", "{run}/model.keras", "--all-but-last", "1", "--output",
-                                    "{run}/model.keras", "--overwrite"], 1, ("model.keras",)),
-    "freeze over an existing file": Case(["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "f.keras"], 1,
-                                         ("f.keras",), {"f.keras": "mine"}),
-    "import over an existing file": Case(["import", "{run}/model.keras", "--output", "notes.txt"], 1,
-                                         ("notes.txt",), {"notes.txt": "mine"}),
-    "plot over an existing file": Case(["plot", "tiny.yaml", "--output", "p.png"], 1, ("p.png",),
-                                       {"p.png": b"mine"}),
+    "extract over its data": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "x.npy"], 1, ("x.npy",)
+    ),
+    "extract over a folder of user files": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "mine"],
+        1,
+        ("mine",),
+        {"mine": folder_with(a="1")},
+    ),
+    "extract --overwrite over user files": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "mine", "--overwrite"],
+        1,
+        ("a",),
+        {"mine": folder_with(a="1")},
+    ),
+    "extract --output the spec's folder": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "{project}", "--overwrite"], 1, ()
+    ),
+    "freeze over its source": Case(
+        ["freeze", "{run}/model.keras", "--all-but-last", "1", "--output", "{run}/model.keras", "--overwrite"],
+        1,
+        ("model.keras",),
+    ),
+    "freeze over an existing file": Case(
+        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "f.keras"], 1, ("f.keras",), {"f.keras": "mine"}
+    ),
+    "import over an existing file": Case(
+        ["import", "{run}/model.keras", "--output", "notes.txt"], 1, ("notes.txt",), {"notes.txt": "mine"}
+    ),
+    "plot over an existing file": Case(["plot", "tiny.yaml", "--output", "p.png"], 1, ("p.png",), {"p.png": b"mine"}),
     "init over an existing file": Case(["init", "mlp", "tiny.yaml"], 1, ("tiny.yaml",)),
-    "export over an existing file": Case(["export", "{run}", "--output", "m.tflite"], 1, ("m.tflite",),
-                                         {"m.tflite": b"mine"}),
-    "transfer into a folder of user files": Case(["transfer", "tiny.yaml", "--output", "mine", "--weights",
-                                                  "{run}/model.keras"], 1, ("mine",),
-                                                 {"mine": folder_with(notes="x")}),
-    "tune into a folder of user files": Case(["tune", "tiny.yaml", "--output", "mine"], 1, (),
-                                             {"mine": folder_with(notes="x")}),
+    "export over an existing file": Case(
+        ["export", "{run}", "--output", "m.tflite"], 1, ("m.tflite",), {"m.tflite": b"mine"}
+    ),
+    "transfer into a folder of user files": Case(
+        ["transfer", "tiny.yaml", "--output", "mine", "--weights", "{run}/model.keras"],
+        1,
+        ("mine",),
+        {"mine": folder_with(notes="x")},
+    ),
+    "tune into a folder of user files": Case(
+        ["tune", "tiny.yaml", "--output", "mine"], 1, (), {"mine": folder_with(notes="x")}
+    ),
 }
 
 # ----------------------------------------------------------------------------- 2. confined paths, no echo
@@ -239,146 +287,275 @@ OUTPUTS = {
 CONFINEMENT = {
     "vocabulary /proc/self/environ": check(
         layer("IntegerLookup: {vocabulary: /proc/self/environ}").replace("[4]}", "[1], dtype: int64}"),
-        "bad.yaml:3:", CONFINED),
-    "vocabulary absolute": check(layer("StringLookup: {vocabulary: {outside}/secret.txt}"), "bad.yaml:3:",
-                                 CONFINED),
+        "bad.yaml:3:",
+        CONFINED,
+    ),
+    "vocabulary absolute": check(layer("StringLookup: {vocabulary: {outside}/secret.txt}"), "bad.yaml:3:", CONFINED),
     "vocabulary ..": check(layer("StringLookup: {vocabulary: ../outside/secret.txt}"), "bad.yaml:3:", CONFINED),
-    "vocabulary symlink escape": check(layer("StringLookup: {vocabulary: link.txt}"), "bad.yaml:3:", CONFINED,
-                                       **{"link.txt": link_to("../outside/secret.txt")}),
+    "vocabulary symlink escape": check(
+        layer("StringLookup: {vocabulary: link.txt}"),
+        "bad.yaml:3:",
+        CONFINED,
+        **{"link.txt": link_to("../outside/secret.txt")},
+    ),
     "vocabulary device": check(layer("StringLookup: {vocabulary: /dev/zero}"), "bad.yaml:3:"),
-    "vocabulary FIFO": check(layer("StringLookup: {vocabulary: pipe.txt}"), "bad.yaml:3:", "FIFO",
-                             **{"pipe.txt": fifo}),
+    "vocabulary FIFO": check(
+        layer("StringLookup: {vocabulary: pipe.txt}"), "bad.yaml:3:", "FIFO", **{"pipe.txt": fifo}
+    ),
     "vocabulary URL": check(layer("StringLookup: {vocabulary: 'http://example.com/v.txt'}"), "bad.yaml:3:"),
-    "vocabulary over the cap": check(layer("StringLookup: {vocabulary: big.txt}"), "bad.yaml:3:32",
-                                     "over the 64 MiB cap", **{"big.txt": sparse_file((64 << 20) + 1)}),
-    "TextVectorization vocabulary ..": check(layer("TextVectorization: {vocabulary: ../outside/secret.txt}"),
-                                             "bad.yaml:3:", CONFINED),
-    "IntegerLookup vocabulary in /etc": check(layer("IntegerLookup: {vocabulary: /etc/passwd}"), "bad.yaml:3:",
-                                              CONFINED),
+    "vocabulary over the cap": check(
+        layer("StringLookup: {vocabulary: big.txt}"),
+        "bad.yaml:3:32",
+        "over the 64 MiB cap",
+        **{"big.txt": sparse_file((64 << 20) + 1)},
+    ),
+    "TextVectorization vocabulary ..": check(
+        layer("TextVectorization: {vocabulary: ../outside/secret.txt}"), "bad.yaml:3:", CONFINED
+    ),
+    "IntegerLookup vocabulary in /etc": check(
+        layer("IntegerLookup: {vocabulary: /etc/passwd}"), "bad.yaml:3:", CONFINED
+    ),
     "Model path absolute": check(layer("Model: {path: {outside}/base.keras}"), "bad.yaml:3:", CONFINED),
     "Model path ..": check(layer("Model: {path: ../outside/base.keras}"), "bad.yaml:3:", CONFINED),
     "Model path device": check(layer("Model: {path: /dev/urandom}"), "bad.yaml:3:"),
     "base weights absolute": check(
         "layers:\n  - Input: {shape: [32, 32, 3]}\n  - MobileNetV2: {weights: /etc/w.h5, include_top: false}\n",
-        "bad.yaml:3:", CONFINED),
+        "bad.yaml:3:",
+        CONFINED,
+    ),
     "data.train absolute": train(trainable("{outside}/secret.txt"), "bad.yaml:", CONFINED),
     "data.train ..": train(trainable("../outside/secret.txt"), "bad.yaml:", CONFINED),
-    "data.train symlink escape": train(trainable("link.npz"), "bad.yaml:", CONFINED,
-                                       **{"link.npz": link_to("../outside/secret.txt")}),
-    "data.validation ..": train(trainable(**{"batch_size: 8": "batch_size: 8, validation: ../outside/v.npz"}),
-                                "bad.yaml:", CONFINED),
+    "data.train symlink escape": train(
+        trainable("link.npz"), "bad.yaml:", CONFINED, **{"link.npz": link_to("../outside/secret.txt")}
+    ),
+    "data.validation ..": train(
+        trainable(**{"batch_size: 8": "batch_size: 8, validation: ../outside/v.npz"}), "bad.yaml:", CONFINED
+    ),
     "data.train /dev/zero": train(trainable("/dev/zero"), "bad.yaml:"),
     "data.train a FIFO": train(trainable("pipe.npz"), "bad.yaml:", "FIFO", **{"pipe.npz": fifo}),
-    "data.train an image folder ..": train(trainable("{path: ../outside, image_size: [4, 4]}"), "bad.yaml:",
-                                           CONFINED),
-    "transfer.weights absolute": Case(["transfer", "bad.yaml", "--output", "out"], 1,
-                                      ("bad.yaml:", CONFINED),
-                                      {"bad.yaml": trainable() + "transfer: {weights: /etc/w.weights.h5}\n"}),
-    "vocabulary .. in json": Case(["check", "bad.yaml", "--format", "json"], 1, (CONFINED,),
-                                  {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")}),
-    "vocabulary .. in github": Case(["check", "bad.yaml", "--format", "github"], 1, ("line=3,col=32",),
-                                    {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")}),
-    "vocabulary .. in junit": Case(["check", "bad.yaml", "--format", "junit"], 1, (CONFINED,),
-                                   {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")}),
-    "summary of an escaping vocabulary": Case(["summary", "bad.yaml"], 1, ("bad.yaml:3:", CONFINED),
-                                              {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/s.txt}")}),
+    "data.train an image folder ..": train(trainable("{path: ../outside, image_size: [4, 4]}"), "bad.yaml:", CONFINED),
+    "transfer.weights absolute": Case(
+        ["transfer", "bad.yaml", "--output", "out"],
+        1,
+        ("bad.yaml:", CONFINED),
+        {"bad.yaml": trainable() + "transfer: {weights: /etc/w.weights.h5}\n"},
+    ),
+    "vocabulary .. in json": Case(
+        ["check", "bad.yaml", "--format", "json"],
+        1,
+        (CONFINED,),
+        {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")},
+    ),
+    "vocabulary .. in github": Case(
+        ["check", "bad.yaml", "--format", "github"],
+        1,
+        ("line=3,col=32",),
+        {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")},
+    ),
+    "vocabulary .. in junit": Case(
+        ["check", "bad.yaml", "--format", "junit"],
+        1,
+        (CONFINED,),
+        {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/secret.txt}")},
+    ),
+    "summary of an escaping vocabulary": Case(
+        ["summary", "bad.yaml"],
+        1,
+        ("bad.yaml:3:", CONFINED),
+        {"bad.yaml": layer("StringLookup: {vocabulary: ../outside/s.txt}")},
+    ),
     "--set an outside vocabulary (the user's own choice)": Case(
-        ["summary", "bad.yaml", "--set", "layers[1].StringLookup.vocabulary={outside}/secret.txt"], 0, (),
-        {"bad.yaml": layer("StringLookup: {vocabulary: [a, b]}").replace("[4]}", "[1], dtype: string}")}),
-    "secret file as vocabulary inside": check(layer("IntegerLookup: {vocabulary: inside.txt}").replace(
-        "[4]}", "[1], dtype: int64}"), "bad.yaml:3:", "is not shown", **{"inside.txt": SECRET + "\n"}),
+        ["summary", "bad.yaml", "--set", "layers[1].StringLookup.vocabulary={outside}/secret.txt"],
+        0,
+        (),
+        {"bad.yaml": layer("StringLookup: {vocabulary: [a, b]}").replace("[4]}", "[1], dtype: string}")},
+    ),
+    "secret file as vocabulary inside": check(
+        layer("IntegerLookup: {vocabulary: inside.txt}").replace("[4]}", "[1], dtype: int64}"),
+        "bad.yaml:3:",
+        "is not shown",
+        **{"inside.txt": SECRET + "\n"},
+    ),
     "secret file as data inside": train(trainable("inside.npz"), "inside.npz", **{"inside.npz": SECRET}),
     "secret file as spec": Case(["check", "inside.yaml"], 1, ("inside.yaml",), {"inside.yaml": SECRET + ": [\n"}),
-    "secret file as a .keras": Case(["evaluate", "inside.keras", "--data", "x.npy"], 1, ("inside.keras",),
-                                    {"inside.keras": SECRET}),
-    "secret file as --weights": Case(["extract", "tiny.yaml", "--weights", "inside.weights.h5", "--data", "x.npy",
-                                      "--all", "--output", "f.npz"], 1, ("inside.weights.h5",),
-                                     {"inside.weights.h5": SECRET}),
+    "secret file as a .keras": Case(
+        ["evaluate", "inside.keras", "--data", "x.npy"], 1, ("inside.keras",), {"inside.keras": SECRET}
+    ),
+    "secret file as --weights": Case(
+        ["extract", "tiny.yaml", "--weights", "inside.weights.h5", "--data", "x.npy", "--all", "--output", "f.npz"],
+        1,
+        ("inside.weights.h5",),
+        {"inside.weights.h5": SECRET},
+    ),
 }
 
 # ----------------------------------------------------------------------------- 3. bounded memory and time
 
 SIZE = {
-    "npz bomb against --max-memory": train(trainable("bomb.npz"), "bomb.npz", "over the memory limit",
-                                           extra=("--max-memory", "64M"), **{"bomb.npz": bomb_npz(96)}),
-    "forged member size": Case(["predict", "{run}", "--data", "forged.npz", "--output", "p.npy"], 1,
-                               ("member 'x.npy' declares 1.00 TB", "more than deflate can produce"),
-                               {"forged.npz": forged_npz(1 << 40)}),
-    "forged member size, train": train(trainable("forged.npz"), "more than deflate can produce",
-                                       **{"forged.npz": forged_npz(1 << 40)}),
-    "npy header of 232 TB": Case(["extract", "tiny.yaml", "--data", "liar.npy", "--all", "--output", "f.npz"], 1,
-                                 ("liar.npy claims shape (1000000000000, 4, 4, 1)",),
-                                 {"liar.npy": raw_npy((10**12, 4, 4, 1))}),
-    "npy header larger than the file": Case(["predict", "{run}", "--data", "liar.npy", "--output", "p.npy"], 1,
-                                            ("liar.npy claims shape (100000, 4, 4, 1)",),
-                                            {"liar.npy": raw_npy((100000, 4, 4, 1))}),
-    "npy header of 2**62 items": Case(["predict", "{run}", "--data", "liar.npy", "--output", "p.npy"], 1,
-                                      ("liar.npy",), {"liar.npy": raw_npy((2**62,), "<f8")}),
-    "keras bomb as a base": check(layer("Model: {path: bomb.keras}"), "bad.yaml:3:", "declares 80.00 MB",
-                                  **{"bomb.keras": keras_bomb}),
-    "keras bomb as --weights": Case(["extract", "tiny.yaml", "--weights", "bomb.keras", "--data", "x.npy",
-                                     "--all", "--output", "f.npz", "--max-memory", "32M"], 1, ("bomb.keras",),
-                                    {"bomb.keras": keras_bomb}),
-    "keras bomb to evaluate": Case(["evaluate", "bomb.keras", "--data", "x.npy"], 1, ("bomb.keras",),
-                                   {"bomb.keras": keras_bomb}),
+    "npz bomb against --max-memory": train(
+        trainable("bomb.npz"),
+        "bomb.npz",
+        "over the memory limit",
+        extra=("--max-memory", "64M"),
+        **{"bomb.npz": bomb_npz(96)},
+    ),
+    "forged member size": Case(
+        ["predict", "{run}", "--data", "forged.npz", "--output", "p.npy"],
+        1,
+        ("member 'x.npy' declares 1.00 TB", "more than deflate can produce"),
+        {"forged.npz": forged_npz(1 << 40)},
+    ),
+    "forged member size, train": train(
+        trainable("forged.npz"), "more than deflate can produce", **{"forged.npz": forged_npz(1 << 40)}
+    ),
+    "npy header of 232 TB": Case(
+        ["extract", "tiny.yaml", "--data", "liar.npy", "--all", "--output", "f.npz"],
+        1,
+        ("liar.npy claims shape (1000000000000, 4, 4, 1)",),
+        {"liar.npy": raw_npy((10**12, 4, 4, 1))},
+    ),
+    "npy header larger than the file": Case(
+        ["predict", "{run}", "--data", "liar.npy", "--output", "p.npy"],
+        1,
+        ("liar.npy claims shape (100000, 4, 4, 1)",),
+        {"liar.npy": raw_npy((100000, 4, 4, 1))},
+    ),
+    "npy header of 2**62 items": Case(
+        ["predict", "{run}", "--data", "liar.npy", "--output", "p.npy"],
+        1,
+        ("liar.npy",),
+        {"liar.npy": raw_npy((2**62,), "<f8")},
+    ),
+    "keras bomb as a base": check(
+        layer("Model: {path: bomb.keras}"), "bad.yaml:3:", "declares 80.00 MB", **{"bomb.keras": keras_bomb}
+    ),
+    "keras bomb as --weights": Case(
+        [
+            "extract",
+            "tiny.yaml",
+            "--weights",
+            "bomb.keras",
+            "--data",
+            "x.npy",
+            "--all",
+            "--output",
+            "f.npz",
+            "--max-memory",
+            "32M",
+        ],
+        1,
+        ("bomb.keras",),
+        {"bomb.keras": keras_bomb},
+    ),
+    "keras bomb to evaluate": Case(
+        ["evaluate", "bomb.keras", "--data", "x.npy"], 1, ("bomb.keras",), {"bomb.keras": keras_bomb}
+    ),
     "keras bomb to import": Case(["import", "bomb.keras"], 1, ("bomb.keras",), {"bomb.keras": keras_bomb}),
-    "csv over the budget": train(trainable("big.csv").replace("[4, 4, 1]", "[3]").replace("  - Flatten: {}\n", ""),
-                                 "big.csv holds more than 200.00 KB", extra=("--max-memory", "200K"),
-                                 **{"big.csv": "a,b,c,label\n" + "1,2,3,0\n" * 40000}),
-    "csv of the wrong width": train(trainable("t.csv").replace("[4, 4, 1]", "[5]").replace("  - Flatten: {}\n", ""),
-                                    "bad.yaml:2:20", "have shape (3,)", **{"t.csv": "a,b,c,l\n1,2,3,0\nx,y,z,q\n"}),
-    "FIFO as --data": Case(["predict", "{run}", "--data", "pipe.npy", "--output", "p.npy"], 1, ("FIFO",),
-                           {"pipe.npy": fifo}),
-    "/dev/zero as --data": Case(["predict", "{run}", "--data", "/dev/zero", "--output", "p.npy"], 1,
-                                ("character device",)),
-    "/dev/urandom as --data": Case(["extract", "tiny.yaml", "--data", "/dev/urandom", "--all", "--output",
-                                    "f.npz"], 1, ("character device",)),
-    "a folder as --data .npy": Case(["predict", "{run}", "--data", "dir.npy", "--output", "p.npy"], 1,
-                                    ("dir.npy",), {"dir.npy": folder_with(a="1")}),
-    "3M-unit Dense to train": train(trainable(**{"units: 3,": "units: 3000000,"}), "needs about",
-                                    "over the memory limit", extra=("--max-memory", "100M")),
-    "3M-unit Dense to extract": Case(["extract", "big.yaml", "--data", "x.npy", "--all", "--output", "f.npz",
-                                      "--max-memory", "100M"], 1, ("extracting with this model needs about",),
-                                     {"big.yaml": trainable(**{"units: 3,": "units: 3000000,"})}),
-    "3M-unit Dense to freeze": Case(["freeze", "big.yaml", "--all-but-last", "1", "--output", "f.keras",
-                                     "--max-memory", "100M"], 1, ("freezing this model needs about",),
-                                    {"big.yaml": trainable(**{"units: 3,": "units: 3000000,"})}),
-    "huge Input on small data": train(trainable().replace("[4, 4, 1]", "[100000, 100000, 3]"), "bad.yaml:2:20",
-                                      "have shape (4, 4, 1)"),
-    "huge image_size": train(trainable("{path: imgs, image_size: [20000, 20000]}").replace("[4, 4, 1]", "[20000, "
-                             "20000, 3]"), "needs about", **{"imgs": images}),
-    "predict over a tiny budget": Case(["predict", "{run}", "--data", "x.npy", "--output", "p.npy",
-                                        "--max-memory", "1K"], 1, ("(--max-memory)",)),
-    "predict with a huge batch": Case(["predict", "{run}", "--data", "x.npy", "--output", "p.npy", "--max-memory",
-                                       "30K", "--batch-size", "100000"], 1, ("needs about",)),
-    "evaluate over a tiny budget": Case(["evaluate", "{run}", "--data", "tiny.npz", "--max-memory", "1K"], 1,
-                                        ("(--max-memory)",)),
-    "--max-memory not a size": Case(["train", "tiny.yaml", "--output", "out", "--max-memory", "lots"], 2,
-                                    ("expected a size such as 8G",)),
+    "csv over the budget": train(
+        trainable("big.csv").replace("[4, 4, 1]", "[3]").replace("  - Flatten: {}\n", ""),
+        "big.csv holds more than 200.00 KB",
+        extra=("--max-memory", "200K"),
+        **{"big.csv": "a,b,c,label\n" + "1,2,3,0\n" * 40000},
+    ),
+    "csv of the wrong width": train(
+        trainable("t.csv").replace("[4, 4, 1]", "[5]").replace("  - Flatten: {}\n", ""),
+        "bad.yaml:2:20",
+        "have shape (3,)",
+        **{"t.csv": "a,b,c,l\n1,2,3,0\nx,y,z,q\n"},
+    ),
+    "FIFO as --data": Case(
+        ["predict", "{run}", "--data", "pipe.npy", "--output", "p.npy"], 1, ("FIFO",), {"pipe.npy": fifo}
+    ),
+    "/dev/zero as --data": Case(
+        ["predict", "{run}", "--data", "/dev/zero", "--output", "p.npy"], 1, ("character device",)
+    ),
+    "/dev/urandom as --data": Case(
+        ["extract", "tiny.yaml", "--data", "/dev/urandom", "--all", "--output", "f.npz"], 1, ("character device",)
+    ),
+    "a folder as --data .npy": Case(
+        ["predict", "{run}", "--data", "dir.npy", "--output", "p.npy"], 1, ("dir.npy",), {"dir.npy": folder_with(a="1")}
+    ),
+    "3M-unit Dense to train": train(
+        trainable(**{"units: 3,": "units: 3000000,"}),
+        "needs about",
+        "over the memory limit",
+        extra=("--max-memory", "100M"),
+    ),
+    "3M-unit Dense to extract": Case(
+        ["extract", "big.yaml", "--data", "x.npy", "--all", "--output", "f.npz", "--max-memory", "100M"],
+        1,
+        ("extracting with this model needs about",),
+        {"big.yaml": trainable(**{"units: 3,": "units: 3000000,"})},
+    ),
+    "3M-unit Dense to freeze": Case(
+        ["freeze", "big.yaml", "--all-but-last", "1", "--output", "f.keras", "--max-memory", "100M"],
+        1,
+        ("freezing this model needs about",),
+        {"big.yaml": trainable(**{"units: 3,": "units: 3000000,"})},
+    ),
+    "huge Input on small data": train(
+        trainable().replace("[4, 4, 1]", "[100000, 100000, 3]"), "bad.yaml:2:20", "have shape (4, 4, 1)"
+    ),
+    "huge image_size": train(
+        trainable("{path: imgs, image_size: [20000, 20000]}").replace("[4, 4, 1]", "[20000, 20000, 3]"),
+        "needs about",
+        **{"imgs": images},
+    ),
+    "predict over a tiny budget": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "p.npy", "--max-memory", "1K"], 1, ("(--max-memory)",)
+    ),
+    "predict with a huge batch": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "p.npy", "--max-memory", "30K", "--batch-size", "100000"],
+        1,
+        ("needs about",),
+    ),
+    "evaluate over a tiny budget": Case(
+        ["evaluate", "{run}", "--data", "tiny.npz", "--max-memory", "1K"], 1, ("(--max-memory)",)
+    ),
+    "--max-memory not a size": Case(
+        ["train", "tiny.yaml", "--output", "out", "--max-memory", "lots"], 2, ("expected a size such as 8G",)
+    ),
     "--max-memory zero": Case(["train", "tiny.yaml", "--output", "out", "--max-memory", "0"], 2, ("size",)),
     "spec over 1 MB": Case(["check", "big.yaml"], 1, ("big.yaml",), {"big.yaml": HEAD + "#" * (1 << 20) + "\n"}),
-    "alias bomb": Case(["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": "a: &a [x, x, x, x, x, x, x, x]\n"
-                       + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
-                       + HEAD}),
-    "nesting 100 deep": Case(["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": HEAD + "x: " + "[" * 100
-                                                                       + "]" * 100 + "\n"}),
-    "npz ZIP64 member over the budget": Case(["extract", "tiny.yaml", "--data", "bomb.npz", "--all", "--output",
-                                              "f.npz", "--max-memory", "32M"], 1, ("bomb.npz", "(--max-memory)"),
-                                             {"bomb.npz": bomb_npz(48)}),
+    "alias bomb": Case(
+        ["check", "bad.yaml"],
+        1,
+        ("bad.yaml:",),
+        {
+            "bad.yaml": "a: &a [x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+            + HEAD
+        },
+    ),
+    "nesting 100 deep": Case(
+        ["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": HEAD + "x: " + "[" * 100 + "]" * 100 + "\n"}
+    ),
+    "npz ZIP64 member over the budget": Case(
+        ["extract", "tiny.yaml", "--data", "bomb.npz", "--all", "--output", "f.npz", "--max-memory", "32M"],
+        1,
+        ("bomb.npz", "(--max-memory)"),
+        {"bomb.npz": bomb_npz(48)},
+    ),
 }
 SIZE_CASES = set(SIZE)
 
 # ----------------------------------------------------------------------------- 4. one writer
 
 WRITER = {
-    "train while another train holds the run": Case(["train", "tiny.yaml", "--output", "locked", "--quiet"], 1,
-                                                    ("locked is in use: another seq process is writing it",)),
-    "train --resume while locked": Case(["train", "tiny.yaml", "--output", "locked", "--resume", "--quiet"], 1,
-                                        ("is in use",)),
-    "train --overwrite while locked": Case(["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"],
-                                           1, ("is in use",)),
-    "transfer while locked": Case(["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras",
-                                   "--quiet"], 1, ("is in use",)),
+    "train while another train holds the run": Case(
+        ["train", "tiny.yaml", "--output", "locked", "--quiet"],
+        1,
+        ("locked is in use: another seq process is writing it",),
+    ),
+    "train --resume while locked": Case(
+        ["train", "tiny.yaml", "--output", "locked", "--resume", "--quiet"], 1, ("is in use",)
+    ),
+    "train --overwrite while locked": Case(
+        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], 1, ("is in use",)
+    ),
+    "transfer while locked": Case(
+        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"], 1, ("is in use",)
+    ),
 }
 
 # ----------------------------------------------------------------------------- 5. numbers
@@ -389,87 +566,144 @@ INF_X = np.ones((16, 4, 4, 1), np.float32)
 INF_X[2, 0, 0, 0] = np.inf
 LABELS = np.zeros(16, np.int64)
 NUMBERS = {
-    "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5",
-                         **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
-    "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2",
-                               **{"inf.npz": npz(x=INF_X, y=LABELS)}),
-    "nan CSV cells": train(trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
-                           "n.csv", "line 3", marks=(OPEN_BUG,), **{"n.csv": "a,b,l\n1,2,0\nnan,2,1\n1,2,0\n"}),
-    "fractional labels": train(trainable("frac.npz"), "frac.npz", "label",
-                               **{"frac.npz": npz(x=np.ones((16, 4, 4, 1), np.float32),
-                                                  y=np.full(16, 0.5, np.float32))}),
-    "negative labels": train(trainable("neg.npz"), "negative",
-                             **{"neg.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=-np.ones(16, np.int64))}),
-    "labels past the last unit": train(trainable("big.npz"), "bad.yaml:6:", "outputs 3 class scores", **{"big.npz": npz(
-        x=np.ones((16, 4, 4, 1), np.float32), y=np.full(16, 7, np.int64))}),
-    "learning_rate .nan": check(trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: .nan}}"),
-                                "bad.yaml:5:", "learning_rate"),
-    "learning_rate .inf": check(trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: .inf}}"),
-                                "bad.yaml:5:", "learning_rate"),
-    "learning_rate -1.0": check(trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: -1.0}}"),
-                                "bad.yaml:5:", "learning_rate"),
+    "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5", **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
+    "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2", **{"inf.npz": npz(x=INF_X, y=LABELS)}),
+    "nan CSV cells": train(
+        trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "n.csv",
+        "line 3",
+        marks=(OPEN_BUG,),
+        **{"n.csv": "a,b,l\n1,2,0\nnan,2,1\n1,2,0\n"},
+    ),
+    "fractional labels": train(
+        trainable("frac.npz"),
+        "frac.npz",
+        "label",
+        **{"frac.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=np.full(16, 0.5, np.float32))},
+    ),
+    "negative labels": train(
+        trainable("neg.npz"),
+        "negative",
+        **{"neg.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=-np.ones(16, np.int64))},
+    ),
+    "labels past the last unit": train(
+        trainable("big.npz"),
+        "bad.yaml:6:",
+        "outputs 3 class scores",
+        **{"big.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=np.full(16, 7, np.int64))},
+    ),
+    "learning_rate .nan": check(
+        trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: .nan}}"),
+        "bad.yaml:5:",
+        "learning_rate",
+    ),
+    "learning_rate .inf": check(
+        trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: .inf}}"),
+        "bad.yaml:5:",
+        "learning_rate",
+    ),
+    "learning_rate -1.0": check(
+        trainable().replace("optimizer: adam", "optimizer: {Adam: {learning_rate: -1.0}}"),
+        "bad.yaml:5:",
+        "learning_rate",
+    ),
     "Rescaling scale .nan": check(layer("Rescaling: {scale: .nan}"), "bad.yaml:3:", "scale"),
     "Dropout rate 1.5": check(layer("Dropout: {rate: 1.5}"), "bad.yaml:3:"),
     "Dropout rate .nan": check(layer("Dropout: {rate: .nan}"), "bad.yaml:3:", "rate"),
     "units -3": check(layer("Dense: {units: -3}"), "bad.yaml:3:", "units"),
     "units 0": check(layer("Dense: {units: 0}"), "bad.yaml:3:", "units"),
     "units 2**63": check(layer("Dense: {units: 9223372036854775808}"), "bad.yaml:3:", "units"),
-    "units a 5000-digit integer": check(layer("Dense: {units: " + "9" * 5000 + "}"), "bad.yaml:3:", "units",
-                                        ),
+    "units a 5000-digit integer": check(
+        layer("Dense: {units: " + "9" * 5000 + "}"),
+        "bad.yaml:3:",
+        "units",
+    ),
     "units 2.5": check(layer("Dense: {units: 2.5}"), "bad.yaml:3:", "units"),
     "units yes": check(layer("Dense: {units: yes}"), "bad.yaml:3:", "units"),
     "epochs 0": check(trainable().replace("epochs: 1", "epochs: 0"), "bad.yaml:7:", "epochs"),
     "epochs -1": check(trainable().replace("epochs: 1", "epochs: -1"), "bad.yaml:7:", "epochs"),
     "batch_size 0": check(trainable(**{"batch_size: 8": "batch_size: 0"}), "bad.yaml:6:", "batch_size"),
-    "validation 1.5": check(trainable(**{"batch_size: 8": "batch_size: 8, validation: 1.5"}), "bad.yaml:6:",
-                            "validation"),
-    "validation .nan": check(trainable(**{"batch_size: 8": "batch_size: 8, validation: .nan"}), "bad.yaml:6:",
-                             "validation"),
+    "validation 1.5": check(
+        trainable(**{"batch_size: 8": "batch_size: 8, validation: 1.5"}), "bad.yaml:6:", "validation"
+    ),
+    "validation .nan": check(
+        trainable(**{"batch_size: 8": "batch_size: 8, validation: .nan"}), "bad.yaml:6:", "validation"
+    ),
     "expect params -1": check(HEAD + "expect: {params: -1}\n", "bad.yaml:3:", "params"),
     "--set epochs=nan": Case(["summary", "tiny.yaml", "--set", "train.epochs=nan"], 1, ("--set",)),
     "--epochs 0": Case(["train", "tiny.yaml", "--output", "out", "--epochs", "0"], 2, ("--epochs",)),
-    "--batch-size 0": Case(["predict", "{run}", "--data", "x.npy", "--output", "p.npy", "--batch-size", "0"], 2,
-                           ("--batch-size",)),
-    "--virtual-cpus 0": Case(["train", "tiny.yaml", "--output", "out", "--virtual-cpus", "0"], 2,
-                             ("--virtual-cpus",)),
+    "--batch-size 0": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "p.npy", "--batch-size", "0"], 2, ("--batch-size",)
+    ),
+    "--virtual-cpus 0": Case(["train", "tiny.yaml", "--output", "out", "--virtual-cpus", "0"], 2, ("--virtual-cpus",)),
 }
 
 # ----------------------------------------------------------------------------- 6. messages
 
 MESSAGES = {
     "npz with a bad CRC": train(trainable("crc.npz"), "crc.npz", marks=(OPEN_BUG,), **{"crc.npz": bad_crc_npz}),
-    "random bytes as .npz": train(trainable("r.npz"), "r.npz",
-                                  **{"r.npz": os.urandom(4096)}),
-    "random bytes as .npy": Case(["predict", "{run}", "--data", "r.npy", "--output", "p.npy"], 1, ("r.npy",),
-                                 {"r.npy": os.urandom(4096)}),
+    "random bytes as .npz": train(trainable("r.npz"), "r.npz", **{"r.npz": os.urandom(4096)}),
+    "random bytes as .npy": Case(
+        ["predict", "{run}", "--data", "r.npy", "--output", "p.npy"], 1, ("r.npy",), {"r.npy": os.urandom(4096)}
+    ),
     "an empty .npz": train(trainable("e.npz"), "e.npz", **{"e.npz": b""}),
     "an .npz without y": train(trainable("noy.npz"), "noy.npz", "y", **{"noy.npz": npz(x=np.ones((4, 4, 4, 1)))}),
-    "truncated .keras": Case(["evaluate", "t.keras", "--data", "x.npy"], 1, ("t.keras",), {
-        "t.keras": truncated()}),
-    "truncated .keras as a base": check(layer("Model: {path: t.keras}"), "bad.yaml:3:", "t.keras",
-                                        **{"t.keras": truncated()}),
-    "a base whose config is not a model": check(layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model",
-                                                marks=(OPEN_BUG,), **{"d.keras": not_a_model_keras}),
+    "truncated .keras": Case(["evaluate", "t.keras", "--data", "x.npy"], 1, ("t.keras",), {"t.keras": truncated()}),
+    "truncated .keras as a base": check(
+        layer("Model: {path: t.keras}"), "bad.yaml:3:", "t.keras", **{"t.keras": truncated()}
+    ),
+    "a base whose config is not a model": check(
+        layer("Model: {path: d.keras}"),
+        "bad.yaml:3:",
+        "not a model",
+        marks=(OPEN_BUG,),
+        **{"d.keras": not_a_model_keras},
+    ),
     "random bytes as .keras": Case(["import", "r.keras"], 1, ("r.keras",), {"r.keras": os.urandom(2048)}),
-    "a text file as .weights.h5": Case(["freeze", "tiny.yaml", "--weights", "w.weights.h5", "--all-but-last", "1",
-                                        "--output", "f.keras"], 1, ("w.weights.h5",), {"w.weights.h5": "text"}),
-    "weights of another model": Case(["extract", "tiny.yaml", "--weights", "{run}/model.keras", "--data", "x.npy",
-                                      "--all", "--output", "f.npz", "--set", "layers[3].Dense.units=5"], 1,
-                                     ("model.keras", "same spec")),
-    "--set layers.Dense.units=3": Case(["summary", "tiny.yaml", "--set", "layers.Dense.units=3"], 1, ("--set #1",),
-                                       ),
+    "a text file as .weights.h5": Case(
+        ["freeze", "tiny.yaml", "--weights", "w.weights.h5", "--all-but-last", "1", "--output", "f.keras"],
+        1,
+        ("w.weights.h5",),
+        {"w.weights.h5": "text"},
+    ),
+    "weights of another model": Case(
+        [
+            "extract",
+            "tiny.yaml",
+            "--weights",
+            "{run}/model.keras",
+            "--data",
+            "x.npy",
+            "--all",
+            "--output",
+            "f.npz",
+            "--set",
+            "layers[3].Dense.units=5",
+        ],
+        1,
+        ("model.keras", "same spec"),
+    ),
+    "--set layers.Dense.units=3": Case(
+        ["summary", "tiny.yaml", "--set", "layers.Dense.units=3"],
+        1,
+        ("--set #1",),
+    ),
     "--set [0]=1": Case(["summary", "tiny.yaml", "--set", "[0]=1"], 1, ("--set #1",)),
     "--set without =": Case(["summary", "tiny.yaml", "--set", "train.epochs"], 1, ("--set #1", "key.path=value")),
-    "--set an index past the end": Case(["summary", "tiny.yaml", "--set", "layers[9].Dense.units=3"], 1,
-                                        ("--set #1", "does not exist")),
+    "--set an index past the end": Case(
+        ["summary", "tiny.yaml", "--set", "layers[9].Dense.units=3"], 1, ("--set #1", "does not exist")
+    ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
     "tampered metrics.json": Case(["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run}),
-    "undecodable images": train(trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
-                                "broken.png", marks=(OPEN_BUG,), **{"imgs": images}),
+    "undecodable images": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "broken.png",
+        marks=(OPEN_BUG,),
+        **{"imgs": images},
+    ),
     "unknown layer gru": check(layer("gru: {units: 2}"), "bad.yaml:3:", "did you mean 'GRU'?"),
-    "unknown argument": check(layer("Dense: {units: 2, activaton: relu}"), "bad.yaml:3:", "did you mean "
-                              "'activation'?"),
+    "unknown argument": check(layer("Dense: {units: 2, activaton: relu}"), "bad.yaml:3:", "did you mean 'activation'?"),
     "Lambda": check(layer("Lambda: {function: print}"), "bad.yaml:3:", "arbitrary Python code"),
     "python tag": check(HEAD + "  - Dense: !!python/object/apply:os.system [touch pwned]\n", "bad.yaml:3:"),
     "duplicate key": check(HEAD + "  - Dense: {units: 2, units: 3}\n", "bad.yaml:3:", "duplicate"),
@@ -481,35 +715,53 @@ MESSAGES = {
     "an unclosed bracket": check(HEAD + "  - Dense: {units: 2\n", "bad.yaml:"),
     "a tab indentation": check("layers:\n\t- Dense: {units: 2}\n", "bad.yaml:2:"),
     "a 2-input layer": check(layer("Add: {}"), "bad.yaml:3:"),
-    "Dense on a bad kernel_initializer": check(layer("Dense: {units: 2, kernel_initializer: nope}"),
-                                               "bad.yaml:3:", "kernel_initializer"),
-    "unknown optimizer": train(trainable().replace("optimizer: adam", "optimizer: adamm"), "bad.yaml:5:",
-                               "did you mean"),
-    "unknown loss": train(trainable().replace("loss: sparse_categorical_crossentropy", "loss: nope"),
-                          "bad.yaml:5:", "loss"),
-    "expect [6, 6] against (6, 6, 2)": check("layers:\n  - Input: {shape: [6, 6, 2]}\n  - Dense: {units: 2}\n"
-                                             "    expect: [6, 6]\n", "bad.yaml:4:", "(6, 6, 2)"),
+    "Dense on a bad kernel_initializer": check(
+        layer("Dense: {units: 2, kernel_initializer: nope}"), "bad.yaml:3:", "kernel_initializer"
+    ),
+    "unknown optimizer": train(
+        trainable().replace("optimizer: adam", "optimizer: adamm"), "bad.yaml:5:", "did you mean"
+    ),
+    "unknown loss": train(
+        trainable().replace("loss: sparse_categorical_crossentropy", "loss: nope"), "bad.yaml:5:", "loss"
+    ),
+    "expect [6, 6] against (6, 6, 2)": check(
+        "layers:\n  - Input: {shape: [6, 6, 2]}\n  - Dense: {units: 2}\n    expect: [6, 6]\n",
+        "bad.yaml:4:",
+        "(6, 6, 2)",
+    ),
     "expect the wrong output": check(HEAD + "  - Dense: {units: 2}\n    expect: [3]\n", "bad.yaml:4:", "(2,)"),
     "missing spec": Case(["check", "missing.yaml"], 1, ("missing.yaml",)),
     "spec is a folder": Case(["check", "somedir"], 2, ("somedir",), {"somedir": folder_with()}),
-    "run folder without a model": Case(["predict", "empty", "--data", "x.npy", "--output", "p.npy"], 1, ("empty",),
-                                       {"empty": folder_with()}),
-    "missing --data": Case(["predict", "{run}", "--data", "missing.npy", "--output", "p.npy"], 1,
-                           ("missing.npy",)),
-    "unknown Keras dataset": Case(["predict", "{run}", "--data", "nodataset", "--output", "p.npy"], 1,
-                                  ("nodataset",)),
-    "extract an unknown layer": Case(["extract", "tiny.yaml", "--data", "x.npy", "--layer", "densse", "--output",
-                                      "f.npz"], 1, ("did you mean 'dense'?",)),
-    "freeze all_but_last past the count": Case(["freeze", "tiny.yaml", "--all-but-last", "9", "--output",
-                                                "f.keras"], 1, ("9",)),
+    "run folder without a model": Case(
+        ["predict", "empty", "--data", "x.npy", "--output", "p.npy"], 1, ("empty",), {"empty": folder_with()}
+    ),
+    "missing --data": Case(["predict", "{run}", "--data", "missing.npy", "--output", "p.npy"], 1, ("missing.npy",)),
+    "unknown Keras dataset": Case(["predict", "{run}", "--data", "nodataset", "--output", "p.npy"], 1, ("nodataset",)),
+    "extract an unknown layer": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--layer", "densse", "--output", "f.npz"],
+        1,
+        ("did you mean 'dense'?",),
+    ),
+    "freeze all_but_last past the count": Case(
+        ["freeze", "tiny.yaml", "--all-but-last", "9", "--output", "f.keras"], 1, ("9",)
+    ),
     "--upto an unknown layer": Case(["summary", "tiny.yaml", "--upto", "nope"], 1, ("nope",)),
     "--input-shape not a shape": Case(["summary", "tiny.yaml", "--input-shape", "a,b"], 2, ("--input-shape",)),
 }
 
-CLASSES = {"outputs": OUTPUTS, "confinement": CONFINEMENT, "size": SIZE, "writer": WRITER, "numbers": NUMBERS,
-           "messages": MESSAGES}
-ALL = [pytest.param(kind, name, marks=table[name].marks, id=f"{kind}: {name}")
-       for kind, table in CLASSES.items() for name in table]
+CLASSES = {
+    "outputs": OUTPUTS,
+    "confinement": CONFINEMENT,
+    "size": SIZE,
+    "writer": WRITER,
+    "numbers": NUMBERS,
+    "messages": MESSAGES,
+}
+ALL = [
+    pytest.param(kind, name, marks=table[name].marks, id=f"{kind}: {name}")
+    for kind, table in CLASSES.items()
+    for name in table
+]
 
 
 # ----------------------------------------------------------------------------- the project and a case in it
@@ -533,8 +785,12 @@ def project(tmp_path, trained, monkeypatch):
 
 def substitute(text: str, project: Path) -> str:
     root = project.parent
-    return (text.replace("{project}", str(project)).replace("{run}", str(root / "run"))
-            .replace("{outside}", str(root / "outside")).replace("~home", str(Path.home())))
+    return (
+        text.replace("{project}", str(project))
+        .replace("{run}", str(root / "run"))
+        .replace("{outside}", str(root / "outside"))
+        .replace("~home", str(Path.home()))
+    )
 
 
 def arrange(case: Case, project: Path) -> list[str]:
@@ -588,19 +844,28 @@ def test_the_corpus_is_large_enough():
 
 # ----------------------------------------------------------------------------- size cases under a limit
 
+
 @pytest.mark.slow
 def test_size_cases_stay_bounded(tmp_path):
     """The size cases again, all in one subprocess under RLIMIT_AS (3 GB) and a timeout, reporting the peak
     resident memory: a regression that reads a bomb fails here instead of swapping the machine."""
     ids = [f"tests/test_hostile.py::test_hostile_case[size: {name}]" for name in sorted(SIZE_CASES)]
-    code = ("import resource, sys, pytest\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
-            "code = pytest.main(['-q', '-p', 'no:cacheprovider', *sys.argv[1:]])\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
-            "sys.exit(code)\n")
+    code = (
+        "import resource, sys, pytest\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "code = pytest.main(['-q', '-p', 'no:cacheprovider', *sys.argv[1:]])\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "sys.exit(code)\n"
+    )
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", code, *ids], cwd=root, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run(
+        [sys.executable, "-c", code, *ids],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     peak = int(done.stdout.rsplit("PEAK ", 1)[1].split()[0])
     assert peak < 1500 << 20, peak

@@ -12,13 +12,41 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqcli"
 
 # Modules below the verbs and the CLI: they may import each other (without circles), never what sits above.
 # A package (spec, build, distribute) stands for every module in it: build.layers, distribute.cluster...
-CORE = ["errors", "shapes", "files", "keras_env", "exit_status", "limits", "memory", "outputs", "datacheck", "spec",
-        "registry",
-        "compile", "applications", "data", "distribute", "build", "trainable", "models"]
+CORE = [
+    "errors",
+    "shapes",
+    "files",
+    "keras_env",
+    "exit_status",
+    "limits",
+    "memory",
+    "outputs",
+    "datacheck",
+    "spec",
+    "registry",
+    "compile",
+    "applications",
+    "data",
+    "distribute",
+    "build",
+    "trainable",
+    "models",
+]
 # What the core must never import: the CLI and its terminal stack, and the verbs built on the core.
-ABOVE_CORE = ["seqcli.cli", "seqcli.render", "seqcli.progress", "rich", "click",
-              "seqcli.report", "seqcli.predict", "seqcli.extract", "seqcli.freeze", "seqcli.transfer",
-              "seqcli.train", "seqcli.training"]
+ABOVE_CORE = [
+    "seqcli.cli",
+    "seqcli.render",
+    "seqcli.progress",
+    "rich",
+    "click",
+    "seqcli.report",
+    "seqcli.predict",
+    "seqcli.extract",
+    "seqcli.freeze",
+    "seqcli.transfer",
+    "seqcli.train",
+    "seqcli.training",
+]
 
 
 def module_name(path: Path) -> str:
@@ -75,7 +103,7 @@ def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
         path.append(node)
         for target in internal[node]:
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -101,16 +129,21 @@ def is_core(name: str) -> bool:
 def test_core_modules_never_import_the_cli_its_renderers_or_the_verbs():
     graph = import_graph()
     assert [name for name in graph if is_core(name)], "no core module found"
-    upward = [where(graph, source, target) for source, edges in graph.items() if is_core(source)
-              for target in edges if any(target == above or target.startswith(above + ".") for above in ABOVE_CORE)]
+    upward = [
+        where(graph, source, target)
+        for source, edges in graph.items()
+        if is_core(source)
+        for target in edges
+        if any(target == above or target.startswith(above + ".") for above in ABOVE_CORE)
+    ]
     assert not upward, "core modules import from above the core:\n  " + "\n  ".join(upward)
 
 
 def loaded_after(module: str, watched: list[str]) -> list[str]:
-    code = (f"import sys, {module}\n"
-            f"print(' '.join(name for name in {watched!r} if name in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=PACKAGE.parent)
+    code = f"import sys, {module}\nprint(' '.join(name for name in {watched!r} if name in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
     return result.stdout.split()
 
 
@@ -139,6 +172,8 @@ def test_no_module_or_class_is_too_big_to_read():
             too_big.append(f"{name}: {lines} lines (at most {MAX_FILE_LINES})")
         for node in ast.walk(ast.parse(text, name)):
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
-                too_big.append(f"{name}:{node.lineno}: class {node.name}: {node.end_lineno - node.lineno + 1} "
-                               f"lines (at most {MAX_CLASS_LINES})")
+                too_big.append(
+                    f"{name}:{node.lineno}: class {node.name}: {node.end_lineno - node.lineno + 1} "
+                    f"lines (at most {MAX_CLASS_LINES})"
+                )
     assert not too_big, "split by concern:\n  " + "\n  ".join(too_big)

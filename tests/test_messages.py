@@ -58,6 +58,8 @@ def test_a_bad_crc_in_an_npz_names_the_file_and_array(trained, tmp_path):
 def test_predicted_class_names_cannot_become_spreadsheet_formulas():
     values = np.array([[0.9, 0.1], [-0.2, 0.7]], np.float32)
     text = predictions_csv(values, ["=cmd|' /C calc'!A0", "@SUM(A1)"])
-    assert text.splitlines() == ["class,class_name,output_0,output_1",
-                                 "0,'=cmd|' /C calc'!A0,0.9,0.1",
-                                 "1,'@SUM(A1),-0.2,0.7"]
+    assert text.splitlines() == [
+        "class,class_name,output_0,output_1",
+        "0,'=cmd|' /C calc'!A0,0.9,0.1",
+        "1,'@SUM(A1),-0.2,0.7",
+    ]

@@ -86,9 +86,16 @@ def test_weights_of_another_model_are_refused_with_a_hint(tmp_path):
     np.testing.assert_array_equal(other.weights[0].numpy(), model.weights[0].numpy())
 
 
-@pytest.mark.parametrize(("expected", "received", "fits"), [
-    ((4,), (4,), True), ((None, 3), (7, 3), True), ((4,), (5,), False), ((4,), (4, 1), False), ((None,), (None,), True),
-])
+@pytest.mark.parametrize(
+    ("expected", "received", "fits"),
+    [
+        ((4,), (4,), True),
+        ((None, 3), (7, 3), True),
+        ((4,), (5,), False),
+        ((4,), (4, 1), False),
+        ((None,), (None,), True),
+    ],
+)
 def test_shape_fits(expected, received, fits):
     assert shape_fits(expected, received) is fits
 

@@ -86,8 +86,10 @@ def test_data_that_cannot_train_is_refused(tmp_path, arrays, change, message):
 def test_a_nan_csv_cell_names_the_file_and_sample(tmp_path):
     rows = "".join(f"{i},1,2,{i % 2}\n" for i in range(12)).replace("3,1,2", "3,nan,2")
     (tmp_path / "t.csv").write_text("a,b,c,label\n" + rows)
-    (tmp_path / "s.yaml").write_text("layers:\n  - Input: {shape: [3]}\n  - Dense: {units: 2}\n"
-                                     "compile: {optimizer: adam, loss: mse}\ndata: {train: t.csv}\n")
+    (tmp_path / "s.yaml").write_text(
+        "layers:\n  - Input: {shape: [3]}\n  - Dense: {units: 2}\n"
+        "compile: {optimizer: adam, loss: mse}\ndata: {train: t.csv}\n"
+    )
     before = tree(tmp_path)
     result = run("train", "s.yaml", "--output", "run", "-q", cwd=tmp_path)
     assert result.exit_code == 1
@@ -107,23 +109,32 @@ SPEC_CASES = [
     ("  train: {path: tiny.npz, scale: .nan}", "tiny.yaml:12:34: data.train.scale: nan is not a finite number"),
     ("  optimizer: {Adam: {learning_rate: .nan}}", "tiny.yaml:8:37: compile.optimizer.Adam.learning_rate: nan is not"),
     ("  optimizer: {Adam: {learning_rate: .inf}}", "tiny.yaml:8:37: compile.optimizer.Adam.learning_rate: inf is not"),
-    ("  optimizer: {Adam: {learning_rate: -1.0}}",
-     "tiny.yaml:8:37: compile.optimizer.Adam.learning_rate: a learning rate must be above zero; received -1.0"),
-    ("  - Dense: {units: 9223372036854775808, activation: softmax}",
-     "tiny.yaml:6:20: layers[3].Dense.units: 9223372036854775808 does not fit in 64 bits"),
-    ("  - Dense: {units: " + "9" * 5000 + ", activation: softmax}",
-     "tiny.yaml:6:20: layers[3].Dense.units: a number of 5000 characters is too large for any spec value"),
+    (
+        "  optimizer: {Adam: {learning_rate: -1.0}}",
+        "tiny.yaml:8:37: compile.optimizer.Adam.learning_rate: a learning rate must be above zero; received -1.0",
+    ),
+    (
+        "  - Dense: {units: 9223372036854775808, activation: softmax}",
+        "tiny.yaml:6:20: layers[3].Dense.units: 9223372036854775808 does not fit in 64 bits",
+    ),
+    (
+        "  - Dense: {units: " + "9" * 5000 + ", activation: softmax}",
+        "tiny.yaml:6:20: layers[3].Dense.units: a number of 5000 characters is too large for any spec value",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("line", "message"), SPEC_CASES, ids=["scale-nan", "lr-nan", "lr-inf", "lr-negative",
-                                                                "units-2**63", "units-5000-digits"])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    SPEC_CASES,
+    ids=["scale-nan", "lr-nan", "lr-inf", "lr-negative", "units-2**63", "units-5000-digits"],
+)
 def test_spec_numbers_that_cannot_train_fail_check_at_their_position(tmp_path, line, message):
     spec = write_tiny_project(tmp_path, epochs=1)
     lines = spec.read_text().splitlines()
     key = line.split(":")[0]
     index = next(i for i, text in enumerate(lines) if text.startswith(key + ":"))
-    spec.write_text("\n".join(lines[:index] + [line] + lines[index + 1:]) + "\n")
+    spec.write_text("\n".join(lines[:index] + [line] + lines[index + 1 :]) + "\n")
     before = tree(tmp_path)
     for command in (["check", "tiny.yaml"], ["train", "tiny.yaml", "--output", "run", "-q"]):
         result = run(*command, cwd=tmp_path)
@@ -155,8 +166,10 @@ def test_a_loss_that_becomes_non_finite_stops_training_and_keeps_the_last_good_c
     (tmp_path / "s.yaml").write_text(DIVERGING)
     result = run("train", "s.yaml", "--output", "run", "-q", cwd=tmp_path)
     assert result.exit_code == 1, result.output
-    assert ("error: training stopped at epoch 2/4, step 8/8: the loss became inf; the last good checkpoint, "
-            "run/checkpoints/last.npz (end of epoch 1/4), is kept") in result.stderr
+    assert (
+        "error: training stopped at epoch 2/4, step 8/8: the loss became inf; the last good checkpoint, "
+        "run/checkpoints/last.npz (end of epoch 1/4), is kept"
+    ) in result.stderr
     with np.load(tmp_path / "run" / "checkpoints" / "last.npz") as checkpoint:
         arrays = [checkpoint[name] for name in checkpoint.files if checkpoint[name].dtype.kind == "f"]
     assert arrays and all(np.isfinite(a).all() for a in arrays)

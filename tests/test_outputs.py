@@ -39,8 +39,11 @@ def test_an_output_file_is_replaced_only_with_overwrite_and_never_an_input(tmp_p
 
 def test_home_root_and_the_current_folder_are_never_an_output_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for target, what in [(tmp_path, "the current folder"), (tmp_path.parent, "a folder that holds the current"),
-                         ("/", "the filesystem root")]:
+    for target, what in [
+        (tmp_path, "the current folder"),
+        (tmp_path.parent, "a folder that holds the current"),
+        ("/", "the filesystem root"),
+    ]:
         with pytest.raises(OutputRefused, match=what):
             check_output_folder(target)
     assert check_output_folder(tmp_path / "run") == tmp_path / "run"

@@ -51,8 +51,13 @@ def test_a_64m_parameter_check_allocates_no_weights(tmp_path):
     tiny.write_text("layers:\n  - Input: {shape: [8]}\n  - Dense: {units: 8}\n")
     big = tmp_path / "big.yaml"
     big.write_text("layers:\n  - Input: {shape: [8000]}\n  - Dense: {units: 8000}\n  - Dense: {units: 8}\n")
-    done = subprocess.run([sys.executable, "-c", MEASURE, str(tiny), str(big)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tiny), str(big)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     peaks = json.loads(done.stdout.splitlines()[-1])
     grown = peaks[-1] - peaks[1]
@@ -62,14 +67,17 @@ def test_a_64m_parameter_check_allocates_no_weights(tmp_path):
 # ----------------------------------------------------------------------------- expect
 
 
-@pytest.mark.parametrize(("expect", "ok"), [
-    ("[null, 4]", True),     # null: any size
-    ("[null, null]", True),
-    ("[6, 4]", True),
-    ("[null, 5]", False),
-    ("[6]", False),          # the length counts: (6, 4) has two dimensions
-    ("[6, 4, 1]", False),
-])
+@pytest.mark.parametrize(
+    ("expect", "ok"),
+    [
+        ("[null, 4]", True),  # null: any size
+        ("[null, null]", True),
+        ("[6, 4]", True),
+        ("[null, 5]", False),
+        ("[6]", False),  # the length counts: (6, 4) has two dimensions
+        ("[6, 4, 1]", False),
+    ],
+)
 def test_expect_null_is_any_size_and_the_length_counts(write_spec, expect, ok):
     spec = write_spec(f"layers:\n  - Input: {{shape: [6, 3]}}\n  - Dense: {{units: 4}}\n    expect: {expect}\n")
     result = run("check", spec)
@@ -80,8 +88,9 @@ def test_expect_null_is_any_size_and_the_length_counts(write_spec, expect, ok):
 
 
 def test_expect_of_two_dimensions_against_three(write_spec):
-    spec = write_spec("layers:\n  - Input: {shape: [6, 6, 1]}\n  - Conv2D: {filters: 2, kernel_size: 1}\n"
-                      "    expect: [6, 6]\n")
+    spec = write_spec(
+        "layers:\n  - Input: {shape: [6, 6, 1]}\n  - Conv2D: {filters: 2, kernel_size: 1}\n    expect: [6, 6]\n"
+    )
     result = run("check", spec)
     assert result.exit_code == 1
     assert f"{spec}:4:13: layers[1].expect: expected output shape (6, 6), built (6, 6, 2)" in result.stderr
@@ -165,9 +174,14 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
 
     np.savez(tmp_path / "wide.npz", x=np.zeros((64, 2048), np.float32), y=np.zeros(64, np.int64))
     (tmp_path / "wide.yaml").write_text(SLOW_CHECKPOINT)
-    process = subprocess.Popen([sys.executable, "-m", "seqcli", "train", "wide.yaml", "--output", "run"],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seqcli", "train", "wide.yaml", "--output", "run"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + 240
     while not (tmp_path / "run" / "checkpoints" / "last.npz").exists():
         assert process.poll() is None and time.monotonic() < deadline, "training never started"

@@ -11,10 +11,19 @@ from seqcli.training.rundir import RunDirectoryError
 
 def test_the_layout(tmp_path):
     run = RunDirectory(tmp_path / "run")
-    assert [p.relative_to(tmp_path).as_posix() for p in (run.model, run.spec, run.history, run.metrics, run.curves,
-                                                        run.checkpoint, run.best, run.logs)] == [
-        "run/model.keras", "run/spec.yaml", "run/history.csv", "run/metrics.json", "run/curves.png",
-        "run/checkpoints/last.npz", "run/checkpoints/best.npz", "run/logs"]
+    assert [
+        p.relative_to(tmp_path).as_posix()
+        for p in (run.model, run.spec, run.history, run.metrics, run.curves, run.checkpoint, run.best, run.logs)
+    ] == [
+        "run/model.keras",
+        "run/spec.yaml",
+        "run/history.csv",
+        "run/metrics.json",
+        "run/curves.png",
+        "run/checkpoints/last.npz",
+        "run/checkpoints/best.npz",
+        "run/logs",
+    ]
 
 
 def test_an_empty_folder_holds_no_run_and_a_model_makes_one(tmp_path):
@@ -24,8 +33,12 @@ def test_an_empty_folder_holds_no_run_and_a_model_makes_one(tmp_path):
     assert run.holds_run() and not run.has_results() and run.describe() == "model.keras"
     for path in (run.spec, run.history, run.metrics):
         path.write_text("x")
-    assert run.has_results() and [p.name for p in run.files()] == ["model.keras", "spec.yaml", "history.csv",
-                                                                    "metrics.json"]
+    assert run.has_results() and [p.name for p in run.files()] == [
+        "model.keras",
+        "spec.yaml",
+        "history.csv",
+        "metrics.json",
+    ]
 
 
 def test_a_finished_run_describes_itself_from_its_checkpoint(trained):

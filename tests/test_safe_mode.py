@@ -11,8 +11,10 @@ from click.testing import CliRunner
 from seqcli.cli import cli
 from tests.conftest import snapshot
 
-SPEC = ("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: dense}\n"
-        "compile: {optimizer: adam, loss: mse}\ndata: {train: d.npz, batch_size: 2}\ntrain: {epochs: 1, seed: 1}\n")
+SPEC = (
+    "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: dense}\n"
+    "compile: {optimizer: adam, loss: mse}\ndata: {train: d.npz, batch_size: 2}\ntrain: {epochs: 1, seed: 1}\n"
+)
 BASE_SPEC = SPEC.replace("  - Dense: {units: 3, name: dense}\n", "  - Model: {path: lambda.keras}\n")
 REFUSED = "hint: safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
 
@@ -25,8 +27,9 @@ def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("safe")
     marker = folder / "RAN"
     code = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x * 2)[1]")  # noqa: S307
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(code, name="double"),
-                              keras.layers.Dense(3, name="dense")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Lambda(code, name="double"), keras.layers.Dense(3, name="dense")]
+    )
     model.compile(loss="mse")
     model.save(folder / "lambda.keras")
     marker.unlink()
@@ -52,10 +55,27 @@ WHOLE_MODEL = {
     "train Model: base": ["train", "base.yaml", "--output", "{out}/run", "--quiet"],
 }
 WEIGHTS_ONLY = {
-    "freeze --weights": ["freeze", "spec.yaml", "--weights", "lambda.keras", "--all-but-last", "1",
-                         "--output", "{out}/f.keras"],
-    "extract --weights": ["extract", "spec.yaml", "--weights", "lambda.keras", "--data", "x.npy", "--all",
-                          "--output", "{out}/f.npz"],
+    "freeze --weights": [
+        "freeze",
+        "spec.yaml",
+        "--weights",
+        "lambda.keras",
+        "--all-but-last",
+        "1",
+        "--output",
+        "{out}/f.keras",
+    ],
+    "extract --weights": [
+        "extract",
+        "spec.yaml",
+        "--weights",
+        "lambda.keras",
+        "--data",
+        "x.npy",
+        "--all",
+        "--output",
+        "{out}/f.npz",
+    ],
     "transfer --weights": ["transfer", "spec.yaml", "--weights", "lambda.keras", "--output", "{out}/run", "--quiet"],
 }
 
@@ -87,8 +107,9 @@ def test_weights_are_read_from_a_lambda_file_without_running_it(project, tmp_pat
     if name == "extract --weights":  # the weights really came from the file
         x = np.load(project / "x.npy")
         with np.load(tmp_path / "f.npz") as features:
-            np.testing.assert_allclose(features["dense"], x @ dense_weights(project)[0] + dense_weights(project)[1],
-                                       rtol=1e-6)
+            np.testing.assert_allclose(
+                features["dense"], x @ dense_weights(project)[0] + dense_weights(project)[1], rtol=1e-6
+            )
 
 
 def dense_weights(project):

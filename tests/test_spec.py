@@ -45,9 +45,11 @@ def test_positions_of_keys_and_values():
 
 
 def test_overrides_are_typed_like_the_file():
-    spec = spec_from_text("layers:\n  - Dense: {units: 3}\ncompile:\n  optimizer: {Adam: {learning_rate: 0.1}}\n",
-                          "f.yaml", ["compile.optimizer.Adam.learning_rate=1e-3", "train.epochs=7",
-                                     "layers[0].Dense.units=5"])
+    spec = spec_from_text(
+        "layers:\n  - Dense: {units: 3}\ncompile:\n  optimizer: {Adam: {learning_rate: 0.1}}\n",
+        "f.yaml",
+        ["compile.optimizer.Adam.learning_rate=1e-3", "train.epochs=7", "layers[0].Dense.units=5"],
+    )
     assert not spec.problems
     assert spec.compile.optimizer == {"Adam": {"learning_rate": 0.001}}
     assert spec.train.epochs == 7
@@ -55,8 +57,9 @@ def test_overrides_are_typed_like_the_file():
 
 
 def test_override_problems_name_the_option():
-    spec = spec_from_text("layers:\n  - Dense: {units: 3}\n", "f.yaml",
-                          ["train.epochs=many", "layers[4].Dense.units=1", "oops"])
+    spec = spec_from_text(
+        "layers:\n  - Dense: {units: 3}\n", "f.yaml", ["train.epochs=many", "layers[4].Dense.units=1", "oops"]
+    )
     messages = [(p.file, p.message) for p in spec.problems]
     assert ("--set #1", "input should be a valid integer; received 'many'") in messages
     assert ("--set #2", "layers[4] does not exist") in messages

@@ -11,8 +11,10 @@ from seqcli.spec.paths import LAYER_FILE_CAP
 
 SECRET_FILE_TEXT = "TOPSECRETFILECONTENT"
 SECRET_ENV_VALUE = "TOPSECRETENVVALUE"
-HINT = ("  hint: a spec reads files inside its own folder only; move the file there, or allow a folder with "
-        "--allow-path DIR (or SEQ_ALLOW_PATH in CI)")
+HINT = (
+    "  hint: a spec reads files inside its own folder only; move the file there, or allow a folder with "
+    "--allow-path DIR (or SEQ_ALLOW_PATH in CI)"
+)
 HEAD = "layers:\n  - Input: {shape: [1], dtype: int64}\n"
 
 
@@ -77,37 +79,77 @@ def test_the_keras_message_of_a_layer_reading_a_file_is_not_shown(project):
     assert result.stdout == (
         f"::error file={spec},line=3,col=5::layers[1].IntegerLookup: Keras rejected IntegerLookup: "
         "InvalidArgumentError while using vocabulary file 'inside.txt' (Keras's message is not shown: it may quote "
-        "the file's contents) (check the arguments against the Keras documentation of this layer)\n")
+        "the file's contents) (check the arguments against the Keras documentation of this layer)\n"
+    )
 
 
 REFUSALS = [
-    ("absolute path", "  - IntegerLookup: {vocabulary: /etc/hostname}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: '/etc/hostname' is an absolute path outside the spec's folder"),
-    ("home folder", "  - IntegerLookup: {vocabulary: ~/vocab.txt}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: '~/vocab.txt' is an absolute path outside the spec's folder"),
-    ("dot-dot escape", "  - IntegerLookup: {vocabulary: sub/../../outside/secret.txt}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: 'sub/../../outside/secret.txt' leads out of the spec's folder"),
-    ("symlink escape", "  - IntegerLookup: {vocabulary: link.txt}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: 'link.txt' is a symbolic link that leads out of the spec's folder"),
-    ("FIFO", "  - IntegerLookup: {vocabulary: pipe}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: 'pipe' is a FIFO, not a regular file"),
-    ("device file", "  - IntegerLookup: {vocabulary: /dev/zero}\n",
-     "3:33: layers[1].IntegerLookup.vocabulary: '/dev/zero' is an absolute path outside the spec's folder"),
-    ("oversize file", "  - IntegerLookup: {vocabulary: big.txt}\n",
-     f"3:33: layers[1].IntegerLookup.vocabulary: 'big.txt' is {LAYER_FILE_CAP + 1:,} bytes, over the 64 MiB cap "
-     "for files a layer reads"),
-    ("nested layer", "  - Bidirectional: {layer: {LSTM: {units: 2, weights_path: /x}}}\n",
-     "3:60: layers[1].Bidirectional.layer.LSTM.weights_path: '/x' is an absolute path outside the spec's folder"),
-    ("saved model base", "  - Model: {path: ../outside/base.keras}\n",
-     "3:19: layers[1].Model.path: '../outside/base.keras' leads out of the spec's folder"),
-    ("application weights", "  - MobileNetV2: {weights: /w.weights.h5, include_top: false}\n",
-     "3:28: layers[1].MobileNetV2.weights: '/w.weights.h5' is an absolute path outside the spec's folder"),
-    ("data source", "  - Dense: {units: 1}\ndata:\n  train: {path: /data/x.npz}\n",
-     "5:17: data.train.path: '/data/x.npz' is an absolute path outside the spec's folder"),
-    ("labels file", "  - Dense: {units: 1}\ndata:\n  test: {path: x.npy, y: ../y.npy}\n",
-     "5:26: data.test.y: '../y.npy' leads out of the spec's folder"),
-    ("transfer weights", "  - Dense: {units: 1}\ntransfer:\n  weights: ../w.weights.h5\n",
-     "5:12: transfer.weights: '../w.weights.h5' leads out of the spec's folder"),
+    (
+        "absolute path",
+        "  - IntegerLookup: {vocabulary: /etc/hostname}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: '/etc/hostname' is an absolute path outside the spec's folder",
+    ),
+    (
+        "home folder",
+        "  - IntegerLookup: {vocabulary: ~/vocab.txt}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: '~/vocab.txt' is an absolute path outside the spec's folder",
+    ),
+    (
+        "dot-dot escape",
+        "  - IntegerLookup: {vocabulary: sub/../../outside/secret.txt}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: 'sub/../../outside/secret.txt' leads out of the spec's folder",
+    ),
+    (
+        "symlink escape",
+        "  - IntegerLookup: {vocabulary: link.txt}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: 'link.txt' is a symbolic link that leads out of the spec's folder",
+    ),
+    (
+        "FIFO",
+        "  - IntegerLookup: {vocabulary: pipe}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: 'pipe' is a FIFO, not a regular file",
+    ),
+    (
+        "device file",
+        "  - IntegerLookup: {vocabulary: /dev/zero}\n",
+        "3:33: layers[1].IntegerLookup.vocabulary: '/dev/zero' is an absolute path outside the spec's folder",
+    ),
+    (
+        "oversize file",
+        "  - IntegerLookup: {vocabulary: big.txt}\n",
+        f"3:33: layers[1].IntegerLookup.vocabulary: 'big.txt' is {LAYER_FILE_CAP + 1:,} bytes, over the 64 MiB cap "
+        "for files a layer reads",
+    ),
+    (
+        "nested layer",
+        "  - Bidirectional: {layer: {LSTM: {units: 2, weights_path: /x}}}\n",
+        "3:60: layers[1].Bidirectional.layer.LSTM.weights_path: '/x' is an absolute path outside the spec's folder",
+    ),
+    (
+        "saved model base",
+        "  - Model: {path: ../outside/base.keras}\n",
+        "3:19: layers[1].Model.path: '../outside/base.keras' leads out of the spec's folder",
+    ),
+    (
+        "application weights",
+        "  - MobileNetV2: {weights: /w.weights.h5, include_top: false}\n",
+        "3:28: layers[1].MobileNetV2.weights: '/w.weights.h5' is an absolute path outside the spec's folder",
+    ),
+    (
+        "data source",
+        "  - Dense: {units: 1}\ndata:\n  train: {path: /data/x.npz}\n",
+        "5:17: data.train.path: '/data/x.npz' is an absolute path outside the spec's folder",
+    ),
+    (
+        "labels file",
+        "  - Dense: {units: 1}\ndata:\n  test: {path: x.npy, y: ../y.npy}\n",
+        "5:26: data.test.y: '../y.npy' leads out of the spec's folder",
+    ),
+    (
+        "transfer weights",
+        "  - Dense: {units: 1}\ntransfer:\n  weights: ../w.weights.h5\n",
+        "5:12: transfer.weights: '../w.weights.h5' leads out of the spec's folder",
+    ),
 ]
 
 
@@ -130,15 +172,19 @@ def test_urls_are_not_files(project):
     spec = project / "specs" / "spec.yaml"
     spec.write_text(HEAD + "  - StringLookup: {vocabulary: 'gs://bucket/vocab.txt'}\n")
     result = run("check", spec)
-    assert f"{spec}:3:32: layers[1].StringLookup.vocabulary: 'gs://bucket/vocab.txt' is a URL; a spec reads local " \
-           "files only" in result.stderr
+    assert (
+        f"{spec}:3:32: layers[1].StringLookup.vocabulary: 'gs://bucket/vocab.txt' is a URL; a spec reads local "
+        "files only" in result.stderr
+    )
     assert "  hint: download the file into the spec's folder" in result.stderr
 
 
 def test_keras_dataset_names_are_not_paths(project):
     spec = project / "specs" / "spec.yaml"
-    spec.write_text("layers:\n  - Input: {shape: [28, 28, 1]}\n  - Flatten: {}\n  - Dense: {units: 10}\n"
-                    "data: {train: mnist, test: 'mnist:test'}\n")
+    spec.write_text(
+        "layers:\n  - Input: {shape: [28, 28, 1]}\n  - Flatten: {}\n  - Dense: {units: 10}\n"
+        "data: {train: mnist, test: 'mnist:test'}\n"
+    )
     assert run("check", spec).exit_code == 0
 
 
@@ -146,8 +192,10 @@ def test_keras_dataset_names_are_not_paths(project):
 def outside_vocabulary(project):
     (project / "outside" / "vocab.txt").write_text("1\n2\n3\n")
     spec = project / "specs" / "spec.yaml"
-    spec.write_text(HEAD + f"  - IntegerLookup: {{vocabulary: {project / 'outside' / 'vocab.txt'}}}\n"
-                    "  - IntegerLookup: {vocabulary: ../outside/vocab.txt}\n")
+    spec.write_text(
+        HEAD + f"  - IntegerLookup: {{vocabulary: {project / 'outside' / 'vocab.txt'}}}\n"
+        "  - IntegerLookup: {vocabulary: ../outside/vocab.txt}\n"
+    )
     return spec
 
 
@@ -166,8 +214,14 @@ def test_the_environment_widens_it_for_ci(project, outside_vocabulary):
 
 def test_a_value_set_on_the_command_line_is_the_users_choice(project, outside_vocabulary):
     vocabulary = project / "outside" / "vocab.txt"
-    result = run("summary", outside_vocabulary, "--set", f"layers[1].IntegerLookup.vocabulary={vocabulary}",
-                 "--set", f"layers[2].IntegerLookup.vocabulary={vocabulary}")
+    result = run(
+        "summary",
+        outside_vocabulary,
+        "--set",
+        f"layers[1].IntegerLookup.vocabulary={vocabulary}",
+        "--set",
+        f"layers[2].IntegerLookup.vocabulary={vocabulary}",
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -179,13 +233,25 @@ def test_every_command_that_reads_a_spec_takes_allow_path():
 def test_every_file_a_spec_names_can_be_made_absolute(tmp_path):
     from seqcli.spec.paths import absolute_file_fields
 
-    data = {"layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": "b.weights.h5"}},
-                       {"Xception": {"weights": "imagenet"}}, {"Model": {"path": "sub/m.keras"}}],
-            "data": {"train": "d.npz", "test": "mnist:test"}, "transfer": {"weights": "w.keras", "epochs": 2}}
+    data = {
+        "layers": [
+            {"Input": {"shape": [32, 32, 3]}},
+            {"MobileNetV2": {"weights": "b.weights.h5"}},
+            {"Xception": {"weights": "imagenet"}},
+            {"Model": {"path": "sub/m.keras"}},
+        ],
+        "data": {"train": "d.npz", "test": "mnist:test"},
+        "transfer": {"weights": "w.keras", "epochs": 2},
+    }
     root = tmp_path.resolve()
     assert absolute_file_fields(data, root) == {
-        "layers": [{"Input": {"shape": [32, 32, 3]}}, {"MobileNetV2": {"weights": str(root / "b.weights.h5")}},
-                   {"Xception": {"weights": "imagenet"}}, {"Model": {"path": str(root / "sub" / "m.keras")}}],
+        "layers": [
+            {"Input": {"shape": [32, 32, 3]}},
+            {"MobileNetV2": {"weights": str(root / "b.weights.h5")}},
+            {"Xception": {"weights": "imagenet"}},
+            {"Model": {"path": str(root / "sub" / "m.keras")}},
+        ],
         "data": {"train": str(root / "d.npz"), "test": "mnist:test"},
-        "transfer": {"weights": str(root / "w.keras"), "epochs": 2}}
+        "transfer": {"weights": str(root / "w.keras"), "epochs": 2},
+    }
     assert data["transfer"]["weights"] == "w.keras"  # the spec's own data is left as it was

@@ -29,8 +29,14 @@ def test_globs_reach_inside_a_base_and_unfreeze_wins(write_spec):
     report = apply_freeze(model, {"layers": ["mobilenet*"], "unfreeze": [f"{BASE_NAME}/block_16_*"]})
     base = model.get_layer(BASE_NAME)
     trained = sorted(layer.name for layer in base.layers if layer.trainable and layer.weights)
-    assert trained == ["block_16_depthwise", "block_16_depthwise_BN", "block_16_expand", "block_16_expand_BN",
-                       "block_16_project", "block_16_project_BN"]
+    assert trained == [
+        "block_16_depthwise",
+        "block_16_depthwise_BN",
+        "block_16_expand",
+        "block_16_expand_BN",
+        "block_16_project",
+        "block_16_project_BN",
+    ]
     assert model.get_layer("dense").trainable
     paths = {w.path for w in model.trainable_weights}
     assert "block_16_project/kernel" in paths and "Conv1/kernel" not in paths

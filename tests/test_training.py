@@ -24,8 +24,12 @@ from tests.conftest import assert_same_checkpoint, spec_text, write_tiny_project
 def test_fingerprint_ignores_what_may_change_on_resume(tmp_path):
     spec_path = write_tiny_project(tmp_path)
     base = run_fingerprint(read_spec(spec_path), 3)
-    assert run_fingerprint(read_spec(spec_path, ["train.epochs=9", "train.checkpoint_every=2",
-                                                 "distribute.strategy=mirrored"]), 3) == base
+    assert (
+        run_fingerprint(
+            read_spec(spec_path, ["train.epochs=9", "train.checkpoint_every=2", "distribute.strategy=mirrored"]), 3
+        )
+        == base
+    )
     assert run_fingerprint(read_spec(spec_path, ["data.batch_size=4"]), 3) != base
     assert run_fingerprint(read_spec(spec_path), 4) != base
     copy = tmp_path / "elsewhere" / "copy.yaml"
@@ -35,12 +39,18 @@ def test_fingerprint_ignores_what_may_change_on_resume(tmp_path):
 
 
 def test_early_stopping_rules():
-    spec = spec_from_text(spec_text("compile: {loss: mse}\ntrain:\n  early_stopping: {monitor: val_loss, "
-                                    "patience: 1, min_delta: 0.1}\n"))
+    spec = spec_from_text(
+        spec_text("compile: {loss: mse}\ntrain:\n  early_stopping: {monitor: val_loss, patience: 1, min_delta: 0.1}\n")
+    )
     stopper = EarlyStopper.create(spec, None)
     assert stopper.mode == "min"
-    rows = [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.95}, {"epoch": 3, "val_loss": 0.5},
-            {"epoch": 4, "val_loss": 0.45}, {"epoch": 5, "val_loss": 0.6}]
+    rows = [
+        {"epoch": 1, "val_loss": 1.0},
+        {"epoch": 2, "val_loss": 0.95},
+        {"epoch": 3, "val_loss": 0.5},
+        {"epoch": 4, "val_loss": 0.45},
+        {"epoch": 5, "val_loss": 0.6},
+    ]
     assert [stopper.update(row) for row in rows] == [False, False, False, False, True]
     assert (stopper.best, stopper.best_epoch) == (0.5, 3)
     restored = EarlyStopper.create(spec, stopper.as_dict())
@@ -55,9 +65,12 @@ def test_resolved_spec_is_written_like_a_spec():
 
 
 def test_history_csv(tmp_path):
-    write_history(tmp_path / "history.csv", [{"epoch": 1, "loss": 0.123456789, "seconds": 1.5},
-                                             {"epoch": 2, "loss": 0.1, "val_loss": 0.2, "seconds": 1.0}])
+    write_history(
+        tmp_path / "history.csv",
+        [{"epoch": 1, "loss": 0.123456789, "seconds": 1.5}, {"epoch": 2, "loss": 0.1, "val_loss": 0.2, "seconds": 1.0}],
+    )
     assert (tmp_path / "history.csv").read_text() == "epoch,loss,seconds,val_loss\n1,0.123457,1.5,\n2,0.1,1,0.2\n"
+
 
 # ----------------------------------------------------------------------------- training in process
 
@@ -141,8 +154,10 @@ def test_resume_never_trains_fewer_epochs_than_started(tmp_path):
     check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2))
     with pytest.raises(RunDirectoryError) as mid_epoch:
         check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=5, steps_per_epoch=12, epoch=2, step=4))
-    assert mid_epoch.value.message == (f"cannot resume {tmp_path} with train.epochs 2: the run stands at epoch 3/5, "
-                                       "step 4/12, so it needs at least 3 epochs")
+    assert mid_epoch.value.message == (
+        f"cannot resume {tmp_path} with train.epochs 2: the run stands at epoch 3/5, "
+        "step 4/12, so it needs at least 3 epochs"
+    )
     assert mid_epoch.value.hint.startswith("resume with --epochs 5 (or any number from 3)")
     with pytest.raises(RunDirectoryError, match="needs at least 36 epochs"):
         check_epochs(spec, tmp_path, TrainingState("f", seed=3, epochs=200, steps_per_epoch=12, epoch=36))
@@ -205,8 +220,9 @@ def test_mixed_precision_trains_and_resumes_exactly(tmp_path, precision):
     dense = model.layers[-1]
     assert dense.dtype_policy.name == precision and dense.kernel.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the process's policy is left as it was
-    optimizer_state = [name for name in np.load(tmp_path / "short" / "checkpoints" / "last.npz").files
-                       if name.startswith("optimizer")]
+    optimizer_state = [
+        name for name in np.load(tmp_path / "short" / "checkpoints" / "last.npz").files if name.startswith("optimizer")
+    ]
     # Keras's LossScaleOptimizer adds its loss scale and counters to the inner optimizer's variables.
     baseline = len(baseline_optimizer_state(tmp_path))
     assert len(optimizer_state) > baseline if precision == "mixed_float16" else len(optimizer_state) == baseline
@@ -227,7 +243,11 @@ def test_tensorboard_holds_every_epoch_though_written_with_checkpoints(tmp_path)
     spec = write_tiny_project(tmp_path)
     train_spec(TrainOptions(str(spec), output=str(tmp_path / "run"), overrides=["train.epochs=4"]))
     for split, tag in (("train", "epoch_loss"), ("validation", "epoch_loss")):
-        steps = [event.step for path in sorted((tmp_path / "run" / "logs" / split).iterdir())
-                 for event in tf.compat.v1.train.summary_iterator(str(path))
-                 for value in event.summary.value if value.tag == tag]
+        steps = [
+            event.step
+            for path in sorted((tmp_path / "run" / "logs" / split).iterdir())
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value
+            if value.tag == tag
+        ]
         assert steps == [1, 2, 3, 4], split

@@ -21,5 +21,4 @@ from seqcli.build.builder import build_model
 from seqcli.build.result import BuiltModel, LayerRow, Shape, shape_matches
 from seqcli.build.weighted import check_spec_memory, model_from_spec
 
-__all__ = ["BuiltModel", "LayerRow", "Shape", "build_model", "check_spec_memory", "model_from_spec",
-           "shape_matches"]
+__all__ = ["BuiltModel", "LayerRow", "Shape", "build_model", "check_spec_memory", "model_from_spec", "shape_matches"]

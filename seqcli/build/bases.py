@@ -32,22 +32,37 @@ def check_base(context: BuildContext, entry: LayerEntry) -> PendingBase | None:
     ok = True
     for key, value in entry.args.items():
         if key in applications.SUPPLIED_ARGUMENTS and is_application:
-            context.problem(path + (key,), f"{key} is not given in a spec",
-                            f"{name} takes its input from the entry before it", key=True)
+            context.problem(
+                path + (key,),
+                f"{key} is not given in a spec",
+                f"{name} takes its input from the entry before it",
+                key=True,
+            )
             ok = False
         elif key not in accepted:
-            context.problem(path + (key,), f"unknown argument for {name}",
-                            did_you_mean(key, accepted) or f"{name} accepts: {', '.join(sorted(accepted))}", key=True)
+            context.problem(
+                path + (key,),
+                f"unknown argument for {name}",
+                did_you_mean(key, accepted) or f"{name} accepts: {', '.join(sorted(accepted))}",
+                key=True,
+            )
             ok = False
         elif isinstance(value, dict):
             context.problem(path + (key,), f"{key} does not take a mapping", "give a plain value")
             ok = False
     if entry.index > 0 and "input_shape" in entry.args and context.spec.layers[0] is not entry:
-        context.problem(path + ("input_shape",), "input_shape only takes effect on the first layer",
-                        "remove it: a base takes its input shape from the entry before it", key=True)
+        context.problem(
+            path + ("input_shape",),
+            "input_shape only takes effect on the first layer",
+            "remove it: a base takes its input shape from the entry before it",
+            key=True,
+        )
         ok = False
-    found = (applications.weights_problems(name, entry.args.get("weights"), context.spec.base_dir)
-             if is_application else applications.saved_model_problems(entry.args, context.spec.base_dir))
+    found = (
+        applications.weights_problems(name, entry.args.get("weights"), context.spec.base_dir)
+        if is_application
+        else applications.saved_model_problems(entry.args, context.spec.base_dir)
+    )
     _base_problems(context, entry, found)
     if not ok or found:
         return None
@@ -76,8 +91,9 @@ def realize_base(context: BuildContext, entry: LayerEntry, pending: PendingBase,
         _base_problems(context, entry, found)
         if found:
             return None
-        return applications.construct_application(name, pending.args, shape, abstract=context.abstract,
-                                                  base_dir=base_dir)
+        return applications.construct_application(
+            name, pending.args, shape, abstract=context.abstract, base_dir=base_dir
+        )
     except applications.WeightsDownloadError as error:
         weights_path = path + ("weights",) if "weights" in entry.args else path
         context.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
@@ -86,6 +102,10 @@ def realize_base(context: BuildContext, entry: LayerEntry, pending: PendingBase,
     except SeqError as error:  # a file over the limits (seqcli.limits)
         context.problem(path, error.message, error.hint, key=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a base it cannot make
-        context.problem(path, f"Keras could not make {name}: {clean_message(error)}",
-                        "check the arguments against the Keras documentation of this model", key=True)
+        context.problem(
+            path,
+            f"Keras could not make {name}: {clean_message(error)}",
+            "check the arguments against the Keras documentation of this model",
+            key=True,
+        )
     return None

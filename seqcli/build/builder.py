@@ -19,8 +19,9 @@ from seqcli.spec import LayerEntry, Spec
 from seqcli.trainable import apply_freeze
 
 
-def build_model(spec: Spec, *, abstract: bool = False, input_shape: Shape | None = None,
-                upto: str | int | None = None) -> BuiltModel:
+def build_model(
+    spec: Spec, *, abstract: bool = False, input_shape: Shape | None = None, upto: str | int | None = None
+) -> BuiltModel:
     """Build the spec's model; problems are collected on the result, never raised.
 
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
@@ -63,8 +64,9 @@ class _Builder:
         if upto is None and self.spec.freeze is not None:
             self._freeze()
         if self.result.built:
-            self.result.memory = estimate_memory(self.result.model, batch_size=spec_batch_size(self.spec),
-                                                 optimizer=spec_optimizer(self.spec))
+            self.result.memory = estimate_memory(
+                self.result.model, batch_size=spec_batch_size(self.spec), optimizer=spec_optimizer(self.spec)
+            )
         compare_expectations(self.context, whole_model=upto is None)
         return self.result
 
@@ -74,14 +76,18 @@ class _Builder:
         if not self.spec.may_read(where):
             return  # refused, and said so already
         try:
-            path = check_weights_file(resolve_path(weights, self.spec.base_dir), written_as=weights,
-                                      base_dir=self.spec.base_dir)
+            path = check_weights_file(
+                resolve_path(weights, self.spec.base_dir), written_as=weights, base_dir=self.spec.base_dir
+            )
         except WeightsError as error:
             self.context.problem(where, error.message, error.hint)
             return
         if not self.result.built:
-            self.context.problem(where, "the model has no input shape, so it cannot take weights",
-                                 "start 'layers' with '- Input: {shape: [...]}'")
+            self.context.problem(
+                where,
+                "the model has no input shape, so it cannot take weights",
+                "start 'layers' with '- Input: {shape: [...]}'",
+            )
         elif not self.context.abstract:
             try:
                 load_weights(self.result.model, path)
@@ -92,8 +98,11 @@ class _Builder:
         """Apply the spec's freeze: section; rows keep their trainable state before it."""
         report = apply_freeze(self.result.model, self.spec.freeze, strict=False)
         for field_name, position, pattern in report.unmatched:
-            self.context.problem(("freeze", field_name, position), f"{pattern!r} matches no layer",
-                                 did_you_mean(pattern, report.paths) or "list the layer names with 'seq summary'")
+            self.context.problem(
+                ("freeze", field_name, position),
+                f"{pattern!r} matches no layer",
+                did_you_mean(pattern, report.paths) or "list the layer names with 'seq summary'",
+            )
         if report.all_but_last_error:
             self.context.problem(("freeze", "all_but_last"), report.all_but_last_error)
         for row, layer in zip(self.result.rows, self.result.model.layers):
@@ -110,9 +119,11 @@ class _Builder:
         for position, entry in enumerate(entries):
             if upto in (entry.index, str(entry.index), names[position]):
                 return entries[: position + 1], layers[: position + 1]
-        self.context.problem(("layers",), f"--upto {upto!r} matches no layer",
-                             did_you_mean(str(upto), [n for n in names if n])
-                             or "give a layer name or an index into 'layers'")
+        self.context.problem(
+            ("layers",),
+            f"--upto {upto!r} matches no layer",
+            did_you_mean(str(upto), [n for n in names if n]) or "give a layer name or an index into 'layers'",
+        )
         return entries, layers
 
     def _check_unique_names(self, entries: list[LayerEntry]) -> None:
@@ -122,7 +133,9 @@ class _Builder:
             if not isinstance(name, str):
                 continue
             if name in seen:
-                self.context.problem(entry.path + (entry.class_name, "name"),
-                                     f"layer name {name!r} is already used by layers[{seen[name].index}]",
-                                     "layer names in a model must be unique")
+                self.context.problem(
+                    entry.path + (entry.class_name, "name"),
+                    f"layer name {name!r} is already used by layers[{seen[name].index}]",
+                    "layer names in a model must be unique",
+                )
             seen[name] = entry

@@ -15,15 +15,22 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
     shape, source = None, None
     for entry in entries[1:]:
         if entry.class_name == "Input":
-            context.problem(entry.path + ("Input",), "Input must be the first entry of 'layers'",
-                            "move it to the top, or remove it", key=True)
+            context.problem(
+                entry.path + ("Input",),
+                "Input must be the first entry of 'layers'",
+                "move it to the top, or remove it",
+                key=True,
+            )
     if first is not None and first.class_name == "Input":
         entries = entries[1:]
         shape, source = _input_entry_shape(context, first), "Input"
         input_args = _input_arguments(context, first)
     elif first is not None and "input_shape" in first.args:
-        shape, source, input_args = parse_shape(context, first.path + (first.class_name, "input_shape"),
-                                                first.args["input_shape"]), "input_shape", {}
+        shape, source, input_args = (
+            parse_shape(context, first.path + (first.class_name, "input_shape"), first.args["input_shape"]),
+            "input_shape",
+            {},
+        )
     else:
         input_args = {}
     if override is not None and shape is None:
@@ -35,9 +42,12 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
     try:
         tensor = context.keras.Input(shape=shape, **{k: v for k, v in input_args.items() if k != "shape"})
     except Exception as error:  # Keras raises ValueError, TypeError... for a dtype or shape it cannot use
-        context.problem(first.path + ("Input",) if source == "Input" else ("layers", 0),
-                        f"Keras rejected the input: {clean_message(error)}",
-                        "check Input's shape and dtype (e.g. float32, int32)", key=source == "Input")
+        context.problem(
+            first.path + ("Input",) if source == "Input" else ("layers", 0),
+            f"Keras rejected the input: {clean_message(error)}",
+            "check Input's shape and dtype (e.g. float32, int32)",
+            key=source == "Input",
+        )
         context.result.input_shape = None
         return None, entries
     return tensor, entries
@@ -58,8 +68,12 @@ def _input_arguments(context: BuildContext, entry: LayerEntry) -> dict:
     args = {}
     for key, value in entry.args.items():
         if key not in registry.INPUT_ARGUMENTS:
-            context.problem(entry.path + ("Input", key), f"unknown argument for Input: {key!r}",
-                            did_you_mean(key, registry.INPUT_ARGUMENTS), key=True)
+            context.problem(
+                entry.path + ("Input", key),
+                f"unknown argument for Input: {key!r}",
+                did_you_mean(key, registry.INPUT_ARGUMENTS),
+                key=True,
+            )
         elif key != "batch_shape":
             args[key] = value
     return args
@@ -69,9 +83,15 @@ def parse_shape(context: BuildContext, path, value) -> Shape | None:
     """A spec shape (an int or a list of positive ints and nulls) as a tuple; None, with a problem, otherwise."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return (value,)
-    if isinstance(value, list) and value and all(
-            d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in value)
+    ):
         return tuple(value)
-    context.problem(path, f"expected a shape such as [28, 28, 1], got {value!r}",
-                    "list the sizes of each dimension, without the batch dimension")
+    context.problem(
+        path,
+        f"expected a shape such as [28, 28, 1], got {value!r}",
+        "list the sizes of each dimension, without the batch dimension",
+    )
     return None

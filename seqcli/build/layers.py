@@ -39,9 +39,12 @@ class LayerMaker:
         try:
             return cls(**args)
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
-            self.context.problem(entry.path + (entry.class_name,), f"Keras rejected {entry.class_name}: "
-                                 f"{keras_message(entry, error)}",
-                                 "check the arguments against the Keras documentation of this layer", key=True)
+            self.context.problem(
+                entry.path + (entry.class_name,),
+                f"Keras rejected {entry.class_name}: {keras_message(entry, error)}",
+                "check the arguments against the Keras documentation of this layer",
+                key=True,
+            )
             return None
 
     def _default_name(self, cls: type) -> str:
@@ -63,9 +66,13 @@ class LayerMaker:
         if reason:
             self.context.problem(path, f"{entry.class_name} cannot be used in a spec: {reason}", key=True)
         else:
-            self.context.problem(path, f"unknown layer class {entry.class_name!r}",
-                                 did_you_mean(entry.class_name, registry.known_names())
-                                 or "layer classes are spelled as in keras.layers, e.g. Dense, Conv2D", key=True)
+            self.context.problem(
+                path,
+                f"unknown layer class {entry.class_name!r}",
+                did_you_mean(entry.class_name, registry.known_names())
+                or "layer classes are spelled as in keras.layers, e.g. Dense, Conv2D",
+                key=True,
+            )
         return None
 
     def _arguments(self, entry: LayerEntry, cls: type) -> dict | None:
@@ -75,9 +82,12 @@ class LayerMaker:
         ok = True
         for key, value in entry.args.items():
             if key not in accepted:
-                self.context.problem(path + (key,), f"unknown argument for {entry.class_name}",
-                                     did_you_mean(key, accepted)
-                                     or f"{entry.class_name} accepts: {', '.join(sorted(accepted))}", key=True)
+                self.context.problem(
+                    path + (key,),
+                    f"unknown argument for {entry.class_name}",
+                    did_you_mean(key, accepted) or f"{entry.class_name} accepts: {', '.join(sorted(accepted))}",
+                    key=True,
+                )
                 ok = False
                 continue
             converted = self._argument_value(path + (key,), key, value)
@@ -86,12 +96,20 @@ class LayerMaker:
             args[key] = converted
         missing = sorted(required - set(entry.args))
         if missing:
-            self.context.problem(path, f"{entry.class_name} needs {', '.join(missing)}",
-                                 f"add {missing[0]}: ... to its arguments", key=True)
+            self.context.problem(
+                path,
+                f"{entry.class_name} needs {', '.join(missing)}",
+                f"add {missing[0]}: ... to its arguments",
+                key=True,
+            )
             ok = False
         if entry.index > 0 and "input_shape" in args and self.spec.layers[0] is not entry:
-            self.context.problem(path + ("input_shape",), "input_shape only takes effect on the first layer",
-                                 "remove it, or move the shape to an 'Input' entry at the top", key=True)
+            self.context.problem(
+                path + ("input_shape",),
+                "input_shape only takes effect on the first layer",
+                "remove it, or move the shape to an 'Input' entry at the top",
+                key=True,
+            )
             ok = False
         return args if ok else None
 
@@ -101,9 +119,12 @@ class LayerMaker:
             return self._nested_layer(path, value)
         if isinstance(value, dict):
             if module is None:
-                self.context.problem(path, f"{key} does not take a mapping",
-                                     "mappings name Keras objects only for *_initializer, *_regularizer, "
-                                     "*_constraint and layer arguments")
+                self.context.problem(
+                    path,
+                    f"{key} does not take a mapping",
+                    "mappings name Keras objects only for *_initializer, *_regularizer, "
+                    "*_constraint and layer arguments",
+                )
                 return _INVALID
             return self._keras_object(path, module, value)
         if is_file_argument(key, value):
@@ -115,13 +136,15 @@ class LayerMaker:
     def _keras_object(self, path, module: str, value: dict):
         classes = registry.object_classes(module)
         if len(value) != 1:
-            self.context.problem(path, f"name one {module[:-1]} class, got {len(value)} keys",
-                                 "for example {GlorotUniform: {seed: 1}}")
+            self.context.problem(
+                path, f"name one {module[:-1]} class, got {len(value)} keys", "for example {GlorotUniform: {seed: 1}}"
+            )
             return _INVALID
-        (name, args), = value.items()
+        ((name, args),) = value.items()
         if name not in classes:
-            self.context.problem(path + (name,), f"unknown {module[:-1]} {name!r}", did_you_mean(name, classes),
-                                 key=True)
+            self.context.problem(
+                path + (name,), f"unknown {module[:-1]} {name!r}", did_you_mean(name, classes), key=True
+            )
             return _INVALID
         try:
             return classes[name](**(args or {}))
@@ -131,10 +154,11 @@ class LayerMaker:
 
     def _nested_layer(self, path, value: dict):
         if len(value) != 1:
-            self.context.problem(path, "a nested layer names exactly one class",
-                                 "for example layer: {LSTM: {units: 32}}")
+            self.context.problem(
+                path, "a nested layer names exactly one class", "for example layer: {LSTM: {units: 32}}"
+            )
             return _INVALID
-        (name, args), = value.items()
+        ((name, args),) = value.items()
         nested = LayerEntry(-1, name, dict(args or {}), None, path)
         layer = self.construct(nested)
         return layer if layer is not None else _INVALID
@@ -147,5 +171,6 @@ def keras_message(entry: LayerEntry, error: Exception) -> str:
     if not files:
         return clean_message(error)
     named = ", ".join(f"{'.'.join(map(str, f.path))} file {f.value!r}" for f in files)
-    return (f"{type(error).__name__} while using {named} (Keras's message is not shown: it may quote the "
-            "file's contents)")
+    return (
+        f"{type(error).__name__} while using {named} (Keras's message is not shown: it may quote the file's contents)"
+    )

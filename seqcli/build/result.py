@@ -30,8 +30,12 @@ class LayerRow:
     def partly_trainable(self) -> bool:
         """Trainable, but with some of the weights it had before freezing now frozen (a partly frozen base)."""
         before = self.trainable_params_before
-        return (self.trainable and before is not None and self.trainable_params is not None
-                and 0 < self.trainable_params < before)
+        return (
+            self.trainable
+            and before is not None
+            and self.trainable_params is not None
+            and 0 < self.trainable_params < before
+        )
 
     def as_dict(self) -> dict:
         row = {
@@ -45,8 +49,11 @@ class LayerRow:
         if self.inner_layers is not None:
             row["inner_layers"] = self.inner_layers
         if self.trainable_before is not None:
-            row.update(trainable_params=self.trainable_params, trainable_before=self.trainable_before,
-                       trainable_params_before=self.trainable_params_before)
+            row.update(
+                trainable_params=self.trainable_params,
+                trainable_before=self.trainable_before,
+                trainable_params_before=self.trainable_params_before,
+            )
         return row
 
 
@@ -65,13 +72,16 @@ class BuiltModel:
         """Trainable parameters before the spec's freeze: section (the same as trainable_params without one)."""
         if not self.built:
             return None
-        return sum(row.trainable_params if row.trainable_params_before is None else row.trainable_params_before
-                   for row in self.rows)
+        return sum(
+            row.trainable_params if row.trainable_params_before is None else row.trainable_params_before
+            for row in self.rows
+        )
 
     @property
     def built(self) -> bool:
-        return (self.input_shape is not None and bool(self.rows)
-                and all(row.output_shape is not None for row in self.rows))
+        return (
+            self.input_shape is not None and bool(self.rows) and all(row.output_shape is not None for row in self.rows)
+        )
 
     @property
     def output_shape(self) -> Shape | None:

@@ -21,13 +21,22 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
         if isinstance(layer, PendingBase):
             layer = realize_base(context, entry, layer, tensor)
             if layer is None:
-                rows.append(LayerRow(entry.index, entry.args.get("name") or "?", entry.class_name, None, None, None,
-                                     entry.args.get("trainable", True) is not False, entry.expect))
+                rows.append(
+                    LayerRow(
+                        entry.index,
+                        entry.args.get("name") or "?",
+                        entry.class_name,
+                        None,
+                        None,
+                        None,
+                        entry.args.get("trainable", True) is not False,
+                        entry.expect,
+                    )
+                )
                 tensor = None
                 continue
         made.append(layer)
-        row = LayerRow(entry.index, layer.name, entry.class_name, None, None, None, bool(layer.trainable),
-                       entry.expect)
+        row = LayerRow(entry.index, layer.name, entry.class_name, None, None, None, bool(layer.trainable), entry.expect)
         if isinstance(layer, context.keras.Model):
             row.inner_layers = applications.inner_layer_count(layer)
         rows.append(row)
@@ -37,9 +46,12 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             tensor = layer(tensor)
         except Exception as error:  # Keras raises many types for a shape that does not fit
             shape = shape_text(getattr(tensor, "shape", None))
-            context.problem(entry.path + (entry.class_name,),
-                            f"{entry.class_name} cannot take input of shape {shape}: {keras_message(entry, error)}",
-                            "check the previous layers' output shapes with 'seq summary --upto'", key=True)
+            context.problem(
+                entry.path + (entry.class_name,),
+                f"{entry.class_name} cannot take input of shape {shape}: {keras_message(entry, error)}",
+                "check the previous layers' output shapes with 'seq summary --upto'",
+                key=True,
+            )
             tensor = None
             continue
         row.output_shape = tuple(tensor.shape)
@@ -55,10 +67,11 @@ def compare_expectations(context: BuildContext, whole_model: bool) -> None:
             continue
         row.expect_ok = shape_matches(row.expect, row.output_shape[1:])
         if not row.expect_ok:
-            context.problem(("layers", row.index, "expect"),
-                            f"expected output shape {shape_text(row.expect)}, "
-                            f"built {shape_text(row.output_shape[1:])}",
-                            "update 'expect' if the new shape is intended")
+            context.problem(
+                ("layers", row.index, "expect"),
+                f"expected output shape {shape_text(row.expect)}, built {shape_text(row.output_shape[1:])}",
+                "update 'expect' if the new shape is intended",
+            )
     if whole_model:
         _compare_model_expectations(context)
 
@@ -69,19 +82,25 @@ def _compare_model_expectations(context: BuildContext) -> None:
         return
     output = result.output_shape[1:]
     if expect.output is not None and not shape_matches(expect.output, output):
-        context.problem(("expect", "output"), f"expected model output {shape_text(expect.output)}, "
-                                              f"built {shape_text(output)}")
+        context.problem(
+            ("expect", "output"), f"expected model output {shape_text(expect.output)}, built {shape_text(output)}"
+        )
     params, trainable = result.params, result.trainable_params
     if expect.params is not None and params != expect.params:
         context.problem(("expect", "params"), f"expected {expect.params:,} parameters, built {params:,}")
     if expect.max_params is not None and params > expect.max_params:
-        context.problem(("expect", "max_params"), f"model has {params:,} parameters, "
-                                                  f"over the limit of {expect.max_params:,}")
+        context.problem(
+            ("expect", "max_params"), f"model has {params:,} parameters, over the limit of {expect.max_params:,}"
+        )
     memory = result.memory
     if expect.max_memory is not None and memory is not None and memory.total > parse_size(expect.max_memory):
-        context.problem(("expect", "max_memory"), f"training needs about {human_size(memory.total)}, over the "
-                                                  f"limit of {expect.max_memory}: {memory.text()}",
-                        "make the model, its input or data.batch_size smaller, or raise expect.max_memory")
+        context.problem(
+            ("expect", "max_memory"),
+            f"training needs about {human_size(memory.total)}, over the limit of {expect.max_memory}: {memory.text()}",
+            "make the model, its input or data.batch_size smaller, or raise expect.max_memory",
+        )
     if expect.trainable_params is not None and trainable != expect.trainable_params:
-        context.problem(("expect", "trainable_params"),
-                        f"expected {expect.trainable_params:,} trainable parameters, built {trainable:,}")
+        context.problem(
+            ("expect", "trainable_params"),
+            f"expected {expect.trainable_params:,} trainable parameters, built {trainable:,}",
+        )

@@ -12,8 +12,14 @@ from seqcli.models import load_weights
 from seqcli.spec import Spec
 
 
-def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shape: Shape | None = None,
-                    batch_size: int = 0, what: str = "this model"):
+def model_from_spec(
+    spec: Spec,
+    *,
+    weights: str | Path | None = None,
+    input_shape: Shape | None = None,
+    batch_size: int = 0,
+    what: str = "this model",
+):
     """Build the spec's model for real (bases with their weights, the freeze: section applied), load
     ``weights`` (a .weights.h5 or a .keras file) into it, and return the Keras model. First a weightless build
     estimates the memory to run batches of ``batch_size``: over the budget, a LimitError says so and nothing
@@ -23,15 +29,18 @@ def model_from_spec(spec: Spec, *, weights: str | Path | None = None, input_shap
     if built.problems:
         raise spec.error(built.problems)
     if not built.built:
-        raise SeqError("the spec's model has no input shape, so it cannot hold weights",
-                       hint="start 'layers' with '- Input: {shape: [...]}'")
+        raise SeqError(
+            "the spec's model has no input shape, so it cannot hold weights",
+            hint="start 'layers' with '- Input: {shape: [...]}'",
+        )
     if weights is not None:
         load_weights(built.model, weights)
     return built.model
 
 
-def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str,
-                      training: bool = False) -> None:
+def check_spec_memory(
+    spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str, training: bool = False
+) -> None:
     """LimitError when the spec's model (estimated on a weightless build) is over the memory budget."""
     from seqcli.memory import check_budget, spec_optimizer
 
@@ -39,5 +48,7 @@ def check_spec_memory(spec: Spec, *, input_shape: Shape | None, batch_size: int,
     if abstract.problems:
         raise spec.error(abstract.problems)
     if abstract.built:
-        check_budget(estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec),
-                                     training=training), what)
+        check_budget(
+            estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec), training=training),
+            what,
+        )

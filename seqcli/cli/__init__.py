@@ -35,8 +35,14 @@ def disable_color(ctx, param, value: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqcli", prog_name="seq")
-@click.option("--no-color", is_flag=True, expose_value=False, is_eager=True, callback=disable_color,
-              help="Plain text without colors (also: the NO_COLOR environment variable).")
+@click.option(
+    "--no-color",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=disable_color,
+    help="Plain text without colors (also: the NO_COLOR environment variable).",
+)
 def cli():
     """seq: a Keras Sequential model from a YAML spec, checked, trained and put to work.
 
@@ -45,9 +51,22 @@ def cli():
     """
 
 
-for _command in (summary, check, schema, plot_command, import_command, init_command,
-                 train_command, transfer, tune_command,
-                 evaluate, predict, extract, freeze, export_command):
+for _command in (
+    summary,
+    check,
+    schema,
+    plot_command,
+    import_command,
+    init_command,
+    train_command,
+    transfer,
+    tune_command,
+    evaluate,
+    predict,
+    extract,
+    freeze,
+    export_command,
+):
     cli.add_command(_command)
 
 
@@ -55,5 +74,15 @@ def main():
     cli(prog_name="seq")
 
 
-__all__ = ["SpecError", "allow_path_option", "cli", "exit_status", "fail_on_seq_error", "main", "memory_option",
-           "resume_command", "stderr_console", "stdout_console"]
+__all__ = [
+    "SpecError",
+    "allow_path_option",
+    "cli",
+    "exit_status",
+    "fail_on_seq_error",
+    "main",
+    "memory_option",
+    "resume_command",
+    "stderr_console",
+    "stdout_console",
+]

@@ -45,9 +45,12 @@ def fail_on_seq_error(command):
             if os.environ.get("SEQ_DEBUG"):
                 raise
             message = " ".join(str(error).split())[:300] or "(no message)"
-            click.echo(f"error: unexpected {type(error).__name__}: {message}\n"
-                       "  hint: this is a bug in seq, or an input it does not check yet; run again with "
-                       "SEQ_DEBUG=1 for the traceback and report it", err=True)
+            click.echo(
+                f"error: unexpected {type(error).__name__}: {message}\n"
+                "  hint: this is a bug in seq, or an input it does not check yet; run again with "
+                "SEQ_DEBUG=1 for the traceback and report it",
+                err=True,
+            )
             sys.exit(ExitStatus.ERROR)
 
     return wrapper
@@ -70,10 +73,15 @@ def allow_path_option(command):
         with allowed_paths(allow_paths):
             return command(*args, **kwargs)
 
-    return click.option("--allow-path", "allow_paths", multiple=True, metavar="DIR",
-                        type=click.Path(file_okay=False),
-                        help=f"Let specs read files in DIR too (repeatable); a spec reads files inside its own "
-                             f"folder only. Also SEQ_ALLOW_PATH (folders separated by '{os.pathsep}').")(wrapper)
+    return click.option(
+        "--allow-path",
+        "allow_paths",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(file_okay=False),
+        help=f"Let specs read files in DIR too (repeatable); a spec reads files inside its own "
+        f"folder only. Also SEQ_ALLOW_PATH (folders separated by '{os.pathsep}').",
+    )(wrapper)
 
 
 def set_max_memory(ctx, param, value: str | None):
@@ -88,16 +96,27 @@ def set_max_memory(ctx, param, value: str | None):
 
 def memory_option(command):
     """``--max-memory SIZE``: the budget checked before reading inputs and building real weights."""
-    return click.option("--max-memory", callback=set_max_memory, expose_value=False, metavar="SIZE",
-                        help="Refuse inputs and models estimated to need more memory than SIZE (e.g. 8G).  "
-                             "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]")(command)
+    return click.option(
+        "--max-memory",
+        callback=set_max_memory,
+        expose_value=False,
+        metavar="SIZE",
+        help="Refuse inputs and models estimated to need more memory than SIZE (e.g. 8G).  "
+        "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]",
+    )(command)
 
 
 def result_format_option(command):
     """``--format text|json``: the result for people, or as one JSON document on stdout (progress and notes
     then go to stderr), for the commands that print a result."""
-    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-                        help="Print the result as text, or as JSON on stdout (progress goes to stderr).")(command)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Print the result as text, or as JSON on stdout (progress goes to stderr).",
+    )(command)
 
 
 def echo_json(data) -> None:

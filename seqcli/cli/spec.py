@@ -14,8 +14,12 @@ from seqcli.exit_status import ExitStatus
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--input-shape", callback=parse_shape, metavar="250,250,3",
-              help="Input shape (without batch) for a spec that has none.")
+@click.option(
+    "--input-shape",
+    callback=parse_shape,
+    metavar="250,250,3",
+    help="Input shape (without batch) for a spec that has none.",
+)
 @click.option("--upto", metavar="NAME|INDEX", help="Show the model built up to this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
@@ -41,8 +45,14 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github"]), default="text",
-              show_default=True, help="Output format; junit and github are for CI systems.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "github"]),
+    default="text",
+    show_default=True,
+    help="Output format; junit and github are for CI systems.",
+)
 @allow_path_option
 @fail_on_seq_error
 def check(specs, fmt):
@@ -85,8 +95,9 @@ def schema(output):
         try:
             write_text_atomic(output, text + "\n")
         except OSError as error:
-            raise SeqError(f"cannot write the schema to {output}: {error.strerror or error}",
-                           hint="choose another --output") from None
+            raise SeqError(
+                f"cannot write the schema to {output}: {error.strerror or error}", hint="choose another --output"
+            ) from None
     else:
         click.echo(text)
 
@@ -95,8 +106,13 @@ def schema(output):
 @click.argument("source", metavar="SPEC_OR_RUN", type=click.Path())
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The image: .png or .svg.")
 @click.option("--curves", is_flag=True, help="Training curves of a run directory (the default for a run).")
-@click.option("--engine", type=click.Choice(["matplotlib", "graphviz"]), default="matplotlib", show_default=True,
-              help="graphviz uses keras.utils.plot_model and needs the 'dot' program.")
+@click.option(
+    "--engine",
+    type=click.Choice(["matplotlib", "graphviz"]),
+    default="matplotlib",
+    show_default=True,
+    help="graphviz uses keras.utils.plot_model and needs the 'dot' program.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @fail_on_seq_error
 def plot_command(source, output, curves, engine, overwrite):
@@ -115,8 +131,12 @@ def plot_command(source, output, curves, engine, overwrite):
 @click.command("import")
 @click.argument("model", metavar="MODEL.keras", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the spec here instead of stdout.")
-@click.option("--weights-out", type=click.Path(dir_okay=False), metavar="W.weights.h5",
-              help="Also write the model's weights, for 'seq train --set' or 'seq extract --weights'.")
+@click.option(
+    "--weights-out",
+    type=click.Path(dir_okay=False),
+    metavar="W.weights.h5",
+    help="Also write the model's weights, for 'seq train --set' or 'seq extract --weights'.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output or --weights-out.")
 @fail_on_seq_error
 def import_command(model, output, weights_out, overwrite):

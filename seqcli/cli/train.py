@@ -28,8 +28,11 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output (only what seq wrote).")
-@click.option("--strategy", type=click.Choice(["auto", "one_device", "mirrored", "multi_worker"]),
-              help="Distribution strategy (sets distribute.strategy).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "one_device", "mirrored", "multi_worker"]),
+    help="Distribution strategy (sets distribute.strategy).",
+)
 @click.option("--devices", callback=parse_devices, metavar="LIST", help="Devices to use, e.g. /cpu:0,/cpu:1.")
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (and the --format json result).")
@@ -54,9 +57,17 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
     except TrainingInterrupted as stop:
         if stop.checkpoint is not None:
             stop.resume_command = resume_command(
-                "train", spec, output=stop.output, overrides=overrides,
-                flags={"--epochs": epochs, "--strategy": strategy, "--devices": ",".join(devices or []) or None,
-                       "--virtual-cpus": virtual_cpus})
+                "train",
+                spec,
+                output=stop.output,
+                overrides=overrides,
+                flags={
+                    "--epochs": epochs,
+                    "--strategy": strategy,
+                    "--devices": ",".join(devices or []) or None,
+                    "--virtual-cpus": virtual_cpus,
+                },
+            )
         raise
     if fmt == "json":
         echo_json(result.as_dict())
@@ -66,18 +77,39 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
-              help="Directory for the phases: OUTPUT/phase1, OUTPUT/phase2.")
-@click.option("--weights", type=click.Path(dir_okay=False),
-              help="Pretrained weights of the whole model (.weights.h5 or .keras); sets transfer.weights.")
-@click.option("--epochs", type=click.IntRange(min=1),
-              help="Phase one epochs.  [default: transfer.epochs, else train.epochs]")
-@click.option("--fine-tune-layers", type=click.IntRange(min=1), metavar="N",
-              help="Phase two: unfreeze the top N layers of the base.  [default: transfer.fine_tune.layers]")
-@click.option("--fine-tune-epochs", type=click.IntRange(min=1), metavar="K",
-              help="Phase two epochs.  [default: transfer.fine_tune.epochs, else 1]")
-@click.option("--fine-tune-lr", type=click.FloatRange(min=0, min_open=True), metavar="LR",
-              help="Phase two learning rate.  [default: transfer.fine_tune.learning_rate, else 1e-5]")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the phases: OUTPUT/phase1, OUTPUT/phase2.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="Pretrained weights of the whole model (.weights.h5 or .keras); sets transfer.weights.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), help="Phase one epochs.  [default: transfer.epochs, else train.epochs]"
+)
+@click.option(
+    "--fine-tune-layers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Phase two: unfreeze the top N layers of the base.  [default: transfer.fine_tune.layers]",
+)
+@click.option(
+    "--fine-tune-epochs",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Phase two epochs.  [default: transfer.fine_tune.epochs, else 1]",
+)
+@click.option(
+    "--fine-tune-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="LR",
+    help="Phase two learning rate.  [default: transfer.fine_tune.learning_rate, else 1e-5]",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--resume", is_flag=True, help="Continue: finished phases are kept, an interrupted one resumes.")
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
@@ -86,8 +118,20 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 @allow_path_option
 @memory_option
 @fail_on_seq_error
-def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr, overrides, resume,
-             overwrite, quiet, fmt):
+def transfer(
+    spec,
+    output,
+    weights,
+    epochs,
+    fine_tune_layers,
+    fine_tune_epochs,
+    fine_tune_lr,
+    overrides,
+    resume,
+    overwrite,
+    quiet,
+    fmt,
+):
     """Transfer learning, the guide's two blueprints: freeze, train the rest, optionally fine-tune.
 
     Without a pretrained base in the spec: load --weights into the model, freeze all layers but
@@ -99,8 +143,18 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
     from seqcli.training import TrainingInterrupted
     from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
 
-    options = TransferOptions(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, fine_tune_lr,
-                              list(overrides), resume, overwrite)
+    options = TransferOptions(
+        spec,
+        output,
+        weights,
+        epochs,
+        fine_tune_layers,
+        fine_tune_epochs,
+        fine_tune_lr,
+        list(overrides),
+        resume,
+        overwrite,
+    )
     console = stderr_console() if fmt == "json" else stdout_console()
     plan = plan_transfer(options)
 
@@ -116,9 +170,18 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
     except TrainingInterrupted as stop:
         if stop.checkpoint is not None:
             stop.resume_command = resume_command(
-                "transfer", spec, output=output, overrides=overrides,
-                flags={"--weights": weights, "--epochs": epochs, "--fine-tune-layers": fine_tune_layers,
-                       "--fine-tune-epochs": fine_tune_epochs, "--fine-tune-lr": fine_tune_lr})
+                "transfer",
+                spec,
+                output=output,
+                overrides=overrides,
+                flags={
+                    "--weights": weights,
+                    "--epochs": epochs,
+                    "--fine-tune-layers": fine_tune_layers,
+                    "--fine-tune-epochs": fine_tune_epochs,
+                    "--fine-tune-lr": fine_tune_lr,
+                },
+            )
         raise
     if fmt == "json":
         echo_json(result.as_dict())
@@ -129,14 +192,28 @@ def transfer(spec, output, weights, epochs, fine_tune_layers, fine_tune_epochs, 
 
 @click.command("tune")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", type=click.Path(file_okay=False),
-              help="Study directory: trial-NNNN/ runs, trials.csv, study.json, trials.png, best.yaml.  "
-                   "[default: runs/SPEC_NAME-tune]")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Study directory: trial-NNNN/ runs, trials.csv, study.json, trials.png, best.yaml.  "
+    "[default: runs/SPEC_NAME-tune]",
+)
 @click.option("--trials", type=click.IntRange(min=1), metavar="N", help="Trials in all (sets tune.trials).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Worker processes on this machine, each training one trial at a time.")
-@click.option("--storage", metavar="URL", help="Study database shared by several machines, e.g. "
-              "postgresql://user@host/db.  [default: sqlite:///OUTPUT/study.db]")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Worker processes on this machine, each training one trial at a time.",
+)
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Study database shared by several machines, e.g. "
+    "postgresql://user@host/db.  [default: sqlite:///OUTPUT/study.db]",
+)
 @click.option("--resume", is_flag=True, help="Continue the study in --output (or --storage) to its total.")
 @click.option("--worker-index", type=int, hidden=True)
 @result_format_option
@@ -153,14 +230,21 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
     from seqcli.tune.runner import TuneInterrupted, TuneOptions, tune_spec
 
     console = stderr_console() if fmt == "json" else stdout_console()
-    options = TuneOptions(spec, output, trials, workers, storage, resume, worker_index,
-                          workers_print_to_stderr=fmt == "json")
+    options = TuneOptions(
+        spec, output, trials, workers, storage, resume, worker_index, workers_print_to_stderr=fmt == "json"
+    )
     try:
-        result = tune_spec(options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None
-                                              else ""))
+        result = tune_spec(
+            options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None else "")
+        )
     except TuneInterrupted as stop:
-        stop.resume_command = resume_command("tune", spec, output=stop.output, overrides=[], flags={
-            "--storage": storage, "--trials": trials, "--workers": workers if workers != 1 else None})
+        stop.resume_command = resume_command(
+            "tune",
+            spec,
+            output=stop.output,
+            overrides=[],
+            flags={"--storage": storage, "--trials": trials, "--workers": workers if workers != 1 else None},
+        )
         raise
     if result is None:
         return

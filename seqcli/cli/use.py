@@ -19,9 +19,13 @@ from seqcli.cli.options import (
 
 @click.command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option("--data", "source", metavar="SOURCE",
-              help="Data with labels: .npz/.csv file, image folder, or e.g. mnist:test.  "
-                   "[default: the run's data.test, else its validation data]")
+@click.option(
+    "--data",
+    "source",
+    metavar="SOURCE",
+    help="Data with labels: .npz/.csv file, image folder, or e.g. mnist:test.  "
+    "[default: the run's data.test, else its validation data]",
+)
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -46,8 +50,13 @@ def evaluate(target, source, spec, batch_size, fmt):
 @click.command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--data", "source", required=True, metavar="SOURCE", help="Inputs: .npz/.npy/.csv, image folder...")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @memory_option
@@ -66,15 +75,33 @@ def predict(target, source, output, batch_size, overwrite):
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--weights", type=click.Path(dir_okay=False),
-              help="Trained weights: a .weights.h5 or .keras file. Without it, layers keep their spec weights.")
-@click.option("--data", "source", required=True, metavar="SOURCE",
-              help="Inputs: an .npz/.npy/.csv file, an image folder, or a Keras dataset such as mnist:test.")
-@click.option("--layer", "layers", multiple=True, metavar="NAME",
-              help="A layer to extract (repeatable); BASE/NAME reaches inside a pretrained base.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="Trained weights: a .weights.h5 or .keras file. Without it, layers keep their spec weights.",
+)
+@click.option(
+    "--data",
+    "source",
+    required=True,
+    metavar="SOURCE",
+    help="Inputs: an .npz/.npy/.csv file, an image folder, or a Keras dataset such as mnist:test.",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="A layer to extract (repeatable); BASE/NAME reaches inside a pretrained base.",
+)
 @click.option("--all", "all_layers", is_flag=True, help="Extract every top-level layer.")
-@click.option("--output", "-o", required=True, type=click.Path(),
-              help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="FEATURES.npz (one array per layer), or a directory for one .npy file per layer.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per batch (default: data.batch_size).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
@@ -95,11 +122,22 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     if bool(layers) == all_layers:
         raise click.UsageError("give --layer NAME (one or more) or --all")
     if weights is None:
-        click.echo("note: no --weights; layers keep the weights the spec gives them (pretrained bases) or "
-                   "a fresh initialization", err=True)
-    result = run_extract(spec, data=source, output=output, layers=list(layers) or None, weights=weights,
-                         batch_size=batch_size, overrides=list(overrides), overwrite=overwrite,
-                         progress_factory=lambda total: sample_progress(total, stderr_console()))
+        click.echo(
+            "note: no --weights; layers keep the weights the spec gives them (pretrained bases) or "
+            "a fresh initialization",
+            err=True,
+        )
+    result = run_extract(
+        spec,
+        data=source,
+        output=output,
+        layers=list(layers) or None,
+        weights=weights,
+        batch_size=batch_size,
+        overrides=list(overrides),
+        overwrite=overwrite,
+        progress_factory=lambda total: sample_progress(total, stderr_console()),
+    )
     if fmt == "json":
         return echo_json(result.as_dict())
     for name, shape in result.shapes.items():
@@ -110,13 +148,18 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.command()
 @click.argument("source", metavar="SPEC_OR_MODEL", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights to load first: .weights.h5 or .keras.")
-@click.option("--all-but-last", type=click.IntRange(min=0), metavar="N",
-              help="Freeze every top-level layer but the last N.")
-@click.option("--layer", "layers", multiple=True, metavar="NAME_OR_GLOB",
-              help="Freeze layers by name or glob (repeatable); BASE/NAME reaches inside a base.")
+@click.option(
+    "--all-but-last", type=click.IntRange(min=0), metavar="N", help="Freeze every top-level layer but the last N."
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME_OR_GLOB",
+    help="Freeze layers by name or glob (repeatable); BASE/NAME reaches inside a base.",
+)
 @click.option("--unfreeze", multiple=True, metavar="NAME_OR_GLOB", help="Keep these trainable; wins over freezing.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="The frozen model, a .keras file.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The frozen model, a .keras file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @result_format_option
 @allow_path_option
@@ -143,18 +186,40 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
 
 @click.command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["saved_model", "tflite", "onnx"]),
-              help="Artifact format (for JSON output use --json).  "
-                   "[default: from --output: .tflite, .onnx, else saved_model]")
-@click.option("--output", "-o", required=True, type=click.Path(), help="The artifact: a folder for saved_model, "
-              "else a file (model.tflite, model.onnx).")
-@click.option("--data", "source", metavar="SOURCE",
-              help="Inputs to verify with: .npz/.npy/.csv, image folder...  [default: the run's data]")
-@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, metavar="N",
-              help="Inputs compared between Keras and the exported model.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["saved_model", "tflite", "onnx"]),
+    help="Artifact format (for JSON output use --json).  [default: from --output: .tflite, .onnx, else saved_model]",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(),
+    help="The artifact: a folder for saved_model, else a file (model.tflite, model.onnx).",
+)
+@click.option(
+    "--data",
+    "source",
+    metavar="SOURCE",
+    help="Inputs to verify with: .npz/.npy/.csv, image folder...  [default: the run's data]",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    metavar="N",
+    help="Inputs compared between Keras and the exported model.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace what is already at --output.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).",
+)
 @fail_on_seq_error
 def export_command(target, fmt, output, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.

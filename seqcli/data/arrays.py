@@ -96,11 +96,12 @@ def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str
     shape, input_shape = tuple(shape), tuple(input_shape)
     if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
         return
-    raise ShapeMismatchError(f"{where}: samples in {name} have shape {shape_text(shape)}, but the model takes "
-                             f"{shape_text(input_shape)}",
-                             hint=f"give data shaped like the model's input, or a model for inputs of shape "
-                                  f"{list(shape)}",
-                             shape=shape, input_shape=input_shape)
+    raise ShapeMismatchError(
+        f"{where}: samples in {name} have shape {shape_text(shape)}, but the model takes {shape_text(input_shape)}",
+        hint=f"give data shaped like the model's input, or a model for inputs of shape {list(shape)}",
+        shape=shape,
+        input_shape=input_shape,
+    )
 
 
 def as_arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str) -> Arrays:
@@ -130,4 +131,3 @@ def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_:
         return y.astype(np.float32, copy=False)
     raise DataError(f"{where}: labels in {path} hold {y.dtype} values; labels must be numbers")
-

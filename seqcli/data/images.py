@@ -162,8 +162,9 @@ def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arr
         shutil.rmtree(folder, ignore_errors=True)
         return images
     try:
-        target = np.lib.format.open_memmap(os.path.join(folder, "decoded.npy"), mode="w+", dtype=np.float32,
-                                           shape=(images.count, *images.sample_shape))
+        target = np.lib.format.open_memmap(
+            os.path.join(folder, "decoded.npy"), mode="w+", dtype=np.float32, shape=(images.count, *images.sample_shape)
+        )
         _fill(target, images, where)
         target.flush()
     except BaseException:
@@ -180,13 +181,15 @@ def _fill(target: np.ndarray, images: Images, where: str) -> None:
     offset = 0
     try:
         for batch in images.decoder():
-            target[offset:offset + len(batch)] = batch.numpy()
+            target[offset : offset + len(batch)] = batch.numpy()
             offset += len(batch)
     except tf.errors.OpError as error:
-        first = offset + _first_undecodable(images.paths[offset:offset + DECODE_BATCH], images.channels)
+        first = offset + _first_undecodable(images.paths[offset : offset + DECODE_BATCH], images.channels)
         name = images.paths[min(first, images.count - 1)]
-        raise DataError(f"{where}: cannot decode image {name}: {error.message.strip().splitlines()[0]}",
-                        hint="remove or replace the file; images must be BMP, GIF, JPEG or PNG") from None
+        raise DataError(
+            f"{where}: cannot decode image {name}: {error.message.strip().splitlines()[0]}",
+            hint="remove or replace the file; images must be BMP, GIF, JPEG or PNG",
+        ) from None
 
 
 def _first_undecodable(paths: np.ndarray, channels: int) -> int:
@@ -235,5 +238,3 @@ def open_images(directory: Path, section: SourceSection, where: str) -> Images:
         channels=CHANNELS[section.color_mode],
         scale=None if section.scale is None else float(section.scale),
     )
-
-

@@ -96,8 +96,15 @@ class Datasets:
 # ----------------------------------------------------------------------------- public API
 
 
-def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: int | None = None,
-                  input_shape: tuple | None = None, decode_once: bool = True) -> Datasets:
+def load_datasets(
+    data: dict,
+    base_dir: Path,
+    *,
+    seed: int | None,
+    batch_size: int | None = None,
+    input_shape: tuple | None = None,
+    decode_once: bool = True,
+) -> Datasets:
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
 
     ``validation`` may be a fraction of the training data, split off by ``seed`` before any
@@ -147,8 +154,11 @@ def load_datasets(data: dict, base_dir: Path, *, seed: int | None, batch_size: i
         class_names=train.class_names,
         seed=seed,
         batch_size=batch_size,
-        labels={where: source.y for where, source in (("data.train", train), ("data.validation", validation))
-                if getattr(source, "y", None) is not None},
+        labels={
+            where: source.y
+            for where, source in (("data.train", train), ("data.validation", validation))
+            if getattr(source, "y", None) is not None
+        },
         _epoch_builder=epoch_builder,
     )
 
@@ -256,8 +266,9 @@ def _validation_batches(source: Source, indices: np.ndarray, batch_size: int, ca
     return _prefetch(dataset)
 
 
-def _validation_only(section: DataSection, base_dir: Path, seed: int, batch_size: int,
-                     input_shape: tuple | None) -> Datasets:
+def _validation_only(
+    section: DataSection, base_dir: Path, seed: int, batch_size: int, input_shape: tuple | None
+) -> Datasets:
     if section.validation is None:
         return Datasets(seed=seed, batch_size=batch_size)
     validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
@@ -286,5 +297,3 @@ def _check_compatible(train: Source, validation: Source):
             f"data.validation: class folders {validation.class_names} differ from data.train's {train.class_names}",
             hint="use the same class subfolder names in both directories",
         )
-
-

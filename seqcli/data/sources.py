@@ -60,14 +60,14 @@ def open_source(
     """Open a source. ``labels``: labels are required; ``keep_labels``: read them when present;
     ``input_shape``: the model's, checked against the samples' before the bulk of a file is read."""
     try:
-        return _open_checked(source, base_dir, where, labels=labels, keep_labels=keep_labels,
-                             input_shape=input_shape)
+        return _open_checked(source, base_dir, where, labels=labels, keep_labels=keep_labels, input_shape=input_shape)
     except limits.LimitError as error:
         raise DataError(error.message, error.hint) from None
 
 
-def _open_checked(source, base_dir: Path, where: str, *, labels: bool, keep_labels: bool,
-                  input_shape: tuple | None) -> Source:
+def _open_checked(
+    source, base_dir: Path, where: str, *, labels: bool, keep_labels: bool, input_shape: tuple | None
+) -> Source:
     section = as_section(source, where)
     want_labels = labels or keep_labels
     if section.dataset is not None and section.path is not None:
@@ -80,8 +80,7 @@ def _open_checked(source, base_dir: Path, where: str, *, labels: bool, keep_labe
     elif section.path is None:
         raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
     else:
-        opened = _open_path(section, base_dir, where, labels=labels, want_labels=want_labels,
-                            input_shape=input_shape)
+        opened = _open_path(section, base_dir, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
     check_sample_shape(opened.sample_shape, input_shape, section.path or section.dataset, where)
     if labels and isinstance(opened, Arrays) and opened.y is None:
         raise DataError(
@@ -93,8 +92,15 @@ def _open_checked(source, base_dir: Path, where: str, *, labels: bool, keep_labe
     return opened
 
 
-def _open_path(section: SourceSection, base_dir: Path, where: str, *, labels: bool, want_labels: bool,
-               input_shape: tuple | None = None):
+def _open_path(
+    section: SourceSection,
+    base_dir: Path,
+    where: str,
+    *,
+    labels: bool,
+    want_labels: bool,
+    input_shape: tuple | None = None,
+):
     path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
     limits.check_data_file(path, where)
@@ -151,8 +157,9 @@ def _infer_format(path: Path, where: str) -> str:
     return fmt
 
 
-def _read_npz(path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool,
-              input_shape: tuple | None = None):
+def _read_npz(
+    path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool, input_shape: tuple | None = None
+):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
     with limits.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
@@ -176,8 +183,9 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
         _missing_array(name, path, list(members), where, role)
     member = members[name]
     with archive.open(member) as handle:
-        shape, _ = limits.check_npy_header(handle, archive.getinfo(member).file_size, where,
-                                           f"array {name!r} in {path}")
+        shape, _ = limits.check_npy_header(
+            handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
+        )
     return tuple(shape)
 
 
@@ -263,7 +271,7 @@ def _csv_reader(path: Path, where: str):
                     f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column "
                     f"{error.start + 1}",
                     hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
-                         "e.g. iconv -f latin1 -t utf-8",
+                    "e.g. iconv -f latin1 -t utf-8",
                 ) from None
 
     reader = csv.reader(lines())
@@ -320,9 +328,11 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> np.n
             total += chunks[-1].nbytes
             chunk, lines = [], []
             if total > budget:
-                raise DataError(f"{where}: {path} holds more than {limits.human_size(budget)} of numbers "
-                                f"(stopped reading at line {rows.line}), over the memory limit",
-                                hint=limits.over_budget_hint())
+                raise DataError(
+                    f"{where}: {path} holds more than {limits.human_size(budget)} of numbers "
+                    f"(stopped reading at line {rows.line}), over the memory limit",
+                    hint=limits.over_budget_hint(),
+                )
     if chunk:
         chunks.append(_csv_chunk(chunk, lines, header, path, where))
     return np.concatenate(chunks) if chunks else np.zeros((0, width))
@@ -344,4 +354,3 @@ def _csv_chunk(chunk: list[list[str]], lines: list[int], header: list[str], path
                     hint="every cell after the header row must be a number",
                 ) from None
     raise DataError(f"{where}: cannot read {path} as numbers")  # pragma: no cover
-

@@ -15,5 +15,16 @@ from seqcli.distribute.keras_workarounds import prepare_model
 from seqcli.distribute.settings import DistributeError, StrategyInfo, per_replica_batch
 from seqcli.distribute.strategy import make_strategy
 
-__all__ = ["MAX_VIRTUAL_CPUS", "Cluster", "DistributeError", "StrategyInfo", "chief_output_dir", "make_strategy",
-           "per_replica_batch", "prepare_model", "resolve_cluster", "virtual_cpus_limit", "virtual_cpus_problem"]
+__all__ = [
+    "MAX_VIRTUAL_CPUS",
+    "Cluster",
+    "DistributeError",
+    "StrategyInfo",
+    "chief_output_dir",
+    "make_strategy",
+    "per_replica_batch",
+    "prepare_model",
+    "resolve_cluster",
+    "virtual_cpus_limit",
+    "virtual_cpus_problem",
+]

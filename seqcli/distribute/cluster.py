@@ -68,8 +68,7 @@ def multi_worker_strategy(tf, settings: Settings) -> StrategyInfo:
             f"distribute: worker {cluster.worker_index} of {cluster.workers} could not reach its peers "
             f"within {settings.timeout:g} s ({cluster.source}: {_peers(cluster)}); "
             f"TensorFlow said: {_first_line(error.message)}",
-            hint="start every worker with the same cluster, check the addresses and ports, or raise "
-            "distribute.timeout",
+            hint="start every worker with the same cluster, check the addresses and ports, or raise distribute.timeout",
         ) from None
     devices = list(strategy.extended.worker_devices)
     return StrategyInfo(
@@ -92,8 +91,7 @@ def resolve_cluster() -> Cluster:
     if "SLURM_JOB_ID" in environ and "SLURM_PROCID" in environ:
         return _slurm_cluster(environ)
     raise DistributeError(
-        "distribute: multi_worker needs a cluster, and neither TF_CONFIG nor SLURM_JOB_ID/SLURM_PROCID "
-        "is set",
+        "distribute: multi_worker needs a cluster, and neither TF_CONFIG nor SLURM_JOB_ID/SLURM_PROCID is set",
         hint='set TF_CONFIG on every worker, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
         '"task": {"type": "worker", "index": 0}}, or start the workers with srun',
     )
@@ -115,9 +113,7 @@ def _tf_config_cluster(text: str) -> Cluster:
     return Cluster(resolver, jobs, task_type, index, "TF_CONFIG")
 
 
-_TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-)
+_TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 
 def _check_tf_config(config) -> tuple[dict[str, list[str]], str, int]:
@@ -179,9 +175,7 @@ def _slurm_cluster(environ: Mapping[str, str]) -> Cluster:
             # With no GPU, SlurmClusterResolver divides the node's GPUs into range(0, 0, 0) and fails; give it
             # one placeholder GPU per task, and tell the strategy the truth below.
             busiest = max(slurm_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1")))
-            resolver = resolvers.SlurmClusterResolver(
-                gpus_per_node=busiest, gpus_per_task=1, auto_set_gpu=False
-            )
+            resolver = resolvers.SlurmClusterResolver(gpus_per_node=busiest, gpus_per_task=1, auto_set_gpu=False)
         spec = resolver.cluster_spec()
     except (RuntimeError, ValueError, KeyError) as error:
         raise DistributeError(

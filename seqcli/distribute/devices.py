@@ -21,11 +21,15 @@ def virtual_cpus_problem(count: int | None, batch_size: int) -> tuple[str, str] 
         return None
     limit = virtual_cpus_limit()
     if count > limit:
-        return (f"{count} virtual CPUs is more than this machine can use ({os.cpu_count()} cores; at most {limit})",
-                f"use at most {limit}; virtual CPUs are for testing distribution, not for speed")
+        return (
+            f"{count} virtual CPUs is more than this machine can use ({os.cpu_count()} cores; at most {limit})",
+            f"use at most {limit}; virtual CPUs are for testing distribution, not for speed",
+        )
     if count > batch_size:
-        return (f"{count} virtual CPUs cannot share batches of {batch_size} samples: each replica needs at least one",
-                f"use at most {batch_size} virtual CPUs, or a data.batch_size of at least {count}")
+        return (
+            f"{count} virtual CPUs cannot share batches of {batch_size} samples: each replica needs at least one",
+            f"use at most {batch_size} virtual CPUs, or a data.batch_size of at least {count}",
+        )
     return None
 
 
@@ -70,8 +74,7 @@ def known_devices(tf, requested) -> list[str]:
     repeated = sorted({_short(name) for name in found if found.count(name) > 1})
     if repeated:
         raise DistributeError(
-            f"distribute.devices: {', '.join(repeated)} is listed more than once; "
-            f"received: {', '.join(requested)}"
+            f"distribute.devices: {', '.join(repeated)} is listed more than once; received: {', '.join(requested)}"
         )
     return found
 

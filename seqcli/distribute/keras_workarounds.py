@@ -75,9 +75,7 @@ def _fully_built(model) -> bool:
     flatten = getattr(model, "_flatten_layers", None)
     layers = list(flatten()) if flatten is not None else [model]
     parts = [getattr(model, "_compile_metrics", None), getattr(model, "_compile_loss", None), model.optimizer]
-    return all(layer.built for layer in layers) and all(
-        part is None or getattr(part, "built", False) for part in parts
-    )
+    return all(layer.built for layer in layers) and all(part is None or getattr(part, "built", False) for part in parts)
 
 
 def _batch_spec(epoch_iterator):

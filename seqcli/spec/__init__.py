@@ -64,7 +64,7 @@ class Spec:
     def may_read(self, path: PathKey) -> bool:
         """Whether the file-valued value at ``path`` (or any under it) passed :mod:`seqcli.spec.paths`."""
         path = tuple(path)
-        return not any(refused[:len(path)] == path for refused in self.refused_files)
+        return not any(refused[: len(path)] == path for refused in self.refused_files)
 
     @property
     def display_name(self) -> str:

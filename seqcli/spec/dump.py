@@ -30,6 +30,8 @@ def dump_spec(data: dict, *, inline_layers: bool = False) -> str:
     """YAML in the style specs are written in: lists of plain values inline; with ``inline_layers`` one
     line per layer, ``- Dense: {units: 10}``, as the shipped specs are written."""
     if inline_layers and isinstance(data.get("layers"), list):
-        data = {**data, "layers": [{name: _Inline(args or {}) for name, args in entry.items()}
-                                   for entry in data["layers"]]}
+        data = {
+            **data,
+            "layers": [{name: _Inline(args or {}) for name, args in entry.items()} for entry in data["layers"]],
+        }
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000)

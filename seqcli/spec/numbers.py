@@ -38,12 +38,18 @@ def _walk(document: Document, path: PathKey, value: Any):
 
 def _number_problem(path: PathKey, value: int | float) -> tuple[str, str] | None:
     if isinstance(value, float) and not math.isfinite(value):
-        return (f"{value} is not a finite number; nothing trains with it",
-                "give a finite number (YAML reads .nan, .inf and -.inf as NaN and infinities)")
+        return (
+            f"{value} is not a finite number; nothing trains with it",
+            "give a finite number (YAML reads .nan, .inf and -.inf as NaN and infinities)",
+        )
     if isinstance(value, int) and abs(value) > INT64_MAX:
-        return (f"{value} does not fit in 64 bits",
-                f"Keras and TensorFlow take integers from -{INT64_MAX} to {INT64_MAX}")
+        return (
+            f"{value} does not fit in 64 bits",
+            f"Keras and TensorFlow take integers from -{INT64_MAX} to {INT64_MAX}",
+        )
     if path and path[-1] in LEARNING_RATE_KEYS and value <= 0:
-        return (f"a learning rate must be above zero; received {value}",
-                "typical learning rates are 1e-4 to 1e-1, e.g. learning_rate: 0.001")
+        return (
+            f"a learning rate must be above zero; received {value}",
+            "typical learning rates are 1e-4 to 1e-1, e.g. learning_rate: 0.001",
+        )
     return None

@@ -35,8 +35,11 @@ def apply_overrides(document: Document, overrides: list[str]) -> list[Problem]:
         where = f"--set #{number}"
         key, sep, raw_value = text.partition("=")
         if not sep:
-            problems.append(Problem(f"expected key.path=value, got {text!r}", "", None, None,
-                                    "for example --set train.epochs=5", where))
+            problems.append(
+                Problem(
+                    f"expected key.path=value, got {text!r}", "", None, None, "for example --set train.epochs=5", where
+                )
+            )
             continue
         try:
             path = parse_override_path(key)
@@ -64,11 +67,11 @@ def _assign(document: Document, path: PathKey, value, where: str) -> Problem | N
         child = target[part] if _has(target, part) else None
         if child is None:
             if isinstance(part, int):
-                return Problem(f"{_show(path[:depth + 1])} does not exist", "", None, None, None, where)
+                return Problem(f"{_show(path[: depth + 1])} does not exist", "", None, None, None, where)
             child = {}
             target[part] = child
         if not isinstance(child, (dict, list)):
-            return Problem(f"{_show(path[:depth + 1])} is {child!r}, not a mapping", "", None, None, None, where)
+            return Problem(f"{_show(path[: depth + 1])} is {child!r}, not a mapping", "", None, None, None, where)
         target = child
     last = path[-1]
     if isinstance(target, list) and not (isinstance(last, int) and last < len(target)):

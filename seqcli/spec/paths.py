@@ -34,8 +34,10 @@ MIB = 1 << 20
 LAYER_FILE_CAP = 64 * MIB  # vocabularies and other files a layer reads whole, in memory
 DATA_FILE_CAP = 16 * 1024 * MIB  # data sources, weights, saved models
 ALLOW_PATH_ENV = "SEQ_ALLOW_PATH"
-ALLOW_HINT = ("a spec reads files inside its own folder only; move the file there, or allow a folder "
-              f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)")
+ALLOW_HINT = (
+    "a spec reads files inside its own folder only; move the file there, or allow a folder "
+    f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
+)
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ALLOWED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("seq_allowed_paths", default=())
@@ -141,8 +143,9 @@ def is_dataset_name(source: str) -> bool:
     return name in KERAS_DATASET_NAMES and split in ("", "train", "test")
 
 
-def confine(value: str, base_dir: Path, *, cap: int, directory_ok: bool = False,
-            roots: Sequence[Path] | None = None) -> str | None:
+def confine(
+    value: str, base_dir: Path, *, cap: int, directory_ok: bool = False, roots: Sequence[Path] | None = None
+) -> str | None:
     """Why a spec may not read the file ``value`` names (None when it may). Never opens the file."""
     if _URL.match(value):
         return f"{value!r} is a URL; a spec reads local files only"
@@ -170,8 +173,9 @@ def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> s
     if stat.S_ISDIR(info.st_mode):
         return None if directory_ok else f"{value!r} is a directory, not a file"
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode)
-                else "a device file")
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device file"
+        )
         return f"{value!r} is {kind}, not a regular file"
     if info.st_size > cap:
         what = "files a layer reads" if cap == LAYER_FILE_CAP else "data, weights and model files"

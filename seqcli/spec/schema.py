@@ -8,8 +8,11 @@ from importlib import resources
 
 from seqcli.spec.sections import SECTIONS
 
-SHAPE = {"type": "array", "items": {"type": ["integer", "null"], "minimum": 0},
-         "description": "a shape without the batch dimension; null for any size"}
+SHAPE = {
+    "type": "array",
+    "items": {"type": ["integer", "null"], "minimum": 0},
+    "description": "a shape without the batch dimension; null for any size",
+}
 
 
 def layer_table() -> dict:
@@ -48,8 +51,11 @@ def _layer_item(name: str, arguments: list[str]) -> dict:
         "required": [name],
         "additionalProperties": False,
         "properties": {
-            name: {"type": ["object", "null"], "additionalProperties": False,
-                   "properties": {arg: {} for arg in arguments}},
+            name: {
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "properties": {arg: {} for arg in arguments},
+            },
             "expect": {"oneOf": [SHAPE, {"type": "null"}]},
         },
     }

@@ -89,7 +89,7 @@ class TrainSection(Section):
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         default="float32",
         description="Keras dtype policy: mixed_* computes in 16 bits, keeps float32 weights "
-                    "(mixed_float16 scales the loss)",
+        "(mixed_float16 scales the loss)",
     )
 
 
@@ -97,9 +97,7 @@ class DistributeSection(Section):
     strategy: Literal["auto", "one_device", "mirrored", "multi_worker"] = "auto"
     devices: list[StrictStr] | None = None
     virtual_cpus: Annotated[StrictInt, Field(ge=1)] | None = None
-    timeout: Annotated[Number, Field(gt=0)] = Field(
-        default=120, description="seconds to wait for multi-worker peers"
-    )
+    timeout: Annotated[Number, Field(gt=0)] = Field(default=120, description="seconds to wait for multi-worker peers")
 
 
 class FreezeSection(Section):
@@ -115,14 +113,16 @@ class FineTuneSection(Section):
     epochs: Annotated[StrictInt, Field(ge=1)] = 1
     learning_rate: Annotated[Number, Field(gt=0)] = 1e-5
     batchnorm: Literal["frozen", "trainable"] = Field(
-        default="frozen", description="frozen: BatchNormalization layers stay in inference mode (recommended)")
+        default="frozen", description="frozen: BatchNormalization layers stay in inference mode (recommended)"
+    )
 
 
 class TransferSection(Section):
     """The guide's transfer-learning blueprints (see seq transfer)."""
 
     weights: StrictStr | None = Field(
-        default=None, description="pretrained weights of the whole model (.weights.h5 or .keras), loaded when built")
+        default=None, description="pretrained weights of the whole model (.weights.h5 or .keras), loaded when built"
+    )
     base: StrictStr | None = Field(default=None, description="layer name of the pretrained base (default: the one)")
     epochs: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="phase one epochs")
     fine_tune: FineTuneSection | None = None
@@ -144,7 +144,8 @@ class ModelExpect(Section):
     max_params: Annotated[StrictInt, Field(ge=0)] | None = None
     trainable_params: Annotated[StrictInt, Field(ge=0)] | None = None
     max_memory: Size | None = Field(
-        default=None, description="the most memory training may need (seq's estimate), e.g. 2G or 512M")
+        default=None, description="the most memory training may need (seq's estimate), e.g. 2G or 512M"
+    )
 
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
@@ -165,7 +166,8 @@ class LogUniformRange(Section):
 
 class IntRange(Section):
     int_: Annotated[list[StrictInt], Field(min_length=2, max_length=2)] = Field(
-        alias="int", description="[low, high]: integers, both included")
+        alias="int", description="[low, high]: integers, both included"
+    )
 
 
 RANGE_KINDS = ("choice", "uniform", "loguniform", "int")
@@ -175,17 +177,25 @@ def _range_kind(value: Any) -> str | None:
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in RANGE_KINDS:
         return next(iter(value))
     if isinstance(value, BaseModel):
-        return {ChoiceRange: "choice", UniformRange: "uniform", LogUniformRange: "loguniform",
-                IntRange: "int"}.get(type(value))
+        return {ChoiceRange: "choice", UniformRange: "uniform", LogUniformRange: "loguniform", IntRange: "int"}.get(
+            type(value)
+        )
     return None
 
 
 ParameterRange = Annotated[
-    Union[Annotated[ChoiceRange, Tag("choice")], Annotated[UniformRange, Tag("uniform")],
-          Annotated[LogUniformRange, Tag("loguniform")], Annotated[IntRange, Tag("int")]],
-    Discriminator(_range_kind, custom_error_type="range",
-                  custom_error_message="expected one of {choice: [...]}, {uniform: [low, high]}, "
-                                       "{loguniform: [low, high]}, {int: [low, high]}"),
+    Union[
+        Annotated[ChoiceRange, Tag("choice")],
+        Annotated[UniformRange, Tag("uniform")],
+        Annotated[LogUniformRange, Tag("loguniform")],
+        Annotated[IntRange, Tag("int")],
+    ],
+    Discriminator(
+        _range_kind,
+        custom_error_type="range",
+        custom_error_message="expected one of {choice: [...]}, {uniform: [low, high]}, "
+        "{loguniform: [low, high]}, {int: [low, high]}",
+    ),
 ]
 SamplerName = Literal["tpe", "random", "grid"]
 PrunerName = Literal["median", "hyperband", "none"]
@@ -196,16 +206,20 @@ class TuneSection(Section):
 
     objective: StrictStr = Field(default="val_loss", description="a column of history.csv")
     direction: Literal["auto", "minimize", "maximize"] = Field(
-        default="auto", description="auto: minimize names ending in 'loss', maximize the others")
+        default="auto", description="auto: minimize names ending in 'loss', maximize the others"
+    )
     trials: Annotated[StrictInt, Field(ge=1)] = 20
     sampler: SamplerName | dict[SamplerName, dict[StrictStr, Any] | None] = Field(
-        default="tpe", description="tpe | random | grid, or {tpe: {n_startup_trials: 5}} with Optuna's arguments")
+        default="tpe", description="tpe | random | grid, or {tpe: {n_startup_trials: 5}} with Optuna's arguments"
+    )
     pruner: PrunerName | dict[PrunerName, dict[StrictStr, Any] | None] = Field(
-        default="median", description="median | hyperband | none, or {median: {n_startup_trials: 2}}")
+        default="median", description="median | hyperband | none, or {median: {n_startup_trials: 2}}"
+    )
     epochs: Annotated[StrictInt, Field(ge=1)] | None = Field(default=None, description="per trial (else train.epochs)")
     seed: StrictInt | None = Field(default=None, description="the sampler's seed (else train.seed, else 0)")
     parameters: Annotated[dict[StrictStr, ParameterRange], Field(min_length=1)] = Field(
-        description="keys are the paths --set accepts, e.g. layers[1].Dense.units: {choice: [32, 64]}")
+        description="keys are the paths --set accepts, e.g. layers[1].Dense.units: {choice: [32, 64]}"
+    )
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -24,18 +24,33 @@ def validate_top_level(document: Document) -> list[Problem]:
     data = document.data
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "null"
-        return [document.problem((), f"a spec must be a mapping at the top level, got {kind}",
-                                 "start with 'layers:' followed by a list of layers")]
+        return [
+            document.problem(
+                (),
+                f"a spec must be a mapping at the top level, got {kind}",
+                "start with 'layers:' followed by a list of layers",
+            )
+        ]
     problems = []
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            problems.append(document.problem((key,), f"unknown top-level key {key!r}",
-                                             did_you_mean(key, TOP_LEVEL_KEYS)
-                                             or f"top-level keys are: {', '.join(TOP_LEVEL_KEYS)}", key=True))
+            problems.append(
+                document.problem(
+                    (key,),
+                    f"unknown top-level key {key!r}",
+                    did_you_mean(key, TOP_LEVEL_KEYS) or f"top-level keys are: {', '.join(TOP_LEVEL_KEYS)}",
+                    key=True,
+                )
+            )
     name = data.get("name")
     if name is not None and (not isinstance(name, str) or not name.isidentifier()):
-        problems.append(document.problem(("name",), f"model name must be an identifier, got {name!r}",
-                                         "use letters, digits and underscores, e.g. my_sequential_model"))
+        problems.append(
+            document.problem(
+                ("name",),
+                f"model name must be an identifier, got {name!r}",
+                "use letters, digits and underscores, e.g. my_sequential_model",
+            )
+        )
     problems += _validate_layers(document)
     return problems
 
@@ -45,8 +60,11 @@ def _validate_layers(document: Document) -> list[Problem]:
     if "layers" not in document.data:
         return [document.problem((), "missing 'layers'", "add 'layers:' with a list such as '- Dense: {units: 10}'")]
     if not isinstance(layers, list) or not layers:
-        return [document.problem(("layers",), "'layers' must be a non-empty list",
-                                 "each item looks like '- Dense: {units: 10}'")]
+        return [
+            document.problem(
+                ("layers",), "'layers' must be a non-empty list", "each item looks like '- Dense: {units: 10}'"
+            )
+        ]
     problems = []
     for index, entry in enumerate(layers):
         problems += _validate_layer_entry(document, ("layers", index), entry)
@@ -55,21 +73,34 @@ def _validate_layers(document: Document) -> list[Problem]:
 
 def _validate_layer_entry(document: Document, path: PathKey, entry: Any) -> list[Problem]:
     if not isinstance(entry, dict):
-        return [document.problem(path, f"a layer entry must be a mapping like 'Dense: {{units: 10}}', got {entry!r}",
-                                 "write the class name followed by a colon: '- Flatten: {}'")]
+        return [
+            document.problem(
+                path,
+                f"a layer entry must be a mapping like 'Dense: {{units: 10}}', got {entry!r}",
+                "write the class name followed by a colon: '- Flatten: {}'",
+            )
+        ]
     classes = [key for key in entry if key not in LAYER_EXTRA_KEYS]
     problems = []
     if len(classes) != 1:
         found = ", ".join(classes) if classes else "none"
-        hint = ("is the indentation off? arguments go inside the class mapping, e.g. '- Dense: {units: 10}'"
-                if len(classes) > 1 else "add a layer class such as 'Dense: {units: 10}'")
+        hint = (
+            "is the indentation off? arguments go inside the class mapping, e.g. '- Dense: {units: 10}'"
+            if len(classes) > 1
+            else "add a layer class such as 'Dense: {units: 10}'"
+        )
         problems.append(document.problem(path, f"a layer entry needs exactly one layer class, found {found}", hint))
         return problems
     for name in classes:
         args = entry[name]
         if args is not None and not isinstance(args, dict):
-            problems.append(document.problem(path + (name,), f"arguments of {name} must be a mapping, got {args!r}",
-                                             f"write '{name}: {{...}}' with keyword arguments, or '{name}: {{}}'"))
+            problems.append(
+                document.problem(
+                    path + (name,),
+                    f"arguments of {name} must be a mapping, got {args!r}",
+                    f"write '{name}: {{...}}' with keyword arguments, or '{name}: {{}}'",
+                )
+            )
         elif args:
             problems += _check_yaml11_booleans(document, path + (name,), args)
     if "expect" in entry:
@@ -84,8 +115,13 @@ def _check_yaml11_booleans(document: Document, path: PathKey, value: Any) -> lis
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _check_yaml11_booleans(document, path + (i,), item)]
     if isinstance(value, str) and value in YAML_11_BOOLEANS:
-        return [document.problem(path, f"ambiguous value {value!r}", "write true or false for a boolean, "
-                                 f"or quote it ('{value}') if you mean the string")]
+        return [
+            document.problem(
+                path,
+                f"ambiguous value {value!r}",
+                f"write true or false for a boolean, or quote it ('{value}') if you mean the string",
+            )
+        ]
     return []
 
 
@@ -93,8 +129,13 @@ def _validate_shape(document: Document, path: PathKey, shape: Any) -> list[Probl
     if shape is None:
         return []
     if not isinstance(shape, list) or not all(_is_dimension(d) for d in shape):
-        return [document.problem(path, f"expected a shape such as [40, 40, 32] (null for any size), got {shape!r}",
-                                 "give the output shape without the batch dimension")]
+        return [
+            document.problem(
+                path,
+                f"expected a shape such as [40, 40, 32] (null for any size), got {shape!r}",
+                "give the output shape without the batch dimension",
+            )
+        ]
     return []
 
 
@@ -118,8 +159,9 @@ def validate_sections(document: Document) -> tuple[dict[str, Section], list[Prob
     return sections, problems
 
 
-def _pydantic_problems(document: Document, root: PathKey, model: type[BaseModel], value: Any,
-                       error: ValidationError) -> list[Problem]:
+def _pydantic_problems(
+    document: Document, root: PathKey, model: type[BaseModel], value: Any, error: ValidationError
+) -> list[Problem]:
     grouped: dict[PathKey, list[dict]] = {}
     for item in error.errors():
         path = _real_path(value, item["loc"])
@@ -137,13 +179,24 @@ def _pydantic_problems(document: Document, root: PathKey, model: type[BaseModel]
         items = _relevant(items)
         messages = list(dict.fromkeys(_message(i) for i in items))
         text = messages[0] if len(messages) == 1 else "expected " + " or ".join(_expected(m) for m in messages)
-        problems.append(document.problem(root + path, f"{text}; received {received!r}",
-                                         _hint_for(received, items)))
+        problems.append(document.problem(root + path, f"{text}; received {received!r}", _hint_for(received, items)))
     return problems
 
 
-_TYPE_ERRORS = {"string_type", "dict_type", "model_type", "model_attributes_type", "int_type", "float_type",
-                "bool_type", "list_type", "literal_error", "int_from_float", "none_required", "is_instance_of"}
+_TYPE_ERRORS = {
+    "string_type",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "list_type",
+    "literal_error",
+    "int_from_float",
+    "none_required",
+    "is_instance_of",
+}
 
 
 def _relevant(items: list[dict]) -> list[dict]:
@@ -160,7 +213,7 @@ def _message(item: dict) -> str:
 def _expected(message: str) -> str:
     for prefix in ("input should be ", "value should be "):
         if message.startswith(prefix):
-            return message[len(prefix):]
+            return message[len(prefix) :]
     return message
 
 
@@ -197,8 +250,11 @@ def _real_path(value: Any, loc: tuple) -> PathKey:
 
 
 def _is_union_tag(part: str) -> bool:
-    return part[:1].islower() and ("[" in part or "-" in part or part in {"str", "int", "float", "bool", "list", "dict",
-                                                                          "none", "literal"}) or part[:1].isupper()
+    return (
+        part[:1].islower()
+        and ("[" in part or "-" in part or part in {"str", "int", "float", "bool", "list", "dict", "none", "literal"})
+        or part[:1].isupper()
+    )
 
 
 def _lookup(value: Any, path: PathKey) -> Any:

@@ -119,8 +119,11 @@ def read_spec_file(path: str | Path, display: str | None = None) -> Document:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
         if len(raw) > MAX_BYTES:
-            raise _single(display, f"file is over {MAX_BYTES:,} bytes; specs are limited to {MAX_BYTES:,}",
-                          "a spec describes a model; keep data in separate files under data:")
+            raise _single(
+                display,
+                f"file is over {MAX_BYTES:,} bytes; specs are limited to {MAX_BYTES:,}",
+                "a spec describes a model; keep data in separate files under data:",
+            )
     except IsADirectoryError:
         raise _single(display, "is a directory, not a spec file", "pass a .yaml file") from None
     except FileNotFoundError:
@@ -140,8 +143,18 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
         except UnicodeDecodeError as error:
             line = raw.count(b"\n", 0, error.start) + 1
             column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-            raise SpecError([Problem(f"invalid UTF-8 byte 0x{raw[error.start]:02x}", "", line, column,
-                                     "save the file as UTF-8", display)]) from None
+            raise SpecError(
+                [
+                    Problem(
+                        f"invalid UTF-8 byte 0x{raw[error.start]:02x}",
+                        "",
+                        line,
+                        column,
+                        "save the file as UTF-8",
+                        display,
+                    )
+                ]
+            ) from None
     else:
         text = raw
     document = Document(None, display, text)
@@ -153,14 +166,17 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         hint = "indent with spaces: YAML does not allow tabs" if "\\t" in message else None
         if error.context and error.context_mark and error.context_mark is not mark:
-            hint = (f"{error.context.strip()} that starts at line {error.context_mark.line + 1}, "
-                    f"column {error.context_mark.column + 1}")
+            hint = (
+                f"{error.context.strip()} that starts at line {error.context_mark.line + 1}, "
+                f"column {error.context_mark.column + 1}"
+            )
         raise SpecError([Problem(f"invalid YAML: {message}", "", line, column, hint, display)], text) from None
     except yaml.YAMLError as error:
         raise SpecError([Problem(f"invalid YAML: {error}", "", None, None, None, display)], text) from None
     if node is None:
-        raise SpecError([Problem("spec is empty", "", 1, 1, "a spec is a mapping with at least 'layers:'", display)],
-                        text)
+        raise SpecError(
+            [Problem("spec is empty", "", 1, 1, "a spec is a mapping with at least 'layers:'", display)], text
+        )
     problems: list[Problem] = []
     _count_nodes(node, document, problems)
     if problems:
@@ -184,15 +200,36 @@ def _compose(text: str, document: Document):
             documents += 1
             if documents > 1:
                 mark = event.start_mark
-                raise SpecError([Problem("a spec holds one YAML document; found a second '---'", "",
-                                         mark.line + 1, mark.column + 1,
-                                         "put each model in its own file", document.file)], text)
+                raise SpecError(
+                    [
+                        Problem(
+                            "a spec holds one YAML document; found a second '---'",
+                            "",
+                            mark.line + 1,
+                            mark.column + 1,
+                            "put each model in its own file",
+                            document.file,
+                        )
+                    ],
+                    text,
+                )
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
                 mark = event.start_mark
-                raise SpecError([Problem(f"nesting deeper than {MAX_DEPTH} levels", "",
-                                         mark.line + 1, mark.column + 1, None, document.file)], text)
+                raise SpecError(
+                    [
+                        Problem(
+                            f"nesting deeper than {MAX_DEPTH} levels",
+                            "",
+                            mark.line + 1,
+                            mark.column + 1,
+                            None,
+                            document.file,
+                        )
+                    ],
+                    text,
+                )
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
     loader = _Loader(text)
@@ -217,26 +254,45 @@ def _count_nodes(root, document: Document, problems: list[Problem]) -> None:
         children = _children(node)
         if not children_done:
             if key in active:
-                return _alias_problem(problems, document, node, "an alias refers to the node that contains it",
-                                      "aliases must point to a finished anchor")
+                return _alias_problem(
+                    problems,
+                    document,
+                    node,
+                    "an alias refers to the node that contains it",
+                    "aliases must point to a finished anchor",
+                )
             active.add(key)
             stack.append((node, True))
             for child in children:
                 if id(child) in active and id(child) not in sizes:
-                    return _alias_problem(problems, document, child,
-                                          "an alias refers to the node that contains it",
-                                          "aliases must point to a finished anchor")
+                    return _alias_problem(
+                        problems,
+                        document,
+                        child,
+                        "an alias refers to the node that contains it",
+                        "aliases must point to a finished anchor",
+                    )
                 stack.append((child, False))
             continue
         active.discard(key)
         sizes[key] = 1 + sum(sizes[id(child)] for child in children)
         depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
         if sizes[key] > MAX_NODES:
-            return _alias_problem(problems, document, node, f"aliases expand to more than {MAX_NODES:,} values",
-                                  "write the values out instead of nesting aliases")
+            return _alias_problem(
+                problems,
+                document,
+                node,
+                f"aliases expand to more than {MAX_NODES:,} values",
+                "write the values out instead of nesting aliases",
+            )
         if depths[key] > MAX_DEPTH + 1:
-            return _alias_problem(problems, document, node, f"aliases nest deeper than {MAX_DEPTH} levels",
-                                  "write the values out instead of nesting aliases")
+            return _alias_problem(
+                problems,
+                document,
+                node,
+                f"aliases nest deeper than {MAX_DEPTH} levels",
+                "write the values out instead of nesting aliases",
+            )
 
 
 def _children(node) -> list:
@@ -255,9 +311,16 @@ def _alias_problem(problems: list[Problem], document: Document, node, message: s
 def _construct(node, path: PathKey, document: Document, problems: list[Problem]) -> Any:
     document.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if node.tag not in _STANDARD_TAGS:
-        problems.append(Problem(f"YAML tag {node.tag!r} is not allowed in a spec", format_path(path),
-                                node.start_mark.line + 1, node.start_mark.column + 1,
-                                "remove the tag; specs hold plain values only", document.file))
+        problems.append(
+            Problem(
+                f"YAML tag {node.tag!r} is not allowed in a spec",
+                format_path(path),
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                "remove the tag; specs hold plain values only",
+                document.file,
+            )
+        )
         return None
     if isinstance(node, yaml.MappingNode):
         return _construct_mapping(node, path, document, problems)
@@ -266,10 +329,16 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
     try:
         return _construct_scalar(node)
     except ValueError:  # Python refuses to convert integers of more than 4300 digits
-        problems.append(Problem(f"a number of {len(node.value)} characters is too large for any spec value",
-                                format_path(path), node.start_mark.line + 1, node.start_mark.column + 1,
-                                "Keras and TensorFlow take 64-bit integers: at most 9223372036854775807",
-                                document.file))
+        problems.append(
+            Problem(
+                f"a number of {len(node.value)} characters is too large for any spec value",
+                format_path(path),
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                "Keras and TensorFlow take 64-bit integers: at most 9223372036854775807",
+                document.file,
+            )
+        )
         return None
 
 
@@ -277,19 +346,40 @@ def _construct_mapping(node, path: PathKey, document: Document, problems: list[P
     result: dict = {}
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
-            problems.append(Problem("merge keys ('<<') are not supported", format_path(path),
-                                    key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                    "write the keys out", document.file))
+            problems.append(
+                Problem(
+                    "merge keys ('<<') are not supported",
+                    format_path(path),
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    "write the keys out",
+                    document.file,
+                )
+            )
             continue
         if not isinstance(key_node, yaml.ScalarNode):
-            problems.append(Problem("mapping keys must be plain names", format_path(path),
-                                    key_node.start_mark.line + 1, key_node.start_mark.column + 1, None,
-                                    document.file))
+            problems.append(
+                Problem(
+                    "mapping keys must be plain names",
+                    format_path(path),
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    None,
+                    document.file,
+                )
+            )
             continue
         if key_node.value == "<<" and key_node.style is None:
-            problems.append(Problem("merge keys ('<<') are not supported", format_path(path),
-                                    key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                    "write the keys out", document.file))
+            problems.append(
+                Problem(
+                    "merge keys ('<<') are not supported",
+                    format_path(path),
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    "write the keys out",
+                    document.file,
+                )
+            )
             continue
         key = _construct_scalar(key_node)
         key = key if isinstance(key, str) else str(key)
@@ -297,9 +387,15 @@ def _construct_mapping(node, path: PathKey, document: Document, problems: list[P
         child = path + (key,)
         if key in result:
             first = document.key_marks[child]
-            problems.append(Problem(f"duplicate key {key!r} (first defined on line {first[0]})",
-                                    format_path(child), *key_mark,
-                                    "YAML keeps only one of them; remove or rename one", document.file))
+            problems.append(
+                Problem(
+                    f"duplicate key {key!r} (first defined on line {first[0]})",
+                    format_path(child),
+                    *key_mark,
+                    "YAML keeps only one of them; remove or rename one",
+                    document.file,
+                )
+            )
             continue
         document.key_marks[child] = key_mark
         result[key] = _construct(value_node, child, document, problems)

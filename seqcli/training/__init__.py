@@ -16,5 +16,14 @@ from seqcli.training.loop import TrainingError
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 from seqcli.training.signals import TrainingInterrupted
 
-__all__ = ["Reporter", "RunDirectory", "RunDirectoryError", "RunHeader", "TrainOptions", "TrainResult",
-           "TrainingError", "TrainingInterrupted", "train_spec"]
+__all__ = [
+    "Reporter",
+    "RunDirectory",
+    "RunDirectoryError",
+    "RunHeader",
+    "TrainOptions",
+    "TrainResult",
+    "TrainingError",
+    "TrainingInterrupted",
+    "train_spec",
+]

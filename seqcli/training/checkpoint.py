@@ -83,14 +83,19 @@ def read_state(path: str | Path) -> TrainingState:
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.message}",
-                              hint=error.hint or "the file is damaged; start the run again without --resume") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {error.message}",
+            hint=error.hint or "the file is damaged; start the run again without --resume",
+        ) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}",
-                              hint="the file is damaged; start the run again without --resume") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {error}", hint="the file is damaged; start the run again without --resume"
+        ) from None
     if state.format > FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {state.format}; this seq reads format {FORMAT}",
-                              hint="upgrade seq to resume this run")
+        raise CheckpointError(
+            f"checkpoint {path} has format {state.format}; this seq reads format {FORMAT}",
+            hint="upgrade seq to resume this run",
+        )
     return state
 
 
@@ -122,9 +127,10 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
         with atomic_path(path, suffix=".npz") as temporary, open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path}: {error.strerror or error}",
-                              hint="the previous checkpoint is intact; free space or fix permissions, "
-                                   "then continue with --resume") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {error.strerror or error}",
+            hint="the previous checkpoint is intact; free space or fix permissions, then continue with --resume",
+        ) from None
 
 
 def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:
@@ -143,8 +149,11 @@ def restore_metrics(path: str | Path, model, strategy=None) -> bool:
     with limits.load_npz(path, "checkpoint") as archive:
         values = _group_values(archive, "metrics")
     variables = _variables(model, "metrics")
-    if not values or len(values) != len(variables) or any(
-            tuple(v.shape) != value.shape for v, value in zip(variables, values)):
+    if (
+        not values
+        or len(values) != len(variables)
+        or any(tuple(v.shape) != value.shape for v, value in zip(variables, values))
+    ):
         return False
     if strategy is None or strategy.num_replicas_in_sync == 1:
         for variable, value in zip(variables, values):
@@ -186,13 +195,17 @@ def _group_values(archive, group: str) -> list[np.ndarray]:
 
 def _check_group(path, group: str, variables: list, values: list[np.ndarray]) -> None:
     if len(variables) != len(values):
-        raise CheckpointError(f"checkpoint {path} holds {len(values)} {group} variables, the model has "
-                              f"{len(variables)}", hint="the checkpoint was written for a different model")
+        raise CheckpointError(
+            f"checkpoint {path} holds {len(values)} {group} variables, the model has {len(variables)}",
+            hint="the checkpoint was written for a different model",
+        )
     for variable, value in zip(variables, values):
         if tuple(variable.shape) != value.shape:
-            raise CheckpointError(f"checkpoint {path}: {group} variable {variable.path} has shape "
-                                  f"{tuple(variable.shape)} in the model but {value.shape} in the checkpoint",
-                                  hint="the checkpoint was written for a different model")
+            raise CheckpointError(
+                f"checkpoint {path}: {group} variable {variable.path} has shape "
+                f"{tuple(variable.shape)} in the model but {value.shape} in the checkpoint",
+                hint="the checkpoint was written for a different model",
+            )
 
 
 def _json_default(value):

@@ -31,8 +31,9 @@ class EarlyStopper:
         if mode == "auto":
             increasing = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")
             mode = "max" if any(word in section.monitor for word in increasing) else "min"
-        stopper = cls(section.monitor, mode, section.patience, abs(float(section.min_delta)),
-                      section.restore_best_weights)
+        stopper = cls(
+            section.monitor, mode, section.patience, abs(float(section.min_delta)), section.restore_best_weights
+        )
         if saved:
             stopper.best, stopper.best_epoch, stopper.wait = saved.get("best"), saved.get("best_epoch"), saved["wait"]
         return stopper
@@ -55,13 +56,19 @@ class EarlyStopper:
 
     def message(self, epoch: int) -> str:
         epochs = "1 epoch" if self.wait == 1 else f"{self.wait} epochs"
-        return (f"early stopping after epoch {epoch}: {self.monitor} has not improved for {epochs} "
-                f"(best {self.best:.4g} at epoch {self.best_epoch})")
+        return (
+            f"early stopping after epoch {epoch}: {self.monitor} has not improved for {epochs} "
+            f"(best {self.best:.4g} at epoch {self.best_epoch})"
+        )
 
     def as_dict(self) -> dict:
-        return {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "restore_best_weights": self.restore_best}
-
+        return {
+            "monitor": self.monitor,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "restore_best_weights": self.restore_best,
+        }
 
 
 def monitor_problems(spec: Spec, settings, validation: bool) -> list[Problem]:
@@ -77,5 +84,10 @@ def monitor_problems(spec: Spec, settings, validation: bool) -> list[Problem]:
     log_names = settings.log_names(validation)
     if section.monitor in log_names:
         return []
-    return [spec.problem(("train", "early_stopping", "monitor"), f"training logs no {section.monitor!r}",
-                         did_you_mean(section.monitor, log_names) or f"it logs: {', '.join(log_names)}")]
+    return [
+        spec.problem(
+            ("train", "early_stopping", "monitor"),
+            f"training logs no {section.monitor!r}",
+            did_you_mean(section.monitor, log_names) or f"it logs: {', '.join(log_names)}",
+        )
+    ]

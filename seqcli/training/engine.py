@@ -42,8 +42,14 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     inputs = run_inputs(spec, options.spec)
     if options.resume:  # a run resumed from its own spec copy, which resuming writes again unchanged
         inputs = [path for path in inputs if path.resolve() != run.spec.resolve()]
-    check_output_folder(run.path, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume,
-                        members=run.legacy_members())
+    check_output_folder(
+        run.path,
+        inputs=inputs,
+        overwrite=options.overwrite,
+        own_ok=True,
+        resume=options.resume,
+        members=run.legacy_members(),
+    )
     created = not run.path.exists()
     run.create()
     try:
@@ -85,7 +91,15 @@ def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Repor
 
 def _completed_result(run: RunDirectory, state: TrainingState) -> TrainResult:
     history = state.history
-    return TrainResult(output=run.path, history=history, metrics=final_metrics(history, state.early_stopping),
-                       epochs_done=state.epoch, epochs=state.epochs, stopped_early=state.stopped_early,
-                       best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
-                       files=run.files(), already_complete=True)
+    return TrainResult(
+        output=run.path,
+        history=history,
+        metrics=final_metrics(history, state.early_stopping),
+        epochs_done=state.epoch,
+        epochs=state.epochs,
+        stopped_early=state.stopped_early,
+        best_epoch=(state.early_stopping or {}).get("best_epoch"),
+        elapsed=state.elapsed,
+        files=run.files(),
+        already_complete=True,
+    )

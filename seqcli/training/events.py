@@ -74,9 +74,16 @@ class TrainResult:
     already_complete: bool = False
 
     def as_dict(self) -> dict:
-        return {"output": str(self.output), "epochs_done": self.epochs_done, "epochs": self.epochs,
-                "stopped_early": self.stopped_early, "best_epoch": self.best_epoch, "metrics": self.metrics,
-                "elapsed_seconds": round(self.elapsed, 3), "files": [str(f) for f in self.files]}
+        return {
+            "output": str(self.output),
+            "epochs_done": self.epochs_done,
+            "epochs": self.epochs,
+            "stopped_early": self.stopped_early,
+            "best_epoch": self.best_epoch,
+            "metrics": self.metrics,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "files": [str(f) for f in self.files],
+        }
 
 
 class Reporter:

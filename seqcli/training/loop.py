@@ -42,11 +42,16 @@ class NonFiniteTraining(TrainingError):
     """The loss or the weights became NaN or infinite: training stopped, the last good checkpoint kept."""
 
     def __init__(self, found: str, position: str, checkpoint: Path, saved_at: str | None):
-        kept = (f"the last good checkpoint, {checkpoint} ({saved_at}), is kept" if saved_at
-                else "no checkpoint had been saved yet")
-        super().__init__(f"training stopped at {position}: the {found}; {kept}",
-                         hint="lower the learning rate (or clip gradients: clipnorm), check the data for extreme "
-                              "values, then train again")
+        kept = (
+            f"the last good checkpoint, {checkpoint} ({saved_at}), is kept"
+            if saved_at
+            else "no checkpoint had been saved yet"
+        )
+        super().__init__(
+            f"training stopped at {position}: the {found}; {kept}",
+            hint="lower the learning rate (or clip gradients: clipnorm), check the data for extreme "
+            "values, then train again",
+        )
 
 
 class Trainer:
@@ -89,8 +94,12 @@ class Trainer:
                     self._fit(setup.data.train_for_epoch(state.epoch, state.step), state.epoch, state.epoch + 1)
                 if steps % execution == 0:
                     if state.epoch < state.epochs and not state.stopped_early:
-                        self._fit(setup.data.train_epochs(state.epoch, state.epochs), state.epoch, state.epochs,
-                                  steps_per_epoch=steps)
+                        self._fit(
+                            setup.data.train_epochs(state.epoch, state.epochs),
+                            state.epoch,
+                            state.epochs,
+                            steps_per_epoch=steps,
+                        )
                 else:
                     self._fit_epoch_by_epoch()
         finally:
@@ -114,9 +123,16 @@ class Trainer:
         self.fitted = True
         try:
             with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs):
-                model.fit(dataset, validation_data=self.setup.data.validation, epochs=stop, initial_epoch=first,
-                          steps_per_epoch=steps_per_epoch, callbacks=[self.callback.keras_callback],
-                          shuffle=False, verbose=0)
+                model.fit(
+                    dataset,
+                    validation_data=self.setup.data.validation,
+                    epochs=stop,
+                    initial_epoch=first,
+                    steps_per_epoch=steps_per_epoch,
+                    callbacks=[self.callback.keras_callback],
+                    shuffle=False,
+                    verbose=0,
+                )
         except _StopRequested:
             raise self._interrupted() from None
         except Exception as error:
@@ -169,8 +185,7 @@ class Trainer:
         self.setup.state.elapsed = self._elapsed()
         self.last_checkpoint_time = time.perf_counter()
         self.saved_at = self.setup.state.position()
-        self.background.write(write_snapshot, self.setup.out.checkpoint,
-                              snapshot(self.setup.model, self.setup.state))
+        self.background.write(write_snapshot, self.setup.out.checkpoint, snapshot(self.setup.model, self.setup.state))
 
     def _save_epoch(self, row: dict, *, force: bool) -> None:
         """Checkpoint, history and TensorBoard scalars at an epoch's end, unless the last checkpoint is under
@@ -201,8 +216,12 @@ class Trainer:
         signum = self.guard.received or signal.SIGINT
         name = signal.Signals(signum).name
         checkpoint = self.setup.run.checkpoint
-        return TrainingInterrupted(signum, f"{name}: training stopped at {self.setup.state.position()}; "
-                                           f"checkpoint saved to {checkpoint}", checkpoint, self.setup.run.path)
+        return TrainingInterrupted(
+            signum,
+            f"{name}: training stopped at {self.setup.state.position()}; checkpoint saved to {checkpoint}",
+            checkpoint,
+            self.setup.run.path,
+        )
 
     # -- the end
 
@@ -213,8 +232,9 @@ class Trainer:
         setup, state = self.setup, self.setup.state
         state.finished = True
         state.elapsed = self._elapsed()
-        finished = (snapshot(setup.model, state) if self.fitted or not setup.resuming
-                    else restamp(setup.run.checkpoint, state))
+        finished = (
+            snapshot(setup.model, state) if self.fitted or not setup.resuming else restamp(setup.run.checkpoint, state)
+        )
         result = self._final_results()
         write_snapshot(setup.out.checkpoint, finished)
         return result
@@ -226,8 +246,9 @@ class Trainer:
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
         result = self._final_results()
         result.already_complete = True
-        self.reporter.note(f"{setup.run.path} had finished but lacked some of its files; wrote them again from "
-                           f"{setup.run.checkpoint}")
+        self.reporter.note(
+            f"{setup.run.path} had finished but lacked some of its files; wrote them again from {setup.run.checkpoint}"
+        )
         return result
 
     def _final_results(self) -> TrainResult:
@@ -238,10 +259,17 @@ class Trainer:
             self.reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
         metrics = final_metrics(state.history, state.early_stopping)
         write_results(setup, metrics, self.spec_label)
-        return TrainResult(output=setup.run.path, history=state.history, metrics=metrics, epochs_done=state.epoch,
-                           epochs=state.epochs, stopped_early=state.stopped_early,
-                           best_epoch=(state.early_stopping or {}).get("best_epoch"), elapsed=state.elapsed,
-                           files=setup.out.files())
+        return TrainResult(
+            output=setup.run.path,
+            history=state.history,
+            metrics=metrics,
+            epochs_done=state.epoch,
+            epochs=state.epochs,
+            stopped_early=state.stopped_early,
+            best_epoch=(state.early_stopping or {}).get("best_epoch"),
+            elapsed=state.elapsed,
+            files=setup.out.files(),
+        )
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -304,12 +332,11 @@ class _StepCallback:
         self.trainer = trainer
         self.every = every
         self.keras_callback = import_keras().callbacks.LambdaCallback(
-            on_epoch_begin=self._on_epoch_begin, on_train_batch_end=self._on_batch_end,
-            on_epoch_end=self._on_epoch_end)
+            on_epoch_begin=self._on_epoch_begin, on_train_batch_end=self._on_batch_end, on_epoch_end=self._on_epoch_end
+        )
         setup = trainer.setup
         self.steps_per_epoch = setup.data.steps_per_epoch
-        self.restore_metrics_from: Path | None = (setup.run.checkpoint if setup.resuming and setup.state.step
-                                                  else None)
+        self.restore_metrics_from: Path | None = setup.run.checkpoint if setup.resuming and setup.state.step else None
 
     def _on_epoch_begin(self, epoch, logs=None) -> None:
         setup = self.trainer.setup
@@ -374,7 +401,8 @@ def _raise_training_error(error: Exception):
     if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):
         text = str(error).strip().splitlines()
         message = next((line for line in reversed(text) if line.strip() and not line.startswith("\t")), str(error))
-        raise TrainingError(f"training failed: {message.strip()}",
-                            hint="check that the labels fit the model's output and loss "
-                                 "(e.g. labels 0..N-1 for N output units)") from None
+        raise TrainingError(
+            f"training failed: {message.strip()}",
+            hint="check that the labels fit the model's output and loss (e.g. labels 0..N-1 for N output units)",
+        ) from None
     raise error

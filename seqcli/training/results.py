@@ -27,8 +27,10 @@ def save_model(model, target: Path) -> None:
         with atomic_path(target, suffix=".keras") as temporary:
             model.save(temporary)
     except OSError as error:
-        raise RunDirectoryError(f"cannot write {target}: {error.strerror or error}",
-                                hint="the previous file is intact; free space or fix permissions, then --resume")
+        raise RunDirectoryError(
+            f"cannot write {target}: {error.strerror or error}",
+            hint="the previous file is intact; free space or fix permissions, then --resume",
+        )
 
 
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
@@ -37,9 +39,11 @@ def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> Non
     if not isinstance(data.get("train"), dict):
         data["train"] = {}
     data["train"]["seed"] = seed
-    header = (f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
-              "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
-              "# given --allow-path for the folders of the files it names (specs read their own folder only).\n")
+    header = (
+        f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
+        "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
+        "# given --allow-path for the folders of the files it names (specs read their own folder only).\n"
+    )
     write_text_atomic(target, header + dump_spec(data))
 
 
@@ -50,11 +54,20 @@ def write_results(setup: TrainingSetup, metrics: dict, spec_label: str) -> None:
 
     state, out = setup.state, setup.out
     best_epoch = (state.early_stopping or {}).get("best_epoch")
-    summary = {"model": setup.model.name, "spec": str(Path(spec_label).resolve()),
-               "epochs_done": state.epoch, "epochs": state.epochs, "stopped_early": state.stopped_early,
-               "best_epoch": best_epoch, "seed": setup.seed, "elapsed_seconds": round(state.elapsed, 3),
-               "metrics": metrics, "samples_per_second": throughput(state.history, setup.data.train_count),
-               "distribution": setup.info.describe(setup.data.batch_size), "class_names": setup.data.class_names}
+    summary = {
+        "model": setup.model.name,
+        "spec": str(Path(spec_label).resolve()),
+        "epochs_done": state.epoch,
+        "epochs": state.epochs,
+        "stopped_early": state.stopped_early,
+        "best_epoch": best_epoch,
+        "seed": setup.seed,
+        "elapsed_seconds": round(state.elapsed, 3),
+        "metrics": metrics,
+        "samples_per_second": throughput(state.history, setup.data.train_count),
+        "distribution": setup.info.describe(setup.data.batch_size),
+        "class_names": setup.data.class_names,
+    }
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq-curves") as plotter:
         # matplotlib draws while the model is saved: half the end-of-run time on two cores
         curves = plotter.submit(_plot_curves, out.curves, state.history, setup.model.name, best_epoch)
@@ -81,7 +94,6 @@ def write_history(target: Path, history: list[dict]) -> None:
     write_text_atomic(target, buffer.getvalue())
 
 
-
 def preload_plotting() -> None:
     """Import what :func:`plot_curves` needs (about a second on two busy cores), when matplotlib is installed."""
     with contextlib.suppress(ImportError):
@@ -105,8 +117,7 @@ def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int |
         axes = figure.add_subplot(1, len(names), index + 1)
         axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
         if any(f"val_{name}" in row for row in history):
-            axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3,
-                      label="validation")
+            axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
         if best_epoch is not None:
             axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
         axes.set_xlabel("epoch")
@@ -152,8 +163,7 @@ class TensorBoardWriter:
             if writer is None:
                 writer = self.writers[split] = tf.summary.create_file_writer(str(self.directory / split))
             with writer.as_default():
-                tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"],
-                                 metadata=metadata)
+                tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"], metadata=metadata)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -176,4 +186,3 @@ def throughput(history: list[dict], train_count: int | None) -> float | None:
     if not times or not train_count:
         return None
     return round(train_count * len(times) / sum(times), 1)
-

@@ -64,8 +64,9 @@ def _step_files(data: dict) -> list[str]:
 
 def _file_digest(path: Path) -> dict:
     if path.is_dir():
-        listing = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
-                         for f in path.rglob("*") if f.is_file())
+        listing = sorted(
+            (str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in path.rglob("*") if f.is_file()
+        )
         return {"files": len(listing), "listing": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
     status = path.stat()
     if status.st_size > HASHED_FILE_BYTES:
@@ -102,28 +103,33 @@ def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
     output = run.path
     if not resume:
         if run.holds_run() and not overwrite:
-            raise RunDirectoryError(f"{output} already holds a run ({run.describe()})",
-                                    hint="continue it with --resume, replace it with --overwrite, "
-                                         "or choose another --output")
+            raise RunDirectoryError(
+                f"{output} already holds a run ({run.describe()})",
+                hint="continue it with --resume, replace it with --overwrite, or choose another --output",
+            )
         return None
     if not run.checkpoint.exists():
-        raise RunDirectoryError(f"nothing to resume: {output} has no checkpoint "
-                                f"({run.checkpoint.relative_to(output)})", hint="start the run without --resume")
+        raise RunDirectoryError(
+            f"nothing to resume: {output} has no checkpoint ({run.checkpoint.relative_to(output)})",
+            hint="start the run without --resume",
+        )
     state = read_state(run.checkpoint)
     seed = spec.train.seed if spec.train.seed is not None else state.seed
     if run_fingerprint(spec, seed) != state.fingerprint:
-        raise RunDirectoryError(f"cannot resume {output}: the spec changed since the checkpoint was written"
-                                f"{_changes(state.spec, comparable_spec(spec, seed))}",
-                                hint="undo the changes to resume, or start a new run with --overwrite or another "
-                                     "--output (only train.epochs, train.checkpoint_every and distribute may "
-                                     "change on resume)")
+        raise RunDirectoryError(
+            f"cannot resume {output}: the spec changed since the checkpoint was written"
+            f"{_changes(state.spec, comparable_spec(spec, seed))}",
+            hint="undo the changes to resume, or start a new run with --overwrite or another "
+            "--output (only train.epochs, train.checkpoint_every and distribute may "
+            "change on resume)",
+        )
     files = input_files(spec)
     changed = changed_file(state.files, files)
     if changed:
-        raise RunDirectoryError(f"cannot resume {output}: a file the run reads changed since the checkpoint was "
-                                f"written: {changed}",
-                                hint="restore the file to resume, or start a new run with --overwrite or another "
-                                     "--output")
+        raise RunDirectoryError(
+            f"cannot resume {output}: a file the run reads changed since the checkpoint was written: {changed}",
+            hint="restore the file to resume, or start a new run with --overwrite or another --output",
+        )
     check_epochs(spec, output, state)
     state.epochs = spec.train.epochs
     state.files = files
@@ -134,10 +140,12 @@ def check_epochs(spec: Spec, output: Path, state: TrainingState) -> None:
     """A resumed run trains on from where it stands: no fewer epochs than it has started."""
     least = state.epoch + (1 if state.step else 0)
     if spec.train.epochs < least:
-        raise RunDirectoryError(f"cannot resume {output} with train.epochs {spec.train.epochs}: the run stands at "
-                                f"{state.position()}, so it needs at least {least} epochs",
-                                hint=f"resume with --epochs {max(state.epochs, least)} (or any number from {least}), "
-                                     "or start a new run with --overwrite or another --output")
+        raise RunDirectoryError(
+            f"cannot resume {output} with train.epochs {spec.train.epochs}: the run stands at "
+            f"{state.position()}, so it needs at least {least} epochs",
+            hint=f"resume with --epochs {max(state.epochs, least)} (or any number from {least}), "
+            "or start a new run with --overwrite or another --output",
+        )
 
 
 def _changes(before: dict | None, after: dict) -> str:

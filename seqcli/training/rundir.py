@@ -31,8 +31,17 @@ class RunDirectory:
     RESULT_NAMES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
     FILE_NAMES = (*RESULT_NAMES, "curves.png")
     # What the manifest (seqcli.outputs) claims: --overwrite removes these and nothing else.
-    MEMBERS = (*FILE_NAMES, "checkpoints", "checkpoints/last.npz", "checkpoints/best.npz", "logs", "logs/train",
-               "logs/validation", "logs/train/events.out.tfevents.*", "logs/validation/events.out.tfevents.*")
+    MEMBERS = (
+        *FILE_NAMES,
+        "checkpoints",
+        "checkpoints/last.npz",
+        "checkpoints/best.npz",
+        "logs",
+        "logs/train",
+        "logs/validation",
+        "logs/train/events.out.tfevents.*",
+        "logs/validation/events.out.tfevents.*",
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -96,16 +105,21 @@ class RunDirectory:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise RunDirectoryError(f"cannot use {self.path} as the output directory: it is a file",
-                                    hint="choose another --output") from None
+            raise RunDirectoryError(
+                f"cannot use {self.path} as the output directory: it is a file", hint="choose another --output"
+            ) from None
         except OSError as error:
-            raise RunDirectoryError(f"cannot create output directory {self.path}: {error.strerror or error}",
-                                    hint="choose another --output, or fix the permissions of its parent") from None
+            raise RunDirectoryError(
+                f"cannot create output directory {self.path}: {error.strerror or error}",
+                hint="choose another --output, or fix the permissions of its parent",
+            ) from None
         try:
             probe_directory(self.path, temporary_prefix("probe"))
         except OSError as error:
-            raise RunDirectoryError(f"cannot write to output directory {self.path}: {error.strerror or error}",
-                                    hint="choose another --output, or fix its permissions") from None
+            raise RunDirectoryError(
+                f"cannot write to output directory {self.path}: {error.strerror or error}",
+                hint="choose another --output, or fix its permissions",
+            ) from None
 
     def claim(self) -> None:
         """Record the run's members in the manifest before writing them: a kill between the two leaves a

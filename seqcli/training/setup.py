@@ -50,13 +50,25 @@ class TrainingSetup:
         """What the run is about to do, for the display before the first epoch."""
         state, model, data = self.state, self.model, self.data
         resumed = f"{state.position()} of {self.run.checkpoint}" if self.resuming else None
-        return RunHeader(spec=spec_label, model=model.name, params=model.count_params(),
-                         trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
-                         output=self.run.path, epochs=state.epochs, steps_per_epoch=data.steps_per_epoch,
-                         train_count=data.train_count, validation_count=data.validation_count, seed=self.seed,
-                         distribution=self.info.describe(data.batch_size), compile=self.settings.descriptions,
-                         steps_per_execution=self.settings.steps_per_execution, jit_compile=model.jit_compile,
-                         precision=self.spec.train.precision, resumed_from=resumed, notes=self.notes)
+        return RunHeader(
+            spec=spec_label,
+            model=model.name,
+            params=model.count_params(),
+            trainable_params=sum(math.prod(w.shape) for w in model.trainable_weights),
+            output=self.run.path,
+            epochs=state.epochs,
+            steps_per_epoch=data.steps_per_epoch,
+            train_count=data.train_count,
+            validation_count=data.validation_count,
+            seed=self.seed,
+            distribution=self.info.describe(data.batch_size),
+            compile=self.settings.descriptions,
+            steps_per_execution=self.settings.steps_per_execution,
+            jit_compile=model.jit_compile,
+            precision=self.spec.train.precision,
+            resumed_from=resumed,
+            notes=self.notes,
+        )
 
 
 def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None) -> TrainingSetup:
@@ -86,14 +98,30 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     _check_free_space(model, out.path)
     resuming = state is not None
     if state is None:
-        state = TrainingState(fingerprint=run_fingerprint(spec, seed), seed=seed, epochs=spec.train.epochs,
-                              steps_per_epoch=data.steps_per_epoch, spec=comparable_spec(spec, seed),
-                              files=input_files(spec))
+        state = TrainingState(
+            fingerprint=run_fingerprint(spec, seed),
+            seed=seed,
+            epochs=spec.train.epochs,
+            steps_per_epoch=data.steps_per_epoch,
+            spec=comparable_spec(spec, seed),
+            files=input_files(spec),
+        )
     else:
         _restore(model, info.strategy, run.checkpoint)
-    return TrainingSetup(spec=spec, run=run, out=out, info=info, seed=seed, data=data, model=model,
-                         settings=settings, state=state, resuming=resuming, notes=notes,
-                         early_stopping=EarlyStopper.create(spec, state.early_stopping))
+    return TrainingSetup(
+        spec=spec,
+        run=run,
+        out=out,
+        info=info,
+        seed=seed,
+        data=data,
+        model=model,
+        settings=settings,
+        state=state,
+        resuming=resuming,
+        notes=notes,
+        early_stopping=EarlyStopper.create(spec, state.early_stopping),
+    )
 
 
 def static_problems(spec: Spec) -> list[Problem]:
@@ -149,11 +177,17 @@ def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
     from seqcli.datacheck import DataValueError
 
     if spec.data is None or spec.data.train is None:
-        return None, [spec.problem(("data",) if spec.data else (), "there is no training data",
-                                   "add for example:\ndata:\n  train: data/digits.npz\n  validation: 0.2")]
+        return None, [
+            spec.problem(
+                ("data",) if spec.data else (),
+                "there is no training data",
+                "add for example:\ndata:\n  train: data/digits.npz\n  validation: 0.2",
+            )
+        ]
     try:
-        return load_datasets(spec.resolved()["data"], spec.base_dir, seed=seed,
-                             input_shape=_declared_input_shape(spec)), []
+        return load_datasets(
+            spec.resolved()["data"], spec.base_dir, seed=seed, input_shape=_declared_input_shape(spec)
+        ), []
     except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
         return None, [*_problems_without_data(spec), _input_problem(spec, error.input_shape, error.shape)]
     except (DataError, DataValueError) as error:
@@ -192,13 +226,16 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
         input_problems = _check_input(spec, abstract, data)
         if input_problems:
             return None, input_problems
-        check_budget(estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
-                     "training this model")
+        check_budget(
+            estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
+            "training this model",
+        )
     with _dtype_policy(spec.train.precision):
         built = build_model(spec, input_shape=input_shape)
     problems = list(built.problems)
-    settings, compile_problems = resolve_compile(spec, steps_per_epoch=data.steps_per_epoch,
-                                                 single_step=single_step_only(info.strategy))
+    settings, compile_problems = resolve_compile(
+        spec, steps_per_epoch=data.steps_per_epoch, single_step=single_step_only(info.strategy)
+    )
     problems += compile_problems
     problems += monitor_problems(spec, settings, data.validation is not None)
     if built.model is not None:
@@ -244,9 +281,12 @@ def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem
 
     first = spec.layers[0]
     path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
-    return spec.problem(path, f"the model takes inputs of shape {shape_text(input_shape)}, but "
-                        f"data.train's samples have shape {shape_text(data_shape)}",
-                        f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape")
+    return spec.problem(
+        path,
+        f"the model takes inputs of shape {shape_text(input_shape)}, but "
+        f"data.train's samples have shape {shape_text(data_shape)}",
+        f"make the input shape {list(data_shape)}, or remove it and the model takes the data's shape",
+    )
 
 
 def _label_problems(spec: Spec, data, output_shape: tuple) -> list[Problem]:
@@ -275,8 +315,10 @@ def _check_free_space(model, directory: Path) -> None:
     needed = 3 * 3 * weights + (1 << 20)
     free = shutil.disk_usage(directory).free
     if free < needed:
-        raise RunDirectoryError(f"{directory} has {free:,} bytes free; checkpoints and the model need "
-                                f"about {needed:,}", hint="free some space or choose another --output")
+        raise RunDirectoryError(
+            f"{directory} has {free:,} bytes free; checkpoints and the model need about {needed:,}",
+            hint="free some space or choose another --output",
+        )
 
 
 def _restore(model, strategy, checkpoint: Path) -> None:

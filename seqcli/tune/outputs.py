@@ -31,8 +31,15 @@ class TuneResult:
 
     def as_dict(self) -> dict:
         """The study's outcome for ``seq tune --format json``: every trial's row, the best one, the files."""
-        return {"output": str(self.output), "objective": self.objective, "direction": self.direction,
-                "total": self.total, "best": self.best, "trials": self.rows, "files": [str(f) for f in self.files]}
+        return {
+            "output": str(self.output),
+            "objective": self.objective,
+            "direction": self.direction,
+            "total": self.total,
+            "best": self.best,
+            "trials": self.rows,
+            "files": [str(f) for f in self.files],
+        }
 
 
 class StudyFolderError(SeqError):
@@ -51,12 +58,23 @@ def trial_rows(study, parameters) -> list[dict]:
             state, note = "retried", f"cut off; trained again as trial {retried[trial.number]}"
         steps = trial.intermediate_values
         value = trial.value if trial.value is not None else (steps[max(steps)] if steps else None)
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if (
-            trial.datetime_complete and trial.datetime_start) else None
-        rows.append({"trial": trial.number, "state": state, "value": value,
-                     **{p.name: trial.params.get(p.name) for p in parameters},
-                     "epochs": max(steps) if steps else None, "seconds": round(seconds, 2) if seconds else None,
-                     "run": trial.user_attrs.get("run"), "note": note or ""})
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if (trial.datetime_complete and trial.datetime_start)
+            else None
+        )
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": state,
+                "value": value,
+                **{p.name: trial.params.get(p.name) for p in parameters},
+                "epochs": max(steps) if steps else None,
+                "seconds": round(seconds, 2) if seconds else None,
+                "run": trial.user_attrs.get("run"),
+                "note": note or "",
+            }
+        )
     return rows
 
 
@@ -74,12 +92,20 @@ def best_row(rows: list[dict], direction: str) -> dict | None:
 def write_outputs(plan, study):
     rows = trial_rows(study, plan.parameters)
     output = plan.output
-    result = TuneResult(output=output, objective=plan.objective, direction=plan.direction, total=plan.total,
-                        rows=rows, best=best_row(rows, plan.direction))
+    result = TuneResult(
+        output=output,
+        objective=plan.objective,
+        direction=plan.direction,
+        total=plan.total,
+        rows=rows,
+        best=best_row(rows, plan.direction),
+    )
     write_trials_csv(output / "trials.csv", rows)
     result.files.append(output / "trials.csv")
-    write_text_atomic(output / "study.json", json.dumps(
-        {"objective": plan.objective, "direction": plan.direction, "total": plan.total}, indent=1) + "\n")
+    write_text_atomic(
+        output / "study.json",
+        json.dumps({"objective": plan.objective, "direction": plan.direction, "total": plan.total}, indent=1) + "\n",
+    )
     result.files.append(output / "study.json")
     plot_trials(output / "trials.png", rows, plan.objective, plan.direction)
     result.files.append(output / "trials.png")
@@ -104,10 +130,12 @@ def write_best_spec(target: Path, trained_spec: Path, best: dict, plan) -> None:
     data = read_spec_file(trained_spec).data
     data.pop("tune", None)
     values = ", ".join(f"{p.name}={best[p.name]!r}" for p in plan.parameters)
-    header = (f"# The best of seq tune's study of {plan.spec_path}: trial {best['trial']} "
-              f"({plan.objective} {best['value']!r}).\n# Values: {values}\n"
-              "# `seq train` on this file repeats that trial (same values, epochs and seed), given --allow-path\n"
-              "# for the folders of the files it names (specs read their own folder only).\n")
+    header = (
+        f"# The best of seq tune's study of {plan.spec_path}: trial {best['trial']} "
+        f"({plan.objective} {best['value']!r}).\n# Values: {values}\n"
+        "# `seq train` on this file repeats that trial (same values, epochs and seed), given --allow-path\n"
+        "# for the folders of the files it names (specs read their own folder only).\n"
+    )
     write_text_atomic(target, header + dump_spec(data))
 
 
@@ -123,8 +151,7 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
     axes = figure.add_subplot(1, 1, 1)
     for state, marker, color in (("complete", "o", "tab:blue"), ("pruned", "x", "tab:gray")):
         shown = [row for row in rows if row["state"] == state and row["value"] is not None]
-        axes.scatter([r["trial"] for r in shown], [r["value"] for r in shown], marker=marker, color=color,
-                     label=state)
+        axes.scatter([r["trial"] for r in shown], [r["value"] for r in shown], marker=marker, color=color, label=state)
     line = best_so_far(rows, direction)
     if line:
         axes.step([t for t, _ in line], [v for _, v in line], where="post", color="tab:green", label="best so far")
@@ -142,8 +169,9 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
 def best_so_far(rows: list[dict], direction: str) -> list[tuple[int, float]]:
     """``(trial, best value up to it)`` at each complete trial, in trial order."""
     best, line = None, []
-    for row in sorted((r for r in rows if r["state"] == "complete" and r["value"] is not None),
-                      key=lambda r: r["trial"]):
+    for row in sorted(
+        (r for r in rows if r["state"] == "complete" and r["value"] is not None), key=lambda r: r["trial"]
+    ):
         better = best is None or (row["value"] < best if direction == "minimize" else row["value"] > best)
         best = row["value"] if better else best
         line.append((row["trial"], best))
@@ -156,18 +184,23 @@ def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
     trials, description = folder / "trials.csv", folder / "study.json"
     if not trials.is_file() or not description.is_file():
         missing = "trials.csv" if not trials.is_file() else "study.json"
-        raise StudyFolderError(f"{folder} is not a study folder: it has no {missing}",
-                               hint="give the --output folder of 'seq tune' (rerun the study with --resume to "
-                                    "write its results again)")
+        raise StudyFolderError(
+            f"{folder} is not a study folder: it has no {missing}",
+            hint="give the --output folder of 'seq tune' (rerun the study with --resume to write its results again)",
+        )
     try:
         study = json.loads(description.read_text())
         objective, direction = str(study["objective"]), study["direction"]
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"direction {direction!r}")
         with open(trials, newline="") as handle:
-            rows = [{**row, "trial": int(row["trial"]), "value": float(row["value"]) if row["value"] else None}
-                    for row in csv.DictReader(handle)]
+            rows = [
+                {**row, "trial": int(row["trial"]), "value": float(row["value"]) if row["value"] else None}
+                for row in csv.DictReader(handle)
+            ]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise StudyFolderError(f"{folder} holds a study seq cannot read: {type(error).__name__}: {error}",
-                               hint="rerun the study with --resume to write its results again") from None
+        raise StudyFolderError(
+            f"{folder} holds a study seq cannot read: {type(error).__name__}: {error}",
+            hint="rerun the study with --resume to write its results again",
+        ) from None
     return rows, objective, direction

@@ -104,8 +104,9 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
     plan = plan_study(options)
     storage = make_storage(plan.storage_url)
     index = options.worker_index or 0
-    study = open_study(plan.spec, storage, resume=options.resume and options.worker_index is None,
-                       sampler_seed=plan.seed)
+    study = open_study(
+        plan.spec, storage, resume=options.resume and options.worker_index is None, sampler_seed=plan.seed
+    )
     if options.worker_index is None:
         for number in reclaim_trials(study):
             reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
@@ -142,9 +143,11 @@ def plan_study(options: TuneOptions) -> TunePlan:
 
     spec = read_spec(options.spec)
     if spec.tune is None and not spec.problems:
-        raise TuneError(f"{options.spec} has no 'tune:' section",
-                        hint="add for example:\ntune:\n  objective: val_accuracy\n  trials: 20\n  parameters:\n"
-                             "    layers[1].Dense.units: {choice: [32, 64, 128]}")
+        raise TuneError(
+            f"{options.spec} has no 'tune:' section",
+            hint="add for example:\ntune:\n  objective: val_accuracy\n  trials: 20\n  parameters:\n"
+            "    layers[1].Dense.units: {choice: [32, 64, 128]}",
+        )
     problems = list(spec.problems)
     checked = options.worker_index is not None  # the process that started this worker checked everything
     if not problems and not checked:
@@ -161,10 +164,19 @@ def plan_study(options: TuneOptions) -> TunePlan:
     grid = [p.grid_values() for p in parameters] if _sampler_name(section) == "grid" else None
     if grid is not None:
         total = min(total, math.prod(len(values) for values in grid))
-    return TunePlan(spec=spec, spec_path=options.spec, output=output,
-                    storage_url=options.storage or default_storage(output), parameters=parameters,
-                    objective=section.objective, direction=direction_of(section), total=total,
-                    epochs=epochs_of(spec), seed=seed_of(spec), pruning=_pruner_name(section) != "none")
+    return TunePlan(
+        spec=spec,
+        spec_path=options.spec,
+        output=output,
+        storage_url=options.storage or default_storage(output),
+        parameters=parameters,
+        objective=section.objective,
+        direction=direction_of(section),
+        total=total,
+        epochs=epochs_of(spec),
+        seed=seed_of(spec),
+        pruning=_pruner_name(section) != "none",
+    )
 
 
 def _sampler_name(section) -> str:
@@ -212,8 +224,9 @@ def _run_worker(plan: TunePlan, study, storage, reporter: TuneReporter, index: i
     from seqcli.tune.space import make_sampler
 
     # Workers (and continued studies) draw different random streams from one seed.
-    study.sampler = make_sampler(plan.spec.tune, plan.parameters,
-                                 seed=plan.seed + 7919 * index + len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(
+        plan.spec.tune, plan.parameters, seed=plan.seed + 7919 * index + len(study.get_trials(deepcopy=False))
+    )
     with _StopBetweenTrials() as stop:
         while stop.received is None:
             fail_stale_trials(study)
@@ -221,8 +234,7 @@ def _run_worker(plan: TunePlan, study, storage, reporter: TuneReporter, index: i
             if trial is None:
                 return
             _run_trial(plan, study, storage, trial, reporter, options)
-    raise TuneInterrupted(stop.received, f"{signal.Signals(stop.received).name}: stopped between trials",
-                          plan.output)
+    raise TuneInterrupted(stop.received, f"{signal.Signals(stop.received).name}: stopped between trials", plan.output)
 
 
 class _TrialReporter(Reporter):
@@ -259,8 +271,7 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
             from seqcli.tune.study import retry_trial
 
             retry_trial(study, study.tell(trial, state=TrialState.FAIL))
-            raise TuneInterrupted(error.signum, f"trial {trial.number} stopped; {error.message}",
-                                  plan.output) from None
+            raise TuneInterrupted(error.signum, f"trial {trial.number} stopped; {error.message}", plan.output) from None
         except SeqError as error:
             trial.set_user_attr("error", error.message[:500])
             study.tell(trial, state=TrialState.FAIL)
@@ -288,8 +299,14 @@ def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOpt
     overrides = [p.override(params[p.name]) for p in plan.parameters if p.name in params]
     overrides += ["tune=null", f"train.seed={plan.seed}"]
     resume = RunDirectory(directory).checkpoint.exists()
-    return TrainOptions(spec=plan.spec_path, output=str(directory), epochs=plan.epochs, overrides=overrides,
-                        resume=resume, overwrite=not resume)
+    return TrainOptions(
+        spec=plan.spec_path,
+        output=str(directory),
+        epochs=plan.epochs,
+        overrides=overrides,
+        resume=resume,
+        overwrite=not resume,
+    )
 
 
 # ----------------------------------------------------------------------------- several workers
@@ -299,8 +316,21 @@ def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneRe
     """N worker processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
     processes = []
     for index in range(options.workers):
-        command = [sys.executable, "-m", "seqcli", "tune", plan.spec_path, "--output", str(plan.output),
-                   "--storage", plan.storage_url, "--trials", str(plan.total), "--worker-index", str(index)]
+        command = [
+            sys.executable,
+            "-m",
+            "seqcli",
+            "tune",
+            plan.spec_path,
+            "--output",
+            str(plan.output),
+            "--storage",
+            plan.storage_url,
+            "--trials",
+            str(plan.total),
+            "--worker-index",
+            str(index),
+        ]
         stdout = sys.stderr.fileno() if options.workers_print_to_stderr else None
         processes.append(subprocess.Popen(command, start_new_session=True, stdout=stdout))
     received: list[int] = []
@@ -319,9 +349,10 @@ def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneRe
             signal.signal(signum, handler)
     if received or any(code in (130, 143) for code in codes):
         signum = received[0] if received else signal.SIGINT
-        raise TuneInterrupted(signum, "the workers stopped; their trials are checkpointed",
-                              plan.output)
+        raise TuneInterrupted(signum, "the workers stopped; their trials are checkpointed", plan.output)
     failed = [(index, code) for index, code in enumerate(codes) if code != 0]
     if failed:
-        raise TuneError("worker processes failed: " + ", ".join(f"#{i} (exit {c})" for i, c in failed),
-                        hint="their messages are above; rerun the same command to continue the study")
+        raise TuneError(
+            "worker processes failed: " + ", ".join(f"#{i} (exit {c})" for i, c in failed),
+            hint="their messages are above; rerun the same command to continue the study",
+        )

@@ -42,8 +42,11 @@ class Parameter:
         return list(enumerate(self.values))
 
     def point_name(self, index: int) -> str:
-        return f"choice {self.values[index]!r}" if self.kind == "choice" else f"{BOUND_NAMES[index]} bound " \
-                                                                             f"{self.values[index]!r}"
+        return (
+            f"choice {self.values[index]!r}"
+            if self.kind == "choice"
+            else f"{BOUND_NAMES[index]} bound {self.values[index]!r}"
+        )
 
     def override(self, value: Any) -> str:
         """``--set`` text for ``value`` (JSON is YAML 1.2, so 1e-05 stays a float)."""
@@ -75,7 +78,7 @@ def parameters_of(section: TuneSection) -> list[Parameter]:
             path = parse_override_path(name)
         except ValueError:
             continue
-        kind, = model.model_dump(by_alias=True)
+        (kind,) = model.model_dump(by_alias=True)
         parameters.append(Parameter(name, path, kind, tuple(model.model_dump(by_alias=True)[kind])))
     return parameters
 
@@ -102,7 +105,7 @@ def named(section: Any) -> tuple[str, dict]:
     """``tpe`` or ``{tpe: {...}}`` -> ("tpe", {...})."""
     if isinstance(section, str):
         return section, {}
-    (name, arguments), = section.items()
+    ((name, arguments),) = section.items()
     return name, dict(arguments or {})
 
 
@@ -135,8 +138,14 @@ def _key_problems(spec: Spec, section: TuneSection) -> list[Problem]:
         try:
             parse_override_path(name)
         except ValueError as error:
-            problems.append(spec.problem(("tune", "parameters", name), f"{name!r} is not a spec path: {error}",
-                                         "write paths as --set takes them, e.g. layers[1].Dense.units", key=True))
+            problems.append(
+                spec.problem(
+                    ("tune", "parameters", name),
+                    f"{name!r} is not a spec path: {error}",
+                    "write paths as --set takes them, e.g. layers[1].Dense.units",
+                    key=True,
+                )
+            )
     return problems
 
 
@@ -160,11 +169,21 @@ def _range_problems(spec: Spec, parameter: Parameter) -> list[Problem]:
     low, high = parameter.values
     where = parameter.where + (parameter.kind,)
     if parameter.kind == "loguniform" and low <= 0:
-        return [spec.problem(where + (0,), f"a loguniform range needs low > 0; received {low!r}",
-                             "use a small positive bound such as 1e-5, or a uniform range")]
+        return [
+            spec.problem(
+                where + (0,),
+                f"a loguniform range needs low > 0; received {low!r}",
+                "use a small positive bound such as 1e-5, or a uniform range",
+            )
+        ]
     if low >= high:
-        return [spec.problem(where, f"low must be below high; received [{low!r}, {high!r}]",
-                             f"write [{high!r}, {low!r}]" if low > high else "use {choice: [value]} for one value")]
+        return [
+            spec.problem(
+                where,
+                f"low must be below high; received [{low!r}, {high!r}]",
+                f"write [{high!r}, {low!r}]" if low > high else "use {choice: [value]} for one value",
+            )
+        ]
     return []
 
 
@@ -177,20 +196,35 @@ def _path_problems(spec: Spec, parameter: Parameter) -> list[Problem]:
             target = {}  # a layer written without arguments: '- Flatten:'
         if isinstance(target, list):
             if not isinstance(part, int) or not 0 <= part < len(target):
-                return [_no_path(spec, parameter, depth, f"{format_path(path[:depth])} has {len(target)} entries",
-                                 f"indices go from 0 to {len(target) - 1}" if target else None)]
+                return [
+                    _no_path(
+                        spec,
+                        parameter,
+                        depth,
+                        f"{format_path(path[:depth])} has {len(target)} entries",
+                        f"indices go from 0 to {len(target) - 1}" if target else None,
+                    )
+                ]
         elif isinstance(target, dict):
             if part not in target:
                 if _may_add(path) and (last or (depth == 0 and path[0] in SECTIONS)):
                     return []  # an argument or field the spec leaves at its default, or a section it leaves out
                 hint = did_you_mean(str(part), [str(k) for k in target]) or (
-                    f"it has: {', '.join(map(str, target))}" if target else None)
-                return [_no_path(spec, parameter, depth, f"{format_path(path[:depth]) or 'the spec'} has no "
-                                 f"{part!r}", hint)]
+                    f"it has: {', '.join(map(str, target))}" if target else None
+                )
+                return [
+                    _no_path(spec, parameter, depth, f"{format_path(path[:depth]) or 'the spec'} has no {part!r}", hint)
+                ]
         else:
-            return [spec.problem(parameter.where, f"{parameter.name}: {format_path(path[:depth])} is {target!r}, "
-                                 "not a mapping or list", "point at a value inside the spec, written out in full "
-                                 "(e.g. optimizer: {Adam: {learning_rate: 0.001}})", key=True)]
+            return [
+                spec.problem(
+                    parameter.where,
+                    f"{parameter.name}: {format_path(path[:depth])} is {target!r}, not a mapping or list",
+                    "point at a value inside the spec, written out in full "
+                    "(e.g. optimizer: {Adam: {learning_rate: 0.001}})",
+                    key=True,
+                )
+            ]
         target = target[part]
     return []
 
@@ -228,9 +262,13 @@ def _type_problems(spec: Spec, parameter: Parameter) -> list[Problem]:
     if parameter.kind == "choice":
         for index, value in enumerate(parameter.values):
             if value is not None and type(value) not in _ACCEPTS[expected]:
-                problems.append(spec.problem(where + (index,), f"{word}; choice {value!r} is "
-                                             f"{_TYPE_WORDS.get(type(value), type(value).__name__)}",
-                                             f"give {_TYPE_WORDS[expected]} like {current!r}"))
+                problems.append(
+                    spec.problem(
+                        where + (index,),
+                        f"{word}; choice {value!r} is {_TYPE_WORDS.get(type(value), type(value).__name__)}",
+                        f"give {_TYPE_WORDS[expected]} like {current!r}",
+                    )
+                )
     return problems
 
 
@@ -251,25 +289,35 @@ def _engine_problems(spec: Spec, section: TuneSection, parameters: list[Paramete
         for parameter in parameters:
             values = parameter.grid_values()
             if values is None or len(values) > GRID_LIMIT:
-                detail = (f"a {parameter.kind} range" if values is None else f"{len(values):,} values")
-                problems.append(spec.problem(("tune", "sampler"), f"a grid search needs few discrete values; "
-                                             f"{parameter.name} has {detail}",
-                                             "use {choice: [...]} or a small {int: [low, high]}, or sampler: tpe"))
+                detail = f"a {parameter.kind} range" if values is None else f"{len(values):,} values"
+                problems.append(
+                    spec.problem(
+                        ("tune", "sampler"),
+                        f"a grid search needs few discrete values; {parameter.name} has {detail}",
+                        "use {choice: [...]} or a small {int: [low, high]}, or sampler: tpe",
+                    )
+                )
     try:
         import optuna  # noqa: F401  (seq check without the tune extra checks all but Optuna's arguments)
     except ImportError:
         return problems
-    for key, make in (("sampler", lambda: make_sampler(section, parameters, seed=0)),
-                      ("pruner", lambda: make_pruner(section, epochs=epochs_of(spec)))):
+    for key, make in (
+        ("sampler", lambda: make_sampler(section, parameters, seed=0)),
+        ("pruner", lambda: make_pruner(section, epochs=epochs_of(spec))),
+    ):
         if key == "sampler" and problems:
             continue
         try:
             make()
         except (TypeError, ValueError) as error:
             name, arguments = named(getattr(section, key))
-            problems.append(spec.problem(("tune", key), f"Optuna rejected the {name} {key}'s arguments: {error}. "
-                                         f"Received: {arguments}", "see Optuna's documentation of this "
-                                         f"{key} for its arguments"))
+            problems.append(
+                spec.problem(
+                    ("tune", key),
+                    f"Optuna rejected the {name} {key}'s arguments: {error}. Received: {arguments}",
+                    f"see Optuna's documentation of this {key} for its arguments",
+                )
+            )
     return problems
 
 
@@ -278,8 +326,9 @@ def _point_problems(spec: Spec, parameter: Parameter) -> list[Problem]:
     for index, value in parameter.points():
         where = parameter.where + (parameter.kind, index)
         for found in spec_problems_with(spec, parameter.path, value):
-            problem = spec.problem(where, f"at {parameter.point_name(index)}, {found.path or 'the spec'}: "
-                                   f"{found.message}", found.hint)
+            problem = spec.problem(
+                where, f"at {parameter.point_name(index)}, {found.path or 'the spec'}: {found.message}", found.hint
+            )
             problems.setdefault(problem.message, problem)
     return list(problems.values())
 

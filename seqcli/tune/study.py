@@ -41,8 +41,10 @@ def require_optuna():
     try:
         import optuna
     except ImportError:
-        raise TuneError("seq tune needs Optuna, which is not installed",
-                        hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')") from None
+        raise TuneError(
+            "seq tune needs Optuna, which is not installed",
+            hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')",
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # seq records heartbeats itself (study.heartbeat) around each ask-and-tell trial.
@@ -58,15 +60,23 @@ def make_storage(url: str):
     """An RDB storage with heartbeats; trials whose heartbeat went stale are re-enqueued (:func:`retry_trial`)."""
     optuna = require_optuna()
     accepted = inspect.signature(optuna.storages.RDBStorage).parameters
-    callback = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in accepted
-                else "failed_trial_callback")  # Optuna 4 spells it failed_trial_callback
+    callback = (
+        "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in accepted else "failed_trial_callback"
+    )  # Optuna 4 spells it failed_trial_callback
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS, **{callback: retry_trial})
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            **{callback: retry_trial},
+        )
     except Exception as error:  # SQLAlchemy's errors, a missing database driver, a malformed URL
-        raise TuneError(f"cannot open the study storage {url}: {' '.join(str(error).split())[:300]}",
-                        hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db") from None
+        raise TuneError(
+            f"cannot open the study storage {url}: {' '.join(str(error).split())[:300]}",
+            hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db",
+        ) from None
 
 
 def spec_fingerprint(spec: Spec) -> str:
@@ -86,18 +96,24 @@ def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
     if resume and not exists:
         raise TuneError(f"nothing to resume: the storage holds no study {name!r}", hint="start without --resume")
     parameters = parameters_of(section)
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction_of(section),
-                                sampler=make_sampler(section, parameters, seed=sampler_seed),
-                                pruner=make_pruner(section, epochs=epochs_of(spec)), load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=direction_of(section),
+        sampler=make_sampler(section, parameters, seed=sampler_seed),
+        pruner=make_pruner(section, epochs=epochs_of(spec)),
+        load_if_exists=True,
+    )
     fingerprint = spec_fingerprint(spec)
     recorded = study.user_attrs.get("spec")
     if recorded is None:
         study.set_user_attr("spec", fingerprint)
         study.set_user_attr("objective", section.objective)
     elif recorded != fingerprint:
-        raise TuneError(f"the study {name!r} was made from another spec or search space",
-                        hint="undo the change (only tune.trials may change), or tune into another --output "
-                             "or --storage")
+        raise TuneError(
+            f"the study {name!r} was made from another spec or search space",
+            hint="undo the change (only tune.trials may change), or tune into another --output or --storage",
+        )
     return study
 
 
@@ -117,7 +133,8 @@ def finished(trial) -> bool:
     from optuna.trial import TrialState
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-        trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+        trial.state == TrialState.FAIL and "error" in trial.user_attrs
+    )
 
 
 def next_trial(study, parameters: list[Parameter], total: int):
@@ -147,9 +164,14 @@ def retry_trial(study, failed) -> None:
     """Enqueue a failed (killed, interrupted) trial again: same parameters, same run directory."""
     import optuna
 
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.WAITING, params=failed.params, distributions=failed.distributions,
-        user_attrs={"run": failed.user_attrs.get("run", f"trial-{failed.number:04d}"), "retry_of": failed.number}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={"run": failed.user_attrs.get("run", f"trial-{failed.number:04d}"), "retry_of": failed.number},
+        )
+    )
 
 
 def reclaim_trials(study) -> list[int]:
