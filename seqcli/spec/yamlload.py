@@ -312,13 +312,12 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
     document.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if node.tag not in _STANDARD_TAGS:
         problems.append(
-            Problem(
+            _node_problem(
+                node,
+                path,
+                document,
                 f"YAML tag {node.tag!r} is not allowed in a spec",
-                format_path(path),
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
                 "remove the tag; specs hold plain values only",
-                document.file,
             )
         )
         return None
@@ -330,16 +329,20 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
         return _construct_scalar(node)
     except ValueError:  # Python refuses to convert integers of more than 4300 digits
         problems.append(
-            Problem(
+            _node_problem(
+                node,
+                path,
+                document,
                 f"a number of {len(node.value)} characters is too large for any spec value",
-                format_path(path),
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
                 "Keras and TensorFlow take 64-bit integers: at most 9223372036854775807",
-                document.file,
             )
         )
         return None
+
+
+def _node_problem(node, path: PathKey, document: Document, message: str, hint: str) -> Problem:
+    mark = node.start_mark
+    return Problem(message, format_path(path), mark.line + 1, mark.column + 1, hint, document.file)
 
 
 def _construct_mapping(node, path: PathKey, document: Document, problems: list[Problem]) -> dict:
