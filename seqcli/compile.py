@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +63,7 @@ def resolve_compile(
     ``single_step``: the strategy cannot run several steps per execution (see :func:`single_step_only`).
     """
     keras = import_keras()
-    resolver = _Resolver(spec, keras)
+    resolver = CompileResolver(spec, keras)
     section = spec.compile
     if section is None:
         return None, [
@@ -82,7 +81,7 @@ def resolve_compile(
             "name a Keras loss, e.g. 'loss: sparse_categorical_crossentropy'",
             key=True,
         )
-    optimizer = _resolve_optimizer(resolver, spec)
+    optimizer = resolve_optimizer(resolver, spec)
     loss = resolver.loss(("compile", "loss"), section.loss) if section.loss is not None else None
     metrics = [resolver.metric(("compile", "metrics", index), value) for index, value in enumerate(section.metrics)]
     if single_step and section.steps_per_execution not in ("auto", 1):
@@ -115,46 +114,7 @@ def resolve_compile(
     return settings, []
 
 
-def probe_optimizer(spec: Spec) -> list[Problem]:
-    """Apply (a fresh copy of) the spec's optimizer once to a zero variable, so that arguments Keras takes
-    when constructing it but fails on when training (``{Adam: {beta_1: abc}}``) are reported before training.
-
-    Call it outside any distribution strategy's scope: applying an optimizer there needs a replica context.
-    Names and arguments that :func:`resolve_compile` rejects give no problem here (it reports them).
-    """
-    import numpy as np
-
-    keras = import_keras()
-    if spec.compile is None:
-        return []
-    resolver = _Resolver(spec, keras, probe=True)
-    optimizer = _resolve_optimizer(resolver, spec)
-    if optimizer is None or resolver.problems:
-        return []
-    variable = keras.Variable(np.zeros(2, np.float32), name="seq_probe")
-    try:
-        optimizer.apply([keras.ops.zeros((2,))], [variable])
-    except Exception as error:  # Keras raises TypeError/ValueError, TensorFlow UnimplementedError, ...
-        return [_rejected_optimizer(spec, error)]
-    return []
-
-
-def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
-    value = spec.compile.optimizer
-    mapping = isinstance(value, dict)
-    name, args = next(iter(value.items())) if mapping else (value, {})
-    received = ", ".join(f"{key}={argument!r}" for key, argument in (args or {}).items())
-    schedule = " and train.learning_rate_schedule's" if spec.train.learning_rate_schedule is not None else ""
-    return spec.problem(
-        ("compile", "optimizer", name) if mapping else ("compile", "optimizer"),
-        f"Keras rejected {name} when applying it: {clean_tensorflow_message(str(error))}"
-        + (f". Received: {received}" if received else ""),
-        f"check the types and values of {name}'s arguments{schedule} against the Keras documentation",
-        key=mapping,
-    )
-
-
-def _resolve_optimizer(resolver: _Resolver, spec: Spec):
+def resolve_optimizer(resolver: CompileResolver, spec: Spec):
     schedule = None
     if spec.train.learning_rate_schedule is not None:
         schedule = resolver.schedule(("train", "learning_rate_schedule"), spec.train.learning_rate_schedule)
@@ -276,7 +236,7 @@ def accepted_arguments(cls: type) -> frozenset[str]:
 # ----------------------------------------------------------------------------- resolution
 
 
-class _Resolver:
+class CompileResolver:
     def __init__(self, spec: Spec, keras, *, probe: bool = False):
         self.spec = spec
         self.keras = keras
@@ -486,64 +446,6 @@ def _describe(value) -> str:
 # ----------------------------------------------------------------------------- fit with the data
 
 
-def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: tuple) -> list[Problem]:
-    """Run the loss and each metric on one batch of real labels against a model-shaped output,
-    so a loss or metric that does not fit the model's output is reported before training."""
-    import numpy as np
-
-    keras = import_keras()
-    labels = np.asarray(labels)
-    outputs = np.full((labels.shape[0], *output_shape[1:]), 1.0 / max(output_shape[-1] or 1, 1), dtype=np.float32)
-    problems = []
-    if _is_sparse_categorical(spec.compile.loss) and np.issubdtype(labels.dtype, np.integer):
-        problems += _check_label_range(spec, labels, outputs)
-    loss = settings.loss if not isinstance(settings.loss, str) else keras.losses.get(settings.loss)
-    message = None if problems else _probe(loss, labels, outputs)
-    if message:
-        problems.append(
-            spec.problem(
-                ("compile", "loss"),
-                f"the loss does not fit the data and model: labels of "
-                f"shape {labels.shape} against model output of shape {outputs.shape}: "
-                f"{message}",
-                _fit_hint(labels, outputs, spec.compile.loss),
-            )
-        )
-    for index, (metric, name) in enumerate(zip(settings.metrics, settings.metric_names)):
-        if isinstance(metric, str) and metric in ADAPTIVE_METRICS:
-            continue
-        probe = (
-            keras.metrics.get(metric) if isinstance(metric, str) else metric.__class__.from_config(metric.get_config())
-        )
-        message = _probe(probe.update_state, labels, outputs)
-        if message:
-            problems.append(
-                spec.problem(
-                    ("compile", "metrics", index),
-                    f"metric {name} does not fit labels of "
-                    f"shape {labels.shape} against model output of shape {outputs.shape}: "
-                    f"{message}",
-                    _fit_hint(labels, outputs, None),
-                )
-            )
-    return problems
-
-
-def _probe(function, labels, outputs) -> str | None:
-    try:
-        function(labels, outputs)
-    except Exception as error:  # TensorFlow raises InvalidArgumentError, Keras ValueError, ...
-        return clean_tensorflow_message(str(error))
-    return None
-
-
-def clean_tensorflow_message(text: str) -> str:
-    """TensorFlow's error text without its node names, op suffixes and value dumps."""
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
-    text = text.split(" [Op:")[0].split(" Label values:")[0]
-    return clean_message(Exception(text))
-
-
 def metric_log_name(value) -> str:
     """The key a compile metric has in Keras's logs: a string as written, a class by its ``name`` argument
     or its snake_case name (``SparseTopKCategoricalAccuracy`` -> ``sparse_top_k_categorical_accuracy``)."""
@@ -553,56 +455,3 @@ def metric_log_name(value) -> str:
     if isinstance(args, dict) and isinstance(args.get("name"), str):
         return args["name"]
     return snake_case(name)
-
-
-def _check_label_range(spec: Spec, labels, outputs) -> list[Problem]:
-    classes = outputs.shape[-1]
-    top = int(labels.max()) if labels.size else 0
-    if labels.size and int(labels.min()) < 0:
-        return [
-            spec.problem(
-                ("compile", "loss"),
-                f"labels include {int(labels.min())}, a negative class index (labels must be 0 .. classes-1)",
-                "check the labels",
-            )
-        ]
-    if top >= classes:
-        return [
-            spec.problem(
-                ("compile", "loss"),
-                f"labels go up to {top}, but the model outputs {classes} class scores (labels must be 0 .. classes-1)",
-                f"give the last layer {top + 1} units, or check the labels",
-            )
-        ]
-    return []
-
-
-def _is_sparse_categorical(loss) -> bool:
-    name = loss if isinstance(loss, str) else next(iter(loss)) if isinstance(loss, dict) else ""
-    return name in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")
-
-
-def _fit_hint(labels, outputs, loss) -> str:
-    import numpy as np
-
-    integer_labels = np.issubdtype(labels.dtype, np.integer) and labels.ndim == 1
-    if integer_labels and outputs.ndim == 2 and outputs.shape[-1] > 1:
-        return "the labels are class indices: use 'sparse_categorical_crossentropy' (and 'accuracy')"
-    if labels.ndim == 2 and outputs.ndim == 2 and labels.shape[-1] != outputs.shape[-1]:
-        return f"the labels have {labels.shape[-1]} values per sample: give the last layer {labels.shape[-1]} units"
-    return "check the last layer's units and the loss against the labels"
-
-
-def logits_warning(spec: Spec, model) -> str | None:
-    """A crossentropy loss expecting probabilities on a model whose last layer has no activation."""
-    loss = spec.compile.loss if spec.compile else None
-    if not isinstance(loss, str) or "crossentropy" not in loss or not model.layers:
-        return None
-    activation = getattr(model.layers[-1], "activation", None)
-    if activation is None or getattr(activation, "__name__", "") != "linear":
-        return None
-    cls = "".join(part.capitalize() for part in loss.split("_"))
-    return (
-        f"the last layer has no activation (it outputs logits), but loss {loss!r} expects probabilities; "
-        f"write 'loss: {{{cls}: {{from_logits: true}}}}' or give the last layer activation: softmax"
-    )

@@ -7,7 +7,7 @@ is renamed into place: a failed or unverified export leaves nothing behind.
 
 Integration points (existing functions this module uses, to re-point after refactors):
 ``seqcli.predict.resolve_target`` (RUN_OR_MODEL -> model file and run folder),
-``seqcli.build.load_model_file`` (a .keras file in safe mode) and ``seqcli.data.load_source``.
+``seqcli.models.load_model_file`` (a .keras file in safe mode) and ``seqcli.data.load_source``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ nested layers ``{LSTM: {units: 32}}``; a Bidirectional layer's ``backward_layer`
 default mirror of the forward layer. What a spec cannot express (a Lambda, a functional graph, a custom
 class, a nested model) is refused, naming the layer.
 
-Integration points: ``seqcli.build.load_model_file`` (safe mode), ``seqcli.registry`` (layer classes,
+Integration points: ``seqcli.models.load_model_file`` (safe mode), ``seqcli.registry`` (layer classes,
 accepted arguments).
 """
 

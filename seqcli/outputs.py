@@ -81,6 +81,7 @@ def check_output_folder(
     _check_not_a_home(target)
     _check_not_an_input(target, inputs)
     with contextlib.suppress(OSError):  # staging folders lie beside the target
+        recover_replaced(target)
         clean_stale(target.resolve().parent)
     if not target.is_dir():
         return target
@@ -221,12 +222,29 @@ def replace_folder(staged: Path, target: Path) -> None:
                 f"cannot overwrite {target}: it holds {_listing(foreign)} that seq did not write; nothing was removed",
                 hint="move those out of the folder, or choose another --output",
             )
-        retired = staged.with_name(staged.name + "old")
-        os.replace(target, retired)
+        retired = _retired(target)
+        os.replace(target, retired)  # a kill from here on: the next command puts it back (recover_replaced)
         os.replace(staged, target)
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staged, target)
+
+
+def _retired(target: Path) -> Path:
+    """Where a folder being replaced waits: a name seq's stale-file cleaning never removes."""
+    return target.with_name(f".{target.name}.seq-replaced")
+
+
+def recover_replaced(target: Path) -> None:
+    """After a kill inside :func:`replace_folder`: the old folder goes back when nothing took its place, and is
+    removed when the new one is in place."""
+    retired = _retired(target)
+    if not retired.is_dir():
+        return
+    if target.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(retired, target)
 
 
 def _visible(folder: Path) -> Iterator[Path]:

@@ -5,9 +5,9 @@ to bottom, with its name, class, output shape and parameters; frozen layers are 
 pretrained base is one box with the number of layers inside. A spec is drawn from its weightless
 (abstract) build; a ``.keras`` file is loaded in safe mode.
 
-Integration points (existing functions used here): ``seqcli.inspect.inspect_spec`` (the abstract build),
-``seqcli.build.load_model_file`` (a .keras file in safe mode), ``seqcli.predict.resolve_target`` and
-``seqcli.train.plot_curves`` (the run's curves.png, drawn the same way).
+Integration points (existing functions used here): ``seqcli.report.inspect_spec`` (the abstract build),
+``seqcli.models.load_model_file`` (a .keras file in safe mode), ``seqcli.predict.resolve_target`` and
+``seqcli.training.results.plot_curves`` (the run's curves.png, drawn the same way).
 """
 
 from __future__ import annotations

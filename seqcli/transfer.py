@@ -92,7 +92,8 @@ def plan_transfer(options: TransferOptions) -> TransferPlan:
     """Check the request against the spec (built abstractly, its compile section resolved) and set out the
     phases and their overrides."""
     from seqcli.build import build_model
-    from seqcli.compile import probe_optimizer, resolve_compile
+    from seqcli.compile import resolve_compile
+    from seqcli.compile_checks import probe_optimizer
     from seqcli.spec import load_spec
 
     spec = load_spec(options.spec, options.overrides)

@@ -150,3 +150,16 @@ def test_exit_statuses_are_one_table():
     stopped.signum = signal.SIGTERM
     assert exit_status(stopped) == ExitStatus.SIGTERM
     assert ExitStatus.for_signal(signal.SIGHUP) == ExitStatus.SIGINT
+
+
+def test_schema_output_replaces_only_a_seq_schema(tmp_path):
+    from click.testing import CliRunner
+
+    from seqcli.cli import cli
+
+    (tmp_path / "notes.txt").write_text("mine")
+    refused = CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "notes.txt")])
+    assert refused.exit_code == 1 and "--overwrite" in refused.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0
+    assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0  # regenerated

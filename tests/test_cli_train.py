@@ -568,3 +568,11 @@ def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_pa
         first.wait()
     after = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "--overwrite", "--epochs", "1", "-q")
     assert after.exit_code == 0, after.output
+
+
+def test_resume_in_a_folder_without_a_run_writes_nothing(project):
+    (project / "mine").mkdir()
+    (project / "mine" / "a.txt").write_text("mine")
+    result = run("train", project / "tiny.yaml", "--output", project / "mine", "--resume")
+    assert result.exit_code == 1 and "nothing to resume" in result.stderr
+    assert sorted(p.name for p in (project / "mine").iterdir()) == ["a.txt"]

@@ -133,7 +133,7 @@ def test_steps_per_execution_auto(setting, steps, every, expected):
 
 
 def test_bad_optimizer_arguments_are_found_by_applying_the_optimizer():
-    from seqcli.compile import probe_optimizer
+    from seqcli.compile_checks import probe_optimizer
 
     spec = spec_from_text(spec_text("compile:\n  optimizer: {Adam: {beta_1: abc}}\n  loss: mse\n"), "spec.yaml")
     assert resolve_compile(spec)[1] == []  # Keras constructs it

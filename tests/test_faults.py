@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 EXTRA = "  checkpoint_every: 2\n"
-EPOCHS, SAMPLES = 8, 256  # 24 steps an epoch, a checkpoint every 2 steps: 96 checkpoint writes
+EPOCHS, SAMPLES = 16, 256  # 24 steps an epoch, a checkpoint every 2 steps: 192 checkpoint writes
 SERVER = """
 import json, os, sys, time
 from pathlib import Path

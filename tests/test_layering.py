@@ -25,6 +25,7 @@ CORE = [
     "spec",
     "registry",
     "compile",
+    "compile_checks",
     "applications",
     "data",
     "distribute",
@@ -44,7 +45,6 @@ ABOVE_CORE = [
     "seqcli.extract",
     "seqcli.freeze",
     "seqcli.transfer",
-    "seqcli.train",
     "seqcli.training",
 ]
 

@@ -93,3 +93,22 @@ def test_one_writer_at_a_time(tmp_path):
         assert f"seq train (PID {os.getpid()} on " in second.value.message
     with exclusive_lock(tmp_path, "seq transfer"):  # released when the block ends
         pass
+
+
+def test_a_folder_replaced_when_killed_midway_is_put_back(tmp_path):
+    """A kill between moving the old folder aside and moving the new one in loses neither: the next
+    command puts the old one back (or, when the new one is in place, removes the old)."""
+    from seqcli.outputs import recover_replaced
+
+    target = tmp_path / "features"
+    target.mkdir()
+    record_members(target, ["a.npy"], "seq extract")
+    (target / "a.npy").write_bytes(b"old")
+    aside = tmp_path / ".features.seq-replaced"
+    os.replace(target, aside)  # where replace_folder puts it; then the process dies
+    check_output_folder(target, overwrite=True)
+    assert (target / "a.npy").read_bytes() == b"old" and not aside.exists()
+    os.replace(target, aside)
+    target.mkdir()  # this time the new folder was in place
+    recover_replaced(target)
+    assert not aside.exists() and target.is_dir()

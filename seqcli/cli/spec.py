@@ -83,14 +83,21 @@ def check(specs, fmt):
 
 @click.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to a file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output that is not a seq schema.")
 @fail_on_seq_error
-def schema(output):
-    """Print the spec format as a JSON Schema, for editor completion and checks."""
+def schema(output, overwrite):
+    """Print the spec format as a JSON Schema, for editor completion and checks.
+
+    An existing --output is replaced when it is a seq schema (regenerating it), else only with --overwrite.
+    """
     from seqcli.spec.schema import spec_schema
 
     text = json.dumps(spec_schema(), indent=2)
     if output:
         from seqcli.files import write_text_atomic
+        from seqcli.outputs import check_output_file
+
+        check_output_file(output, overwrite=overwrite or _is_seq_schema(output))
 
         try:
             write_text_atomic(output, text + "\n")
@@ -173,3 +180,13 @@ def init_command(kind, file, force):
     starter = write_starter(kind, file, force=force)
     click.echo(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
     click.echo(f"Next: seq check {starter.path} && seq train {starter.path}")
+
+
+def _is_seq_schema(path) -> bool:
+    """Whether ``path`` holds a schema ``seq schema`` wrote (read at most 64 KB; anything else is not)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return False
+    return b'"title": "seq spec"' in head

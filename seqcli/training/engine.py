@@ -24,7 +24,7 @@ from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer
 from seqcli.training.results import final_metrics
-from seqcli.training.resume import absolute_spec_paths, resume_state
+from seqcli.training.resume import absolute_spec_paths, require_checkpoint, resume_state
 from seqcli.training.rundir import RunDirectory
 from seqcli.training.setup import prepare_training, static_problems
 from seqcli.training.signals import SignalGuard
@@ -42,6 +42,8 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     inputs = run_inputs(spec, options.spec)
     if options.resume:  # a run resumed from its own spec copy, which resuming writes again unchanged
         inputs = [path for path in inputs if path.resolve() != run.spec.resolve()]
+    if options.resume:
+        require_checkpoint(run)  # before anything is written or cleaned in a folder that may hold no run
     check_output_folder(
         run.path,
         inputs=inputs,

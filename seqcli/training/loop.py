@@ -18,14 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seqcli.errors import SeqError
-from seqcli.training.checkpoint import restamp, restore_metrics, restore_variables, snapshot, write_snapshot
+from seqcli.training.checkpoint import restamp, restore_metrics, snapshot, write_snapshot
 from seqcli.training.events import Reporter, TrainResult
 from seqcli.training.results import (
     TensorBoardWriter,
-    final_metrics,
+    final_results,
     preload_plotting,
     write_history,
-    write_results,
     write_spec_copy,
 )
 from seqcli.training.setup import TrainingSetup
@@ -235,7 +234,7 @@ class Trainer:
         finished = (
             snapshot(setup.model, state) if self.fitted or not setup.resuming else restamp(setup.run.checkpoint, state)
         )
-        result = self._final_results()
+        result = final_results(self.setup, self.reporter, self.spec_label)
         write_snapshot(setup.out.checkpoint, finished)
         return result
 
@@ -244,32 +243,12 @@ class Trainer:
         setup = self.setup
         self._claim()
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
-        result = self._final_results()
+        result = final_results(self.setup, self.reporter, self.spec_label)
         result.already_complete = True
         self.reporter.note(
             f"{setup.run.path} had finished but lacked some of its files; wrote them again from {setup.run.checkpoint}"
         )
         return result
-
-    def _final_results(self) -> TrainResult:
-        setup, state, stopper = self.setup, self.setup.state, self.setup.early_stopping
-        restore = stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch)
-        if restore and setup.out.best.exists():
-            restore_variables(setup.out.best, setup.model, groups=("model",))
-            self.reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
-        metrics = final_metrics(state.history, state.early_stopping)
-        write_results(setup, metrics, self.spec_label)
-        return TrainResult(
-            output=setup.run.path,
-            history=state.history,
-            metrics=metrics,
-            epochs_done=state.epoch,
-            epochs=state.epochs,
-            stopped_early=state.stopped_early,
-            best_epoch=(state.early_stopping or {}).get("best_epoch"),
-            elapsed=state.elapsed,
-            files=setup.out.files(),
-        )
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
+from seqcli.training.events import TrainResult
 from seqcli.training.resume import absolute_spec_paths
 from seqcli.training.rundir import RunDirectoryError
 
@@ -186,3 +187,28 @@ def throughput(history: list[dict], train_count: int | None) -> float | None:
     if not times or not train_count:
         return None
     return round(train_count * len(times) / sum(times), 1)
+
+
+def final_results(setup: TrainingSetup, reporter, spec_label: str) -> TrainResult:
+    """The finished run's result: the best epoch's weights restored when early stopping asks for them, the
+    result files written (:func:`write_results`)."""
+    from seqcli.training.checkpoint import restore_variables
+
+    state, stopper = setup.state, setup.early_stopping
+    restore = stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch)
+    if restore and setup.out.best.exists():
+        restore_variables(setup.out.best, setup.model, groups=("model",))
+        reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
+    metrics = final_metrics(state.history, state.early_stopping)
+    write_results(setup, metrics, spec_label)
+    return TrainResult(
+        output=setup.run.path,
+        history=state.history,
+        metrics=metrics,
+        epochs_done=state.epoch,
+        epochs=state.epochs,
+        stopped_early=state.stopped_early,
+        best_epoch=(state.early_stopping or {}).get("best_epoch"),
+        elapsed=state.elapsed,
+        files=setup.out.files(),
+    )

@@ -108,11 +108,7 @@ def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
                 hint="continue it with --resume, replace it with --overwrite, or choose another --output",
             )
         return None
-    if not run.checkpoint.exists():
-        raise RunDirectoryError(
-            f"nothing to resume: {output} has no checkpoint ({run.checkpoint.relative_to(output)})",
-            hint="start the run without --resume",
-        )
+    require_checkpoint(run)
     state = read_state(run.checkpoint)
     seed = spec.train.seed if spec.train.seed is not None else state.seed
     if run_fingerprint(spec, seed) != state.fingerprint:
@@ -134,6 +130,15 @@ def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
     state.epochs = spec.train.epochs
     state.files = files
     return state
+
+
+def require_checkpoint(run: RunDirectory) -> None:
+    """A run to resume: its checkpoint exists (else nothing may be written in the folder)."""
+    if not run.checkpoint.exists():
+        raise RunDirectoryError(
+            f"nothing to resume: {run.path} has no checkpoint ({run.checkpoint.relative_to(run.path)})",
+            hint="start the run without --resume",
+        )
 
 
 def check_epochs(spec: Spec, output: Path, state: TrainingState) -> None:

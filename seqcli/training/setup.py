@@ -127,7 +127,8 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
 def static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
     from seqcli.build import build_model
-    from seqcli.compile import probe_optimizer, resolve_compile
+    from seqcli.compile import resolve_compile
+    from seqcli.compile_checks import probe_optimizer
 
     problems = []
     with contextlib.suppress(SeqError):
@@ -139,7 +140,7 @@ def static_problems(spec: Spec) -> list[Problem]:
 
 def _probe_optimizer(spec: Spec) -> list[Problem]:
     """Outside the strategy's scope (see :func:`seqcli.compile.probe_optimizer`)."""
-    from seqcli.compile import probe_optimizer
+    from seqcli.compile_checks import probe_optimizer
 
     return probe_optimizer(spec)
 
@@ -214,7 +215,8 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
     """The compiled model, its compile settings and notes for the header; or the problems that stop it.
     The build applies the spec's ``freeze:`` section and reports its problems."""
     from seqcli.build import build_model
-    from seqcli.compile import logits_warning, probe_compile, resolve_compile, single_step_only
+    from seqcli.compile import resolve_compile, single_step_only
+    from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
     from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 

@@ -349,7 +349,8 @@ def spec_problems_with(spec: Spec, path: PathKey, value: Any) -> list[Problem]:
         return trial.problems
     problems = build_model(trial, abstract=True).problems
     if not problems and path[0] in ("compile", "train") and trial.compile is not None:
-        from seqcli.compile import probe_optimizer, resolve_compile
+        from seqcli.compile import resolve_compile
+        from seqcli.compile_checks import probe_optimizer
 
         problems = resolve_compile(trial)[1] or probe_optimizer(trial)
     return problems
