@@ -340,49 +340,25 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
         return None
 
 
-def _node_problem(node, path: PathKey, document: Document, message: str, hint: str) -> Problem:
+def _node_problem(node, path: PathKey, document: Document, message: str, hint: str | None) -> Problem:
     mark = node.start_mark
     return Problem(message, format_path(path), mark.line + 1, mark.column + 1, hint, document.file)
+
+
+MERGE_HINT = "write the keys out"
 
 
 def _construct_mapping(node, path: PathKey, document: Document, problems: list[Problem]) -> dict:
     result: dict = {}
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
-            problems.append(
-                Problem(
-                    "merge keys ('<<') are not supported",
-                    format_path(path),
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                    "write the keys out",
-                    document.file,
-                )
-            )
+            problems.append(_node_problem(key_node, path, document, "merge keys ('<<') are not supported", MERGE_HINT))
             continue
         if not isinstance(key_node, yaml.ScalarNode):
-            problems.append(
-                Problem(
-                    "mapping keys must be plain names",
-                    format_path(path),
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                    None,
-                    document.file,
-                )
-            )
+            problems.append(_node_problem(key_node, path, document, "mapping keys must be plain names", None))
             continue
         if key_node.value == "<<" and key_node.style is None:
-            problems.append(
-                Problem(
-                    "merge keys ('<<') are not supported",
-                    format_path(path),
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                    "write the keys out",
-                    document.file,
-                )
-            )
+            problems.append(_node_problem(key_node, path, document, "merge keys ('<<') are not supported", MERGE_HINT))
             continue
         key = _construct_scalar(key_node)
         key = key if isinstance(key, str) else str(key)
