@@ -549,9 +549,9 @@ def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_pa
     )
     try:
         deadline = time.monotonic() + 240
-        while not (tmp_path / "run" / "spec.yaml").exists():
+        while not (tmp_path / "run" / "checkpoints" / "last.npz").exists():  # a run --resume could continue
             assert first.poll() is None, first.stderr.read()
-            assert time.monotonic() < deadline, "the first run never started"
+            assert time.monotonic() < deadline, "the first run never checkpointed"
             time.sleep(0.01)
         holder = json.loads((tmp_path / "run" / ".seq-lock").read_text())
         for extra in ([], ["--overwrite"], ["--resume"]):
