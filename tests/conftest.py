@@ -180,3 +180,17 @@ def with_free_ports(count: int, attempt, tries: int = 3):
         if PORT_TAKEN not in output:
             return result
     raise AssertionError(f"{tries} sets of ports were taken before the workers bound them:\n{output}")
+
+
+def run_in(folder: Path, *args):
+    """``seq ARGS`` in-process (click's runner) with ``folder`` as the current folder, as a user in it would."""
+    from click.testing import CliRunner
+
+    from seqcli.cli import cli
+
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        os.chdir(previous)

@@ -1,29 +1,10 @@
 """Numbers that cannot train are errors (issue 12 §5): non-finite data, labels that do not fit the loss,
 non-finite or impossible spec values, and a loss that becomes NaN while training."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
-from tests.conftest import write_tiny_project
-
-
-def run(*args, cwd: Path):
-    import os
-
-    previous = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    finally:
-        os.chdir(previous)
-
-
-def tree(folder: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+from tests.conftest import run_in, snapshot, write_tiny_project
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +56,12 @@ def test_data_that_cannot_train_is_refused(tmp_path, arrays, change, message):
     write_tiny_project(tmp_path, epochs=1)
     x, y = change(*arrays)
     np.savez(tmp_path / "tiny.npz", x=x, y=y)
-    before = tree(tmp_path)
-    result = run("train", "tiny.yaml", "--output", "run", "-q", cwd=tmp_path)
+    before = snapshot(tmp_path)
+    result = run_in(tmp_path, "train", "tiny.yaml", "--output", "run", "-q")
     assert result.exit_code == 1, result.output
     assert "tiny.yaml:12:10: data.train: " + message.format(file=tmp_path / "tiny.npz") in result.stderr
     assert "Traceback" not in result.output
-    assert tree(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_a_nan_csv_cell_names_the_file_and_sample(tmp_path):
@@ -90,17 +71,17 @@ def test_a_nan_csv_cell_names_the_file_and_sample(tmp_path):
         "layers:\n  - Input: {shape: [3]}\n  - Dense: {units: 2}\n"
         "compile: {optimizer: adam, loss: mse}\ndata: {train: t.csv}\n"
     )
-    before = tree(tmp_path)
-    result = run("train", "s.yaml", "--output", "run", "-q", cwd=tmp_path)
+    before = snapshot(tmp_path)
+    result = run_in(tmp_path, "train", "s.yaml", "--output", "run", "-q")
     assert result.exit_code == 1
     assert f"data.train: x in {tmp_path / 't.csv'} holds a non-finite value (nan) at sample 3" in result.stderr
-    assert tree(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_evaluate_refuses_nan_data(trained, tmp_path):
     x, y = _nan_pixel(*np.load(trained / "tiny.npz").values())
     np.savez(tmp_path / "bad.npz", x=x, y=y)
-    result = run("evaluate", trained / "run", "--data", "bad.npz", cwd=tmp_path)
+    result = run_in(tmp_path, "evaluate", trained / "run", "--data", "bad.npz")
     assert result.exit_code == 1
     assert f"--data: x in {tmp_path / 'bad.npz'} holds a non-finite value (nan) at sample 5" in result.stderr
 
@@ -135,13 +116,13 @@ def test_spec_numbers_that_cannot_train_fail_check_at_their_position(tmp_path, l
     key = line.split(":")[0]
     index = next(i for i, text in enumerate(lines) if text.startswith(key + ":"))
     spec.write_text("\n".join(lines[:index] + [line] + lines[index + 1 :]) + "\n")
-    before = tree(tmp_path)
+    before = snapshot(tmp_path)
     for command in (["check", "tiny.yaml"], ["train", "tiny.yaml", "--output", "run", "-q"]):
-        result = run(*command, cwd=tmp_path)
+        result = run_in(tmp_path, *command)
         assert result.exit_code == 1, result.output
         assert message in result.output
         assert "unexpected" not in result.output
-    assert tree(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 DIVERGING = """\
@@ -164,7 +145,7 @@ def test_a_loss_that_becomes_non_finite_stops_training_and_keeps_the_last_good_c
     x = np.random.default_rng(0).normal(0, 10, (64, 4)).astype(np.float32)
     np.savez(tmp_path / "reg.npz", x=x, y=x.sum(axis=1))
     (tmp_path / "s.yaml").write_text(DIVERGING)
-    result = run("train", "s.yaml", "--output", "run", "-q", cwd=tmp_path)
+    result = run_in(tmp_path, "train", "s.yaml", "--output", "run", "-q")
     assert result.exit_code == 1, result.output
     assert (
         "error: training stopped at epoch 2/4, step 8/8: the loss became inf; the last good checkpoint, "
