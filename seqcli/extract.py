@@ -404,18 +404,11 @@ def _check_output(output: str | Path, inputs: list, overwrite: bool) -> None:
     check_writable_file(output, directory_ok=True)
 
 
-def _declares_input(spec) -> bool:
-    """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer);
-    only a spec without one takes the data's shape."""
-    first = spec.layers[0] if spec.layers else None
-    return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
-
-
 def _declared_shape(spec) -> tuple | None:
     """The spec's own input shape from a weightless build; None when it takes the data's."""
     from seqcli.build import build_model
 
-    if not _declares_input(spec):
+    if not spec.declares_input:
         return None
     built = build_model(spec, abstract=True)
     if built.problems:

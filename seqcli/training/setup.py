@@ -155,17 +155,11 @@ def _check_virtual_cpus(spec: Spec) -> None:
         raise spec.error([spec.problem(("distribute", "virtual_cpus"), *found)])
 
 
-def _declares_input(spec: Spec) -> bool:
-    """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer)."""
-    first = spec.layers[0] if spec.layers else None
-    return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
-
-
 def _declared_input_shape(spec: Spec) -> tuple | None:
     """The spec's own input shape (None when it takes the data's), from a weightless build."""
     from seqcli.build import build_model
 
-    if not _declares_input(spec):
+    if not spec.declares_input:
         return None
     with contextlib.suppress(SeqError):
         return build_model(spec, abstract=True).input_shape
@@ -222,7 +216,7 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
     # and the memory the model needs with the budget, both on a weightless build before any weight exists.
-    input_shape = None if _declares_input(spec) else data.input_shape
+    input_shape = None if spec.declares_input else data.input_shape
     abstract = build_model(spec, abstract=True, input_shape=input_shape)
     if abstract.model is not None and not abstract.problems:
         input_problems = _check_input(spec, abstract, data)
