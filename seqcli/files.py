@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,17 @@ def resolve_path(path: str | Path, base_dir: str | Path) -> Path:
     the spec's folder)."""
     resolved = Path(os.path.expanduser(path))
     return resolved if resolved.is_absolute() else Path(base_dir) / resolved
+
+
+def keep_copy(source: str | Path, target: str | Path) -> None:
+    """Make ``target`` a copy of ``source``, atomically: a hard link where the filesystem has them (no
+    bytes copied; replacing ``source`` later leaves ``target`` as it was), else a copy."""
+    with atomic_path(target) as temporary:
+        temporary.unlink()
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:

@@ -47,3 +47,20 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
         checkpoint.write_snapshot(tmp_path / "last.npz", {"meta": np.array("{}")})
     assert (tmp_path / "last.npz").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary file left behind
+
+
+def test_writing_the_last_checkpoint_keeps_the_one_it_replaces(tmp_path):
+    from seqcli.training import checkpoint
+
+    first = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=1)
+    second = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=2)
+    last, previous = tmp_path / "last.npz", tmp_path / "previous.npz"
+    checkpoint.write_snapshot(last, {"meta": np.array(first.to_json())}, previous)
+    assert not previous.exists()  # nothing to keep yet
+    checkpoint.write_snapshot(last, {"meta": np.array(second.to_json())}, previous)
+    assert (read_state(previous).epoch, read_state(last).epoch) == (1, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz", "previous.npz"]
+    assert checkpoint.usable_checkpoint(last, previous)[::2] == (last, None)
+    last.unlink()  # lost: the one before it is used, and the note says why
+    used, state, note = checkpoint.usable_checkpoint(last, previous)
+    assert (used, state.epoch) == (previous, 1) and note.endswith(f"no checkpoint at {last}")

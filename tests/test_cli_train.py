@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from click.testing import CliRunner
 
 from seqcli.cli import cli
 from seqcli.training.checkpoint import read_state
-from tests.conftest import SPECS, assert_same_checkpoint, write_tiny_project
+from tests.conftest import SPECS, assert_same_checkpoint, snapshot, write_tiny_project
 
 RESUMABLE = "  checkpoint_every: 3\n"  # executions of 3 steps: checkpoints inside epochs
 EPOCHS, SAMPLES = 10, 256  # 24 steps an epoch: long enough to be interrupted after the first checkpoint
@@ -568,6 +570,57 @@ def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_pa
         first.wait()
     after = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "--overwrite", "--epochs", "1", "-q")
     assert after.exit_code == 0, after.output
+
+
+def damage(checkpoint: Path, member: str = "model/00000.npy") -> None:
+    """Flip the last byte of one array in a checkpoint, as a bad disk would: its CRC no longer matches."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(checkpoint.read_bytes())
+    with checkpoint.open("rb") as handle:
+        handle.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", handle.read(4))
+    data[info.header_offset + 30 + name_length + extra_length + info.compress_size - 1] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+
+
+def test_a_damaged_last_checkpoint_resumes_from_the_one_before_it_exactly(tmp_path):
+    write_tiny_project(tmp_path, epochs=3, extra=RESUMABLE, samples=SAMPLES)
+    straight = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "straight", "-q")
+    assert straight.exit_code == 0, straight.output
+    first = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "--epochs", "2", "-q")
+    assert first.exit_code == 0, first.output
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before = read_state(checkpoints / "previous.npz")
+    assert not before.finished and read_state(checkpoints / "last.npz").finished
+    damage(checkpoints / "last.npz")
+
+    resumed = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "--resume", "--epochs", "3")
+    assert resumed.exit_code == 0, resumed.output
+    assert (
+        f"warning: resumed from {checkpoints / 'previous.npz'}, the checkpoint before the last: checkpoint "
+        f"{checkpoints / 'last.npz'} is damaged: model/00000.npy fails its CRC check"
+    ) in " ".join(resumed.stdout.split())
+    assert_same_checkpoint(tmp_path / "straight", tmp_path / "run")
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3 + 1
+
+
+def test_a_damaged_checkpoint_with_none_before_it_is_named(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    checkpoints = project / "run" / "checkpoints"
+    checkpoints.joinpath("previous.npz").unlink(missing_ok=True)
+    damage(checkpoints / "last.npz")
+    before = snapshot(project)
+    result = CliRunner().invoke(
+        cli, ["train", str(project / "tiny.yaml"), "--output", str(project / "run"), "--resume"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: checkpoint {checkpoints / 'last.npz'} is damaged: model/00000.npy fails its CRC check\n"
+        "  hint: the file changed after seq wrote it; start the run again with --overwrite\n"
+    )
+    assert snapshot(project) == before
 
 
 def test_resume_in_a_folder_without_a_run_writes_nothing(project):

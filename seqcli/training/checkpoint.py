@@ -9,13 +9,16 @@ the files the run reads).
 Values are plain NumPy arrays in the model's variable order, so a checkpoint does not depend on
 the distribution strategy that wrote it: a run may resume on a different number of devices.
 Writes go through :func:`seqcli.files.atomic_path`; the previous checkpoint stays until the new
-one is complete. Reading the record (:func:`read_state`) needs no TensorFlow.
+one is complete, and the last checkpoint's predecessor is kept beside it (``previous.npz``), so that a
+checkpoint damaged after it was written (a bad disk, a copy cut short) costs one checkpoint interval,
+not the run: :func:`usable_checkpoint`. Reading the record (:func:`read_state`) needs no TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ import numpy as np
 
 from seqcli import limits
 from seqcli.errors import SeqError
-from seqcli.files import atomic_path
+from seqcli.files import atomic_path, keep_copy
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -99,6 +102,40 @@ def read_state(path: str | Path) -> TrainingState:
     return state
 
 
+def verify_checkpoint(path: str | Path) -> TrainingState:
+    """The record of a checkpoint whose every array passes its CRC check: one that resuming can trust."""
+    state = read_state(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        damaged = str(error)
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: {damaged} fails its CRC check",
+            hint="the file changed after seq wrote it; start the run again with --overwrite",
+        )
+    return state
+
+
+def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, str | None]:
+    """The checkpoint to resume from, its record, and a note when it is not ``last``: ``last`` unless it is
+    missing or damaged and ``previous`` (the checkpoint written before it) is sound."""
+    try:
+        return last, verify_checkpoint(last), None
+    except CheckpointError as error:
+        if not previous.exists():
+            raise
+        try:
+            state = verify_checkpoint(previous)
+        except CheckpointError as before:
+            raise CheckpointError(
+                f"{error.message}; the checkpoint before it cannot be used either: {before.message}",
+                hint="start the run again with --overwrite",
+            ) from None
+        return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
+
+
 def save_checkpoint(path: str | Path, model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> None:
     """Write ``model``'s variables (the ``groups`` asked for) and ``state`` atomically to ``path``."""
     write_snapshot(path, snapshot(model, state, groups=groups))
@@ -121,11 +158,16 @@ def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     return {"meta": np.array(state.to_json()), **arrays}
 
 
-def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact."""
+def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Path | None = None) -> None:
+    """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact. With
+    ``previous``, the file being replaced is kept there (once the new one is complete)."""
+    path = Path(path)
     try:
-        with atomic_path(path, suffix=".npz") as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
+        with atomic_path(path, suffix=".npz") as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays)
+            if previous is not None and path.exists():
+                keep_copy(path, previous)
     except OSError as error:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {error.strerror or error}",

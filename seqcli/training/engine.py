@@ -77,7 +77,7 @@ def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
 def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Reporter) -> TrainResult:
     if spec.problems:
         raise spec.error(spec.problems + static_problems(spec))
-    state = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
+    state, note = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
     complete = state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs)
     if complete and run.has_results():
         return _completed_result(run, state)
@@ -85,6 +85,7 @@ def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Repor
     with SignalGuard() as guard:
         try:
             setup = prepare_training(spec, run, state)
+            setup.notes += [note] if note else []
             trainer = Trainer(setup, reporter, guard, spec_label=options.spec)
             return trainer.rewrite_results() if complete else trainer.train(replaces_run=replaces_run)
         finally:

@@ -184,7 +184,10 @@ class Trainer:
         self.setup.state.elapsed = self._elapsed()
         self.last_checkpoint_time = time.perf_counter()
         self.saved_at = self.setup.state.position()
-        self.background.write(write_snapshot, self.setup.out.checkpoint, snapshot(self.setup.model, self.setup.state))
+        out = self.setup.out
+        self.background.write(
+            write_snapshot, out.checkpoint, snapshot(self.setup.model, self.setup.state), out.previous
+        )
 
     def _save_epoch(self, row: dict, *, force: bool) -> None:
         """Checkpoint, history and TensorBoard scalars at an epoch's end, unless the last checkpoint is under
@@ -235,7 +238,7 @@ class Trainer:
             snapshot(setup.model, state) if self.fitted or not setup.resuming else restamp(setup.run.checkpoint, state)
         )
         result = final_results(self.setup, self.reporter, self.spec_label)
-        write_snapshot(setup.out.checkpoint, finished)
+        write_snapshot(setup.out.checkpoint, finished, previous=setup.out.previous)
         return result
 
     def rewrite_results(self) -> TrainResult:

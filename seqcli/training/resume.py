@@ -12,9 +12,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from seqcli.files import keep_copy
 from seqcli.spec import Spec, format_path
 from seqcli.spec.paths import absolute_file_fields, file_fields
-from seqcli.training.checkpoint import TrainingState, read_state
+from seqcli.training.checkpoint import TrainingState, usable_checkpoint
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
 # Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
@@ -97,9 +98,12 @@ def changed_file(before: dict[str, dict] | None, now: dict[str, dict]) -> str | 
 # ----------------------------------------------------------------------------- before training
 
 
-def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool) -> TrainingState | None:
+def resume_state(
+    spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
+) -> tuple[TrainingState | None, str | None]:
     """The state to continue from when resuming (checked against today's spec and files), else None after
-    making sure a new run may start in ``run``."""
+    making sure a new run may start in ``run``; and a note when the run resumes from the checkpoint before
+    its last one (the last is missing or damaged, and is then replaced by that one)."""
     output = run.path
     if not resume:
         if run.holds_run() and not overwrite:
@@ -107,9 +111,9 @@ def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
                 f"{output} already holds a run ({run.describe()})",
                 hint="continue it with --resume, replace it with --overwrite, or choose another --output",
             )
-        return None
+        return None, None
     require_checkpoint(run)
-    state = read_state(run.checkpoint)
+    checkpoint, state, note = usable_checkpoint(run.checkpoint, run.previous)
     seed = spec.train.seed if spec.train.seed is not None else state.seed
     if run_fingerprint(spec, seed) != state.fingerprint:
         raise RunDirectoryError(
@@ -127,14 +131,16 @@ def resume_state(spec: Spec, run: RunDirectory, *, resume: bool, overwrite: bool
             hint="restore the file to resume, or start a new run with --overwrite or another --output",
         )
     check_epochs(spec, output, state)
+    if checkpoint != run.checkpoint:  # every reader of the run's state reads the last checkpoint
+        keep_copy(checkpoint, run.checkpoint)
     state.epochs = spec.train.epochs
     state.files = files
-    return state
+    return state, note
 
 
 def require_checkpoint(run: RunDirectory) -> None:
     """A run to resume: its checkpoint exists (else nothing may be written in the folder)."""
-    if not run.checkpoint.exists():
+    if not run.checkpoint.exists() and not run.previous.exists():
         raise RunDirectoryError(
             f"nothing to resume: {run.path} has no checkpoint ({run.checkpoint.relative_to(run.path)})",
             hint="start the run without --resume",

@@ -1,9 +1,9 @@
 """The run directory: the one place that knows what a run writes and where.
 
 A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``history.csv``,
-``metrics.json``, ``curves.png``, ``checkpoints/last.npz`` (and ``best.npz`` for early stopping that
-restores the best weights) and TensorBoard logs under ``logs/``. ``seq train`` writes it, and
-``seq evaluate``/``predict``/``transfer`` read it through :class:`RunDirectory`.
+``metrics.json``, ``curves.png``, ``checkpoints/last.npz`` (with ``previous.npz``, the one before it, and
+``best.npz`` for early stopping that restores the best weights) and TensorBoard logs under ``logs/``.
+``seq train`` writes it, and ``seq evaluate``/``predict``/``transfer`` read it through :class:`RunDirectory`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class RunDirectory:
         *FILE_NAMES,
         "checkpoints",
         "checkpoints/last.npz",
+        "checkpoints/previous.npz",
         "checkpoints/best.npz",
         "logs",
         "logs/train",
@@ -72,6 +73,11 @@ class RunDirectory:
         return self.path / "checkpoints" / "last.npz"
 
     @property
+    def previous(self) -> Path:
+        """The checkpoint written before the last: resuming falls back to it when the last is damaged."""
+        return self.path / "checkpoints" / "previous.npz"
+
+    @property
     def best(self) -> Path:
         """The weights of the best epoch, for early stopping that restores them."""
         return self.path / "checkpoints" / "best.npz"
@@ -88,15 +94,15 @@ class RunDirectory:
         return all((self.path / name).exists() for name in self.RESULT_NAMES)
 
     def holds_run(self) -> bool:
-        return self.checkpoint.exists() or self.model.exists()
+        return self.checkpoint.exists() or self.previous.exists() or self.model.exists()
 
     def describe(self) -> str:
         """How far the run in this directory got, in a few words."""
         from seqcli.training.checkpoint import CheckpointError, read_state
 
-        if self.checkpoint.exists():
+        for checkpoint in (self.checkpoint, self.previous):
             with contextlib.suppress(CheckpointError):
-                state = read_state(self.checkpoint)
+                state = read_state(checkpoint)
                 return "finished" if state.finished else f"interrupted at {state.position()}"
         return "model.keras" if self.model.exists() else "some of its files"
 

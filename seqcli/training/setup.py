@@ -304,11 +304,12 @@ def _first_labels(data):
 
 
 def _check_free_space(model, directory: Path) -> None:
-    """Room for two checkpoints (weights and about two optimizer slots each) and the model file."""
+    """Room for the checkpoints (the last, the one before it, one being written and the best: weights and
+    about two optimizer slots each) and the model file."""
     import numpy as np
 
     weights = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
-    needed = 3 * 3 * weights + (1 << 20)
+    needed = 4 * 3 * weights + (1 << 20)
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise RunDirectoryError(
