@@ -13,7 +13,6 @@ Integration points (existing functions used here): ``seqcli.report.inspect_spec`
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -260,8 +259,13 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     history = read_history(history_path)
     if not history:
         raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
-    metrics = _read_json(run / "metrics.json")
     from seqcli.training.results import plot_curves
+    from seqcli.training.rundir import RunDirectory, RunDirectoryError
+
+    try:
+        metrics = RunDirectory(run).read_metrics()
+    except RunDirectoryError as error:
+        raise PlotError(error.message, hint=error.hint) from None
 
     plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
     return Plotted(output, "curves")
@@ -283,13 +287,6 @@ def read_history(path: Path) -> list[dict]:
             except ValueError as error:
                 raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
         return rows
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 # ----------------------------------------------------------------------------- a tuning study

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +40,9 @@ class Target:
         return path if path is not None and path.exists() else None
 
     def class_names(self) -> list[str] | None:
-        path = self.run_dir / "metrics.json" if self.run_dir else None
-        if path is None or not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text()).get("class_names")
-        except (OSError, ValueError):
-            return None
+        from seqcli.training.rundir import RunDirectory
+
+        return RunDirectory(self.run_dir).read_metrics().get("class_names") if self.run_dir else None
 
 
 @dataclass
@@ -136,6 +131,7 @@ def predict_to_file(
     check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
     check_writable_file(output)
     resolved = resolve_target(target)
+    class_names = resolved.class_names() if output.suffix.lower() == ".csv" else None  # before the slow part
     model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(
         data,
@@ -150,7 +146,7 @@ def predict_to_file(
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
         _raise_runtime(error, data)
-    _write_predictions(output, values, resolved.class_names())
+    _write_predictions(output, values, class_names)
     return Predictions(output, len(values), tuple(values.shape[1:]))
 
 

@@ -120,9 +120,14 @@ def truncated(keep: int = 300):
     return make
 
 
-def tampered_run(path: Path):
-    shutil.copytree(path.parent.parent / "run", path)
-    (path / "metrics.json").write_text("{nope")
+def tampered_run(metrics: str = "{nope"):
+    """A copy of the trained run whose metrics.json holds ``metrics``."""
+
+    def make(path: Path):
+        shutil.copytree(path.parent.parent / "run", path)
+        (path / "metrics.json").write_text(metrics)
+
+    return make
 
 
 def sparse_file(size: int):
@@ -698,7 +703,24 @@ MESSAGES = {
     ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
-    "tampered metrics.json": Case(["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run}),
+    "tampered metrics.json, unread by evaluate": Case(
+        ["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run()}
+    ),
+    "tampered metrics.json, read by predict": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: invalid JSON at line 1, column 2",),
+        {"tamp": tampered_run()},
+    ),
+    "metrics.json class names that are not names": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("'class_names' holds something other than names", "--resume"),
+        {"tamp": tampered_run('{"class_names": [1, 2]}')},
+    ),
+    "metrics.json as a list, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"], 1, ("tamp/metrics.json", "a JSON list"), {"tamp": tampered_run("[]")}
+    ),
     "undecodable images": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
         "broken.png",

@@ -27,6 +27,7 @@ from seqcli.training.results import (
     write_history,
     write_spec_copy,
 )
+from seqcli.training.rundir import RunDirectory
 from seqcli.training.setup import TrainingSetup
 from seqcli.training.signals import SignalGuard, TrainingInterrupted
 
@@ -184,10 +185,7 @@ class Trainer:
         self.setup.state.elapsed = self._elapsed()
         self.last_checkpoint_time = time.perf_counter()
         self.saved_at = self.setup.state.position()
-        out = self.setup.out
-        self.background.write(
-            write_snapshot, out.checkpoint, snapshot(self.setup.model, self.setup.state), out.previous
-        )
+        self.background.write(write_last, self.setup.out, snapshot(self.setup.model, self.setup.state))
 
     def _save_epoch(self, row: dict, *, force: bool) -> None:
         """Checkpoint, history and TensorBoard scalars at an epoch's end, unless the last checkpoint is under
@@ -238,7 +236,7 @@ class Trainer:
             snapshot(setup.model, state) if self.fitted or not setup.resuming else restamp(setup.run.checkpoint, state)
         )
         result = final_results(self.setup, self.reporter, self.spec_label)
-        write_snapshot(setup.out.checkpoint, finished, previous=setup.out.previous)
+        write_last(setup.out, finished)
         return result
 
     def rewrite_results(self) -> TrainResult:
@@ -255,6 +253,11 @@ class Trainer:
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
+
+
+def write_last(out: RunDirectory, arrays: dict) -> None:
+    """The run's last checkpoint, keeping the one it replaces as the previous."""
+    write_snapshot(out.checkpoint, arrays, out.previous)
 
 
 class _Background:

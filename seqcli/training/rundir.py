@@ -9,12 +9,18 @@ A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``hi
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.files import probe_directory, temporary_prefix
 from seqcli.outputs import MANIFEST, record_members, remove_members
+
+# metrics.json as seq train writes it: the keys readers use, and their types (a run's metrics.json is a
+# few kilobytes; one over METRICS_LIMIT was not written by seq).
+METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list}
+METRICS_LIMIT = 16 << 20
 
 
 class RunDirectoryError(SeqError):
@@ -85,6 +91,36 @@ class RunDirectory:
     @property
     def logs(self) -> Path:
         return self.path / "logs"
+
+    def read_metrics(self) -> dict:
+        """``metrics.json`` (``{}`` when the run has none yet), checked to be what seq train writes: a file
+        edited or replaced since is an error that names it, not a crash in whoever reads a key."""
+        path = self.metrics
+        if not path.is_file():
+            return {}
+        try:
+            size = path.stat().st_size
+            if size > METRICS_LIMIT:
+                raise self._tampered(f"it holds {size:,} bytes, seq writes a few thousand")
+            data = json.loads(path.read_bytes())
+        except json.JSONDecodeError as error:
+            raise self._tampered(f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
+        except (OSError, ValueError) as error:
+            raise RunDirectoryError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        if not isinstance(data, dict):
+            raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
+        for key, kind in METRICS_TYPES.items():
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                raise self._tampered(f"{key!r} is a {type(data[key]).__name__}, not a {kind.__name__}")
+        if not all(isinstance(name, str) for name in data.get("class_names") or []):
+            raise self._tampered("'class_names' holds something other than names")
+        return data
+
+    def _tampered(self, why: str) -> RunDirectoryError:
+        return RunDirectoryError(
+            f"{self.metrics} is not a metrics.json as seq train writes it: {why}",
+            hint=f"delete it; 'seq train SPEC --output {self.path} --resume' writes it again from the run's checkpoint",
+        )
 
     def files(self) -> list[Path]:
         """The run's files that exist, in the order a result lists them."""
