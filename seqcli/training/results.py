@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqcli.files import atomic_path, write_text_atomic
+from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
 from seqcli.training.events import TrainResult
@@ -23,15 +23,15 @@ if TYPE_CHECKING:
 
 
 def save_model(model, target: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` file, then an atomic rename over ``target``."""
+    """The run's model.keras, atomically (:func:`seqcli.models.save_model`); a failure says how to go on."""
+    from seqcli.models import save_model as save_atomically
+
     try:
-        with atomic_path(target, suffix=".keras") as temporary:
-            model.save(temporary)
-    except OSError as error:
+        save_atomically(model, target)
+    except OutputError as error:
         raise RunDirectoryError(
-            f"cannot write {target}: {error.strerror or error}",
-            hint="the previous file is intact; free space or fix permissions, then --resume",
-        )
+            error.message, hint="the previous file is intact; free space or fix permissions, then --resume"
+        ) from None
 
 
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
