@@ -430,9 +430,8 @@ def test_images_are_decoded_once_with_the_batches_of_streaming(tmp_path, monkeyp
     assert len(flat([x for x, _ in decoded.validation])) == 2
 
 
-def test_images_on_disk_are_removed_with_their_source(tmp_path, monkeypatch):
-    import gc
-
+def test_images_on_disk_leave_no_file_behind_even_after_kill_9(tmp_path, monkeypatch):
+    """The decoded set lives in a file that has no name once mapped: a killed process leaves nothing."""
     import seqcli.data.images
 
     monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", 0.0)
@@ -441,13 +440,10 @@ def test_images_on_disk_are_removed_with_their_source(tmp_path, monkeypatch):
     (tmp_path / "scratch").mkdir()
     write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
-    assert list((tmp_path / "scratch").iterdir()) == []  # nothing decoded before a pipeline is used
     assert datasets.train is not None
-    [cache] = list((tmp_path / "scratch").iterdir())
-    assert (cache / "decoded.npy").is_file()
-    del datasets
-    gc.collect()
-    assert not cache.exists()
+    assert list((tmp_path / "scratch").iterdir()) == []
+    maps = Path("/proc/self/maps").read_text()
+    assert f"{tmp_path / 'scratch'}/seq-images-" in maps and "decoded.npy (deleted)" in maps  # on disk, unnamed
 
 
 def test_an_image_that_cannot_be_decoded_is_named(tmp_path):

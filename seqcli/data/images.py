@@ -3,7 +3,8 @@ and resized by TensorFlow.
 
 Training decodes each image once (:func:`decode_once`), not once an epoch: the decoded set is kept in
 memory when it fits :data:`MEMORY_SHARE` of the memory budget, else in a file under the system's
-temporary folder (removed when the source is dropped or the process exits), read by index with the
+temporary folder (a memory map whose file has no name: the system frees it when the source is dropped or
+the process ends, however it ends), read by index with the
 same per-(seed, epoch) order; only when neither fits are the files decoded again every epoch.
 """
 
@@ -14,7 +15,6 @@ import os
 import shutil
 import tempfile
 import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -157,22 +157,20 @@ def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arr
         target = np.empty((images.count, *images.sample_shape), np.float32)
         _fill(target, images, where)
         return Arrays(target, images.labels, images.scale, images.class_names)
+    # The file loses its name as soon as it is mapped: the mapping keeps its blocks while it lives, and
+    # nothing outlives the process (kill -9 included), so nothing needs cleaning.
     folder = tempfile.mkdtemp(prefix="seq-images-")
-    if shutil.disk_usage(folder).free < size + DISK_HEADROOM:
-        shutil.rmtree(folder, ignore_errors=True)
-        return images
     try:
+        if shutil.disk_usage(folder).free < size + DISK_HEADROOM:
+            return images
+        path = os.path.join(folder, "decoded.npy")
         target = np.lib.format.open_memmap(
-            os.path.join(folder, "decoded.npy"), mode="w+", dtype=np.float32, shape=(images.count, *images.sample_shape)
+            path, mode="w+", dtype=np.float32, shape=(images.count, *images.sample_shape)
         )
-        _fill(target, images, where)
-        target.flush()
-    except BaseException:
+    finally:
         shutil.rmtree(folder, ignore_errors=True)
-        raise
-    mapped = MappedArrays(target, images.labels, images.scale, images.class_names)
-    weakref.finalize(mapped, shutil.rmtree, folder, ignore_errors=True)
-    return mapped
+    _fill(target, images, where)
+    return MappedArrays(target, images.labels, images.scale, images.class_names)
 
 
 def _fill(target: np.ndarray, images: Images, where: str) -> None:
