@@ -32,6 +32,7 @@ Needs only public tools: Keras, TensorFlow, NumPy, Pillow and seq itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -132,15 +133,15 @@ def report(workload: str, spec: Path, epochs: int, repeats: int) -> None:
         for variant in VARIANTS:
             runs[variant].append(child(variant, spec, epochs)["samples_per_second"])
     best = {name: max(values) for name, values in runs.items()}
-    print(f"workload {workload}: {epochs} epochs, best of {repeats} interleaved runs per variant")
+    peak = child("matmul", spec, epochs)
+    print(f"workload {workload}: {epochs} epochs, best of {repeats} interleaved runs per variant, on {peak['device']}")
     print(f"  seq / tuned Keras : {best['seq'] / best['tuned']:.2f}x   (target >= 1.0x)")
     print(f"  seq / plain fit   : {best['seq'] / best['plain']:.2f}x   (target >= 1.3x)")
-    print(f"  bf16 / float32 seq: {best['seq-bf16'] / best['seq']:.2f}x   (mixed_bfloat16 on this CPU)")
+    print(f"  bf16 / float32 seq: {best['seq-bf16'] / best['seq']:.2f}x   (mixed_bfloat16 on this device)")
     spread = {name: min(values) / max(values) for name, values in runs.items()}
     print("  worst / best run  : " + ", ".join(f"{name} {value:.2f}" for name, value in spread.items()))
     profile = child("profile", spec, epochs)
     print_overheads(profile)
-    peak = child("matmul", spec, epochs)
     flops = profile["train_flops_per_sample"]
     print(
         f"fp32 matmul peak (2048^3, best of 5) and the share each variant reaches ({flops / 1e6:.1f} MFLOP "
@@ -285,7 +286,25 @@ def matmul_peak() -> dict:
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     matmul().numpy()
     best = min(_seconds(lambda: matmul().numpy()) for _ in range(5))
-    return {"flops_per_second": 2 * 2048**3 / best}
+    return {"flops_per_second": 2 * 2048**3 / best, "device": device_name(tf)}
+
+
+def device_name(tf) -> str:
+    """The GPU TensorFlow trains on (its model), else the CPU's model, cores and whether it has bf16 units."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU {details.get('device_name', gpus[0].name)} ({len(gpus)} visible, the first used)"
+    model, flags = "an unnamed CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    bf16 = "with" if "avx512_bf16" in flags or "amx_bf16" in flags else "without"
+    return f"CPU {model}, {len(os.sched_getaffinity(0))} cores, {bf16} AVX512-BF16/AMX-BF16"
 
 
 def _seconds(function) -> float:
