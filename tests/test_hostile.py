@@ -149,6 +149,10 @@ def link_to(target: str):
     return make
 
 
+def with_tune_section(path: Path):
+    path.write_text((path.parent / "tiny.yaml").read_text() + "tune: {parameters: {train.epochs: {int: [1, 2]}}}\n")
+
+
 def folder_with(**files):
     def make(path: Path):
         path.mkdir()
@@ -283,7 +287,10 @@ OUTPUTS = {
         {"mine": folder_with(notes="x")},
     ),
     "tune into a folder of user files": Case(
-        ["tune", "tiny.yaml", "--output", "mine"], 1, (), {"mine": folder_with(notes="x")}
+        ["tune", "study.yaml", "--output", "mine"],
+        1,
+        ("mine exists and holds notes that seq did not write",),
+        {"mine": folder_with(notes="x"), "study.yaml": with_tune_section},
     ),
 }
 

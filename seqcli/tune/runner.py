@@ -132,7 +132,9 @@ def claim_study_folder(output: Path, spec) -> None:
     from seqcli.spec.paths import file_fields
 
     inputs = [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
-    check_output_folder(output, inputs=inputs, own_ok=True, resume=True)
+    # A study folder from before manifests is recognised by its study.db; any other folder must be empty.
+    legacy = list(STUDY_MEMBERS) if (output / "study.db").is_file() else None
+    check_output_folder(output, inputs=inputs, own_ok=True, members=legacy)
     RunDirectory(output).create()
     record_members(output, STUDY_MEMBERS, "seq tune")
 
