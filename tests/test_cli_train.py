@@ -629,3 +629,25 @@ def test_resume_in_a_folder_without_a_run_writes_nothing(project):
     result = run("train", project / "tiny.yaml", "--output", project / "mine", "--resume")
     assert result.exit_code == 1 and "nothing to resume" in result.stderr
     assert sorted(p.name for p in (project / "mine").iterdir()) == ["a.txt"]
+
+
+def test_a_none_in_the_input_shape_takes_any_size_there(tmp_path):
+    """Variable-length sequences: Input [null, 3] trains on (10, 3) samples, and still refuses (10, 4)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "seqs.npz", x=rng.random((32, 10, 3), np.float32), y=rng.integers(0, 2, 32))
+    np.savez(tmp_path / "wide.npz", x=rng.random((32, 10, 4), np.float32), y=rng.integers(0, 2, 32))
+    spec = tmp_path / "rnn.yaml"
+    spec.write_text(
+        "layers:\n  - Input: {shape: [null, 3]}\n  - LSTM: {units: 4}\n  - Dense: {units: 2, activation: softmax}\n"
+        "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+        "data: {train: seqs.npz, batch_size: 16}\ntrain: {epochs: 1}\n"
+    )
+    trained = run("train", spec, "--output", tmp_path / "run", "-q")
+    assert trained.exit_code == 0, trained.output
+    refused = CliRunner().invoke(
+        cli, ["train", str(spec), "--output", str(tmp_path / "wide"), "--set", "data.train=wide.npz"]
+    )
+    assert refused.exit_code == 1
+    assert "takes inputs of shape (None, 3), but data.train's samples have shape (10, 4)" in refused.stderr

@@ -265,9 +265,12 @@ def _dtype_policy(name: str):
 
 
 def _check_input(spec: Spec, built, data) -> list[Problem]:
+    """The data's samples fit the model's input (a None in the spec's shape takes any size there, as
+    evaluate and predict have it: variable-length sequences)."""
+    from seqcli.models import shape_fits
 
     data_shape = tuple(data.input_shape)
-    if built.input_shape is None or tuple(built.input_shape) == data_shape:
+    if built.input_shape is None or shape_fits(tuple(built.input_shape), data_shape):
         return []
     return [_input_problem(spec, built.input_shape, data_shape)]
 
