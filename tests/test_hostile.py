@@ -105,10 +105,18 @@ def keras_bomb(path: Path):
         archive.writestr("config.json", b" " * (80 << 20))
 
 
-def not_a_model_keras(path: Path):
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("metadata.json", "{}")
-        archive.writestr("config.json", json.dumps({"class_name": "Dense", "config": {"units": 2}}))
+def keras_config(text: str):
+    """A .keras archive whose config.json holds ``text``."""
+
+    def make(path: Path):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("metadata.json", "{}")
+            archive.writestr("config.json", text)
+
+    return make
+
+
+not_a_model_keras = keras_config(json.dumps({"class_name": "Dense", "config": {"units": 2}}))
 
 
 def truncated(keep: int = 300):
@@ -656,12 +664,15 @@ MESSAGES = {
         layer("Model: {path: t.keras}"), "bad.yaml:3:", "t.keras", **{"t.keras": truncated()}
     ),
     "a base whose config is not a model": check(
-        layer("Model: {path: d.keras}"),
-        "bad.yaml:3:",
-        "not a model",
-        marks=(OPEN_BUG,),
-        **{"d.keras": not_a_model_keras},
+        layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model", **{"d.keras": not_a_model_keras}
     ),
+    "a base whose config is a JSON list": check(
+        layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model", **{"d.keras": keras_config("[1, 2]")}
+    ),
+    "a layer's .keras to evaluate": Case(
+        ["evaluate", "d.keras", "--data", "tiny.npz"], 1, ("d.keras is not a model",), {"d.keras": not_a_model_keras}
+    ),
+    "a layer's .keras to import": Case(["import", "d.keras"], 1, ("not a model",), {"d.keras": not_a_model_keras}),
     "random bytes as .keras": Case(["import", "r.keras"], 1, ("r.keras",), {"r.keras": os.urandom(2048)}),
     "a text file as .weights.h5": Case(
         ["freeze", "tiny.yaml", "--weights", "w.weights.h5", "--all-but-last", "1", "--output", "f.keras"],

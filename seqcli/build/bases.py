@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from seqcli import applications
 from seqcli.build.context import BuildContext
 from seqcli.errors import SeqError, clean_message, did_you_mean
-from seqcli.models import ModelLoadError
+from seqcli.models import ModelLoadError, NotAModelError
 from seqcli.spec import LayerEntry
 
 
@@ -97,6 +97,8 @@ def realize_base(context: BuildContext, entry: LayerEntry, pending: PendingBase,
     except applications.WeightsDownloadError as error:
         weights_path = path + ("weights",) if "weights" in entry.args else path
         context.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
+    except NotAModelError as error:
+        context.problem(path, error.message, error.hint, key=True)
     except ModelLoadError as error:
         context.problem(path, f"Keras could not make {name}: {error.message}", error.hint, key=True)
     except SeqError as error:  # a file over the limits (seqcli.limits)
