@@ -582,9 +582,20 @@ NUMBERS = {
     "nan CSV cells": train(
         trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
         "n.csv",
-        "line 3",
-        marks=(OPEN_BUG,),
+        "line 3, column 'a'",
         **{"n.csv": "a,b,l\n1,2,0\nnan,2,1\n1,2,0\n"},
+    ),
+    "an infinite CSV label after a blank line": train(
+        trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "y in",
+        "line 5, column 'l'",
+        **{"n.csv": "a,b,l\n1,2,0\n\n1,2,1\n1,2,-inf\n"},
+    ),
+    "nan CSV cells to extract": Case(
+        ["extract", "c.yaml", "--data", "n.csv", "--all", "--output", "f.npz"],
+        1,
+        ("n.csv", "line 2, column 'b'", "(and 1 more rows)"),
+        {"c.yaml": HEAD.replace("[4]", "[2]") + "  - Dense: {units: 2}\n", "n.csv": "a,b,l\n1,nan,0\n1,2,1\ninf,2,0\n"},
     ),
     "fractional labels": train(
         trainable("frac.npz"),
