@@ -110,12 +110,18 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
         indent = len(text) - len(text.lstrip(" "))
         column = problem.column if problem.column is not None else indent + 1
         start = max(indent, column - 1 - SOURCE_WINDOW // 2)
-        shown = text[start : start + SOURCE_WINDOW].rstrip(" ")
+        shown = _visible(text[start : start + SOURCE_WINDOW].rstrip(" "))
         out.append("    " + shown)
         out.append("    " + " " * max(column - 1 - start, 0) + "^")
     if problem.hint:
         out.append(f"  hint: {problem.hint}")
     return "\n".join(out)
+
+
+def _visible(text: str) -> str:
+    """A source line as it may go to a terminal: each control character but tab (a NUL, an escape that
+    would drive the terminal) shown as U+FFFD, one column wide, so the caret below stays aligned."""
+    return "".join("\ufffd" if (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 else c for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -736,6 +736,8 @@ MESSAGES = {
     "not UTF-8": check(b"layers:\n  - Dense: {name: \xff\xfe}\n", "bad.yaml"),
     "a list for a spec": check("- 1\n- 2\n", "bad.yaml:1:1"),
     "an empty spec": check("", "bad.yaml"),
+    "a NUL byte": check(HEAD + "  - Dense: {units: 2}\x00\n", "bad.yaml:3:22", "NUL", "hint: remove U+0000"),
+    "an escape character": check(HEAD + '  - Dense: {name: "a\x1b[2Jb"}\n', "bad.yaml:3:", "U+001B"),
     "an unclosed bracket": check(HEAD + "  - Dense: {units: 2\n", "bad.yaml:"),
     "a tab indentation": check("layers:\n\t- Dense: {units: 2}\n", "bad.yaml:2:"),
     "a 2-input layer": check(layer("Add: {}"), "bad.yaml:3:"),
