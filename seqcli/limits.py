@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,9 +161,43 @@ def open_archive(path: str | Path, what: str, *, limit: int | None = None) -> It
             f"{what}: {path} is not a readable zip archive: {error}",
             hint="the file is damaged or not what its extension says",
         ) from None
+    except OSError as error:
+        raise LimitError(f"{what}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
     with archive:
         check_members(archive, path, what, limit=max_memory() if limit is None else limit)
-        yield archive
+        try:
+            yield archive
+        except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
+            raise LimitError(f"{what}: {path} is damaged: {error}", hint=DAMAGED_HINT) from None
+
+
+DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error)  # a bad CRC-32, corrupt deflate data
+DAMAGED_HINT = (
+    "the file changed after it was written (an interrupted copy or download, a full disk, bad storage); "
+    "write or copy it again"
+)
+UNREADABLE_HINT = "check the file's permissions"
+
+
+@contextlib.contextmanager
+def open_member(archive: zipfile.ZipFile, member: str, path, what: str) -> Iterator:
+    """A member of an archive from :func:`open_archive`, opened for reading: a damaged member (a bad CRC-32,
+    corrupt deflate data) is a LimitError that names the file and the member."""
+    try:
+        with archive.open(member) as handle:
+            yield handle
+    except DAMAGED_MEMBER as error:
+        raise LimitError(
+            f"{what}: member {member!r} of {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT
+        ) from None
+
+
+def _damage(error: Exception) -> str:
+    if isinstance(error, zlib.error):
+        return f"its compressed data is corrupt ({error})"
+    if "CRC" in str(error):
+        return "its CRC-32 checksum does not match its data"
+    return str(error)
 
 
 def check_members(archive: zipfile.ZipFile, path, what: str, *, limit: int) -> int:

@@ -11,6 +11,7 @@ Cases that hit the open bugs of §5-6 are marked xfail(strict): the fix removes 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -97,6 +98,23 @@ def bad_crc_npz(path: Path):
     data = bytearray(path.read_bytes())
     data[200] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def corrupt_deflate_npz(path: Path):
+    """An .npz whose x.npy member's deflate stream starts with an invalid block type."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", npy_bytes(np.ones((16, 4, 4, 1), np.float32)))
+        archive.writestr("y.npy", npy_bytes(np.zeros(16, np.int64)))
+    data = bytearray(path.read_bytes())
+    start = 30 + int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")  # x.npy comes first
+    data[start] = 0xFF  # BFINAL=1, BTYPE=11: a reserved block type
+    path.write_bytes(bytes(data))
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
 
 
 def keras_bomb(path: Path):
@@ -663,7 +681,34 @@ NUMBERS = {
 # ----------------------------------------------------------------------------- 6. messages
 
 MESSAGES = {
-    "npz with a bad CRC": train(trainable("crc.npz"), "crc.npz", marks=(OPEN_BUG,), **{"crc.npz": bad_crc_npz}),
+    "npz with a bad CRC": train(
+        trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
+    ),
+    "npz with a bad CRC as validation": train(
+        trainable(**{"batch_size: 8": "batch_size: 8, validation: crc.npz"}),
+        "bad.yaml:6:",
+        "data.validation: member 'x.npy'",
+        "CRC-32",
+        **{"crc.npz": bad_crc_npz},
+    ),
+    "npz with a bad CRC to evaluate": Case(
+        ["evaluate", "{run}", "--data", "crc.npz"],
+        1,
+        ("--data: member 'x.npy' of", "crc.npz is damaged", "write or copy it again"),
+        {"crc.npz": bad_crc_npz},
+    ),
+    "npz with a bad CRC to extract": Case(
+        ["extract", "tiny.yaml", "--data", "crc.npz", "--all", "--output", "f.npz"],
+        1,
+        ("crc.npz is damaged",),
+        {"crc.npz": bad_crc_npz},
+    ),
+    "npz with corrupt deflate data to predict": Case(
+        ["predict", "{run}", "--data", "z.npz", "--output", "p.npy"],
+        1,
+        ("member 'x.npy' of", "z.npz is damaged: its compressed data is corrupt"),
+        {"z.npz": corrupt_deflate_npz},
+    ),
     "random bytes as .npz": train(trainable("r.npz"), "r.npz", **{"r.npz": os.urandom(4096)}),
     "random bytes as .npy": Case(
         ["predict", "{run}", "--data", "r.npy", "--output", "p.npy"], 1, ("r.npy",), {"r.npy": os.urandom(4096)}

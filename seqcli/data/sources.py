@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +181,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with archive.open(member) as handle:
+    with limits.open_member(archive, member, path, where) as handle:
         shape, _ = limits.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
@@ -191,9 +190,9 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with archive.open(member) as handle:
+        with limits.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # BadZipFile: a bad CRC
+    except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 
