@@ -658,6 +658,42 @@ NUMBERS = {
         "bad.yaml:3:",
         "units",
     ),
+    "units 2**62 (a kernel of 2**64 values)": check(
+        layer("Dense: {units: 4611686018427387904}"),
+        "bad.yaml:3:5",
+        "Dense cannot be built on any machine: its weight 'dense/kernel' of shape (4, 4611686018427387904)",
+        "about 2**64 values",
+        "hint: make its sizes",
+    ),
+    "units 2**61 on 2 inputs (a kernel of 16 EB)": check(
+        layer("Dense: {units: 2305843009213693952}").replace("[4]", "[2]"),
+        "bad.yaml:3:5",
+        "16.00 EB, more than a 64-bit address space holds",
+    ),
+    "Embedding of 2**40 x 2**40": check(
+        layer("Embedding: {input_dim: 1099511627776, output_dim: 1099511627776}"), "bad.yaml:3:5", "2**80 values"
+    ),
+    "an output of 2**70 values": check(
+        layer("RepeatVector: {n: 1073741824}").replace("[4]", "[1099511627776]"),
+        "bad.yaml:3:5",
+        "its output of shape (None, 1073741824, 1099511627776)",
+    ),
+    "an Input of 2**64 values": check(
+        "layers:\n  - Input: {shape: [4294967296, 4294967296]}\n  - Flatten: {}\n",
+        "bad.yaml:2:20",
+        "no machine can hold one input sample",
+    ),
+    "summary of an Input of 2**1116 values": Case(
+        ["summary", "bad.yaml"],
+        1,
+        ("bad.yaml:2:20", "about 2**1116 values"),
+        {
+            "bad.yaml": "layers:\n  - Input: {shape: ["
+            + ", ".join(["4611686018427387904"] * 18)
+            + "]}\n  - Dense: {units: 2}\n"
+        },
+    ),
+    "units 2**40 (16 TB) is checked, not refused": check(layer("Dense: {units: 1099511627776}"), "pass", status=0),
     "units 2.5": check(layer("Dense: {units: 2.5}"), "bad.yaml:3:", "units"),
     "units yes": check(layer("Dense: {units: yes}"), "bad.yaml:3:", "units"),
     "epochs 0": check(trainable().replace("epochs: 1", "epochs: 0"), "bad.yaml:7:", "epochs"),

@@ -9,6 +9,7 @@ from seqcli.build.context import BuildContext
 from seqcli.build.layers import keras_message
 from seqcli.build.result import LayerRow, shape_matches, trainable_count
 from seqcli.limits import human_size, parse_size
+from seqcli.memory import dtype_size, impossible_tensor
 from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry
 
@@ -54,10 +55,32 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             )
             tensor = None
             continue
+        impossible = impossible_sizes(layer, tensor)
+        if impossible:
+            context.problem(
+                entry.path + (entry.class_name,),
+                f"{entry.class_name} cannot be built on any machine: {impossible}",
+                "make its sizes (units, filters, the input shape...) smaller",
+                key=True,
+            )
+            tensor = None
+            continue
         row.output_shape = tuple(tensor.shape)
         row.params = layer.count_params()
         row.trainable_params = trainable_count(layer)
     return made
+
+
+def impossible_sizes(layer, output) -> str | None:
+    """What of a traced layer no machine can hold (a weight, or its output for one sample), or None."""
+    for weight in layer.weights:
+        why = impossible_tensor(weight.shape, dtype_size(weight.dtype))
+        if why:
+            return f"its weight {weight.path!r} of shape {shape_text(weight.shape)} would take {why}"
+    why = impossible_tensor(tuple(output.shape)[1:], dtype_size(output.dtype))
+    if why:
+        return f"its output of shape {shape_text(output.shape)} would take {why} for one sample"
+    return None
 
 
 def compare_expectations(context: BuildContext, whole_model: bool) -> None:
