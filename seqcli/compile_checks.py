@@ -4,10 +4,8 @@ output's classes, and a probability loss on logits. Each problem is reported at 
 
 from __future__ import annotations
 
-import re
-
 from seqcli.compile import ADAPTIVE_METRICS, CompileResolver, CompileSettings, resolve_optimizer
-from seqcli.errors import Problem, clean_message
+from seqcli.errors import Problem, clean_tensorflow_message
 from seqcli.keras_env import import_keras
 from seqcli.spec import Spec
 
@@ -153,10 +151,3 @@ def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
         f"check the types and values of {name}'s arguments{schedule} against the Keras documentation",
         key=mapping,
     )
-
-
-def clean_tensorflow_message(text: str) -> str:
-    """TensorFlow's error text without its node names, op suffixes and value dumps."""
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
-    text = text.split(" [Op:")[0].split(" Label values:")[0]
-    return clean_message(Exception(text))

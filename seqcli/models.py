@@ -124,14 +124,14 @@ def require_model_config(config, path: Path) -> None:
 
 
 def _load_error(path: Path, error: Exception) -> ModelLoadError:
-    text = " ".join(str(error).split())
-    unsafe = "safe_mode" in text or "unsafe" in text.lower()
+    text = clean_message(error)
+    unsafe = "safe_mode" in str(error) or "unsafe" in str(error).lower()
     hint = (
         "safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
         if unsafe
         else "check that the file is a complete .keras model (written by model.save)"
     )
-    return ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint)
+    return ModelLoadError(f"cannot load {path}: {text}", hint=hint)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -804,7 +804,7 @@ MESSAGES = {
     "tampered metrics.json": Case(["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run}),
     "undecodable images": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
-        "broken.png",
+        "broken.png: Invalid PNG. Failed to initialize decoder.\n",
         **{"imgs": images},
     ),
     "unknown layer gru": check(layer("gru: {units: 2}"), "bad.yaml:3:", "did you mean 'GRU'?"),

@@ -45,14 +45,8 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             continue
         try:
             tensor = layer(tensor)
-        except Exception as error:  # Keras raises many types for a shape that does not fit
-            shape = shape_text(getattr(tensor, "shape", None))
-            context.problem(
-                entry.path + (entry.class_name,),
-                f"{entry.class_name} cannot take input of shape {shape}: {keras_message(entry, error)}",
-                "check the previous layers' output shapes with 'seq summary --upto'",
-                key=True,
-            )
+        except Exception as error:  # Keras raises many types for a shape that does not fit, or a bad argument
+            context.problem(entry.path + (entry.class_name,), *_call_problem(entry, error, tensor), key=True)
             tensor = None
             continue
         impossible = impossible_sizes(layer, tensor)
@@ -69,6 +63,27 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
         row.params = layer.count_params()
         row.trainable_params = trainable_count(layer)
     return made
+
+
+def _call_problem(entry: LayerEntry, error: Exception, tensor) -> tuple[str, str]:
+    """(message, hint) for a layer Keras could not call on its input: an input its InputSpec refuses is a
+    shape that does not fit; anything else (an argument that does not work for this input...) is said as
+    Keras said it."""
+    shape = shape_text(getattr(tensor, "shape", None))
+    message = keras_message(entry, error)
+    if INCOMPATIBLE_INPUT in str(error):
+        return (
+            f"{entry.class_name} cannot take input of shape {shape}: {message}",
+            "check the previous layers' output shapes with 'seq summary --upto'",
+        )
+    return (
+        f"Keras rejected {entry.class_name} on input of shape {shape}: {message}",
+        f"check {entry.class_name}'s arguments against the shape it receives, {shape} "
+        "('seq summary --upto LAYER' shows the shapes up to a layer)",
+    )
+
+
+INCOMPATIBLE_INPUT = "is incompatible with the layer"  # Keras's InputSpec check: rank, axis sizes, dtype
 
 
 def impossible_sizes(layer, output) -> str | None:
