@@ -837,6 +837,16 @@ MESSAGES = {
         "(6, 6, 2)",
     ),
     "expect the wrong output": check(HEAD + "  - Dense: {units: 2}\n    expect: [3]\n", "bad.yaml:4:", "(2,)"),
+    "expect on a spec of Input alone": check(
+        HEAD + "expect: {output: [7]}\n", "bad.yaml:3:1: expect: the model has no layers after Input"
+    ),
+    "expect [9] on an Input of [4]": check(
+        "layers:\n  - Input: {shape: [4]}\n    expect: [9]\n  - Dense: {units: 2}\n",
+        "bad.yaml:3:13: layers[0].expect: expected output shape (9,), but Input gives (4,)",
+    ),
+    "expect [4] on an Input of [4]": check(
+        "layers:\n  - Input: {shape: [4]}\n    expect: [4]\n  - Dense: {units: 2}\n", "pass", status=0
+    ),
     "missing spec": Case(["check", "missing.yaml"], 1, ("missing.yaml",)),
     "spec is a folder": Case(["check", "somedir"], 2, ("somedir",), {"somedir": folder_with()}),
     "run folder without a model": Case(

@@ -100,6 +100,7 @@ def impossible_sizes(layer, output) -> str | None:
 
 def compare_expectations(context: BuildContext, whole_model: bool) -> None:
     """A problem for each layer's ``expect`` that the built shape misses, then the spec's ``expect:`` section."""
+    _compare_input_expectation(context)
     for row in context.result.rows:
         if row.expect is None or row.output_shape is None:
             continue
@@ -114,8 +115,30 @@ def compare_expectations(context: BuildContext, whole_model: bool) -> None:
         _compare_model_expectations(context)
 
 
+def _compare_input_expectation(context: BuildContext) -> None:
+    """An Input entry's ``expect``: the input is its output."""
+    first = context.spec.layers[0] if context.spec.layers else None
+    shape = context.result.input_shape
+    if first is None or first.class_name != "Input" or first.expect is None or shape is None:
+        return
+    if not shape_matches(first.expect, shape):
+        context.problem(
+            first.path + ("expect",),
+            f"expected output shape {shape_text(first.expect)}, but Input gives {shape_text(shape)}",
+            "an Input entry outputs the shape it declares: update 'expect' or the shape",
+        )
+
+
 def _compare_model_expectations(context: BuildContext) -> None:
     expect, result = context.spec.expect, context.result
+    if expect is not None and result.input_shape is not None and not result.rows and not result.problems:
+        context.problem(
+            ("expect",),
+            "the model has no layers after Input, so there is nothing for expect to check",
+            "add the model's layers after Input, or remove expect",
+            key=True,
+        )
+        return
     if expect is None or not result.built:
         return
     output = result.output_shape[1:]
