@@ -114,6 +114,17 @@ def logits_warning(spec: Spec, model) -> str | None:
     )
 
 
+def compile_problems(spec: Spec) -> list[Problem]:
+    """What ``seq train`` would refuse in a spec's ``compile:`` section before it reads any data: unknown
+    optimizer, loss and metric names (with "did you mean"), arguments Keras rejects, and an optimizer that
+    fails when applied. A spec without the section has none (``seq check`` takes bare architectures)."""
+    from seqcli.compile import resolve_compile
+
+    if spec.compile is None:
+        return []
+    return resolve_compile(spec)[1] or probe_optimizer(spec)
+
+
 def probe_optimizer(spec: Spec) -> list[Problem]:
     """Apply (a fresh copy of) the spec's optimizer once to a zero variable, so that arguments Keras takes
     when constructing it but fails on when training (``{Adam: {beta_1: abc}}``) are reported before training.

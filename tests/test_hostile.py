@@ -831,6 +831,25 @@ MESSAGES = {
     "unknown loss": train(
         trainable().replace("loss: sparse_categorical_crossentropy", "loss: nope"), "bad.yaml:5:", "loss"
     ),
+    "check an unknown optimizer": check(
+        trainable().replace("optimizer: adam", "optimizer: adamm"),
+        "bad.yaml:5:22: compile.optimizer: unknown optimizer 'adamm'",
+        "did you mean 'adam'?",
+    ),
+    "check an unknown loss": check(
+        trainable().replace("loss: sparse_categorical_crossentropy", "loss: sparse_categorical_crossentopy"),
+        "bad.yaml:5:34: compile.loss: unknown loss",
+        "did you mean 'sparse_categorical_crossentropy'?",
+    ),
+    "check an unknown metric": check(
+        trainable().replace("loss: sparse", "metrics: [acuracy], loss: sparse"),
+        "bad.yaml:5:38: compile.metrics[0]: unknown metric 'acuracy'",
+        "did you mean 'accuracy'?",
+    ),
+    "check an optimizer Keras rejects when applying it": check(
+        trainable().replace("optimizer: adam", "optimizer: {Adam: {beta_1: abc}}"),
+        "bad.yaml:5:23: compile.optimizer.Adam: Keras rejected Adam when applying it",
+    ),
     "expect [6, 6] against (6, 6, 2)": check(
         "layers:\n  - Input: {shape: [6, 6, 2]}\n  - Dense: {units: 2}\n    expect: [6, 6]\n",
         "bad.yaml:4:",
