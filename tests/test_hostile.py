@@ -453,7 +453,15 @@ SIZE = {
         {"liar.npy": raw_npy((2**62,), "<f8")},
     ),
     "keras bomb as a base": check(
-        layer("Model: {path: bomb.keras}"), "bad.yaml:3:", "declares 80.00 MB", **{"bomb.keras": keras_bomb}
+        layer("Model: {path: bomb.keras}"),
+        "bad.yaml:3:5: layers[1].Model: the config.json of {project}/bomb.keras declares 80.00 MB",
+        **{"bomb.keras": keras_bomb},
+    ),
+    "keras bomb as transfer.weights": train(
+        trainable() + "transfer: {weights: bomb.keras}\n",
+        "bad.yaml:8:21: transfer.weights: {project}/bomb.keras would take 80.00 MB",
+        extra=("--max-memory", "32M"),
+        **{"bomb.keras": keras_bomb},
     ),
     "keras bomb as --weights": Case(
         [
@@ -753,7 +761,9 @@ MESSAGES = {
     "an .npz without y": train(trainable("noy.npz"), "noy.npz", "y", **{"noy.npz": npz(x=np.ones((4, 4, 4, 1)))}),
     "truncated .keras": Case(["evaluate", "t.keras", "--data", "x.npy"], 1, ("t.keras",), {"t.keras": truncated()}),
     "truncated .keras as a base": check(
-        layer("Model: {path: t.keras}"), "bad.yaml:3:", "t.keras", **{"t.keras": truncated()}
+        layer("Model: {path: t.keras}"),
+        "bad.yaml:3:5: layers[1].Model: {project}/t.keras is not a readable zip archive",
+        **{"t.keras": truncated()},
     ),
     "a base whose config is not a model": check(
         layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model", **{"d.keras": not_a_model_keras}

@@ -1,6 +1,7 @@
 """Every message says what and where (issue 12 §6): reachable input never ends in 'unexpected <Exception>'."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +116,37 @@ def test_long_error_text_keeps_its_start_and_its_end():
     assert len(cleaned) == 400
     assert cleaned.startswith("Layer failed. ") and cleaned.endswith("The cause: units=-3")
     assert " ... " in cleaned
+
+
+# ----------------------------------------------------------------------------- each prefix once
+
+
+def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
+    """OSError's text repeats the path ("[Errno 13] Permission denied: '...'"): the message says it once.
+    (Tests run as root, which reads any file: the refusal is simulated, for the data files only.)"""
+    import builtins
+    import types
+
+    from seqcli import limits
+    from seqcli.data import sources
+
+    def refusing(real):
+        def call(path, *args, **kwargs):
+            if Path(path).parent == tmp_path:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    np.save(tmp_path / "x.npy", np.ones((2, 4, 4, 1), np.float32))
+    (tmp_path / "d.npz").write_bytes((trained / "tiny.npz").read_bytes())
+    zip_module = types.SimpleNamespace(**vars(zipfile))
+    zip_module.ZipFile = refusing(zipfile.ZipFile)
+    monkeypatch.setattr(limits, "zipfile", zip_module)
+    monkeypatch.setattr(sources, "open", refusing(builtins.open), raising=False)
+    for name in ("x.npy", "d.npz"):
+        result = run_in(tmp_path, "predict", trained / "run", "--data", name, "--output", "p.npy")
+        assert result.exit_code == 1
+        assert f"error: --data: cannot read {tmp_path / name}: Permission denied\n" in result.stderr
+        assert result.stderr.count(name) == 1, result.stderr
+        assert "hint: check the file's permissions" in result.stderr

@@ -216,6 +216,10 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np
         return np.load(path, allow_pickle=False)
     except (SeqError, DataError):
         raise
+    except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
+        raise DataError(
+            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
+        ) from None
     except Exception as error:
         raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
 
