@@ -120,9 +120,12 @@ def compile_problems(spec: Spec) -> list[Problem]:
     fails when applied. A spec without the section has none (``seq check`` takes bare architectures)."""
     from seqcli.compile import resolve_compile
 
-    if spec.compile is None:
-        return []
+    if spec.compile is None or any(p.path.startswith(COMPILE_PATHS) for p in spec.problems):
+        return []  # values already refused (beyond 64 bits, not finite...) are not handed to Keras
     return resolve_compile(spec)[1] or probe_optimizer(spec)
+
+
+COMPILE_PATHS = ("compile", "train.learning_rate_schedule")
 
 
 def probe_optimizer(spec: Spec) -> list[Problem]:

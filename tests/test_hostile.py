@@ -860,6 +860,16 @@ MESSAGES = {
         trainable().replace("optimizer: adam", "optimizer: {Adam: {beta_1: abc}}"),
         "bad.yaml:5:23: compile.optimizer.Adam: Keras rejected Adam when applying it",
     ),
+    "check an AUC of 2**40 thresholds": check(
+        trainable().replace("loss: sparse", "metrics: [{AUC: {num_thresholds: 1099511627776}}], loss: sparse"),
+        "bad.yaml:5:61: compile.metrics[0].AUC.num_thresholds: num_thresholds=1,099,511,627,776 would take about",
+        "over the memory limit",
+    ),
+    "check a MeanIoU of 2**63 classes": check(
+        trainable().replace("loss: sparse", "metrics: [{MeanIoU: {num_classes: 9223372036854775808}}], loss: sparse"),
+        "bad.yaml:5:",
+        "does not fit in 64 bits",
+    ),
     "expect [6, 6] against (6, 6, 2)": check(
         "layers:\n  - Input: {shape: [6, 6, 2]}\n  - Dense: {units: 2}\n    expect: [6, 6]\n",
         "bad.yaml:4:",
