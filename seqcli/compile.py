@@ -26,6 +26,10 @@ DEFAULT_STEPS_PER_EXECUTION = 32
 ADAPTIVE_METRICS = ("accuracy", "acc", "crossentropy", "ce")
 # Optimizer classes that wrap other optimizers: not nameable from a spec.
 WRAPPER_OPTIMIZERS = {"LossScaleOptimizer", "MultiOptimizer", "OptimizerMap", "Optimizer"}
+# Metric arguments that size what the constructor allocates, and about how many bytes it takes for a value:
+# AUC & co. list their thresholds in Python and keep four counters per threshold; the IoU metrics a
+# num_classes x num_classes confusion matrix. Checked against the memory budget before constructing.
+METRIC_SIZE_ARGUMENTS = {"num_thresholds": lambda n: 64 * n, "num_classes": lambda n: 8 * n * n}
 
 
 @dataclass
@@ -411,9 +415,13 @@ class CompileResolver:
             return None
         if self.probe and kind == "optimizer":
             args = {"name": "seq_probe", **args}
+        too_large = metric_size_problem(name, args) if kind == "metric" else None
+        if too_large:
+            self.problem(path + (name, too_large[0]), *too_large[1:])
+            return None
         try:
             return cls(**args)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, OverflowError) as error:
             self.problem(
                 path + (name,),
                 f"Keras rejected {name}: {clean_message(error)}",
@@ -421,6 +429,23 @@ class CompileResolver:
                 key=True,
             )
             return None
+
+
+def metric_size_problem(name: str, args: dict) -> tuple[str, str, str] | None:
+    """``(argument, message, hint)`` when an argument of metric ``name`` would make its constructor allocate
+    more than the memory budget (:data:`METRIC_SIZE_ARGUMENTS`); None otherwise."""
+    from seqcli import limits
+
+    for key, cost in METRIC_SIZE_ARGUMENTS.items():
+        value = args.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and cost(value) > limits.max_memory():
+            return (
+                key,
+                f"{key}={value:,} would take about {limits.human_size(cost(value))} to make {name}, "
+                "over the memory limit",
+                limits.over_budget_hint(),
+            )
+    return None
 
 
 def _class_for_identifier(value: str, classes: dict[str, type]) -> str | None:

@@ -4,10 +4,8 @@ output's classes, and a probability loss on logits. Each problem is reported at 
 
 from __future__ import annotations
 
-import re
-
 from seqcli.compile import ADAPTIVE_METRICS, CompileResolver, CompileSettings, resolve_optimizer
-from seqcli.errors import Problem, clean_message
+from seqcli.errors import Problem, clean_tensorflow_message
 from seqcli.keras_env import import_keras
 from seqcli.spec import Spec
 
@@ -116,6 +114,20 @@ def logits_warning(spec: Spec, model) -> str | None:
     )
 
 
+def compile_problems(spec: Spec) -> list[Problem]:
+    """What ``seq train`` would refuse in a spec's ``compile:`` section before it reads any data: unknown
+    optimizer, loss and metric names (with "did you mean"), arguments Keras rejects, and an optimizer that
+    fails when applied. A spec without the section has none (``seq check`` takes bare architectures)."""
+    from seqcli.compile import resolve_compile
+
+    if spec.compile is None or any(p.path.startswith(COMPILE_PATHS) for p in spec.problems):
+        return []  # values already refused (beyond 64 bits, not finite...) are not handed to Keras
+    return resolve_compile(spec)[1] or probe_optimizer(spec)
+
+
+COMPILE_PATHS = ("compile", "train.learning_rate_schedule")
+
+
 def probe_optimizer(spec: Spec) -> list[Problem]:
     """Apply (a fresh copy of) the spec's optimizer once to a zero variable, so that arguments Keras takes
     when constructing it but fails on when training (``{Adam: {beta_1: abc}}``) are reported before training.
@@ -153,10 +165,3 @@ def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
         f"check the types and values of {name}'s arguments{schedule} against the Keras documentation",
         key=mapping,
     )
-
-
-def clean_tensorflow_message(text: str) -> str:
-    """TensorFlow's error text without its node names, op suffixes and value dumps."""
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
-    text = text.split(" [Op:")[0].split(" Label values:")[0]
-    return clean_message(Exception(text))

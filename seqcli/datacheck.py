@@ -24,8 +24,24 @@ class DataValueError(SeqError):
 
 def check_finite(values: np.ndarray, role: str, path: Path | str, where: str) -> None:
     """Raise :class:`DataValueError` naming the first sample of ``values`` that holds a NaN or an infinity."""
-    if not np.issubdtype(values.dtype, np.floating) or values.size == 0:
+    found = first_non_finite(values)
+    if found is None:
         return
+    index, value, count = found
+    raise DataValueError(
+        f"{where}: {role} in {path} holds a non-finite value ({value}) at sample {index}{_more(count)}",
+        hint=NON_FINITE_HINT,
+    )
+
+
+NON_FINITE_HINT = "NaN and infinite numbers cannot train: fill or drop those samples"
+
+
+def first_non_finite(values: np.ndarray) -> tuple[int, float, int] | None:
+    """``(index of the first sample holding a NaN or an infinity, that value, how many samples hold one)``,
+    or None when every value is finite (or not a float)."""
+    if not np.issubdtype(values.dtype, np.floating) or values.size == 0:
+        return None
     per_sample = max(values.size // len(values), 1)
     step = max(CHUNK_ELEMENTS // per_sample, 1)  # a boolean copy of a chunk, never of the whole array
     bad = [
@@ -34,14 +50,13 @@ def check_finite(values: np.ndarray, role: str, path: Path | str, where: str) ->
     ]
     bad = np.concatenate(bad)
     if not bad.size:
-        return
+        return None
     sample = values[bad[0]].reshape(-1)
-    value = sample[~np.isfinite(sample)][0]
-    others = f" (and {len(bad) - 1} more samples)" if len(bad) > 1 else ""
-    raise DataValueError(
-        f"{where}: {role} in {path} holds a non-finite value ({value}) at sample {bad[0]}{others}",
-        hint="NaN and infinite numbers cannot train: fill or drop those samples",
-    )
+    return int(bad[0]), sample[~np.isfinite(sample)][0], len(bad)
+
+
+def _more(count: int) -> str:
+    return f" (and {count - 1} more samples)" if count > 1 else ""
 
 
 def check_labels(labels: np.ndarray | None, loss, classes: int | None, where: str) -> None:

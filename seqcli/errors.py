@@ -8,6 +8,7 @@ file: ``FILE:LINE:COL: PATH: message``, then the source line with a caret, then 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -110,12 +111,18 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
         indent = len(text) - len(text.lstrip(" "))
         column = problem.column if problem.column is not None else indent + 1
         start = max(indent, column - 1 - SOURCE_WINDOW // 2)
-        shown = text[start : start + SOURCE_WINDOW].rstrip(" ")
+        shown = _visible(text[start : start + SOURCE_WINDOW].rstrip(" "))
         out.append("    " + shown)
         out.append("    " + " " * max(column - 1 - start, 0) + "^")
     if problem.hint:
         out.append(f"  hint: {problem.hint}")
     return "\n".join(out)
+
+
+def _visible(text: str) -> str:
+    """A source line as it may go to a terminal: each control character but tab (a NUL, an escape that
+    would drive the terminal) shown as U+FFFD, one column wide, so the caret below stays aligned."""
+    return "".join("\ufffd" if (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 else c for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -130,8 +137,40 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 
 def clean_message(error: BaseException, limit: int = 400) -> str:
-    """An exception's text on one line, without the quotes Keras wraps around some messages."""
+    """An exception's text on one line, without the quotes Keras wraps around some messages and without the
+    wrappers Keras puts around its cause (see :func:`clean_text`)."""
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    text = text.strip()
+    return clean_text(text, limit)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Keras's wrappers around the cause of an error: the call that failed, the arguments it received, the config
+# of an object it could not deserialize (with the cause after it: the last "Exception encountered: ").
+_KERAS_CALL = re.compile(r"^Exception encountered when calling (?:[\w.]+\(\)|layer .*?\(type [\w.]+\))\.\s*")
+_KERAS_ARGUMENTS = re.compile(r"\s*(?:Call arguments|Arguments) received by .*\Z", re.S)
+_KERAS_FULL_CONFIG = re.compile(r"\s*Full object config: .*\Z", re.S)
+_KERAS_DESERIALIZE = re.compile(
+    r"^<class '(?:[\w.]+\.)?(\w+)'> could not be deserialized properly\..*Exception encountered: ", re.S
+)
+
+
+def clean_text(text: str, limit: int = 400) -> str:
+    """Error text on one line, at most ``limit`` characters: Keras's wrappers (the call that failed, the
+    arguments and configs it dumps) and terminal escapes dropped, so that its cause shows; text still too long
+    keeps its start and its end, where causes are, and drops the middle."""
+    text = _ANSI.sub("", text).strip()
+    text = _KERAS_DESERIALIZE.sub(lambda match: f"{match.group(1)} could not be deserialized: ", text)
+    text = _KERAS_CALL.sub("", text)
+    text = _KERAS_FULL_CONFIG.sub("", _KERAS_ARGUMENTS.sub("", text))
     text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) // 2
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head) :]}"
+
+
+def clean_tensorflow_message(text: str, limit: int = 400) -> str:
+    """TensorFlow's error text without its node names, op suffixes and value dumps (see :func:`clean_text`)."""
+    text = re.sub(r"\s*\[\[\s*\]\]", "", re.sub(r"\{\{[^}]*\}\}\s*", "", text))  # {{node X}}, [[{{node X}}]]
+    text = text.split(" [Op:")[0].split(" Label values:")[0]
+    return clean_text(text, limit)

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,17 @@ _configured: int | None = None
 
 
 class LimitError(SeqError):
-    """An input or a model that would take more memory than seq may use, or a file that cannot be data."""
+    """An input or a model that would take more memory than seq may use, or a file that cannot be data.
+    ``where`` names the input in front of the message (``data.train: ...``); :attr:`detail` is the message
+    without it, for a caller that shows the position itself (a spec entry)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, where: str | None = None):
+        super().__init__(message, hint)
+        self.where = where
+
+    @property
+    def detail(self) -> str:
+        return self.message.removeprefix(f"{self.where}: ") if self.where else self.message
 
 
 def parse_size(text: str | int) -> int:
@@ -59,12 +70,14 @@ def parse_size(text: str | int) -> int:
 
 def human_size(count: int) -> str:
     """``1.50 GB``-style text for a number of bytes."""
+    if count >= 1 << 70:  # past what float formatting shows sensibly (or at all: float() overflows at 2**1024)
+        return f"about 2**{int(count).bit_length() - 1} B"
     size = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if size < 1024 or unit == "PB":
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB"):
+        if size < 1024 or unit == "EB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
-    return f"{size:.2f} PB"  # pragma: no cover
+    return f"{size:.2f} EB"  # pragma: no cover
 
 
 def available_memory() -> int:
@@ -145,6 +158,7 @@ def check_data_file(path: str | Path, where: str) -> None:
     raise LimitError(
         f"{where}: {path} is {kind}, not a regular file",
         hint="seq reads data and models from regular files only; copy the data into a file first",
+        where=where,
     )
 
 
@@ -159,10 +173,47 @@ def open_archive(path: str | Path, what: str, *, limit: int | None = None) -> It
         raise LimitError(
             f"{what}: {path} is not a readable zip archive: {error}",
             hint="the file is damaged or not what its extension says",
+            where=what,
+        ) from None
+    except OSError as error:
+        raise LimitError(
+            f"{what}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT, where=what
         ) from None
     with archive:
         check_members(archive, path, what, limit=max_memory() if limit is None else limit)
-        yield archive
+        try:
+            yield archive
+        except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
+            raise LimitError(f"{what}: {path} is damaged: {error}", hint=DAMAGED_HINT, where=what) from None
+
+
+DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error)  # a bad CRC-32, corrupt deflate data
+DAMAGED_HINT = (
+    "the file changed after it was written (an interrupted copy or download, a full disk, bad storage); "
+    "write or copy it again"
+)
+UNREADABLE_HINT = "check the file's permissions"
+
+
+@contextlib.contextmanager
+def open_member(archive: zipfile.ZipFile, member: str, path, what: str) -> Iterator:
+    """A member of an archive from :func:`open_archive`, opened for reading: a damaged member (a bad CRC-32,
+    corrupt deflate data) is a LimitError that names the file and the member."""
+    try:
+        with archive.open(member) as handle:
+            yield handle
+    except DAMAGED_MEMBER as error:
+        raise LimitError(
+            f"{what}: member {member!r} of {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT, where=what
+        ) from None
+
+
+def _damage(error: Exception) -> str:
+    if isinstance(error, zlib.error):
+        return f"its compressed data is corrupt ({error})"
+    if "CRC" in str(error):
+        return "its CRC-32 checksum does not match its data"
+    return str(error)
 
 
 def check_members(archive: zipfile.ZipFile, path, what: str, *, limit: int) -> int:
@@ -176,6 +227,7 @@ def check_members(archive: zipfile.ZipFile, path, what: str, *, limit: int) -> i
             f"{what}: {path} would take {human_size(total)} when read ({len(archive.infolist())} "
             f"members, {human_size(Path(path).stat().st_size)} on disk), over the memory limit",
             hint=over_budget_hint(),
+            where=what,
         )
     return total
 
@@ -193,6 +245,7 @@ def _check_member(info: zipfile.ZipInfo, path, what: str) -> None:
     raise LimitError(
         f"{what}: {path}: member {info.filename!r} {problem}",
         hint="the archive is damaged or forged; write it again (numpy.savez, model.save)",
+        where=what,
     )
 
 
@@ -213,7 +266,9 @@ def check_model_file(path: str | Path, what: str) -> None:
     if path.suffix != ".keras":
         size = path.stat().st_size if path.is_file() else 0
         if size > max_memory():
-            raise LimitError(f"{what}: {path} holds {human_size(size)}, over the memory limit", hint=over_budget_hint())
+            raise LimitError(
+                f"{what}: {path} holds {human_size(size)}, over the memory limit", hint=over_budget_hint(), where=what
+            )
         return
     with open_archive(path, what) as archive:
         _check_config_size(archive, path, what)
@@ -229,10 +284,10 @@ def read_model_config(path: str | Path, what: str) -> dict:
             return json.loads(archive.read("config.json"))
         except KeyError:
             raise LimitError(
-                f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one"
+                f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one", where=what
             ) from None
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}") from None
+            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from None
 
 
 def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
@@ -245,6 +300,7 @@ def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
             f"{what}: the config.json of {path} declares {human_size(size)}; a model's config "
             f"is at most {human_size(CONFIG_LIMIT)}",
             hint="the file is damaged or forged; save the model again with model.save",
+            where=what,
         )
 
 
@@ -265,7 +321,7 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
             shape, _, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
         offset = handle.tell()
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
-        raise LimitError(f"{where}: cannot read {label} as an .npy array: {error}") from None
+        raise LimitError(f"{where}: cannot read {label} as an .npy array: {error}", where=where) from None
     itemsize = dtype.itemsize
     declared = math.prod(shape) * itemsize
     left = available - offset
@@ -276,11 +332,13 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
             f"{where}: {label} claims shape {tuple(shape)} of {dtype} ({human_size(declared)}), "
             f"but holds {human_size(max(left, 0))} of data",
             hint="the file is truncated or its header is wrong; write it again with numpy.save",
+            where=where,
         )
     if declared > max_memory():
         raise LimitError(
             f"{where}: {label} holds {human_size(declared)} (shape {tuple(shape)} of {dtype}), over the memory limit",
             hint=over_budget_hint(),
+            where=where,
         )
     return shape, str(dtype)
 

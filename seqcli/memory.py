@@ -109,6 +109,26 @@ def check_budget(estimate: MemoryEstimate, what: str) -> None:
     )
 
 
+LARGEST_TENSOR = 2**63 - 1  # bytes, and values: TensorFlow counts both in int64, and no address space holds more
+
+
+def impossible_tensor(shape, itemsize: int) -> str | None:
+    """Why a tensor of ``shape`` (None dimensions count as 1) can exist on no machine at all, whatever its
+    memory: more values than an int64 counts, or more than 2**63-1 bytes; None when it can exist. For the
+    checks that never refuse on size for this machine (``seq check``) but must refuse what no machine builds."""
+    values = math.prod(1 if d is None else int(d) for d in shape)
+    if values > LARGEST_TENSOR:
+        return f"{_magnitude(values)} values, more than a 64-bit count holds"
+    if values * itemsize > LARGEST_TENSOR:
+        return f"{limits.human_size(values * itemsize)}, more than a 64-bit address space holds"
+    return None
+
+
+def _magnitude(count: int) -> str:
+    """A count too large to write out: about 2**N."""
+    return f"about 2**{count.bit_length() - 1}" if count >= 1 << 64 else f"{count:,}"
+
+
 def _output_elements(model):
     """Elements per sample of every layer's output, descending into nested models."""
     for layer in getattr(model, "layers", []):
@@ -135,10 +155,14 @@ def _elements(shape) -> int:
 
 
 def _bytes(variable) -> int:
+    return math.prod(int(d) for d in variable.shape) * dtype_size(variable.dtype)
+
+
+def dtype_size(dtype) -> int:
+    """Bytes per value of a Keras or numpy dtype (4 for one numpy does not know)."""
     import numpy as np
 
     try:
-        itemsize = np.dtype(str(variable.dtype)).itemsize
+        return np.dtype(str(dtype)).itemsize
     except TypeError:
-        itemsize = 4
-    return math.prod(int(d) for d in variable.shape) * itemsize
+        return 4

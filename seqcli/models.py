@@ -30,6 +30,10 @@ class ModelLoadError(SeqError):
     """A model file Keras cannot load safely (or, for the verbs that take one, a run without a model)."""
 
 
+class NotAModelError(ModelLoadError):
+    """A ``.keras`` archive whose config.json describes something other than a whole model (a layer...)."""
+
+
 class DataShapeError(SeqError):
     """Data whose samples do not fit the model's input."""
 
@@ -48,7 +52,12 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     if not path.is_file():
         raise ModelLoadError(f"no such model file: {path}")
     limits.check_model_file(path, "model")  # an archive that would not fit in memory is refused unread
-    if batch_size is not None:
+    if path.suffix == ".keras":  # its config.json, read (never deserialized) to see that it holds a model
+        config = limits.read_model_config(path, "model")
+        require_model_config(config, path)
+        if batch_size is not None:
+            _check_config_memory(config, batch_size=batch_size, what=f"running {path}")
+    elif batch_size is not None:
         check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
@@ -59,11 +68,16 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
 def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
     """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
     to run batches of ``batch_size``. Reads only the archive's config.json."""
+    _check_config_memory(limits.read_model_config(path, "model"), batch_size=batch_size, what=what)
+
+
+def _check_config_memory(config, *, batch_size: int, what: str) -> None:
     from seqcli.memory import check_budget, estimate_memory
 
     keras = import_keras()
-    config = limits.read_model_config(path, "model")
-    config.pop("compile_config", None)
+    if not isinstance(config, dict):
+        return  # the real load reports what is wrong with the file
+    config = {key: value for key, value in config.items() if key != "compile_config"}
     try:
         with weightless_scope():
             model = keras.saving.deserialize_keras_object(config, safe_mode=True)
@@ -79,6 +93,7 @@ def load_model_architecture(path: str | Path):
     keras = import_keras()
     path = Path(path)
     config = limits.read_model_config(path, "Model")  # config.json alone, within a size cap
+    require_model_config(config, path)
     try:
         config.pop("compile_config", None)
         return keras.saving.deserialize_keras_object(config, safe_mode=True)
@@ -86,15 +101,37 @@ def load_model_architecture(path: str | Path):
         raise _load_error(path, error) from None
 
 
+MODEL_CLASSES = ("Sequential", "Functional", "Model")  # the class_name model.save writes for a whole model
+
+
+def require_model_config(config, path: Path) -> None:
+    """NotAModelError when a ``.keras`` archive's config.json (read, never deserialized) describes a Keras
+    object that is not a whole model, such as a bare layer. A class registered by user code
+    (``registered_name`` ``package>Name``) is left to Keras's safe-mode loader, which refuses what it
+    does not know."""
+    if isinstance(config, dict):
+        name = config.get("class_name")
+        registered = config.get("registered_name")
+        if name in MODEL_CLASSES or (isinstance(registered, str) and ">" in registered):
+            return
+        described = f"a {name!r} object" if isinstance(name, str) and name else "no Keras object"
+    else:
+        described = f"a JSON {type(config).__name__}, not a Keras object"
+    raise NotAModelError(
+        f"{path} is not a model: its config.json describes {described}, not a Sequential or Functional model",
+        hint="give a .keras file written by model.save for a whole model (a layer alone is not one)",
+    )
+
+
 def _load_error(path: Path, error: Exception) -> ModelLoadError:
-    text = " ".join(str(error).split())
-    unsafe = "safe_mode" in text or "unsafe" in text.lower()
+    text = clean_message(error)
+    unsafe = "safe_mode" in str(error) or "unsafe" in str(error).lower()
     hint = (
         "safe mode refuses models that run code when loaded (e.g. Lambda layers); seq never turns it off"
         if unsafe
         else "check that the file is a complete .keras model (written by model.save)"
     )
-    return ModelLoadError(f"cannot load {path}: {text[:400]}", hint=hint)
+    return ModelLoadError(f"cannot load {path}: {text}", hint=hint)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -10,16 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from seqcli.errors import format_problem
+from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
 
 def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} TB"
+    return human_size(count)
 
 
 def summary_table(report) -> Group:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.build import BuiltModel, build_model
+from seqcli.compile_checks import compile_problems
 from seqcli.errors import Problem, SpecError, clean_message
 from seqcli.shapes import shape_text
 from seqcli.spec import Spec, read_spec
@@ -88,7 +89,7 @@ def inspect_spec(
             ),
         ]
         return report
-    problems = spec.problems + report.built.problems
+    problems = spec.problems + report.built.problems + compile_problems(spec)
     if spec.tune is not None:
         from seqcli.tune.space import check_tune
 

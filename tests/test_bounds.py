@@ -173,7 +173,7 @@ def test_keras_bomb_as_a_base_is_a_positioned_problem_in_check(tmp_path, write_s
     result = run("check", spec)
     assert result.exit_code == 1
     assert (
-        f"{spec}:3:5: layers[1].Model: Model: the config.json of {tmp_path / 'base.keras'} declares 100.00 MB; "
+        f"{spec}:3:5: layers[1].Model: the config.json of {tmp_path / 'base.keras'} declares 100.00 MB; "
         "a model's config is at most 64.00 MB" in result.stderr
     )
 

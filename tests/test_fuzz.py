@@ -42,6 +42,8 @@ HOSTILE_VALUES = st.one_of(
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 POSITIONED = re.compile(r"(bad\.yaml:\d+:\d+: |--set #\d+)")
+# seq's catch-all for an exception it did not turn into its own error (not YAML's "found unexpected ':'").
+UNCHECKED = re.compile(r"unexpected \w+: |this is a bug in seq|please report it")
 
 
 def leaves(data, path=()):
@@ -82,7 +84,7 @@ def mutated_specs(draw) -> str:
     kind = draw(st.sampled_from(["value", "delete", "key", "rename", "text"]))
     if kind == "text":  # break the YAML itself: delete, insert or replace one character
         index = draw(st.integers(min_value=0, max_value=len(text) - 1))
-        char = draw(st.sampled_from(list(":{}[]-,&*!#|>%@`'\"\t\n ") + ["é", "9"]))  # "\x00": OPEN_FINDINGS
+        char = draw(st.sampled_from(list(":{}[]-,&*!#|>%@`'\"\t\n ") + ["é", "9", "\x00", "\x1b", "\ufeff"]))
         how = draw(st.sampled_from(["insert", "delete", "replace"]))
         tail = text[index + (how != "insert") :]
         return text[:index] + ("" if how == "delete" else char) + tail
@@ -113,7 +115,7 @@ def mutated_specs(draw) -> str:
 def assert_seq_outcome(result) -> None:
     shown = result.stdout + result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in shown and "unexpected" not in shown, shown
+    assert "Traceback" not in shown and not UNCHECKED.search(shown), shown
     assert result.exit_code in (0, 1), shown
     if result.exit_code == 1:
         assert POSITIONED.search(shown), shown
@@ -144,8 +146,11 @@ def test_set_values_build_or_fail_with_a_position(tmp_path, base, data):
     paths = [path for path, value in leaves(parsed) if path and not isinstance(value, (dict, list))]
     path = data.draw(st.sampled_from(paths))
     key = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
-    # "[0]" as a key: OPEN_FINDINGS
-    key = data.draw(st.sampled_from([key, key.upper(), key + "x", key.replace(".", "..", 1), key + "[9]"]))
+    key = data.draw(
+        st.sampled_from(
+            [key, key.upper(), key + "x", key.replace(".", "..", 1), key + "[9]", "[0]", "[0]" + key, key + "[0][0]"]
+        )
+    )
     value = data.draw(
         st.one_of(
             st.text(max_size=10), HOSTILE_VALUES.map(lambda v: yaml.safe_dump(v).strip().removesuffix("\n...").strip())
@@ -155,19 +160,25 @@ def test_set_values_build_or_fail_with_a_position(tmp_path, base, data):
     assert_seq_outcome(result)
 
 
-# What the fuzzer found that §6 of issue 12 is fixing; the generators above leave these inputs out until then.
-OPEN_FINDINGS = {
-    "a NUL character": (["check", "bad.yaml"], "\x00" + TINY["mlp"]),  # "invalid YAML ... position 0", no line
-}
-
-
-@pytest.mark.xfail(strict=True, reason="issue 12 §5/§6")
-@pytest.mark.parametrize("name", OPEN_FINDINGS)
-def test_open_findings_of_the_fuzzer(tmp_path, monkeypatch, name):
-    args, text = OPEN_FINDINGS[name]
+# What the fuzzer found (issue 12 §6): characters YAML forbids were reported by offset ("position 0"), not line.
+@pytest.mark.parametrize(
+    ("text", "where", "shown"),
+    [
+        ("\x00" + TINY["mlp"], "bad.yaml:1:1: ", "a NUL byte"),
+        (TINY["mlp"].replace("units: 8", "units: 8\x00"), "bad.yaml:3:21: ", "a NUL byte"),
+        (TINY["cnn"].replace("Flatten", "Flat\x1bten"), "bad.yaml:6:9: ", "the character U+001B"),
+    ],
+    ids=["NUL first", "NUL in a line", "escape"],
+)
+def test_a_forbidden_character_is_reported_at_its_line(tmp_path, monkeypatch, text, where, shown):
     (tmp_path / "bad.yaml").write_text(text)
     monkeypatch.chdir(tmp_path)
-    assert_seq_outcome(CliRunner().invoke(cli, args))
+    result = CliRunner().invoke(cli, ["check", "bad.yaml"])
+    assert_seq_outcome(result)
+    assert result.exit_code == 1
+    assert f"{where}invalid YAML: {shown} is not allowed in a YAML file" in result.stdout + result.stderr
+    assert "hint: remove U+" in result.stdout + result.stderr
+    assert "\x00" not in result.stdout + result.stderr and "\x1b" not in result.stdout + result.stderr
 
 
 def test_the_fuzzer_starts_from_valid_specs(tmp_path):

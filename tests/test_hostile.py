@@ -11,6 +11,7 @@ Cases that hit the open bugs of §5-6 are marked xfail(strict): the fix removes 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -99,16 +100,41 @@ def bad_crc_npz(path: Path):
     path.write_bytes(bytes(data))
 
 
+def corrupt_deflate_npz(path: Path):
+    """An .npz whose x.npy member's deflate stream starts with an invalid block type."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", npy_bytes(np.ones((16, 4, 4, 1), np.float32)))
+        archive.writestr("y.npy", npy_bytes(np.zeros(16, np.int64)))
+    data = bytearray(path.read_bytes())
+    start = 30 + int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")  # x.npy comes first
+    data[start] = 0xFF  # BFINAL=1, BTYPE=11: a reserved block type
+    path.write_bytes(bytes(data))
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array)
+    return buffer.getvalue()
+
+
 def keras_bomb(path: Path):
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("metadata.json", "{}")
         archive.writestr("config.json", b" " * (80 << 20))
 
 
-def not_a_model_keras(path: Path):
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("metadata.json", "{}")
-        archive.writestr("config.json", json.dumps({"class_name": "Dense", "config": {"units": 2}}))
+def keras_config(text: str):
+    """A .keras archive whose config.json holds ``text``."""
+
+    def make(path: Path):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("metadata.json", "{}")
+            archive.writestr("config.json", text)
+
+    return make
+
+
+not_a_model_keras = keras_config(json.dumps({"class_name": "Dense", "config": {"units": 2}}))
 
 
 def truncated(keep: int = 300):
@@ -439,7 +465,15 @@ SIZE = {
         {"liar.npy": raw_npy((2**62,), "<f8")},
     ),
     "keras bomb as a base": check(
-        layer("Model: {path: bomb.keras}"), "bad.yaml:3:", "declares 80.00 MB", **{"bomb.keras": keras_bomb}
+        layer("Model: {path: bomb.keras}"),
+        "bad.yaml:3:5: layers[1].Model: the config.json of {project}/bomb.keras declares 80.00 MB",
+        **{"bomb.keras": keras_bomb},
+    ),
+    "keras bomb as transfer.weights": train(
+        trainable() + "transfer: {weights: bomb.keras}\n",
+        "bad.yaml:8:21: transfer.weights: {project}/bomb.keras would take 80.00 MB",
+        extra=("--max-memory", "32M"),
+        **{"bomb.keras": keras_bomb},
     ),
     "keras bomb as --weights": Case(
         [
@@ -586,9 +620,20 @@ NUMBERS = {
     "nan CSV cells": train(
         trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
         "n.csv",
-        "line 3",
-        marks=(OPEN_BUG,),
+        "line 3, column 'a'",
         **{"n.csv": "a,b,l\n1,2,0\nnan,2,1\n1,2,0\n"},
+    ),
+    "an infinite CSV label after a blank line": train(
+        trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "y in",
+        "line 5, column 'l'",
+        **{"n.csv": "a,b,l\n1,2,0\n\n1,2,1\n1,2,-inf\n"},
+    ),
+    "nan CSV cells to extract": Case(
+        ["extract", "c.yaml", "--data", "n.csv", "--all", "--output", "f.npz"],
+        1,
+        ("n.csv", "line 2, column 'b'", "(and 1 more rows)"),
+        {"c.yaml": HEAD.replace("[4]", "[2]") + "  - Dense: {units: 2}\n", "n.csv": "a,b,l\n1,nan,0\n1,2,1\ninf,2,0\n"},
     ),
     "fractional labels": train(
         trainable("frac.npz"),
@@ -633,6 +678,42 @@ NUMBERS = {
         "bad.yaml:3:",
         "units",
     ),
+    "units 2**62 (a kernel of 2**64 values)": check(
+        layer("Dense: {units: 4611686018427387904}"),
+        "bad.yaml:3:5",
+        "Dense cannot be built on any machine: its weight 'dense/kernel' of shape (4, 4611686018427387904)",
+        "about 2**64 values",
+        "hint: make its sizes",
+    ),
+    "units 2**61 on 2 inputs (a kernel of 16 EB)": check(
+        layer("Dense: {units: 2305843009213693952}").replace("[4]", "[2]"),
+        "bad.yaml:3:5",
+        "16.00 EB, more than a 64-bit address space holds",
+    ),
+    "Embedding of 2**40 x 2**40": check(
+        layer("Embedding: {input_dim: 1099511627776, output_dim: 1099511627776}"), "bad.yaml:3:5", "2**80 values"
+    ),
+    "an output of 2**70 values": check(
+        layer("RepeatVector: {n: 1073741824}").replace("[4]", "[1099511627776]"),
+        "bad.yaml:3:5",
+        "its output of shape (None, 1073741824, 1099511627776)",
+    ),
+    "an Input of 2**64 values": check(
+        "layers:\n  - Input: {shape: [4294967296, 4294967296]}\n  - Flatten: {}\n",
+        "bad.yaml:2:20",
+        "no machine can hold one input sample",
+    ),
+    "summary of an Input of 2**1116 values": Case(
+        ["summary", "bad.yaml"],
+        1,
+        ("bad.yaml:2:20", "about 2**1116 values"),
+        {
+            "bad.yaml": "layers:\n  - Input: {shape: ["
+            + ", ".join(["4611686018427387904"] * 18)
+            + "]}\n  - Dense: {units: 2}\n"
+        },
+    ),
+    "units 2**40 (16 TB) is checked, not refused": check(layer("Dense: {units: 1099511627776}"), "pass", status=0),
     "units 2.5": check(layer("Dense: {units: 2.5}"), "bad.yaml:3:", "units"),
     "units yes": check(layer("Dense: {units: yes}"), "bad.yaml:3:", "units"),
     "epochs 0": check(trainable().replace("epochs: 1", "epochs: 0"), "bad.yaml:7:", "epochs"),
@@ -656,7 +737,34 @@ NUMBERS = {
 # ----------------------------------------------------------------------------- 6. messages
 
 MESSAGES = {
-    "npz with a bad CRC": train(trainable("crc.npz"), "crc.npz", marks=(OPEN_BUG,), **{"crc.npz": bad_crc_npz}),
+    "npz with a bad CRC": train(
+        trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
+    ),
+    "npz with a bad CRC as validation": train(
+        trainable(**{"batch_size: 8": "batch_size: 8, validation: crc.npz"}),
+        "bad.yaml:6:",
+        "data.validation: member 'x.npy'",
+        "CRC-32",
+        **{"crc.npz": bad_crc_npz},
+    ),
+    "npz with a bad CRC to evaluate": Case(
+        ["evaluate", "{run}", "--data", "crc.npz"],
+        1,
+        ("--data: member 'x.npy' of", "crc.npz is damaged", "write or copy it again"),
+        {"crc.npz": bad_crc_npz},
+    ),
+    "npz with a bad CRC to extract": Case(
+        ["extract", "tiny.yaml", "--data", "crc.npz", "--all", "--output", "f.npz"],
+        1,
+        ("crc.npz is damaged",),
+        {"crc.npz": bad_crc_npz},
+    ),
+    "npz with corrupt deflate data to predict": Case(
+        ["predict", "{run}", "--data", "z.npz", "--output", "p.npy"],
+        1,
+        ("member 'x.npy' of", "z.npz is damaged: its compressed data is corrupt"),
+        {"z.npz": corrupt_deflate_npz},
+    ),
     "random bytes as .npz": train(trainable("r.npz"), "r.npz", **{"r.npz": os.urandom(4096)}),
     "random bytes as .npy": Case(
         ["predict", "{run}", "--data", "r.npy", "--output", "p.npy"], 1, ("r.npy",), {"r.npy": os.urandom(4096)}
@@ -665,15 +773,20 @@ MESSAGES = {
     "an .npz without y": train(trainable("noy.npz"), "noy.npz", "y", **{"noy.npz": npz(x=np.ones((4, 4, 4, 1)))}),
     "truncated .keras": Case(["evaluate", "t.keras", "--data", "x.npy"], 1, ("t.keras",), {"t.keras": truncated()}),
     "truncated .keras as a base": check(
-        layer("Model: {path: t.keras}"), "bad.yaml:3:", "t.keras", **{"t.keras": truncated()}
+        layer("Model: {path: t.keras}"),
+        "bad.yaml:3:5: layers[1].Model: {project}/t.keras is not a readable zip archive",
+        **{"t.keras": truncated()},
     ),
     "a base whose config is not a model": check(
-        layer("Model: {path: d.keras}"),
-        "bad.yaml:3:",
-        "not a model",
-        marks=(OPEN_BUG,),
-        **{"d.keras": not_a_model_keras},
+        layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model", **{"d.keras": not_a_model_keras}
     ),
+    "a base whose config is a JSON list": check(
+        layer("Model: {path: d.keras}"), "bad.yaml:3:", "not a model", **{"d.keras": keras_config("[1, 2]")}
+    ),
+    "a layer's .keras to evaluate": Case(
+        ["evaluate", "d.keras", "--data", "tiny.npz"], 1, ("d.keras is not a model",), {"d.keras": not_a_model_keras}
+    ),
+    "a layer's .keras to import": Case(["import", "d.keras"], 1, ("not a model",), {"d.keras": not_a_model_keras}),
     "random bytes as .keras": Case(["import", "r.keras"], 1, ("r.keras",), {"r.keras": os.urandom(2048)}),
     "a text file as .weights.h5": Case(
         ["freeze", "tiny.yaml", "--weights", "w.weights.h5", "--all-but-last", "1", "--output", "f.keras"],
@@ -730,7 +843,7 @@ MESSAGES = {
     ),
     "undecodable images": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
-        "broken.png",
+        "broken.png: Invalid PNG. Failed to initialize decoder.\n",
         **{"imgs": images},
     ),
     "unknown layer gru": check(layer("gru: {units: 2}"), "bad.yaml:3:", "did you mean 'GRU'?"),
@@ -743,6 +856,8 @@ MESSAGES = {
     "not UTF-8": check(b"layers:\n  - Dense: {name: \xff\xfe}\n", "bad.yaml"),
     "a list for a spec": check("- 1\n- 2\n", "bad.yaml:1:1"),
     "an empty spec": check("", "bad.yaml"),
+    "a NUL byte": check(HEAD + "  - Dense: {units: 2}\x00\n", "bad.yaml:3:22", "NUL", "hint: remove U+0000"),
+    "an escape character": check(HEAD + '  - Dense: {name: "a\x1b[2Jb"}\n', "bad.yaml:3:", "U+001B"),
     "an unclosed bracket": check(HEAD + "  - Dense: {units: 2\n", "bad.yaml:"),
     "a tab indentation": check("layers:\n\t- Dense: {units: 2}\n", "bad.yaml:2:"),
     "a 2-input layer": check(layer("Add: {}"), "bad.yaml:3:"),
@@ -755,12 +870,51 @@ MESSAGES = {
     "unknown loss": train(
         trainable().replace("loss: sparse_categorical_crossentropy", "loss: nope"), "bad.yaml:5:", "loss"
     ),
+    "check an unknown optimizer": check(
+        trainable().replace("optimizer: adam", "optimizer: adamm"),
+        "bad.yaml:5:22: compile.optimizer: unknown optimizer 'adamm'",
+        "did you mean 'adam'?",
+    ),
+    "check an unknown loss": check(
+        trainable().replace("loss: sparse_categorical_crossentropy", "loss: sparse_categorical_crossentopy"),
+        "bad.yaml:5:34: compile.loss: unknown loss",
+        "did you mean 'sparse_categorical_crossentropy'?",
+    ),
+    "check an unknown metric": check(
+        trainable().replace("loss: sparse", "metrics: [acuracy], loss: sparse"),
+        "bad.yaml:5:38: compile.metrics[0]: unknown metric 'acuracy'",
+        "did you mean 'accuracy'?",
+    ),
+    "check an optimizer Keras rejects when applying it": check(
+        trainable().replace("optimizer: adam", "optimizer: {Adam: {beta_1: abc}}"),
+        "bad.yaml:5:23: compile.optimizer.Adam: Keras rejected Adam when applying it",
+    ),
+    "check an AUC of 2**40 thresholds": check(
+        trainable().replace("loss: sparse", "metrics: [{AUC: {num_thresholds: 1099511627776}}], loss: sparse"),
+        "bad.yaml:5:61: compile.metrics[0].AUC.num_thresholds: num_thresholds=1,099,511,627,776 would take about",
+        "over the memory limit",
+    ),
+    "check a MeanIoU of 2**63 classes": check(
+        trainable().replace("loss: sparse", "metrics: [{MeanIoU: {num_classes: 9223372036854775808}}], loss: sparse"),
+        "bad.yaml:5:",
+        "does not fit in 64 bits",
+    ),
     "expect [6, 6] against (6, 6, 2)": check(
         "layers:\n  - Input: {shape: [6, 6, 2]}\n  - Dense: {units: 2}\n    expect: [6, 6]\n",
         "bad.yaml:4:",
         "(6, 6, 2)",
     ),
     "expect the wrong output": check(HEAD + "  - Dense: {units: 2}\n    expect: [3]\n", "bad.yaml:4:", "(2,)"),
+    "expect on a spec of Input alone": check(
+        HEAD + "expect: {output: [7]}\n", "bad.yaml:3:1: expect: the model has no layers after Input"
+    ),
+    "expect [9] on an Input of [4]": check(
+        "layers:\n  - Input: {shape: [4]}\n    expect: [9]\n  - Dense: {units: 2}\n",
+        "bad.yaml:3:13: layers[0].expect: expected output shape (9,), but Input gives (4,)",
+    ),
+    "expect [4] on an Input of [4]": check(
+        "layers:\n  - Input: {shape: [4]}\n    expect: [4]\n  - Dense: {units: 2}\n", "pass", status=0
+    ),
     "missing spec": Case(["check", "missing.yaml"], 1, ("missing.yaml",)),
     "spec is a folder": Case(["check", "somedir"], 2, ("somedir",), {"somedir": folder_with()}),
     "run folder without a model": Case(

@@ -60,9 +60,9 @@ def test_loading_refuses_what_is_not_a_model(tmp_path):
         load_model_file(tmp_path / "broken.keras")
     with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
         archive.writestr("config.json", "{}")
-    with pytest.raises(ModelLoadError) as broken:
+    with pytest.raises(ModelLoadError) as broken:  # its config, read as JSON, is not a model's
         load_model_file(tmp_path / "empty.keras")
-    assert broken.value.message.startswith(f"cannot load {tmp_path / 'empty.keras'}")
+    assert broken.value.message.startswith(f"{tmp_path / 'empty.keras'} is not a model: ")
 
 
 def test_the_weights_file_check(tmp_path):

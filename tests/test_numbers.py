@@ -64,7 +64,7 @@ def test_data_that_cannot_train_is_refused(tmp_path, arrays, change, message):
     assert snapshot(tmp_path) == before
 
 
-def test_a_nan_csv_cell_names_the_file_and_sample(tmp_path):
+def test_a_nan_csv_cell_names_the_file_line_and_column(tmp_path):
     rows = "".join(f"{i},1,2,{i % 2}\n" for i in range(12)).replace("3,1,2", "3,nan,2")
     (tmp_path / "t.csv").write_text("a,b,c,label\n" + rows)
     (tmp_path / "s.yaml").write_text(
@@ -74,7 +74,8 @@ def test_a_nan_csv_cell_names_the_file_and_sample(tmp_path):
     before = snapshot(tmp_path)
     result = run_in(tmp_path, "train", "s.yaml", "--output", "run", "-q")
     assert result.exit_code == 1
-    assert f"data.train: x in {tmp_path / 't.csv'} holds a non-finite value (nan) at sample 3" in result.stderr
+    expected = f"data.train: x in {tmp_path / 't.csv'} holds a non-finite value (nan) at line 5, column 'b'"
+    assert expected in result.stderr
     assert snapshot(tmp_path) == before
 
 

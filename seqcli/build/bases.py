@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from seqcli import applications
 from seqcli.build.context import BuildContext
 from seqcli.errors import SeqError, clean_message, did_you_mean
-from seqcli.models import ModelLoadError
+from seqcli.limits import LimitError
+from seqcli.models import ModelLoadError, NotAModelError
 from seqcli.spec import LayerEntry
 
 
@@ -97,9 +98,13 @@ def realize_base(context: BuildContext, entry: LayerEntry, pending: PendingBase,
     except applications.WeightsDownloadError as error:
         weights_path = path + ("weights",) if "weights" in entry.args else path
         context.problem(weights_path, error.message, error.hint, key="weights" not in entry.args)
+    except NotAModelError as error:
+        context.problem(path, error.message, error.hint, key=True)
     except ModelLoadError as error:
         context.problem(path, f"Keras could not make {name}: {error.message}", error.hint, key=True)
-    except SeqError as error:  # a file over the limits (seqcli.limits)
+    except LimitError as error:  # a file over the limits, or damaged: the entry is its position, not its prefix
+        context.problem(path, error.detail, error.hint, key=True)
+    except SeqError as error:
         context.problem(path, error.message, error.hint, key=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError... for a base it cannot make
         context.problem(

@@ -13,6 +13,7 @@ from seqcli.build.trace import compare_expectations, trace_shapes
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_keras, weightless_scope
+from seqcli.limits import LimitError
 from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
 from seqcli.models import WeightsError, check_weights_file, load_weights
 from seqcli.spec import LayerEntry, Spec
@@ -91,7 +92,9 @@ class _Builder:
         elif not self.context.abstract:
             try:
                 load_weights(self.result.model, path)
-            except SeqError as error:  # WeightsError, or a file over the limits
+            except LimitError as error:  # a file over the limits: transfer.weights is its position, not its prefix
+                self.context.problem(where, error.detail, error.hint)
+            except SeqError as error:  # WeightsError
                 self.context.problem(where, error.message, error.hint)
 
     def _freeze(self) -> None:

@@ -6,6 +6,8 @@ from seqcli import registry
 from seqcli.build.context import BuildContext
 from seqcli.build.result import Shape
 from seqcli.errors import clean_message, did_you_mean
+from seqcli.memory import dtype_size, impossible_tensor
+from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry
 
 
@@ -47,6 +49,15 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
             f"Keras rejected the input: {clean_message(error)}",
             "check Input's shape and dtype (e.g. float32, int32)",
             key=source == "Input",
+        )
+        context.result.input_shape = None
+        return None, entries
+    impossible = impossible_tensor(shape, dtype_size(tensor.dtype))
+    if impossible:
+        context.problem(
+            first.path + ("Input", "shape") if source == "Input" else ("layers", 0),
+            f"no machine can hold one input sample of shape {shape_text(shape)}: it would take {impossible}",
+            "make the input shape smaller",
         )
         context.result.input_shape = None
         return None, entries

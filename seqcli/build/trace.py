@@ -9,6 +9,7 @@ from seqcli.build.context import BuildContext
 from seqcli.build.layers import keras_message
 from seqcli.build.result import LayerRow, shape_matches, trainable_count
 from seqcli.limits import human_size, parse_size
+from seqcli.memory import dtype_size, impossible_tensor
 from seqcli.shapes import shape_text
 from seqcli.spec import LayerEntry
 
@@ -44,12 +45,16 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             continue
         try:
             tensor = layer(tensor)
-        except Exception as error:  # Keras raises many types for a shape that does not fit
-            shape = shape_text(getattr(tensor, "shape", None))
+        except Exception as error:  # Keras raises many types for a shape that does not fit, or a bad argument
+            context.problem(entry.path + (entry.class_name,), *_call_problem(entry, error, tensor), key=True)
+            tensor = None
+            continue
+        impossible = impossible_sizes(layer, tensor)
+        if impossible:
             context.problem(
                 entry.path + (entry.class_name,),
-                f"{entry.class_name} cannot take input of shape {shape}: {keras_message(entry, error)}",
-                "check the previous layers' output shapes with 'seq summary --upto'",
+                f"{entry.class_name} cannot be built on any machine: {impossible}",
+                "make its sizes (units, filters, the input shape...) smaller",
                 key=True,
             )
             tensor = None
@@ -60,8 +65,42 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
     return made
 
 
+def _call_problem(entry: LayerEntry, error: Exception, tensor) -> tuple[str, str]:
+    """(message, hint) for a layer Keras could not call on its input: an input its InputSpec refuses is a
+    shape that does not fit; anything else (an argument that does not work for this input...) is said as
+    Keras said it."""
+    shape = shape_text(getattr(tensor, "shape", None))
+    message = keras_message(entry, error)
+    if INCOMPATIBLE_INPUT in str(error):
+        return (
+            f"{entry.class_name} cannot take input of shape {shape}: {message}",
+            "check the previous layers' output shapes with 'seq summary --upto'",
+        )
+    return (
+        f"Keras rejected {entry.class_name} on input of shape {shape}: {message}",
+        f"check {entry.class_name}'s arguments against the shape it receives, {shape} "
+        "('seq summary --upto LAYER' shows the shapes up to a layer)",
+    )
+
+
+INCOMPATIBLE_INPUT = "is incompatible with the layer"  # Keras's InputSpec check: rank, axis sizes, dtype
+
+
+def impossible_sizes(layer, output) -> str | None:
+    """What of a traced layer no machine can hold (a weight, or its output for one sample), or None."""
+    for weight in layer.weights:
+        why = impossible_tensor(weight.shape, dtype_size(weight.dtype))
+        if why:
+            return f"its weight {weight.path!r} of shape {shape_text(weight.shape)} would take {why}"
+    why = impossible_tensor(tuple(output.shape)[1:], dtype_size(output.dtype))
+    if why:
+        return f"its output of shape {shape_text(output.shape)} would take {why} for one sample"
+    return None
+
+
 def compare_expectations(context: BuildContext, whole_model: bool) -> None:
     """A problem for each layer's ``expect`` that the built shape misses, then the spec's ``expect:`` section."""
+    _compare_input_expectation(context)
     for row in context.result.rows:
         if row.expect is None or row.output_shape is None:
             continue
@@ -76,8 +115,30 @@ def compare_expectations(context: BuildContext, whole_model: bool) -> None:
         _compare_model_expectations(context)
 
 
+def _compare_input_expectation(context: BuildContext) -> None:
+    """An Input entry's ``expect``: the input is its output."""
+    first = context.spec.layers[0] if context.spec.layers else None
+    shape = context.result.input_shape
+    if first is None or first.class_name != "Input" or first.expect is None or shape is None:
+        return
+    if not shape_matches(first.expect, shape):
+        context.problem(
+            first.path + ("expect",),
+            f"expected output shape {shape_text(first.expect)}, but Input gives {shape_text(shape)}",
+            "an Input entry outputs the shape it declares: update 'expect' or the shape",
+        )
+
+
 def _compare_model_expectations(context: BuildContext) -> None:
     expect, result = context.spec.expect, context.result
+    if expect is not None and result.input_shape is not None and not result.rows and not result.problems:
+        context.problem(
+            ("expect",),
+            "the model has no layers after Input, so there is nothing for expect to check",
+            "add the model's layers after Input, or remove expect",
+            key=True,
+        )
+        return
     if expect is None or not result.built:
         return
     output = result.output_shape[1:]

@@ -11,7 +11,7 @@ import sys
 import click
 from rich.console import Console
 
-from seqcli.errors import SeqError
+from seqcli.errors import SeqError, clean_text
 from seqcli.exit_status import ExitStatus
 
 
@@ -44,7 +44,7 @@ def fail_on_seq_error(command):
         except Exception as error:
             if os.environ.get("SEQ_DEBUG"):
                 raise
-            message = " ".join(str(error).split())[:300] or "(no message)"
+            message = clean_text(str(error), 300) or "(no message)"
             click.echo(
                 f"error: unexpected {type(error).__name__}: {message}\n"
                 "  hint: this is a bug in seq, or an input it does not check yet; run again with "

@@ -23,6 +23,7 @@ import numpy as np
 
 from seqcli import limits
 from seqcli.data.arrays import Arrays, DataError, eager_constants
+from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import SourceSection
 
@@ -185,7 +186,7 @@ def _fill(target: np.ndarray, images: Images, where: str) -> None:
         first = offset + _first_undecodable(images.paths[offset : offset + DECODE_BATCH], images.channels)
         name = images.paths[min(first, images.count - 1)]
         raise DataError(
-            f"{where}: cannot decode image {name}: {error.message.strip().splitlines()[0]}",
+            f"{where}: cannot decode image {name}: {clean_tensorflow_message(error.message)}",
             hint="remove or replace the file; images must be BMP, GIF, JPEG or PNG",
         ) from None
 

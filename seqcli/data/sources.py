@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import limits
+from seqcli import datacheck, limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
 from seqcli.data.images import Images, open_images
 from seqcli.data.keras_datasets import KERAS_DATASETS, open_keras_dataset
@@ -182,7 +181,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with archive.open(member) as handle:
+    with limits.open_member(archive, member, path, where) as handle:
         shape, _ = limits.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
@@ -191,9 +190,9 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with archive.open(member) as handle:
+        with limits.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # BadZipFile: a bad CRC
+    except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
         raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
 
@@ -217,6 +216,10 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np
         return np.load(path, allow_pickle=False)
     except (SeqError, DataError):
         raise
+    except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
+        raise DataError(
+            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
+        ) from None
     except Exception as error:
         raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
 
@@ -240,13 +243,29 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
         if section.label is None and section.features is None and len(header) < 2:
             raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
         check_sample_shape((len(features),), input_shape, path, where)
-        values = _csv_numbers(rows, header, path, where)
+        values, lines = _csv_numbers(rows, header, path, where)
     x = values[:, [header.index(name) for name in features]].astype(np.float32)
+    _check_csv_finite(x, features, lines, "x", path, where)
     y = None
     if want_labels and label in header:
         y = values[:, header.index(label)]
+        _check_csv_finite(y, [label], lines, "y", path, where)
         y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
     return x, y
+
+
+def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray, role: str, path: Path, where: str):
+    """A NaN or infinite cell (``nan``, ``inf``, or a number float32 cannot hold) named by its line and column."""
+    found = datacheck.first_non_finite(values)
+    if found is None:
+        return
+    index, value, count = found
+    column = columns[int(np.flatnonzero(~np.isfinite(values[index].reshape(-1)))[0])]
+    more = f" (and {count - 1} more rows)" if count > 1 else ""
+    raise datacheck.DataValueError(
+        f"{where}: {role} in {path} holds a non-finite value ({value}) at line {lines[index]}, column {column!r}{more}",
+        hint=datacheck.NON_FINITE_HINT,
+    )
 
 
 @contextlib.contextmanager
@@ -313,11 +332,13 @@ def _check_columns(names: list[str], header: list[str], path: Path, where: str, 
             raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
 
 
-def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> np.ndarray:
-    """The body's cells as float64, converted a chunk of rows at a time, within the memory budget."""
+def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The body's cells as float64, converted a chunk of rows at a time, within the memory budget, and the
+    file's line number of each row."""
     budget = limits.max_memory()
     width = len(header)
     chunks, chunk, lines, total = [], [], [], 0
+    numbers: list[np.ndarray] = []
     for row in rows:
         if len(row) != width:
             raise DataError(f"{where}: {path}:{rows.line}: row has {len(row)} cells, the header has {width}")
@@ -325,7 +346,8 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> np.n
         lines.append(rows.line)
         if len(chunk) == CSV_CHUNK_ROWS:
             chunks.append(_csv_chunk(chunk, lines, header, path, where))
-            total += chunks[-1].nbytes
+            numbers.append(np.array(lines, dtype=np.int64))
+            total += chunks[-1].nbytes + numbers[-1].nbytes
             chunk, lines = [], []
             if total > budget:
                 raise DataError(
@@ -335,7 +357,10 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> np.n
                 )
     if chunk:
         chunks.append(_csv_chunk(chunk, lines, header, path, where))
-    return np.concatenate(chunks) if chunks else np.zeros((0, width))
+        numbers.append(np.array(lines, dtype=np.int64))
+    if not chunks:
+        return np.zeros((0, width)), np.zeros(0, np.int64)
+    return np.concatenate(chunks), np.concatenate(numbers)
 
 
 def _csv_chunk(chunk: list[list[str]], lines: list[int], header: list[str], path: Path, where: str) -> np.ndarray:

@@ -171,6 +171,8 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
                 f"column {error.context_mark.column + 1}"
             )
         raise SpecError([Problem(f"invalid YAML: {message}", "", line, column, hint, display)], text) from None
+    except yaml.reader.ReaderError as error:  # a character YAML forbids: reported by offset, not line
+        raise SpecError([_character_problem(text, error, display)], text) from None
     except yaml.YAMLError as error:
         raise SpecError([Problem(f"invalid YAML: {error}", "", None, None, None, display)], text) from None
     if node is None:
@@ -185,6 +187,27 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
     if problems:
         raise SpecError(problems, text)
     return document
+
+
+def _character_problem(text: str, error: yaml.reader.ReaderError, display: str) -> Problem:
+    """The line and column of a character YAML does not allow (NUL, other control characters...)."""
+    position = error.position if isinstance(error.position, int) and 0 <= error.position <= len(text) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = error.character if isinstance(error.character, str) else text[position : position + 1]
+    code = f"U+{ord(character):04X}" if len(character) == 1 else repr(character)
+    what = "a NUL byte" if character == "\0" else f"the character {code}"
+    return Problem(
+        f"invalid YAML: {what} is not allowed in a YAML file",
+        "",
+        line,
+        column,
+        f"remove {code} from the file; a spec is plain UTF-8 text (a NUL byte often means the file is binary "
+        "or saved as UTF-16)"
+        if character == "\0"
+        else f"remove {code} from the file: YAML allows no control characters but tab and line breaks",
+        display,
+    )
 
 
 def _single(display: str, message: str, hint: str | None) -> SpecError:
