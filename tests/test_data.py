@@ -430,6 +430,18 @@ def test_images_are_decoded_once_with_the_batches_of_streaming(tmp_path, monkeyp
     assert len(flat([x for x, _ in decoded.validation])) == 2
 
 
+def test_images_decoded_first_by_all_epochs_at_once(tmp_path):
+    """train_epochs builds its epochs inside a traced flat_map: the decoding it triggers still runs eagerly."""
+    write_noisy_images(tmp_path / "images", {"a": 3, "b": 3})
+    data = {"train": {"path": "images", "image_size": [4, 4]}, "batch_size": 2}
+    first = [x.numpy() for x, _ in load_datasets(data, tmp_path, seed=3).train_epochs(0, 2)]
+    again = load_datasets(data, tmp_path, seed=3)
+    expected = [x.numpy() for epoch in (0, 1) for x, _ in again.train_for_epoch(epoch)]
+    assert len(first) == len(expected) == 6
+    for got, want in zip(first, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_images_on_disk_leave_no_file_behind_even_after_kill_9(tmp_path, monkeypatch):
     """The decoded set lives in a file that has no name once mapped: a killed process leaves nothing."""
     import seqcli.data.images
