@@ -33,6 +33,9 @@ FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
 
 
+DAMAGED_HINT = "the file is damaged; start the run again with --overwrite"
+
+
 class CheckpointError(SeqError):
     """A checkpoint that cannot be read, written, or does not fit the model."""
 
@@ -80,20 +83,22 @@ class TrainingState:
 def read_state(path: str | Path) -> TrainingState:
     """The record of a checkpoint, without loading its arrays (or TensorFlow)."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
     try:
         with limits.load_npz(path, "checkpoint") as archive:
             state = TrainingState.from_json(str(archive["meta"]))
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {error.message}",
-            hint=error.hint or "the file is damaged; start the run again without --resume",
-        ) from None
+        detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
+        if detail.startswith(str(path)):
+            message = f"checkpoint {detail}"
+        else:
+            message = f"cannot read checkpoint {path}: {detail.removeprefix(f'cannot read {path}: ')}"
+        raise CheckpointError(message, hint=error.hint or DAMAGED_HINT) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {error}", hint="the file is damaged; start the run again without --resume"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}", hint=DAMAGED_HINT) from None
     if state.format > FORMAT:
         raise CheckpointError(
             f"checkpoint {path} has format {state.format}; this seq reads format {FORMAT}",
