@@ -178,14 +178,15 @@ def _foreign(folder: Path, prefix: str, members: list[str]) -> list[str]:
         relative = prefix + entry.name
         if entry.name in INTERNAL or _TEMPORARY.match(entry.name):
             continue
-        if entry.is_dir() and not entry.is_symlink() and relative in members:
+        claimed = any(fnmatch.fnmatchcase(relative, member) for member in members)
+        if entry.is_dir() and not entry.is_symlink() and claimed:  # a member folder, named or by a glob
             nested = read_manifest(entry)
             found += (
                 [relative + "/" + f for f in foreign_entries(entry, nested)]
                 if nested is not None
                 else _foreign(entry, relative + "/", members)
             )
-        elif not any(fnmatch.fnmatchcase(relative, member) for member in members) or entry.is_dir():
+        elif not claimed or entry.is_dir():
             found.append(relative + ("/" if entry.is_dir() else ""))
     return found
 

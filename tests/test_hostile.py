@@ -6,7 +6,7 @@ Every case runs in a fresh project folder (the tiny project, a secret beside it,
 the exit status, the words and position of the error, that no traceback or secret appears, and that nothing
 on disk changed (sizes, mtimes and hashes of every file, in the project and in the run). Cases about size also
 run together in one subprocess under an address-space limit and a timeout (test_size_cases_stay_bounded).
-Cases that hit the open bugs of §5-6 are marked xfail(strict): the fix removes the mark."""
+A case found before its fix lands is marked ``pytest.mark.xfail(strict=True)``: the fix removes the mark."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from seqcli.cli import cli
 from tests.conftest import snapshot, write_tiny_project
 
 SECRET = "TOPSECRETCORPUSVALUE"
-OPEN_BUG = pytest.mark.xfail(strict=True, reason="issue 12 §5/§6")
 
 
 @dataclass

@@ -49,6 +49,22 @@ def test_home_root_and_the_current_folder_are_never_an_output_folder(tmp_path, m
     assert check_output_folder(tmp_path / "run") == tmp_path / "run"
 
 
+def test_member_folders_claimed_by_a_glob_are_judged_by_their_own_manifest(tmp_path):
+    """A study folder claims trial-*; each trial folder is a run with a manifest of its own."""
+    study = tmp_path / "study"
+    study.mkdir()
+    record_members(study, ["trial-*", "study.db"], "seq tune")
+    (study / "study.db").write_text("db")
+    trial = study / "trial-0000"
+    trial.mkdir()
+    record_members(trial, ["model.keras"], "seq train")
+    (trial / "model.keras").write_text("m")
+    assert foreign_entries(study) == []
+    assert check_output_folder(study, own_ok=True) == study
+    (trial / "notes.txt").write_text("mine")
+    assert foreign_entries(study) == ["trial-0000/notes.txt"]
+
+
 def test_a_folder_is_judged_by_its_manifest(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
