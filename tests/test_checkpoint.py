@@ -64,3 +64,19 @@ def test_writing_the_last_checkpoint_keeps_the_one_it_replaces(tmp_path):
     last.unlink()  # lost: the one before it is used, and the note says why
     used, state, note = checkpoint.usable_checkpoint(last, previous)
     assert (used, state.epoch) == (previous, 1) and note.endswith(f"no checkpoint at {last}")
+
+
+def test_a_sound_last_checkpoint_that_cannot_be_used_is_never_passed_over(tmp_path):
+    """Only damage falls back: a checkpoint of a newer format (or over the memory budget) keeps its error."""
+    from seqcli.training import checkpoint
+
+    last, previous = tmp_path / "last.npz", tmp_path / "previous.npz"
+    np.savez(previous, meta=np.array(TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10).to_json()))
+    newer = TrainingState("abc", seed=1, epochs=3, steps_per_epoch=10, epoch=2, format=checkpoint.FORMAT + 1)
+    np.savez(last, meta=np.array(newer.to_json()))
+    with pytest.raises(CheckpointError, match="has format 2; this seq reads format 1") as raised:
+        checkpoint.usable_checkpoint(last, previous)
+    assert not isinstance(raised.value, checkpoint.DamagedCheckpoint)
+    last.write_bytes(b"not a zip at all")
+    used, _, note = checkpoint.usable_checkpoint(last, previous)
+    assert used == previous and "is damaged: it is not a zip archive" in note

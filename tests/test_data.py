@@ -442,8 +442,17 @@ def test_images_decoded_first_by_all_epochs_at_once(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
-def test_images_on_disk_leave_no_file_behind_even_after_kill_9(tmp_path, monkeypatch):
-    """The decoded set lives in a file that has no name once mapped: a killed process leaves nothing."""
+def test_a_broken_image_first_reached_by_all_epochs_at_once_is_named(tmp_path):
+    root = write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
+    (root / "b" / "1.png").write_bytes(b"not a png at all")
+    datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
+    with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
+        datasets.train_epochs(0, 2)
+
+
+def test_images_on_disk_are_a_file_with_no_name_that_nothing_outlives(tmp_path, monkeypatch):
+    """The decoded set lives in a file with no name once it is mapped, so a process killed with SIGKILL
+    leaves nothing to clean (the kernel frees the blocks): no name in the folder, the mapping still there."""
     import seqcli.data.images
 
     monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", 0.0)

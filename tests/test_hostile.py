@@ -837,6 +837,18 @@ MESSAGES = {
         ("'class_names' holds something other than names", "--resume"),
         {"tamp": tampered_run('{"class_names": [1, 2]}')},
     ),
+    "metrics.json nested past recursion, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("tamp/metrics.json", "RecursionError"),
+        {"tamp": tampered_run("[" * 200_000 + "]" * 200_000)},
+    ),
+    "metrics.json with a best epoch past any run, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'best_epoch' is 1000000000000000000000, not an epoch",),
+        {"tamp": tampered_run('{"best_epoch": 1000000000000000000000}')},
+    ),
     "metrics.json as a list, read by plot": Case(
         ["plot", "tamp", "--output", "c.png"], 1, ("tamp/metrics.json", "a JSON list"), {"tamp": tampered_run("[]")}
     ),
@@ -873,6 +885,10 @@ MESSAGES = {
         trainable().replace("optimizer: adam", "optimizer: adamm"),
         "bad.yaml:5:22: compile.optimizer: unknown optimizer 'adamm'",
         "did you mean 'adam'?",
+    ),
+    "a layer with several outputs": check(
+        "layers:\n  - Input: {shape: [5, 3]}\n  - LSTM: {units: 2, return_state: true}\n",
+        "bad.yaml:3:5: layers[1].LSTM: LSTM gives 3 outputs here",
     ),
     "check an unknown loss": check(
         trainable().replace("loss: sparse_categorical_crossentropy", "loss: sparse_categorical_crossentopy"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqcli.errors import Problem
+from seqcli.memory import dtype_size
 
 Shape = tuple  # with None for unknown dimensions, batch dimension first
 
@@ -99,7 +100,7 @@ class BuiltModel:
     def weight_bytes(self) -> int | None:
         if not self.built or self.model is None:
             return None
-        return sum(math.prod(w.shape) * _dtype_size(w.dtype) for w in self.model.weights)
+        return sum(math.prod(w.shape) * dtype_size(w.dtype) for w in self.model.weights)
 
 
 def trainable_count(layer) -> int:
@@ -108,12 +109,3 @@ def trainable_count(layer) -> int:
 
 def shape_matches(expected, actual) -> bool:
     return len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))
-
-
-def _dtype_size(dtype) -> int:
-    import numpy as np
-
-    try:
-        return np.dtype(str(dtype)).itemsize
-    except TypeError:
-        return 4

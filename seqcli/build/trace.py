@@ -49,6 +49,15 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             context.problem(entry.path + (entry.class_name,), *_call_problem(entry, error, tensor), key=True)
             tensor = None
             continue
+        if not hasattr(tensor, "shape"):  # return_state and the like: several outputs
+            context.problem(
+                entry.path + (entry.class_name,),
+                f"{entry.class_name} gives {len(tensor)} outputs here; in a Sequential model each layer gives one",
+                "drop the argument that adds outputs (return_state: true, for one)",
+                key=True,
+            )
+            tensor = None
+            continue
         impossible = impossible_sizes(layer, tensor)
         if impossible:
             context.problem(
@@ -78,7 +87,7 @@ def _call_problem(entry: LayerEntry, error: Exception, tensor) -> tuple[str, str
         )
     return (
         f"Keras rejected {entry.class_name} on input of shape {shape}: {message}",
-        f"check {entry.class_name}'s arguments against the shape it receives, {shape} "
+        f"check {entry.class_name}'s arguments against the shape it receives "
         "('seq summary --upto LAYER' shows the shapes up to a layer)",
     )
 

@@ -139,15 +139,9 @@ class DecodedOnFirstUse:
         self._lock = threading.Lock()
 
     def decoded(self) -> Arrays | Images:
-        """Decoded eagerly even when the first pipeline is built inside a traced function (the epochs of
-        ``Datasets.train_epochs`` are built in ``flat_map``)."""
-        tf = import_tensorflow()
-
         with self._lock:
             if self._decoded is None:
-                with tf.init_scope():  # out of the graph, and not converted by autograph
-                    decode = tf.autograph.experimental.do_not_convert(decode_once)
-                    self._decoded = decode(self.images, self.where)
+                self._decoded = decode_once(self.images, self.where)
             return self._decoded
 
     def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:

@@ -89,8 +89,11 @@ class Datasets:
 
         if self._epoch_builder is None or stop <= start:
             return self.train_for_epoch(start, skip)
-        epochs = tf.data.Dataset.range(start, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
-        return epochs.skip(skip).prefetch(tf.data.AUTOTUNE)
+        # The first epoch is built here, eagerly: a source decoded on first use (image folders) is decoded
+        # now, and its errors are seq's, not autograph's staging errors from inside flat_map.
+        first = self._epoch_builder(start, skip)
+        rest = tf.data.Dataset.range(start + 1, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
+        return first.concatenate(rest).prefetch(tf.data.AUTOTUNE)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -33,11 +33,15 @@ FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
 
 
-DAMAGED_HINT = "the file is damaged; start the run again with --overwrite"
+DAMAGED_HINT = "the file changed after seq wrote it; start the run again with --overwrite"
 
 
 class CheckpointError(SeqError):
     """A checkpoint that cannot be read, written, or does not fit the model."""
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint that is missing, or whose bytes are not what seq wrote (not a zip, a failed CRC)."""
 
 
 @dataclass
@@ -108,27 +112,35 @@ def read_state(path: str | Path) -> TrainingState:
 
 
 def verify_checkpoint(path: str | Path) -> TrainingState:
-    """The record of a checkpoint whose every array passes its CRC check: one that resuming can trust."""
-    state = read_state(path)
+    """The record of a checkpoint whose every member passes its CRC check: one that resuming can trust. A
+    missing file, or one whose bytes are not what seq wrote, is a :class:`DamagedCheckpoint`; a sound one
+    that cannot be used (a newer format, over the memory budget, unreadable) a plain CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise DamagedCheckpoint(f"no checkpoint at {path}")
+    try:
+        state = read_state(path)  # within the memory budget: the members' declared sizes are checked first
+    except CheckpointError:
+        if not zipfile.is_zipfile(path):
+            raise DamagedCheckpoint(f"checkpoint {path} is damaged: it is not a zip archive", hint=DAMAGED_HINT)
+        raise
     try:
         with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        damaged = str(error)
-    if damaged is not None:
-        raise CheckpointError(
-            f"checkpoint {path} is damaged: {damaged} fails its CRC check",
-            hint="the file changed after seq wrote it; start the run again with --overwrite",
-        )
+            bad = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged: {error}", hint=DAMAGED_HINT) from None
+    if bad is not None:
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged: {bad} fails its CRC check", hint=DAMAGED_HINT)
     return state
 
 
 def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, str | None]:
     """The checkpoint to resume from, its record, and a note when it is not ``last``: ``last`` unless it is
-    missing or damaged and ``previous`` (the checkpoint written before it) is sound."""
+    missing or damaged and ``previous`` (the checkpoint written before it) is sound. A last checkpoint that
+    is sound but cannot be used is never passed over: its error stands."""
     try:
         return last, verify_checkpoint(last), None
-    except CheckpointError as error:
+    except DamagedCheckpoint as error:
         if not previous.exists():
             raise
         try:
@@ -136,7 +148,7 @@ def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, 
         except CheckpointError as before:
             raise CheckpointError(
                 f"{error.message}; the checkpoint before it cannot be used either: {before.message}",
-                hint="start the run again with --overwrite",
+                hint=before.hint if not isinstance(before, DamagedCheckpoint) else DAMAGED_HINT,
             ) from None
         return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
 

@@ -21,6 +21,7 @@ from seqcli.outputs import MANIFEST, record_members, remove_members
 # few kilobytes; one over METRICS_LIMIT was not written by seq).
 METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list}
 METRICS_LIMIT = 16 << 20
+MAX_EPOCHS = 2**31
 
 
 class RunDirectoryError(SeqError):
@@ -105,13 +106,18 @@ class RunDirectory:
             data = json.loads(path.read_bytes())
         except json.JSONDecodeError as error:
             raise self._tampered(f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
-        except (OSError, ValueError) as error:
-            raise RunDirectoryError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        except (ValueError, RecursionError) as error:  # not UTF-8, or nested deeper than Python recurses
+            raise self._tampered(type(error).__name__) from None
+        except OSError as error:
+            raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
         if not isinstance(data, dict):
             raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
         for key, kind in METRICS_TYPES.items():
-            if data.get(key) is not None and not isinstance(data[key], kind):
-                raise self._tampered(f"{key!r} is a {type(data[key]).__name__}, not a {kind.__name__}")
+            value = data.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise self._tampered(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+        if data.get("best_epoch") is not None and not 1 <= data["best_epoch"] <= MAX_EPOCHS:
+            raise self._tampered(f"'best_epoch' is {data['best_epoch']}, not an epoch")
         if not all(isinstance(name, str) for name in data.get("class_names") or []):
             raise self._tampered("'class_names' holds something other than names")
         return data

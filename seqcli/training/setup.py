@@ -127,11 +127,14 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
 def static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
     from seqcli.build import build_model
+    from seqcli.compile import resolve_compile
     from seqcli.compile_checks import compile_problems
 
     problems = []
     with contextlib.suppress(SeqError):
         problems += build_model(spec, abstract=True).problems
+    if spec.compile is None and "compile" not in spec.document.data:
+        problems += resolve_compile(spec)[1]  # training needs the section: the problem that says so
     return problems + compile_problems(spec)
 
 
