@@ -107,7 +107,7 @@ class RunDirectory:
         except json.JSONDecodeError as error:
             raise self._tampered(f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
         except (ValueError, RecursionError) as error:  # not UTF-8, or nested deeper than Python recurses
-            raise self._tampered(type(error).__name__) from None
+            raise self._tampered(f"it cannot be read as JSON ({type(error).__name__})") from None
         except OSError as error:
             raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
         if not isinstance(data, dict):
