@@ -39,7 +39,7 @@ class Problem:
 
     def headline(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.location()}: {where}{self.message}"
+        return terminal_safe(f"{self.location()}: {where}{self.message}")
 
     def as_dict(self) -> dict:
         return {
@@ -63,7 +63,7 @@ class SeqError(Exception):
         text = f"error: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return terminal_safe(text)
 
 
 class Interrupted(SeqError):
@@ -80,7 +80,7 @@ class Interrupted(SeqError):
         text = f"interrupted: {self.message}"
         if self.resume_command:
             text += f"\nresume with:\n  {self.resume_command}"
-        return text
+        return terminal_safe(text)
 
 
 @dataclass
@@ -115,14 +115,24 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
         out.append("    " + shown)
         out.append("    " + " " * max(column - 1 - start, 0) + "^")
     if problem.hint:
-        out.append(f"  hint: {problem.hint}")
+        out.append(terminal_safe(f"  hint: {problem.hint}"))
     return "\n".join(out)
+
+
+def terminal_safe(text: str) -> str:
+    """A message as it may go to a terminal: what a spec or a file put in it (a key with an escape sequence
+    that would drive the terminal, a NUL) shown as U+FFFD; line breaks and tabs kept."""
+    return "".join("\ufffd" if _control(c) and c not in "\n\t" else c for c in text)
+
+
+def _control(c: str) -> bool:
+    return ord(c) < 32 or 127 <= ord(c) < 160
 
 
 def _visible(text: str) -> str:
     """A source line as it may go to a terminal: each control character but tab (a NUL, an escape that
     would drive the terminal) shown as U+FFFD, one column wide, so the caret below stays aligned."""
-    return "".join("\ufffd" if (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 else c for c in text)
+    return "".join("\ufffd" if _control(c) and c != "\t" else c for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from seqcli.errors import format_problem
+from seqcli.errors import format_problem, terminal_safe
 from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
@@ -140,7 +140,7 @@ def check_github(reports) -> str:
             message = f"{problem.path}: {problem.message}" if problem.path else problem.message
             if problem.hint:
                 message += f" ({problem.hint})"
-            lines.append(f"::error {','.join(props)}::{_gh_data(message)}")
+            lines.append(f"::error {','.join(props)}::{_gh_data(terminal_safe(message))}")
     return "\n".join(lines)
 
 

@@ -150,3 +150,15 @@ def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
         assert f"error: --data: cannot read {tmp_path / name}: Permission denied\n" in result.stderr
         assert result.stderr.count(name) == 1, result.stderr
         assert "hint: check the file's permissions" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "github"])
+def test_terminal_escapes_in_a_spec_never_reach_the_terminal(tmp_path, fmt):
+    """A key holding an escape sequence (OSC sets the terminal's title, BEL rings) is shown as U+FFFD in
+    the error's first line too, not only in the quoted source line."""
+    (tmp_path / "bad.yaml").write_text('layers:\n  - Input: {shape: [4]}\n  - "Dens\\e]0;pwned\\a": {units: 2}\n')
+    result = run_in(tmp_path, "check", "bad.yaml", "--format", fmt)
+    shown = result.stdout + result.stderr
+    assert result.exit_code == 1 and ("bad.yaml:3:5" if fmt == "text" else "line=3,col=5") in shown
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "Dens\ufffd]0;pwned\ufffd" in shown
