@@ -244,13 +244,15 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
             raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
         check_sample_shape((len(features),), input_shape, path, where)
         values, lines = _csv_numbers(rows, header, path, where)
-    x = values[:, [header.index(name) for name in features]].astype(np.float32)
-    _check_csv_finite(x, features, lines, "x", path, where)
-    y = None
-    if want_labels and label in header:
-        y = values[:, header.index(label)]
-        _check_csv_finite(y, [label], lines, "y", path, where)
-        y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # a number float32 cannot hold becomes inf: named below
+        x = values[:, [header.index(name) for name in features]].astype(np.float32)
+        _check_csv_finite(x, features, lines, "x", path, where)
+        y = None
+        if want_labels and label in header:
+            y = values[:, header.index(label)]
+            whole = np.all(np.mod(y, 1) == 0) and np.all(np.abs(y) <= 2**53)  # class indices, exactly
+            y = y.astype(np.int64) if whole else y.astype(np.float32)
+            _check_csv_finite(y, [label], lines, "y", path, where)
     return x, y
 
 
