@@ -167,8 +167,10 @@ def test_set_values_build_or_fail_with_a_position(tmp_path, base, data):
         ("\x00" + TINY["mlp"], "bad.yaml:1:1: ", "a NUL byte"),
         (TINY["mlp"].replace("units: 8", "units: 8\x00"), "bad.yaml:3:21: ", "a NUL byte"),
         (TINY["cnn"].replace("Flatten", "Flat\x1bten"), "bad.yaml:6:9: ", "the character U+001B"),
+        ("a: 1\rb: 2\r\x01", "bad.yaml:3:1: ", "the character U+0001"),  # old Mac line breaks
+        ("layers:\r\n  - Dense: {units: 2\x01}\r\n", "bad.yaml:2:21: ", "the character U+0001"),
     ],
-    ids=["NUL first", "NUL in a line", "escape"],
+    ids=["NUL first", "NUL in a line", "escape", "after CR line breaks", "after CRLF line breaks"],
 )
 def test_a_forbidden_character_is_reported_at_its_line(tmp_path, monkeypatch, text, where, shown):
     (tmp_path / "bad.yaml").write_text(text)

@@ -192,8 +192,11 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
 def _character_problem(text: str, error: yaml.reader.ReaderError, display: str) -> Problem:
     """The line and column of a character YAML does not allow (NUL, other control characters...)."""
     position = error.position if isinstance(error.position, int) and 0 <= error.position <= len(text) else 0
-    line = text.count("\n", 0, position) + 1
-    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    # Lines as the error display splits them (str.splitlines: \r, \r\n, U+2028... too), so the line shown is it.
+    before = text[:position].splitlines(keepends=True) or [""]
+    ends_a_line = before[-1] != "" and before[-1].splitlines() != [before[-1]]
+    line = len(before) + (1 if ends_a_line else 0)
+    column = 1 if ends_a_line else len(before[-1]) + 1
     character = error.character if isinstance(error.character, str) else text[position : position + 1]
     code = f"U+{ord(character):04X}" if len(character) == 1 else repr(character)
     what = "a NUL byte" if character == "\0" else f"the character {code}"
@@ -205,7 +208,7 @@ def _character_problem(text: str, error: yaml.reader.ReaderError, display: str) 
         f"remove {code} from the file; a spec is plain UTF-8 text (a NUL byte often means the file is binary "
         "or saved as UTF-16)"
         if character == "\0"
-        else f"remove {code} from the file: YAML allows no control characters but tab and line breaks",
+        else f"remove {code} from the file: YAML allows printable characters, tabs and line breaks only",
         display,
     )
 
