@@ -656,3 +656,15 @@ def test_a_none_in_the_input_shape_takes_any_size_there(tmp_path):
     )
     assert refused.exit_code == 1
     assert "takes inputs of shape (None, 3), but data.train's samples have shape (10, 4)" in refused.stderr
+
+
+def test_a_finished_run_resumed_past_a_damaged_checkpoint_says_so(project):
+    result = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    checkpoints = project / "run" / "checkpoints"
+    (checkpoints / "previous.npz").write_bytes((checkpoints / "last.npz").read_bytes())  # finished, too
+    damage(checkpoints / "last.npz")
+    resumed = run("train", project / "tiny.yaml", "--output", project / "run", "--epochs", "1", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "note: resumed from" in resumed.stdout and "fails its CRC check" in resumed.stdout
+    assert read_state(checkpoints / "last.npz").finished
