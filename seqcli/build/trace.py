@@ -49,29 +49,32 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
             context.problem(entry.path + (entry.class_name,), *_call_problem(entry, error, tensor), key=True)
             tensor = None
             continue
-        if not hasattr(tensor, "shape"):  # return_state and the like: several outputs
-            context.problem(
-                entry.path + (entry.class_name,),
-                f"{entry.class_name} gives {len(tensor)} outputs here; in a Sequential model each layer gives one",
-                "drop the argument that adds outputs (return_state: true, for one)",
-                key=True,
-            )
-            tensor = None
-            continue
-        impossible = impossible_sizes(layer, tensor)
-        if impossible:
-            context.problem(
-                entry.path + (entry.class_name,),
-                f"{entry.class_name} cannot be built on any machine: {impossible}",
-                "make its sizes (units, filters, the input shape...) smaller",
-                key=True,
-            )
+        problem = _output_problem(entry, layer, tensor)
+        if problem:
+            context.problem(entry.path + (entry.class_name,), *problem, key=True)
             tensor = None
             continue
         row.output_shape = tuple(tensor.shape)
         row.params = layer.count_params()
         row.trainable_params = trainable_count(layer)
     return made
+
+
+def _output_problem(entry: LayerEntry, layer, output) -> tuple[str, str] | None:
+    """(message, hint) for an output the next layer cannot take: several outputs (return_state and the
+    like), or a weight or an output no machine can hold; None for a good one."""
+    if not hasattr(output, "shape"):
+        return (
+            f"{entry.class_name} gives {len(output)} outputs here; in a Sequential model each layer gives one",
+            "drop the argument that adds outputs (return_state: true, for one)",
+        )
+    impossible = impossible_sizes(layer, output)
+    if impossible:
+        return (
+            f"{entry.class_name} cannot be built on any machine: {impossible}",
+            "make its sizes (units, filters, the input shape...) smaller",
+        )
+    return None
 
 
 def _call_problem(entry: LayerEntry, error: Exception, tensor) -> tuple[str, str]:
