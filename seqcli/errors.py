@@ -111,7 +111,7 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
         indent = len(text) - len(text.lstrip(" "))
         column = problem.column if problem.column is not None else indent + 1
         start = max(indent, column - 1 - SOURCE_WINDOW // 2)
-        shown = _visible(text[start : start + SOURCE_WINDOW].rstrip(" "))
+        shown = terminal_safe(text[start : start + SOURCE_WINDOW].rstrip(" "))  # one line: no breaks to keep
         out.append("    " + shown)
         out.append("    " + " " * max(column - 1 - start, 0) + "^")
     if problem.hint:
@@ -121,18 +121,9 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
 
 def terminal_safe(text: str) -> str:
     """A message as it may go to a terminal: what a spec or a file put in it (a key with an escape sequence
-    that would drive the terminal, a NUL) shown as U+FFFD; line breaks and tabs kept."""
-    return "".join("\ufffd" if _control(c) and c not in "\n\t" else c for c in text)
-
-
-def _control(c: str) -> bool:
-    return ord(c) < 32 or 127 <= ord(c) < 160
-
-
-def _visible(text: str) -> str:
-    """A source line as it may go to a terminal: each control character but tab (a NUL, an escape that
-    would drive the terminal) shown as U+FFFD, one column wide, so the caret below stays aligned."""
-    return "".join("\ufffd" if _control(c) and c != "\t" else c for c in text)
+    that would drive the terminal, a NUL) shown as U+FFFD, one column wide, so a caret under a source line
+    stays aligned; line breaks and tabs kept."""
+    return "".join("\ufffd" if (ord(c) < 32 or 127 <= ord(c) < 160) and c not in "\n\t" else c for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -70,11 +70,11 @@ class ExportResult:
 
     def lines(self) -> list[str]:
         """What ``seq export`` prints: the artifact, its signature, and how it was verified."""
-        from seqcli.render import human_bytes
+        from seqcli.limits import human_size
         from seqcli.shapes import shape_text
 
         check = self.verification
-        lines = [f"Exported model '{self.model}' as {self.format} to {self.output} ({human_bytes(self.size)})"]
+        lines = [f"Exported model '{self.model}' as {self.format} to {self.output} ({human_size(self.size)})"]
         for role, tensors in (("input", check.inputs), ("output", check.outputs)):
             lines += [f"  {role:<6} {t.name}: {shape_text(t.shape)} {t.dtype}" for t in tensors]
         lines.append(

@@ -71,13 +71,18 @@ def parse_size(text: str | int) -> int:
 def human_size(count: int) -> str:
     """``1.50 GB``-style text for a number of bytes."""
     if count >= 1 << 70:  # past what float formatting shows sensibly (or at all: float() overflows at 2**1024)
-        return f"about 2**{int(count).bit_length() - 1} B"
+        return f"{power_of_two(count)} B"
     size = float(count)
     for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB"):
         if size < 1024 or unit == "EB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     return f"{size:.2f} EB"  # pragma: no cover
+
+
+def power_of_two(count: int) -> str:
+    """A number too large to write out, as ``about 2**N``."""
+    return f"about 2**{int(count).bit_length() - 1}"
 
 
 def available_memory() -> int:

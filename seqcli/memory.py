@@ -125,8 +125,7 @@ def impossible_tensor(shape, itemsize: int) -> str | None:
 
 
 def _magnitude(count: int) -> str:
-    """A count too large to write out: about 2**N."""
-    return f"about 2**{count.bit_length() - 1}" if count >= 1 << 64 else f"{count:,}"
+    return limits.power_of_two(count) if count >= 1 << 64 else f"{count:,}"
 
 
 def _output_elements(model):

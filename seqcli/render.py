@@ -14,10 +14,6 @@ from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
 
-def human_bytes(count: int) -> str:
-    return human_size(count)
-
-
 def summary_table(report) -> Group:
     """The model as a table: like ``model.summary()`` plus index, class, trainable and expectations."""
     built = report.built
@@ -86,7 +82,7 @@ def totals_text(built) -> str:
             f"Non-trainable params: {total - before:,} → {total - trainable:,} after freeze:\n"
         )
     text = (
-        f"Total params: {total:,} ({human_bytes(weight_bytes)})\n"
+        f"Total params: {total:,} ({human_size(weight_bytes)})\n"
         f"{trainable_lines}"
         f"Input shape: {shape_text((None, *built.input_shape))} (from {built.input_source})"
     )
