@@ -92,8 +92,6 @@ def read_state(path: str | Path) -> TrainingState:
     try:
         with limits.load_npz(path, "checkpoint") as archive:
             state = TrainingState.from_json(str(archive["meta"]))
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
         detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
         if detail.startswith(str(path)):

@@ -309,9 +309,9 @@ def _first_labels(data):
 def _check_free_space(model, directory: Path) -> None:
     """Room for the checkpoints (the last, the one before it, one being written and the best: weights and
     about two optimizer slots each) and the model file."""
-    import numpy as np
+    from seqcli.memory import dtype_size
 
-    weights = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
+    weights = sum(math.prod(v.shape) * dtype_size(v.dtype) for v in model.variables)
     needed = 4 * 3 * weights + (1 << 20)
     free = shutil.disk_usage(directory).free
     if free < needed:
