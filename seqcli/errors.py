@@ -67,14 +67,18 @@ class SeqError(Exception):
 
 
 class Interrupted(SeqError):
-    """SIGINT or SIGTERM stopped a command that can be resumed (``signum`` sets the exit status). The command
-    line sets ``resume_command`` to the command that continues the work in ``output``."""
+    """SIGINT or SIGTERM stopped a command that can be resumed (``signum`` sets the exit status). When it is
+    ``resumable``, the command line sets ``resume_command`` to the command that continues the work in ``output``."""
 
     def __init__(self, signum: int, message: str, output=None):
         super().__init__(message)
         self.signum = signum
         self.output = output
         self.resume_command: str | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.output is not None
 
     def render(self) -> str:
         text = f"interrupted: {self.message}"

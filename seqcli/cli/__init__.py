@@ -13,16 +13,9 @@ import os
 
 import click
 
-from seqcli.cli.options import (
-    allow_path_option,
-    exit_status,
-    fail_on_seq_error,
-    memory_option,
-    stderr_console,
-    stdout_console,
-)
+from seqcli.cli.options import exit_status, fail_on_seq_error, replay, seq_command, stderr_console, stdout_console
 from seqcli.cli.spec import check, import_command, init_command, plot_command, schema, summary
-from seqcli.cli.train import resume_command, train_command, transfer, tune_command
+from seqcli.cli.train import train_command, transfer, tune_command
 from seqcli.cli.use import evaluate, export_command, extract, freeze, predict
 from seqcli.errors import SpecError
 
@@ -76,13 +69,12 @@ def main():
 
 __all__ = [
     "SpecError",
-    "allow_path_option",
     "cli",
     "exit_status",
     "fail_on_seq_error",
     "main",
-    "memory_option",
-    "resume_command",
+    "replay",
+    "seq_command",
     "stderr_console",
     "stdout_console",
 ]
