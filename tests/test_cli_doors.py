@@ -10,6 +10,7 @@ that is not built with ``seq_command``, or that takes a path around a door, fail
 
 from __future__ import annotations
 
+import json
 import shlex
 import warnings
 
@@ -128,3 +129,62 @@ def test_the_resume_command_keeps_every_option_given(name, tmp_path, monkeypatch
     assert result.stderr.endswith(
         f"resume with:\n  {expected} --resume\n".replace("RUN", shlex.quote(str(tmp_path / "the run")))
     )
+
+
+def json_commands() -> list[str]:
+    """The commands that print a result as JSON: a --format with a json choice, or export's --json."""
+    found = []
+    for name, command in cli.commands.items():
+        for param in command.params:
+            choices = getattr(param.type, "choices", ())
+            if (param.name == "fmt" and "json" in choices) or param.name == "as_json":
+                found.append(name)
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("name", json_commands())
+def test_every_json_command_reports_an_error_as_json_on_stdout(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    args, named = MISSING[name]
+    flag = ["--json"] if name == "export" else ["--format", "json"]
+    result = CliRunner().invoke(cli, [*args, *flag])
+    assert result.exit_code == 1, result.output
+    if name == "check":  # its JSON is the CI report: every spec, each with its problems
+        assert named in json.loads(result.stdout)["specs"][0]["path"]
+        return
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "input" and error["exit_status"] == 1
+    assert named in error["message"] + json.dumps(error["problems"]), error
+    assert named in result.stderr  # people still read it on stderr
+
+
+def test_a_spec_error_as_json_names_file_line_and_column(write_spec):
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, activaton: relu}\n")
+    result = CliRunner().invoke(cli, ["summary", str(spec), "--format", "json"])
+    assert result.exit_code == 1
+    error = json.loads(result.stdout)["error"]
+    assert (error["file"], error["line"], error["column"]) == (str(spec), 3, 23), error
+    assert json.loads(result.stdout)["ok"] is False  # the report, with the error in it
+    assert error["problems"][0]["hint"] == "did you mean 'activation'?", error
+
+
+def test_a_missing_program_or_package_is_an_environment_error(write_spec, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz 'dot' on it
+    spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n")
+    result = CliRunner().invoke(cli, ["plot", str(spec), "-o", str(tmp_path / "m.png"), "--engine", "graphviz"])
+    assert result.exit_code == 3, result.output
+    assert "'dot' program" in result.stderr
+
+
+def test_an_unexpected_exception_is_an_internal_error_in_json_too(monkeypatch, tmp_path):
+    import seqcli.report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
+    monkeypatch.delenv("SEQ_DEBUG", raising=False)
+    result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml"), "--format", "json"])
+    assert result.exit_code == 4
+    assert json.loads(result.stdout)["error"]["kind"] == "internal"

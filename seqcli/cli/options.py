@@ -112,35 +112,30 @@ def fail_on_seq_error(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
         try:
             with _warnings_as_notes():
                 return command(*args, **kwargs)
         except SeqError as error:
             if isinstance(error, Interrupted) and error.resumable:
                 error.resume_command = replay(
-                    click.get_current_context(),
-                    fill={"output": error.output},
-                    drop=("overwrite", "resume"),
-                    add=("--resume",),
+                    ctx, fill={"output": error.output}, drop=("overwrite", "resume"), add=("--resume",)
                 )
-            click.echo(error.render(), err=True)
-            sys.exit(exit_status(error))
+            _fail(ctx, error.render(), error_document(error), exit_status(error), getattr(error, "result", None))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(ExitStatus.SIGINT)
+            _fail(ctx, "interrupted", {"kind": "interrupted", "message": "interrupted"}, ExitStatus.SIGINT)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
             if os.environ.get("SEQ_DEBUG"):
                 raise
-            message = clean_text(str(error), 300) or "(no message)"
-            click.echo(
-                f"error: unexpected {type(error).__name__}: {message}\n"
-                "  hint: this is a bug in seq, or an input it does not check yet; run again with "
-                "SEQ_DEBUG=1 for the traceback and report it",
-                err=True,
+            message = f"unexpected {type(error).__name__}: {clean_text(str(error), 300) or '(no message)'}"
+            hint = (
+                "this is a bug in seq, or an input it does not check yet; run again with SEQ_DEBUG=1 for the "
+                "traceback and report it"
             )
-            sys.exit(ExitStatus.ERROR)
+            document = {"kind": "internal", "message": message, "hint": hint}
+            _fail(ctx, terminal_safe(f"error: {message}\n  hint: {hint}"), document, ExitStatus.INTERNAL)
 
     wrapper.guards_errors = True  # tests/test_cli_doors.py: every command's callback is this wrapper
     return wrapper
@@ -171,9 +166,40 @@ def _warnings_as_notes():
 
 
 def exit_status(error: SeqError) -> ExitStatus:
-    """An error that stopped on a signal (it carries ``signum``) exits as that signal; any other, ERROR."""
+    """An error that stopped on a signal (it carries ``signum``) exits as that signal; one of the machine
+    (``kind`` environment) as ENVIRONMENT; any other, ERROR."""
     signum = getattr(error, "signum", None)
-    return ExitStatus.for_signal(signum) if signum is not None else ExitStatus.ERROR
+    if signum is not None:
+        return ExitStatus.for_signal(signum)
+    return ExitStatus.ENVIRONMENT if error.kind == "environment" else ExitStatus.ERROR
+
+
+def error_document(error: SeqError) -> dict:
+    """The error as data, for ``--format json``: its kind, message and hint, the file, line and column of the
+    first problem in a spec (all of them under ``problems``), and the command that resumes an interrupted run."""
+    problems = [{"file": p.file, **p.as_dict()} for p in getattr(error, "problems", [])]
+    first = problems[0] if problems else {}
+    document = {
+        "kind": error.kind,
+        "message": error.message,
+        "hint": error.hint or first.get("hint"),
+        "file": first.get("file"),
+        "line": first.get("line"),
+        "column": first.get("column"),
+        "problems": problems,
+    }
+    if getattr(error, "resume_command", None):
+        document["resume_command"] = error.resume_command
+    return document
+
+
+def _fail(ctx: click.Context, text: str, document: dict, status: ExitStatus, result: dict | None = None):
+    """Exit with ``status`` after the error on stderr and, when the command prints JSON, as JSON on stdout: the
+    ``error`` key of one document (with what the command found before it failed, ``result``, when it says)."""
+    click.echo(text, err=True)
+    if ctx.params.get("fmt") == "json" or ctx.params.get("as_json"):
+        click.echo(json.dumps({**(result or {}), "error": {**document, "exit_status": int(status)}}, indent=2))
+    sys.exit(status)
 
 
 def _with_allowed_paths(command):

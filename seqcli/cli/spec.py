@@ -34,12 +34,14 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
     upto_key = int(upto) if upto is not None and upto.isdigit() else upto
     report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
-    if fmt == "json":
+    if fmt == "json" and report.ok:
         click.echo(json.dumps(report.as_dict(), indent=2))
-    elif report.built is not None and report.built.rows:
+    elif fmt != "json" and report.built is not None and report.built.rows:
         stdout_console().print(summary_table(report))
     if not report.ok:
-        raise report.error()
+        error = report.error()
+        error.result = report.as_dict()  # the JSON document: the report, with the error in it
+        raise error
 
 
 @seq_command()
