@@ -167,3 +167,29 @@ def test_schema_output_replaces_only_a_seq_schema(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0
     assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0  # regenerated
+
+
+def test_shell_completion_works_for_both_names(monkeypatch, capsys):
+    """``seqcli`` (the name that does not shadow coreutils' seq) completes as itself, like ``seq``."""
+    import pytest
+
+    from seqcli.cli import main
+
+    for name in ("seq", "seqcli"):
+        monkeypatch.setattr(sys, "argv", [f"/venv/bin/{name}"])
+        monkeypatch.setenv(f"_{name.upper()}_COMPLETE", "bash_source")
+        with pytest.raises(SystemExit):
+            main()
+        monkeypatch.delenv(f"_{name.upper()}_COMPLETE")
+        assert f"complete -o nosort -F _{name}_completion {name}" in capsys.readouterr().out
+
+
+def test_the_version_has_one_source():
+    from importlib.metadata import version
+
+    import seqcli
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject.split("[tool.setuptools")[0]
+    assert version("seqcli") == seqcli.__version__
+    assert CliRunner().invoke(cli, ["--version"]).output == f"seq, version {seqcli.__version__}\n"

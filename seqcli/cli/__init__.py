@@ -10,6 +10,7 @@ The package: ``options`` (consoles, errors to exit statuses, shared options), an
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -64,7 +65,9 @@ for _command in (
 
 
 def main():
-    cli(prog_name="seq")
+    """The console scripts ``seq`` and ``seqcli`` (and ``python -m seqcli``): the program's name is the one it
+    was started as, so that shell completion (``_SEQCLI_COMPLETE=bash_source seqcli``) completes that name."""
+    cli(prog_name="seqcli" if os.path.basename(sys.argv[0]) == "seqcli" else "seq")
 
 
 __all__ = [
