@@ -218,3 +218,120 @@ def test_an_application_base_exports(tmp_path, fmt):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["max_difference"] <= 1e-5
     np.testing.assert_allclose(run_artifact(fmt, output, x), model.predict(x, verbose=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- names a client can rely on
+
+
+def signature(result) -> dict:
+    report = json.loads(result.stdout)
+    return {"inputs": report["inputs"], "outputs": report["outputs"]}
+
+
+@pytest.fixture(scope="module")
+def transferred(trained, tmp_path_factory):
+    """A `seq transfer` run (blueprint one) of the tiny project, from the trained run's weights."""
+    output = tmp_path_factory.mktemp("transfer") / "tr"
+    result = run("transfer", trained / "tiny.yaml", "--weights", trained / "run" / "model.keras", "--output", output)
+    assert result.exit_code == 0, result.output
+    return output
+
+
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("saved_model", marks=pytest.mark.slow), pytest.param("tflite", marks=pytest.mark.slow), "onnx"]
+)
+def test_train_and_transfer_exports_have_the_same_names(trained, transferred, tmp_path, fmt):
+    """Keras names the Input of every model it builds anew (input_layer, input_layer_4...): the export must not."""
+    import keras
+
+    sources = (trained / "run", transferred / "phase1")
+    assert len({keras.saving.load_model(source / "model.keras").inputs[0].name for source in sources}) == 2
+    exported = [
+        run("export", source, "--format", fmt, "--output", tmp_path / f"{fmt}-{i}", "--json", "--samples", 4)
+        for i, source in enumerate(sources)
+    ]
+    assert all(result.exit_code == 0 for result in exported), [r.output for r in exported]
+    assert signature(exported[0]) == signature(exported[1])
+    assert signature(exported[0])["inputs"] == [{"name": "inputs", "shape": [None, 4, 4, 1], "dtype": "float32"}]
+    assert signature(exported[0])["outputs"] == [{"name": "outputs", "shape": [None, 3], "dtype": "float32"}]
+
+
+def test_a_named_input_names_the_served_input(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,), name="pixels"), keras.layers.Dense(2)])
+    x = np.random.default_rng(4).normal(0, 1, (6, 3)).astype(np.float32)
+    path = save_model(model, tmp_path, x)
+    result = run("export", path, "--output", tmp_path / "m.onnx", "--data", tmp_path / "x.npy", "--json")
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in json.loads(result.stdout)["inputs"]] == ["pixels"]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (output,) = session.run(["outputs"], {"pixels": x})
+    np.testing.assert_allclose(output, model.predict(x, verbose=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- TF Serving's layout
+
+
+def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(trained, tmp_path):
+    served = tmp_path / "served"
+    first = run("export", trained / "run", "--format", "saved_model", "--output", served, "--samples", 4)
+    assert first.exit_code == 0, first.output
+    second = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"]
+    for version in ("1", "2"):
+        assert sorted(p.name for p in (served / version).iterdir()) == [
+            "assets",
+            "fingerprint.pb",
+            "saved_model.pb",
+            "variables",
+        ]
+    again = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    assert again.exit_code == 1
+    assert problems(again) == (
+        f"error: {served / '2'} exists\n"
+        "  hint: add --overwrite to replace version 2, or give a new --version (next: 3)\n"
+    )
+    stamp = (served / "1" / "saved_model.pb").stat().st_mtime_ns
+    replaced = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert (served / "1" / "saved_model.pb").stat().st_mtime_ns == stamp  # version 1 untouched
+    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"] and leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- what verification proves
+
+
+def test_a_model_with_one_output_for_every_input_is_flagged(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="zeros")])
+    x = np.random.default_rng(5).normal(0, 1, (6, 3)).astype(np.float32)
+    path = save_model(model, tmp_path, x)
+    result = run("export", path, "--output", tmp_path / "m.tflite", "--data", tmp_path / "x.npy", "--json")
+    assert result.exit_code == 0, result.output
+    warning = (
+        "the model predicts the same output for all 12 verification inputs, so the match proves little; a frozen "
+        "base built with 'weights: null' or dead units do this: check the model's weights"
+    )
+    assert f"warning: {warning}" in result.stderr.replace("\n", " ")
+    assert json.loads(result.stdout)["warnings"] == [warning]
+
+
+def test_verification_reaches_beyond_the_samples(trained, tmp_path):
+    """One real sample still gives inputs that vary: random ones within the range of the data."""
+    result = run("export", trained / "run", "--output", tmp_path / "m.onnx", "--samples", 2, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["samples"] == 2 and report["random_inputs"] == 4 and report["warnings"] == []
+
+
+def test_stages_go_to_stderr_one_line_each_in_a_log(trained, tmp_path):
+    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--json", "--samples", 4)
+    assert result.exit_code == 0, result.output
+    stages = [line.split(":", 1)[1].strip().split(" ")[0] for line in result.stderr.splitlines()]
+    assert stages == ["loading", "running", "converting", "verifying", "writing"]
+    json.loads(result.stdout)  # stdout holds the JSON report alone
