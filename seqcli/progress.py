@@ -245,10 +245,12 @@ def stage_display(console: Console, command: str):
     import contextlib
     import time
 
+    from seqcli.errors import terminal_safe
+
     if not console.is_terminal:
 
-        def plain(text: str) -> None:
-            console.print(f"{command}: {text}", highlight=False, markup=False, soft_wrap=True)
+        def plain(text: str) -> None:  # paths in the text are the user's: shown, never interpreted
+            console.print(terminal_safe(f"{command}: {text}"), highlight=False, markup=False, soft_wrap=True)
 
         return contextlib.nullcontext(plain)
 
@@ -258,7 +260,7 @@ def stage_display(console: Console, command: str):
         with console.status("", spinner="dots") as status:
 
             def show(text: str) -> None:
-                status.update(Text(f"{command}: {text} ({time.monotonic() - started:.0f}s so far)"))
+                status.update(Text(terminal_safe(f"{command}: {text} ({time.monotonic() - started:.0f}s so far)")))
 
             yield show
 

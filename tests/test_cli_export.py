@@ -335,3 +335,18 @@ def test_stages_go_to_stderr_one_line_each_in_a_log(trained, tmp_path):
     stages = [line.split(":", 1)[1].strip().split(" ")[0] for line in result.stderr.splitlines()]
     assert stages == ["loading", "running", "converting", "verifying", "writing"]
     json.loads(result.stdout)  # stdout holds the JSON report alone
+
+
+def test_on_a_terminal_stages_show_as_a_spinner_that_goes_away():
+    import io
+
+    from rich.console import Console
+
+    from seqcli.progress import stage_display
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    with stage_display(console, "export") as stage:
+        stage("converting to tflite\x1b[2J")
+    shown = screen.getvalue()
+    assert "export: converting to tflite\ufffd[2J (0s so far)" in shown and "\x1b[2J" not in shown

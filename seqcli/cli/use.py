@@ -67,9 +67,13 @@ def predict(target, source, output, batch_size, overwrite):
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
     from seqcli.predict import predict_to_file
+    from seqcli.progress import stage_display
     from seqcli.shapes import shape_text
 
-    result = predict_to_file(target, data=source, output=output, batch_size=batch_size, overwrite=overwrite)
+    with stage_display(stderr_console(), "predict") as stage:
+        result = predict_to_file(
+            target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage
+        )
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
