@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import SeqError
+from seqcli.errors import MissingDependency, SeqError
 from seqcli.export_formats import FORMATS, ExportError, ExportFormat, ServingNames, Verification, serving_names
 from seqcli.files import temporary_prefix
 
@@ -161,7 +161,7 @@ def require_packages(row: ExportFormat) -> None:
 
     missing = [name for name in row.packages if importlib.util.find_spec(name) is None]
     if missing:
-        raise ExportError(
+        raise MissingDependency(
             f"{row.name} export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
             hint=f"pip install 'seqcli[{row.name}]'  (or: pip install {' '.join(row.packages)})",
         )

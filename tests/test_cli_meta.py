@@ -113,7 +113,7 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
     monkeypatch.delenv("SEQ_DEBUG", raising=False)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert result.stderr.startswith("error: unexpected RuntimeError: something inside broke\n  hint: this is a bug")
     assert "Traceback" not in result.output
 
@@ -141,11 +141,15 @@ def test_exit_statuses_are_one_table():
     import signal
 
     from seqcli.cli import exit_status
-    from seqcli.errors import SeqError
+    from seqcli.errors import MissingDependency, SeqError
     from seqcli.exit_status import ExitStatus
+    from seqcli.files import OutputError
 
-    assert [int(s) for s in ExitStatus] == [0, 1, 2, 130, 143]
+    assert [int(s) for s in ExitStatus] == [0, 1, 2, 3, 4, 130, 143]
     assert exit_status(SeqError("x")) == ExitStatus.ERROR
+    assert exit_status(MissingDependency("x")) == ExitStatus.ENVIRONMENT
+    assert exit_status(OutputError("x", cause=OSError(28, "No space left on device"))) == ExitStatus.ENVIRONMENT
+    assert exit_status(OutputError("x", cause=OSError(21, "Is a directory"))) == ExitStatus.ERROR
     stopped = SeqError("stopped")
     stopped.signum = signal.SIGTERM
     assert exit_status(stopped) == ExitStatus.SIGTERM
@@ -163,3 +167,29 @@ def test_schema_output_replaces_only_a_seq_schema(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0
     assert CliRunner().invoke(cli, ["schema", "-o", str(tmp_path / "s.json")]).exit_code == 0  # regenerated
+
+
+def test_shell_completion_works_for_both_names(monkeypatch, capsys):
+    """``seqcli`` (the name that does not shadow coreutils' seq) completes as itself, like ``seq``."""
+    import pytest
+
+    from seqcli.cli import main
+
+    for name in ("seq", "seqcli"):
+        monkeypatch.setattr(sys, "argv", [f"/venv/bin/{name}"])
+        monkeypatch.setenv(f"_{name.upper()}_COMPLETE", "bash_source")
+        with pytest.raises(SystemExit):
+            main()
+        monkeypatch.delenv(f"_{name.upper()}_COMPLETE")
+        assert f"complete -o nosort -F _{name}_completion {name}" in capsys.readouterr().out
+
+
+def test_the_version_has_one_source():
+    from importlib.metadata import version
+
+    import seqcli
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject.split("[tool.setuptools")[0]
+    assert version("seqcli") == seqcli.__version__
+    assert CliRunner().invoke(cli, ["--version"]).output == f"seq, version {seqcli.__version__}\n"
