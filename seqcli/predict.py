@@ -73,7 +73,11 @@ def resolve_target(target: str | Path) -> Target:
                 "the run was interrupted before it finished: continue it with 'seq train SPEC --output "
                 f"{path} --resume'"
                 if (path / "checkpoints" / "last.npz").exists()
-                else "give a run directory written by 'seq train', or a .keras file"
+                else "a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2 when it "
+                f"fine-tunes) finishes: continue it with 'seq transfer SPEC --output {path} --resume', or give "
+                f"{path / 'phase1'}"
+                if (path / "phase1").is_dir()
+                else "give a run directory written by 'seq train' or 'seq transfer', or a .keras file"
             )
             raise ModelLoadError(f"{path} holds no model.keras", hint=hint)
         return Target(model, path)

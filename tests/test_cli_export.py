@@ -256,6 +256,24 @@ def test_train_and_transfer_exports_have_the_same_names(trained, transferred, tm
     assert signature(exported[0])["outputs"] == [{"name": "outputs", "shape": [None, 3], "dtype": "float32"}]
 
 
+def test_a_transfer_folder_is_a_run_for_export_evaluate_and_plot(transferred, tmp_path):
+    exported = run("export", transferred, "--output", tmp_path / "m.onnx", "--samples", 4, "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["data"] == f"data.train of {transferred / 'spec.yaml'}"
+    evaluated = run("evaluate", transferred, "--format", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    plotted = run("plot", transferred, "--output", tmp_path / "curves.png")
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_an_unfinished_transfer_folder_names_its_phases(tmp_path):
+    (tmp_path / "tr" / "phase1").mkdir(parents=True)
+    result = run("export", tmp_path / "tr", "--output", tmp_path / "m.onnx")
+    assert result.exit_code == 1
+    assert "hint: a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2" in result.stderr
+
+
 def test_a_named_input_names_the_served_input(tmp_path):
     import keras
 
