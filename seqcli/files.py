@@ -104,6 +104,43 @@ def resolve_path(path: str | Path, base_dir: str | Path) -> Path:
     return resolved if resolved.is_absolute() else Path(base_dir) / resolved
 
 
+GLOB_CHARACTERS = frozenset("*?[")
+MAX_PATTERN_MATCHES = 100_000  # shards one glob may name
+
+
+def is_pattern(text: str) -> bool:
+    """Whether a file name is a glob (``data/train-*.npz``): it holds ``*``, ``?`` or ``[``."""
+    return any(character in GLOB_CHARACTERS for character in text)
+
+
+def pattern_folder(pattern: str | Path, base_dir: str | Path) -> Path:
+    """The folder a glob searches: its longest leading part without glob characters, resolved against
+    ``base_dir``."""
+    parts = Path(os.path.expanduser(pattern)).parts
+    fixed = []
+    for part in parts[:-1]:
+        if is_pattern(part):
+            break
+        fixed.append(part)
+    return resolve_path(Path(*fixed) if fixed else Path("."), base_dir)
+
+
+def matching_files(pattern: str, base_dir: str | Path) -> list[Path]:
+    """The files (not folders) a glob matches, relative to ``base_dir``, in sorted order; names starting
+    with a dot match only a pattern that starts with one. At most :data:`MAX_PATTERN_MATCHES` (ValueError
+    past it)."""
+    import glob
+
+    full = str(resolve_path(pattern, base_dir))
+    found = []
+    for name in glob.iglob(full):
+        if os.path.isfile(name):
+            found.append(Path(name))
+            if len(found) > MAX_PATTERN_MATCHES:
+                raise ValueError(f"matches more than {MAX_PATTERN_MATCHES:,} files")
+    return sorted(found)
+
+
 def keep_copy(source: str | Path, target: str | Path) -> None:
     """Make ``target`` a copy of ``source``, atomically: a hard link where the filesystem has them (no
     bytes copied; replacing ``source`` later leaves ``target`` as it was), else a copy."""

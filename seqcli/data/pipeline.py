@@ -15,6 +15,7 @@ import numpy as np
 from seqcli.data.arrays import DataError, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.data.streams import Stream
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import DataSection, SourceSection
@@ -132,6 +133,15 @@ def load_datasets(
         train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
+    buffer = train.shuffle_buffer(section.shuffle_buffer) if isinstance(train, Stream) else None
+    if isinstance(train, Stream):
+        train.check_memory(batch_size, buffer, section.shuffle)
+    if isinstance(section.validation, float) and isinstance(train, Stream):
+        raise DataError(
+            "data.validation: a fraction of a streamed source cannot be split off (its samples are never all "
+            "in memory to draw from)",
+            hint="give validation data of its own, e.g. `validation: data/valid-*.npz`",
+        )
     if isinstance(section.validation, float):
         train_indices, validation_indices = split_indices(train.count, section.validation, seed)
         validation = train
@@ -142,7 +152,7 @@ def load_datasets(
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
         order_seed = (seed, epoch) if section.shuffle else None
-        return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip)
+        return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip, buffer=buffer)
 
     def validation_builder() -> tf.data.Dataset:
         return _validation_batches(validation, validation_indices, batch_size, section.cache)
@@ -192,6 +202,11 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
     Image directories are streamed, never loaded whole: they raise :class:`DataError`.
     """
     opened = open_source(source, Path(base_dir), "data source", labels=False, keep_labels=True)
+    if isinstance(opened, Stream):
+        raise DataError(
+            "the data source is streamed (shards or TFRecord), not loaded into memory as arrays",
+            hint="use a single .npz, .npy or .csv source here",
+        )
     if isinstance(opened, Images):
         path = resolve_path(as_section(source, "data source").path, base_dir)
         raise DataError(
@@ -227,11 +242,15 @@ def _batches(
     labels: bool,
     order_seed: tuple[int, Any] | None = None,
     skip: int = 0,
+    buffer: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``source[indices]``, permuted by ``order_seed = (seed, epoch)`` when given,
-    without their first ``skip`` batches (skipped before anything is read)."""
+    without their first ``skip`` batches (skipped before anything is read). A streamed source is shuffled
+    through a buffer of ``buffer`` samples instead (:mod:`seqcli.data.streams`)."""
     tf = import_tensorflow()
 
+    if isinstance(source, Stream):  # streamed in full: a fraction is never split off one (load_datasets)
+        return source.dataset(batch_size, order=order_seed, buffer=buffer or 1, skip=skip)
     count = len(indices)
     positions = tf.data.Dataset.range(min(skip * batch_size, count), count)
     (index_table,) = eager_constants(None if _is_identity(indices, source.count) else indices)

@@ -19,12 +19,13 @@ from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import Images, open_images
 from seqcli.data.keras_datasets import open_keras_dataset
+from seqcli.data.streams import TFRECORD_SUFFIXES, FileReaders, Stream, is_streamed, open_stream
 from seqcli.errors import SeqError, did_you_mean
-from seqcli.files import resolve_path
+from seqcli.files import is_pattern, matching_files, resolve_path
 from seqcli.spec.sections import DATASET_NAMES, SourceSection
 
-Source = Arrays | Images
-FORMATS = ("npz", "npy", "csv", "images")
+Source = Arrays | Images | Stream
+FORMATS = ("npz", "npy", "csv", "images", "tfrecord")
 
 
 def validate_section(model: type[pydantic.BaseModel], value: Any, where: str):
@@ -37,7 +38,7 @@ def validate_section(model: type[pydantic.BaseModel], value: Any, where: str):
         raise DataError(f"invalid data settings: {problems}") from None
 
 
-def as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
+def as_section(source: str | list | dict | SourceSection, where: str) -> SourceSection:
     if isinstance(source, SourceSection):
         return source
     if isinstance(source, str):
@@ -45,6 +46,8 @@ def as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
         if name in DATASET_NAMES and split in ("", "train", "test"):
             return SourceSection(dataset=name, split=split or "train")
         return SourceSection(path=source)
+    if isinstance(source, list):
+        return validate_section(SourceSection, {"path": source}, where)
     return validate_section(SourceSection, source, where)
 
 
@@ -103,6 +106,10 @@ def _open_path(
     want_labels: bool,
     input_shape: tuple | None = None,
 ):
+    if is_streamed(section, section.format) or _names_tfrecord(section.path):
+        files = _shard_files(section, base_dir, where)
+        readers = FileReaders(read_npz=read_npz, npz_header=npz_header, read_csv=read_csv, csv_columns=csv_columns)
+        return open_stream(section, files, where, labels=want_labels, input_shape=input_shape, readers=readers)
     path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
     limits.check_data_file(path, where)
@@ -114,7 +121,7 @@ def _open_path(
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
     if fmt == "npz":
-        x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
+        x, y = read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
     elif fmt == "npy":
         x = _read_npy(path, where, input_shape=input_shape)
         y = None
@@ -124,8 +131,36 @@ def _open_path(
             limits.check_data_file(y_path, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
-        x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
+        x, y = read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
     return as_arrays(x, y, section.scale, path, where)
+
+
+def _names_tfrecord(path: str) -> bool:
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    return any(suffix in TFRECORD_SUFFIXES for suffix in suffixes[-2:])
+
+
+def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Path]:
+    """The files of a streamed source, in order: a list's (each one may be a glob), or a glob's sorted matches."""
+    names = section.path if isinstance(section.path, list) else [section.path]
+    files = []
+    for name in names:
+        if not is_pattern(name):
+            path = resolve_path(name, base_dir)
+            _require_exists(path, name, base_dir, where)
+            files.append(path)
+            continue
+        try:
+            matched = matching_files(name, base_dir)
+        except ValueError as error:
+            raise DataError(f"{where}: {name!r} {error}", hint="name fewer, larger shards") from None
+        if not matched:
+            raise DataError(
+                f"{where}: {name!r} matches no file (relative to {base_dir})",
+                hint="check the pattern; * does not match a leading dot",
+            )
+        files += matched
+    return files
 
 
 def _names_npy(name: str | None) -> bool:
@@ -159,20 +194,20 @@ def _infer_format(path: Path, where: str) -> str:
     return fmt
 
 
-def _read_npz(
+def read_npz(
     path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool, input_shape: tuple | None = None
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
     with limits.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
-        x_shape = _npz_header(archive, section.x, members, path, where, "x")
+        x_shape, _ = npz_header(archive, section.x, members, path, where, "x")
         if len(x_shape) > 0:
             check_sample_shape(x_shape[1:], input_shape, path, where)
         y = None
         if want_labels and section.y is not None:
             if section.y in names:
-                _npz_header(archive, section.y, members, path, where, "y")
+                npz_header(archive, section.y, members, path, where, "y")
                 y = _npz_array(archive, members[section.y], path, where)
             elif labels:
                 _missing_array(section.y, path, names, where, "y", taken=(section.x,))
@@ -180,15 +215,16 @@ def _read_npz(
     return x, y
 
 
-def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: str, role: str) -> tuple:
+def npz_header(archive, name: str, members: dict[str, str], path: Path, where: str, role: str) -> tuple:
+    """The shape and dtype (text) an array of an open .npz declares, checked against the file and the budget."""
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
     with limits.open_member(archive, member, path, where) as handle:
-        shape, _ = limits.check_npy_header(
+        shape, dtype = limits.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
-    return tuple(shape)
+    return tuple(shape), dtype
 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
@@ -230,21 +266,11 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
 
 
-def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None):
+def read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None):
     """A CSV streamed row by row into float64 chunks: the header (and the model's input shape, when given)
     is checked before the body is read, and the numbers read so far never exceed the memory budget."""
     with _csv_reader(path, where) as rows:
-        header = next(rows, None)
-        if header is None:
-            raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
-        header = [name.strip() for name in header]
-        label = section.label or header[-1]
-        if want_labels:
-            _check_columns([label], header, path, where, "label")
-        features = section.features or [name for name in header if name != label]
-        _check_columns(features, header, path, where, "features")
-        if section.label is None and section.features is None and len(header) < 2:
-            raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
+        header, features, label = _csv_header(rows, path, section, where, want_labels=want_labels)
         check_sample_shape((len(features),), input_shape, path, where)
         values, lines = _csv_numbers(rows, header, path, where)
     with np.errstate(over="ignore", invalid="ignore"):  # a number float32 cannot hold becomes inf: named below
@@ -257,6 +283,39 @@ def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bo
             y = y.astype(np.int64) if whole else y.astype(np.float32)
             _check_csv_finite(y, [label], lines, "y", path, where)
     return x, y
+
+
+def _csv_header(rows, path: Path, section: SourceSection, where: str, *, want_labels: bool):
+    """The header row, the feature columns and the label column of a CSV, checked."""
+    header = next(rows, None)
+    if header is None:
+        raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
+    header = [name.strip() for name in header]
+    label = section.label or header[-1]
+    if want_labels:
+        _check_columns([label], header, path, where, "label")
+    if isinstance(section.features, dict):
+        raise DataError(
+            f"{where}.features: a CSV's features are a list of column names",
+            hint="a features description (name -> {dtype, shape}) is for TFRecord files",
+        )
+    features = section.features or [name for name in header if name != label]
+    _check_columns(features, header, path, where, "features")
+    if section.label is None and section.features is None and len(header) < 2:
+        raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
+    return header, features, label
+
+
+def csv_columns(path: Path, section: SourceSection, where: str, *, want_labels: bool) -> tuple[list, str, int]:
+    """A CSV shard's feature columns, label column and number of rows, its numbers not converted."""
+    with _csv_reader(path, where) as rows:
+        header, features, label = _csv_header(rows, path, section, where, want_labels=want_labels)
+        count = 0
+        for row in rows:
+            if len(row) != len(header):
+                raise DataError(f"{where}: {path}:{rows.line}: row has {len(row)} cells, the header has {len(header)}")
+            count += 1
+    return features, label, count
 
 
 def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray, role: str, path: Path, where: str):

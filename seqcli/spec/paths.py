@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Problem
-from seqcli.files import resolve_path
+from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
 from seqcli.spec.sections import DATASET_NAMES
 from seqcli.spec.yamlload import Document, PathKey
 
@@ -51,6 +51,16 @@ class FileField:
     value: str
     cap: int
     directory_ok: bool = False  # an image folder is a data source
+    pattern: bool = False  # a glob of data shards: every file it matches is read
+
+    def files(self, base_dir: Path) -> list[Path]:
+        """The files this value names: the one it names, or every match of a glob (sorted)."""
+        if not self.pattern:
+            return [resolve_path(self.value, base_dir)]
+        try:
+            return matching_files(self.value, base_dir)
+        except ValueError:
+            return []
 
 
 @contextlib.contextmanager
@@ -128,13 +138,26 @@ def _data_files(section: dict) -> list[FileField]:
     for key in ("train", "validation", "test"):
         source = section.get(key)
         if isinstance(source, str) and not is_dataset_name(source):
-            fields.append(FileField(("data", key), source, DATA_FILE_CAP, directory_ok=True))
+            fields.append(_data_field(("data", key), source))
+        elif isinstance(source, list):
+            fields += _shard_fields(("data", key), source)
         elif isinstance(source, dict):
             if isinstance(source.get("path"), str):
-                fields.append(FileField(("data", key, "path"), source["path"], DATA_FILE_CAP, directory_ok=True))
+                fields.append(_data_field(("data", key, "path"), source["path"]))
+            elif isinstance(source.get("path"), list):
+                fields += _shard_fields(("data", key, "path"), source["path"])
             if isinstance(source.get("y"), str) and source["y"].lower().endswith(".npy"):
                 fields.append(FileField(("data", key, "y"), source["y"], DATA_FILE_CAP))
     return fields
+
+
+def _data_field(path: PathKey, value: str) -> FileField:
+    return FileField(path, value, DATA_FILE_CAP, directory_ok=True, pattern=is_pattern(value))
+
+
+def _shard_fields(path: PathKey, values: list) -> list[FileField]:
+    """A list of shard files: each one a file field (a glob in the list is one too)."""
+    return [_data_field(path + (index,), value) for index, value in enumerate(values) if isinstance(value, str)]
 
 
 def is_dataset_name(source: str) -> bool:
@@ -159,6 +182,32 @@ def confine(
             return f"{value!r} leads out of the spec's folder"
         return f"{value!r} is a symbolic link that leads out of the spec's folder"
     return _kind_problem(value, resolved, cap, directory_ok)
+
+
+def confine_pattern(value: str, base_dir: Path, *, cap: int, roots: Sequence[Path]) -> tuple[str, str] | None:
+    """Why a spec may not read the files a glob matches, with a hint (None when it may): the folder the
+    glob searches and every file it matches are confined as one file name is, and it must match a file."""
+    if _URL.match(value):
+        return f"{value!r} is a URL; a spec reads local files only", "download the files into the spec's folder"
+    folder = pattern_folder(value, base_dir)
+    if not _inside(folder.resolve(), roots):
+        return f"{value!r} searches {folder}, outside the spec's folder", ALLOW_HINT
+    try:
+        matches = matching_files(value, base_dir)
+    except ValueError as error:
+        return f"{value!r} {error}", "name fewer, larger shards"
+    if not matches:
+        return (
+            f"{value!r} matches no file (searched from {Path(base_dir).resolve()})",
+            "check the pattern; it is relative to the spec's folder, and * does not match a leading dot",
+        )
+    for match in matches:
+        if not _inside(match.resolve(), roots):
+            return f"{value!r} matches {match}, a symbolic link that leads out of the spec's folder", ALLOW_HINT
+        problem = _kind_problem(str(match), match.resolve(), cap, directory_ok=False)
+        if problem:
+            return f"{value!r} matches {problem}", "remove the file from the folder, or narrow the pattern"
+    return None
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
@@ -191,9 +240,13 @@ def path_problems(document: Document, base_dir: Path) -> tuple[list[Problem], se
     for field in file_fields(document.data):
         if _from_command_line(document, field.path):
             continue
-        message = confine(field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=roots)
-        if message:
+        if field.pattern:
+            found = confine_pattern(field.value, base_dir, cap=field.cap, roots=roots)
+            message, hint = found if found else (None, None)
+        else:
+            message = confine(field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=roots)
             hint = "download the file into the spec's folder" if _URL.match(field.value) else ALLOW_HINT
+        if message:
             problems.append(document.problem(field.path, message, hint))
             refused.add(field.path)
     return problems, refused

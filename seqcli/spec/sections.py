@@ -43,23 +43,43 @@ class CompileSection(Section):
     jit_compile: StrictBool | Literal["auto"] = "auto"
 
 
+class FeatureSection(Section):
+    """One feature of a TFRecord file's ``tf.train.Example`` records, as ``tf.io.FixedLenFeature`` reads it."""
+
+    dtype: Literal["float32", "int64"] = Field(description="float32 (a float_list) or int64 (an int64_list)")
+    shape: list[Annotated[StrictInt, Field(ge=1)]] = Field(
+        default_factory=list, description="the shape of one record's value ([] for a single number)"
+    )
+
+
+Paths = Annotated[list[StrictStr], Field(min_length=1)]
+
+
 class SourceSection(Section):
     """Where data comes from. A bare string in the spec is shorthand (see seqcli.data)."""
 
-    path: StrictStr | None = None
+    path: StrictStr | Paths | None = Field(
+        default=None, description="a file, a folder, a glob of shards (data/train-*.npz) or a list of shard files"
+    )
     dataset: KerasDataset | BundledDataset | None = None
-    format: Literal["npz", "npy", "csv", "images"] | None = None
+    format: Literal["npz", "npy", "csv", "images", "tfrecord"] | None = None
+    compression: Literal["GZIP", "ZLIB", "none"] | None = Field(
+        default=None, description="of TFRecord files (default: none)"
+    )
     split: Literal["train", "test"] = "train"
     x: StrictStr = "x"
     y: StrictStr | None = "y"
-    features: list[StrictStr] | None = None
+    features: list[StrictStr] | dict[StrictStr, FeatureSection] | None = Field(
+        default=None,
+        description="a CSV's feature columns, or a TFRecord's features: name -> {dtype, shape}",
+    )
     label: StrictStr | None = None
     image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
     scale: Number | None = None
 
 
-Source = Union[StrictStr, SourceSection]
+Source = Union[StrictStr, Paths, SourceSection]
 
 
 class DataSection(Section):

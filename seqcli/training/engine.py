@@ -71,7 +71,7 @@ def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
         data = absolute_spec_paths(spec.resolved(), spec.base_dir)
     except Exception:  # a spec too broken to resolve: its problems are reported by training
         data = {}
-    return [Path(spec_path), *(Path(field.value) for field in file_fields(data))]
+    return [Path(spec_path), *(path for field in file_fields(data) for path in field.files(Path.cwd()))]
 
 
 def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Reporter) -> TrainResult:

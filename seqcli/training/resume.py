@@ -60,7 +60,8 @@ def input_files(spec: Spec) -> dict[str, dict]:
 
 def _step_files(data: dict) -> list[str]:
     """The files that decide a run's steps: every file the spec names but ``data.test``."""
-    return list(dict.fromkeys(field.value for field in file_fields(data) if field.path[:2] != ("data", "test")))
+    fields = [field for field in file_fields(data) if field.path[:2] != ("data", "test")]
+    return list(dict.fromkeys(str(path) for field in fields for path in field.files(Path.cwd())))
 
 
 def _file_digest(path: Path) -> dict:

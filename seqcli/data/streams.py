@@ -1,0 +1,639 @@
+"""Streamed sources: shards (a glob or a list of .npz, .npy, .csv or TFRecord files) and TFRecord files, read a
+chunk at a time, never whole.
+
+Memory is bounded by the batch, the shuffle buffer and the shards open at once (:data:`SHARDS_OPEN` while
+shuffling, one otherwise), priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
+
+The order of an epoch is a pure function of ``(seed, epoch)``: the shards in an order permuted by it, read
+:data:`SHARDS_OPEN` at a time, one sample from each in turn (a shard that ends gives its place to the next one),
+through a shuffle buffer of ``data.shuffle_buffer`` samples drawn from a generator seeded by it. Without
+shuffling, the shards are read one after the other in their sorted order: the same samples in the same order as
+the shards' arrays concatenated. Skipping the first batches of an epoch (exact resume) replays the same stream.
+
+Each shard's header is checked when the source opens (sample shape and dtypes equal to the first shard's); a
+TFRecord file's records are counted then (its length fields checked), and each record's data is checked when it
+is read. A problem found while a pipeline runs stops it with a :class:`~seqcli.data.arrays.DataError` that
+:func:`take_failure` hands to whoever runs the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from seqcli import limits
+from seqcli.data.arrays import DataError, as_arrays, check_sample_shape
+from seqcli.errors import SeqError, clean_tensorflow_message, did_you_mean
+from seqcli.keras_env import import_tensorflow
+from seqcli.spec.sections import SourceSection
+
+if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+    import tensorflow as tf  # noqa: TID251
+
+SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
+CHUNK_ROWS = 1024  # rows read from a shard at a time
+DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
+BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
+PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
+STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrec", ".tfrecords")
+COMPRESSIONS = {"GZIP": "GZIP", "ZLIB": "ZLIB", "none": "", None: ""}
+
+_failure_lock = threading.Lock()
+_failure: list[SeqError] = []
+
+
+def take_failure() -> SeqError | None:
+    """The data error that stopped a streamed pipeline since the last call (None when none did); a pipeline
+    stops with a TensorFlow error whose text is not seq's, so whoever runs it raises this one instead."""
+    with _failure_lock:
+        return _failure.pop() if _failure else None
+
+
+def _record_failure(error: SeqError) -> None:
+    with _failure_lock:
+        _failure[:] = [error]
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+@dataclass
+class Shard:
+    """One file of a streamed source: what its header says, and how to read its rows in chunks."""
+
+    path: Path
+    fmt: str
+    count: int
+    sample_shape: tuple
+    x_dtype: str
+    y_dtype: str | None
+    y_shape: tuple = ()
+    open_bytes: int = 0  # memory the shard holds while it is read
+
+    def chunks(self, source: Stream, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Rows ``start ..`` of the shard as ``(x float32, y or None)`` chunks, checked as in-memory data is."""
+        for x, y in _READERS[self.fmt](self, source, start):
+            arrays = as_arrays(x, y if source.labels else None, None, self.path, source.where)
+            yield _as_float(arrays.x, source.section.scale), _labels_as(arrays.y, source, self.path)
+
+
+def _labels_as(y: np.ndarray | None, source: Stream, path: Path) -> np.ndarray | None:
+    """A chunk's labels in the dtype of every batch's (class indices stay whole numbers)."""
+    if y is None or y.dtype == source.y_dtype:
+        return y
+    if source.y_dtype == "int64":
+        raise DataError(
+            f"{source.where}: shard {path} holds labels that are not whole numbers, but the first shard's are "
+            "class indices",
+            hint="every shard of a source must hold labels of one kind",
+        )
+    return y.astype(np.float32)
+
+
+def _as_float(x: np.ndarray, scale) -> np.ndarray:
+    x = x.astype(np.float32, copy=False)
+    return x * np.float32(scale) if scale is not None else x
+
+
+def _npz_chunks(shard: Shard, source: Stream, start: int):
+    x, y = source.readers.read_npz(
+        shard.path, source.section, source.where, labels=source.labels, want_labels=source.labels
+    )
+    for offset in range(start, shard.count, CHUNK_ROWS):
+        yield x[offset : offset + CHUNK_ROWS], None if y is None else y[offset : offset + CHUNK_ROWS]
+
+
+def _npy_chunks(shard: Shard, source: Stream, start: int):
+    x = np.load(shard.path, mmap_mode="r", allow_pickle=False)
+    for offset in range(start, shard.count, CHUNK_ROWS):
+        yield np.array(x[offset : offset + CHUNK_ROWS]), None
+
+
+def _csv_chunks(shard: Shard, source: Stream, start: int):
+    x, y = source.readers.read_csv(shard.path, source.section, source.where, want_labels=source.labels)
+    for offset in range(start, shard.count, CHUNK_ROWS):
+        yield x[offset : offset + CHUNK_ROWS], None if y is None else y[offset : offset + CHUNK_ROWS]
+
+
+def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
+    records = _records(shard.path, source, start)
+    number = start
+    while True:
+        batch = [record for _, record in zip(range(CHUNK_ROWS), records)]
+        if not batch:
+            return
+        yield _parse(batch, number, shard.path, source)
+        number += len(batch)
+
+
+_READERS = {"npz": _npz_chunks, "npy": _npy_chunks, "csv": _csv_chunks, "tfrecord": _tfrecord_chunks}
+
+
+# ----------------------------------------------------------------------------- TFRecord
+
+
+def _records(path: Path, source: Stream, start: int) -> Iterator[bytes]:
+    """The records of a TFRecord file from record ``start`` (0-based), their checksums verified."""
+    tf = import_tensorflow()
+
+    options = tf.io.TFRecordOptions(compression_type=COMPRESSIONS[source.compression])
+    number = 0
+    try:
+        for number, record in enumerate(tf.compat.v1.io.tf_record_iterator(str(path), options)):  # noqa: B007
+            if number >= start:
+                yield record
+    except tf.errors.OpError as error:
+        raise _damaged(path, number + 1, error.message, source.where) from None
+
+
+def _damaged(path: Path, number: int, detail: str, where: str) -> DataError:
+    text = clean_tensorflow_message(detail)
+    kind = "is truncated" if "truncated" in text.lower() else "is damaged"
+    return DataError(
+        f"{where}: record {number} of {path} {kind} ({text})",
+        hint="the file changed after it was written (an interrupted copy, a full disk); write or copy it again",
+    )
+
+
+def _parse(batch: list[bytes], first: int, path: Path, source: Stream) -> tuple[np.ndarray, np.ndarray | None]:
+    """A chunk of serialized ``tf.train.Example`` records as ``(x, y)``; a record that does not match the
+    description is named by its number."""
+    tf = import_tensorflow()
+
+    try:
+        parsed = tf.io.parse_example(tf.constant(batch), source.parse_features())
+    except tf.errors.InvalidArgumentError as error:
+        index, detail = _first_unparsable(batch, source)
+        detail = detail or clean_tensorflow_message(error.message)
+        raise DataError(
+            f"{source.where}: record {first + index + 1} of {path} does not match the features description: {detail}",
+            hint=f"describe the records as they are written under `{source.where}.features`: "
+            "each feature's dtype (float32, int64) and shape",
+        ) from None
+    x = parsed[source.section.x].numpy()
+    y = parsed[source.section.y].numpy() if source.labels else None
+    return x, y
+
+
+def _first_unparsable(batch: list[bytes], source: Stream) -> tuple[int, str | None]:
+    tf = import_tensorflow()
+
+    for index, record in enumerate(batch):
+        try:
+            tf.io.parse_example(tf.constant([record]), source.parse_features())
+        except tf.errors.InvalidArgumentError as error:
+            return index, clean_tensorflow_message(error.message)
+    return 0, None
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for index in range(256):
+        value = index
+        for _ in range(8):
+            value = (value >> 1) ^ (0x82F63B78 if value & 1 else 0)
+        table.append(value)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def count_records(path: Path, source: Stream) -> int:
+    """Records in a TFRecord file. Uncompressed: each record's length field is read (and its checksum checked)
+    and its data skipped; compressed: every record is read."""
+    if COMPRESSIONS[source.compression]:
+        return sum(1 for _ in _records(path, source, 0))
+    size, count, offset = os.path.getsize(path), 0, 0
+    with open(path, "rb") as handle:
+        while offset < size:
+            header = handle.read(12)
+            if len(header) < 12:
+                raise _damaged(path, count + 1, "truncated record length", source.where)
+            (length,) = struct.unpack("<Q", header[:8])
+            if struct.unpack("<I", header[8:])[0] != _masked_crc32c(header[:8]):
+                raise _damaged(path, count + 1, "corrupted record length: its checksum does not match", source.where)
+            offset += 12 + length + 4
+            if offset > size:
+                raise _damaged(path, count + 1, "truncated record: the file ends inside it", source.where)
+            handle.seek(offset)
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------- the source
+
+
+@dataclass(frozen=True)
+class FileReaders:
+    """The readers of whole files (seqcli.data.sources) that shards of those formats use."""
+
+    read_npz: Callable
+    npz_header: Callable
+    read_csv: Callable
+    csv_columns: Callable
+
+
+@dataclass
+class Stream:
+    """A streamed source: its shards (checked alike), read a chunk at a time."""
+
+    shards: list[Shard]
+    section: SourceSection
+    where: str
+    labels: bool
+    readers: FileReaders
+    compression: str | None = None
+    y_dtype: str | None = None  # of every batch's labels: int64 or float32
+    class_names: list[str] | None = None
+    _features: dict | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return sum(shard.count for shard in self.shards)
+
+    @property
+    def sample_shape(self) -> tuple:
+        return self.shards[0].sample_shape
+
+    def batch_bytes(self, count: int) -> int:
+        return count * math.prod(self.sample_shape) * 4
+
+    def parse_features(self) -> dict:
+        """The TFRecord description as ``tf.io.FixedLenFeature`` s, for x (and y)."""
+        tf = import_tensorflow()
+
+        if self._features is None:
+            described = self.section.features
+            names = [self.section.x] + ([self.section.y] if self.labels else [])
+            self._features = {
+                name: tf.io.FixedLenFeature(described[name].shape, getattr(tf, described[name].dtype)) for name in names
+            }
+        return self._features
+
+    def shuffle_buffer(self, asked: int | None) -> int:
+        """The shuffle buffer in samples: ``asked``, else the default cut to what :data:`BUFFER_SHARE` of the
+        memory budget holds."""
+        if asked is not None:
+            return asked
+        fits = int(limits.max_memory() * BUFFER_SHARE) // max(self.batch_bytes(1), 1)
+        return max(1, min(DEFAULT_SHUFFLE_BUFFER, self.count, fits))
+
+    def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
+        """DataError when the batches, the shuffle buffer and the shards open at once would pass the budget."""
+        opened = sorted((shard.open_bytes for shard in self.shards), reverse=True)[: SHARDS_OPEN if shuffle else 1]
+        batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
+        buffered = self.batch_bytes(buffer) if shuffle else 0
+        total = batches + buffered + sum(opened)
+        if total <= limits.max_memory():
+            return
+        raise DataError(
+            f"{self.where}: streaming needs about {limits.human_size(total)} (batches "
+            f"{limits.human_size(batches)}, shuffle buffer of {buffer:,} samples {limits.human_size(buffered)}, "
+            f"{len(opened)} shard(s) open {limits.human_size(sum(opened))}), over the memory limit",
+            hint="lower data.shuffle_buffer or data.batch_size, split the data into smaller shards, or "
+            + limits.over_budget_hint(),
+        )
+
+    def dataset(
+        self, batch_size: int, *, order: tuple[int, int] | None = None, buffer: int = 1, skip: int = 0
+    ) -> tf.data.Dataset:
+        """Batches of the stream: in stored order, or in the order of ``order = (seed, epoch)`` (the epoch may
+        be a tensor: inside ``flat_map``); without their first ``skip`` batches."""
+        tf = import_tensorflow()
+
+        seed, epoch = order if order is not None else (0, -1)
+
+        def generate(epoch):
+            epoch_order = None if epoch < 0 else (seed, int(epoch))
+            try:
+                yield from self.batches(batch_size, order=epoch_order, buffer=buffer, skip=skip)
+            except SeqError as error:
+                _record_failure(error)
+                raise
+
+        x_spec = tf.TensorSpec((None, *self.sample_shape), tf.float32)
+        if not self.labels:
+            return tf.data.Dataset.from_generator(generate, output_signature=x_spec, args=(epoch,))
+        y_dtype = tf.int64 if self.y_dtype == "int64" else tf.float32
+        y_spec = tf.TensorSpec((None, *self.shards[0].y_shape), y_dtype)
+        return tf.data.Dataset.from_generator(generate, output_signature=(x_spec, y_spec), args=(epoch,))
+
+    def batches(self, batch_size: int, *, order: tuple[int, int] | None, buffer: int, skip: int) -> Iterator:
+        """The batches as numpy arrays (see :meth:`dataset`)."""
+        skipped = skip * batch_size
+        if order is None:
+            samples = self._sequential(skipped)
+            skipped = 0
+        else:
+            seed, epoch = order
+            rng = np.random.default_rng([int(seed) % 2**64, int(epoch), 0x5EED])
+            shard_order = np.argsort(rng.random(len(self.shards)), kind="stable")
+            samples = _shuffled(_interleaved(self, shard_order), buffer, rng)
+        yield from _batched(samples, batch_size, skipped, self.labels)
+
+    def _sequential(self, skip: int) -> Iterator:
+        """Every shard in its sorted order, from sample ``skip`` on (earlier shards are not opened)."""
+        for shard in self.shards:
+            if skip >= shard.count:
+                skip -= shard.count
+                continue
+            yield from shard.chunks(self, skip)
+            skip = 0
+
+
+def _interleaved(stream: Stream, shard_order: np.ndarray) -> Iterator:
+    """One sample from each of :data:`SHARDS_OPEN` open shards in turn; a shard that ends gives its place to
+    the next in ``shard_order``."""
+    pending = [stream.shards[index] for index in shard_order]
+    slots: list[list] = []  # [chunk iterator, x, y, offset]
+    while pending or slots:
+        while pending and len(slots) < SHARDS_OPEN:
+            slots.append([pending.pop(0).chunks(stream), None, None, 0])
+        slots = [slot for slot in slots if _refill(slot)]
+        while len(slots) < SHARDS_OPEN and pending:  # a shard that ended leaves room for the next
+            slot = [pending.pop(0).chunks(stream), None, None, 0]
+            if _refill(slot):
+                slots.append(slot)
+        if not slots:
+            return
+        rows = min(len(slot[1]) - slot[3] for slot in slots)
+        xs = [slot[1][slot[3] : slot[3] + rows] for slot in slots]
+        ys = [None if slot[2] is None else slot[2][slot[3] : slot[3] + rows] for slot in slots]
+        for slot in slots:
+            slot[3] += rows
+        x = np.stack(xs, axis=1).reshape(rows * len(slots), *xs[0].shape[1:])
+        y = None if ys[0] is None else np.stack(ys, axis=1).reshape(rows * len(slots), *ys[0].shape[1:])
+        yield x, y
+
+
+def _refill(slot: list) -> bool:
+    """Whether the slot has rows left, reading its shard's next chunk when the current one is used up."""
+    while slot[1] is None or slot[3] >= len(slot[1]):
+        chunk = next(slot[0], None)
+        if chunk is None:
+            return False
+        slot[1], slot[2], slot[3] = chunk[0], chunk[1], 0
+    return True
+
+
+def _shuffled(samples: Iterator, size: int, rng: np.random.Generator) -> Iterator:
+    """The samples through a shuffle buffer of ``size``, as tf.data's ``shuffle`` does it: once full, each new
+    sample takes the place of one drawn at random, which goes out; the rest go out in random order at the end.
+    The draws use one number each, so the order does not depend on how the samples are chunked."""
+    buffer_x, buffer_y, filled = None, None, 0
+    for x, y in samples:
+        if buffer_x is None:
+            buffer_x = np.empty((size, *x.shape[1:]), x.dtype)
+            buffer_y = None if y is None else np.empty((size, *y.shape[1:]), y.dtype)
+        taken = min(size - filled, len(x))
+        buffer_x[filled : filled + taken] = x[:taken]
+        if y is not None:
+            buffer_y[filled : filled + taken] = y[:taken]
+        filled += taken
+        if taken < len(x):
+            yield _swap(buffer_x, buffer_y, x[taken:], None if y is None else y[taken:], rng)
+    if filled:
+        order = np.argsort(rng.random(filled), kind="stable")
+        yield buffer_x[:filled][order], None if buffer_y is None else buffer_y[:filled][order]
+
+
+def _swap(buffer_x, buffer_y, x, y, rng: np.random.Generator):
+    """Out: for each incoming sample in turn, the buffer slot drawn for it; in: the sample, into that slot."""
+    size, count = len(buffer_x), len(x)
+    slots = np.minimum((rng.random(count) * size).astype(np.int64), size - 1)
+    order = np.argsort(slots, kind="stable")
+    sorted_slots = slots[order]
+    same = np.concatenate([[False], sorted_slots[1:] == sorted_slots[:-1]])
+    previous = np.concatenate([[0], order[:-1]])
+    source = np.empty(count, np.int64)  # >= 0: a buffer slot; < 0: incoming sample -(source + 1)
+    source[order] = np.where(same, -(previous + 1), sorted_slots)
+    from_buffer = source >= 0
+    out_x = np.empty_like(x)
+    out_x[from_buffer] = buffer_x[source[from_buffer]]
+    out_x[~from_buffer] = x[-source[~from_buffer] - 1]
+    out_y = None
+    if y is not None:
+        out_y = np.empty_like(y)
+        out_y[from_buffer] = buffer_y[source[from_buffer]]
+        out_y[~from_buffer] = y[-source[~from_buffer] - 1]
+    last = np.concatenate([sorted_slots[1:] != sorted_slots[:-1], [True]])
+    buffer_x[sorted_slots[last]] = x[order[last]]
+    if y is not None:
+        buffer_y[sorted_slots[last]] = y[order[last]]
+    return out_x, out_y
+
+
+def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Iterator:
+    """Batches of ``batch_size`` (the last may be smaller), the first ``skip`` samples dropped."""
+    held_x, held_y, held = [], [], 0
+    for x, y in samples:
+        if skip:
+            dropped = min(skip, len(x))
+            x, y, skip = x[dropped:], None if y is None else y[dropped:], skip - dropped
+            if not len(x):
+                continue
+        held_x.append(x)
+        held_y.append(y)
+        held += len(x)
+        if held < batch_size:
+            continue
+        x_all = np.concatenate(held_x)
+        y_all = np.concatenate(held_y) if labels else None
+        whole = (held // batch_size) * batch_size
+        for start in range(0, whole, batch_size):
+            yield _batch(x_all[start : start + batch_size], y_all, start, batch_size, labels)
+        held_x, held_y, held = [x_all[whole:]], [None if y_all is None else y_all[whole:]], held - whole
+    if held:
+        x_all = np.concatenate(held_x)
+        yield _batch(x_all, np.concatenate(held_y) if labels else None, 0, len(x_all), labels)
+
+
+def _batch(x, y_all, start: int, size: int, labels: bool):
+    return (x, y_all[start : start + size]) if labels else x
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def is_streamed(section: SourceSection, fmt: str | None) -> bool:
+    """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
+    from seqcli.files import is_pattern
+
+    return isinstance(section.path, list) or is_pattern(section.path) or fmt == "tfrecord"
+
+
+def open_stream(
+    section: SourceSection,
+    files: list[Path],
+    where: str,
+    *,
+    labels: bool,
+    input_shape: tuple | None,
+    readers: FileReaders,
+) -> Stream:
+    """A streamed source over ``files`` (resolved, in order), every shard's header checked alike."""
+    fmt = section.format or _shard_format(files[0], where)
+    if fmt not in STREAM_FORMATS:
+        raise DataError(
+            f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
+        )
+    compression = section.compression or (
+        "GZIP" if fmt == "tfrecord" and files[0].suffix.lower() == ".gz" and section.compression is None else None
+    )
+    stream = Stream([], section, where, labels=labels, readers=readers, compression=compression)
+    if fmt == "tfrecord":
+        _check_description(section, where, labels)
+    for path in files:
+        limits.check_data_file(path, where)
+        if path.is_dir():
+            raise DataError(f"{where}: {path} is a directory; shards are files")
+        if (section.format or _shard_format(path, where)) != fmt:
+            raise DataError(
+                f"{where}: shard {path} is not a .{fmt} file like the first one",
+                hint="give shards of one format",
+            )
+        shard = _HEADERS[fmt](path, stream)
+        _check_alike(shard, stream.shards[0] if stream.shards else None, where)
+        stream.shards.append(shard)
+        check_sample_shape(shard.sample_shape, input_shape, path, where)
+    if stream.count == 0:
+        raise DataError(f"{where}: the shards hold no samples")
+    if labels:
+        stream.y_dtype = _label_dtype(stream)
+    return stream
+
+
+def _label_dtype(stream: Stream) -> str:
+    """int64 for class indices, else float32: from the first shard's header, or its labels for a CSV."""
+    first = stream.shards[0]
+    if first.fmt == "csv":
+        _, y = stream.readers.read_csv(first.path, stream.section, stream.where, want_labels=True)
+        return str(y.dtype)
+    return "int64" if np.dtype(first.y_dtype).kind in "iu" else "float32"
+
+
+def _shard_format(path: Path, where: str) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in TFRECORD_SUFFIXES:
+        return "tfrecord"
+    if suffix.lstrip(".") in STREAM_FORMATS:
+        return suffix.lstrip(".")
+    raise DataError(
+        f"{where}: cannot tell the format of shard {path} from its extension {path.suffix!r}",
+        hint="shards are .npz, .npy, .csv or .tfrecord files; or set `format:`",
+    )
+
+
+def _check_description(section: SourceSection, where: str, labels: bool) -> None:
+    described = section.features
+    if not isinstance(described, dict) or not described:
+        raise DataError(
+            f"{where}: TFRecord records need a `features:` description: name -> {{dtype, shape}}",
+            hint="e.g. features: {x: {dtype: float32, shape: [28, 28]}, y: {dtype: int64}}",
+        )
+    roles = [("x", section.x)] + ([("y", section.y)] if labels else [])
+    for role, name in roles:
+        if name not in described:
+            hint = did_you_mean(str(name), described) or f"described features: {', '.join(described)}"
+            raise DataError(f"{where}.{role}: {name!r} is not among the described features", hint=hint)
+
+
+def _check_alike(shard: Shard, first: Shard | None, where: str) -> None:
+    if first is None:
+        return
+    for what, mine, theirs in (
+        ("samples of shape", shard.sample_shape, first.sample_shape),
+        ("inputs of dtype", shard.x_dtype, first.x_dtype),
+        ("labels of dtype", shard.y_dtype, first.y_dtype),
+        ("labels of shape", shard.y_shape, first.y_shape),
+    ):
+        if mine != theirs:
+            raise DataError(
+                f"{where}: shard {shard.path} holds {what} {mine}, but the first shard, {first.path}, holds {theirs}",
+                hint="every shard of a source must hold samples of one shape and dtype",
+            )
+
+
+def _npz_header(path: Path, stream: Stream) -> Shard:
+    npz_header = stream.readers.npz_header
+    section, where = stream.section, stream.where
+    with limits.open_archive(path, where) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        x_shape, x_dtype = npz_header(archive, section.x, members, path, where, "x")
+        y_shape, y_dtype = (None, None)
+        if stream.labels and section.y is not None:
+            y_shape, y_dtype = npz_header(archive, section.y, members, path, where, "y")
+    _check_rows(path, x_shape, y_shape, where)
+    open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
+    return Shard(path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes)
+
+
+def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -> None:
+    if len(x_shape) == 0:
+        raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
+    if y_shape is not None and (len(y_shape) == 0 or y_shape[0] != x_shape[0]):
+        raise DataError(
+            f"{where}: x and y in {path} have different lengths",
+            hint="each sample needs exactly one label",
+        )
+
+
+def _npy_header(path: Path, stream: Stream) -> Shard:
+    if stream.labels:
+        raise DataError(
+            f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
+            hint="use .npz shards with arrays x and y",
+        )
+    with open(path, "rb") as handle:
+        shape, dtype = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
+    _check_rows(path, tuple(shape), None, stream.where)
+    rows = CHUNK_ROWS * math.prod(shape[1:]) * 8
+    return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), rows)
+
+
+def _csv_header(path: Path, stream: Stream) -> Shard:
+    features, label, rows = stream.readers.csv_columns(path, stream.section, stream.where, want_labels=stream.labels)
+    open_bytes = rows * (len(features) + 1) * 8 * 2
+    y_dtype = "float64" if stream.labels and label is not None else None
+    return Shard(path, "csv", rows, (len(features),), "float64", y_dtype, (), open_bytes)
+
+
+def _tfrecord_header(path: Path, stream: Stream) -> Shard:
+    described = stream.section.features
+    x, y = described[stream.section.x], described[stream.section.y] if stream.labels else None
+    count = count_records(path, stream)
+    open_bytes = CHUNK_ROWS * (math.prod(x.shape) + (math.prod(y.shape) if y else 0)) * 8 * 3
+    return Shard(
+        path,
+        "tfrecord",
+        count,
+        tuple(x.shape),
+        x.dtype,
+        y.dtype if y else None,
+        tuple(y.shape) if y else (),
+        open_bytes,
+    )
+
+
+_HEADERS = {"npz": _npz_header, "npy": _npy_header, "csv": _csv_header, "tfrecord": _tfrecord_header}
