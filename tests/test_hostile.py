@@ -212,6 +212,39 @@ def images(path: Path):
 
 # ----------------------------------------------------------------------------- specs
 
+
+def tfrecord(count: int = 16, *, keep: int | None = None, flip: int | None = None):
+    """A TFRecord file of ``count`` tf.train.Example records (x: 16 float32, y: int64), cut to ``keep`` bytes
+    or with the byte at ``flip`` inverted."""
+
+    def make(path: Path):
+        import tensorflow as tf
+
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for index in range(count):
+                feature = {
+                    "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * 16)),
+                    "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[index % 3])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        data = bytearray(path.read_bytes())
+        if flip is not None:
+            data[flip] ^= 0xFF
+        path.write_bytes(bytes(data[:keep]))
+
+    return make
+
+
+TFRECORD_SOURCE = "{path: DATA, features: {x: {dtype: float32, shape: [4, 4, 1]}, y: {dtype: int64}}}"
+
+
+def tfrecord_source(name: str, **replace: str) -> str:
+    text = TFRECORD_SOURCE.replace("DATA", name)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text
+
+
 HEAD = "layers:\n  - Input: {shape: [4]}\n"
 TRAINABLE = (
     "layers:\n  - Input: {shape: [4, 4, 1]}\n  - Flatten: {}\n  - Dense: {units: 3, activation: softmax}\n"
@@ -333,6 +366,24 @@ OUTPUTS = {
 # ----------------------------------------------------------------------------- 2. confined paths, no echo
 
 CONFINEMENT = {
+    "a glob that matches nothing": check(
+        trainable("shards/train-*.npz"), "bad.yaml:6:15", "'shards/train-*.npz' matches no file"
+    ),
+    "a glob that searches outside the spec's folder": check(
+        trainable("../outside/*.txt"), "bad.yaml:6:15", "outside the spec's folder", CONFINED
+    ),
+    "a glob matching a symlink out of the folder": check(
+        trainable("shards/*.npz"),
+        "bad.yaml:6:15",
+        "a symbolic link that leads out",
+        **{
+            "shards/a.npz": npz(x=np.ones((4, 4, 4, 1), np.float32), y=np.zeros(4)),
+            "shards/b.npz": link_to("../../outside/secret.txt"),
+        },
+    ),
+    "a shard list naming a file outside": check(
+        trainable("[tiny.npz, ../outside/secret.txt]"), "bad.yaml:6:26", CONFINED
+    ),
     "vocabulary /proc/self/environ": check(
         layer("IntegerLookup: {vocabulary: /proc/self/environ}").replace("[4]}", "[1], dtype: int64}"),
         "bad.yaml:3:",
@@ -628,6 +679,50 @@ INF_X = np.ones((16, 4, 4, 1), np.float32)
 INF_X[2, 0, 0, 0] = np.inf
 LABELS = np.zeros(16, np.int64)
 NUMBERS = {
+    "a shard of another shape": train(
+        trainable("shards/*.npz"),
+        "shards/b.npz holds samples of shape (4, 4, 2)",
+        "the first shard",
+        **{
+            "shards/a.npz": npz(x=np.ones((4, 4, 4, 1), np.float32), y=np.zeros(4, np.int64)),
+            "shards/b.npz": npz(x=np.ones((4, 4, 4, 2), np.float32), y=np.zeros(4, np.int64)),
+        },
+    ),
+    "a TFRecord description of the wrong dtype": train(
+        trainable(tfrecord_source("r.tfrecord", **{"y: {dtype: int64}": "y: {dtype: float32}"})),
+        "record 1 of",
+        "r.tfrecord does not match the features description",
+        **{"r.tfrecord": tfrecord()},
+    ),
+    "a TFRecord description of the wrong shape": train(
+        trainable(tfrecord_source("r.tfrecord")).replace("[4, 4, 1]", "[4, 4, 2]"),
+        "record 1 of",
+        "does not match the features description",
+        **{"r.tfrecord": tfrecord()},
+    ),
+    "a TFRecord dtype misspelled": check(
+        trainable(tfrecord_source("r.tfrecord", **{"y: {dtype: int64}": "y: {dtype: int46}"})),
+        "bad.yaml:6:",
+        "did you mean 'int64'?",
+        **{"r.tfrecord": tfrecord()},
+    ),
+    "a truncated TFRecord": train(
+        trainable(tfrecord_source("r.tfrecord")),
+        "record 16 of",
+        "r.tfrecord is truncated",
+        **{"r.tfrecord": tfrecord(keep=-5)},
+    ),
+    "a corrupted TFRecord record": train(
+        trainable(tfrecord_source("r.tfrecord")),
+        "record 3 of",
+        "r.tfrecord is damaged",
+        **{"r.tfrecord": tfrecord(flip=2 * 109 + 40)},
+    ),
+    "a fraction of a streamed source": train(
+        trainable("[tiny.npz, tiny.npz]").replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
+        "a fraction of a streamed source cannot be split off",
+        "give validation data of its own",
+    ),
     "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5", **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
     "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2", **{"inf.npz": npz(x=INF_X, y=LABELS)}),
     "nan CSV cells": train(

@@ -127,6 +127,9 @@ def fail_on_seq_error(command):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
+            failure = _data_failure()
+            if failure is not None:  # a streamed source's error, stopping a pipeline as TensorFlow's own
+                _fail(ctx, failure.render(), error_document(failure), exit_status(failure), None)
             if os.environ.get("SEQ_DEBUG"):
                 raise
             message = f"unexpected {type(error).__name__}: {clean_text(str(error), 300) or '(no message)'}"
@@ -139,6 +142,12 @@ def fail_on_seq_error(command):
 
     wrapper.guards_errors = True  # tests/test_cli_doors.py: every command's callback is this wrapper
     return wrapper
+
+
+def _data_failure():
+    from seqcli.data.streams import take_failure
+
+    return take_failure()
 
 
 # Warnings meant for the developers of the libraries seq uses, not for a user of seq.

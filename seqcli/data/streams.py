@@ -146,13 +146,14 @@ def _records(path: Path, source: Stream, start: int) -> Iterator[bytes]:
     tf = import_tensorflow()
 
     options = tf.io.TFRecordOptions(compression_type=COMPRESSIONS[source.compression])
-    number = 0
+    read = 0  # records read whole: an error is about the next one
     try:
-        for number, record in enumerate(tf.compat.v1.io.tf_record_iterator(str(path), options)):  # noqa: B007
-            if number >= start:
+        for record in tf.compat.v1.io.tf_record_iterator(str(path), options):
+            read += 1
+            if read > start:
                 yield record
     except tf.errors.OpError as error:
-        raise _damaged(path, number + 1, error.message, source.where) from None
+        raise _damaged(path, read + 1, error.message, source.where) from None
 
 
 def _damaged(path: Path, number: int, detail: str, where: str) -> DataError:

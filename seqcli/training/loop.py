@@ -381,8 +381,13 @@ def _raise_training_error(error: Exception):
     """TensorFlow's runtime errors (bad labels, NaN checks, out of memory) as a SeqError; anything else as is."""
     from seqcli.keras_env import import_tensorflow
 
+    from seqcli.data.streams import take_failure
+
     tf = import_tensorflow()
 
+    failure = take_failure()
+    if failure is not None and isinstance(error, tf.errors.OpError):  # a streamed source's, inside the pipeline
+        raise failure from None
     if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):
         text = str(error).strip().splitlines()
         message = next((line for line in reversed(text) if line.strip() and not line.startswith("\t")), str(error))
