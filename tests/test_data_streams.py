@@ -1,0 +1,234 @@
+"""Streamed sources (shards and TFRecord): every epoch's order a pure function of (seed, epoch), each sample once
+an epoch, exact resume by skipping batches of the same stream, the same training as one in-memory file, memory
+priced up front and flat as the data grows."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from seqcli import limits
+from seqcli.cli import cli
+from seqcli.data import DataError, load_datasets
+from tests.conftest import assert_same_checkpoint, write_tiny_project
+
+SAMPLES, SHARDS = 60, 5
+
+
+def write_shards(folder: Path, x: np.ndarray, y: np.ndarray, shards: int, name: str = "train") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (xs, ys) in enumerate(zip(np.array_split(x, shards), np.array_split(y, shards))):
+        paths.append(folder / f"{name}-{index:02d}.npz")
+        np.savez(paths[-1], x=xs, y=ys)
+    return paths
+
+
+def write_tfrecords(folder: Path, x: np.ndarray, y: np.ndarray, shards: int, compression: str = "") -> list[Path]:
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (xs, ys) in enumerate(zip(np.array_split(x, shards), np.array_split(y, shards))):
+        paths.append(folder / f"train-{index:02d}.tfrecord{'.gz' if compression else ''}")
+        with tf.io.TFRecordWriter(str(paths[-1]), options=compression or None) as writer:
+            for sample, label in zip(xs, ys):
+                feature = {
+                    "image": tf.train.Feature(float_list=tf.train.FloatList(value=sample.reshape(-1).tolist())),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return paths
+
+
+def tfrecord_source(pattern: str, shape: list[int], compression: str | None = None) -> dict:
+    source = {
+        "path": pattern,
+        "x": "image",
+        "y": "label",
+        "features": {"image": {"dtype": "float32", "shape": shape}, "label": {"dtype": "int64"}},
+    }
+    return {**source, "compression": compression} if compression else source
+
+
+@pytest.fixture
+def numbered(tmp_path) -> Path:
+    """Shards whose one feature is the sample's number."""
+    x = np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1)
+    write_shards(tmp_path, x, np.arange(SAMPLES) % 3, SHARDS)
+    return tmp_path
+
+
+def numbers_seen(dataset) -> list[int]:
+    return [int(value) for x, _ in dataset for value in x.numpy().reshape(-1)]
+
+
+def open_numbered(folder: Path, **data) -> object:
+    section = {"train": "train-*.npz", "batch_size": 7, **data}
+    return load_datasets(section, folder, seed=11)
+
+
+def test_every_epoch_holds_each_sample_once_in_an_order_of_seed_and_epoch(numbered):
+    datasets = open_numbered(numbered, shuffle_buffer=8)
+    first, second = numbers_seen(datasets.train_for_epoch(0)), numbers_seen(datasets.train_for_epoch(1))
+    assert sorted(first) == sorted(second) == list(range(SAMPLES))
+    assert first != second and first != list(range(SAMPLES))
+    again = open_numbered(numbered, shuffle_buffer=8)
+    assert numbers_seen(again.train_for_epoch(1)) == second  # a new process: the same order
+    assert numbers_seen(again.train_epochs(0, 2)) == first + second
+    assert datasets.steps_per_epoch == -(-SAMPLES // 7)
+
+
+def test_skipping_batches_resumes_the_same_stream(numbered):
+    datasets = open_numbered(numbered, shuffle_buffer=8)
+    whole = numbers_seen(datasets.train_for_epoch(3))
+    assert numbers_seen(datasets.train_for_epoch(3, skip=4)) == whole[4 * 7 :]
+    assert numbers_seen(datasets.train_epochs(3, 5, skip=4))[: SAMPLES - 28] == whole[28:]
+
+
+def test_without_shuffling_the_shards_are_read_in_order(numbered):
+    datasets = open_numbered(numbered, shuffle=False)
+    assert numbers_seen(datasets.train_for_epoch(5)) == list(range(SAMPLES))
+    assert numbers_seen(datasets.train_for_epoch(5, skip=2)) == list(range(14, SAMPLES))
+
+
+def test_a_list_of_shards_and_a_validation_source(numbered):
+    datasets = load_datasets(
+        {"train": ["train-03.npz", "train-00.npz"], "validation": "train-01.*", "shuffle": False},
+        numbered,
+        seed=1,
+    )
+    assert numbers_seen(datasets.train_for_epoch(0)) == [*range(36, 48), *range(0, 12)]
+    assert numbers_seen(datasets.validation) == list(range(12, 24))
+
+
+def test_memory_is_priced_before_reading(numbered):
+    limits.configure("1M")
+    with pytest.raises(DataError) as caught:
+        open_numbered(numbered, shuffle_buffer=1_000_000)
+    assert "shuffle buffer of 1,000,000 samples" in caught.value.message
+    assert "lower data.shuffle_buffer" in caught.value.hint
+
+
+def test_tfrecord_records_are_numbered_and_read_alike(tmp_path):
+    x = np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1)
+    write_tfrecords(tmp_path, x, np.arange(SAMPLES) % 3, 3, compression="GZIP")
+    section = {"train": tfrecord_source("train-*.tfrecord.gz", [1]), "shuffle": False, "batch_size": 16}
+    datasets = load_datasets(section, tmp_path, seed=1)
+    assert numbers_seen(datasets.train_for_epoch(0)) == list(range(SAMPLES))
+    labels = [int(v) for _, y in datasets.train_for_epoch(0) for v in y.numpy()]
+    assert labels == [n % 3 for n in range(SAMPLES)]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+SPEC = """\
+layers:
+  - Input: {{shape: [4, 4, 1]}}
+  - Flatten: {{}}
+  - Dense: {{units: 3, activation: softmax}}
+compile:
+  optimizer: {{SGD: {{learning_rate: 0.1}}}}
+  loss: sparse_categorical_crossentropy
+data:
+  train: {train}
+  batch_size: 8
+  shuffle: false
+train:
+  epochs: 2
+  seed: 5
+"""
+
+
+def final_weights(run: Path) -> list[np.ndarray]:
+    with np.load(run / "checkpoints" / "last.npz") as archive:
+        return [archive[name] for name in sorted(archive.files) if name.startswith("model")]
+
+
+@pytest.mark.slow
+def test_shards_and_tfrecord_train_to_the_weights_of_one_npz(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_tiny_project(tmp_path, samples=100)
+    with np.load(tmp_path / "tiny.npz") as archive:
+        x, y = archive["x"], archive["y"]
+    shards = write_shards(tmp_path / "shards", x, y, 4)
+    write_tfrecords(tmp_path / "records", x, y, 3, compression="GZIP")
+    sources = {
+        "one": "tiny.npz",
+        "glob": "shards/train-*.npz",
+        "list": "[" + ", ".join(f"shards/{path.name}" for path in shards) + "]",
+        "tfrecord": "{path: records/*.gz, x: image, y: label, compression: GZIP, features: "
+        "{image: {dtype: float32, shape: [4, 4, 1]}, label: {dtype: int64}}}",
+    }
+    for name, source in sources.items():
+        (tmp_path / f"{name}.yaml").write_text(SPEC.format(train=source))
+        result = CliRunner().invoke(cli, ["train", f"{name}.yaml", "--output", name, "--quiet"])
+        assert result.exit_code == 0, result.output
+    expected = final_weights(tmp_path / "one")
+    for name in ("glob", "list", "tfrecord"):
+        for a, b in zip(expected, final_weights(tmp_path / name), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+
+
+def sharded_project(folder: Path, kind: str) -> None:
+    """The resumable tiny project of test_cli_train, its training data in shards (validation a file of its own)."""
+    from tests.test_cli_train import EPOCHS, RESUMABLE, SAMPLES
+
+    write_tiny_project(folder, epochs=EPOCHS, extra=RESUMABLE, samples=SAMPLES)
+    with np.load(folder / "tiny.npz") as archive:
+        x, y = archive["x"], archive["y"]
+    np.savez(folder / "valid.npz", x=x[:32], y=y[:32])
+    if kind == "npz":
+        write_shards(folder / "shards", x[32:], y[32:], 6)
+        source = "shards/*.npz"
+    else:
+        write_tfrecords(folder / "shards", x[32:], y[32:], 3)
+        source = str(tfrecord_source("shards/*.tfrecord", [4, 4, 1])).replace("'", "")
+    spec = (folder / "tiny.yaml").read_text()
+    spec = spec.replace("train: tiny.npz\n  validation: 0.25", f"train: {source}\n  validation: valid.npz")
+    (folder / "tiny.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 8\n  shuffle_buffer: 20"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["npz", "tfrecord"])
+def test_kill_9_mid_epoch_then_resume_is_exact(tmp_path, kind):
+    from tests.test_cli_train import interrupt, seq
+
+    sharded_project(tmp_path / "whole", kind)
+    whole = seq("train", "tiny.yaml", "--output", "run", "--quiet", cwd=tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    sharded_project(tmp_path / "cut", kind)
+    killed = interrupt(["tiny.yaml", "--output", "run", "--quiet"], tmp_path / "cut", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = seq("train", "tiny.yaml", "--output", "run", "--resume", "--quiet", cwd=tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_checkpoint(tmp_path / "whole" / "run", tmp_path / "cut" / "run")
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
+    """The same shards, 4 then 24 of them (each 4 MB), under --max-memory 48M: the peak barely moves."""
+    from tests.test_bounds import bounded
+
+    spec = SPEC.format(train="shards/*.npz").replace("[4, 4, 1]", "[1024]").replace("shuffle: false", "shuffle: true")
+    spec = spec.replace("epochs: 2", "epochs: 1")
+    peaks = {}
+    for count in (4, 24):
+        folder = tmp_path / str(count)
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            write_shards(
+                folder / "shards", rng.random((1024, 1024), np.float32), rng.integers(0, 3, 1024), 1, f"s{index}"
+            )
+        (folder / "spec.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 64"))
+        done = bounded(
+            "train", "spec.yaml", "--output", "run", "--quiet", "--max-memory", "48M", cwd=folder, timeout=300
+        )
+        assert done["rc"] == 0, done["stderr"]
+        peaks[count] = done["peak"]
+    assert peaks[24] - peaks[4] < 40 << 20, peaks  # 80 MB more data on disk than the smaller set
