@@ -83,3 +83,57 @@ def test_two_workers_match_one_process(tmp_path):
     assert len(expected) == len(got) > 0
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+SHARDED_SPEC = """\
+layers:
+  - Input: {shape: [16]}
+  - Dense: {units: 1, use_bias: false, kernel_initializer: zeros}
+compile:
+  optimizer: {SGD: {learning_rate: 1.0}}
+  loss: mean_absolute_error
+data:
+  train: shards/*.npz
+  batch_size: 4
+  shuffle_buffer: 3
+train:
+  epochs: 2
+  seed: 4
+"""
+
+
+def test_two_workers_share_shards_by_file_and_see_each_sample_once_an_epoch(tmp_path):
+    """Sample j is the one-hot vector e_j with a label far above any prediction, so each step adds
+    (learning rate / global batch) to the weight of every sample in the global batch: after two epochs each
+    weight counts how often its sample was seen, 0.5 when each was seen once an epoch."""
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    env.pop("TF_CONFIG", None)
+    identity = np.eye(16, dtype=np.float32)
+
+    def attempt(ports):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+        workers = []
+        for index in range(2):
+            folder = tmp_path / f"worker{index}"
+            (folder / "shards").mkdir(parents=True, exist_ok=True)
+            for shard in range(4):
+                rows = identity[shard * 4 : shard * 4 + 4]
+                np.savez(folder / "shards" / f"s{shard}.npz", x=rows, y=np.full((4, 1), 1e6, np.float32))
+            (folder / "spec.yaml").write_text(SHARDED_SPEC)
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            workers.append(
+                start(
+                    ["spec.yaml", "--output", "run", "--strategy", "multi_worker", "--overwrite"],
+                    folder,
+                    {**env, "TF_CONFIG": config},
+                )
+            )
+        results = [finish(worker) for worker in workers]
+        return results, "\n".join(stderr for _, _, stderr in results)
+
+    results = with_free_ports(2, attempt)
+    for code, _, stderr in results:
+        assert code == 0, stderr
+    assert "input by file (2 of 4 files on worker 0 of 2)" in results[0][1], results[0][1]
+    (kernel,) = final_weights(tmp_path / "worker0" / "run")
+    np.testing.assert_allclose(kernel.reshape(-1), np.full(16, 0.5), atol=1e-6)

@@ -48,6 +48,7 @@ class Datasets:
     batch_size: int | None = None
     validation_steps: int | None = None
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # in-memory sources' labels, by spec path
+    sharding: str | None = None  # under several workers: how they share the training data, in words
     _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
     _validation_builder: Callable[[], tf.data.Dataset] | None = field(default=None, repr=False)
     _built: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)
@@ -108,6 +109,7 @@ def load_datasets(
     batch_size: int | None = None,
     input_shape: tuple | None = None,
     decode_once: bool = True,
+    workers: tuple[int, int] = (1, 0),
 ) -> Datasets:
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
 
@@ -117,7 +119,10 @@ def load_datasets(
     ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
     file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
     decoded once for every epoch, when a pipeline is first used (:func:`seqcli.data.images.decode_once`); pass
-    False for one pass over the data. Raises :class:`DataError` for anything wrong with the data.
+    False for one pass over the data. ``workers = (count, index)`` under a multi-worker strategy: a streamed
+    source of at least ``count`` files is shared by file (:func:`_file_sharded`), any other by sample (each
+    worker reads everything and keeps its part of each global batch). Raises :class:`DataError` for anything
+    wrong with the data.
     """
     section = validate_section(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -154,6 +159,14 @@ def load_datasets(
         order_seed = (seed, epoch) if section.shuffle else None
         return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip, buffer=buffer)
 
+    steps_per_epoch, sharding = math.ceil(len(train_indices) / batch_size), None
+    if workers[0] > 1:
+        sharded = _file_sharded(train, workers, batch_size, seed, section.shuffle, buffer)
+        if sharded is not None:
+            epoch_builder, steps_per_epoch, sharding = sharded
+        else:
+            sharding = f"by sample (each of {workers[0]} workers reads all the data and keeps its part of each batch)"
+
     def validation_builder() -> tf.data.Dataset:
         return _validation_batches(validation, validation_indices, batch_size, section.cache)
 
@@ -161,7 +174,8 @@ def load_datasets(
         _validation_builder=None if validation is None else validation_builder,
         train_count=len(train_indices),
         validation_count=None if validation is None else len(validation_indices),
-        steps_per_epoch=math.ceil(len(train_indices) / batch_size),
+        steps_per_epoch=steps_per_epoch,
+        sharding=sharding,
         validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
         input_shape=train.sample_shape,
         class_names=train.class_names,
@@ -174,6 +188,34 @@ def load_datasets(
         },
         _epoch_builder=epoch_builder,
     )
+
+
+def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, shuffle: bool, buffer):
+    """``(epoch builder, steps per epoch, description)`` when the workers share a streamed source by file: each
+    reads every ``count``-th shard and takes ``batch_size / count`` samples a step, an epoch being as many steps
+    as the worker with the most samples needs (one with fewer starts its shards again). None when the source is
+    not streamed, has fewer files than workers, or the batch does not divide among them."""
+    count, index = workers
+    if not isinstance(train, Stream) or len(train.shards) < count or batch_size % count:
+        return None
+    tf = import_tensorflow()
+
+    per_step = batch_size // count
+    most = max(sum(shard.count for shard in train.shards[worker::count]) for worker in range(count))
+    steps = math.ceil(most / per_step)
+    mine = train.part(count, index)
+
+    def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
+        order = (seed, epoch) if shuffle else None
+        dataset = mine.dataset(
+            batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
+        )
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.with_options(options)
+
+    files = len(mine.shards)
+    return epoch_builder, steps, f"by file ({files} of {len(train.shards)} files on worker {index} of {count})"
 
 
 def load_source(

@@ -18,6 +18,7 @@ is read. A problem found while a pipeline runs stops it with a :class:`~seqcli.d
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import struct
@@ -313,11 +314,34 @@ class Stream:
             + limits.over_budget_hint(),
         )
 
+    def part(self, workers: int, index: int) -> Stream:
+        """The shards worker ``index`` of ``workers`` reads when files are sharded: every ``workers``-th one."""
+        return Stream(
+            self.shards[index::workers],
+            self.section,
+            self.where,
+            self.labels,
+            self.readers,
+            self.compression,
+            self.y_dtype,
+            self.class_names,
+        )
+
     def dataset(
-        self, batch_size: int, *, order: tuple[int, int] | None = None, buffer: int = 1, skip: int = 0
+        self,
+        batch_size: int,
+        *,
+        order: tuple[int, int] | None = None,
+        buffer: int = 1,
+        skip: int = 0,
+        per_step: int | None = None,
+        quota: int | None = None,
     ) -> tf.data.Dataset:
         """Batches of the stream: in stored order, or in the order of ``order = (seed, epoch)`` (the epoch may
-        be a tensor: inside ``flat_map``); without their first ``skip`` batches."""
+        be a tensor: inside ``flat_map``); without their
+        first ``skip`` steps of ``per_step`` samples (default: one batch). With ``quota``, an epoch holds exactly
+        that many samples, the stream started again from its first sample when it ends sooner (a worker
+        whose files hold fewer samples than another's)."""
         tf = import_tensorflow()
 
         seed, epoch = order if order is not None else (0, -1)
@@ -325,7 +349,9 @@ class Stream:
         def generate(epoch):
             epoch_order = None if epoch < 0 else (seed, int(epoch))
             try:
-                yield from self.batches(batch_size, order=epoch_order, buffer=buffer, skip=skip)
+                yield from self.batches(
+                    batch_size, order=epoch_order, buffer=buffer, skip=skip * (per_step or batch_size), quota=quota
+                )
             except SeqError as error:
                 _record_failure(error)
                 raise
@@ -337,18 +363,26 @@ class Stream:
         y_spec = tf.TensorSpec((None, *self.shards[0].y_shape), y_dtype)
         return tf.data.Dataset.from_generator(generate, output_signature=(x_spec, y_spec), args=(epoch,))
 
-    def batches(self, batch_size: int, *, order: tuple[int, int] | None, buffer: int, skip: int) -> Iterator:
-        """The batches as numpy arrays (see :meth:`dataset`)."""
-        skipped = skip * batch_size
-        if order is None:
-            samples = self._sequential(skipped)
-            skipped = 0
+    def batches(
+        self, batch_size: int, *, order: tuple[int, int] | None, buffer: int, skip: int, quota: int | None = None
+    ) -> Iterator:
+        """The batches as numpy arrays, the first ``skip`` samples left out (see :meth:`dataset`)."""
+        if quota is not None:
+            passes = (self._samples(order, buffer, 0) for _ in itertools.count())
+            samples = _limited(itertools.chain.from_iterable(passes), quota)
         else:
-            seed, epoch = order
-            rng = np.random.default_rng([int(seed) % 2**64, int(epoch), 0x5EED])
-            shard_order = np.argsort(rng.random(len(self.shards)), kind="stable")
-            samples = _shuffled(_interleaved(self, shard_order), buffer, rng)
-        yield from _batched(samples, batch_size, skipped, self.labels)
+            samples = self._samples(order, buffer, skip)
+            skip = 0 if order is None else skip
+        yield from _batched(samples, batch_size, skip, self.labels)
+
+    def _samples(self, order: tuple[int, int] | None, buffer: int, skip: int) -> Iterator:
+        """One pass in stored order from sample ``skip``, or shuffled by ``order = (seed, epoch)`` (whole)."""
+        if order is None:
+            return self._sequential(skip)
+        seed, epoch = order
+        rng = np.random.default_rng([int(seed) % 2**64, int(epoch), 0x5EED])
+        shard_order = np.argsort(rng.random(len(self.shards)), kind="stable")
+        return _shuffled(_interleaved(self, shard_order), buffer, rng)
 
     def _sequential(self, skip: int) -> Iterator:
         """Every shard in its sorted order, from sample ``skip`` on (earlier shards are not opened)."""
@@ -358,6 +392,15 @@ class Stream:
                 continue
             yield from shard.chunks(self, skip)
             skip = 0
+
+
+def _limited(samples: Iterator, count: int) -> Iterator:
+    """The first ``count`` samples of chunks."""
+    for x, y in samples:
+        if count <= 0:
+            return
+        yield x[:count], None if y is None else y[:count]
+        count -= len(x)
 
 
 def _interleaved(stream: Stream, shard_order: np.ndarray) -> Iterator:

@@ -379,9 +379,8 @@ def _all_finite(variable) -> bool:
 
 def _raise_training_error(error: Exception):
     """TensorFlow's runtime errors (bad labels, NaN checks, out of memory) as a SeqError; anything else as is."""
-    from seqcli.keras_env import import_tensorflow
-
     from seqcli.data.streams import take_failure
+    from seqcli.keras_env import import_tensorflow
 
     tf = import_tensorflow()
 

@@ -61,7 +61,7 @@ class TrainingSetup:
             train_count=data.train_count,
             validation_count=data.validation_count,
             seed=self.seed,
-            distribution=self.info.describe(data.batch_size),
+            distribution={**self.info.describe(data.batch_size), **({"input": data.sharding} if data.sharding else {})},
             compile=self.settings.descriptions,
             steps_per_execution=self.settings.steps_per_execution,
             jit_compile=model.jit_compile,
@@ -85,7 +85,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     seed = state.seed if state else spec.train.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
     keras.utils.set_random_seed(seed)
-    data, problems = _load_data(spec, seed)
+    data, problems = _load_data(spec, seed, (info.workers, info.worker_index))
     problems += _probe_optimizer(spec)
     compiled = None
     if data is not None:
@@ -166,7 +166,7 @@ def _declared_input_shape(spec: Spec) -> tuple | None:
     return None
 
 
-def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
+def _load_data(spec: Spec, seed: int, workers: tuple[int, int] = (1, 0)) -> tuple[Any, list[Problem]]:
     """The datasets, read after the file headers show the samples fit the spec's own input shape."""
     from seqcli.data import DataError, ShapeMismatchError, load_datasets
     from seqcli.datacheck import DataValueError
@@ -181,7 +181,11 @@ def _load_data(spec: Spec, seed: int) -> tuple[Any, list[Problem]]:
         ]
     try:
         return load_datasets(
-            spec.resolved()["data"], spec.base_dir, seed=seed, input_shape=_declared_input_shape(spec)
+            spec.resolved()["data"],
+            spec.base_dir,
+            seed=seed,
+            input_shape=_declared_input_shape(spec),
+            workers=workers,
         ), []
     except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
         return None, [*_problems_without_data(spec), _input_problem(spec, error.input_shape, error.shape)]
