@@ -212,13 +212,14 @@ def test_kill_9_mid_epoch_then_resume_is_exact(tmp_path, kind):
 
 @pytest.mark.slow
 def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
-    """The same shards, 4 then 24 of them (each 4 MB), under --max-memory 48M: the peak barely moves."""
+    """12 then 48 shards of 4 MB (one and four times the --max-memory of 48M) train with the same peak, within
+    the noise of TensorFlow's own allocations (about 40 MB from run to run)."""
     from tests.test_bounds import bounded
 
     spec = SPEC.format(train="shards/*.npz").replace("[4, 4, 1]", "[1024]").replace("shuffle: false", "shuffle: true")
     spec = spec.replace("epochs: 2", "epochs: 1")
     peaks = {}
-    for count in (4, 24):
+    for count in (12, 48):
         folder = tmp_path / str(count)
         rng = np.random.default_rng(0)
         for index in range(count):
@@ -231,4 +232,4 @@ def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
         )
         assert done["rc"] == 0, done["stderr"]
         peaks[count] = done["peak"]
-    assert peaks[24] - peaks[4] < 40 << 20, peaks  # 80 MB more data on disk than the smaller set
+    assert peaks[48] - peaks[12] < 64 << 20, peaks  # 144 MB more data than the smaller set
