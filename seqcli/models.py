@@ -16,7 +16,7 @@ from pathlib import Path
 from seqcli import limits
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
-from seqcli.keras_env import import_keras, weightless_scope
+from seqcli.keras_env import import_keras, linear_sequential_loading, weightless_scope
 from seqcli.shapes import shape_text
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
@@ -60,7 +60,8 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     elif batch_size is not None:
         check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        with linear_sequential_loading():
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
         raise _load_error(path, error) from None
 
@@ -79,7 +80,7 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
         return  # the real load reports what is wrong with the file
     config = {key: value for key, value in config.items() if key != "compile_config"}
     try:
-        with weightless_scope():
+        with weightless_scope(), linear_sequential_loading():
             model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception:  # the real load reports what is wrong with the file
         return
@@ -96,7 +97,8 @@ def load_model_architecture(path: str | Path):
     require_model_config(config, path)
     try:
         config.pop("compile_config", None)
-        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with linear_sequential_loading():
+            return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as error:  # zipfile, JSON and Keras errors alike: the file is not a usable model
         raise _load_error(path, error) from None
 
