@@ -6,6 +6,8 @@
 - :func:`open_archive` is the one door to zip archives (``.npz`` data, ``.keras`` models, checkpoints): every
   member's declared size is checked for consistency with its compressed size, and their total against the
   budget, before a byte is decompressed (zipfile never inflates past a member's declared size).
+- :data:`MAX_LAYERS` and :data:`MAX_NESTING` bound the layers of any model seq loads or builds (a spec's
+  layers, a ``.keras`` config), checked before Keras makes any of them: :func:`check_model_structure`.
 - :func:`check_npy_header`: an ``.npy`` array (a file or an archive member) whose header claims more bytes than
   the file holds, or than the budget, is refused before numpy allocates it.
 
@@ -29,6 +31,11 @@ from seqcli.errors import SeqError
 MEMORY_SHARE = 0.7  # of the memory available now, when neither --max-memory nor SEQ_MAX_MEMORY says otherwise
 FALLBACK_AVAILABLE = 4 << 30  # when the available memory cannot be read
 CONFIG_LIMIT = 64 << 20  # a .keras config.json: the largest Keras applications need a few MB
+# The largest keras.applications bases have about 1,040 layers and 3 levels of layers in layers; Keras recurses
+# once per layer of a chain (its graph map), so a few thousand layers reach Python's recursion limit.
+MAX_LAYERS = 2000  # in one model, nested layers included
+MAX_NESTING = 16  # layers in layers: a model's layers are at level 1, a TimeDistributed's layer at level 2
+MAX_JSON_DEPTH = 100  # a .keras config.json: the applications' configs nest about 14 levels deep
 DEFLATE_MAX_RATIO = 1100  # deflate cannot expand data more than ~1032 times; a member claiming more lies
 ENVIRONMENT = "SEQ_MAX_MEMORY"
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -286,13 +293,64 @@ def read_model_config(path: str | Path, what: str) -> dict:
     with open_archive(path, what) as archive:
         _check_config_size(archive, path, what)
         try:
-            return json.loads(archive.read("config.json"))
+            config = json.loads(archive.read("config.json"))
+        except RecursionError:
+            raise _too_deep(path, what) from None
         except KeyError:
             raise LimitError(
                 f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one", where=what
             ) from None
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
             raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from None
+    check_model_structure(config, path, what)
+    return config
+
+
+LAYER_SLOTS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "cell", "cells"})
+
+
+def check_model_structure(config, path: str | Path, what: str) -> None:
+    """LimitError when a ``.keras`` config (parsed JSON, not yet given to Keras) nests deeper than
+    :data:`MAX_JSON_DEPTH`, holds more than :data:`MAX_LAYERS` layers, or layers in layers deeper than
+    :data:`MAX_NESTING`. One pass, without recursion."""
+    layers = 0
+    stack = [(config, 1, 0, True)]  # (value, JSON depth, layers around it, whether a layer may sit there)
+    while stack:
+        value, depth, nesting, slot = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(path, what)
+        if isinstance(value, list):
+            stack += [(item, depth + 1, nesting, slot) for item in value]
+            continue
+        if not isinstance(value, dict):
+            continue
+        if slot and "class_name" in value:  # a layer, or at the top the model itself
+            layers, nesting = layers + (nesting > 0), nesting + 1
+            _check_layers(layers, nesting, path, what)
+        stack += [(item, depth + 1, nesting, key in LAYER_SLOTS) for key, item in value.items()]
+
+
+def _check_layers(layers: int, nesting: int, path, what: str) -> None:
+    if layers > MAX_LAYERS:
+        problem = f"holds more than {MAX_LAYERS:,} layers, seq's limit for one model (nested layers included)"
+    elif nesting > MAX_NESTING + 1:  # the model itself is the outermost level
+        problem = f"nests layers in layers more than {MAX_NESTING} levels deep, seq's limit"
+    else:
+        return
+    raise LimitError(
+        f"{what}: the config.json of {path} {problem}",
+        hint="seq loads and builds models within these limits only (see 'Bounded memory' in the README)",
+        where=what,
+    )
+
+
+def _too_deep(path, what: str) -> LimitError:
+    return LimitError(
+        f"{what}: the config.json of {path} nests JSON more than {MAX_JSON_DEPTH} levels deep, seq's limit "
+        "for a model's config",
+        hint="model.save writes configs a few levels deep; the file is damaged or forged",
+        where=what,
+    )
 
 
 def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:

@@ -47,7 +47,6 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     size (estimated from its config), are checked against the budget first. A missing file, or one Keras
     refuses or cannot read, is a :class:`ModelLoadError`; one that is no zip archive or is over the budget, a
     :class:`~seqcli.limits.LimitError`."""
-    keras = import_keras()
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"no such model file: {path}")
@@ -59,6 +58,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
             _check_config_memory(config, batch_size=batch_size, what=f"running {path}")
     elif batch_size is not None:
         check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
+    keras = import_keras()  # after the checks: a refused file costs no TensorFlow start-up
     try:
         with linear_sequential_loading():
             return keras.saving.load_model(path, compile=compile, safe_mode=True)
@@ -91,10 +91,10 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
 def load_model_architecture(path: str | Path):
     """The model a ``.keras`` file holds, made from its config in safe mode without reading any weights
     (an abstract build's base). A refused or broken file is a :class:`ModelLoadError`."""
-    keras = import_keras()
     path = Path(path)
-    config = limits.read_model_config(path, "Model")  # config.json alone, within a size cap
+    config = limits.read_model_config(path, "Model")  # config.json alone, within its size and layer limits
     require_model_config(config, path)
+    keras = import_keras()
     try:
         config.pop("compile_config", None)
         with linear_sequential_loading():
