@@ -12,7 +12,6 @@ Integration points (existing functions used here): ``seqcli.report.inspect_spec`
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from dataclasses import dataclass
@@ -67,11 +66,14 @@ class Plotted:
     what: str  # "architecture", "curves" or "objective"
     layers: int | None = None
     trials: int | None = None
+    quantities: tuple[int, int] | None = None  # curves: (drawn, in the history)
 
     def description(self) -> str:
         """What was drawn, in words: 'the architecture (4 layers)', 'the curves', 'the objective over 6 trials'."""
         if self.what == "objective":
             return f"the objective over {self.trials} trials"
+        if self.quantities and self.quantities[0] < self.quantities[1]:
+            return f"the curves (the first {self.quantities[0]} of {self.quantities[1]} quantities)"
         return f"the {self.what}" + (f" ({self.layers} layers)" if self.layers is not None else "")
 
 
@@ -267,26 +269,22 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
-    return Plotted(output, "curves")
+    drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
+    quantities = [key for key in history[0] if key not in ("epoch", "seconds") and not key.startswith("val_")]
+    return Plotted(output, "curves", quantities=(drawn, len(quantities)))
+
+
+HISTORY_KIND = "a history.csv as seq train writes it"
 
 
 def read_history(path: Path) -> list[dict]:
-    """history.csv as rows of numbers (an empty cell, a metric not logged that epoch, is left out)."""
-    with open(path, newline="") as handle:
-        rows = []
-        for row in csv.DictReader(handle):
-            try:
-                rows.append(
-                    {
-                        key: int(value) if key == "epoch" else float(value)
-                        for key, value in row.items()
-                        if value not in ("", None)
-                    }
-                )
-            except ValueError as error:
-                raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
-        return rows
+    """history.csv as rows of numbers, read through :func:`seqcli.records.read_csv` (an empty cell, a metric
+    not logged that epoch, is left out)."""
+    from seqcli.records import INTEGER, NUMBER, Column, read_csv
+
+    columns = {"epoch": Column(INTEGER.parse, INTEGER.kind, required=True)}
+    rows = read_csv(path, HISTORY_KIND, columns, other=NUMBER)
+    return [{key: value for key, value in row.items() if value is not None} for row in rows]
 
 
 # ----------------------------------------------------------------------------- a tuning study

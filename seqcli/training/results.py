@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,30 +105,44 @@ def preload_plotting() -> None:
         import matplotlib.figure  # noqa: F401
 
 
-def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None = None) -> None:
-    """One panel per quantity (loss, each metric), training and validation curves together."""
+MAX_PANELS = 12  # quantities drawn in one curves figure (loss and 11 metrics), on a grid of PANEL_COLUMNS
+PANEL_COLUMNS = 4
+
+
+def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None = None) -> int:
+    """One panel per quantity (loss, each metric), training and validation curves together, at most
+    :data:`MAX_PANELS` of them on a grid (the figure's size is bounded whatever the history holds).
+    Returns how many quantities were drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     names = [k for k in history[0] if k not in ("epoch", "seconds") and not k.startswith("val_")] if history else []
-    figure = Figure(figsize=(5 * max(len(names), 1), 3.6), layout="constrained")
+    names = names[:MAX_PANELS]
+    columns = min(max(len(names), 1), PANEL_COLUMNS)
+    rows = max(math.ceil(len(names) / PANEL_COLUMNS), 1)
+    figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
     epochs = [row["epoch"] for row in history]
     for index, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), index + 1)
-        axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
-        if any(f"val_{name}" in row for row in history):
-            axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
-        if best_epoch is not None:
-            axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
-        axes.set_xlabel("epoch")
-        axes.set_title(name)
-        axes.grid(alpha=0.3)
-        axes.legend()
+        axes = figure.add_subplot(rows, columns, index + 1)
+        _plot_quantity(axes, epochs, history, name, best_epoch)
     figure.suptitle(title)
     with atomic_path(target, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100)
+    return len(names)
+
+
+def _plot_quantity(axes, epochs: list, history: list[dict], name: str, best_epoch: int | None) -> None:
+    axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
+    if any(f"val_{name}" in row for row in history):
+        axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+    axes.set_xlabel("epoch")
+    axes.set_title(name)
+    axes.grid(alpha=0.3)
+    axes.legend()
 
 
 class TensorBoardWriter:

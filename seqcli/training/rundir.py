@@ -9,7 +9,6 @@ A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``hi
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +16,11 @@ from seqcli.errors import SeqError
 from seqcli.files import probe_directory, temporary_prefix
 from seqcli.outputs import MANIFEST, record_members, remove_members
 
-# metrics.json as seq train writes it: the keys readers use, and their types (a run's metrics.json is a
-# few kilobytes; one over METRICS_LIMIT was not written by seq).
+# metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
+METRICS_KIND = "a metrics.json as seq train writes it"
 METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list}
-METRICS_LIMIT = 16 << 20
 MAX_EPOCHS = 2**31
+MAX_NAME = 1024  # characters in the model's name
 
 
 class RunDirectoryError(SeqError):
@@ -96,35 +95,31 @@ class RunDirectory:
     def read_metrics(self) -> dict:
         """``metrics.json`` (``{}`` when the run has none yet), checked to be what seq train writes: a file
         edited or replaced since is an error that names it, not a crash in whoever reads a key."""
-        path = self.metrics
-        if not path.is_file():
+        from seqcli.records import RecordError, read_json
+
+        if not self.metrics.is_file():
             return {}
         try:
-            size = path.stat().st_size
-            if size > METRICS_LIMIT:
-                raise self._tampered(f"it holds {size:,} bytes, seq writes a few thousand")
-            data = json.loads(path.read_bytes())
-        except json.JSONDecodeError as error:
-            raise self._tampered(f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
-        except (ValueError, RecursionError) as error:  # not UTF-8, or nested deeper than Python recurses
-            raise self._tampered(f"it cannot be read as JSON ({type(error).__name__})") from None
-        except OSError as error:
-            raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
+            data = read_json(self.metrics, METRICS_KIND)
+        except RecordError as error:
+            raise RunDirectoryError(error.message, hint=self._tampered("").hint) from None
         if not isinstance(data, dict):
             raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
         for key, kind in METRICS_TYPES.items():
             value = data.get(key)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise self._tampered(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+        if len(data.get("model") or "") > MAX_NAME:
+            raise self._tampered(f"'model' is longer than {MAX_NAME} characters, not a model's name")
         if data.get("best_epoch") is not None and not 1 <= data["best_epoch"] <= MAX_EPOCHS:
-            raise self._tampered(f"'best_epoch' is {data['best_epoch']}, not an epoch")
+            raise self._tampered(f"'best_epoch' is not an epoch (1 to {MAX_EPOCHS:,})")
         if not all(isinstance(name, str) for name in data.get("class_names") or []):
             raise self._tampered("'class_names' holds something other than names")
         return data
 
     def _tampered(self, why: str) -> RunDirectoryError:
         return RunDirectoryError(
-            f"{self.metrics} is not a metrics.json as seq train writes it: {why}",
+            f"{self.metrics} is not {METRICS_KIND}: {why}",
             hint=f"delete it; 'seq train SPEC --output {self.path} --resume' writes it again from the run's checkpoint",
         )
 
