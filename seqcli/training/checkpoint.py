@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import limits
+from seqcli import limits, records
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
-from seqcli.records import RecordError, parse_json
+from seqcli.records import RecordError
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -81,7 +81,7 @@ class TrainingState:
     @classmethod
     def from_json(cls, text: str, path: Path) -> TrainingState:
         """The record read back from a checkpoint at ``path``, through :func:`seqcli.records.parse_json`."""
-        data = parse_json(text, path, "a checkpoint seq wrote")
+        data = records.parse_json(text, path, "a checkpoint seq wrote")
         if not isinstance(data, dict):
             raise ValueError("its record is not a JSON object")
         known = {name for name in cls.__dataclass_fields__}
