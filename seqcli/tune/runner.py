@@ -185,10 +185,14 @@ def plan_study(options: TuneOptions) -> TunePlan:
     )
 
 
+MAX_WORKERS = 64
+
+
 def workers_limit() -> int:
-    """The most worker processes ``--workers`` starts on this machine: one per core (each trains with
-    TensorFlow's own threads; more only share the cores and each holds a copy of TensorFlow)."""
-    return max(os.cpu_count() or 1, 1)
+    """The most worker processes ``--workers`` starts on this machine: one per core, at least 4, at most
+    :data:`MAX_WORKERS` (each trains with TensorFlow's own threads and holds its own copy of TensorFlow:
+    more only share the cores and the memory)."""
+    return min(MAX_WORKERS, max(4, os.cpu_count() or 1))
 
 
 def check_workers(workers: int, total: int) -> None:
