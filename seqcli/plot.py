@@ -258,33 +258,20 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
         )
     if output.suffix.lower() != ".png":
         raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
-    history = read_history(history_path)
-    if not history:
-        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
-    from seqcli.training.results import plot_curves
+    from seqcli.training.results import plot_curves, plotted_quantities
     from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
+    history = RunDirectory(run).read_history()
+    if not history:
+        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
     try:
         metrics = RunDirectory(run).read_metrics()
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
-    quantities = [key for key in history[0] if key not in ("epoch", "seconds") and not key.startswith("val_")]
-    return Plotted(output, "curves", quantities=(drawn, len(quantities)))
-
-
-HISTORY_KIND = "a history.csv as seq train writes it"
-
-
-def read_history(path: Path) -> list[dict]:
-    """history.csv as rows of numbers, read through :func:`seqcli.records.read_csv` (an empty cell, a metric
-    not logged that epoch, is left out)."""
-    from seqcli.records import INTEGER, NUMBER, Column, read_csv
-
-    columns = {"epoch": Column(INTEGER.parse, INTEGER.kind, required=True)}
-    rows = read_csv(path, HISTORY_KIND, columns, other=NUMBER)
-    return [{key: value for key, value in row.items() if value is not None} for row in rows]
+    phases = [phase["first_epoch"] for phase in metrics.get("phases") or []][1:]
+    drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
+    return Plotted(output, "curves", quantities=(drawn, len(plotted_quantities(history))))
 
 
 # ----------------------------------------------------------------------------- a tuning study

@@ -18,13 +18,23 @@ from seqcli.outputs import MANIFEST, record_members, remove_members
 
 # metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
 METRICS_KIND = "a metrics.json as seq train writes it"
-METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list}
+HISTORY_KIND = "a history.csv as seq train writes it"
+METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list, "phases": list}
+MAX_PHASES = 16  # a transfer run's phases (seq transfer makes two)
 MAX_EPOCHS = 2**31
 MAX_NAME = 1024  # characters in the model's name
 
 
 class RunDirectoryError(SeqError):
     """An output directory that cannot be written, holds another run, or has nothing to resume."""
+
+
+def _phases_ok(phases: list) -> bool:
+    """Whether a metrics.json's ``phases`` are what seq transfer writes: each with an epoch it starts at."""
+    return len(phases) <= MAX_PHASES and all(
+        isinstance(phase, dict) and type(phase.get("first_epoch")) is int and 1 <= phase["first_epoch"] <= MAX_EPOCHS
+        for phase in phases
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,18 @@ class RunDirectory:
             raise self._tampered(f"'best_epoch' is not an epoch (1 to {MAX_EPOCHS:,})")
         if not all(isinstance(name, str) for name in data.get("class_names") or []):
             raise self._tampered("'class_names' holds something other than names")
+        if not _phases_ok(data.get("phases") or []):
+            raise self._tampered(f"'phases' is not a list of at most {MAX_PHASES} phases with their first epochs")
         return data
+
+    def read_history(self) -> list[dict]:
+        """``history.csv`` as rows of numbers (``epoch`` an int), read through :func:`seqcli.records.read_csv`;
+        an empty cell (a metric not logged that epoch) is left out of its row."""
+        from seqcli.records import INTEGER, NUMBER, Column, read_csv
+
+        columns = {"epoch": Column(INTEGER.parse, INTEGER.kind, required=True)}
+        rows = read_csv(self.history, HISTORY_KIND, columns, other=NUMBER)
+        return [{key: value for key, value in row.items() if value is not None} for row in rows]
 
     def _tampered(self, why: str) -> RunDirectoryError:
         return RunDirectoryError(
