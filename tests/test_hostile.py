@@ -1248,6 +1248,18 @@ OWN_FILES = {
         ("'model' is longer than 1024 characters",),
         {"tamp": run_with("metrics.json", json.dumps({"model": LONG}))},
     ),
+    "metrics.json with phases that are not phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases with their first epochs",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": SECRET}]}))},
+    ),
+    "metrics.json with 100,000 phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": 1}] * 100_000}))},
+    ),
     "trials.csv with a 200,000-character note": Case(
         ["plot", "study", "--output", "s.png"],
         1,
@@ -1458,6 +1470,8 @@ OWN_FILE_READERS = {
     "study/trials.csv": (["plot", "study", "--output", "s.png"],),
     "study/study.json": (["plot", "study", "--output", "s.png"],),
     "{run}/checkpoints/last.npz": (["train", "tiny.yaml", "--output", "{run}", "--resume", "--quiet"],),
+    # written and read back by the same command: only the spy applies
+    "out/phase1/history.csv": (["transfer", "tiny.yaml", "--output", "out", "--weights", "{run}/model.keras", "-q"],),
 }
 # The commands that read none of seq's own files back (a new command must be placed in one of the two).
 READS_NO_OWN_FILE = {
@@ -1470,7 +1484,6 @@ READS_NO_OWN_FILE = {
     "init",
     "schema",
     "summary",
-    "transfer",
     "tune",
 }
 DOOR_CASES = [
@@ -1517,10 +1530,13 @@ def test_seqs_own_files_are_read_through_the_one_reader(project, monkeypatch, na
     if not target.is_absolute():
         target = project / target
     command = [substitute(arg, project) for arg in args]
+    existed = target.exists()
     CliRunner().invoke(cli, command)
     for output in ("c.png", "s.png", "p.csv"):
         (project / output).unlink(missing_ok=True)
     assert target.resolve() in {path.resolve() for path in seen}, f"{' '.join(args)} read {name} around the door"
+    if not existed:
+        return
     words = tamper(target)
     result = CliRunner().invoke(cli, command)
     shown = result.stdout + result.stderr

@@ -125,7 +125,7 @@ def _layer_entries(path: PathKey, entry: Any) -> typing.Iterator[tuple[PathKey, 
         for name, arguments in entry.items():
             if name in LAYER_EXTRA_KEYS or not isinstance(arguments, dict):
                 continue
-            for key in NESTED_LAYER_ARGUMENTS & arguments.keys():
+            for key in sorted(NESTED_LAYER_ARGUMENTS & arguments.keys()):
                 stack.append((path + (name, key), arguments[key], level + 1))
 
 
