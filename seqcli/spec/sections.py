@@ -71,11 +71,19 @@ class DataSection(Section):
 
 
 class EarlyStopping(Section):
+    """keras.callbacks.EarlyStopping's arguments, with its defaults."""
+
     monitor: StrictStr = "val_loss"
     patience: Annotated[StrictInt, Field(ge=0)] = 0
     min_delta: Number = 0
     mode: Literal["auto", "min", "max"] = "auto"
+    baseline: Number | None = Field(
+        default=None, description="an improvement that does not beat this value does not reset the patience"
+    )
     restore_best_weights: StrictBool = False
+    start_from_epoch: Annotated[StrictInt, Field(ge=0)] = Field(
+        default=0, description="epochs to train before monitoring starts"
+    )
 
 
 class TrainSection(Section):
