@@ -53,7 +53,9 @@ class _Builder:
         if self.result.problems:
             return self.result
         # A Keras layer takes input_shape as an argument; a base gets it from an explicit Input.
-        keeps_shape = self.result.input_source == "input_shape" and not isinstance(layers[0], self.keras.Model)
+        keeps_shape = self.result.input_source in ("input_shape", "input_dim") and not isinstance(
+            layers[0], self.keras.Model
+        )
         stack = [input_tensor, *layers] if input_tensor is not None and not keeps_shape else layers
         try:
             self.result.model = self.keras.Sequential(stack, name=self.spec.name or "sequential")

@@ -22,6 +22,7 @@ class LayerMaker:
         self.context = context
         self.spec = context.spec
         self.names = {e.args.get("name") for e in self.spec.layers if isinstance(e.args.get("name"), str)}
+        self.counts: dict[str, int] = {}  # automatic names given so far, per snake_case class name
 
     def construct(self, entry: LayerEntry):
         """The entry's layer, a PendingBase for a pretrained base, or None (an Input entry, or a problem)."""
@@ -35,7 +36,8 @@ class LayerMaker:
         args = self._arguments(entry, cls)
         if args is None:
             return None
-        args.setdefault("name", self._default_name(cls))
+        if "name" not in args:  # an explicit name takes no number from Keras's per-class count
+            args["name"] = self._default_name(cls)
         try:
             return cls(**args)
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
@@ -48,14 +50,17 @@ class LayerMaker:
             return None
 
     def _default_name(self, cls: type) -> str:
-        """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
+        """Keras's own naming counted within this spec, not per process: the n-th unnamed layer of a class
+        is ``dense``, ``dense_1``, ... (keras.src.utils.naming.auto_name). Where Keras would give a name the
+        spec already uses (and fail on the duplicate), the count moves on to a free one."""
         base = snake_case(cls.__name__)
-        name, number = base, 0
-        while name in self.names:
-            number += 1
-            name = f"{base}_{number}"
-        self.names.add(name)
-        return name
+        while True:
+            number = self.counts.get(base, 0)
+            self.counts[base] = number + 1
+            name = f"{base}_{number}" if number else base
+            if name not in self.names:
+                self.names.add(name)
+                return name
 
     def _resolve(self, entry: LayerEntry):
         classes = registry.layer_classes()
@@ -103,10 +108,11 @@ class LayerMaker:
                 key=True,
             )
             ok = False
-        if entry.index > 0 and "input_shape" in args and self.spec.layers[0] is not entry:
+        late = next((key for key in ("input_shape", "input_dim") if key in args), None)
+        if entry.index > 0 and late and self.spec.layers[0] is not entry:
             self.context.problem(
-                path + ("input_shape",),
-                "input_shape only takes effect on the first layer",
+                path + (late,),
+                f"{late} only takes effect on the first layer",
                 "remove it, or move the shape to an 'Input' entry at the top",
                 key=True,
             )

@@ -64,7 +64,7 @@ class BuiltModel:
     rows: list[LayerRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     input_shape: Shape | None = None
-    input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
+    input_source: str | None = None  # "Input", "input_shape", "input_dim", "--input-shape", the base's name, or None
     freeze: Any = None  # the FreezeReport of the spec's freeze: section, when it has one
     memory: Any = None  # the MemoryEstimate (seqcli.memory) to train the whole model, once it is built
 

@@ -279,7 +279,8 @@ def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem
     from seqcli.shapes import shape_text
 
     first = spec.layers[0]
-    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
+    key = "input_dim" if "input_dim" in first.args else "input_shape"
+    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, key))
     return spec.problem(
         path,
         f"the model takes inputs of shape {shape_text(input_shape)}, but "
