@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from seqcli.errors import Problem, did_you_mean
 from seqcli.spec import Spec
 
-
 # The name words that mean "higher is better" when the compiled model cannot tell (see resolve_mode).
 _INCREASING_WORDS = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")
 
