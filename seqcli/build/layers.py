@@ -3,6 +3,8 @@ objects (initializers, regularizers, layers) made, and Keras's own naming counte
 
 from __future__ import annotations
 
+import warnings
+
 from seqcli import applications, registry
 from seqcli.build.bases import check_base
 from seqcli.build.context import BuildContext
@@ -39,7 +41,7 @@ class LayerMaker:
         if "name" not in args:  # an explicit name takes no number from Keras's per-class count
             args["name"] = self._default_name(cls)
         try:
-            return cls(**args)
+            return self._make(entry, cls, args)
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
             self.context.problem(
                 entry.path + (entry.class_name,),
@@ -48,6 +50,18 @@ class LayerMaker:
                 key=True,
             )
             return None
+
+    def _make(self, entry: LayerEntry, cls: type, args: dict):
+        """``cls(**args)``; the warnings Keras gives for a deprecated argument become notes at that argument."""
+        deprecated = [key for key in registry.DEPRECATED_ARGUMENTS.get(entry.class_name, ()) if key in args]
+        if not deprecated:
+            return cls(**args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            layer = cls(**args)
+        for warning in caught:
+            self.context.note(entry.path + (entry.class_name, deprecated[0]), str(warning.message))
+        return layer
 
     def _default_name(self, cls: type) -> str:
         """Keras's own naming counted within this spec, not per process: the n-th unnamed layer of a class
@@ -82,6 +96,7 @@ class LayerMaker:
 
     def _arguments(self, entry: LayerEntry, cls: type) -> dict | None:
         accepted, required = registry.accepted_arguments(cls)
+        accepted = accepted | frozenset(registry.DEPRECATED_ARGUMENTS.get(entry.class_name, ()))
         path = entry.path + (entry.class_name,)
         args: dict = {}
         ok = True
