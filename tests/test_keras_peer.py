@@ -4,12 +4,15 @@ counts, layer names, initial weights). A departure from Keras is a bug in seq.""
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 
 from seqcli.spec import spec_from_text
 from seqcli.training.early_stopping import EarlyStopper
-from tests.conftest import spec_text
+from tests.conftest import run_in, spec_text
 
 # ----------------------------------------------------------------------------- early stopping
 
@@ -118,3 +121,190 @@ def test_auto_mode_follows_the_compiled_metrics_direction():
         stopper = EarlyStopper(monitor, "auto", 0, 0.0, False)
         stopper.resolve_mode(model)
         assert stopper.mode == ("max" if callback.monitor_op is keras.ops.greater else "min"), monitor
+
+
+# ----------------------------------------------------------------------------- building: Keras's sequential_test.py
+# and keras.io examples, each written as a spec and built by Keras directly, compared as `seq summary` shows them.
+
+
+def _mnist_convnet(keras, folder):
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def _dcgan_discriminator(keras, folder):
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input(shape=(64, 64, 3)),
+            layers.Conv2D(64, kernel_size=4, strides=2, padding="same"),
+            layers.LeakyReLU(alpha=0.2),
+            layers.Conv2D(128, kernel_size=4, strides=2, padding="same"),
+            layers.LeakyReLU(alpha=0.2),
+            layers.Flatten(),
+            layers.Dropout(0.2),
+            layers.Dense(1, activation="sigmoid"),
+        ],
+        name="discriminator",
+    )
+
+
+def _saved_base(keras, folder):
+    return keras.Sequential([keras.models.load_model(folder / "base.keras"), keras.layers.Dense(2)])
+
+
+BUILDS = {
+    "basic flow with input": (
+        "- Input: {shape: [2], batch_size: 3}\n- Dense: {units: 4}\n- Dense: {units: 5}",
+        lambda keras, folder: keras.Sequential(
+            [keras.Input(shape=(2,), batch_size=3), keras.layers.Dense(4), keras.layers.Dense(5)]
+        ),
+    ),
+    "legacy input_shape": (
+        "- Dense: {units: 4, input_shape: [2]}\n- Dense: {units: 5}",
+        lambda keras, folder: keras.Sequential([keras.layers.Dense(4, input_shape=(2,)), keras.layers.Dense(5)]),
+    ),
+    "input_dim works too": (
+        "- Dense: {units: 4, input_dim: 2}\n- Dense: {units: 5}",
+        lambda keras, folder: keras.Sequential([keras.layers.Dense(4, input_dim=2), keras.layers.Dense(5)]),
+    ),
+    "deferred": (
+        "- Dense: {units: 4}\n- Dense: {units: 5}",
+        lambda keras, folder: keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(5)]),
+    ),
+    "names after an explicit name": (
+        "- Input: {shape: [8, 8, 1]}\n- Conv2D: {filters: 2, kernel_size: 3, name: first}\n"
+        "- Conv2D: {filters: 2, kernel_size: 3}\n- Conv2D: {filters: 2, kernel_size: 1}\n- Flatten: {}\n"
+        "- Dense: {units: 2, name: head}\n- Dense: {units: 2}",
+        lambda keras, folder: keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(2, 3, name="first"),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.Conv2D(2, 1),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2, name="head"),
+                keras.layers.Dense(2),
+            ]
+        ),
+    ),
+    "names of wrapped layers": (
+        "- Input: {shape: [6, 4]}\n- Bidirectional: {layer: {LSTM: {units: 2, return_sequences: true}}}\n"
+        "- TimeDistributed: {layer: {Dense: {units: 3}}}\n- LSTM: {units: 2}\n- Dense: {units: 1}",
+        lambda keras, folder: keras.Sequential(
+            [
+                keras.Input((6, 4)),
+                keras.layers.Bidirectional(keras.layers.LSTM(2, return_sequences=True)),
+                keras.layers.TimeDistributed(keras.layers.Dense(3)),
+                keras.layers.LSTM(2),
+                keras.layers.Dense(1),
+            ]
+        ),
+    ),
+    "keras.io mnist convnet": (
+        "- Input: {shape: [28, 28, 1]}\n- Conv2D: {filters: 32, kernel_size: [3, 3], activation: relu}\n"
+        "- MaxPooling2D: {pool_size: [2, 2]}\n- Conv2D: {filters: 64, kernel_size: [3, 3], activation: relu}\n"
+        "- MaxPooling2D: {pool_size: [2, 2]}\n- Flatten: {}\n- Dropout: {rate: 0.5}\n"
+        "- Dense: {units: 10, activation: softmax}",
+        _mnist_convnet,
+    ),
+    "keras.io dcgan discriminator (LeakyReLU alpha)": (
+        "- Input: {shape: [64, 64, 3]}\n- Conv2D: {filters: 64, kernel_size: 4, strides: 2, padding: same}\n"
+        "- LeakyReLU: {alpha: 0.2}\n- Conv2D: {filters: 128, kernel_size: 4, strides: 2, padding: same}\n"
+        "- LeakyReLU: {alpha: 0.2}\n- Flatten: {}\n- Dropout: {rate: 0.2}\n- Dense: {units: 1, activation: sigmoid}",
+        _dcgan_discriminator,
+    ),
+    "embedding with input_length": (
+        "- Input: {shape: [10]}\n- Embedding: {input_dim: 100, output_dim: 8, input_length: 10}\n"
+        "- GlobalAveragePooling1D: {}\n- Dense: {units: 1}",
+        lambda keras, folder: keras.Sequential(
+            [
+                keras.Input((10,)),
+                keras.layers.Embedding(100, 8, input_length=10),
+                keras.layers.GlobalAveragePooling1D(),
+                keras.layers.Dense(1),
+            ]
+        ),
+    ),
+    "guide's Xception base and Dense head": (
+        "- Xception: {weights: null, include_top: false, pooling: avg}\n- Dense: {units: 1000}",
+        lambda keras, folder: keras.Sequential(
+            [keras.applications.Xception(weights=None, include_top=False, pooling="avg"), keras.layers.Dense(1000)]
+        ),
+    ),
+    "classifier application first": (
+        "- MobileNetV2: {weights: null, alpha: 0.35, classes: 4}\n- Dense: {units: 2}",
+        lambda keras, folder: keras.Sequential(
+            [keras.applications.MobileNetV2(weights=None, alpha=0.35, classes=4), keras.layers.Dense(2)]
+        ),
+    ),
+    "a saved model first": ("- Model: {path: base.keras}\n- Dense: {units: 2}", _saved_base),
+}
+
+
+def _keras_view(model) -> dict:
+    """What `seq summary --format json` reports, read from a Keras model."""
+    built = bool(model.built)
+    return {
+        "built": built,
+        "names": [layer.name for layer in model.layers],
+        "output_shape": list(model.output_shape) if built else None,
+        "params": model.count_params() if built else None,
+    }
+
+
+def _seq_view(report: dict) -> dict:
+    return {
+        "built": report["params"] is not None,
+        "names": [row["name"] for row in report["layers"]],
+        "output_shape": report["output_shape"],
+        "params": report["params"],
+    }
+
+
+@pytest.fixture(scope="module")
+def saved_base(tmp_path_factory):
+    """A folder holding base.keras, a small built model for `Model: {path: ...}`."""
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    folder = tmp_path_factory.mktemp("peer")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)], name="small_base")
+    model.save(folder / "base.keras")
+    return folder
+
+
+@pytest.mark.parametrize("layers_yaml, make", BUILDS.values(), ids=BUILDS.keys())
+def test_spec_builds_what_keras_builds(saved_base, layers_yaml, make):
+    from seqcli.keras_env import fresh_layer_names, import_keras, weightless_scope
+
+    (saved_base / "spec.yaml").write_text("layers:\n" + "".join(f"  {line}\n" for line in layers_yaml.splitlines()))
+    result = run_in(saved_base, "summary", "spec.yaml", "--format", "json")
+    assert result.exit_code == 0, result.output
+    with fresh_layer_names(), weightless_scope(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's warnings for input_shape, alpha...: seq's notes are tested apart
+        expected = _keras_view(make(import_keras(), saved_base))
+    assert _seq_view(json.loads(result.stdout)) == expected
+
+
+def test_a_deprecated_argument_is_taken_with_keras_warning_as_a_note(saved_base):
+    (saved_base / "dcgan.yaml").write_text("layers:\n  - Input: {shape: [4]}\n  - LeakyReLU: {alpha: 0.2}\n")
+    result = run_in(saved_base, "check", "dcgan.yaml")
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: dcgan.yaml:3:17: layers[1].LeakyReLU.alpha: Argument `alpha` is deprecated. "
+        "Use `negative_slope` instead." in result.stderr
+    )
+    summary = json.loads(run_in(saved_base, "summary", "dcgan.yaml", "--format", "json").stdout)
+    assert [note["path"] for note in summary["notes"]] == ["layers[1].LeakyReLU.alpha"]

@@ -27,9 +27,9 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
         entries = entries[1:]
         shape, source = _input_entry_shape(context, first), "Input"
         input_args = _input_arguments(context, first)
-    elif first is not None and ("input_shape" in first.args or "input_dim" in first.args):
+    elif first is not None and registry.shape_argument(first.class_name, first.args):
         # Keras's Layer takes input_dim as input_shape (input_dim,), and prefers it when both are given.
-        key = "input_dim" if "input_dim" in first.args else "input_shape"
+        key = registry.shape_argument(first.class_name, first.args)
         shape, source, input_args = parse_shape(context, first.path + (first.class_name, key), first.args[key]), key, {}
     else:
         input_args = {}

@@ -123,7 +123,7 @@ class LayerMaker:
                 key=True,
             )
             ok = False
-        late = next((key for key in ("input_shape", "input_dim") if key in args), None)
+        late = registry.shape_argument(entry.class_name, args)
         if entry.index > 0 and late and self.spec.layers[0] is not entry:
             self.context.problem(
                 path + (late,),

@@ -282,10 +282,11 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
+    from seqcli import registry
     from seqcli.shapes import shape_text
 
     first = spec.layers[0]
-    key = "input_dim" if "input_dim" in first.args else "input_shape"
+    key = registry.shape_argument(first.class_name, first.args) or "input_shape"
     path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, key))
     return spec.problem(
         path,
