@@ -112,6 +112,7 @@ def test_auto_mode_follows_the_compiled_metrics_direction():
     model.compile(
         loss="mse",
         metrics=[keras.metrics.CosineSimilarity(name="closeness"), keras.metrics.MeanAbsoluteError(name="gap")],
+        run_eagerly=True,  # no graph to trace: the metrics only need one step to be built
     )
     model.fit(np.ones((2, 2)), np.ones((2, 2)), verbose=0)
     for monitor in ("val_closeness", "gap", "val_loss"):
@@ -308,3 +309,47 @@ def test_a_deprecated_argument_is_taken_with_keras_warning_as_a_note(saved_base)
     )
     summary = json.loads(run_in(saved_base, "summary", "dcgan.yaml", "--format", "json").stdout)
     assert [note["path"] for note in summary["notes"]] == ["layers[1].LeakyReLU.alpha"]
+
+
+# ----------------------------------------------------------------------------- seeds
+
+SEEDED_SPEC = """\
+layers:
+  - Input: {shape: [6, 6, 1]}
+  - Conv2D: {filters: 2, kernel_size: 3, kernel_initializer: {HeNormal: {}}}
+  - Dropout: {rate: 0.5}
+  - Flatten: {}
+  - Dense: {units: 3, activation: softmax}
+compile: {loss: sparse_categorical_crossentropy}
+data: {train: tiny.npz, validation: 0.25, batch_size: 4}
+train: {seed: 7, epochs: 1}
+"""
+
+
+def test_train_seed_gives_the_initial_weights_of_a_keras_script(tmp_path):
+    """keras.utils.set_random_seed(7), then the same model built in Keras: the weights seq starts training from."""
+    from seqcli.keras_env import import_keras
+    from seqcli.spec import read_spec
+    from seqcli.training.rundir import RunDirectory
+    from seqcli.training.setup import prepare_training
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x=rng.random((16, 6, 6, 1), dtype=np.float32), y=rng.integers(0, 3, 16))
+    (tmp_path / "spec.yaml").write_text(SEEDED_SPEC)
+    (tmp_path / "run").mkdir()
+    setup = prepare_training(read_spec(tmp_path / "spec.yaml"), RunDirectory(tmp_path / "run"), None)
+    keras = import_keras()
+    keras.utils.set_random_seed(7)
+    script = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(2, 3, kernel_initializer=keras.initializers.HeNormal()),
+            keras.layers.Dropout(0.5),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    ours, theirs = setup.model.get_weights(), script.get_weights()
+    assert len(ours) == len(theirs) == 4
+    for mine, keras_weights in zip(ours, theirs):
+        np.testing.assert_array_equal(mine, keras_weights)
