@@ -353,3 +353,29 @@ def test_train_seed_gives_the_initial_weights_of_a_keras_script(tmp_path):
     assert len(ours) == len(theirs) == 4
     for mine, keras_weights in zip(ours, theirs):
         np.testing.assert_array_equal(mine, keras_weights)
+
+
+# ----------------------------------------------------------------------------- learning-rate schedules
+
+
+@pytest.mark.slow
+def test_a_schedule_steps_as_keras_fit_steps_it(tmp_path):
+    """Two epochs of 75 samples in batches of 8 (the last one partial): seq's optimizer takes the steps Keras's
+    fit takes, so the schedule ends at the learning rate a Keras script's optimizer ends at."""
+    from seqcli.keras_env import import_keras
+    from tests.conftest import write_tiny_project
+
+    schedule = "{ExponentialDecay: {initial_learning_rate: 0.1, decay_steps: 3, decay_rate: 0.5}}"
+    spec = write_tiny_project(tmp_path, samples=100, dropout=None, extra=f"  learning_rate_schedule: {schedule}\n")
+    spec.write_text(spec.read_text().replace("{Adam: {learning_rate: 0.05}}", "adam"))
+    result = run_in(tmp_path, "train", spec, "--output", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    keras = import_keras()
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
+    script = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    script.compile(optimizer=keras.optimizers.Adam(decay), loss="sparse_categorical_crossentropy", run_eagerly=True)
+    with np.load(tmp_path / "tiny.npz") as data:
+        script.fit(data["x"][:75], data["y"][:75], batch_size=8, epochs=2, verbose=0)
+    assert int(trained.optimizer.iterations) == int(script.optimizer.iterations) == 20
+    assert float(trained.optimizer.learning_rate) == float(script.optimizer.learning_rate)
