@@ -103,25 +103,35 @@ def test_early_stopping_carries_its_state_across_a_resume():
     assert 6 + stops.index(True) == _keras_run(values, settings)[0] == 7
 
 
-def test_auto_mode_follows_the_compiled_metrics_direction():
-    """Keras reads a metric's direction from the compiled metric, not its name: cosine similarity rises."""
+def test_auto_direction_follows_the_compiled_metrics_direction():
+    """Keras reads a metric's direction from the compiled metric, not its name: cosine similarity rises, an
+    error falls. Early stopping's mode: auto and tune's direction: auto go the way Keras's EarlyStopping goes."""
     from seqcli.keras_env import import_keras
+    from seqcli.tune.space import direction_of
 
     keras = import_keras()
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
     model.compile(
         loss="mse",
-        metrics=[keras.metrics.CosineSimilarity(name="closeness"), keras.metrics.MeanAbsoluteError(name="gap")],
+        metrics=["mae", "accuracy", keras.metrics.CosineSimilarity(name="closeness")],
         run_eagerly=True,  # no graph to trace: the metrics only need one step to be built
     )
     model.fit(np.ones((2, 2)), np.ones((2, 2)), verbose=0)
-    for monitor in ("val_closeness", "gap", "val_loss"):
+    metrics = "[mae, accuracy, {CosineSimilarity: {name: closeness}}]"
+    for monitor in ("val_closeness", "mae", "val_accuracy", "val_loss"):
         callback = keras.callbacks.EarlyStopping(monitor=monitor)
         callback.set_model(model)
         callback._set_monitor_op()
+        expected = "max" if callback.monitor_op is keras.ops.greater else "min"
         stopper = EarlyStopper(monitor, "auto", 0, 0.0, False)
         stopper.resolve_mode(model)
-        assert stopper.mode == ("max" if callback.monitor_op is keras.ops.greater else "min"), monitor
+        spec = spec_from_text(
+            spec_text(
+                f"compile: {{loss: mse, metrics: {metrics}}}\n"
+                f"tune: {{objective: {monitor}, parameters: {{compile.optimizer: {{choice: [adam, sgd]}}}}}}\n"
+            )
+        )
+        assert (stopper.mode, direction_of(spec)) == (expected, f"{expected}imize"), monitor
 
 
 # ----------------------------------------------------------------------------- building: Keras's sequential_test.py

@@ -214,7 +214,7 @@ class TuneSection(Section):
 
     objective: StrictStr = Field(default="val_loss", description="a column of history.csv")
     direction: Literal["auto", "minimize", "maximize"] = Field(
-        default="auto", description="auto: minimize names ending in 'loss', maximize the others"
+        default="auto", description="auto: the way the objective's metric goes in Keras (a loss down)"
     )
     trials: Annotated[StrictInt, Field(ge=1)] = 20
     sampler: SamplerName | dict[SamplerName, dict[StrictStr, Any] | None] = Field(
