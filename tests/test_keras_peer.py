@@ -389,3 +389,24 @@ def test_a_schedule_steps_as_keras_fit_steps_it(tmp_path):
         script.fit(data["x"][:75], data["y"][:75], batch_size=8, epochs=2, verbose=0)
     assert int(trained.optimizer.iterations) == int(script.optimizer.iterations) == 20
     assert float(trained.optimizer.learning_rate) == float(script.optimizer.learning_rate)
+
+
+def test_a_base_draws_its_seeds_before_the_head_as_in_a_keras_script(saved_base):
+    """The guide's pattern (a base, then a new head): a Keras script makes the base first, so the initializers
+    made while loading it take their seeds before the head's do; seq makes it in the same turn."""
+    from seqcli.build import build_model
+    from seqcli.keras_env import import_keras
+    from seqcli.spec import read_spec
+
+    keras = import_keras()
+    (saved_base / "head.yaml").write_text(
+        "layers:\n  - Input: {shape: [3]}\n  - Model: {path: base.keras}\n  - Dense: {units: 2}\n"
+    )
+    keras.utils.set_random_seed(5)
+    ours = build_model(read_spec(saved_base / "head.yaml")).model.get_weights()
+    keras.utils.set_random_seed(5)
+    base = keras.models.load_model(saved_base / "base.keras")
+    theirs = keras.Sequential([keras.Input((3,)), base, keras.layers.Dense(2)]).get_weights()
+    assert len(ours) == len(theirs) == 4
+    for mine, keras_weights in zip(ours, theirs):
+        np.testing.assert_array_equal(mine, keras_weights)
