@@ -4,6 +4,7 @@ counts, layer names, initial weights). A departure from Keras is a bug in seq.""
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 
@@ -365,32 +366,6 @@ def test_train_seed_gives_the_initial_weights_of_a_keras_script(tmp_path):
         np.testing.assert_array_equal(mine, keras_weights)
 
 
-# ----------------------------------------------------------------------------- learning-rate schedules
-
-
-@pytest.mark.slow
-def test_a_schedule_steps_as_keras_fit_steps_it(tmp_path):
-    """Two epochs of 75 samples in batches of 8 (the last one partial): seq's optimizer takes the steps Keras's
-    fit takes, so the schedule ends at the learning rate a Keras script's optimizer ends at."""
-    from seqcli.keras_env import import_keras
-    from tests.conftest import write_tiny_project
-
-    schedule = "{ExponentialDecay: {initial_learning_rate: 0.1, decay_steps: 3, decay_rate: 0.5}}"
-    spec = write_tiny_project(tmp_path, samples=100, dropout=None, extra=f"  learning_rate_schedule: {schedule}\n")
-    spec.write_text(spec.read_text().replace("{Adam: {learning_rate: 0.05}}", "adam"))
-    result = run_in(tmp_path, "train", spec, "--output", tmp_path / "run", "--quiet")
-    assert result.exit_code == 0, result.output
-    keras = import_keras()
-    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
-    script = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
-    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
-    script.compile(optimizer=keras.optimizers.Adam(decay), loss="sparse_categorical_crossentropy", run_eagerly=True)
-    with np.load(tmp_path / "tiny.npz") as data:
-        script.fit(data["x"][:75], data["y"][:75], batch_size=8, epochs=2, verbose=0)
-    assert int(trained.optimizer.iterations) == int(script.optimizer.iterations) == 20
-    assert float(trained.optimizer.learning_rate) == float(script.optimizer.learning_rate)
-
-
 def test_a_base_draws_its_seeds_before_the_head_as_in_a_keras_script(saved_base):
     """The guide's pattern (a base, then a new head): a Keras script makes the base first, so the initializers
     made while loading it take their seeds before the head's do; seq makes it in the same turn."""
@@ -410,3 +385,57 @@ def test_a_base_draws_its_seeds_before_the_head_as_in_a_keras_script(saved_base)
     assert len(ours) == len(theirs) == 4
     for mine, keras_weights in zip(ours, theirs):
         np.testing.assert_array_equal(mine, keras_weights)
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+REPRODUCED_SPEC = """\
+layers:
+  - Input: {shape: [4, 4, 1]}
+  - Flatten: {}
+  - Dropout: {rate: 0.2}
+  - Dense: {units: 3, activation: softmax}
+compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+data: {train: tiny.npz, batch_size: 8, shuffle: false}
+train:
+  seed: 11
+  epochs: 3
+  learning_rate_schedule: {ExponentialDecay: {initial_learning_rate: 0.05, decay_steps: 3, decay_rate: 0.5}}
+"""
+
+
+@pytest.mark.slow
+def test_a_keras_script_with_the_same_seed_reproduces_a_run(tmp_path):
+    """keras.utils.set_random_seed(11), the same model, fit on the same data in the same order: the same
+    weights to the bit, the same loss and accuracy each epoch (metrics reset every epoch), and a schedule that
+    took the same steps (38 samples in batches of 8: the last one partial)."""
+    from seqcli.keras_env import import_keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((38, 4, 4, 1), dtype=np.float32), rng.integers(0, 3, 38)
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    (tmp_path / "spec.yaml").write_text(REPRODUCED_SPEC)
+    result = run_in(tmp_path, "train", "spec.yaml", "--output", "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    keras = import_keras()
+    keras.utils.set_random_seed(11)
+    script = keras.Sequential(
+        [
+            keras.Input((4, 4, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    decay = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.5)
+    script.compile(optimizer=keras.optimizers.Adam(decay), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = script.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
+    for mine, keras_weights in zip(trained.get_weights(), script.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, keras_weights)
+    with open(tmp_path / "run" / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["loss"]) for row in rows] == pytest.approx(history["loss"], abs=1e-5)
+    assert [float(row["accuracy"]) for row in rows] == pytest.approx(history["accuracy"], abs=1e-5)
+    assert int(trained.optimizer.iterations) == int(script.optimizer.iterations) == 15
+    assert float(trained.optimizer.learning_rate) == float(script.optimizer.learning_rate)
