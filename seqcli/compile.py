@@ -471,34 +471,6 @@ def _describe(value) -> str:
 # ----------------------------------------------------------------------------- fit with the data
 
 
-def metric_direction(spec: Spec, log_name: str) -> str | None:
-    """``up`` or ``down``: the direction the compiled metric that logs ``log_name`` declares, as Keras's
-    MonitorCallback reads it (a loss goes down); None when Keras could not tell (or compile has problems)."""
-    name = log_name.removeprefix("val_")
-    if name == "loss":
-        return "down"
-    settings, problems = resolve_compile(spec)
-    if settings is None or problems:
-        return None
-    found = [metric for metric, metric_name in zip(settings.metrics, settings.metric_names) if metric_name == name]
-    return _declared_direction(found[-1]) if found else None
-
-
-def _declared_direction(metric) -> str | None:
-    """How Keras's CompileMetrics compiles a spec's metric, and the direction the result declares."""
-    keras = import_keras()
-    if isinstance(metric, str):
-        if metric in ("accuracy", "acc"):
-            return "up"  # one of the accuracy classes, whichever the loss picks
-        if metric in ("crossentropy", "ce"):
-            return "down"
-        metric = keras.metrics.get(metric)
-        if not isinstance(metric, keras.metrics.Metric):
-            metric = keras.metrics.MeanMetricWrapper(metric)
-    direction = getattr(metric, "_direction", None)  # private: Keras 3 (3.15) keeps it on each metric
-    return None if direction is None else ("up" if direction == "up" else "down")
-
-
 def metric_log_name(value) -> str:
     """The key a compile metric has in Keras's logs: a string as written, a class by its ``name`` argument
     or its snake_case name (``SparseTopKCategoricalAccuracy`` -> ``sparse_top_k_categorical_accuracy``)."""

@@ -24,6 +24,7 @@ HISTORIES = {
     "keeps improving": [1.0, 0.9, 0.8, 0.7, 0.6, 0.5],
     "late best": [1.0, 1.1, 1.2, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     "nan": [1.0, float("nan"), 0.9, 0.95, 0.96],
+    "ends past its best": [1.0, 0.5, 0.6, 0.7],
 }
 SETTINGS = {
     "patience 0": {"patience": 0},
@@ -33,6 +34,7 @@ SETTINGS = {
     "baseline": {"patience": 2, "baseline": 0.85},
     "baseline never beaten": {"patience": 3, "baseline": 0.1},
     "restore_best_weights": {"patience": 2, "restore_best_weights": True},
+    "restore, patience 4": {"patience": 4, "restore_best_weights": True},
     "restore, min_delta": {"patience": 1, "min_delta": 0.02, "restore_best_weights": True},
     "restore, baseline": {"patience": 2, "baseline": 0.6, "restore_best_weights": True},
     "start_from_epoch": {"patience": 1, "start_from_epoch": 3},

@@ -26,6 +26,7 @@ CORE = [
     "registry",
     "compile",
     "compile_checks",
+    "directions",
     "applications",
     "data",
     "distribute",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqcli.directions import compiled_direction
 from seqcli.errors import Problem, did_you_mean
 from seqcli.spec import Spec
 
@@ -52,17 +53,18 @@ class EarlyStopper:
         if self.mode != "auto":
             return
         name = self.monitor.removeprefix("val_")
-        direction = "down" if name == "loss" else _metric_direction(model, name)
+        direction = "down" if name == "loss" else compiled_direction(model, name)
         if direction is None:
             direction = "up" if any(word in name for word in _INCREASING_WORDS) else "down"
         self.mode = "max" if direction == "up" else "min"
 
-    def update(self, row: dict) -> bool:
-        """Record an epoch's logs; True when training should stop (EarlyStopping.on_epoch_end)."""
+    def update(self, row: dict, model=None) -> bool:
+        """Record an epoch's logs; True when training should stop (EarlyStopping.on_epoch_end). ``model``, the
+        compiled model, settles ``mode: auto`` (see resolve_mode)."""
         value = row.get(self.monitor)
         if value is None or row["epoch"] - 1 < self.start_from_epoch:
             return False
-        self.resolve_mode()
+        self.resolve_mode(model)
         self.wait += 1
         if self._improves_on(value, self.best):
             self.best, self.best_epoch = value, row["epoch"]
@@ -89,8 +91,10 @@ class EarlyStopper:
 
     def message(self, epoch: int) -> str:
         epochs = "1 epoch" if self.wait == 1 else f"{self.wait} epochs"
+        short_of_baseline = self.baseline is not None and not self._improves_on(self.best, self.baseline)
+        what = f"has not beaten the baseline {self.baseline:.4g}" if short_of_baseline else "has not improved"
         return (
-            f"early stopping after epoch {epoch}: {self.monitor} has not improved for {epochs} "
+            f"early stopping after epoch {epoch}: {self.monitor} {what} for {epochs} "
             f"(best {self.best:.4g} at epoch {self.best_epoch})"
         )
 
@@ -102,21 +106,6 @@ class EarlyStopper:
             "wait": self.wait,
             "restore_best_weights": self.restore_best,
         }
-
-
-def _metric_direction(model, name: str) -> str | None:
-    """The direction ("up" or "down") the compiled metric called ``name`` declares, as Keras's
-    MonitorCallback reads it; None when no such metric declares one (or the model is not there)."""
-    metrics = []
-    for metric in getattr(model, "metrics", None) or []:
-        # Keras's CompileMetrics (and MetricsList) hold the compiled metrics; flatten them as Keras does.
-        inner = getattr(metric, "metrics", None)
-        metrics.extend(inner if type(metric).__name__ in ("CompileMetrics", "MetricsList") and inner else [])
-    direction = None
-    for metric in metrics:
-        if metric.name == name and getattr(metric, "_direction", None) is not None:
-            direction = "up" if metric._direction == "up" else "down"
-    return direction
 
 
 def monitor_problems(spec: Spec, settings, validation: bool) -> list[Problem]:

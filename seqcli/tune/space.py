@@ -87,7 +87,7 @@ def direction_of(spec: Spec) -> str:
     """``minimize`` or ``maximize``: as set, else the way the objective's compiled metric goes in Keras (as
     EarlyStopping's ``mode: auto`` reads it); where Keras cannot tell, minimize names ending in 'loss' and
     maximize the others."""
-    from seqcli.compile import metric_direction
+    from seqcli.directions import metric_direction
 
     section = spec.tune
     if section.direction != "auto":
