@@ -1,28 +1,41 @@
-"""Bounds on the memory any input can make seq use, checked before anything is read or allocated.
+"""Bounds on what any input can make seq do, checked before anything is read or allocated: the memory budget,
+and the one door every file seq reads passes through.
 
 - The memory budget: ``--max-memory`` (a size such as ``8G``), else ``$SEQ_MAX_MEMORY``, else
   :data:`MEMORY_SHARE` of the memory available now (``MemAvailable``, or the cgroup's limit when lower).
-- :func:`check_data_file`: FIFOs, sockets and device files are refused at once (a FIFO would block forever).
-- :func:`open_archive` is the one door to zip archives (``.npz`` data, ``.keras`` models, checkpoints): every
+- :func:`open_input` is the one open function for every file seq reads: specs, data files, every file inside
+  a folder source, weights and models, files layer arguments name. It opens a file only once it is
+  confined (with every symbolic link followed, inside one of the folders it may be read from: the folder it
+  was named in and those of ``--allow-path``; a path the user typed on the command line is theirs and is
+  not confined), a regular file (opened with ``O_NONBLOCK`` and judged by ``fstat`` on the open descriptor,
+  so a FIFO never blocks; devices and sockets are refused), and within a size. :func:`read_all` reads in
+  chunks that Ctrl-C and SIGTERM can stop. A reader that gives a path to a library that opens it itself
+  (Keras, h5py, TensorFlow's image decoder) passes it through :func:`check_input` first; a reader that can
+  price what a file decodes to reads the bytes that say so through the door first (:func:`read_head`).
+- :func:`open_archive` is the door to zip archives (``.npz`` data, ``.keras`` models, checkpoints): every
   member's declared size is checked for consistency with its compressed size, and their total against the
   budget, before a byte is decompressed (zipfile never inflates past a member's declared size).
 - :func:`check_npy_header`: an ``.npy`` array (a file or an archive member) whose header claims more bytes than
-  the file holds, or than the budget, is refused before numpy allocates it.
+  the file holds, or than the budget, or a dtype TensorFlow cannot take, is refused before numpy allocates it.
 
+Refusals name the file and the kind of problem, never a byte of what the file holds.
 Imports no TensorFlow, Keras, rich or click.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import fcntl
 import math
 import os
 import re
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from seqcli.errors import SeqError
 
@@ -138,58 +151,240 @@ def over_budget_hint() -> str:
     )
 
 
-# ----------------------------------------------------------------------------- files
+ALLOW_PATH_ENV = "SEQ_ALLOW_PATH"
+CHUNK = 1 << 20  # bytes read at a time: an interrupt is seen between two chunks
+BUDGET = -1  # ``limit=BUDGET``: the memory budget at the time of the read
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+_ALLOWED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("seq_allowed_paths", default=())
 
 
-def check_data_file(path: str | Path, where: str) -> None:
-    """Refuse anything but a regular file or a directory (a FIFO, socket or device), without opening it."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return  # missing or unreadable: the caller's own error says which
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return
-    kind = (
-        "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a character device"
-        if stat.S_ISCHR(mode)
-        else "a block device"
-        if stat.S_ISBLK(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "not a file"
-    )
-    raise LimitError(
-        f"{where}: {path} is {kind}, not a regular file",
-        hint="seq reads data and models from regular files only; copy the data into a file first",
-        where=where,
-    )
+class ReadRefused(LimitError):
+    """A file seq will not read: outside the folders it may read, not a regular file, or too large."""
+
+
+# ----------------------------------------------------------------------------- the door: the folders seq may read
 
 
 @contextlib.contextmanager
-def open_archive(path: str | Path, what: str, *, limit: int | None = None) -> Iterator[zipfile.ZipFile]:
-    """The zip archive at ``path`` once its members' declared sizes are consistent and their total fits
-    ``limit`` (default: the memory budget). ``what`` names the file in messages (e.g. ``"data.train"``)."""
-    check_data_file(path, what)
+def allowed_paths(folders: Sequence[str | Path]) -> Iterator[None]:
+    """Let specs and folder sources read files under ``folders`` too, within this block: ``--allow-path``."""
+    token = _ALLOWED.set(tuple(Path(folder).resolve() for folder in folders))
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
-        raise LimitError(
-            f"{what}: {path} is not a readable zip archive: {error}",
-            hint="the file is damaged or not what its extension says",
-            where=what,
-        ) from None
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def extra_roots() -> list[Path]:
+    """The ``--allow-path`` folders and those of ``SEQ_ALLOW_PATH``, resolved."""
+    from_env = [Path(part).resolve() for part in os.environ.get(ALLOW_PATH_ENV, "").split(os.pathsep) if part]
+    return [*_ALLOWED.get(), *from_env]
+
+
+def allowed_roots(base_dir: str | Path) -> list[Path]:
+    """The folders a file named in ``base_dir`` (a spec's folder) may resolve into: that folder, resolved,
+    and the allowed ones."""
+    return [Path(base_dir).resolve(), *extra_roots()]
+
+
+def inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def confinement_problem(shown: str, joined: Path, roots: Sequence[Path], *, origin: str = "the spec's folder"):
+    """Why ``joined`` (the path as named, made absolute) may not be read from inside ``roots``, in words
+    that name it as ``shown``; None when it may. Never opens the file."""
+    if URL.match(shown):
+        return f"{shown!r} is a URL; seq reads local files only"
+    if inside(joined.resolve(), roots):
+        return None
+    if Path(os.path.expanduser(shown)).is_absolute() and not inside(Path(os.path.normpath(joined)), roots):
+        return f"{shown!r} is an absolute path outside {origin}"
+    if not inside(Path(os.path.normpath(joined)), roots):
+        return f"{shown!r} leads out of {origin}"
+    return f"{shown!r} is a symbolic link that leads out of {origin}"
+
+
+# ----------------------------------------------------------------------------- kinds and sizes
+
+
+def kind_of(mode: int) -> str:
+    """A file's kind in words, for a mode that is not a regular file's."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def _limit_of(limit: int | None) -> int | None:
+    return max_memory() if limit == BUDGET else limit
+
+
+def _refuse(where: str, message: str, hint: str | None) -> ReadRefused:
+    return ReadRefused(f"{where}: {message}" if where else message, hint=hint, where=where or None)
+
+
+KIND_HINT = "seq reads regular files only; copy the data into a file first"
+CONFINED_HINT = (
+    "seq reads files inside the folder they were named in only; move the file there, or allow a folder "
+    f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
+)
+
+
+def _check_confined(path: Path, where: str, roots: Sequence[Path] | None, origin: str) -> None:
+    if roots is None:
+        return
+    problem = confinement_problem(str(path), Path(os.path.abspath(path)), roots, origin=origin)
+    if problem:
+        raise _refuse(where, problem, CONFINED_HINT)
+
+
+def _check_status(info: os.stat_result, path: Path, where: str, limit: int | None, directory_ok: bool) -> None:
+    if stat.S_ISDIR(info.st_mode) and directory_ok:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(where, f"{path} is {kind_of(info.st_mode)}, not a regular file", KIND_HINT)
+    limit = _limit_of(limit)
+    if limit is not None and info.st_size > limit:
+        raise _refuse(
+            where,
+            f"{path} holds {human_size(info.st_size)}, over the memory limit",
+            over_budget_hint(),
+        )
+
+
+# ----------------------------------------------------------------------------- the door
+
+
+def open_input(
+    path: str | Path,
+    where: str,
+    *,
+    roots: Sequence[Path] | None = None,
+    limit: int | None = BUDGET,
+    origin: str = "the folder it was named in",
+) -> BinaryIO:
+    """``path`` opened for binary reading, once it is confined to ``roots`` (None: not confined), a regular
+    file (never blocking on a FIFO) and at most ``limit`` bytes (``BUDGET``: the memory budget; None: any
+    size). ``where`` names the input in messages. FileNotFoundError and other OSErrors pass through for the
+    caller to word; every refusal is a :class:`ReadRefused`."""
+    path = Path(path)
+    _check_confined(path, where, roots, origin)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_status(os.fstat(descriptor), path, where, limit, directory_ok=False)
+        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def check_input(
+    path: str | Path,
+    where: str,
+    *,
+    roots: Sequence[Path] | None = None,
+    limit: int | None = BUDGET,
+    directory_ok: bool = False,
+    origin: str = "the folder it was named in",
+) -> Path:
+    """What :func:`open_input` checks, for a file a library will open itself (or a folder, when
+    ``directory_ok``): returns ``path`` once it passes."""
+    path = Path(path)
+    if directory_ok and path.is_dir():
+        _check_confined(path, where, roots, origin)
+        return path
+    open_input(path, where, roots=roots, limit=limit, origin=origin).close()
+    return path
+
+
+def read_all(handle: BinaryIO, limit: int | None = BUDGET, *, where: str = "", path: str | Path = "") -> bytes:
+    """The rest of ``handle``, read a chunk at a time (an interrupt stops it between chunks); a file that
+    grew past ``limit`` since it was opened is refused rather than read on."""
+    limit = _limit_of(limit)
+    chunks, total = [], 0
+    while chunk := handle.read(CHUNK):
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise _refuse(where, f"{path} grew past the memory limit while it was read", over_budget_hint())
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_head(path: str | Path, where: str, size: int, *, roots: Sequence[Path] | None = None) -> bytes:
+    """The first ``size`` bytes of ``path`` (fewer when it is shorter), through the door."""
+    with open_input(path, where, roots=roots, limit=None) as handle:
+        return handle.read(size)
+
+
+def read_bytes(path: str | Path, where: str, *, roots: Sequence[Path] | None = None, limit: int | None = BUDGET):
+    """The whole of ``path``, through the door and read in chunks."""
+    with open_input(path, where, roots=roots, limit=limit) as handle:
+        return read_all(handle, limit, where=where, path=path)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def check_data_file(path: str | Path, where: str, *, roots: Sequence[Path] | None = None) -> None:
+    """Refuse anything but a regular file or a directory (a FIFO, socket or device) through the door:
+    a missing or unreadable path is left to the caller's own error, which says which."""
+    try:
+        check_input(path, where, roots=roots, limit=None, directory_ok=True)
+    except ReadRefused:
+        raise
+    except OSError:
+        return
+
+
+@contextlib.contextmanager
+def open_archive(
+    path: str | Path, what: str, *, limit: int | None = None, roots: Sequence[Path] | None = None
+) -> Iterator[zipfile.ZipFile]:
+    """The zip archive at ``path``, opened through the door, once its members' declared sizes are consistent
+    and their total fits ``limit`` (default: the memory budget). ``what`` names the file in messages."""
+    try:
+        handle = open_input(path, what, roots=roots, limit=None)
     except OSError as error:
         raise LimitError(
             f"{what}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT, where=what
         ) from None
-    with archive:
-        check_members(archive, path, what, limit=max_memory() if limit is None else limit)
+    with handle:
         try:
-            yield archive
-        except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
-            raise LimitError(f"{what}: {path} is damaged: {error}", hint=DAMAGED_HINT, where=what) from None
+            archive = zipfile.ZipFile(handle)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as error:
+            raise LimitError(
+                f"{what}: {path} is not a readable zip archive: {_zip_problem(error)}",
+                hint="the file is damaged or not what its extension says",
+                where=what,
+            ) from None
+        with archive:
+            check_members(archive, path, what, limit=max_memory() if limit is None else limit)
+            try:
+                yield archive
+            except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
+                raise LimitError(
+                    f"{what}: {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT, where=what
+                ) from None
+
+
+def _zip_problem(error: Exception) -> str:
+    """What is wrong with an archive, in zipfile's words (they name members, never their contents)."""
+    if isinstance(error, EOFError):
+        return "it ends too soon"
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return str(error)
 
 
 DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error)  # a bad CRC-32, corrupt deflate data
@@ -255,27 +450,30 @@ def _check_member(info: zipfile.ZipInfo, path, what: str) -> None:
 
 
 def load_npz(path: str | Path, what: str):
-    """``numpy.load`` of an ``.npz`` (no pickles) once :func:`open_archive` has checked it: checkpoints."""
+    """The ``.npz`` at ``path`` (no pickles), read through the door once :func:`open_archive` has checked it:
+    checkpoints. The returned archive owns the open file."""
     import numpy as np
 
     with open_archive(path, what):
         pass
-    return np.load(path, allow_pickle=False)
+    handle = open_input(path, what, limit=None)
+    try:
+        return np.lib.npyio.NpzFile(handle, own_fid=True, allow_pickle=False)
+    except BaseException:
+        handle.close()
+        raise
 
 
-def check_model_file(path: str | Path, what: str) -> None:
-    """A ``.keras`` archive (or an ``.h5`` weights file) that can be read within the budget: the archive's
-    members fit it and its ``config.json`` is at most :data:`CONFIG_LIMIT`."""
+def check_model_file(path: str | Path, what: str, *, roots: Sequence[Path] | None = None) -> None:
+    """A ``.keras`` archive (or an ``.h5`` weights file) that can be read within the budget, through the door:
+    the archive's members fit it and its ``config.json`` is at most :data:`CONFIG_LIMIT`."""
     path = Path(path)
-    check_data_file(path, what)
     if path.suffix != ".keras":
-        size = path.stat().st_size if path.is_file() else 0
-        if size > max_memory():
-            raise LimitError(
-                f"{what}: {path} holds {human_size(size)}, over the memory limit", hint=over_budget_hint(), where=what
-            )
+        check_data_file(path, what, roots=roots)
+        if path.is_file():
+            check_input(path, what, roots=roots)
         return
-    with open_archive(path, what) as archive:
+    with open_archive(path, what, roots=roots) as archive:
         _check_config_size(archive, path, what)
 
 
@@ -326,12 +524,11 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
             shape, _, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
         offset = handle.tell()
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
-        raise LimitError(f"{where}: cannot read {label} as an .npy array: {error}", where=where) from None
+        raise LimitError(f"{where}: cannot read {label} as an .npy array: {_npy_problem(error)}", where=where) from None
+    check_dtype(dtype, where, label)
     itemsize = dtype.itemsize
     declared = math.prod(shape) * itemsize
     left = available - offset
-    if dtype.hasobject:
-        return shape, str(dtype)
     if declared > left:
         raise LimitError(
             f"{where}: {label} claims shape {tuple(shape)} of {dtype} ({human_size(declared)}), "
@@ -346,6 +543,36 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
             where=where,
         )
     return shape, str(dtype)
+
+
+def _npy_problem(error: Exception) -> str:
+    """What is wrong with an ``.npy`` header in words of its own: numpy's messages quote the file's bytes."""
+    text = str(error)
+    if "magic string" in text or isinstance(error, EOFError):
+        return "it does not start as an .npy file does"
+    if "header" in text.lower() and "large" in text.lower():
+        return "its header is longer than an .npy header may be"
+    return "its header is not an .npy header"
+
+
+def check_dtype(dtype, where: str, label: str) -> None:
+    """Refuse an array dtype TensorFlow cannot take: extended precision, complex numbers, Python objects,
+    records (structured), raw bytes, dates. Text is left to the reader that handles it."""
+    kind = dtype.kind
+    name = "longdouble (float128)" if kind == "f" and dtype.itemsize > 8 else str(dtype)
+    if kind == "f" and dtype.itemsize > 8:
+        problem, fix = f"{name} is not a dtype seq can train on", "convert it to float32 (or float64)"
+    elif kind == "c":
+        problem, fix = f"{name} (complex numbers) is not a dtype seq can train on", "split it into real arrays"
+    elif dtype.hasobject:
+        problem, fix = "it holds Python objects, which seq does not load", "save plain numbers with numpy.save"
+    elif dtype.fields is not None or kind == "V":
+        problem, fix = "it holds records (a structured dtype), not numbers", "save each field as its own array"
+    elif kind in "mM":
+        problem, fix = f"{name} (dates or durations) is not a dtype seq can train on", "convert it to numbers"
+    else:
+        return
+    raise LimitError(f"{where}: {label}: {problem}", hint=f"{fix}, e.g. array.astype('float32')", where=where)
 
 
 # ----------------------------------------------------------------------------- available memory

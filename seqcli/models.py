@@ -49,9 +49,9 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     :class:`~seqcli.limits.LimitError`."""
     keras = import_keras()
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelLoadError(f"no such model file: {path}")
-    limits.check_model_file(path, "model")  # an archive that would not fit in memory is refused unread
+    limits.check_model_file(path, "model")  # the door: a FIFO or a device, or an archive over the budget, unread
     if path.suffix == ".keras":  # its config.json, read (never deserialized) to see that it holds a model
         config = limits.read_model_config(path, "model")
         require_model_config(config, path)
@@ -151,7 +151,7 @@ def check_weights_file(
     spec's), for the messages. Raises :class:`WeightsError`."""
     path = Path(path)
     shown = written_as if written_as is not None else str(path)
-    if not path.is_file():
+    if not path.exists():
         relative = written_as is not None and base_dir is not None and not Path(written_as).is_absolute()
         raise WeightsError(
             f"weights file not found: {path}",
@@ -164,6 +164,12 @@ def check_weights_file(
             else " or ".join(f"a {suffix} file" for suffix in suffixes)
         )
         raise WeightsError(f"weights must be {kinds}; received {shown!r}")
+    try:
+        limits.check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
+    except limits.ReadRefused as error:
+        raise WeightsError(error.detail, error.hint) from None
+    except OSError as error:
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from None
     return path
 
 

@@ -228,6 +228,7 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
     from seqcli.progress import TuneLines
     from seqcli.render import tune_table
     from seqcli.tune.runner import TuneInterrupted, TuneOptions, tune_spec
+    from seqcli.tune.study import masked_url
 
     console = stderr_console() if fmt == "json" else stdout_console()
     options = TuneOptions(
@@ -243,7 +244,11 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
             spec,
             output=stop.output,
             overrides=[],
-            flags={"--storage": storage, "--trials": trials, "--workers": workers if workers != 1 else None},
+            flags={
+                "--storage": masked_url(storage) if storage else None,  # the password is never shown
+                "--trials": trials,
+                "--workers": workers if workers != 1 else None,
+            },
         )
         raise
     if result is None:

@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import os
+import re
 import socket
 import threading
 import warnings
@@ -56,6 +57,21 @@ def default_storage(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'study.db'}"
 
 
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)([^@/?#]*)(@)")
+
+
+def masked_url(url: str) -> str:
+    """A database URL as it may be shown: any password replaced by ``***`` (``postgresql://admin:***@host/db``)."""
+    return _PASSWORD.sub(r"\1***\3", url)
+
+
+def _without_password(text: str, url: str) -> str:
+    """``text`` (a driver's error) with the URL's password, if it has one, masked wherever it appears."""
+    found = _PASSWORD.match(url)
+    text = text.replace(url, masked_url(url))
+    return text.replace(found.group(2), "***") if found and found.group(2) else text
+
+
 def make_storage(url: str):
     """An RDB storage with heartbeats; trials whose heartbeat went stale are re-enqueued (:func:`retry_trial`)."""
     optuna = require_optuna()
@@ -73,8 +89,9 @@ def make_storage(url: str):
             **{callback: retry_trial},
         )
     except Exception as error:  # SQLAlchemy's errors, a missing database driver, a malformed URL
+        detail = _without_password(" ".join(str(error).split()), url)[:300]
         raise TuneError(
-            f"cannot open the study storage {url}: {' '.join(str(error).split())[:300]}",
+            f"cannot open the study storage {masked_url(url)}: {detail}",
             hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db",
         ) from None
 
