@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import datacheck, limits
+from seqcli import archives, datacheck, limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
 from seqcli.data.images import Images, open_images
 from seqcli.data.keras_datasets import KERAS_DATASETS, open_keras_dataset
@@ -176,7 +176,7 @@ def _read_npz(
     roots=None,
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with limits.open_archive(path, where, roots=roots) as archive:
+    with archives.open_archive(path, where, roots=roots) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
         x_shape = _npz_header(archive, section.x, members, path, where, "x")
@@ -197,8 +197,8 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with limits.open_member(archive, member, path, where) as handle:
-        shape, _ = limits.check_npy_header(
+    with archives.open_member(archive, member, path, where) as handle:
+        shape, _ = archives.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
     return tuple(shape)
@@ -206,7 +206,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with limits.open_member(archive, member, path, where) as handle:
+        with archives.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
@@ -227,7 +227,7 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots
     sample shape) first."""
     try:
         with limits.open_input(path, where, roots=roots, limit=None) as handle:
-            shape, _ = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+            shape, _ = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
             if len(shape) > 0:
                 check_sample_shape(tuple(shape[1:]), input_shape, path, where)
             handle.seek(0)
