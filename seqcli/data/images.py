@@ -211,9 +211,9 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
 def open_images(directory: Path, section: SourceSection, where: str, *, roots=None) -> Images:
     """The image folder ``directory``: every class subfolder and every image in it passes the door
     (:func:`seqcli.limits.open_input`), confined, after its links are followed, to the folder itself and
-    ``roots`` (the spec's folders; None for a folder named on the command line), and every image's size,
+    ``roots`` (the spec's folder and the allowed ones), and every image's size,
     read from its header, is priced against the memory budget before anything is decoded."""
-    member_roots = [directory.resolve(), *(roots or []), *limits.extra_roots()]
+    member_roots = [directory.resolve(), *(roots or [])]
     class_dirs = _class_folders(directory, where, member_roots)
     channels = CHANNELS[section.color_mode]
     paths, labels, largest = [], [], 0

@@ -103,35 +103,34 @@ def _open_path(
 ):
     path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
-    roots = source_roots(base_dir, where)
-    limits.check_data_file(path, where, roots=roots)
+    limits.check_data_file(path, where)
     fmt = section.format or _infer_format(path, where)
     if fmt == "images":
         if not path.is_dir():
             raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where, roots=roots)
+        return open_images(path, section, where, roots=member_roots(base_dir, where))
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
     if fmt == "npz":
-        x, y = _read_npz(
-            path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape, roots=roots
-        )
+        x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
     elif fmt == "npy":
-        x = _read_npy(path, where, input_shape=input_shape, roots=roots)
+        x = _read_npy(path, where, input_shape=input_shape)
         y = None
         if want_labels and _names_npy(section.y):
             y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
-            y = _read_npy(y_path, where, roots=roots)
+            y = _read_npy(y_path, where)
     else:
-        x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape, roots=roots)
+        x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
     return as_arrays(x, y, section.scale, path, where)
 
 
-def source_roots(base_dir: Path, where: str) -> list[Path] | None:
-    """The folders a source's files may resolve into: the spec's folder and the allowed ones for a spec's
-    source; None (not confined) for one the user named on the command line (``--data``)."""
-    return None if _from_command_line(where) else limits.allowed_roots(base_dir)
+def member_roots(base_dir: Path, where: str) -> list[Path]:
+    """Besides the folder source itself, where the files inside it may resolve to: the spec's folder and
+    the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
+    source's own path is confined where the spec's file values are, :func:`seqcli.spec.paths.path_problems`,
+    which leaves values set with ``--set`` to the user.)"""
+    return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 
 
 def _names_npy(name: str | None) -> bool:
@@ -173,10 +172,9 @@ def _read_npz(
     labels: bool,
     want_labels: bool,
     input_shape: tuple | None = None,
-    roots=None,
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with archives.open_archive(path, where, roots=roots) as archive:
+    with archives.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
         x_shape = _npz_header(archive, section.x, members, path, where, "x")
