@@ -29,6 +29,7 @@ from seqcli.limits import (
     max_memory,
     open_input,
     over_budget_hint,
+    read_into,
 )
 
 CONFIG_LIMIT = 64 << 20  # a .keras config.json: the largest Keras applications need a few MB
@@ -196,25 +197,41 @@ def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
 
 def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tuple, str]:
     """Read an ``.npy`` header from ``handle`` (positioned at its start) and check that the array it
-    declares fits in ``available`` bytes (what follows the header) and in the budget.
+    declares fits in ``available`` bytes (what follows the header) and in the budget, in a dtype seq takes.
     Returns ``(shape, dtype text)``. ``label`` names the array in messages."""
+    shape, _, dtype = _checked_npy_header(handle, available, where, label)
+    return shape, str(dtype)
+
+
+def read_npy(handle, available: int, where: str, label: str):
+    """The ``.npy`` array ``handle`` holds (positioned at its start), its header checked as
+    :func:`check_npy_header` does, its data read a chunk at a time into the array (an interrupt stops the
+    read between chunks; nothing is read twice)."""
+    import numpy as np
+
+    shape, fortran, dtype = _checked_npy_header(handle, available, where, label)
+    array = np.empty(tuple(reversed(shape)) if fortran else shape, dtype)
+    read_into(handle, array, where=where, path=label)
+    return array.T if fortran else array
+
+
+def _checked_npy_header(handle, available: int, where: str, label: str):
     import numpy as np
 
     fmt = np.lib.format
     try:
         version = fmt.read_magic(handle)
         if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(handle, max_header_size=1 << 16)
+            shape, fortran, dtype = fmt.read_array_header_1_0(handle, max_header_size=1 << 16)
         elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(handle, max_header_size=1 << 16)
+            shape, fortran, dtype = fmt.read_array_header_2_0(handle, max_header_size=1 << 16)
         else:  # format 3.0 (utf-8 field names) has no public header reader
-            shape, _, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
+            shape, fortran, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
         offset = handle.tell()
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
         raise LimitError(f"{where}: cannot read {label} as an .npy array: {_npy_problem(error)}", where=where) from None
     check_dtype(dtype, where, label)
-    itemsize = dtype.itemsize
-    declared = math.prod(shape) * itemsize
+    declared = math.prod(shape) * dtype.itemsize
     left = available - offset
     if declared > left:
         raise LimitError(
@@ -229,7 +246,7 @@ def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tu
             hint=over_budget_hint(),
             where=where,
         )
-    return shape, str(dtype)
+    return shape, fortran, dtype
 
 
 def _npy_problem(error: Exception) -> str:

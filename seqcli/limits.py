@@ -8,7 +8,7 @@ and the one door every file seq reads passes through.
   confined (with every symbolic link followed, inside one of the folders it may be read from: the folder it
   was named in and those of ``--allow-path``; a path the user typed on the command line is theirs and is
   not confined), a regular file (opened with ``O_NONBLOCK`` and judged by ``fstat`` on the open descriptor,
-  so a FIFO never blocks; devices and sockets are refused), and within a size. :func:`read_all` reads in
+  so a FIFO never blocks; devices and sockets are refused), and within a size. :func:`read_into` reads in
   chunks that Ctrl-C and SIGTERM can stop. A reader that gives a path to a library that opens it itself
   (Keras, h5py, TensorFlow's image decoder) passes it through :func:`check_input` first; a reader that can
   price what a file decodes to reads the bytes that say so through the door first (:func:`read_head`).
@@ -300,29 +300,25 @@ def check_input(
     return path
 
 
-def read_all(handle: BinaryIO, limit: int | None = BUDGET, *, where: str = "", path: str | Path = "") -> bytes:
-    """The rest of ``handle``, read a chunk at a time (an interrupt stops it between chunks); a file that
-    grew past ``limit`` since it was opened is refused rather than read on."""
-    limit = _limit_of(limit)
-    chunks, total = [], 0
-    while chunk := handle.read(CHUNK):
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise _refuse(where, f"{path} grew past the memory limit while it was read", over_budget_hint())
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def read_head(path: str | Path, where: str, size: int, *, roots: Sequence[Path] | None = None) -> bytes:
     """The first ``size`` bytes of ``path`` (fewer when it is shorter), through the door."""
     with open_input(path, where, roots=roots, limit=None) as handle:
         return handle.read(size)
 
 
-def read_bytes(path: str | Path, where: str, *, roots: Sequence[Path] | None = None, limit: int | None = BUDGET):
-    """The whole of ``path``, through the door and read in chunks."""
-    with open_input(path, where, roots=roots, limit=limit) as handle:
-        return read_all(handle, limit, where=where, path=path)
+def read_into(handle: BinaryIO, buffer, *, where: str = "", path: str | Path = "") -> None:
+    """Fill ``buffer`` (an array, or anything with the buffer protocol) from ``handle`` a chunk at a time (an
+    interrupt stops it between chunks); a file that ends before the buffer is full is refused."""
+    view = memoryview(buffer)
+    if view.nbytes == 0:
+        return
+    view = view.cast("B")
+    offset = 0
+    while offset < len(view):
+        count = handle.readinto(view[offset : offset + CHUNK])
+        if not count:
+            raise _refuse(where, f"{path} ends before the data it declares", "the file is truncated; write it again")
+        offset += count
 
 
 # ----------------------------------------------------------------------------- files

@@ -225,11 +225,12 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots
     sample shape) first."""
     try:
         with limits.open_input(path, where, roots=roots, limit=None) as handle:
-            shape, _ = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+            size = os.fstat(handle.fileno()).st_size
+            shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
                 check_sample_shape(tuple(shape[1:]), input_shape, path, where)
             handle.seek(0)
-            return np.load(handle, allow_pickle=False)
+            return archives.read_npy(handle, size, where, str(path))
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
