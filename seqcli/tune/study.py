@@ -16,14 +16,13 @@ import inspect
 import json
 import math
 import os
-import re
 import socket
 import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import SeqError
+from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.spec import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
@@ -42,7 +41,7 @@ def require_optuna():
     try:
         import optuna
     except ImportError:
-        raise TuneError(
+        raise MissingDependency(
             "seq tune needs Optuna, which is not installed",
             hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')",
         ) from None
@@ -57,19 +56,11 @@ def default_storage(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'study.db'}"
 
 
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)([^@/?#]*)(@)")
-
-
-def masked_url(url: str) -> str:
-    """A database URL as it may be shown: any password replaced by ``***`` (``postgresql://admin:***@host/db``)."""
-    return _PASSWORD.sub(r"\1***\3", url)
-
-
 def _without_password(text: str, url: str) -> str:
     """``text`` (a driver's error) with the URL's password, if it has one, masked wherever it appears."""
-    found = _PASSWORD.match(url)
+    password = url_password(url)
     text = text.replace(url, masked_url(url))
-    return text.replace(found.group(2), "***") if found and found.group(2) else text
+    return text.replace(password, "***") if password else text
 
 
 def make_storage(url: str):
