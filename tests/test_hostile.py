@@ -1114,6 +1114,22 @@ MESSAGES = {
         "holds records (a structured dtype)",
         **{"r.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=np.zeros(16, [("a", "<i4"), ("b", "<f4")]))},
     ),
+    "tune --storage with a password, as JSON": Case(
+        [
+            "tune",
+            "study.yaml",
+            "--storage",
+            f"mysql://root:{SECRET}@localhost:1/db",
+            "--output",
+            "t",
+            "--format",
+            "json",
+        ],
+        1,
+        ("mysql://root:***@localhost:1/db",),
+        {"study.yaml": with_tune_section},
+        changes=True,
+    ),
     "tune --storage with a password": Case(
         ["tune", "study.yaml", "--storage", f"postgresql://admin:{SECRET}@localhost:1/db", "--output", "t"],
         1,
