@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import SeqError
-from seqcli.limits import LimitError, check_data_file, human_size
+from seqcli.limits import LimitError, human_size, open_input
 
 MAX_BYTES = 16 << 20  # seq writes a few kilobytes (a history of 10,000 epochs: about 2 MB)
 MAX_LINE = 1 << 20  # characters in one CSV line, checked before the line is split
@@ -54,12 +54,10 @@ def read_text(path: str | Path, what: str) -> str:
     wrote there (``"a history.csv as seq train writes it"``), for messages."""
     path = Path(path)
     try:
-        check_data_file(path, str(path))
-    except LimitError as error:
-        raise RecordError(error.message, hint=error.hint) from None
-    try:
-        with open(path, "rb") as handle:
+        with open_input(path, str(path), limit=None) as handle:  # the door: a FIFO or a device is refused
             raw = handle.read(MAX_BYTES + 1)
+    except LimitError as error:
+        raise RecordError(error.detail, hint=error.hint) from None
     except OSError as error:
         raise RecordError(f"cannot read {path}: {error.strerror or error}") from None
     if len(raw) > MAX_BYTES:
