@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +29,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import DataError, as_arrays, check_sample_shape
-from seqcli.errors import SeqError, clean_tensorflow_message, did_you_mean
+from seqcli.data import tfrecord
+from seqcli.data.arrays import DataError, as_arrays
+from seqcli.errors import SeqError
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import SourceSection
 
@@ -44,9 +43,7 @@ CHUNK_ROWS = 1024  # rows read from a shard at a time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
 BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
-STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrec", ".tfrecords")
-COMPRESSIONS = {"GZIP": "GZIP", "ZLIB": "ZLIB", "none": "", None: ""}
+
 
 _failure_lock = threading.Lock()
 _failure: list[SeqError] = []
@@ -114,6 +111,7 @@ def _npz_chunks(shard: Shard, source: Stream, start: int):
 
 
 def _npy_chunks(shard: Shard, source: Stream, start: int):
+    limits.check_input(shard.path, source.where, limit=None)  # the door; numpy maps the file itself
     x = np.load(shard.path, mmap_mode="r", allow_pickle=False)
     for offset in range(start, shard.count, CHUNK_ROWS):
         yield np.array(x[offset : offset + CHUNK_ROWS]), None
@@ -126,118 +124,17 @@ def _csv_chunks(shard: Shard, source: Stream, start: int):
 
 
 def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
-    records = _records(shard.path, source, start)
+    records = tfrecord.records(shard.path, source, start)
     number = start
     while True:
         batch = [record for _, record in zip(range(CHUNK_ROWS), records)]
         if not batch:
             return
-        yield _parse(batch, number, shard.path, source)
+        yield tfrecord.parse_records(batch, number, shard.path, source)
         number += len(batch)
 
 
 _READERS = {"npz": _npz_chunks, "npy": _npy_chunks, "csv": _csv_chunks, "tfrecord": _tfrecord_chunks}
-
-
-# ----------------------------------------------------------------------------- TFRecord
-
-
-def _records(path: Path, source: Stream, start: int) -> Iterator[bytes]:
-    """The records of a TFRecord file from record ``start`` (0-based), their checksums verified."""
-    tf = import_tensorflow()
-
-    options = tf.io.TFRecordOptions(compression_type=COMPRESSIONS[source.compression])
-    read = 0  # records read whole: an error is about the next one
-    try:
-        for record in tf.compat.v1.io.tf_record_iterator(str(path), options):
-            read += 1
-            if read > start:
-                yield record
-    except tf.errors.OpError as error:
-        raise _damaged(path, read + 1, error.message, source.where) from None
-
-
-def _damaged(path: Path, number: int, detail: str, where: str) -> DataError:
-    text = clean_tensorflow_message(detail)
-    kind = "is truncated" if "truncated" in text.lower() else "is damaged"
-    return DataError(
-        f"{where}: record {number} of {path} {kind} ({text})",
-        hint="the file changed after it was written (an interrupted copy, a full disk); write or copy it again",
-    )
-
-
-def _parse(batch: list[bytes], first: int, path: Path, source: Stream) -> tuple[np.ndarray, np.ndarray | None]:
-    """A chunk of serialized ``tf.train.Example`` records as ``(x, y)``; a record that does not match the
-    description is named by its number."""
-    tf = import_tensorflow()
-
-    try:
-        parsed = tf.io.parse_example(tf.constant(batch), source.parse_features())
-    except tf.errors.InvalidArgumentError as error:
-        index, detail = _first_unparsable(batch, source)
-        detail = detail or clean_tensorflow_message(error.message)
-        raise DataError(
-            f"{source.where}: record {first + index + 1} of {path} does not match the features description: {detail}",
-            hint=f"describe the records as they are written under `{source.where}.features`: "
-            "each feature's dtype (float32, int64) and shape",
-        ) from None
-    x = parsed[source.section.x].numpy()
-    y = parsed[source.section.y].numpy() if source.labels else None
-    return x, y
-
-
-def _first_unparsable(batch: list[bytes], source: Stream) -> tuple[int, str | None]:
-    tf = import_tensorflow()
-
-    for index, record in enumerate(batch):
-        try:
-            tf.io.parse_example(tf.constant([record]), source.parse_features())
-        except tf.errors.InvalidArgumentError as error:
-            return index, clean_tensorflow_message(error.message)
-    return 0, None
-
-
-def _masked_crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for index in range(256):
-        value = index
-        for _ in range(8):
-            value = (value >> 1) ^ (0x82F63B78 if value & 1 else 0)
-        table.append(value)
-    return table
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def count_records(path: Path, source: Stream) -> int:
-    """Records in a TFRecord file. Uncompressed: each record's length field is read (and its checksum checked)
-    and its data skipped; compressed: every record is read."""
-    if COMPRESSIONS[source.compression]:
-        return sum(1 for _ in _records(path, source, 0))
-    size, count, offset = os.path.getsize(path), 0, 0
-    with open(path, "rb") as handle:
-        while offset < size:
-            header = handle.read(12)
-            if len(header) < 12:
-                raise _damaged(path, count + 1, "truncated record length", source.where)
-            (length,) = struct.unpack("<Q", header[:8])
-            if struct.unpack("<I", header[8:])[0] != _masked_crc32c(header[:8]):
-                raise _damaged(path, count + 1, "corrupted record length: its checksum does not match", source.where)
-            offset += 12 + length + 4
-            if offset > size:
-                raise _damaged(path, count + 1, "truncated record: the file ends inside it", source.where)
-            handle.seek(offset)
-            count += 1
-    return count
 
 
 # ----------------------------------------------------------------------------- the source
@@ -512,172 +409,3 @@ def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Ite
 
 def _batch(x, y_all, start: int, size: int, labels: bool):
     return (x, y_all[start : start + size]) if labels else x
-
-
-# ----------------------------------------------------------------------------- opening
-
-
-def is_streamed(section: SourceSection, fmt: str | None) -> bool:
-    """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
-    from seqcli.files import is_pattern
-
-    return isinstance(section.path, list) or is_pattern(section.path) or fmt == "tfrecord"
-
-
-def open_stream(
-    section: SourceSection,
-    files: list[Path],
-    where: str,
-    *,
-    labels: bool,
-    input_shape: tuple | None,
-    readers: FileReaders,
-) -> Stream:
-    """A streamed source over ``files`` (resolved, in order), every shard's header checked alike."""
-    fmt = section.format or _shard_format(files[0], where)
-    if fmt not in STREAM_FORMATS:
-        raise DataError(
-            f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
-        )
-    compression = section.compression or (
-        "GZIP" if fmt == "tfrecord" and files[0].suffix.lower() == ".gz" and section.compression is None else None
-    )
-    stream = Stream([], section, where, labels=labels, readers=readers, compression=compression)
-    if fmt == "tfrecord":
-        _check_description(section, where, labels)
-    for path in files:
-        limits.check_data_file(path, where)
-        if path.is_dir():
-            raise DataError(f"{where}: {path} is a directory; shards are files")
-        if (section.format or _shard_format(path, where)) != fmt:
-            raise DataError(
-                f"{where}: shard {path} is not a .{fmt} file like the first one",
-                hint="give shards of one format",
-            )
-        shard = _HEADERS[fmt](path, stream)
-        _check_alike(shard, stream.shards[0] if stream.shards else None, where)
-        stream.shards.append(shard)
-        check_sample_shape(shard.sample_shape, input_shape, path, where)
-    if stream.count == 0:
-        raise DataError(f"{where}: the shards hold no samples")
-    if labels:
-        stream.y_dtype = _label_dtype(stream)
-    return stream
-
-
-def _label_dtype(stream: Stream) -> str:
-    """int64 for class indices, else float32: from the first shard's header, or its labels for a CSV."""
-    first = stream.shards[0]
-    if first.fmt == "csv":
-        _, y = stream.readers.read_csv(first.path, stream.section, stream.where, want_labels=True)
-        return str(y.dtype)
-    return "int64" if np.dtype(first.y_dtype).kind in "iu" else "float32"
-
-
-def _shard_format(path: Path, where: str) -> str:
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix in TFRECORD_SUFFIXES:
-        return "tfrecord"
-    if suffix.lstrip(".") in STREAM_FORMATS:
-        return suffix.lstrip(".")
-    raise DataError(
-        f"{where}: cannot tell the format of shard {path} from its extension {path.suffix!r}",
-        hint="shards are .npz, .npy, .csv or .tfrecord files; or set `format:`",
-    )
-
-
-def _check_description(section: SourceSection, where: str, labels: bool) -> None:
-    described = section.features
-    if not isinstance(described, dict) or not described:
-        raise DataError(
-            f"{where}: TFRecord records need a `features:` description: name -> {{dtype, shape}}",
-            hint="e.g. features: {x: {dtype: float32, shape: [28, 28]}, y: {dtype: int64}}",
-        )
-    roles = [("x", section.x)] + ([("y", section.y)] if labels else [])
-    for role, name in roles:
-        if name not in described:
-            hint = did_you_mean(str(name), described) or f"described features: {', '.join(described)}"
-            raise DataError(f"{where}.{role}: {name!r} is not among the described features", hint=hint)
-
-
-def _check_alike(shard: Shard, first: Shard | None, where: str) -> None:
-    if first is None:
-        return
-    for what, mine, theirs in (
-        ("samples of shape", shard.sample_shape, first.sample_shape),
-        ("inputs of dtype", shard.x_dtype, first.x_dtype),
-        ("labels of dtype", shard.y_dtype, first.y_dtype),
-        ("labels of shape", shard.y_shape, first.y_shape),
-    ):
-        if mine != theirs:
-            raise DataError(
-                f"{where}: shard {shard.path} holds {what} {mine}, but the first shard, {first.path}, holds {theirs}",
-                hint="every shard of a source must hold samples of one shape and dtype",
-            )
-
-
-def _npz_header(path: Path, stream: Stream) -> Shard:
-    npz_header = stream.readers.npz_header
-    section, where = stream.section, stream.where
-    with limits.open_archive(path, where) as archive:
-        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        x_shape, x_dtype = npz_header(archive, section.x, members, path, where, "x")
-        y_shape, y_dtype = (None, None)
-        if stream.labels and section.y is not None:
-            y_shape, y_dtype = npz_header(archive, section.y, members, path, where, "y")
-    _check_rows(path, x_shape, y_shape, where)
-    open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
-    return Shard(path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes)
-
-
-def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -> None:
-    if len(x_shape) == 0:
-        raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
-    if y_shape is not None and (len(y_shape) == 0 or y_shape[0] != x_shape[0]):
-        raise DataError(
-            f"{where}: x and y in {path} have different lengths",
-            hint="each sample needs exactly one label",
-        )
-
-
-def _npy_header(path: Path, stream: Stream) -> Shard:
-    if stream.labels:
-        raise DataError(
-            f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
-            hint="use .npz shards with arrays x and y",
-        )
-    with open(path, "rb") as handle:
-        shape, dtype = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
-    _check_rows(path, tuple(shape), None, stream.where)
-    rows = CHUNK_ROWS * math.prod(shape[1:]) * 8
-    return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), rows)
-
-
-def _csv_header(path: Path, stream: Stream) -> Shard:
-    features, label, rows = stream.readers.csv_columns(path, stream.section, stream.where, want_labels=stream.labels)
-    open_bytes = rows * (len(features) + 1) * 8 * 2
-    y_dtype = "float64" if stream.labels and label is not None else None
-    return Shard(path, "csv", rows, (len(features),), "float64", y_dtype, (), open_bytes)
-
-
-def _tfrecord_header(path: Path, stream: Stream) -> Shard:
-    described = stream.section.features
-    x, y = described[stream.section.x], described[stream.section.y] if stream.labels else None
-    count = count_records(path, stream)
-    open_bytes = CHUNK_ROWS * (math.prod(x.shape) + (math.prod(y.shape) if y else 0)) * 8 * 3
-    return Shard(
-        path,
-        "tfrecord",
-        count,
-        tuple(x.shape),
-        x.dtype,
-        y.dtype if y else None,
-        tuple(y.shape) if y else (),
-        open_bytes,
-    )
-
-
-_HEADERS = {"npz": _npz_header, "npy": _npy_header, "csv": _csv_header, "tfrecord": _tfrecord_header}

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import limits
+from seqcli import archives, limits, records
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
+from seqcli.records import RecordError
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -78,8 +79,11 @@ class TrainingState:
         return json.dumps(asdict(self), default=_json_default)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainingState:
-        data = json.loads(text)
+    def from_json(cls, text: str, path: Path) -> TrainingState:
+        """The record read back from a checkpoint at ``path``, through :func:`seqcli.records.parse_json`."""
+        data = records.parse_json(text, path, "a checkpoint seq wrote")
+        if not isinstance(data, dict):
+            raise ValueError("its record is not a JSON object")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -90,8 +94,8 @@ def read_state(path: str | Path) -> TrainingState:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with limits.load_npz(path, "checkpoint") as archive:
-            state = TrainingState.from_json(str(archive["meta"]))
+        with archives.load_npz(path, "checkpoint") as archive:
+            state = TrainingState.from_json(str(archive["meta"]), path)
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
         detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
         if detail.startswith(str(path)):
@@ -99,6 +103,8 @@ def read_state(path: str | Path) -> TrainingState:
         else:
             message = f"cannot read checkpoint {path}: {detail.removeprefix(f'cannot read {path}: ')}"
         raise CheckpointError(message, hint=error.hint or DAMAGED_HINT) from None
+    except RecordError as error:
+        raise CheckpointError(f"checkpoint {error.message}", hint=DAMAGED_HINT) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}", hint=DAMAGED_HINT) from None
     if state.format > FORMAT:
@@ -168,7 +174,7 @@ def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -
 def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     """A checkpoint's arrays as they are on disk, with ``state`` as its record: for marking a run finished
     that trained no step since that checkpoint (its metric variables are not built again until it does)."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         arrays = {name: archive[name] for name in archive.files if name != "meta"}
     return {"meta": np.array(state.to_json()), **arrays}
 
@@ -192,7 +198,7 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Pa
 
 def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:
     """Assign the checkpoint's values to ``model``'s variables (the optimizer must be built)."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         for group in groups:
             variables = _variables(model, group)
             values = _group_values(archive, group)
@@ -203,7 +209,7 @@ def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("mo
 
 def restore_metrics(path: str | Path, model, strategy=None) -> bool:
     """Put the checkpoint's running metric totals back (the epoch in progress); False when they do not fit."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         values = _group_values(archive, "metrics")
     variables = _variables(model, "metrics")
     if (

@@ -1,0 +1,186 @@
+"""Opening a streamed source (:mod:`seqcli.data.streams`): the files of a glob or a list, every shard's header
+read and checked alike (sample shape and dtypes as the first shard's, or the shard is named), TFRecord's
+``features`` description checked against ``x`` and ``y``."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from seqcli import archives, limits
+from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli.data.streams import CHUNK_ROWS, FileReaders, Shard, Stream
+from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
+from seqcli.errors import did_you_mean
+from seqcli.spec.sections import SourceSection
+
+STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
+
+
+def is_streamed(section: SourceSection, fmt: str | None) -> bool:
+    """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
+    from seqcli.files import is_pattern
+
+    return isinstance(section.path, list) or is_pattern(section.path) or fmt == "tfrecord"
+
+
+def open_stream(
+    section: SourceSection,
+    files: list[Path],
+    where: str,
+    *,
+    labels: bool,
+    input_shape: tuple | None,
+    readers: FileReaders,
+) -> Stream:
+    """A streamed source over ``files`` (resolved, in order), every shard's header checked alike."""
+    fmt = section.format or _shard_format(files[0], where)
+    if fmt not in STREAM_FORMATS:
+        raise DataError(
+            f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
+        )
+    compression = section.compression or (
+        "GZIP" if fmt == "tfrecord" and files[0].suffix.lower() == ".gz" and section.compression is None else None
+    )
+    stream = Stream([], section, where, labels=labels, readers=readers, compression=compression)
+    if fmt == "tfrecord":
+        _check_description(section, where, labels)
+    for path in files:
+        limits.check_data_file(path, where)
+        if path.is_dir():
+            raise DataError(f"{where}: {path} is a directory; shards are files")
+        if (section.format or _shard_format(path, where)) != fmt:
+            raise DataError(
+                f"{where}: shard {path} is not a .{fmt} file like the first one",
+                hint="give shards of one format",
+            )
+        shard = _HEADERS[fmt](path, stream)
+        _check_alike(shard, stream.shards[0] if stream.shards else None, where)
+        stream.shards.append(shard)
+        check_sample_shape(shard.sample_shape, input_shape, path, where)
+    if stream.count == 0:
+        raise DataError(f"{where}: the shards hold no samples")
+    if labels:
+        stream.y_dtype = _label_dtype(stream)
+    return stream
+
+
+def _label_dtype(stream: Stream) -> str:
+    """int64 for class indices, else float32: from the first shard's header, or its labels for a CSV."""
+    first = stream.shards[0]
+    if first.fmt == "csv":
+        _, y = stream.readers.read_csv(first.path, stream.section, stream.where, want_labels=True)
+        return str(y.dtype)
+    return "int64" if np.dtype(first.y_dtype).kind in "iu" else "float32"
+
+
+def _shard_format(path: Path, where: str) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in TFRECORD_SUFFIXES:
+        return "tfrecord"
+    if suffix.lstrip(".") in STREAM_FORMATS:
+        return suffix.lstrip(".")
+    raise DataError(
+        f"{where}: cannot tell the format of shard {path} from its extension {path.suffix!r}",
+        hint="shards are .npz, .npy, .csv or .tfrecord files; or set `format:`",
+    )
+
+
+def _check_description(section: SourceSection, where: str, labels: bool) -> None:
+    described = section.features
+    if not isinstance(described, dict) or not described:
+        raise DataError(
+            f"{where}: TFRecord records need a `features:` description: name -> {{dtype, shape}}",
+            hint="e.g. features: {x: {dtype: float32, shape: [28, 28]}, y: {dtype: int64}}",
+        )
+    roles = [("x", section.x)] + ([("y", section.y)] if labels else [])
+    for role, name in roles:
+        if name not in described:
+            hint = did_you_mean(str(name), described) or f"described features: {', '.join(described)}"
+            raise DataError(f"{where}.{role}: {name!r} is not among the described features", hint=hint)
+
+
+def _check_alike(shard: Shard, first: Shard | None, where: str) -> None:
+    if first is None:
+        return
+    for what, mine, theirs in (
+        ("samples of shape", shard.sample_shape, first.sample_shape),
+        ("inputs of dtype", shard.x_dtype, first.x_dtype),
+        ("labels of dtype", shard.y_dtype, first.y_dtype),
+        ("labels of shape", shard.y_shape, first.y_shape),
+    ):
+        if mine != theirs:
+            raise DataError(
+                f"{where}: shard {shard.path} holds {what} {mine}, but the first shard, {first.path}, holds {theirs}",
+                hint="every shard of a source must hold samples of one shape and dtype",
+            )
+
+
+def _npz_header(path: Path, stream: Stream) -> Shard:
+    npz_header = stream.readers.npz_header
+    section, where = stream.section, stream.where
+    with archives.open_archive(path, where) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        x_shape, x_dtype = npz_header(archive, section.x, members, path, where, "x")
+        y_shape, y_dtype = (None, None)
+        if stream.labels and section.y is not None:
+            y_shape, y_dtype = npz_header(archive, section.y, members, path, where, "y")
+    _check_rows(path, x_shape, y_shape, where)
+    open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
+    return Shard(path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes)
+
+
+def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -> None:
+    if len(x_shape) == 0:
+        raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
+    if y_shape is not None and (len(y_shape) == 0 or y_shape[0] != x_shape[0]):
+        raise DataError(
+            f"{where}: x and y in {path} have different lengths",
+            hint="each sample needs exactly one label",
+        )
+
+
+def _npy_header(path: Path, stream: Stream) -> Shard:
+    if stream.labels:
+        raise DataError(
+            f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
+            hint="use .npz shards with arrays x and y",
+        )
+    with limits.open_input(path, stream.where, limit=None) as handle:
+        shape, dtype = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
+    _check_rows(path, tuple(shape), None, stream.where)
+    rows = CHUNK_ROWS * math.prod(shape[1:]) * 8
+    return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), rows)
+
+
+def _csv_header(path: Path, stream: Stream) -> Shard:
+    features, label, rows = stream.readers.csv_columns(path, stream.section, stream.where, want_labels=stream.labels)
+    open_bytes = rows * (len(features) + 1) * 8 * 2
+    y_dtype = "float64" if stream.labels and label is not None else None
+    return Shard(path, "csv", rows, (len(features),), "float64", y_dtype, (), open_bytes)
+
+
+def _tfrecord_header(path: Path, stream: Stream) -> Shard:
+    described = stream.section.features
+    x, y = described[stream.section.x], described[stream.section.y] if stream.labels else None
+    count = count_records(path, stream)
+    open_bytes = CHUNK_ROWS * (math.prod(x.shape) + (math.prod(y.shape) if y else 0)) * 8 * 3
+    return Shard(
+        path,
+        "tfrecord",
+        count,
+        tuple(x.shape),
+        x.dtype,
+        y.dtype if y else None,
+        tuple(y.shape) if y else (),
+        open_bytes,
+    )
+
+
+_HEADERS = {"npz": _npz_header, "npy": _npy_header, "csv": _csv_header, "tfrecord": _tfrecord_header}
