@@ -1044,6 +1044,12 @@ NUMBERS = {
         "did you mean 'int64'?",
         **{"r.tfrecord": tfrecord()},
     ),
+    "a TFRecord x naming no described feature": check(
+        trainable(tfrecord_source("r.tfrecord", **{"{x: {dtype": "{image: {dtype"})),
+        "bad.yaml:6:",
+        "x: 'x' is not among the described features",
+        **{"r.tfrecord": tfrecord()},
+    ),
     "a truncated TFRecord": train(
         trainable(tfrecord_source("r.tfrecord")),
         "record 16 of",

@@ -153,6 +153,8 @@ def load_datasets(
     elif section.validation is not None:
         validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
         _check_compatible(train, validation)
+        if isinstance(validation, Stream):
+            validation.check_memory(batch_size, 0, shuffle=False)
         validation_indices = np.arange(validation.count, dtype=np.int64)
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:

@@ -12,7 +12,7 @@ import numpy as np
 
 from seqcli import archives, limits
 from seqcli.data.arrays import DataError, check_sample_shape
-from seqcli.data.streams import CHUNK_ROWS, FileReaders, Shard, Stream
+from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
 from seqcli.errors import did_you_mean
 from seqcli.spec.sections import SourceSection
@@ -170,7 +170,8 @@ def _tfrecord_header(path: Path, stream: Stream) -> Shard:
     described = stream.section.features
     x, y = described[stream.section.x], described[stream.section.y] if stream.labels else None
     count = count_records(path, stream)
-    open_bytes = CHUNK_ROWS * (math.prod(x.shape) + (math.prod(y.shape) if y else 0)) * 8 * 3
+    values = math.prod(x.shape) + (math.prod(y.shape) if y else 0)
+    open_bytes = RECORD_CHUNK * values * 8 * 2  # the records read and the values parsed from them
     return Shard(
         path,
         "tfrecord",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.
 
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
+RECORD_CHUNK = 256  # TFRecord records parsed at a time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
 BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
@@ -127,7 +128,7 @@ def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
     records = tfrecord.records(shard.path, source, start)
     number = start
     while True:
-        batch = [record for _, record in zip(range(CHUNK_ROWS), records)]
+        batch = [record for _, record in zip(range(RECORD_CHUNK), records)]
         if not batch:
             return
         yield tfrecord.parse_records(batch, number, shard.path, source)

@@ -6,6 +6,7 @@ positions through their error locations, and publish the JSON Schema.
 
 from __future__ import annotations
 
+import difflib
 import typing
 from typing import Annotated, Any, Literal, Union
 
@@ -20,7 +21,9 @@ from pydantic import (
     StrictInt,
     StrictStr,
     Tag,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
@@ -77,6 +80,18 @@ class SourceSection(Section):
     image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
     scale: Number | None = None
+
+    @model_validator(mode="after")
+    def _described(self) -> SourceSection:
+        """x and y name described features when the source has a TFRecord description."""
+        if isinstance(self.features, dict):
+            for role, name in (("x", self.x), ("y", self.y)):
+                if name is not None and name not in self.features:
+                    close = difflib.get_close_matches(name, list(self.features), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else f"; described: {', '.join(self.features)}"
+                    message = f"{role}: {name!r} is not among the described features{hint}"
+                    raise PydanticCustomError("described", message.replace("{", "{{").replace("}", "}}"))
+        return self
 
 
 Source = Union[StrictStr, Paths, SourceSection]
