@@ -22,12 +22,17 @@ and each batch is gathered and cast to float32 (``scale`` applied) on the fly. I
 are decoded once for training, in parallel, into memory or a temporary file
 (:func:`~seqcli.data.images.decode_once`); single passes (evaluate, predict, extract) and ``cache: false``
 stream them from disk, decoding each file as its batch needs it.
+Shards (a glob or a list of files) and TFRecord files are streamed, never loaded whole
+(:mod:`~seqcli.data.streams`): their epochs are a pure function of ``(seed, epoch)`` too, through a shuffle
+buffer of ``data.shuffle_buffer`` samples.
 Validation batches, which are the same every epoch, are cached in memory after the first pass
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 
 The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check),
 :mod:`~seqcli.data.sources` (opening a source; .npz, .npy and .csv readers),
-:mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.) and
+:mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.streams` (streamed sources: order, shuffle buffer,
+batches), :mod:`~seqcli.data.shards` (opening them, every shard's header checked), :mod:`~seqcli.data.tfrecord`
+(TFRecord records), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.) and
 :mod:`~seqcli.data.pipeline` (:class:`Datasets`, :func:`load_datasets`, :func:`load_source`). TensorFlow is
 imported inside the functions that need it, never at module import.
 """

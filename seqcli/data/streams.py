@@ -254,17 +254,19 @@ class Stream:
                 _record_failure(error)
                 raise
 
-        x_spec = tf.TensorSpec((None, *self.sample_shape), tf.float32)
+        x_spec = tf.TensorSpec((None, None, *self.sample_shape), tf.float32)
         if not self.labels:
-            return tf.data.Dataset.from_generator(generate, output_signature=x_spec, args=(epoch,))
+            return tf.data.Dataset.from_generator(generate, output_signature=x_spec, args=(epoch,)).unbatch()
         y_dtype = tf.int64 if self.y_dtype == "int64" else tf.float32
-        y_spec = tf.TensorSpec((None, *self.shards[0].y_shape), y_dtype)
-        return tf.data.Dataset.from_generator(generate, output_signature=(x_spec, y_spec), args=(epoch,))
+        y_spec = tf.TensorSpec((None, None, *self.shards[0].y_shape), y_dtype)
+        blocks = tf.data.Dataset.from_generator(generate, output_signature=(x_spec, y_spec), args=(epoch,))
+        return blocks.unbatch()
 
     def batches(
         self, batch_size: int, *, order: tuple[int, int] | None, buffer: int, skip: int, quota: int | None = None
     ) -> Iterator:
-        """The batches as numpy arrays, the first ``skip`` samples left out (see :meth:`dataset`)."""
+        """Blocks of batches as numpy arrays (:func:`_batched`), the first ``skip`` samples left out (see
+        :meth:`dataset`)."""
         if quota is not None:
             passes = (self._samples(order, buffer, 0) for _ in itertools.count())
             samples = _limited(itertools.chain.from_iterable(passes), quota)
@@ -384,7 +386,9 @@ def _swap(buffer_x, buffer_y, x, y, rng: np.random.Generator):
 
 
 def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Iterator:
-    """Batches of ``batch_size`` (the last may be smaller), the first ``skip`` samples dropped."""
+    """Blocks of consecutive batches of ``batch_size``, shaped ``(batches, batch_size, ...)`` (views of the chunks
+    read, so that one hand-over to TensorFlow carries many batches), the last batch alone and maybe smaller; the
+    first ``skip`` samples dropped."""
     held_x, held_y, held = [], [], 0
     for x, y in samples:
         if skip:
@@ -397,16 +401,16 @@ def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Ite
         held += len(x)
         if held < batch_size:
             continue
-        x_all = np.concatenate(held_x)
-        y_all = np.concatenate(held_y) if labels else None
+        x_all = np.concatenate(held_x) if len(held_x) > 1 else held_x[0]
+        y_all = (np.concatenate(held_y) if len(held_y) > 1 else held_y[0]) if labels else None
         whole = (held // batch_size) * batch_size
-        for start in range(0, whole, batch_size):
-            yield _batch(x_all[start : start + batch_size], y_all, start, batch_size, labels)
+        yield _block(x_all[:whole], None if y_all is None else y_all[:whole], batch_size, labels)
         held_x, held_y, held = [x_all[whole:]], [None if y_all is None else y_all[whole:]], held - whole
     if held:
         x_all = np.concatenate(held_x)
-        yield _batch(x_all, np.concatenate(held_y) if labels else None, 0, len(x_all), labels)
+        yield _block(x_all, np.concatenate(held_y) if labels else None, held, labels)
 
 
-def _batch(x, y_all, start: int, size: int, labels: bool):
-    return (x, y_all[start : start + size]) if labels else x
+def _block(x: np.ndarray, y: np.ndarray | None, batch_size: int, labels: bool):
+    x = x.reshape(-1, batch_size, *x.shape[1:])
+    return (x, y.reshape(-1, batch_size, *y.shape[1:])) if labels else x
