@@ -130,20 +130,24 @@ def export_model(
     import_keras()  # before anything imports TensorFlow: its start-up logs turned down
     output = Path(output)
     resolved = resolve_target(target)
-    _check_output(output, overwrite, fmt, inputs=[resolved.model_path, *([Path(data)] if data else [])])
-    inputs, label = sample_inputs(resolved, data, samples)
-    model = load_model_file(resolved.model_path)
-    inputs = _fit_inputs(model, inputs, label)
-    expected = np.asarray(model(inputs, training=False))
-    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), suffix=".staging", dir=output.parent))
-    try:
-        artifact = staging / STAGED_NAMES[fmt]  # LiteRT insists on .tflite; the target may be named anything
-        _export(model, artifact, fmt)
-        verification = VERIFIERS[fmt](artifact, inputs, expected)
-        _publish(artifact, output, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(model.name, fmt, output, _size(output), len(inputs), label, verification)
+    from seqcli.outputs import claim_output
+
+    inputs = [Path(target), resolved.model_path, *([Path(data)] if data else [])]  # a run folder: all of it
+    with claim_output(output, "seq export", folder=fmt == "saved_model", inputs=inputs, overwrite=overwrite):
+        _check_writable(output)
+        inputs, label = sample_inputs(resolved, data, samples)
+        model = load_model_file(resolved.model_path)
+        inputs = _fit_inputs(model, inputs, label)
+        expected = np.asarray(model(inputs, training=False))
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), suffix=".staging", dir=output.parent))
+        try:
+            artifact = staging / STAGED_NAMES[fmt]  # LiteRT insists on .tflite; the target may be named anything
+            _export(model, artifact, fmt)
+            verification = VERIFIERS[fmt](artifact, inputs, expected)
+            _publish(artifact, output, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ExportResult(model.name, fmt, output, _size(output), len(inputs), label, verification)
 
 
 def require_onnx() -> None:
@@ -199,17 +203,11 @@ def _fit_inputs(model, inputs: np.ndarray, label: str) -> np.ndarray:
     return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
 
 
-def _check_output(output: Path, overwrite: bool, fmt: str, inputs: list[Path]) -> None:
-    """Every writing command's rule (:mod:`seqcli.outputs`): a SavedModel is a folder seq fills, and
-    ``--overwrite`` replaces only one that seq wrote; a .tflite or .onnx file is replaced only with it."""
+def _check_writable(output: Path) -> None:
+    """A probe file written beside ``output`` (or in the SavedModel folder), before the slow part."""
     from seqcli.files import check_writable_file
-    from seqcli.outputs import check_output_file, check_output_folder
 
-    if fmt == "saved_model":
-        check_output_folder(output, inputs=inputs, overwrite=overwrite)
-    else:
-        check_output_file(output, inputs=inputs, overwrite=overwrite)
-    check_writable_file(output, directory_ok=True)
+    check_writable_file(output / "saved_model.pb" if output.is_dir() else output)
 
 
 def _export(model, artifact: Path, fmt: str) -> None:
@@ -229,11 +227,13 @@ def _publish(artifact: Path, output: Path, staging: Path) -> None:
     """Rename the verified artifact into place; an existing output is moved aside first, then removed."""
     if not artifact.exists():
         raise ExportError(f"Keras wrote no {artifact.name} while exporting", hint="report this as a bug in seq")
-    from seqcli.outputs import record_members, replace_folder
+    from seqcli.manifest import record_members, seal
+    from seqcli.outputs import replace_folder
 
     try:
         if artifact.is_dir():  # a SavedModel: the folder lists what seq wrote, so --overwrite may replace it
-            record_members(artifact, sorted(str(p.relative_to(artifact)) for p in artifact.rglob("*")), "seq export")
+            record_members(artifact, _entries(artifact), "seq export")
+            seal(artifact, "seq export")
             replace_folder(artifact, output)
         else:
             os.replace(artifact, output)
@@ -242,6 +242,11 @@ def _publish(artifact: Path, output: Path, staging: Path) -> None:
             f"cannot put the export at {output}: {error.strerror or error}",
             hint="choose another --output, or fix the permissions of its folder",
         ) from None
+
+
+def _entries(folder: Path) -> list[str]:
+    """Every file and folder (``name/``) under ``folder``, exactly, for its manifest."""
+    return sorted(p.relative_to(folder).as_posix() + ("/" if p.is_dir() else "") for p in folder.rglob("*"))
 
 
 def _size(path: Path) -> int:

@@ -20,6 +20,7 @@ CORE = [
     "exit_status",
     "limits",
     "memory",
+    "manifest",
     "outputs",
     "datacheck",
     "spec",
