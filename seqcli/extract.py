@@ -178,7 +178,7 @@ def extract_features(
                 _extract_npz(extractor, names, dataset, output, workdir, shapes, dtypes, progress)
             else:
                 files = [f"{name}.npy" for name in names]
-                record_members(workdir, [*_folders(files), *files], "seq extract")
+                record_members(workdir, files, "seq extract")  # their folders with them
                 streams = {
                     name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name]) for name in names
                 }
@@ -329,11 +329,6 @@ def _publish_directory(workdir: Path, output: Path) -> None:
         replace_folder(staged, output)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-
-
-def _folders(files: list[str]) -> list[str]:
-    """The subfolders (``base/inner.npy`` -> ``base``) the files of a features folder lie in."""
-    return sorted({str(Path(*Path(f).parts[:i])) for f in files for i in range(1, len(Path(f).parts))})
 
 
 def _parent(output: Path) -> Path:

@@ -210,7 +210,9 @@ def record_members(folder: Path, members: Iterable[str], writer: str) -> None:
                 raise OutputRefused(f"seq cannot record {_shown(path)} in {folder}: it is {why}")
             parts = path.split("/")
             for depth in range(1, len(parts)):
-                manifest.members.setdefault("/".join(parts[:depth]), Member("folder"))
+                parent = "/".join(parts[:depth])
+                if parent not in manifest.members or manifest.members[parent].kind != "folder":
+                    manifest.members[parent] = Member("folder")
             known = manifest.members.get(path)
             if known is None or known.kind != kind:
                 manifest.members[path] = Member(kind)

@@ -116,9 +116,6 @@ def _check_kind(target: Path, folder: bool) -> None:
             f"--output {target} is a folder, and this command writes a file there",
             hint="give --output a file name",
         )
-    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise OutputRefused(f"cannot write {target}: {blocker} is a file", hint="choose another --output")
 
 
 def _make_folder(folder: Path) -> Path | None:
