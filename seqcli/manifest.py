@@ -300,7 +300,9 @@ def judge(folder: Path, manifest: Manifest | None = None) -> Judgement:
 def _judge(folder: Path, prefix: str, manifest: Manifest, judgement: Judgement) -> None:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         relative = prefix + entry.name
-        if not prefix and entry.name in INTERNAL or TEMPORARY.match(entry.name):
+        # seq's lock and probe anywhere (a member folder a killed command had just made holds its lock), the
+        # folder's own manifest, and temporary files
+        if entry.name in (LOCK, PROBE) or not prefix and entry.name == MANIFEST or TEMPORARY.match(entry.name):
             continue
         member = manifest.members.get(relative)
         is_folder = entry.is_dir(follow_symlinks=False)
@@ -355,10 +357,12 @@ def _remove(folder: Path, judgement: Judgement) -> None:
         path = folder / relative
         if relative in judgement.nested:
             _remove(path, judge(path))
-            for name in (MANIFEST, LOCK):
+            with contextlib.suppress(FileNotFoundError):
+                (path / MANIFEST).unlink()
+        if path.is_dir() and not path.is_symlink():
+            for name in (LOCK, PROBE):
                 with contextlib.suppress(FileNotFoundError):
                     (path / name).unlink()
-        if path.is_dir() and not path.is_symlink():
             with contextlib.suppress(OSError):
                 path.rmdir()
         else:

@@ -10,6 +10,7 @@ the same study, and the same command on other machines with one ``--storage`` UR
 from __future__ import annotations
 
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Interrupted, SeqError
-from seqcli.manifest import record_members, writing
+from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
 from seqcli.outputs import claim_output
 from seqcli.spec import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
@@ -109,8 +110,13 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
         study = open_study(plan.spec, storage, resume=False, sampler_seed=plan.seed)
         _run_worker(plan, study, storage, reporter, options.worker_index, options)
         return None
-    with claim_output(plan.output, "seq tune", folder=True, inputs=study_inputs(plan.spec), own_ok=True):
+    unrecorded = (plan.output / "study.db").is_file() and not (plan.output / MANIFEST).exists()
+    with claim_output(
+        plan.output, "seq tune", folder=True, inputs=study_inputs(plan.spec), own_ok=True, resume=unrecorded
+    ):
         RunDirectory(plan.output).create()
+        if unrecorded:
+            _record_study(plan.output)
         with writing(plan.output, "seq tune", STUDY_MEMBERS):
             return _run_study(plan, options, reporter)
 
@@ -132,6 +138,30 @@ def _run_study(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> 
 
 # What a study folder holds besides its trial folders, which are recorded by name as each trial starts.
 STUDY_MEMBERS = ("study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
+
+
+TRIAL_NAME = re.compile(r"trial-\d{4,}")
+
+
+def _record_study(output: Path) -> None:
+    """A study folder with a study.db and no manifest (made by an earlier seq, or by Optuna for seq to
+    continue): seq's study files and the trial folders that are runs, by their exact names, are recorded as
+    they are; anything else there refuses the study."""
+    names = [name for name in STUDY_MEMBERS if (output / name).is_file() and not (output / name).is_symlink()]
+    names += [
+        f"{entry.name}/"
+        for entry in output.iterdir()
+        if TRIAL_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()
+        if (entry / MANIFEST).is_file()
+    ]
+    judgement = judge(
+        output,
+        Manifest("seq tune", {name.rstrip("/"): Member("folder" if name.endswith("/") else "file") for name in names}),
+    )
+    if judgement.foreign:
+        raise refusal(output, judgement, overwrite=False)
+    record_members(output, names, "seq tune")
+    seal(output, "seq tune")
 
 
 def study_inputs(spec) -> list[Path]:
