@@ -56,6 +56,8 @@ _HELD: set[str] = set()  # the folders whose lock this process holds
 class OutputInUse(OutputRefused):
     """A run directory another seq process is writing."""
 
+    kind = "environment"
+
 
 # ----------------------------------------------------------------------------- the door
 

@@ -774,56 +774,59 @@ SIZE_CASES = set(SIZE)
 
 # ----------------------------------------------------------------------------- 4. one writer
 
+BUSY = 3  # ExitStatus.ENVIRONMENT: another process holds the output, nothing is wrong with the input
 WRITER = {
     "train while another train holds the run": Case(
         ["train", "tiny.yaml", "--output", "locked", "--quiet"],
-        1,
+        BUSY,
         ("locked is in use: another seq process is writing it",),
     ),
     "train --resume while locked": Case(
         ["train", "tiny.yaml", "--output", "locked", "--resume", "--quiet"],
-        1,
+        BUSY,
         ("is in use",),
         files={"locked/checkpoints/last.npz": b"the run being written holds a checkpoint"},
     ),
     "train --overwrite while locked": Case(
-        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], 1, ("is in use",)
+        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], BUSY, ("is in use",)
     ),
     "transfer while locked": Case(
-        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"], 1, ("is in use",)
+        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"],
+        BUSY,
+        ("is in use",),
     ),
     "tune while locked": Case(
-        ["tune", "study.yaml", "--output", "locked"], 1, ("locked is in use",), {"study.yaml": with_tune_section}
+        ["tune", "study.yaml", "--output", "locked"], BUSY, ("locked is in use",), {"study.yaml": with_tune_section}
     ),
     "export saved_model --overwrite while locked": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], 1, ("locked is in use",)
+        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
     ),
     "export tflite into a locked folder": Case(
-        ["export", "{run}", "--output", "locked/m.tflite"], 1, ("locked is in use",)
+        ["export", "{run}", "--output", "locked/m.tflite"], BUSY, ("locked is in use",)
     ),
     "extract while locked": Case(
         ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked", "--overwrite"],
-        1,
+        BUSY,
         ("locked is in use",),
     ),
     "extract .npz into a locked folder": Case(
-        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked/f.npz"], 1, ("locked is in use",)
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked/f.npz"], BUSY, ("locked is in use",)
     ),
     "predict into a locked folder": Case(
-        ["predict", "{run}", "--data", "x.npy", "--output", "locked/p.npy"], 1, ("locked is in use",)
+        ["predict", "{run}", "--data", "x.npy", "--output", "locked/p.npy"], BUSY, ("locked is in use",)
     ),
     "freeze into a locked folder": Case(
-        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "locked/f.keras"], 1, ("locked is in use",)
+        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "locked/f.keras"], BUSY, ("locked is in use",)
     ),
-    "plot into a locked folder": Case(["plot", "tiny.yaml", "--output", "locked/p.png"], 1, ("locked is in use",)),
+    "plot into a locked folder": Case(["plot", "tiny.yaml", "--output", "locked/p.png"], BUSY, ("locked is in use",)),
     "import into a locked folder": Case(
-        ["import", "{run}/model.keras", "--output", "locked/s.yaml"], 1, ("locked is in use",)
+        ["import", "{run}/model.keras", "--output", "locked/s.yaml"], BUSY, ("locked is in use",)
     ),
     "import weights into a locked folder": Case(
-        ["import", "{run}/model.keras", "--weights-out", "locked/w.weights.h5"], 1, ("locked is in use",)
+        ["import", "{run}/model.keras", "--weights-out", "locked/w.weights.h5"], BUSY, ("locked is in use",)
     ),
-    "init into a locked folder": Case(["init", "mlp", "locked/x.yaml"], 1, ("locked is in use",)),
-    "schema into a locked folder": Case(["schema", "--output", "locked/s.json"], 1, ("locked is in use",)),
+    "init into a locked folder": Case(["init", "mlp", "locked/x.yaml"], BUSY, ("locked is in use",)),
+    "schema into a locked folder": Case(["schema", "--output", "locked/s.json"], BUSY, ("locked is in use",)),
 }
 # The commands that write nothing: every other command is a writer, with a case above that meets the lock.
 READ_ONLY = {"summary", "check", "evaluate"}
