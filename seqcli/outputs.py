@@ -14,10 +14,11 @@ a file or a folder passes through (``seq train``, ``transfer``, ``tune``, ``expo
   output folder.
 - Temporary files and staging folders are named with :data:`seqcli.files.TEMPORARY_PREFIX` and the
   process id; :func:`clean_stale` removes those of processes that are gone.
-- One writer at a time: the command holds an OS lock (``flock``) on :data:`LOCK` for its whole run, in the
-  output folder, or for a single file in the folder it goes in (a lock file seq made there is removed at the
-  end, see :func:`exclusive_lock`). A second writer of the same folder, or of a file in a run another
-  command writes, is refused as "in use"; the OS drops the lock when the process ends, however it ends.
+- One writer at a time: the command holds an OS lock (``flock``) for its whole run, on :data:`LOCK` in the
+  output folder, or for a single file on ``.NAME.seq-lock`` beside it (removed at the end, see
+  :func:`exclusive_lock`), so that two commands writing two files of one folder do not wait on each other.
+  A second writer of the same folder or file, or of a file in a folder another command holds (a run being
+  trained), is refused as "in use"; the OS drops the lock when the process ends, however it ends.
 """
 
 from __future__ import annotations
@@ -95,9 +96,14 @@ def claim_output(
     check_writable_file(target, directory_ok=folder)  # its folder made and proven writable
     created = _make_folder(home)
     try:
-        # A lock file made here stays in a folder seq wrote (another command may be waiting on it), not in
-        # a folder it wrote nothing in.
-        with exclusive_lock(home, command, transient=lambda: not folder or not (target / MANIFEST).exists()):
+        if folder:
+            # A lock file made here stays in a folder seq wrote (another command may be waiting on it), not
+            # in a folder it wrote nothing in.
+            lock = exclusive_lock(home, command, transient=lambda: not (target / MANIFEST).exists())
+        else:
+            _raise_if_in_use(home)  # a file in a folder another command writes (a run being trained)
+            lock = exclusive_lock(home, command, transient=True, name=file_lock_name(target), what=target)
+        with lock:
             check()  # again, now that no other seq command can change it
             yield target
     finally:
@@ -106,7 +112,7 @@ def claim_output(
 
 
 def _check_kind(target: Path, folder: bool) -> None:
-    if target.name in INTERNAL or TEMPORARY.match(target.name) or target.name.endswith(RETIRED_SUFFIX):
+    if target.name in INTERNAL or TEMPORARY.match(target.name) or target.name.endswith((RETIRED_SUFFIX, LOCK)):
         raise OutputRefused(f"--output {target} is one of seq's own working files", hint="choose another --output")
     if folder and (target.is_symlink() and not target.is_dir() or target.exists() and not target.is_dir()):
         raise OutputRefused(
@@ -330,7 +336,14 @@ def process_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: Path, command: str, *, transient: bool | Callable[[], bool] = False) -> Iterator[None]:
+def exclusive_lock(
+    folder: Path,
+    command: str,
+    *,
+    transient: bool | Callable[[], bool] = False,
+    name: str = LOCK,
+    what: Path | None = None,
+) -> Iterator[None]:
     """Hold an exclusive OS lock on ``folder``'s :data:`LOCK` file while the block runs; another process
     holding it is an :class:`OutputInUse` naming it (PID, host, start time). The lock file stays behind,
     unlocked, unless ``transient`` (or ``transient()`` at the end) and this process made it: it is
@@ -338,8 +351,9 @@ def exclusive_lock(folder: Path, command: str, *, transient: bool | Callable[[],
     path and locks again, so two processes never hold two different lock files."""
     import fcntl
 
-    path = Path(folder) / LOCK
-    key = str(Path(folder).resolve())
+    path = Path(folder) / name
+    what = folder if what is None else what
+    key = str(path.parent.resolve() / name)
     if key in _HELD:  # this process holds it already (two outputs of one command in one folder)
         yield
         return
@@ -351,14 +365,14 @@ def exclusive_lock(folder: Path, command: str, *, transient: bool | Callable[[],
             holder = _holder(fd)
             os.close(fd)
             raise OutputInUse(
-                f"{folder} is in use: {holder} is writing it",
+                f"{what} is in use: {holder} is writing it",
                 hint="wait for that run to end, or choose another --output",
             ) from None
         if _still_at(fd, path):
             break
         os.close(fd)  # removed or replaced between the open and the lock: lock the one there now
     else:
-        raise OutputInUse(f"{folder} is in use: its lock file keeps changing", hint="try again")
+        raise OutputInUse(f"{what} is in use: its lock file keeps changing", hint="try again")
     _HELD.add(key)
     try:
         _write_holder(fd, command)
@@ -369,6 +383,12 @@ def exclusive_lock(folder: Path, command: str, *, transient: bool | Callable[[],
             with contextlib.suppress(OSError):
                 path.unlink()
         os.close(fd)
+
+
+def file_lock_name(target: Path) -> str:
+    """The lock file of a single output file, beside it: two commands writing two files of one folder do not
+    wait on each other."""
+    return f".{target.name[:200]}{LOCK}"
 
 
 def _open_lock(path: Path) -> tuple[int, bool]:
@@ -413,7 +433,7 @@ def _raise_if_in_use(folder: Path) -> None:
     """:class:`OutputInUse` when another process holds ``folder``'s lock (nothing is made or changed)."""
     import fcntl
 
-    if str(Path(folder).resolve()) in _HELD:
+    if str(Path(folder).resolve() / LOCK) in _HELD:
         return
     try:
         fd = os.open(Path(folder) / LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

@@ -221,16 +221,39 @@ def test_a_lock_file_that_is_a_link_is_never_written_through(tmp_path):
     assert (tmp_path / "victim.txt").read_text() == "keep"
 
 
-def test_a_single_file_output_locks_its_folder_and_leaves_no_lock_file(tmp_path):
+def test_a_single_file_output_is_locked_beside_it_and_leaves_no_lock_file(tmp_path):
+    """Two files of one folder are written at once; one file by one command; a file in a folder another
+    command holds (a run being trained) is in use."""
     with claim_output(tmp_path / "p.npy", "seq predict", folder=False) as target:
-        assert (tmp_path / LOCK).is_file()
+        assert (tmp_path / ".p.npy.seq-lock").is_file()
         target.write_bytes(b"x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npy"]
+        with pytest.raises(OutputInUse, match="p.npy is in use"):
+            subprocess_claim(tmp_path / "p.npy")
+        subprocess_claim(tmp_path / "q.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npy", "q.npy"]
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / LOCK).write_text("")  # a run's lock file stays: another command may wait on it
-    with claim_output(tmp_path / "run" / "p.npy", "seq predict", folder=False):
-        pass
-    assert (tmp_path / "run" / LOCK).exists()
+    code = "import sys, time\nfrom pathlib import Path\nfrom seqcli.outputs import exclusive_lock\n"
+    code += "with exclusive_lock(Path(sys.argv[1]), 'seq train'):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(OutputInUse, match="run is in use: seq train"):
+            with claim_output(tmp_path / "run" / "p.npy", "seq predict", folder=False):
+                raise AssertionError("wrote into a folder another command holds")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK]
+
+
+def subprocess_claim(target):
+    """Claim a single output file from another process: OutputInUse when this one holds it."""
+    code = "import sys\nfrom pathlib import Path\nfrom seqcli.outputs import claim_output\n"
+    code += "with claim_output(Path(sys.argv[1]), 'x', folder=False, overwrite=True) as t:\n    t.write_text('y')\n"
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
+    if "OutputInUse" in done.stderr:
+        raise OutputInUse(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(
