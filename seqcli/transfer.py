@@ -24,7 +24,7 @@ from pathlib import Path
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
-from seqcli.manifest import writing
+from seqcli.manifest import record_members, writing
 from seqcli.models import check_weights_file
 from seqcli.outputs import claim_output
 from seqcli.trainable import apply_freeze, is_batchnorm, walk_layers
