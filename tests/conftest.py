@@ -16,7 +16,10 @@ SPECS = ROOT / "specs"
 # A file matched by no prefix fails the run (test_every_test_file_has_an_area), so a new one is placed.
 AREAS = {
     "spec": ("test_spec", "test_numbers", "test_round_trips", "test_fuzz", "test_cli_check", "test_cli_summary"),
-    "build": ("test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile"),
+    "build": (
+        "test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile",
+        "test_keras_peer",
+    ),
     "data": ("test_data", "test_bounds", "test_faults"),
     "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
     "distribute": ("test_distribute", "test_cli_train_multiworker"),
@@ -25,7 +28,7 @@ AREAS = {
     "cli": (
         "test_cli_meta", "test_cli_doors", "test_cli_color", "test_cli_init", "test_cli_import", "test_cli_plot",
         "test_cli_transfer", "test_ci_files", "test_layering", "test_messages", "test_hostile", "test_files",
-        "test_outputs",
+        "test_outputs", "test_read_door",
     ),
 }  # fmt: skip
 

@@ -74,6 +74,8 @@ def check(specs, fmt):
     else:
         stdout_console().print(render.check_table(reports))
         for report in reports:
+            if report.notes:
+                click.echo(render.notes_text(report), err=True)
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):
@@ -183,9 +185,10 @@ def init_command(kind, file, force):
 
 def _is_seq_schema(path) -> bool:
     """Whether ``path`` holds a schema ``seq schema`` wrote (read at most 64 KB; anything else is not)."""
+    from seqcli.limits import read_head
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(65536)
-    except OSError:
+        head = read_head(path, "--output", 65536)  # the door: a FIFO or a device is no schema, and never blocks
+    except (OSError, SeqError):
         return False
     return b'"title": "seq spec"' in head
