@@ -83,12 +83,16 @@ def plot(
     """Draw ``source`` to ``output`` (.png or .svg): a tuning study's objective over trials, a run folder's
     curves, else the architecture of a spec or a .keras file (``curves`` asks for a run's curves explicitly).
     An existing ``output`` is replaced only with ``overwrite``, and never when it is ``source``."""
-    from seqcli.outputs import check_output_file
+    from seqcli.outputs import claim_output
 
     source, output = Path(source), Path(output)
     if output.suffix.lower() not in IMAGE_FORMATS:
         raise PlotError(f"cannot tell the image format of {output}", hint="end --output with .png or .svg")
-    check_output_file(output, inputs=[source], overwrite=overwrite)
+    with claim_output(output, "seq plot", folder=False, inputs=[source], overwrite=overwrite):
+        return _plot(source, output, curves, engine)
+
+
+def _plot(source: Path, output: Path, curves: bool, engine: str) -> Plotted:
     if source.is_dir() and (source / "trials.csv").is_file() and not curves:
         return plot_study(source, output)
     if curves or source.is_dir() and engine == "matplotlib":

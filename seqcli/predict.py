@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from seqcli.errors import SeqError
-from seqcli.files import atomic_path, check_writable_file, write_text_atomic
+from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
 from seqcli.models import ModelLoadError, check_data_shape, load_model_file
 
@@ -137,14 +137,21 @@ def predict_to_file(
     """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``. An
     existing ``output`` is replaced only with ``overwrite``, and never when it is an input. ``stage`` hears
     each step (loading, predicting, writing) as it starts."""
-    from seqcli.data import load_source
-    from seqcli.outputs import check_output_file
+    from seqcli.outputs import claim_output
 
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy or .csv")
-    check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
-    check_writable_file(output)
+    with claim_output(output, "seq predict", folder=False, inputs=_predict_inputs(target, data), overwrite=overwrite):
+        values, class_names = _predict(target, data, output, batch_size, stage)
+        stage(f"writing {output}")
+        _write_predictions(output, values, class_names)
+    return Predictions(output, len(values), tuple(values.shape[1:]))
+
+
+def _predict(target, data: str, output: Path, batch_size: int | None, stage) -> tuple[np.ndarray, list[str] | None]:
+    from seqcli.data import load_source
+
     resolved = resolve_target(target)
     class_names = resolved.class_names() if output.suffix.lower() == ".csv" else None  # before the slow part
     stage(f"loading {resolved.model_path}")
@@ -163,9 +170,7 @@ def predict_to_file(
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
         _raise_runtime(error, data)
-    stage(f"writing {output}")
-    _write_predictions(output, values, class_names)
-    return Predictions(output, len(values), tuple(values.shape[1:]))
+    return values, class_names
 
 
 def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] | None) -> None:

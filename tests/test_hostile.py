@@ -204,6 +204,36 @@ def extracted(path: Path):
     assert result.exit_code == 0, result.output
 
 
+def study_with_user_files(path: Path):
+    """A study folder as seq tune leaves it (its manifest records trial-0000 by name, and the trial is a run
+    with a manifest of its own), with a user's trial-notes.txt and trial-analysis/results.xlsx beside it."""
+    from seqcli.manifest import record_members, seal
+
+    path.mkdir()
+    shutil.copytree(path.parents[1] / "run", path / "trial-0000")
+    record_members(path, ["trial-0000/", "study.db", "trials.csv"], "seq tune")
+    (path / "study.db").write_bytes(b"SQLite format 3\x00")
+    (path / "trials.csv").write_text("trial,state,value\n0,complete,0.5\n")
+    seal(path, "seq tune")
+    (path / "trial-notes.txt").write_text("my notes")
+    (path / "trial-analysis").mkdir()
+    (path / "trial-analysis" / "results.xlsx").write_bytes(b"PK my results")
+
+
+def forged(manifest: str):
+    """A folder of a user's files whose manifest (not seq's) claims more than seq can have written."""
+
+    def make(path: Path):
+        from seqcli.outputs import LOCK, MANIFEST
+
+        path.mkdir()
+        (path / "notes.txt").write_text("keep me")
+        (path / LOCK).write_text("")
+        (path / MANIFEST).write_text(manifest)
+
+    return make
+
+
 def png_header(width: int, height: int) -> bytes:
     """The start of a PNG: its signature and an IHDR chunk that gives its size (8-bit RGB)."""
     return (
@@ -226,6 +256,17 @@ def image_folder(**files):
     return make
 
 
+def run_copy(change=None):
+    """A copy of the trained run, changed by ``change(run_folder)``."""
+
+    def make(path: Path):
+        shutil.copytree(path.parents[1] / "run", path)
+        if change is not None:
+            change(path)
+
+    return make
+
+
 images = image_folder(**{"broken.png": png_header(4, 4) + b" then no image data"})  # its size reads, not its pixels
 
 
@@ -238,6 +279,31 @@ def linked_class(target: str):
         (path / "a").symlink_to(target)
 
     return make
+
+
+def linked(member: str):
+    """The run's ``member`` folder replaced by a link to a folder outside it."""
+
+    def change(run: Path):
+        shutil.rmtree(run / member)
+        (run.parent / f"elsewhere-{member}").mkdir()
+        (run / member).symlink_to(run.parent / f"elsewhere-{member}")
+
+    return change
+
+
+def model_linked(run: Path):
+    (run / "model.keras").unlink()
+    (run / "model.keras").symlink_to("/dev/null")
+
+
+def lock_link_to_victim(path: Path):
+    """A folder whose lock file is a link to a user's file: taking the lock must not write through it."""
+    from seqcli.outputs import LOCK
+
+    path.mkdir()
+    (path.parent / "victim.txt").write_text("keep me")
+    (path / LOCK).symlink_to(path.parent / "victim.txt")
 
 
 def jpeg_header(width: int, height: int, padding: int = 0) -> bytes:
@@ -469,6 +535,128 @@ OUTPUTS = {
         1,
         ("mine",),
         {"mine": folder_with(notes="x")},
+    ),
+    "train --overwrite over a study with a user's trial-* files": Case(
+        ["train", "tiny.yaml", "--output", "study", "--overwrite"],
+        1,
+        ("cannot overwrite study: it holds trial-analysis/, trial-notes.txt that seq did not write", "nothing"),
+        {"study": study_with_user_files},
+    ),
+    "export saved_model --overwrite over a study with a user's trial-* files": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write; nothing was removed",),
+        {"study": study_with_user_files},
+    ),
+    "extract --overwrite over a study with a user's trial-* files": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write",),
+        {"study": study_with_user_files},
+    ),
+    "train --overwrite: a forged manifest claims *": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("cannot trust mine/.seq-run.json: '*' is a pattern, not an exact path; nothing was removed",),
+        {"mine": forged('{"format": 2, "members": {"*": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a manifest of patterns, as an earlier seq wrote": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("lists members by pattern, as an earlier seq wrote it",),
+        {"mine": forged('{"written_by": "seq train", "members": ["*"]}')},
+    ),
+    "export --overwrite: a forged manifest claims the lock file": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "mine", "--overwrite"],
+        1,
+        ("'.seq-lock' is one of seq's own working files",),
+        {"mine": forged('{"format": 2, "members": {".seq-lock": {"kind": "file"}}}')},
+    ),
+    "extract --overwrite: a forged manifest claims ..": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "mine", "--overwrite"],
+        1,
+        ("'../tiny.yaml' is not a plain path below the folder",),
+        {"mine": forged('{"format": 2, "members": {"../tiny.yaml": {"kind": "file"}}}')},
+    ),
+    "transfer --overwrite: a forged manifest claims an absolute path": Case(
+        ["transfer", "tiny.yaml", "--output", "mine", "--weights", "{run}/model.keras", "--overwrite"],
+        1,
+        ("is not a relative path",),
+        {"mine": forged('{"format": 2, "members": {"/etc/passwd": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a forged manifest claims the user's file": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("notes.txt changed since seq wrote it",),
+        {"mine": forged('{"format": 2, "members": {"notes.txt": {"kind": "file", "size": 1}}}')},
+    ),
+    "train --overwrite over a run whose spec.yaml the user edited": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("cannot overwrite edited: it holds spec.yaml changed since seq wrote it; nothing was removed",),
+        {"edited": run_copy(lambda run: (run / "spec.yaml").write_text("# my own spec now\n"))},
+    ),
+    "train --overwrite over a run whose model is a link": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("holds the symbolic link model.keras",),
+        {
+            "edited": run_copy(
+                lambda run: [(run / "model.keras").unlink(), (run / "model.keras").symlink_to("/dev/null")]
+            )
+        },
+    ),
+    "train --resume in a run whose logs/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--resume", "--epochs", "2"],
+        1,
+        ("linked holds the symbolic link logs; seq writes inside its folders, never through a link",),
+        {"linked": run_copy(linked("logs"))},
+    ),
+    "train --overwrite in a run whose checkpoints/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--overwrite"],
+        1,
+        ("holds the symbolic link checkpoints",),
+        {"linked": run_copy(linked("checkpoints"))},
+    ),
+    "train into a folder whose lock file is a link": Case(
+        ["train", "tiny.yaml", "--output", "mine"],
+        1,
+        ("mine holds the symbolic link .seq-lock",),
+        {"mine": lock_link_to_victim},
+    ),
+    "export --output the run's own spec.yaml": Case(
+        ["export", "{run}", "--format", "tflite", "--output", "{run}/spec.yaml", "--overwrite"],
+        1,
+        ("is inside the input folder",),
+    ),
+    "export --output the run folder itself": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "{run}", "--overwrite"],
+        1,
+        ("is an input of this command",),
+    ),
+    "export tflite where a folder is": Case(
+        ["export", "{run}", "--output", "m.tflite", "--overwrite"],
+        1,
+        ("--output m.tflite is a folder, and this command writes a file there",),
+        {"m.tflite": folder_with(a="1")},
+    ),
+    "export saved_model where a file is": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "notes.txt", "--overwrite"],
+        1,
+        ("--output notes.txt is a file, and this command writes a folder there",),
+        {"notes.txt": "mine"},
+    ),
+    "extract .npz where a folder is": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "f.npz", "--overwrite"],
+        1,
+        ("--output f.npz is a folder, and this command writes a file there",),
+        {"f.npz": folder_with(a="1")},
+    ),
+    "schema over a seq manifest": Case(
+        ["schema", "--output", "mine/.seq-run.json", "--overwrite"],
+        1,
+        ("one of seq's own working files",),
+        {"mine": folder_with(a="1")},
     ),
     "tune into a folder of user files": Case(
         ["tune", "study.yaml", "--output", "mine"],
@@ -956,7 +1144,41 @@ WRITER = {
         BUSY,
         ("is in use",),
     ),
+    "tune while locked": Case(
+        ["tune", "study.yaml", "--output", "locked"], BUSY, ("locked is in use",), {"study.yaml": with_tune_section}
+    ),
+    "export saved_model --overwrite while locked": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
+    ),
+    "export tflite into a locked folder": Case(
+        ["export", "{run}", "--output", "locked/m.tflite"], BUSY, ("locked is in use",)
+    ),
+    "extract while locked": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked", "--overwrite"],
+        BUSY,
+        ("locked is in use",),
+    ),
+    "extract .npz into a locked folder": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked/f.npz"], BUSY, ("locked is in use",)
+    ),
+    "predict into a locked folder": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "locked/p.npy"], BUSY, ("locked is in use",)
+    ),
+    "freeze into a locked folder": Case(
+        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "locked/f.keras"], BUSY, ("locked is in use",)
+    ),
+    "plot into a locked folder": Case(["plot", "tiny.yaml", "--output", "locked/p.png"], BUSY, ("locked is in use",)),
+    "import into a locked folder": Case(
+        ["import", "{run}/model.keras", "--output", "locked/s.yaml"], BUSY, ("locked is in use",)
+    ),
+    "import weights into a locked folder": Case(
+        ["import", "{run}/model.keras", "--weights-out", "locked/w.weights.h5"], BUSY, ("locked is in use",)
+    ),
+    "init into a locked folder": Case(["init", "mlp", "locked/x.yaml"], BUSY, ("locked is in use",)),
+    "schema into a locked folder": Case(["schema", "--output", "locked/s.json"], BUSY, ("locked is in use",)),
 }
+# The commands that write nothing: every other command is a writer, with a case above that meets the lock.
+READ_ONLY = {"summary", "check", "evaluate"}
 
 # ----------------------------------------------------------------------------- 5. numbers
 
@@ -1693,6 +1915,14 @@ def test_hostile_case(project, kind, name):
     assert SECRET not in shown, shown
     if not case.changes:
         assert snapshot(project.parent) == before, shown
+
+
+def test_every_command_is_a_writer_that_meets_the_lock_or_read_only():
+    """A new command fails here until it is classified: a writer gets a WRITER case (run above against a
+    folder another process holds locked), or it joins READ_ONLY."""
+    writers = {case.args[0] for case in WRITER.values()}
+    assert not writers & READ_ONLY
+    assert sorted(cli.commands) == sorted(writers | READ_ONLY)
 
 
 def test_the_corpus_is_large_enough():

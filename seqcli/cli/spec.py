@@ -95,12 +95,11 @@ def schema(output, overwrite):
     text = json.dumps(spec_schema(), indent=2)
     if output:
         from seqcli.files import write_text_atomic
-        from seqcli.outputs import check_output_file
-
-        check_output_file(output, overwrite=overwrite or _is_seq_schema(output))
+        from seqcli.outputs import claim_output
 
         try:
-            write_text_atomic(output, text + "\n")
+            with claim_output(output, "seq schema", folder=False, overwrite=overwrite or _is_seq_schema(output)):
+                write_text_atomic(output, text + "\n")
         except OSError as error:
             raise SeqError(
                 f"cannot write the schema to {output}: {error.strerror or error}", hint="choose another --output"

@@ -69,7 +69,8 @@ class Trainer:
         self.epoch_clock = time.perf_counter()
         self.fitted = False  # whether this process trained (a resumed run may have had no step left)
         self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
-        self.board = TensorBoardWriter(setup.out.logs)
+        own_run = setup.out == setup.run  # not a non-chief worker's scratch folder
+        self.board = TensorBoardWriter(setup.out.logs, setup.run.claim_log_files if own_run else None)
         self.board_rows: list[dict] = []  # epochs whose scalars wait for the next checkpoint's writes
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
         # Where the checkpoint on disk stands (None: none yet); a NaN stops training before the next one.
@@ -79,9 +80,9 @@ class Trainer:
         """Fit the remaining epochs, then write the results (after removing the run that was in the
         directory, when ``replaces_run``); see the module docstring."""
         setup, state = self.setup, self.setup.state
-        self._claim()
         if replaces_run:
             setup.out.remove_run()
+        self._claim()
         state.finished = False
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
         self.reporter.run_started(setup.header(self.spec_label))
