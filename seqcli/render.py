@@ -44,6 +44,8 @@ def summary_table(report) -> Group:
     parts = [table]
     if built.built:
         parts.append(Text(totals_text(built)))
+    if report.adapting:
+        parts.append(Text(adapting_text(report.adapting)))
     else:
         parts.append(
             Text(
@@ -54,6 +56,17 @@ def summary_table(report) -> Group:
             )
         )
     return Group(*parts)
+
+
+def adapting_text(adapting: list[dict]) -> str:
+    """The layers that learn their state from the data before training: where, what, on how many samples."""
+    lines = []
+    for layer in adapting:
+        samples = f"at most {layer['samples']:,} samples of " if layer["samples"] else ""
+        source = f"{samples}{layer['source']}" if layer["source"] else "no training data (see the problem below)"
+        where = f"layers[{layer['index']}] {layer['class']}"
+        lines.append(f"Adapts before training: {where} learns its {layer['learns']} from {source}")
+    return "\n".join(lines)
 
 
 def _class_text(row) -> str:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from seqcli.cli.options import allow_path_option, fail_on_seq_error, parse_shape, stdout_console
-from seqcli.errors import SeqError
+from seqcli.errors import SeqError, terminal_safe
 from seqcli.exit_status import ExitStatus
 
 
@@ -74,6 +74,9 @@ def check(specs, fmt):
             click.echo(text)
     else:
         stdout_console().print(render.check_table(reports))
+        for report in reports:
+            if report.adapting:
+                click.echo(f"{terminal_safe(report.path)}: {render.adapting_text(report.adapting)}")
         for report in reports:
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
