@@ -44,8 +44,6 @@ def summary_table(report) -> Group:
     parts = [table]
     if built.built:
         parts.append(Text(totals_text(built)))
-    if report.adapting:
-        parts.append(Text(adapting_text(report.adapting)))
     else:
         parts.append(
             Text(
@@ -55,6 +53,8 @@ def summary_table(report) -> Group:
                 style="yellow",
             )
         )
+    if report.adapting:
+        parts.append(Text(adapting_text(report.adapting)))
     return Group(*parts)
 
 
