@@ -308,3 +308,28 @@ def test_a_pandas_index_column_is_named_not_widened(tmp_path):
     assert "the first column of" in result.stderr and "holds the row numbers 0..9" in result.stderr
     assert "to_csv(..., index=False), or list the features: `features: [a, b, c]`" in result.stderr
     assert "make the input shape" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("class_name", "args", "data"),
+    [
+        ("StringLookup", {"output_mode": "tf_idf"}, [["a"], ["b"], ["a"], ["c"], ["d"], ["a"], ["b"]]),
+        ("IntegerLookup", {"num_oov_indices": 2}, [3, 3, 5, 7, 7, 7, 9]),
+        ("TextVectorization", {"max_tokens": 8, "output_sequence_length": 4}, ["the cat sat", "a dog ran", "the cat"]),
+        ("Discretization", {"num_bins": 3}, [[0.5], [1.5], [2.5], [3.5], [9.0]]),
+    ],
+)
+def test_a_learned_state_rebuilds_the_adapted_layer_exactly(class_name, args, data):
+    """What a checkpoint keeps of an adapted layer (its constructor arguments) makes a layer that gives the
+    adapted one's outputs, for every kind of layer that adapts."""
+    from seqcli.build.adapt import adapted_arguments, layer_state
+    from seqcli.keras_env import import_keras, import_tensorflow
+    from seqcli.spec import LayerEntry
+
+    keras, tf = import_keras(), import_tensorflow()
+    data = np.array(data)
+    adapted = getattr(keras.layers, class_name)(**args)
+    adapted.adapt(tf.data.Dataset.from_tensor_slices(data).batch(3))
+    entry = LayerEntry(1, class_name, dict(args), None, ("layers", 1))
+    rebuilt = getattr(keras.layers, class_name)(**adapted_arguments(entry, {"1": layer_state(adapted, class_name)}))
+    np.testing.assert_array_equal(np.asarray(rebuilt(data)), np.asarray(adapted(data)))
