@@ -333,3 +333,34 @@ def test_a_learned_state_rebuilds_the_adapted_layer_exactly(class_name, args, da
     entry = LayerEntry(1, class_name, dict(args), None, ("layers", 1))
     rebuilt = getattr(keras.layers, class_name)(**adapted_arguments(entry, {"1": layer_state(adapted, class_name)}))
     np.testing.assert_array_equal(np.asarray(rebuilt(data)), np.asarray(adapted(data)))
+
+
+def test_extract_from_the_spec_takes_the_learned_state_from_the_runs_model(adapted_run, tmp_path):
+    """seq extract SPEC --weights RUN/model.keras: the adapting layers take the state the run learned (read
+    from the model's config), so the features are the trained model's; a .weights.h5 cannot hold it."""
+    from seqcli.keras_env import import_keras
+
+    x, _ = table()
+    features = tmp_path / "features.csv"
+    features.write_text("a,b,c\n" + "\n".join(",".join(f"{v:.3f}" for v in row) for row in x) + "\n")
+    spec = adapted_run.parent / "spec.yaml"
+    model_file = adapted_run / "model.keras"
+    result = run("extract", spec, "--weights", model_file, "--data", features, "--all", "-o", tmp_path / "f.npz")
+    assert result.exit_code == 0, result.output
+    model = import_keras().saving.load_model(model_file)
+    with np.load(tmp_path / "f.npz") as extracted:
+        np.testing.assert_allclose(extracted[model.layers[-1].name], model.predict(x, verbose=0), rtol=1e-6)
+    model.save_weights(tmp_path / "only.weights.h5")
+    refused = run(
+        "extract",
+        spec,
+        "--weights",
+        tmp_path / "only.weights.h5",
+        "--data",
+        features,
+        "--all",
+        "-o",
+        tmp_path / "g.npz",
+    )
+    assert refused.exit_code == 1
+    assert "spec.yaml:4:5: layers[2].Normalization: a .weights.h5 file cannot hold the state" in refused.stderr

@@ -158,3 +158,41 @@ def _plain(token):
     if isinstance(token, bytes):
         return token.decode("utf-8")
     return token.item() if hasattr(token, "item") else token
+
+
+def adapted_from_saved(spec: Spec, path) -> AdaptedState:
+    """The learned state of the spec's adapting layers as a ``.keras`` file written by seq holds it (in each
+    layer's config; only ``config.json`` is read, as JSON), matched by position among the spec's layers.
+    Raises :class:`AdaptStateMissing` for a layer whose state the file does not hold."""
+    import json
+
+    from seqcli import limits
+
+    limits.check_model_file(path, "weights")
+    with (
+        limits.open_archive(path, "weights") as archive,
+        limits.open_member(archive, "config.json", path, "weights") as handle,
+    ):
+        config = json.loads(handle.read())
+    saved = [layer for layer in config.get("config", {}).get("layers", []) if layer.get("class_name") != "InputLayer"]
+    positions = {
+        entry.index: position for position, entry in enumerate(e for e in spec.layers if e.class_name != "Input")
+    }
+    adapted: AdaptedState = {}
+    for plan in adapting_layers(spec):
+        position = positions.get(plan.entry.index)
+        layer = saved[position] if position is not None and position < len(saved) else {}
+        arguments = layer.get("config", {}) if layer.get("class_name") == plan.entry.class_name else {}
+        names, required = ADAPTABLE[plan.entry.class_name]
+        if arguments.get(required) is None:
+            raise AdaptStateMissing(plan.entry, str(path))
+        adapted[str(plan.entry.index)] = {name: arguments[name] for name in names if arguments.get(name) is not None}
+    return adapted
+
+
+class AdaptStateMissing(Exception):
+    """A weights file that does not hold the state an adapting layer learned from the data."""
+
+    def __init__(self, entry: LayerEntry, path: str):
+        super().__init__(path)
+        self.entry, self.path = entry, path
