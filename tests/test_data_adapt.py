@@ -157,6 +157,7 @@ def test_a_resumed_adapted_run_equals_an_uninterrupted_one_and_never_adapts_agai
             self.guard.received = signal.SIGINT
         steps_done(self, done, logs)
 
+    monkeypatch.setattr(preprocess, "_ADAPTED", {})  # the reference's state would be reused: adapt again
     monkeypatch.setattr(loop.Trainer, "steps_done", stop_at_step_3)
     stopped = run("train", spec, "--output", tmp_path / "stopped" / "run")
     assert stopped.exit_code == 130, stopped.output
@@ -364,3 +365,26 @@ def test_extract_from_the_spec_takes_the_learned_state_from_the_runs_model(adapt
     )
     assert refused.exit_code == 1
     assert "spec.yaml:4:5: layers[2].Normalization: a .weights.h5 file cannot hold the state" in refused.stderr
+
+
+def test_runs_of_one_process_adapt_once_for_the_same_data_and_layers(tmp_path, monkeypatch):
+    """As tune's trials do: a second run that changes only what adapting does not depend on (epochs, the
+    optimizer) reuses the state; changed data adapts again."""
+    from seqcli.training import preprocess
+
+    calls = []
+    adapt_layers = preprocess.adapt_layers
+    monkeypatch.setattr(preprocess, "_ADAPTED", {})
+    monkeypatch.setattr(preprocess, "adapt_layers", lambda *args: calls.append(1) or adapt_layers(*args))
+    spec = write_project(tmp_path)
+    assert run("train", spec, "--output", tmp_path / "a", "-q").exit_code == 0
+    assert run("train", spec, "--output", tmp_path / "b", "-q", "--set", "compile.optimizer=sgd").exit_code == 0
+    assert len(calls) == 1
+    assert (
+        model_layers(tmp_path / "a")["Normalization"].get_config()
+        == model_layers(tmp_path / "b")["Normalization"].get_config()
+    )
+    table_file = tmp_path / "table.csv"
+    table_file.write_text(table_file.read_text().replace("\n0.", "\n1.", 1))
+    assert run("train", spec, "--output", tmp_path / "c", "-q").exit_code == 0
+    assert len(calls) == 2

@@ -7,6 +7,9 @@ takes it from there, never adapting again; class weights are a pure function of 
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,9 @@ def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tup
 
     if not adapting_layers(spec):
         return {}, []
+    key = _adapt_key(spec, input_shape, seed)
+    if key in _ADAPTED:
+        return copy.deepcopy(_ADAPTED[key]), []
     samples = spec.data.adapt.samples
 
     def build_upto(index: int, adapted: AdaptedState):
@@ -44,7 +50,34 @@ def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tup
             )
         ]
     import_keras().utils.set_random_seed(seed)
+    while len(_ADAPTED) >= ADAPTED_KEPT:
+        _ADAPTED.pop(next(iter(_ADAPTED)))
+    _ADAPTED[key] = copy.deepcopy(adapted)
     return adapted, []
+
+
+# What runs in this process learned, by everything that decides it: tune's trials, which vary other keys of
+# one spec over the same data, adapt once. Vocabularies can be large: only the latest few are kept.
+_ADAPTED: dict[str, AdaptedState] = {}
+ADAPTED_KEPT = 4
+
+
+def _adapt_key(spec: Spec, input_shape: tuple | None, seed: int) -> str:
+    """A digest of what decides the adapted state: the layers up to the last one that adapts, the training
+    split (sources, validation, batch size, the adapt section, the seed) and the contents of the files read."""
+    from seqcli.training.resume import absolute_spec_paths, input_files
+
+    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    last = adapting_layers(spec)[-1].entry.index
+    section = data.get("data") or {}
+    record = {
+        "layers": data["layers"][: last + 1],
+        "data": {key: section.get(key) for key in ("train", "validation", "batch_size", "adapt")},
+        "seed": seed,
+        "input_shape": input_shape,
+        "files": input_files(spec),
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def describe_adapted(spec: Spec, adapted: AdaptedState | None, data, *, resumed: bool) -> str | None:
