@@ -44,6 +44,17 @@ class Case:
 # ----------------------------------------------------------------------------- file makers
 
 
+def keras_model(layers):
+    """A .keras file of the Sequential model of ``layers(keras)``."""
+
+    def make(path: Path):
+        import keras
+
+        keras.Sequential(layers(keras)).save(path)
+
+    return make
+
+
 def npz(**arrays):
     def make(path: Path):
         np.savez(path, **arrays)
@@ -975,6 +986,26 @@ MESSAGES = {
     ),
     "--upto an unknown layer": Case(["summary", "tiny.yaml", "--upto", "nope"], 1, ("nope",)),
     "--input-shape not a shape": Case(["summary", "tiny.yaml", "--input-shape", "a,b"], 2, ("--input-shape",)),
+    "export to LiteRT a GRU of any length": Case(
+        ["export", "gru.keras", "--output", "m.tflite", "--data", "x.npy"],
+        1,
+        ("GRU layer 'gru' reads sequences of any length", "give the Input a fixed length"),
+        {"gru.keras": keras_model(lambda keras: [keras.Input((None, 2)), keras.layers.GRU(3, name="gru")])},
+    ),
+    "export to ONNX string preprocessing": Case(
+        ["export", "words.keras", "--output", "m.onnx", "--data", "x.npy"],
+        1,
+        ("StringLookup layer 'words': this format cannot hold string preprocessing", "--format saved_model"),
+        {
+            "words.keras": keras_model(
+                lambda keras: [
+                    keras.Input((3,), dtype="string"),
+                    keras.layers.StringLookup(vocabulary=["a", "b"], name="words"),
+                ]
+            )
+        },
+    ),
+    "export --version 0": Case(["export", "{run}", "--output", "served", "--version", "0"], 2, ("--version",)),
 }
 
 CLASSES = {
