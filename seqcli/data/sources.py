@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import datacheck, limits
+from seqcli import archives, datacheck, limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import Images, open_images
@@ -110,7 +111,7 @@ def _open_path(
     if fmt == "images":
         if not path.is_dir():
             raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where)
+        return open_images(path, section, where, roots=member_roots(base_dir, where))
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
     weights = None
@@ -123,7 +124,6 @@ def _open_path(
         if want_labels and _names_npy(section.y):
             y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
-            limits.check_data_file(y_path, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
         x, y, weights = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
@@ -140,6 +140,14 @@ def _npz_weights(path: Path, section: SourceSection, where: str) -> np.ndarray |
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         _npz_header(archive, section.weights, members, path, f"{where}.weights", "weights")
         return _npz_array(archive, members[section.weights], path, where)
+
+
+def member_roots(base_dir: Path, where: str) -> list[Path]:
+    """Besides the folder source itself, where the files inside it may resolve to: the spec's folder and
+    the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
+    source's own path is confined where the spec's file values are, :func:`seqcli.spec.paths.path_problems`,
+    which leaves values set with ``--set`` to the user.)"""
+    return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 
 
 def _names_npy(name: str | None) -> bool:
@@ -174,10 +182,16 @@ def _infer_format(path: Path, where: str) -> str:
 
 
 def _read_npz(
-    path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool, input_shape: tuple | None = None
+    path: Path,
+    section: SourceSection,
+    where: str,
+    *,
+    labels: bool,
+    want_labels: bool,
+    input_shape: tuple | None = None,
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with limits.open_archive(path, where) as archive:
+    with archives.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
         x_shape = _npz_header(archive, section.x, members, path, where, "x")
@@ -198,8 +212,8 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with limits.open_member(archive, member, path, where) as handle:
-        shape, _ = limits.check_npy_header(
+    with archives.open_member(archive, member, path, where) as handle:
+        shape, _ = archives.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
     return tuple(shape)
@@ -207,7 +221,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with limits.open_member(archive, member, path, where) as handle:
+        with archives.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
@@ -223,31 +237,37 @@ def _missing_array(name: str, path: Path, names: list[str], where: str, role: st
     raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
 
 
-def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np.ndarray:
-    """An .npy array, its header checked (size against the file and the budget, sample shape) first."""
+def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=None) -> np.ndarray:
+    """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
+    sample shape) first."""
     try:
-        with open(path, "rb") as handle:
-            shape, _ = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+        with limits.open_input(path, where, roots=roots, limit=None) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
                 check_sample_shape(tuple(shape[1:]), input_shape, path, where)
-        return np.load(path, allow_pickle=False)
+            handle.seek(0)
+            return archives.read_npy(handle, size, where, str(path))
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
         ) from None
-    except Exception as error:
-        raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
+    except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
+        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None
 
 
-CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
+CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in (fewer when rows are wide)
+CELL_BYTES = 64  # a cell held as text before it is converted: a short str object and its list slot
 
 
-def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None):
+def _read_csv(
+    path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None, roots=None
+):
     """A CSV streamed row by row into float64 chunks: the header (and the model's input shape, when given)
     is checked before the body is read, and the numbers read so far never exceed the memory budget."""
-    with _csv_reader(path, where) as rows:
+    with _csv_reader(path, where, roots) as rows:
         header = next(rows, None)
         if header is None:
             raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
@@ -332,32 +352,24 @@ def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray,
     )
 
 
+def csv_line_limit() -> int:
+    """The longest CSV line seq reads: a line becomes about 30 times its size in cells before its row is
+    counted, so a line may take at most a 64th of the memory budget (and never more than 64 MiB)."""
+    return max(min(limits.max_memory() // 64, 64 << 20), 4096)
+
+
 @contextlib.contextmanager
-def _csv_reader(path: Path, where: str):
-    """A csv.reader over the non-empty rows of a UTF-8 file (a leading byte-order mark dropped), read line
-    by line; a line that is not UTF-8 is a DataError naming its line and column."""
+def _csv_reader(path: Path, where: str, roots=None):
+    """A csv.reader over the non-empty rows of a UTF-8 file read through the door (a leading byte-order mark
+    dropped), line by line, each line at most :func:`csv_line_limit` long; a line that is not UTF-8 or too
+    long is a DataError naming its line (and column), never its text."""
     try:
-        handle = open(path, "rb")
+        handle = limits.open_input(path, where, roots=roots, limit=None)
     except OSError as error:
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint="check the file's permissions"
         ) from None
-
-    def lines():
-        for number, data in enumerate(handle, start=1):
-            if number == 1:
-                data = data.removeprefix(b"\xef\xbb\xbf")
-            try:
-                yield data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column "
-                    f"{error.start + 1}",
-                    hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
-                    "e.g. iconv -f latin1 -t utf-8",
-                ) from None
-
-    reader = csv.reader(lines())
+    reader = csv.reader(_csv_lines(handle, path, where))
 
     def rows():
         try:
@@ -365,10 +377,39 @@ def _csv_reader(path: Path, where: str):
                 if row:
                     yield row
         except csv.Error as error:
-            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
+            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {_csv_problem(error)}") from None
 
     with handle:
         yield _Rows(rows(), reader)
+
+
+def _csv_lines(handle, path: Path, where: str):
+    """The file's lines as text, each read with a bound so a line of millions of cells is refused unread."""
+    limit = csv_line_limit()
+    number = 0
+    while data := handle.readline(limit + 1):
+        number += 1
+        if len(data) > limit and not data.endswith(b"\n"):
+            raise DataError(
+                f"{where}: {path}:{number}: line is longer than {limits.human_size(limit)}",
+                hint=f"a CSV row holds one sample; {limits.over_budget_hint()}",
+            )
+        if number == 1:
+            data = data.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column {error.start + 1}",
+                hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
+                "e.g. iconv -f latin1 -t utf-8",
+            ) from None
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint, in words that quote nothing from the file."""
+    text = str(error)
+    return text if "field larger than field limit" in text or "NUL" in text else "malformed quoting or delimiters"
 
 
 @dataclass
@@ -390,10 +431,16 @@ class _Rows:
 
 
 def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
+    """Each of ``names`` (typed in the spec) is a column of ``header``. The header's cells are read from the
+    file, so they are never shown: the hint counts them and points at a close one by its position."""
     for name in names:
         if name not in header:
-            hint = did_you_mean(name, header) or f"its columns: {', '.join(header)}"
-            raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
+            close = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
+            near = f"; column {header.index(close[0]) + 1} has a name close to {name!r}" if close else ""
+            raise DataError(
+                f"{where}.{key}: {path} has no column {name!r}",
+                hint=f"its header row (line 1) names {len(header)} columns{near}",
+            )
 
 
 def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -401,6 +448,7 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tupl
     file's line number of each row."""
     budget = limits.max_memory()
     width = len(header)
+    chunk_rows = max(1, min(CSV_CHUNK_ROWS, budget // (CELL_BYTES * 4 * width)))  # text cells: a quarter
     chunks, chunk, lines, total = [], [], [], 0
     numbers: list[np.ndarray] = []
     for row in rows:
@@ -408,7 +456,7 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tupl
             raise DataError(f"{where}: {path}:{rows.line}: row has {len(row)} cells, the header has {width}")
         chunk.append(row)
         lines.append(rows.line)
-        if len(chunk) == CSV_CHUNK_ROWS:
+        if len(chunk) == chunk_rows:
             chunks.append(_csv_chunk(chunk, lines, header, path, where))
             numbers.append(np.array(lines, dtype=np.int64))
             total += chunks[-1].nbytes + numbers[-1].nbytes
@@ -438,8 +486,7 @@ def _csv_chunk(chunk: list[list[str]], lines: list[int], header: list[str], path
                 float(cell)
             except ValueError:
                 raise DataError(
-                    f"{where}: {path}:{number}: column {column + 1} ({header[column]!r}) is not a number. "
-                    f"Received: {cell!r}",
+                    f"{where}: {path}:{number}: column {column + 1} is not a number",
                     hint="every cell after the header row must be a number",
                 ) from None
     raise DataError(f"{where}: cannot read {path} as numbers")  # pragma: no cover
