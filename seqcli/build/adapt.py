@@ -166,12 +166,12 @@ def adapted_from_saved(spec: Spec, path) -> AdaptedState:
     Raises :class:`AdaptStateMissing` for a layer whose state the file does not hold."""
     import json
 
-    from seqcli import limits
+    from seqcli import archives
 
-    limits.check_model_file(path, "weights")
+    archives.check_model_file(path, "weights")
     with (
-        limits.open_archive(path, "weights") as archive,
-        limits.open_member(archive, "config.json", path, "weights") as handle,
+        archives.open_archive(path, "weights") as archive,
+        archives.open_member(archive, "config.json", path, "weights") as handle,
     ):
         config = json.loads(handle.read())
     saved = [layer for layer in config.get("config", {}).get("layers", []) if layer.get("class_name") != "InputLayer"]

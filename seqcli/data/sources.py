@@ -136,7 +136,7 @@ def _npz_weights(path: Path, section: SourceSection, where: str) -> np.ndarray |
     """The .npz array ``section.weights`` names (its header checked first), or None when none is named."""
     if section.weights is None:
         return None
-    with limits.open_archive(path, where) as archive:
+    with archives.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         _npz_header(archive, section.weights, members, path, f"{where}.weights", "weights")
         return _npz_array(archive, members[section.weights], path, where)
