@@ -155,7 +155,7 @@ def test_early_stopping_restores_the_best_weights(project):
         "--epochs",
         "5",
         "--set",
-        "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}",
+        "train.early_stopping={monitor: val_loss, patience: 1, min_delta: 10, restore_best_weights: true}",
     )
     assert result.exit_code == 0, result.output
     assert "note: early stopping after epoch 2: val_loss has not improved for 1 epoch " in result.stdout
@@ -175,7 +175,7 @@ def test_early_stopping_restores_the_best_weights(project):
         "--epochs",
         "5",
         "--set",
-        "train.early_stopping={monitor: val_loss, patience: 0, min_delta: 10, restore_best_weights: true}",
+        "train.early_stopping={monitor: val_loss, patience: 1, min_delta: 10, restore_best_weights: true}",
     )
     assert again.exit_code == 0 and "is already complete (2 epochs)" in again.stdout
 

@@ -27,6 +27,7 @@ CORE = [
     "registry",
     "compile",
     "compile_checks",
+    "directions",
     "applications",
     "data",
     "distribute",

@@ -77,6 +77,8 @@ def check(specs, fmt):
             if report.adapting:
                 click.echo(f"{terminal_safe(report.path)}: {render.adapting_text(report.adapting)}")
         for report in reports:
+            if report.notes:
+                click.echo(render.notes_text(report), err=True)
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):

@@ -72,10 +72,16 @@ class Spec:
 
     @property
     def declares_input(self) -> bool:
-        """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer);
-        only a spec without one takes the data's shape."""
+        """Whether the spec gives its own input shape (an Input entry, or input_shape or input_dim on its first
+        layer); only a spec without one takes the data's shape."""
         first = self.layers[0] if self.layers else None
-        return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+        if first is None or first.class_name == "Input" or "input_shape" in first.args:
+            return first is not None
+        if "input_dim" not in first.args:
+            return False
+        from seqcli.registry import shape_argument  # imports Keras: only for a first layer with input_dim
+
+        return shape_argument(first.class_name, first.args) is not None
 
     def problem(self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> Problem:
         return self.document.problem(path, message, hint, key=key)

@@ -21,10 +21,9 @@ from seqcli.spec import Spec
 
 def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tuple[AdaptedState, list[Problem]]:
     """Adapt the spec's layers on the training split (at most ``data.adapt.samples`` of it), the model's
-    prefix before each layer run over the batches; then reseed, so that the model built next starts from the
-    weights it would have had without adapting. Problems are placed at the layer's entry."""
+    prefix before each layer run over the batches (the real build reseeds after it, so the model starts from
+    the weights it would have had without adapting). Problems are placed at the layer's entry."""
     from seqcli.build import build_model
-    from seqcli.keras_env import import_keras
 
     if not adapting_layers(spec):
         return {}, []
@@ -49,7 +48,6 @@ def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tup
                 key=True,
             )
         ]
-    import_keras().utils.set_random_seed(seed)
     while len(_ADAPTED) >= ADAPTED_KEPT:
         _ADAPTED.pop(next(iter(_ADAPTED)))
     _ADAPTED[key] = copy.deepcopy(adapted)

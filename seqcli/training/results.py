@@ -203,7 +203,7 @@ def final_results(setup: TrainingSetup, reporter, spec_label: str) -> TrainResul
     from seqcli.training.checkpoint import restore_variables
 
     state, stopper = setup.state, setup.early_stopping
-    restore = stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch)
+    restore = stopper is not None and stopper.restored_epoch(state.epoch) is not None
     if restore and setup.out.best.exists():
         restore_variables(setup.out.best, setup.model, groups=("model",))
         reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")

@@ -218,11 +218,13 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     """The compiled model, its compile settings, notes for the header and the state its layers learned from
     the data; or the problems that stop it. ``adapted``: that state, from the checkpoint of a resumed run;
     None for a new run, whose layers adapt here. The build applies the spec's ``freeze:`` section and
-    reports its problems."""
+    reports its problems. Its initial weights are those of a Keras script that calls
+    ``keras.utils.set_random_seed(seed)`` and then builds the model."""
     from seqcli.build import build_model
     from seqcli.compile import resolve_compile, single_step_only
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
+    from seqcli.keras_env import import_keras
     from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
@@ -242,6 +244,9 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
         if adapt_problems:
             return None, adapt_problems
     with _dtype_policy(spec.train.precision):
+        # Initializers draw their seeds from Python's random module when made: the data, the weightless
+        # builds and adapting above have drawn from it since the seed was set.
+        import_keras().utils.set_random_seed(seed)
         built = build_model(spec, input_shape=input_shape, adapted=adapted)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(
@@ -259,7 +264,8 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
         return None, problems
     settings.compile(built.model)
     prepare_model(built.model, info)
-    notes = [note for note in [logits_warning(spec, built.model)] if note]
+    notes = [note.headline() for note in built.notes]
+    notes += [note for note in [logits_warning(spec, built.model)] if note]
     return (built.model, settings, notes, adapted), []
 
 
@@ -291,10 +297,12 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
+    from seqcli import registry
     from seqcli.shapes import shape_text
 
     first = spec.layers[0]
-    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
+    key = registry.shape_argument(first.class_name, first.args) or "input_shape"
+    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, key))
     return spec.problem(
         path,
         f"the model takes inputs of shape {shape_text(input_shape)}, but "

@@ -175,7 +175,7 @@ def plan_study(options: TuneOptions) -> TunePlan:
         storage_url=options.storage or default_storage(output),
         parameters=parameters,
         objective=section.objective,
-        direction=direction_of(section),
+        direction=direction_of(spec),
         total=total,
         epochs=epochs_of(spec),
         seed=seed_of(spec),
