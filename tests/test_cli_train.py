@@ -558,7 +558,7 @@ def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_pa
         holder = json.loads((tmp_path / "run" / ".seq-lock").read_text())
         for extra in ([], ["--overwrite"], ["--resume"]):
             second = run("train", tmp_path / "tiny.yaml", "--output", tmp_path / "run", "-q", *extra)
-            assert second.exit_code == 1
+            assert second.exit_code == 3  # busy: ExitStatus.ENVIRONMENT
             assert second.stderr == (
                 f"error: {tmp_path / 'run'} is in use: seq train (PID {first.pid} on "
                 f"{holder['host']}, started {holder['started']}) is writing it\n"

@@ -20,6 +20,7 @@ CORE = [
     "exit_status",
     "limits",
     "archives",
+    "records",
     "memory",
     "outputs",
     "datacheck",

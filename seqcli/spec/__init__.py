@@ -20,7 +20,7 @@ from seqcli.spec.sections import (
     TransferSection,
     TuneSection,
 )
-from seqcli.spec.validate import LAYER_EXTRA_KEYS, validate_sections, validate_top_level
+from seqcli.spec.validate import LAYER_EXTRA_KEYS, first_layer_over_limits, validate_sections, validate_top_level
 from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
 
 __all__ = ["LayerEntry", "Spec", "load_spec", "read_spec", "parse_spec_text", "format_path"]
@@ -157,8 +157,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, *, confined:
 
 
 def _layers_usable(document: Document) -> bool:
+    """Whether the layers can be read further: a list of layers within seq's limits (no heavy work otherwise)."""
     data = document.data
-    return isinstance(data, dict) and isinstance(data.get("layers"), list) and bool(data["layers"])
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list) or not data["layers"]:
+        return False
+    return first_layer_over_limits(data["layers"]) is None
 
 
 def _layer_entries(document: Document) -> list[LayerEntry]:
