@@ -22,6 +22,7 @@ from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
 from seqcli.models import ModelLoadError, check_data_shape, load_model_file
+from seqcli.spec.sections import SourceSection
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
 OUTPUT_FORMATS = (".npy", ".csv")
@@ -281,7 +282,7 @@ def _evaluation_data(
         return dataset, count, "data.test"
     if section is not None and section.validation is not None:
         seed = spec.train.seed if spec.train.seed is not None else run_seed
-        if seed is None and isinstance(section.validation, float):
+        if seed is None and not isinstance(section.validation, (str, SourceSection)):
             raise ModelLoadError(
                 f"{spec.file} splits its validation data off data.train at random (no train.seed), "
                 "and no run records the seed the model was trained with, so any split would mix "

@@ -120,6 +120,8 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
         compile_text += f", learning rate {header.compile['schedule']}"
     steps = "1 step" if header.steps_per_execution == 1 else f"{header.steps_per_execution} steps"
     resumed = f" (resuming at {header.resumed_from})" if header.resumed_from else ""
+    extra = [("Adapted", header.adapted)] if header.adapted else []
+    extra += [("Class weights", header.class_weight)] if header.class_weight else []
     return [
         ("Training", f"{header.model} from {header.spec} → {header.output}"),
         ("Model", f"{header.params:,} params ({header.trainable_params:,} trainable)"),
@@ -131,6 +133,7 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
         ("Distribution", distribution_text(header.distribution)),
         ("Compile", compile_text),
         ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}, {header.precision}"),
+        *extra,
         ("Epochs", f"{header.epochs}{resumed}"),
     ]
 

@@ -1208,6 +1208,25 @@ NUMBERS = {
         "line 5, column 'l'",
         **{"n.csv": "a,b,l\n1,2,0\n\n1,2,1\n1,2,-inf\n"},
     ),
+    "a negative sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "data.train.weights: sample weights in",
+        "include a negative value",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,-3\n"},
+    ),
+    "an infinite sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "weights in",
+        "line 3, column 'w'",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,inf\n"},
+    ),
+    "stratified labels that are no classes": train(
+        trainable("r.csv", **{"batch_size: 8": "batch_size: 8, validation: {fraction: 0.5, stratify: true}"})
+        .replace("[4, 4, 1]", "[2]")
+        .replace("  - Flatten: {}\n", ""),
+        "data.validation.stratify: the labels of data.train are not class ids",
+        **{"r.csv": "a,b,l\n1,2,0.5\n1,2,1.5\n"},
+    ),
     "nan CSV cells to extract": Case(
         ["extract", "c.yaml", "--data", "n.csv", "--all", "--output", "f.npz"],
         1,

@@ -74,6 +74,9 @@ def check(specs, fmt):
     else:
         stdout_console().print(render.check_table(reports))
         for report in reports:
+            if report.adapting:
+                click.echo(f"{terminal_safe(report.path)}: {render.adapting_text(report.adapting)}")
+        for report in reports:
             if report.notes:
                 click.echo(render.notes_text(report), err=True)
             if not report.ok:

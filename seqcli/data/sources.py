@@ -114,8 +114,10 @@ def _open_path(
         return open_images(path, section, where, roots=member_roots(base_dir, where))
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
+    weights = None
     if fmt == "npz":
         x, y = _read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
+        weights = _npz_weights(path, section, where) if want_labels else None
     elif fmt == "npy":
         x = _read_npy(path, where, input_shape=input_shape)
         y = None
@@ -124,8 +126,20 @@ def _open_path(
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
-        x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
-    return as_arrays(x, y, section.scale, path, where)
+        x, y, weights = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
+    if section.weights is not None and fmt not in ("npz", "csv"):
+        raise DataError(f"{where}.weights: sample weights come from an .npz array or a CSV column, not a {fmt} source")
+    return as_arrays(x, y, section.scale, path, where, weights)
+
+
+def _npz_weights(path: Path, section: SourceSection, where: str) -> np.ndarray | None:
+    """The .npz array ``section.weights`` names (its header checked first), or None when none is named."""
+    if section.weights is None:
+        return None
+    with archives.open_archive(path, where) as archive:
+        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+        _npz_header(archive, section.weights, members, path, f"{where}.weights", "weights")
+        return _npz_array(archive, members[section.weights], path, where)
 
 
 def member_roots(base_dir: Path, where: str) -> list[Path]:
@@ -258,15 +272,16 @@ def _read_csv(
         if header is None:
             raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
         header = [name.strip() for name in header]
-        label = section.label or header[-1]
-        if want_labels:
-            _check_columns([label], header, path, where, "label")
-        features = section.features or [name for name in header if name != label]
-        _check_columns(features, header, path, where, "features")
-        if section.label is None and section.features is None and len(header) < 2:
-            raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
-        check_sample_shape((len(features),), input_shape, path, where)
+        label, weights_column, features = _csv_columns(header, section, path, where, want_labels, input_shape)
+        # pandas' index column (to_csv's default) is named "" or "Unnamed: 0": its values decide, so the shape
+        # check waits for them, lest it suggest widening the model's input by the row number.
+        index_like = section.features is None and header[0] in INDEX_COLUMN_NAMES and header[0] in features
+        if not index_like:
+            check_sample_shape((len(features),), input_shape, path, where)
         values, lines = _csv_numbers(rows, header, path, where)
+        if index_like:
+            _refuse_index_column(values[:, 0], header[0], features, path, where)
+            check_sample_shape((len(features),), input_shape, path, where)
     with np.errstate(over="ignore", invalid="ignore"):  # a number float32 cannot hold becomes inf: named below
         x = values[:, [header.index(name) for name in features]].astype(np.float32)
         _check_csv_finite(x, features, lines, "x", path, where)
@@ -276,7 +291,51 @@ def _read_csv(
             whole = np.all(np.mod(y, 1) == 0) and np.all(np.abs(y) <= 2**53)  # class indices, exactly
             y = y.astype(np.int64) if whole else y.astype(np.float32)
             _check_csv_finite(y, [label], lines, "y", path, where)
-    return x, y
+        weights = None
+        if want_labels and weights_column is not None:
+            weights = values[:, header.index(weights_column)].astype(np.float32)
+            _check_csv_finite(weights, [weights_column], lines, "weights", path, where)
+    return x, y, weights
+
+
+INDEX_COLUMN_NAMES = ("", "Unnamed: 0")
+
+
+def _csv_columns(
+    header: list[str], section: SourceSection, path: Path, where: str, want_labels: bool, input_shape: tuple | None
+) -> tuple[str, str | None, list[str]]:
+    """The label column, the weights column (or None) and the feature columns of a CSV. Without a label
+    named or needed (predict), every column is a feature, unless the CSV has one column more than the model
+    takes: then its last column is the label, as in training."""
+    weights_column = section.weights
+    if weights_column is not None:
+        _check_columns([weights_column], header, path, where, "weights")
+    columns = [name for name in header if name != weights_column]
+    label = section.label or (columns or header)[-1]
+    if want_labels:
+        _check_columns([label], header, path, where, "label")
+    holds_label = want_labels or section.label is not None or _one_more_than(len(columns), input_shape)
+    features = section.features or [name for name in columns if name != label or not holds_label]
+    _check_columns(features, header, path, where, "features")
+    if not features:
+        raise DataError(f"{where}: {path} has one column; the last column is the label, so no features are left")
+    return label, weights_column, features
+
+
+def _one_more_than(count: int, input_shape: tuple | None) -> bool:
+    return input_shape is not None and len(input_shape) == 1 and input_shape[0] == count - 1
+
+
+def _refuse_index_column(values: np.ndarray, name: str, features: list[str], path: Path, where: str) -> None:
+    """A first column of row numbers 0..n-1 under pandas' index header is no feature: say so."""
+    if len(values) < 2 or not np.array_equal(values, np.arange(len(values))):
+        return
+    rest = ", ".join(features[1:7]) + (", ..." if len(features) > 7 else "")
+    raise DataError(
+        f"{where}: the first column of {path} (header {name!r}) holds the row numbers 0..{len(values) - 1}: "
+        "it is the index pandas writes with to_csv, not a feature",
+        hint=f"save the CSV with to_csv(..., index=False), or list the features: `features: [{rest}]`",
+    )
 
 
 def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray, role: str, path: Path, where: str):

@@ -127,6 +127,7 @@ class Trainer:
                 model.fit(
                     dataset,
                     validation_data=self.setup.data.validation,
+                    class_weight=self.setup.class_weight,
                     epochs=stop,
                     initial_epoch=first,
                     steps_per_epoch=steps_per_epoch,
