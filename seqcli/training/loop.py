@@ -54,6 +54,17 @@ class NonFiniteTraining(TrainingError):
         )
 
 
+def interrupted(setup: TrainingSetup, signum: int) -> TrainingInterrupted:
+    """The error that stops a run on ``signum``, after its checkpoint was saved."""
+    checkpoint, name = setup.run.checkpoint, signal.Signals(signum).name
+    return TrainingInterrupted(
+        signum,
+        f"{name}: training stopped at {setup.state.position()}; checkpoint saved to {checkpoint}",
+        checkpoint,
+        setup.run.path,
+    )
+
+
 class Trainer:
     """Trains a :class:`TrainingSetup` to its last epoch (or early stop, or signal) and writes the results."""
 
@@ -136,7 +147,7 @@ class Trainer:
                     verbose=0,
                 )
         except _StopRequested:
-            raise self._interrupted() from None
+            raise interrupted(self.setup, self.guard.received or signal.SIGINT) from None
         except Exception as error:
             _raise_training_error(error)
 
@@ -213,17 +224,6 @@ class Trainer:
     def _claim(self) -> None:
         if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder
             self.setup.run.claim()
-
-    def _interrupted(self) -> TrainingInterrupted:
-        signum = self.guard.received or signal.SIGINT
-        name = signal.Signals(signum).name
-        checkpoint = self.setup.run.checkpoint
-        return TrainingInterrupted(
-            signum,
-            f"{name}: training stopped at {self.setup.state.position()}; checkpoint saved to {checkpoint}",
-            checkpoint,
-            self.setup.run.path,
-        )
 
     # -- the end
 
