@@ -125,16 +125,17 @@ def export_model(
     from seqcli.predict import resolve_target
 
     fmt = export_format_for(output, fmt)
+    resolved = resolve_target(target)
+    check_format_holds(resolved.model_path, fmt)
     if fmt == "onnx":
         require_onnx()
     import_keras()  # before anything imports TensorFlow: its start-up logs turned down
     output = Path(output)
-    resolved = resolve_target(target)
     _check_output(output, overwrite, fmt, inputs=[resolved.model_path, *([Path(data)] if data else [])])
     inputs, label = sample_inputs(resolved, data, samples)
     model = load_model_file(resolved.model_path)
     inputs = _fit_inputs(model, inputs, label)
-    expected = np.asarray(model(inputs, training=False))
+    expected = np.asarray(model(_as_tensor(inputs), training=False))
     staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), suffix=".staging", dir=output.parent))
     try:
         artifact = staging / STAGED_NAMES[fmt]  # LiteRT insists on .tflite; the target may be named anything
@@ -144,6 +145,41 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(model.name, fmt, output, _size(output), len(inputs), label, verification)
+
+
+STRING_LAYERS = ("TextVectorization", "StringLookup", "Hashing")  # layers that take strings
+STRING_FORMATS = ("saved_model",)  # formats that hold string inputs and the ops on them
+
+
+def check_format_holds(model_path: Path, fmt: str) -> None:
+    """Refuse, from the model's config alone (nothing loaded, nothing exported), a format that cannot hold
+    a model taking strings: LiteRT's and ONNX's built-in ops have no strings and no vocabulary tables."""
+    from seqcli.limits import read_model_config
+
+    if fmt in STRING_FORMATS or Path(model_path).suffix != ".keras":
+        return
+    layers = read_model_config(model_path, "the model").get("config", {}).get("layers") or []
+    configs = [layer.get("config") or {} for layer in layers if isinstance(layer, dict)]
+    if not any(config.get("dtype") == "string" for config in configs):
+        return
+    named = [layer for layer in layers if isinstance(layer, dict) and layer.get("class_name") in STRING_LAYERS]
+    layer = named[0] if named else layers[min(1, len(layers) - 1)]
+    name, class_name = (layer.get("config") or {}).get("name"), layer.get("class_name")
+    raise ExportError(
+        f"{fmt} cannot hold layer {name!r} ({class_name}): the model takes strings, and {fmt} models "
+        "have no string inputs or vocabulary lookups",
+        hint="export a SavedModel instead (--format saved_model), which takes strings and keeps the "
+        "preprocessing; or train a model that starts after the text layer, on preprocessed inputs",
+    )
+
+
+def _as_tensor(inputs: np.ndarray):
+    """Inputs as a model call takes them: strings (an object array of bytes) as a tf.string tensor."""
+    if inputs.dtype != object:
+        return inputs
+    from seqcli.keras_env import import_tensorflow
+
+    return import_tensorflow().constant(inputs)
 
 
 def require_onnx() -> None:
@@ -196,7 +232,12 @@ def _fit_inputs(model, inputs: np.ndarray, label: str) -> np.ndarray:
             f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
             hint="give --data with inputs shaped like those the model was trained on",
         )
-    return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
+    dtype = model.inputs[0].dtype if model.inputs else "float32"
+    if (dtype == "string") != (inputs.dtype == object):
+        from seqcli.models import check_data_dtype
+
+        check_data_dtype(dtype, "string" if inputs.dtype == object else str(inputs.dtype), label)
+    return inputs if dtype == "string" else inputs.astype(dtype, copy=False)
 
 
 def _check_output(output: Path, overwrite: bool, fmt: str, inputs: list[Path]) -> None:
