@@ -39,12 +39,38 @@ def validate_section(model: type[pydantic.BaseModel], value: Any, where: str):
 def as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
     if isinstance(source, SourceSection):
         return source
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        return validate_section(SourceSection, _flow_mapping(source, where), where)
     if isinstance(source, str):
         name, _, split = source.partition(":")
         if name in KERAS_DATASETS and split in ("", "train", "test"):
             return SourceSection(dataset=name, split=split or "train")
         return SourceSection(path=source)
     return validate_section(SourceSection, source, where)
+
+
+def _flow_mapping(text: str, where: str) -> dict:
+    """A source given on the command line in the spec's mapping form: ``{path: r.csv, text: review}``."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at column {mark.column + 1}" if mark is not None else ""
+        raise DataError(
+            f"{where}: cannot read the source mapping{at}",
+            hint="write it as in a spec, e.g. {path: r.csv, text: review}",
+        ) from None
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: a source mapping must be a mapping", hint="e.g. {path: r.csv, text: review}")
+    return value
+
+
+def source_path(source: str | dict | SourceSection, where: str = "--data") -> Path | None:
+    """The file or folder a source reads (None for a Keras dataset)."""
+    section = as_section(source, where)
+    return None if section.path is None else Path(section.path)
 
 
 def open_source(
