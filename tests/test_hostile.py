@@ -216,6 +216,13 @@ def text_folder(*, link: str | None = None, bad_byte: bool = False, size: int = 
     return make
 
 
+def linked_images(path: Path):
+    """An image folder whose class b is a link to the folder beside the project."""
+    images(path)
+    shutil.rmtree(path / "b")
+    (path / "b").symlink_to("../../outside")
+
+
 def one_line(size: int):
     """A text file of one line of ``size`` bytes (the secret first)."""
 
@@ -413,6 +420,12 @@ CONFINEMENT = {
         "bad.yaml:6:",
         "texts/b is a symbolic link that leads out of the data folder",
         texts=text_folder(link="../../outside"),
+    ),
+    "image folder with a class linked out of the spec folder": train(
+        trainable("{path: pictures, image_size: [4, 4]}"),
+        "bad.yaml:6:",
+        "pictures/b is a symbolic link that leads out of the data folder",
+        pictures=linked_images,
     ),
     "text folder with a class linked out, to evaluate": Case(
         ["evaluate", "{run}", "--data", "texts"],
@@ -921,8 +934,11 @@ MESSAGES = {
     ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
-    "tampered metrics.json, unread by evaluate": Case(
-        ["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run()}
+    "tampered metrics.json, read by evaluate for its class names": Case(
+        ["evaluate", "tamp", "--data", "tiny.npz"],
+        1,
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: invalid JSON at line 1, column 2",),
+        {"tamp": tampered_run()},
     ),
     "tampered metrics.json, read by predict": Case(
         ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],

@@ -23,6 +23,7 @@ import numpy as np
 
 from seqcli import limits
 from seqcli.data.arrays import Arrays, DataError, eager_constants
+from seqcli.data.text import class_folders, files_under, folder_roots
 from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import SourceSection
@@ -202,27 +203,16 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
     return 0
 
 
-def open_images(directory: Path, section: SourceSection, where: str) -> Images:
-    try:
-        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    except OSError as error:
-        raise DataError(
-            f"{where}: cannot list image directory {directory}: {error.strerror or error}",
-            hint="check the directory's permissions",
-        ) from None
-    if not class_dirs:
-        raise DataError(
-            f"{where}: image directory {directory} has no class subfolders",
-            hint="put the images in one subfolder per class, e.g. cats/001.png, dogs/002.png",
-        )
+def open_images(directory: Path, section: SourceSection, where: str, base_dir: Path) -> Images:
+    """An image folder's files and class indices, its class folders listed as text folders' are
+    (:func:`seqcli.data.text.class_folders`: sorted, links kept inside the folders a spec may read)."""
+    roots = folder_roots(directory, base_dir)
+    class_dirs = class_folders(directory, where, roots, what="image")
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        for root, dirs, files in os.walk(class_dir):
-            dirs.sort()
-            for name in sorted(files):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.join(root, name))
-                    labels.append(label)
+        found = files_under(class_dir, IMAGE_EXTENSIONS, where, roots)
+        paths += found
+        labels += [label] * len(found)
     if not paths:
         raise DataError(
             f"{where}: image directory {directory} has no images in its subfolders "

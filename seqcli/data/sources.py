@@ -178,7 +178,7 @@ def _open_path(
     if fmt == "images":
         if not path.is_dir():
             raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where)
+        return open_images(path, section, where, base_dir)
     if fmt == "text":
         if path.is_dir():
             return read_text_folder(path, base_dir, where, input_shape)

@@ -119,13 +119,18 @@ def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Text
     return as_texts(samples, None, None, input_shape)
 
 
+def folder_roots(directory: Path, base_dir: Path) -> list[Path]:
+    """Where the links in a data folder may lead: the folder itself and the folders a spec may read."""
+    return [directory.resolve(), *allowed_roots(base_dir)]
+
+
 def read_text_folder(directory: Path, base_dir: Path, where: str, input_shape: tuple | None = None) -> Texts:
     """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample."""
-    roots = [directory.resolve(), *allowed_roots(base_dir)]
+    roots = folder_roots(directory, base_dir)
     class_dirs = class_folders(directory, where, roots, what="text")
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        for path in _files_under(class_dir, TEXT_EXTENSIONS, where, roots):
+        for path in files_under(class_dir, TEXT_EXTENSIONS, where, roots):
             paths.append(path)
             labels.append(label)
     if not paths:
@@ -163,14 +168,15 @@ def class_folders(directory: Path, where: str, roots: list[Path], *, what: str) 
         _check_link(entry, where, roots)
     class_dirs = [entry for entry in entries if entry.is_dir()]
     if not class_dirs:
+        example = "cats/001.png, dogs/002.png" if what == "image" else "neg/001.txt, pos/002.txt"
         raise DataError(
             f"{where}: {what} directory {directory} has no class subfolders",
-            hint="put the samples in one subfolder per class, e.g. neg/001.txt, pos/002.txt",
+            hint=f"put the {what}s in one subfolder per class, e.g. {example}",
         )
     return class_dirs
 
 
-def _files_under(folder: Path, extensions: tuple[str, ...], where: str, roots: list[Path]) -> list[str]:
+def files_under(folder: Path, extensions: tuple[str, ...], where: str, roots: list[Path]) -> list[str]:
     """Files ending in ``extensions`` under ``folder`` in sorted order (subfolders that are links are not
     followed, as Keras does not follow them); a file that is a link must lead inside ``roots``."""
     found = []
