@@ -148,7 +148,7 @@ def _csv_body(rows: _Rows, header: list[str], columns: CsvColumns, path: Path, w
             chunk, lines = [], []
             if reader.bytes > budget:
                 raise DataError(
-                    f"{where}: {path} holds more than {limits.human_size(budget)} of data "
+                    f"{where}: {path} holds more than {limits.human_size(budget)} of {reader.kind} "
                     f"(stopped reading at line {rows.line}), over the memory limit",
                     hint=limits.over_budget_hint(),
                 )
@@ -193,6 +193,11 @@ class _CsvBody:
                         hint="a classifier's labels are a few class names; a column of free text or numbers "
                         "is not one (name the label column with `label:`)",
                     )
+
+    @property
+    def kind(self) -> str:
+        """What the body holds, in words: ``numbers``, or ``numbers and text``."""
+        return "numbers" if self.text_index is None and self.names is None else "numbers and text"
 
     def add_chunk(self, chunk: list[list[str]], lines: list[int], numeric: list[int], header, path, where) -> None:
         columns = numeric + ([self.label_index] if self.label_index is not None and self.names is None else [])
