@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from seqcli.errors import SeqError, clean_message
+from seqcli.errors import MissingDependency, SeqError, clean_message
 from seqcli.files import temporary_prefix
 
 FORMATS = {"saved_model": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
@@ -188,7 +188,7 @@ def require_onnx() -> None:
 
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ExportError(
+        raise MissingDependency(
             f"ONNX export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
             hint="pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)",
         )

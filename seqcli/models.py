@@ -50,7 +50,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     keras = import_keras()
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"no such model file: {path}")
+        raise ModelLoadError(f"no such model file: {path}", hint="check the path (relative to the current directory)")
     limits.check_model_file(path, "model")  # an archive that would not fit in memory is refused unread
     if path.suffix == ".keras":  # its config.json, read (never deserialized) to see that it holds a model
         config = limits.read_model_config(path, "model")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcli.errors import SeqError, clean_message
+from seqcli.errors import MissingDependency, SeqError, clean_message
 
 IMAGE_FORMATS = (".png", ".svg")
 BOX_HEIGHT, GAP, WIDTH = 0.62, 0.38, 5.2  # inches
@@ -383,7 +383,7 @@ def plot_study(folder: Path, output: Path) -> Plotted:
 def plot_with_graphviz(source: Path, output: Path) -> Plotted:
     """keras.utils.plot_model, which needs Graphviz's ``dot`` program (and pydot)."""
     if shutil.which("dot") is None:
-        raise PlotError(
+        raise MissingDependency(
             "--engine graphviz needs Graphviz's 'dot' program, which is not on PATH",
             hint="install Graphviz (e.g. apt-get install graphviz) and pydot, or leave out --engine: "
             "the default matplotlib engine needs neither",
@@ -414,5 +414,5 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
                 expand_nested=False,
             )
     except ImportError as error:
-        raise PlotError(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
+        raise MissingDependency(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
     return Plotted(output, "architecture", len(model.layers))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from seqcli import applications
@@ -41,6 +41,7 @@ class TransferOptions:
     """What ``seq transfer`` was asked to do; None means 'as the spec's transfer: section says'."""
 
     spec: str
+    _: KW_ONLY
     output: str
     weights: str | None = None
     epochs: int | None = None

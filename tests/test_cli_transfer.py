@@ -177,19 +177,6 @@ def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
     assert f"error: cannot unfreeze the top 500 layers of {BASE_NAME}: it has 154" in result.stderr
 
 
-def test_the_resume_hint_is_the_transfer_command():
-    from seqcli.cli import resume_command
-
-    command = resume_command(
-        "transfer",
-        "head.yaml",
-        output="out",
-        overrides=["train.seed=1"],
-        flags={"--weights": None, "--fine-tune-layers": 8},
-    )
-    assert command == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
-
-
 def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):
     save_tiny_mobilenet_weights(tmp_path / "base.weights.h5")
     spec = write_spec(HEAD.replace("optimizer: {Adam: {learning_rate: 0.01}}", "optimizer: bogus"), "head.yaml")

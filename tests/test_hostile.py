@@ -679,23 +679,26 @@ SIZE_CASES = set(SIZE)
 
 # ----------------------------------------------------------------------------- 4. one writer
 
+BUSY = 3  # ExitStatus.ENVIRONMENT: another process holds the output, nothing is wrong with the input
 WRITER = {
     "train while another train holds the run": Case(
         ["train", "tiny.yaml", "--output", "locked", "--quiet"],
-        1,
+        BUSY,
         ("locked is in use: another seq process is writing it",),
     ),
     "train --resume while locked": Case(
         ["train", "tiny.yaml", "--output", "locked", "--resume", "--quiet"],
-        1,
+        BUSY,
         ("is in use",),
         files={"locked/checkpoints/last.npz": b"the run being written holds a checkpoint"},
     ),
     "train --overwrite while locked": Case(
-        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], 1, ("is in use",)
+        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], BUSY, ("is in use",)
     ),
     "transfer while locked": Case(
-        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"], 1, ("is in use",)
+        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"],
+        BUSY,
+        ("is in use",),
     ),
 }
 

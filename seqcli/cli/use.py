@@ -6,18 +6,10 @@ import json
 
 import click
 
-from seqcli.cli.options import (
-    allow_path_option,
-    echo_json,
-    fail_on_seq_error,
-    memory_option,
-    result_format_option,
-    stderr_console,
-    stdout_console,
-)
+from seqcli.cli.options import echo_json, result_format_option, seq_command, stderr_console, stdout_console
 
 
-@click.command()
+@seq_command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option(
     "--data",
@@ -29,9 +21,6 @@ from seqcli.cli.options import (
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def evaluate(target, source, spec, batch_size, fmt):
     """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
 
@@ -47,7 +36,7 @@ def evaluate(target, source, spec, batch_size, fmt):
         stdout_console().print(evaluation_view(result))
 
 
-@click.command()
+@seq_command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--data", "source", required=True, metavar="SOURCE", help="Inputs: .npz/.npy/.csv, image folder...")
 @click.option(
@@ -68,8 +57,6 @@ def evaluate(target, source, spec, batch_size, fmt):
 )
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-@memory_option
-@fail_on_seq_error
 def predict(target, source, output, top_k, batch_size, overwrite):
     """Predict with a trained run (or a .keras model) on a data source; write .npy, .csv or .json.
 
@@ -84,7 +71,7 @@ def predict(target, source, output, top_k, batch_size, overwrite):
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
-@click.command()
+@seq_command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--weights",
@@ -117,9 +104,6 @@ def predict(target, source, output, top_k, batch_size, overwrite):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite, fmt):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
 
@@ -156,7 +140,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
 
 
-@click.command()
+@seq_command()
 @click.argument("source", metavar="SPEC_OR_MODEL", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights to load first: .weights.h5 or .keras.")
 @click.option(
@@ -173,9 +157,6 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The frozen model, a .keras file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, fmt):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
 
@@ -195,7 +176,7 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     click.echo(f"Wrote {output}")
 
 
-@click.command("export")
+@seq_command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option(
     "--format",
@@ -231,7 +212,6 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     is_flag=True,
     help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).",
 )
-@fail_on_seq_error
 def export_command(target, fmt, output, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
 

@@ -14,13 +14,14 @@ import pydantic
 
 from seqcli import limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
+from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import IMAGE_EXTENSIONS, Images, open_images
-from seqcli.data.keras_datasets import KERAS_DATASETS, open_keras_dataset
+from seqcli.data.keras_datasets import open_keras_dataset
 from seqcli.data.tables import read_csv
 from seqcli.data.text import TEXT_EXTENSIONS, Texts, read_lines, read_text_folder
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
-from seqcli.spec.sections import SourceSection
+from seqcli.spec.sections import DATASET_NAMES, SourceSection
 
 Source = Arrays | Images
 FORMATS = ("npz", "npy", "csv", "images", "text")
@@ -43,7 +44,7 @@ def as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
         return validate_section(SourceSection, _flow_mapping(source, where), where)
     if isinstance(source, str):
         name, _, split = source.partition(":")
-        if name in KERAS_DATASETS and split in ("", "train", "test"):
+        if name in DATASET_NAMES and split in ("", "train", "test"):
             return SourceSection(dataset=name, split=split or "train")
         return SourceSection(path=source)
     return validate_section(SourceSection, source, where)
@@ -131,7 +132,9 @@ def _open_checked(
             f"{where}: give either `path` or `dataset`, not both. "
             f"Received: path={section.path!r}, dataset={section.dataset!r}"
         )
-    if section.dataset is not None:
+    if section.dataset in BUNDLED_DATASETS:
+        opened = open_bundled_dataset(section, where, want_labels)
+    elif section.dataset is not None:
         opened = open_keras_dataset(section, where, want_labels)
     elif section.path is None:
         raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
@@ -217,7 +220,7 @@ def _require_exists(path: Path, given: str, base_dir: Path, where: str):
     relative = not Path(os.path.expanduser(given)).is_absolute()
     folder = "the current folder" if _from_command_line(where) else "the spec file's folder"
     note = f" ({given!r} is relative to {folder}, {base_dir})" if relative else ""
-    hint = did_you_mean(given, KERAS_DATASETS) or "check the path"
+    hint = did_you_mean(given, DATASET_NAMES) or "check the path"
     raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
 
 

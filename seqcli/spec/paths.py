@@ -27,7 +27,7 @@ from typing import Any
 
 from seqcli.errors import Problem
 from seqcli.files import resolve_path
-from seqcli.spec.sections import KERAS_DATASET_NAMES
+from seqcli.spec.sections import DATASET_NAMES
 from seqcli.spec.yamlload import Document, PathKey
 
 MIB = 1 << 20
@@ -138,9 +138,9 @@ def _data_files(section: dict) -> list[FileField]:
 
 
 def is_dataset_name(source: str) -> bool:
-    """``mnist``, ``cifar10:test``...: a Keras dataset, not a path."""
+    """``mnist``, ``cifar10:test``, ``breast_cancer:train``...: a named dataset, not a path."""
     name, _, split = source.partition(":")
-    return name in KERAS_DATASET_NAMES and split in ("", "train", "test")
+    return name in DATASET_NAMES and split in ("", "train", "test")
 
 
 def confine(

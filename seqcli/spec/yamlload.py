@@ -37,6 +37,7 @@ class Document:
     marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     overridden: dict[PathKey, str] = field(default_factory=dict)  # path -> "--set #N"
+    quoted: set[PathKey] = field(default_factory=set)  # strings written in quotes: meant as strings
 
     def position(self, path: PathKey, *, key: bool = False) -> tuple[int | None, int | None]:
         """1-based (line, column) of the value at ``path`` (or of its key), or of its nearest ancestor."""
@@ -87,6 +88,11 @@ for _tag, _pattern, _first in [
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
 ]:
     _Resolver.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def reads_as_string(text: str) -> bool:
+    """Whether ``text``, written as a plain (unquoted) YAML scalar, reads back as that string in a spec."""
+    return _Resolver().resolve(yaml.nodes.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
 
 
 class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, _Resolver):
@@ -351,6 +357,8 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
         return _construct_mapping(node, path, document, problems)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(child, path + (i,), document, problems) for i, child in enumerate(node.value)]
+    if node.style in ("'", '"'):
+        document.quoted.add(path)
     try:
         return _construct_scalar(node)
     except ValueError:  # Python refuses to convert integers of more than 4300 digits

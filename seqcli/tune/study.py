@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import SeqError
+from seqcli.errors import MissingDependency, SeqError
 from seqcli.outputs import process_alive
 from seqcli.spec import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
@@ -41,7 +41,7 @@ def require_optuna():
     try:
         import optuna
     except ImportError:
-        raise TuneError(
+        raise MissingDependency(
             "seq tune needs Optuna, which is not installed",
             hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')",
         ) from None
