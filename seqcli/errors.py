@@ -170,6 +170,20 @@ _KERAS_DESERIALIZE = re.compile(
 )
 
 
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)([^@/?#]*)(@)")
+
+
+def masked_url(url: str) -> str:
+    """A database URL as it may be shown: any password replaced by ``***`` (``postgresql://admin:***@host/db``)."""
+    return _PASSWORD.sub(r"\1***\3", url)
+
+
+def url_password(url: str) -> str | None:
+    """The password a URL carries (``scheme://user:PASSWORD@host``), or None."""
+    found = _PASSWORD.match(url)
+    return found.group(2) or None if found else None
+
+
 def clean_text(text: str, limit: int = 400) -> str:
     """Error text on one line, at most ``limit`` characters: Keras's wrappers (the call that failed, the
     arguments and configs it dumps) and terminal escapes dropped, so that its cause shows; text still too long

@@ -281,7 +281,8 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
+    phases = [phase["first_epoch"] for phase in metrics.get("phases") or [] if isinstance(phase, dict)][1:]
+    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
     return Plotted(output, "curves")
 
 

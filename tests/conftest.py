@@ -25,7 +25,7 @@ AREAS = {
     "cli": (
         "test_cli_meta", "test_cli_doors", "test_cli_color", "test_cli_init", "test_cli_import", "test_cli_plot",
         "test_cli_transfer", "test_ci_files", "test_layering", "test_messages", "test_hostile", "test_files",
-        "test_outputs",
+        "test_outputs", "test_read_door",
     ),
 }  # fmt: skip
 

@@ -123,6 +123,13 @@ def test_blueprint_two_head_then_fine_tune_and_resume(tmp_path, write_spec):
     assert f"{out / 'phase1'} is already complete (1 epochs)" in result.stdout
     with open(out / "phase2" / "history.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
+    # The transfer folder is a run: one history of both phases, the last phase's model, the boundary recorded.
+    with open(out / "history.csv") as handle:
+        assert [(row["epoch"], row["phase"]) for row in csv.DictReader(handle)] == [("1", "1"), ("2", "2"), ("3", "2")]
+    assert (out / "model.keras").read_bytes() == (out / "phase2" / "model.keras").read_bytes()
+    phases = json.loads((out / "metrics.json").read_text())["phases"]
+    assert [(p["phase"], p["folder"], p["first_epoch"]) for p in phases] == [(1, "phase1", 1), (2, "phase2", 2)]
+    assert (out / "curves.png").stat().st_size > 0
     assert_same(values(first.get_layer(BASE_NAME)), values(load(out / "phase1" / "model.keras").get_layer(BASE_NAME)))
 
 

@@ -19,6 +19,7 @@ CORE = [
     "keras_env",
     "exit_status",
     "limits",
+    "archives",
     "memory",
     "outputs",
     "datacheck",

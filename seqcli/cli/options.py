@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 
-from seqcli.errors import Interrupted, SeqError, clean_text, terminal_safe
+from seqcli.errors import Interrupted, SeqError, clean_text, masked_url, terminal_safe
 from seqcli.exit_status import ExitStatus
 
 
@@ -97,7 +97,7 @@ def _option_words(param: click.Parameter, value) -> list[str]:
             return [flag]
         return [param.secondary_opts[0]] if param.secondary_opts else []
     values = value if param.multiple else [value]
-    return [word for item in values for word in (flag, _word(item))]
+    return [word for item in values for word in (flag, masked_url(_word(item)))]  # a database password: never shown
 
 
 def _word(value) -> str:

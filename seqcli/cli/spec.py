@@ -188,9 +188,10 @@ def init_command(kind, file, force):
 
 def _is_seq_schema(path) -> bool:
     """Whether ``path`` holds a schema ``seq schema`` wrote (read at most 64 KB; anything else is not)."""
+    from seqcli.limits import read_head
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(65536)
-    except OSError:
+        head = read_head(path, "--output", 65536)  # the door: a FIFO or a device is no schema, and never blocks
+    except (OSError, SeqError):
         return False
     return b'"title": "seq spec"' in head

@@ -63,11 +63,13 @@ def predict(target, source, output, top_k, batch_size, overwrite):
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
     from seqcli.predict import predict_to_file
+    from seqcli.progress import stage_display
     from seqcli.shapes import shape_text
 
-    result = predict_to_file(
-        target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, top_k=top_k
-    )
+    with stage_display(stderr_console(), "predict") as stage:
+        result = predict_to_file(
+            target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage, top_k=top_k
+        )
     click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
@@ -176,20 +178,38 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     click.echo(f"Wrote {output}")
 
 
+def _format_help() -> str:
+    from seqcli.export_formats import FORMATS
+
+    picked = ", ".join(f"{row.suffix} -> {row.name}" for row in FORMATS.values() if row.suffix)
+    return f"Artifact format (for JSON output use --json).  [default: from --output: {picked}, else saved_model]"
+
+
+def _format_names() -> list[str]:
+    from seqcli.export_formats import FORMATS
+
+    return list(FORMATS)
+
+
 @seq_command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["saved_model", "tflite", "onnx"]),
-    help="Artifact format (for JSON output use --json).  [default: from --output: .tflite, .onnx, else saved_model]",
-)
+@click.option("--format", "fmt", type=click.Choice(_format_names()), help=_format_help())
 @click.option(
     "--output",
     "-o",
     required=True,
     type=click.Path(),
-    help="The artifact: a folder for saved_model, else a file (model.tflite, model.onnx).",
+    help="The artifact: for saved_model a folder in TF Serving's layout (OUTPUT/VERSION/), else a file "
+    "(model.tflite, model.onnx).",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="saved_model: the version folder TF Serving loads (OUTPUT/N); an OUTPUT seq exported to keeps the others.",
 )
 @click.option(
     "--data",
@@ -203,25 +223,33 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     default=32,
     show_default=True,
     metavar="N",
-    help="Inputs compared between Keras and the exported model.",
+    help="Real inputs compared between Keras and the exported model (as many random ones in their range are added).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace what is already at --output.")
+@click.option("--overwrite", is_flag=True, help="Replace what is already at --output (or its --version).")
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).",
 )
-def export_command(target, fmt, output, source, samples, overwrite, as_json):
+def export_command(target, fmt, output, version, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
 
     The artifact is loaded back in its own runtime and must predict what the Keras model predicts
     on real inputs (within 1e-5) before it appears at --output; otherwise nothing is written.
-    ONNX needs: pip install 'seqcli[onnx]'.
+    Its input and output are named after the spec's Input (else 'inputs') and 'outputs' in every
+    format. A model a format cannot hold is refused before any work. ONNX needs: pip install 'seqcli[onnx]'.
     """
     from seqcli.export import export_model
+    from seqcli.progress import stage_display
 
-    result = export_model(target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite)
+    console = stderr_console()
+    with stage_display(console, "export") as stage:
+        result = export_model(
+            target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite, version=version, stage=stage
+        )
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import limits
+from seqcli import archives, limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import IMAGE_EXTENSIONS, Images, open_images
@@ -181,10 +181,10 @@ def _open_path(
     if fmt == "images":
         if not path.is_dir():
             raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where, base_dir)
+        return open_images(path, section, where, roots=member_roots(base_dir, where))
     if fmt == "text":
         if path.is_dir():
-            return read_text_folder(path, base_dir, where, input_shape)
+            return read_text_folder(path, member_roots(base_dir, where), where, input_shape)
         return read_lines(path, where, input_shape)
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
@@ -196,7 +196,6 @@ def _open_path(
         if want_labels and _names_npy(section.y):
             y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
-            limits.check_data_file(y_path, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
         x, y, names = read_csv(
@@ -208,6 +207,14 @@ def _open_path(
         arrays.class_names = names
         return arrays
     return as_arrays(x, y, section.scale, path, where)
+
+
+def member_roots(base_dir: Path, where: str) -> list[Path]:
+    """Besides the folder source itself, where the files inside it may resolve to: the spec's folder and
+    the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
+    source's own path is confined where the spec's file values are, :func:`seqcli.spec.paths.path_problems`,
+    which leaves values set with ``--set`` to the user.)"""
+    return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 
 
 def _names_npy(name: str | None) -> bool:
@@ -270,10 +277,16 @@ FORMAT_SAMPLE_FILES = 64
 
 
 def _read_npz(
-    path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool, input_shape: tuple | None = None
+    path: Path,
+    section: SourceSection,
+    where: str,
+    *,
+    labels: bool,
+    want_labels: bool,
+    input_shape: tuple | None = None,
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with limits.open_archive(path, where) as archive:
+    with archives.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
         x_shape = _npz_header(archive, section.x, members, path, where, "x")
@@ -294,8 +307,8 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with limits.open_member(archive, member, path, where) as handle:
-        shape, _ = limits.check_npy_header(
+    with archives.open_member(archive, member, path, where) as handle:
+        shape, _ = archives.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
     return tuple(shape)
@@ -303,7 +316,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with limits.open_member(archive, member, path, where) as handle:
+        with archives.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
@@ -319,19 +332,22 @@ def _missing_array(name: str, path: Path, names: list[str], where: str, role: st
     raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
 
 
-def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np.ndarray:
-    """An .npy array, its header checked (size against the file and the budget, sample shape) first."""
+def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=None) -> np.ndarray:
+    """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
+    sample shape) first."""
     try:
-        with open(path, "rb") as handle:
-            shape, _ = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+        with limits.open_input(path, where, roots=roots, limit=None) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
                 check_sample_shape(tuple(shape[1:]), input_shape, path, where)
-        return np.load(path, allow_pickle=False)
+            handle.seek(0)
+            return archives.read_npy(handle, size, where, str(path))
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
         ) from None
-    except Exception as error:
-        raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
+    except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
+        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None

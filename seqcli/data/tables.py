@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ import numpy as np
 from seqcli import datacheck, limits
 from seqcli.data.arrays import DataError, check_sample_shape
 from seqcli.data.text import Texts, as_texts, open_data_file
-from seqcli.errors import did_you_mean
 from seqcli.spec.sections import SourceSection
 
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
 MAX_CLASSES = 10_000  # distinct names in a CSV's label column of class names
 STRING_OVERHEAD = 64  # bytes a cell kept as text takes besides its characters
+CELL_BYTES = 64  # a cell held as text before it is converted: a short str object and its list slot
 
 
 @dataclass
@@ -45,11 +46,12 @@ def read_csv(
     want_labels: bool,
     input_shape: tuple | None = None,
     class_names: list[str] | None = None,
+    roots=None,
 ):
     """A CSV streamed row by row: numbers into float64 chunks, a ``text`` column and a label column of class
     names kept as text. The header (and the model's input shape, when given) is checked before the body is
     read, and what was read so far never exceeds the memory budget."""
-    with _csv_reader(path, where) as rows:
+    with _csv_reader(path, where, roots) as rows:
         header = next(rows, None)
         if header is None:
             raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
@@ -136,6 +138,7 @@ def _csv_body(rows: _Rows, header: list[str], columns: CsvColumns, path: Path, w
     label_index = None if columns.label is None else header.index(columns.label)
     text_index = None if columns.text is None else header.index(columns.text)
     reader = _CsvBody(label_index, text_index)
+    chunk_rows = max(1, min(CSV_CHUNK_ROWS, budget // (CELL_BYTES * 4 * width)))  # text cells: a quarter
     chunk, lines = [], []
     for row in rows:
         if len(row) != width:
@@ -143,7 +146,7 @@ def _csv_body(rows: _Rows, header: list[str], columns: CsvColumns, path: Path, w
         reader.add(row, rows.line, path, where)
         chunk.append(row)
         lines.append(rows.line)
-        if len(chunk) == CSV_CHUNK_ROWS:
+        if len(chunk) == chunk_rows:
             reader.add_chunk(chunk, lines, numeric, header, path, where)
             chunk, lines = [], []
             if reader.bytes > budget:
@@ -236,27 +239,19 @@ def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray,
     )
 
 
+def csv_line_limit() -> int:
+    """The longest CSV line seq reads: a line becomes about 30 times its size in cells before its row is
+    counted, so a line may take at most a 64th of the memory budget (and never more than 64 MiB)."""
+    return max(min(limits.max_memory() // 64, 64 << 20), 4096)
+
+
 @contextlib.contextmanager
-def _csv_reader(path: Path, where: str):
-    """A csv.reader over the non-empty rows of a UTF-8 file (a leading byte-order mark dropped), read line
-    by line; a line that is not UTF-8 is a DataError naming its line and column."""
-    handle = open_data_file(path, where, whole=False)  # streamed: priced as it is read
-
-    def lines():
-        for number, data in enumerate(handle, start=1):
-            if number == 1:
-                data = data.removeprefix(b"\xef\xbb\xbf")
-            try:
-                yield data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column "
-                    f"{error.start + 1}",
-                    hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
-                    "e.g. iconv -f latin1 -t utf-8",
-                ) from None
-
-    reader = csv.reader(lines())
+def _csv_reader(path: Path, where: str, roots=None):
+    """A csv.reader over the non-empty rows of a UTF-8 file read through the door (a leading byte-order mark
+    dropped), line by line, each line at most :func:`csv_line_limit` long; a line that is not UTF-8 or too
+    long is a DataError naming its line (and column), never its text."""
+    handle = open_data_file(path, where, roots=roots, whole=False)  # streamed: priced as it is read
+    reader = csv.reader(_csv_lines(handle, path, where))
 
     def rows():
         try:
@@ -264,10 +259,39 @@ def _csv_reader(path: Path, where: str):
                 if row:
                     yield row
         except csv.Error as error:
-            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
+            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {_csv_problem(error)}") from None
 
     with handle:
         yield _Rows(rows(), reader)
+
+
+def _csv_lines(handle, path: Path, where: str):
+    """The file's lines as text, each read with a bound so a line of millions of cells is refused unread."""
+    limit = csv_line_limit()
+    number = 0
+    while data := handle.readline(limit + 1):
+        number += 1
+        if len(data) > limit and not data.endswith(b"\n"):
+            raise DataError(
+                f"{where}: {path}:{number}: line is longer than {limits.human_size(limit)}",
+                hint=f"a CSV row holds one sample; {limits.over_budget_hint()}",
+            )
+        if number == 1:
+            data = data.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column {error.start + 1}",
+                hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
+                "e.g. iconv -f latin1 -t utf-8",
+            ) from None
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint, in words that quote nothing from the file."""
+    text = str(error)
+    return text if "field larger than field limit" in text or "NUL" in text else "malformed quoting or delimiters"
 
 
 @dataclass
@@ -289,10 +313,16 @@ class _Rows:
 
 
 def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
+    """Each of ``names`` (typed in the spec) is a column of ``header``. The header's cells are read from the
+    file, so they are never shown: the hint counts them and points at a close one by its position."""
     for name in names:
         if name not in header:
-            hint = did_you_mean(name, header) or f"its columns: {', '.join(header)}"
-            raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
+            close = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
+            near = f"; column {header.index(close[0]) + 1} has a name close to {name!r}" if close else ""
+            raise DataError(
+                f"{where}.{key}: {path} has no column {name!r}",
+                hint=f"its header row (line 1) names {len(header)} columns{near}",
+            )
 
 
 def _csv_chunk(
@@ -309,8 +339,7 @@ def _csv_chunk(
             if not _is_number(cell):
                 column = columns[position]
                 raise DataError(
-                    f"{where}: {path}:{number}: column {column + 1} ({header[column]!r}) is not a number. "
-                    f"Received: {cell!r}",
+                    f"{where}: {path}:{number}: column {column + 1} is not a number",
                     hint="every cell after the header row must be a number (a label column of class names "
                     "starts with a name; a column of text is named with `text: COLUMN`)",
                 )

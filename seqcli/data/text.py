@@ -4,10 +4,10 @@ sample per line (for ``seq predict``). Samples are UTF-8 strings, held once in m
 ``tf.string`` tensors of shape ``(batch, 1)`` (``(batch,)`` for a model whose input has shape ``[]``).
 
 Every file these readers (and the CSV reader) open goes through :func:`open_data_file`: a regular file
-(:func:`seqcli.limits.check_data_file`), at most the memory budget. A text folder's sizes are added up
-(:data:`TEXT_OVERHEAD` per sample on top) and checked against the budget before one byte is read. A class
-folder or file that is a symbolic link must lead inside the folder or a folder the spec may read
-(:func:`seqcli.spec.paths.allowed_roots`). Errors name the file and line, never the text.
+(seq's door, :func:`seqcli.limits.open_input`), at most the memory budget. A text folder's sizes are added
+up (:data:`TEXT_OVERHEAD` per sample on top) and checked against the budget before one byte is read. Its
+class folders and files must resolve inside the folder or a folder the spec may read. Errors name the file
+and line, never the text.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 
 from seqcli import limits
 from seqcli.data.arrays import Arrays, DataError
-from seqcli.spec.paths import allowed_roots
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -68,31 +67,25 @@ def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input
 # ----------------------------------------------------------------------------- the one open function
 
 
-def open_data_file(path: str | Path, where: str, *, whole: bool = True) -> IO[bytes]:
-    """``path`` opened for binary reading once it is known to be a regular file (of at most the memory
-    budget when it is read ``whole``; a streamed file is priced as it is read): the one place the text and
-    CSV readers open a file. LimitError or DataError otherwise."""
-    limits.check_data_file(path, where)
+def open_data_file(path: str | Path, where: str, *, roots: list[Path] | None = None, whole: bool = True) -> IO[bytes]:
+    """``path`` opened for binary reading through seq's one door (:func:`seqcli.limits.open_input`): confined
+    to ``roots`` (None: not confined), a regular file, of at most the memory budget when it is read
+    ``whole`` (a streamed file is priced as it is read). The one place the text and CSV readers open a
+    file; a refusal is a LimitError, an unreadable file a DataError."""
     try:
-        handle = open(path, "rb")
+        return limits.open_input(
+            path, where, roots=roots, limit=limits.BUDGET if whole else None, origin="the data folder"
+        )
     except OSError as error:
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
         ) from None
-    size = os.fstat(handle.fileno()).st_size
-    if whole and size > limits.max_memory():
-        handle.close()
-        raise DataError(
-            f"{where}: {path} holds {limits.human_size(size)}, over the memory limit",
-            hint=limits.over_budget_hint(),
-        )
-    return handle
 
 
-def read_text(path: str | Path, where: str) -> bytes:
+def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> bytes:
     """The whole file, checked to be UTF-8 (a leading byte-order mark dropped); a bad byte is a DataError
     naming the file, line and column."""
-    with open_data_file(path, where) as handle:
+    with open_data_file(path, where, roots=roots) as handle:
         data = handle.read()
     data = data.removeprefix(b"\xef\xbb\xbf")
     try:
@@ -119,18 +112,14 @@ def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Text
     return as_texts(samples, None, None, input_shape)
 
 
-def folder_roots(directory: Path, base_dir: Path) -> list[Path]:
-    """Where the links in a data folder may lead: the folder itself and the folders a spec may read."""
-    return [directory.resolve(), *allowed_roots(base_dir)]
-
-
-def read_text_folder(directory: Path, base_dir: Path, where: str, input_shape: tuple | None = None) -> Texts:
-    """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample."""
-    roots = folder_roots(directory, base_dir)
-    class_dirs = class_folders(directory, where, roots, what="text")
+def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape: tuple | None = None) -> Texts:
+    """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample.
+    Its class folders and files resolve inside the folder itself or ``roots``."""
+    roots = [directory.resolve(), *roots]
+    class_dirs = class_folders(directory, where, roots)
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        for path in files_under(class_dir, TEXT_EXTENSIONS, where, roots):
+        for path in files_under(class_dir, TEXT_EXTENSIONS):
             paths.append(path)
             labels.append(label)
     if not paths:
@@ -140,7 +129,7 @@ def read_text_folder(directory: Path, base_dir: Path, where: str, input_shape: t
             hint="put one sample per .txt file, in one subfolder per class",
         )
     check_budget([os.stat(path).st_size for path in paths], len(paths), directory, where)
-    samples = [read_text(path, where) for path in paths]
+    samples = [read_text(path, where, roots) for path in paths]
     return as_texts(samples, np.array(labels, dtype=np.int64), [d.name for d in class_dirs], input_shape)
 
 
@@ -154,49 +143,31 @@ def check_budget(sizes: list[int], count: int, path: Path, where: str) -> None:
         )
 
 
-def class_folders(directory: Path, where: str, roots: list[Path], *, what: str) -> list[Path]:
-    """The class subfolders of ``directory`` in sorted order (hidden ones left out); a symbolic link that
-    leads outside ``roots`` is a DataError naming it."""
+def class_folders(directory: Path, where: str, roots: list[Path]) -> list[Path]:
+    """The class subfolders of ``directory`` in sorted order (hidden ones left out), each confined to
+    ``roots`` by the door (a link that leads elsewhere is refused, naming it)."""
     try:
-        entries = sorted(entry for entry in directory.iterdir() if not entry.name.startswith("."))
+        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     except OSError as error:
         raise DataError(
-            f"{where}: cannot list {what} directory {directory}: {error.strerror or error}",
+            f"{where}: cannot list text directory {directory}: {error.strerror or error}",
             hint="check the directory's permissions",
         ) from None
-    for entry in entries:
-        _check_link(entry, where, roots)
-    class_dirs = [entry for entry in entries if entry.is_dir()]
     if not class_dirs:
-        example = "cats/001.png, dogs/002.png" if what == "image" else "neg/001.txt, pos/002.txt"
         raise DataError(
-            f"{where}: {what} directory {directory} has no class subfolders",
-            hint=f"put the {what}s in one subfolder per class, e.g. {example}",
+            f"{where}: text directory {directory} has no class subfolders",
+            hint="put the texts in one subfolder per class, e.g. neg/001.txt, pos/002.txt",
         )
+    for class_dir in class_dirs:
+        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin="the data folder")
     return class_dirs
 
 
-def files_under(folder: Path, extensions: tuple[str, ...], where: str, roots: list[Path]) -> list[str]:
+def files_under(folder: Path, extensions: tuple[str, ...]) -> list[str]:
     """Files ending in ``extensions`` under ``folder`` in sorted order (subfolders that are links are not
-    followed, as Keras does not follow them); a file that is a link must lead inside ``roots``."""
+    walked, as Keras does not follow them; linked files are, and the door judges where they lead)."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(extensions):
-                path = Path(root) / name
-                _check_link(path, where, roots)
-                found.append(str(path))
+        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(extensions)]
     return found
-
-
-def _check_link(path: Path, where: str, roots: list[Path]) -> None:
-    if not path.is_symlink():
-        return
-    target = path.resolve()
-    if any(target == root or root in target.parents for root in roots):
-        return
-    raise DataError(
-        f"{where}: {path} is a symbolic link that leads out of the data folder",
-        hint="copy the files into the folder, or allow their folder with --allow-path DIR",
-    )

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import MissingDependency, SeqError
+from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.spec import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
@@ -56,6 +56,13 @@ def default_storage(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'study.db'}"
 
 
+def _without_password(text: str, url: str) -> str:
+    """``text`` (a driver's error) with the URL's password, if it has one, masked wherever it appears."""
+    password = url_password(url)
+    text = text.replace(url, masked_url(url))
+    return text.replace(password, "***") if password else text
+
+
 def make_storage(url: str):
     """An RDB storage with heartbeats; trials whose heartbeat went stale are re-enqueued (:func:`retry_trial`)."""
     optuna = require_optuna()
@@ -73,8 +80,9 @@ def make_storage(url: str):
             **{callback: retry_trial},
         )
     except Exception as error:  # SQLAlchemy's errors, a missing database driver, a malformed URL
+        detail = _without_password(" ".join(str(error).split()), url)[:300]
         raise TuneError(
-            f"cannot open the study storage {url}: {' '.join(str(error).split())[:300]}",
+            f"cannot open the study storage {masked_url(url)}: {detail}",
             hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db",
         ) from None
 
