@@ -12,7 +12,6 @@ Integration points (existing functions used here): ``seqcli.report.inspect_spec`
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from dataclasses import dataclass
@@ -69,11 +68,14 @@ class Plotted:
     what: str  # "architecture", "curves" or "objective"
     layers: int | None = None
     trials: int | None = None
+    quantities: tuple[int, int] | None = None  # curves: (drawn, in the history)
 
     def description(self) -> str:
         """What was drawn, in words: 'the architecture (4 layers)', 'the curves', 'the objective over 6 trials'."""
         if self.what == "objective":
             return f"the objective over {self.trials} trials"
+        if self.quantities and self.quantities[0] < self.quantities[1]:
+            return f"the curves (the first {self.quantities[0]} of {self.quantities[1]} quantities)"
         return f"the {self.what}" + (f" ({self.layers} layers)" if self.layers is not None else "")
 
 
@@ -270,38 +272,20 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
         )
     if output.suffix.lower() != ".png":
         raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
-    history = read_history(history_path)
-    if not history:
-        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
-    from seqcli.training.results import plot_curves
+    from seqcli.training.results import plot_curves, plotted_quantities
     from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
+    history = RunDirectory(run).read_history()
+    if not history:
+        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
     try:
         metrics = RunDirectory(run).read_metrics()
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    phases = [phase["first_epoch"] for phase in metrics.get("phases") or [] if isinstance(phase, dict)][1:]
-    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
-    return Plotted(output, "curves")
-
-
-def read_history(path: Path) -> list[dict]:
-    """history.csv as rows of numbers (an empty cell, a metric not logged that epoch, is left out)."""
-    with open(path, newline="") as handle:
-        rows = []
-        for row in csv.DictReader(handle):
-            try:
-                rows.append(
-                    {
-                        key: int(value) if key == "epoch" else float(value)
-                        for key, value in row.items()
-                        if value not in ("", None)
-                    }
-                )
-            except ValueError as error:
-                raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
-        return rows
+    phases = [phase["first_epoch"] for phase in metrics.get("phases") or []][1:]
+    drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
+    return Plotted(output, "curves", quantities=(drawn, len(plotted_quantities(history))))
 
 
 # ----------------------------------------------------------------------------- a confusion matrix

@@ -42,6 +42,8 @@ def summary_table(report) -> Group:
             Text(expect, style=style),
         )
     parts = [table]
+    if report.notes:
+        parts.append(Text(notes_text(report), style="yellow"))
     if built.built:
         parts.append(Text(totals_text(built)))
     else:
@@ -91,6 +93,14 @@ def totals_text(built) -> str:
     if built.memory is not None:
         text += "\n" + built.memory.text()
     return text
+
+
+def notes_text(report) -> str:
+    """One ``note:`` line per thing Keras warned of while building the spec's model (with its hint)."""
+    return "\n".join(
+        f"note: {note.headline()}" + (f"\n  hint: {terminal_safe(note.hint)}" if note.hint else "")
+        for note in report.notes
+    )
 
 
 def problems_text(report) -> str:

@@ -46,7 +46,13 @@ class Report:
             "layers": [row.as_dict() for row in built.rows] if built else [],
             **({"freeze": built.freeze.as_dict()} if built and built.freeze is not None else {}),
             "problems": [p.as_dict() for p in self.problems],
+            "notes": [note.as_dict() for note in self.notes],
         }
+
+    @property
+    def notes(self) -> list[Problem]:
+        """What Keras warned of while building (a deprecated argument...), at the entries concerned."""
+        return self.built.notes if self.built is not None else []
 
     def error(self) -> SpecError:
         return SpecError(self.problems, self.source)

@@ -294,15 +294,12 @@ def write_transfer_run(output: Path, plan: TransferPlan) -> None:
 
 def _joined_history(plan: TransferPlan) -> tuple[list[dict], list[int]]:
     """Every phase's history.csv rows in order, epochs numbered on across phases; the first epoch of each."""
-    import csv
-
     rows: list[dict] = []
     firsts = []
     for phase in plan.phases:
         firsts.append(len(rows) + 1)
-        with open(RunDirectory(phase.output).history, newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows.append({**row, "epoch": str(len(rows) + 1), "phase": str(phase.number)})
+        for row in RunDirectory(phase.output).read_history():
+            rows.append({**row, "epoch": len(rows) + 1, "phase": phase.number})
     return rows, firsts
 
 

@@ -286,6 +286,57 @@ def text_folder(*, link: str | None = None, bad_byte: bool = False, size: int = 
     return make
 
 
+def keras_layers(count: int, nesting: int = 1, wrapper: str = "TimeDistributed"):
+    """A .keras archive (config.json alone, written in memory) of a Sequential model on an input of shape
+    (2, ..., 2, 4): ``count`` ReLU layers, each wrapped ``nesting - 1`` times in ``wrapper``."""
+
+    def layer(index: int) -> dict:
+        entry = {"module": "keras.layers", "class_name": "ReLU", "config": {"name": f"re_lu_{index}"}}
+        for level in range(nesting - 1):
+            entry = {
+                "module": "keras.layers",
+                "class_name": wrapper,
+                "config": {"name": f"w{index}_{level}", "layer": entry},
+            }
+        return entry
+
+    shape = [None] + [2] * (nesting - 1) + [4]
+    first = {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": shape, "name": "in"}}
+    config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": "deep", "layers": [first, *map(layer, range(count))]},
+    }
+    return keras_config(json.dumps(config))
+
+
+def keras_json_depth(depth: int):
+    """A .keras archive whose model config holds a list nested ``depth`` levels deep."""
+    return keras_config(
+        '{"module": "keras", "class_name": "Sequential", "config": {"name": "x", "layers": '
+        + "[" * depth
+        + "]" * depth
+        + "}}"
+    )
+
+
+def run_with(name: str, content):
+    """A copy of the trained run whose file ``name`` holds ``content`` (text, bytes, or a maker of the path)."""
+
+    def make(path: Path):
+        shutil.copytree(path.parent.parent / "run", path)
+        target = path / name
+        if callable(content):
+            target.unlink(missing_ok=True)
+            content(target)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+
+    return make
+
+
 def one_line(size: int):
     """A text file of one line of ``size`` bytes (the secret first)."""
 
@@ -297,11 +348,41 @@ def one_line(size: int):
     return make
 
 
+TRIALS_CSV = (
+    "trial,state,value,layers[1].Dense.units,epochs,seconds,run,note\n"
+    "0,complete,0.5,8,1,1.0,trial-0000,\n1,complete,0.4,16,1,1.0,trial-0001,\n"
+)
+STUDY_JSON = '{"objective": "val_loss", "direction": "minimize", "total": 2}'
+
+
+def study_with(trials=TRIALS_CSV, study=STUDY_JSON):
+    """A study folder as seq tune writes it, with its trials.csv and study.json replaced where given."""
+
+    def make(path: Path):
+        path.mkdir()
+        for name, content in (("trials.csv", trials), ("study.json", study)):
+            if isinstance(content, bytes):
+                (path / name).write_bytes(content)
+            else:
+                (path / name).write_text(content)
+
+    return make
+
+
 def distinct_labels(count: int):
     """A CSV of two features and a label column of ``count`` distinct class names."""
 
     def make(path: Path):
         path.write_text("a,b,label\n" + "".join(f"1,2,{SECRET}{index}\n" for index in range(count)))
+
+    return make
+
+
+def checkpoint_record(record: str):
+    """A checkpoint (an .npz) whose record is ``record``."""
+
+    def make(path: Path):
+        np.savez(path, meta=np.array(record))
 
     return make
 
@@ -319,6 +400,14 @@ TRAINABLE = (
 def layer(text: str) -> str:
     """A spec whose third line (line 3, column 5) is the given layer entry."""
     return HEAD + f"  - {text}\n"
+
+
+def wrapped(wrapper: str, inner: str, times: int) -> str:
+    """A layer entry's text: ``inner`` wrapped ``times`` times in ``wrapper``."""
+    text = inner
+    for _ in range(times):
+        text = f"{wrapper}: {{layer: {{{text}}}}}"
+    return text
 
 
 def trainable(data: str = "tiny.npz", **replace: str) -> str:
@@ -812,6 +901,85 @@ SIZE = {
     "nesting 100 deep": Case(
         ["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": HEAD + "x: " + "[" * 100 + "]" * 100 + "\n"}
     ),
+    "a spec of 3,000 layers": check(
+        HEAD + "  - ReLU: {}\n" * 3000, "bad.yaml:2002:5: layers[2000]: the spec holds more than 2,000 layers"
+    ),
+    "a spec of 2,000 layers in wrappers": check(
+        HEAD.replace("[4]", "[2, 4]") + "  - TimeDistributed: {layer: {ReLU: {}}}\n" * 1000,
+        "bad.yaml:1002:",
+        "layers[1000].TimeDistributed.layer: the spec holds more than 2,000 layers",
+    ),
+    "a spec of TimeDistributed 17 deep": check(
+        layer(wrapped("TimeDistributed", "Dense: {units: 2}", 17)).replace("[4]", "[" + "1, " * 17 + "4]"),
+        "bad.yaml:3:",
+        "layers nest in layers more than 16 levels deep here",
+    ),
+    "a spec of Bidirectional 30 deep": check(
+        layer(wrapped("Bidirectional", "LSTM: {units: 2}", 30)).replace("[4]", "[3, 2]"),
+        "bad.yaml:3:",
+        "more than 16 levels deep",
+    ),
+    "a .keras of 10,000 layers to import": Case(
+        ["import", "deep.keras"], 1, ("deep.keras holds more than 2,000 layers",), {"deep.keras": keras_layers(10_000)}
+    ),
+    "a .keras of 2,100 layers to evaluate": Case(
+        ["evaluate", "deep.keras", "--data", "x.npy"],
+        1,
+        ("more than 2,000 layers",),
+        {"deep.keras": keras_layers(2100)},
+    ),
+    "a .keras of 1,000 layers in wrappers to freeze": Case(
+        ["freeze", "deep.keras", "--all-but-last", "1", "--output", "f.keras"],
+        1,
+        ("deep.keras holds more than 2,000 layers",),
+        {"deep.keras": keras_layers(1000, nesting=3)},
+    ),
+    "a .keras of TimeDistributed 30 deep to import": Case(
+        ["import", "deep.keras"],
+        1,
+        ("deep.keras nests layers in layers more than 16 levels deep",),
+        {"deep.keras": keras_layers(1, nesting=30)},
+    ),
+    "a .keras of Bidirectional 20 deep as a base": check(
+        layer("Model: {path: deep.keras}"),
+        "bad.yaml:3:5: layers[1].Model: the config.json of {project}/deep.keras nests layers in layers",
+        **{"deep.keras": keras_layers(1, nesting=20, wrapper="Bidirectional")},
+    ),
+    "a .keras config nested 200,000 deep": Case(
+        ["import", "deep.keras"],
+        1,
+        ("deep.keras nests JSON more than 100 levels deep",),
+        {"deep.keras": keras_json_depth(200_000)},
+    ),
+    "a .keras config nested 150 deep to predict": Case(
+        ["predict", "deep.keras", "--data", "x.npy", "--output", "p.npy"],
+        1,
+        ("deep.keras nests JSON more than 100 levels deep",),
+        {"deep.keras": keras_json_depth(150)},
+    ),
+    "a history.csv of 200 columns to plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        0,
+        ("Wrote the curves (the first 12 of 200 quantities)",),
+        {
+            "tamp": run_with(
+                "history.csv", "epoch," + ",".join(f"m{i}" for i in range(200)) + "\n1" + ",0.5" * 200 + "\n"
+            )
+        },
+        changes=True,
+    ),
+    "--workers 100000": Case(
+        ["tune", "study.yaml", "--workers", "100000"],
+        1,
+        ("--workers 100000 is more than this machine can use",),
+        {"study.yaml": with_tune_section},
+    ),
+    "--workers past the trials": Case(
+        ["tune", "study.yaml", "--trials", "1", "--workers", "2"],
+        1,
+        ("--workers 2 is more than",),
+        {"study.yaml": with_tune_section},
+    ),
     "four 16000x16000 PNGs against --max-memory 500M": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
         "is 16000x16000 pixels: decoding it takes about 3.58 GB",
@@ -1132,13 +1300,13 @@ MESSAGES = {
     "metrics.json nested past recursion, read by plot": Case(
         ["plot", "tamp", "--output", "c.png"],
         1,
-        ("tamp/metrics.json", "RecursionError"),
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: its JSON nests more than 32 levels",),
         {"tamp": tampered_run("[" * 200_000 + "]" * 200_000)},
     ),
     "metrics.json with a best epoch past any run, read by plot": Case(
         ["plot", "tamp", "--output", "c.png"],
         1,
-        ("'best_epoch' is 1000000000000000000000, not an epoch",),
+        ("'best_epoch' is not an epoch",),
         {"tamp": tampered_run('{"best_epoch": 1000000000000000000000}')},
     ),
     "metrics.json as a list, read by plot": Case(
@@ -1356,6 +1524,183 @@ MESSAGES = {
     "export --version 0": Case(["export", "{run}", "--output", "served", "--version", "0"], 2, ("--version",)),
 }
 
+# ----------------------------------------------------------------------------- 7. seq's own files read back
+
+LONG = "9" * 200_000
+OWN_FILES = {
+    "history.csv with a 200,000-character cell": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("tamp/history.csv is not a history.csv as seq train writes it: line 2: a cell longer than 8,192",),
+        {"tamp": run_with("history.csv", f"epoch,loss\n1,{LONG}\n")},
+    ),
+    "history.csv with a 20,000-character cell": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 3, column 2: a cell longer than 8,192",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1,0.5\n2," + "9" * 20_000 + "\n")},
+    ),
+    "history.csv not UTF-8": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 3, column 3: a byte that is not UTF-8",),
+        {"tamp": run_with("history.csv", b"epoch,loss\n1,0.5\n2,\xff\xfe\n")},
+    ),
+    "history.csv with a row of 1,000 cells": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 2 holds more than 256 cells",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1" + ",0.5" * 1000 + "\n")},
+    ),
+    "history.csv with a row longer than its header": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2 holds 3 cells, its header names 2",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1,0.5,0.7\n")},
+    ),
+    "history.csv with a line of 2 MB": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2 is longer than 1,048,576 characters",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1," + "9" * (2 << 20) + "\n")},
+    ),
+    "history.csv with a secret for a number": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 2, column 2: not a number",),
+        {"tamp": run_with("history.csv", f"epoch,loss\n1,{SECRET}\n")},
+    ),
+    "history.csv with a secret for a header": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2, column 3: not a number",),
+        {"tamp": run_with("history.csv", f"epoch,loss,{SECRET}\n1,0.5,{SECRET}\n")},
+    ),
+    "history.csv without epochs": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("its header has no column 'epoch'",),
+        {"tamp": run_with("history.csv", "loss\n0.5\n")},
+    ),
+    "history.csv of 17 MB": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: it holds more than 16.00 MB",),
+        {"tamp": run_with("history.csv", sparse_file(17 << 20))},
+    ),
+    "history.csv a FIFO": Case(
+        ["plot", "tamp", "--output", "c.png"], 1, ("history.csv",), {"tamp": run_with("history.csv", fifo)}
+    ),
+    "metrics.json not UTF-8, read by predict": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("metrics.json is not a metrics.json as seq train writes it: line 2, column 12: a byte that is not UTF-8",),
+        {"tamp": run_with("metrics.json", b'{\n "model": "\xff"}')},
+    ),
+    "metrics.json nested 40 deep, read by predict": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("its JSON nests more than 32 levels deep", "--resume"),
+        {"tamp": run_with("metrics.json", '{"metrics": ' + "[" * 40 + "]" * 40 + "}")},
+    ),
+    "metrics.json of 17 MB, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("metrics.json is not a metrics.json as seq train writes it: it holds more than 16.00 MB",),
+        {"tamp": run_with("metrics.json", sparse_file(17 << 20))},
+    ),
+    "metrics.json with a model name of 200,000 characters, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'model' is longer than 1024 characters",),
+        {"tamp": run_with("metrics.json", json.dumps({"model": LONG}))},
+    ),
+    "metrics.json with phases that are not phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases with their first epochs",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": SECRET}]}))},
+    ),
+    "metrics.json with 100,000 phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": 1}] * 100_000}))},
+    ),
+    "trials.csv with a 200,000-character note": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study/trials.csv is not a trials.csv as seq tune writes it: line 2: a cell longer than 8,192", "--resume"),
+        {"study": study_with(TRIALS_CSV.replace("trial-0000,", f"trial-0000,{LONG}"))},
+    ),
+    "trials.csv not UTF-8": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 3, column 1: a byte that is not UTF-8",),
+        {"study": study_with(TRIALS_CSV.encode().replace(b"\n1,", b"\n\xff,"))},
+    ),
+    "trials.csv with a row of 300 cells": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 2 holds more than 256 cells",),
+        {"study": study_with(TRIALS_CSV.replace("trial-0000,", "trial-0000," + "," * 300))},
+    ),
+    "trials.csv with a secret for a trial number": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 3, column 'trial': not an integer",),
+        {"study": study_with(TRIALS_CSV.replace("\n1,complete", f"\n{SECRET},complete"))},
+    ),
+    "trials.csv with a secret for a value": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("line 2, column 'value': not a number",),
+        {"study": study_with(TRIALS_CSV.replace("0.5,8", f"{SECRET},8"))},
+    ),
+    "study.json nested 200,000 deep": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study/study.json is not a study.json as seq tune writes it: its JSON nests more than 32 levels",),
+        {"study": study_with(study="[" * 200_000 + "]" * 200_000)},
+    ),
+    "study.json not UTF-8": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study.json is not a study.json as seq tune writes it: line 1, column 16: a byte that is not UTF-8",),
+        {"study": study_with(study=b'{"objective": "\xff", "direction": "minimize"}')},
+    ),
+    "study.json without a direction": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study.json is not a study.json as seq tune writes it: it needs an 'objective'",),
+        {"study": study_with(study='{"objective": "val_loss"}')},
+    ),
+    "study.json with an objective of 200,000 characters": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("it needs an 'objective' (a metric's name)",),
+        {"study": study_with(study=json.dumps({"objective": LONG, "direction": "minimize"}))},
+    ),
+    "a checkpoint whose record nests 200,000 deep": Case(
+        ["train", "tiny.yaml", "--output", "tamp", "--resume", "--quiet"],
+        1,
+        ("tamp/checkpoints/last.npz is not a checkpoint seq wrote: its JSON nests more than 32 levels",),
+        {
+            "tamp": run_with("checkpoints/last.npz", checkpoint_record("[" * 200_000 + "]" * 200_000)),
+            "tamp/checkpoints/previous.npz": checkpoint_record("[" * 200_000 + "]" * 200_000),
+        },
+    ),
+    "a checkpoint whose record is a list": Case(
+        ["train", "tiny.yaml", "--output", "tamp", "--resume", "--quiet"],
+        1,
+        ("tamp/checkpoints/last.npz", "its record is not a JSON object"),
+        {
+            "tamp": run_with("checkpoints/last.npz", checkpoint_record("[1, 2]")),
+            "tamp/checkpoints/previous.npz": checkpoint_record("[1, 2]"),
+        },
+    ),
+}
+
 CLASSES = {
     "outputs": OUTPUTS,
     "confinement": CONFINEMENT,
@@ -1363,6 +1708,7 @@ CLASSES = {
     "writer": WRITER,
     "numbers": NUMBERS,
     "messages": MESSAGES,
+    "own files": OWN_FILES,
 }
 ALL = [
     pytest.param(kind, name, marks=table[name].marks, id=f"{kind}: {name}")
@@ -1477,3 +1823,90 @@ def test_size_cases_stay_bounded(tmp_path):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     peak = int(done.stdout.rsplit("PEAK ", 1)[1].split()[0])
     assert peak < 1500 << 20, peak
+
+
+# ----------------------------------------------------------------------------- the door of seq's own files
+
+# Each file seq writes and reads back, with the commands that read it: every one goes through seqcli.records.
+OWN_FILE_READERS = {
+    "{run}/history.csv": (["plot", "{run}", "--output", "c.png"],),
+    "{run}/metrics.json": (
+        ["plot", "{run}", "--output", "c.png"],
+        ["predict", "{run}", "--data", "x.npy", "--output", "p.csv"],
+    ),
+    "study/trials.csv": (["plot", "study", "--output", "s.png"],),
+    "study/study.json": (["plot", "study", "--output", "s.png"],),
+    "{run}/checkpoints/last.npz": (["train", "tiny.yaml", "--output", "{run}", "--resume", "--quiet"],),
+    # written and read back by the same command: only the spy applies
+    "out/phase1/history.csv": (["transfer", "tiny.yaml", "--output", "out", "--weights", "{run}/model.keras", "-q"],),
+}
+# The commands that read none of seq's own files back (a new command must be placed in one of the two).
+READS_NO_OWN_FILE = {
+    "check",
+    "evaluate",
+    "export",
+    "extract",
+    "freeze",
+    "import",
+    "init",
+    "schema",
+    "summary",
+    "tune",
+}
+DOOR_CASES = [
+    pytest.param(name, args, id=f"{name.rsplit('/', 1)[1]}: {args[0]}")
+    for name, commands in OWN_FILE_READERS.items()
+    for args in commands
+]
+
+
+def tamper(path: Path) -> str:
+    """Break ``path`` (a file seq wrote) so that only a bounded reader refuses it cleanly; the words expected."""
+    if path.suffix == ".npz":
+        np.savez(path, meta=np.array("[" * 200_000 + "]" * 200_000))
+        return "its JSON nests more than 32 levels deep"
+    path.write_bytes(path.read_bytes()[:8] + b"\xff" + path.read_bytes()[8:])
+    return "a byte that is not UTF-8"
+
+
+def _spy(original, path_at: int, seen: list):
+    def spy(*arguments):
+        seen.append(Path(arguments[path_at]))
+        return original(*arguments)
+
+    return spy
+
+
+def test_every_command_that_reads_seqs_own_files_is_placed():
+    assert {args[0] for commands in OWN_FILE_READERS.values() for args in commands} | READS_NO_OWN_FILE == set(
+        cli.commands
+    )
+
+
+@pytest.mark.parametrize(("name", "args"), DOOR_CASES)
+def test_seqs_own_files_are_read_through_the_one_reader(project, monkeypatch, name, args):
+    """Each command that reads one of seq's own files reads it through seqcli.records (a spy sees the path),
+    and refuses the file tampered, cleanly, naming it."""
+    from seqcli import records
+
+    study_with()(project / "study")
+    seen: list[Path] = []
+    for function, path_at in (("read_text", 0), ("parse_json", 1)):  # parse_json(text, path, what)
+        monkeypatch.setattr(records, function, _spy(getattr(records, function), path_at, seen))
+    target = Path(substitute(name, project))
+    if not target.is_absolute():
+        target = project / target
+    command = [substitute(arg, project) for arg in args]
+    existed = target.exists()
+    CliRunner().invoke(cli, command)
+    for output in ("c.png", "s.png", "p.csv"):
+        (project / output).unlink(missing_ok=True)
+    assert target.resolve() in {path.resolve() for path in seen}, f"{' '.join(args)} read {name} around the door"
+    if not existed:
+        return
+    words = tamper(target)
+    result = CliRunner().invoke(cli, command)
+    shown = result.stdout + result.stderr
+    assert result.exit_code == 1, shown
+    assert target.name in shown and words in shown, shown
+    assert "Traceback" not in shown and "unexpected" not in shown, shown

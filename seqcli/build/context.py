@@ -20,3 +20,7 @@ class BuildContext:
     def problem(self, path, message: str, hint: str | None = None, *, key: bool = False) -> None:
         """Record a problem at a spec path; a build collects problems, it never raises them."""
         self.result.problems.append(self.spec.problem(path, message, hint, key=key))
+
+    def note(self, path, message: str) -> None:
+        """Record a note (what Keras warned of while making a layer) at a spec path."""
+        self.result.notes.append(self.spec.problem(path, message, key=True))

@@ -74,6 +74,8 @@ def check(specs, fmt):
     else:
         stdout_console().print(render.check_table(reports))
         for report in reports:
+            if report.notes:
+                click.echo(render.notes_text(report), err=True)
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from seqcli.limits import MAX_LAYERS
 from seqcli.spec.sections import SECTIONS
 
 SHAPE = {
@@ -38,6 +39,7 @@ def spec_schema() -> dict:
         "layers": {
             "type": "array",
             "minItems": 1,
+            "maxItems": MAX_LAYERS,
             "items": {"$ref": "#/$defs/layer"},
             "description": TOP_LEVEL["layers"],
         },

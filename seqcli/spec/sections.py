@@ -74,11 +74,19 @@ class DataSection(Section):
 
 
 class EarlyStopping(Section):
+    """keras.callbacks.EarlyStopping's arguments, with its defaults."""
+
     monitor: StrictStr = "val_loss"
     patience: Annotated[StrictInt, Field(ge=0)] = 0
     min_delta: Number = 0
     mode: Literal["auto", "min", "max"] = "auto"
+    baseline: Number | None = Field(
+        default=None, description="an improvement that does not beat this value does not reset the patience"
+    )
     restore_best_weights: StrictBool = False
+    start_from_epoch: Annotated[StrictInt, Field(ge=0)] = Field(
+        default=0, description="epochs to train before monitoring starts"
+    )
 
 
 class TrainSection(Section):
@@ -209,7 +217,7 @@ class TuneSection(Section):
 
     objective: StrictStr = Field(default="val_loss", description="a column of history.csv")
     direction: Literal["auto", "minimize", "maximize"] = Field(
-        default="auto", description="auto: minimize names ending in 'loss', maximize the others"
+        default="auto", description="auto: the way the objective's metric goes in Keras (a loss down)"
     )
     trials: Annotated[StrictInt, Field(ge=1)] = 20
     sampler: SamplerName | dict[SamplerName, dict[StrictStr, Any] | None] = Field(

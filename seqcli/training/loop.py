@@ -164,7 +164,7 @@ class Trainer:
         values = {name: float(value) for name, value in (logs or {}).items()}
         ordered = sorted(values, key=lambda name: order.index(name) if name in order else len(order))
         row = {"epoch": epoch + 1, **{name: values[name] for name in ordered}, "seconds": round(seconds, 4)}
-        stop = stopper.update(row) if stopper else False
+        stop = stopper.update(row, setup.model) if stopper else False  # the compiled metrics are built by now
         requested = self.reporter.stop_after_epoch(row)
         if requested:
             stop, self.stop_reason = True, requested

@@ -90,7 +90,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     compiled = None
     if data is not None:
         with info.strategy.scope():
-            compiled, build_problems = _build_and_compile(spec, data, info)
+            compiled, build_problems = _build_and_compile(spec, data, info, seed)
         problems += build_problems
     if problems:
         raise spec.error(problems)
@@ -205,13 +205,15 @@ def _data_problem(spec: Spec, error: SeqError) -> Problem:
     return spec.problem(path, message.removeprefix(f"{where}: "), error.hint)
 
 
-def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Problem]]:
+def _build_and_compile(spec: Spec, data, info, seed: int) -> tuple[tuple | None, list[Problem]]:
     """The compiled model, its compile settings and notes for the header; or the problems that stop it.
-    The build applies the spec's ``freeze:`` section and reports its problems."""
+    The build applies the spec's ``freeze:`` section and reports its problems. Its initial weights are
+    those of a Keras script that calls ``keras.utils.set_random_seed(seed)`` and then builds the model."""
     from seqcli.build import build_model
     from seqcli.compile import resolve_compile, single_step_only
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
+    from seqcli.keras_env import import_keras
     from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
@@ -227,6 +229,9 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
             "training this model",
         )
     with _dtype_policy(spec.train.precision):
+        # Initializers draw their seeds from Python's random module when made: the data and the weightless
+        # builds above have drawn from it since the seed was set.
+        import_keras().utils.set_random_seed(seed)
         built = build_model(spec, input_shape=input_shape)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(
@@ -244,7 +249,8 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
         return None, problems
     settings.compile(built.model)
     prepare_model(built.model, info)
-    notes = [note for note in [logits_warning(spec, built.model)] if note]
+    notes = [note.headline() for note in built.notes]
+    notes += [note for note in [logits_warning(spec, built.model)] if note]
     return (built.model, settings, notes), []
 
 
@@ -291,10 +297,12 @@ def _dtype_problems(spec: Spec, built, data) -> list[Problem]:
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
+    from seqcli import registry
     from seqcli.shapes import shape_text
 
     first = spec.layers[0]
-    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
+    key = registry.shape_argument(first.class_name, first.args) or "input_shape"
+    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, key))
     return spec.problem(
         path,
         f"the model takes inputs of shape {shape_text(input_shape)}, but "

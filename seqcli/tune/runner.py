@@ -10,6 +10,7 @@ the same study, and the same command on other machines with one ``--storage`` UR
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -112,9 +113,11 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
     if options.worker_index is None:
         for number in reclaim_trials(study):
             reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
-        reporter.study_started(plan, done=_finished_count(study))
-        if options.workers > 1:
-            _run_worker_processes(plan, options, reporter)
+        done = _finished_count(study)
+        reporter.study_started(plan, done=done)
+        workers = min(options.workers, max(plan.total - done, 1))  # a worker with no trial left to train is idle
+        if workers > 1:
+            _run_worker_processes(plan, options, reporter, workers)
         else:
             _run_worker(plan, study, storage, reporter, index, options)
 
@@ -162,12 +165,13 @@ def plan_study(options: TuneOptions) -> TunePlan:
         raise spec.error(problems)
     section = spec.tune
     output = Path(options.output) if options.output else Path("runs") / f"{spec.display_name}-tune"
-    claim_study_folder(output, spec)
     parameters = parameters_of(section)
     total = options.trials or section.trials
     grid = [p.grid_values() for p in parameters] if _sampler_name(section) == "grid" else None
     if grid is not None:
         total = min(total, math.prod(len(values) for values in grid))
+    check_workers(options.workers, total)
+    claim_study_folder(output, spec)
     return TunePlan(
         spec=spec,
         spec_path=options.spec,
@@ -175,12 +179,38 @@ def plan_study(options: TuneOptions) -> TunePlan:
         storage_url=options.storage or default_storage(output),
         parameters=parameters,
         objective=section.objective,
-        direction=direction_of(section),
+        direction=direction_of(spec),
         total=total,
         epochs=epochs_of(spec),
         seed=seed_of(spec),
         pruning=_pruner_name(section) != "none",
     )
+
+
+MAX_WORKERS = 64
+
+
+def workers_limit() -> int:
+    """The most worker processes ``--workers`` starts on this machine: one per core, at least 4, at most
+    :data:`MAX_WORKERS` (each trains with TensorFlow's own threads and holds its own copy of TensorFlow:
+    more only share the cores and the memory)."""
+    return min(MAX_WORKERS, max(4, os.cpu_count() or 1))
+
+
+def check_workers(workers: int, total: int) -> None:
+    """TuneError, before any trial, when ``--workers`` is more than this machine's cores or the study's trials."""
+    limit = workers_limit()
+    if workers > limit:
+        raise TuneError(
+            f"--workers {workers} is more than this machine can use ({os.cpu_count()} cores; at most {limit})",
+            hint=f"use at most {limit}; to run more trials at once, start the same command on other machines "
+            "with one --storage URL",
+        )
+    if workers > total:
+        raise TuneError(
+            f"--workers {workers} is more than the study's {total} trials: at most {total} would ever train",
+            hint=f"use at most {total} workers, or more trials (--trials, tune.trials)",
+        )
 
 
 def _sampler_name(section) -> str:
@@ -316,10 +346,10 @@ def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOpt
 # ----------------------------------------------------------------------------- several workers
 
 
-def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> None:
-    """N worker processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
+def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneReporter, workers: int) -> None:
+    """``workers`` processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
     processes = []
-    for index in range(options.workers):
+    for index in range(workers):
         command = [
             sys.executable,
             "-m",
