@@ -194,7 +194,16 @@ def _exportable_model(model_path: Path, row: ExportFormat):
 def _predict(model, inputs):
     import numpy as np
 
-    return np.asarray(model(inputs, training=False))
+    return np.asarray(model(_as_tensor(inputs), training=False))
+
+
+def _as_tensor(inputs):
+    """Inputs as a model call takes them: strings (an object array of bytes) as a tf.string tensor."""
+    if inputs.dtype != object:
+        return inputs
+    from seqcli.keras_env import import_tensorflow
+
+    return import_tensorflow().constant(inputs)
 
 
 def sample_inputs(target, data: str | None, samples: int) -> tuple[Any, str]:
@@ -271,7 +280,12 @@ def _fit_inputs(model, inputs, label: str):
             f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
             hint="give --data with inputs shaped like those the model was trained on",
         )
-    return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
+    dtype = model.inputs[0].dtype if model.inputs else "float32"
+    if (dtype == "string") != (inputs.dtype == object):
+        from seqcli.models import check_data_dtype
+
+        check_data_dtype(dtype, "string" if inputs.dtype == object else str(inputs.dtype), label)
+    return inputs if dtype == "string" else inputs.astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- the output

@@ -335,6 +335,23 @@ def csv_line(cells: int):
     return make
 
 
+def text_folder(*, link: str | None = None, bad_byte: bool = False, size: int = 0):
+    """A text folder (classes a and b, the secret in every file): class b a link to ``link`` when given,
+    a.txt with an invalid UTF-8 byte on line 2 with ``bad_byte``, padded to ``size`` bytes."""
+
+    def make(path: Path):
+        (path / "a").mkdir(parents=True)
+        body = SECRET.encode() + (b"\nok \xff" if bad_byte else b"\n")
+        (path / "a" / "1.txt").write_bytes(body + b"x" * max(size - len(body), 0))
+        if link is None:
+            (path / "b").mkdir()
+            (path / "b" / "1.txt").write_text(SECRET)
+        else:
+            (path / "b").symlink_to(link)
+
+    return make
+
+
 def keras_layers(count: int, nesting: int = 1, wrapper: str = "TimeDistributed"):
     """A .keras archive (config.json alone, written in memory) of a Sequential model on an input of shape
     (2, ..., 2, 4): ``count`` ReLU layers, each wrapped ``nesting - 1`` times in ``wrapper``."""
@@ -386,6 +403,17 @@ def run_with(name: str, content):
     return make
 
 
+def one_line(size: int):
+    """A text file of one line of ``size`` bytes (the secret first)."""
+
+    def make(path: Path):
+        with open(path, "wb") as handle:
+            handle.write(SECRET.encode())
+            handle.truncate(size)
+
+    return make
+
+
 TRIALS_CSV = (
     "trial,state,value,layers[1].Dense.units,epochs,seconds,run,note\n"
     "0,complete,0.5,8,1,1.0,trial-0000,\n1,complete,0.4,16,1,1.0,trial-0001,\n"
@@ -403,6 +431,15 @@ def study_with(trials=TRIALS_CSV, study=STUDY_JSON):
                 (path / name).write_bytes(content)
             else:
                 (path / name).write_text(content)
+
+    return make
+
+
+def distinct_labels(count: int):
+    """A CSV of two features and a label column of ``count`` distinct class names."""
+
+    def make(path: Path):
+        path.write_text("a,b,label\n" + "".join(f"1,2,{SECRET}{index}\n" for index in range(count)))
 
     return make
 
@@ -718,6 +755,18 @@ CONFINEMENT = {
     "data.train /dev/zero": train(trainable("/dev/zero"), "bad.yaml:"),
     "data.train a FIFO": train(trainable("pipe.npz"), "bad.yaml:", "FIFO", **{"pipe.npz": fifo}),
     "data.train an image folder ..": train(trainable("{path: ../outside, image_size: [4, 4]}"), "bad.yaml:", CONFINED),
+    "text folder with a class linked out of the spec folder": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/b' is a symbolic link that leads out of the data folder",
+        texts=text_folder(link="../../outside"),
+    ),
+    "text folder with a class linked out, to evaluate": Case(
+        ["evaluate", "{run}", "--data", "texts"],
+        1,
+        ("--data: '{project}/texts/b' is a symbolic link that leads out of the data folder", "--allow-path"),
+        {"texts": text_folder(link="../../outside")},
+    ),
     "transfer.weights absolute": Case(
         ["transfer", "bad.yaml", "--output", "out"],
         1,
@@ -862,7 +911,38 @@ CONFINEMENT = {
 
 # ----------------------------------------------------------------------------- 3. bounded memory and time
 
+STRING_LABELS = (
+    "layers:\n  - Input: {shape: [2]}\n  - Dense: {units: 3, activation: softmax}\n"
+    "compile: {loss: sparse_categorical_crossentropy}\ndata: {train: labels.csv}\n"
+)
 SIZE = {
+    "text file of one huge line over --max-memory": train(
+        trainable("huge.txt"),
+        "bad.yaml:6:",
+        "huge.txt holds 2.00 MB, over the memory limit",
+        extra=("--max-memory", "1M"),
+        **{"huge.txt": one_line(2 << 20)},
+    ),
+    "text file of one huge line to predict": Case(
+        ["predict", "{run}", "--data", "huge.txt", "--output", "p.csv", "--max-memory", "1M"],
+        1,
+        ("--data: {project}/huge.txt holds 2.00 MB, over the memory limit", "--max-memory"),
+        {"huge.txt": one_line(2 << 20)},
+    ),
+    "text folder over --max-memory": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "the text in {project}/texts would take",
+        "over the memory limit",
+        extra=("--max-memory", "1M"),
+        texts=text_folder(size=(1 << 20) - 100),
+    ),
+    "CSV label column of very many distinct names": train(
+        STRING_LABELS,
+        "bad.yaml:5:",
+        "labels.csv:10002: the label column holds more than 10,000 distinct class names",
+        **{"labels.csv": distinct_labels(10_001)},
+    ),
     "npz bomb against --max-memory": train(
         trainable("bomb.npz"),
         "bomb.npz",
@@ -1341,6 +1421,19 @@ CSV_SPEC = HEAD.replace("[4]", "[2]") + (
 )
 
 MESSAGES = {
+    "text folder file not UTF-8": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/a/1.txt:2: not UTF-8 text (column 4)",
+        "hint: save the file as UTF-8",
+        texts=text_folder(bad_byte=True),
+    ),
+    "text lines not UTF-8 to predict": Case(
+        ["predict", "{run}", "--data", "bad.txt", "--output", "p.csv"],
+        1,
+        ("--data: {project}/bad.txt:3: not UTF-8 text (column 1)",),
+        {"bad.txt": SECRET.encode() + b"\nfine\n\xe9\n"},
+    ),
     "npz with a bad CRC": train(
         trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
     ),
@@ -1427,8 +1520,11 @@ MESSAGES = {
     ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
-    "tampered metrics.json, unread by evaluate": Case(
-        ["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run()}
+    "tampered metrics.json, read by evaluate for its class names": Case(
+        ["evaluate", "tamp", "--data", "tiny.npz"],
+        1,
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: invalid JSON at line 1, column 2",),
+        {"tamp": tampered_run()},
     ),
     "tampered metrics.json, read by predict": Case(
         ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],

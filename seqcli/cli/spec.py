@@ -122,8 +122,12 @@ def schema(output, overwrite):
     show_default=True,
     help="graphviz uses keras.utils.plot_model and needs the 'dot' program.",
 )
+@click.option(
+    "--confusion", is_flag=True, help="A classifier run's confusion matrix on its test (else validation) data."
+)
+@click.option("--data", "data", metavar="SOURCE", help="With --confusion: the data with labels to count on.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-def plot_command(source, output, curves, engine, overwrite):
+def plot_command(source, output, curves, engine, confusion, data, overwrite):
     """Draw a spec's (or a .keras model's) architecture, a run's training curves, or a tuning study's
     objective over trials (a 'seq tune' output folder: each trial and the best so far).
 
@@ -132,7 +136,7 @@ def plot_command(source, output, curves, engine, overwrite):
     """
     from seqcli.plot import plot
 
-    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
+    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite, confusion=confusion, data=data)
     click.echo(f"Wrote {result.description()} to {result.output}")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from seqcli.data.arrays import DataError, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.data.text import Texts
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import DataSection, SourceSection, ValidationSplit
@@ -42,6 +43,7 @@ class Datasets:
     validation_count: int | None = None
     steps_per_epoch: int | None = None
     input_shape: tuple | None = None
+    input_dtype: str = "float32"  # "string" for text samples
     class_names: list[str] | None = None
     seed: int | None = None
     batch_size: int | None = None
@@ -145,7 +147,14 @@ def load_datasets(
         train_indices, validation_indices = _split(train, section.validation, seed)
         validation = train
     elif section.validation is not None:
-        validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
+        validation = open_source(
+            section.validation,
+            base_dir,
+            "data.validation",
+            labels=True,
+            input_shape=input_shape,
+            class_names=train.class_names,
+        )
         _check_compatible(train, validation)
         validation_indices = np.arange(validation.count, dtype=np.int64)
 
@@ -167,6 +176,7 @@ def load_datasets(
         steps_per_epoch=math.ceil(len(train_indices) / batch_size),
         validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
         input_shape=train.sample_shape,
+        input_dtype=input_dtype(train),
         class_names=train.class_names,
         seed=seed,
         batch_size=batch_size,
@@ -237,14 +247,16 @@ def load_source(
     labels: bool = True,
     where: str = "data source",
     input_shape: tuple | None = None,
+    class_names: list[str] | None = None,
 ) -> tuple[tf.data.Dataset, int | None]:
     """One source as ``(dataset, sample count)``: batched, in its stored order, prefetched.
 
     Batches are ``(x, y)``, or ``x`` alone with ``labels=False``. For evaluate, predict, extract.
     ``where`` names the source in error messages (e.g. ``"data.test"``); ``input_shape``, the model's, is
-    compared with the samples' as soon as the file's header is read.
+    compared with the samples' as soon as the file's header is read; ``class_names``, the model's, map a
+    label column of class names to the model's class indices.
     """
-    opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape)
+    opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape, class_names=class_names)
     dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
     return _prefetch(dataset), opened.count
 
@@ -262,6 +274,11 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
             hint="use an .npz, .npy or .csv source here",
         )
     return opened.float_x(), opened.y
+
+
+def input_dtype(source: Source) -> str:
+    """The dtype a source's batches hold: ``string`` for text, else ``float32``."""
+    return "string" if isinstance(source, Texts) else "float32"
 
 
 def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -345,6 +362,7 @@ def _validation_only(
         validation_count=validation.count,
         validation_steps=math.ceil(validation.count / batch_size),
         input_shape=validation.sample_shape,
+        input_dtype=input_dtype(validation),
         class_names=validation.class_names,
         seed=seed,
         batch_size=batch_size,
@@ -352,6 +370,11 @@ def _validation_only(
 
 
 def _check_compatible(train: Source, validation: Source):
+    if input_dtype(train) != input_dtype(validation):
+        raise DataError(
+            f"data.validation: samples are {input_dtype(validation)}, but data.train's are {input_dtype(train)}",
+            hint="validation data must look like the training data",
+        )
     if train.sample_shape != validation.sample_shape:
         raise DataError(
             f"data.validation: samples have shape {validation.sample_shape}, "

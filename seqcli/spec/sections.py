@@ -48,12 +48,13 @@ class SourceSection(Section):
 
     path: StrictStr | None = None
     dataset: KerasDataset | BundledDataset | None = None
-    format: Literal["npz", "npy", "csv", "images"] | None = None
+    format: Literal["npz", "npy", "csv", "images", "text"] | None = None
     split: Literal["train", "test"] = "train"
     x: StrictStr = "x"
     y: StrictStr | None = "y"
     features: list[StrictStr] | None = None
     label: StrictStr | None = None
+    text: StrictStr | None = Field(default=None, description="a CSV's column of text: the model's (string) input")
     image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
     scale: Number | None = None

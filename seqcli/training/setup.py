@@ -291,9 +291,24 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
     from seqcli.models import shape_fits
 
     data_shape = tuple(data.input_shape)
-    if built.input_shape is None or shape_fits(tuple(built.input_shape), data_shape):
+    if built.input_shape is not None and not shape_fits(tuple(built.input_shape), data_shape):
+        return [_input_problem(spec, built.input_shape, data_shape)]
+    return _dtype_problems(spec, built, data)
+
+
+def _dtype_problems(spec: Spec, built, data) -> list[Problem]:
+    """Text data feeds a string input only (and numbers a numeric one), reported at the first layer."""
+    from seqcli.models import DataShapeError, check_data_dtype, model_input_dtype
+
+    if built.model is None:
         return []
-    return [_input_problem(spec, built.input_shape, data_shape)]
+    try:
+        check_data_dtype(model_input_dtype(built.model), data.input_dtype, "data.train")
+    except DataShapeError as error:
+        first = spec.layers[0]
+        path = first.path + (("Input",) if first.class_name == "Input" else (first.class_name,))
+        return [spec.problem(path, error.message.removeprefix("data.train: "), error.hint)]
+    return []
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
