@@ -14,6 +14,7 @@ accepted arguments).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -52,13 +53,21 @@ def import_model(
 ) -> Imported:
     """The spec of a saved Sequential model, as data and as YAML text, written to ``output`` when given; with
     ``weights_out`` its weights too. Existing outputs are replaced only with ``overwrite``, never the model."""
+    from seqcli.outputs import claim_output
+
+    with contextlib.ExitStack() as claims:
+        for target in (output, weights_out):
+            if target is not None:
+                claims.enter_context(
+                    claim_output(target, "seq import", folder=False, inputs=[path], overwrite=overwrite)
+                )
+        return _import(path, output, weights_out)
+
+
+def _import(path: str | Path, output: str | Path | None, weights_out: str | Path | None) -> Imported:
     from seqcli.files import write_text_atomic
     from seqcli.models import load_model_file
-    from seqcli.outputs import check_output_file
 
-    for target in (output, weights_out):
-        if target is not None:
-            check_output_file(target, inputs=[path], overwrite=overwrite)
     model = load_model_file(path)
     spec, text, notes = spec_text(model, path)
     if weights_out is not None:

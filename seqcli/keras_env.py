@@ -112,6 +112,18 @@ def snake_case(name: str) -> str:
     return to_snake_case(name)
 
 
+def compiled_loss(loss, y_true, y_pred):
+    """``loss`` (a Loss object, a name, or a loss function) as ``model.compile`` runs it: a function is
+    wrapped the way compile wraps it, so labels and outputs are brought to the same rank first (labels of
+    shape (n,) against outputs of shape (n, 1) fit, as they do in ``fit``)."""
+    # Private: keras.src.trainers.compile_utils.get_loss (Keras 3.15) is what CompileLoss calls on each loss;
+    # keras.losses.get() alone returns the bare function, which needs labels and outputs of equal rank.
+    import_keras()
+    from keras.src.trainers.compile_utils import get_loss
+
+    return get_loss(loss, y_true, y_pred)
+
+
 @contextlib.contextmanager
 def fresh_layer_names() -> Iterator[None]:
     """Name layers made inside as a fresh Keras session does (``global_average_pooling2d``, not

@@ -237,3 +237,31 @@ def check_data_shape(model, dataset, label: str) -> None:
             f"{label}: samples have shape {shape_text(received)}, but the model takes {shape_text(expected)}",
             hint="give data shaped like the model's input",
         )
+    check_data_dtype(model_input_dtype(model), _sample_dtype(dataset), label)
+
+
+def model_input_dtype(model) -> str | None:
+    """The dtype of a model's (first) input, as Keras names it (``float32``, ``string``); None when unknown."""
+    inputs = getattr(model, "inputs", None)
+    return str(inputs[0].dtype) if inputs else None
+
+
+def _sample_dtype(dataset) -> str:
+    element = dataset.element_spec
+    return (element[0] if isinstance(element, tuple) else element).dtype.name
+
+
+def check_data_dtype(expected: str | None, received: str, label: str) -> None:
+    """Text samples feed a string input only, and numbers a numeric one: DataShapeError otherwise."""
+    if expected is None or (expected == "string") == (received == "string"):
+        return
+    if received == "string":
+        raise DataShapeError(
+            f"{label}: samples are text, but the model takes {expected} numbers",
+            hint="start the spec's layers with `- Input: {shape: [1], dtype: string}` and a text layer "
+            "such as TextVectorization",
+        )
+    raise DataShapeError(
+        f"{label}: samples are {received} numbers, but the model takes text (a string input)",
+        hint="give text: a folder of .txt files, a .txt file of one sample per line, or a CSV `text:` column",
+    )

@@ -55,7 +55,20 @@ def summary_table(report) -> Group:
                 style="yellow",
             )
         )
+    if report.adapting:
+        parts.append(Text(adapting_text(report.adapting)))
     return Group(*parts)
+
+
+def adapting_text(adapting: list[dict]) -> str:
+    """The layers that learn their state from the data before training: where, what, on how many samples."""
+    lines = []
+    for layer in adapting:
+        samples = f"at most {layer['samples']:,} samples of " if layer["samples"] else ""
+        source = f"{samples}{layer['source']}" if layer["source"] else "no training data (see the problem below)"
+        where = f"layers[{layer['index']}] {layer['class']}"
+        lines.append(f"Adapts before training: {where} learns its {layer['learns']} from {source}")
+    return "\n".join(lines)
 
 
 def _class_text(row) -> str:

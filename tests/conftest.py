@@ -20,7 +20,7 @@ AREAS = {
         "test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile",
         "test_keras_peer",
     ),
-    "data": ("test_data", "test_bounds", "test_faults"),
+    "data": ("test_data", "test_bounds", "test_faults", "test_cli_text"),
     "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
     "distribute": ("test_distribute", "test_cli_train_multiworker"),
     "tune": ("test_cli_tune",),

@@ -245,7 +245,7 @@ def test_unwritable_output_is_reported_before_training(project):
     (project / "file").write_text("not a directory")
     result = seq("train", "tiny.yaml", "--output", "file/run", cwd=project)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: cannot create output directory file/run: Not a directory")
+    assert result.stderr.startswith("error: cannot create the folder file for run: file is a file")
     assert "Training" not in result.stdout
 
 

@@ -204,6 +204,36 @@ def extracted(path: Path):
     assert result.exit_code == 0, result.output
 
 
+def study_with_user_files(path: Path):
+    """A study folder as seq tune leaves it (its manifest records trial-0000 by name, and the trial is a run
+    with a manifest of its own), with a user's trial-notes.txt and trial-analysis/results.xlsx beside it."""
+    from seqcli.manifest import record_members, seal
+
+    path.mkdir()
+    shutil.copytree(path.parents[1] / "run", path / "trial-0000")
+    record_members(path, ["trial-0000/", "study.db", "trials.csv"], "seq tune")
+    (path / "study.db").write_bytes(b"SQLite format 3\x00")
+    (path / "trials.csv").write_text("trial,state,value\n0,complete,0.5\n")
+    seal(path, "seq tune")
+    (path / "trial-notes.txt").write_text("my notes")
+    (path / "trial-analysis").mkdir()
+    (path / "trial-analysis" / "results.xlsx").write_bytes(b"PK my results")
+
+
+def forged(manifest: str):
+    """A folder of a user's files whose manifest (not seq's) claims more than seq can have written."""
+
+    def make(path: Path):
+        from seqcli.outputs import LOCK, MANIFEST
+
+        path.mkdir()
+        (path / "notes.txt").write_text("keep me")
+        (path / LOCK).write_text("")
+        (path / MANIFEST).write_text(manifest)
+
+    return make
+
+
 def png_header(width: int, height: int) -> bytes:
     """The start of a PNG: its signature and an IHDR chunk that gives its size (8-bit RGB)."""
     return (
@@ -226,6 +256,17 @@ def image_folder(**files):
     return make
 
 
+def run_copy(change=None):
+    """A copy of the trained run, changed by ``change(run_folder)``."""
+
+    def make(path: Path):
+        shutil.copytree(path.parents[1] / "run", path)
+        if change is not None:
+            change(path)
+
+    return make
+
+
 images = image_folder(**{"broken.png": png_header(4, 4) + b" then no image data"})  # its size reads, not its pixels
 
 
@@ -238,6 +279,31 @@ def linked_class(target: str):
         (path / "a").symlink_to(target)
 
     return make
+
+
+def linked(member: str):
+    """The run's ``member`` folder replaced by a link to a folder outside it."""
+
+    def change(run: Path):
+        shutil.rmtree(run / member)
+        (run.parent / f"elsewhere-{member}").mkdir()
+        (run / member).symlink_to(run.parent / f"elsewhere-{member}")
+
+    return change
+
+
+def model_linked(run: Path):
+    (run / "model.keras").unlink()
+    (run / "model.keras").symlink_to("/dev/null")
+
+
+def lock_link_to_victim(path: Path):
+    """A folder whose lock file is a link to a user's file: taking the lock must not write through it."""
+    from seqcli.outputs import LOCK
+
+    path.mkdir()
+    (path.parent / "victim.txt").write_text("keep me")
+    (path / LOCK).symlink_to(path.parent / "victim.txt")
 
 
 def jpeg_header(width: int, height: int, padding: int = 0) -> bytes:
@@ -265,6 +331,23 @@ def csv_line(cells: int):
         with open(path, "w") as handle:
             handle.write("a,b,c,label\n")
             handle.write("1," * cells + "1\n")
+
+    return make
+
+
+def text_folder(*, link: str | None = None, bad_byte: bool = False, size: int = 0):
+    """A text folder (classes a and b, the secret in every file): class b a link to ``link`` when given,
+    a.txt with an invalid UTF-8 byte on line 2 with ``bad_byte``, padded to ``size`` bytes."""
+
+    def make(path: Path):
+        (path / "a").mkdir(parents=True)
+        body = SECRET.encode() + (b"\nok \xff" if bad_byte else b"\n")
+        (path / "a" / "1.txt").write_bytes(body + b"x" * max(size - len(body), 0))
+        if link is None:
+            (path / "b").mkdir()
+            (path / "b" / "1.txt").write_text(SECRET)
+        else:
+            (path / "b").symlink_to(link)
 
     return make
 
@@ -320,6 +403,17 @@ def run_with(name: str, content):
     return make
 
 
+def one_line(size: int):
+    """A text file of one line of ``size`` bytes (the secret first)."""
+
+    def make(path: Path):
+        with open(path, "wb") as handle:
+            handle.write(SECRET.encode())
+            handle.truncate(size)
+
+    return make
+
+
 TRIALS_CSV = (
     "trial,state,value,layers[1].Dense.units,epochs,seconds,run,note\n"
     "0,complete,0.5,8,1,1.0,trial-0000,\n1,complete,0.4,16,1,1.0,trial-0001,\n"
@@ -337,6 +431,15 @@ def study_with(trials=TRIALS_CSV, study=STUDY_JSON):
                 (path / name).write_bytes(content)
             else:
                 (path / name).write_text(content)
+
+    return make
+
+
+def distinct_labels(count: int):
+    """A CSV of two features and a label column of ``count`` distinct class names."""
+
+    def make(path: Path):
+        path.write_text("a,b,label\n" + "".join(f"1,2,{SECRET}{index}\n" for index in range(count)))
 
     return make
 
@@ -503,6 +606,128 @@ OUTPUTS = {
         ("mine",),
         {"mine": folder_with(notes="x")},
     ),
+    "train --overwrite over a study with a user's trial-* files": Case(
+        ["train", "tiny.yaml", "--output", "study", "--overwrite"],
+        1,
+        ("cannot overwrite study: it holds trial-analysis/, trial-notes.txt that seq did not write", "nothing"),
+        {"study": study_with_user_files},
+    ),
+    "export saved_model --overwrite over a study with a user's trial-* files": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write; nothing was removed",),
+        {"study": study_with_user_files},
+    ),
+    "extract --overwrite over a study with a user's trial-* files": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write",),
+        {"study": study_with_user_files},
+    ),
+    "train --overwrite: a forged manifest claims *": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("cannot trust mine/.seq-run.json: '*' is a pattern, not an exact path; nothing was removed",),
+        {"mine": forged('{"format": 2, "members": {"*": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a manifest of patterns, as an earlier seq wrote": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("lists members by pattern, as an earlier seq wrote it",),
+        {"mine": forged('{"written_by": "seq train", "members": ["*"]}')},
+    ),
+    "export --overwrite: a forged manifest claims the lock file": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "mine", "--overwrite"],
+        1,
+        ("'.seq-lock' is one of seq's own working files",),
+        {"mine": forged('{"format": 2, "members": {".seq-lock": {"kind": "file"}}}')},
+    ),
+    "extract --overwrite: a forged manifest claims ..": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "mine", "--overwrite"],
+        1,
+        ("'../tiny.yaml' is not a plain path below the folder",),
+        {"mine": forged('{"format": 2, "members": {"../tiny.yaml": {"kind": "file"}}}')},
+    ),
+    "transfer --overwrite: a forged manifest claims an absolute path": Case(
+        ["transfer", "tiny.yaml", "--output", "mine", "--weights", "{run}/model.keras", "--overwrite"],
+        1,
+        ("is not a relative path",),
+        {"mine": forged('{"format": 2, "members": {"/etc/passwd": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a forged manifest claims the user's file": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("notes.txt changed since seq wrote it",),
+        {"mine": forged('{"format": 2, "members": {"notes.txt": {"kind": "file", "size": 1}}}')},
+    ),
+    "train --overwrite over a run whose spec.yaml the user edited": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("cannot overwrite edited: it holds spec.yaml changed since seq wrote it; nothing was removed",),
+        {"edited": run_copy(lambda run: (run / "spec.yaml").write_text("# my own spec now\n"))},
+    ),
+    "train --overwrite over a run whose model is a link": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("holds the symbolic link model.keras",),
+        {
+            "edited": run_copy(
+                lambda run: [(run / "model.keras").unlink(), (run / "model.keras").symlink_to("/dev/null")]
+            )
+        },
+    ),
+    "train --resume in a run whose logs/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--resume", "--epochs", "2"],
+        1,
+        ("linked holds the symbolic link logs; seq writes inside its folders, never through a link",),
+        {"linked": run_copy(linked("logs"))},
+    ),
+    "train --overwrite in a run whose checkpoints/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--overwrite"],
+        1,
+        ("holds the symbolic link checkpoints",),
+        {"linked": run_copy(linked("checkpoints"))},
+    ),
+    "train into a folder whose lock file is a link": Case(
+        ["train", "tiny.yaml", "--output", "mine"],
+        1,
+        ("mine holds the symbolic link .seq-lock",),
+        {"mine": lock_link_to_victim},
+    ),
+    "export --output the run's own spec.yaml": Case(
+        ["export", "{run}", "--format", "tflite", "--output", "{run}/spec.yaml", "--overwrite"],
+        1,
+        ("is inside the input folder",),
+    ),
+    "export --output the run folder itself": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "{run}", "--overwrite"],
+        1,
+        ("is an input of this command",),
+    ),
+    "export tflite where a folder is": Case(
+        ["export", "{run}", "--output", "m.tflite", "--overwrite"],
+        1,
+        ("--output m.tflite is a folder, and this command writes a file there",),
+        {"m.tflite": folder_with(a="1")},
+    ),
+    "export saved_model where a file is": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "notes.txt", "--overwrite"],
+        1,
+        ("--output notes.txt is a file, and this command writes a folder there",),
+        {"notes.txt": "mine"},
+    ),
+    "extract .npz where a folder is": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "f.npz", "--overwrite"],
+        1,
+        ("--output f.npz is a folder, and this command writes a file there",),
+        {"f.npz": folder_with(a="1")},
+    ),
+    "schema over a seq manifest": Case(
+        ["schema", "--output", "mine/.seq-run.json", "--overwrite"],
+        1,
+        ("one of seq's own working files",),
+        {"mine": folder_with(a="1")},
+    ),
     "tune into a folder of user files": Case(
         ["tune", "study.yaml", "--output", "mine"],
         1,
@@ -581,6 +806,18 @@ CONFINEMENT = {
     "data.train /dev/zero": train(trainable("/dev/zero"), "bad.yaml:"),
     "data.train a FIFO": train(trainable("pipe.npz"), "bad.yaml:", "FIFO", **{"pipe.npz": fifo}),
     "data.train an image folder ..": train(trainable("{path: ../outside, image_size: [4, 4]}"), "bad.yaml:", CONFINED),
+    "text folder with a class linked out of the spec folder": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/b' is a symbolic link that leads out of the data folder",
+        texts=text_folder(link="../../outside"),
+    ),
+    "text folder with a class linked out, to evaluate": Case(
+        ["evaluate", "{run}", "--data", "texts"],
+        1,
+        ("--data: '{project}/texts/b' is a symbolic link that leads out of the data folder", "--allow-path"),
+        {"texts": text_folder(link="../../outside")},
+    ),
     "transfer.weights absolute": Case(
         ["transfer", "bad.yaml", "--output", "out"],
         1,
@@ -725,7 +962,38 @@ CONFINEMENT = {
 
 # ----------------------------------------------------------------------------- 3. bounded memory and time
 
+STRING_LABELS = (
+    "layers:\n  - Input: {shape: [2]}\n  - Dense: {units: 3, activation: softmax}\n"
+    "compile: {loss: sparse_categorical_crossentropy}\ndata: {train: labels.csv}\n"
+)
 SIZE = {
+    "text file of one huge line over --max-memory": train(
+        trainable("huge.txt"),
+        "bad.yaml:6:",
+        "huge.txt holds 2.00 MB, over the memory limit",
+        extra=("--max-memory", "1M"),
+        **{"huge.txt": one_line(2 << 20)},
+    ),
+    "text file of one huge line to predict": Case(
+        ["predict", "{run}", "--data", "huge.txt", "--output", "p.csv", "--max-memory", "1M"],
+        1,
+        ("--data: {project}/huge.txt holds 2.00 MB, over the memory limit", "--max-memory"),
+        {"huge.txt": one_line(2 << 20)},
+    ),
+    "text folder over --max-memory": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "the text in {project}/texts would take",
+        "over the memory limit",
+        extra=("--max-memory", "1M"),
+        texts=text_folder(size=(1 << 20) - 100),
+    ),
+    "CSV label column of very many distinct names": train(
+        STRING_LABELS,
+        "bad.yaml:5:",
+        "labels.csv:10002: the label column holds more than 10,000 distinct class names",
+        **{"labels.csv": distinct_labels(10_001)},
+    ),
     "npz bomb against --max-memory": train(
         trainable("bomb.npz"),
         "bomb.npz",
@@ -1007,7 +1275,41 @@ WRITER = {
         BUSY,
         ("is in use",),
     ),
+    "tune while locked": Case(
+        ["tune", "study.yaml", "--output", "locked"], BUSY, ("locked is in use",), {"study.yaml": with_tune_section}
+    ),
+    "export saved_model --overwrite while locked": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
+    ),
+    "export tflite into a locked folder": Case(
+        ["export", "{run}", "--output", "locked/m.tflite"], BUSY, ("locked is in use",)
+    ),
+    "extract while locked": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked", "--overwrite"],
+        BUSY,
+        ("locked is in use",),
+    ),
+    "extract .npz into a locked folder": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked/f.npz"], BUSY, ("locked is in use",)
+    ),
+    "predict into a locked folder": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "locked/p.npy"], BUSY, ("locked is in use",)
+    ),
+    "freeze into a locked folder": Case(
+        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "locked/f.keras"], BUSY, ("locked is in use",)
+    ),
+    "plot into a locked folder": Case(["plot", "tiny.yaml", "--output", "locked/p.png"], BUSY, ("locked is in use",)),
+    "import into a locked folder": Case(
+        ["import", "{run}/model.keras", "--output", "locked/s.yaml"], BUSY, ("locked is in use",)
+    ),
+    "import weights into a locked folder": Case(
+        ["import", "{run}/model.keras", "--weights-out", "locked/w.weights.h5"], BUSY, ("locked is in use",)
+    ),
+    "init into a locked folder": Case(["init", "mlp", "locked/x.yaml"], BUSY, ("locked is in use",)),
+    "schema into a locked folder": Case(["schema", "--output", "locked/s.json"], BUSY, ("locked is in use",)),
 }
+# The commands that write nothing: every other command is a writer, with a case above that meets the lock.
+READ_ONLY = {"summary", "check", "evaluate"}
 
 # ----------------------------------------------------------------------------- 5. numbers
 
@@ -1086,6 +1388,25 @@ NUMBERS = {
         "y in",
         "line 5, column 'l'",
         **{"n.csv": "a,b,l\n1,2,0\n\n1,2,1\n1,2,-inf\n"},
+    ),
+    "a negative sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "data.train.weights: sample weights in",
+        "include a negative value",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,-3\n"},
+    ),
+    "an infinite sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "weights in",
+        "line 3, column 'w'",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,inf\n"},
+    ),
+    "stratified labels that are no classes": train(
+        trainable("r.csv", **{"batch_size: 8": "batch_size: 8, validation: {fraction: 0.5, stratify: true}"})
+        .replace("[4, 4, 1]", "[2]")
+        .replace("  - Flatten: {}\n", ""),
+        "data.validation.stratify: the labels of data.train are not class ids",
+        **{"r.csv": "a,b,l\n1,2,0.5\n1,2,1.5\n"},
     ),
     "nan CSV cells to extract": Case(
         ["extract", "c.yaml", "--data", "n.csv", "--all", "--output", "f.npz"],
@@ -1201,6 +1522,19 @@ CSV_SPEC = HEAD.replace("[4]", "[2]") + (
 )
 
 MESSAGES = {
+    "text folder file not UTF-8": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/a/1.txt:2: not UTF-8 text (column 4)",
+        "hint: save the file as UTF-8",
+        texts=text_folder(bad_byte=True),
+    ),
+    "text lines not UTF-8 to predict": Case(
+        ["predict", "{run}", "--data", "bad.txt", "--output", "p.csv"],
+        1,
+        ("--data: {project}/bad.txt:3: not UTF-8 text (column 1)",),
+        {"bad.txt": SECRET.encode() + b"\nfine\n\xe9\n"},
+    ),
     "npz with a bad CRC": train(
         trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
     ),
@@ -1287,8 +1621,11 @@ MESSAGES = {
     ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
-    "tampered metrics.json, unread by evaluate": Case(
-        ["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run()}
+    "tampered metrics.json, read by evaluate for its class names": Case(
+        ["evaluate", "tamp", "--data", "tiny.npz"],
+        1,
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: invalid JSON at line 1, column 2",),
+        {"tamp": tampered_run()},
     ),
     "tampered metrics.json, read by predict": Case(
         ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
@@ -1794,6 +2131,14 @@ def test_hostile_case(project, kind, name):
     assert SECRET not in shown, shown
     if not case.changes:
         assert snapshot(project.parent) == before, shown
+
+
+def test_every_command_is_a_writer_that_meets_the_lock_or_read_only():
+    """A new command fails here until it is classified: a writer gets a WRITER case (run above against a
+    folder another process holds locked), or it joins READ_ONLY."""
+    writers = {case.args[0] for case in WRITER.values()}
+    assert not writers & READ_ONLY
+    assert sorted(cli.commands) == sorted(writers | READ_ONLY)
 
 
 def test_the_corpus_is_large_enough():

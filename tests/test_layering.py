@@ -22,6 +22,7 @@ CORE = [
     "archives",
     "records",
     "memory",
+    "manifest",
     "outputs",
     "datacheck",
     "spec",

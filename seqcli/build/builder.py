@@ -22,17 +22,24 @@ from seqcli.trainable import apply_freeze
 
 
 def build_model(
-    spec: Spec, *, abstract: bool = False, input_shape: Shape | None = None, upto: str | int | None = None
+    spec: Spec,
+    *,
+    abstract: bool = False,
+    input_shape: Shape | None = None,
+    upto: str | int | None = None,
+    adapted: dict | None = None,
 ) -> BuiltModel:
     """Build the spec's model; problems are collected on the result, never raised.
 
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
-    ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
+    ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging;
+    ``adapted`` gives layers the state they learned from the data (:mod:`seqcli.build.adapt`).
     """
     keras = import_keras()
     scope = weightless_scope() if abstract else contextlib.nullcontext()
+    context = BuildContext(spec, keras, abstract, BuiltModel(model=None), dict(adapted or {}))
     with scope:
-        return _Builder(BuildContext(spec, keras, abstract, BuiltModel(model=None))).build(input_shape, upto)
+        return _Builder(context).build(input_shape, upto)
 
 
 class _Builder:

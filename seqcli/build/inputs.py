@@ -70,6 +70,8 @@ def _input_entry_shape(context: BuildContext, entry: LayerEntry) -> Shape | None
     if "batch_shape" in args:
         batch_shape = parse_shape(context, entry.path + ("Input", "batch_shape"), args["batch_shape"])
         return batch_shape[1:] if batch_shape else None
+    if args["shape"] == [] and args.get("dtype") == "string":
+        return ()  # one string per sample, as keras.io's text examples also write [1]
     return parse_shape(context, entry.path + ("Input", "shape"), args["shape"])
 
 

@@ -4,8 +4,10 @@ objects (initializers, regularizers, layers) made, and Keras's own naming counte
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 from seqcli import applications, registry
+from seqcli.build.adapt import adapted_arguments
 from seqcli.build.bases import check_base
 from seqcli.build.context import BuildContext
 from seqcli.errors import clean_message, did_you_mean
@@ -32,6 +34,7 @@ class LayerMaker:
             return None  # a file it names is refused, and said so already
         if applications.is_base(entry.class_name):
             return check_base(self.context, entry)
+        entry = replace(entry, args=adapted_arguments(entry, self.context.adapted))
         cls = self._resolve(entry)
         if cls is None:
             return None

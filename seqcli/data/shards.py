@@ -38,6 +38,11 @@ def open_stream(
 ) -> Stream:
     """A streamed source over ``files`` (resolved, in order), every shard's header checked alike."""
     fmt = section.format or _shard_format(files[0], where)
+    if section.weights is not None:
+        raise DataError(
+            f"{where}.weights: sample weights are not read from shards or TFRecord files",
+            hint="give one .npz or CSV file with its weights, or use train.class_weight",
+        )
     if fmt not in STREAM_FORMATS:
         raise DataError(
             f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
@@ -45,7 +50,7 @@ def open_stream(
     compression = section.compression or (
         "GZIP" if fmt == "tfrecord" and files[0].suffix.lower() == ".gz" and section.compression is None else None
     )
-    stream = Stream([], section, where, labels=labels, readers=readers, compression=compression)
+    stream = Stream([], section, where, with_labels=labels, readers=readers, compression=compression)
     if fmt == "tfrecord":
         _check_description(section, where, labels)
     for path in files:
@@ -129,7 +134,7 @@ def _npz_header(path: Path, stream: Stream) -> Shard:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         x_shape, x_dtype = npz_header(archive, section.x, members, path, where, "x")
         y_shape, y_dtype = (None, None)
-        if stream.labels and section.y is not None:
+        if stream.with_labels and section.y is not None:
             y_shape, y_dtype = npz_header(archive, section.y, members, path, where, "y")
     _check_rows(path, x_shape, y_shape, where)
     open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
@@ -147,7 +152,7 @@ def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -
 
 
 def _npy_header(path: Path, stream: Stream) -> Shard:
-    if stream.labels:
+    if stream.with_labels:
         raise DataError(
             f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
             hint="use .npz shards with arrays x and y",
@@ -160,15 +165,17 @@ def _npy_header(path: Path, stream: Stream) -> Shard:
 
 
 def _csv_header(path: Path, stream: Stream) -> Shard:
-    features, label, rows = stream.readers.csv_columns(path, stream.section, stream.where, want_labels=stream.labels)
+    features, label, rows = stream.readers.csv_columns(
+        path, stream.section, stream.where, want_labels=stream.with_labels
+    )
     open_bytes = rows * (len(features) + 1) * 8 * 2
-    y_dtype = "float64" if stream.labels and label is not None else None
+    y_dtype = "float64" if stream.with_labels and label is not None else None
     return Shard(path, "csv", rows, (len(features),), "float64", y_dtype, (), open_bytes)
 
 
 def _tfrecord_header(path: Path, stream: Stream) -> Shard:
     described = stream.section.features
-    x, y = described[stream.section.x], described[stream.section.y] if stream.labels else None
+    x, y = described[stream.section.x], described[stream.section.y] if stream.with_labels else None
     count = count_records(path, stream)
     values = math.prod(x.shape) + (math.prod(y.shape) if y else 0)
     open_bytes = RECORD_CHUNK * values * 8 * 2  # the records read and the values parsed from them

@@ -81,7 +81,7 @@ class Shard:
     def chunks(self, source: Stream, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Rows ``start ..`` of the shard as ``(x float32, y or None)`` chunks, checked as in-memory data is."""
         for x, y in _READERS[self.fmt](self, source, start):
-            arrays = as_arrays(x, y if source.labels else None, None, self.path, source.where)
+            arrays = as_arrays(x, y if source.with_labels else None, None, self.path, source.where)
             yield _as_float(arrays.x, source.section.scale), _labels_as(arrays.y, source, self.path)
 
 
@@ -105,7 +105,7 @@ def _as_float(x: np.ndarray, scale) -> np.ndarray:
 
 def _npz_chunks(shard: Shard, source: Stream, start: int):
     x, y = source.readers.read_npz(
-        shard.path, source.section, source.where, labels=source.labels, want_labels=source.labels
+        shard.path, source.section, source.where, labels=source.with_labels, want_labels=source.with_labels
     )
     for offset in range(start, shard.count, CHUNK_ROWS):
         yield x[offset : offset + CHUNK_ROWS], None if y is None else y[offset : offset + CHUNK_ROWS]
@@ -119,7 +119,7 @@ def _npy_chunks(shard: Shard, source: Stream, start: int):
 
 
 def _csv_chunks(shard: Shard, source: Stream, start: int):
-    x, y = source.readers.read_csv(shard.path, source.section, source.where, want_labels=source.labels)
+    x, y = source.readers.read_csv(shard.path, source.section, source.where, want_labels=source.with_labels)
     for offset in range(start, shard.count, CHUNK_ROWS):
         yield x[offset : offset + CHUNK_ROWS], None if y is None else y[offset : offset + CHUNK_ROWS]
 
@@ -158,7 +158,7 @@ class Stream:
     shards: list[Shard]
     section: SourceSection
     where: str
-    labels: bool
+    with_labels: bool
     readers: FileReaders
     compression: str | None = None
     y_dtype: str | None = None  # of every batch's labels: int64 or float32
@@ -182,7 +182,7 @@ class Stream:
 
         if self._features is None:
             described = self.section.features
-            names = [self.section.x] + ([self.section.y] if self.labels else [])
+            names = [self.section.x] + ([self.section.y] if self.with_labels else [])
             self._features = {
                 name: tf.io.FixedLenFeature(described[name].shape, getattr(tf, described[name].dtype)) for name in names
             }
@@ -218,7 +218,7 @@ class Stream:
             self.shards[index::workers],
             self.section,
             self.where,
-            self.labels,
+            self.with_labels,
             self.readers,
             self.compression,
             self.y_dtype,
@@ -255,7 +255,7 @@ class Stream:
                 raise
 
         x_spec = tf.TensorSpec((None, None, *self.sample_shape), tf.float32)
-        if not self.labels:
+        if not self.with_labels:
             return tf.data.Dataset.from_generator(generate, output_signature=x_spec, args=(epoch,)).unbatch()
         y_dtype = tf.int64 if self.y_dtype == "int64" else tf.float32
         y_spec = tf.TensorSpec((None, None, *self.shards[0].y_shape), y_dtype)
@@ -273,7 +273,7 @@ class Stream:
         else:
             samples = self._samples(order, buffer, skip)
             skip = 0 if order is None else skip
-        yield from _batched(samples, batch_size, skip, self.labels)
+        yield from _batched(samples, batch_size, skip, self.with_labels)
 
     def _samples(self, order: tuple[int, int] | None, buffer: int, skip: int) -> Iterator:
         """One pass in stored order from sample ``skip``, or shuffled by ``order = (seed, epoch)`` (whole)."""

@@ -64,7 +64,7 @@ def parse_records(batch: list[bytes], first: int, path: Path, source) -> tuple[n
             "each feature's dtype (float32, int64) and shape",
         ) from None
     x = parsed[source.section.x].numpy()
-    y = parsed[source.section.y].numpy() if source.labels else None
+    y = parsed[source.section.y].numpy() if source.with_labels else None
     return x, y
 
 

@@ -65,7 +65,7 @@ class SourceSection(Section):
         default=None, description="a file, a folder, a glob of shards (data/train-*.npz) or a list of shard files"
     )
     dataset: KerasDataset | BundledDataset | None = None
-    format: Literal["npz", "npy", "csv", "images", "tfrecord"] | None = None
+    format: Literal["npz", "npy", "csv", "images", "text", "tfrecord"] | None = None
     compression: Literal["GZIP", "ZLIB", "none"] | None = Field(
         default=None, description="of TFRecord files (default: none)"
     )
@@ -77,9 +77,13 @@ class SourceSection(Section):
         description="a CSV's feature columns, or a TFRecord's features: name -> {dtype, shape}",
     )
     label: StrictStr | None = None
+    text: StrictStr | None = Field(default=None, description="a CSV's column of text: the model's (string) input")
     image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
     scale: Number | None = None
+    weights: StrictStr | None = Field(
+        default=None, description="sample weights: an array of the .npz or a column of the CSV, one per sample"
+    )
 
     @model_validator(mode="after")
     def _described(self) -> SourceSection:
@@ -97,14 +101,49 @@ class SourceSection(Section):
 Source = Union[StrictStr, Paths, SourceSection]
 
 
+class ValidationSplit(Section):
+    """Part of data.train held out for validation."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1, strict=True)] = Field(description="the share held out, e.g. 0.2")
+    stratify: StrictBool = Field(default=False, description="keep each class's share the same in both splits")
+
+
+def _validation_kind(value: Any) -> str:
+    """A number is a fraction; a mapping with ``fraction`` a split; anything else names a source."""
+    if isinstance(value, (ValidationSplit, dict)) and (isinstance(value, ValidationSplit) or "fraction" in value):
+        return "Split"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "Fraction"
+    return "Source"
+
+
+Validation = Annotated[
+    Union[
+        Annotated[Annotated[float, Field(gt=0, lt=1, strict=True)], Tag("Fraction")],
+        Annotated[ValidationSplit, Tag("Split")],
+        Annotated[Source, Tag("Source")],
+    ],
+    Discriminator(_validation_kind),
+]
+
+
+class AdaptSection(Section):
+    """How layers that learn their state from the data (Normalization, lookups...) adapt before training."""
+
+    samples: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        default=None, description="adapt on at most this many training samples (a seeded choice); default all"
+    )
+
+
 class DataSection(Section):
     train: Source | None = None
-    validation: Annotated[float, Field(gt=0, lt=1, strict=True)] | Source | None = None
+    validation: Validation | None = None
     test: Source | None = None
     batch_size: Annotated[StrictInt, Field(ge=1)] = 32
     shuffle: StrictBool = True
     shuffle_buffer: Annotated[StrictInt, Field(ge=1)] | None = None
     cache: StrictBool = True
+    adapt: AdaptSection = Field(default_factory=AdaptSection)
 
 
 class EarlyStopping(Section):
@@ -131,6 +170,11 @@ class TrainSection(Section):
         default=None, description="also checkpoint every N optimizer steps inside an epoch"
     )
     learning_rate_schedule: KerasObject | None = None
+    class_weight: Literal["balanced"] | dict[StrictInt | StrictStr, Annotated[Number, Field(ge=0)]] | None = Field(
+        default=None,
+        description="balanced: n_samples / (n_classes * count) per class, as scikit-learn computes it; "
+        "or a weight per class id (or class name)",
+    )
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         default="float32",
         description="Keras dtype policy: mixed_* computes in 16 bits, keeps float32 weights "

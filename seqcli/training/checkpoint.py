@@ -63,6 +63,7 @@ class TrainingState:
     elapsed: float = 0.0
     spec: dict[str, Any] | None = None
     files: dict[str, dict[str, Any]] | None = None  # input file -> size, sha256 or mtime (training.resume)
+    adapted: dict[str, dict[str, Any]] | None = None  # layer index -> state learned from the data (build.adapt)
     format: int = FORMAT
 
     @property

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +160,10 @@ class TensorBoardWriter:
     """Epoch scalars in TensorBoard's event format (``logs/train``, ``logs/validation``), written with
     ``tf.summary.write``, which needs no TensorBoard installation."""
 
-    def __init__(self, directory: Path | None):
+    def __init__(self, directory: Path | None, on_new_file: Callable[[], None] | None = None):
         self.directory = directory
         self.writers: dict[str, Any] = {}
+        self.on_new_file = on_new_file  # told when TensorFlow has made an event file (the manifest claims it)
 
     def write(self, row: dict) -> None:
         self.write_rows([row])
@@ -188,6 +190,8 @@ class TensorBoardWriter:
             writer = self.writers.get(split)
             if writer is None:
                 writer = self.writers[split] = tf.summary.create_file_writer(str(self.directory / split))
+                if self.on_new_file is not None:
+                    self.on_new_file()
             with writer.as_default():
                 tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"], metadata=metadata)
 

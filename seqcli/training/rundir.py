@@ -14,7 +14,7 @@ from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.files import probe_directory, temporary_prefix
-from seqcli.outputs import MANIFEST, record_members, remove_members
+from seqcli.manifest import open_writing, record_members, remove_members, seal, writing_here
 
 # metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
 METRICS_KIND = "a metrics.json as seq train writes it"
@@ -46,19 +46,19 @@ class RunDirectory:
     # What a finished run must have; a finished run resumed without them writes them again from its checkpoint.
     RESULT_NAMES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
     FILE_NAMES = (*RESULT_NAMES, "curves.png")
-    # What the manifest (seqcli.outputs) claims: --overwrite removes these and nothing else.
+    # What the manifest (seqcli.manifest) claims, exactly (``name/`` a folder): --overwrite removes these and
+    # nothing else. TensorBoard's event files are claimed by name as they are made (claim_log_files).
     MEMBERS = (
         *FILE_NAMES,
-        "checkpoints",
+        "checkpoints/",
         "checkpoints/last.npz",
         "checkpoints/previous.npz",
         "checkpoints/best.npz",
-        "logs",
-        "logs/train",
-        "logs/validation",
-        "logs/train/events.out.tfevents.*",
-        "logs/validation/events.out.tfevents.*",
+        "logs/",
+        "logs/train/",
+        "logs/validation/",
     )
+    LOG_PREFIX = "events.out.tfevents."
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -186,22 +186,31 @@ class RunDirectory:
             ) from None
 
     def claim(self) -> None:
-        """Record the run's members in the manifest before writing them: a kill between the two leaves a
-        manifest that claims a file not yet there, never a file it does not claim."""
+        """Record the run's members in the manifest before writing them, and mark the run as being written:
+        a kill between the two leaves a manifest that claims a file not yet there, never a file it does not
+        claim."""
         record_members(self.path, self.MEMBERS, "seq train")
+        open_writing(self.path, "seq train")
+
+    def claim_log_files(self) -> None:
+        """Claim TensorBoard's event files, by their exact names, as soon as TensorFlow has made them."""
+        found = [
+            f"logs/{split}/{entry.name}"
+            for split in ("train", "validation")
+            if (self.logs / split).is_dir()
+            for entry in (self.logs / split).iterdir()
+            if entry.name.startswith(self.LOG_PREFIX) and entry.is_file() and not entry.is_symlink()
+        ]
+        if found:
+            record_members(self.path, found, "seq train")
+
+    def seal(self) -> None:
+        """Record every member file's size as it is now: the run's files as this process wrote them (nothing
+        when it did not claim the run)."""
+        if writing_here(self.path):
+            self.claim_log_files()
+            seal(self.path, "seq train")
 
     def remove_run(self) -> None:
         """Remove what the manifest claims, and nothing else (refused when anything else is there)."""
         remove_members(self.path)
-
-    def legacy_members(self) -> list[str] | None:
-        """The run layout, for a run directory written before runs had a manifest (its checkpoint reads)."""
-        from seqcli.training.checkpoint import CheckpointError, read_state
-
-        if (self.path / MANIFEST).exists() or not self.checkpoint.is_file():
-            return None
-        try:
-            read_state(self.checkpoint)
-        except CheckpointError:
-            return None
-        return list(self.MEMBERS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Interrupted, SeqError
+from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
+from seqcli.outputs import claim_output
 from seqcli.spec import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.outputs import TuneResult, write_outputs
@@ -105,43 +108,72 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
     reporter = reporter or TuneReporter()
     require_optuna()
     plan = plan_study(options)
+    if options.worker_index is not None:  # the process that started this worker holds the study folder
+        storage = make_storage(plan.storage_url)
+        study = open_study(plan.spec, storage, resume=False, sampler_seed=plan.seed)
+        _run_worker(plan, study, storage, reporter, options.worker_index, options)
+        return None
+    unrecorded = (plan.output / "study.db").is_file() and not (plan.output / MANIFEST).exists()
+    with claim_output(
+        plan.output, "seq tune", folder=True, inputs=study_inputs(plan.spec), own_ok=True, resume=unrecorded
+    ):
+        RunDirectory(plan.output).create()
+        if unrecorded:
+            _record_study(plan.output)
+        with writing(plan.output, "seq tune", STUDY_MEMBERS):
+            return _run_study(plan, options, reporter)
+
+
+def _run_study(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> TuneResult:
+    """The study's trials (continuing one that exists), in this process or in worker processes, then its
+    result files."""
     storage = make_storage(plan.storage_url)
-    index = options.worker_index or 0
-    study = open_study(
-        plan.spec, storage, resume=options.resume and options.worker_index is None, sampler_seed=plan.seed
+    study = open_study(plan.spec, storage, resume=options.resume, sampler_seed=plan.seed)
+    for number in reclaim_trials(study):
+        reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
+    done = _finished_count(study)
+    reporter.study_started(plan, done=done)
+    workers = min(options.workers, max(plan.total - done, 1))  # a worker with no trial left to train is idle
+    if workers > 1:
+        _run_worker_processes(plan, options, reporter, workers)
+    else:
+        _run_worker(plan, study, storage, reporter, 0, options)
+    return write_outputs(plan, study)
+
+
+# What a study folder holds besides its trial folders, which are recorded by name as each trial starts.
+STUDY_MEMBERS = ("study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
+
+
+TRIAL_NAME = re.compile(r"trial-\d{4,}")
+
+
+def _record_study(output: Path) -> None:
+    """A study folder with a study.db and no manifest (made by an earlier seq, or by Optuna for seq to
+    continue): seq's study files and the trial folders that are runs, by their exact names, are recorded as
+    they are; anything else there refuses the study."""
+    names = [name for name in STUDY_MEMBERS if (output / name).is_file() and not (output / name).is_symlink()]
+    names += [
+        f"{entry.name}/"
+        for entry in output.iterdir()
+        if TRIAL_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()
+        if (entry / MANIFEST).is_file()
+    ]
+    judgement = judge(
+        output,
+        Manifest("seq tune", {name.rstrip("/"): Member("folder" if name.endswith("/") else "file") for name in names}),
     )
-    if options.worker_index is None:
-        for number in reclaim_trials(study):
-            reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
-        done = _finished_count(study)
-        reporter.study_started(plan, done=done)
-        workers = min(options.workers, max(plan.total - done, 1))  # a worker with no trial left to train is idle
-        if workers > 1:
-            _run_worker_processes(plan, options, reporter, workers)
-        else:
-            _run_worker(plan, study, storage, reporter, index, options)
-
-        return write_outputs(plan, study)
-    _run_worker(plan, study, storage, reporter, index, options)
-    return None
+    if judgement.foreign:
+        raise refusal(output, judgement, overwrite=False)
+    record_members(output, names, "seq tune")
+    seal(output, "seq tune")
 
 
-STUDY_MEMBERS = ("trial-*", "study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
-
-
-def claim_study_folder(output: Path, spec) -> None:
-    """The study folder follows every writing command's rule (:mod:`seqcli.outputs`): never an input or a
-    home folder, nothing seq did not write inside; a study only adds to it, so it is continued, never
-    replaced."""
-    from seqcli.outputs import check_output_folder, record_members
+def study_inputs(spec) -> list[Path]:
+    """What a study reads (the spec and the files it names), which its folder may not hold."""
     from seqcli.spec.paths import file_fields
 
-    inputs = [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
-    # A study folder from before manifests is recognised by its study.db; any other folder must be empty.
-    legacy = list(STUDY_MEMBERS) if (output / "study.db").is_file() else None
-    check_output_folder(output, inputs=inputs, own_ok=True, members=legacy)
-    RunDirectory(output).create()
-    record_members(output, STUDY_MEMBERS, "seq tune")
+    return [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
 
 
 def plan_study(options: TuneOptions) -> TunePlan:
@@ -171,7 +203,6 @@ def plan_study(options: TuneOptions) -> TunePlan:
     if grid is not None:
         total = min(total, math.prod(len(values) for values in grid))
     check_workers(options.workers, total)
-    claim_study_folder(output, spec)
     return TunePlan(
         spec=spec,
         spec_path=options.spec,
@@ -293,6 +324,7 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
     from optuna.trial import TrialState
 
     run = trial.user_attrs["run"]
+    record_members(plan.output, [f"{run}/"], "seq tune")  # before the trial writes it: the study made it
     params = dict(trial.params)
     event = TrialEvent(trial.number, run, params)
     reporter.trial_started(event)
