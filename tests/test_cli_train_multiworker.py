@@ -134,6 +134,6 @@ def test_two_workers_share_shards_by_file_and_see_each_sample_once_an_epoch(tmp_
     results = with_free_ports(2, attempt)
     for code, _, stderr in results:
         assert code == 0, stderr
-    assert "input by file (2 of 4 files on worker 0 of 2)" in results[0][1], results[0][1]
     (kernel,) = final_weights(tmp_path / "worker0" / "run")
     np.testing.assert_allclose(kernel.reshape(-1), np.full(16, 0.5), atol=1e-6)
+    assert "input by file (2 of 4 files on worker 0 of 2)" in results[0][1], results[0][1]
