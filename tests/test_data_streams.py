@@ -233,3 +233,16 @@ def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
         assert done["rc"] == 0, done["stderr"]
         peaks[count] = done["peak"]
     assert peaks[48] - peaks[12] < 64 << 20, peaks  # 144 MB more data than the smaller set
+
+
+def test_resume_notices_a_shard_the_glob_matches_since(numbered):
+    from seqcli.spec import read_spec
+    from seqcli.training.resume import changed_file, input_files
+
+    (numbered / "spec.yaml").write_text(SPEC.format(train="train-*.npz"))
+    spec = read_spec(numbered / "spec.yaml")
+    files = input_files(spec)
+    assert len(files) == SHARDS and changed_file(files, input_files(spec)) is None
+    np.savez(numbered / "train-09.npz", x=np.zeros((2, 1), np.float32), y=np.zeros(2, np.int64))
+    added = str(numbered.resolve() / "train-09.npz")
+    assert changed_file(files, input_files(spec)) == f"{added} (a new file the data's glob matches)"

@@ -94,7 +94,8 @@ def changed_file(before: dict[str, dict] | None, now: dict[str, dict]) -> str | 
         else:
             detail = "same size, other contents" if "sha256" in new else "same size, modified since"
         return f"{path} ({detail})"
-    return None
+    added = [path for path in now if before is not None and path not in before]
+    return f"{added[0]} (a new file the data's glob matches)" if added else None
 
 
 # ----------------------------------------------------------------------------- before training
