@@ -54,25 +54,40 @@ def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
 def input_files(spec: Spec) -> dict[str, dict]:
     """Size and sha256 (size and modification time above ``HASHED_FILE_BYTES``; names, sizes and times for
     an image folder) of every local file that decides a run's steps: training and validation data, base
-    weights and models, ``transfer.weights``. Files that do not exist are left to the data and build checks."""
+    weights and models, ``transfer.weights``; the shards of a glob or a list share one ``HASHED_FILE_BYTES``
+    of hashing. Files that do not exist are left to the data and build checks."""
     data = absolute_spec_paths(spec.resolved(), spec.base_dir)
-    return {path: _file_digest(Path(path)) for path in _step_files(data) if Path(path).exists()}
+    shard_bytes = HASHED_FILE_BYTES  # left to hash among shards
+    files = {}
+    for path, shard in _step_files(data).items():
+        if Path(path).exists():
+            files[path] = _file_digest(Path(path), shard_bytes if shard else HASHED_FILE_BYTES)
+            if shard and "sha256" in files[path]:
+                shard_bytes -= files[path]["size"]
+    return files
 
 
-def _step_files(data: dict) -> list[str]:
-    """The files that decide a run's steps: every file the spec names but ``data.test``."""
+def _step_files(data: dict) -> dict[str, bool]:
+    """The files that decide a run's steps (every file the spec names but ``data.test``), each with whether it
+    is a shard (a glob's match or a list's file): shards share one :data:`HASHED_FILE_BYTES` of hashing, the
+    rest compared by size and time, so that thousands of shards are not read whole before each run."""
     fields = [field for field in file_fields(data) if field.path[:2] != ("data", "test")]
-    return list(dict.fromkeys(str(path) for field in fields for path in field.files(Path.cwd())))
+    found: dict[str, bool] = {}
+    for field in fields:
+        shard = field.pattern or isinstance(field.path[-1], int)
+        for path in field.files(Path.cwd()):
+            found.setdefault(str(path), shard)
+    return found
 
 
-def _file_digest(path: Path) -> dict:
+def _file_digest(path: Path, hashed_up_to: int = HASHED_FILE_BYTES) -> dict:
     if path.is_dir():
         listing = sorted(
             (str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in path.rglob("*") if f.is_file()
         )
         return {"files": len(listing), "listing": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
     status = path.stat()
-    if status.st_size > HASHED_FILE_BYTES:
+    if status.st_size > hashed_up_to:
         return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
     digest = hashlib.sha256()
     with limits.open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
