@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqcli.display import NAME_LIMIT, figure_text
 from seqcli.errors import SeqError, clean_message
 
 IMAGE_FORMATS = (".png", ".svg")
@@ -183,7 +184,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
             )
         )
         center = 0.2 + WIDTH / 2
-        title = f"Input {shape_text(box.output_shape)}" if is_input else box.title()
+        title = f"Input {shape_text(box.output_shape)}" if is_input else figure_text(box.title(), limit=NAME_LIMIT)
         axes.text(
             center,
             top - (BOX_HEIGHT / 2 if is_input else 0.2),
@@ -194,7 +195,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
             fontweight="bold",
         )
         if not is_input:
-            axes.text(center, top - 0.45, box.detail(), ha="center", va="center", fontsize=8.5)
+            axes.text(center, top - 0.45, figure_text(box.detail()), ha="center", va="center", fontsize=8.5)
         if index:
             axes.add_patch(
                 FancyArrowPatch(
@@ -211,7 +212,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
     axes.text(
         0.2 + WIDTH / 2,
         height - 0.25,
-        f"{diagram.title}   {totals}",
+        figure_text(f"{diagram.title}   {totals}", limit=NAME_LIMIT),
         ha="center",
         va="center",
         fontsize=11,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from seqcli.cli.options import allow_path_option, fail_on_seq_error, parse_shape, stdout_console
+from seqcli.cli.options import allow_path_option, echo_text, fail_on_seq_error, parse_shape, stdout_console
 from seqcli.errors import SeqError
 from seqcli.exit_status import ExitStatus
 
@@ -132,7 +132,7 @@ def plot_command(source, output, curves, engine, overwrite):
     from seqcli.plot import plot
 
     result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
-    click.echo(f"Wrote {result.description()} to {result.output}")
+    echo_text(f"Wrote {result.description()} to {result.output}")
 
 
 @click.command("import")
@@ -159,9 +159,9 @@ def import_command(model, output, weights_out, overwrite):
         click.echo(result.text, nl=False)
     else:
         params = "unbuilt" if result.params is None else f"{result.params:,} params"
-        click.echo(f"Wrote the spec of '{result.model}' ({result.layers} layers, {params}) to {output}", err=True)
+        echo_text(f"Wrote the spec of '{result.model}' ({result.layers} layers, {params}) to {output}", err=True)
     if result.weights is not None:
-        click.echo(f"Wrote its weights to {result.weights}", err=True)
+        echo_text(f"Wrote its weights to {result.weights}", err=True)
 
 
 @click.command("init")
@@ -178,8 +178,8 @@ def init_command(kind, file, force):
     from seqcli.starters import write_starter
 
     starter = write_starter(kind, file, force=force)
-    click.echo(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
-    click.echo(f"Next: seq check {starter.path} && seq train {starter.path}")
+    echo_text(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
+    echo_text(f"Next: seq check {starter.path} && seq train {starter.path}")
 
 
 def _is_seq_schema(path) -> bool:

@@ -9,6 +9,7 @@ import click
 from seqcli.cli.options import (
     allow_path_option,
     echo_json,
+    echo_text,
     fail_on_seq_error,
     memory_option,
     result_format_option,
@@ -70,7 +71,7 @@ def predict(target, source, output, batch_size, overwrite):
     from seqcli.shapes import shape_text
 
     result = predict_to_file(target, data=source, output=output, batch_size=batch_size, overwrite=overwrite)
-    click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
+    echo_text(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
 @click.command()
@@ -141,8 +142,8 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     if fmt == "json":
         return echo_json(result.as_dict())
     for name, shape in result.shapes.items():
-        click.echo(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
-    click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
+        echo_text(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
+    echo_text(f"Wrote features of {result.count:,} samples to {result.output}")
 
 
 @click.command()
@@ -180,8 +181,8 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     if fmt == "json":
         return echo_json({"output": str(output), **report.as_dict()})
     for line in report.lines():
-        click.echo(line)
-    click.echo(f"Wrote {output}")
+        echo_text(line)
+    echo_text(f"Wrote {output}")
 
 
 @click.command("export")
@@ -234,4 +235,4 @@ def export_command(target, fmt, output, source, samples, overwrite, as_json):
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
-        click.echo("\n".join(result.lines()))
+        echo_text("\n".join(result.lines()))

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
 from seqcli.spec.sections import SECTIONS, Section
 from seqcli.spec.yamlload import YAML_11_BOOLEANS, Document, PathKey
@@ -103,9 +104,37 @@ def _validate_layer_entry(document: Document, path: PathKey, entry: Any) -> list
             )
         elif args:
             problems += _check_yaml11_booleans(document, path + (name,), args)
+            problems += _check_names(document, path + (name,), args)
     if "expect" in entry:
         problems += _validate_shape(document, path + ("expect",), entry["expect"])
     return problems
+
+
+def _check_names(document: Document, path: PathKey, value: Any) -> list[Problem]:
+    """Every ``name:`` in a layer's arguments (a wrapped layer's too) is one seq can show as typed: Keras
+    takes an escape sequence or a lone surrogate in a name, but a table, a log or a CI report could only
+    show it replaced, and a name that long breaks every table it is in."""
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _check_names(document, path + (i,), item)]
+    if not isinstance(value, dict):
+        return []
+    problems = []
+    for key, item in value.items():
+        if key == "name" and isinstance(item, str):
+            problems += _name_problems(document, path + (key,), item)
+        else:
+            problems += _check_names(document, path + (key,), item)
+    return problems
+
+
+def _name_problems(document: Document, path: PathKey, name: str) -> list[Problem]:
+    hint = "use letters, digits, '_', '-' and '.'; names are shown in tables, logs and CI reports"
+    what = unshowable(name)
+    if what is not None:
+        return [document.problem(path, f"the layer name holds {what}, which seq cannot show as typed", hint)]
+    if len(name) > NAME_LIMIT:
+        return [document.problem(path, f"the layer name has {len(name):,} characters, over {NAME_LIMIT}", hint)]
+    return []
 
 
 def _check_yaml11_booleans(document: Document, path: PathKey, value: Any) -> list[Problem]:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqcli.display import figure_text
 from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
@@ -122,10 +123,10 @@ def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int |
         if best_epoch is not None:
             axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
         axes.set_xlabel("epoch")
-        axes.set_title(name)
+        axes.set_title(figure_text(name))
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.suptitle(title)
+    figure.suptitle(figure_text(title))
     with atomic_path(target, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100)
 
