@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from seqcli.display import shown
 from seqcli.errors import SeqError
 
 KINDS = ("mlp", "cnn", "transfer")
@@ -32,7 +33,8 @@ def starter_text(kind: str, path: str | Path) -> str:
     if kind not in KINDS:
         raise StarterError(f"unknown starter {kind!r}", hint=f"choose one of: {', '.join(KINDS)}")
     template = resources.files("seqcli").joinpath("templates", f"{kind}.yaml").read_text(encoding="utf-8")
-    return template.format(name=model_name(path), file=str(path))
+    # The file name goes into comments: shown through the text door, a line break in it cannot add lines.
+    return template.format(name=model_name(path), file=shown(path))
 
 
 def model_name(path: str | Path) -> str:

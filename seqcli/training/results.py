@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqcli.display import figure_text
+from seqcli.display import figure_text, shown
 from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
@@ -42,7 +42,7 @@ def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> Non
         data["train"] = {}
     data["train"]["seed"] = seed
     header = (
-        f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
+        f"# The spec as trained by seq train: {shown(spec_label)} with overrides applied,\n"
         "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
         "# given --allow-path for the folders of the files it names (specs read their own folder only).\n"
     )
