@@ -987,7 +987,11 @@ MESSAGES = {
 # ----------------------------------------------------------------------------- 7. text on its way out
 
 MARKUP_LAYER = layer('Dense: {units: 2, name: "[bold red]hidden"}')
-METRIC_NAMED = {"metrics: [accuracy]": 'metrics: [{SparseCategoricalAccuracy: {name: "[red]acc$"}}]'}
+METRIC_NAMED = {
+    "metrics: [accuracy]": 'metrics: [{SparseCategoricalAccuracy: {name: "[red]acc$"}}]',
+    "epochs: 1": "epochs: 3",
+    "seed: 3": 'seed: 3\n  early_stopping: {monitor: "val_[red]acc$", min_delta: 10, mode: max}',
+}
 
 DISPLAY = {
     "a layer named like markup, in summary": Case(
@@ -1060,7 +1064,12 @@ DISPLAY = {
     "a metric named like markup with a dollar, in train and its curves": Case(
         ["train", "m.yaml", "--output", "out"],
         0,
-        ("[red]acc$ 0.", "│ val_[red]acc$ │", "metrics SparseCategoricalAccuracy(name='[red]acc$')"),
+        (
+            "[red]acc$ 0.",
+            "│ val_[red]acc$ │",
+            "metrics SparseCategoricalAccuracy(name='[red]acc$')",
+            "note: early stopping after epoch 2: val_[red]acc$ has not improved",
+        ),
         {"m.yaml": copy_of("tiny.yaml", **METRIC_NAMED)},
         changes=True,
     ),
@@ -1238,6 +1247,17 @@ DOOR = {
     "export": Case(["export", HOSTILE, "--output", "x.tflite"], 1),
 }
 PRINTS_NO_USER_TEXT: set[str] = set()  # commands whose output holds nothing a user or a file chose
+
+
+def test_the_consoles_read_no_markup_in_what_they_print(monkeypatch):
+    """The second wall behind the door: a str that reaches a console unescaped is still shown as typed."""
+    import io
+
+    from seqcli.cli import stdout_console
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    stdout_console().print("[bold red]x[/] :smile:")
+    assert sys.stdout.getvalue() == "[bold red]x[/] :smile:\n"
 
 
 def test_every_command_is_driven_through_the_text_door():
