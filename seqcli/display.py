@@ -17,8 +17,9 @@ REPLACEMENT = "\ufffd"
 VALUE_LIMIT = 1000  # characters of one value (a name, a path) shown; longer ones keep their start and end
 NAME_LIMIT = 200  # characters a layer name may have in a spec: a table cell, a log line, a figure's box
 
-# Bidirectional controls (they reorder what follows them: "Trojan source") and line/paragraph separators.
-_INVISIBLE = {0x2028, 0x2029, *range(0x200E, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+# Bidirectional controls (they reorder what follows them: "Trojan source"), line/paragraph separators, and
+# the two noncharacters an XML report may not hold.
+_INVISIBLE = {0x2028, 0x2029, 0xFFFE, 0xFFFF, *range(0x200E, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 _CONTROLS = {*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), *_INVISIBLE}
 _ONE_LINE = {code: REPLACEMENT for code in _CONTROLS}
 _LINES = {code: REPLACEMENT for code in _CONTROLS - {ord("\n"), ord("\t")}}
