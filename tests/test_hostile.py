@@ -1293,3 +1293,28 @@ def test_nothing_is_wrapped_outside_a_terminal(project):
     assert any(str(spec) in line for line in checked.stdout.splitlines()), checked.stdout
     evaluated = runner.invoke(cli, ["evaluate", str(project.parent / "run"), "--data", str(folder / "data.npz")])
     assert f"tiny on {folder / 'data.npz'} (16 samples)" in evaluated.stdout.splitlines(), evaluated.output
+
+
+def test_a_live_bar_on_a_terminal_shows_a_metric_named_like_markup(tmp_path, monkeypatch):
+    """The bar's metrics are spec text too: shown as typed, not read as markup (where '[/]' would fail)."""
+    import io
+
+    from seqcli.cli import stdout_console
+    from seqcli.progress import make_reporter
+    from seqcli.training import TrainOptions, train_spec
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    spec = write_tiny_project(tmp_path, epochs=1, samples=16)
+    spec.write_text(
+        spec.read_text().replace("metrics: [accuracy]", 'metrics: [{SparseCategoricalAccuracy: {name: "acc[/]"}}]')
+    )
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    console = stdout_console()
+    assert console.is_terminal
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")), make_reporter(console))
+    text = sys.stdout.getvalue()
+    assert "━" in text and "acc[/] 0." in text and "val_acc[/] 0." in text, text
