@@ -54,7 +54,10 @@ class Problem:
 
 
 class SeqError(Exception):
-    """An error the user can fix; shown without a traceback."""
+    """An error the user can fix; shown without a traceback. ``kind`` says where the fix lies: ``input`` (the
+    spec, data or paths given) or ``environment`` (the machine: packages, disk, another process)."""
+
+    kind = "input"
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -68,15 +71,27 @@ class SeqError(Exception):
         return terminal_safe(text)
 
 
+class MissingDependency(SeqError):
+    """An optional package or program that a command needs is not installed."""
+
+    kind = "environment"
+
+
 class Interrupted(SeqError):
-    """SIGINT or SIGTERM stopped a command that can be resumed (``signum`` sets the exit status). The command
-    line sets ``resume_command`` to the command that continues the work in ``output``."""
+    """SIGINT or SIGTERM stopped a command that can be resumed (``signum`` sets the exit status). When it is
+    ``resumable``, the command line sets ``resume_command`` to the command that continues the work in ``output``."""
+
+    kind = "interrupted"
 
     def __init__(self, signum: int, message: str, output=None):
         super().__init__(message)
         self.signum = signum
         self.output = output
         self.resume_command: str | None = None
+
+    @property
+    def resumable(self) -> bool:
+        return self.output is not None
 
     def render(self) -> str:
         text = f"interrupted: {self.message}"
@@ -154,6 +169,20 @@ _KERAS_FULL_CONFIG = re.compile(r"\s*Full object config: .*\Z", re.S)
 _KERAS_DESERIALIZE = re.compile(
     r"^<class '(?:[\w.]+\.)?(\w+)'> could not be deserialized properly\..*Exception encountered: ", re.S
 )
+
+
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)([^@/?#]*)(@)")
+
+
+def masked_url(url: str) -> str:
+    """A database URL as it may be shown: any password replaced by ``***`` (``postgresql://admin:***@host/db``)."""
+    return _PASSWORD.sub(r"\1***\3", url)
+
+
+def url_password(url: str) -> str | None:
+    """The password a URL carries (``scheme://user:PASSWORD@host``), or None."""
+    found = _PASSWORD.match(url)
+    return found.group(2) or None if found else None
 
 
 def clean_text(text: str, limit: int = 400) -> str:

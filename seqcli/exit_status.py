@@ -12,8 +12,10 @@ import signal
 
 class ExitStatus(enum.IntEnum):
     OK = 0
-    ERROR = 1  # a SeqError: bad spec, bad data, unwritable output... (and seq's own bugs, reported as such)
+    ERROR = 1  # the input: a spec, data, a model or an output path the user gave is wrong (a SeqError)
     USAGE = 2  # click's status for bad command-line usage
+    ENVIRONMENT = 3  # the machine: a missing optional package or program, a disk that cannot be written, a busy run
+    INTERNAL = 4  # a bug in seq: an exception it did not expect
     SIGINT = 128 + signal.SIGINT  # 130: Ctrl-C
     SIGTERM = 128 + signal.SIGTERM  # 143: killed by the scheduler, or kill
 

@@ -1,9 +1,13 @@
-"""``seq export``: a trained model as a TensorFlow SavedModel, a LiteRT (.tflite) file or an ONNX file.
+"""``seq export``: a trained model as a TensorFlow SavedModel (in TF Serving's ``NAME/VERSION/`` layout), a
+LiteRT (.tflite) file or an ONNX file.
 
-Keras's own ``model.export`` writes the artifact into a staging folder beside the target; the artifact is
-then loaded back in its own runtime (``tf.saved_model.load``, the LiteRT interpreter, onnxruntime) and
-its predictions on a batch of real inputs are compared with the Keras model's. Only a verified artifact
-is renamed into place: a failed or unverified export leaves nothing behind.
+What each format is, needs and cannot hold is one table, :data:`seqcli.export_formats.FORMATS`. A model
+the format cannot hold is refused before any work. Otherwise the artifact is written into a staging folder
+beside the target, loaded back in its own runtime (``tf.saved_model.load``, the LiteRT interpreter,
+onnxruntime) and its predictions on real inputs, and on random inputs in their range, are compared with the
+Keras model's. Only a verified artifact is renamed into place: a failed or unverified export leaves nothing
+behind. Inputs and outputs carry the names :func:`seqcli.export_formats.serving_names` gives, the same in
+every format and after every command.
 
 Integration points (existing functions this module uses, to re-point after refactors):
 ``seqcli.predict.resolve_target`` (RUN_OR_MODEL -> model file and run folder),
@@ -12,50 +16,28 @@ Integration points (existing functions this module uses, to re-point after refac
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import tempfile
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from seqcli.errors import SeqError, clean_message
+from seqcli.errors import MissingDependency, SeqError
+from seqcli.export_formats import FORMATS, ExportError, ExportFormat, ServingNames, Verification, serving_names
 from seqcli.files import temporary_prefix
 
-FORMATS = {"saved_model": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
-STAGED_NAMES = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
-SUFFIXES = {".tflite": "tflite", ".onnx": "onnx"}
-ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
-ONNX_DTYPES = {"float": "float32", "double": "float64", "float16": "float16"}
 TOLERANCE = 1e-5
 DEFAULT_SAMPLES = 32
+DEFAULT_VERSION = 1
+CONSTANT_SPREAD = 1e-6  # relative: outputs that vary less than this across inputs are taken as constant
+
+Stage = Callable[[str], None]
 
 
-class ExportError(SeqError):
-    """An export that cannot be made, or whose result does not predict what the Keras model predicts."""
-
-
-@dataclass
-class TensorInfo:
-    name: str
-    shape: tuple  # None for a dimension of any size
-    dtype: str
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@dataclass
-class Verification:
-    runtime: str
-    max_difference: float
-    inputs: list[TensorInfo] = field(default_factory=list)
-    outputs: list[TensorInfo] = field(default_factory=list)
+def _no_stage(text: str) -> None:
+    """Stages go nowhere unless the caller shows them."""
 
 
 @dataclass
@@ -63,10 +45,13 @@ class ExportResult:
     model: str
     format: str
     output: Path
-    size: int  # bytes, all files of a SavedModel folder together
+    artifact: Path  # the SavedModel's version folder inside output; output itself for a file
+    size: int  # bytes, all files of a SavedModel together
     samples: int
+    random_inputs: int
     data: str
     verification: Verification
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """What ``seq export`` prints: the artifact, its signature, and how it was verified."""
@@ -74,11 +59,12 @@ class ExportResult:
         from seqcli.shapes import shape_text
 
         check = self.verification
-        lines = [f"Exported model '{self.model}' as {self.format} to {self.output} ({human_size(self.size)})"]
+        lines = [f"Exported model '{self.model}' as {self.format} to {self.artifact} ({human_size(self.size)})"]
         for role, tensors in (("input", check.inputs), ("output", check.outputs)):
             lines += [f"  {role:<6} {t.name}: {shape_text(t.shape)} {t.dtype}" for t in tensors]
+        extra = f" and {self.random_inputs} random inputs in their range" if self.random_inputs else ""
         lines.append(
-            f"Verified in {check.runtime} on {self.samples} samples of {self.data}: "
+            f"Verified in {check.runtime} on {self.samples} samples of {self.data}{extra}: "
             f"max difference {check.max_difference:.3g} (tolerance {TOLERANCE:g})"
         )
         return lines
@@ -89,24 +75,28 @@ class ExportResult:
             "model": self.model,
             "format": self.format,
             "output": str(self.output),
+            "artifact": str(self.artifact),
             "bytes": self.size,
             "runtime": check.runtime,
             "samples": self.samples,
+            "random_inputs": self.random_inputs,
             "data": self.data,
             "max_difference": check.max_difference,
             "tolerance": TOLERANCE,
             "inputs": [t.as_dict() for t in check.inputs],
             "outputs": [t.as_dict() for t in check.outputs],
+            "warnings": self.warnings,
         }
 
 
-def export_format_for(output: str | Path, given: str | None) -> str:
+def export_format_for(output: str | Path, given: str | None) -> ExportFormat:
     """The format asked for, else the one the output's suffix names (.tflite, .onnx; otherwise a SavedModel)."""
     if given is not None:
         if given not in FORMATS:
             raise ExportError(f"unknown export format {given!r}", hint=f"use one of: {', '.join(FORMATS)}")
-        return given
-    return SUFFIXES.get(Path(output).suffix.lower(), "saved_model")
+        return FORMATS[given]
+    suffix = Path(output).suffix.lower()
+    return next((row for row in FORMATS.values() if row.suffix == suffix), FORMATS["saved_model"])
 
 
 def export_model(
@@ -117,50 +107,89 @@ def export_model(
     data: str | None = None,
     samples: int = DEFAULT_SAMPLES,
     overwrite: bool = False,
+    version: int = DEFAULT_VERSION,
+    stage: Stage = _no_stage,
 ) -> ExportResult:
     """Export the model of a run folder or .keras file, verify the artifact in its own runtime against the
-    Keras model on ``samples`` real inputs, and only then put it at ``output``."""
+    Keras model on ``samples`` real inputs (and random ones in their range), and only then put it at
+    ``output`` (a SavedModel at ``output/version``). ``stage`` hears each step as it starts."""
     from seqcli.keras_env import import_keras
-    from seqcli.models import load_model_file
     from seqcli.predict import resolve_target
 
-    fmt = export_format_for(output, fmt)
-    if fmt == "onnx":
-        require_onnx()
+    row = export_format_for(output, fmt)
+    require_packages(row)
     import_keras()  # before anything imports TensorFlow: its start-up logs turned down
     output = Path(output)
     resolved = resolve_target(target)
-    _check_output(output, overwrite, fmt, inputs=[resolved.model_path, *([Path(data)] if data else [])])
-    inputs, label = sample_inputs(resolved, data, samples)
-    model = load_model_file(resolved.model_path)
-    inputs = _fit_inputs(model, inputs, label)
-    expected = np.asarray(model(inputs, training=False))
+    _check_output(output, overwrite, row, version, inputs=[resolved.model_path, *([Path(data)] if data else [])])
+    stage(f"loading {resolved.model_path}")
+    model = _exportable_model(resolved.model_path, row)
+    names = serving_names(model)
+    real, label = sample_inputs(resolved, data, samples)
+    real = _fit_inputs(model, real, label)
+    inputs = exercising_inputs(real)
+    stage(f"running the Keras model on {len(inputs)} inputs")
+    expected = _predict(model, inputs)
     staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(output.name), suffix=".staging", dir=output.parent))
     try:
-        artifact = staging / STAGED_NAMES[fmt]  # LiteRT insists on .tflite; the target may be named anything
-        _export(model, artifact, fmt)
-        verification = VERIFIERS[fmt](artifact, inputs, expected)
-        _publish(artifact, output, staging)
+        artifact = staging / row.staged
+        stage(f"converting to {row.name}")
+        _write(row, model, names, artifact, staging)
+        stage(f"verifying in {row.runtime}")
+        verification = verify(row, artifact, names, inputs, expected)
+        stage(f"writing {output}")
+        placed = _publish(row, artifact, output, staging, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(model.name, fmt, output, _size(output), len(inputs), label, verification)
+    return ExportResult(
+        model.name,
+        row.name,
+        output,
+        placed,
+        _size(placed),
+        len(real),
+        len(inputs) - len(real),
+        label,
+        verification,
+        constant_output_warnings(expected),
+    )
 
 
-def require_onnx() -> None:
-    """ONNX export needs three packages beyond TensorFlow; say which are missing and how to get them."""
+def require_packages(row: ExportFormat) -> None:
+    """A format that needs packages beyond TensorFlow: say which are missing and how to get them."""
     import importlib.util
 
-    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    missing = [name for name in row.packages if importlib.util.find_spec(name) is None]
     if missing:
-        raise ExportError(
-            f"ONNX export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
-            hint="pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)",
+        raise MissingDependency(
+            f"{row.name} export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
+            hint=f"pip install 'seqcli[{row.name}]'  (or: pip install {' '.join(row.packages)})",
         )
 
 
-def sample_inputs(target, data: str | None, samples: int) -> tuple[np.ndarray, str]:
+def _exportable_model(model_path: Path, row: ExportFormat):
+    """The model, loaded in safe mode, once it is clear the format can hold every layer of it."""
+    from seqcli.models import load_model_file
+
+    model = load_model_file(model_path)
+    refused = row.refuse(model)
+    if refused is not None:
+        reason, hint = refused
+        raise ExportError(f"cannot export the model '{model.name}' as {row.name}: {reason}", hint=hint)
+    return model
+
+
+def _predict(model, inputs):
+    import numpy as np
+
+    return np.asarray(model(inputs, training=False))
+
+
+def sample_inputs(target, data: str | None, samples: int) -> tuple[Any, str]:
     """Up to ``samples`` real inputs: from ``data`` (relative to the current folder), else from the run's spec
     (its data.test, else data.train)."""
+    import numpy as np
+
     from seqcli.data import load_source
 
     if data is not None:
@@ -171,6 +200,40 @@ def sample_inputs(target, data: str | None, samples: int) -> tuple[np.ndarray, s
     for batch in dataset.take(1):
         return np.asarray(batch), label
     raise ExportError(f"{label} holds no samples to verify the export with", hint="pass --data SOURCE")
+
+
+def exercising_inputs(real):
+    """The real samples and as many random inputs again (at least 4), each value drawn between the smallest
+    and the largest the samples hold at its position: inputs that reach beyond the few samples at hand."""
+    import numpy as np
+
+    count = max(4, len(real))
+    rng = np.random.default_rng(0)
+    low, high = real.min(axis=0), real.max(axis=0)
+    if np.issubdtype(real.dtype, np.integer):
+        drawn = rng.integers(low, high, size=(count, *real.shape[1:]), endpoint=True)
+    elif np.issubdtype(real.dtype, np.floating):
+        drawn = rng.uniform(low, high, size=(count, *real.shape[1:]))
+    else:
+        return real
+    return np.concatenate([real, drawn.astype(real.dtype)])
+
+
+def constant_output_warnings(expected) -> list[str]:
+    """A warning when the Keras model gives (nearly) the same output for every verification input: then the
+    artifact agreeing with it proves little about the model."""
+    import numpy as np
+
+    if len(expected) < 2:
+        return []
+    spread = float(np.max(np.abs(expected - expected[0])))
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    if spread > CONSTANT_SPREAD * scale:
+        return []
+    return [
+        f"the model predicts the same output for all {len(expected)} verification inputs, so the match proves "
+        "little; a frozen base built with 'weights: null' or dead units do this: check the model's weights"
+    ]
 
 
 def _run_source(target) -> tuple[Any, Path, str]:
@@ -188,7 +251,7 @@ def _run_source(target) -> tuple[Any, Path, str]:
     )
 
 
-def _fit_inputs(model, inputs: np.ndarray, label: str) -> np.ndarray:
+def _fit_inputs(model, inputs, label: str):
     shape = tuple(model.input_shape[1:])
     sample = inputs.shape[1:]
     if len(shape) != len(sample) or any(e is not None and e != s for e, s in zip(shape, sample)):
@@ -199,49 +262,99 @@ def _fit_inputs(model, inputs: np.ndarray, label: str) -> np.ndarray:
     return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
 
 
-def _check_output(output: Path, overwrite: bool, fmt: str, inputs: list[Path]) -> None:
-    """Every writing command's rule (:mod:`seqcli.outputs`): a SavedModel is a folder seq fills, and
-    ``--overwrite`` replaces only one that seq wrote; a .tflite or .onnx file is replaced only with it."""
+# ----------------------------------------------------------------------------- the output
+
+
+def _check_output(output: Path, overwrite: bool, row: ExportFormat, version: int, inputs: list[Path]) -> None:
+    """Every writing command's rule (:mod:`seqcli.outputs`). A .tflite or .onnx file is replaced only with
+    ``--overwrite``. A SavedModel goes into ``output/VERSION`` (TF Serving's layout): a folder seq exported
+    to takes a new version as it is, and replaces one it has only with ``--overwrite``; any other folder of
+    seq's is replaced only with ``--overwrite``; a folder holding files seq did not write, never."""
     from seqcli.files import check_writable_file
     from seqcli.outputs import check_output_file, check_output_folder
 
-    if fmt == "saved_model":
-        check_output_folder(output, inputs=inputs, overwrite=overwrite)
-    else:
+    if row.name != "saved_model":
         check_output_file(output, inputs=inputs, overwrite=overwrite)
+    else:
+        versions = _served_versions(output)
+        check_output_folder(output, inputs=inputs, overwrite=overwrite, own_ok=versions is not None)
+        if versions is not None and str(version) in versions and not overwrite:
+            raise ExportError(
+                f"{output / str(version)} exists",
+                hint=f"add --overwrite to replace version {version}, or give a new --version "
+                f"(next: {max(map(int, versions)) + 1})",
+            )
     check_writable_file(output, directory_ok=True)
 
 
-def _export(model, artifact: Path, fmt: str) -> None:
-    """``model.export``, its chatter on Python's stdout kept out of seq's output."""
+def _served_versions(output: Path) -> list[str] | None:
+    """The versions of a folder ``seq export`` filled in TF Serving's layout; None for anything else."""
+    from seqcli.outputs import read_manifest
+
+    members = read_manifest(output) if output.is_dir() else None
+    if not members or not all(member.removesuffix("/*").isdigit() for member in members):
+        return None
+    return [member for member in members if member.isdigit()]
+
+
+def _version_members(version: int) -> list[str]:
+    """A version folder and everything in it, as the manifest claims them."""
+    return [str(version), f"{version}/*"]
+
+
+def _write(row: ExportFormat, model, names: ServingNames, artifact: Path, scratch: Path) -> None:
+    from seqcli.errors import clean_message
+
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.export(str(artifact), format=FORMATS[fmt], verbose=False)
+        row.write(model, names, artifact, scratch)
+    except SeqError:
+        raise
     except Exception as error:  # converters raise many types for an op they cannot express
         raise ExportError(
-            f"Keras could not export the model '{model.name}' as {fmt}: {clean_message(error)}",
-            hint="some layers have no equivalent in every format; try another --format",
+            f"the {row.name} converter could not export the model '{model.name}': {clean_message(error)}",
+            hint="the export is not kept; try another --format, and report this model to seq",
         ) from None
-
-
-def _publish(artifact: Path, output: Path, staging: Path) -> None:
-    """Rename the verified artifact into place; an existing output is moved aside first, then removed."""
     if not artifact.exists():
-        raise ExportError(f"Keras wrote no {artifact.name} while exporting", hint="report this as a bug in seq")
+        raise ExportError(f"the {row.name} converter wrote no {artifact.name}", hint="report this as a bug in seq")
+
+
+def _publish(row: ExportFormat, artifact: Path, output: Path, staging: Path, version: int) -> Path:
+    """Rename the verified artifact into place and say where it is. A SavedModel becomes ``output/VERSION``
+    beside the versions already there; seq's manifest sits in ``output``, outside any served version."""
     from seqcli.outputs import record_members, replace_folder
 
     try:
-        if artifact.is_dir():  # a SavedModel: the folder lists what seq wrote, so --overwrite may replace it
-            record_members(artifact, sorted(str(p.relative_to(artifact)) for p in artifact.rglob("*")), "seq export")
-            replace_folder(artifact, output)
-        else:
+        if row.name != "saved_model":
             os.replace(artifact, output)
+            return output
+        placed = output / str(version)
+        if _served_versions(output) is None:  # a new folder, or one of seq's that --overwrite replaces
+            served = staging / "served"
+            served.mkdir()
+            record_members(served, _version_members(version), "seq export")
+            os.replace(artifact, served / str(version))
+            replace_folder(served, output)
+        else:
+            record_members(output, _version_members(version), "seq export")
+            _replace_version(artifact, placed)
+        return placed
     except OSError as error:
         raise ExportError(
             f"cannot put the export at {output}: {error.strerror or error}",
             hint="choose another --output, or fix the permissions of its folder",
         ) from None
+
+
+def _replace_version(artifact: Path, placed: Path) -> None:
+    """A version folder takes the new SavedModel; the one it held (all seq's: the manifest of the folder
+    above claims it whole) is moved aside first, then removed."""
+    if not placed.exists():
+        os.replace(artifact, placed)
+        return
+    retired = placed.with_name(f".{placed.name}.seq-replaced")
+    os.replace(placed, retired)
+    os.replace(artifact, placed)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _size(path: Path) -> int:
@@ -250,96 +363,36 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-# ----------------------------------------------------------------------------- verification, one per runtime
+# ----------------------------------------------------------------------------- verification
 
 
-def _compare(runtime: str, actual, expected: np.ndarray, inputs, outputs) -> Verification:
+def verify(row: ExportFormat, artifact: Path, names: ServingNames, inputs, expected) -> Verification:
+    """Run the artifact in its own runtime on ``inputs``; its outputs must match ``expected``."""
+    import numpy as np
+
+    from seqcli.errors import clean_message
+
+    try:
+        actual, signature = row.verify(artifact, names, inputs)
+    except SeqError:
+        raise
+    except Exception as error:  # runtimes raise their own types for a file they cannot run
+        raise ExportError(
+            f"{row.runtime} cannot run the exported model: {clean_message(error)}",
+            hint="the export is not kept; try another --format, and report this model to seq",
+        ) from None
     actual = np.asarray(actual)
     if actual.shape != expected.shape:
         raise ExportError(
-            f"the {runtime} model returned shape {actual.shape}, the Keras model {expected.shape}",
+            f"the {signature.runtime} model returned shape {actual.shape}, the Keras model {expected.shape}",
             hint="the export is not kept; report this model to seq",
         )
     difference = float(np.max(np.abs(actual.astype(np.float64) - expected))) if expected.size else 0.0
     if not difference <= TOLERANCE * max(1.0, float(np.max(np.abs(expected), initial=0.0))):
         raise ExportError(
             f"the exported model's predictions differ from the Keras model's by up to {difference:.3g} "
-            f"(tolerance {TOLERANCE:g}) in {runtime}",
+            f"(tolerance {TOLERANCE:g}) in {signature.runtime}",
             hint="the export is not kept; an op may be converted with other numerics, try another --format",
         )
-    return Verification(runtime, difference, inputs, outputs)
-
-
-def _dims(shape) -> tuple:
-    return tuple(
-        None if d is None or (isinstance(d, (int, np.integer)) and d < 0) or isinstance(d, str) else int(d)
-        for d in shape
-    )
-
-
-def verify_saved_model(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verification:
-    from seqcli.keras_env import import_tensorflow
-
-    tf = import_tensorflow()
-
-    function = tf.saved_model.load(str(path)).signatures["serving_default"]
-    input_specs = function.structured_input_signature[1]
-    ((input_name, _),) = input_specs.items()
-    results = function(**{input_name: tf.constant(inputs)})
-    output_name = sorted(results)[0]
-    tensors_in = [TensorInfo(n, _dims(s.shape.as_list()), s.dtype.name) for n, s in input_specs.items()]
-    tensors_out = [
-        TensorInfo(n, _dims(s.shape.as_list()), s.dtype.name) for n, s in function.structured_outputs.items()
-    ]
-    return _compare("tf.saved_model", results[output_name].numpy(), expected, tensors_in, tensors_out)
-
-
-def litert_interpreter(path: Path):
-    """LiteRT's interpreter from ai_edge_litert where installed, else TensorFlow's (deprecated) one."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter(model_path=str(path)), "ai_edge_litert"
-    except ImportError:
-        from seqcli.keras_env import import_tensorflow
-
-        tf = import_tensorflow()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=str(path)), "tf.lite"
-
-
-def verify_litert(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verification:
-    interpreter, runtime = litert_interpreter(path)
-    (input_detail,) = interpreter.get_input_details()
-    # The model's input is [1, ...] with a -1 batch signature: resize it to the batch before allocating.
-    interpreter.resize_tensor_input(input_detail["index"], list(inputs.shape), strict=False)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(input_detail["index"], inputs)
-    interpreter.invoke()
-    output_detail = interpreter.get_output_details()[0]
-    actual = interpreter.get_tensor(output_detail["index"])
-
-    def info(detail) -> TensorInfo:
-        return TensorInfo(detail["name"], _dims(detail["shape_signature"]), np.dtype(detail["dtype"]).name)
-
-    return _compare(
-        runtime, actual, expected, [info(input_detail)], [info(d) for d in interpreter.get_output_details()]
-    )
-
-
-def verify_onnx(path: Path, inputs: np.ndarray, expected: np.ndarray) -> Verification:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (input_arg,) = session.get_inputs()
-    actual = session.run(None, {input_arg.name: inputs})[0]
-
-    def info(arg) -> TensorInfo:
-        dtype = arg.type.removeprefix("tensor(").removesuffix(")")
-        return TensorInfo(arg.name, _dims(arg.shape), ONNX_DTYPES.get(dtype, dtype))
-
-    return _compare("onnxruntime", actual, expected, [info(input_arg)], [info(a) for a in session.get_outputs()])
-
-
-VERIFIERS = {"saved_model": verify_saved_model, "tflite": verify_litert, "onnx": verify_onnx}
+    signature.max_difference = difference
+    return signature

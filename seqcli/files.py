@@ -9,6 +9,7 @@ target's folder (it cannot be created, written in, or renamed into) is an :class
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -22,6 +23,9 @@ from seqcli.errors import SeqError
 TEMPORARY_PREFIX = ".seq-tmp-"
 
 
+_MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM, errno.EMFILE}
+
+
 class OutputError(SeqError, OSError):
     """An output file that cannot be written. Also an OSError, so callers that catch OSError around a
     write keep working; ``errno`` and ``strerror`` are those of the OS error behind it."""
@@ -30,6 +34,8 @@ class OutputError(SeqError, OSError):
         super().__init__(message, hint)
         if cause is not None:
             self.errno, self.strerror = cause.errno, cause.strerror
+        # A full, read-only or failing disk is the machine's; a path that cannot be a file is the input's.
+        self.kind = "environment" if cause is not None and cause.errno in _MACHINE_ERRNOS else "input"
 
     def __str__(self) -> str:
         return self.message

@@ -14,13 +14,15 @@ accepted arguments).
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqcli import registry
 from seqcli.errors import SeqError
+from seqcli.spec.validate import as_identifier
 
 SCHEMA_MODELINE = "# yaml-language-server: $schema=./seq.schema.json"
 
@@ -37,6 +39,7 @@ class Imported:
     layers: int
     params: int | None  # None for an unbuilt model (no input shape)
     weights: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def import_model(
@@ -56,14 +59,46 @@ def import_model(
         if target is not None:
             check_output_file(target, inputs=[path], overwrite=overwrite)
     model = load_model_file(path)
-    spec = spec_for_model(model, source=str(path))
-    text = f"{SCHEMA_MODELINE}\n# imported from {Path(path).name} by 'seq import'\n" + dump_spec_text(spec)
+    spec, text, notes = spec_text(model, path)
     if weights_out is not None:
         weights_out = _save_weights(model, Path(weights_out))
     if output is not None:
         write_text_atomic(output, text)
     params = model.count_params() if model.built else None
-    return Imported(spec, text, model.name, len(model.layers), params, weights_out)
+    return Imported(spec, text, model.name, len(model.layers), params, weights_out, notes)
+
+
+def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
+    """The spec of ``model`` (saved at ``path``) as data and as the YAML text import writes, and the notes to
+    show. The text reads back as the same spec with no problem, or :class:`ImportModelError` says why not."""
+    spec = spec_for_model(model, source=str(path))
+    notes = []
+    if spec.get("name") is not None and spec["name"] != as_identifier(spec["name"]):
+        spec["name"] = as_identifier(spec["name"])
+        notes.append(f"the model's name is not a name a spec takes; the spec names it {spec['name']!r}")
+    origin = Path(path).name
+    origin = origin if origin.isprintable() else json.dumps(origin)  # one comment line, whatever the file name
+    text = f"{SCHEMA_MODELINE}\n# imported from {origin} by 'seq import'\n" + dump_spec_text(spec)
+    _check_reads_back(text, spec, path)
+    return spec, text, notes
+
+
+def _check_reads_back(text: str, spec: dict, source) -> None:
+    """What import writes, seq reads back as the same spec: else the spec is refused before it is written, with
+    seq's own reason (a layer name a spec cannot hold, say)."""
+    from seqcli.spec import spec_from_text
+
+    read = spec_from_text(text, str(source))
+    if read.document.data != spec:
+        raise ImportModelError(
+            f"the spec of {source} would not read back as the same model", hint="this is a bug in seq; report it"
+        )
+    if read.problems:
+        first = read.problems[0]
+        raise ImportModelError(
+            f"{source} cannot be written as a spec: {first.path}: {first.message}",
+            hint="rename it in Keras (a name of letters, digits and underscores) and save the model again",
+        )
 
 
 def spec_for_model(model, source: str = "the model") -> dict:

@@ -204,3 +204,11 @@ def scalar_summary_metadata():
     from tensorflow.core.framework import summary_pb2  # noqa: TID251 (this module is the door)
 
     return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+def patch_tf2onnx() -> None:
+    """tf2onnx 1.17 still uses numpy names numpy 2 removed (``np.object``, ``np.cast``...); Keras ships the
+    patch it applies before its own ONNX export (``keras.src.export.tf2onnx_lib``, Keras 3.15)."""
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx as keras_patch
+
+    keras_patch()

@@ -1,35 +1,40 @@
-"""Bounds on the memory any input can make seq use, checked before anything is read or allocated.
+"""Bounds on what any input can make seq do, checked before anything is read or allocated: the memory budget,
+and the one door every file seq reads passes through.
 
 - The memory budget: ``--max-memory`` (a size such as ``8G``), else ``$SEQ_MAX_MEMORY``, else
   :data:`MEMORY_SHARE` of the memory available now (``MemAvailable``, or the cgroup's limit when lower).
-- :func:`check_data_file`: FIFOs, sockets and device files are refused at once (a FIFO would block forever).
-- :func:`open_archive` is the one door to zip archives (``.npz`` data, ``.keras`` models, checkpoints): every
-  member's declared size is checked for consistency with its compressed size, and their total against the
-  budget, before a byte is decompressed (zipfile never inflates past a member's declared size).
-- :func:`check_npy_header`: an ``.npy`` array (a file or an archive member) whose header claims more bytes than
-  the file holds, or than the budget, is refused before numpy allocates it.
+- :func:`open_input` is the one open function for every file seq reads: specs, data files, every file inside
+  a folder source, weights and models, files layer arguments name. It opens a file only once it is
+  confined (with every symbolic link followed, inside one of the folders it may be read from: the folder it
+  was named in and those of ``--allow-path``; a path the user typed on the command line is theirs and is
+  not confined), a regular file (opened with ``O_NONBLOCK`` and judged by ``fstat`` on the open descriptor,
+  so a FIFO never blocks; devices and sockets are refused), and within a size. :func:`read_into` reads in
+  chunks that Ctrl-C and SIGTERM can stop. A reader that gives a path to a library that opens it itself
+  (Keras, h5py, TensorFlow's image decoder) passes it through :func:`check_input` first; a reader that can
+  price what a file decodes to reads the bytes that say so through the door first (:func:`read_head`).
+- Zip archives and ``.npy`` headers, priced before they are read, are :mod:`seqcli.archives`, which opens
+  its files through this door.
 
+Refusals name the file and the kind of problem, never a byte of what the file holds.
 Imports no TensorFlow, Keras, rich or click.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import contextvars
+import fcntl
 import os
 import re
 import stat
-import zipfile
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from seqcli.errors import SeqError
 
 MEMORY_SHARE = 0.7  # of the memory available now, when neither --max-memory nor SEQ_MAX_MEMORY says otherwise
 FALLBACK_AVAILABLE = 4 << 30  # when the available memory cannot be read
-CONFIG_LIMIT = 64 << 20  # a .keras config.json: the largest Keras applications need a few MB
-DEFLATE_MAX_RATIO = 1100  # deflate cannot expand data more than ~1032 times; a member claiming more lies
 ENVIRONMENT = "SEQ_MAX_MEMORY"
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -138,214 +143,199 @@ def over_budget_hint() -> str:
     )
 
 
+ALLOW_PATH_ENV = "SEQ_ALLOW_PATH"
+CHUNK = 1 << 20  # bytes read at a time: an interrupt is seen between two chunks
+BUDGET = -1  # ``limit=BUDGET``: the memory budget at the time of the read
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+_ALLOWED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("seq_allowed_paths", default=())
+
+
+class ReadRefused(LimitError):
+    """A file seq will not read: outside the folders it may read, not a regular file, or too large."""
+
+
+# ----------------------------------------------------------------------------- the door: the folders seq may read
+
+
+@contextlib.contextmanager
+def allowed_paths(folders: Sequence[str | Path]) -> Iterator[None]:
+    """Let specs and folder sources read files under ``folders`` too, within this block: ``--allow-path``."""
+    token = _ALLOWED.set(tuple(Path(folder).resolve() for folder in folders))
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def extra_roots() -> list[Path]:
+    """The ``--allow-path`` folders and those of ``SEQ_ALLOW_PATH``, resolved."""
+    from_env = [Path(part).resolve() for part in os.environ.get(ALLOW_PATH_ENV, "").split(os.pathsep) if part]
+    return [*_ALLOWED.get(), *from_env]
+
+
+def allowed_roots(base_dir: str | Path) -> list[Path]:
+    """The folders a file named in ``base_dir`` (a spec's folder) may resolve into: that folder, resolved,
+    and the allowed ones."""
+    return [Path(base_dir).resolve(), *extra_roots()]
+
+
+def inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def confinement_problem(shown: str, joined: Path, roots: Sequence[Path], *, origin: str = "the spec's folder"):
+    """Why ``joined`` (the path as named, made absolute) may not be read from inside ``roots``, in words
+    that name it as ``shown``; None when it may. Never opens the file."""
+    if URL.match(shown):
+        return f"{shown!r} is a URL; seq reads local files only"
+    if inside(joined.resolve(), roots):
+        return None
+    if Path(os.path.expanduser(shown)).is_absolute() and not inside(Path(os.path.normpath(joined)), roots):
+        return f"{shown!r} is an absolute path outside {origin}"
+    if not inside(Path(os.path.normpath(joined)), roots):
+        return f"{shown!r} leads out of {origin}"
+    return f"{shown!r} is a symbolic link that leads out of {origin}"
+
+
+# ----------------------------------------------------------------------------- kinds and sizes
+
+
+def kind_of(mode: int) -> str:
+    """A file's kind in words, for a mode that is not a regular file's."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def _limit_of(limit: int | None) -> int | None:
+    return max_memory() if limit == BUDGET else limit
+
+
+def _refuse(where: str, message: str, hint: str | None) -> ReadRefused:
+    return ReadRefused(f"{where}: {message}" if where else message, hint=hint, where=where or None)
+
+
+KIND_HINT = "seq reads regular files only; copy the data into a file first"
+CONFINED_HINT = (
+    "seq reads files inside the folder they were named in only; move the file there, or allow a folder "
+    f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
+)
+
+
+def _check_confined(path: Path, where: str, roots: Sequence[Path] | None, origin: str) -> None:
+    if roots is None:
+        return
+    problem = confinement_problem(str(path), Path(os.path.abspath(path)), roots, origin=origin)
+    if problem:
+        raise _refuse(where, problem, CONFINED_HINT)
+
+
+def _check_status(info: os.stat_result, path: Path, where: str, limit: int | None, directory_ok: bool) -> None:
+    if stat.S_ISDIR(info.st_mode) and directory_ok:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(where, f"{path} is {kind_of(info.st_mode)}, not a regular file", KIND_HINT)
+    limit = _limit_of(limit)
+    if limit is not None and info.st_size > limit:
+        raise _refuse(
+            where,
+            f"{path} holds {human_size(info.st_size)}, over the memory limit",
+            over_budget_hint(),
+        )
+
+
+# ----------------------------------------------------------------------------- the door
+
+
+def open_input(
+    path: str | Path,
+    where: str,
+    *,
+    roots: Sequence[Path] | None = None,
+    limit: int | None = BUDGET,
+    origin: str = "the folder it was named in",
+) -> BinaryIO:
+    """``path`` opened for binary reading, once it is confined to ``roots`` (None: not confined), a regular
+    file (never blocking on a FIFO) and at most ``limit`` bytes (``BUDGET``: the memory budget; None: any
+    size). ``where`` names the input in messages. FileNotFoundError and other OSErrors pass through for the
+    caller to word; every refusal is a :class:`ReadRefused`."""
+    path = Path(path)
+    _check_confined(path, where, roots, origin)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_status(os.fstat(descriptor), path, where, limit, directory_ok=False)
+        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def check_input(
+    path: str | Path,
+    where: str,
+    *,
+    roots: Sequence[Path] | None = None,
+    limit: int | None = BUDGET,
+    directory_ok: bool = False,
+    origin: str = "the folder it was named in",
+) -> Path:
+    """What :func:`open_input` checks, for a file a library will open itself (or a folder, when
+    ``directory_ok``): returns ``path`` once it passes."""
+    path = Path(path)
+    if directory_ok and path.is_dir():
+        _check_confined(path, where, roots, origin)
+        return path
+    open_input(path, where, roots=roots, limit=limit, origin=origin).close()
+    return path
+
+
+def read_head(path: str | Path, where: str, size: int, *, roots: Sequence[Path] | None = None) -> bytes:
+    """The first ``size`` bytes of ``path`` (fewer when it is shorter), through the door."""
+    with open_input(path, where, roots=roots, limit=None) as handle:
+        return handle.read(size)
+
+
+def read_into(handle: BinaryIO, buffer, *, where: str = "", path: str | Path = "") -> None:
+    """Fill ``buffer`` (an array, or anything with the buffer protocol) from ``handle`` a chunk at a time (an
+    interrupt stops it between chunks); a file that ends before the buffer is full is refused."""
+    view = memoryview(buffer)
+    if view.nbytes == 0:
+        return
+    view = view.cast("B")
+    offset = 0
+    while offset < len(view):
+        count = handle.readinto(view[offset : offset + CHUNK])
+        if not count:
+            raise _refuse(where, f"{path} ends before the data it declares", "the file is truncated; write it again")
+        offset += count
+
+
 # ----------------------------------------------------------------------------- files
 
 
-def check_data_file(path: str | Path, where: str) -> None:
-    """Refuse anything but a regular file or a directory (a FIFO, socket or device), without opening it."""
+def check_data_file(path: str | Path, where: str, *, roots: Sequence[Path] | None = None) -> None:
+    """Refuse anything but a regular file or a directory (a FIFO, socket or device) through the door:
+    a missing or unreadable path is left to the caller's own error, which says which."""
     try:
-        mode = os.stat(path).st_mode
+        check_input(path, where, roots=roots, limit=None, directory_ok=True)
+    except ReadRefused:
+        raise
     except OSError:
-        return  # missing or unreadable: the caller's own error says which
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return
-    kind = (
-        "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a character device"
-        if stat.S_ISCHR(mode)
-        else "a block device"
-        if stat.S_ISBLK(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "not a file"
-    )
-    raise LimitError(
-        f"{where}: {path} is {kind}, not a regular file",
-        hint="seq reads data and models from regular files only; copy the data into a file first",
-        where=where,
-    )
 
 
-@contextlib.contextmanager
-def open_archive(path: str | Path, what: str, *, limit: int | None = None) -> Iterator[zipfile.ZipFile]:
-    """The zip archive at ``path`` once its members' declared sizes are consistent and their total fits
-    ``limit`` (default: the memory budget). ``what`` names the file in messages (e.g. ``"data.train"``)."""
-    check_data_file(path, what)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
-        raise LimitError(
-            f"{what}: {path} is not a readable zip archive: {error}",
-            hint="the file is damaged or not what its extension says",
-            where=what,
-        ) from None
-    except OSError as error:
-        raise LimitError(
-            f"{what}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT, where=what
-        ) from None
-    with archive:
-        check_members(archive, path, what, limit=max_memory() if limit is None else limit)
-        try:
-            yield archive
-        except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
-            raise LimitError(f"{what}: {path} is damaged: {error}", hint=DAMAGED_HINT, where=what) from None
-
-
-DAMAGED_MEMBER = (zipfile.BadZipFile, zlib.error)  # a bad CRC-32, corrupt deflate data
-DAMAGED_HINT = (
-    "the file changed after it was written (an interrupted copy or download, a full disk, bad storage); "
-    "write or copy it again"
-)
 UNREADABLE_HINT = "check the file's permissions"
-
-
-@contextlib.contextmanager
-def open_member(archive: zipfile.ZipFile, member: str, path, what: str) -> Iterator:
-    """A member of an archive from :func:`open_archive`, opened for reading: a damaged member (a bad CRC-32,
-    corrupt deflate data) is a LimitError that names the file and the member."""
-    try:
-        with archive.open(member) as handle:
-            yield handle
-    except DAMAGED_MEMBER as error:
-        raise LimitError(
-            f"{what}: member {member!r} of {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT, where=what
-        ) from None
-
-
-def _damage(error: Exception) -> str:
-    if isinstance(error, zlib.error):
-        return f"its compressed data is corrupt ({error})"
-    if "CRC" in str(error):
-        return "its CRC-32 checksum does not match its data"
-    return str(error)
-
-
-def check_members(archive: zipfile.ZipFile, path, what: str, *, limit: int) -> int:
-    """Total declared size of ``archive``'s members; LimitError for an impossible or too large one."""
-    total = 0
-    for info in archive.infolist():
-        _check_member(info, path, what)
-        total += info.file_size
-    if total > limit:
-        raise LimitError(
-            f"{what}: {path} would take {human_size(total)} when read ({len(archive.infolist())} "
-            f"members, {human_size(Path(path).stat().st_size)} on disk), over the memory limit",
-            hint=over_budget_hint(),
-            where=what,
-        )
-    return total
-
-
-def _check_member(info: zipfile.ZipInfo, path, what: str) -> None:
-    if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
-        problem = f"is stored uncompressed but declares {info.file_size:,} bytes for {info.compress_size:,}"
-    elif info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 1024:
-        problem = (
-            f"declares {human_size(info.file_size)} from {human_size(info.compress_size)} compressed, "
-            "more than deflate can produce"
-        )
-    else:
-        return
-    raise LimitError(
-        f"{what}: {path}: member {info.filename!r} {problem}",
-        hint="the archive is damaged or forged; write it again (numpy.savez, model.save)",
-        where=what,
-    )
-
-
-def load_npz(path: str | Path, what: str):
-    """``numpy.load`` of an ``.npz`` (no pickles) once :func:`open_archive` has checked it: checkpoints."""
-    import numpy as np
-
-    with open_archive(path, what):
-        pass
-    return np.load(path, allow_pickle=False)
-
-
-def check_model_file(path: str | Path, what: str) -> None:
-    """A ``.keras`` archive (or an ``.h5`` weights file) that can be read within the budget: the archive's
-    members fit it and its ``config.json`` is at most :data:`CONFIG_LIMIT`."""
-    path = Path(path)
-    check_data_file(path, what)
-    if path.suffix != ".keras":
-        size = path.stat().st_size if path.is_file() else 0
-        if size > max_memory():
-            raise LimitError(
-                f"{what}: {path} holds {human_size(size)}, over the memory limit", hint=over_budget_hint(), where=what
-            )
-        return
-    with open_archive(path, what) as archive:
-        _check_config_size(archive, path, what)
-
-
-def read_model_config(path: str | Path, what: str) -> dict:
-    """The ``config.json`` of a ``.keras`` archive, read within :data:`CONFIG_LIMIT`; nothing else is read."""
-    import json
-
-    with open_archive(path, what) as archive:
-        _check_config_size(archive, path, what)
-        try:
-            return json.loads(archive.read("config.json"))
-        except KeyError:
-            raise LimitError(
-                f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one", where=what
-            ) from None
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from None
-
-
-def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
-    try:
-        size = archive.getinfo("config.json").file_size
-    except KeyError:
-        return
-    if size > CONFIG_LIMIT:
-        raise LimitError(
-            f"{what}: the config.json of {path} declares {human_size(size)}; a model's config "
-            f"is at most {human_size(CONFIG_LIMIT)}",
-            hint="the file is damaged or forged; save the model again with model.save",
-            where=what,
-        )
-
-
-def check_npy_header(handle, available: int, where: str, label: str) -> tuple[tuple, str]:
-    """Read an ``.npy`` header from ``handle`` (positioned at its start) and check that the array it
-    declares fits in ``available`` bytes (what follows the header) and in the budget.
-    Returns ``(shape, dtype text)``. ``label`` names the array in messages."""
-    import numpy as np
-
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(handle, max_header_size=1 << 16)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(handle, max_header_size=1 << 16)
-        else:  # format 3.0 (utf-8 field names) has no public header reader
-            shape, _, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
-        offset = handle.tell()
-    except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
-        raise LimitError(f"{where}: cannot read {label} as an .npy array: {error}", where=where) from None
-    itemsize = dtype.itemsize
-    declared = math.prod(shape) * itemsize
-    left = available - offset
-    if dtype.hasobject:
-        return shape, str(dtype)
-    if declared > left:
-        raise LimitError(
-            f"{where}: {label} claims shape {tuple(shape)} of {dtype} ({human_size(declared)}), "
-            f"but holds {human_size(max(left, 0))} of data",
-            hint="the file is truncated or its header is wrong; write it again with numpy.save",
-            where=where,
-        )
-    if declared > max_memory():
-        raise LimitError(
-            f"{where}: {label} holds {human_size(declared)} (shape {tuple(shape)} of {dtype}), over the memory limit",
-            hint=over_budget_hint(),
-            where=where,
-        )
-    return shape, str(dtype)
 
 
 # ----------------------------------------------------------------------------- available memory

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli import limits
+from seqcli import archives, limits
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
 from seqcli.keras_env import import_keras, weightless_scope
@@ -49,11 +49,11 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     :class:`~seqcli.limits.LimitError`."""
     keras = import_keras()
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"no such model file: {path}")
-    limits.check_model_file(path, "model")  # an archive that would not fit in memory is refused unread
+    if not path.exists():
+        raise ModelLoadError(f"no such model file: {path}", hint="check the path (relative to the current directory)")
+    archives.check_model_file(path, "model")  # the door: a FIFO or a device, or an archive over the budget, unread
     if path.suffix == ".keras":  # its config.json, read (never deserialized) to see that it holds a model
-        config = limits.read_model_config(path, "model")
+        config = archives.read_model_config(path, "model")
         require_model_config(config, path)
         if batch_size is not None:
             _check_config_memory(config, batch_size=batch_size, what=f"running {path}")
@@ -68,7 +68,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
 def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
     """LimitError when the ``.keras`` model at ``path`` (its config, built without weights) is over the budget
     to run batches of ``batch_size``. Reads only the archive's config.json."""
-    _check_config_memory(limits.read_model_config(path, "model"), batch_size=batch_size, what=what)
+    _check_config_memory(archives.read_model_config(path, "model"), batch_size=batch_size, what=what)
 
 
 def _check_config_memory(config, *, batch_size: int, what: str) -> None:
@@ -92,7 +92,7 @@ def load_model_architecture(path: str | Path):
     (an abstract build's base). A refused or broken file is a :class:`ModelLoadError`."""
     keras = import_keras()
     path = Path(path)
-    config = limits.read_model_config(path, "Model")  # config.json alone, within a size cap
+    config = archives.read_model_config(path, "Model")  # config.json alone, within a size cap
     require_model_config(config, path)
     try:
         config.pop("compile_config", None)
@@ -151,7 +151,7 @@ def check_weights_file(
     spec's), for the messages. Raises :class:`WeightsError`."""
     path = Path(path)
     shown = written_as if written_as is not None else str(path)
-    if not path.is_file():
+    if not path.exists():
         relative = written_as is not None and base_dir is not None and not Path(written_as).is_absolute()
         raise WeightsError(
             f"weights file not found: {path}",
@@ -164,6 +164,12 @@ def check_weights_file(
             else " or ".join(f"a {suffix} file" for suffix in suffixes)
         )
         raise WeightsError(f"weights must be {kinds}; received {shown!r}")
+    try:
+        limits.check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
+    except limits.ReadRefused as error:
+        raise WeightsError(error.detail, error.hint) from None
+    except OSError as error:
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from None
     return path
 
 
@@ -171,7 +177,7 @@ def load_weights(model, path: str | Path) -> None:
     """Load weights into a built model from a ``.weights.h5`` file or the weights of a ``.keras`` file
     (only its weights are read: no code or config from the file runs)."""
     path = check_weights_file(path)
-    limits.check_model_file(path, "weights")  # an archive that would not fit in memory is refused unread
+    archives.check_model_file(path, "weights")  # an archive that would not fit in memory is refused unread
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises ValueError, KeyError, OSError... for a file that does not fit

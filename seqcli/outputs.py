@@ -46,6 +46,8 @@ class OutputRefused(SeqError):
 class OutputInUse(OutputRefused):
     """A run directory another seq process is writing."""
 
+    kind = "environment"
+
 
 # ----------------------------------------------------------------------------- checks before writing
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.display import NAME_LIMIT, figure_text
-from seqcli.errors import SeqError, clean_message
+from seqcli.errors import MissingDependency, SeqError, clean_message
 
 IMAGE_FORMATS = (".png", ".svg")
 BOX_HEIGHT, GAP, WIDTH = 0.62, 0.38, 5.2  # inches
@@ -268,7 +268,8 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"))
+    phases = [phase["first_epoch"] for phase in metrics.get("phases") or [] if isinstance(phase, dict)][1:]
+    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
     return Plotted(output, "curves")
 
 
@@ -316,7 +317,7 @@ def plot_study(folder: Path, output: Path) -> Plotted:
 def plot_with_graphviz(source: Path, output: Path) -> Plotted:
     """keras.utils.plot_model, which needs Graphviz's ``dot`` program (and pydot)."""
     if shutil.which("dot") is None:
-        raise PlotError(
+        raise MissingDependency(
             "--engine graphviz needs Graphviz's 'dot' program, which is not on PATH",
             hint="install Graphviz (e.g. apt-get install graphviz) and pydot, or leave out --engine: "
             "the default matplotlib engine needs neither",
@@ -347,5 +348,5 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
                 expand_nested=False,
             )
     except ImportError as error:
-        raise PlotError(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
+        raise MissingDependency(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
     return Plotted(output, "architecture", len(model.layers))

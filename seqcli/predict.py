@@ -73,7 +73,11 @@ def resolve_target(target: str | Path) -> Target:
                 "the run was interrupted before it finished: continue it with 'seq train SPEC --output "
                 f"{path} --resume'"
                 if (path / "checkpoints" / "last.npz").exists()
-                else "give a run directory written by 'seq train', or a .keras file"
+                else "a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2 when it "
+                f"fine-tunes) finishes: continue it with 'seq transfer SPEC --output {path} --resume', or give "
+                f"{path / 'phase1'}"
+                if (path / "phase1").is_dir()
+                else "give a run directory written by 'seq train' or 'seq transfer', or a .keras file"
             )
             raise ModelLoadError(f"{path} holds no model.keras", hint=hint)
         return Target(model, path)
@@ -117,11 +121,22 @@ def evaluate_model(
     return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()})
 
 
+def _no_stage(text: str) -> None:
+    """Stages go nowhere unless the caller shows them."""
+
+
 def predict_to_file(
-    target: str | Path, *, data: str, output: str | Path, batch_size: int | None = None, overwrite: bool = False
+    target: str | Path,
+    *,
+    data: str,
+    output: str | Path,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    stage=_no_stage,
 ) -> Predictions:
     """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``. An
-    existing ``output`` is replaced only with ``overwrite``, and never when it is an input."""
+    existing ``output`` is replaced only with ``overwrite``, and never when it is an input. ``stage`` hears
+    each step (loading, predicting, writing) as it starts."""
     from seqcli.data import load_source
     from seqcli.outputs import check_output_file
 
@@ -132,6 +147,7 @@ def predict_to_file(
     check_writable_file(output)
     resolved = resolve_target(target)
     class_names = resolved.class_names() if output.suffix.lower() == ".csv" else None  # before the slow part
+    stage(f"loading {resolved.model_path}")
     model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(
         data,
@@ -142,10 +158,12 @@ def predict_to_file(
         input_shape=_model_input(model),
     )
     check_data_shape(model, dataset, data)
+    stage(f"predicting {count:,} samples of {data}" if count is not None else f"predicting on {data}")
     try:
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
         _raise_runtime(error, data)
+    stage(f"writing {output}")
     _write_predictions(output, values, class_names)
     return Predictions(output, len(values), tuple(values.shape[1:]))
 

@@ -235,3 +235,32 @@ def sample_progress(total: int, console: Console):
             yield lambda done: progress.update(task, completed=done)
 
     return bar()
+
+
+def stage_display(console: Console, command: str):
+    """What a long command is doing, on ``console`` (stderr): a spinner with the current stage and the time
+    spent on a terminal, one plain line per stage elsewhere. The context manager yields the function that
+    announces a stage."""
+    import contextlib
+    import time
+
+    from seqcli.errors import terminal_safe
+
+    if not console.is_terminal:
+
+        def plain(text: str) -> None:  # paths in the text are the user's: shown, never interpreted
+            console.print(terminal_safe(f"{command}: {text}"), highlight=False, markup=False, soft_wrap=True)
+
+        return contextlib.nullcontext(plain)
+
+    @contextlib.contextmanager
+    def spinner():
+        started = time.monotonic()
+        with console.status("", spinner="dots") as status:
+
+            def show(text: str) -> None:
+                status.update(Text(terminal_safe(f"{command}: {text} ({time.monotonic() - started:.0f}s so far)")))
+
+            yield show
+
+    return spinner()

@@ -6,13 +6,14 @@ literal braces). Each starts with the yaml-language-server modeline that points 
 
 from __future__ import annotations
 
-import re
+import shlex
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from seqcli.display import shown
 from seqcli.errors import SeqError
+from seqcli.spec.dump import dump_scalar
+from seqcli.spec.validate import as_identifier
 
 KINDS = ("mlp", "cnn", "transfer")
 
@@ -32,16 +33,18 @@ def starter_text(kind: str, path: str | Path) -> str:
     """The starter spec of ``kind`` as it would be written to ``path``."""
     if kind not in KINDS:
         raise StarterError(f"unknown starter {kind!r}", hint=f"choose one of: {', '.join(KINDS)}")
+    if not str(path).isprintable():  # it is written into the spec's comments
+        raise StarterError(
+            "the file name holds a line break or another character that is not printable",
+            hint="choose a file name of printable characters, such as model.yaml",
+        )
     template = resources.files("seqcli").joinpath("templates", f"{kind}.yaml").read_text(encoding="utf-8")
-    # The file name goes into comments: shown through the text door, a line break in it cannot add lines.
-    return template.format(name=model_name(path), file=shown(path))
+    return template.format(name=dump_scalar(model_name(path)), file=shlex.quote(str(path)))
 
 
 def model_name(path: str | Path) -> str:
     """A Keras model name from the file name: ``my-model.yaml`` -> ``my_model``."""
-    stem = Path(path).name.split(".")[0]
-    name = re.sub(r"\W+", "_", stem).strip("_") or "model"
-    return name if not name[0].isdigit() else f"model_{name}"
+    return as_identifier(Path(path).name.split(".")[0])
 
 
 def write_starter(kind: str, path: str | Path, *, force: bool = False) -> Starter:

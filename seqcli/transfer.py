@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from seqcli import applications
@@ -41,6 +41,7 @@ class TransferOptions:
     """What ``seq transfer`` was asked to do; None means 'as the spec's transfer: section says'."""
 
     spec: str
+    _: KW_ONLY
     output: str
     weights: str | None = None
     epochs: int | None = None
@@ -259,4 +260,59 @@ def _run_phases(options: TransferOptions, plan: TransferPlan, reporter_for) -> T
         )
         reporter = reporter_for(phase) if reporter_for else None
         result.results.append(train_spec(phase_options, reporter))
+    write_transfer_run(Path(options.output), plan)
     return result
+
+
+def write_transfer_run(output: Path, plan: TransferPlan) -> None:
+    """The transfer folder as a run every command reads (export, evaluate, predict, plot): the last phase's
+    model, spec and metrics, one history of all the phases (epochs numbered on, a ``phase`` column) and its
+    curves with each phase's start marked. metrics.json lists the phases and their first epochs."""
+    import shutil
+
+    from seqcli.files import atomic_path, write_text_atomic
+    from seqcli.training.results import plot_curves
+
+    run, last = RunDirectory(output), RunDirectory(plan.phases[-1].output)
+    record_members(output, list(RunDirectory.FILE_NAMES), "seq transfer")
+    rows, firsts = _joined_history(plan)
+    write_text_atomic(run.history, _history_csv(rows))
+    for source, target in ((last.model, run.model), (last.spec, run.spec)):
+        with atomic_path(target, suffix=target.suffix) as temporary:
+            shutil.copyfile(source, temporary)
+    metrics = last.read_metrics()
+    if metrics.get("best_epoch") is not None:
+        metrics["best_epoch"] += firsts[-1] - 1
+    metrics["phases"] = [
+        {"phase": phase.number, "title": phase.title, "folder": phase.output.name, "first_epoch": first}
+        for phase, first in zip(plan.phases, firsts)
+    ]
+    write_text_atomic(run.metrics, json.dumps(metrics, indent=2) + "\n")
+    numeric = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in rows]
+    plot_curves(run.curves, numeric, metrics.get("model") or output.name, metrics.get("best_epoch"), firsts[1:])
+
+
+def _joined_history(plan: TransferPlan) -> tuple[list[dict], list[int]]:
+    """Every phase's history.csv rows in order, epochs numbered on across phases; the first epoch of each."""
+    import csv
+
+    rows: list[dict] = []
+    firsts = []
+    for phase in plan.phases:
+        firsts.append(len(rows) + 1)
+        with open(RunDirectory(phase.output).history, newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows.append({**row, "epoch": str(len(rows) + 1), "phase": str(phase.number)})
+    return rows, firsts
+
+
+def _history_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -12,6 +12,35 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
+# Each test file's area, a marker: `pytest -m spec` runs what a change to seqcli/spec/ needs (CONTRIBUTING.md).
+# A file matched by no prefix fails the run (test_every_test_file_has_an_area), so a new one is placed.
+AREAS = {
+    "spec": ("test_spec", "test_numbers", "test_round_trips", "test_fuzz", "test_cli_check", "test_cli_summary"),
+    "build": ("test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile"),
+    "data": ("test_data", "test_bounds", "test_faults"),
+    "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
+    "distribute": ("test_distribute", "test_cli_train_multiworker"),
+    "tune": ("test_cli_tune",),
+    "export": ("test_cli_export", "test_cli_predict", "test_cli_evaluate", "test_cli_extract", "test_cli_freeze"),
+    "cli": (
+        "test_cli_meta", "test_cli_doors", "test_cli_color", "test_cli_init", "test_cli_import", "test_cli_plot",
+        "test_cli_transfer", "test_ci_files", "test_layering", "test_messages", "test_hostile", "test_files",
+        "test_outputs", "test_read_door",
+    ),
+}  # fmt: skip
+
+
+def area_of(filename: str) -> str | None:
+    stem = Path(filename).stem
+    return next((area for area, prefixes in AREAS.items() if stem.startswith(prefixes)), None)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        area = area_of(item.path.name)
+        if area is not None:
+            item.add_marker(getattr(pytest.mark, area))
+
 
 @pytest.fixture(autouse=True)
 def default_memory_budget():

@@ -51,3 +51,40 @@ def test_the_hook_fails_a_commit_with_a_broken_spec(tmp_path):
     result = subprocess.run([*entry, *selected], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1 and "specs/bad.yaml:2:" in result.stdout + result.stderr
     assert subprocess.run([*entry, "specs/ok.yaml"], cwd=tmp_path, capture_output=True).returncode == 0
+
+
+def readme_blocks(language: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_readme_pre_commit_snippet_is_a_valid_config_that_runs_seq_check(tmp_path):
+    (snippet,) = [block for block in readme_blocks("yaml") if "repos:" in block]
+    (tmp_path / ".pre-commit-config.yaml").write_text(snippet)
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (hook,) = yaml.safe_load(snippet)["repos"][0]["hooks"]
+    (shipped,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert (hook["entry"], hook["files"], hook["types"]) == (shipped["entry"], shipped["files"], shipped["types"])
+
+
+def test_the_readme_workflow_snippet_is_the_shipped_workflow():
+    (snippet,) = [block for block in readme_blocks("yaml") if "runs-on:" in block]
+    readme = [step.get("run") for step in yaml.safe_load(snippet)["jobs"]["specs"]["steps"]]
+    shipped = yaml.safe_load((ROOT / ".github" / "workflows" / "check.yml").read_text())
+    assert readme == [step.get("run") for step in shipped["jobs"]["specs"]["steps"]]
+    assert "pip install -e ." in readme
+
+
+def test_ci_runs_the_readme_test_command_and_the_workflow_runs_ci():
+    ci = (ROOT / ".ci" / "run").read_text()
+    (first_commands,) = readme_blocks("bash")[:1]
+    test_command = first_commands.splitlines()[1].split("#")[0].split("&&")[1].strip()
+    assert test_command == "python -m pytest" and ci.rstrip().endswith(test_command)
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert "bash .ci/run" in [step.get("run") for job in workflow["jobs"].values() for step in job["steps"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -24,23 +25,22 @@ def run_artifact(fmt: str, path, inputs: np.ndarray) -> np.ndarray:
     if fmt == "saved_model":
         import tensorflow as tf
 
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-        (name,) = serve.structured_input_signature[1]
-        return next(iter(serve(**{name: tf.constant(inputs)}).values())).numpy()
+        serve = tf.saved_model.load(str(path / "1")).signatures["serving_default"]
+        return serve(inputs=tf.constant(inputs))["outputs"].numpy()
     if fmt == "tflite":
-        from seqcli.export import litert_interpreter
+        from seqcli.export_formats import litert_interpreter
 
         interpreter, _ = litert_interpreter(path)
-        detail = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(detail["index"], list(inputs.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(detail["index"], inputs)
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        return interpreter.get_signature_runner("serving_default")(inputs=inputs)["outputs"]
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    return session.run(["outputs"], {"inputs": inputs})[0]
+
+
+def problems(result) -> str:
+    """stderr without the stage lines ('export: converting to tflite'...) a log shows while it works."""
+    return "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("export: "))
 
 
 def leftovers(folder) -> list[str]:
@@ -55,12 +55,16 @@ def test_a_run_exports_and_predicts_like_keras(trained, tmp_path, fmt):
     result = run("export", trained / "run", "--format", fmt, "--output", output)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"Exported model 'tiny' as {fmt} to {output} (")
-    assert lines[1].startswith("  input ") and lines[1].endswith(": (None, 4, 4, 1) float32")
-    assert lines[2].startswith("  output ") and lines[2].endswith(": (None, 3) float32")
+    artifact = output / "1" if fmt == "saved_model" else output
+    assert lines[0].startswith(f"Exported model 'tiny' as {fmt} to {artifact} (")
+    assert lines[1] == "  input  inputs: (None, 4, 4, 1) float32"
+    assert lines[2] == "  output outputs: (None, 3) float32"
     runtime = {"saved_model": "tf.saved_model", "tflite": LITERT, "onnx": "onnxruntime"}[fmt]
     source = trained / "run" / "spec.yaml"
-    assert lines[3].startswith(f"Verified in {runtime} on 32 samples of data.train of {source}: max difference ")
+    assert lines[3].startswith(
+        f"Verified in {runtime} on 32 samples of data.train of {source} and 32 random inputs in their range: "
+        "max difference "
+    )
     assert output.exists() and leftovers(tmp_path) == []
     x = np.load(trained / "tiny.npz")["x"][:20]
     expected = keras.saving.load_model(trained / "run" / "model.keras").predict(x, verbose=0)
@@ -72,6 +76,7 @@ def test_json_report(trained, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["format"] == "tflite" and report["samples"] == 5 and report["runtime"] == LITERT
+    assert report["random_inputs"] == 5 and report["warnings"] == []
     assert report["bytes"] == (tmp_path / "m.tflite").stat().st_size
     assert 0 <= report["max_difference"] <= 1e-5
     assert report["inputs"][0]["shape"] == [None, 4, 4, 1] and report["inputs"][0]["dtype"] == "float32"
@@ -82,7 +87,7 @@ def test_an_existing_output_needs_overwrite(trained, tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"earlier")
     refused = run("export", trained / "run", "--output", tmp_path / "m.onnx")
     assert refused.exit_code == 1
-    assert refused.stderr == (
+    assert problems(refused) == (
         f"error: {tmp_path / 'm.onnx'} exists\n  hint: add --overwrite to replace it, or choose another --output\n"
     )
     assert (tmp_path / "m.onnx").read_bytes() == b"earlier"
@@ -96,13 +101,13 @@ def test_a_folder_seq_did_not_write_is_never_replaced(trained, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     refused = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "out", "--overwrite")
-    assert refused.exit_code == 1 and "notes.txt" in refused.stderr, refused.output
+    assert refused.exit_code == 1 and "notes.txt" in problems(refused), refused.output
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
     first = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "model")
     assert first.exit_code == 0, first.output
     again = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "model", "--overwrite")
     assert again.exit_code == 0, again.output
-    assert (tmp_path / "model" / "saved_model.pb").exists() and leftovers(tmp_path) == []
+    assert (tmp_path / "model" / "1" / "saved_model.pb").exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
@@ -112,7 +117,8 @@ def test_an_unverified_export_leaves_nothing_behind(trained, tmp_path, monkeypat
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference is small enough
     result = run("export", trained / "run", "--format", fmt, "--output", tmp_path / "out")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: the exported model's predictions differ from the Keras model's by up to ")
+    differ = "error: the exported model's predictions differ from the Keras model's by up to "
+    assert problems(result).startswith(differ)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -121,25 +127,27 @@ def test_a_failed_export_keeps_what_was_there(trained, tmp_path, monkeypatch):
 
     (tmp_path / "m.tflite").write_bytes(b"earlier")
 
-    def half_written(model, artifact, fmt):
+    def half_written(model, names, artifact, scratch):
         artifact.write_bytes(b"half")
         raise export.ExportError("the converter failed")
 
-    monkeypatch.setattr(export, "_export", half_written)
+    row = dataclasses.replace(export.FORMATS["tflite"], write=half_written)
+    monkeypatch.setitem(export.FORMATS, "tflite", row)
     result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--overwrite")
-    assert result.exit_code == 1 and result.stderr == "error: the converter failed\n"
+    assert result.exit_code == 1 and problems(result) == "error: the converter failed\n"
     assert (tmp_path / "m.tflite").read_bytes() == b"earlier" and leftovers(tmp_path) == []
 
 
 def test_onnx_without_its_packages_says_what_to_install(trained, tmp_path, monkeypatch):
     from seqcli import export
 
-    monkeypatch.setattr(export, "ONNX_PACKAGES", ("tf2onnx", "no_such_package_seq"))
+    row = dataclasses.replace(export.FORMATS["onnx"], packages=("tf2onnx", "no_such_package_seq"))
+    monkeypatch.setitem(export.FORMATS, "onnx", row)
     result = run("export", trained / "run", "--output", tmp_path / "m.onnx")
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "error: ONNX export needs no_such_package_seq, which is not installed\n"
-        "  hint: pip install 'seqcli[onnx]'  (or: pip install tf2onnx onnx onnxruntime)\n"
+    assert result.exit_code == 3  # the environment lacks something, not the input
+    assert problems(result) == (
+        "error: onnx export needs no_such_package_seq, which is not installed\n"
+        "  hint: pip install 'seqcli[onnx]'  (or: pip install tf2onnx no_such_package_seq)\n"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -152,7 +160,7 @@ def test_a_model_file_needs_data_to_verify_with(trained, tmp_path):
     np.save(wrong, np.zeros((3, 5), np.float32))
     result = run("export", trained / "run" / "model.keras", "--output", tmp_path / "m.tflite", "--data", wrong)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {wrong}: samples have shape (5,), but the model takes (4, 4, 1)")
+    assert problems(result).startswith(f"error: {wrong}: samples have shape (5,), but the model takes (4, 4, 1)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.npy"]
 
 
@@ -210,3 +218,153 @@ def test_an_application_base_exports(tmp_path, fmt):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["max_difference"] <= 1e-5
     np.testing.assert_allclose(run_artifact(fmt, output, x), model.predict(x, verbose=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- names a client can rely on
+
+
+def signature(result) -> dict:
+    report = json.loads(result.stdout)
+    return {"inputs": report["inputs"], "outputs": report["outputs"]}
+
+
+@pytest.fixture(scope="module")
+def transferred(trained, tmp_path_factory):
+    """A `seq transfer` run (blueprint one) of the tiny project, from the trained run's weights."""
+    output = tmp_path_factory.mktemp("transfer") / "tr"
+    result = run("transfer", trained / "tiny.yaml", "--weights", trained / "run" / "model.keras", "--output", output)
+    assert result.exit_code == 0, result.output
+    return output
+
+
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("saved_model", marks=pytest.mark.slow), pytest.param("tflite", marks=pytest.mark.slow), "onnx"]
+)
+def test_train_and_transfer_exports_have_the_same_names(trained, transferred, tmp_path, fmt):
+    """Keras names the Input of every model it builds anew (input_layer, input_layer_4...): the export must not."""
+    import keras
+
+    sources = (trained / "run", transferred / "phase1")
+    assert len({keras.saving.load_model(source / "model.keras").inputs[0].name for source in sources}) == 2
+    exported = [
+        run("export", source, "--format", fmt, "--output", tmp_path / f"{fmt}-{i}", "--json", "--samples", 4)
+        for i, source in enumerate(sources)
+    ]
+    assert all(result.exit_code == 0 for result in exported), [r.output for r in exported]
+    assert signature(exported[0]) == signature(exported[1])
+    assert signature(exported[0])["inputs"] == [{"name": "inputs", "shape": [None, 4, 4, 1], "dtype": "float32"}]
+    assert signature(exported[0])["outputs"] == [{"name": "outputs", "shape": [None, 3], "dtype": "float32"}]
+
+
+def test_a_transfer_folder_is_a_run_for_export_evaluate_and_plot(transferred, tmp_path):
+    exported = run("export", transferred, "--output", tmp_path / "m.onnx", "--samples", 4, "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["data"] == f"data.train of {transferred / 'spec.yaml'}"
+    evaluated = run("evaluate", transferred, "--format", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    plotted = run("plot", transferred, "--output", tmp_path / "curves.png")
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_an_unfinished_transfer_folder_names_its_phases(tmp_path):
+    (tmp_path / "tr" / "phase1").mkdir(parents=True)
+    result = run("export", tmp_path / "tr", "--output", tmp_path / "m.onnx")
+    assert result.exit_code == 1
+    assert "hint: a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2" in result.stderr
+
+
+def test_a_named_input_names_the_served_input(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,), name="pixels"), keras.layers.Dense(2)])
+    x = np.random.default_rng(4).normal(0, 1, (6, 3)).astype(np.float32)
+    path = save_model(model, tmp_path, x)
+    result = run("export", path, "--output", tmp_path / "m.onnx", "--data", tmp_path / "x.npy", "--json")
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in json.loads(result.stdout)["inputs"]] == ["pixels"]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (output,) = session.run(["outputs"], {"pixels": x})
+    np.testing.assert_allclose(output, model.predict(x, verbose=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- TF Serving's layout
+
+
+def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(trained, tmp_path):
+    served = tmp_path / "served"
+    first = run("export", trained / "run", "--format", "saved_model", "--output", served, "--samples", 4)
+    assert first.exit_code == 0, first.output
+    second = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"]
+    for version in ("1", "2"):
+        assert sorted(p.name for p in (served / version).iterdir()) == [
+            "assets",
+            "fingerprint.pb",
+            "saved_model.pb",
+            "variables",
+        ]
+    again = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    assert again.exit_code == 1
+    assert problems(again) == (
+        f"error: {served / '2'} exists\n"
+        "  hint: add --overwrite to replace version 2, or give a new --version (next: 3)\n"
+    )
+    stamp = (served / "1" / "saved_model.pb").stat().st_mtime_ns
+    replaced = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert (served / "1" / "saved_model.pb").stat().st_mtime_ns == stamp  # version 1 untouched
+    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"] and leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- what verification proves
+
+
+def test_a_model_with_one_output_for_every_input_is_flagged(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="zeros")])
+    x = np.random.default_rng(5).normal(0, 1, (6, 3)).astype(np.float32)
+    path = save_model(model, tmp_path, x)
+    result = run("export", path, "--output", tmp_path / "m.tflite", "--data", tmp_path / "x.npy", "--json")
+    assert result.exit_code == 0, result.output
+    warning = (
+        "the model predicts the same output for all 12 verification inputs, so the match proves little; a frozen "
+        "base built with 'weights: null' or dead units do this: check the model's weights"
+    )
+    assert f"warning: {warning}" in result.stderr.replace("\n", " ")
+    assert json.loads(result.stdout)["warnings"] == [warning]
+
+
+def test_verification_reaches_beyond_the_samples(trained, tmp_path):
+    """One real sample still gives inputs that vary: random ones within the range of the data."""
+    result = run("export", trained / "run", "--output", tmp_path / "m.onnx", "--samples", 2, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["samples"] == 2 and report["random_inputs"] == 4 and report["warnings"] == []
+
+
+def test_stages_go_to_stderr_one_line_each_in_a_log(trained, tmp_path):
+    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--json", "--samples", 4)
+    assert result.exit_code == 0, result.output
+    stages = [line.split(":", 1)[1].strip().split(" ")[0] for line in result.stderr.splitlines()]
+    assert stages == ["loading", "running", "converting", "verifying", "writing"]
+    json.loads(result.stdout)  # stdout holds the JSON report alone
+
+
+def test_on_a_terminal_stages_show_as_a_spinner_that_goes_away():
+    import io
+
+    from rich.console import Console
+
+    from seqcli.progress import stage_display
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    with stage_display(console, "export") as stage:
+        stage("converting to tflite\x1b[2J")
+    shown = screen.getvalue()
+    assert "export: converting to tflite\ufffd[2J (0s so far)" in shown and "\x1b[2J" not in shown

@@ -82,7 +82,13 @@ def test_a_failed_write_keeps_what_was_there(trained, tmp_path, monkeypatch):
         "predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.npy", "--overwrite"
     )
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: cannot write {tmp_path / 'p.npy'}: No space left on device")
+    stages, error = result.stderr.split("error: ", 1)
+    assert error.startswith(f"cannot write {tmp_path / 'p.npy'}: No space left on device")
+    assert stages.splitlines() == [
+        f"predict: loading {trained / 'run' / 'model.keras'}",
+        f"predict: predicting 128 samples of {trained / 'tiny.npz'}",
+        f"predict: writing {tmp_path / 'p.npy'}",
+    ]
     assert (tmp_path / "p.npy").read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["p.npy"]
 
 

@@ -123,6 +123,13 @@ def test_blueprint_two_head_then_fine_tune_and_resume(tmp_path, write_spec):
     assert f"{out / 'phase1'} is already complete (1 epochs)" in result.stdout
     with open(out / "phase2" / "history.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
+    # The transfer folder is a run: one history of both phases, the last phase's model, the boundary recorded.
+    with open(out / "history.csv") as handle:
+        assert [(row["epoch"], row["phase"]) for row in csv.DictReader(handle)] == [("1", "1"), ("2", "2"), ("3", "2")]
+    assert (out / "model.keras").read_bytes() == (out / "phase2" / "model.keras").read_bytes()
+    phases = json.loads((out / "metrics.json").read_text())["phases"]
+    assert [(p["phase"], p["folder"], p["first_epoch"]) for p in phases] == [(1, "phase1", 1), (2, "phase2", 2)]
+    assert (out / "curves.png").stat().st_size > 0
     assert_same(values(first.get_layer(BASE_NAME)), values(load(out / "phase1" / "model.keras").get_layer(BASE_NAME)))
 
 
@@ -175,19 +182,6 @@ def test_fine_tuning_needs_a_base_and_enough_layers(tmp_path, write_spec):
     result = CliRunner().invoke(cli, ["transfer", str(spec), "--output", "unused", "--fine-tune-layers", "500"])
     assert result.exit_code == 1
     assert f"error: cannot unfreeze the top 500 layers of {BASE_NAME}: it has 154" in result.stderr
-
-
-def test_the_resume_hint_is_the_transfer_command():
-    from seqcli.cli import resume_command
-
-    command = resume_command(
-        "transfer",
-        "head.yaml",
-        output="out",
-        overrides=["train.seed=1"],
-        flags={"--weights": None, "--fine-tune-layers": 8},
-    )
-    assert command == "seq transfer head.yaml --output out --fine-tune-layers 8 --set train.seed=1 --resume"
 
 
 def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):

@@ -136,7 +136,7 @@ def test_without_optuna_seq_tune_says_what_to_install_and_help_imports_neither(t
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        "1 error: seq tune needs Optuna, which is not installed\n  hint: pip install 'seqcli[tune]'"
+        "3 error: seq tune needs Optuna, which is not installed\n  hint: pip install 'seqcli[tune]'"  # environment
     )
 
 

@@ -293,7 +293,7 @@ ERRORS = [
         {"train": "short_y.npz"},
         "x and y in {root}/short_y.npz have different lengths: x has 4 samples, y has 3",
     ),
-    ({"train": "cell.csv"}, "data.train: {root}/cell.csv:3: column 2 ('b') is not a number. Received: 'x4'"),
+    ({"train": "cell.csv"}, "data.train: {root}/cell.csv:3: column 2 is not a number"),
     ({"train": "ragged.csv"}, "{root}/ragged.csv:3: row has 2 cells, the header has 3"),
     ({"train": "empty.csv"}, "empty.csv is empty; a CSV source needs a header row"),
     (
@@ -444,7 +444,8 @@ def test_images_decoded_first_by_all_epochs_at_once(tmp_path):
 
 def test_a_broken_image_first_reached_by_all_epochs_at_once_is_named(tmp_path):
     root = write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
-    (root / "b" / "1.png").write_bytes(b"not a png at all")
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (4).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
+    (root / "b" / "1.png").write_bytes(header + b"then no image data")  # its size reads; its pixels do not
     datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
     with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
         datasets.train_epochs(0, 2)
@@ -472,3 +473,32 @@ def test_an_image_that_cannot_be_decoded_is_named(tmp_path):
     (root / "b" / "1.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"data.train: cannot decode image .*/b/1\.png"):
         _ = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "wine", "iris", "digits", "diabetes"])
+def test_bundled_tables_split_the_same_way_every_time_keeping_class_shares(name):
+    from seqcli.data.bundled_datasets import BUNDLED_DATASETS, load_table
+    from seqcli.data.sources import open_source
+
+    x, y = load_table(name)
+    train = open_source(f"{name}:train", Path("."), "data.train", labels=True)
+    test = open_source(f"{name}:test", Path("."), "data.test", labels=True)
+    assert train.count + test.count == len(x) and abs(test.count - 0.2 * len(x)) <= len(np.unique(y))
+    rows = {tuple(row) for row in x.tolist()}
+    assert {tuple(row) for row in train.x.tolist()} | {tuple(row) for row in test.x.tolist()} == rows
+    assert train.x.dtype == np.float32 and train.x.shape[1:] == x.shape[1:]
+    again = open_source(f"{name}:test", Path("."), "data.test", labels=True)
+    np.testing.assert_array_equal(again.x, test.x)
+    if BUNDLED_DATASETS[name][1]:  # a class target: each class keeps its share in the test split, to a sample
+        for value in np.unique(y):
+            assert abs((test.y == value).sum() - 0.2 * (y == value).sum()) <= 0.5
+
+
+def test_a_bundled_table_without_scikit_learn_says_what_to_install(monkeypatch):
+    from seqcli.data.sources import open_source
+    from seqcli.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(MissingDependency, match="ships inside scikit-learn") as caught:
+        open_source("iris:train", Path("."), "data.train", labels=True)
+    assert "pip install scikit-learn" in caught.value.hint

@@ -48,6 +48,17 @@ class Case:
 # ----------------------------------------------------------------------------- file makers
 
 
+def keras_model(layers):
+    """A .keras file of the Sequential model of ``layers(keras)``."""
+
+    def make(path: Path):
+        import keras
+
+        keras.Sequential(layers(keras)).save(path)
+
+    return make
+
+
 def npz(**arrays):
     def make(path: Path):
         np.savez(path, **arrays)
@@ -209,6 +220,28 @@ def copy_of(name: str, **replace: str):
     return make
 
 
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG: its signature and an IHDR chunk that gives its size (8-bit RGB)."""
+    return (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+        + width.to_bytes(4, "big")
+        + height.to_bytes(4, "big")
+        + b"\x08\x02\0\0\0"
+    )
+
+
+def image_folder(**files):
+    """An image folder of classes a and b, each holding ``files`` (name -> bytes, or a maker of the path)."""
+
+    def make(path: Path):
+        for label in ("a", "b"):
+            (path / label).mkdir(parents=True)
+            for name, content in files.items():
+                content(path / label / name) if callable(content) else (path / label / name).write_bytes(content)
+
+    return make
+
+
 def keras_model_with_layer(layer_name: str):
     """A .keras model whose Dense layer is named ``layer_name`` (Keras takes names seq refuses in specs)."""
 
@@ -222,10 +255,47 @@ def keras_model_with_layer(layer_name: str):
     return make
 
 
-def images(path: Path):
-    for label in ("a", "b"):
-        (path / label).mkdir(parents=True)
-        (path / label / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+images = image_folder(**{"broken.png": png_header(4, 4) + b" then no image data"})  # its size reads, not its pixels
+
+
+def linked_class(target: str):
+    """An image folder whose class b is a real folder and class a a symbolic link to ``target``."""
+
+    def make(path: Path):
+        (path / "b").mkdir(parents=True)
+        (path / "b" / "1.png").write_bytes(png_header(4, 4))
+        (path / "a").symlink_to(target)
+
+    return make
+
+
+def jpeg_header(width: int, height: int, padding: int = 0) -> bytes:
+    """The start of a JPEG: SOI, ``padding`` bytes of APP segments (at most 65,533 each), then SOF0."""
+    data = b"\xff\xd8"
+    while padding > 0:
+        size = min(padding, 65533)
+        data += b"\xff\xe1" + (size + 2).to_bytes(2, "big") + bytes(size)
+        padding -= size
+    return data + b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x03" + bytes(9)
+
+
+def two_feature_model(path: Path):
+    """A compiled .keras classifier of two features."""
+    from seqcli.keras_env import import_keras
+
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    model.save(path)
+
+
+def csv_line(cells: int):
+    def make(path: Path):
+        with open(path, "w") as handle:
+            handle.write("a,b,c,label\n")
+            handle.write("1," * cells + "1\n")
+
+    return make
 
 
 # ----------------------------------------------------------------------------- specs
@@ -443,6 +513,93 @@ CONFINEMENT = {
         **{"inside.txt": SECRET + "\n"},
     ),
     "secret file as data inside": train(trainable("inside.npz"), "inside.npz", **{"inside.npz": SECRET}),
+    "image class folder linked out": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "imgs/a' is a symbolic link that leads out of the image folder",
+        **{"imgs": linked_class("../../outside"), "{outside}/1.png": png_header(4, 4)},
+    ),
+    "image class folder linked out, as --data": Case(
+        ["predict", "{run}", "--data", "imgs", "--output", "p.npy"],
+        1,
+        ("leads out of the image folder",),
+        {"imgs": linked_class("../../outside"), "{outside}/1.png": png_header(4, 4)},
+    ),
+    "image file linked out": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "leads out of the image folder",
+        **{"imgs": image_folder(**{"1.png": link_to("../../../outside/secret.txt")})},
+    ),
+    "image class folder linked inside the spec's folder": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "cannot decode image",
+        **{"imgs": linked_class("../more"), "more/1.png": png_header(4, 4)},
+    ),
+    "a FIFO named pipe.png in an image folder": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "pipe.png is a FIFO (named pipe), not a regular file",
+        **{"imgs": image_folder(**{"pipe.png": fifo})},
+    ),
+    "a device linked into an image folder": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "zero.png' is a symbolic link that leads out of the image folder",
+        **{"imgs": image_folder(**{"zero.png": link_to("/dev/zero")})},
+    ),
+    "spec linked out": Case(
+        ["check", "x.yaml"],
+        1,
+        ("x.yaml", "leads out of the folder it was named in"),
+        {"x.yaml": link_to("../outside/secret.txt")},
+    ),
+    "spec linked out, github": Case(
+        ["check", "x.yaml", "--format", "github"], 1, ("x.yaml",), {"x.yaml": link_to("../outside/secret.txt")}
+    ),
+    "spec linked out, junit": Case(
+        ["check", "x.yaml", "--format", "junit"], 1, ("x.yaml",), {"x.yaml": link_to("../outside/secret.txt")}
+    ),
+    "spec linked out, json": Case(
+        ["check", "x.yaml", "--format", "json"], 1, ("leads out",), {"x.yaml": link_to("../outside/secret.txt")}
+    ),
+    "spec linked out, to summary": Case(
+        ["summary", "x.yaml"], 1, ("leads out",), {"x.yaml": link_to("../outside/secret.txt")}
+    ),
+    "spec linked out, to train": Case(
+        ["train", "x.yaml", "--output", "out"], 1, ("leads out",), {"x.yaml": link_to("../outside/secret.txt")}
+    ),
+    "spec linked out, allowed": Case(
+        ["check", "x.yaml", "--allow-path", "{outside}"],
+        0,
+        (),
+        {"{outside}/real.yaml": layer("Dense: {units: 2}"), "x.yaml": link_to("../outside/real.yaml")},
+    ),
+    "spec linked within its folder": Case(
+        ["check", "x.yaml"], 0, (), {"real.yaml": layer("Dense: {units: 2}"), "x.yaml": link_to("real.yaml")}
+    ),
+    "a FIFO as a spec": Case(["check", "pipe.yaml"], 1, ("pipe.yaml", "FIFO"), {"pipe.yaml": fifo}),
+    "--set a vocabulary of /dev/zero": Case(
+        ["summary", "bad.yaml", "--set", "layers[1].StringLookup.vocabulary=/dev/zero"],
+        1,
+        ("character device",),
+        {"bad.yaml": layer("StringLookup: {vocabulary: [a, b]}").replace("[4]}", "[1], dtype: string}")},
+    ),
+    "--set a vocabulary that is a FIFO": Case(
+        ["summary", "bad.yaml", "--set", "layers[1].StringLookup.vocabulary=pipe.txt"],
+        1,
+        ("FIFO",),
+        {
+            "bad.yaml": layer("StringLookup: {vocabulary: [a, b]}").replace("[4]}", "[1], dtype: string}"),
+            "pipe.txt": fifo,
+        },
+    ),
+    "a FIFO as a model to evaluate": Case(
+        ["evaluate", "pipe.keras", "--data", "x.npy"], 1, ("pipe.keras is a FIFO",), {"pipe.keras": fifo}
+    ),
+    "a FIFO as --weights": Case(
+        ["extract", "tiny.yaml", "--weights", "p.weights.h5", "--data", "x.npy", "--all", "--output", "f.npz"],
+        1,
+        ("FIFO",),
+        {"p.weights.h5": fifo},
+    ),
+    "a FIFO as the labels .npy y": train(trainable("{path: x.npy, y: pipe.npy}"), "FIFO", **{"pipe.npy": fifo}),
     "secret file as spec": Case(["check", "inside.yaml"], 1, ("inside.yaml",), {"inside.yaml": SECRET + ": [\n"}),
     "secret file as a .keras": Case(
         ["evaluate", "inside.keras", "--data", "x.npy"], 1, ("inside.keras",), {"inside.keras": SECRET}
@@ -604,6 +761,30 @@ SIZE = {
     "nesting 100 deep": Case(
         ["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": HEAD + "x: " + "[" * 100 + "]" * 100 + "\n"}
     ),
+    "four 16000x16000 PNGs against --max-memory 500M": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "is 16000x16000 pixels: decoding it takes about 3.58 GB",
+        extra=("--max-memory", "500M"),
+        **{"imgs": image_folder(**{"1.png": png_header(16000, 16000), "2.png": png_header(16000, 16000)})},
+    ),
+    "a 60000x60000 JPEG behind 200 KB of segments": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "is 60000x60000 pixels",
+        extra=("--max-memory", "500M"),
+        **{"imgs": image_folder(**{"1.jpg": jpeg_header(60000, 60000, padding=200_000)})},
+    ),
+    "a CSV line of 3 million cells against --max-memory 64M": train(
+        trainable("big.csv").replace("[4, 4, 1]", "[3]").replace("  - Flatten: {}\n", ""),
+        "big.csv:2: line is longer than 1.00 MB",
+        extra=("--max-memory", "64M"),
+        **{"big.csv": csv_line(3_000_000)},
+    ),
+    "a CSV header of a million columns": Case(
+        ["extract", "tiny.yaml", "--data", "wide.csv", "--all", "--output", "f.npz", "--max-memory", "64M"],
+        1,
+        ("wide.csv:1: line is longer than",),
+        {"wide.csv": ",".join(["c"] * 1_000_000) + "\n1\n"},
+    ),
     "npz ZIP64 member over the budget": Case(
         ["extract", "tiny.yaml", "--data", "bomb.npz", "--all", "--output", "f.npz", "--max-memory", "32M"],
         1,
@@ -615,23 +796,26 @@ SIZE_CASES = set(SIZE)
 
 # ----------------------------------------------------------------------------- 4. one writer
 
+BUSY = 3  # ExitStatus.ENVIRONMENT: another process holds the output, nothing is wrong with the input
 WRITER = {
     "train while another train holds the run": Case(
         ["train", "tiny.yaml", "--output", "locked", "--quiet"],
-        1,
+        BUSY,
         ("locked is in use: another seq process is writing it",),
     ),
     "train --resume while locked": Case(
         ["train", "tiny.yaml", "--output", "locked", "--resume", "--quiet"],
-        1,
+        BUSY,
         ("is in use",),
         files={"locked/checkpoints/last.npz": b"the run being written holds a checkpoint"},
     ),
     "train --overwrite while locked": Case(
-        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], 1, ("is in use",)
+        ["train", "tiny.yaml", "--output", "locked", "--overwrite", "--quiet"], BUSY, ("is in use",)
     ),
     "transfer while locked": Case(
-        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"], 1, ("is in use",)
+        ["transfer", "tiny.yaml", "--output", "locked", "--weights", "{run}/model.keras", "--quiet"],
+        BUSY,
+        ("is in use",),
     ),
 }
 
@@ -770,6 +954,12 @@ NUMBERS = {
 
 # ----------------------------------------------------------------------------- 6. messages
 
+CSV_SPEC = HEAD.replace("[4]", "[2]") + (
+    "  - Dense: {units: 2, activation: softmax}\n"
+    "compile: {optimizer: adam, loss: sparse_categorical_crossentropy}\n"
+    "data: {train: s.csv, batch_size: 8}\ntrain: {epochs: 1, seed: 1}\n"
+)
+
 MESSAGES = {
     "npz with a bad CRC": train(
         trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
@@ -889,8 +1079,103 @@ MESSAGES = {
     ),
     "undecodable images": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
-        "broken.png: Invalid PNG. Failed to initialize decoder.\n",
+        "cannot decode image",
+        "broken.png",
         **{"imgs": images},
+    ),
+    "an image whose header is damaged": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "broken.png: its PNG header is damaged",
+        **{"imgs": image_folder(**{"broken.png": b"\x89PNG\r\n\x1a\n not really a png"})},
+    ),
+    "an image that is no image": train(
+        trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "x.png: it is not a BMP, GIF, JPEG or PNG file",
+        **{"imgs": image_folder(**{"x.png": SECRET.encode()})},
+    ),
+    "a CSV secret in a bad cell, train": train(
+        CSV_SPEC, "s.csv:3: column 2 is not a number", **{"s.csv": f"a,b,l\n1,2,0\n1,{SECRET},1\n"}
+    ),
+    "a CSV secret in a bad cell, extract": Case(
+        ["extract", "c.yaml", "--data", "s.csv", "--all", "--output", "f.npz"],
+        1,
+        ("s.csv:2: column 1 is not a number",),
+        {"c.yaml": HEAD.replace("[4]", "[2]") + "  - Dense: {units: 2}\n", "s.csv": f"a,b,l\n{SECRET},2,0\n"},
+    ),
+    "a CSV secret in a bad cell, evaluate": Case(
+        ["evaluate", "m.keras", "--data", "s.csv"],
+        1,
+        ("s.csv:2: column 1 is not a number",),
+        {"m.keras": two_feature_model, "s.csv": f"a,b,l\n{SECRET},2,0\n"},
+    ),
+    "a .env read as CSV, its label column missing": train(
+        CSV_SPEC.replace("train: s.csv", "train: {path: s.csv, label: label, format: csv}"),
+        "s.csv has no column 'label'",
+        "its header row (line 1) names 2 columns",
+        **{"s.csv": f"AWS_SECRET={SECRET},HOME=/root\n1,2\n"},
+    ),
+    "a CSV feature column missing, close to one": train(
+        CSV_SPEC.replace("train: s.csv", "train: {path: s.csv, features: [alpa, b]}"),
+        "has no column 'alpa'",
+        "column 1 has a name close to 'alpa'",
+        **{"s.csv": "alpha,b,l\n1,2,0\n"},
+    ),
+    "a secret as .npy": Case(
+        ["predict", "{run}", "--data", "s.npy", "--output", "p.npy"],
+        1,
+        ("s.npy", "does not start as an .npy file does"),
+        {"s.npy": SECRET * 4},
+    ),
+    "a secret in an .npy header": Case(
+        ["predict", "{run}", "--data", "s.npy", "--output", "p.npy"],
+        1,
+        ("s.npy", "its header is not an .npy header"),
+        {"s.npy": b"\x93NUMPY\x01\x00\x40\x00{'descr': '" + SECRET.encode() + b"', 'shape': (1,)}".ljust(64)},
+    ),
+    "float128 .npy": Case(
+        ["predict", "{run}", "--data", "l.npy", "--output", "p.npy"],
+        1,
+        ("longdouble (float128) is not a dtype seq can train on", "convert it to float32"),
+        {"l.npy": npy(np.ones((4, 4, 4, 1), np.longdouble))},
+    ),
+    "complex .npz": train(
+        trainable("c.npz"),
+        "complex128 (complex numbers) is not a dtype seq can train on",
+        **{"c.npz": npz(x=np.ones((16, 4, 4, 1), np.complex128), y=LABELS)},
+    ),
+    "object .npy": Case(
+        ["extract", "tiny.yaml", "--data", "o.npy", "--all", "--output", "f.npz"],
+        1,
+        ("it holds Python objects",),
+        {"o.npy": lambda path: np.save(path, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)},
+    ),
+    "structured .npz labels": train(
+        trainable("r.npz"),
+        "holds records (a structured dtype)",
+        **{"r.npz": npz(x=np.ones((16, 4, 4, 1), np.float32), y=np.zeros(16, [("a", "<i4"), ("b", "<f4")]))},
+    ),
+    "tune --storage with a password, as JSON": Case(
+        [
+            "tune",
+            "study.yaml",
+            "--storage",
+            f"mysql://root:{SECRET}@localhost:1/db",
+            "--output",
+            "t",
+            "--format",
+            "json",
+        ],
+        1,
+        ("mysql://root:***@localhost:1/db",),
+        {"study.yaml": with_tune_section},
+        changes=True,
+    ),
+    "tune --storage with a password": Case(
+        ["tune", "study.yaml", "--storage", f"postgresql://admin:{SECRET}@localhost:1/db", "--output", "t"],
+        1,
+        ("postgresql://admin:***@localhost:1/db",),
+        {"study.yaml": with_tune_section},
+        changes=True,
     ),
     "unknown layer gru": check(layer("gru: {units: 2}"), "bad.yaml:3:", "did you mean 'GRU'?"),
     "unknown argument": check(layer("Dense: {units: 2, activaton: relu}"), "bad.yaml:3:", "did you mean 'activation'?"),
@@ -982,6 +1267,26 @@ MESSAGES = {
     ),
     "--upto an unknown layer": Case(["summary", "tiny.yaml", "--upto", "nope"], 1, ("nope",)),
     "--input-shape not a shape": Case(["summary", "tiny.yaml", "--input-shape", "a,b"], 2, ("--input-shape",)),
+    "export to LiteRT a GRU of any length": Case(
+        ["export", "gru.keras", "--output", "m.tflite", "--data", "x.npy"],
+        1,
+        ("GRU layer 'gru' reads sequences of any length", "give the Input a fixed length"),
+        {"gru.keras": keras_model(lambda keras: [keras.Input((None, 2)), keras.layers.GRU(3, name="gru")])},
+    ),
+    "export to ONNX string preprocessing": Case(
+        ["export", "words.keras", "--output", "m.onnx", "--data", "x.npy"],
+        1,
+        ("StringLookup layer 'words': this format cannot hold string preprocessing", "--format saved_model"),
+        {
+            "words.keras": keras_model(
+                lambda keras: [
+                    keras.Input((3,), dtype="string"),
+                    keras.layers.StringLookup(vocabulary=["a", "b"], name="words"),
+                ]
+            )
+        },
+    ),
+    "export --version 0": Case(["export", "{run}", "--output", "served", "--version", "0"], 2, ("--version",)),
 }
 
 # ----------------------------------------------------------------------------- 7. text on its way out

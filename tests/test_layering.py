@@ -19,6 +19,7 @@ CORE = [
     "keras_env",
     "exit_status",
     "limits",
+    "archives",
     "memory",
     "outputs",
     "datacheck",
@@ -177,3 +178,12 @@ def test_no_module_or_class_is_too_big_to_read():
                     f"lines (at most {MAX_CLASS_LINES})"
                 )
     assert not too_big, "split by concern:\n  " + "\n  ".join(too_big)
+
+
+def test_every_test_file_has_an_area():
+    """`pytest -m AREA` is the quick loop for a change in one area; a test file in no area would never run in it."""
+    from tests.conftest import area_of
+
+    tests = Path(__file__).resolve().parent
+    unplaced = [path.name for path in sorted(tests.glob("test_*.py")) if area_of(path.name) is None]
+    assert not unplaced, f"add these to AREAS in tests/conftest.py: {unplaced}"

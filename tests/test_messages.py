@@ -124,11 +124,10 @@ def test_long_error_text_keeps_its_start_and_its_end():
 def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
     """OSError's text repeats the path ("[Errno 13] Permission denied: '...'"): the message says it once.
     (Tests run as root, which reads any file: the refusal is simulated, for the data files only.)"""
-    import builtins
+    import os
     import types
 
     from seqcli import limits
-    from seqcli.data import sources
 
     def refusing(real):
         def call(path, *args, **kwargs):
@@ -140,10 +139,9 @@ def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
 
     np.save(tmp_path / "x.npy", np.ones((2, 4, 4, 1), np.float32))
     (tmp_path / "d.npz").write_bytes((trained / "tiny.npz").read_bytes())
-    zip_module = types.SimpleNamespace(**vars(zipfile))
-    zip_module.ZipFile = refusing(zipfile.ZipFile)
-    monkeypatch.setattr(limits, "zipfile", zip_module)
-    monkeypatch.setattr(sources, "open", refusing(builtins.open), raising=False)
+    os_module = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
+    os_module.open = refusing(os.open)
+    monkeypatch.setattr(limits, "os", os_module)  # the one open door: every data file is opened there
     for name in ("x.npy", "d.npz"):
         result = run_in(tmp_path, "predict", trained / "run", "--data", name, "--output", "p.npy")
         assert result.exit_code == 1

@@ -398,4 +398,4 @@ def test_one_broken_spec_does_not_stop_the_others(tmp_path, monkeypatch):
 def test_a_device_file_is_not_read(tmp_path, monkeypatch):
     """/dev/zero would never end: refused before reading, as is anything that is not a regular file."""
     report = inspect_spec("/dev/zero")
-    assert problems_text(report) == "/dev/zero: is not a regular file\n  hint: pass a .yaml file"
+    assert problems_text(report) == "/dev/zero: is a character device, not a regular file\n  hint: pass a .yaml file"

@@ -107,7 +107,7 @@ REFUSALS = [
     (
         "FIFO",
         "  - IntegerLookup: {vocabulary: pipe}\n",
-        "3:33: layers[1].IntegerLookup.vocabulary: 'pipe' is a FIFO, not a regular file",
+        "3:33: layers[1].IntegerLookup.vocabulary: 'pipe' is a FIFO (named pipe), not a regular file",
     ),
     (
         "device file",

@@ -10,19 +10,13 @@ The package: ``options`` (consoles, errors to exit statuses, shared options), an
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
-from seqcli.cli.options import (
-    allow_path_option,
-    exit_status,
-    fail_on_seq_error,
-    memory_option,
-    stderr_console,
-    stdout_console,
-)
+from seqcli.cli.options import exit_status, fail_on_seq_error, replay, seq_command, stderr_console, stdout_console
 from seqcli.cli.spec import check, import_command, init_command, plot_command, schema, summary
-from seqcli.cli.train import resume_command, train_command, transfer, tune_command
+from seqcli.cli.train import train_command, transfer, tune_command
 from seqcli.cli.use import evaluate, export_command, extract, freeze, predict
 from seqcli.errors import SpecError
 
@@ -71,18 +65,19 @@ for _command in (
 
 
 def main():
-    cli(prog_name="seq")
+    """The console scripts ``seq`` and ``seqcli`` (and ``python -m seqcli``): the program's name is the one it
+    was started as, so that shell completion (``_SEQCLI_COMPLETE=bash_source seqcli``) completes that name."""
+    cli(prog_name="seqcli" if os.path.basename(sys.argv[0]) == "seqcli" else "seq")
 
 
 __all__ = [
     "SpecError",
-    "allow_path_option",
     "cli",
     "exit_status",
     "fail_on_seq_error",
     "main",
-    "memory_option",
-    "resume_command",
+    "replay",
+    "seq_command",
     "stderr_console",
     "stdout_console",
 ]

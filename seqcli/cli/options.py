@@ -1,17 +1,23 @@
-"""What every command shares: consoles, SeqError to a message and an exit status, and the options several
-commands take (--allow-path, --max-memory, --input-shape)."""
+"""What every command shares, attached in one place by :func:`seq_command`: SeqError to a message and an exit
+status, Python warnings to notes, --allow-path and --max-memory for every command that reads specs or files, and
+the invocation recorded so that an interrupted command can print the exact command that resumes it. Also the
+consoles and the options several commands take (--format, --input-shape)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import shlex
 import sys
+import warnings
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
-from seqcli.errors import SeqError, clean_text, terminal_safe
+from seqcli.errors import Interrupted, SeqError, clean_text, masked_url, terminal_safe
 from seqcli.exit_status import ExitStatus
 
 # Output that is not a terminal (a pipe, a log, a CI report) is never wrapped: tables take the width they
@@ -38,46 +44,180 @@ def console_for(stream, *, stderr: bool) -> Console:
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=not terminal, width=width)
 
 
+def seq_command(name: str | None = None, *, reads_files: bool = True, **attrs):
+    """Make a click command a seq command, by construction: :func:`fail_on_seq_error` around it and, when it
+    ``reads_files`` (specs, data, models), the options --allow-path and --max-memory after its own. A new command
+    made with this inherits every shared guarantee; tests/test_cli_meta.py checks that all of them are."""
+
+    def decorate(function):
+        wrapped = _with_memory_budget(_with_allowed_paths(function)) if reads_files else function
+        wrapped = fail_on_seq_error(wrapped)
+        command = click.command(name, cls=SeqCommand, **attrs)(wrapped)
+        command.reads_files = reads_files
+        if reads_files:
+            command.params += [_allow_path_parameter(), _memory_parameter()]
+        return command
+
+    return decorate
+
+
+class SeqCommand(click.Command):
+    """A command made by :func:`seq_command`: ``reads_files`` tells whether it takes --allow-path and
+    --max-memory, and :func:`replay` rebuilds the command line it was invoked with."""
+
+    reads_files = True
+
+
+SHARED_OPTIONS = ("allow_paths", "max_memory")  # what seq_command adds to every command that reads files
+
+
+def replay(ctx: click.Context, *, fill: dict | None = None, drop: tuple[str, ...] = (), add: tuple[str, ...] = ()):
+    """The command line of this invocation, shell-quoted, from the command's own parameters: every argument and
+    every option the user gave (hidden ones aside), ``fill`` for options left at their default (name -> value),
+    options named in ``drop`` left out, then the words ``add``."""
+    words = ["seq", ctx.info_name or ctx.command.name or "", *given_words(ctx, fill=fill, drop=drop)]
+    return shlex.join([*words, *add])
+
+
+def shared_words(ctx: click.Context) -> list[str]:
+    """The shared options (--allow-path, --max-memory) as given to this invocation, for a process it starts."""
+    return given_words(ctx, only=SHARED_OPTIONS)
+
+
+def given_words(ctx: click.Context, *, fill=None, drop=(), only=None) -> list[str]:
+    """The words of the parameters given to this invocation (see :func:`replay`), or of those named ``only``."""
+    fill = fill or {}
+    words: list[str] = []
+    for param in ctx.command.params:
+        if param.name in drop or getattr(param, "hidden", False) or (only is not None and param.name not in only):
+            continue
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words += [_word(v) for v in value] if param.nargs != 1 else [_word(value)]
+            continue
+        if ctx.get_parameter_source(param.name) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            if fill.get(param.name) is None:
+                continue
+            value = fill[param.name]
+        words += _option_words(param, value)
+    return words
+
+
+def _option_words(param: click.Parameter, value) -> list[str]:
+    flag = next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
+    if getattr(param, "is_flag", False) and not param.multiple:
+        if value:
+            return [flag]
+        return [param.secondary_opts[0]] if param.secondary_opts else []
+    values = value if param.multiple else [value]
+    return [word for item in values for word in (flag, masked_url(_word(item)))]  # a database password: never shown
+
+
+def _word(value) -> str:
+    """A parameter's value as it was typed: sequences a callback parsed (devices, shapes) joined by commas."""
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
 def fail_on_seq_error(command):
-    """Report SeqError without a traceback and exit 1 (130 on Ctrl-C). Anything unexpected is a bug:
-    one line that says so, and the traceback only with SEQ_DEBUG=1."""
+    """Report SeqError without a traceback and exit 1 (130 on Ctrl-C), with the command that resumes an
+    interrupted one; Python warnings become one-line notes on stderr. Anything unexpected is a bug: one line
+    that says so, and the traceback only with SEQ_DEBUG=1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
         try:
-            return command(*args, **kwargs)
+            with _warnings_as_notes():
+                return command(*args, **kwargs)
         except SeqError as error:
-            click.echo(error.render(), err=True)
-            sys.exit(exit_status(error))
+            if isinstance(error, Interrupted) and error.resumable:
+                error.resume_command = replay(
+                    ctx, fill={"output": error.output}, drop=("overwrite", "resume"), add=("--resume",)
+                )
+            _fail(ctx, error.render(), error_document(error), exit_status(error), getattr(error, "result", None))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(ExitStatus.SIGINT)
+            _fail(ctx, "interrupted", {"kind": "interrupted", "message": "interrupted"}, ExitStatus.SIGINT)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
             if os.environ.get("SEQ_DEBUG"):
                 raise
-            message = terminal_safe(clean_text(str(error), 300)) or "(no message)"
-            click.echo(
-                f"error: unexpected {type(error).__name__}: {message}\n"
-                "  hint: this is a bug in seq, or an input it does not check yet; run again with "
-                "SEQ_DEBUG=1 for the traceback and report it",
-                err=True,
+            message = f"unexpected {type(error).__name__}: {clean_text(str(error), 300) or '(no message)'}"
+            hint = (
+                "this is a bug in seq, or an input it does not check yet; run again with SEQ_DEBUG=1 for the "
+                "traceback and report it"
             )
-            sys.exit(ExitStatus.ERROR)
+            document = {"kind": "internal", "message": message, "hint": hint}
+            _fail(ctx, terminal_safe(f"error: {message}\n  hint: {hint}"), document, ExitStatus.INTERNAL)
 
+    wrapper.guards_errors = True  # tests/test_cli_doors.py: every command's callback is this wrapper
     return wrapper
 
 
+# Warnings meant for the developers of the libraries seq uses, not for a user of seq.
+_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning)
+
+
+@contextlib.contextmanager
+def _warnings_as_notes():
+    """Python warnings raised while a command runs, each shown once as ``note: MESSAGE`` on stderr (one line,
+    terminal-safe), never as Python's two-line ``FILE:LINE: UserWarning`` that quotes source code."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, _DEVELOPER_WARNINGS):
+            return
+        text = clean_text(str(message), 300)
+        if text and text not in shown:
+            shown.add(text)
+            click.echo(terminal_safe(f"note: {text}"), err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 def exit_status(error: SeqError) -> ExitStatus:
-    """An error that stopped on a signal (it carries ``signum``) exits as that signal; any other, ERROR."""
+    """An error that stopped on a signal (it carries ``signum``) exits as that signal; one of the machine
+    (``kind`` environment) as ENVIRONMENT; any other, ERROR."""
     signum = getattr(error, "signum", None)
-    return ExitStatus.for_signal(signum) if signum is not None else ExitStatus.ERROR
+    if signum is not None:
+        return ExitStatus.for_signal(signum)
+    return ExitStatus.ENVIRONMENT if error.kind == "environment" else ExitStatus.ERROR
 
 
-def allow_path_option(command):
-    """``--allow-path DIR`` (repeatable): folders besides its own that a spec may read files from
-    (:mod:`seqcli.spec.paths`, imported only when a command runs)."""
+def error_document(error: SeqError) -> dict:
+    """The error as data, for ``--format json``: its kind, message and hint, the file, line and column of the
+    first problem in a spec (all of them under ``problems``), and the command that resumes an interrupted run."""
+    problems = [{"file": p.file, **p.as_dict()} for p in getattr(error, "problems", [])]
+    first = problems[0] if problems else {}
+    document = {
+        "kind": error.kind,
+        "message": error.message,
+        "hint": error.hint or first.get("hint"),
+        "file": first.get("file"),
+        "line": first.get("line"),
+        "column": first.get("column"),
+        "problems": problems,
+    }
+    if getattr(error, "resume_command", None):
+        document["resume_command"] = error.resume_command
+    return document
+
+
+def _fail(ctx: click.Context, text: str, document: dict, status: ExitStatus, result: dict | None = None):
+    """Exit with ``status`` after the error on stderr and, when the command prints JSON, as JSON on stdout: the
+    ``error`` key of one document (with what the command found before it failed, ``result``, when it says)."""
+    click.echo(text, err=True)
+    if ctx.params.get("fmt") == "json" or ctx.params.get("as_json"):
+        click.echo(json.dumps({**(result or {}), "error": {**document, "exit_status": int(status)}}, indent=2))
+    sys.exit(status)
+
+
+def _with_allowed_paths(command):
+    """Run ``command`` with the folders of ``--allow-path`` (:mod:`seqcli.spec.paths`, imported only when a
+    command runs) allowed besides each spec's own."""
 
     @functools.wraps(command)
     def wrapper(*args, allow_paths=(), **kwargs):
@@ -86,15 +226,28 @@ def allow_path_option(command):
         with allowed_paths(allow_paths):
             return command(*args, **kwargs)
 
-    return click.option(
-        "--allow-path",
-        "allow_paths",
+    return wrapper
+
+
+def _allow_path_parameter() -> click.Option:
+    return click.Option(
+        ["--allow-path", "allow_paths"],
         multiple=True,
         metavar="DIR",
         type=click.Path(file_okay=False),
         help=f"Let specs read files in DIR too (repeatable); a spec reads files inside its own "
         f"folder only. Also SEQ_ALLOW_PATH (folders separated by '{os.pathsep}').",
-    )(wrapper)
+    )
+
+
+def _with_memory_budget(command):
+    """``--max-memory`` was applied by its callback, when parsed; the command itself does not take it."""
+
+    @functools.wraps(command)
+    def wrapper(*args, max_memory=None, **kwargs):
+        return command(*args, **kwargs)
+
+    return wrapper
 
 
 def set_max_memory(ctx, param, value: str | None):
@@ -107,16 +260,15 @@ def set_max_memory(ctx, param, value: str | None):
     return value
 
 
-def memory_option(command):
+def _memory_parameter() -> click.Option:
     """``--max-memory SIZE``: the budget checked before reading inputs and building real weights."""
-    return click.option(
-        "--max-memory",
+    return click.Option(
+        ["--max-memory", "max_memory"],
         callback=set_max_memory,
-        expose_value=False,
         metavar="SIZE",
         help="Refuse inputs and models estimated to need more memory than SIZE (e.g. 8G).  "
         "[default: 70% of the memory available, or $SEQ_MAX_MEMORY]",
-    )(command)
+    )
 
 
 def result_format_option(command):

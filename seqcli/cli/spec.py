@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 import click
 
-from seqcli.cli.options import allow_path_option, echo_text, fail_on_seq_error, parse_shape, stdout_console
-from seqcli.errors import SeqError
+from seqcli.cli.options import echo_text, parse_shape, seq_command, stdout_console
+from seqcli.errors import SeqError, terminal_safe
 from seqcli.exit_status import ExitStatus
 
 
-@click.command()
+@seq_command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--input-shape",
@@ -23,8 +24,6 @@ from seqcli.exit_status import ExitStatus
 @click.option("--upto", metavar="NAME|INDEX", help="Show the model built up to this layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
-@allow_path_option
-@fail_on_seq_error
 def summary(spec, input_shape, upto, fmt, overrides):
     """Show the model a SPEC builds: layers, output shapes, parameters, expectations.
 
@@ -35,15 +34,17 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
     upto_key = int(upto) if upto is not None and upto.isdigit() else upto
     report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
-    if fmt == "json":
+    if fmt == "json" and report.ok:
         click.echo(json.dumps(report.as_dict(), indent=2))
-    elif report.built is not None and report.built.rows:
+    elif fmt != "json" and report.built is not None and report.built.rows:
         stdout_console().print(summary_table(report))
     if not report.ok:
-        raise report.error()
+        error = report.error()
+        error.result = report.as_dict()  # the JSON document: the report, with the error in it
+        raise error
 
 
-@click.command()
+@seq_command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--format",
@@ -53,8 +54,6 @@ def summary(spec, input_shape, upto, fmt, overrides):
     show_default=True,
     help="Output format; junit and github are for CI systems.",
 )
-@allow_path_option
-@fail_on_seq_error
 def check(specs, fmt):
     """Validate and build each SPEC and compare every 'expect'. Exit 1 if any fails.
 
@@ -81,10 +80,9 @@ def check(specs, fmt):
         sys.exit(ExitStatus.ERROR)
 
 
-@click.command()
+@seq_command(reads_files=False)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to a file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output that is not a seq schema.")
-@fail_on_seq_error
 def schema(output, overwrite):
     """Print the spec format as a JSON Schema, for editor completion and checks.
 
@@ -109,7 +107,7 @@ def schema(output, overwrite):
         click.echo(text)
 
 
-@click.command("plot")
+@seq_command("plot")
 @click.argument("source", metavar="SPEC_OR_RUN", type=click.Path())
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The image: .png or .svg.")
 @click.option("--curves", is_flag=True, help="Training curves of a run directory (the default for a run).")
@@ -121,7 +119,6 @@ def schema(output, overwrite):
     help="graphviz uses keras.utils.plot_model and needs the 'dot' program.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-@fail_on_seq_error
 def plot_command(source, output, curves, engine, overwrite):
     """Draw a spec's (or a .keras model's) architecture, a run's training curves, or a tuning study's
     objective over trials (a 'seq tune' output folder: each trial and the best so far).
@@ -135,7 +132,7 @@ def plot_command(source, output, curves, engine, overwrite):
     echo_text(f"Wrote {result.description()} to {result.output}")
 
 
-@click.command("import")
+@seq_command("import")
 @click.argument("model", metavar="MODEL.keras", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the spec here instead of stdout.")
 @click.option(
@@ -145,7 +142,6 @@ def plot_command(source, output, curves, engine, overwrite):
     help="Also write the model's weights, for 'seq train --set' or 'seq extract --weights'.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output or --weights-out.")
-@fail_on_seq_error
 def import_command(model, output, weights_out, overwrite):
     """Turn a saved Keras Sequential model into a spec that builds the same model.
 
@@ -155,20 +151,22 @@ def import_command(model, output, weights_out, overwrite):
     from seqcli.importer import import_model
 
     result = import_model(model, output=output, weights_out=weights_out, overwrite=overwrite)
+    for note in result.notes:
+        click.echo(terminal_safe(f"note: {note}"), err=True)
     if output is None:
         click.echo(result.text, nl=False)
     else:
         params = "unbuilt" if result.params is None else f"{result.params:,} params"
-        echo_text(f"Wrote the spec of '{result.model}' ({result.layers} layers, {params}) to {output}", err=True)
+        name = result.spec.get("name", result.model)
+        echo_text(f"Wrote the spec of '{name}' ({result.layers} layers, {params}) to {output}", err=True)
     if result.weights is not None:
         echo_text(f"Wrote its weights to {result.weights}", err=True)
 
 
-@click.command("init")
+@seq_command("init", reads_files=False)
 @click.argument("kind", type=click.Choice(["mlp", "cnn", "transfer"]))
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
-@fail_on_seq_error
 def init_command(kind, file, force):
     """Write a commented starter spec (mlp, cnn or transfer) that trains on a Keras dataset.
 
@@ -179,14 +177,16 @@ def init_command(kind, file, force):
 
     starter = write_starter(kind, file, force=force)
     echo_text(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
-    echo_text(f"Next: seq check {starter.path} && seq train {starter.path}")
+    path = shlex.quote(str(starter.path))
+    echo_text(f"Next: seq check {path} && seq train {path}")
 
 
 def _is_seq_schema(path) -> bool:
     """Whether ``path`` holds a schema ``seq schema`` wrote (read at most 64 KB; anything else is not)."""
+    from seqcli.limits import read_head
+
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(65536)
-    except OSError:
+        head = read_head(path, "--output", 65536)  # the door: a FIFO or a device is no schema, and never blocks
+    except (OSError, SeqError):
         return False
     return b'"title": "seq spec"' in head

@@ -1,17 +1,15 @@
-"""Commands that train: train, transfer, tune; an interrupted one prints the command that resumes it."""
+"""Commands that train: train, transfer, tune; an interrupted one prints the command that resumes it
+(:func:`seqcli.cli.options.replay`)."""
 
 from __future__ import annotations
-
-import shlex
 
 import click
 
 from seqcli.cli.options import (
-    allow_path_option,
     echo_json,
-    fail_on_seq_error,
-    memory_option,
     result_format_option,
+    seq_command,
+    shared_words,
     stderr_console,
     stdout_console,
 )
@@ -21,7 +19,7 @@ def parse_devices(ctx, param, value: str | None):
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
-@click.command("train")
+@seq_command("train")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Run directory.  [default: runs/SPEC_NAME]")
 @click.option("--epochs", type=click.IntRange(min=1), metavar="N", help="Train N epochs (sets train.epochs).")
@@ -37,9 +35,6 @@ def parse_devices(ctx, param, value: str | None):
 @click.option("--virtual-cpus", type=click.IntRange(min=1), metavar="N", help="Split the CPU into N devices.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (and the --format json result).")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, devices, virtual_cpus, quiet, fmt):
     """Train the model a SPEC describes on its data, into a run directory.
 
@@ -48,34 +43,28 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
     that resumes the run exactly where it stopped; so does --resume after a crash.
     """
     from seqcli.progress import make_reporter, result_table
-    from seqcli.training import TrainingInterrupted, TrainOptions, train_spec
+    from seqcli.training import TrainOptions, train_spec
 
-    options = TrainOptions(spec, output, epochs, list(overrides), resume, overwrite, strategy, devices, virtual_cpus)
+    options = TrainOptions(
+        spec,
+        output=output,
+        epochs=epochs,
+        overrides=list(overrides),
+        resume=resume,
+        overwrite=overwrite,
+        strategy=strategy,
+        devices=devices,
+        virtual_cpus=virtual_cpus,
+    )
     console = stderr_console() if fmt == "json" else stdout_console()
-    try:
-        result = train_spec(options, make_reporter(console, quiet=quiet))
-    except TrainingInterrupted as stop:
-        if stop.checkpoint is not None:
-            stop.resume_command = resume_command(
-                "train",
-                spec,
-                output=stop.output,
-                overrides=overrides,
-                flags={
-                    "--epochs": epochs,
-                    "--strategy": strategy,
-                    "--devices": ",".join(devices or []) or None,
-                    "--virtual-cpus": virtual_cpus,
-                },
-            )
-        raise
+    result = train_spec(options, make_reporter(console, quiet=quiet))
     if fmt == "json":
         echo_json(result.as_dict())
     elif not quiet:
         console.print(result_table(result))
 
 
-@click.command()
+@seq_command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--output",
@@ -115,9 +104,6 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
 @click.option("--overwrite", is_flag=True, help="Replace the runs already in --output.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (and the --format json result).")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def transfer(
     spec,
     output,
@@ -141,20 +127,19 @@ def transfer(
     """
     from seqcli.progress import make_reporter, result_table
     from seqcli.render import literal
-    from seqcli.training import TrainingInterrupted
     from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
 
     options = TransferOptions(
         spec,
-        output,
-        weights,
-        epochs,
-        fine_tune_layers,
-        fine_tune_epochs,
-        fine_tune_lr,
-        list(overrides),
-        resume,
-        overwrite,
+        output=output,
+        weights=weights,
+        epochs=epochs,
+        fine_tune_layers=fine_tune_layers,
+        fine_tune_epochs=fine_tune_epochs,
+        fine_tune_lr=fine_tune_lr,
+        overrides=list(overrides),
+        resume=resume,
+        overwrite=overwrite,
     )
     console = stderr_console() if fmt == "json" else stdout_console()
     plan = plan_transfer(options)
@@ -166,24 +151,7 @@ def transfer(
                 console.print(literal(line))
         return make_reporter(console, quiet=quiet)
 
-    try:
-        result = run_transfer(options, reporter_for=reporter_for, plan=plan)
-    except TrainingInterrupted as stop:
-        if stop.checkpoint is not None:
-            stop.resume_command = resume_command(
-                "transfer",
-                spec,
-                output=output,
-                overrides=overrides,
-                flags={
-                    "--weights": weights,
-                    "--epochs": epochs,
-                    "--fine-tune-layers": fine_tune_layers,
-                    "--fine-tune-epochs": fine_tune_epochs,
-                    "--fine-tune-lr": fine_tune_lr,
-                },
-            )
-        raise
+    result = run_transfer(options, reporter_for=reporter_for, plan=plan)
     if fmt == "json":
         echo_json(result.as_dict())
     elif not quiet:
@@ -191,7 +159,7 @@ def transfer(
             console.print(result_table(phase_result))
 
 
-@click.command("tune")
+@seq_command("tune")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--output",
@@ -218,7 +186,6 @@ def transfer(
 @click.option("--resume", is_flag=True, help="Continue the study in --output (or --storage) to its total.")
 @click.option("--worker-index", type=int, hidden=True)
 @result_format_option
-@fail_on_seq_error
 def tune_command(spec, output, trials, workers, storage, resume, worker_index, fmt):
     """Search the spec's 'tune:' space with Optuna; every trial is a seq run in OUTPUT/trial-NNNN.
 
@@ -228,25 +195,23 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
     """
     from seqcli.progress import TuneLines
     from seqcli.render import literal, tune_table
-    from seqcli.tune.runner import TuneInterrupted, TuneOptions, tune_spec
+    from seqcli.tune.runner import TuneOptions, tune_spec
 
     console = stderr_console() if fmt == "json" else stdout_console()
     options = TuneOptions(
-        spec, output, trials, workers, storage, resume, worker_index, workers_print_to_stderr=fmt == "json"
+        spec,
+        output=output,
+        trials=trials,
+        workers=workers,
+        storage=storage,
+        resume=resume,
+        worker_index=worker_index,
+        workers_print_to_stderr=fmt == "json",
+        shared_arguments=shared_words(click.get_current_context()),
     )
-    try:
-        result = tune_spec(
-            options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None else "")
-        )
-    except TuneInterrupted as stop:
-        stop.resume_command = resume_command(
-            "tune",
-            spec,
-            output=stop.output,
-            overrides=[],
-            flags={"--storage": storage, "--trials": trials, "--workers": workers if workers != 1 else None},
-        )
-        raise
+    result = tune_spec(
+        options, TuneLines(console, prefix=f"[worker {worker_index}] " if worker_index is not None else "")
+    )
     if result is None:
         return
     if fmt == "json":
@@ -256,14 +221,3 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
         console.print(literal(f"Best: trial {result.best['trial']}, {result.objective} {result.best['value']:.6g}"))
     for path in result.files:
         console.print(literal(f"Wrote {path}"))
-
-
-def resume_command(verb: str, spec: str, *, output, overrides, flags: dict) -> str:
-    """The command that resumes an interrupted ``seq train`` or ``seq transfer`` with the same options."""
-    words = ["seq", verb, spec, "--output", str(output)]
-    for flag, value in flags.items():
-        if value is not None:
-            words += [flag, str(value)]
-    for override in overrides:
-        words += ["--set", override]
-    return shlex.join([*words, "--resume"])

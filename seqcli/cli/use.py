@@ -7,18 +7,16 @@ import json
 import click
 
 from seqcli.cli.options import (
-    allow_path_option,
     echo_json,
     echo_text,
-    fail_on_seq_error,
-    memory_option,
     result_format_option,
+    seq_command,
     stderr_console,
     stdout_console,
 )
 
 
-@click.command()
+@seq_command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option(
     "--data",
@@ -30,9 +28,6 @@ from seqcli.cli.options import (
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def evaluate(target, source, spec, batch_size, fmt):
     """Evaluate a trained run (or a .keras model) on a data source: loss and metrics.
 
@@ -48,7 +43,7 @@ def evaluate(target, source, spec, batch_size, fmt):
         stdout_console().print(evaluation_view(result))
 
 
-@click.command()
+@seq_command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
 @click.option("--data", "source", required=True, metavar="SOURCE", help="Inputs: .npz/.npy/.csv, image folder...")
 @click.option(
@@ -60,21 +55,23 @@ def evaluate(target, source, spec, batch_size, fmt):
 )
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-@memory_option
-@fail_on_seq_error
 def predict(target, source, output, batch_size, overwrite):
     """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
 
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
     from seqcli.predict import predict_to_file
+    from seqcli.progress import stage_display
     from seqcli.shapes import shape_text
 
-    result = predict_to_file(target, data=source, output=output, batch_size=batch_size, overwrite=overwrite)
+    with stage_display(stderr_console(), "predict") as stage:
+        result = predict_to_file(
+            target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage
+        )
     echo_text(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
-@click.command()
+@seq_command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--weights",
@@ -107,9 +104,6 @@ def predict(target, source, output, batch_size, overwrite):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output (only what seq wrote).")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def extract(spec, weights, source, layers, all_layers, output, batch_size, overrides, overwrite, fmt):
     """Extract features: the outputs of named layers (or all) for every sample of the data.
 
@@ -146,7 +140,7 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     echo_text(f"Wrote features of {result.count:,} samples to {result.output}")
 
 
-@click.command()
+@seq_command()
 @click.argument("source", metavar="SPEC_OR_MODEL", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Weights to load first: .weights.h5 or .keras.")
 @click.option(
@@ -163,9 +157,6 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The frozen model, a .keras file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
 @result_format_option
-@allow_path_option
-@memory_option
-@fail_on_seq_error
 def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, fmt):
     """Freeze layers of a model and save it: training it afterwards moves only the rest.
 
@@ -185,20 +176,38 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     echo_text(f"Wrote {output}")
 
 
-@click.command("export")
+def _format_help() -> str:
+    from seqcli.export_formats import FORMATS
+
+    picked = ", ".join(f"{row.suffix} -> {row.name}" for row in FORMATS.values() if row.suffix)
+    return f"Artifact format (for JSON output use --json).  [default: from --output: {picked}, else saved_model]"
+
+
+def _format_names() -> list[str]:
+    from seqcli.export_formats import FORMATS
+
+    return list(FORMATS)
+
+
+@seq_command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["saved_model", "tflite", "onnx"]),
-    help="Artifact format (for JSON output use --json).  [default: from --output: .tflite, .onnx, else saved_model]",
-)
+@click.option("--format", "fmt", type=click.Choice(_format_names()), help=_format_help())
 @click.option(
     "--output",
     "-o",
     required=True,
     type=click.Path(),
-    help="The artifact: a folder for saved_model, else a file (model.tflite, model.onnx).",
+    help="The artifact: for saved_model a folder in TF Serving's layout (OUTPUT/VERSION/), else a file "
+    "(model.tflite, model.onnx).",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="saved_model: the version folder TF Serving loads (OUTPUT/N); an OUTPUT seq exported to keeps the others.",
 )
 @click.option(
     "--data",
@@ -212,26 +221,34 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     default=32,
     show_default=True,
     metavar="N",
-    help="Inputs compared between Keras and the exported model.",
+    help="Real inputs compared between Keras and the exported model (as many random ones in their range are added).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace what is already at --output.")
+@click.option("--overwrite", is_flag=True, help="Replace what is already at --output (or its --version).")
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).",
 )
-@fail_on_seq_error
-def export_command(target, fmt, output, source, samples, overwrite, as_json):
+def export_command(target, fmt, output, version, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
 
     The artifact is loaded back in its own runtime and must predict what the Keras model predicts
     on real inputs (within 1e-5) before it appears at --output; otherwise nothing is written.
-    ONNX needs: pip install 'seqcli[onnx]'.
+    Its input and output are named after the spec's Input (else 'inputs') and 'outputs' in every
+    format. A model a format cannot hold is refused before any work. ONNX needs: pip install 'seqcli[onnx]'.
     """
     from seqcli.export import export_model
+    from seqcli.progress import stage_display
+    from seqcli.render import literal
 
-    result = export_model(target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite)
+    console = stderr_console()
+    with stage_display(console, "export") as stage:
+        result = export_model(
+            target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite, version=version, stage=stage
+        )
+    for warning in result.warnings:
+        console.print(literal(f"warning: {warning}", "yellow", limit=None))
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:

@@ -23,6 +23,7 @@ import numpy as np
 
 from seqcli import limits
 from seqcli.data.arrays import Arrays, DataError, eager_constants
+from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
 from seqcli.spec.sections import SourceSection
@@ -36,6 +37,10 @@ CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 MEMORY_SHARE = 0.5  # of the memory budget (seqcli.limits) that decoded images may take in memory
 DISK_HEADROOM = 1 << 30  # free space a disk cache leaves on its file system
 DECODE_BATCH = 64  # images decoded per step while decode_once fills its array
+DECODE_SHARE = 0.5  # of the memory budget that images being decoded at once may take
+DECODE_BYTES_PER_VALUE = 5  # a decoded pixel value: one byte, then four as float32 while it is resized
+DECODE_HINT = "remove or replace the file; images must be BMP, GIF, JPEG or PNG"
+UNREADABLE = "check the file's permissions"
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Images:
     image_size: tuple[int, int]
     channels: int
     scale: float | None = None
+    parallel: int = 1  # images decoded at once (decode_parallelism)
 
     @property
     def count(self) -> int:
@@ -79,7 +85,7 @@ class Images:
                 image = image * tf.constant(scale, tf.float32)
             return (image, tf.gather(label_values, index)) if labels else image
 
-        return positions.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        return positions.map(load, num_parallel_calls=self.parallel).batch(batch_size)
 
     def decoder(self) -> tf.data.Dataset:
         """Every image in file order, decoded and resized as :meth:`pipeline` does (scale not applied),
@@ -96,7 +102,7 @@ class Images:
             image.set_shape((height, width, channels))
             return image
 
-        dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=self.parallel)
         return dataset.batch(DECODE_BATCH).prefetch(tf.data.AUTOTUNE)
 
 
@@ -187,7 +193,7 @@ def _fill(target: np.ndarray, images: Images, where: str) -> None:
         name = images.paths[min(first, images.count - 1)]
         raise DataError(
             f"{where}: cannot decode image {name}: {clean_tensorflow_message(error.message)}",
-            hint="remove or replace the file; images must be BMP, GIF, JPEG or PNG",
+            hint=DECODE_HINT,
         ) from None
 
 
@@ -202,7 +208,38 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
     return 0
 
 
-def open_images(directory: Path, section: SourceSection, where: str) -> Images:
+def open_images(directory: Path, section: SourceSection, where: str, *, roots=None) -> Images:
+    """The image folder ``directory``: every class subfolder and every image in it passes the door
+    (:func:`seqcli.limits.open_input`), confined, after its links are followed, to the folder itself and
+    ``roots`` (the spec's folder and the allowed ones), and every image's size,
+    read from its header, is priced against the memory budget before anything is decoded."""
+    member_roots = [directory.resolve(), *(roots or [])]
+    class_dirs = _class_folders(directory, where, member_roots)
+    channels = CHANNELS[section.color_mode]
+    paths, labels, largest = [], [], 0
+    for label, class_dir in enumerate(class_dirs):
+        for path in _image_files(class_dir):
+            largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
+            paths.append(path)
+            labels.append(label)
+    if not paths:
+        raise DataError(
+            f"{where}: image directory {directory} has no images in its subfolders "
+            f"({', '.join(d.name for d in class_dirs)})",
+            hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
+        )
+    return Images(
+        paths=np.array(paths),
+        labels=np.array(labels, dtype=np.int64),
+        class_names=[d.name for d in class_dirs],
+        image_size=tuple(section.image_size or DEFAULT_IMAGE_SIZE),
+        channels=channels,
+        scale=None if section.scale is None else float(section.scale),
+        parallel=decode_parallelism(largest),
+    )
+
+
+def _class_folders(directory: Path, where: str, roots: list[Path]) -> list[Path]:
     try:
         class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     except OSError as error:
@@ -215,25 +252,49 @@ def open_images(directory: Path, section: SourceSection, where: str) -> Images:
             f"{where}: image directory {directory} has no class subfolders",
             hint="put the images in one subfolder per class, e.g. cats/001.png, dogs/002.png",
         )
-    paths, labels = [], []
-    for label, class_dir in enumerate(class_dirs):
-        for root, dirs, files in os.walk(class_dir):
-            dirs.sort()
-            for name in sorted(files):
-                if name.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.join(root, name))
-                    labels.append(label)
-    if not paths:
+    for class_dir in class_dirs:
+        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin="the image folder")
+    return class_dirs
+
+
+def _image_files(class_dir: Path) -> list[str]:
+    """The image files under a class folder, in a stable order (subfolders reached through links are not
+    walked; linked files are, and the door judges where they lead)."""
+    found = []
+    for root, dirs, files in os.walk(class_dir):
+        dirs.sort()
+        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> int:
+    """What decoding the image at ``path`` takes at its peak (its pixels as bytes, then as float32 for the
+    resize), from its header read through the door; a DataError when that alone is over the share of the
+    budget decoding may take, or when the file is not an image seq can price."""
+    try:
+        with limits.open_input(path, where, roots=roots, origin="the image folder") as handle:
+            found = image_dimensions(handle)
+    except HeaderError as error:
+        raise DataError(f"{where}: cannot decode image {path}: {error}", hint=DECODE_HINT) from None
+    except OSError as error:
+        raise DataError(f"{where}: cannot read image {path}: {error.strerror or error}", hint=UNREADABLE) from None
+    if found is None:
         raise DataError(
-            f"{where}: image directory {directory} has no images in its subfolders "
-            f"({', '.join(d.name for d in class_dirs)})",
-            hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
+            f"{where}: cannot decode image {path}: it is not a BMP, GIF, JPEG or PNG file", hint=DECODE_HINT
         )
-    return Images(
-        paths=np.array(paths),
-        labels=np.array(labels, dtype=np.int64),
-        class_names=[d.name for d in class_dirs],
-        image_size=tuple(section.image_size or DEFAULT_IMAGE_SIZE),
-        channels=CHANNELS[section.color_mode],
-        scale=None if section.scale is None else float(section.scale),
-    )
+    fmt, width, height = found
+    cost = width * height * channels * DECODE_BYTES_PER_VALUE
+    if cost > limits.max_memory() * DECODE_SHARE:
+        raise DataError(
+            f"{where}: image {path} is {width}x{height} pixels: decoding it takes about {limits.human_size(cost)}, "
+            f"over the {DECODE_SHARE:.0%} of the memory limit that decoding may use",
+            hint=f"shrink the image before training; {limits.over_budget_hint()}",
+        )
+    return cost
+
+
+def decode_parallelism(largest: int) -> int:
+    """How many images may be decoded at once: as many as the cores, but no more than fit the share of the
+    budget decoding may use when each is as large as the largest."""
+    fit = int(limits.max_memory() * DECODE_SHARE) // max(largest, 1)
+    return max(1, min(os.cpu_count() or 1, fit))

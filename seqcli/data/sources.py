@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,14 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import datacheck, limits
+from seqcli import archives, datacheck, limits
 from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
+from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import Images, open_images
-from seqcli.data.keras_datasets import KERAS_DATASETS, open_keras_dataset
+from seqcli.data.keras_datasets import open_keras_dataset
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
-from seqcli.spec.sections import SourceSection
+from seqcli.spec.sections import DATASET_NAMES, SourceSection
 
 Source = Arrays | Images
 FORMATS = ("npz", "npy", "csv", "images")
@@ -41,7 +43,7 @@ def as_section(source: str | dict | SourceSection, where: str) -> SourceSection:
         return source
     if isinstance(source, str):
         name, _, split = source.partition(":")
-        if name in KERAS_DATASETS and split in ("", "train", "test"):
+        if name in DATASET_NAMES and split in ("", "train", "test"):
             return SourceSection(dataset=name, split=split or "train")
         return SourceSection(path=source)
     return validate_section(SourceSection, source, where)
@@ -74,7 +76,9 @@ def _open_checked(
             f"{where}: give either `path` or `dataset`, not both. "
             f"Received: path={section.path!r}, dataset={section.dataset!r}"
         )
-    if section.dataset is not None:
+    if section.dataset in BUNDLED_DATASETS:
+        opened = open_bundled_dataset(section, where, want_labels)
+    elif section.dataset is not None:
         opened = open_keras_dataset(section, where, want_labels)
     elif section.path is None:
         raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
@@ -107,7 +111,7 @@ def _open_path(
     if fmt == "images":
         if not path.is_dir():
             raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where)
+        return open_images(path, section, where, roots=member_roots(base_dir, where))
     if path.is_dir():
         raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
     if fmt == "npz":
@@ -118,11 +122,18 @@ def _open_path(
         if want_labels and _names_npy(section.y):
             y_path = resolve_path(section.y, base_dir)
             _require_exists(y_path, section.y, base_dir, f"{where}.y")
-            limits.check_data_file(y_path, f"{where}.y")
             y = _read_npy(y_path, where)
     else:
         x, y = _read_csv(path, section, where, want_labels=want_labels, input_shape=input_shape)
     return as_arrays(x, y, section.scale, path, where)
+
+
+def member_roots(base_dir: Path, where: str) -> list[Path]:
+    """Besides the folder source itself, where the files inside it may resolve to: the spec's folder and
+    the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
+    source's own path is confined where the spec's file values are, :func:`seqcli.spec.paths.path_problems`,
+    which leaves values set with ``--set`` to the user.)"""
+    return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 
 
 def _names_npy(name: str | None) -> bool:
@@ -135,7 +146,7 @@ def _require_exists(path: Path, given: str, base_dir: Path, where: str):
     relative = not Path(os.path.expanduser(given)).is_absolute()
     folder = "the current folder" if _from_command_line(where) else "the spec file's folder"
     note = f" ({given!r} is relative to {folder}, {base_dir})" if relative else ""
-    hint = did_you_mean(given, KERAS_DATASETS) or "check the path"
+    hint = did_you_mean(given, DATASET_NAMES) or "check the path"
     raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
 
 
@@ -157,10 +168,16 @@ def _infer_format(path: Path, where: str) -> str:
 
 
 def _read_npz(
-    path: Path, section: SourceSection, where: str, *, labels: bool, want_labels: bool, input_shape: tuple | None = None
+    path: Path,
+    section: SourceSection,
+    where: str,
+    *,
+    labels: bool,
+    want_labels: bool,
+    input_shape: tuple | None = None,
 ):
     """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with limits.open_archive(path, where) as archive:
+    with archives.open_archive(path, where) as archive:
         members = {name.removesuffix(".npy"): name for name in archive.namelist()}
         names = list(members)
         x_shape = _npz_header(archive, section.x, members, path, where, "x")
@@ -181,8 +198,8 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
     if name not in members:
         _missing_array(name, path, list(members), where, role)
     member = members[name]
-    with limits.open_member(archive, member, path, where) as handle:
-        shape, _ = limits.check_npy_header(
+    with archives.open_member(archive, member, path, where) as handle:
+        shape, _ = archives.check_npy_header(
             handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
         )
     return tuple(shape)
@@ -190,7 +207,7 @@ def _npz_header(archive, name: str, members: dict[str, str], path: Path, where: 
 
 def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
     try:
-        with limits.open_member(archive, member, path, where) as handle:
+        with archives.open_member(archive, member, path, where) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
@@ -206,31 +223,37 @@ def _missing_array(name: str, path: Path, names: list[str], where: str, role: st
     raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
 
 
-def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None) -> np.ndarray:
-    """An .npy array, its header checked (size against the file and the budget, sample shape) first."""
+def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=None) -> np.ndarray:
+    """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
+    sample shape) first."""
     try:
-        with open(path, "rb") as handle:
-            shape, _ = limits.check_npy_header(handle, os.fstat(handle.fileno()).st_size, where, str(path))
+        with limits.open_input(path, where, roots=roots, limit=None) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
                 check_sample_shape(tuple(shape[1:]), input_shape, path, where)
-        return np.load(path, allow_pickle=False)
+            handle.seek(0)
+            return archives.read_npy(handle, size, where, str(path))
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
         ) from None
-    except Exception as error:
-        raise DataError(f"{where}: cannot read {path} as an .npy array: {error}") from None
+    except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
+        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None
 
 
-CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
+CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in (fewer when rows are wide)
+CELL_BYTES = 64  # a cell held as text before it is converted: a short str object and its list slot
 
 
-def _read_csv(path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None):
+def _read_csv(
+    path: Path, section: SourceSection, where: str, *, want_labels: bool, input_shape: tuple | None = None, roots=None
+):
     """A CSV streamed row by row into float64 chunks: the header (and the model's input shape, when given)
     is checked before the body is read, and the numbers read so far never exceed the memory budget."""
-    with _csv_reader(path, where) as rows:
+    with _csv_reader(path, where, roots) as rows:
         header = next(rows, None)
         if header is None:
             raise DataError(f"{where}: {path} is empty; a CSV source needs a header row, then one row per sample")
@@ -270,32 +293,24 @@ def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray,
     )
 
 
+def csv_line_limit() -> int:
+    """The longest CSV line seq reads: a line becomes about 30 times its size in cells before its row is
+    counted, so a line may take at most a 64th of the memory budget (and never more than 64 MiB)."""
+    return max(min(limits.max_memory() // 64, 64 << 20), 4096)
+
+
 @contextlib.contextmanager
-def _csv_reader(path: Path, where: str):
-    """A csv.reader over the non-empty rows of a UTF-8 file (a leading byte-order mark dropped), read line
-    by line; a line that is not UTF-8 is a DataError naming its line and column."""
+def _csv_reader(path: Path, where: str, roots=None):
+    """A csv.reader over the non-empty rows of a UTF-8 file read through the door (a leading byte-order mark
+    dropped), line by line, each line at most :func:`csv_line_limit` long; a line that is not UTF-8 or too
+    long is a DataError naming its line (and column), never its text."""
     try:
-        handle = open(path, "rb")
+        handle = limits.open_input(path, where, roots=roots, limit=None)
     except OSError as error:
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint="check the file's permissions"
         ) from None
-
-    def lines():
-        for number, data in enumerate(handle, start=1):
-            if number == 1:
-                data = data.removeprefix(b"\xef\xbb\xbf")
-            try:
-                yield data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column "
-                    f"{error.start + 1}",
-                    hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
-                    "e.g. iconv -f latin1 -t utf-8",
-                ) from None
-
-    reader = csv.reader(lines())
+    reader = csv.reader(_csv_lines(handle, path, where))
 
     def rows():
         try:
@@ -303,10 +318,39 @@ def _csv_reader(path: Path, where: str):
                 if row:
                     yield row
         except csv.Error as error:
-            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {error}") from None
+            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {_csv_problem(error)}") from None
 
     with handle:
         yield _Rows(rows(), reader)
+
+
+def _csv_lines(handle, path: Path, where: str):
+    """The file's lines as text, each read with a bound so a line of millions of cells is refused unread."""
+    limit = csv_line_limit()
+    number = 0
+    while data := handle.readline(limit + 1):
+        number += 1
+        if len(data) > limit and not data.endswith(b"\n"):
+            raise DataError(
+                f"{where}: {path}:{number}: line is longer than {limits.human_size(limit)}",
+                hint=f"a CSV row holds one sample; {limits.over_budget_hint()}",
+            )
+        if number == 1:
+            data = data.removeprefix(b"\xef\xbb\xbf")
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column {error.start + 1}",
+                hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
+                "e.g. iconv -f latin1 -t utf-8",
+            ) from None
+
+
+def _csv_problem(error: csv.Error) -> str:
+    """The csv module's complaint, in words that quote nothing from the file."""
+    text = str(error)
+    return text if "field larger than field limit" in text or "NUL" in text else "malformed quoting or delimiters"
 
 
 @dataclass
@@ -328,10 +372,16 @@ class _Rows:
 
 
 def _check_columns(names: list[str], header: list[str], path: Path, where: str, key: str):
+    """Each of ``names`` (typed in the spec) is a column of ``header``. The header's cells are read from the
+    file, so they are never shown: the hint counts them and points at a close one by its position."""
     for name in names:
         if name not in header:
-            hint = did_you_mean(name, header) or f"its columns: {', '.join(header)}"
-            raise DataError(f"{where}.{key}: {path} has no column {name!r}", hint=hint)
+            close = difflib.get_close_matches(name, header, n=1, cutoff=0.6)
+            near = f"; column {header.index(close[0]) + 1} has a name close to {name!r}" if close else ""
+            raise DataError(
+                f"{where}.{key}: {path} has no column {name!r}",
+                hint=f"its header row (line 1) names {len(header)} columns{near}",
+            )
 
 
 def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +389,7 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tupl
     file's line number of each row."""
     budget = limits.max_memory()
     width = len(header)
+    chunk_rows = max(1, min(CSV_CHUNK_ROWS, budget // (CELL_BYTES * 4 * width)))  # text cells: a quarter
     chunks, chunk, lines, total = [], [], [], 0
     numbers: list[np.ndarray] = []
     for row in rows:
@@ -346,7 +397,7 @@ def _csv_numbers(rows: _Rows, header: list[str], path: Path, where: str) -> tupl
             raise DataError(f"{where}: {path}:{rows.line}: row has {len(row)} cells, the header has {width}")
         chunk.append(row)
         lines.append(rows.line)
-        if len(chunk) == CSV_CHUNK_ROWS:
+        if len(chunk) == chunk_rows:
             chunks.append(_csv_chunk(chunk, lines, header, path, where))
             numbers.append(np.array(lines, dtype=np.int64))
             total += chunks[-1].nbytes + numbers[-1].nbytes
@@ -376,8 +427,7 @@ def _csv_chunk(chunk: list[list[str]], lines: list[int], header: list[str], path
                 float(cell)
             except ValueError:
                 raise DataError(
-                    f"{where}: {path}:{number}: column {column + 1} ({header[column]!r}) is not a number. "
-                    f"Received: {cell!r}",
+                    f"{where}: {path}:{number}: column {column + 1} is not a number",
                     hint="every cell after the header row must be a number",
                 ) from None
     raise DataError(f"{where}: cannot read {path} as numbers")  # pragma: no cover

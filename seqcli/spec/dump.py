@@ -1,8 +1,11 @@
-"""Writing a spec back out as YAML, in the style specs are written in by hand."""
+"""Writing a spec back out as YAML, in the style specs are written in by hand, so that seq reads it back with the
+same meaning: a string that seq's YAML 1.2 reader would take for a number, a boolean or null is quoted."""
 
 from __future__ import annotations
 
 import yaml
+
+from seqcli.spec.yamlload import reads_as_string
 
 
 class _Dumper(yaml.SafeDumper):
@@ -22,8 +25,23 @@ def _represent_inline(dumper, value):
     return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=True)
 
 
+def _represent_str(dumper, value):
+    node = dumper.represent_str(value)
+    if any(not c.isprintable() and c != " " for c in value):  # line breaks YAML folds (NEL, U+2028), controls
+        node.style = '"'  # the one style that writes them as escapes
+    elif node.style is None and not reads_as_string(value):
+        node.style = "'"
+    return node
+
+
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(_Inline, _represent_inline)
+
+
+def dump_scalar(value) -> str:
+    """One value as YAML that a spec reads back as the same value (``'true'`` for the string true)."""
+    return yaml.dump(value, Dumper=_Dumper, allow_unicode=True, width=10_000).removesuffix("\n...\n").rstrip("\n")
 
 
 def dump_spec(data: dict, *, inline_layers: bool = False) -> str:

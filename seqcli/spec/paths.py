@@ -9,38 +9,37 @@ socket, and it must be under a size cap: :data:`LAYER_FILE_CAP` for files a laye
 (vocabularies), :data:`DATA_FILE_CAP` for data, weights and saved models.
 
 What the user typed on the command line is the user's own choice and is not confined: ``--data``,
-``--weights``, a RUN directory (and the spec it recorded), and values set with ``--set``.
+``--weights``, a RUN directory (and the spec it recorded), and values set with ``--set``. It is still
+judged by kind and size: ``--set ...vocabulary=/dev/zero`` is refused. The rules themselves live in the
+one door, :func:`seqcli.limits.open_input`; this module finds the values they apply to.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
-import os
-import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcli import limits
 from seqcli.errors import Problem
 from seqcli.files import resolve_path
-from seqcli.spec.sections import KERAS_DATASET_NAMES
+from seqcli.spec.sections import DATASET_NAMES
 from seqcli.spec.yamlload import Document, PathKey
 
 MIB = 1 << 20
 LAYER_FILE_CAP = 64 * MIB  # vocabularies and other files a layer reads whole, in memory
 DATA_FILE_CAP = 16 * 1024 * MIB  # data sources, weights, saved models
-ALLOW_PATH_ENV = "SEQ_ALLOW_PATH"
+ALLOW_PATH_ENV = limits.ALLOW_PATH_ENV
 ALLOW_HINT = (
     "a spec reads files inside its own folder only; move the file there, or allow a folder "
     f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
 )
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_ALLOWED: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("seq_allowed_paths", default=())
+_URL = limits.URL
+allowed_paths = limits.allowed_paths  # the folders besides its own a spec may read: --allow-path
+allowed_roots = limits.allowed_roots
 
 
 @dataclass(frozen=True)
@@ -51,22 +50,6 @@ class FileField:
     value: str
     cap: int
     directory_ok: bool = False  # an image folder is a data source
-
-
-@contextlib.contextmanager
-def allowed_paths(folders: Sequence[str | Path]) -> Iterator[None]:
-    """Let specs read files under ``folders`` (besides their own folder) within this block: ``--allow-path``."""
-    token = _ALLOWED.set(tuple(Path(folder).resolve() for folder in folders))
-    try:
-        yield
-    finally:
-        _ALLOWED.reset(token)
-
-
-def allowed_roots(base_dir: Path) -> list[Path]:
-    """The spec's folder, the ``--allow-path`` folders and those of ``SEQ_ALLOW_PATH``, resolved."""
-    from_env = [Path(part).resolve() for part in os.environ.get(ALLOW_PATH_ENV, "").split(os.pathsep) if part]
-    return [Path(base_dir).resolve(), *_ALLOWED.get(), *from_env]
 
 
 def is_file_argument(key: Any, value: Any) -> bool:
@@ -138,31 +121,24 @@ def _data_files(section: dict) -> list[FileField]:
 
 
 def is_dataset_name(source: str) -> bool:
-    """``mnist``, ``cifar10:test``...: a Keras dataset, not a path."""
+    """``mnist``, ``cifar10:test``, ``breast_cancer:train``...: a named dataset, not a path."""
     name, _, split = source.partition(":")
-    return name in KERAS_DATASET_NAMES and split in ("", "train", "test")
+    return name in DATASET_NAMES and split in ("", "train", "test")
 
 
 def confine(
     value: str, base_dir: Path, *, cap: int, directory_ok: bool = False, roots: Sequence[Path] | None = None
 ) -> str | None:
-    """Why a spec may not read the file ``value`` names (None when it may). Never opens the file."""
-    if _URL.match(value):
-        return f"{value!r} is a URL; a spec reads local files only"
+    """Why a spec may not read the file ``value`` names (None when it may), as the door
+    (:func:`seqcli.limits.confinement_problem`) judges it; ``roots=()`` judges kind and size alone (a value
+    the user set on the command line). Never opens the file."""
     roots = allowed_roots(base_dir) if roots is None else roots
     joined = resolve_path(value, base_dir)
-    resolved = joined.resolve()
-    if not _inside(resolved, roots):
-        if Path(os.path.expanduser(value)).is_absolute():
-            return f"{value!r} is an absolute path outside the spec's folder"
-        if not _inside(Path(os.path.normpath(joined)), roots):
-            return f"{value!r} leads out of the spec's folder"
-        return f"{value!r} is a symbolic link that leads out of the spec's folder"
-    return _kind_problem(value, resolved, cap, directory_ok)
-
-
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or root in path.parents for root in roots)
+    if roots or limits.URL.match(value):
+        problem = limits.confinement_problem(value, joined, roots, origin="the spec's folder")
+        if problem:
+            return problem.replace("seq reads local files only", "a spec reads local files only")
+    return _kind_problem(value, joined.resolve(), cap, directory_ok)
 
 
 def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> str | None:
@@ -173,10 +149,7 @@ def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> s
     if stat.S_ISDIR(info.st_mode):
         return None if directory_ok else f"{value!r} is a directory, not a file"
     if not stat.S_ISREG(info.st_mode):
-        kind = (
-            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device file"
-        )
-        return f"{value!r} is {kind}, not a regular file"
+        return f"{value!r} is {limits.kind_of(info.st_mode)}, not a regular file"
     if info.st_size > cap:
         what = "files a layer reads" if cap == LAYER_FILE_CAP else "data, weights and model files"
         return f"{value!r} is {info.st_size:,} bytes, over the {cap // MIB:,} MiB cap for {what}"
@@ -185,16 +158,17 @@ def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> s
 
 def path_problems(document: Document, base_dir: Path) -> tuple[list[Problem], set[PathKey]]:
     """Every file-valued spec value the spec may not read, as positioned problems, and their paths.
-    Values set with ``--set`` are the user's own and are not confined."""
+    Values set with ``--set`` are the user's own: not confined, but still a regular file within its cap."""
     roots = allowed_roots(base_dir)
     problems, refused = [], set()
     for field in file_fields(document.data):
-        if _from_command_line(document, field.path):
-            continue
-        message = confine(field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=roots)
+        own = _from_command_line(document, field.path)
+        message = confine(
+            field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=() if own else roots
+        )
         if message:
             hint = "download the file into the spec's folder" if _URL.match(field.value) else ALLOW_HINT
-            problems.append(document.problem(field.path, message, hint))
+            problems.append(document.problem(field.path, message, None if own else hint))
             refused.add(field.path)
     return problems, refused
 

@@ -26,7 +26,9 @@ from pydantic import (
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
 Number = Union[StrictInt, StrictFloat]
 KerasDataset = Literal["mnist", "fashion_mnist", "cifar10", "cifar100"]
+BundledDataset = Literal["breast_cancer", "wine", "iris", "digits", "diabetes"]  # inside scikit-learn's wheel
 KERAS_DATASET_NAMES: tuple[str, ...] = typing.get_args(KerasDataset)
+DATASET_NAMES: tuple[str, ...] = KERAS_DATASET_NAMES + typing.get_args(BundledDataset)
 
 
 class Section(BaseModel):
@@ -45,7 +47,7 @@ class SourceSection(Section):
     """Where data comes from. A bare string in the spec is shorthand (see seqcli.data)."""
 
     path: StrictStr | None = None
-    dataset: KerasDataset | None = None
+    dataset: KerasDataset | BundledDataset | None = None
     format: Literal["npz", "npy", "csv", "images"] | None = None
     split: Literal["train", "test"] = "train"
     x: StrictStr = "x"

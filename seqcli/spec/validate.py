@@ -21,6 +21,16 @@ TOP_LEVEL_KEYS = ("name", "layers", *SECTIONS)
 LAYER_EXTRA_KEYS = ("expect",)
 
 
+def as_identifier(text: str, fallback: str = "model") -> str:
+    """``text`` made a valid model name (what ``name:`` takes): runs of other characters become ``_``, and a
+    name that cannot start an identifier (a digit, say) gets ``fallback`` in front."""
+    kept = "".join(c if ("a" + c).isidentifier() else " " for c in text)
+    name = "_".join(kept.split())
+    if not name:
+        return fallback
+    return name if name.isidentifier() else f"{fallback}_{name}"
+
+
 def validate_top_level(document: Document) -> list[Problem]:
     data = document.data
     if not isinstance(data, dict):
@@ -158,7 +168,7 @@ def _check_yaml11_booleans(document: Document, path: PathKey, value: Any) -> lis
         return [p for key, item in value.items() for p in _check_yaml11_booleans(document, path + (key,), item)]
     if isinstance(value, list):
         return [p for i, item in enumerate(value) for p in _check_yaml11_booleans(document, path + (i,), item)]
-    if isinstance(value, str) and value in YAML_11_BOOLEANS:
+    if isinstance(value, str) and value in YAML_11_BOOLEANS and path not in document.quoted:
         return [
             document.problem(
                 path,

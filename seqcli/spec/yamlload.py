@@ -9,6 +9,7 @@ keys, tags, deep nesting, multi-document files and alias bombs, and records a
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 from yaml.resolver import BaseResolver
 
+from seqcli import limits
 from seqcli.errors import Problem, SpecError
 
 MAX_BYTES = 1_000_000
@@ -37,6 +39,7 @@ class Document:
     marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     overridden: dict[PathKey, str] = field(default_factory=dict)  # path -> "--set #N"
+    quoted: set[PathKey] = field(default_factory=set)  # strings written in quotes: meant as strings
 
     def position(self, path: PathKey, *, key: bool = False) -> tuple[int | None, int | None]:
         """1-based (line, column) of the value at ``path`` (or of its key), or of its nearest ancestor."""
@@ -89,6 +92,11 @@ for _tag, _pattern, _first in [
     _Resolver.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
+def reads_as_string(text: str) -> bool:
+    """Whether ``text``, written as a plain (unquoted) YAML scalar, reads back as that string in a spec."""
+    return _Resolver().resolve(yaml.nodes.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
+
+
 class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, _Resolver):
     def __init__(self, stream):
         yaml.reader.Reader.__init__(self, stream)
@@ -110,27 +118,49 @@ _STANDARD_TAGS = {
 
 
 def read_spec_file(path: str | Path, display: str | None = None) -> Document:
-    """Read and parse a spec file; raise SpecError with positions for anything unsafe or broken."""
+    """Read and parse a spec file through the door (:func:`seqcli.limits.open_input`); raise SpecError with
+    positions for anything unsafe or broken. A spec reached through a symbolic link that leaves the folder
+    it was named in is refused unless ``--allow-path`` covers its target: nothing of it is read."""
     path = Path(path)
     display = display or str(path)
     try:
-        if path.exists() and not path.is_file() and not path.is_dir():
-            raise _single(display, "is not a regular file", "pass a .yaml file")
-        with open(path, "rb") as handle:
+        with limits.open_input(path, display, roots=spec_roots(path), limit=None) as handle:
             raw = handle.read(MAX_BYTES + 1)
-        if len(raw) > MAX_BYTES:
-            raise _single(
-                display,
-                f"file is over {MAX_BYTES:,} bytes; specs are limited to {MAX_BYTES:,}",
-                "a spec describes a model; keep data in separate files under data:",
-            )
+    except limits.ReadRefused as error:
+        raise _single(
+            display, error.detail.removeprefix(f"{path} ").removeprefix(f"{str(path)!r} "), _hint(error)
+        ) from None
     except IsADirectoryError:
         raise _single(display, "is a directory, not a spec file", "pass a .yaml file") from None
     except FileNotFoundError:
         raise _single(display, "no such file", "check the path (relative to the current directory)") from None
     except PermissionError:
         raise _single(display, "permission denied while reading the spec", None) from None
+    except OSError as error:
+        raise _single(display, f"cannot read the spec: {error.strerror or type(error).__name__}", None) from None
+    if len(raw) > MAX_BYTES:
+        raise _single(
+            display,
+            f"file is over {MAX_BYTES:,} bytes; specs are limited to {MAX_BYTES:,}",
+            "a spec describes a model; keep data in separate files under data:",
+        )
     return parse_spec_text(raw, display)
+
+
+def spec_roots(path: Path) -> list[Path]:
+    """Where a spec file may resolve to: the folder it was named in (that folder's own links followed) and
+    the allowed folders."""
+    named_in = Path(os.path.abspath(path)).parent
+    return [named_in.resolve(), *limits.extra_roots()]
+
+
+def _hint(error) -> str | None:
+    if "regular file" in error.message:
+        return "pass a .yaml file"
+    return (
+        "seq reads a spec inside the folder it was named in only; copy the spec there, or allow its "
+        f"folder with --allow-path DIR (or {limits.ALLOW_PATH_ENV} in CI)"
+    )
 
 
 def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
@@ -351,6 +381,8 @@ def _construct(node, path: PathKey, document: Document, problems: list[Problem])
         return _construct_mapping(node, path, document, problems)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(child, path + (i,), document, problems) for i, child in enumerate(node.value)]
+    if node.style in ("'", '"'):
+        document.quoted.add(path)
     try:
         return _construct_scalar(node)
     except ValueError:  # Python refuses to convert integers of more than 4300 digits

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import limits
+from seqcli import archives, limits
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
 
@@ -90,7 +90,7 @@ def read_state(path: str | Path) -> TrainingState:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with limits.load_npz(path, "checkpoint") as archive:
+        with archives.load_npz(path, "checkpoint") as archive:
             state = TrainingState.from_json(str(archive["meta"]))
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
         detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
@@ -168,7 +168,7 @@ def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -
 def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     """A checkpoint's arrays as they are on disk, with ``state`` as its record: for marking a run finished
     that trained no step since that checkpoint (its metric variables are not built again until it does)."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         arrays = {name: archive[name] for name in archive.files if name != "meta"}
     return {"meta": np.array(state.to_json()), **arrays}
 
@@ -192,7 +192,7 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Pa
 
 def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:
     """Assign the checkpoint's values to ``model``'s variables (the optimizer must be built)."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         for group in groups:
             variables = _variables(model, group)
             values = _group_values(archive, group)
@@ -203,7 +203,7 @@ def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("mo
 
 def restore_metrics(path: str | Path, model, strategy=None) -> bool:
     """Put the checkpoint's running metric totals back (the epoch in progress); False when they do not fit."""
-    with limits.load_npz(path, "checkpoint") as archive:
+    with archives.load_npz(path, "checkpoint") as archive:
         values = _group_values(archive, "metrics")
     variables = _variables(model, "metrics")
     if (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ class TrainOptions:
     """What ``seq train`` was asked to do. CLI-level settings become spec overrides, validated like the file."""
 
     spec: str
+    _: KW_ONLY  # everything but the spec by keyword: options are added over time, never positionally
     output: str | None = None
     epochs: int | None = None
     overrides: list[str] = field(default_factory=list)

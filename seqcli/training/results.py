@@ -105,14 +105,20 @@ def preload_plotting() -> None:
         import matplotlib.figure  # noqa: F401
 
 
-def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None = None) -> None:
-    """One panel per quantity (loss, each metric), training and validation curves together."""
+NOT_PLOTTED = ("epoch", "seconds", "phase")
+
+
+def plot_curves(
+    target: Path, history: list[dict], title: str, best_epoch: int | None = None, phases: list[int] | None = None
+) -> None:
+    """One panel per quantity (loss, each metric), training and validation curves together; ``phases`` are
+    the first epochs of the phases after the first (a transfer run's), each marked by a line before it."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    names = [k for k in history[0] if k not in ("epoch", "seconds") and not k.startswith("val_")] if history else []
+    names = [k for k in history[0] if k not in NOT_PLOTTED and not k.startswith("val_")] if history else []
     figure = Figure(figsize=(5 * max(len(names), 1), 3.6), layout="constrained")
     epochs = [row["epoch"] for row in history]
     for index, name in enumerate(names):
@@ -122,6 +128,8 @@ def plot_curves(target: Path, history: list[dict], title: str, best_epoch: int |
             axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
         if best_epoch is not None:
             axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+        for number, first in enumerate(phases or [], start=2):
+            axes.axvline(first - 0.5, color="black", linestyle=":", linewidth=1, label=f"phase {number}")
         axes.set_xlabel("epoch")
         axes.set_title(figure_text(name))
         axes.grid(alpha=0.3)

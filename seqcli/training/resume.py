@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from seqcli import limits
 from seqcli.files import keep_copy
 from seqcli.spec import Spec, format_path
 from seqcli.spec.paths import absolute_file_fields, file_fields
@@ -73,8 +74,8 @@ def _file_digest(path: Path) -> dict:
     if status.st_size > HASHED_FILE_BYTES:
         return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    with limits.open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
+        for block in iter(lambda: handle.read(limits.CHUNK), b""):
             digest.update(block)
     return {"size": status.st_size, "sha256": digest.hexdigest()}
 

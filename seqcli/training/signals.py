@@ -23,6 +23,11 @@ class TrainingInterrupted(Interrupted):
         super().__init__(signum, message, output)
         self.checkpoint = checkpoint
 
+    @property
+    def resumable(self) -> bool:
+        """Only a run that saved a checkpoint has something to resume."""
+        return self.checkpoint is not None
+
 
 class SignalGuard:
     """SIGINT and SIGTERM during training ask it to stop at the next step boundary with a checkpoint;

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class TuneOptions:
     """What ``seq tune`` was asked to do."""
 
     spec: str
+    _: KW_ONLY
     output: str | None = None
     trials: int | None = None
     workers: int = 1
@@ -52,6 +53,7 @@ class TuneOptions:
     resume: bool = False
     worker_index: int | None = None  # set in the worker processes that --workers starts
     workers_print_to_stderr: bool = False  # keep this process's stdout for its result alone
+    shared_arguments: list[str] = field(default_factory=list)  # --allow-path, --max-memory: for the workers too
 
 
 @dataclass
@@ -332,6 +334,7 @@ def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneRe
             str(plan.total),
             "--worker-index",
             str(index),
+            *options.shared_arguments,
         ]
         stdout = sys.stderr.fileno() if options.workers_print_to_stderr else None
         processes.append(subprocess.Popen(command, start_new_session=True, stdout=stdout))

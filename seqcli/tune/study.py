@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from seqcli.errors import SeqError
+from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.spec import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
@@ -41,7 +41,7 @@ def require_optuna():
     try:
         import optuna
     except ImportError:
-        raise TuneError(
+        raise MissingDependency(
             "seq tune needs Optuna, which is not installed",
             hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')",
         ) from None
@@ -54,6 +54,13 @@ def require_optuna():
 
 def default_storage(output: Path) -> str:
     return f"sqlite:///{output.resolve() / 'study.db'}"
+
+
+def _without_password(text: str, url: str) -> str:
+    """``text`` (a driver's error) with the URL's password, if it has one, masked wherever it appears."""
+    password = url_password(url)
+    text = text.replace(url, masked_url(url))
+    return text.replace(password, "***") if password else text
 
 
 def make_storage(url: str):
@@ -73,8 +80,9 @@ def make_storage(url: str):
             **{callback: retry_trial},
         )
     except Exception as error:  # SQLAlchemy's errors, a missing database driver, a malformed URL
+        detail = _without_password(" ".join(str(error).split()), url)[:300]
         raise TuneError(
-            f"cannot open the study storage {url}: {' '.join(str(error).split())[:300]}",
+            f"cannot open the study storage {masked_url(url)}: {detail}",
             hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db",
         ) from None
 
