@@ -141,7 +141,8 @@ def _check_names(document: Document, path: PathKey, value: Any, *, layer: bool =
 
 
 # The names TensorFlow takes for the scope of a layer's operations (tf.name_scope below the model's).
-_SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+LAYER_NAME_PATTERN = r"[A-Za-z0-9_.\\/>-]*"
+_SCOPE_NAME = re.compile(LAYER_NAME_PATTERN)
 
 
 def _name_problems(document: Document, path: PathKey, name: str, *, layer: bool) -> list[Problem]:
