@@ -45,7 +45,7 @@ model = keras.Sequential([
     keras.layers.Dense(32, activation="relu"), keras.layers.Dropout(0.5),
     keras.layers.Dense(1, activation="sigmoid"),
 ])
-model.compile(keras.optimizers.Adam(0.001), "binary_crossentropy", ["accuracy"])
+model.compile(optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"])
 history = model.fit(x_train, y_train, batch_size=32, epochs=30, validation_data=(x_test, y_test), verbose=0)
 print(json.dumps({"val_accuracy": history.history["val_accuracy"][-1]}))
 """
@@ -65,7 +65,7 @@ model = keras.Sequential([
     keras.layers.Embedding(2000, 16), keras.layers.GlobalAveragePooling1D(),
     keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid"),
 ])
-model.compile("adam", "binary_crossentropy", ["accuracy"])
+model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
 history = model.fit(train.map(lambda t, l: (tf.expand_dims(t, -1), l)), epochs=10,
                     validation_data=test.map(lambda t, l: (tf.expand_dims(t, -1), l)), verbose=0)
 print(json.dumps({"val_accuracy": history.history["val_accuracy"][-1]}))

@@ -119,13 +119,16 @@ def layer_entry(cls: type) -> dict:
                 defaults.setdefault(parameter.name, parameter.default)
     texts = docstring_arguments(cls)
     summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ").strip()
+    arguments = {
+        name: argument_schema(name, defaults.get(name, inspect.Parameter.empty), texts.get(name, ""))
+        for name in sorted(accepted)
+    }
+    for name in registry.DEPRECATED_ARGUMENTS.get(cls.__name__, ()):  # taken with Keras's warning, shown as a note
+        arguments[name] = {"deprecated": True, "description": "deprecated: Keras still takes it, with a warning"}
     return {
         "description": first_sentence(summary),
         "required": sorted(required),
-        "arguments": {
-            name: argument_schema(name, defaults.get(name, inspect.Parameter.empty), texts.get(name, ""))
-            for name in sorted(accepted)
-        },
+        "arguments": dict(sorted(arguments.items())),
     }
 
 

@@ -4,6 +4,9 @@ read, every file opened through the door (:func:`seqcli.limits.open_input`).
 - :func:`open_archive` is the door to zip archives: every member's declared size is checked for consistency
   with its compressed size, and their total against the budget, before a byte is decompressed (zipfile never
   inflates past a member's declared size).
+- :func:`read_model_config` reads a ``.keras`` config within :data:`CONFIG_LIMIT` and
+  :func:`check_model_structure` bounds it (:data:`~seqcli.limits.MAX_LAYERS`,
+  :data:`~seqcli.limits.MAX_NESTING`, :data:`MAX_JSON_DEPTH`) before Keras makes anything of it.
 - :func:`check_npy_header`: an ``.npy`` array (a file or an archive member) whose header claims more bytes than
   the file holds, or than the budget, or a dtype TensorFlow cannot take, is refused before numpy allocates it.
 
@@ -21,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from seqcli.limits import (
+    MAX_LAYERS,
+    MAX_NESTING,
     UNREADABLE_HINT,
     LimitError,
     check_data_file,
@@ -33,6 +38,7 @@ from seqcli.limits import (
 )
 
 CONFIG_LIMIT = 64 << 20  # a .keras config.json: the largest Keras applications need a few MB
+MAX_JSON_DEPTH = 100  # a .keras config.json: the applications' configs nest about 14 levels deep
 DEFLATE_MAX_RATIO = 1100  # deflate cannot expand data more than ~1032 times; a member claiming more lies
 
 
@@ -172,13 +178,64 @@ def read_model_config(path: str | Path, what: str) -> dict:
     with open_archive(path, what) as archive:
         _check_config_size(archive, path, what)
         try:
-            return json.loads(archive.read("config.json"))
+            config = json.loads(archive.read("config.json"))
+        except RecursionError:
+            raise _too_deep(path, what) from None
         except KeyError:
             raise LimitError(
                 f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one", where=what
             ) from None
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
             raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from None
+    check_model_structure(config, path, what)
+    return config
+
+
+LAYER_SLOTS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "cell", "cells"})
+
+
+def check_model_structure(config, path: str | Path, what: str) -> None:
+    """LimitError when a ``.keras`` config (parsed JSON, not yet given to Keras) nests deeper than
+    :data:`MAX_JSON_DEPTH`, holds more than :data:`~seqcli.limits.MAX_LAYERS` layers, or layers in layers
+    deeper than :data:`~seqcli.limits.MAX_NESTING`. One pass, without recursion."""
+    layers = 0
+    stack = [(config, 1, 0, True)]  # (value, JSON depth, layers around it, whether a layer may sit there)
+    while stack:
+        value, depth, nesting, slot = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(path, what)
+        if isinstance(value, list):
+            stack += [(item, depth + 1, nesting, slot) for item in value]
+            continue
+        if not isinstance(value, dict):
+            continue
+        if slot and "class_name" in value:  # a layer, or at the top the model itself
+            layers, nesting = layers + (nesting > 0), nesting + 1
+            _check_layers(layers, nesting, path, what)
+        stack += [(item, depth + 1, nesting, key in LAYER_SLOTS) for key, item in value.items()]
+
+
+def _check_layers(layers: int, nesting: int, path, what: str) -> None:
+    if layers > MAX_LAYERS:
+        problem = f"holds more than {MAX_LAYERS:,} layers, seq's limit for one model (nested layers included)"
+    elif nesting > MAX_NESTING + 1:  # the model itself is the outermost level
+        problem = f"nests layers in layers more than {MAX_NESTING} levels deep, seq's limit"
+    else:
+        return
+    raise LimitError(
+        f"{what}: the config.json of {path} {problem}",
+        hint="seq loads and builds models within these limits only (see 'Bounded memory' in the README)",
+        where=what,
+    )
+
+
+def _too_deep(path, what: str) -> LimitError:
+    return LimitError(
+        f"{what}: the config.json of {path} nests JSON more than {MAX_JSON_DEPTH} levels deep, seq's limit "
+        "for a model's config",
+        hint="model.save writes configs a few levels deep; the file is damaged or forged",
+        where=what,
+    )
 
 
 def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from seqcli.compile import ADAPTIVE_METRICS, CompileResolver, CompileSettings, resolve_optimizer
 from seqcli.errors import Problem, clean_tensorflow_message
-from seqcli.keras_env import import_keras
+from seqcli.keras_env import compiled_loss, import_keras
 from seqcli.spec import Spec
 
 
@@ -21,8 +21,7 @@ def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: t
     problems = []
     if _is_sparse_categorical(spec.compile.loss) and np.issubdtype(labels.dtype, np.integer):
         problems += _check_label_range(spec, labels, outputs)
-    loss = settings.loss if not isinstance(settings.loss, str) else keras.losses.get(settings.loss)
-    message = None if problems else _probe(loss, labels, outputs)
+    message = None if problems else _probe(compiled_loss(settings.loss, labels, outputs), labels, outputs)
     if message:
         problems.append(
             spec.problem(

@@ -27,6 +27,7 @@ from typing import Any
 from seqcli.errors import MissingDependency, SeqError
 from seqcli.export_formats import FORMATS, ExportError, ExportFormat, ServingNames, Verification, serving_names
 from seqcli.files import temporary_prefix
+from seqcli.manifest import Member
 
 TOLERANCE = 1e-5
 DEFAULT_SAMPLES = 32
@@ -119,9 +120,20 @@ def export_model(
     row = export_format_for(output, fmt)
     require_packages(row)
     import_keras()  # before anything imports TensorFlow: its start-up logs turned down
+    from seqcli.outputs import claim_output
+
     output = Path(output)
     resolved = resolve_target(target)
-    _check_output(output, overwrite, row, version, inputs=[resolved.model_path, *([Path(data)] if data else [])])
+    inputs = [Path(target), resolved.model_path, *([Path(data)] if data else [])]  # a run folder: all of it
+    folder = row.name == "saved_model"
+    versions = _served_versions(output) if folder else None
+    rule = {"inputs": inputs, "overwrite": overwrite, "own_ok": versions is not None}
+    with claim_output(output, "seq export", folder=folder, **rule):
+        _check_version(output, version, overwrite)
+        return _export(row, resolved, output, data, samples, version, stage)
+
+
+def _export(row, resolved, output: Path, data, samples: int, version: int, stage: Stage) -> ExportResult:
     stage(f"loading {resolved.model_path}")
     model = _exportable_model(resolved.model_path, row)
     names = serving_names(model)
@@ -182,7 +194,16 @@ def _exportable_model(model_path: Path, row: ExportFormat):
 def _predict(model, inputs):
     import numpy as np
 
-    return np.asarray(model(inputs, training=False))
+    return np.asarray(model(_as_tensor(inputs), training=False))
+
+
+def _as_tensor(inputs):
+    """Inputs as a model call takes them: strings (an object array of bytes) as a tf.string tensor."""
+    if inputs.dtype != object:
+        return inputs
+    from seqcli.keras_env import import_tensorflow
+
+    return import_tensorflow().constant(inputs)
 
 
 def sample_inputs(target, data: str | None, samples: int) -> tuple[Any, str]:
@@ -259,47 +280,54 @@ def _fit_inputs(model, inputs, label: str):
             f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
             hint="give --data with inputs shaped like those the model was trained on",
         )
-    return inputs.astype(model.inputs[0].dtype if model.inputs else "float32", copy=False)
+    dtype = model.inputs[0].dtype if model.inputs else "float32"
+    if (dtype == "string") != (inputs.dtype == object):
+        from seqcli.models import check_data_dtype
+
+        check_data_dtype(dtype, "string" if inputs.dtype == object else str(inputs.dtype), label)
+    return inputs if dtype == "string" else inputs.astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- the output
 
 
-def _check_output(output: Path, overwrite: bool, row: ExportFormat, version: int, inputs: list[Path]) -> None:
-    """Every writing command's rule (:mod:`seqcli.outputs`). A .tflite or .onnx file is replaced only with
-    ``--overwrite``. A SavedModel goes into ``output/VERSION`` (TF Serving's layout): a folder seq exported
-    to takes a new version as it is, and replaces one it has only with ``--overwrite``; any other folder of
-    seq's is replaced only with ``--overwrite``; a folder holding files seq did not write, never."""
-    from seqcli.files import check_writable_file
-    from seqcli.outputs import check_output_file, check_output_folder
-
-    if row.name != "saved_model":
-        check_output_file(output, inputs=inputs, overwrite=overwrite)
-    else:
-        versions = _served_versions(output)
-        check_output_folder(output, inputs=inputs, overwrite=overwrite, own_ok=versions is not None)
-        if versions is not None and str(version) in versions and not overwrite:
-            raise ExportError(
-                f"{output / str(version)} exists",
-                hint=f"add --overwrite to replace version {version}, or give a new --version "
-                f"(next: {max(map(int, versions)) + 1})",
-            )
-    check_writable_file(output, directory_ok=True)
+def _check_version(output: Path, version: int, overwrite: bool) -> None:
+    """A SavedModel goes into ``output/VERSION`` (TF Serving's layout): a folder seq exported to takes a new
+    version as it is, and replaces one it has only with ``--overwrite`` (the door, :func:`claim_output`, has
+    refused any other folder but an empty one, and one of seq's without ``--overwrite``)."""
+    versions = _served_versions(output) if output.is_dir() else None
+    if versions is not None and str(version) in versions and not overwrite:
+        raise ExportError(
+            f"{output / str(version)} exists",
+            hint=f"add --overwrite to replace version {version}, or give a new --version "
+            f"(next: {max(map(int, versions)) + 1})",
+        )
 
 
 def _served_versions(output: Path) -> list[str] | None:
-    """The versions of a folder ``seq export`` filled in TF Serving's layout; None for anything else."""
-    from seqcli.outputs import read_manifest
+    """The versions of a folder ``seq export`` filled in TF Serving's layout (its manifest's top-level
+    members are all numbered folders); None for anything else."""
+    from seqcli.manifest import ManifestError, read_manifest
 
-    members = read_manifest(output) if output.is_dir() else None
-    if not members or not all(member.removesuffix("/*").isdigit() for member in members):
+    try:
+        manifest = read_manifest(output) if output.is_dir() else None
+    except ManifestError:
+        return None  # the door refuses it, naming why
+    top = {path: member for path, member in (manifest.members if manifest else {}).items() if "/" not in path}
+    if not top or not all(path.isdigit() and member.kind == "folder" for path, member in top.items()):
         return None
-    return [member for member in members if member.isdigit()]
+    return list(top)
 
 
-def _version_members(version: int) -> list[str]:
-    """A version folder and everything in it, as the manifest claims them."""
-    return [str(version), f"{version}/*"]
+def _version_members(folder: Path, version: int) -> dict[str, Member]:
+    """The version folder ``folder / version`` and everything in it, exactly, with each file's size."""
+    root = folder / str(version)
+    members = {str(version): Member("folder")}
+    for path in sorted(root.rglob("*")):
+        relative = f"{version}/{path.relative_to(root).as_posix()}"
+        info = path.lstat()
+        members[relative] = Member("folder") if path.is_dir() else Member("file", info.st_size)
+    return members
 
 
 def _write(row: ExportFormat, model, names: ServingNames, artifact: Path, scratch: Path) -> None:
@@ -320,8 +348,10 @@ def _write(row: ExportFormat, model, names: ServingNames, artifact: Path, scratc
 
 def _publish(row: ExportFormat, artifact: Path, output: Path, staging: Path, version: int) -> Path:
     """Rename the verified artifact into place and say where it is. A SavedModel becomes ``output/VERSION``
-    beside the versions already there; seq's manifest sits in ``output``, outside any served version."""
-    from seqcli.outputs import record_members, replace_folder
+    beside the versions already there; seq's manifest sits in ``output``, outside any served version, and
+    lists every file of every version exactly."""
+    from seqcli.manifest import updating
+    from seqcli.outputs import replace_folder
 
     try:
         if row.name != "saved_model":
@@ -331,12 +361,15 @@ def _publish(row: ExportFormat, artifact: Path, output: Path, staging: Path, ver
         if _served_versions(output) is None:  # a new folder, or one of seq's that --overwrite replaces
             served = staging / "served"
             served.mkdir()
-            record_members(served, _version_members(version), "seq export")
             os.replace(artifact, served / str(version))
+            with updating(served, "seq export") as manifest:
+                manifest.members = _version_members(served, version)
             replace_folder(served, output)
         else:
-            record_members(output, _version_members(version), "seq export")
             _replace_version(artifact, placed)
+            with updating(output, "seq export") as manifest:
+                kept = {p: m for p, m in manifest.members.items() if p.split("/")[0] != str(version)}
+                manifest.members = {**kept, **_version_members(output, version)}
         return placed
     except OSError as error:
         raise ExportError(
@@ -346,8 +379,8 @@ def _publish(row: ExportFormat, artifact: Path, output: Path, staging: Path, ver
 
 
 def _replace_version(artifact: Path, placed: Path) -> None:
-    """A version folder takes the new SavedModel; the one it held (all seq's: the manifest of the folder
-    above claims it whole) is moved aside first, then removed."""
+    """A version folder takes the new SavedModel; the one it held (all seq's, as the door judged it against
+    the manifest of the folder above) is moved aside first, then removed."""
     if not placed.exists():
         os.replace(artifact, placed)
         return

@@ -31,8 +31,9 @@ import numpy as np
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import OutputError, atomic_path, check_writable_file, temporary_prefix
 from seqcli.keras_env import import_keras, import_tensorflow
+from seqcli.manifest import record_members, seal
 from seqcli.models import check_data_shape, sample_shape
-from seqcli.outputs import check_output_file, check_output_folder, record_members, replace_folder
+from seqcli.outputs import claim_output, replace_folder
 from seqcli.trainable import walk_layers
 
 COPY_CHUNK = 1 << 22
@@ -177,11 +178,12 @@ def extract_features(
                 _extract_npz(extractor, names, dataset, output, workdir, shapes, dtypes, progress)
             else:
                 files = [f"{name}.npy" for name in names]
-                record_members(workdir, [*_folders(files), *files], "seq extract")
+                record_members(workdir, files, "seq extract")  # their folders with them
                 streams = {
                     name: _NpyStream.create(workdir / f"{name}.npy", shapes[name], dtypes[name]) for name in names
                 }
                 _run(extractor, names, dataset, streams, count, progress, sync=True)
+                seal(workdir, "seq extract")
                 _publish_directory(workdir, output)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -329,11 +331,6 @@ def _publish_directory(workdir: Path, output: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def _folders(files: list[str]) -> list[str]:
-    """The subfolders (``base/inner.npy`` -> ``base``) the files of a features folder lie in."""
-    return sorted({str(Path(*Path(f).parts[:i])) for f in files for i in range(1, len(Path(f).parts))})
-
-
 def _parent(output: Path) -> Path:
     parent = output.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -359,13 +356,19 @@ def run_extract(
     when None) for every sample of ``data`` (a source as ``data:`` names one, relative to the current
     folder) into ``output``. ``progress_factory(total)`` gives a context whose value is called with the
     samples done. An existing ``output`` is replaced only with ``overwrite`` (see :mod:`seqcli.outputs`)."""
-    from seqcli.build import model_from_spec
     from seqcli.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
     inputs = [spec_path, *(path for path in (weights, data) if path is not None and Path(path).exists())]
-    _check_output(output, inputs, overwrite)
+    folder = Path(output).suffix != ".npz"
+    with claim_output(output, "seq extract", folder=folder, inputs=inputs, overwrite=overwrite):
+        check_writable_file(Path(output) / "probe" if folder else output)
+        return _extract(spec, data, output, layers, weights, batch_size, progress_factory)
+
+
+def _extract(spec, data, output, layers, weights, batch_size, progress_factory) -> Extraction:
     _keras()  # TensorFlow quietly, before the data pipeline imports it
+    from seqcli.build import model_from_spec
     from seqcli.data import load_source
 
     batch = batch_size or (spec.data.batch_size if spec.data is not None else 32)
@@ -385,23 +388,6 @@ def run_extract(
     extractor = feature_extractor(model, names)
     with progress_factory(count) if progress_factory else contextlib.nullcontext(None) as progress:
         return extract_features(extractor, names, dataset, count, output, progress=progress)
-
-
-def _check_output(output: str | Path, inputs: list, overwrite: bool) -> None:
-    """Fail early, before any model is built, when ``output`` cannot be written or may not be replaced: an
-    ``.npz`` file, or a folder of .npy files."""
-    output = Path(output)
-    if output.suffix == ".npz":
-        check_output_file(output, inputs=inputs, overwrite=overwrite)
-        check_writable_file(output)
-        return
-    if output.exists() and not output.is_dir():
-        raise ExtractError(
-            f"--output {output} exists and is not a directory",
-            hint="end --output in .npz for one archive, or name a directory for .npy files",
-        )
-    check_output_folder(output, inputs=inputs, overwrite=overwrite)
-    check_writable_file(output, directory_ok=True)
 
 
 def _declared_shape(spec) -> tuple | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli.files import check_writable_file
 from seqcli.models import load_model_file, load_weights, save_model
 from seqcli.spec import load_spec
 from seqcli.spec.sections import FreezeSection
@@ -27,7 +26,7 @@ def freeze_file(
     """``seq freeze``: a spec (with ``weights``) or a ``.keras`` model in, the frozen ``.keras`` model out;
     an existing output is replaced only with ``overwrite``, and never when it is the source or the weights."""
     from seqcli.build import model_from_spec  # looked up at call time: tests stand in for it
-    from seqcli.outputs import check_output_file
+    from seqcli.outputs import claim_output
 
     source, output = Path(source), Path(output)
     if output.suffix != ".keras":
@@ -35,14 +34,14 @@ def freeze_file(
             f"--output must be a .keras file; received {str(output)!r}",
             hint="a .keras file records which layers are frozen; weights files do not",
         )
-    check_output_file(output, inputs=[path for path in (source, weights) if path is not None], overwrite=overwrite)
-    check_writable_file(output)
-    if source.suffix == ".keras":
-        model = load_model_file(source)
-        if weights is not None:
-            load_weights(model, weights)
-    else:
-        model = model_from_spec(load_spec(source, spec_overrides), weights=weights, what="freezing this model")
-    report = apply_freeze(model, freeze)
-    save_model(model, output)
+    inputs = [path for path in (source, weights) if path is not None]
+    with claim_output(output, "seq freeze", folder=False, inputs=inputs, overwrite=overwrite):
+        if source.suffix == ".keras":
+            model = load_model_file(source)
+            if weights is not None:
+                load_weights(model, weights)
+        else:
+            model = model_from_spec(load_spec(source, spec_overrides), weights=weights, what="freezing this model")
+        report = apply_freeze(model, freeze)
+        save_model(model, output)
     return report

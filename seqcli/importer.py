@@ -14,6 +14,8 @@ accepted arguments).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -51,13 +53,21 @@ def import_model(
 ) -> Imported:
     """The spec of a saved Sequential model, as data and as YAML text, written to ``output`` when given; with
     ``weights_out`` its weights too. Existing outputs are replaced only with ``overwrite``, never the model."""
+    from seqcli.outputs import claim_output
+
+    with contextlib.ExitStack() as claims:
+        for target in (output, weights_out):
+            if target is not None:
+                claims.enter_context(
+                    claim_output(target, "seq import", folder=False, inputs=[path], overwrite=overwrite)
+                )
+        return _import(path, output, weights_out)
+
+
+def _import(path: str | Path, output: str | Path | None, weights_out: str | Path | None) -> Imported:
     from seqcli.files import write_text_atomic
     from seqcli.models import load_model_file
-    from seqcli.outputs import check_output_file
 
-    for target in (output, weights_out):
-        if target is not None:
-            check_output_file(target, inputs=[path], overwrite=overwrite)
     model = load_model_file(path)
     spec, text, notes = spec_text(model, path)
     if weights_out is not None:
@@ -189,19 +199,23 @@ def _spec_class(layer) -> type:
 
 def _default_config(cls: type, config: dict) -> dict:
     """``get_config()`` of an instance built with only the required arguments (taken from ``config``)."""
-    from seqcli.keras_env import import_keras
-
-    keras = import_keras()
-
     _, required = registry.accepted_arguments(cls)
     arguments = {}
     for key in required:
         value = config.get(key)
-        arguments[key] = keras.layers.deserialize(value) if key in registry.NESTED_LAYER_ARGUMENTS else value
+        arguments[key] = deserialize_layer(value) if key in registry.NESTED_LAYER_ARGUMENTS else value
     try:
         return cls(**arguments).get_config()
     except Exception:  # a class that cannot be built from its required arguments alone: keep every argument
         return {}
+
+
+def deserialize_layer(config: dict):
+    """The layer a serialized config describes; ``config`` is left as it was (Keras's wrappers pop their
+    ``layer`` from the config they are given, so a nested wrapper's config could not be read twice)."""
+    from seqcli.keras_env import import_keras
+
+    return import_keras().layers.deserialize(copy.deepcopy(config))
 
 
 def _auto_name(name: str, cls: type) -> bool:
@@ -247,10 +261,7 @@ def spec_value(key: str, value, where: str):
     if class_name.endswith("DTypePolicy"):
         return config.get("name")
     if key in registry.NESTED_LAYER_ARGUMENTS:
-        from seqcli.keras_env import import_keras
-
-        keras = import_keras()
-        return {class_name: _nested_arguments(keras.layers.deserialize(value), key)}
+        return {class_name: _nested_arguments(deserialize_layer(value), key)}
     module = registry.object_argument_module(key)
     if module is not None:
         return {class_name: _object_arguments(module, class_name, config)}

@@ -112,6 +112,18 @@ def snake_case(name: str) -> str:
     return to_snake_case(name)
 
 
+def compiled_loss(loss, y_true, y_pred):
+    """``loss`` (a Loss object, a name, or a loss function) as ``model.compile`` runs it: a function is
+    wrapped the way compile wraps it, so labels and outputs are brought to the same rank first (labels of
+    shape (n,) against outputs of shape (n, 1) fit, as they do in ``fit``)."""
+    # Private: keras.src.trainers.compile_utils.get_loss (Keras 3.15) is what CompileLoss calls on each loss;
+    # keras.losses.get() alone returns the bare function, which needs labels and outputs of equal rank.
+    import_keras()
+    from keras.src.trainers.compile_utils import get_loss
+
+    return get_loss(loss, y_true, y_pred)
+
+
 @contextlib.contextmanager
 def fresh_layer_names() -> Iterator[None]:
     """Name layers made inside as a fresh Keras session does (``global_average_pooling2d``, not
@@ -148,6 +160,39 @@ def weightless_scope() -> Iterator[None]:
             yield
     finally:
         global_state.set_global_attribute("uninitialized_variables", before)
+
+
+@contextlib.contextmanager
+def linear_sequential_loading() -> Iterator[None]:
+    """Sequential models deserialized inside are built once, after all their layers are added: loading
+    costs one pass over the layers instead of one per layer."""
+    # Keras 3 (3.15) Sequential.from_config adds each layer with add(layer), whose default rebuild=True
+    # traces every layer added so far: n layers cost n**2/2 layer calls (500 ReLU layers took minutes).
+    # Layers added with rebuild=False and one _maybe_rebuild() end in the same model.
+    keras = import_keras()
+    sequential = keras.Sequential
+    original = sequential.__dict__["from_config"]
+
+    def from_config(cls, config, custom_objects=None):
+        layer_configs = config.get("layers") if isinstance(config, dict) else None
+        if "name" not in config or not isinstance(layer_configs, list) or not layer_configs:
+            return original.__func__(cls, config, custom_objects)
+        if not all(isinstance(entry, dict) and "module" in entry for entry in layer_configs):
+            return original.__func__(cls, config, custom_objects)  # the legacy (H5) format: Keras's own path
+        model = cls(name=config["name"])
+        for entry in layer_configs:
+            model.add(keras.saving.deserialize_keras_object(entry, custom_objects=custom_objects), rebuild=False)
+        model._maybe_rebuild()
+        build_input_shape = config.get("build_input_shape")
+        if not model._functional and build_input_shape and isinstance(build_input_shape, (tuple, list)):
+            model.build(build_input_shape)
+        return model
+
+    sequential.from_config = classmethod(from_config)
+    try:
+        yield
+    finally:
+        sequential.from_config = original
 
 
 # ----------------------------------------------------------------------------- TensorFlow private APIs

@@ -16,7 +16,7 @@ from pathlib import Path
 from seqcli import archives, limits
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
-from seqcli.keras_env import import_keras, weightless_scope
+from seqcli.keras_env import import_keras, linear_sequential_loading, weightless_scope
 from seqcli.shapes import shape_text
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
@@ -47,7 +47,6 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     size (estimated from its config), are checked against the budget first. A missing file, or one Keras
     refuses or cannot read, is a :class:`ModelLoadError`; one that is no zip archive or is over the budget, a
     :class:`~seqcli.limits.LimitError`."""
-    keras = import_keras()
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"no such model file: {path}", hint="check the path (relative to the current directory)")
@@ -59,8 +58,10 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
             _check_config_memory(config, batch_size=batch_size, what=f"running {path}")
     elif batch_size is not None:
         check_model_file_memory(path, batch_size=batch_size, what=f"running {path}")
+    keras = import_keras()  # after the checks: a refused file costs no TensorFlow start-up
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        with linear_sequential_loading():
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
         raise _load_error(path, error) from None
 
@@ -79,7 +80,7 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
         return  # the real load reports what is wrong with the file
     config = {key: value for key, value in config.items() if key != "compile_config"}
     try:
-        with weightless_scope():
+        with weightless_scope(), linear_sequential_loading():
             model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception:  # the real load reports what is wrong with the file
         return
@@ -90,13 +91,14 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
 def load_model_architecture(path: str | Path):
     """The model a ``.keras`` file holds, made from its config in safe mode without reading any weights
     (an abstract build's base). A refused or broken file is a :class:`ModelLoadError`."""
-    keras = import_keras()
     path = Path(path)
-    config = archives.read_model_config(path, "Model")  # config.json alone, within a size cap
+    config = archives.read_model_config(path, "Model")  # config.json alone, within its size and layer limits
     require_model_config(config, path)
+    keras = import_keras()
     try:
         config.pop("compile_config", None)
-        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+        with linear_sequential_loading():
+            return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as error:  # zipfile, JSON and Keras errors alike: the file is not a usable model
         raise _load_error(path, error) from None
 
@@ -235,3 +237,31 @@ def check_data_shape(model, dataset, label: str) -> None:
             f"{label}: samples have shape {shape_text(received)}, but the model takes {shape_text(expected)}",
             hint="give data shaped like the model's input",
         )
+    check_data_dtype(model_input_dtype(model), _sample_dtype(dataset), label)
+
+
+def model_input_dtype(model) -> str | None:
+    """The dtype of a model's (first) input, as Keras names it (``float32``, ``string``); None when unknown."""
+    inputs = getattr(model, "inputs", None)
+    return str(inputs[0].dtype) if inputs else None
+
+
+def _sample_dtype(dataset) -> str:
+    element = dataset.element_spec
+    return (element[0] if isinstance(element, tuple) else element).dtype.name
+
+
+def check_data_dtype(expected: str | None, received: str, label: str) -> None:
+    """Text samples feed a string input only, and numbers a numeric one: DataShapeError otherwise."""
+    if expected is None or (expected == "string") == (received == "string"):
+        return
+    if received == "string":
+        raise DataShapeError(
+            f"{label}: samples are text, but the model takes {expected} numbers",
+            hint="start the spec's layers with `- Input: {shape: [1], dtype: string}` and a text layer "
+            "such as TextVectorization",
+        )
+    raise DataShapeError(
+        f"{label}: samples are {received} numbers, but the model takes text (a string input)",
+        hint="give text: a folder of .txt files, a .txt file of one sample per line, or a CSV `text:` column",
+    )

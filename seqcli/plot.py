@@ -12,11 +12,12 @@ Integration points (existing functions used here): ``seqcli.report.inspect_spec`
 
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from seqcli.display import NAME_LIMIT, figure_text
 from seqcli.errors import MissingDependency, SeqError, clean_message
@@ -68,26 +69,46 @@ class Plotted:
     what: str  # "architecture", "curves" or "objective"
     layers: int | None = None
     trials: int | None = None
+    quantities: tuple[int, int] | None = None  # curves: (drawn, in the history)
 
     def description(self) -> str:
         """What was drawn, in words: 'the architecture (4 layers)', 'the curves', 'the objective over 6 trials'."""
         if self.what == "objective":
             return f"the objective over {self.trials} trials"
+        if self.quantities and self.quantities[0] < self.quantities[1]:
+            return f"the curves (the first {self.quantities[0]} of {self.quantities[1]} quantities)"
         return f"the {self.what}" + (f" ({self.layers} layers)" if self.layers is not None else "")
 
 
 def plot(
-    source: str | Path, output: str | Path, *, curves: bool = False, engine: str = "matplotlib", overwrite: bool = False
+    source: str | Path,
+    output: str | Path,
+    *,
+    curves: bool = False,
+    engine: str = "matplotlib",
+    overwrite: bool = False,
+    confusion: bool = False,
+    data: str | None = None,
 ) -> Plotted:
     """Draw ``source`` to ``output`` (.png or .svg): a tuning study's objective over trials, a run folder's
-    curves, else the architecture of a spec or a .keras file (``curves`` asks for a run's curves explicitly).
+    curves, else the architecture of a spec or a .keras file (``curves`` asks for a run's curves explicitly;
+    ``confusion`` for a classifier's confusion matrix on ``data``, default the run's evaluation data).
     An existing ``output`` is replaced only with ``overwrite``, and never when it is ``source``."""
-    from seqcli.outputs import check_output_file
+    from seqcli.outputs import claim_output
 
     source, output = Path(source), Path(output)
     if output.suffix.lower() not in IMAGE_FORMATS:
         raise PlotError(f"cannot tell the image format of {output}", hint="end --output with .png or .svg")
-    check_output_file(output, inputs=[source], overwrite=overwrite)
+    if data is not None and not confusion:
+        raise PlotError("--data is for --confusion only", hint="add --confusion, or leave --data out")
+    inputs = [source, *([Path(data)] if data else [])]
+    with claim_output(output, "seq plot", folder=False, inputs=inputs, overwrite=overwrite):
+        if confusion:
+            return plot_confusion(source, output, data)
+        return _plot(source, output, curves, engine)
+
+
+def _plot(source: Path, output: Path, curves: bool, engine: str) -> Plotted:
     if source.is_dir() and (source / "trials.csv").is_file() and not curves:
         return plot_study(source, output)
     if curves or source.is_dir() and engine == "matplotlib":
@@ -257,38 +278,74 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
         )
     if output.suffix.lower() != ".png":
         raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
-    history = read_history(history_path)
-    if not history:
-        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
-    from seqcli.training.results import plot_curves
+    from seqcli.training.results import plot_curves, plotted_quantities
     from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
+    history = RunDirectory(run).read_history()
+    if not history:
+        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
     try:
         metrics = RunDirectory(run).read_metrics()
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
-    phases = [phase["first_epoch"] for phase in metrics.get("phases") or [] if isinstance(phase, dict)][1:]
-    plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
-    return Plotted(output, "curves")
+    phases = [phase["first_epoch"] for phase in metrics.get("phases") or []][1:]
+    drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
+    return Plotted(output, "curves", quantities=(drawn, len(plotted_quantities(history))))
 
 
-def read_history(path: Path) -> list[dict]:
-    """history.csv as rows of numbers (an empty cell, a metric not logged that epoch, is left out)."""
-    with open(path, newline="") as handle:
-        rows = []
-        for row in csv.DictReader(handle):
-            try:
-                rows.append(
-                    {
-                        key: int(value) if key == "epoch" else float(value)
-                        for key, value in row.items()
-                        if value not in ("", None)
-                    }
-                )
-            except ValueError as error:
-                raise PlotError(f"{path} is not a history seq wrote: {clean_message(error)}") from None
-        return rows
+# ----------------------------------------------------------------------------- a confusion matrix
+
+MATRIX_LABELS = 30  # classes whose names label the axes (and whose counts are written in the cells)
+
+
+def plot_confusion(target: Path, output: Path, data: str | None = None) -> Plotted:
+    """A classifier's confusion matrix on ``data`` (default: the run's test, else validation data), as
+    ``seq evaluate`` counts it: rows the true class, columns the predicted one."""
+    from seqcli.predict import evaluate_model
+
+    evaluation = evaluate_model(target, data=data)
+    report = evaluation.classes
+    if report is None:
+        raise PlotError(
+            f"{target} is not a classifier: its outputs and labels are not classes",
+            hint="a confusion matrix needs class labels (integers or one-hot rows) and one output per class",
+        )
+    if report.confusion is None:
+        raise PlotError(
+            f"{target} has {len(report.names):,} classes, too many for a confusion matrix",
+            hint="see the per-class results of 'seq evaluate --format json'",
+        )
+    draw_confusion(report, output, f"{evaluation.model} on {evaluation.source} ({evaluation.count:,} samples)")
+    return Plotted(output, "confusion matrix")
+
+
+def draw_confusion(report, output: Path, title: str) -> None:
+    """The matrix as a heat map, counts written in the cells and class names on the axes (up to
+    :data:`MATRIX_LABELS` classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    count = len(report.names)
+    size = min(4 + 0.35 * count, 16)
+    figure = Figure(figsize=(size + 1.5, size), layout="constrained")
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(report.confusion, cmap="Blues")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    if count <= MATRIX_LABELS:
+        names = [figure_text(name, limit=24) for name in report.names]  # class names come from the data
+        axes.set_xticks(range(count), names, rotation=45, ha="right")
+        axes.set_yticks(range(count), names)
+        darkest = report.confusion.max() or 1
+        for (row, column), value in np.ndenumerate(report.confusion):
+            color = "white" if value > darkest / 2 else "black"
+            axes.text(column, row, f"{value:,}", ha="center", va="center", color=color, fontsize=8)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(figure_text(title))
+    _save(figure, output)
 
 
 # ----------------------------------------------------------------------------- a tuning study

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seqcli.classes import ClassReport, class_report, label_ids, predicted_ids, top_classes
 from seqcli.errors import SeqError
-from seqcli.files import atomic_path, check_writable_file, write_text_atomic
+from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
 from seqcli.models import ModelLoadError, check_data_shape, load_model_file
+from seqcli.spec.sections import SourceSection
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
-OUTPUT_FORMATS = (".npy", ".csv")
+OUTPUT_FORMATS = (".npy", ".csv", ".json")
 
 
 @dataclass
@@ -51,9 +54,11 @@ class Evaluation:
     source: str
     count: int | None
     metrics: dict[str, float] = field(default_factory=dict)
+    classes: ClassReport | None = None  # for a classifier: per-class results and the confusion matrix
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "data": self.source, "samples": self.count, "metrics": self.metrics}
+        found = {"model": self.model, "data": self.source, "samples": self.count, "metrics": self.metrics}
+        return found | ({"classes": self.classes.as_dict()} if self.classes is not None else {})
 
 
 @dataclass
@@ -112,13 +117,37 @@ def evaluate_model(
     if spec is not None or not getattr(model, "compiled", False):
         _compile_from(model, run_spec, resolved.model_path)
     run_seed = _run_seed(resolved) if spec is not None and data is None else None
-    dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed, _model_input(model))
+    names = resolved.class_names()
+    dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed, _model_input(model), names)
     check_data_shape(model, dataset, label)
     try:
         metrics = model.evaluate(dataset, verbose=0, return_dict=True)
+        classes = _class_results(model, dataset, names)
     except Exception as error:
         _raise_runtime(error, label)
-    return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()})
+    return Evaluation(model.name, label, count, {name: float(value) for name, value in metrics.items()}, classes)
+
+
+def _class_results(model, dataset, names: list[str] | None) -> ClassReport | None:
+    """Per-class results of a classifier (a model of one row of outputs per sample, labels that are class
+    indices or one-hot rows) in one more pass over the data; None for any other model."""
+    shape = getattr(model, "output_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] is None:
+        return None
+    width = shape[-1]
+    label_spec = dataset.element_spec[1]
+    if not (label_spec.dtype.is_integer or (width > 1 and label_spec.shape[-1] == width)):
+        return None
+    true, predicted = [], []
+    for x, y in dataset:
+        ids = label_ids(y.numpy(), width)
+        if ids is None:
+            return None
+        true.append(ids)
+        predicted.append(predicted_ids(model.predict_on_batch(x)))
+    if not true:
+        return None
+    return class_report(np.concatenate(true), np.concatenate(predicted), max(width, 2), names)
 
 
 def _no_stage(text: str) -> None:
@@ -133,20 +162,29 @@ def predict_to_file(
     batch_size: int | None = None,
     overwrite: bool = False,
     stage=_no_stage,
+    top_k: int = 1,
 ) -> Predictions:
-    """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw) or ``.csv``. An
+    """Model outputs for every sample of ``data``, written atomically as ``.npy`` (raw outputs), ``.csv`` or
+    ``.json`` (for a classifier, its ``top_k`` classes with their names and probabilities first). An
     existing ``output`` is replaced only with ``overwrite``, and never when it is an input. ``stage`` hears
     each step (loading, predicting, writing) as it starts."""
-    from seqcli.data import load_source
-    from seqcli.outputs import check_output_file
+    from seqcli.outputs import claim_output
 
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
-        raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy or .csv")
-    check_output_file(output, inputs=_predict_inputs(target, data), overwrite=overwrite)
-    check_writable_file(output)
+        raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy, .csv or .json")
+    with claim_output(output, "seq predict", folder=False, inputs=_predict_inputs(target, data), overwrite=overwrite):
+        values, class_names = _predict(target, data, output, batch_size, stage)
+        stage(f"writing {output}")
+        _write_predictions(output, values, class_names, top_k)
+    return Predictions(output, len(values), tuple(values.shape[1:]))
+
+
+def _predict(target, data: str, output: Path, batch_size: int | None, stage) -> tuple[np.ndarray, list[str] | None]:
+    from seqcli.data import load_source
+
     resolved = resolve_target(target)
-    class_names = resolved.class_names() if output.suffix.lower() == ".csv" else None  # before the slow part
+    class_names = resolved.class_names() if output.suffix.lower() != ".npy" else None  # before the slow part
     stage(f"loading {resolved.model_path}")
     model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(
@@ -163,18 +201,18 @@ def predict_to_file(
         values = np.asarray(model.predict(dataset, verbose=0))
     except Exception as error:
         _raise_runtime(error, data)
-    stage(f"writing {output}")
-    _write_predictions(output, values, class_names)
-    return Predictions(output, len(values), tuple(values.shape[1:]))
+    return values, class_names
 
 
-def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] | None) -> None:
+def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] | None, top_k: int) -> None:
     try:
         if output.suffix.lower() == ".npy":
             with atomic_path(output, suffix=".npy") as temporary, open(temporary, "wb") as handle:
                 np.save(handle, values, allow_pickle=False)
+        elif output.suffix.lower() == ".json":
+            write_text_atomic(output, predictions_json(values, class_names, top_k))
         else:
-            write_text_atomic(output, predictions_csv(values, class_names))
+            write_text_atomic(output, predictions_csv(values, class_names, top_k))
     except OSError as error:
         raise SeqError(
             f"cannot write {output}: {error.strerror or error}",
@@ -182,23 +220,60 @@ def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] 
         ) from None
 
 
-def predictions_csv(values: np.ndarray, class_names: list[str] | None = None) -> str:
-    """One row per sample: for several outputs the predicted class first, then every output value."""
+def is_classifier(values: np.ndarray, class_names: list[str] | None) -> bool:
+    """Outputs read as classes: a row of several outputs per sample, or one output of a model whose run
+    recorded two class names (a binary classifier)."""
+    if values.ndim != 2:
+        return False
+    return values.shape[1] > 1 or (class_names is not None and len(class_names) == 2)
+
+
+def _named(values: np.ndarray, class_names: list[str] | None) -> list[str] | None:
+    classes = max(values.shape[1], 2)
+    return class_names if class_names is not None and len(class_names) == classes else None
+
+
+def predictions_csv(values: np.ndarray, class_names: list[str] | None = None, top_k: int = 1) -> str:
+    """One row per sample: for a classifier its ``top_k`` classes first (index, name when the run recorded
+    them, probability: ``class, class_name, probability`` for one, ``class_1, ...`` for more), then every
+    output value."""
     flat = values.reshape(len(values), -1)
     width = flat.shape[1]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = ["output"] if width == 1 else [f"output_{i}" for i in range(width)]
-    classify = width > 1 and values.ndim == 2
-    named = classify and class_names is not None and len(class_names) == width
-    writer.writerow((["class"] + (["class_name"] if named else []) if classify else []) + columns)
-    for row in flat:
-        lead = []
-        if classify:
-            best = int(np.argmax(row))
-            lead = [best] + ([safe_cell(class_names[best])] if named else [])
-        writer.writerow(lead + [f"{v:.7g}" for v in row])
+    if not is_classifier(values, class_names):
+        writer.writerow(columns)
+        writer.writerows([f"{v:.7g}" for v in row] for row in flat)
+        return buffer.getvalue()
+    names = _named(values, class_names)
+    ids, probs = top_classes(values, top_k)
+    suffixes = [""] if ids.shape[1] == 1 else [f"_{rank + 1}" for rank in range(ids.shape[1])]
+    lead = [[f"class{s}"] + ([f"class_name{s}"] if names else []) + [f"probability{s}"] for s in suffixes]
+    writer.writerow([cell for group in lead for cell in group] + columns)
+    for row, row_ids, row_probs in zip(flat, ids, probs):
+        cells = []
+        for class_id, probability in zip(row_ids, row_probs):
+            cells += [int(class_id)] + ([safe_cell(names[class_id])] if names else []) + [f"{probability:.7g}"]
+        writer.writerow(cells + [f"{v:.7g}" for v in row])
     return buffer.getvalue()
+
+
+def predictions_json(values: np.ndarray, class_names: list[str] | None = None, top_k: int = 1) -> str:
+    """``{"class_names": ..., "predictions": [...]}``: per sample, for a classifier its ``top_k`` classes
+    (``class``, ``class_name`` when recorded, ``probability``), and its ``outputs``."""
+    flat = values.reshape(len(values), -1)
+    rows = [{"outputs": [float(v) for v in row]} for row in flat]
+    names = None
+    if is_classifier(values, class_names):
+        names = _named(values, class_names)
+        ids, probs = top_classes(values, top_k)
+        for row, row_ids, row_probs in zip(rows, ids, probs):
+            row["top"] = [
+                {"class": int(c)} | ({"class_name": names[c]} if names else {}) | {"probability": float(p)}
+                for c, p in zip(row_ids, row_probs)
+            ]
+    return json.dumps({"class_names": names, "predictions": rows}, indent=1) + "\n"
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -252,15 +327,26 @@ def _model_input(model) -> tuple | None:
 
 
 def _evaluation_data(
-    data: str | None, spec, batch_size: int, run_seed: int | None = None, input_shape: tuple | None = None
+    data: str | None,
+    spec,
+    batch_size: int,
+    run_seed: int | None = None,
+    input_shape: tuple | None = None,
+    class_names: list[str] | None = None,
 ):
     """``run_seed``: the trained run's seed, which splits a validation fraction as training did when the
-    spec names no seed."""
+    spec names no seed; ``class_names``: the run's, which a source's class names must match."""
     from seqcli.data import load_datasets, load_source
 
     if data is not None:
         dataset, count = load_source(
-            data, Path.cwd(), batch_size=batch_size, labels=True, where="--data", input_shape=input_shape
+            data,
+            Path.cwd(),
+            batch_size=batch_size,
+            labels=True,
+            where="--data",
+            input_shape=input_shape,
+            class_names=class_names,
         )
         return dataset, count, data
     section = spec.data
@@ -272,11 +358,12 @@ def _evaluation_data(
             labels=True,
             where="data.test",
             input_shape=input_shape,
+            class_names=class_names,
         )
         return dataset, count, "data.test"
     if section is not None and section.validation is not None:
         seed = spec.train.seed if spec.train.seed is not None else run_seed
-        if seed is None and isinstance(section.validation, float):
+        if seed is None and not isinstance(section.validation, (str, SourceSection)):
             raise ModelLoadError(
                 f"{spec.file} splits its validation data off data.train at random (no train.seed), "
                 "and no run records the seed the model was trained with, so any split would mix "
@@ -292,9 +379,16 @@ def _evaluation_data(
 
 def _predict_inputs(target: str | Path, data: str) -> list[Path]:
     """What ``seq predict`` reads: the data, the model file and a run's spec and metrics."""
+    from seqcli.data import DataError
+    from seqcli.data.sources import source_path
+
     target = Path(target)
     run_files = [target / name for name in ("model.keras", "spec.yaml", "metrics.json")] if target.is_dir() else []
-    return [path for path in (Path(data), target, *run_files) if path.exists()]
+    try:
+        data_path = source_path(data)
+    except DataError:
+        data_path = None  # the data's own error comes when it is read
+    return [path for path in (data_path, target, *run_files) if path is not None and path.exists()]
 
 
 def _raise_runtime(error: Exception, label: str):

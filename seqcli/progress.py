@@ -120,6 +120,8 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
         compile_text += f", learning rate {header.compile['schedule']}"
     steps = "1 step" if header.steps_per_execution == 1 else f"{header.steps_per_execution} steps"
     resumed = f" (resuming at {header.resumed_from})" if header.resumed_from else ""
+    extra = [("Adapted", header.adapted)] if header.adapted else []
+    extra += [("Class weights", header.class_weight)] if header.class_weight else []
     return [
         ("Training", f"{header.model} from {header.spec} → {header.output}"),
         ("Model", f"{header.params:,} params ({header.trainable_params:,} trainable)"),
@@ -131,6 +133,7 @@ def header_rows(header: RunHeader) -> list[tuple[str, str]]:
         ("Distribution", distribution_text(header.distribution)),
         ("Compile", compile_text),
         ("Execution", f"{steps} per execution, jit_compile {header.jit_compile}, {header.precision}"),
+        *extra,
         ("Epochs", f"{header.epochs}{resumed}"),
     ]
 
@@ -164,7 +167,47 @@ def result_table(result: TrainResult) -> Group:
 def evaluation_view(evaluation) -> Group:
     """``seq evaluate``'s answer: what was evaluated on what, then the metrics."""
     count = f"{evaluation.count:,} samples" if evaluation.count is not None else "all samples"
-    return Group(literal(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics))
+    parts = [literal(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics)]
+    if evaluation.classes is not None:
+        parts += class_views(evaluation.classes)
+    return Group(*parts)
+
+
+TABLE_CLASSES = 50  # classes shown in the per-class table; more are in --format json
+MATRIX_CLASSES = 20  # classes shown in the confusion matrix's text table
+
+
+def class_views(report) -> list:
+    """A classifier's per-class precision and recall, and its confusion matrix, when they fit a terminal."""
+    count = len(report.names)
+    if count > TABLE_CLASSES:
+        return [Text(f"{count} classes: per-class results and the confusion matrix are in --format json")]
+    table = Table(title="Per class", title_justify="left")
+    for column in ("Class", "Precision", "Recall", "Support"):
+        table.add_column(column, justify="left" if column == "Class" else "right")
+    for name, precision, recall, support in zip(report.names, report.precision, report.recall, report.support):
+        table.add_row(literal(name), _share(precision), _share(recall), f"{int(support):,}")
+    views = [table]
+    if report.confusion is not None and count <= MATRIX_CLASSES:
+        views += [Text("Confusion matrix (rows: true class, columns: predicted class)"), confusion_table(report)]
+    else:
+        views.append(Text("the confusion matrix is in --format json"))
+    return views
+
+
+def confusion_table(report) -> Table:
+    """Rows: the true class; columns: the predicted class (by index; the row labels name them)."""
+    table = Table()
+    table.add_column("True \\ predicted")
+    for index in range(len(report.names)):
+        table.add_column(str(index), justify="right")
+    for index, (name, row) in enumerate(zip(report.names, report.confusion)):
+        table.add_row(literal(f"{index} {name}"), *(f"{int(v):,}" for v in row))
+    return table
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def metrics_table(metrics: dict[str, float], title: str | None = None) -> Table:

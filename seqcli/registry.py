@@ -46,6 +46,15 @@ OBJECT_ARGUMENT_SUFFIXES = {
     "_constraint": "constraints",
 }
 NESTED_LAYER_ARGUMENTS = {"layer", "backward_layer"}
+# Arguments Keras 3 still takes through **kwargs for older code, warning (or silently) that they are deprecated:
+# not in the signature, so listed here. keras.io examples still use some (LeakyReLU(alpha=0.2) in the DCGAN).
+DEPRECATED_ARGUMENTS = {
+    "LeakyReLU": ("alpha",),
+    "Embedding": ("input_length",),
+    "LSTM": ("implementation",),
+    "GRU": ("implementation",),
+    "LayerNormalization": ("rms_scaling",),
+}
 # Accepted by every layer through **kwargs (keras.layers.Layer and its input-shape shortcuts).
 BASE_LAYER_ARGUMENTS = {
     "activity_regularizer",
@@ -109,6 +118,29 @@ def excluded_reason(name: str) -> str | None:
 @functools.cache
 def accepted_arguments(cls: type) -> tuple[frozenset[str], frozenset[str]]:
     """(all accepted keyword arguments, required ones) of a layer class, read from its signature."""
+    accepted, required = signature_arguments(cls)
+    return frozenset(accepted | BASE_LAYER_ARGUMENTS), required
+
+
+def input_dim_is_shape(class_name: str) -> bool:
+    """Whether ``input_dim`` on a layer of this class is keras.layers.Layer's input shape ``(input_dim,)``,
+    not an argument of its own (Embedding's vocabulary size)."""
+    cls = layer_classes().get(class_name)
+    return cls is not None and "input_dim" not in signature_arguments(cls)[0]
+
+
+def shape_argument(class_name: str, args: dict) -> str | None:
+    """The argument that gives a first layer of this class the model's input shape: ``input_dim`` (Keras
+    prefers it), ``input_shape``, or None."""
+    if "input_dim" in args and input_dim_is_shape(class_name):
+        return "input_dim"
+    return "input_shape" if "input_shape" in args else None
+
+
+@functools.cache
+def signature_arguments(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+    """(keyword arguments, required ones) named in the signatures of a layer class and the classes its
+    ``**kwargs`` reach, up to the first that takes none."""
     accepted, required = set(), set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -122,7 +154,7 @@ def accepted_arguments(cls: type) -> tuple[frozenset[str], frozenset[str]]:
                 required.add(parameter.name)
         if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(klass.__init__).parameters.values()):
             break
-    return frozenset(accepted | BASE_LAYER_ARGUMENTS), frozenset(required)
+    return frozenset(accepted), frozenset(required)
 
 
 def object_argument_module(argument: str) -> str | None:

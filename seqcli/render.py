@@ -49,6 +49,8 @@ def summary_table(report) -> Group:
             Text(expect, style=style),
         )
     parts = [table]
+    if report.notes:
+        parts.append(Text(notes_text(report), style="yellow"))
     if built.built:
         parts.append(Text(terminal_safe(totals_text(built))))
     else:
@@ -60,7 +62,20 @@ def summary_table(report) -> Group:
                 style="yellow",
             )
         )
+    if report.adapting:
+        parts.append(Text(adapting_text(report.adapting)))
     return Group(*parts)
+
+
+def adapting_text(adapting: list[dict]) -> str:
+    """The layers that learn their state from the data before training: where, what, on how many samples."""
+    lines = []
+    for layer in adapting:
+        samples = f"at most {layer['samples']:,} samples of " if layer["samples"] else ""
+        source = f"{samples}{layer['source']}" if layer["source"] else "no training data (see the problem below)"
+        where = f"layers[{layer['index']}] {layer['class']}"
+        lines.append(f"Adapts before training: {where} learns its {layer['learns']} from {source}")
+    return "\n".join(lines)
 
 
 def _class_text(row) -> str:
@@ -98,6 +113,14 @@ def totals_text(built) -> str:
     if built.memory is not None:
         text += "\n" + built.memory.text()
     return text
+
+
+def notes_text(report) -> str:
+    """One ``note:`` line per thing Keras warned of while building the spec's model (with its hint)."""
+    return "\n".join(
+        f"note: {note.headline()}" + (f"\n  hint: {terminal_safe(note.hint)}" if note.hint else "")
+        for note in report.notes
+    )
 
 
 def problems_text(report) -> str:

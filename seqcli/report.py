@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.build import BuiltModel, build_model
+from seqcli.build.adapt import adapting_layers, adapting_problems
 from seqcli.compile_checks import compile_problems
 from seqcli.errors import Problem, SpecError, clean_message
 from seqcli.shapes import shape_text
@@ -33,6 +34,16 @@ class Report:
             return self.built.model.name
         return self.spec.name if self.spec else None
 
+    @property
+    def adapting(self) -> list[dict]:
+        """The layers that will learn their state from the training data before training, and from where."""
+        if self.spec is None:
+            return []
+        samples = self.spec.data.adapt.samples if self.spec.data is not None else None
+        has_train = self.spec.data is not None and self.spec.data.train is not None
+        source = "data.train" if has_train else None
+        return [plan.as_dict(source, samples) for plan in adapting_layers(self.spec)]
+
     def as_dict(self) -> dict:
         built = self.built
         return {
@@ -45,8 +56,15 @@ class Report:
             "memory": built.memory.as_dict() if built and built.memory is not None else None,
             "layers": [row.as_dict() for row in built.rows] if built else [],
             **({"freeze": built.freeze.as_dict()} if built and built.freeze is not None else {}),
+            "adapt": self.adapting,
             "problems": [p.as_dict() for p in self.problems],
+            "notes": [note.as_dict() for note in self.notes],
         }
+
+    @property
+    def notes(self) -> list[Problem]:
+        """What Keras warned of while building (a deprecated argument...), at the entries concerned."""
+        return self.built.notes if self.built is not None else []
 
     def error(self) -> SpecError:
         return SpecError(self.problems, self.source)
@@ -89,7 +107,7 @@ def inspect_spec(
             ),
         ]
         return report
-    problems = spec.problems + report.built.problems + compile_problems(spec)
+    problems = spec.problems + report.built.problems + compile_problems(spec) + adapting_problems(spec)
     if spec.tune is not None:
         from seqcli.tune.space import check_tune
 

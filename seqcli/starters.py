@@ -50,6 +50,7 @@ def model_name(path: str | Path) -> str:
 def write_starter(kind: str, path: str | Path, *, force: bool = False) -> Starter:
     """Write the starter spec; an existing file is kept unless ``force``."""
     from seqcli.files import write_text_atomic
+    from seqcli.outputs import claim_output
 
     path = Path(path)
     text = starter_text(kind, path)
@@ -57,5 +58,6 @@ def write_starter(kind: str, path: str | Path, *, force: bool = False) -> Starte
         raise StarterError(f"{path} is a directory", hint="give a file name such as model.yaml")
     if path.exists() and not force:
         raise StarterError(f"{path} already exists", hint="pass --force to replace it, or choose another file name")
-    write_text_atomic(path, text)
+    with claim_output(path, "seq init", folder=False, overwrite=force):
+        write_text_atomic(path, text)
     return Starter(kind, path, model_name(path))

@@ -24,8 +24,9 @@ from pathlib import Path
 from seqcli import applications
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
+from seqcli.manifest import record_members, writing
 from seqcli.models import check_weights_file
-from seqcli.outputs import check_output_folder, exclusive_lock, record_members
+from seqcli.outputs import claim_output
 from seqcli.trainable import apply_freeze, is_batchnorm, walk_layers
 from seqcli.training import Reporter, RunDirectory, TrainOptions, TrainResult, train_spec
 
@@ -240,11 +241,11 @@ def run_transfer(
     plan = plan or plan_transfer(options)
     output = Path(options.output)
     inputs = [options.spec, *([options.weights] if options.weights else [])]
-    check_output_folder(output, inputs=inputs, overwrite=options.overwrite, own_ok=True, resume=options.resume)
-    RunDirectory(output).create()
-    with exclusive_lock(output, "seq transfer"):
-        record_members(output, [phase.output.name for phase in plan.phases], "seq transfer")
-        return _run_phases(options, plan, reporter_for)
+    rule = {"overwrite": options.overwrite, "own_ok": True, "resume": options.resume}
+    with claim_output(output, "seq transfer", folder=True, inputs=inputs, **rule):
+        RunDirectory(output).create()
+        with writing(output, "seq transfer", [f"{phase.output.name}/" for phase in plan.phases]):
+            return _run_phases(options, plan, reporter_for)
 
 
 def _run_phases(options: TransferOptions, plan: TransferPlan, reporter_for) -> TransferResult:
@@ -294,15 +295,12 @@ def write_transfer_run(output: Path, plan: TransferPlan) -> None:
 
 def _joined_history(plan: TransferPlan) -> tuple[list[dict], list[int]]:
     """Every phase's history.csv rows in order, epochs numbered on across phases; the first epoch of each."""
-    import csv
-
     rows: list[dict] = []
     firsts = []
     for phase in plan.phases:
         firsts.append(len(rows) + 1)
-        with open(RunDirectory(phase.output).history, newline="") as handle:
-            for row in csv.DictReader(handle):
-                rows.append({**row, "epoch": str(len(rows) + 1), "phase": str(phase.number)})
+        for row in RunDirectory(phase.output).read_history():
+            rows.append({**row, "epoch": len(rows) + 1, "phase": phase.number})
     return rows, firsts
 
 

@@ -16,8 +16,11 @@ SPECS = ROOT / "specs"
 # A file matched by no prefix fails the run (test_every_test_file_has_an_area), so a new one is placed.
 AREAS = {
     "spec": ("test_spec", "test_numbers", "test_round_trips", "test_fuzz", "test_cli_check", "test_cli_summary"),
-    "build": ("test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile"),
-    "data": ("test_data", "test_bounds", "test_faults"),
+    "build": (
+        "test_build", "test_applications", "test_models", "test_safe_mode", "test_trainable", "test_compile",
+        "test_keras_peer",
+    ),
+    "data": ("test_data", "test_bounds", "test_faults", "test_cli_text"),
     "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
     "distribute": ("test_distribute", "test_cli_train_multiworker"),
     "tune": ("test_cli_tune",),

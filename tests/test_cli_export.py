@@ -299,7 +299,7 @@ def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(t
     assert first.exit_code == 0, first.output
     second = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
     assert second.exit_code == 0, second.output
-    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"]
+    assert sorted(p.name for p in served.iterdir()) == [".seq-lock", ".seq-run.json", "1", "2"]
     for version in ("1", "2"):
         assert sorted(p.name for p in (served / version).iterdir()) == [
             "assets",
@@ -317,7 +317,8 @@ def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(t
     replaced = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert (served / "1" / "saved_model.pb").stat().st_mtime_ns == stamp  # version 1 untouched
-    assert sorted(p.name for p in served.iterdir()) == [".seq-run.json", "1", "2"] and leftovers(tmp_path) == []
+    assert sorted(p.name for p in served.iterdir()) == [".seq-lock", ".seq-run.json", "1", "2"]
+    assert leftovers(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------- what verification proves

@@ -283,12 +283,12 @@ def test_a_features_folder_of_seqs_own_is_replaced_with_overwrite(tmp_path, writ
     features = tmp_path / "features"
     args = ["extract", str(spec), "--data", str(tmp_path / "x.npy"), "--output", str(features)]
     assert run(*args, "--all").exit_code == 0
-    assert tree(features) == [".seq-run.json", "hidden.npy", "out.npy"]
+    assert tree(features) == [".seq-lock", ".seq-run.json", "hidden.npy", "out.npy"]
     again = run(*args, "--layer", "hidden")
     assert again.exit_code == 1 and errors(again).startswith(f"error: {features} exists\n  hint: add --overwrite")
     replaced = run(*args, "--layer", "hidden", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert tree(features) == [".seq-run.json", "hidden.npy"]
+    assert tree(features) == [".seq-lock", ".seq-run.json", "hidden.npy"]
     assert np.load(features / "hidden.npy").shape == (6, 3)
     (features / "mine.txt").write_text("keep")
     foreign = run(*args, "--layer", "hidden", "--overwrite")
@@ -296,7 +296,7 @@ def test_a_features_folder_of_seqs_own_is_replaced_with_overwrite(tmp_path, writ
     assert errors(foreign).startswith(
         f"error: cannot overwrite {features}: it holds mine.txt that seq did not write; nothing was removed\n"
     )
-    assert tree(features) == [".seq-run.json", "hidden.npy", "mine.txt"]
+    assert tree(features) == [".seq-lock", ".seq-run.json", "hidden.npy", "mine.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -421,7 +421,7 @@ def test_weights_from_a_keras_model_file(tmp_path, write_spec):
     [
         ("/proc/f.npz", "error: cannot write /proc/f.npz: No such file or directory\n"),
         ("/proc/features/x", "error: cannot create the folder /proc/features for x: No such file or directory\n"),
-        ("{tmp}/x.npy", "error: --output {tmp}/x.npy exists and is not a directory\n"),
+        ("{tmp}/x.npy", "error: --output {tmp}/x.npy is a file, and this command writes a folder there\n"),
         ("{tmp}/x.npy/f.npz", "error: cannot create the folder {tmp}/x.npy for f.npz: {tmp}/x.npy is a file\n"),
     ],
 )
@@ -475,7 +475,7 @@ def test_a_failed_write_keeps_the_previous_features(tmp_path, write_spec, monkey
             "--overwrite",
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a full disk: ExitStatus.ENVIRONMENT
     assert f"error: cannot write {tmp_path / 'f.npz'}: No space left on device\n" in result.stderr
     assert (tmp_path / "f.npz").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "spec.yaml", "x.npy"]

@@ -128,7 +128,7 @@ def test_seq_freeze_a_failed_save_keeps_the_previous_file(write_spec, tmp_path, 
 
     monkeypatch.setattr(keras().Model, "save", full_disk)
     result = run("freeze", str(spec), "--all-but-last", "1", "--output", str(tmp_path / "frozen.keras"), "--overwrite")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a full disk: ExitStatus.ENVIRONMENT
     assert result.stderr == (
         f"error: cannot write {tmp_path / 'frozen.keras'}: No space left on device\n"
         "  hint: the previous file, if any, is intact; free some space, or choose another "

@@ -175,3 +175,13 @@ def test_an_existing_spec_needs_overwrite(tmp_path):
     assert run("import", tmp_path / "m.keras", "--output", tmp_path / "m.keras", "--overwrite").exit_code == 1
     assert run("import", tmp_path / "m.keras", "--output", tmp_path / "spec.yaml", "--overwrite").exit_code == 0
     assert "- Dense:" in (tmp_path / "spec.yaml").read_text()
+
+
+def test_a_wrapper_in_a_wrapper_round_trips(tmp_path):
+    import keras
+
+    inner = keras.layers.TimeDistributed(keras.layers.Dense(2))
+    model = keras.Sequential([keras.Input((2, 3, 4)), keras.layers.TimeDistributed(inner)])
+    text, rebuilt = import_and_build(model, tmp_path)
+    assert text.splitlines()[-1] == "- TimeDistributed: {layer: {TimeDistributed: {layer: {Dense: {units: 2}}}}}"
+    assert without_names(configs(rebuilt)) == without_names(configs(model))

@@ -157,3 +157,17 @@ def test_a_study_folder_without_its_description_or_values_is_refused(tmp_path):
     empty = run("plot", tmp_path / "empty", "--output", tmp_path / "o.png")
     assert empty.exit_code == 1 and "holds no trial with a value yet" in empty.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_the_curves_of_a_history_of_200_quantities_stay_one_bounded_figure(trained, tmp_path):
+    import shutil
+    import struct
+
+    shutil.copytree(trained / "run", tmp_path / "run")
+    names = [f"m{index}" for index in range(200)]
+    (tmp_path / "run" / "history.csv").write_text("epoch," + ",".join(names) + "\n1" + ",0.5" * 200 + "\n")
+    result = run("plot", tmp_path / "run", "--output", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"Wrote the curves (the first 12 of 200 quantities) to {tmp_path / 'c.png'}\n"
+    width, height = struct.unpack(">II", (tmp_path / "c.png").read_bytes()[16:24])
+    assert width <= 2000 and height <= 1100, (width, height)

@@ -38,24 +38,32 @@ def test_predict_csv_has_the_class_then_the_outputs(trained, tmp_path):
     )
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "out" / "p.csv").read_text().splitlines()
-    assert lines[0] == "class,output_0,output_1,output_2" and len(lines) == 6
+    assert lines[0] == "class,probability,output_0,output_1,output_2" and len(lines) == 6
     for line in lines[1:]:
         cells = line.split(",")
-        outputs = [float(c) for c in cells[1:]]
+        outputs = [float(c) for c in cells[2:]]
         assert int(cells[0]) == int(np.argmax(outputs)) and sum(outputs) == pytest.approx(1, abs=1e-5)
+        assert float(cells[1]) == pytest.approx(max(outputs), rel=1e-6)
 
 
 def test_csv_rows():
     values = np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)
-    expected = "class,class_name,output_0,output_1\n1,dog,0.1,0.9\n0,cat,0.8,0.2\n"
+    expected = "class,class_name,probability,output_0,output_1\n1,dog,0.9,0.1,0.9\n0,cat,0.8,0.8,0.2\n"
     assert predictions_csv(values, ["cat", "dog"]) == expected
     assert predictions_csv(np.array([[1.5], [2.0]])) == "output\n1.5\n2\n"
+    logits = np.array([[0.0, np.log(3.0)]], np.float32)  # not probabilities: a softmax gives 0.25, 0.75
+    assert predictions_csv(logits, top_k=2).splitlines()[1].split(",")[:4] == ["1", "0.75", "0", "0.25"]
+    binary = np.array([[0.2], [0.9]], np.float32)  # one sigmoid output and two recorded names
+    assert predictions_csv(binary, ["no", "yes"]).splitlines()[1:] == ["0,no,0.8,0.2", "1,yes,0.9,0.9"]
 
 
 def test_output_format_is_checked_first(trained, tmp_path):
     result = run("predict", trained / "run", "--data", trained / "tiny.npz", "--output", tmp_path / "p.txt")
     assert result.exit_code == 1
-    assert "error: cannot tell the output format" in result.stderr and "end --output with .npy or .csv" in result.stderr
+    assert (
+        "error: cannot tell the output format" in result.stderr
+        and "end --output with .npy, .csv or .json" in result.stderr
+    )
     assert not (tmp_path / "p.txt").exists()
 
 

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
+from seqcli.manifest import read_manifest
 from tests.conftest import ROOT, write_tiny_project
 
 
@@ -207,6 +208,16 @@ def test_format_json_prints_the_study_and_seq_plot_draws_it(tmp_path):
     assert [t["value"] for t in report["trials"]] == [float(row["value"]) for row in rows]
     assert report["best"] == min(report["trials"], key=lambda t: t["value"])
     assert report["files"] == [str(output / name) for name in ("trials.csv", "study.json", "trials.png", "best.yaml")]
+    manifest = read_manifest(output)  # each trial folder by its exact name, each file with its size
+    assert {path: m.kind for path, m in manifest.members.items() if path.startswith("trial-")} == {
+        "trial-0000": "folder",
+        "trial-0001": "folder",
+    }
+    assert manifest.writing is None and manifest.members["trials.csv"].size == (output / "trials.csv").stat().st_size
+    (output / "trial-notes.txt").write_text("mine")
+    replaced = run("train", spec, "--output", output, "--overwrite", "-q")
+    assert replaced.exit_code == 1 and "it holds trial-notes.txt that seq did not write" in replaced.stderr
+    (output / "trial-notes.txt").unlink()
     plotted = run("plot", output, "--output", tmp_path / "objective.png")
     assert plotted.exit_code == 0, plotted.output
     assert plotted.stdout == f"Wrote the objective over 2 trials to {tmp_path / 'objective.png'}\n"

@@ -268,7 +268,7 @@ def make_errors(root: Path):
     (root / "ragged.csv").write_text("a,b,y\n1,2,0\n3,1\n")
     (root / "empty.csv").write_text("")
     (root / "latin1.csv").write_bytes("a,b,y\n1,2,0\n3,caf\u00e9,1\n".encode("latin-1"))
-    (root / "notes.txt").write_text("hello")
+    (root / "notes.dat").write_text("hello")
     (root / "no_classes").mkdir()
     (root / "no_images" / "cats").mkdir(parents=True)
     (root / "no_images" / "cats" / "readme.md").write_text("")
@@ -304,7 +304,7 @@ ERRORS = [
         {"train": {"path": "cell.csv", "label": "lable"}},
         "data.train.label: {root}/cell.csv has no column 'lable'",
     ),
-    ({"train": "notes.txt"}, "cannot tell the format of {root}/notes.txt from its extension '.txt'"),
+    ({"train": "notes.dat"}, "cannot tell the format of {root}/notes.dat from its extension '.dat'"),
     ({"train": "no_classes"}, "data.train: image directory {root}/no_classes has no class subfolders"),
     ({"train": "no_images"}, "image directory {root}/no_images has no images in its subfolders (cats)"),
     ({"train": "ok.npz", "validation": 0.01}, "leaves 0 for validation and 10 for training"),

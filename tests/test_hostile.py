@@ -220,6 +220,36 @@ def copy_of(name: str, **replace: str):
     return make
 
 
+def study_with_user_files(path: Path):
+    """A study folder as seq tune leaves it (its manifest records trial-0000 by name, and the trial is a run
+    with a manifest of its own), with a user's trial-notes.txt and trial-analysis/results.xlsx beside it."""
+    from seqcli.manifest import record_members, seal
+
+    path.mkdir()
+    shutil.copytree(path.parents[1] / "run", path / "trial-0000")
+    record_members(path, ["trial-0000/", "study.db", "trials.csv"], "seq tune")
+    (path / "study.db").write_bytes(b"SQLite format 3\x00")
+    (path / "trials.csv").write_text("trial,state,value\n0,complete,0.5\n")
+    seal(path, "seq tune")
+    (path / "trial-notes.txt").write_text("my notes")
+    (path / "trial-analysis").mkdir()
+    (path / "trial-analysis" / "results.xlsx").write_bytes(b"PK my results")
+
+
+def forged(manifest: str):
+    """A folder of a user's files whose manifest (not seq's) claims more than seq can have written."""
+
+    def make(path: Path):
+        from seqcli.outputs import LOCK, MANIFEST
+
+        path.mkdir()
+        (path / "notes.txt").write_text("keep me")
+        (path / LOCK).write_text("")
+        (path / MANIFEST).write_text(manifest)
+
+    return make
+
+
 def png_header(width: int, height: int) -> bytes:
     """The start of a PNG: its signature and an IHDR chunk that gives its size (8-bit RGB)."""
     return (
@@ -255,6 +285,17 @@ def keras_model_with_layer(layer_name: str):
     return make
 
 
+def run_copy(change=None):
+    """A copy of the trained run, changed by ``change(run_folder)``."""
+
+    def make(path: Path):
+        shutil.copytree(path.parents[1] / "run", path)
+        if change is not None:
+            change(path)
+
+    return make
+
+
 images = image_folder(**{"broken.png": png_header(4, 4) + b" then no image data"})  # its size reads, not its pixels
 
 
@@ -267,6 +308,31 @@ def linked_class(target: str):
         (path / "a").symlink_to(target)
 
     return make
+
+
+def linked(member: str):
+    """The run's ``member`` folder replaced by a link to a folder outside it."""
+
+    def change(run: Path):
+        shutil.rmtree(run / member)
+        (run.parent / f"elsewhere-{member}").mkdir()
+        (run / member).symlink_to(run.parent / f"elsewhere-{member}")
+
+    return change
+
+
+def model_linked(run: Path):
+    (run / "model.keras").unlink()
+    (run / "model.keras").symlink_to("/dev/null")
+
+
+def lock_link_to_victim(path: Path):
+    """A folder whose lock file is a link to a user's file: taking the lock must not write through it."""
+    from seqcli.outputs import LOCK
+
+    path.mkdir()
+    (path.parent / "victim.txt").write_text("keep me")
+    (path / LOCK).symlink_to(path.parent / "victim.txt")
 
 
 def jpeg_header(width: int, height: int, padding: int = 0) -> bytes:
@@ -298,6 +364,124 @@ def csv_line(cells: int):
     return make
 
 
+def text_folder(*, link: str | None = None, bad_byte: bool = False, size: int = 0):
+    """A text folder (classes a and b, the secret in every file): class b a link to ``link`` when given,
+    a.txt with an invalid UTF-8 byte on line 2 with ``bad_byte``, padded to ``size`` bytes."""
+
+    def make(path: Path):
+        (path / "a").mkdir(parents=True)
+        body = SECRET.encode() + (b"\nok \xff" if bad_byte else b"\n")
+        (path / "a" / "1.txt").write_bytes(body + b"x" * max(size - len(body), 0))
+        if link is None:
+            (path / "b").mkdir()
+            (path / "b" / "1.txt").write_text(SECRET)
+        else:
+            (path / "b").symlink_to(link)
+
+    return make
+
+
+def keras_layers(count: int, nesting: int = 1, wrapper: str = "TimeDistributed"):
+    """A .keras archive (config.json alone, written in memory) of a Sequential model on an input of shape
+    (2, ..., 2, 4): ``count`` ReLU layers, each wrapped ``nesting - 1`` times in ``wrapper``."""
+
+    def layer(index: int) -> dict:
+        entry = {"module": "keras.layers", "class_name": "ReLU", "config": {"name": f"re_lu_{index}"}}
+        for level in range(nesting - 1):
+            entry = {
+                "module": "keras.layers",
+                "class_name": wrapper,
+                "config": {"name": f"w{index}_{level}", "layer": entry},
+            }
+        return entry
+
+    shape = [None] + [2] * (nesting - 1) + [4]
+    first = {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": shape, "name": "in"}}
+    config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": "deep", "layers": [first, *map(layer, range(count))]},
+    }
+    return keras_config(json.dumps(config))
+
+
+def keras_json_depth(depth: int):
+    """A .keras archive whose model config holds a list nested ``depth`` levels deep."""
+    return keras_config(
+        '{"module": "keras", "class_name": "Sequential", "config": {"name": "x", "layers": '
+        + "[" * depth
+        + "]" * depth
+        + "}}"
+    )
+
+
+def run_with(name: str, content):
+    """A copy of the trained run whose file ``name`` holds ``content`` (text, bytes, or a maker of the path)."""
+
+    def make(path: Path):
+        shutil.copytree(path.parent.parent / "run", path)
+        target = path / name
+        if callable(content):
+            target.unlink(missing_ok=True)
+            content(target)
+        elif isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+
+    return make
+
+
+def one_line(size: int):
+    """A text file of one line of ``size`` bytes (the secret first)."""
+
+    def make(path: Path):
+        with open(path, "wb") as handle:
+            handle.write(SECRET.encode())
+            handle.truncate(size)
+
+    return make
+
+
+TRIALS_CSV = (
+    "trial,state,value,layers[1].Dense.units,epochs,seconds,run,note\n"
+    "0,complete,0.5,8,1,1.0,trial-0000,\n1,complete,0.4,16,1,1.0,trial-0001,\n"
+)
+STUDY_JSON = '{"objective": "val_loss", "direction": "minimize", "total": 2}'
+
+
+def study_with(trials=TRIALS_CSV, study=STUDY_JSON):
+    """A study folder as seq tune writes it, with its trials.csv and study.json replaced where given."""
+
+    def make(path: Path):
+        path.mkdir()
+        for name, content in (("trials.csv", trials), ("study.json", study)):
+            if isinstance(content, bytes):
+                (path / name).write_bytes(content)
+            else:
+                (path / name).write_text(content)
+
+    return make
+
+
+def distinct_labels(count: int):
+    """A CSV of two features and a label column of ``count`` distinct class names."""
+
+    def make(path: Path):
+        path.write_text("a,b,label\n" + "".join(f"1,2,{SECRET}{index}\n" for index in range(count)))
+
+    return make
+
+
+def checkpoint_record(record: str):
+    """A checkpoint (an .npz) whose record is ``record``."""
+
+    def make(path: Path):
+        np.savez(path, meta=np.array(record))
+
+    return make
+
+
 # ----------------------------------------------------------------------------- specs
 
 HEAD = "layers:\n  - Input: {shape: [4]}\n"
@@ -311,6 +495,14 @@ TRAINABLE = (
 def layer(text: str) -> str:
     """A spec whose third line (line 3, column 5) is the given layer entry."""
     return HEAD + f"  - {text}\n"
+
+
+def wrapped(wrapper: str, inner: str, times: int) -> str:
+    """A layer entry's text: ``inner`` wrapped ``times`` times in ``wrapper``."""
+    text = inner
+    for _ in range(times):
+        text = f"{wrapper}: {{layer: {{{text}}}}}"
+    return text
 
 
 def trainable(data: str = "tiny.npz", **replace: str) -> str:
@@ -410,6 +602,128 @@ OUTPUTS = {
         ("mine",),
         {"mine": folder_with(notes="x")},
     ),
+    "train --overwrite over a study with a user's trial-* files": Case(
+        ["train", "tiny.yaml", "--output", "study", "--overwrite"],
+        1,
+        ("cannot overwrite study: it holds trial-analysis/, trial-notes.txt that seq did not write", "nothing"),
+        {"study": study_with_user_files},
+    ),
+    "export saved_model --overwrite over a study with a user's trial-* files": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write; nothing was removed",),
+        {"study": study_with_user_files},
+    ),
+    "extract --overwrite over a study with a user's trial-* files": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "study", "--overwrite"],
+        1,
+        ("trial-analysis/, trial-notes.txt that seq did not write",),
+        {"study": study_with_user_files},
+    ),
+    "train --overwrite: a forged manifest claims *": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("cannot trust mine/.seq-run.json: '*' is a pattern, not an exact path; nothing was removed",),
+        {"mine": forged('{"format": 2, "members": {"*": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a manifest of patterns, as an earlier seq wrote": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("lists members by pattern, as an earlier seq wrote it",),
+        {"mine": forged('{"written_by": "seq train", "members": ["*"]}')},
+    ),
+    "export --overwrite: a forged manifest claims the lock file": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "mine", "--overwrite"],
+        1,
+        ("'.seq-lock' is one of seq's own working files",),
+        {"mine": forged('{"format": 2, "members": {".seq-lock": {"kind": "file"}}}')},
+    ),
+    "extract --overwrite: a forged manifest claims ..": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "mine", "--overwrite"],
+        1,
+        ("'../tiny.yaml' is not a plain path below the folder",),
+        {"mine": forged('{"format": 2, "members": {"../tiny.yaml": {"kind": "file"}}}')},
+    ),
+    "transfer --overwrite: a forged manifest claims an absolute path": Case(
+        ["transfer", "tiny.yaml", "--output", "mine", "--weights", "{run}/model.keras", "--overwrite"],
+        1,
+        ("is not a relative path",),
+        {"mine": forged('{"format": 2, "members": {"/etc/passwd": {"kind": "file"}}}')},
+    ),
+    "train --overwrite: a forged manifest claims the user's file": Case(
+        ["train", "tiny.yaml", "--output", "mine", "--overwrite"],
+        1,
+        ("notes.txt changed since seq wrote it",),
+        {"mine": forged('{"format": 2, "members": {"notes.txt": {"kind": "file", "size": 1}}}')},
+    ),
+    "train --overwrite over a run whose spec.yaml the user edited": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("cannot overwrite edited: it holds spec.yaml changed since seq wrote it; nothing was removed",),
+        {"edited": run_copy(lambda run: (run / "spec.yaml").write_text("# my own spec now\n"))},
+    ),
+    "train --overwrite over a run whose model is a link": Case(
+        ["train", "tiny.yaml", "--output", "edited", "--overwrite"],
+        1,
+        ("holds the symbolic link model.keras",),
+        {
+            "edited": run_copy(
+                lambda run: [(run / "model.keras").unlink(), (run / "model.keras").symlink_to("/dev/null")]
+            )
+        },
+    ),
+    "train --resume in a run whose logs/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--resume", "--epochs", "2"],
+        1,
+        ("linked holds the symbolic link logs; seq writes inside its folders, never through a link",),
+        {"linked": run_copy(linked("logs"))},
+    ),
+    "train --overwrite in a run whose checkpoints/ is a link": Case(
+        ["train", "tiny.yaml", "--output", "linked", "--overwrite"],
+        1,
+        ("holds the symbolic link checkpoints",),
+        {"linked": run_copy(linked("checkpoints"))},
+    ),
+    "train into a folder whose lock file is a link": Case(
+        ["train", "tiny.yaml", "--output", "mine"],
+        1,
+        ("mine holds the symbolic link .seq-lock",),
+        {"mine": lock_link_to_victim},
+    ),
+    "export --output the run's own spec.yaml": Case(
+        ["export", "{run}", "--format", "tflite", "--output", "{run}/spec.yaml", "--overwrite"],
+        1,
+        ("is inside the input folder",),
+    ),
+    "export --output the run folder itself": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "{run}", "--overwrite"],
+        1,
+        ("is an input of this command",),
+    ),
+    "export tflite where a folder is": Case(
+        ["export", "{run}", "--output", "m.tflite", "--overwrite"],
+        1,
+        ("--output m.tflite is a folder, and this command writes a file there",),
+        {"m.tflite": folder_with(a="1")},
+    ),
+    "export saved_model where a file is": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "notes.txt", "--overwrite"],
+        1,
+        ("--output notes.txt is a file, and this command writes a folder there",),
+        {"notes.txt": "mine"},
+    ),
+    "extract .npz where a folder is": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "f.npz", "--overwrite"],
+        1,
+        ("--output f.npz is a folder, and this command writes a file there",),
+        {"f.npz": folder_with(a="1")},
+    ),
+    "schema over a seq manifest": Case(
+        ["schema", "--output", "mine/.seq-run.json", "--overwrite"],
+        1,
+        ("one of seq's own working files",),
+        {"mine": folder_with(a="1")},
+    ),
     "tune into a folder of user files": Case(
         ["tune", "study.yaml", "--output", "mine"],
         1,
@@ -470,6 +784,18 @@ CONFINEMENT = {
     "data.train /dev/zero": train(trainable("/dev/zero"), "bad.yaml:"),
     "data.train a FIFO": train(trainable("pipe.npz"), "bad.yaml:", "FIFO", **{"pipe.npz": fifo}),
     "data.train an image folder ..": train(trainable("{path: ../outside, image_size: [4, 4]}"), "bad.yaml:", CONFINED),
+    "text folder with a class linked out of the spec folder": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/b' is a symbolic link that leads out of the data folder",
+        texts=text_folder(link="../../outside"),
+    ),
+    "text folder with a class linked out, to evaluate": Case(
+        ["evaluate", "{run}", "--data", "texts"],
+        1,
+        ("--data: '{project}/texts/b' is a symbolic link that leads out of the data folder", "--allow-path"),
+        {"texts": text_folder(link="../../outside")},
+    ),
     "transfer.weights absolute": Case(
         ["transfer", "bad.yaml", "--output", "out"],
         1,
@@ -614,7 +940,38 @@ CONFINEMENT = {
 
 # ----------------------------------------------------------------------------- 3. bounded memory and time
 
+STRING_LABELS = (
+    "layers:\n  - Input: {shape: [2]}\n  - Dense: {units: 3, activation: softmax}\n"
+    "compile: {loss: sparse_categorical_crossentropy}\ndata: {train: labels.csv}\n"
+)
 SIZE = {
+    "text file of one huge line over --max-memory": train(
+        trainable("huge.txt"),
+        "bad.yaml:6:",
+        "huge.txt holds 2.00 MB, over the memory limit",
+        extra=("--max-memory", "1M"),
+        **{"huge.txt": one_line(2 << 20)},
+    ),
+    "text file of one huge line to predict": Case(
+        ["predict", "{run}", "--data", "huge.txt", "--output", "p.csv", "--max-memory", "1M"],
+        1,
+        ("--data: {project}/huge.txt holds 2.00 MB, over the memory limit", "--max-memory"),
+        {"huge.txt": one_line(2 << 20)},
+    ),
+    "text folder over --max-memory": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "the text in {project}/texts would take",
+        "over the memory limit",
+        extra=("--max-memory", "1M"),
+        texts=text_folder(size=(1 << 20) - 100),
+    ),
+    "CSV label column of very many distinct names": train(
+        STRING_LABELS,
+        "bad.yaml:5:",
+        "labels.csv:10002: the label column holds more than 10,000 distinct class names",
+        **{"labels.csv": distinct_labels(10_001)},
+    ),
     "npz bomb against --max-memory": train(
         trainable("bomb.npz"),
         "bomb.npz",
@@ -761,6 +1118,85 @@ SIZE = {
     "nesting 100 deep": Case(
         ["check", "bad.yaml"], 1, ("bad.yaml:",), {"bad.yaml": HEAD + "x: " + "[" * 100 + "]" * 100 + "\n"}
     ),
+    "a spec of 3,000 layers": check(
+        HEAD + "  - ReLU: {}\n" * 3000, "bad.yaml:2002:5: layers[2000]: the spec holds more than 2,000 layers"
+    ),
+    "a spec of 2,000 layers in wrappers": check(
+        HEAD.replace("[4]", "[2, 4]") + "  - TimeDistributed: {layer: {ReLU: {}}}\n" * 1000,
+        "bad.yaml:1002:",
+        "layers[1000].TimeDistributed.layer: the spec holds more than 2,000 layers",
+    ),
+    "a spec of TimeDistributed 17 deep": check(
+        layer(wrapped("TimeDistributed", "Dense: {units: 2}", 17)).replace("[4]", "[" + "1, " * 17 + "4]"),
+        "bad.yaml:3:",
+        "layers nest in layers more than 16 levels deep here",
+    ),
+    "a spec of Bidirectional 30 deep": check(
+        layer(wrapped("Bidirectional", "LSTM: {units: 2}", 30)).replace("[4]", "[3, 2]"),
+        "bad.yaml:3:",
+        "more than 16 levels deep",
+    ),
+    "a .keras of 10,000 layers to import": Case(
+        ["import", "deep.keras"], 1, ("deep.keras holds more than 2,000 layers",), {"deep.keras": keras_layers(10_000)}
+    ),
+    "a .keras of 2,100 layers to evaluate": Case(
+        ["evaluate", "deep.keras", "--data", "x.npy"],
+        1,
+        ("more than 2,000 layers",),
+        {"deep.keras": keras_layers(2100)},
+    ),
+    "a .keras of 1,000 layers in wrappers to freeze": Case(
+        ["freeze", "deep.keras", "--all-but-last", "1", "--output", "f.keras"],
+        1,
+        ("deep.keras holds more than 2,000 layers",),
+        {"deep.keras": keras_layers(1000, nesting=3)},
+    ),
+    "a .keras of TimeDistributed 30 deep to import": Case(
+        ["import", "deep.keras"],
+        1,
+        ("deep.keras nests layers in layers more than 16 levels deep",),
+        {"deep.keras": keras_layers(1, nesting=30)},
+    ),
+    "a .keras of Bidirectional 20 deep as a base": check(
+        layer("Model: {path: deep.keras}"),
+        "bad.yaml:3:5: layers[1].Model: the config.json of {project}/deep.keras nests layers in layers",
+        **{"deep.keras": keras_layers(1, nesting=20, wrapper="Bidirectional")},
+    ),
+    "a .keras config nested 200,000 deep": Case(
+        ["import", "deep.keras"],
+        1,
+        ("deep.keras nests JSON more than 100 levels deep",),
+        {"deep.keras": keras_json_depth(200_000)},
+    ),
+    "a .keras config nested 150 deep to predict": Case(
+        ["predict", "deep.keras", "--data", "x.npy", "--output", "p.npy"],
+        1,
+        ("deep.keras nests JSON more than 100 levels deep",),
+        {"deep.keras": keras_json_depth(150)},
+    ),
+    "a history.csv of 200 columns to plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        0,
+        ("Wrote the curves (the first 12 of 200 quantities)",),
+        {
+            "tamp": run_with(
+                "history.csv", "epoch," + ",".join(f"m{i}" for i in range(200)) + "\n1" + ",0.5" * 200 + "\n"
+            )
+        },
+        changes=True,
+    ),
+    "--workers 100000": Case(
+        ["tune", "study.yaml", "--workers", "100000"],
+        1,
+        ("--workers 100000 is more than this machine can use",),
+        {"study.yaml": with_tune_section},
+    ),
+    "--workers past the trials": Case(
+        ["tune", "study.yaml", "--trials", "1", "--workers", "2"],
+        1,
+        ("--workers 2 is more than",),
+        {"study.yaml": with_tune_section},
+    ),
     "four 16000x16000 PNGs against --max-memory 500M": train(
         trainable("{path: imgs, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
         "is 16000x16000 pixels: decoding it takes about 3.58 GB",
@@ -817,7 +1253,41 @@ WRITER = {
         BUSY,
         ("is in use",),
     ),
+    "tune while locked": Case(
+        ["tune", "study.yaml", "--output", "locked"], BUSY, ("locked is in use",), {"study.yaml": with_tune_section}
+    ),
+    "export saved_model --overwrite while locked": Case(
+        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
+    ),
+    "export tflite into a locked folder": Case(
+        ["export", "{run}", "--output", "locked/m.tflite"], BUSY, ("locked is in use",)
+    ),
+    "extract while locked": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked", "--overwrite"],
+        BUSY,
+        ("locked is in use",),
+    ),
+    "extract .npz into a locked folder": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "locked/f.npz"], BUSY, ("locked is in use",)
+    ),
+    "predict into a locked folder": Case(
+        ["predict", "{run}", "--data", "x.npy", "--output", "locked/p.npy"], BUSY, ("locked is in use",)
+    ),
+    "freeze into a locked folder": Case(
+        ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "locked/f.keras"], BUSY, ("locked is in use",)
+    ),
+    "plot into a locked folder": Case(["plot", "tiny.yaml", "--output", "locked/p.png"], BUSY, ("locked is in use",)),
+    "import into a locked folder": Case(
+        ["import", "{run}/model.keras", "--output", "locked/s.yaml"], BUSY, ("locked is in use",)
+    ),
+    "import weights into a locked folder": Case(
+        ["import", "{run}/model.keras", "--weights-out", "locked/w.weights.h5"], BUSY, ("locked is in use",)
+    ),
+    "init into a locked folder": Case(["init", "mlp", "locked/x.yaml"], BUSY, ("locked is in use",)),
+    "schema into a locked folder": Case(["schema", "--output", "locked/s.json"], BUSY, ("locked is in use",)),
 }
+# The commands that write nothing: every other command is a writer, with a case above that meets the lock.
+READ_ONLY = {"summary", "check", "evaluate"}
 
 # ----------------------------------------------------------------------------- 5. numbers
 
@@ -846,6 +1316,25 @@ NUMBERS = {
         "y in",
         "line 5, column 'l'",
         **{"n.csv": "a,b,l\n1,2,0\n\n1,2,1\n1,2,-inf\n"},
+    ),
+    "a negative sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "data.train.weights: sample weights in",
+        "include a negative value",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,-3\n"},
+    ),
+    "an infinite sample weight": train(
+        trainable("{path: w.csv, weights: w}").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),
+        "weights in",
+        "line 3, column 'w'",
+        **{"w.csv": "a,b,l,w\n1,2,0,1\n1,2,1,inf\n"},
+    ),
+    "stratified labels that are no classes": train(
+        trainable("r.csv", **{"batch_size: 8": "batch_size: 8, validation: {fraction: 0.5, stratify: true}"})
+        .replace("[4, 4, 1]", "[2]")
+        .replace("  - Flatten: {}\n", ""),
+        "data.validation.stratify: the labels of data.train are not class ids",
+        **{"r.csv": "a,b,l\n1,2,0.5\n1,2,1.5\n"},
     ),
     "nan CSV cells to extract": Case(
         ["extract", "c.yaml", "--data", "n.csv", "--all", "--output", "f.npz"],
@@ -961,6 +1450,19 @@ CSV_SPEC = HEAD.replace("[4]", "[2]") + (
 )
 
 MESSAGES = {
+    "text folder file not UTF-8": train(
+        trainable("texts"),
+        "bad.yaml:6:",
+        "texts/a/1.txt:2: not UTF-8 text (column 4)",
+        "hint: save the file as UTF-8",
+        texts=text_folder(bad_byte=True),
+    ),
+    "text lines not UTF-8 to predict": Case(
+        ["predict", "{run}", "--data", "bad.txt", "--output", "p.csv"],
+        1,
+        ("--data: {project}/bad.txt:3: not UTF-8 text (column 1)",),
+        {"bad.txt": SECRET.encode() + b"\nfine\n\xe9\n"},
+    ),
     "npz with a bad CRC": train(
         trainable("crc.npz"), "bad.yaml:6:15", "member 'x.npy' of", "crc.npz is damaged", **{"crc.npz": bad_crc_npz}
     ),
@@ -1047,8 +1549,11 @@ MESSAGES = {
     ),
     "--set a wrong type": Case(["summary", "tiny.yaml", "--set", "train.epochs=many"], 1, ("--set #1",)),
     "--set an unknown key": Case(["summary", "tiny.yaml", "--set", "train.epoch=3"], 1, ("--set #1",)),
-    "tampered metrics.json, unread by evaluate": Case(
-        ["evaluate", "tamp", "--data", "tiny.npz"], 0, (), {"tamp": tampered_run()}
+    "tampered metrics.json, read by evaluate for its class names": Case(
+        ["evaluate", "tamp", "--data", "tiny.npz"],
+        1,
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: invalid JSON at line 1, column 2",),
+        {"tamp": tampered_run()},
     ),
     "tampered metrics.json, read by predict": Case(
         ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
@@ -1065,13 +1570,13 @@ MESSAGES = {
     "metrics.json nested past recursion, read by plot": Case(
         ["plot", "tamp", "--output", "c.png"],
         1,
-        ("tamp/metrics.json", "RecursionError"),
+        ("tamp/metrics.json is not a metrics.json as seq train writes it: its JSON nests more than 32 levels",),
         {"tamp": tampered_run("[" * 200_000 + "]" * 200_000)},
     ),
     "metrics.json with a best epoch past any run, read by plot": Case(
         ["plot", "tamp", "--output", "c.png"],
         1,
-        ("'best_epoch' is 1000000000000000000000, not an epoch",),
+        ("'best_epoch' is not an epoch",),
         {"tamp": tampered_run('{"best_epoch": 1000000000000000000000}')},
     ),
     "metrics.json as a list, read by plot": Case(
@@ -1399,6 +1904,183 @@ DISPLAY = {
     ),
 }
 
+# ----------------------------------------------------------------------------- 8. seq's own files read back
+
+LONG = "9" * 200_000
+OWN_FILES = {
+    "history.csv with a 200,000-character cell": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("tamp/history.csv is not a history.csv as seq train writes it: line 2: a cell longer than 8,192",),
+        {"tamp": run_with("history.csv", f"epoch,loss\n1,{LONG}\n")},
+    ),
+    "history.csv with a 20,000-character cell": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 3, column 2: a cell longer than 8,192",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1,0.5\n2," + "9" * 20_000 + "\n")},
+    ),
+    "history.csv not UTF-8": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 3, column 3: a byte that is not UTF-8",),
+        {"tamp": run_with("history.csv", b"epoch,loss\n1,0.5\n2,\xff\xfe\n")},
+    ),
+    "history.csv with a row of 1,000 cells": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 2 holds more than 256 cells",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1" + ",0.5" * 1000 + "\n")},
+    ),
+    "history.csv with a row longer than its header": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2 holds 3 cells, its header names 2",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1,0.5,0.7\n")},
+    ),
+    "history.csv with a line of 2 MB": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2 is longer than 1,048,576 characters",),
+        {"tamp": run_with("history.csv", "epoch,loss\n1," + "9" * (2 << 20) + "\n")},
+    ),
+    "history.csv with a secret for a number": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: line 2, column 2: not a number",),
+        {"tamp": run_with("history.csv", f"epoch,loss\n1,{SECRET}\n")},
+    ),
+    "history.csv with a secret for a header": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("line 2, column 3: not a number",),
+        {"tamp": run_with("history.csv", f"epoch,loss,{SECRET}\n1,0.5,{SECRET}\n")},
+    ),
+    "history.csv without epochs": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("its header has no column 'epoch'",),
+        {"tamp": run_with("history.csv", "loss\n0.5\n")},
+    ),
+    "history.csv of 17 MB": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("history.csv is not a history.csv as seq train writes it: it holds more than 16.00 MB",),
+        {"tamp": run_with("history.csv", sparse_file(17 << 20))},
+    ),
+    "history.csv a FIFO": Case(
+        ["plot", "tamp", "--output", "c.png"], 1, ("history.csv",), {"tamp": run_with("history.csv", fifo)}
+    ),
+    "metrics.json not UTF-8, read by predict": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("metrics.json is not a metrics.json as seq train writes it: line 2, column 12: a byte that is not UTF-8",),
+        {"tamp": run_with("metrics.json", b'{\n "model": "\xff"}')},
+    ),
+    "metrics.json nested 40 deep, read by predict": Case(
+        ["predict", "tamp", "--data", "x.npy", "--output", "p.csv"],
+        1,
+        ("its JSON nests more than 32 levels deep", "--resume"),
+        {"tamp": run_with("metrics.json", '{"metrics": ' + "[" * 40 + "]" * 40 + "}")},
+    ),
+    "metrics.json of 17 MB, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("metrics.json is not a metrics.json as seq train writes it: it holds more than 16.00 MB",),
+        {"tamp": run_with("metrics.json", sparse_file(17 << 20))},
+    ),
+    "metrics.json with a model name of 200,000 characters, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'model' is longer than 1024 characters",),
+        {"tamp": run_with("metrics.json", json.dumps({"model": LONG}))},
+    ),
+    "metrics.json with phases that are not phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases with their first epochs",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": SECRET}]}))},
+    ),
+    "metrics.json with 100,000 phases, read by plot": Case(
+        ["plot", "tamp", "--output", "c.png"],
+        1,
+        ("'phases' is not a list of at most 16 phases",),
+        {"tamp": run_with("metrics.json", json.dumps({"phases": [{"first_epoch": 1}] * 100_000}))},
+    ),
+    "trials.csv with a 200,000-character note": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study/trials.csv is not a trials.csv as seq tune writes it: line 2: a cell longer than 8,192", "--resume"),
+        {"study": study_with(TRIALS_CSV.replace("trial-0000,", f"trial-0000,{LONG}"))},
+    ),
+    "trials.csv not UTF-8": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 3, column 1: a byte that is not UTF-8",),
+        {"study": study_with(TRIALS_CSV.encode().replace(b"\n1,", b"\n\xff,"))},
+    ),
+    "trials.csv with a row of 300 cells": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 2 holds more than 256 cells",),
+        {"study": study_with(TRIALS_CSV.replace("trial-0000,", "trial-0000," + "," * 300))},
+    ),
+    "trials.csv with a secret for a trial number": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("trials.csv is not a trials.csv as seq tune writes it: line 3, column 'trial': not an integer",),
+        {"study": study_with(TRIALS_CSV.replace("\n1,complete", f"\n{SECRET},complete"))},
+    ),
+    "trials.csv with a secret for a value": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("line 2, column 'value': not a number",),
+        {"study": study_with(TRIALS_CSV.replace("0.5,8", f"{SECRET},8"))},
+    ),
+    "study.json nested 200,000 deep": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study/study.json is not a study.json as seq tune writes it: its JSON nests more than 32 levels",),
+        {"study": study_with(study="[" * 200_000 + "]" * 200_000)},
+    ),
+    "study.json not UTF-8": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study.json is not a study.json as seq tune writes it: line 1, column 16: a byte that is not UTF-8",),
+        {"study": study_with(study=b'{"objective": "\xff", "direction": "minimize"}')},
+    ),
+    "study.json without a direction": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("study.json is not a study.json as seq tune writes it: it needs an 'objective'",),
+        {"study": study_with(study='{"objective": "val_loss"}')},
+    ),
+    "study.json with an objective of 200,000 characters": Case(
+        ["plot", "study", "--output", "s.png"],
+        1,
+        ("it needs an 'objective' (a metric's name)",),
+        {"study": study_with(study=json.dumps({"objective": LONG, "direction": "minimize"}))},
+    ),
+    "a checkpoint whose record nests 200,000 deep": Case(
+        ["train", "tiny.yaml", "--output", "tamp", "--resume", "--quiet"],
+        1,
+        ("tamp/checkpoints/last.npz is not a checkpoint seq wrote: its JSON nests more than 32 levels",),
+        {
+            "tamp": run_with("checkpoints/last.npz", checkpoint_record("[" * 200_000 + "]" * 200_000)),
+            "tamp/checkpoints/previous.npz": checkpoint_record("[" * 200_000 + "]" * 200_000),
+        },
+    ),
+    "a checkpoint whose record is a list": Case(
+        ["train", "tiny.yaml", "--output", "tamp", "--resume", "--quiet"],
+        1,
+        ("tamp/checkpoints/last.npz", "its record is not a JSON object"),
+        {
+            "tamp": run_with("checkpoints/last.npz", checkpoint_record("[1, 2]")),
+            "tamp/checkpoints/previous.npz": checkpoint_record("[1, 2]"),
+        },
+    ),
+}
+
 CLASSES = {
     "outputs": OUTPUTS,
     "confinement": CONFINEMENT,
@@ -1407,6 +2089,7 @@ CLASSES = {
     "numbers": NUMBERS,
     "messages": MESSAGES,
     "display": DISPLAY,
+    "own files": OWN_FILES,
 }
 ALL = [
     pytest.param(kind, name, marks=table[name].marks, id=f"{kind}: {name}")
@@ -1488,6 +2171,14 @@ def test_hostile_case(project, kind, name):
     assert SECRET not in shown, shown
     if not case.changes:
         assert snapshot(project.parent) == before, shown
+
+
+def test_every_command_is_a_writer_that_meets_the_lock_or_read_only():
+    """A new command fails here until it is classified: a writer gets a WRITER case (run above against a
+    folder another process holds locked), or it joins READ_ONLY."""
+    writers = {case.args[0] for case in WRITER.values()}
+    assert not writers & READ_ONLY
+    assert sorted(cli.commands) == sorted(writers | READ_ONLY)
 
 
 def test_the_corpus_is_large_enough():
@@ -1628,3 +2319,90 @@ def test_a_live_bar_on_a_terminal_shows_a_metric_named_like_markup(tmp_path, mon
     train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")), make_reporter(console))
     text = sys.stdout.getvalue()
     assert "━" in text and "acc[/] 0." in text and "val_acc[/] 0." in text, text
+
+
+# ----------------------------------------------------------------------------- the door of seq's own files
+
+# Each file seq writes and reads back, with the commands that read it: every one goes through seqcli.records.
+OWN_FILE_READERS = {
+    "{run}/history.csv": (["plot", "{run}", "--output", "c.png"],),
+    "{run}/metrics.json": (
+        ["plot", "{run}", "--output", "c.png"],
+        ["predict", "{run}", "--data", "x.npy", "--output", "p.csv"],
+    ),
+    "study/trials.csv": (["plot", "study", "--output", "s.png"],),
+    "study/study.json": (["plot", "study", "--output", "s.png"],),
+    "{run}/checkpoints/last.npz": (["train", "tiny.yaml", "--output", "{run}", "--resume", "--quiet"],),
+    # written and read back by the same command: only the spy applies
+    "out/phase1/history.csv": (["transfer", "tiny.yaml", "--output", "out", "--weights", "{run}/model.keras", "-q"],),
+}
+# The commands that read none of seq's own files back (a new command must be placed in one of the two).
+READS_NO_OWN_FILE = {
+    "check",
+    "evaluate",
+    "export",
+    "extract",
+    "freeze",
+    "import",
+    "init",
+    "schema",
+    "summary",
+    "tune",
+}
+DOOR_CASES = [
+    pytest.param(name, args, id=f"{name.rsplit('/', 1)[1]}: {args[0]}")
+    for name, commands in OWN_FILE_READERS.items()
+    for args in commands
+]
+
+
+def tamper(path: Path) -> str:
+    """Break ``path`` (a file seq wrote) so that only a bounded reader refuses it cleanly; the words expected."""
+    if path.suffix == ".npz":
+        np.savez(path, meta=np.array("[" * 200_000 + "]" * 200_000))
+        return "its JSON nests more than 32 levels deep"
+    path.write_bytes(path.read_bytes()[:8] + b"\xff" + path.read_bytes()[8:])
+    return "a byte that is not UTF-8"
+
+
+def _spy(original, path_at: int, seen: list):
+    def spy(*arguments):
+        seen.append(Path(arguments[path_at]))
+        return original(*arguments)
+
+    return spy
+
+
+def test_every_command_that_reads_seqs_own_files_is_placed():
+    assert {args[0] for commands in OWN_FILE_READERS.values() for args in commands} | READS_NO_OWN_FILE == set(
+        cli.commands
+    )
+
+
+@pytest.mark.parametrize(("name", "args"), DOOR_CASES)
+def test_seqs_own_files_are_read_through_the_one_reader(project, monkeypatch, name, args):
+    """Each command that reads one of seq's own files reads it through seqcli.records (a spy sees the path),
+    and refuses the file tampered, cleanly, naming it."""
+    from seqcli import records
+
+    study_with()(project / "study")
+    seen: list[Path] = []
+    for function, path_at in (("read_text", 0), ("parse_json", 1)):  # parse_json(text, path, what)
+        monkeypatch.setattr(records, function, _spy(getattr(records, function), path_at, seen))
+    target = Path(substitute(name, project))
+    if not target.is_absolute():
+        target = project / target
+    command = [substitute(arg, project) for arg in args]
+    existed = target.exists()
+    CliRunner().invoke(cli, command)
+    for output in ("c.png", "s.png", "p.csv"):
+        (project / output).unlink(missing_ok=True)
+    assert target.resolve() in {path.resolve() for path in seen}, f"{' '.join(args)} read {name} around the door"
+    if not existed:
+        return
+    words = tamper(target)
+    result = CliRunner().invoke(cli, command)
+    shown = result.stdout + result.stderr
+    assert result.exit_code == 1, shown
+    assert target.name in shown and words in shown, shown
+    assert "Traceback" not in shown and "unexpected" not in shown, shown

@@ -45,9 +45,9 @@ def test_predicted_class_names_cannot_become_spreadsheet_formulas():
     values = np.array([[0.9, 0.1], [-0.2, 0.7]], np.float32)
     text = predictions_csv(values, ["=cmd|' /C calc'!A0", "@SUM(A1)"])
     assert text.splitlines() == [
-        "class,class_name,output_0,output_1",
-        "0,'=cmd|' /C calc'!A0,0.9,0.1",
-        "1,'@SUM(A1),-0.2,0.7",
+        "class,class_name,probability,output_0,output_1",
+        "0,'=cmd|' /C calc'!A0,0.6899745,0.9,0.1",  # a row below 0: the outputs are logits
+        "1,'@SUM(A1),0.7109495,-0.2,0.7",
     ]
 
 

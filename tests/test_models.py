@@ -110,3 +110,25 @@ def test_data_shape_against_the_model_input():
     with pytest.raises(DataShapeError) as raised:
         check_data_shape(model, wrong, "data.train")
     assert raised.value.message == "data.train: samples have shape (5,), but the model takes (4,)"
+
+
+def test_a_long_sequential_model_loads_in_one_pass(tmp_path, monkeypatch):
+    """Keras's own Sequential.from_config rebuilds the model after each layer it adds: n**2/2 layer calls
+    (500 layers took minutes); seq builds it once, after the last."""
+    import keras
+
+    count = 60
+    save_model(
+        keras.Sequential([keras.Input((4,)), *(keras.layers.ReLU() for _ in range(count))]), tmp_path / "l.keras"
+    )
+    calls = []
+    original = keras.layers.ReLU.__call__
+
+    def call(self, *args, **kwargs):
+        calls.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.ReLU, "__call__", call)
+    loaded = load_model_file(tmp_path / "l.keras")
+    assert len(loaded.layers) == count
+    assert len(calls) <= 3 * count, f"{len(calls)} layer calls to load {count} layers"

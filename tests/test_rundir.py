@@ -45,7 +45,10 @@ def test_a_finished_run_describes_itself_from_its_checkpoint(trained):
     run = RunDirectory(trained / "run")
     assert read_state(run.checkpoint).finished and run.describe() == "finished"
     assert run.has_results() and run.curves in run.files()
-    assert set(RunDirectory.MEMBERS) <= set(read_manifest(run.path))
+    manifest = read_manifest(run.path)
+    assert {m.rstrip("/") for m in RunDirectory.MEMBERS if (run.path / m).exists()} <= set(manifest.members)
+    assert manifest.writing is None and manifest.members["model.keras"].size == run.model.stat().st_size
+    assert any(path.startswith("logs/train/events.out.tfevents.") for path in manifest.members)
 
 
 def test_create_proves_the_folder_writable_and_claim_records_the_members(tmp_path):
@@ -53,7 +56,7 @@ def test_create_proves_the_folder_writable_and_claim_records_the_members(tmp_pat
     run.create()
     assert run.path.is_dir() and [p.name for p in run.path.iterdir()] == []
     run.claim()
-    assert read_manifest(run.path) == list(RunDirectory.MEMBERS)
+    assert list(read_manifest(run.path).members) == [m.rstrip("/") for m in RunDirectory.MEMBERS]
     (tmp_path / "file").write_text("")
     with pytest.raises(RunDirectoryError, match="it is a file"):
         RunDirectory(tmp_path / "file").create()

@@ -40,9 +40,10 @@ def test_fingerprint_ignores_what_may_change_on_resume(tmp_path):
 
 def test_early_stopping_rules():
     spec = spec_from_text(
-        spec_text("compile: {loss: mse}\ntrain:\n  early_stopping: {monitor: val_loss, patience: 1, min_delta: 0.1}\n")
+        spec_text("compile: {loss: mse}\ntrain:\n  early_stopping: {monitor: val_loss, patience: 2, min_delta: 0.1}\n")
     )
     stopper = EarlyStopper.create(spec, None)
+    stopper.resolve_mode()
     assert stopper.mode == "min"
     rows = [
         {"epoch": 1, "val_loss": 1.0},
@@ -56,7 +57,9 @@ def test_early_stopping_rules():
     restored = EarlyStopper.create(spec, stopper.as_dict())
     assert (restored.best, restored.best_epoch, restored.wait) == (0.5, 3, 2)
     accuracy = spec_from_text(spec_text("compile: {loss: mse}\ntrain:\n  early_stopping: {monitor: val_accuracy}\n"))
-    assert EarlyStopper.create(accuracy, None).mode == "max"
+    stopper = EarlyStopper.create(accuracy, None)
+    stopper.resolve_mode()  # no model: the name decides
+    assert stopper.mode == "max"
 
 
 def test_resolved_spec_is_written_like_a_spec():

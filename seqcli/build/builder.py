@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
+from seqcli.build.bases import PendingBase, realize_base
 from seqcli.build.context import BuildContext
 from seqcli.build.inputs import model_input
 from seqcli.build.layers import LayerMaker
@@ -21,17 +22,24 @@ from seqcli.trainable import apply_freeze
 
 
 def build_model(
-    spec: Spec, *, abstract: bool = False, input_shape: Shape | None = None, upto: str | int | None = None
+    spec: Spec,
+    *,
+    abstract: bool = False,
+    input_shape: Shape | None = None,
+    upto: str | int | None = None,
+    adapted: dict | None = None,
 ) -> BuiltModel:
     """Build the spec's model; problems are collected on the result, never raised.
 
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
-    ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging.
+    ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging;
+    ``adapted`` gives layers the state they learned from the data (:mod:`seqcli.build.adapt`).
     """
     keras = import_keras()
     scope = weightless_scope() if abstract else contextlib.nullcontext()
+    context = BuildContext(spec, keras, abstract, BuiltModel(model=None), dict(adapted or {}))
     with scope:
-        return _Builder(BuildContext(spec, keras, abstract, BuiltModel(model=None))).build(input_shape, upto)
+        return _Builder(context).build(input_shape, upto)
 
 
 class _Builder:
@@ -43,8 +51,7 @@ class _Builder:
 
     def build(self, input_shape: Shape | None, upto: str | int | None) -> BuiltModel:
         input_tensor, entries = model_input(self.context, list(self.spec.layers), input_shape)
-        maker = LayerMaker(self.context)
-        layers = [maker.construct(entry) for entry in entries]
+        layers = self._construct(LayerMaker(self.context), entries, input_tensor)
         self._check_unique_names(entries)
         entries, layers = self._cut(entries, layers, upto)
         if any(layer is None for layer in layers):
@@ -53,7 +60,9 @@ class _Builder:
         if self.result.problems:
             return self.result
         # A Keras layer takes input_shape as an argument; a base gets it from an explicit Input.
-        keeps_shape = self.result.input_source == "input_shape" and not isinstance(layers[0], self.keras.Model)
+        keeps_shape = self.result.input_source in ("input_shape", "input_dim") and not isinstance(
+            layers[0], self.keras.Model
+        )
         stack = [input_tensor, *layers] if input_tensor is not None and not keeps_shape else layers
         try:
             self.result.model = self.keras.Sequential(stack, name=self.spec.name or "sequential")
@@ -70,6 +79,36 @@ class _Builder:
             )
         compare_expectations(self.context, whole_model=upto is None)
         return self.result
+
+    def _construct(self, maker: LayerMaker, entries: list[LayerEntry], input_tensor) -> list:
+        """Each entry's layer, in the spec's order. A base whose input is known by its turn is made then, as a
+        Keras script makes it before the layers after it: their initializers draw their seeds (from
+        ``keras.utils.set_random_seed``'s state) in the script's order. Other bases wait for the trace."""
+        layers = []
+        for entry in entries:
+            layer = maker.construct(entry)
+            if isinstance(layer, PendingBase):
+                layer = self._base_now(entry, layer, layers, input_tensor)
+            layers.append(layer)
+        return layers
+
+    def _base_now(self, entry: LayerEntry, pending: PendingBase, before: list, input_tensor):
+        """The base made for the tensor the layers ``before`` it give; ``pending`` when that is not known yet or
+        the base cannot be made (the trace makes it again and reports why, at its row)."""
+        tensor = input_tensor
+        try:
+            for layer in before:
+                tensor = layer(tensor) if tensor is not None and layer is not None else None
+        except Exception:  # the trace reports a layer that does not fit its input, at its entry
+            return pending
+        if before and tensor is None:
+            return pending
+        recorded = len(self.result.problems)
+        base = realize_base(self.context, entry, pending, tensor)
+        if base is None:
+            del self.result.problems[recorded:]
+            return pending
+        return base
 
     def _pretrained_weights(self, weights: str) -> None:
         """transfer.weights: the whole model's pretrained weights, loaded once it is built (never when abstract)."""

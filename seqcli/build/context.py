@@ -3,7 +3,7 @@ steps add rows and problems to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from seqcli.build.result import BuiltModel
@@ -16,7 +16,12 @@ class BuildContext:
     keras: Any
     abstract: bool
     result: BuiltModel
+    adapted: dict = field(default_factory=dict)  # layer index -> learned state (seqcli.build.adapt)
 
     def problem(self, path, message: str, hint: str | None = None, *, key: bool = False) -> None:
         """Record a problem at a spec path; a build collects problems, it never raises them."""
         self.result.problems.append(self.spec.problem(path, message, hint, key=key))
+
+    def note(self, path, message: str) -> None:
+        """Record a note (what Keras warned of while making a layer) at a spec path."""
+        self.result.notes.append(self.spec.problem(path, message, key=True))

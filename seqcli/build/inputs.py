@@ -1,4 +1,4 @@
-"""The model's input: an ``Input`` entry, a first layer's ``input_shape``, or ``--input-shape``."""
+"""The model's input: an ``Input`` entry, a first layer's ``input_shape`` (or ``input_dim``), or ``--input-shape``."""
 
 from __future__ import annotations
 
@@ -27,12 +27,10 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
         entries = entries[1:]
         shape, source = _input_entry_shape(context, first), "Input"
         input_args = _input_arguments(context, first)
-    elif first is not None and "input_shape" in first.args:
-        shape, source, input_args = (
-            parse_shape(context, first.path + (first.class_name, "input_shape"), first.args["input_shape"]),
-            "input_shape",
-            {},
-        )
+    elif first is not None and registry.shape_argument(first.class_name, first.args):
+        # Keras's Layer takes input_dim as input_shape (input_dim,), and prefers it when both are given.
+        key = registry.shape_argument(first.class_name, first.args)
+        shape, source, input_args = parse_shape(context, first.path + (first.class_name, key), first.args[key]), key, {}
     else:
         input_args = {}
     if override is not None and shape is None:
@@ -72,6 +70,8 @@ def _input_entry_shape(context: BuildContext, entry: LayerEntry) -> Shape | None
     if "batch_shape" in args:
         batch_shape = parse_shape(context, entry.path + ("Input", "batch_shape"), args["batch_shape"])
         return batch_shape[1:] if batch_shape else None
+    if args["shape"] == [] and args.get("dtype") == "string":
+        return ()  # one string per sample, as keras.io's text examples also write [1]
     return parse_shape(context, entry.path + ("Input", "shape"), args["shape"])
 
 

@@ -3,7 +3,11 @@ objects (initializers, regularizers, layers) made, and Keras's own naming counte
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+
 from seqcli import applications, registry
+from seqcli.build.adapt import adapted_arguments
 from seqcli.build.bases import check_base
 from seqcli.build.context import BuildContext
 from seqcli.errors import clean_message, did_you_mean
@@ -22,6 +26,7 @@ class LayerMaker:
         self.context = context
         self.spec = context.spec
         self.names = {e.args.get("name") for e in self.spec.layers if isinstance(e.args.get("name"), str)}
+        self.counts: dict[str, int] = {}  # automatic names given so far, per snake_case class name
 
     def construct(self, entry: LayerEntry):
         """The entry's layer, a PendingBase for a pretrained base, or None (an Input entry, or a problem)."""
@@ -29,15 +34,17 @@ class LayerMaker:
             return None  # a file it names is refused, and said so already
         if applications.is_base(entry.class_name):
             return check_base(self.context, entry)
+        entry = replace(entry, args=adapted_arguments(entry, self.context.adapted))
         cls = self._resolve(entry)
         if cls is None:
             return None
         args = self._arguments(entry, cls)
         if args is None:
             return None
-        args.setdefault("name", self._default_name(cls))
+        if "name" not in args:  # an explicit name takes no number from Keras's per-class count
+            args["name"] = self._default_name(cls)
         try:
-            return cls(**args)
+            return self._make(entry, cls, args)
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
             self.context.problem(
                 entry.path + (entry.class_name,),
@@ -47,15 +54,30 @@ class LayerMaker:
             )
             return None
 
+    def _make(self, entry: LayerEntry, cls: type, args: dict):
+        """``cls(**args)``; the warnings Keras gives for a deprecated argument become notes at that argument."""
+        deprecated = [key for key in registry.DEPRECATED_ARGUMENTS.get(entry.class_name, ()) if key in args]
+        if not deprecated:
+            return cls(**args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            layer = cls(**args)
+        for warning in caught:
+            self.context.note(entry.path + (entry.class_name, deprecated[0]), str(warning.message))
+        return layer
+
     def _default_name(self, cls: type) -> str:
-        """Keras's own naming (dense, dense_1, ...) counted within this spec, not per process."""
+        """Keras's own naming counted within this spec, not per process: the n-th unnamed layer of a class
+        is ``dense``, ``dense_1``, ... (keras.src.utils.naming.auto_name). Where Keras would give a name the
+        spec already uses (and fail on the duplicate), the count moves on to a free one."""
         base = snake_case(cls.__name__)
-        name, number = base, 0
-        while name in self.names:
-            number += 1
-            name = f"{base}_{number}"
-        self.names.add(name)
-        return name
+        while True:
+            number = self.counts.get(base, 0)
+            self.counts[base] = number + 1
+            name = f"{base}_{number}" if number else base
+            if name not in self.names:
+                self.names.add(name)
+                return name
 
     def _resolve(self, entry: LayerEntry):
         classes = registry.layer_classes()
@@ -77,6 +99,7 @@ class LayerMaker:
 
     def _arguments(self, entry: LayerEntry, cls: type) -> dict | None:
         accepted, required = registry.accepted_arguments(cls)
+        accepted = accepted | frozenset(registry.DEPRECATED_ARGUMENTS.get(entry.class_name, ()))
         path = entry.path + (entry.class_name,)
         args: dict = {}
         ok = True
@@ -103,10 +126,11 @@ class LayerMaker:
                 key=True,
             )
             ok = False
-        if entry.index > 0 and "input_shape" in args and self.spec.layers[0] is not entry:
+        late = registry.shape_argument(entry.class_name, args)
+        if entry.index > 0 and late and self.spec.layers[0] is not entry:
             self.context.problem(
-                path + ("input_shape",),
-                "input_shape only takes effect on the first layer",
+                path + (late,),
+                f"{late} only takes effect on the first layer",
                 "remove it, or move the shape to an 'Input' entry at the top",
                 key=True,
             )

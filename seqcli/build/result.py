@@ -63,8 +63,9 @@ class BuiltModel:
     model: Any  # keras.Sequential, or None when a layer could not be constructed
     rows: list[LayerRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # what Keras warned of (a deprecated argument), at its entry
     input_shape: Shape | None = None
-    input_source: str | None = None  # "Input", "input_shape", "--input-shape", or None (unbuilt)
+    input_source: str | None = None  # "Input", "input_shape", "input_dim", "--input-shape", the base's name, or None
     freeze: Any = None  # the FreezeReport of the spec's freeze: section, when it has one
     memory: Any = None  # the MemoryEstimate (seqcli.memory) to train the whole model, once it is built
 

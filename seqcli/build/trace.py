@@ -36,6 +36,8 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
                 )
                 tensor = None
                 continue
+        if tensor is None and not made and len(entries) > 1:
+            tensor = _input_of_first_layer(context, entry, layer)
         made.append(layer)
         row = LayerRow(entry.index, layer.name, entry.class_name, None, None, None, bool(layer.trainable), entry.expect)
         if isinstance(layer, context.keras.Model):
@@ -58,6 +60,21 @@ def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list,
         row.params = layer.count_params()
         row.trainable_params = trainable_count(layer)
     return made
+
+
+def _input_of_first_layer(context: BuildContext, entry: LayerEntry, layer):
+    """The input a first layer carries (a base: a keras.applications model, ``Model: {path}``), from which
+    Keras builds a Sequential of more than one layer; None when it carries none."""
+    if not isinstance(layer, context.keras.Model):
+        return None
+    try:
+        batch_shape = layer.input_shape
+    except (AttributeError, ValueError):  # an unbuilt model has no input
+        return None
+    if not isinstance(batch_shape, tuple) or not all(d is None or isinstance(d, int) for d in batch_shape):
+        return None  # several inputs: Keras does not build
+    context.result.input_shape, context.result.input_source = tuple(batch_shape[1:]), entry.class_name
+    return context.keras.Input(batch_shape=batch_shape, dtype=layer.compute_dtype)
 
 
 def _output_problem(entry: LayerEntry, layer, output) -> tuple[str, str] | None:

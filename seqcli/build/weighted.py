@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seqcli.build.adapt import AdaptStateMissing, adapted_from_saved, adapting_layers
 from seqcli.build.builder import build_model
 from seqcli.build.result import Shape
 from seqcli.errors import SeqError
@@ -25,7 +26,7 @@ def model_from_spec(
     estimates the memory to run batches of ``batch_size``: over the budget, a LimitError says so and nothing
     is allocated. Raises SpecError for any problem in the spec, WeightsError for a weights file that does not fit."""
     check_spec_memory(spec, input_shape=input_shape, batch_size=batch_size, what=what)
-    built = build_model(spec, input_shape=input_shape)
+    built = build_model(spec, input_shape=input_shape, adapted=_saved_state(spec, weights))
     if built.problems:
         raise spec.error(built.problems)
     if not built.built:
@@ -36,6 +37,32 @@ def model_from_spec(
     if weights is not None:
         load_weights(built.model, weights)
     return built.model
+
+
+def _saved_state(spec: Spec, weights: str | Path | None) -> dict:
+    """What the spec's adapting layers learned from the data, from the ``.keras`` file given as weights; a
+    ``.weights.h5`` file cannot hold it (vocabularies and bin boundaries are no weights): that is refused."""
+    if weights is None or not adapting_layers(spec):
+        return {}
+    entry = adapting_layers(spec)[0].entry
+    problem = None
+    if Path(weights).suffix == ".keras":
+        try:
+            return adapted_from_saved(spec, weights)
+        except AdaptStateMissing as missing:
+            entry = missing.entry
+            problem = f"{weights} does not hold the state {entry.class_name} learned from the training data"
+    problem = problem or f"a .weights.h5 file cannot hold the state {entry.class_name} learned from the training data"
+    raise spec.error(
+        [
+            spec.problem(
+                entry.path + (entry.class_name,),
+                problem,
+                "give the model.keras of the run that trained this spec as the weights",
+                key=True,
+            )
+        ]
+    )
 
 
 def check_spec_memory(

@@ -74,6 +74,11 @@ def check(specs, fmt):
     else:
         stdout_console().print(render.check_table(reports))
         for report in reports:
+            if report.adapting:
+                click.echo(f"{terminal_safe(report.path)}: {render.adapting_text(report.adapting)}")
+        for report in reports:
+            if report.notes:
+                click.echo(render.notes_text(report), err=True)
             if not report.ok:
                 click.echo(render.problems_text(report), err=True)
     if not all(report.ok for report in reports):
@@ -93,12 +98,11 @@ def schema(output, overwrite):
     text = json.dumps(spec_schema(), indent=2)
     if output:
         from seqcli.files import write_text_atomic
-        from seqcli.outputs import check_output_file
-
-        check_output_file(output, overwrite=overwrite or _is_seq_schema(output))
+        from seqcli.outputs import claim_output
 
         try:
-            write_text_atomic(output, text + "\n")
+            with claim_output(output, "seq schema", folder=False, overwrite=overwrite or _is_seq_schema(output)):
+                write_text_atomic(output, text + "\n")
         except OSError as error:
             raise SeqError(
                 f"cannot write the schema to {output}: {error.strerror or error}", hint="choose another --output"
@@ -118,8 +122,12 @@ def schema(output, overwrite):
     show_default=True,
     help="graphviz uses keras.utils.plot_model and needs the 'dot' program.",
 )
+@click.option(
+    "--confusion", is_flag=True, help="A classifier run's confusion matrix on its test (else validation) data."
+)
+@click.option("--data", "data", metavar="SOURCE", help="With --confusion: the data with labels to count on.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-def plot_command(source, output, curves, engine, overwrite):
+def plot_command(source, output, curves, engine, confusion, data, overwrite):
     """Draw a spec's (or a .keras model's) architecture, a run's training curves, or a tuning study's
     objective over trials (a 'seq tune' output folder: each trial and the best so far).
 
@@ -128,7 +136,7 @@ def plot_command(source, output, curves, engine, overwrite):
     """
     from seqcli.plot import plot
 
-    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite)
+    result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite, confusion=confusion, data=data)
     echo_text(f"Wrote {result.description()} to {result.output}")
 
 

@@ -51,12 +51,21 @@ def evaluate(target, source, spec, batch_size, fmt):
     "-o",
     required=True,
     type=click.Path(dir_okay=False),
-    help="PREDICTIONS.npy (raw outputs) or .csv (predicted class, then each output).",
+    help="PREDICTIONS.npy (raw outputs), .csv or .json (a classifier's classes, names and probabilities, "
+    "then each output).",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="A classifier's N most probable classes per sample in .csv and .json.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output.")
-def predict(target, source, output, batch_size, overwrite):
-    """Predict with a trained run (or a .keras model) on a data source; write .npy or .csv.
+def predict(target, source, output, top_k, batch_size, overwrite):
+    """Predict with a trained run (or a .keras model) on a data source; write .npy, .csv or .json.
 
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
@@ -66,7 +75,7 @@ def predict(target, source, output, batch_size, overwrite):
 
     with stage_display(stderr_console(), "predict") as stage:
         result = predict_to_file(
-            target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage
+            target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage, top_k=top_k
         )
     echo_text(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 

@@ -4,8 +4,9 @@ A source is what the spec's ``data.train`` / ``data.validation`` / ``data.test``
 shorthand, read by its form:
 
 - ``digits.npz``: arrays ``x`` and ``y``; ``inputs.npy``: inputs only; ``table.csv``: a header row,
-  then numbers, the last column being the label;
-- a directory: images, one subfolder per class (class names are the sorted subfolder names);
+  then numbers, the last column being the label (or class names, which become sorted class indices);
+- ``lines.txt``: text, one sample per line, no labels;
+- a directory: images or ``.txt`` files, one subfolder per class (class names are the sorted subfolder names);
 - ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: a Keras dataset, its train split
   (``mnist:test`` for the test split).
 
@@ -26,7 +27,8 @@ Validation batches, which are the same every epoch, are cached in memory after t
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 
 The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check),
-:mod:`~seqcli.data.sources` (opening a source; .npz, .npy and .csv readers),
+:mod:`~seqcli.data.sources` (opening a source; .npz and .npy readers), :mod:`~seqcli.data.tables` (CSV),
+:mod:`~seqcli.data.text` (text folders and files, strings in memory, the one function that opens them),
 :mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.) and
 :mod:`~seqcli.data.pipeline` (:class:`Datasets`, :func:`load_datasets`, :func:`load_source`). TensorFlow is
 imported inside the functions that need it, never at module import.

@@ -40,6 +40,7 @@ class Arrays:
     scale: float | None = None
     class_names: list[str] | None = None
     _tensors: tuple | None = field(default=None, repr=False)
+    weights: np.ndarray | None = None  # a weight per sample (float32), passed to Keras with the labels
 
     @property
     def count(self) -> int:
@@ -60,14 +61,15 @@ class Arrays:
     def tensors(self) -> tuple:
         """x and y as eager tensors, made once and shared by every epoch's pipeline."""
         if self._tensors is None:
-            self._tensors = eager_constants(self.x, self.y)
+            self._tensors = eager_constants(self.x, self.y, self.weights)
         return self._tensors
 
     def pipeline(self, positions: tf.data.Dataset, order, batch_size: int, labels: bool) -> tf.data.Dataset:
-        """Batches of the samples at ``order(positions)``."""
+        """Batches of the samples at ``order(positions)``: ``(x, y)``, ``(x, y, weights)`` for a source with
+        sample weights, or ``x`` alone without ``labels``."""
         tf = import_tensorflow()
 
-        x, y = self.tensors()
+        x, y, weights = self.tensors()
         scale = self.scale
 
         def gather(batch_positions):
@@ -75,7 +77,11 @@ class Arrays:
             xb = tf.cast(tf.gather(x, indices), tf.float32)
             if scale is not None:
                 xb = xb * tf.constant(scale, tf.float32)
-            return (xb, tf.gather(y, indices)) if labels else xb
+            if not labels:
+                return xb
+            if weights is None:
+                return xb, tf.gather(y, indices)
+            return xb, tf.gather(y, indices), tf.gather(weights, indices)
 
         return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -104,7 +110,9 @@ def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str
     )
 
 
-def as_arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str) -> Arrays:
+def as_arrays(
+    x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str, weights: np.ndarray | None = None
+) -> Arrays:
     if x.ndim == 0:
         raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
@@ -122,7 +130,27 @@ def as_arrays(x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, wher
             )
         y = _as_labels(y, path, where)
         datacheck.check_finite(y, "y", path, where)
-    return Arrays(x, y, None if scale is None else float(scale))
+    return Arrays(x, y, None if scale is None else float(scale), weights=_as_weights(weights, len(x), path, where))
+
+
+def _as_weights(weights: np.ndarray | None, count: int, path, where: str) -> np.ndarray | None:
+    """Sample weights: one finite number >= 0 per sample, as float32 (what Keras multiplies the loss by)."""
+    if weights is None:
+        return None
+    if not (np.issubdtype(weights.dtype, np.number) or weights.dtype == np.bool_) or weights.shape != (count,):
+        raise DataError(
+            f"{where}.weights: sample weights in {path} must be one number per sample: "
+            f"{count} samples, weights of shape {weights.shape} and type {weights.dtype}",
+            hint="give a 1-D array (or CSV column) of non-negative numbers, one per sample",
+        )
+    weights = weights.astype(np.float32)
+    datacheck.check_finite(weights, "weights", path, where)
+    if weights.size and float(weights.min()) < 0:
+        raise DataError(
+            f"{where}.weights: sample weights in {path} include a negative value",
+            hint="sample weights scale each sample's loss: use numbers >= 0",
+        )
+    return weights
 
 
 def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:

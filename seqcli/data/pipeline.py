@@ -15,9 +15,10 @@ import numpy as np
 from seqcli.data.arrays import DataError, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.data.text import Texts
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
-from seqcli.spec.sections import DataSection, SourceSection
+from seqcli.spec.sections import DataSection, SourceSection, ValidationSplit
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -42,11 +43,14 @@ class Datasets:
     validation_count: int | None = None
     steps_per_epoch: int | None = None
     input_shape: tuple | None = None
+    input_dtype: str = "float32"  # "string" for text samples
     class_names: list[str] | None = None
     seed: int | None = None
     batch_size: int | None = None
     validation_steps: int | None = None
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # in-memory sources' labels, by spec path
+    train_labels: np.ndarray | None = None  # the training split's labels (class weights are counted on them)
+    _adapt_builder: Callable[[int | None], tf.data.Dataset] | None = field(default=None, repr=False)
     _epoch_builder: Callable[[Any, int], tf.data.Dataset] | None = field(default=None, repr=False)
     _validation_builder: Callable[[], tf.data.Dataset] | None = field(default=None, repr=False)
     _built: dict[str, tf.data.Dataset] = field(default_factory=dict, repr=False)
@@ -80,6 +84,13 @@ class Datasets:
         tf = import_tensorflow()
 
         return self._epoch_builder(epoch, skip).prefetch(tf.data.AUTOTUNE)
+
+    def adapt_inputs(self, samples: int | None = None) -> tf.data.Dataset:
+        """The training split's inputs (no labels) in batches, for layers that adapt to the data: all of them
+        in stored order, or at most ``samples`` of them, chosen by the seed (kept in stored order)."""
+        if self._adapt_builder is None:
+            raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
+        return self._adapt_builder(samples)
 
     def train_epochs(self, start: int, stop: int, skip: int = 0) -> tf.data.Dataset:
         """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
@@ -123,7 +134,7 @@ def load_datasets(
     seed = seed if seed is not None else secrets.randbelow(2**31)
     base_dir = Path(base_dir)
     if section.train is None:
-        if isinstance(section.validation, float):
+        if isinstance(section.validation, (float, ValidationSplit)):
             raise DataError("data.validation is a fraction of data.train, but there is no data.train")
         return _validation_only(section, base_dir, seed, batch_size, input_shape)
 
@@ -132,11 +143,18 @@ def load_datasets(
         train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
-    if isinstance(section.validation, float):
-        train_indices, validation_indices = split_indices(train.count, section.validation, seed)
+    if isinstance(section.validation, (float, ValidationSplit)):
+        train_indices, validation_indices = _split(train, section.validation, seed)
         validation = train
     elif section.validation is not None:
-        validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
+        validation = open_source(
+            section.validation,
+            base_dir,
+            "data.validation",
+            labels=True,
+            input_shape=input_shape,
+            class_names=train.class_names,
+        )
         _check_compatible(train, validation)
         validation_indices = np.arange(validation.count, dtype=np.int64)
 
@@ -147,6 +165,10 @@ def load_datasets(
     def validation_builder() -> tf.data.Dataset:
         return _validation_batches(validation, validation_indices, batch_size, section.cache)
 
+    def adapt_builder(samples: int | None) -> tf.data.Dataset:
+        indices = adapt_indices(train_indices, samples, seed)
+        return _prefetch(_batches(train, indices, batch_size, labels=False))
+
     return Datasets(
         _validation_builder=None if validation is None else validation_builder,
         train_count=len(train_indices),
@@ -154,6 +176,7 @@ def load_datasets(
         steps_per_epoch=math.ceil(len(train_indices) / batch_size),
         validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
         input_shape=train.sample_shape,
+        input_dtype=input_dtype(train),
         class_names=train.class_names,
         seed=seed,
         batch_size=batch_size,
@@ -162,8 +185,58 @@ def load_datasets(
             for where, source in (("data.train", train), ("data.validation", validation))
             if getattr(source, "y", None) is not None
         },
+        train_labels=None if source_labels(train) is None else source_labels(train)[train_indices],
         _epoch_builder=epoch_builder,
+        _adapt_builder=adapt_builder,
     )
+
+
+def source_labels(source: Source) -> np.ndarray | None:
+    """A source's labels as held in memory (an image folder's class ids), or None when it has none."""
+    labels = getattr(source, "y", None)
+    return labels if labels is not None else getattr(source, "labels", None)
+
+
+def adapt_indices(indices: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
+    """``indices``, or ``samples`` of them drawn by ``seed`` (a pure function of its arguments), in order."""
+    if samples is None or samples >= len(indices):
+        return indices
+    chosen = np.random.default_rng([_unsigned(seed), 0xADA97]).choice(len(indices), samples, replace=False)
+    return indices[np.sort(chosen)]
+
+
+def _split(train: Source, validation: float | ValidationSplit, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(validation, float):
+        return split_indices(train.count, validation, seed)
+    if not validation.stratify:
+        return split_indices(train.count, validation.fraction, seed)
+    labels = source_labels(train)
+    if labels is None or not (np.issubdtype(labels.dtype, np.integer) or labels.ndim == 2):
+        raise DataError(
+            "data.validation.stratify: the labels of data.train are not class ids",
+            hint="stratify keeps each class's share; for regression targets set stratify: false",
+        )
+    return stratified_indices(labels, validation.fraction, seed)
+
+
+def stratified_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted (train, validation) sample indices holding about ``fraction`` of each class in
+    validation (``round(class count * fraction)``), a pure function of its arguments. One-hot labels count
+    by their largest entry."""
+    classes = labels.argmax(axis=-1) if labels.ndim == 2 else labels
+    rng = np.random.default_rng([_unsigned(seed), 0x57A7])
+    held = [
+        members[: round(len(members) * fraction)]
+        for members in (rng.permutation(np.flatnonzero(classes == value)) for value in np.unique(classes))
+    ]
+    validation = np.sort(np.concatenate(held)).astype(np.int64)
+    if not 0 < len(validation) < len(classes):
+        raise DataError(
+            f"data.validation: a stratified fraction of {fraction} of {len(classes)} training samples leaves "
+            f"{len(validation)} for validation and {len(classes) - len(validation)} for training",
+            hint="both need at least one sample: use more data or a different fraction",
+        )
+    return np.setdiff1d(np.arange(len(classes), dtype=np.int64), validation), validation
 
 
 def load_source(
@@ -174,14 +247,16 @@ def load_source(
     labels: bool = True,
     where: str = "data source",
     input_shape: tuple | None = None,
+    class_names: list[str] | None = None,
 ) -> tuple[tf.data.Dataset, int | None]:
     """One source as ``(dataset, sample count)``: batched, in its stored order, prefetched.
 
     Batches are ``(x, y)``, or ``x`` alone with ``labels=False``. For evaluate, predict, extract.
     ``where`` names the source in error messages (e.g. ``"data.test"``); ``input_shape``, the model's, is
-    compared with the samples' as soon as the file's header is read.
+    compared with the samples' as soon as the file's header is read; ``class_names``, the model's, map a
+    label column of class names to the model's class indices.
     """
-    opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape)
+    opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape, class_names=class_names)
     dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
     return _prefetch(dataset), opened.count
 
@@ -199,6 +274,11 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
             hint="use an .npz, .npy or .csv source here",
         )
     return opened.float_x(), opened.y
+
+
+def input_dtype(source: Source) -> str:
+    """The dtype a source's batches hold: ``string`` for text, else ``float32``."""
+    return "string" if isinstance(source, Texts) else "float32"
 
 
 def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,6 +362,7 @@ def _validation_only(
         validation_count=validation.count,
         validation_steps=math.ceil(validation.count / batch_size),
         input_shape=validation.sample_shape,
+        input_dtype=input_dtype(validation),
         class_names=validation.class_names,
         seed=seed,
         batch_size=batch_size,
@@ -289,6 +370,11 @@ def _validation_only(
 
 
 def _check_compatible(train: Source, validation: Source):
+    if input_dtype(train) != input_dtype(validation):
+        raise DataError(
+            f"data.validation: samples are {input_dtype(validation)}, but data.train's are {input_dtype(train)}",
+            hint="validation data must look like the training data",
+        )
     if train.sample_shape != validation.sample_shape:
         raise DataError(
             f"data.validation: samples have shape {validation.sample_shape}, "

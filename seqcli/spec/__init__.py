@@ -20,7 +20,7 @@ from seqcli.spec.sections import (
     TransferSection,
     TuneSection,
 )
-from seqcli.spec.validate import LAYER_EXTRA_KEYS, validate_sections, validate_top_level
+from seqcli.spec.validate import LAYER_EXTRA_KEYS, first_layer_over_limits, validate_sections, validate_top_level
 from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
 
 __all__ = ["LayerEntry", "Spec", "load_spec", "read_spec", "parse_spec_text", "format_path"]
@@ -72,10 +72,16 @@ class Spec:
 
     @property
     def declares_input(self) -> bool:
-        """Whether the spec gives its own input shape (an Input entry, or input_shape on its first layer);
-        only a spec without one takes the data's shape."""
+        """Whether the spec gives its own input shape (an Input entry, or input_shape or input_dim on its first
+        layer); only a spec without one takes the data's shape."""
         first = self.layers[0] if self.layers else None
-        return first is not None and (first.class_name == "Input" or "input_shape" in first.args)
+        if first is None or first.class_name == "Input" or "input_shape" in first.args:
+            return first is not None
+        if "input_dim" not in first.args:
+            return False
+        from seqcli.registry import shape_argument  # imports Keras: only for a first layer with input_dim
+
+        return shape_argument(first.class_name, first.args) is not None
 
     def problem(self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> Problem:
         return self.document.problem(path, message, hint, key=key)
@@ -151,8 +157,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, *, confined:
 
 
 def _layers_usable(document: Document) -> bool:
+    """Whether the layers can be read further: a list of layers within seq's limits (no heavy work otherwise)."""
     data = document.data
-    return isinstance(data, dict) and isinstance(data.get("layers"), list) and bool(data["layers"])
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list) or not data["layers"]:
+        return False
+    return first_layer_over_limits(data["layers"]) is None
 
 
 def _layer_entries(document: Document) -> list[LayerEntry]:

@@ -8,6 +8,7 @@ import json
 from importlib import resources
 
 from seqcli.display import NAME_LIMIT
+from seqcli.limits import MAX_LAYERS
 from seqcli.spec.sections import SECTIONS
 from seqcli.spec.validate import LAYER_NAME_PATTERN
 
@@ -40,6 +41,7 @@ def spec_schema() -> dict:
         "layers": {
             "type": "array",
             "minItems": 1,
+            "maxItems": MAX_LAYERS,
             "items": {"$ref": "#/$defs/layer"},
             "description": TOP_LEVEL["layers"],
         },

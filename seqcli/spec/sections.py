@@ -48,36 +48,83 @@ class SourceSection(Section):
 
     path: StrictStr | None = None
     dataset: KerasDataset | BundledDataset | None = None
-    format: Literal["npz", "npy", "csv", "images"] | None = None
+    format: Literal["npz", "npy", "csv", "images", "text"] | None = None
     split: Literal["train", "test"] = "train"
     x: StrictStr = "x"
     y: StrictStr | None = "y"
     features: list[StrictStr] | None = None
     label: StrictStr | None = None
+    text: StrictStr | None = Field(default=None, description="a CSV's column of text: the model's (string) input")
     image_size: Annotated[list[Annotated[StrictInt, Field(ge=1)]], Field(min_length=2, max_length=2)] | None = None
     color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
     scale: Number | None = None
+    weights: StrictStr | None = Field(
+        default=None, description="sample weights: an array of the .npz or a column of the CSV, one per sample"
+    )
 
 
 Source = Union[StrictStr, SourceSection]
 
 
+class ValidationSplit(Section):
+    """Part of data.train held out for validation."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1, strict=True)] = Field(description="the share held out, e.g. 0.2")
+    stratify: StrictBool = Field(default=False, description="keep each class's share the same in both splits")
+
+
+def _validation_kind(value: Any) -> str:
+    """A number is a fraction; a mapping with ``fraction`` a split; anything else names a source."""
+    if isinstance(value, (ValidationSplit, dict)) and (isinstance(value, ValidationSplit) or "fraction" in value):
+        return "Split"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "Fraction"
+    return "Source"
+
+
+Validation = Annotated[
+    Union[
+        Annotated[Annotated[float, Field(gt=0, lt=1, strict=True)], Tag("Fraction")],
+        Annotated[ValidationSplit, Tag("Split")],
+        Annotated[Source, Tag("Source")],
+    ],
+    Discriminator(_validation_kind),
+]
+
+
+class AdaptSection(Section):
+    """How layers that learn their state from the data (Normalization, lookups...) adapt before training."""
+
+    samples: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        default=None, description="adapt on at most this many training samples (a seeded choice); default all"
+    )
+
+
 class DataSection(Section):
     train: Source | None = None
-    validation: Annotated[float, Field(gt=0, lt=1, strict=True)] | Source | None = None
+    validation: Validation | None = None
     test: Source | None = None
     batch_size: Annotated[StrictInt, Field(ge=1)] = 32
     shuffle: StrictBool = True
     shuffle_buffer: Annotated[StrictInt, Field(ge=1)] | None = None
     cache: StrictBool = True
+    adapt: AdaptSection = Field(default_factory=AdaptSection)
 
 
 class EarlyStopping(Section):
+    """keras.callbacks.EarlyStopping's arguments, with its defaults."""
+
     monitor: StrictStr = "val_loss"
     patience: Annotated[StrictInt, Field(ge=0)] = 0
     min_delta: Number = 0
     mode: Literal["auto", "min", "max"] = "auto"
+    baseline: Number | None = Field(
+        default=None, description="an improvement that does not beat this value does not reset the patience"
+    )
     restore_best_weights: StrictBool = False
+    start_from_epoch: Annotated[StrictInt, Field(ge=0)] = Field(
+        default=0, description="epochs to train before monitoring starts"
+    )
 
 
 class TrainSection(Section):
@@ -88,6 +135,11 @@ class TrainSection(Section):
         default=None, description="also checkpoint every N optimizer steps inside an epoch"
     )
     learning_rate_schedule: KerasObject | None = None
+    class_weight: Literal["balanced"] | dict[StrictInt | StrictStr, Annotated[Number, Field(ge=0)]] | None = Field(
+        default=None,
+        description="balanced: n_samples / (n_classes * count) per class, as scikit-learn computes it; "
+        "or a weight per class id (or class name)",
+    )
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         default="float32",
         description="Keras dtype policy: mixed_* computes in 16 bits, keeps float32 weights "
@@ -208,7 +260,7 @@ class TuneSection(Section):
 
     objective: StrictStr = Field(default="val_loss", description="a column of history.csv")
     direction: Literal["auto", "minimize", "maximize"] = Field(
-        default="auto", description="auto: minimize names ending in 'loss', maximize the others"
+        default="auto", description="auto: the way the objective's metric goes in Keras (a loss down)"
     )
     trials: Annotated[StrictInt, Field(ge=1)] = 20
     sampler: SamplerName | dict[SamplerName, dict[StrictStr, Any] | None] = Field(

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
+from seqcli.limits import MAX_LAYERS, MAX_NESTING
+from seqcli.registry import NESTED_LAYER_ARGUMENTS
 from seqcli.spec.sections import SECTIONS, Section
 from seqcli.spec.yamlload import YAML_11_BOOLEANS, Document, PathKey
 
@@ -77,10 +79,56 @@ def _validate_layers(document: Document) -> list[Problem]:
                 ("layers",), "'layers' must be a non-empty list", "each item looks like '- Dense: {units: 10}'"
             )
         ]
+    too_many = _check_layer_count(document, layers)
+    if too_many:
+        return too_many
     problems = []
     for index, entry in enumerate(layers):
         problems += _validate_layer_entry(document, ("layers", index), entry)
     return problems
+
+
+def _check_layer_count(document: Document, layers: list) -> list[Problem]:
+    """A problem at the first layer entry past :data:`~seqcli.limits.MAX_LAYERS` (nested layers counted),
+    or nested past :data:`~seqcli.limits.MAX_NESTING`; checked before anything is built."""
+    over = first_layer_over_limits(layers)
+    if over is None:
+        return []
+    path, nested = over
+    if nested:
+        message = f"layers nest in layers more than {MAX_NESTING} levels deep here, seq's limit"
+        hint = "wrap a layer in a wrapper (TimeDistributed, Bidirectional) a few times at most"
+    else:
+        message = f"the spec holds more than {MAX_LAYERS:,} layers (nested layers included), seq's limit for one model"
+        hint = "split the model, or repeat a block with fewer, larger layers"
+    return [document.problem(path, message, hint)]
+
+
+def first_layer_over_limits(layers: list) -> tuple[PathKey, bool] | None:
+    """The path of the first layer entry past :data:`~seqcli.limits.MAX_LAYERS` or nested past
+    :data:`~seqcli.limits.MAX_NESTING` (with True for the nesting), or None: such a spec is never built."""
+    count = 0
+    for index, entry in enumerate(layers):
+        for path, level in _layer_entries(("layers", index), entry):
+            count += 1
+            if level > MAX_NESTING or count > MAX_LAYERS:
+                return path, level > MAX_NESTING
+    return None
+
+
+def _layer_entries(path: PathKey, entry: Any) -> typing.Iterator[tuple[PathKey, int]]:
+    """``(path, level)`` of a layer entry (level 1) and of the layers nested in its arguments, without recursion."""
+    stack = [(path, entry, 1)]
+    while stack:
+        path, entry, level = stack.pop()
+        yield path, level
+        if not isinstance(entry, dict):
+            continue
+        for name, arguments in entry.items():
+            if name in LAYER_EXTRA_KEYS or not isinstance(arguments, dict):
+                continue
+            for key in sorted(NESTED_LAYER_ARGUMENTS & arguments.keys()):
+                stack.append((path + (name, key), arguments[key], level + 1))
 
 
 def _validate_layer_entry(document: Document, path: PathKey, entry: Any) -> list[Problem]:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import archives, limits
+from seqcli import archives, limits, records
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
+from seqcli.records import RecordError
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -62,6 +63,7 @@ class TrainingState:
     elapsed: float = 0.0
     spec: dict[str, Any] | None = None
     files: dict[str, dict[str, Any]] | None = None  # input file -> size, sha256 or mtime (training.resume)
+    adapted: dict[str, dict[str, Any]] | None = None  # layer index -> state learned from the data (build.adapt)
     format: int = FORMAT
 
     @property
@@ -78,8 +80,11 @@ class TrainingState:
         return json.dumps(asdict(self), default=_json_default)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainingState:
-        data = json.loads(text)
+    def from_json(cls, text: str, path: Path) -> TrainingState:
+        """The record read back from a checkpoint at ``path``, through :func:`seqcli.records.parse_json`."""
+        data = records.parse_json(text, path, "a checkpoint seq wrote")
+        if not isinstance(data, dict):
+            raise ValueError("its record is not a JSON object")
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -91,7 +96,7 @@ def read_state(path: str | Path) -> TrainingState:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         with archives.load_npz(path, "checkpoint") as archive:
-            state = TrainingState.from_json(str(archive["meta"]))
+            state = TrainingState.from_json(str(archive["meta"]), path)
     except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
         detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
         if detail.startswith(str(path)):
@@ -99,6 +104,8 @@ def read_state(path: str | Path) -> TrainingState:
         else:
             message = f"cannot read checkpoint {path}: {detail.removeprefix(f'cannot read {path}: ')}"
         raise CheckpointError(message, hint=error.hint or DAMAGED_HINT) from None
+    except RecordError as error:
+        raise CheckpointError(f"checkpoint {error.message}", hint=DAMAGED_HINT) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}", hint=DAMAGED_HINT) from None
     if state.format > FORMAT:

@@ -14,10 +14,9 @@ batches already done, so a resumed run takes exactly the optimizer steps an unin
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from seqcli.outputs import LOCK, check_output_folder, clean_stale, exclusive_lock
+from seqcli.outputs import claim_output, clean_stale
 from seqcli.spec import Spec, read_spec
 from seqcli.spec.paths import file_fields
 from seqcli.training.checkpoint import TrainingState
@@ -44,25 +43,14 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
         inputs = [path for path in inputs if path.resolve() != run.spec.resolve()]
     if options.resume:
         require_checkpoint(run)  # before anything is written or cleaned in a folder that may hold no run
-    check_output_folder(
-        run.path,
-        inputs=inputs,
-        overwrite=options.overwrite,
-        own_ok=True,
-        resume=options.resume,
-        members=run.legacy_members(),
-    )
-    created = not run.path.exists()
-    run.create()
-    try:
-        with exclusive_lock(run.path, "seq train"):
-            clean_stale(run.path, every_process=True)
+    rule = {"overwrite": options.overwrite, "own_ok": True, "resume": options.resume}
+    with claim_output(run.path, "seq train", folder=True, inputs=inputs, **rule):
+        run.create()
+        clean_stale(run.path, every_process=True)
+        try:
             return _train(spec, options, run, reporter)
-    finally:
-        # No run directory behind a run that never started, or on a multi-worker non-chief (which writes
-        # to a temporary folder): only the lock file, which no other process can hold, since it is new.
-        if created and run.path.is_dir() and all(entry.name == LOCK for entry in run.path.iterdir()):
-            shutil.rmtree(run.path, ignore_errors=True)
+        finally:
+            run.seal()  # what this process wrote, as it left it
 
 
 def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:

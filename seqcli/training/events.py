@@ -57,6 +57,8 @@ class RunHeader:
     precision: str = "float32"
     resumed_from: str | None = None
     notes: list[str] = field(default_factory=list)
+    class_weight: str | None = None  # the class weights in words, when the spec has train.class_weight
+    adapted: str | None = None  # the layers that learned their state from the data, in words
 
 
 @dataclass

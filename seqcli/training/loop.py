@@ -54,6 +54,17 @@ class NonFiniteTraining(TrainingError):
         )
 
 
+def interrupted(setup: TrainingSetup, signum: int) -> TrainingInterrupted:
+    """The error that stops a run on ``signum``, after its checkpoint was saved."""
+    checkpoint, name = setup.run.checkpoint, signal.Signals(signum).name
+    return TrainingInterrupted(
+        signum,
+        f"{name}: training stopped at {setup.state.position()}; checkpoint saved to {checkpoint}",
+        checkpoint,
+        setup.run.path,
+    )
+
+
 class Trainer:
     """Trains a :class:`TrainingSetup` to its last epoch (or early stop, or signal) and writes the results."""
 
@@ -69,7 +80,8 @@ class Trainer:
         self.epoch_clock = time.perf_counter()
         self.fitted = False  # whether this process trained (a resumed run may have had no step left)
         self.stop_reason: str | None = None  # why the reporter stopped training (Reporter.stop_after_epoch)
-        self.board = TensorBoardWriter(setup.out.logs)
+        own_run = setup.out == setup.run  # not a non-chief worker's scratch folder
+        self.board = TensorBoardWriter(setup.out.logs, setup.run.claim_log_files if own_run else None)
         self.board_rows: list[dict] = []  # epochs whose scalars wait for the next checkpoint's writes
         self.callback = _StepCallback(self, setup.spec.train.checkpoint_every)
         # Where the checkpoint on disk stands (None: none yet); a NaN stops training before the next one.
@@ -79,9 +91,9 @@ class Trainer:
         """Fit the remaining epochs, then write the results (after removing the run that was in the
         directory, when ``replaces_run``); see the module docstring."""
         setup, state = self.setup, self.setup.state
-        self._claim()
         if replaces_run:
             setup.out.remove_run()
+        self._claim()
         state.finished = False
         write_spec_copy(setup.out.spec, setup.spec, setup.seed, self.spec_label)
         self.reporter.run_started(setup.header(self.spec_label))
@@ -126,6 +138,7 @@ class Trainer:
                 model.fit(
                     dataset,
                     validation_data=self.setup.data.validation,
+                    class_weight=self.setup.class_weight,
                     epochs=stop,
                     initial_epoch=first,
                     steps_per_epoch=steps_per_epoch,
@@ -134,7 +147,7 @@ class Trainer:
                     verbose=0,
                 )
         except _StopRequested:
-            raise self._interrupted() from None
+            raise interrupted(self.setup, self.guard.received or signal.SIGINT) from None
         except Exception as error:
             _raise_training_error(error)
 
@@ -164,7 +177,7 @@ class Trainer:
         values = {name: float(value) for name, value in (logs or {}).items()}
         ordered = sorted(values, key=lambda name: order.index(name) if name in order else len(order))
         row = {"epoch": epoch + 1, **{name: values[name] for name in ordered}, "seconds": round(seconds, 4)}
-        stop = stopper.update(row) if stopper else False
+        stop = stopper.update(row, setup.model) if stopper else False  # the compiled metrics are built by now
         requested = self.reporter.stop_after_epoch(row)
         if requested:
             stop, self.stop_reason = True, requested
@@ -211,17 +224,6 @@ class Trainer:
     def _claim(self) -> None:
         if self.setup.out == self.setup.run:  # not on a non-chief worker's scratch folder
             self.setup.run.claim()
-
-    def _interrupted(self) -> TrainingInterrupted:
-        signum = self.guard.received or signal.SIGINT
-        name = signal.Signals(signum).name
-        checkpoint = self.setup.run.checkpoint
-        return TrainingInterrupted(
-            signum,
-            f"{name}: training stopped at {self.setup.state.position()}; checkpoint saved to {checkpoint}",
-            checkpoint,
-            self.setup.run.path,
-        )
 
     # -- the end
 

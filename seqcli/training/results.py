@@ -8,6 +8,8 @@ import contextlib
 import csv
 import io
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,47 +107,64 @@ def preload_plotting() -> None:
         import matplotlib.figure  # noqa: F401
 
 
+MAX_PANELS = 12  # quantities drawn in one curves figure (loss and 11 metrics), on a grid of PANEL_COLUMNS
+PANEL_COLUMNS = 4
 NOT_PLOTTED = ("epoch", "seconds", "phase")
+
+
+def plotted_quantities(history: list[dict]) -> list[str]:
+    """The quantities a history's curves show, one panel each (validation curves share their quantity's)."""
+    return [k for k in history[0] if k not in NOT_PLOTTED and not k.startswith("val_")] if history else []
 
 
 def plot_curves(
     target: Path, history: list[dict], title: str, best_epoch: int | None = None, phases: list[int] | None = None
-) -> None:
-    """One panel per quantity (loss, each metric), training and validation curves together; ``phases`` are
-    the first epochs of the phases after the first (a transfer run's), each marked by a line before it."""
+) -> int:
+    """One panel per quantity (loss, each metric), training and validation curves together, at most
+    :data:`MAX_PANELS` of them on a grid (the figure's size is bounded whatever the history holds); ``phases``
+    are the first epochs of the phases after the first (a transfer run's), each marked by a line before it.
+    Returns how many quantities were drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    names = [k for k in history[0] if k not in NOT_PLOTTED and not k.startswith("val_")] if history else []
-    figure = Figure(figsize=(5 * max(len(names), 1), 3.6), layout="constrained")
+    names = plotted_quantities(history)[:MAX_PANELS]
+    columns = min(max(len(names), 1), PANEL_COLUMNS)
+    rows = max(math.ceil(len(names) / PANEL_COLUMNS), 1)
+    figure = Figure(figsize=(5 * columns, 3.6 * rows), layout="constrained")
     epochs = [row["epoch"] for row in history]
     for index, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), index + 1)
-        axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
-        if any(f"val_{name}" in row for row in history):
-            axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
-        if best_epoch is not None:
-            axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
-        for number, first in enumerate(phases or [], start=2):
-            axes.axvline(first - 0.5, color="black", linestyle=":", linewidth=1, label=f"phase {number}")
-        axes.set_xlabel("epoch")
-        axes.set_title(figure_text(name))
-        axes.grid(alpha=0.3)
-        axes.legend()
+        axes = figure.add_subplot(rows, columns, index + 1)
+        _plot_quantity(axes, epochs, history, name, best_epoch, phases or [])
     figure.suptitle(figure_text(title))
     with atomic_path(target, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100)
+    return len(names)
+
+
+def _plot_quantity(axes, epochs: list, history: list[dict], name: str, best_epoch: int | None, phases) -> None:
+    axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
+    if any(f"val_{name}" in row for row in history):
+        axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+    for number, first in enumerate(phases, start=2):
+        axes.axvline(first - 0.5, color="black", linestyle=":", linewidth=1, label=f"phase {number}")
+    axes.set_xlabel("epoch")
+    axes.set_title(figure_text(name))
+    axes.grid(alpha=0.3)
+    axes.legend()
 
 
 class TensorBoardWriter:
     """Epoch scalars in TensorBoard's event format (``logs/train``, ``logs/validation``), written with
     ``tf.summary.write``, which needs no TensorBoard installation."""
 
-    def __init__(self, directory: Path | None):
+    def __init__(self, directory: Path | None, on_new_file: Callable[[], None] | None = None):
         self.directory = directory
         self.writers: dict[str, Any] = {}
+        self.on_new_file = on_new_file  # told when TensorFlow has made an event file (the manifest claims it)
 
     def write(self, row: dict) -> None:
         self.write_rows([row])
@@ -172,6 +191,8 @@ class TensorBoardWriter:
             writer = self.writers.get(split)
             if writer is None:
                 writer = self.writers[split] = tf.summary.create_file_writer(str(self.directory / split))
+                if self.on_new_file is not None:
+                    self.on_new_file()
             with writer.as_default():
                 tf.summary.write(f"epoch_{name}", tf.constant(value, tf.float32), step=row["epoch"], metadata=metadata)
 
@@ -204,7 +225,7 @@ def final_results(setup: TrainingSetup, reporter, spec_label: str) -> TrainResul
     from seqcli.training.checkpoint import restore_variables
 
     state, stopper = setup.state, setup.early_stopping
-    restore = stopper and stopper.restore_best and stopper.best_epoch not in (None, state.epoch)
+    restore = stopper is not None and stopper.restored_epoch(state.epoch) is not None
     if restore and setup.out.best.exists():
         restore_variables(setup.out.best, setup.model, groups=("model",))
         reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")

@@ -9,23 +9,32 @@ A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``hi
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.files import probe_directory, temporary_prefix
-from seqcli.outputs import MANIFEST, record_members, remove_members
+from seqcli.manifest import open_writing, record_members, remove_members, seal, writing_here
 
-# metrics.json as seq train writes it: the keys readers use, and their types (a run's metrics.json is a
-# few kilobytes; one over METRICS_LIMIT was not written by seq).
-METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list}
-METRICS_LIMIT = 16 << 20
+# metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
+METRICS_KIND = "a metrics.json as seq train writes it"
+HISTORY_KIND = "a history.csv as seq train writes it"
+METRICS_TYPES = {"model": str, "metrics": dict, "best_epoch": int, "class_names": list, "phases": list}
+MAX_PHASES = 16  # a transfer run's phases (seq transfer makes two)
 MAX_EPOCHS = 2**31
+MAX_NAME = 1024  # characters in the model's name
 
 
 class RunDirectoryError(SeqError):
     """An output directory that cannot be written, holds another run, or has nothing to resume."""
+
+
+def _phases_ok(phases: list) -> bool:
+    """Whether a metrics.json's ``phases`` are what seq transfer writes: each with an epoch it starts at."""
+    return len(phases) <= MAX_PHASES and all(
+        isinstance(phase, dict) and type(phase.get("first_epoch")) is int and 1 <= phase["first_epoch"] <= MAX_EPOCHS
+        for phase in phases
+    )
 
 
 @dataclass(frozen=True)
@@ -37,19 +46,19 @@ class RunDirectory:
     # What a finished run must have; a finished run resumed without them writes them again from its checkpoint.
     RESULT_NAMES = ("model.keras", "spec.yaml", "history.csv", "metrics.json")
     FILE_NAMES = (*RESULT_NAMES, "curves.png")
-    # What the manifest (seqcli.outputs) claims: --overwrite removes these and nothing else.
+    # What the manifest (seqcli.manifest) claims, exactly (``name/`` a folder): --overwrite removes these and
+    # nothing else. TensorBoard's event files are claimed by name as they are made (claim_log_files).
     MEMBERS = (
         *FILE_NAMES,
-        "checkpoints",
+        "checkpoints/",
         "checkpoints/last.npz",
         "checkpoints/previous.npz",
         "checkpoints/best.npz",
-        "logs",
-        "logs/train",
-        "logs/validation",
-        "logs/train/events.out.tfevents.*",
-        "logs/validation/events.out.tfevents.*",
+        "logs/",
+        "logs/train/",
+        "logs/validation/",
     )
+    LOG_PREFIX = "events.out.tfevents."
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -96,35 +105,42 @@ class RunDirectory:
     def read_metrics(self) -> dict:
         """``metrics.json`` (``{}`` when the run has none yet), checked to be what seq train writes: a file
         edited or replaced since is an error that names it, not a crash in whoever reads a key."""
-        path = self.metrics
-        if not path.is_file():
+        from seqcli.records import RecordError, read_json
+
+        if not self.metrics.is_file():
             return {}
         try:
-            size = path.stat().st_size
-            if size > METRICS_LIMIT:
-                raise self._tampered(f"it holds {size:,} bytes, seq writes a few thousand")
-            data = json.loads(path.read_bytes())
-        except json.JSONDecodeError as error:
-            raise self._tampered(f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})") from None
-        except (ValueError, RecursionError) as error:  # not UTF-8, or nested deeper than Python recurses
-            raise self._tampered(f"it cannot be read as JSON ({type(error).__name__})") from None
-        except OSError as error:
-            raise RunDirectoryError(f"cannot read {path}: {error.strerror or error}") from None
+            data = read_json(self.metrics, METRICS_KIND)
+        except RecordError as error:
+            raise RunDirectoryError(error.message, hint=self._tampered("").hint) from None
         if not isinstance(data, dict):
             raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
         for key, kind in METRICS_TYPES.items():
             value = data.get(key)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise self._tampered(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+        if len(data.get("model") or "") > MAX_NAME:
+            raise self._tampered(f"'model' is longer than {MAX_NAME} characters, not a model's name")
         if data.get("best_epoch") is not None and not 1 <= data["best_epoch"] <= MAX_EPOCHS:
-            raise self._tampered(f"'best_epoch' is {data['best_epoch']}, not an epoch")
+            raise self._tampered(f"'best_epoch' is not an epoch (1 to {MAX_EPOCHS:,})")
         if not all(isinstance(name, str) for name in data.get("class_names") or []):
             raise self._tampered("'class_names' holds something other than names")
+        if not _phases_ok(data.get("phases") or []):
+            raise self._tampered(f"'phases' is not a list of at most {MAX_PHASES} phases with their first epochs")
         return data
+
+    def read_history(self) -> list[dict]:
+        """``history.csv`` as rows of numbers (``epoch`` an int), read through :func:`seqcli.records.read_csv`;
+        an empty cell (a metric not logged that epoch) is left out of its row."""
+        from seqcli.records import INTEGER, NUMBER, Column, read_csv
+
+        columns = {"epoch": Column(INTEGER.parse, INTEGER.kind, required=True)}
+        rows = read_csv(self.history, HISTORY_KIND, columns, other=NUMBER)
+        return [{key: value for key, value in row.items() if value is not None} for row in rows]
 
     def _tampered(self, why: str) -> RunDirectoryError:
         return RunDirectoryError(
-            f"{self.metrics} is not a metrics.json as seq train writes it: {why}",
+            f"{self.metrics} is not {METRICS_KIND}: {why}",
             hint=f"delete it; 'seq train SPEC --output {self.path} --resume' writes it again from the run's checkpoint",
         )
 
@@ -170,22 +186,31 @@ class RunDirectory:
             ) from None
 
     def claim(self) -> None:
-        """Record the run's members in the manifest before writing them: a kill between the two leaves a
-        manifest that claims a file not yet there, never a file it does not claim."""
+        """Record the run's members in the manifest before writing them, and mark the run as being written:
+        a kill between the two leaves a manifest that claims a file not yet there, never a file it does not
+        claim."""
         record_members(self.path, self.MEMBERS, "seq train")
+        open_writing(self.path, "seq train")
+
+    def claim_log_files(self) -> None:
+        """Claim TensorBoard's event files, by their exact names, as soon as TensorFlow has made them."""
+        found = [
+            f"logs/{split}/{entry.name}"
+            for split in ("train", "validation")
+            if (self.logs / split).is_dir()
+            for entry in (self.logs / split).iterdir()
+            if entry.name.startswith(self.LOG_PREFIX) and entry.is_file() and not entry.is_symlink()
+        ]
+        if found:
+            record_members(self.path, found, "seq train")
+
+    def seal(self) -> None:
+        """Record every member file's size as it is now: the run's files as this process wrote them (nothing
+        when it did not claim the run)."""
+        if writing_here(self.path):
+            self.claim_log_files()
+            seal(self.path, "seq train")
 
     def remove_run(self) -> None:
         """Remove what the manifest claims, and nothing else (refused when anything else is there)."""
         remove_members(self.path)
-
-    def legacy_members(self) -> list[str] | None:
-        """The run layout, for a run directory written before runs had a manifest (its checkpoint reads)."""
-        from seqcli.training.checkpoint import CheckpointError, read_state
-
-        if (self.path / MANIFEST).exists() or not self.checkpoint.is_file():
-            return None
-        try:
-            read_state(self.checkpoint)
-        except CheckpointError:
-            return None
-        return list(self.MEMBERS)

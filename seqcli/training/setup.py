@@ -21,6 +21,7 @@ from seqcli.spec import Spec
 from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
 from seqcli.training.early_stopping import EarlyStopper, monitor_problems
 from seqcli.training.events import RunHeader
+from seqcli.training.preprocess import adapt_for_run, class_weights, describe_adapted, describe_class_weights
 from seqcli.training.resume import comparable_spec, input_files, run_fingerprint
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
@@ -41,6 +42,7 @@ class TrainingSetup:
     resuming: bool
     early_stopping: EarlyStopper | None = None
     notes: list[str] = field(default_factory=list)
+    class_weight: dict[int, float] | None = None  # what fit(class_weight=...) receives
 
     @property
     def strategy(self):
@@ -68,6 +70,8 @@ class TrainingSetup:
             precision=self.spec.train.precision,
             resumed_from=resumed,
             notes=self.notes,
+            class_weight=describe_class_weights(self.spec, self.class_weight, data.class_names),
+            adapted=describe_adapted(self.spec, state.adapted, data, resumed=self.resuming),
         )
 
 
@@ -87,14 +91,17 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     keras.utils.set_random_seed(seed)
     data, problems = _load_data(spec, seed)
     problems += _probe_optimizer(spec)
-    compiled = None
+    compiled, weights = None, None
     if data is not None:
+        weights, weight_problems = class_weights(spec, data)
+        problems += weight_problems
+        adapted = None if state is None else state.adapted or {}  # resuming never adapts again
         with info.strategy.scope():
-            compiled, build_problems = _build_and_compile(spec, data, info)
+            compiled, build_problems = _build_and_compile(spec, data, info, adapted, seed)
         problems += build_problems
     if problems:
         raise spec.error(problems)
-    model, settings, notes = compiled
+    model, settings, notes, adapted = compiled
     _check_free_space(model, out.path)
     resuming = state is not None
     if state is None:
@@ -105,6 +112,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
             steps_per_epoch=data.steps_per_epoch,
             spec=comparable_spec(spec, seed),
             files=input_files(spec),
+            adapted=adapted or None,
         )
     else:
         _restore(model, info.strategy, run.checkpoint)
@@ -121,6 +129,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
         resuming=resuming,
         notes=notes,
         early_stopping=EarlyStopper.create(spec, state.early_stopping),
+        class_weight=weights,
     )
 
 
@@ -205,13 +214,17 @@ def _data_problem(spec: Spec, error: SeqError) -> Problem:
     return spec.problem(path, message.removeprefix(f"{where}: "), error.hint)
 
 
-def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Problem]]:
-    """The compiled model, its compile settings and notes for the header; or the problems that stop it.
-    The build applies the spec's ``freeze:`` section and reports its problems."""
+def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) -> tuple[tuple | None, list[Problem]]:
+    """The compiled model, its compile settings, notes for the header and the state its layers learned from
+    the data; or the problems that stop it. ``adapted``: that state, from the checkpoint of a resumed run;
+    None for a new run, whose layers adapt here. The build applies the spec's ``freeze:`` section and
+    reports its problems. Its initial weights are those of a Keras script that calls
+    ``keras.utils.set_random_seed(seed)`` and then builds the model."""
     from seqcli.build import build_model
     from seqcli.compile import resolve_compile, single_step_only
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
+    from seqcli.keras_env import import_keras
     from seqcli.memory import check_budget, estimate_memory, spec_optimizer
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
@@ -226,8 +239,15 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
             estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
             "training this model",
         )
+    if adapted is None:
+        adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
+        if adapt_problems:
+            return None, adapt_problems
     with _dtype_policy(spec.train.precision):
-        built = build_model(spec, input_shape=input_shape)
+        # Initializers draw their seeds from Python's random module when made: the data, the weightless
+        # builds and adapting above have drawn from it since the seed was set.
+        import_keras().utils.set_random_seed(seed)
+        built = build_model(spec, input_shape=input_shape, adapted=adapted)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(
         spec, steps_per_epoch=data.steps_per_epoch, single_step=single_step_only(info.strategy)
@@ -244,8 +264,9 @@ def _build_and_compile(spec: Spec, data, info) -> tuple[tuple | None, list[Probl
         return None, problems
     settings.compile(built.model)
     prepare_model(built.model, info)
-    notes = [note for note in [logits_warning(spec, built.model)] if note]
-    return (built.model, settings, notes), []
+    notes = [note.headline() for note in built.notes]
+    notes += [note for note in [logits_warning(spec, built.model)] if note]
+    return (built.model, settings, notes, adapted), []
 
 
 @contextlib.contextmanager
@@ -270,16 +291,33 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
     from seqcli.models import shape_fits
 
     data_shape = tuple(data.input_shape)
-    if built.input_shape is None or shape_fits(tuple(built.input_shape), data_shape):
+    if built.input_shape is not None and not shape_fits(tuple(built.input_shape), data_shape):
+        return [_input_problem(spec, built.input_shape, data_shape)]
+    return _dtype_problems(spec, built, data)
+
+
+def _dtype_problems(spec: Spec, built, data) -> list[Problem]:
+    """Text data feeds a string input only (and numbers a numeric one), reported at the first layer."""
+    from seqcli.models import DataShapeError, check_data_dtype, model_input_dtype
+
+    if built.model is None:
         return []
-    return [_input_problem(spec, built.input_shape, data_shape)]
+    try:
+        check_data_dtype(model_input_dtype(built.model), data.input_dtype, "data.train")
+    except DataShapeError as error:
+        first = spec.layers[0]
+        path = first.path + (("Input",) if first.class_name == "Input" else (first.class_name,))
+        return [spec.problem(path, error.message.removeprefix("data.train: "), error.hint)]
+    return []
 
 
 def _input_problem(spec: Spec, input_shape: tuple, data_shape: tuple) -> Problem:
+    from seqcli import registry
     from seqcli.shapes import shape_text
 
     first = spec.layers[0]
-    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, "input_shape"))
+    key = registry.shape_argument(first.class_name, first.args) or "input_shape"
+    path = first.path + (("Input", "shape") if first.class_name == "Input" else (first.class_name, key))
     return spec.problem(
         path,
         f"the model takes inputs of shape {shape_text(input_shape)}, but "
@@ -301,8 +339,8 @@ def _label_problems(spec: Spec, data, output_shape: tuple) -> list[Problem]:
 
 
 def _first_labels(data):
-    for _, labels in data.train_for_epoch(0).take(1):
-        return labels.numpy()
+    for batch in data.train_for_epoch(0).take(1):
+        return batch[1].numpy()  # (x, y) or (x, y, sample weights)
     return None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from seqcli.display import figure_text
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
+from seqcli.records import INTEGER, NUMBER, TEXT, Column, RecordError, read_csv, read_json
 from seqcli.spec.dump import dump_spec
 from seqcli.spec.yamlload import read_spec_file
 
@@ -179,6 +180,19 @@ def best_so_far(rows: list[dict], direction: str) -> list[tuple[int, float]]:
     return line
 
 
+REWRITE_HINT = "rerun the study with --resume to write its results again"
+
+
+# trials.csv's typed columns (a tuned parameter's column holds text: its values may be of any type).
+TRIALS_COLUMNS = {
+    "trial": Column(INTEGER.parse, INTEGER.kind, required=True),
+    "state": Column(TEXT.parse, TEXT.kind, required=True),
+    "value": NUMBER,
+    "epochs": INTEGER,
+    "seconds": NUMBER,
+}
+
+
 def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
     """A study folder's trials (``trial`` an int, ``value`` a float or None), objective and direction, from its
     trials.csv and study.json."""
@@ -190,18 +204,16 @@ def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
             hint="give the --output folder of 'seq tune' (rerun the study with --resume to write its results again)",
         )
     try:
-        study = json.loads(description.read_text())
-        objective, direction = str(study["objective"]), study["direction"]
-        if direction not in ("minimize", "maximize"):
-            raise ValueError(f"direction {direction!r}")
-        with open(trials, newline="") as handle:
-            rows = [
-                {**row, "trial": int(row["trial"]), "value": float(row["value"]) if row["value"] else None}
-                for row in csv.DictReader(handle)
-            ]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        study = read_json(description, "a study.json as seq tune writes it")
+        rows = read_csv(trials, "a trials.csv as seq tune writes it", TRIALS_COLUMNS)
+    except RecordError as error:
+        raise StudyFolderError(error.message, hint=REWRITE_HINT) from None
+    objective = study.get("objective") if isinstance(study, dict) else None
+    direction = study.get("direction") if isinstance(study, dict) else None
+    if not isinstance(objective, str) or len(objective) > 256 or direction not in ("minimize", "maximize"):
         raise StudyFolderError(
-            f"{folder} holds a study seq cannot read: {type(error).__name__}: {error}",
-            hint="rerun the study with --resume to write its results again",
-        ) from None
+            f"{description} is not a study.json as seq tune writes it: it needs an 'objective' (a metric's name) and a "
+            "'direction' (minimize or maximize)",
+            hint=REWRITE_HINT,
+        )
     return rows, objective, direction

@@ -10,6 +10,8 @@ the same study, and the same command on other machines with one ``--storage`` UR
 from __future__ import annotations
 
 import math
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Interrupted, SeqError
+from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
+from seqcli.outputs import claim_output
 from seqcli.spec import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.outputs import TuneResult, write_outputs
@@ -104,41 +108,72 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
     reporter = reporter or TuneReporter()
     require_optuna()
     plan = plan_study(options)
+    if options.worker_index is not None:  # the process that started this worker holds the study folder
+        storage = make_storage(plan.storage_url)
+        study = open_study(plan.spec, storage, resume=False, sampler_seed=plan.seed)
+        _run_worker(plan, study, storage, reporter, options.worker_index, options)
+        return None
+    unrecorded = (plan.output / "study.db").is_file() and not (plan.output / MANIFEST).exists()
+    with claim_output(
+        plan.output, "seq tune", folder=True, inputs=study_inputs(plan.spec), own_ok=True, resume=unrecorded
+    ):
+        RunDirectory(plan.output).create()
+        if unrecorded:
+            _record_study(plan.output)
+        with writing(plan.output, "seq tune", STUDY_MEMBERS):
+            return _run_study(plan, options, reporter)
+
+
+def _run_study(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> TuneResult:
+    """The study's trials (continuing one that exists), in this process or in worker processes, then its
+    result files."""
     storage = make_storage(plan.storage_url)
-    index = options.worker_index or 0
-    study = open_study(
-        plan.spec, storage, resume=options.resume and options.worker_index is None, sampler_seed=plan.seed
+    study = open_study(plan.spec, storage, resume=options.resume, sampler_seed=plan.seed)
+    for number in reclaim_trials(study):
+        reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
+    done = _finished_count(study)
+    reporter.study_started(plan, done=done)
+    workers = min(options.workers, max(plan.total - done, 1))  # a worker with no trial left to train is idle
+    if workers > 1:
+        _run_worker_processes(plan, options, reporter, workers)
+    else:
+        _run_worker(plan, study, storage, reporter, 0, options)
+    return write_outputs(plan, study)
+
+
+# What a study folder holds besides its trial folders, which are recorded by name as each trial starts.
+STUDY_MEMBERS = ("study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
+
+
+TRIAL_NAME = re.compile(r"trial-\d{4,}")
+
+
+def _record_study(output: Path) -> None:
+    """A study folder with a study.db and no manifest (made by an earlier seq, or by Optuna for seq to
+    continue): seq's study files and the trial folders that are runs, by their exact names, are recorded as
+    they are; anything else there refuses the study."""
+    names = [name for name in STUDY_MEMBERS if (output / name).is_file() and not (output / name).is_symlink()]
+    names += [
+        f"{entry.name}/"
+        for entry in output.iterdir()
+        if TRIAL_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()
+        if (entry / MANIFEST).is_file()
+    ]
+    judgement = judge(
+        output,
+        Manifest("seq tune", {name.rstrip("/"): Member("folder" if name.endswith("/") else "file") for name in names}),
     )
-    if options.worker_index is None:
-        for number in reclaim_trials(study):
-            reporter.note(f"trial {number} was cut off (its process is gone); it will be trained again")
-        reporter.study_started(plan, done=_finished_count(study))
-        if options.workers > 1:
-            _run_worker_processes(plan, options, reporter)
-        else:
-            _run_worker(plan, study, storage, reporter, index, options)
-
-        return write_outputs(plan, study)
-    _run_worker(plan, study, storage, reporter, index, options)
-    return None
+    if judgement.foreign:
+        raise refusal(output, judgement, overwrite=False)
+    record_members(output, names, "seq tune")
+    seal(output, "seq tune")
 
 
-STUDY_MEMBERS = ("trial-*", "study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
-
-
-def claim_study_folder(output: Path, spec) -> None:
-    """The study folder follows every writing command's rule (:mod:`seqcli.outputs`): never an input or a
-    home folder, nothing seq did not write inside; a study only adds to it, so it is continued, never
-    replaced."""
-    from seqcli.outputs import check_output_folder, record_members
+def study_inputs(spec) -> list[Path]:
+    """What a study reads (the spec and the files it names), which its folder may not hold."""
     from seqcli.spec.paths import file_fields
 
-    inputs = [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
-    # A study folder from before manifests is recognised by its study.db; any other folder must be empty.
-    legacy = list(STUDY_MEMBERS) if (output / "study.db").is_file() else None
-    check_output_folder(output, inputs=inputs, own_ok=True, members=legacy)
-    RunDirectory(output).create()
-    record_members(output, STUDY_MEMBERS, "seq tune")
+    return [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
 
 
 def plan_study(options: TuneOptions) -> TunePlan:
@@ -162,12 +197,12 @@ def plan_study(options: TuneOptions) -> TunePlan:
         raise spec.error(problems)
     section = spec.tune
     output = Path(options.output) if options.output else Path("runs") / f"{spec.display_name}-tune"
-    claim_study_folder(output, spec)
     parameters = parameters_of(section)
     total = options.trials or section.trials
     grid = [p.grid_values() for p in parameters] if _sampler_name(section) == "grid" else None
     if grid is not None:
         total = min(total, math.prod(len(values) for values in grid))
+    check_workers(options.workers, total)
     return TunePlan(
         spec=spec,
         spec_path=options.spec,
@@ -175,12 +210,38 @@ def plan_study(options: TuneOptions) -> TunePlan:
         storage_url=options.storage or default_storage(output),
         parameters=parameters,
         objective=section.objective,
-        direction=direction_of(section),
+        direction=direction_of(spec),
         total=total,
         epochs=epochs_of(spec),
         seed=seed_of(spec),
         pruning=_pruner_name(section) != "none",
     )
+
+
+MAX_WORKERS = 64
+
+
+def workers_limit() -> int:
+    """The most worker processes ``--workers`` starts on this machine: one per core, at least 4, at most
+    :data:`MAX_WORKERS` (each trains with TensorFlow's own threads and holds its own copy of TensorFlow:
+    more only share the cores and the memory)."""
+    return min(MAX_WORKERS, max(4, os.cpu_count() or 1))
+
+
+def check_workers(workers: int, total: int) -> None:
+    """TuneError, before any trial, when ``--workers`` is more than this machine's cores or the study's trials."""
+    limit = workers_limit()
+    if workers > limit:
+        raise TuneError(
+            f"--workers {workers} is more than this machine can use ({os.cpu_count()} cores; at most {limit})",
+            hint=f"use at most {limit}; to run more trials at once, start the same command on other machines "
+            "with one --storage URL",
+        )
+    if workers > total:
+        raise TuneError(
+            f"--workers {workers} is more than the study's {total} trials: at most {total} would ever train",
+            hint=f"use at most {total} workers, or more trials (--trials, tune.trials)",
+        )
 
 
 def _sampler_name(section) -> str:
@@ -263,6 +324,7 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
     from optuna.trial import TrialState
 
     run = trial.user_attrs["run"]
+    record_members(plan.output, [f"{run}/"], "seq tune")  # before the trial writes it: the study made it
     params = dict(trial.params)
     event = TrialEvent(trial.number, run, params)
     reporter.trial_started(event)
@@ -316,10 +378,10 @@ def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOpt
 # ----------------------------------------------------------------------------- several workers
 
 
-def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> None:
-    """N worker processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
+def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneReporter, workers: int) -> None:
+    """``workers`` processes (each its own session, so a terminal's Ctrl-C reaches them once, from here)."""
     processes = []
-    for index in range(options.workers):
+    for index in range(workers):
         command = [
             sys.executable,
             "-m",

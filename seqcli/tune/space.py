@@ -83,10 +83,18 @@ def parameters_of(section: TuneSection) -> list[Parameter]:
     return parameters
 
 
-def direction_of(section: TuneSection) -> str:
-    """``minimize`` or ``maximize``: as set, else minimize names ending in 'loss' and maximize the others."""
+def direction_of(spec: Spec) -> str:
+    """``minimize`` or ``maximize``: as set, else the way the objective's compiled metric goes in Keras (as
+    EarlyStopping's ``mode: auto`` reads it); where Keras cannot tell, minimize names ending in 'loss' and
+    maximize the others."""
+    from seqcli.directions import metric_direction
+
+    section = spec.tune
     if section.direction != "auto":
         return section.direction
+    direction = metric_direction(spec, section.objective)
+    if direction is not None:
+        return "maximize" if direction == "up" else "minimize"
     return "minimize" if section.objective.endswith("loss") else "maximize"
 
 

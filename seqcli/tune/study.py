@@ -107,7 +107,7 @@ def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        direction=direction_of(section),
+        direction=direction_of(spec),
         sampler=make_sampler(section, parameters, seed=sampler_seed),
         pruner=make_pruner(section, epochs=epochs_of(spec)),
         load_if_exists=True,
