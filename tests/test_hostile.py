@@ -787,13 +787,13 @@ CONFINEMENT = {
     "text folder with a class linked out of the spec folder": train(
         trainable("texts"),
         "bad.yaml:6:",
-        "texts/b' is a symbolic link that leads out of the data folder",
+        "texts/b' is a symbolic link that leads out of the text folder",
         texts=text_folder(link="../../outside"),
     ),
     "text folder with a class linked out, to evaluate": Case(
         ["evaluate", "{run}", "--data", "texts"],
         1,
-        ("--data: '{project}/texts/b' is a symbolic link that leads out of the data folder", "--allow-path"),
+        ("--data: '{project}/texts/b' is a symbolic link that leads out of the text folder", "--allow-path"),
         {"texts": text_folder(link="../../outside")},
     ),
     "transfer.weights absolute": Case(
