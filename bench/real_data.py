@@ -9,10 +9,11 @@ Workloads:
   adapted on the raw features, Dense 32, Dropout, a sigmoid unit) on scikit-learn's bundled breast cancer
   table, its fixed train/test split;
 - ``text``: ``specs/reviews.yaml``, keras.io's text classification (TextVectorization adapted on the training
-  texts, Embedding, pooling, Dense) on the review folder ``scripts/make_reviews.py`` writes.
+  texts, Embedding, pooling, Dense) on the review tables ``scripts/make_reviews.py`` writes into specs/data/.
 
-For each: the final validation accuracy of every run (the target: the same within run-to-run noise) and the
-median wall time of the whole process, with the ratio seq / Keras (the target: no more than 1). Needs only
+For each: the final validation accuracy of every run, one seed per pair of runs (the target: the same within
+the spread across seeds), and the median wall time of the whole process, with the ratio seq / Keras (the
+target: no more than 1). Needs only
 public tools: Keras, TensorFlow, NumPy, scikit-learn and seq itself.
 """
 
@@ -34,7 +35,7 @@ import json, sys
 import keras
 from seqcli.data.bundled_datasets import load_table, split_rows
 
-keras.utils.set_random_seed(1)
+keras.utils.set_random_seed(int(sys.argv[2]))
 x, y = load_table("breast_cancer")
 rows = split_rows(y, classes=True)
 (x_train, y_train), (x_test, y_test) = [(x[rows[s]], y[rows[s]].astype("float32")) for s in ("train", "test")]
@@ -51,37 +52,45 @@ print(json.dumps({"val_accuracy": history.history["val_accuracy"][-1]}))
 """
 
 KERAS_TEXT = """
-import json, sys
-import keras, tensorflow as tf
+import csv, json, sys
+import keras, numpy as np, tensorflow as tf
 
-keras.utils.set_random_seed(1)
-folder = sys.argv[1]
-train = keras.utils.text_dataset_from_directory(folder + "/train", batch_size=32, shuffle=True, seed=1)
-test = keras.utils.text_dataset_from_directory(folder + "/test", batch_size=32, shuffle=False)
+def read(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    texts = np.array([[row["review"]] for row in rows], dtype=object)
+    return texts, np.array([row["sentiment"] == "positive" for row in rows], dtype="float32")
+
+keras.utils.set_random_seed(int(sys.argv[2]))
+(x_train, y_train), (x_test, y_test) = read(sys.argv[1] + "/reviews_train.csv"), read(sys.argv[1] + "/reviews_test.csv")
 vectorize = keras.layers.TextVectorization(max_tokens=2000, output_sequence_length=40)
-vectorize.adapt(train.map(lambda text, label: text))
+vectorize.adapt(x_train.reshape(-1).astype(str))
 model = keras.Sequential([
     keras.Input((1,), dtype="string"), vectorize,
     keras.layers.Embedding(2000, 16), keras.layers.GlobalAveragePooling1D(),
     keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid"),
 ])
 model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-history = model.fit(train.map(lambda t, l: (tf.expand_dims(t, -1), l)), epochs=10,
-                    validation_data=test.map(lambda t, l: (tf.expand_dims(t, -1), l)), verbose=0)
+def batches(x, y, shuffle):
+    data = tf.data.Dataset.from_tensor_slices((tf.constant(x.astype(str)), y))
+    return (data.shuffle(len(y), seed=int(sys.argv[2])) if shuffle else data).batch(32)
+
+history = model.fit(batches(x_train, y_train, True), epochs=10, validation_data=batches(x_test, y_test, False),
+                    verbose=0)
 print(json.dumps({"val_accuracy": history.history["val_accuracy"][-1]}))
 """
 
-# workload -> (spec, the Keras script, what the workload needs prepared: a function of the scratch folder)
+# workload -> (spec, the Keras script; the script's one argument is specs/data/)
 WORKLOADS = {
     "breast_cancer": ("specs/breast_cancer.yaml", KERAS_BREAST_CANCER),
     "text": ("specs/reviews.yaml", KERAS_TEXT),
 }
 
 
-def run_seq(spec: Path, scratch: Path, index: int) -> tuple[float, float]:
-    output = scratch / f"seq-{index}"
+def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float]:
+    output = scratch / f"seq-{seed}"
     command = [sys.executable, "-m", "seqcli", "train", str(spec), "--output", str(output), "--quiet"]
-    command += ["--format", "json"]
+    command += ["--set", f"train.seed={seed}", "--format", "json"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - started
@@ -90,9 +99,10 @@ def run_seq(spec: Path, scratch: Path, index: int) -> tuple[float, float]:
     return json.loads(done.stdout)["metrics"]["val_accuracy"], seconds
 
 
-def run_keras(script: str, argument: str) -> tuple[float, float]:
+def run_keras(script: str, argument: str, seed: int) -> tuple[float, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", script, argument], capture_output=True, text=True, cwd=ROOT)
+    command = [sys.executable, "-c", script, argument, str(seed)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the Keras script failed:\n{done.stderr[-3000:]}")
@@ -103,15 +113,15 @@ def bench(workload: str, repeats: int) -> dict:
     spec, script = WORKLOADS[workload]
     results: dict = {"seq": [], "keras": []}
     with tempfile.TemporaryDirectory(prefix=f"seq-bench-{workload}-") as scratch:
-        for index in range(repeats):
-            results["seq"].append(run_seq(ROOT / spec, Path(scratch), index))
-            results["keras"].append(run_keras(script, str(ROOT / "specs" / "data" / "reviews")))
+        for seed in range(1, repeats + 1):  # run-to-run noise: each pair of runs has its own seed
+            results["seq"].append(run_seq(ROOT / spec, Path(scratch), seed))
+            results["keras"].append(run_keras(script, str(ROOT / "specs" / "data"), seed))
     return results
 
 
 def report(workload: str, results: dict) -> None:
-    print(f"\n{workload}: {len(results['seq'])} runs each, interleaved")
-    print(f"{'':8} {'val accuracy (each run)':40} {'median wall s':>14}")
+    print(f"\n{workload}: {len(results['seq'])} runs each, interleaved, seeds 1..{len(results['seq'])}")
+    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14}")
     for name in ("seq", "keras"):
         accuracies = " ".join(f"{a:.3f}" for a, _ in results[name])
         print(f"{name:8} {accuracies:40} {statistics.median(s for _, s in results[name]):14.1f}")
@@ -122,10 +132,13 @@ def report(workload: str, results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workloads", nargs="*", choices=[*WORKLOADS, []], default=list(WORKLOADS))
+    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD", help=f"of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    for workload in args.workloads:
+    unknown = set(args.workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workload {', '.join(sorted(unknown))}; choose from {', '.join(WORKLOADS)}")
+    for workload in args.workloads or WORKLOADS:
         report(workload, bench(workload, args.repeats))
 
 

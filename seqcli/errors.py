@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from seqcli.display import shown
+
 SOURCE_WINDOW = 80  # characters of a long source line shown around the caret
 
 
@@ -126,8 +128,8 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
         indent = len(text) - len(text.lstrip(" "))
         column = problem.column if problem.column is not None else indent + 1
         start = max(indent, column - 1 - SOURCE_WINDOW // 2)
-        shown = terminal_safe(text[start : start + SOURCE_WINDOW].rstrip(" "))  # one line: no breaks to keep
-        out.append("    " + shown)
+        visible = terminal_safe(text[start : start + SOURCE_WINDOW].rstrip(" "))  # one line: no breaks to keep
+        out.append("    " + visible)
         out.append("    " + " " * max(column - 1 - start, 0) + "^")
     if problem.hint:
         out.append(terminal_safe(f"  hint: {problem.hint}"))
@@ -135,10 +137,9 @@ def format_problem(problem: Problem, source_lines: Sequence[str] = ()) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    """A message as it may go to a terminal: what a spec or a file put in it (a key with an escape sequence
-    that would drive the terminal, a NUL) shown as U+FFFD, one column wide, so a caret under a source line
-    stays aligned; line breaks and tabs kept."""
-    return "".join("\ufffd" if (ord(c) < 32 or 127 <= ord(c) < 160) and c not in "\n\t" else c for c in text)
+    """A whole message as it may go to a terminal, a log or a CI report: the text door
+    (:func:`seqcli.display.shown`) with its line breaks and tabs kept and no bound (its parts are bounded)."""
+    return shown(text, limit=None, lines=True)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -73,10 +73,12 @@ def claim_output(
     overwrite: bool = False,
     own_ok: bool = False,
     resume: bool = False,
+    adopt: Callable[[], None] | None = None,
 ) -> Iterator[Path]:
     """Check ``target`` (a ``folder`` seq fills, else one file) as every writing command must, then hold
     the one-writer lock while the block writes it; see the module docstring. A folder made here that is
-    left holding nothing but the lock is removed again when the block ends."""
+    left holding nothing but the lock is removed again when the block ends. ``adopt`` first records what a
+    killed writer of the folder made but had not yet recorded, where the folder's kind knows it exactly."""
     target = Path(target)
     inputs = list(inputs)
     rule = {"inputs": inputs, "overwrite": overwrite, "own_ok": own_ok, "resume": resume}
@@ -88,6 +90,8 @@ def claim_output(
             check_output_file(target, inputs=inputs, overwrite=overwrite)
 
     home = target if folder else target.parent
+    if adopt is not None and (overwrite or resume):
+        adopt()
     try:
         check()  # before anything is made: a refused output is left as it was
     except OutputRefused:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqcli.display import NAME_LIMIT, figure_text
 from seqcli.errors import MissingDependency, SeqError, clean_message
 
 IMAGE_FORMATS = (".png", ".svg")
@@ -204,7 +205,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
             )
         )
         center = 0.2 + WIDTH / 2
-        title = f"Input {shape_text(box.output_shape)}" if is_input else box.title()
+        title = f"Input {shape_text(box.output_shape)}" if is_input else figure_text(box.title(), limit=NAME_LIMIT)
         axes.text(
             center,
             top - (BOX_HEIGHT / 2 if is_input else 0.2),
@@ -215,7 +216,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
             fontweight="bold",
         )
         if not is_input:
-            axes.text(center, top - 0.45, box.detail(), ha="center", va="center", fontsize=8.5)
+            axes.text(center, top - 0.45, figure_text(box.detail()), ha="center", va="center", fontsize=8.5)
         if index:
             axes.add_patch(
                 FancyArrowPatch(
@@ -232,7 +233,7 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
     axes.text(
         0.2 + WIDTH / 2,
         height - 0.25,
-        f"{diagram.title}   {totals}",
+        figure_text(f"{diagram.title}   {totals}", limit=NAME_LIMIT),
         ha="center",
         va="center",
         fontsize=11,
@@ -334,7 +335,7 @@ def draw_confusion(report, output: Path, title: str) -> None:
     image = axes.imshow(report.confusion, cmap="Blues")
     figure.colorbar(image, ax=axes, shrink=0.8)
     if count <= MATRIX_LABELS:
-        names = [name if len(name) <= 24 else name[:23] + "…" for name in report.names]
+        names = [figure_text(name, limit=24) for name in report.names]  # class names come from the data
         axes.set_xticks(range(count), names, rotation=45, ha="right")
         axes.set_yticks(range(count), names)
         darkest = report.confusion.max() or 1
@@ -343,7 +344,7 @@ def draw_confusion(report, output: Path, title: str) -> None:
             axes.text(column, row, f"{value:,}", ha="center", va="center", color=color, fontsize=8)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
-    axes.set_title(title)
+    axes.set_title(figure_text(title))
     _save(figure, output)
 
 

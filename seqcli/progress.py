@@ -9,6 +9,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from seqcli.display import shown
+from seqcli.render import literal
 from seqcli.training import Reporter, RunHeader, TrainResult
 
 HIDDEN_COLUMNS = ("epoch", "seconds")
@@ -38,15 +40,18 @@ class LineReporter(Reporter):
         self.epochs, self.steps = epochs, steps
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
+        self.console.print(literal(self.epoch_line(row), limit=None))
+
+    def epoch_line(self, row: dict[str, Any]) -> str:
+        """A finished epoch on one line: its number, steps, seconds and metrics."""
         width = len(str(self.epochs))
-        self.console.print(
+        return (
             f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
-            f"{row['seconds']:.1f}s  {format_logs(row)}",
-            highlight=False,
+            f"{row['seconds']:.1f}s  {format_logs(row)}"
         )
 
     def note(self, text: str) -> None:
-        self.console.print(f"note: {text}", highlight=False)
+        self.console.print(literal(f"note: {text}", limit=None))
 
 
 class LiveReporter(LineReporter):
@@ -68,7 +73,7 @@ class LiveReporter(LineReporter):
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
             TimeRemainingColumn(elapsed_when_finished=True),
-            TextColumn("{task.fields[logs]}"),
+            TextColumn("{task.fields[logs]}", markup=False),
             console=self.console,
             transient=False,
         )
@@ -80,20 +85,15 @@ class LiveReporter(LineReporter):
         self.task = self.progress.add_task("", total=steps, completed=done, label=label, logs="")
 
     def steps_done(self, done: int, logs: dict[str, float]) -> None:
-        self.progress.update(self.task, completed=done, logs=format_logs(logs))
+        self.progress.update(self.task, completed=done, logs=shown(format_logs(logs), limit=None))
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         """The finished epoch becomes a plain line above the live bar, like Keras's progress bar."""
         self.progress.remove_task(self.task)
-        width = len(str(self.epochs))
-        self.progress.console.print(
-            f"epoch {row['epoch']:>{width}}/{self.epochs}  {self.steps}/{self.steps} steps  "
-            f"{row['seconds']:.1f}s  {format_logs(row)}",
-            highlight=False,
-        )
+        self.progress.console.print(literal(self.epoch_line(row), limit=None))
 
     def note(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(f"note: {text}", highlight=False)
+        (self.progress.console if self.progress else self.console).print(literal(f"note: {text}", limit=None))
 
     def close(self) -> None:
         if self.progress is not None:
@@ -106,8 +106,8 @@ def header_table(header: RunHeader) -> Group:
     with ``soft_wrap=True``), so that a log keeps each row on one line."""
     rows = header_rows(header)
     width = max(len(key) for key, _ in rows) + 2
-    lines: list = [Text.assemble((key.ljust(width), "bold"), value) for key, value in rows]
-    lines += [Text(f"warning: {note}", style="yellow") for note in header.notes]
+    lines: list = [Text.assemble((key.ljust(width), "bold"), literal(value, limit=None)) for key, value in rows]
+    lines += [literal(f"warning: {note}", "yellow", limit=None) for note in header.notes]
     return Group(*lines)
 
 
@@ -160,14 +160,14 @@ def result_table(result: TrainResult) -> Group:
     else:
         stopped = f", stopped early (best epoch {result.best_epoch})" if result.stopped_early else ""
         title = f"Trained {result.epochs_done}/{result.epochs} epochs in {result.elapsed:.1f}s{stopped}"
-    written = Text(f"Wrote {', '.join(path.name for path in result.files)} to {result.output}")
-    return Group(Text(title, style="bold"), metrics_table(result.metrics), written if result.files else Text(""))
+    written = literal(f"Wrote {', '.join(path.name for path in result.files)} to {result.output}", limit=None)
+    return Group(literal(title, "bold"), metrics_table(result.metrics), written if result.files else Text(""))
 
 
 def evaluation_view(evaluation) -> Group:
     """``seq evaluate``'s answer: what was evaluated on what, then the metrics."""
     count = f"{evaluation.count:,} samples" if evaluation.count is not None else "all samples"
-    parts = [Text(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics)]
+    parts = [literal(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics)]
     if evaluation.classes is not None:
         parts += class_views(evaluation.classes)
     return Group(*parts)
@@ -186,7 +186,7 @@ def class_views(report) -> list:
     for column in ("Class", "Precision", "Recall", "Support"):
         table.add_column(column, justify="left" if column == "Class" else "right")
     for name, precision, recall, support in zip(report.names, report.precision, report.recall, report.support):
-        table.add_row(Text(visible(name)), _share(precision), _share(recall), f"{int(support):,}")
+        table.add_row(literal(name), _share(precision), _share(recall), f"{int(support):,}")
     views = [table]
     if report.confusion is not None and count <= MATRIX_CLASSES:
         views += [Text("Confusion matrix (rows: true class, columns: predicted class)"), confusion_table(report)]
@@ -202,13 +202,8 @@ def confusion_table(report) -> Table:
     for index in range(len(report.names)):
         table.add_column(str(index), justify="right")
     for index, (name, row) in enumerate(zip(report.names, report.confusion)):
-        table.add_row(Text(f"{index} {visible(name)}"), *(f"{int(v):,}" for v in row))
+        table.add_row(literal(f"{index} {name}"), *(f"{int(v):,}" for v in row))
     return table
-
-
-def visible(name: str) -> str:
-    """A class name as shown: control and other unprintable characters written as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def _share(value: float | None) -> str:
@@ -220,7 +215,7 @@ def metrics_table(metrics: dict[str, float], title: str | None = None) -> Table:
     table.add_column("Metric")
     table.add_column("Value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, _number(value))
+        table.add_row(literal(name), _number(value))
     return table
 
 
@@ -237,27 +232,26 @@ class TuneLines:
         self.console, self.prefix = console, prefix
 
     def study_started(self, plan, done: int) -> None:
-        self.console.print(
+        self.line(
             f"Tuning {plan.spec_path} → {plan.output}: {plan.total} trials of {plan.epochs} epochs, "
-            f"{plan.direction} {plan.objective} ({done} finished)",
-            highlight=False,
+            f"{plan.direction} {plan.objective} ({done} finished)"
         )
 
     def trial_started(self, event) -> None:
         values = ", ".join(f"{name}={value!r}" for name, value in event.params.items())
-        self.console.print(
-            f"{self.prefix}trial {event.number} ({event.run}): {values}", highlight=False, soft_wrap=True
-        )
+        self.line(f"{self.prefix}trial {event.number} ({event.run}): {values}")
 
     def trial_finished(self, event) -> None:
         value = f" {event.value:.6g}" if isinstance(event.value, float) else ""
         note = f" ({event.note})" if event.note else ""
-        self.console.print(
-            f"{self.prefix}trial {event.number} {event.state}{value} in {event.seconds:.1f}s{note}", highlight=False
-        )
+        self.line(f"{self.prefix}trial {event.number} {event.state}{value} in {event.seconds:.1f}s{note}")
 
     def note(self, text: str) -> None:
-        self.console.print(f"{self.prefix}note: {text}", highlight=False)
+        self.line(f"{self.prefix}note: {text}")
+
+    def line(self, text: str) -> None:
+        """One line of the study's log, never wrapped, through the text door."""
+        self.console.print(literal(text, limit=None), soft_wrap=True)
 
 
 def sample_progress(total: int, console: Console):

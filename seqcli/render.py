@@ -9,15 +9,22 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from seqcli.display import VALUE_LIMIT, shown
 from seqcli.errors import format_problem, terminal_safe
 from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
 
+def literal(value, style: str | None = None, *, limit: int | None = VALUE_LIMIT) -> Text:
+    """What rich is given of any text seq did not write itself: a ``Text`` through the text door
+    (:func:`seqcli.display.shown`), never markup, so brackets in a name are shown as typed."""
+    return Text(shown(value, limit=limit), style=style or "")
+
+
 def summary_table(report) -> Group:
     """The model as a table: like ``model.summary()`` plus index, class, trainable and expectations."""
     built = report.built
-    title = f"Model: {report.model_name or '(unnamed)'}"
+    title = literal(f"Model: {report.model_name or '(unnamed)'}")
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("Layer")
@@ -34,8 +41,8 @@ def summary_table(report) -> Group:
             style = None if row.expect_ok or row.expect_ok is None else "bold red"
         table.add_row(
             str(row.index),
-            row.name,
-            _class_text(row),
+            literal(row.name),
+            literal(_class_text(row)),
             Text(shape_text(row.output_shape), style=style),
             "?" if row.params is None else f"{row.params:,}",
             trainable_text(row),
@@ -45,7 +52,7 @@ def summary_table(report) -> Group:
     if report.notes:
         parts.append(Text(notes_text(report), style="yellow"))
     if built.built:
-        parts.append(Text(totals_text(built)))
+        parts.append(Text(terminal_safe(totals_text(built))))
     else:
         parts.append(
             Text(
@@ -133,8 +140,8 @@ def check_table(reports) -> Table:
         params = built.params if built else None
         result = Text("pass", style="green") if report.ok else Text(f"FAIL ({len(report.problems)})", style="bold red")
         table.add_row(
-            report.path,
-            report.model_name or "",
+            literal(report.path),
+            literal(report.model_name or ""),
             "?" if params is None else f"{params:,}",
             shape_text(built.output_shape) if built and built.output_shape else "?",
             result,
@@ -151,7 +158,7 @@ def check_github(reports) -> str:
     lines = []
     for report in reports:
         for problem in report.problems:
-            props = [f"file={_gh_property(problem.file or report.path)}"]
+            props = [f"file={_gh_property(shown(problem.file or report.path))}"]
             if problem.line is not None:
                 props.append(f"line={problem.line}")
             if problem.column is not None:
@@ -164,10 +171,12 @@ def check_github(reports) -> str:
 
 
 def _gh_data(text: str) -> str:
+    """A workflow command's message: GitHub reads %, CR and LF there."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_property(text: str) -> str:
+    """A workflow command's property value (file=...): GitHub also reads : and , there."""
     return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
@@ -178,7 +187,7 @@ def check_junit(reports) -> str:
         f'<testsuite name="seq check" tests="{len(reports)}" failures="{failures}" errors="0">',
     ]
     for report in reports:
-        out.append(f'  <testcase classname="seq.check" name={quoteattr(report.path)}>')
+        out.append(f'  <testcase classname="seq.check" name={quoteattr(shown(report.path))}>')
         if not report.ok:
             first = report.problems[0]
             out.append(f"    <failure message={quoteattr(first.headline())}>{escape(problems_text(report))}</failure>")
@@ -196,18 +205,18 @@ def tune_table(result, limit: int = 5) -> Table:
         for key in (result.rows[0] if result.rows else {})
         if key not in ("trial", "state", "value", "epochs", "seconds", "run", "note")
     ]
-    table = Table(title=f"Best trials ({result.objective}, {result.direction})", title_justify="left")
+    table = Table(title=literal(f"Best trials ({result.objective}, {result.direction})"), title_justify="left")
     table.add_column("Trial", justify="right")
-    table.add_column(result.objective, justify="right")
+    table.add_column(literal(result.objective), justify="right")
     for name in names:
-        table.add_column(name, overflow="fold")
+        table.add_column(literal(name), overflow="fold")
     table.add_column("Run", overflow="fold")
     for row in ranked(result.rows, result.direction)[:limit]:
         table.add_row(
             str(row["trial"]),
             f"{row['value']:.6g}",
-            *[_param_text(row[name]) for name in names],
-            str(result.output / row["run"]),
+            *[literal(_param_text(row[name])) for name in names],
+            literal(result.output / row["run"]),
         )
     return table
 

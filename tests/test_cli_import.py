@@ -11,7 +11,9 @@ from seqcli.cli import cli
 from seqcli.spec import read_spec
 from tests.conftest import SPECS
 
-GUIDE_SPECS = sorted(p for p in SPECS.glob("*.yaml") if p.name != "xception_head.yaml")  # that one downloads
+# xception_head downloads its base; reviews' TextVectorization holds no vocabulary until training adapts it, and
+# Keras cannot load a lookup table without one.
+GUIDE_SPECS = sorted(p for p in SPECS.glob("*.yaml") if p.name not in ("xception_head.yaml", "reviews.yaml"))
 
 
 def run(*args):

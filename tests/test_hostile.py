@@ -14,6 +14,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,9 @@ from seqcli.cli import cli
 from tests.conftest import snapshot, write_tiny_project
 
 SECRET = "TOPSECRETCORPUSVALUE"
+# What no output of seq may hold: a control character but line breaks and tabs (an escape sequence drives the
+# terminal, a carriage return overwrites a line), a lone surrogate, or a mark that reorders text.
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -204,6 +208,18 @@ def extracted(path: Path):
     assert result.exit_code == 0, result.output
 
 
+def copy_of(name: str, **replace: str):
+    """A copy of the project's file ``name`` with ``old=new`` replaced in its text (a spec) or as is."""
+
+    def make(path: Path):
+        data = (path.parent / name).read_bytes()
+        for old, new in replace.items():
+            data = data.replace(old.encode(), new.encode())
+        path.write_bytes(data)
+
+    return make
+
+
 def study_with_user_files(path: Path):
     """A study folder as seq tune leaves it (its manifest records trial-0000 by name, and the trial is a run
     with a manifest of its own), with a user's trial-notes.txt and trial-analysis/results.xlsx beside it."""
@@ -252,6 +268,19 @@ def image_folder(**files):
             (path / label).mkdir(parents=True)
             for name, content in files.items():
                 content(path / label / name) if callable(content) else (path / label / name).write_bytes(content)
+
+    return make
+
+
+def keras_model_with_layer(layer_name: str):
+    """A .keras model whose Dense layer is named ``layer_name`` (Keras takes names seq refuses in specs)."""
+
+    def make(path: Path):
+        from seqcli.keras_env import import_keras
+
+        keras = import_keras()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name=layer_name)], name="named")
+        model.save(path)
 
     return make
 
@@ -809,13 +838,13 @@ CONFINEMENT = {
     "text folder with a class linked out of the spec folder": train(
         trainable("texts"),
         "bad.yaml:6:",
-        "texts/b' is a symbolic link that leads out of the data folder",
+        "texts/b' is a symbolic link that leads out of the text folder",
         texts=text_folder(link="../../outside"),
     ),
     "text folder with a class linked out, to evaluate": Case(
         ["evaluate", "{run}", "--data", "texts"],
         1,
-        ("--data: '{project}/texts/b' is a symbolic link that leads out of the data folder", "--allow-path"),
+        ("--data: '{project}/texts/b' is a symbolic link that leads out of the text folder", "--allow-path"),
         {"texts": text_folder(link="../../outside")},
     ),
     "transfer.weights absolute": Case(
@@ -1866,7 +1895,117 @@ MESSAGES = {
     "export --version 0": Case(["export", "{run}", "--output", "served", "--version", "0"], 2, ("--version",)),
 }
 
-# ----------------------------------------------------------------------------- 7. seq's own files read back
+# ----------------------------------------------------------------------------- 7. text on its way out
+
+MARKUP_LAYER = layer('Dense: {units: 2, name: "[bold red]hidden"}')
+METRIC_NAMED = {
+    "metrics: [accuracy]": 'metrics: [{SparseCategoricalAccuracy: {name: "[red]acc$"}}]',
+    "epochs: 1": "epochs: 3",
+    "seed: 3": 'seed: 3\n  early_stopping: {monitor: "val_[red]acc$", min_delta: 10, mode: max}',
+}
+
+DISPLAY = {
+    "a layer named like markup, in summary": Case(
+        ["summary", "bad.yaml"],
+        1,
+        ("│ [bold red]hidden │", "bad.yaml:3:29: layers[1].Dense.name: TensorFlow cannot train a layer named"),
+        {"bad.yaml": MARKUP_LAYER},
+    ),
+    "a layer named like markup stays exact in JSON": Case(
+        ["summary", "bad.yaml", "--format", "json"], 1, ('"name": "[bold red]hidden"',), {"bad.yaml": MARKUP_LAYER}
+    ),
+    "a model named [/] beside another problem, in check": check(
+        'name: "[/]"\n' + layer("Dense: {units: 2, activaton: relu}"),
+        "bad.yaml:1:7: name: model name must be an identifier, got '[/]'",
+        "bad.yaml:4:23: layers[1].Dense.activaton: unknown argument",
+        "│ bad.yaml │ [/]",
+    ),
+    "a spec file named with brackets, in check": Case(
+        ["check", "model[v2].yaml"], 0, ("│ model[v2].yaml │",), {"model[v2].yaml": copy_of("tiny.yaml")}
+    ),
+    "a YAML escape sequence in a layer name": check(
+        layer(r'Dense: {units: 2, name: "x\e[2J\e[31mRED"}'),
+        "bad.yaml:3:29: layers[1].Dense.name: the name holds the character U+001B, which seq cannot show as typed",
+        "hint: use letters",
+    ),
+    "a lone surrogate in a layer name": check(
+        layer(r'Dense: {units: 2, name: "\uD800"}'), "bad.yaml:3:29:", "U+D800 (lone surrogate)"
+    ),
+    "a lone surrogate in a layer name, in summary": Case(
+        ["summary", "bad.yaml"], 1, ("│ \ufffd ", "U+D800"), {"bad.yaml": layer(r'Dense: {units: 2, name: "\uD800"}')}
+    ),
+    "a right-to-left override in a layer name": check(
+        layer(r'Dense: {units: 2, name: "a\u202Eb"}'), "bad.yaml:3:29:", "U+202E (RIGHT-TO-LEFT OVERRIDE)"
+    ),
+    "a layer name of 300 characters": check(
+        layer("Dense: {units: 2, name: " + "n" * 300 + "}"), "bad.yaml:3:29:", "300 characters, over 200"
+    ),
+    "an escape sequence in a metric's name": check(
+        trainable().replace("loss: sparse", r'metrics: [{SparseCategoricalAccuracy: {name: "a\e[2J"}}], loss: sparse'),
+        "compile.metrics[0].SparseCategoricalAccuracy.name: the name holds the character U+001B",
+    ),
+    "markup and a dollar in a layer name TensorFlow cannot train": check(
+        layer('Dense: {units: 2, name: "$x[red]d"}'), "TensorFlow cannot train a layer named '$x[red]d'"
+    ),
+    "markup in a Keras error": check(
+        layer('Dense: {units: 2, activation: "[/]"}'),
+        "bad.yaml:3:5: layers[1].Dense: Keras rejected Dense: Could not interpret activation function identifier: [/]",
+    ),
+    "brackets, a comma, a colon and % in a GitHub annotation's file": Case(
+        ["check", "a,b:c%[x].yaml", "--format", "github"],
+        1,
+        ("::error file=a%2Cb%3Ac%25[x].yaml,line=3,col=5::layers[1].gru: ",),
+        {"a,b:c%[x].yaml": layer("gru: {units: 2}")},
+    ),
+    "an escape and a line break in a GitHub annotation's file": Case(
+        ["check", "e\x1b[31m\nx.yaml", "--format", "github"],
+        1,
+        ("::error file=e\ufffd[31m\ufffdx.yaml,line=3,col=5::",),
+        {"e\x1b[31m\nx.yaml": layer("gru: {units: 2}")},
+    ),
+    "an escape in the spec's file name, in JUnit": Case(
+        ["check", "e\x1b[31m.yaml", "--format", "junit"],
+        1,
+        ('name="e\ufffd[31m.yaml"', 'message="e\ufffd[31m.yaml:3:5: '),
+        {"e\x1b[31m.yaml": layer("gru: {units: 2}")},
+    ),
+    "an undecodable byte in the spec's file name, in check": Case(
+        ["check", "u\udcff[b].yaml"], 0, ("│ u\ufffd[b].yaml │",), {"u\udcff[b].yaml": copy_of("tiny.yaml")}
+    ),
+    "a metric named like markup with a dollar, in train and its curves": Case(
+        ["train", "m.yaml", "--output", "out"],
+        0,
+        (
+            "[red]acc$ 0.",
+            "│ val_[red]acc$ │",
+            "metrics SparseCategoricalAccuracy(name='[red]acc$')",
+            "note: early stopping after epoch 2: val_[red]acc$ has not improved",
+        ),
+        {"m.yaml": copy_of("tiny.yaml", **METRIC_NAMED)},
+        changes=True,
+    ),
+    "a data path with markup, in evaluate": Case(
+        ["evaluate", "{run}", "--data", "d[bold]x.npz"],
+        0,
+        ("tiny on d[bold]x.npz (16 samples)",),
+        {"d[bold]x.npz": copy_of("tiny.npz")},
+    ),
+    "a .keras layer named with an escape, a dollar and markup, plotted": Case(
+        ["plot", "k.keras", "--output", "k.png"],
+        0,
+        ("Wrote the architecture (1 layers) to k.png",),
+        {"k.keras": keras_model_with_layer("$\\e[b]\x1b[2J$")},
+        changes=True,
+    ),
+    "a .keras layer named with an escape, imported": Case(
+        ["import", "k.keras"],
+        1,
+        ("k.keras cannot be written as a spec: layers[1].Dense.name: the name holds the character U+001B",),
+        {"k.keras": keras_model_with_layer("$[b]\x1b[2J")},
+    ),
+}
+
+# ----------------------------------------------------------------------------- 8. seq's own files read back
 
 LONG = "9" * 200_000
 OWN_FILES = {
@@ -2050,6 +2189,7 @@ CLASSES = {
     "writer": WRITER,
     "numbers": NUMBERS,
     "messages": MESSAGES,
+    "display": DISPLAY,
     "own files": OWN_FILES,
 }
 ALL = [
@@ -2128,6 +2268,7 @@ def test_hostile_case(project, kind, name):
     for words in case.expect:
         assert substitute(words, project) in shown, shown
     assert "Traceback" not in shown and "unexpected" not in shown and "Warning:" not in shown, shown
+    assert not RAW_CONTROL.search(shown), shown
     assert SECRET not in shown, shown
     if not case.changes:
         assert snapshot(project.parent) == before, shown
@@ -2173,6 +2314,112 @@ def test_size_cases_stay_bounded(tmp_path):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     peak = int(done.stdout.rsplit("PEAK ", 1)[1].split()[0])
     assert peak < 1500 << 20, peak
+
+
+# ----------------------------------------------------------------------------- the text door, for every command
+
+# A name that would restyle rich's output, clear the screen, and fail to encode (an undecodable byte in a file
+# name, as Python reads it), and how seq must show it.
+HOSTILE = "[bold red]x\x1b[2J\udcff"
+HOSTILE_SHOWN = "[bold red]x\ufffd[2J\ufffd"
+
+# Each command driven so that HOSTILE reaches what it prints, its result or its error (where a command refuses
+# the name outright, its words are the case's ``expect``).
+DOOR = {
+    "summary": Case(
+        ["summary", "h.yaml"], 1, (), {"h.yaml": layer(r'Dense: {units: 2, name: "[bold red]x\e[2J\uDCFF"}')}
+    ),
+    "check": Case(["check", HOSTILE + ".yaml"], 0, (), {HOSTILE + ".yaml": copy_of("tiny.yaml")}),
+    "schema": Case(["schema", "--output", HOSTILE + ".json"], 1, (), {HOSTILE + ".json": "mine"}),
+    "plot": Case(["plot", "tiny.yaml", "--output", HOSTILE + ".png"], 0, changes=True),
+    "import": Case(["import", HOSTILE + ".keras"], 1),
+    "init": Case(["init", "mlp", HOSTILE + ".yaml"], 1, ("error: the file name holds a line break or another",)),
+    "train": Case(
+        ["train", HOSTILE + ".yaml", "--output", "out"], 0, (), {HOSTILE + ".yaml": copy_of("tiny.yaml")}, changes=True
+    ),
+    "transfer": Case(["transfer", HOSTILE + ".yaml", "--output", "out", "--weights", "w.weights.h5"], 1),
+    "tune": Case(["tune", HOSTILE + ".yaml"], 1, (), {HOSTILE + ".yaml": copy_of("tiny.yaml")}),
+    "evaluate": Case(["evaluate", "{run}", "--data", HOSTILE + ".npz"], 0, (), {HOSTILE + ".npz": copy_of("tiny.npz")}),
+    "predict": Case(["predict", "{run}", "--data", "x.npy", "--output", HOSTILE + ".npy"], 0, changes=True),
+    "extract": Case(
+        ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", HOSTILE + ".npz"], 0, changes=True
+    ),
+    "freeze": Case(["freeze", "tiny.yaml", "--all-but-last", "1", "--output", HOSTILE + ".keras"], 0, changes=True),
+    "export": Case(["export", HOSTILE, "--output", "x.tflite"], 1),
+}
+PRINTS_NO_USER_TEXT: set[str] = set()  # commands whose output holds nothing a user or a file chose
+
+
+def test_the_consoles_read_no_markup_in_what_they_print(monkeypatch):
+    """The second wall behind the door: a str that reaches a console unescaped is still shown as typed."""
+    import io
+
+    from seqcli.cli import stdout_console
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    stdout_console().print("[bold red]x[/] :smile:")
+    assert sys.stdout.getvalue() == "[bold red]x[/] :smile:\n"
+
+
+def test_every_command_is_driven_through_the_text_door():
+    assert set(DOOR) | PRINTS_NO_USER_TEXT == set(cli.commands)
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_a_hostile_name_reaches_each_command_s_output_shown_through_the_door(project, command):
+    """The name is in what the command prints, as the door shows it: literal brackets (no markup read, none
+    lost), the escape and the undecodable byte as U+FFFD; no raw control character, no crash."""
+    assert command in DOOR, f"seq {command} is not driven through the text door: add it to DOOR"
+    case = DOOR[command]
+    result = CliRunner().invoke(cli, arrange(case, project))
+    shown = result.stdout + result.stderr
+    assert result.exit_code == case.status, shown
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in shown and "unexpected" not in shown, shown
+    assert not RAW_CONTROL.search(shown), shown
+    for words in case.expect or (HOSTILE_SHOWN,):
+        assert words in shown, shown
+
+
+def test_nothing_is_wrapped_outside_a_terminal(project):
+    """A pipe, a log or a CI report gets each path and each message on one line, whatever COLUMNS says and
+    however long the path (rich would fold it at the console width)."""
+    folder = project / ("long-folder-" * 12)
+    folder.mkdir()
+    spec = folder / "tiny.yaml"
+    spec.write_text((project / "tiny.yaml").read_text())
+    shutil.copy(project / "tiny.npz", folder / "data.npz")
+    runner = CliRunner(env={"COLUMNS": "40"})
+    checked = runner.invoke(cli, ["check", str(spec)])
+    assert checked.exit_code == 0, checked.output
+    assert any(str(spec) in line for line in checked.stdout.splitlines()), checked.stdout
+    evaluated = runner.invoke(cli, ["evaluate", str(project.parent / "run"), "--data", str(folder / "data.npz")])
+    assert f"tiny on {folder / 'data.npz'} (16 samples)" in evaluated.stdout.splitlines(), evaluated.output
+
+
+def test_a_live_bar_on_a_terminal_shows_a_metric_named_like_markup(tmp_path, monkeypatch):
+    """The bar's metrics are spec text too: shown as typed, not read as markup (where '[/]' would fail)."""
+    import io
+
+    from seqcli.cli import stdout_console
+    from seqcli.progress import make_reporter
+    from seqcli.training import TrainOptions, train_spec
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    spec = write_tiny_project(tmp_path, epochs=1, samples=16)
+    spec.write_text(
+        spec.read_text().replace("metrics: [accuracy]", 'metrics: [{SparseCategoricalAccuracy: {name: "acc[/]"}}]')
+    )
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    console = stdout_console()
+    assert console.is_terminal
+    train_spec(TrainOptions(str(spec), output=str(tmp_path / "run")), make_reporter(console))
+    text = sys.stdout.getvalue()
+    assert "━" in text and "acc[/] 0." in text and "val_acc[/] 0." in text, text
 
 
 # ----------------------------------------------------------------------------- the door of seq's own files

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqcli"
 # Modules below the verbs and the CLI: they may import each other (without circles), never what sits above.
 # A package (spec, build, distribute) stands for every module in it: build.layers, distribute.cluster...
 CORE = [
+    "display",
     "errors",
     "shapes",
     "files",

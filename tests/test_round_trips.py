@@ -91,7 +91,7 @@ def test_init_refuses_a_file_name_with_a_line_break_and_quotes_the_next_command(
 
 @pytest.mark.parametrize(
     ("model_name", "layer_name", "spec_name"),
-    [("yes", "no", "'yes'"), ("a\nb: c", "d", "a_b_c"), ("1e3", "0o17", "model_1e3"), ("m", "[bold]x", "m")],
+    [("yes", "no", "'yes'"), ("a\nb: c", "d", "a_b_c"), ("1e3", "0o17", "model_1e3"), ("m", "x.y-z", "m")],
 )
 def test_an_imported_spec_checks_with_the_same_names(model_name, layer_name, spec_name, tmp_path):
     import keras
@@ -106,3 +106,14 @@ def test_an_imported_spec_checks_with_the_same_names(model_name, layer_name, spe
     checked = CliRunner().invoke(cli, ["summary", str(tmp_path / "m.yaml"), "--format", "json"])
     assert checked.exit_code == 0, checked.output
     assert layer_name in [row["name"] for row in json.loads(checked.stdout)["layers"]]
+
+
+def test_import_refuses_before_writing_a_spec_that_check_would_refuse(tmp_path):
+    """A layer name Keras accepts and TensorFlow cannot train: the spec would not pass check, so none is written."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="[bold]x")])
+    model.save(tmp_path / "m.keras")
+    refused = CliRunner().invoke(cli, ["import", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.yaml")])
+    assert refused.exit_code == 1 and "cannot be written as a spec: layers[1].Dense.name" in refused.stderr
+    assert not (tmp_path / "m.yaml").exists()

@@ -68,3 +68,34 @@ def test_remove_run_removes_only_the_members(tmp_path):
     run.model.write_text("m")
     run.remove_run()
     assert not run.model.exists()
+
+
+def test_overwrite_takes_the_event_files_a_killed_run_made_before_it_could_claim_them(tmp_path):
+    """kill -9 can land between TensorFlow creating an event file and the manifest claiming it: the file is
+    named for its writer's host and PID, which the manifest's writing mark names, so it is that run's."""
+    import socket
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from seqcli.cli import cli
+    from tests.conftest import write_tiny_project
+
+    spec = write_tiny_project(tmp_path, epochs=1, samples=32)
+    run = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["train", str(spec), "-o", str(run), "--quiet"]).exit_code == 0
+    code = (  # a writer that marked the run as being written, then was gone
+        "import os, pathlib\nfrom seqcli.manifest import open_writing\n"
+        f"open_writing(pathlib.Path({str(run)!r}), 'seq train')\nprint(os.getpid())"
+    )
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    host = socket.gethostname()
+    (run / "logs" / "train" / f"events.out.tfevents.1.{host}.{pid}.0.v2").write_bytes(b"the killed run's")
+    user_file = run / "logs" / "train" / f"events.out.tfevents.1.{host}.{pid + 1}.0.v2"
+    user_file.write_bytes(b"not that run's")
+    refused = CliRunner().invoke(cli, ["train", str(spec), "-o", str(run), "--overwrite", "--quiet"])
+    assert refused.exit_code == 1 and user_file.name in refused.stderr and f".{pid}.0.v2" not in refused.stderr
+    user_file.unlink()
+    replaced = CliRunner().invoke(cli, ["train", str(spec), "-o", str(run), "--overwrite", "--quiet"])
+    assert replaced.exit_code == 0, replaced.output

@@ -20,15 +20,28 @@ from rich.console import Console
 from seqcli.errors import Interrupted, SeqError, clean_text, masked_url, terminal_safe
 from seqcli.exit_status import ExitStatus
 
+# Output that is not a terminal (a pipe, a log, a CI report) is never wrapped: tables take the width they
+# need and a message is one line, whatever COLUMNS says and however long a path is.
+UNWRAPPED_WIDTH = 100_000
+
 
 def stdout_console() -> Console:
-    """Rich console for tables; piped output gets a fixed 120 columns unless COLUMNS says otherwise."""
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
-    return Console(highlight=False, soft_wrap=False, width=width)
+    """Rich console for results on stdout (see :func:`console_for`)."""
+    return console_for(sys.stdout, stderr=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    """Rich console for progress and notes on stderr (see :func:`console_for`)."""
+    return console_for(sys.stderr, stderr=True)
+
+
+def console_for(stream, *, stderr: bool) -> Console:
+    """A console that reads no markup nor emoji codes in what it prints (a name like ``[bold red]x`` or
+    ``:x:`` is shown as typed; seq's own styles are ``Text`` styles) and highlights nothing. On a terminal,
+    tables fit its width; elsewhere nothing is wrapped or folded (:data:`UNWRAPPED_WIDTH`)."""
+    terminal = stream.isatty()
+    width = None if terminal else UNWRAPPED_WIDTH
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=not terminal, width=width)
 
 
 def seq_command(name: str | None = None, *, reads_files: bool = True, **attrs):
@@ -282,6 +295,12 @@ def result_format_option(command):
 
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+def echo_text(text: str, *, err: bool = False) -> None:
+    """A plain line (or lines) for people, through the text door: what a name or a path put in it cannot
+    drive the terminal nor fail to encode."""
+    click.echo(terminal_safe(text), err=err)
 
 
 def parse_shape(ctx, param, value: str | None):

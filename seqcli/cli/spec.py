@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from seqcli.cli.options import parse_shape, seq_command, stdout_console
+from seqcli.cli.options import echo_text, parse_shape, seq_command, stdout_console
 from seqcli.errors import SeqError, terminal_safe
 from seqcli.exit_status import ExitStatus
 
@@ -137,7 +137,7 @@ def plot_command(source, output, curves, engine, confusion, data, overwrite):
     from seqcli.plot import plot
 
     result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite, confusion=confusion, data=data)
-    click.echo(f"Wrote {result.description()} to {result.output}")
+    echo_text(f"Wrote {result.description()} to {result.output}")
 
 
 @seq_command("import")
@@ -166,10 +166,9 @@ def import_command(model, output, weights_out, overwrite):
     else:
         params = "unbuilt" if result.params is None else f"{result.params:,} params"
         name = result.spec.get("name", result.model)
-        line = f"Wrote the spec of '{name}' ({result.layers} layers, {params}) to {output}"
-        click.echo(terminal_safe(line), err=True)
+        echo_text(f"Wrote the spec of '{name}' ({result.layers} layers, {params}) to {output}", err=True)
     if result.weights is not None:
-        click.echo(f"Wrote its weights to {result.weights}", err=True)
+        echo_text(f"Wrote its weights to {result.weights}", err=True)
 
 
 @seq_command("init", reads_files=False)
@@ -185,9 +184,9 @@ def init_command(kind, file, force):
     from seqcli.starters import write_starter
 
     starter = write_starter(kind, file, force=force)
-    click.echo(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
+    echo_text(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")
     path = shlex.quote(str(starter.path))
-    click.echo(f"Next: seq check {path} && seq train {path}")
+    echo_text(f"Next: seq check {path} && seq train {path}")
 
 
 def _is_seq_schema(path) -> bool:

@@ -126,6 +126,7 @@ def transfer(
     layers of the base and fine-tune at a low learning rate. Each phase resumes like 'seq train'.
     """
     from seqcli.progress import make_reporter, result_table
+    from seqcli.render import literal
     from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
 
     options = TransferOptions(
@@ -145,9 +146,9 @@ def transfer(
 
     def reporter_for(phase):
         if not quiet:
-            console.print(f"[bold]Phase {phase.number} of {len(plan.phases)}: {phase.title}[/bold]")
+            console.print(literal(f"Phase {phase.number} of {len(plan.phases)}: {phase.title}", "bold"))
             for line in phase.freeze_lines:
-                console.print(line, highlight=False)
+                console.print(literal(line))
         return make_reporter(console, quiet=quiet)
 
     result = run_transfer(options, reporter_for=reporter_for, plan=plan)
@@ -193,7 +194,7 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
     trained again from its checkpoint. Ctrl-C checkpoints the current trial and exits 130.
     """
     from seqcli.progress import TuneLines
-    from seqcli.render import tune_table
+    from seqcli.render import literal, tune_table
     from seqcli.tune.runner import TuneOptions, tune_spec
 
     console = stderr_console() if fmt == "json" else stdout_console()
@@ -217,6 +218,6 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
         return echo_json(result.as_dict())
     console.print(tune_table(result))
     if result.best is not None:
-        console.print(f"Best: trial {result.best['trial']}, {result.objective} {result.best['value']:.6g}")
+        console.print(literal(f"Best: trial {result.best['trial']}, {result.objective} {result.best['value']:.6g}"))
     for path in result.files:
-        console.print(f"Wrote {path}", highlight=False)
+        console.print(literal(f"Wrote {path}"))

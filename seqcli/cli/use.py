@@ -6,7 +6,14 @@ import json
 
 import click
 
-from seqcli.cli.options import echo_json, result_format_option, seq_command, stderr_console, stdout_console
+from seqcli.cli.options import (
+    echo_json,
+    echo_text,
+    result_format_option,
+    seq_command,
+    stderr_console,
+    stdout_console,
+)
 
 
 @seq_command()
@@ -70,7 +77,7 @@ def predict(target, source, output, top_k, batch_size, overwrite):
         result = predict_to_file(
             target, data=source, output=output, batch_size=batch_size, overwrite=overwrite, stage=stage, top_k=top_k
         )
-    click.echo(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
+    echo_text(f"Wrote {result.count:,} predictions of shape {shape_text(result.shape)} to {result.output}")
 
 
 @seq_command()
@@ -138,8 +145,8 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     if fmt == "json":
         return echo_json(result.as_dict())
     for name, shape in result.shapes.items():
-        click.echo(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
-    click.echo(f"Wrote features of {result.count:,} samples to {result.output}")
+        echo_text(f"{name}: {shape_text(shape)} {result.dtypes[name]}")
+    echo_text(f"Wrote features of {result.count:,} samples to {result.output}")
 
 
 @seq_command()
@@ -174,8 +181,8 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     if fmt == "json":
         return echo_json({"output": str(output), **report.as_dict()})
     for line in report.lines():
-        click.echo(line)
-    click.echo(f"Wrote {output}")
+        echo_text(line)
+    echo_text(f"Wrote {output}")
 
 
 def _format_help() -> str:
@@ -242,6 +249,7 @@ def export_command(target, fmt, output, version, source, samples, overwrite, as_
     """
     from seqcli.export import export_model
     from seqcli.progress import stage_display
+    from seqcli.render import literal
 
     console = stderr_console()
     with stage_display(console, "export") as stage:
@@ -249,8 +257,8 @@ def export_command(target, fmt, output, version, source, samples, overwrite, as_
             target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite, version=version, stage=stage
         )
     for warning in result.warnings:
-        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
+        console.print(literal(f"warning: {warning}", "yellow", limit=None))
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
-        click.echo("\n".join(result.lines()))
+        echo_text("\n".join(result.lines()))

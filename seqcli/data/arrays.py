@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import datacheck
+from seqcli import datacheck, limits
 from seqcli.errors import SeqError
 from seqcli.keras_env import import_tensorflow
 from seqcli.shapes import shape_text
@@ -159,3 +159,23 @@ def _as_labels(y: np.ndarray, path, where: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_:
         return y.astype(np.float32, copy=False)
     raise DataError(f"{where}: labels in {path} hold {y.dtype} values; labels must be numbers")
+
+
+def class_folders(directory: Path, kind: str, where: str, roots: list[Path], *, example: str) -> list[Path]:
+    """The class subfolders of a ``kind`` (image, text) folder source in sorted order (hidden ones left out),
+    each confined to ``roots`` by the read door: a link that leads elsewhere is refused, naming it."""
+    try:
+        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        raise DataError(
+            f"{where}: cannot list {kind} directory {directory}: {error.strerror or error}",
+            hint="check the directory's permissions",
+        ) from None
+    if not class_dirs:
+        raise DataError(
+            f"{where}: {kind} directory {directory} has no class subfolders",
+            hint=f"put the {kind}s in one subfolder per class, e.g. {example}",
+        )
+    for class_dir in class_dirs:
+        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
+    return class_dirs

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError, eager_constants
+from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants
 from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
@@ -214,7 +214,7 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
     ``roots`` (the spec's folder and the allowed ones), and every image's size,
     read from its header, is priced against the memory budget before anything is decoded."""
     member_roots = [directory.resolve(), *(roots or [])]
-    class_dirs = _class_folders(directory, where, member_roots)
+    class_dirs = class_folders(directory, "image", where, member_roots, example="cats/001.png, dogs/002.png")
     channels = CHANNELS[section.color_mode]
     paths, labels, largest = [], [], 0
     for label, class_dir in enumerate(class_dirs):
@@ -237,24 +237,6 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
         scale=None if section.scale is None else float(section.scale),
         parallel=decode_parallelism(largest),
     )
-
-
-def _class_folders(directory: Path, where: str, roots: list[Path]) -> list[Path]:
-    try:
-        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    except OSError as error:
-        raise DataError(
-            f"{where}: cannot list image directory {directory}: {error.strerror or error}",
-            hint="check the directory's permissions",
-        ) from None
-    if not class_dirs:
-        raise DataError(
-            f"{where}: image directory {directory} has no class subfolders",
-            hint="put the images in one subfolder per class, e.g. cats/001.png, dogs/002.png",
-        )
-    for class_dir in class_dirs:
-        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin="the image folder")
-    return class_dirs
 
 
 def _image_files(class_dir: Path) -> list[str]:

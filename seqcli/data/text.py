@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError
+from seqcli.data.arrays import Arrays, DataError, class_folders
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -116,7 +116,7 @@ def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape
     """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample.
     Its class folders and files resolve inside the folder itself or ``roots``."""
     roots = [directory.resolve(), *roots]
-    class_dirs = class_folders(directory, where, roots)
+    class_dirs = class_folders(directory, "text", where, roots, example="neg/001.txt, pos/002.txt")
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         for path in files_under(class_dir, TEXT_EXTENSIONS):
@@ -141,26 +141,6 @@ def check_budget(sizes: list[int], count: int, path: Path, where: str) -> None:
             f"{where}: the text in {path} would take {limits.human_size(total)} in memory, over the memory limit",
             hint=limits.over_budget_hint(),
         )
-
-
-def class_folders(directory: Path, where: str, roots: list[Path]) -> list[Path]:
-    """The class subfolders of ``directory`` in sorted order (hidden ones left out), each confined to
-    ``roots`` by the door (a link that leads elsewhere is refused, naming it)."""
-    try:
-        class_dirs = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    except OSError as error:
-        raise DataError(
-            f"{where}: cannot list text directory {directory}: {error.strerror or error}",
-            hint="check the directory's permissions",
-        ) from None
-    if not class_dirs:
-        raise DataError(
-            f"{where}: text directory {directory} has no class subfolders",
-            hint="put the texts in one subfolder per class, e.g. neg/001.txt, pos/002.txt",
-        )
-    for class_dir in class_dirs:
-        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin="the data folder")
-    return class_dirs
 
 
 def files_under(folder: Path, extensions: tuple[str, ...]) -> list[str]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from seqcli.display import NAME_LIMIT
 from seqcli.limits import MAX_LAYERS
 from seqcli.spec.sections import SECTIONS
+from seqcli.spec.validate import LAYER_NAME_PATTERN
 
 SHAPE = {
     "type": "array",
@@ -63,10 +65,18 @@ def spec_schema() -> dict:
 
 
 def _layer_item(name: str, entry: dict) -> dict:
+    properties = dict(entry["arguments"])
+    if "name" in properties:  # what seq check takes: a name TensorFlow can train and a table can show
+        properties["name"] = {
+            **properties["name"],
+            "type": "string",
+            "pattern": f"^{LAYER_NAME_PATTERN}$",
+            "maxLength": NAME_LIMIT,
+        }
     arguments = {
         "type": ["object"] if entry["required"] else ["object", "null"],
         "additionalProperties": False,
-        "properties": entry["arguments"],
+        "properties": properties,
         "description": entry["description"],
     }
     if entry["required"]:

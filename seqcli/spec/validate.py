@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
 from seqcli.limits import MAX_LAYERS, MAX_NESTING
 from seqcli.registry import NESTED_LAYER_ARGUMENTS
@@ -64,6 +65,7 @@ def validate_top_level(document: Document) -> list[Problem]:
             )
         )
     problems += _validate_layers(document)
+    problems += _check_names(document, ("compile",), data.get("compile"))
     return problems
 
 
@@ -161,9 +163,52 @@ def _validate_layer_entry(document: Document, path: PathKey, entry: Any) -> list
             )
         elif args:
             problems += _check_yaml11_booleans(document, path + (name,), args)
+            problems += _check_names(document, path + (name,), args, layer=True)
     if "expect" in entry:
         problems += _validate_shape(document, path + ("expect",), entry["expect"])
     return problems
+
+
+def _check_names(document: Document, path: PathKey, value: Any, *, layer: bool = False) -> list[Problem]:
+    """Every ``name:`` in a layer's arguments (a wrapped layer's, a metric's too) is one seq can show as
+    typed, and a layer's is one TensorFlow can run. Keras takes an escape sequence or a lone surrogate in a
+    name, but a table, a log or a CI report could only show it replaced, and a name that long breaks every
+    table it is in; TensorFlow refuses a layer whose name it cannot make a scope of only once training
+    starts."""
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _check_names(document, path + (i,), item)]
+    if not isinstance(value, dict):
+        return []
+    problems = []
+    for key, item in value.items():
+        if key == "name" and isinstance(item, str):
+            problems += _name_problems(document, path + (key,), item, layer=layer)
+        else:
+            problems += _check_names(document, path + (key,), item)
+    return problems
+
+
+# The names TensorFlow takes for the scope of a layer's operations (tf.name_scope below the model's).
+LAYER_NAME_PATTERN = r"[A-Za-z0-9_.\\/>-]*"
+_SCOPE_NAME = re.compile(LAYER_NAME_PATTERN)
+
+
+def _name_problems(document: Document, path: PathKey, name: str, *, layer: bool) -> list[Problem]:
+    hint = "use letters, digits, '_', '-' and '.'; names are shown in tables, logs and CI reports"
+    what = unshowable(name)
+    if what is not None:
+        return [document.problem(path, f"the name holds {what}, which seq cannot show as typed", hint)]
+    if len(name) > NAME_LIMIT:
+        return [document.problem(path, f"the name has {len(name):,} characters, over {NAME_LIMIT}", hint)]
+    if layer and not _SCOPE_NAME.fullmatch(name):
+        return [
+            document.problem(
+                path,
+                f"TensorFlow cannot train a layer named {name!r}: its names take ASCII letters, digits and _ . - >",
+                hint,
+            )
+        ]
+    return []
 
 
 def _check_yaml11_booleans(document: Document, path: PathKey, value: Any) -> list[Problem]:

@@ -44,7 +44,7 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     if options.resume:
         require_checkpoint(run)  # before anything is written or cleaned in a folder that may hold no run
     rule = {"overwrite": options.overwrite, "own_ok": True, "resume": options.resume}
-    with claim_output(run.path, "seq train", folder=True, inputs=inputs, **rule):
+    with claim_output(run.path, "seq train", folder=True, inputs=inputs, adopt=run.adopt_killed_logs, **rule):
         run.create()
         clean_stale(run.path, every_process=True)
         try:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqcli.display import figure_text, shown
 from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.spec import Spec
 from seqcli.spec.dump import dump_spec
@@ -43,7 +44,7 @@ def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> Non
         data["train"] = {}
     data["train"]["seed"] = seed
     header = (
-        f"# The spec as trained by seq train: {spec_label} with overrides applied,\n"
+        f"# The spec as trained by seq train: {shown(spec_label)} with overrides applied,\n"
         "# file paths made absolute and the seed used. `seq train` on this file repeats the run,\n"
         "# given --allow-path for the folders of the files it names (specs read their own folder only).\n"
     )
@@ -136,7 +137,7 @@ def plot_curves(
     for index, name in enumerate(names):
         axes = figure.add_subplot(rows, columns, index + 1)
         _plot_quantity(axes, epochs, history, name, best_epoch, phases or [])
-    figure.suptitle(title)
+    figure.suptitle(figure_text(title))
     with atomic_path(target, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100)
     return len(names)
@@ -151,7 +152,7 @@ def _plot_quantity(axes, epochs: list, history: list[dict], name: str, best_epoc
     for number, first in enumerate(phases, start=2):
         axes.axvline(first - 0.5, color="black", linestyle=":", linewidth=1, label=f"phase {number}")
     axes.set_xlabel("epoch")
-    axes.set_title(name)
+    axes.set_title(figure_text(name))
     axes.grid(alpha=0.3)
     axes.legend()
 

@@ -9,12 +9,24 @@ A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``hi
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.files import probe_directory, temporary_prefix
-from seqcli.manifest import open_writing, record_members, remove_members, seal, writing_here
+from seqcli.manifest import (
+    ManifestError,
+    open_writing,
+    read_manifest,
+    record_members,
+    remove_members,
+    seal,
+    writing_here,
+)
+from seqcli.outputs import process_alive
 
 # metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
 METRICS_KIND = "a metrics.json as seq train writes it"
@@ -192,15 +204,34 @@ class RunDirectory:
         record_members(self.path, self.MEMBERS, "seq train")
         open_writing(self.path, "seq train")
 
-    def claim_log_files(self) -> None:
-        """Claim TensorBoard's event files, by their exact names, as soon as TensorFlow has made them."""
-        found = [
+    def adopt_killed_logs(self) -> None:
+        """TensorBoard's event files that a killed run made between TensorFlow creating them and this folder's
+        manifest claiming them: those named for the process the manifest says was writing, on this host, once
+        that process is gone. (A name holds its writer's host and PID; nothing else is taken.)"""
+        with contextlib.suppress(ManifestError, OSError):
+            manifest = read_manifest(self.path)
+            pid = manifest.writing.get("pid") if manifest is not None and manifest.writing else None
+            if not isinstance(pid, int) or pid == os.getpid() or process_alive(pid):
+                return
+            own = re.compile(
+                rf"{re.escape(self.LOG_PREFIX)}\d+(\.\d+)?\.{re.escape(socket.gethostname())}\.{pid}\.\d+\.v2"
+            )
+            record_members(
+                self.path, [name for name in self._log_files() if own.fullmatch(name.rsplit("/")[-1])], "seq train"
+            )
+
+    def _log_files(self) -> list[str]:
+        return [
             f"logs/{split}/{entry.name}"
             for split in ("train", "validation")
-            if (self.logs / split).is_dir()
+            if (self.logs / split).is_dir() and not (self.logs / split).is_symlink()
             for entry in (self.logs / split).iterdir()
             if entry.name.startswith(self.LOG_PREFIX) and entry.is_file() and not entry.is_symlink()
         ]
+
+    def claim_log_files(self) -> None:
+        """Claim TensorBoard's event files, by their exact names, as soon as TensorFlow has made them."""
+        found = self._log_files()
         if found:
             record_members(self.path, found, "seq train")
 

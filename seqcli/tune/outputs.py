@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqcli.display import figure_text
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.records import INTEGER, NUMBER, TEXT, Column, RecordError, read_csv, read_json
@@ -157,8 +158,8 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
     if line:
         axes.step([t for t, _ in line], [v for _, v in line], where="post", color="tab:green", label="best so far")
     axes.set_xlabel("trial")
-    axes.set_ylabel(objective)
-    axes.set_title(f"{objective} over trials ({direction})")
+    axes.set_ylabel(figure_text(objective))
+    axes.set_title(figure_text(f"{objective} over trials ({direction})"))
     axes.grid(alpha=0.3)
     axes.legend()
     suffix = target.suffix.lower() or ".png"
