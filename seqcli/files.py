@@ -108,9 +108,12 @@ GLOB_CHARACTERS = frozenset("*?[")
 MAX_PATTERN_MATCHES = 100_000  # shards one glob may name
 
 
-def is_pattern(text: str) -> bool:
-    """Whether a file name is a glob (``data/train-*.npz``): it holds ``*``, ``?`` or ``[``."""
-    return any(character in GLOB_CHARACTERS for character in text)
+def is_pattern(text: str, base_dir: str | Path | None = None) -> bool:
+    """Whether a file name is a glob (``data/train-*.npz``): it holds ``*``, ``?`` or ``[`` and, given the folder
+    it is relative to, names no file or folder as it is written (``d[1].npz`` that exists is that file)."""
+    if not any(character in GLOB_CHARACTERS for character in text):
+        return False
+    return base_dir is None or not os.path.lexists(resolve_path(text, base_dir))
 
 
 def pattern_folder(pattern: str | Path, base_dir: str | Path) -> Path:

@@ -246,3 +246,15 @@ def test_resume_notices_a_shard_the_glob_matches_since(numbered):
     np.savez(numbered / "train-09.npz", x=np.zeros((2, 1), np.float32), y=np.zeros(2, np.int64))
     added = str(numbered.resolve() / "train-09.npz")
     assert changed_file(files, input_files(spec)) == f"{added} (a new file the data's glob matches)"
+
+
+def test_a_file_named_like_a_glob_is_that_file(numbered):
+    """``d[1].npz`` that exists is read as one file (in memory), as a shell would take it; one that does not
+    is a glob."""
+    from seqcli.data import load_arrays
+
+    np.savez(numbered / "d[1].npz", x=np.ones((3, 1), np.float32), y=np.zeros(3, np.int64))
+    x, _ = load_arrays("d[1].npz", numbered)
+    assert x.shape == (3, 1)
+    with pytest.raises(DataError, match="streamed"):
+        load_arrays("train-0[0-1].npz", numbered)

@@ -20,11 +20,11 @@ from seqcli.spec.sections import SourceSection
 STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
 
 
-def is_streamed(section: SourceSection, fmt: str | None) -> bool:
+def is_streamed(section: SourceSection, fmt: str | None, base_dir: Path) -> bool:
     """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
     from seqcli.files import is_pattern
 
-    return isinstance(section.path, list) or is_pattern(section.path) or fmt == "tfrecord"
+    return isinstance(section.path, list) or is_pattern(section.path, base_dir) or fmt == "tfrecord"
 
 
 def open_stream(

@@ -179,7 +179,7 @@ def _open_path(
     input_shape: tuple | None = None,
     class_names: list[str] | None = None,
 ):
-    if is_streamed(section, section.format) or _names_tfrecord(section.path):
+    if is_streamed(section, section.format, base_dir) or _names_tfrecord(section.path):
         files = _shard_files(section, base_dir, where)
         readers = FileReaders(
             read_npz=read_npz, npz_header=npz_header, read_csv=_read_csv_shard, csv_columns=csv_shard_columns
@@ -255,7 +255,7 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
     names = section.path if isinstance(section.path, list) else [section.path]
     files = []
     for name in names:
-        if not is_pattern(name):
+        if not is_pattern(name, base_dir):
             path = resolve_path(name, base_dir)
             _require_exists(path, name, base_dir, where)
             files.append(path)

@@ -54,7 +54,7 @@ class FileField:
 
     def files(self, base_dir: Path) -> list[Path]:
         """The files this value names: the one it names, or every match of a glob (sorted)."""
-        if not self.pattern:
+        if not self.pattern or not is_pattern(self.value, base_dir):
             return [resolve_path(self.value, base_dir)]
         try:
             return matching_files(self.value, base_dir)
@@ -213,7 +213,7 @@ def path_problems(document: Document, base_dir: Path) -> tuple[list[Problem], se
     problems, refused = [], set()
     for field in file_fields(document.data):
         own = _from_command_line(document, field.path)
-        if field.pattern:
+        if field.pattern and is_pattern(field.value, base_dir):
             found = confine_pattern(field.value, base_dir, cap=field.cap, roots=() if own else roots)
             message, hint = found if found else (None, None)
         else:
