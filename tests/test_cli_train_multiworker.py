@@ -102,8 +102,16 @@ train:
 """
 
 
-def test_two_workers_share_shards_by_file_and_see_each_sample_once_an_epoch(tmp_path):
-    """Sample j is the one-hot vector e_j with a label far above any prediction, so each step adds
+@pytest.mark.parametrize(
+    ("shards", "header"),
+    [
+        (4, "input by file (2 of 4 files on worker 0 of 2)"),
+        (1, "input by sample (each of 2 workers reads all the data and keeps its part of each batch)"),
+    ],
+)
+def test_two_workers_share_shards_and_see_each_sample_once_an_epoch(tmp_path, shards, header):
+    """With as many files as workers, each reads its own; with fewer, each reads all and keeps its part of every
+    batch. Sample j is the one-hot vector e_j with a label far above any prediction, so each step adds
     (learning rate / global batch) to the weight of every sample in the global batch: after two epochs each
     weight counts how often its sample was seen, 0.5 when each was seen once an epoch."""
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
@@ -116,9 +124,8 @@ def test_two_workers_share_shards_by_file_and_see_each_sample_once_an_epoch(tmp_
         for index in range(2):
             folder = tmp_path / f"worker{index}"
             (folder / "shards").mkdir(parents=True, exist_ok=True)
-            for shard in range(4):
-                rows = identity[shard * 4 : shard * 4 + 4]
-                np.savez(folder / "shards" / f"s{shard}.npz", x=rows, y=np.full((4, 1), 1e6, np.float32))
+            for shard, rows in enumerate(np.array_split(identity, shards)):
+                np.savez(folder / "shards" / f"s{shard}.npz", x=rows, y=np.full((len(rows), 1), 1e6, np.float32))
             (folder / "spec.yaml").write_text(SHARDED_SPEC)
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             workers.append(
@@ -136,4 +143,4 @@ def test_two_workers_share_shards_by_file_and_see_each_sample_once_an_epoch(tmp_
         assert code == 0, stderr
     (kernel,) = final_weights(tmp_path / "worker0" / "run")
     np.testing.assert_allclose(kernel.reshape(-1), np.full(16, 0.5), atol=1e-6)
-    assert "input by file (2 of 4 files on worker 0 of 2)" in results[0][1], results[0][1]
+    assert header in results[0][1], results[0][1]
