@@ -2298,7 +2298,7 @@ def test_size_cases_stay_bounded(tmp_path):
     code = (
         "import resource, sys, pytest\n"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
-        "code = pytest.main(['-q', '-p', 'no:cacheprovider', *sys.argv[1:]])\n"
+        "code = pytest.main(['-q', '-p', 'no:cacheprovider', '-n', '0', *sys.argv[1:]])\n"
         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
         "sys.exit(code)\n"
     )
