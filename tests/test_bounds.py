@@ -112,6 +112,7 @@ def write_project(folder: Path, data: str, spec: str = TINY_SPEC) -> Path:
 # ----------------------------------------------------------------------------- before reading
 
 
+@pytest.mark.slow
 def test_npz_bomb_is_refused_before_it_is_read(bomb, tmp_path):
     assert bomb.stat().st_size < 16 << 20
     write_project(tmp_path, str(bomb))
@@ -125,6 +126,7 @@ def test_npz_bomb_is_refused_before_it_is_read(bomb, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_npz_bomb_against_the_default_budget(bomb, tmp_path):
     """Without --max-memory the budget is 70% of the memory available: here 1 GB."""
     write_project(tmp_path, str(bomb))
@@ -137,6 +139,7 @@ def test_npz_bomb_against_the_default_budget(bomb, tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
+@pytest.mark.slow
 def test_shape_mismatch_is_found_from_the_header_of_a_big_npz(bomb, tmp_path):
     """The model takes (4,), the .npz holds 1.5 GB of (8, 8, 1) samples: reported from the header (5.5 GB
     peak before, when the mismatch was found after reading everything)."""
@@ -178,6 +181,7 @@ def test_keras_bomb_as_a_base_is_a_positioned_problem_in_check(tmp_path, write_s
     )
 
 
+@pytest.mark.slow
 def test_npy_header_claiming_an_impossible_size(tmp_path):
     path = tmp_path / "liar.npy"
     with open(path, "wb") as handle:
@@ -238,6 +242,7 @@ def test_csv_is_read_within_the_budget(tmp_path, write_spec):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "device"])
 def test_fifos_and_devices_are_refused_at_once(tmp_path, kind):
     if kind == "fifo":
@@ -263,6 +268,7 @@ data: {train: wide.npz, batch_size: 8}
 """
 
 
+@pytest.mark.slow
 def test_a_model_over_the_budget_is_refused_with_its_estimate(tmp_path):
     np.savez(tmp_path / "wide.npz", x=np.zeros((4, 4096), np.float32), y=np.zeros((4, 3000000), np.float32))
     write_project(tmp_path, "wide.npz", BIG_DENSE)
@@ -275,6 +281,7 @@ def test_a_model_over_the_budget_is_refused_with_its_estimate(tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
+@pytest.mark.slow
 def test_extract_refuses_a_model_over_the_budget(tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((4, 4096), np.float32))
     write_project(tmp_path, "wide.npz", BIG_DENSE)
@@ -284,6 +291,7 @@ def test_extract_refuses_a_model_over_the_budget(tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
+@pytest.mark.slow
 def test_a_huge_input_on_small_data_reports_the_shape_first(tmp_path):
     np.savez(tmp_path / "small.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.zeros(4, np.int64))
     spec = write_project(
@@ -298,6 +306,7 @@ def test_a_huge_input_on_small_data_reports_the_shape_first(tmp_path):
     assert result["peak"] < PEAK_LIMIT
 
 
+@pytest.mark.slow
 def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_folder):
     write_image_folder(tmp_path / "images", {"a": 1, "b": 1})
     spec = TINY_SPEC.replace(
@@ -310,6 +319,7 @@ def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_fo
     assert result["peak"] < PEAK_LIMIT
 
 
+@pytest.mark.slow
 def test_too_many_virtual_cpus(tmp_path):
     np.savez(tmp_path / "small.npz", x=np.zeros((16, 4), np.float32), y=np.zeros(16, np.int64))
     spec = write_project(tmp_path, "small.npz")

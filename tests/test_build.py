@@ -154,6 +154,7 @@ def test_nested_objects_and_wrapped_layers(write_spec):
     assert type(built.model.layers[0].forward_layer).__name__ == "LSTM"
 
 
+@pytest.mark.slow
 def test_a_weightless_build_leaves_no_weights_for_later_builds():
     """A checked 12-billion-parameter spec must not get its weights the next time Keras initializes
     variables (the next real build in the same process: training after the memory estimate, a tune trial).

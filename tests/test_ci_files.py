@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, SPECS
@@ -37,6 +38,7 @@ def test_pre_commit_accepts_the_manifest():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_hook_fails_a_commit_with_a_broken_spec(tmp_path):
     """What pre-commit runs: the hook's entry with the staged files its pattern selects."""
     (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())

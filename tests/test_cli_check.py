@@ -5,6 +5,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
@@ -18,6 +19,7 @@ def run(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_every_shipped_spec_passes():
     specs = sorted(str(p) for p in SPECS.glob("*.yaml"))
     result = subprocess.run(

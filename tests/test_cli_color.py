@@ -27,10 +27,12 @@ def seq(*args, **env) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_colors_by_default_on_a_terminal():
     assert COLOR.search(seq("check", "specs/three_layers.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_no_color(how):
     output = (

@@ -134,6 +134,7 @@ def test_format_json_lists_the_arrays_written(tmp_path, guide_data):
         assert features["intermediate_layer"].shape == (3, 121, 121, 32)
 
 
+@pytest.mark.slow
 def test_a_layer_inside_a_pretrained_base(tmp_path, write_spec):
     """keras-team/keras#16355, #16123: the obvious code fails with a disconnected graph; seq extract does not."""
     base = save_tiny_mobilenet_weights(tmp_path / "base.weights.h5", seed=2)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
@@ -129,6 +130,7 @@ def test_schema_to_an_unwritable_place_is_a_clear_error(tmp_path):
     assert result.stderr.startswith(f"error: cannot write the schema to {tmp_path / 'file' / 'schema.json'}: ")
 
 
+@pytest.mark.slow
 def test_a_keras_backend_set_for_other_work_does_not_leak_in():
     result = subprocess.run(
         [sys.executable, "-m", "seqcli", "summary", "specs/three_layers.yaml", "--format", "json"],
@@ -211,6 +213,7 @@ def corpus_spec_cases() -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.slow
 def test_the_schema_flags_most_spec_errors_check_reports_and_no_valid_spec():
     """What an editor shows before seq runs: the schema flags a share of the specs `seq check` refuses (printed
     with -s; editors cannot know about files, memory or shapes), and every spec seq ships or starts is valid."""

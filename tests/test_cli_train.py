@@ -540,6 +540,7 @@ def test_stale_temporaries_in_a_run_are_cleaned_by_the_next_run(project):
     assert not [p for p in (project / "run").rglob(".seq-tmp-*")]
 
 
+@pytest.mark.slow
 def test_a_second_train_into_a_running_one_is_refused_and_kill_9_frees_it(tmp_path):
     write_tiny_project(tmp_path, epochs=500, samples=SAMPLES)
     first = subprocess.Popen(

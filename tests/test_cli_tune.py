@@ -144,6 +144,7 @@ def test_without_optuna_seq_tune_says_what_to_install_and_help_imports_neither(t
 # ----------------------------------------------------------------------------- pruning
 
 
+@pytest.mark.slow
 def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
     """Three trials in a fixed order (enqueued): two equal ones learn (equal to the median, so never worse), the
     third (learning rate 1e-7) has the worst val_loss after its first epoch and the median pruner stops it."""

@@ -205,6 +205,7 @@ def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch
     assert_same_checkpoint(tmp_path / "whole", tmp_path / "run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_and_resumes_exactly(tmp_path, precision):
     """Layers compute in 16 bits with float32 weights; a run resumed from its checkpoint ends where an
