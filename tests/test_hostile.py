@@ -2507,3 +2507,14 @@ def test_seqs_own_files_are_read_through_the_one_reader(project, monkeypatch, na
     assert result.exit_code == 1, shown
     assert target.name in shown and words in shown, shown
     assert "Traceback" not in shown and "unexpected" not in shown, shown
+
+
+def test_the_readme_counts_the_corpus_as_it_is():
+    """The README's figures for the corpus are the tables' sizes."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"A hostile corpus of {len(ALL)} cases" in readme
+    sizes = [f"({len(table)})" for table in CLASSES.values()]
+    paragraph = readme.split("A hostile corpus of", 1)[1].split("Each asserts", 1)[0]
+    assert all(size in paragraph for size in sizes), (sizes, paragraph)
