@@ -255,14 +255,9 @@ def _figure(width: float, height: float):
 
 
 def _save(figure, output: Path) -> None:
-    import matplotlib
+    from seqcli.training.results import save_figure
 
-    from seqcli.files import atomic_path
-
-    suffix = output.suffix.lower()
-    # SVG text stays text (searchable, selectable) instead of glyph outlines.
-    with atomic_path(output, suffix=suffix) as temporary, matplotlib.rc_context({"svg.fonttype": "none"}):
-        figure.savefig(temporary, format=suffix[1:], dpi=110)
+    save_figure(figure, output, dpi=110)
 
 
 # ----------------------------------------------------------------------------- training curves
@@ -276,8 +271,6 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
             f"{run} is not a run folder with a history.csv",
             hint="give a run directory written by 'seq train', or a spec or .keras file for its architecture",
         )
-    if output.suffix.lower() != ".png":
-        raise PlotError("training curves are drawn as PNG", hint="end --output with .png")
     from seqcli.training.results import plot_curves, plotted_quantities
     from seqcli.training.rundir import RunDirectory, RunDirectoryError
 

@@ -73,10 +73,21 @@ def test_a_run_directory_draws_its_curves(trained, tmp_path):
     result = run("plot", trained / "run", "--output", output)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"Wrote the curves to {output}\n" and output.read_bytes().startswith(PNG)
-    flagged = run("plot", trained / "run", "--curves", "--output", tmp_path / "c.svg")
-    assert flagged.exit_code == 1 and "training curves are drawn as PNG" in flagged.stderr
+    svg = run("plot", trained / "run", "--curves", "--output", tmp_path / "c.svg")
+    assert svg.exit_code == 0, svg.output
+    ticks = re.findall(r'<g id="xtick_\d+">.*?<text[^>]*>([^<]*)</text>', (tmp_path / "c.svg").read_text(), re.S)
+    assert ticks and all(tick.strip().isdigit() for tick in ticks), ticks  # epochs are whole numbers
     not_a_run = run("plot", SPECS / "three_layers.yaml", "--curves", "--output", tmp_path / "c.png")
     assert not_a_run.exit_code == 1 and "is not a run folder with a history.csv" in not_a_run.stderr
+
+
+def test_an_svg_is_the_same_bytes_every_time_with_no_date(trained, tmp_path):
+    for source, name in ((SPECS / "seed_cnn.yaml", "model"), (trained / "run", "curves")):
+        first, second = tmp_path / f"{name}-1.svg", tmp_path / f"{name}-2.svg"
+        assert run("plot", source, "--output", first).exit_code == 0
+        assert run("plot", source, "--output", second).exit_code == 0
+        assert first.read_bytes() == second.read_bytes(), name
+        assert "<dc:date>" not in first.read_text(), name
 
 
 def test_errors(tmp_path, write_spec, monkeypatch):

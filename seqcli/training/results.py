@@ -138,12 +138,25 @@ def plot_curves(
         axes = figure.add_subplot(rows, columns, index + 1)
         _plot_quantity(axes, epochs, history, name, best_epoch, phases or [])
     figure.suptitle(figure_text(title))
-    with atomic_path(target, suffix=".png") as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
+    save_figure(figure, target, dpi=100)
     return len(names)
 
 
+def save_figure(figure, target: Path, *, dpi: int) -> None:
+    """``figure`` to ``target`` (.png, or .svg), atomically. An SVG keeps its text as text (searchable) and is
+    the same bytes for the same figure: no creation date, ids from a fixed salt."""
+    import matplotlib
+
+    suffix = target.suffix.lower() if target.suffix.lower() in (".png", ".svg") else ".png"
+    settings = {"svg.fonttype": "none", "svg.hashsalt": "seq"}
+    with atomic_path(target, suffix=suffix) as temporary, matplotlib.rc_context(settings):
+        metadata = {"Date": None} if suffix == ".svg" else None
+        figure.savefig(temporary, format=suffix[1:], dpi=dpi, metadata=metadata)
+
+
 def _plot_quantity(axes, epochs: list, history: list[dict], name: str, best_epoch: int | None, phases) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     axes.plot(epochs, [row.get(name) for row in history], marker="o", markersize=3, label="train")
     if any(f"val_{name}" in row for row in history):
         axes.plot(epochs, [row.get(f"val_{name}") for row in history], marker="o", markersize=3, label="validation")
@@ -152,6 +165,7 @@ def _plot_quantity(axes, epochs: list, history: list[dict], name: str, best_epoc
     for number, first in enumerate(phases, start=2):
         axes.axvline(first - 0.5, color="black", linestyle=":", linewidth=1, label=f"phase {number}")
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes.set_title(figure_text(name))
     axes.grid(alpha=0.3)
     axes.legend()
