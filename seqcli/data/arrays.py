@@ -4,6 +4,7 @@ against a model's input, and eager tensors that tf.data functions capture by ref
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -179,3 +180,13 @@ def class_folders(directory: Path, kind: str, where: str, roots: list[Path], *, 
     for class_dir in class_dirs:
         limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
     return class_dirs
+
+
+def files_under(folder: Path, extensions: tuple[str, ...]) -> list[str]:
+    """Files ending in ``extensions`` under ``folder`` in sorted order (subfolders that are links are not
+    walked, as Keras does not follow them; linked files are, and the door judges where they lead)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(extensions)]
+    return found

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants
+from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants, files_under
 from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
@@ -218,7 +218,7 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
     channels = CHANNELS[section.color_mode]
     paths, labels, largest = [], [], 0
     for label, class_dir in enumerate(class_dirs):
-        for path in _image_files(class_dir):
+        for path in files_under(class_dir, IMAGE_EXTENSIONS):
             largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
             paths.append(path)
             labels.append(label)
@@ -237,16 +237,6 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
         scale=None if section.scale is None else float(section.scale),
         parallel=decode_parallelism(largest),
     )
-
-
-def _image_files(class_dir: Path) -> list[str]:
-    """The image files under a class folder, in a stable order (subfolders reached through links are not
-    walked; linked files are, and the door judges where they lead)."""
-    found = []
-    for root, dirs, files in os.walk(class_dir):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS)]
-    return found
 
 
 def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> int:

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError, class_folders
+from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -141,13 +141,3 @@ def check_budget(sizes: list[int], count: int, path: Path, where: str) -> None:
             f"{where}: the text in {path} would take {limits.human_size(total)} in memory, over the memory limit",
             hint=limits.over_budget_hint(),
         )
-
-
-def files_under(folder: Path, extensions: tuple[str, ...]) -> list[str]:
-    """Files ending in ``extensions`` under ``folder`` in sorted order (subfolders that are links are not
-    walked, as Keras does not follow them; linked files are, and the door judges where they lead)."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(extensions)]
-    return found
