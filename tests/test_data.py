@@ -458,9 +458,12 @@ def test_images_on_disk_are_a_file_with_no_name_that_nothing_outlives(tmp_path, 
 
     monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", 0.0)
     monkeypatch.setattr(seqcli.data.images, "DISK_HEADROOM", 0)
+    write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
+    # TensorFlow writes the modules autograph generates into the temporary folder the first time a process
+    # converts a function: a pipeline built once before, elsewhere, leaves the scratch folder to seq alone.
+    assert load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0).train is not None
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
-    write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     datasets = load_datasets({"train": {"path": "images", "image_size": [4, 4]}}, tmp_path, seed=0)
     assert datasets.train is not None
     assert list((tmp_path / "scratch").iterdir()) == []
