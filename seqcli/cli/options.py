@@ -179,7 +179,7 @@ def _warnings_as_notes():
         text = clean_text(str(message), 300)
         if text and text not in shown:
             shown.add(text)
-            click.echo(terminal_safe(f"note: {text}"), err=True)
+            echo_text(f"note: {text}", err=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

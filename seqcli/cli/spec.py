@@ -9,7 +9,7 @@ import sys
 import click
 
 from seqcli.cli.options import echo_text, parse_shape, seq_command, stdout_console
-from seqcli.errors import SeqError, terminal_safe
+from seqcli.errors import SeqError
 from seqcli.exit_status import ExitStatus
 
 
@@ -75,7 +75,7 @@ def check(specs, fmt):
         stdout_console().print(render.check_table(reports))
         for report in reports:
             if report.adapting:
-                click.echo(f"{terminal_safe(report.path)}: {render.adapting_text(report.adapting)}")
+                echo_text(f"{report.path}: {render.adapting_text(report.adapting)}")
         for report in reports:
             if report.notes:
                 click.echo(render.notes_text(report), err=True)
@@ -160,7 +160,7 @@ def import_command(model, output, weights_out, overwrite):
 
     result = import_model(model, output=output, weights_out=weights_out, overwrite=overwrite)
     for note in result.notes:
-        click.echo(terminal_safe(f"note: {note}"), err=True)
+        echo_text(f"note: {note}", err=True)
     if output is None:
         click.echo(result.text, nl=False)
     else:
