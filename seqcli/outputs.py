@@ -165,11 +165,27 @@ def check_output_file(target: str | Path, *, inputs: Iterable[str | Path] = (), 
     target = Path(target)
     _check_kind(target, folder=False)
     _check_not_an_input(target, inputs)
+    _check_not_a_member(target)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise OutputRefused(f"{target} exists", hint="add --overwrite to replace it, or choose another --output")
     with contextlib.suppress(OSError):
         clean_stale(target.resolve().parent)
     return target
+
+
+def _check_not_a_member(target: Path) -> None:
+    """A single file is never one that a folder seq fills lists as its own (a run's spec.yaml or curves.png):
+    replacing it would change the run behind its manifest's back, and its writer's --overwrite would then
+    refuse the run."""
+    resolved = target.resolve()
+    for folder in resolved.parents:
+        with contextlib.suppress(ManifestError, OSError):
+            manifest = read_manifest(folder)
+            if manifest is not None and resolved.relative_to(folder).as_posix() in manifest.members:
+                raise OutputRefused(
+                    f"--output {target} is a file of {folder}, which {manifest.writer} wrote",
+                    hint="write the output outside that folder, or beside its files under another name",
+                )
 
 
 def check_output_folder(

@@ -564,6 +564,11 @@ CONFINED = "a spec reads files inside its own folder only"
 # ----------------------------------------------------------------------------- 1. outputs and overwrite
 
 OUTPUTS = {
+    "import --overwrite onto a file of a run": Case(
+        ["import", "{run}/model.keras", "--output", "{run}/spec.yaml", "--overwrite"],
+        1,
+        ("--output {run}/spec.yaml is a file of {run}, which seq train wrote",),
+    ),
     "train into a folder of user files": Case(
         ["train", "tiny.yaml", "--output", "mine"],
         1,
