@@ -53,11 +53,11 @@ ALTERNATE = textwrap.dedent("""\
     import json, statistics, sys, time
     from pathlib import Path
     import numpy as np
-    from seqcli.build import model_from_spec
+    from seqcli.modelbuild import model_from_spec
     from seqcli.data import load_source
-    from seqcli.extract import extract_features, feature_extractor
+    from seqcli.verbs.extract import extract_features, feature_extractor
     from seqcli.keras_env import import_keras
-    from seqcli.spec import load_spec
+    from seqcli.specfile import load_spec
     keras = import_keras()
     spec, data, weights, folder, runs, *layers = sys.argv[1:]
     model = model_from_spec(load_spec(spec), weights=weights)
@@ -112,7 +112,7 @@ def prepare(folder: Path, samples: int) -> tuple[Path, Path, Path]:
     np.save(data, np.random.default_rng(0).integers(0, 256, (samples, 32, 32, 3), dtype=np.uint8))
     weights = folder / "cnn.weights.h5"
     python(
-        "import sys\nfrom seqcli.build import model_from_spec\nfrom seqcli.spec import load_spec\n"
+        "import sys\nfrom seqcli.modelbuild import model_from_spec\nfrom seqcli.specfile import load_spec\n"
         "model_from_spec(load_spec(sys.argv[1])).save_weights(sys.argv[2])\nprint(0)",
         spec,
         weights,

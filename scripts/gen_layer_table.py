@@ -1,4 +1,4 @@
-"""Regenerate seqcli/spec/keras_layers.json: layer classes, their keyword arguments with types, choices and one-line
+"""Regenerate seqcli/specfile/keras_layers.json: layer classes, their keyword arguments with types, choices and one-line
 descriptions, and the names of Keras's objects (activations, initializers, optimizers, losses, metrics), read from
 Keras.
 
@@ -64,7 +64,7 @@ def first_sentence(text: str) -> str:
 
 
 def argument_schema(name: str, default, text: str) -> dict:
-    """The JSON Schema of one layer argument (with ``$ref``s resolved by seqcli/spec/schema.py)."""
+    """The JSON Schema of one layer argument (with ``$ref``s resolved by seqcli/specfile/schema.py)."""
     schema = _family_schema(name, text) or _typed_schema(default, text.split(". ")[0].lower())
     if schema and default is None and "anyOf" in schema:
         schema["anyOf"].insert(0, {"type": "null"})

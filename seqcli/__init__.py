@@ -5,14 +5,14 @@ into a ``keras.Sequential``. TensorFlow is imported only when a model is built.
 """
 
 from seqcli.errors import Problem, SeqError, SpecError
-from seqcli.spec import Spec, load_spec, read_spec
+from seqcli.specfile import Spec, load_spec, read_spec
 
 __version__ = "0.1.0"
 
 
 def build_model(spec, **kwargs):
-    """Build a spec's model; see seqcli.build.build_model."""
-    from seqcli.build import build_model as _build
+    """Build a spec's model; see seqcli.modelbuild.build_model."""
+    from seqcli.modelbuild import build_model as _build
 
     return _build(spec, **kwargs)
 

@@ -18,8 +18,8 @@ from typing import Any
 from seqcli.errors import Problem, clean_message, did_you_mean
 from seqcli.keras_env import import_keras, import_tensorflow, snake_case
 from seqcli.registry import public_classes
-from seqcli.spec import Spec
-from seqcli.spec.yamlload import PathKey
+from seqcli.specfile import Spec
+from seqcli.specfile.yamlload import PathKey
 
 DEFAULT_STEPS_PER_EXECUTION = 32
 # Metric strings Keras itself adapts to the loss and output shape when compiling.

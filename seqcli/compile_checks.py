@@ -7,7 +7,7 @@ from __future__ import annotations
 from seqcli.compile import ADAPTIVE_METRICS, CompileResolver, CompileSettings, resolve_optimizer
 from seqcli.errors import Problem, clean_tensorflow_message
 from seqcli.keras_env import compiled_loss, import_keras
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 
 
 def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: tuple) -> list[Problem]:

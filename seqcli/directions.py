@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from seqcli.compile import resolve_compile
 from seqcli.keras_env import import_keras
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 
 
 def metric_direction(spec: Spec, log_name: str) -> str | None:

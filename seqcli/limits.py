@@ -37,7 +37,7 @@ MEMORY_SHARE = 0.7  # of the memory available now, when neither --max-memory nor
 FALLBACK_AVAILABLE = 4 << 30  # when the available memory cannot be read
 # The largest keras.applications bases have about 1,040 layers and 3 levels of layers in layers; Keras recurses
 # once per layer of a chain (its graph map), so a few thousand layers reach Python's recursion limit. A spec is
-# checked against both in seqcli.spec.validate, a .keras config in seqcli.archives, before anything is built.
+# checked against both in seqcli.specfile.validate, a .keras config in seqcli.archives, before anything is built.
 MAX_LAYERS = 2000  # in one model, nested layers included
 MAX_NESTING = 16  # layers in layers: a model's layers are at level 1, a TimeDistributed's layer at level 2
 ENVIRONMENT = "SEQ_MAX_MEMORY"

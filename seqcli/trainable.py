@@ -22,7 +22,7 @@ from typing import Any
 
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.keras_env import import_keras
-from seqcli.spec.sections import FreezeSection
+from seqcli.specfile.sections import FreezeSection
 
 BATCHNORM_NOTE = (
     "they run in inference mode, normalizing with their moving mean and variance and never "

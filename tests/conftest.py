@@ -12,7 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
-# Each test file's area, a marker: `pytest -m spec` runs what a change to seqcli/spec/ needs (CONTRIBUTING.md).
+# Each test file's area, a marker: `pytest -m spec` runs what a change to seqcli/specfile/ needs (CONTRIBUTING.md).
 # A file matched by no prefix fails the run (test_every_test_file_has_an_area), so a new one is placed.
 AREAS = {
     "spec": ("test_spec", "test_numbers", "test_round_trips", "test_fuzz", "test_cli_check", "test_cli_summary"),

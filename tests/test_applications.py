@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import build_model, model_from_spec
 from seqcli.cli import cli
 from seqcli.errors import SpecError
+from seqcli.modelbuild import build_model, model_from_spec
 from seqcli.models import WeightsError
-from seqcli.render import problems_text
-from seqcli.report import inspect_spec
-from seqcli.spec import load_spec
+from seqcli.specfile import load_spec
+from seqcli.verbs.report import inspect_spec
+from seqcli.views.render import problems_text
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, tiny_mobilenet
 
 HEAD = "layers:\n  - Input: {shape: [32, 32, 3]}\n"

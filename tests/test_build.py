@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from seqcli.build import build_model
-from seqcli.spec import load_spec
+from seqcli.modelbuild import build_model
+from seqcli.specfile import load_spec
 from tests.conftest import ROOT, SPECS
 
 
@@ -163,9 +163,9 @@ def test_a_weightless_build_leaves_no_weights_for_later_builds():
         "import resource\n"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
         "import numpy as np\n"
-        "from seqcli.build import build_model\n"
+        "from seqcli.modelbuild import build_model\n"
         "from seqcli.keras_env import import_keras\n"
-        "from seqcli.spec import spec_from_text\n"
+        "from seqcli.specfile import spec_from_text\n"
         "huge = spec_from_text('layers:\\n  - Input: {shape: [4096]}\\n  - Dense: {units: 3000000}\\n')\n"
         "assert build_model(huge, abstract=True).params == 4097 * 3000000\n"
         "keras = import_keras()\n"

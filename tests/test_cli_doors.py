@@ -71,7 +71,7 @@ def test_every_command_reports_a_missing_input_in_one_error(name, tmp_path, monk
 
 
 def test_a_python_warning_inside_a_command_is_one_note(monkeypatch, tmp_path):
-    import seqcli.report
+    import seqcli.verbs.report
 
     def warns(*args, **kwargs):
         warnings.warn("the \x1b[31mthing\x1b[0m is odd\nsecond line", UserWarning, stacklevel=1)
@@ -79,7 +79,7 @@ def test_a_python_warning_inside_a_command_is_one_note(monkeypatch, tmp_path):
         warnings.warn("developers only", DeprecationWarning, stacklevel=1)
         raise SeqError("stopped here")
 
-    monkeypatch.setattr(seqcli.report, "inspect_spec", warns)
+    monkeypatch.setattr(seqcli.verbs.report, "inspect_spec", warns)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
     assert result.exit_code == 1
     assert result.stderr == "note: the thing is odd second line\nerror: stopped here\n"
@@ -101,7 +101,7 @@ INTERRUPTIBLE = {
         "seq train s.yaml --output RUN --epochs 3 --set train.seed=1 --allow-path 'data dir' --max-memory 2G",
     ),
     "transfer": (
-        "seqcli.transfer.run_transfer",
+        "seqcli.verbs.transfer.run_transfer",
         ["transfer", "s.yaml", "-o", "out", "--fine-tune-layers", "8", "--set", "train.seed=1", *SHARED],
         "seq transfer s.yaml --output out --fine-tune-layers 8 --set train.seed=1 --allow-path 'data dir' "
         "--max-memory 2G",
@@ -123,7 +123,7 @@ def test_the_resume_command_keeps_every_option_given(name, tmp_path, monkeypatch
         raise interrupted(tmp_path / "the run")
 
     monkeypatch.setattr(target, stop)
-    monkeypatch.setattr("seqcli.transfer.plan_transfer", lambda options: type("Plan", (), {"phases": []})())
+    monkeypatch.setattr("seqcli.verbs.transfer.plan_transfer", lambda options: type("Plan", (), {"phases": []})())
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 130, result.output
     assert result.stderr.endswith(
@@ -178,12 +178,12 @@ def test_a_missing_program_or_package_is_an_environment_error(write_spec, tmp_pa
 
 
 def test_an_unexpected_exception_is_an_internal_error_in_json_too(monkeypatch, tmp_path):
-    import seqcli.report
+    import seqcli.verbs.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
+    monkeypatch.setattr(seqcli.verbs.report, "inspect_spec", broken)
     monkeypatch.delenv("SEQ_DEBUG", raising=False)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml"), "--format", "json"])
     assert result.exit_code == 4

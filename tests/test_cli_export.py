@@ -21,14 +21,14 @@ def run(*args):
 
 
 def run_artifact(fmt: str, path, inputs: np.ndarray) -> np.ndarray:
-    """The artifact's predictions, computed here independently of seqcli.export."""
+    """The artifact's predictions, computed here independently of seqcli.verbs.export."""
     if fmt == "saved_model":
         import tensorflow as tf
 
         serve = tf.saved_model.load(str(path / "1")).signatures["serving_default"]
         return serve(inputs=tf.constant(inputs))["outputs"].numpy()
     if fmt == "tflite":
-        from seqcli.export_formats import litert_interpreter
+        from seqcli.verbs.export_formats import litert_interpreter
 
         interpreter, _ = litert_interpreter(path)
         return interpreter.get_signature_runner("serving_default")(inputs=inputs)["outputs"]
@@ -112,7 +112,7 @@ def test_a_folder_seq_did_not_write_is_never_replaced(trained, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
 def test_an_unverified_export_leaves_nothing_behind(trained, tmp_path, monkeypatch, fmt):
-    from seqcli import export
+    from seqcli.verbs import export
 
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference is small enough
     result = run("export", trained / "run", "--format", fmt, "--output", tmp_path / "out")
@@ -123,7 +123,7 @@ def test_an_unverified_export_leaves_nothing_behind(trained, tmp_path, monkeypat
 
 
 def test_a_failed_export_keeps_what_was_there(trained, tmp_path, monkeypatch):
-    from seqcli import export
+    from seqcli.verbs import export
 
     (tmp_path / "m.tflite").write_bytes(b"earlier")
 
@@ -139,7 +139,7 @@ def test_a_failed_export_keeps_what_was_there(trained, tmp_path, monkeypatch):
 
 
 def test_onnx_without_its_packages_says_what_to_install(trained, tmp_path, monkeypatch):
-    from seqcli import export
+    from seqcli.verbs import export
 
     row = dataclasses.replace(export.FORMATS["onnx"], packages=("tf2onnx", "no_such_package_seq"))
     monkeypatch.setitem(export.FORMATS, "onnx", row)
@@ -361,7 +361,7 @@ def test_on_a_terminal_stages_show_as_a_spinner_that_goes_away():
 
     from rich.console import Console
 
-    from seqcli.progress import stage_display
+    from seqcli.views.progress import stage_display
 
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)

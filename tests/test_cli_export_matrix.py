@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from seqcli.export_formats import FORMATS
+from seqcli.verbs.export_formats import FORMATS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ANY_LENGTH = "reads sequences of any length"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import model_from_spec
 from seqcli.cli import cli
-from seqcli.extract import feature_extractor
-from seqcli.spec import load_spec
+from seqcli.modelbuild import model_from_spec
+from seqcli.specfile import load_spec
+from seqcli.verbs.extract import feature_extractor
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
 from tests.conftest import SPECS
 
@@ -197,16 +197,16 @@ def test_npz_is_zip64_and_streams_every_batch(tmp_path, write_spec, monkeypatch)
     x = np.arange(4 * 103, dtype=np.float32).reshape(103, 4)
     np.save(tmp_path / "x.npy", x)
     model = saved_weights(spec, tmp_path / "w.weights.h5")
-    import seqcli.extract
+    import seqcli.verbs.extract
 
     batches = []
-    append = seqcli.extract._NpyStream.append
+    append = seqcli.verbs.extract._NpyStream.append
 
     def spy(self, array):
         batches.append((self.name, len(array)))
         append(self, array)
 
-    monkeypatch.setattr(seqcli.extract._NpyStream, "append", spy)
+    monkeypatch.setattr(seqcli.verbs.extract._NpyStream, "append", spy)
     result = run(
         "extract",
         str(spec),
@@ -427,12 +427,12 @@ def test_weights_from_a_keras_model_file(tmp_path, write_spec):
     ],
 )
 def test_an_unwritable_output_is_reported_before_the_model_is_built(tmp_path, monkeypatch, output, message):
-    import seqcli.build
+    import seqcli.modelbuild
 
     def must_not_build(*args, **kwargs):
         raise AssertionError("built the model before checking --output")
 
-    monkeypatch.setattr(seqcli.build, "model_from_spec", must_not_build)
+    monkeypatch.setattr(seqcli.modelbuild, "model_from_spec", must_not_build)
     np.save(tmp_path / "x.npy", np.ones((2, 4), dtype=np.float32))
     result = CliRunner().invoke(
         cli,
@@ -453,7 +453,7 @@ def test_an_unwritable_output_is_reported_before_the_model_is_built(tmp_path, mo
 
 
 def test_a_failed_write_keeps_the_previous_features(tmp_path, write_spec, monkeypatch):
-    import seqcli.extract
+    import seqcli.verbs.extract
 
     spec = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: hidden}\n")
     np.save(tmp_path / "x.npy", np.ones((6, 4), dtype=np.float32))
@@ -462,7 +462,7 @@ def test_a_failed_write_keeps_the_previous_features(tmp_path, write_spec, monkey
     def full_disk(self, array):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(seqcli.extract._NpyStream, "append", full_disk)
+    monkeypatch.setattr(seqcli.verbs.extract._NpyStream, "append", full_disk)
     result = CliRunner().invoke(
         cli,
         [

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import model_from_spec
 from seqcli.cli import cli
-from seqcli.spec import load_spec
+from seqcli.modelbuild import model_from_spec
+from seqcli.specfile import load_spec
 from tests.bases import BASE_NAME, TINY_BASE, keras, save_tiny_mobilenet_weights
 from tests.bases import GUIDE_TRANSFER as GUIDE
 
@@ -105,12 +105,12 @@ def test_seq_freeze_needs_a_keras_output_and_a_request(write_spec, tmp_path):
     ],
 )
 def test_seq_freeze_checks_the_output_before_building(write_spec, tmp_path, monkeypatch, output, message):
-    import seqcli.build
+    import seqcli.modelbuild
 
     def must_not_build(*args, **kwargs):
         raise AssertionError("built the model before checking --output")
 
-    monkeypatch.setattr(seqcli.build, "model_from_spec", must_not_build)
+    monkeypatch.setattr(seqcli.modelbuild, "model_from_spec", must_not_build)
     spec = write_spec(GUIDE)
     result = run("freeze", str(spec), "--all-but-last", "1", "--output", output.format(tmp=tmp_path))
     assert result.exit_code == 1

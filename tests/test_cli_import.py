@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.build import build_model
 from seqcli.cli import cli
-from seqcli.spec import read_spec
+from seqcli.modelbuild import build_model
+from seqcli.specfile import read_spec
 from tests.conftest import SPECS
 
 # xception_head downloads its base; reviews' TextVectorization holds no vocabulary until training adapts it, and
@@ -151,7 +151,7 @@ def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
 def test_a_lambda_or_custom_layer_is_refused_by_name():
     import keras
 
-    from seqcli.importer import ImportModelError, spec_for_model
+    from seqcli.verbs.importer import ImportModelError, spec_for_model
 
     lambda_model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2, name="double")])
     with pytest.raises(ImportModelError, match="layer 'double' is a Lambda, which cannot be used in a spec"):
@@ -166,8 +166,8 @@ def test_a_lambda_or_custom_layer_is_refused_by_name():
 
 
 def test_an_existing_spec_needs_overwrite(tmp_path):
-    from seqcli.build import model_from_spec
-    from seqcli.spec import load_spec
+    from seqcli.modelbuild import model_from_spec
+    from seqcli.specfile import load_spec
 
     model_from_spec(load_spec(SPECS / "three_layers.yaml")).save(tmp_path / "m.keras")
     (tmp_path / "spec.yaml").write_text("# mine\n")

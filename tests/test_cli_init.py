@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from seqcli.spec import read_spec
+from seqcli.specfile import read_spec
 
 MODELINE = "# yaml-language-server: $schema=./seq.schema.json"
 
@@ -52,7 +52,7 @@ def test_the_modeline_points_at_what_seq_schema_writes(tmp_path):
     """The modeline's relative path resolves beside the spec, where 'seq schema -o seq.schema.json' writes."""
     import jsonschema
 
-    from seqcli.spec.yamlload import parse_spec_text
+    from seqcli.specfile.yamlload import parse_spec_text
 
     assert run("schema", "-o", tmp_path / "seq.schema.json").exit_code == 0
     assert run("init", "mlp", tmp_path / "model.yaml").exit_code == 0

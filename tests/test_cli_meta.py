@@ -63,7 +63,7 @@ def test_schema_layer_table_matches_installed_keras(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     from gen_layer_table import layer_table
 
-    from seqcli.spec.schema import layer_table as shipped
+    from seqcli.specfile.schema import layer_table as shipped
 
     assert layer_table()["layers"] == shipped()["layers"]
     assert layer_table()["bases"] == shipped()["bases"]
@@ -84,8 +84,8 @@ def test_shipped_specs_validate_against_the_schema():
     """What editors see: every example spec is valid under `seq schema`, and a typo is not."""
     import jsonschema
 
-    from seqcli.spec.schema import spec_schema
-    from seqcli.spec.yamlload import parse_spec_text
+    from seqcli.specfile.schema import spec_schema
+    from seqcli.specfile.yamlload import parse_spec_text
     from tests.conftest import SPECS
 
     validator = jsonschema.Draft202012Validator(spec_schema())
@@ -110,12 +110,12 @@ def test_shipped_specs_point_editors_at_the_committed_schema_which_is_up_to_date
 
 
 def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch, tmp_path):
-    import seqcli.report
+    import seqcli.verbs.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\ninside broke")
 
-    monkeypatch.setattr(seqcli.report, "inspect_spec", broken)
+    monkeypatch.setattr(seqcli.verbs.report, "inspect_spec", broken)
     monkeypatch.delenv("SEQ_DEBUG", raising=False)
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml")])
     assert result.exit_code == 4
@@ -219,9 +219,9 @@ def test_the_schema_flags_most_spec_errors_check_reports_and_no_valid_spec():
     with -s; editors cannot know about files, memory or shapes), and every spec seq ships or starts is valid."""
     import jsonschema
 
-    from seqcli.spec.schema import spec_schema
-    from seqcli.spec.yamlload import parse_spec_text
-    from seqcli.starters import KINDS, starter_text
+    from seqcli.specfile.schema import spec_schema
+    from seqcli.specfile.yamlload import parse_spec_text
+    from seqcli.verbs.starters import KINDS, starter_text
 
     validator = jsonschema.Draft202012Validator(spec_schema())
     for kind in KINDS:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from seqcli.predict import predictions_csv
+from seqcli.verbs.predict import predictions_csv
 
 
 def run(*args):
@@ -78,7 +78,7 @@ def test_an_unwritable_output_is_reported_before_predicting(trained):
 
 
 def test_a_failed_write_keeps_what_was_there(trained, tmp_path, monkeypatch):
-    from seqcli import predict
+    from seqcli.verbs import predict
 
     (tmp_path / "p.npy").write_bytes(b"earlier")
 

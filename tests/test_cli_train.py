@@ -338,8 +338,8 @@ def test_only_a_checkpoint_or_a_model_makes_a_run(project):
 
 
 def test_the_spec_copy_repeats_the_run_from_anywhere(project, tmp_path):
-    from seqcli.build import model_from_spec
-    from seqcli.spec import load_spec
+    from seqcli.modelbuild import model_from_spec
+    from seqcli.specfile import load_spec
 
     model_from_spec(load_spec(project / "tiny.yaml")).save_weights(project / "start.weights.h5")
     with open(project / "tiny.yaml", "a") as handle:

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from seqcli.build import model_from_spec
 from seqcli.cli import cli
-from seqcli.spec import load_spec
+from seqcli.modelbuild import model_from_spec
+from seqcli.specfile import load_spec
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
 
 GUIDE = """\
@@ -195,8 +195,8 @@ def test_compile_problems_are_reported_before_planning(tmp_path, write_spec):
 
 @pytest.mark.parametrize("optimizer, expected", [("rmsprop", "RMSprop"), ("adam_w", "AdamW"), ("SGD", "SGD")])
 def test_fine_tuning_keeps_the_spec_optimizer(optimizer, expected):
-    from seqcli.spec import spec_from_text
-    from seqcli.transfer import fine_tune_optimizer
+    from seqcli.specfile import spec_from_text
+    from seqcli.verbs.transfer import fine_tune_optimizer
 
     spec = spec_from_text(GUIDE.replace("{Adam: {learning_rate: 0.05}}", optimizer))
     assert fine_tune_optimizer(spec, 1e-5) == {expected: {"learning_rate": 1e-5}}

@@ -160,7 +160,7 @@ def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
 """,
         epochs=3,
     )
-    from seqcli.spec import read_spec
+    from seqcli.specfile import read_spec
     from seqcli.tune.study import make_storage, open_study
 
     output = tmp_path / "out"

@@ -6,7 +6,7 @@ import pytest
 
 from seqcli.compile import choose_steps_per_execution, resolve_compile
 from seqcli.errors import SpecError
-from seqcli.spec import spec_from_text
+from seqcli.specfile import spec_from_text
 from tests.conftest import spec_text
 
 

@@ -323,9 +323,9 @@ def test_a_pandas_index_column_is_named_not_widened(tmp_path):
 def test_a_learned_state_rebuilds_the_adapted_layer_exactly(class_name, args, data):
     """What a checkpoint keeps of an adapted layer (its constructor arguments) makes a layer that gives the
     adapted one's outputs, for every kind of layer that adapts."""
-    from seqcli.build.adapt import adapted_arguments, layer_state
     from seqcli.keras_env import import_keras, import_tensorflow
-    from seqcli.spec import LayerEntry
+    from seqcli.modelbuild.adapt import adapted_arguments, layer_state
+    from seqcli.specfile import LayerEntry
 
     keras, tf = import_keras(), import_tensorflow()
     data = np.array(data)

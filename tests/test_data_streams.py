@@ -236,7 +236,7 @@ def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
 
 
 def test_resume_notices_a_shard_the_glob_matches_since(numbered):
-    from seqcli.spec import read_spec
+    from seqcli.specfile import read_spec
     from seqcli.training.resume import changed_file, input_files
 
     (numbered / "spec.yaml").write_text(SPEC.format(train="train-*.npz"))

@@ -2407,8 +2407,8 @@ def test_a_live_bar_on_a_terminal_shows_a_metric_named_like_markup(tmp_path, mon
     import io
 
     from seqcli.cli import stdout_console
-    from seqcli.progress import make_reporter
     from seqcli.training import TrainOptions, train_spec
+    from seqcli.views.progress import make_reporter
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from seqcli.spec import spec_from_text
+from seqcli.specfile import spec_from_text
 from seqcli.training.early_stopping import EarlyStopper
 from tests.conftest import run_in, spec_text
 
@@ -342,7 +342,7 @@ train: {seed: 7, epochs: 1}
 def test_train_seed_gives_the_initial_weights_of_a_keras_script(tmp_path):
     """keras.utils.set_random_seed(7), then the same model built in Keras: the weights seq starts training from."""
     from seqcli.keras_env import import_keras
-    from seqcli.spec import read_spec
+    from seqcli.specfile import read_spec
     from seqcli.training.rundir import RunDirectory
     from seqcli.training.setup import prepare_training
 
@@ -371,9 +371,9 @@ def test_train_seed_gives_the_initial_weights_of_a_keras_script(tmp_path):
 def test_a_base_draws_its_seeds_before_the_head_as_in_a_keras_script(saved_base):
     """The guide's pattern (a base, then a new head): a Keras script makes the base first, so the initializers
     made while loading it take their seeds before the head's do; seq makes it in the same turn."""
-    from seqcli.build import build_model
     from seqcli.keras_env import import_keras
-    from seqcli.spec import read_spec
+    from seqcli.modelbuild import build_model
+    from seqcli.specfile import read_spec
 
     keras = import_keras()
     (saved_base / "head.yaml").write_text(

@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "seqcli"
 
 # Modules below the verbs and the CLI: they may import each other (without circles), never what sits above.
-# A package (spec, build, distribute) stands for every module in it: build.layers, distribute.cluster...
+# A package (specfile, modelbuild, distribute) stands for every module in it: modelbuild.layers, distribute.cluster...
 CORE = [
     "display",
     "errors",
@@ -26,7 +26,7 @@ CORE = [
     "manifest",
     "outputs",
     "datacheck",
-    "spec",
+    "specfile",
     "registry",
     "compile",
     "compile_checks",
@@ -34,24 +34,24 @@ CORE = [
     "applications",
     "data",
     "distribute",
-    "build",
+    "modelbuild",
     "trainable",
     "models",
 ]
 # What the core must never import: the CLI and its terminal stack, and the verbs built on the core.
 ABOVE_CORE = [
     "seqcli.cli",
-    "seqcli.render",
-    "seqcli.progress",
+    "seqcli.views",
+    "seqcli.verbs",
+    "seqcli.training",
+    "seqcli.tune",
     "rich",
     "click",
-    "seqcli.report",
-    "seqcli.predict",
-    "seqcli.extract",
-    "seqcli.freeze",
-    "seqcli.transfer",
-    "seqcli.training",
 ]
+# The verbs and the training/tuning engines sit above the core and below the CLI: they never import click,
+# the CLI, or the terminal views (a verb reports through callbacks the CLI renders).
+BELOW_CLI = ["seqcli.verbs", "seqcli.training", "seqcli.tune"]
+BELOW_CLI_NEVER = ["seqcli.cli", "click"]
 
 
 def module_name(path: Path) -> str:
@@ -144,6 +144,18 @@ def test_core_modules_never_import_the_cli_its_renderers_or_the_verbs():
     assert not upward, "core modules import from above the core:\n  " + "\n  ".join(upward)
 
 
+def test_verbs_and_engines_never_import_the_cli_or_click():
+    graph = import_graph()
+    upward = [
+        where(graph, source, target)
+        for source, edges in graph.items()
+        if any(source == below or source.startswith(below + ".") for below in BELOW_CLI)
+        for target in edges
+        if any(target == above or target.startswith(above + ".") for above in BELOW_CLI_NEVER)
+    ]
+    assert not upward, "verbs and engines import the CLI:\n  " + "\n  ".join(upward)
+
+
 def loaded_after(module: str, watched: list[str]) -> list[str]:
     code = f"import sys, {module}\nprint(' '.join(name for name in {watched!r} if name in sys.modules))"
     result = subprocess.run(
@@ -152,13 +164,13 @@ def loaded_after(module: str, watched: list[str]) -> list[str]:
     return result.stdout.split()
 
 
-@pytest.mark.parametrize("module", ["seqcli.build", "seqcli.data", "seqcli.spec"])
+@pytest.mark.parametrize("module", ["seqcli.modelbuild", "seqcli.data", "seqcli.specfile"])
 def test_importing_the_core_leaves_rich_and_click_unloaded(module):
     assert loaded_after(module, ["rich", "click"]) == []
 
 
 def test_importing_the_spec_leaves_tensorflow_and_keras_unloaded():
-    assert loaded_after("seqcli.spec", ["rich", "click", "tensorflow", "keras"]) == []
+    assert loaded_after("seqcli.specfile", ["rich", "click", "tensorflow", "keras"]) == []
 
 
 # The house's size rule: a file a reader can hold (~500 lines), a class with one job (~200 lines).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seqcli.errors import clean_text
-from seqcli.predict import predictions_csv
+from seqcli.verbs.predict import predictions_csv
 from tests.conftest import run_in, snapshot, write_tiny_project
 
 SET_CASES = [

@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from seqcli.build import model_from_spec
 from seqcli.files import OutputError
 from seqcli.limits import LimitError
+from seqcli.modelbuild import model_from_spec
 from seqcli.models import (
     DataShapeError,
     ModelLoadError,
@@ -20,7 +20,7 @@ from seqcli.models import (
     save_model,
     shape_fits,
 )
-from seqcli.spec import spec_from_text
+from seqcli.specfile import spec_from_text
 
 SPEC = "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n"
 

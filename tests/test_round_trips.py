@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seqcli.cli import cli
-from seqcli.spec import spec_from_text
-from seqcli.spec.dump import dump_scalar, dump_spec
-from seqcli.spec.yamlload import parse_spec_text
-from seqcli.starters import StarterError, model_name, starter_text
+from seqcli.specfile import spec_from_text
+from seqcli.specfile.dump import dump_scalar, dump_spec
+from seqcli.specfile.yamlload import parse_spec_text
+from seqcli.verbs.starters import StarterError, model_name, starter_text
 
 # YAML's own trouble makers first: words YAML 1.1 or 1.2 reads as booleans, nulls and numbers.
 TRICKY = ["yes", "no", "on", "off", "true", "null", "~", "1e3", "0o17", "0x1F", ".inf", "-.5", "1_000", "2024-01-01"]

@@ -5,9 +5,9 @@ import math
 import pytest
 
 from seqcli.errors import SpecError
-from seqcli.spec import spec_from_text
-from seqcli.spec.overrides import parse_override_path
-from seqcli.spec.yamlload import parse_spec_text
+from seqcli.specfile import spec_from_text
+from seqcli.specfile.overrides import parse_override_path
+from seqcli.specfile.yamlload import parse_spec_text
 
 
 @pytest.mark.parametrize(

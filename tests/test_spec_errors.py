@@ -2,8 +2,8 @@
 
 import pytest
 
-from seqcli.render import problems_text
-from seqcli.report import inspect_spec
+from seqcli.verbs.report import inspect_spec
+from seqcli.views.render import problems_text
 
 ALIAS_BOMB = (
     "\n".join(

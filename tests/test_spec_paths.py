@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from seqcli.spec.paths import LAYER_FILE_CAP
+from seqcli.specfile.paths import LAYER_FILE_CAP
 
 SECRET_FILE_TEXT = "TOPSECRETFILECONTENT"
 SECRET_ENV_VALUE = "TOPSECRETENVVALUE"
@@ -231,7 +231,7 @@ def test_every_command_that_reads_a_spec_takes_allow_path():
 
 
 def test_every_file_a_spec_names_can_be_made_absolute(tmp_path):
-    from seqcli.spec.paths import absolute_file_fields
+    from seqcli.specfile.paths import absolute_file_fields
 
     data = {
         "layers": [

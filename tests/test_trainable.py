@@ -4,8 +4,8 @@ unfreeze winning, idempotence, BatchNormalization in inference mode, errors with
 import numpy as np
 import pytest
 
-from seqcli.build import build_model, model_from_spec
-from seqcli.spec import load_spec
+from seqcli.modelbuild import build_model, model_from_spec
+from seqcli.specfile import load_spec
 from seqcli.trainable import FreezeError, apply_freeze, is_batchnorm, walk_layers
 from tests.bases import BASE_NAME, GUIDE_TRANSFER, TINY_BASE
 

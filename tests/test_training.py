@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcli.spec import read_spec, spec_from_text
-from seqcli.spec.dump import dump_spec
+from seqcli.specfile import read_spec, spec_from_text
+from seqcli.specfile.dump import dump_spec
 from seqcli.training import TrainOptions, train_spec
 from seqcli.training.checkpoint import TrainingState, read_state
 from seqcli.training.early_stopping import EarlyStopper
@@ -103,7 +103,7 @@ def test_live_progress_on_a_terminal(tmp_path):
 
     from rich.console import Console
 
-    from seqcli.progress import make_reporter
+    from seqcli.views.progress import make_reporter
 
     spec = write_tiny_project(tmp_path)
     console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)

@@ -225,12 +225,12 @@ def _fail(ctx: click.Context, text: str, document: dict, status: ExitStatus, res
 
 
 def _with_allowed_paths(command):
-    """Run ``command`` with the folders of ``--allow-path`` (:mod:`seqcli.spec.paths`, imported only when a
+    """Run ``command`` with the folders of ``--allow-path`` (:mod:`seqcli.specfile.paths`, imported only when a
     command runs) allowed besides each spec's own."""
 
     @functools.wraps(command)
     def wrapper(*args, allow_paths=(), **kwargs):
-        from seqcli.spec.paths import allowed_paths
+        from seqcli.specfile.paths import allowed_paths
 
         with allowed_paths(allow_paths):
             return command(*args, **kwargs)

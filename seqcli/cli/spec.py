@@ -29,8 +29,8 @@ def summary(spec, input_shape, upto, fmt, overrides):
 
     No weights are allocated, so this is fast for any model size.
     """
-    from seqcli.render import summary_table
-    from seqcli.report import inspect_spec
+    from seqcli.verbs.report import inspect_spec
+    from seqcli.views.render import summary_table
 
     upto_key = int(upto) if upto is not None and upto.isdigit() else upto
     report = inspect_spec(spec, input_shape=input_shape, upto=upto_key, overrides=list(overrides))
@@ -59,8 +59,8 @@ def check(specs, fmt):
 
     Made for CI: 'seq check specs/*.yaml --format github' annotates pull requests.
     """
-    from seqcli import render
-    from seqcli.report import inspect_spec
+    from seqcli.verbs.report import inspect_spec
+    from seqcli.views import render
 
     reports = [inspect_spec(path) for path in specs]
     if fmt == "json":
@@ -93,7 +93,7 @@ def schema(output, overwrite):
 
     An existing --output is replaced when it is a seq schema (regenerating it), else only with --overwrite.
     """
-    from seqcli.spec.schema import spec_schema
+    from seqcli.specfile.schema import spec_schema
 
     text = json.dumps(spec_schema(), indent=2)
     if output:
@@ -134,7 +134,7 @@ def plot_command(source, output, curves, engine, confusion, data, overwrite):
     One box per layer with its name, class, output shape and parameters; frozen layers are grey and
     dashed, a pretrained base is one box. A spec is drawn without allocating weights.
     """
-    from seqcli.plot import plot
+    from seqcli.verbs.plot import plot
 
     result = plot(source, output, curves=curves, engine=engine, overwrite=overwrite, confusion=confusion, data=data)
     echo_text(f"Wrote {result.description()} to {result.output}")
@@ -156,7 +156,7 @@ def import_command(model, output, weights_out, overwrite):
     The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a model
     a spec cannot express (a Lambda, a functional graph, a custom class) is refused, naming the layer.
     """
-    from seqcli.importer import import_model
+    from seqcli.verbs.importer import import_model
 
     result = import_model(model, output=output, weights_out=weights_out, overwrite=overwrite)
     for note in result.notes:
@@ -181,7 +181,7 @@ def init_command(kind, file, force):
     The spec passes 'seq check' as written; its first line points editors at the schema
     ('seq schema -o seq.schema.json' beside it enables completion).
     """
-    from seqcli.starters import write_starter
+    from seqcli.verbs.starters import write_starter
 
     starter = write_starter(kind, file, force=force)
     echo_text(f"Wrote the {starter.kind} starter '{starter.name}' to {starter.path}")

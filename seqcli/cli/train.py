@@ -42,8 +42,8 @@ def train_command(spec, output, epochs, overrides, resume, overwrite, strategy, 
     TensorBoard logs and checkpoints. Ctrl-C (or SIGTERM) saves a checkpoint and prints the command
     that resumes the run exactly where it stopped; so does --resume after a crash.
     """
-    from seqcli.progress import make_reporter, result_table
     from seqcli.training import TrainOptions, train_spec
+    from seqcli.views.progress import make_reporter, result_table
 
     options = TrainOptions(
         spec,
@@ -125,9 +125,9 @@ def transfer(
     train the head with the base frozen, then, with --fine-tune-layers N, unfreeze the top N
     layers of the base and fine-tune at a low learning rate. Each phase resumes like 'seq train'.
     """
-    from seqcli.progress import make_reporter, result_table
-    from seqcli.render import literal
-    from seqcli.transfer import TransferOptions, plan_transfer, run_transfer
+    from seqcli.verbs.transfer import TransferOptions, plan_transfer, run_transfer
+    from seqcli.views.progress import make_reporter, result_table
+    from seqcli.views.render import literal
 
     options = TransferOptions(
         spec,
@@ -193,9 +193,9 @@ def tune_command(spec, output, trials, workers, storage, resume, worker_index, f
     same command, or add --resume, to continue a study to its total; a trial cut off mid-way is
     trained again from its checkpoint. Ctrl-C checkpoints the current trial and exits 130.
     """
-    from seqcli.progress import TuneLines
-    from seqcli.render import literal, tune_table
     from seqcli.tune.runner import TuneOptions, tune_spec
+    from seqcli.views.progress import TuneLines
+    from seqcli.views.render import literal, tune_table
 
     console = stderr_console() if fmt == "json" else stdout_console()
     options = TuneOptions(

@@ -33,8 +33,8 @@ def evaluate(target, source, spec, batch_size, fmt):
 
     The model is loaded in Keras safe mode.
     """
-    from seqcli.predict import evaluate_model
-    from seqcli.progress import evaluation_view
+    from seqcli.verbs.predict import evaluate_model
+    from seqcli.views.progress import evaluation_view
 
     result = evaluate_model(target, data=source, spec=spec, batch_size=batch_size)
     if fmt == "json":
@@ -69,9 +69,9 @@ def predict(target, source, output, top_k, batch_size, overwrite):
 
     The model is loaded in Keras safe mode; the output file appears atomically when complete.
     """
-    from seqcli.predict import predict_to_file
-    from seqcli.progress import stage_display
     from seqcli.shapes import shape_text
+    from seqcli.verbs.predict import predict_to_file
+    from seqcli.views.progress import stage_display
 
     with stage_display(stderr_console(), "predict") as stage:
         result = predict_to_file(
@@ -119,9 +119,9 @@ def extract(spec, weights, source, layers, all_layers, output, batch_size, overr
     The guide's feature extractor, keras.Model(inputs, outputs=[...]), streamed to disk batch by
     batch, so memory stays flat however many samples there are. Arrays are keyed by layer name.
     """
-    from seqcli.extract import run_extract
-    from seqcli.progress import sample_progress
     from seqcli.shapes import shape_text
+    from seqcli.verbs.extract import run_extract
+    from seqcli.views.progress import sample_progress
 
     if bool(layers) == all_layers:
         raise click.UsageError("give --layer NAME (one or more) or --all")
@@ -172,7 +172,7 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     Frozen BatchNormalization layers run in inference mode. In a spec, a 'freeze:' section
     does the same for 'seq train'.
     """
-    from seqcli.freeze import freeze_file
+    from seqcli.verbs.freeze import freeze_file
 
     if all_but_last is None and not layers:
         raise click.UsageError("give --all-but-last N or --layer NAME_OR_GLOB")
@@ -186,14 +186,14 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
 
 
 def _format_help() -> str:
-    from seqcli.export_formats import FORMATS
+    from seqcli.verbs.export_formats import FORMATS
 
     picked = ", ".join(f"{row.suffix} -> {row.name}" for row in FORMATS.values() if row.suffix)
     return f"Artifact format (for JSON output use --json).  [default: from --output: {picked}, else saved_model]"
 
 
 def _format_names() -> list[str]:
-    from seqcli.export_formats import FORMATS
+    from seqcli.verbs.export_formats import FORMATS
 
     return list(FORMATS)
 
@@ -247,9 +247,9 @@ def export_command(target, fmt, output, version, source, samples, overwrite, as_
     Its input and output are named after the spec's Input (else 'inputs') and 'outputs' in every
     format. A model a format cannot hold is refused before any work. ONNX needs: pip install 'seqcli[onnx]'.
     """
-    from seqcli.export import export_model
-    from seqcli.progress import stage_display
-    from seqcli.render import literal
+    from seqcli.verbs.export import export_model
+    from seqcli.views.progress import stage_display
+    from seqcli.views.render import literal
 
     console = stderr_console()
     with stage_display(console, "export") as stage:

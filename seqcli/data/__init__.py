@@ -10,7 +10,7 @@ shorthand, read by its form:
 - ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``: a Keras dataset, its train split
   (``mnist:test`` for the test split).
 
-The mapping form is :class:`~seqcli.spec.sections.SourceSection`. Relative paths resolve against
+The mapping form is :class:`~seqcli.specfile.sections.SourceSection`. Relative paths resolve against
 the folder the caller gives: the spec file's for a spec's ``data:``, the current one for ``--data``.
 
 Order is reproducible: the batches of training epoch ``k`` are a pure function of ``(seed, k)``

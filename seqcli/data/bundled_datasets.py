@@ -10,7 +10,7 @@ import numpy as np
 
 from seqcli.data.arrays import Arrays, as_arrays
 from seqcli.errors import MissingDependency
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 # name -> (the sklearn.datasets loader, whether its target is a class)
 BUNDLED_DATASETS: dict[str, tuple[str, bool]] = {

@@ -26,7 +26,7 @@ from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants
 from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.keras_env import import_tensorflow
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251

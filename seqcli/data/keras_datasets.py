@@ -7,7 +7,7 @@ import numpy as np
 
 from seqcli.data.arrays import Arrays, DataError, as_arrays
 from seqcli.keras_env import import_keras, keras_home
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 _FASHION_FILES = ", ".join(
     f"fashion-mnist/{name}-ubyte.gz"

@@ -19,7 +19,7 @@ from seqcli.data.streams import Stream
 from seqcli.data.text import Texts
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
-from seqcli.spec.sections import DataSection, SourceSection, ValidationSplit
+from seqcli.specfile.sections import DataSection, SourceSection, ValidationSplit
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251

@@ -15,7 +15,7 @@ from seqcli.data.arrays import DataError, check_sample_shape
 from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
 from seqcli.errors import did_you_mean
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
 

@@ -24,7 +24,7 @@ from seqcli.data.text import TEXT_EXTENSIONS, Texts, read_lines, read_text_folde
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import is_pattern, matching_files, resolve_path
-from seqcli.spec.sections import DATASET_NAMES, SourceSection
+from seqcli.specfile.sections import DATASET_NAMES, SourceSection
 
 Source = Arrays | Images | Stream
 FORMATS = ("npz", "npy", "csv", "images", "text", "tfrecord")
@@ -276,7 +276,7 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
 def member_roots(base_dir: Path, where: str) -> list[Path]:
     """Besides the folder source itself, where the files inside it may resolve to: the spec's folder and
     the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
-    source's own path is confined where the spec's file values are, :func:`seqcli.spec.paths.path_problems`,
+    source's own path is confined where the spec's file values are, :func:`seqcli.specfile.paths.path_problems`,
     which leaves values set with ``--set`` to the user.)"""
     return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 

@@ -33,7 +33,7 @@ from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
 from seqcli.errors import SeqError
 from seqcli.keras_env import import_tensorflow
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251

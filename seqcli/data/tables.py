@@ -21,7 +21,7 @@ import numpy as np
 from seqcli import datacheck, limits
 from seqcli.data.arrays import DataError, check_sample_shape
 from seqcli.data.text import Texts, as_texts, open_data_file
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
 MAX_CLASSES = 10_000  # distinct names in a CSV's label column of class names

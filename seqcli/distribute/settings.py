@@ -55,7 +55,7 @@ def read_settings(config: Mapping | None) -> Settings:
     """The section checked against its schema; DistributeError naming the first field that is wrong."""
     from pydantic import ValidationError
 
-    from seqcli.spec.sections import DistributeSection
+    from seqcli.specfile.sections import DistributeSection
 
     try:
         section = DistributeSection.model_validate(dict(config or {}))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from seqcli.directions import compiled_direction
 from seqcli.errors import Problem, did_you_mean
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 
 # The name words that mean "higher is better" when the compiled model cannot tell (see resolve_mode).
 _INCREASING_WORDS = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqcli.outputs import claim_output, clean_stale
-from seqcli.spec import Spec, read_spec
-from seqcli.spec.paths import file_fields
+from seqcli.specfile import Spec, read_spec
+from seqcli.specfile.paths import file_fields
 from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer

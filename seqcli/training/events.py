@@ -90,7 +90,7 @@ class TrainResult:
 
 
 class Reporter:
-    """Receives training events. This one ignores them; see :mod:`seqcli.progress` for displays."""
+    """Receives training events. This one ignores them; see :mod:`seqcli.views.progress` for displays."""
 
     def run_started(self, header: RunHeader) -> None: ...
 

@@ -1,5 +1,5 @@
 """What a run learns from its training data before the first step: the state of the layers that adapt
-(:mod:`seqcli.build.adapt`) and the class weights of ``train.class_weight``.
+(:mod:`seqcli.modelbuild.adapt`) and the class weights of ``train.class_weight``.
 
 Both are decided once, when a run starts: the adapted state is recorded in every checkpoint and a resumed run
 takes it from there, never adapting again; class weights are a pure function of the spec and the data.
@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from seqcli.build.adapt import AdaptedState, AdaptError, adapt_layers, adapting_layers
 from seqcli.errors import Problem, did_you_mean
-from seqcli.spec import Spec
+from seqcli.modelbuild.adapt import AdaptedState, AdaptError, adapt_layers, adapting_layers
+from seqcli.specfile import Spec
 
 
 def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tuple[AdaptedState, list[Problem]]:
     """Adapt the spec's layers on the training split (at most ``data.adapt.samples`` of it), the model's
     prefix before each layer run over the batches (the real build reseeds after it, so the model starts from
     the weights it would have had without adapting). Problems are placed at the layer's entry."""
-    from seqcli.build import build_model
+    from seqcli.modelbuild import build_model
 
     if not adapting_layers(spec):
         return {}, []

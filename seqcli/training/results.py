@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from seqcli.display import figure_text, shown
 from seqcli.files import OutputError, atomic_path, write_text_atomic
-from seqcli.spec import Spec
-from seqcli.spec.dump import dump_spec
+from seqcli.specfile import Spec
+from seqcli.specfile.dump import dump_spec
 from seqcli.training.events import TrainResult
 from seqcli.training.resume import absolute_spec_paths
 from seqcli.training.rundir import RunDirectoryError

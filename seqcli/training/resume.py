@@ -14,8 +14,8 @@ from pathlib import Path
 
 from seqcli import limits
 from seqcli.files import keep_copy
-from seqcli.spec import Spec, format_path
-from seqcli.spec.paths import absolute_file_fields, file_fields
+from seqcli.specfile import Spec, format_path
+from seqcli.specfile.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState, usable_checkpoint
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
@@ -47,7 +47,7 @@ def comparable_spec(spec: Spec, seed: int | None) -> dict:
 
 
 def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
-    """A spec's plain data with every file it names made absolute (:func:`seqcli.spec.paths.file_fields`)."""
+    """A spec's plain data with every file it names made absolute (:func:`seqcli.specfile.paths.file_fields`)."""
     return absolute_file_fields(data, base_dir)
 
 

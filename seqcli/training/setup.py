@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Problem, SeqError
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
 from seqcli.training.early_stopping import EarlyStopper, monitor_problems
 from seqcli.training.events import RunHeader
@@ -135,9 +135,9 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
 
 def static_problems(spec: Spec) -> list[Problem]:
     """Layer and compile problems of a spec that already has structural ones, so all are reported at once."""
-    from seqcli.build import build_model
     from seqcli.compile import resolve_compile
     from seqcli.compile_checks import compile_problems
+    from seqcli.modelbuild import build_model
 
     problems = []
     with contextlib.suppress(SeqError):
@@ -166,7 +166,7 @@ def _check_virtual_cpus(spec: Spec) -> None:
 
 def _declared_input_shape(spec: Spec) -> tuple | None:
     """The spec's own input shape (None when it takes the data's), from a weightless build."""
-    from seqcli.build import build_model
+    from seqcli.modelbuild import build_model
 
     if not spec.declares_input:
         return None
@@ -224,12 +224,12 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     None for a new run, whose layers adapt here. The build applies the spec's ``freeze:`` section and
     reports its problems. Its initial weights are those of a Keras script that calls
     ``keras.utils.set_random_seed(seed)`` and then builds the model."""
-    from seqcli.build import build_model
     from seqcli.compile import resolve_compile, single_step_only
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
     from seqcli.keras_env import import_keras
     from seqcli.memory import check_budget, estimate_memory, spec_optimizer
+    from seqcli.modelbuild import build_model
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
     # and the memory the model needs with the budget, both on a weightless build before any weight exists.

@@ -15,8 +15,8 @@ from seqcli.display import figure_text
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.records import INTEGER, NUMBER, TEXT, Column, RecordError, read_csv, read_json
-from seqcli.spec.dump import dump_spec
-from seqcli.spec.yamlload import read_spec_file
+from seqcli.specfile.dump import dump_spec
+from seqcli.specfile.yamlload import read_spec_file
 
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 

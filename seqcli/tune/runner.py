@@ -24,7 +24,7 @@ from typing import Any
 from seqcli.errors import Interrupted, SeqError
 from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
 from seqcli.outputs import claim_output
-from seqcli.spec import Spec, read_spec
+from seqcli.specfile import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.outputs import TuneResult, write_outputs
 from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
@@ -171,14 +171,14 @@ def _record_study(output: Path) -> None:
 
 def study_inputs(spec) -> list[Path]:
     """What a study reads (the spec and the files it names), which its folder may not hold."""
-    from seqcli.spec.paths import file_fields
+    from seqcli.specfile.paths import file_fields
 
     return [Path(spec.file), *(spec.base_dir / field.value for field in file_fields(spec.resolved()))]
 
 
 def plan_study(options: TuneOptions) -> TunePlan:
     """Read the spec and check it and its search space: every problem at once, before any trial."""
-    from seqcli.build import build_model
+    from seqcli.modelbuild import build_model
 
     spec = read_spec(options.spec)
     if spec.tune is None and not spec.problems:

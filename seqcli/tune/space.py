@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqcli.errors import Problem, SpecError, did_you_mean
-from seqcli.spec import Spec, format_path, spec_from_document
-from seqcli.spec.overrides import parse_override_path
-from seqcli.spec.sections import SECTIONS, TuneSection
-from seqcli.spec.yamlload import PathKey
+from seqcli.specfile import Spec, format_path, spec_from_document
+from seqcli.specfile.overrides import parse_override_path
+from seqcli.specfile.sections import SECTIONS, TuneSection
+from seqcli.specfile.yamlload import PathKey
 
 GRID_LIMIT = 1000  # the most values an int range may give a grid search
 BOUND_NAMES = ("low", "high")
@@ -344,7 +344,7 @@ def _point_problems(spec: Spec, parameter: Parameter) -> list[Problem]:
 def spec_problems_with(spec: Spec, path: PathKey, value: Any) -> list[Problem]:
     """The problems of ``spec`` with ``value`` at ``path``: validation, then an abstract build (and the
     compile section's names and arguments when the value is in compile or train)."""
-    from seqcli.build import build_model
+    from seqcli.modelbuild import build_model
 
     document = spec.document
     changed = dataclasses.replace(document, data=copy.deepcopy(document.data), overridden=dict(document.overridden))

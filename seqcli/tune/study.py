@@ -24,7 +24,7 @@ from typing import Any
 
 from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
 HOST = socket.gethostname()

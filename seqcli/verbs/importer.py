@@ -24,7 +24,7 @@ from typing import Any
 
 from seqcli import registry
 from seqcli.errors import SeqError
-from seqcli.spec.validate import as_identifier
+from seqcli.specfile.validate import as_identifier
 
 SCHEMA_MODELINE = "# yaml-language-server: $schema=./seq.schema.json"
 
@@ -96,7 +96,7 @@ def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
 def _check_reads_back(text: str, spec: dict, source) -> None:
     """What import writes, seq reads back as the same spec: else the spec is refused before it is written, with
     seq's own reason (a layer name a spec cannot hold, say)."""
-    from seqcli.spec import spec_from_text
+    from seqcli.specfile import spec_from_text
 
     read = spec_from_text(text, str(source))
     if read.document.data != spec:
@@ -306,6 +306,6 @@ def _save_weights(model, target: Path) -> Path:
 
 def dump_spec_text(spec: dict) -> str:
     """YAML in the style of the shipped specs: one line per layer, ``- Dense: {units: 10}``."""
-    from seqcli.spec.dump import dump_spec
+    from seqcli.specfile.dump import dump_spec
 
     return dump_spec(spec, inline_layers=True)

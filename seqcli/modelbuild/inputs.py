@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from seqcli import registry
-from seqcli.build.context import BuildContext
-from seqcli.build.result import Shape
 from seqcli.errors import clean_message, did_you_mean
 from seqcli.memory import dtype_size, impossible_tensor
+from seqcli.modelbuild.context import BuildContext
+from seqcli.modelbuild.result import Shape
 from seqcli.shapes import shape_text
-from seqcli.spec import LayerEntry
+from seqcli.specfile import LayerEntry
 
 
 def model_input(context: BuildContext, entries: list[LayerEntry], override: Shape | None):

@@ -16,8 +16,8 @@ from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
 from seqcli.limits import MAX_LAYERS, MAX_NESTING
 from seqcli.registry import NESTED_LAYER_ARGUMENTS
-from seqcli.spec.sections import SECTIONS, Section
-from seqcli.spec.yamlload import YAML_11_BOOLEANS, Document, PathKey
+from seqcli.specfile.sections import SECTIONS, Section
+from seqcli.specfile.yamlload import YAML_11_BOOLEANS, Document, PathKey
 
 TOP_LEVEL_KEYS = ("name", "layers", *SECTIONS)
 LAYER_EXTRA_KEYS = ("expect",)

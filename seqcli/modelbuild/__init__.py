@@ -13,12 +13,12 @@ the model takes ``transfer.weights`` (real builds only) and the ``freeze:`` sect
 The package, a module a concern: ``result`` (BuiltModel, LayerRow), ``context`` (what one build shares),
 ``inputs`` (the model's input), ``layers`` (entries to Keras layers), ``bases`` (pretrained bases),
 ``trace`` (shape tracing and ``expect``), ``builder`` (one build, start to end), ``weighted`` (models with
-weights, behind the memory budget). Callers import from ``seqcli.build``; look ``model_from_spec`` up here at
+weights, behind the memory budget). Callers import from ``seqcli.modelbuild``; look ``model_from_spec`` up here at
 call time (tests stand in for it).
 """
 
-from seqcli.build.builder import build_model
-from seqcli.build.result import BuiltModel, LayerRow, Shape, shape_matches
-from seqcli.build.weighted import check_spec_memory, model_from_spec
+from seqcli.modelbuild.builder import build_model
+from seqcli.modelbuild.result import BuiltModel, LayerRow, Shape, shape_matches
+from seqcli.modelbuild.weighted import check_spec_memory, model_from_spec
 
 __all__ = ["BuiltModel", "LayerRow", "Shape", "build_model", "check_spec_memory", "model_from_spec", "shape_matches"]

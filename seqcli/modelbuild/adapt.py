@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from seqcli.spec import LayerEntry, Spec
+from seqcli.specfile import LayerEntry, Spec
 
 # Layer class -> (the arguments that give its state, the argument whose absence makes it adapt).
 ADAPTABLE: dict[str, tuple[tuple[str, ...], str]] = {

@@ -24,7 +24,7 @@ from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
 from seqcli.models import ModelLoadError, check_data_shape, load_model_file
-from seqcli.spec.sections import SourceSection
+from seqcli.specfile.sections import SourceSection
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
 OUTPUT_FORMATS = (".npy", ".csv", ".json")
@@ -291,7 +291,7 @@ def safe_cell(text: str) -> str:
 def _load_spec(path, *, run_record: bool = False):
     """``run_record``: the spec.yaml of a run the user named (seq wrote it with absolute paths); like
     ``--data``, the user's own choice, so the files it names are not confined to its folder."""
-    from seqcli.spec import load_spec
+    from seqcli.specfile import load_spec
 
     return load_spec(path, confined=not run_record)
 

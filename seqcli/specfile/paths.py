@@ -26,8 +26,8 @@ from typing import Any
 from seqcli import limits
 from seqcli.errors import Problem
 from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
-from seqcli.spec.sections import DATASET_NAMES
-from seqcli.spec.yamlload import Document, PathKey
+from seqcli.specfile.sections import DATASET_NAMES
+from seqcli.specfile.yamlload import Document, PathKey
 
 MIB = 1 << 20
 LAYER_FILE_CAP = 64 * MIB  # vocabularies and other files a layer reads whole, in memory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from seqcli.errors import Problem, SpecError
-from seqcli.spec.yamlload import Document, PathKey, parse_spec_text
+from seqcli.specfile.yamlload import Document, PathKey, parse_spec_text
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -104,6 +104,6 @@ def _has(target, part) -> bool:
 
 
 def _show(path: PathKey) -> str:
-    from seqcli.spec.yamlload import format_path
+    from seqcli.specfile.yamlload import format_path
 
     return format_path(path)

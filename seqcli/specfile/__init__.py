@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Problem, SpecError
-from seqcli.spec.sections import (
+from seqcli.specfile.sections import (
     CompileSection,
     DataSection,
     DistributeSection,
@@ -20,8 +20,8 @@ from seqcli.spec.sections import (
     TransferSection,
     TuneSection,
 )
-from seqcli.spec.validate import LAYER_EXTRA_KEYS, first_layer_over_limits, validate_sections, validate_top_level
-from seqcli.spec.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
+from seqcli.specfile.validate import LAYER_EXTRA_KEYS, first_layer_over_limits, validate_sections, validate_top_level
+from seqcli.specfile.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
 
 __all__ = ["LayerEntry", "Spec", "load_spec", "read_spec", "parse_spec_text", "format_path"]
 
@@ -62,7 +62,7 @@ class Spec:
         return document_folder(self.document)
 
     def may_read(self, path: PathKey) -> bool:
-        """Whether the file-valued value at ``path`` (or any under it) passed :mod:`seqcli.spec.paths`."""
+        """Whether the file-valued value at ``path`` (or any under it) passed :mod:`seqcli.specfile.paths`."""
         path = tuple(path)
         return not any(refused[: len(path)] == path for refused in self.refused_files)
 
@@ -108,7 +108,7 @@ def read_spec(path: str | Path, overrides: list[str] | None = None, *, confined:
     """Read and validate a spec file. Problems are collected on ``Spec.problems``; raises SpecError
     only when the file is unreadable YAML or its layers cannot be understood at all.
 
-    ``confined``: the files the spec names must pass :mod:`seqcli.spec.paths` (inside its folder or an
+    ``confined``: the files the spec names must pass :mod:`seqcli.specfile.paths` (inside its folder or an
     allowed one). Only a spec the user chose on the command line as a run's record is read unconfined."""
     document = read_spec_file(path)
     return spec_from_document(document, overrides, confined=confined)
@@ -119,9 +119,9 @@ def spec_from_text(text: str | bytes, display: str = "<spec>", overrides: list[s
 
 
 def spec_from_document(document: Document, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:
-    from seqcli.spec.numbers import number_problems
-    from seqcli.spec.overrides import apply_overrides
-    from seqcli.spec.paths import path_problems
+    from seqcli.specfile.numbers import number_problems
+    from seqcli.specfile.overrides import apply_overrides
+    from seqcli.specfile.paths import path_problems
 
     problems = apply_overrides(document, overrides or [])
     problems += validate_top_level(document)

@@ -5,8 +5,8 @@ to bottom, with its name, class, output shape and parameters; frozen layers are 
 pretrained base is one box with the number of layers inside. A spec is drawn from its weightless
 (abstract) build; a ``.keras`` file is loaded in safe mode.
 
-Integration points (existing functions used here): ``seqcli.report.inspect_spec`` (the abstract build),
-``seqcli.models.load_model_file`` (a .keras file in safe mode), ``seqcli.predict.resolve_target`` and
+Integration points (existing functions used here): ``seqcli.verbs.report.inspect_spec`` (the abstract build),
+``seqcli.models.load_model_file`` (a .keras file in safe mode), ``seqcli.verbs.predict.resolve_target`` and
 ``seqcli.training.results.plot_curves`` (the run's curves.png, drawn the same way).
 """
 
@@ -124,7 +124,7 @@ def diagram_for(source: Path) -> Diagram:
     """The boxes of a spec (abstract build, no weights) or of a saved model."""
     if source.suffix == ".keras":
         return _model_diagram(_load_model(source))
-    from seqcli.report import inspect_spec
+    from seqcli.verbs.report import inspect_spec
 
     report = inspect_spec(source)
     if not report.ok:
@@ -295,7 +295,7 @@ MATRIX_LABELS = 30  # classes whose names label the axes (and whose counts are w
 def plot_confusion(target: Path, output: Path, data: str | None = None) -> Plotted:
     """A classifier's confusion matrix on ``data`` (default: the run's test, else validation data), as
     ``seq evaluate`` counts it: rows the true class, columns the predicted one."""
-    from seqcli.predict import evaluate_model
+    from seqcli.verbs.predict import evaluate_model
 
     evaluation = evaluate_model(target, data=data)
     report = evaluation.classes
@@ -377,14 +377,14 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
 
     keras = import_keras()
     if source.is_dir():
-        from seqcli.predict import resolve_target
+        from seqcli.verbs.predict import resolve_target
 
         source = resolve_target(source).model_path
     if source.suffix == ".keras":
         model = _load_model(source)
     else:
-        from seqcli.build import model_from_spec
-        from seqcli.spec import load_spec
+        from seqcli.modelbuild import model_from_spec
+        from seqcli.specfile import load_spec
 
         model = model_from_spec(load_spec(source))
     try:

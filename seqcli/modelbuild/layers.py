@@ -7,14 +7,14 @@ import warnings
 from dataclasses import replace
 
 from seqcli import applications, registry
-from seqcli.build.adapt import adapted_arguments
-from seqcli.build.bases import check_base
-from seqcli.build.context import BuildContext
 from seqcli.errors import clean_message, did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import snake_case
-from seqcli.spec import LayerEntry
-from seqcli.spec.paths import is_file_argument, layer_files
+from seqcli.modelbuild.adapt import adapted_arguments
+from seqcli.modelbuild.bases import check_base
+from seqcli.modelbuild.context import BuildContext
+from seqcli.specfile import LayerEntry
+from seqcli.specfile.paths import is_file_argument, layer_files
 
 _INVALID = object()
 

@@ -1,16 +1,16 @@
 """``seq export``: a trained model as a TensorFlow SavedModel (in TF Serving's ``NAME/VERSION/`` layout), a
 LiteRT (.tflite) file or an ONNX file.
 
-What each format is, needs and cannot hold is one table, :data:`seqcli.export_formats.FORMATS`. A model
+What each format is, needs and cannot hold is one table, :data:`seqcli.verbs.export_formats.FORMATS`. A model
 the format cannot hold is refused before any work. Otherwise the artifact is written into a staging folder
 beside the target, loaded back in its own runtime (``tf.saved_model.load``, the LiteRT interpreter,
 onnxruntime) and its predictions on real inputs, and on random inputs in their range, are compared with the
 Keras model's. Only a verified artifact is renamed into place: a failed or unverified export leaves nothing
-behind. Inputs and outputs carry the names :func:`seqcli.export_formats.serving_names` gives, the same in
+behind. Inputs and outputs carry the names :func:`seqcli.verbs.export_formats.serving_names` gives, the same in
 every format and after every command.
 
 Integration points (existing functions this module uses, to re-point after refactors):
-``seqcli.predict.resolve_target`` (RUN_OR_MODEL -> model file and run folder),
+``seqcli.verbs.predict.resolve_target`` (RUN_OR_MODEL -> model file and run folder),
 ``seqcli.models.load_model_file`` (a .keras file in safe mode) and ``seqcli.data.load_source``.
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from seqcli.errors import MissingDependency, SeqError
-from seqcli.export_formats import FORMATS, ExportError, ExportFormat, ServingNames, Verification, serving_names
 from seqcli.files import temporary_prefix
 from seqcli.manifest import Member
+from seqcli.verbs.export_formats import FORMATS, ExportError, ExportFormat, ServingNames, Verification, serving_names
 
 TOLERANCE = 1e-5
 DEFAULT_SAMPLES = 32
@@ -115,7 +115,7 @@ def export_model(
     Keras model on ``samples`` real inputs (and random ones in their range), and only then put it at
     ``output`` (a SavedModel at ``output/version``). ``stage`` hears each step as it starts."""
     from seqcli.keras_env import import_keras
-    from seqcli.predict import resolve_target
+    from seqcli.verbs.predict import resolve_target
 
     row = export_format_for(output, fmt)
     require_packages(row)
@@ -258,7 +258,7 @@ def constant_output_warnings(expected) -> list[str]:
 
 
 def _run_source(target) -> tuple[Any, Path, str]:
-    from seqcli.spec import load_spec
+    from seqcli.specfile import load_spec
 
     # The spec.yaml of a run the user named: like --data, the user's own choice, so not confined to its folder.
     spec = load_spec(target.spec_path, confined=False) if target.spec_path is not None else None

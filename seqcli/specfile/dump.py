@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from seqcli.spec.yamlload import reads_as_string
+from seqcli.specfile.yamlload import reads_as_string
 
 
 class _Dumper(yaml.SafeDumper):

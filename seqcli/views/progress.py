@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from seqcli.display import shown
-from seqcli.render import literal
 from seqcli.training import Reporter, RunHeader, TrainResult
+from seqcli.views.render import literal
 
 HIDDEN_COLUMNS = ("epoch", "seconds")
 

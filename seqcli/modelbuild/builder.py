@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import contextlib
 
-from seqcli.build.bases import PendingBase, realize_base
-from seqcli.build.context import BuildContext
-from seqcli.build.inputs import model_input
-from seqcli.build.layers import LayerMaker
-from seqcli.build.result import BuiltModel, Shape, trainable_count
-from seqcli.build.trace import compare_expectations, trace_shapes
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_keras, weightless_scope
 from seqcli.limits import LimitError
 from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
+from seqcli.modelbuild.bases import PendingBase, realize_base
+from seqcli.modelbuild.context import BuildContext
+from seqcli.modelbuild.inputs import model_input
+from seqcli.modelbuild.layers import LayerMaker
+from seqcli.modelbuild.result import BuiltModel, Shape, trainable_count
+from seqcli.modelbuild.trace import compare_expectations, trace_shapes
 from seqcli.models import WeightsError, check_weights_file, load_weights
-from seqcli.spec import LayerEntry, Spec
+from seqcli.specfile import LayerEntry, Spec
 from seqcli.trainable import apply_freeze
 
 
@@ -33,7 +33,7 @@ def build_model(
 
     ``input_shape`` (without the batch dimension) supplies a shape for a spec that has none;
     ``upto`` (a layer name or index) stops after that layer: the guide's incremental debugging;
-    ``adapted`` gives layers the state they learned from the data (:mod:`seqcli.build.adapt`).
+    ``adapted`` gives layers the state they learned from the data (:mod:`seqcli.modelbuild.adapt`).
     """
     keras = import_keras()
     scope = weightless_scope() if abstract else contextlib.nullcontext()

@@ -93,10 +93,10 @@ class TransferResult:
 def plan_transfer(options: TransferOptions) -> TransferPlan:
     """Check the request against the spec (built abstractly, its compile section resolved) and set out the
     phases and their overrides."""
-    from seqcli.build import build_model
     from seqcli.compile import resolve_compile
     from seqcli.compile_checks import probe_optimizer
-    from seqcli.spec import load_spec
+    from seqcli.modelbuild import build_model
+    from seqcli.specfile import load_spec
 
     spec = load_spec(options.spec, options.overrides)
     built = build_model(spec, abstract=True)

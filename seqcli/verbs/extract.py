@@ -356,7 +356,7 @@ def run_extract(
     when None) for every sample of ``data`` (a source as ``data:`` names one, relative to the current
     folder) into ``output``. ``progress_factory(total)`` gives a context whose value is called with the
     samples done. An existing ``output`` is replaced only with ``overwrite`` (see :mod:`seqcli.outputs`)."""
-    from seqcli.spec import load_spec
+    from seqcli.specfile import load_spec
 
     spec = load_spec(spec_path, overrides)
     inputs = [spec_path, *(path for path in (weights, data) if path is not None and Path(path).exists())]
@@ -368,8 +368,8 @@ def run_extract(
 
 def _extract(spec, data, output, layers, weights, batch_size, progress_factory) -> Extraction:
     _keras()  # TensorFlow quietly, before the data pipeline imports it
-    from seqcli.build import model_from_spec
     from seqcli.data import load_source
+    from seqcli.modelbuild import model_from_spec
 
     batch = batch_size or (spec.data.batch_size if spec.data is not None else 32)
     declared = _declared_shape(spec)
@@ -392,7 +392,7 @@ def _extract(spec, data, output, layers, weights, batch_size, progress_factory) 
 
 def _declared_shape(spec) -> tuple | None:
     """The spec's own input shape from a weightless build; None when it takes the data's."""
-    from seqcli.build import build_model
+    from seqcli.modelbuild import build_model
 
     if not spec.declares_input:
         return None

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqcli.models import load_model_file, load_weights, save_model
-from seqcli.spec import load_spec
-from seqcli.spec.sections import FreezeSection
+from seqcli.specfile import load_spec
+from seqcli.specfile.sections import FreezeSection
 from seqcli.trainable import FreezeError, FreezeReport, apply_freeze
 
 
@@ -25,7 +25,7 @@ def freeze_file(
 ) -> FreezeReport:
     """``seq freeze``: a spec (with ``weights``) or a ``.keras`` model in, the frozen ``.keras`` model out;
     an existing output is replaced only with ``overwrite``, and never when it is the source or the weights."""
-    from seqcli.build import model_from_spec  # looked up at call time: tests stand in for it
+    from seqcli.modelbuild import model_from_spec  # looked up at call time: tests stand in for it
     from seqcli.outputs import claim_output
 
     source, output = Path(source), Path(output)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqcli.build import BuiltModel, build_model
-from seqcli.build.adapt import adapting_layers, adapting_problems
 from seqcli.compile_checks import compile_problems
 from seqcli.errors import Problem, SpecError, clean_message
+from seqcli.modelbuild import BuiltModel, build_model
+from seqcli.modelbuild.adapt import adapting_layers, adapting_problems
 from seqcli.shapes import shape_text
-from seqcli.spec import Spec, read_spec
-from seqcli.spec.paths import file_fields
+from seqcli.specfile import Spec, read_spec
+from seqcli.specfile.paths import file_fields
 
 
 @dataclass

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from seqcli.errors import Problem
-from seqcli.spec.yamlload import Document, PathKey
+from seqcli.specfile.yamlload import Document, PathKey
 
 INT64_MAX = 2**63 - 1
 # Keys whose number is a learning rate wherever it appears (optimizer, schedule, fine-tuning).

@@ -9,8 +9,8 @@ from importlib import resources
 
 from seqcli.display import NAME_LIMIT
 from seqcli.limits import MAX_LAYERS
-from seqcli.spec.sections import SECTIONS
-from seqcli.spec.validate import LAYER_NAME_PATTERN
+from seqcli.specfile.sections import SECTIONS
+from seqcli.specfile.validate import LAYER_NAME_PATTERN
 
 SHAPE = {
     "type": "array",
@@ -27,7 +27,7 @@ COMPILE_OBJECTS = {"optimizer": "optimizers", "loss": "losses"}
 
 
 def layer_table() -> dict:
-    return json.loads(resources.files("seqcli.spec").joinpath("keras_layers.json").read_text())
+    return json.loads(resources.files("seqcli.specfile").joinpath("keras_layers.json").read_text())
 
 
 def spec_schema() -> dict:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from seqcli import applications
-from seqcli.build.bases import PendingBase, realize_base
-from seqcli.build.context import BuildContext
-from seqcli.build.layers import keras_message
-from seqcli.build.result import LayerRow, shape_matches, trainable_count
 from seqcli.limits import human_size, parse_size
 from seqcli.memory import dtype_size, impossible_tensor
+from seqcli.modelbuild.bases import PendingBase, realize_base
+from seqcli.modelbuild.context import BuildContext
+from seqcli.modelbuild.layers import keras_message
+from seqcli.modelbuild.result import LayerRow, shape_matches, trainable_count
 from seqcli.shapes import shape_text
-from seqcli.spec import LayerEntry
+from seqcli.specfile import LayerEntry
 
 
 def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list, tensor) -> list:

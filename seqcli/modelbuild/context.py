@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from seqcli.build.result import BuiltModel
-from seqcli.spec import Spec
+from seqcli.modelbuild.result import BuiltModel
+from seqcli.specfile import Spec
 
 
 @dataclass
@@ -16,7 +16,7 @@ class BuildContext:
     keras: Any
     abstract: bool
     result: BuiltModel
-    adapted: dict = field(default_factory=dict)  # layer index -> learned state (seqcli.build.adapt)
+    adapted: dict = field(default_factory=dict)  # layer index -> learned state (seqcli.modelbuild.adapt)
 
     def problem(self, path, message: str, hint: str | None = None, *, key: bool = False) -> None:
         """Record a problem at a spec path; a build collects problems, it never raises them."""

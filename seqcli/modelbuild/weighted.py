@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli.build.adapt import AdaptStateMissing, adapted_from_saved, adapting_layers
-from seqcli.build.builder import build_model
-from seqcli.build.result import Shape
 from seqcli.errors import SeqError
 from seqcli.memory import estimate_memory
+from seqcli.modelbuild.adapt import AdaptStateMissing, adapted_from_saved, adapting_layers
+from seqcli.modelbuild.builder import build_model
+from seqcli.modelbuild.result import Shape
 from seqcli.models import load_weights
-from seqcli.spec import Spec
+from seqcli.specfile import Spec
 
 
 def model_from_spec(

@@ -12,8 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 from seqcli.errors import SeqError
-from seqcli.spec.dump import dump_scalar
-from seqcli.spec.validate import as_identifier
+from seqcli.specfile.dump import dump_scalar
+from seqcli.specfile.validate import as_identifier
 
 KINDS = ("mlp", "cnn", "transfer")
 

@@ -1,0 +1,1 @@
+"""Terminal views: the rich tables and the progress display the CLI shows; the core never imports them."""
