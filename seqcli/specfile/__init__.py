@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from seqcli.errors import Problem, SpecError
 from seqcli.specfile.sections import (
@@ -139,7 +139,7 @@ def spec_from_document(document: Document, overrides: list[str] | None = None, *
         name=document.data.get("name") if isinstance(document.data.get("name"), str) else None,
         problems=problems,
         refused_files=refused,
-        **sections,
+        **cast(dict[str, Any], sections),  # SECTIONS pairs each key with its field's model
     )
     return spec
 

@@ -55,7 +55,7 @@ def apply_overrides(document: Document, overrides: list[str]) -> list[Problem]:
 
 
 def _assign(document: Document, path: PathKey, value, where: str) -> Problem | None:
-    target = document.data if isinstance(document.data, dict) else None
+    target: dict | list | None = document.data if isinstance(document.data, dict) else None
     if target is None:
         return Problem("the spec is not a mapping", "", None, None, None, where)
     for depth, part in enumerate(path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 from seqcli.display import NAME_LIMIT
 from seqcli.limits import MAX_LAYERS
@@ -85,7 +86,7 @@ def _layer_item(name: str, entry: dict) -> dict:
 
 
 def _input_item(arguments: list[str]) -> dict:
-    properties = {arg: {} for arg in arguments}
+    properties: dict[str, dict[str, Any]] = {arg: {} for arg in arguments}
     properties["shape"] = SHAPE
     return _entry("Input", {"type": "object", "additionalProperties": False, "properties": properties})
 

@@ -11,6 +11,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
@@ -265,7 +266,7 @@ def validate_sections(document: Document) -> tuple[dict[str, Section], list[Prob
 def _pydantic_problems(
     document: Document, root: PathKey, model: type[BaseModel], value: Any, error: ValidationError
 ) -> list[Problem]:
-    grouped: dict[PathKey, list[dict]] = {}
+    grouped: dict[PathKey, list[ErrorDetails]] = {}
     for item in error.errors():
         path = _real_path(value, item["loc"])
         grouped.setdefault(path, []).append(item)
@@ -302,13 +303,13 @@ _TYPE_ERRORS = {
 }
 
 
-def _relevant(items: list[dict]) -> list[dict]:
+def _relevant(items: list[ErrorDetails]) -> list[ErrorDetails]:
     """Of a union's failures, keep those about the value's content over 'not a string/dict/...' noise."""
     specific = [i for i in items if i["type"] not in _TYPE_ERRORS]
     return specific or items
 
 
-def _message(item: dict) -> str:
+def _message(item: ErrorDetails) -> str:
     message = item["msg"]
     return message[0].lower() + message[1:]
 
@@ -320,7 +321,7 @@ def _expected(message: str) -> str:
     return message
 
 
-def _hint_for(received: Any, items: list[dict]) -> str | None:
+def _hint_for(received: Any, items: list[ErrorDetails]) -> str | None:
     choices = [c for i in items if i["type"] == "literal_error" for c in re.findall(r"'([^']*)'", i["ctx"]["expected"])]
     if choices and isinstance(received, str):
         return did_you_mean(received, choices)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,14 +194,13 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = (error.problem or error.context or "invalid YAML").strip()
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         hint = "indent with spaces: YAML does not allow tabs" if "\\t" in message else None
         if error.context and error.context_mark and error.context_mark is not mark:
             hint = (
                 f"{error.context.strip()} that starts at line {error.context_mark.line + 1}, "
                 f"column {error.context_mark.column + 1}"
             )
-        raise SpecError([Problem(f"invalid YAML: {message}", "", line, column, hint, display)], text) from None
+        raise SpecError([Problem(f"invalid YAML: {message}", "", *_line_column(mark), hint, display)], text) from None
     except yaml.reader.ReaderError as error:  # a character YAML forbids: reported by offset, not line
         raise SpecError([_character_problem(text, error, display)], text) from None
     except yaml.YAMLError as error:
@@ -251,18 +251,16 @@ def _compose(text: str, document: Document):
     """Compose one YAML node tree, checking the event stream first (iteratively) for depth and documents."""
     depth = 0
     documents = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in _events(text):
         if isinstance(event, yaml.DocumentStartEvent):
             documents += 1
             if documents > 1:
-                mark = event.start_mark
                 raise SpecError(
                     [
                         Problem(
                             "a spec holds one YAML document; found a second '---'",
                             "",
-                            mark.line + 1,
-                            mark.column + 1,
+                            *_line_column(event.start_mark),
                             "put each model in its own file",
                             document.file,
                         )
@@ -272,14 +270,12 @@ def _compose(text: str, document: Document):
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                mark = event.start_mark
                 raise SpecError(
                     [
                         Problem(
                             f"nesting deeper than {MAX_DEPTH} levels",
                             "",
-                            mark.line + 1,
-                            mark.column + 1,
+                            *_line_column(event.start_mark),
                             None,
                             document.file,
                         )
@@ -293,6 +289,21 @@ def _compose(text: str, document: Document):
         return loader.get_single_node()
     finally:
         loader.dispose()
+
+
+def _events(text: str) -> Iterator[yaml.Event]:
+    """The YAML event stream of ``text`` as :class:`_Loader` parses it (``yaml.parse`` with seq's loader)."""
+    loader = _Loader(text)
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    finally:
+        loader.dispose()
+
+
+def _line_column(mark) -> tuple[int | None, int | None]:
+    """A YAML mark's 1-based line and column; both None where YAML gives no mark."""
+    return (mark.line + 1, mark.column + 1) if mark else (None, None)
 
 
 def _count_nodes(root, document: Document, problems: list[Problem]) -> None:
