@@ -238,7 +238,7 @@ def _too_deep(path, what: str) -> LimitError:
     )
 
 
-def _check_config_size(archive: zipfile.ZipFile, path: Path, what: str) -> None:
+def _check_config_size(archive: zipfile.ZipFile, path: str | Path, what: str) -> None:
     try:
         size = archive.getinfo("config.json").file_size
     except KeyError:
@@ -283,7 +283,8 @@ def _checked_npy_header(handle, available: int, where: str, label: str):
         elif version == (2, 0):
             shape, fortran, dtype = fmt.read_array_header_2_0(handle, max_header_size=1 << 16)
         else:  # format 3.0 (utf-8 field names) has no public header reader
-            shape, fortran, dtype = fmt._read_array_header(handle, version, max_header_size=1 << 16)
+            reader = fmt._read_array_header  # type: ignore[attr-defined]  # private, so numpy's stubs omit it
+            shape, fortran, dtype = reader(handle, version, max_header_size=1 << 16)
         offset = handle.tell()
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
         raise LimitError(f"{where}: cannot read {label} as an .npy array: {_npy_problem(error)}", where=where) from None

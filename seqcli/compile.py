@@ -85,7 +85,7 @@ def resolve_compile(
             "name a Keras loss, e.g. 'loss: sparse_categorical_crossentropy'",
             key=True,
         )
-    optimizer = resolve_optimizer(resolver, spec)
+    optimizer = resolve_optimizer(resolver, spec, section.optimizer)
     loss = resolver.loss(("compile", "loss"), section.loss) if section.loss is not None else None
     metrics = [resolver.metric(("compile", "metrics", index), value) for index, value in enumerate(section.metrics)]
     if single_step and section.steps_per_execution not in ("auto", 1):
@@ -118,11 +118,13 @@ def resolve_compile(
     return settings, []
 
 
-def resolve_optimizer(resolver: CompileResolver, spec: Spec):
+def resolve_optimizer(resolver: CompileResolver, spec: Spec, optimizer):
+    """The Keras optimizer of ``optimizer`` (the spec's compile.optimizer), with the spec's learning rate
+    schedule; None where the resolver reported a problem."""
     schedule = None
     if spec.train.learning_rate_schedule is not None:
         schedule = resolver.schedule(("train", "learning_rate_schedule"), spec.train.learning_rate_schedule)
-    return resolver.optimizer(("compile", "optimizer"), spec.compile.optimizer, schedule)
+    return resolver.optimizer(("compile", "optimizer"), optimizer, schedule)
 
 
 def optimizer_class_name(identifier: str) -> str | None:
@@ -229,7 +231,7 @@ def accepted_arguments(cls: type) -> frozenset[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        parameters = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
         named = [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
         accepted.update(named)
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):

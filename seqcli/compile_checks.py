@@ -16,6 +16,7 @@ def probe_compile(spec: Spec, settings: CompileSettings, labels, output_shape: t
     import numpy as np
 
     keras = import_keras()
+    assert spec.compile is not None, "settings are resolved from the spec's compile section"
     labels = np.asarray(labels)
     outputs = np.full((labels.shape[0], *output_shape[1:]), 1.0 / max(output_shape[-1] or 1, 1), dtype=np.float32)
     problems = []
@@ -140,19 +141,19 @@ def probe_optimizer(spec: Spec) -> list[Problem]:
     if spec.compile is None:
         return []
     resolver = CompileResolver(spec, keras, probe=True)
-    optimizer = resolve_optimizer(resolver, spec)
+    optimizer = resolve_optimizer(resolver, spec, spec.compile.optimizer)
     if optimizer is None or resolver.problems:
         return []
     variable = keras.Variable(np.zeros(2, np.float32), name="seq_probe")
     try:
         optimizer.apply([keras.ops.zeros((2,))], [variable])
     except Exception as error:  # Keras raises TypeError/ValueError, TensorFlow UnimplementedError, ...
-        return [_rejected_optimizer(spec, error)]
+        return [_rejected_optimizer(spec, spec.compile.optimizer, error)]
     return []
 
 
-def _rejected_optimizer(spec: Spec, error: Exception) -> Problem:
-    value = spec.compile.optimizer
+def _rejected_optimizer(spec: Spec, value, error: Exception) -> Problem:
+    """The problem at compile.optimizer (``value``, as the spec writes it) for Keras's ``error``."""
     mapping = isinstance(value, dict)
     name, args = next(iter(value.items())) if mapping else (value, {})
     received = ", ".join(f"{key}={argument!r}" for key, argument in (args or {}).items())

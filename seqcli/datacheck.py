@@ -44,11 +44,11 @@ def first_non_finite(values: np.ndarray) -> tuple[int, float, int] | None:
         return None
     per_sample = max(values.size // len(values), 1)
     step = max(CHUNK_ELEMENTS // per_sample, 1)  # a boolean copy of a chunk, never of the whole array
-    bad = [
+    bad_per_chunk = [
         start + np.flatnonzero(~np.isfinite(values[start : start + step]).reshape(-1, per_sample).all(axis=1))
         for start in range(0, len(values), step)
     ]
-    bad = np.concatenate(bad)
+    bad = np.concatenate(bad_per_chunk)
     if not bad.size:
         return None
     sample = values[bad[0]].reshape(-1)

@@ -40,7 +40,7 @@ def _declared_direction(metric) -> str | None:
 def compiled_direction(model, name: str) -> str | None:
     """The direction ("up" or "down") the compiled metric called ``name`` declares, as Keras's
     MonitorCallback reads it; None when no such metric declares one (or the model is not there)."""
-    metrics = []
+    metrics: list = []
     for metric in getattr(model, "metrics", None) or []:
         # Keras's CompileMetrics (and MetricsList) hold the compiled metrics; flatten them as Keras does.
         inner = getattr(metric, "metrics", None)

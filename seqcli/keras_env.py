@@ -43,14 +43,14 @@ def _quiet_stderr():
 def import_keras():
     """Return the ``keras`` module with TensorFlow's C++ and Python logging turned down."""
     if "keras" in sys.modules:
-        keras = sys.modules["keras"]
-        if keras.backend.backend() != "tensorflow":
+        loaded = sys.modules["keras"]
+        if loaded.backend.backend() != "tensorflow":
             raise SeqError(
-                f"Keras was already imported with the {keras.backend.backend()!r} backend",
+                f"Keras was already imported with the {loaded.backend.backend()!r} backend",
                 hint="seq trains with TensorFlow: import seqcli before keras, or set KERAS_BACKEND=tensorflow",
             )
         if "tensorflow" in sys.modules:
-            return keras
+            return loaded
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # seq's engine is TensorFlow (tf.data, tf.distribute): a KERAS_BACKEND set for other work must not leak in.
     os.environ["KERAS_BACKEND"] = "tensorflow"

@@ -81,11 +81,10 @@ def claim_output(
     killed writer of the folder made but had not yet recorded, where the folder's kind knows it exactly."""
     target = Path(target)
     inputs = list(inputs)
-    rule = {"inputs": inputs, "overwrite": overwrite, "own_ok": own_ok, "resume": resume}
 
     def check() -> None:
         if folder:
-            check_output_folder(target, **rule)
+            check_output_folder(target, inputs=inputs, overwrite=overwrite, own_ok=own_ok, resume=resume)
         else:
             check_output_file(target, inputs=inputs, overwrite=overwrite)
 

@@ -169,7 +169,7 @@ def _typed_row(row, header, columns, other, line, path, what) -> dict:
     _check_cells(row, line, path, what)
     if len(row) > len(header):
         raise not_written_by_seq(path, what, f"line {line} holds {len(row)} cells, its header names {len(header)}")
-    values = {}
+    values: dict[str, Any] = {}
     for index, name in enumerate(header):
         cell = row[index] if index < len(row) else ""
         column = columns.get(name, other)

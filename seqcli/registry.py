@@ -145,14 +145,15 @@ def signature_arguments(cls: type) -> tuple[frozenset[str], frozenset[str]]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
-        parameters = inspect.signature(klass.__init__).parameters.values()
+        init = vars(klass)["__init__"]  # the class's own, not an inherited one
+        parameters = inspect.signature(init).parameters.values()
         for parameter in list(parameters)[1:]:
             if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
                 continue
             accepted.add(parameter.name)
             if klass is cls and parameter.default is parameter.empty:
                 required.add(parameter.name)
-        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(klass.__init__).parameters.values()):
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
             break
     return frozenset(accepted), frozenset(required)
 

@@ -84,7 +84,7 @@ class _Builder:
         """Each entry's layer, in the spec's order. A base whose input is known by its turn is made then, as a
         Keras script makes it before the layers after it: their initializers draw their seeds (from
         ``keras.utils.set_random_seed``'s state) in the script's order. Other bases wait for the trace."""
-        layers = []
+        layers: list = []
         for entry in entries:
             layer = maker.construct(entry)
             if isinstance(layer, PendingBase):

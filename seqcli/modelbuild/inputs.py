@@ -27,9 +27,8 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
         entries = entries[1:]
         shape, source = _input_entry_shape(context, first), "Input"
         input_args = _input_arguments(context, first)
-    elif first is not None and registry.shape_argument(first.class_name, first.args):
+    elif first is not None and (key := registry.shape_argument(first.class_name, first.args)):
         # Keras's Layer takes input_dim as input_shape (input_dim,), and prefers it when both are given.
-        key = registry.shape_argument(first.class_name, first.args)
         shape, source, input_args = parse_shape(context, first.path + (first.class_name, key), first.args[key]), key, {}
     else:
         input_args = {}
@@ -43,7 +42,7 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
         tensor = context.keras.Input(shape=shape, **{k: v for k, v in input_args.items() if k != "shape"})
     except Exception as error:  # Keras raises ValueError, TypeError... for a dtype or shape it cannot use
         context.problem(
-            first.path + ("Input",) if source == "Input" else ("layers", 0),
+            first.path + ("Input",) if first is not None and source == "Input" else ("layers", 0),
             f"Keras rejected the input: {clean_message(error)}",
             "check Input's shape and dtype (e.g. float32, int32)",
             key=source == "Input",
@@ -53,7 +52,7 @@ def model_input(context: BuildContext, entries: list[LayerEntry], override: Shap
     impossible = impossible_tensor(shape, dtype_size(tensor.dtype))
     if impossible:
         context.problem(
-            first.path + ("Input", "shape") if source == "Input" else ("layers", 0),
+            first.path + ("Input", "shape") if first is not None and source == "Input" else ("layers", 0),
             f"no machine can hold one input sample of shape {shape_text(shape)}: it would take {impossible}",
             "make the input shape smaller",
         )

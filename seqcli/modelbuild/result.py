@@ -74,10 +74,11 @@ class BuiltModel:
         """Trainable parameters before the spec's freeze: section (the same as trainable_params without one)."""
         if not self.built:
             return None
-        return sum(
+        counts = (
             row.trainable_params if row.trainable_params_before is None else row.trainable_params_before
             for row in self.rows
         )
+        return sum(count for count in counts if count is not None)  # a built model counts every row
 
     @property
     def built(self) -> bool:
@@ -91,11 +92,13 @@ class BuiltModel:
 
     @property
     def params(self) -> int | None:
-        return sum(row.params for row in self.rows) if self.built else None
+        return sum(row.params for row in self.rows if row.params is not None) if self.built else None
 
     @property
     def trainable_params(self) -> int | None:
-        return sum(row.trainable_params for row in self.rows) if self.built else None
+        return (
+            sum(row.trainable_params for row in self.rows if row.trainable_params is not None) if self.built else None
+        )
 
     @property
     def weight_bytes(self) -> int | None:

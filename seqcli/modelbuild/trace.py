@@ -16,7 +16,7 @@ from seqcli.specfile import LayerEntry
 
 def trace_shapes(context: BuildContext, entries: list[LayerEntry], layers: list, tensor) -> list:
     """Call each layer on the symbolic tensor, recording rows; returns the layers with bases made."""
-    made = []
+    made: list = []
     rows = context.result.rows
     for entry, layer in zip(entries, layers):
         if isinstance(layer, PendingBase):
@@ -168,9 +168,10 @@ def _compare_model_expectations(context: BuildContext) -> None:
             key=True,
         )
         return
-    if expect is None or not result.built:
+    output_shape = result.output_shape  # None until the model is built
+    if expect is None or output_shape is None:
         return
-    output = result.output_shape[1:]
+    output = output_shape[1:]
     if expect.output is not None and not shape_matches(expect.output, output):
         context.problem(
             ("expect", "output"), f"expected model output {shape_text(expect.output)}, built {shape_text(output)}"
@@ -178,7 +179,7 @@ def _compare_model_expectations(context: BuildContext) -> None:
     params, trainable = result.params, result.trainable_params
     if expect.params is not None and params != expect.params:
         context.problem(("expect", "params"), f"expected {expect.params:,} parameters, built {params:,}")
-    if expect.max_params is not None and params > expect.max_params:
+    if expect.max_params is not None and params is not None and params > expect.max_params:
         context.problem(
             ("expect", "max_params"), f"model has {params:,} parameters, over the limit of {expect.max_params:,}"
         )
