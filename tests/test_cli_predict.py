@@ -132,3 +132,17 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(trained, tmp_
     assert result.stderr.startswith(f"error: --output {output} is an input of this command\n"), result.stderr
     assert output.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"x.npy", output.name})
+
+
+def test_an_output_among_a_list_of_shards_is_refused(trained, tmp_path):
+    x = np.load(trained / "tiny.npz")["x"][:4]
+    for name in ("a.npy", "b.npy"):
+        np.save(tmp_path / name, x)
+    before = (tmp_path / "b.npy").read_bytes()
+    data = f"{{path: [{tmp_path / 'a.npy'}, {tmp_path / 'b.npy'}]}}"
+    result = run("predict", trained / "run", "--data", data, "--output", tmp_path / "b.npy", "--overwrite")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: --output {tmp_path / 'b.npy'} is an input of this command\n"), (
+        result.stderr
+    )
+    assert (tmp_path / "b.npy").read_bytes() == before

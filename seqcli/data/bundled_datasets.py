@@ -26,6 +26,7 @@ SPLIT_SEED = 0
 
 def open_bundled_dataset(section: SourceSection, where: str, want_labels: bool) -> Arrays:
     name = section.dataset
+    assert name is not None, "open_source opens a section that names a dataset here"
     x, y = load_table(name)
     rows = split_rows(y, classes=BUNDLED_DATASETS[name][1])[section.split]
     return as_arrays(x[rows], y[rows] if want_labels else None, section.scale, f"dataset {name!r}", where)

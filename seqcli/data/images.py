@@ -228,11 +228,12 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
             f"({', '.join(d.name for d in class_dirs)})",
             hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
         )
+    height, width = section.image_size or DEFAULT_IMAGE_SIZE  # the spec's schema takes two sizes
     return Images(
         paths=np.array(paths),
         labels=np.array(labels, dtype=np.int64),
         class_names=[d.name for d in class_dirs],
-        image_size=tuple(section.image_size or DEFAULT_IMAGE_SIZE),
+        image_size=(height, width),
         channels=channels,
         scale=None if section.scale is None else float(section.scale),
         parallel=decode_parallelism(largest),

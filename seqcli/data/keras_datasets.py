@@ -33,6 +33,7 @@ GRAYSCALE_DATASETS = {"mnist", "fashion_mnist"}
 
 def open_keras_dataset(section: SourceSection, where: str, want_labels: bool) -> Arrays:
     name = section.dataset
+    assert name is not None, "open_source opens a section that names a dataset here"
     (x_train, y_train), (x_test, y_test) = _keras_load_data(name, where)
     x, y = (x_train, y_train) if section.split == "train" else (x_test, y_test)
     if name in GRAYSCALE_DATASETS:

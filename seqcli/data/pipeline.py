@@ -24,6 +24,8 @@ from seqcli.specfile.sections import DataSection, SourceSection, ValidationSplit
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
 
+Pipelined = Source | DecodedOnFirstUse  # what batches are built from: a source, or an image folder decoded once
+
 # Validation batches (float32 inputs) are cached in memory up to this size; see load_datasets.
 CACHE_LIMIT_BYTES = 1 << 30
 
@@ -140,17 +142,16 @@ def load_datasets(
     seed = seed if seed is not None else secrets.randbelow(2**31)
     base_dir = Path(base_dir)
     if section.train is None:
-        if isinstance(section.validation, (float, ValidationSplit)):
-            raise DataError("data.validation is a fraction of data.train, but there is no data.train")
         return _validation_only(section, base_dir, seed, batch_size, input_shape)
 
-    train = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
+    train: Pipelined = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
     if decode_once and section.cache and isinstance(train, Images):
         train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
     validation, validation_indices = None, None
-    buffer = train.shuffle_buffer(section.shuffle_buffer) if isinstance(train, Stream) else None
+    buffer = None
     if isinstance(train, Stream):
+        buffer = train.shuffle_buffer(section.shuffle_buffer)
         train.check_memory(batch_size, buffer, section.shuffle)
     if isinstance(section.validation, (float, ValidationSplit)) and isinstance(train, Stream):
         raise DataError(
@@ -188,30 +189,32 @@ def load_datasets(
             sharding = f"by sample (each of {workers[0]} workers reads all the data and keeps its part of each batch)"
 
     def validation_builder() -> tf.data.Dataset:
+        assert validation is not None and validation_indices is not None, "only built with validation data"
         return _validation_batches(validation, validation_indices, batch_size, section.cache)
 
     def adapt_builder(samples: int | None) -> tf.data.Dataset:
         indices = adapt_indices(train_indices, samples, seed)
         return _prefetch(_batches(train, indices, batch_size, labels=False))
 
+    train_labels = source_labels(train)
     return Datasets(
         _validation_builder=None if validation is None else validation_builder,
         train_count=len(train_indices),
-        validation_count=None if validation is None else len(validation_indices),
+        validation_count=None if validation_indices is None else len(validation_indices),
         steps_per_epoch=steps_per_epoch,
         sharding=sharding,
-        validation_steps=None if validation is None else math.ceil(len(validation_indices) / batch_size),
+        validation_steps=None if validation_indices is None else math.ceil(len(validation_indices) / batch_size),
         input_shape=train.sample_shape,
         input_dtype=input_dtype(train),
         class_names=train.class_names,
         seed=seed,
         batch_size=batch_size,
         labels={
-            where: source.y
+            where: y
             for where, source in (("data.train", train), ("data.validation", validation))
-            if getattr(source, "y", None) is not None
+            if (y := getattr(source, "y", None)) is not None
         },
-        train_labels=None if source_labels(train) is None else source_labels(train)[train_indices],
+        train_labels=None if train_labels is None else train_labels[train_indices],
         _epoch_builder=epoch_builder,
         _adapt_builder=adapt_builder,
     )
@@ -225,14 +228,13 @@ def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, s
     count, index = workers
     if not isinstance(train, Stream) or len(train.shards) < count or batch_size % count:
         return None
-    tf = import_tensorflow()
-
     per_step = batch_size // count
     most = max(sum(shard.count for shard in train.shards[worker::count]) for worker in range(count))
     steps = math.ceil(most / per_step)
     mine = train.part(count, index)
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
+        tf = import_tensorflow()
         order = (seed, epoch) if shuffle else None
         dataset = mine.dataset(
             batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
@@ -245,7 +247,7 @@ def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, s
     return epoch_builder, steps, f"by file ({files} of {len(train.shards)} files on worker {index} of {count})"
 
 
-def source_labels(source: Source) -> np.ndarray | None:
+def source_labels(source: Pipelined) -> np.ndarray | None:
     """A source's labels as held in memory (an image folder's class ids), or None when it has none."""
     labels = getattr(source, "y", None)
     return labels if labels is not None else getattr(source, "labels", None)
@@ -259,7 +261,7 @@ def adapt_indices(indices: np.ndarray, samples: int | None, seed: int) -> np.nda
     return indices[np.sort(chosen)]
 
 
-def _split(train: Source, validation: float | ValidationSplit, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(train: Pipelined, validation: float | ValidationSplit, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(validation, float):
         return split_indices(train.count, validation, seed)
     if not validation.stratify:
@@ -327,7 +329,8 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
             hint="use a single .npz, .npy or .csv source here",
         )
     if isinstance(opened, Images):
-        path = resolve_path(as_section(source, "data source").path, base_dir)
+        (name,) = as_section(source, "data source").path_names  # an image folder is opened from one name
+        path = resolve_path(name, base_dir)
         raise DataError(
             f"{path} is an image directory; it is streamed from disk, not loaded into memory as arrays",
             hint="use an .npz, .npy or .csv source here",
@@ -335,7 +338,7 @@ def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.
     return opened.float_x(), opened.y
 
 
-def input_dtype(source: Source) -> str:
+def input_dtype(source: Pipelined) -> str:
     """The dtype a source's batches hold: ``string`` for text, else ``float32``."""
     return "string" if isinstance(source, Texts) else "float32"
 
@@ -359,7 +362,7 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def _batches(
-    source: Source,
+    source: Pipelined,
     indices: np.ndarray,
     batch_size: int,
     *,
@@ -415,7 +418,7 @@ def _unsigned(seed: int) -> int:
     return int(seed) % 2**64
 
 
-def _validation_batches(source: Source, indices: np.ndarray, batch_size: int, cache: bool) -> tf.data.Dataset:
+def _validation_batches(source: Pipelined, indices: np.ndarray, batch_size: int, cache: bool) -> tf.data.Dataset:
     """Validation batches in a fixed order; with ``cache``, kept in memory after the first pass when they
     fit in :data:`CACHE_LIMIT_BYTES` (re-gathering them costs about 10% of a small model's epoch)."""
     dataset = _batches(source, indices, batch_size, labels=True)
@@ -427,6 +430,8 @@ def _validation_batches(source: Source, indices: np.ndarray, batch_size: int, ca
 def _validation_only(
     section: DataSection, base_dir: Path, seed: int, batch_size: int, input_shape: tuple | None
 ) -> Datasets:
+    if isinstance(section.validation, (float, ValidationSplit)):
+        raise DataError("data.validation is a fraction of data.train, but there is no data.train")
     if section.validation is None:
         return Datasets(seed=seed, batch_size=batch_size)
     validation = open_source(section.validation, base_dir, "data.validation", labels=True, input_shape=input_shape)
@@ -444,7 +449,7 @@ def _validation_only(
     )
 
 
-def _check_compatible(train: Source, validation: Source):
+def _check_compatible(train: Pipelined, validation: Source):
     if input_dtype(train) != input_dtype(validation):
         raise DataError(
             f"data.validation: samples are {input_dtype(validation)}, but data.train's are {input_dtype(train)}",

@@ -24,7 +24,9 @@ def is_streamed(section: SourceSection, fmt: str | None, base_dir: Path) -> bool
     """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
     from seqcli.files import is_pattern
 
-    return isinstance(section.path, list) or is_pattern(section.path, base_dir) or fmt == "tfrecord"
+    if isinstance(section.path, list):
+        return True
+    return (section.path is not None and is_pattern(section.path, base_dir)) or fmt == "tfrecord"
 
 
 def open_stream(
@@ -174,8 +176,9 @@ def _csv_header(path: Path, stream: Stream) -> Shard:
 
 
 def _tfrecord_header(path: Path, stream: Stream) -> Shard:
-    described = stream.section.features
-    x, y = described[stream.section.x], described[stream.section.y] if stream.with_labels else None
+    described, y_name = stream.section.features, stream.section.y
+    assert isinstance(described, dict), "open_stream refuses a TFRecord source without its features"
+    x, y = described[stream.section.x], described[y_name] if stream.with_labels and y_name is not None else None
     count = count_records(path, stream)
     values = math.prod(x.shape) + (math.prod(y.shape) if y else 0)
     open_bytes = RECORD_CHUNK * values * 8 * 2  # the records read and the values parsed from them

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pydantic
@@ -48,7 +48,7 @@ def as_section(source: str | list | dict | SourceSection, where: str) -> SourceS
     if isinstance(source, str):
         name, _, split = source.partition(":")
         if name in DATASET_NAMES and split in ("", "train", "test"):
-            return SourceSection(dataset=name, split=split or "train")
+            return SourceSection.model_validate({"dataset": name, "split": split or "train"})
         return SourceSection(path=source)
     if isinstance(source, list):
         return validate_section(SourceSection, {"path": source}, where)
@@ -73,14 +73,13 @@ def _flow_mapping(text: str, where: str) -> dict:
     return value
 
 
-def source_path(source: str | dict | SourceSection, where: str = "--data") -> Path | None:
-    """The file or folder a source reads (None for a Keras dataset)."""
-    section = as_section(source, where)
-    return None if section.path is None else Path(section.path)
+def source_paths(source: str | list | dict | SourceSection, where: str = "--data") -> list[Path]:
+    """The files, folders or globs a source names (none for a Keras dataset)."""
+    return [Path(name) for name in as_section(source, where).path_names]
 
 
 def open_source(
-    source: str | dict | SourceSection,
+    source: str | list | dict | SourceSection,
     base_dir: Path,
     where: str,
     *,
@@ -179,7 +178,12 @@ def _open_path(
     input_shape: tuple | None = None,
     class_names: list[str] | None = None,
 ):
-    if is_streamed(section, section.format, base_dir) or _names_tfrecord(section.path):
+    assert section.path is not None, "open_source opens a section without a path as a dataset, or refuses it"
+    if (
+        isinstance(section.path, list)
+        or is_streamed(section, section.format, base_dir)
+        or _names_tfrecord(section.path)
+    ):
         files = _shard_files(section, base_dir, where)
         readers = FileReaders(
             read_npz=read_npz, npz_header=npz_header, read_csv=_read_csv_shard, csv_columns=csv_shard_columns
@@ -252,9 +256,8 @@ def _names_tfrecord(path: str) -> bool:
 
 def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Path]:
     """The files of a streamed source, in order: a list's (each one may be a glob), or a glob's sorted matches."""
-    names = section.path if isinstance(section.path, list) else [section.path]
     files = []
-    for name in names:
+    for name in section.path_names:
         if not is_pattern(name, base_dir):
             path = resolve_path(name, base_dir)
             _require_exists(path, name, base_dir, where)
@@ -281,7 +284,7 @@ def member_roots(base_dir: Path, where: str) -> list[Path]:
     return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
 
 
-def _names_npy(name: str | None) -> bool:
+def _names_npy(name: str | None) -> TypeGuard[str]:
     return name is not None and name.lower().endswith(".npy")
 
 

@@ -181,8 +181,9 @@ class Stream:
         tf = import_tensorflow()
 
         if self._features is None:
-            described = self.section.features
-            names = [self.section.x] + ([self.section.y] if self.with_labels else [])
+            described, y = self.section.features, self.section.y
+            assert isinstance(described, dict), "open_stream refuses a TFRecord source without its features"
+            names = [self.section.x] + ([y] if self.with_labels and y is not None else [])
             self._features = {
                 name: tf.io.FixedLenFeature(described[name].shape, getattr(tf, described[name].dtype)) for name in names
             }
@@ -320,7 +321,7 @@ def _interleaved(stream: Stream, shard_order: np.ndarray) -> Iterator:
             return
         rows = min(len(slot[1]) - slot[3] for slot in slots)
         xs = [slot[1][slot[3] : slot[3] + rows] for slot in slots]
-        ys = [None if slot[2] is None else slot[2][slot[3] : slot[3] + rows] for slot in slots]
+        ys: list = [None if slot[2] is None else slot[2][slot[3] : slot[3] + rows] for slot in slots]  # all or none
         for slot in slots:
             slot[3] += rows
         x = np.stack(xs, axis=1).reshape(rows * len(slots), *xs[0].shape[1:])
@@ -349,12 +350,12 @@ def _shuffled(samples: Iterator, size: int, rng: np.random.Generator) -> Iterato
             buffer_y = None if y is None else np.empty((size, *y.shape[1:]), y.dtype)
         taken = min(size - filled, len(x))
         buffer_x[filled : filled + taken] = x[:taken]
-        if y is not None:
+        if buffer_y is not None:
             buffer_y[filled : filled + taken] = y[:taken]
         filled += taken
         if taken < len(x):
             yield _swap(buffer_x, buffer_y, x[taken:], None if y is None else y[taken:], rng)
-    if filled:
+    if buffer_x is not None and filled:
         order = np.argsort(rng.random(filled), kind="stable")
         yield buffer_x[:filled][order], None if buffer_y is None else buffer_y[:filled][order]
 
@@ -413,4 +414,7 @@ def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Ite
 
 def _block(x: np.ndarray, y: np.ndarray | None, batch_size: int, labels: bool):
     x = x.reshape(-1, batch_size, *x.shape[1:])
-    return (x, y.reshape(-1, batch_size, *y.shape[1:])) if labels else x
+    if not labels:
+        return x
+    assert y is not None, "a stream read with labels gives them with every sample"
+    return x, y.reshape(-1, batch_size, *y.shape[1:])

@@ -120,7 +120,9 @@ def _csv_columns(
     return CsvColumns(features, None, kept_label, weights)
 
 
-def csv_shard_columns(path: Path, section: SourceSection, where: str, *, want_labels: bool) -> tuple[list, str, int]:
+def csv_shard_columns(
+    path: Path, section: SourceSection, where: str, *, want_labels: bool
+) -> tuple[list[str], str | None, int]:
     """A CSV shard's numeric feature columns, its label column and its number of rows, no cell converted."""
     with _csv_reader(path, where) as rows:
         header = next(rows, None)

@@ -57,7 +57,7 @@ class Texts(Arrays):
 
 def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input_shape: tuple | None) -> Texts:
     """A :class:`Texts` shaped for a model taking ``input_shape``: ``(count,)`` for ``[]``, else ``(count, 1)``."""
-    x = np.empty(len(samples), dtype=object)
+    x: np.ndarray = np.empty(len(samples), dtype=object)
     x[:] = samples
     if input_shape is None or len(input_shape) != 0:
         x = x.reshape(-1, 1)

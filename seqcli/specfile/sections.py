@@ -85,6 +85,13 @@ class SourceSection(Section):
         default=None, description="sample weights: an array of the .npz or a column of the CSV, one per sample"
     )
 
+    @property
+    def path_names(self) -> list[str]:
+        """``path`` as a list: a list's names, its one name, or none (a dataset's section)."""
+        if self.path is None:
+            return []
+        return list(self.path) if isinstance(self.path, list) else [self.path]
+
     @model_validator(mode="after")
     def _described(self) -> SourceSection:
         """x and y name described features when the source has a TFRecord description."""

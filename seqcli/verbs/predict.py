@@ -380,15 +380,15 @@ def _evaluation_data(
 def _predict_inputs(target: str | Path, data: str) -> list[Path]:
     """What ``seq predict`` reads: the data, the model file and a run's spec and metrics."""
     from seqcli.data import DataError
-    from seqcli.data.sources import source_path
+    from seqcli.data.sources import source_paths
 
     target = Path(target)
     run_files = [target / name for name in ("model.keras", "spec.yaml", "metrics.json")] if target.is_dir() else []
     try:
-        data_path = source_path(data)
+        data_paths = source_paths(data)
     except DataError:
-        data_path = None  # the data's own error comes when it is read
-    return [path for path in (data_path, target, *run_files) if path is not None and path.exists()]
+        data_paths = []  # the data's own error comes when it is read
+    return [path for path in (*data_paths, target, *run_files) if path.exists()]
 
 
 def _raise_runtime(error: Exception, label: str):
