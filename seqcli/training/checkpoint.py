@@ -187,7 +187,7 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Pa
     try:
         with atomic_path(path, suffix=".npz") as temporary:
             with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays)
+                np.savez(handle, allow_pickle=False, **arrays)  # what load_npz reads back
             if previous is not None and path.exists():
                 keep_copy(path, previous)
     except OSError as error:

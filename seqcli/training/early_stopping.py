@@ -91,7 +91,9 @@ class EarlyStopper:
 
     def message(self, epoch: int) -> str:
         epochs = "1 epoch" if self.wait == 1 else f"{self.wait} epochs"
-        short_of_baseline = self.baseline is not None and not self._improves_on(self.best, self.baseline)
+        short_of_baseline = (
+            self.baseline is not None and self.best is not None and not self._improves_on(self.best, self.baseline)
+        )
         what = f"has not beaten the baseline {self.baseline:.4g}" if short_of_baseline else "has not improved"
         return (
             f"early stopping after epoch {epoch}: {self.monitor} {what} for {epochs} "

@@ -67,7 +67,7 @@ def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Repor
         raise spec.error(spec.problems + static_problems(spec))
     state, note = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
     complete = state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs)
-    if complete and run.has_results():
+    if state is not None and complete and run.has_results():
         if note:  # the damaged last checkpoint was replaced by the one before it: say so here too
             reporter.note(note)
         return _completed_result(run, state)

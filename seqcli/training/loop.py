@@ -117,7 +117,11 @@ class Trainer:
         finally:
             self.board.close()
         if state.stopped_early:
-            self.reporter.note(self.stop_reason or setup.early_stopping.message(state.epoch))
+            reason = self.stop_reason
+            if reason is None:
+                assert setup.early_stopping is not None, "training stops early on request or by its early stopper"
+                reason = setup.early_stopping.message(state.epoch)
+            self.reporter.note(reason)
         return self._finish()
 
     def _fit_epoch_by_epoch(self) -> None:

@@ -30,7 +30,7 @@ def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tup
     key = _adapt_key(spec, input_shape, seed)
     if key in _ADAPTED:
         return copy.deepcopy(_ADAPTED[key]), []
-    samples = spec.data.adapt.samples
+    samples = spec.data.adapt.samples if spec.data else None
 
     def build_upto(index: int, adapted: AdaptedState):
         return build_model(spec, input_shape=input_shape, upto=index, adapted=adapted).model
@@ -86,7 +86,8 @@ def describe_adapted(spec: Spec, adapted: AdaptedState | None, data, *, resumed:
     layers = "; ".join(f"layers[{plan.entry.index}] {plan.entry.class_name} ({plan.learns})" for plan in plans)
     if resumed:
         return f"{layers}: from the checkpoint"
-    count = data.train_count if spec.data.adapt.samples is None else min(spec.data.adapt.samples, data.train_count)
+    samples = spec.data.adapt.samples if spec.data else None
+    count = data.train_count if samples is None else min(samples, data.train_count)
     return f"{layers}: on {count:,} samples of data.train"
 
 
@@ -98,7 +99,7 @@ def class_weights(spec: Spec, data) -> tuple[dict[int, float] | None, list[Probl
     if setting is None:
         return None, []
     where = ("train", "class_weight")
-    if getattr(spec.data.train, "weights", None) is not None:
+    if spec.data and getattr(spec.data.train, "weights", None) is not None:
         return None, [
             spec.problem(
                 where,

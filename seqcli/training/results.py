@@ -148,8 +148,8 @@ def save_figure(figure, target: Path, *, dpi: int) -> None:
     import matplotlib
 
     suffix = target.suffix.lower() if target.suffix.lower() in (".png", ".svg") else ".png"
-    settings = {"svg.fonttype": "none", "svg.hashsalt": "seq"}
-    with atomic_path(target, suffix=suffix) as temporary, matplotlib.rc_context(settings):
+    settings = matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seq"})
+    with atomic_path(target, suffix=suffix) as temporary, settings:
         metadata = {"Date": None} if suffix == ".svg" else None
         figure.savefig(temporary, format=suffix[1:], dpi=dpi, metadata=metadata)
 
@@ -188,11 +188,11 @@ class TensorBoardWriter:
         if self.directory is None:
             return
         for row in rows:
-            self._write(row)
+            self._write(row, self.directory)
         for writer in self.writers.values():
             writer.flush()
 
-    def _write(self, row: dict) -> None:
+    def _write(self, row: dict, directory: Path) -> None:
         from seqcli.keras_env import import_tensorflow, scalar_summary_metadata
 
         tf = import_tensorflow()
@@ -204,7 +204,7 @@ class TensorBoardWriter:
             name = key[4:] if split == "validation" else key
             writer = self.writers.get(split)
             if writer is None:
-                writer = self.writers[split] = tf.summary.create_file_writer(str(self.directory / split))
+                writer = self.writers[split] = tf.summary.create_file_writer(str(directory / split))
                 if self.on_new_file is not None:
                     self.on_new_file()
             with writer.as_default():
@@ -240,7 +240,7 @@ def final_results(setup: TrainingSetup, reporter, spec_label: str) -> TrainResul
 
     state, stopper = setup.state, setup.early_stopping
     restore = stopper is not None and stopper.restored_epoch(state.epoch) is not None
-    if restore and setup.out.best.exists():
+    if stopper is not None and restore and setup.out.best.exists():
         restore_variables(setup.out.best, setup.model, groups=("model",))
         reporter.note(f"restored the weights of epoch {stopper.best_epoch}, the best {stopper.monitor}")
     metrics = final_metrics(state.history, state.early_stopping)

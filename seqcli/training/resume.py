@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from seqcli import limits
 from seqcli.files import keep_copy
@@ -35,7 +36,7 @@ def run_fingerprint(spec: Spec, seed: int | None) -> str:
 def comparable_spec(spec: Spec, seed: int | None) -> dict:
     data = absolute_spec_paths(spec.resolved(), spec.base_dir)
     for path in RESUMABLE_CHANGES:
-        parent = data
+        parent: Any = data
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict):

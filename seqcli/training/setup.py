@@ -101,6 +101,7 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
         problems += build_problems
     if problems:
         raise spec.error(problems)
+    assert compiled is not None, "missing data or an unbuilt model comes with problems"
     model, settings, notes, adapted = compiled
     _check_free_space(model, out.path)
     resuming = state is not None
@@ -260,7 +261,7 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     problems += monitor_problems(spec, settings, data.validation is not None)
     if built.model is not None:
         problems += _check_input(spec, built, data)
-    if built.model is None or problems:
+    if built.model is None or built.output_shape is None or settings is None or problems:
         return None, problems
     problems += _label_problems(spec, data, built.output_shape)
     problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
@@ -334,9 +335,10 @@ def _label_problems(spec: Spec, data, output_shape: tuple) -> list[Problem]:
     """Every label of the in-memory sources against the loss (a first batch is what probe_compile sees)."""
     from seqcli.datacheck import DataValueError, check_labels
 
+    loss = spec.compile.loss if spec.compile else None
     try:
         for where, labels in data.labels.items():
-            check_labels(labels, spec.compile.loss, output_shape[-1], where)
+            check_labels(labels, loss, output_shape[-1], where)
     except DataValueError as error:
         return [_data_problem(spec, error)]
     return []
