@@ -170,12 +170,13 @@ def plot_trials(target: Path, rows: list[dict], objective: str, direction: str) 
 
 def best_so_far(rows: list[dict], direction: str) -> list[tuple[int, float]]:
     """``(trial, best value up to it)`` at each complete trial, in trial order."""
-    best, line = None, []
+    best: float | None = None
+    line: list[tuple[int, float]] = []
     for row in sorted(
         (r for r in rows if r["state"] == "complete" and r["value"] is not None), key=lambda r: r["trial"]
     ):
-        better = best is None or (row["value"] < best if direction == "minimize" else row["value"] > best)
-        best = row["value"] if better else best
+        if best is None or (row["value"] < best if direction == "minimize" else row["value"] > best):
+            best = row["value"]
         line.append((row["trial"], best))
     return line
 

@@ -27,7 +27,16 @@ from seqcli.outputs import claim_output
 from seqcli.specfile import Spec, read_spec
 from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.outputs import TuneResult, write_outputs
-from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
+from seqcli.tune.space import (
+    Parameter,
+    check_tune,
+    direction_of,
+    epochs_of,
+    parameters_of,
+    search_grid,
+    seed_of,
+    tune_section,
+)
 from seqcli.tune.study import (
     TuneError,
     default_storage,
@@ -195,13 +204,12 @@ def plan_study(options: TuneOptions) -> TunePlan:
         problems += check_tune(spec, base_ok=not problems)
     if problems:
         raise spec.error(problems)
-    section = spec.tune
+    section = tune_section(spec)
     output = Path(options.output) if options.output else Path("runs") / f"{spec.display_name}-tune"
     parameters = parameters_of(section)
     total = options.trials or section.trials
-    grid = [p.grid_values() for p in parameters] if _sampler_name(section) == "grid" else None
-    if grid is not None:
-        total = min(total, math.prod(len(values) for values in grid))
+    if _sampler_name(section) == "grid":
+        total = min(total, math.prod(len(values) for values in search_grid(parameters).values()))
     check_workers(options.workers, total)
     return TunePlan(
         spec=spec,
@@ -415,8 +423,8 @@ def _run_worker_processes(plan: TunePlan, options: TuneOptions, reporter: TuneRe
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received or any(code in (130, 143) for code in codes):
-        signum = received[0] if received else signal.SIGINT
-        raise TuneInterrupted(signum, "the workers stopped; their trials are checkpointed", plan.output)
+        stopped_by = received[0] if received else signal.SIGINT
+        raise TuneInterrupted(stopped_by, "the workers stopped; their trials are checkpointed", plan.output)
     failed = [(index, code) for index, code in enumerate(codes) if code != 0]
     if failed:
         raise TuneError(

@@ -70,6 +70,22 @@ class Parameter:
         return FloatDistribution(float(low), float(high), log=self.kind == "loguniform")
 
 
+def tune_section(spec: Spec) -> TuneSection:
+    """The spec's tune: section, for the steps of a search (seq tune refuses a spec without one first)."""
+    assert spec.tune is not None, "seq tune refuses a spec without a tune: section before it searches"
+    return spec.tune
+
+
+def search_grid(parameters: list[Parameter]) -> dict[str, list]:
+    """Each parameter's values for a grid search (check_tune refuses a grid over a float range)."""
+    grid = {}
+    for parameter in parameters:
+        values = parameter.grid_values()
+        assert values is not None, "check_tune refuses a grid over a float range"
+        grid[parameter.name] = values
+    return grid
+
+
 def parameters_of(section: TuneSection) -> list[Parameter]:
     """The section's parameters in the order written; keys that are not paths are left to :func:`check_tune`."""
     parameters = []
@@ -89,7 +105,7 @@ def direction_of(spec: Spec) -> str:
     maximize the others."""
     from seqcli.directions import metric_direction
 
-    section = spec.tune
+    section = tune_section(spec)
     if section.direction != "auto":
         return section.direction
     direction = metric_direction(spec, section.objective)
@@ -99,13 +115,14 @@ def direction_of(spec: Spec) -> str:
 
 
 def epochs_of(spec: Spec) -> int:
-    return spec.tune.epochs or spec.train.epochs
+    return tune_section(spec).epochs or spec.train.epochs
 
 
 def seed_of(spec: Spec) -> int:
     """The seed every trial trains with and the sampler starts from: tune.seed, else train.seed, else 0."""
-    if spec.tune.seed is not None:
-        return spec.tune.seed
+    seed = tune_section(spec).seed
+    if seed is not None:
+        return seed
     return spec.train.seed if spec.train.seed is not None else 0
 
 
@@ -379,7 +396,7 @@ def make_sampler(section, parameters: list[Parameter], *, seed: int):
     name, arguments = named(section.sampler)
     arguments.setdefault("seed", seed)
     if name == "grid":
-        return optuna.samplers.GridSampler({p.name: p.grid_values() for p in parameters}, **arguments)
+        return optuna.samplers.GridSampler(search_grid(parameters), **arguments)
     if name == "random":
         return optuna.samplers.RandomSampler(**arguments)
     return optuna.samplers.TPESampler(**arguments)

@@ -25,7 +25,15 @@ from typing import Any
 from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.specfile import Spec
-from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
+from seqcli.tune.space import (
+    Parameter,
+    direction_of,
+    epochs_of,
+    make_pruner,
+    make_sampler,
+    parameters_of,
+    tune_section,
+)
 
 HOST = socket.gethostname()
 HEARTBEAT_SECONDS = 5
@@ -98,7 +106,7 @@ def spec_fingerprint(spec: Spec) -> str:
 def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
     """Create the spec's study in ``storage``, or load it to continue; refuse one made from another spec."""
     optuna = require_optuna()
-    section = spec.tune
+    section = tune_section(spec)
     name = spec.display_name
     exists = name in optuna.study.get_all_study_names(storage)
     if resume and not exists:
