@@ -51,7 +51,7 @@ class AdaptPlan:
     entry: LayerEntry
     learns: str
 
-    def as_dict(self, source: str, samples: int | None) -> dict:
+    def as_dict(self, source: str | None, samples: int | None) -> dict:
         return {
             "index": self.entry.index,
             "class": self.entry.class_name,

@@ -127,8 +127,8 @@ def export_model(
     inputs = [Path(target), resolved.model_path, *([Path(data)] if data else [])]  # a run folder: all of it
     folder = row.name == "saved_model"
     versions = _served_versions(output) if folder else None
-    rule = {"inputs": inputs, "overwrite": overwrite, "own_ok": versions is not None}
-    with claim_output(output, "seq export", folder=folder, **rule):
+    own_ok = versions is not None
+    with claim_output(output, "seq export", folder=folder, inputs=inputs, overwrite=overwrite, own_ok=own_ok):
         _check_version(output, version, overwrite)
         return _export(row, resolved, output, data, samples, version, stage)
 
@@ -231,6 +231,7 @@ def exercising_inputs(real):
     count = max(4, len(real))
     rng = np.random.default_rng(0)
     low, high = real.min(axis=0), real.max(axis=0)
+    drawn: np.ndarray
     if np.issubdtype(real.dtype, np.integer):
         drawn = rng.integers(low, high, size=(count, *real.shape[1:]), endpoint=True)
     elif np.issubdtype(real.dtype, np.floating):
@@ -264,7 +265,7 @@ def _run_source(target) -> tuple[Any, Path, str]:
     spec = load_spec(target.spec_path, confined=False) if target.spec_path is not None else None
     data = spec.resolved().get("data") if spec is not None else None
     for key in ("test", "train"):
-        if data and data.get(key) is not None:
+        if spec is not None and data and data.get(key) is not None:
             return data[key], spec.base_dir, f"data.{key} of {target.spec_path}"
     raise ExportError(
         f"no inputs to verify the export of {target.model_path} with",

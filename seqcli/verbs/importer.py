@@ -203,7 +203,9 @@ def _default_config(cls: type, config: dict) -> dict:
     arguments = {}
     for key in required:
         value = config.get(key)
-        arguments[key] = deserialize_layer(value) if key in registry.NESTED_LAYER_ARGUMENTS else value
+        if key in registry.NESTED_LAYER_ARGUMENTS and isinstance(value, dict):
+            value = deserialize_layer(value)
+        arguments[key] = value
     try:
         return cls(**arguments).get_config()
     except Exception:  # a class that cannot be built from its required arguments alone: keep every argument

@@ -130,7 +130,7 @@ def diagram_for(source: Path) -> Diagram:
     if not report.ok:
         raise report.error()
     built = report.built
-    if not built.built:
+    if built is None or built.input_shape is None or not built.built:
         raise PlotError(
             f"{source} has no input shape, so its output shapes are unknown",
             hint="start 'layers' with '- Input: {shape: [...]}'",

@@ -263,7 +263,7 @@ def predictions_json(values: np.ndarray, class_names: list[str] | None = None, t
     """``{"class_names": ..., "predictions": [...]}``: per sample, for a classifier its ``top_k`` classes
     (``class``, ``class_name`` when recorded, ``probability``), and its ``outputs``."""
     flat = values.reshape(len(values), -1)
-    rows = [{"outputs": [float(v) for v in row]} for row in flat]
+    rows: list[dict[str, list]] = [{"outputs": [float(v) for v in row]} for row in flat]
     names = None
     if is_classifier(values, class_names):
         names = _named(values, class_names)
@@ -305,7 +305,7 @@ def _compile_from(model, spec, model_path: Path) -> None:
             hint="pass --spec SPEC to evaluate with that spec's compile section",
         )
     settings, problems = resolve_compile(spec)
-    if problems:
+    if settings is None:
         raise spec.error(problems)
     settings.compile(model)
 

@@ -38,7 +38,7 @@ def starter_text(kind: str, path: str | Path) -> str:
             "the file name holds a line break or another character that is not printable",
             hint="choose a file name of printable characters, such as model.yaml",
         )
-    template = resources.files("seqcli").joinpath("templates", f"{kind}.yaml").read_text(encoding="utf-8")
+    template = resources.files("seqcli").joinpath(f"templates/{kind}.yaml").read_text(encoding="utf-8")
     return template.format(name=dump_scalar(model_name(path)), file=shlex.quote(str(path)))
 
 

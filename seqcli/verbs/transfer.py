@@ -241,8 +241,10 @@ def run_transfer(
     plan = plan or plan_transfer(options)
     output = Path(options.output)
     inputs = [options.spec, *([options.weights] if options.weights else [])]
-    rule = {"overwrite": options.overwrite, "own_ok": True, "resume": options.resume}
-    with claim_output(output, "seq transfer", folder=True, inputs=inputs, **rule):
+    overwrite, resume = options.overwrite, options.resume
+    with claim_output(
+        output, "seq transfer", folder=True, inputs=inputs, overwrite=overwrite, own_ok=True, resume=resume
+    ):
         RunDirectory(output).create()
         with writing(output, "seq transfer", [f"{phase.output.name}/" for phase in plan.phases]):
             return _run_phases(options, plan, reporter_for)

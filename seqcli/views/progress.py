@@ -3,15 +3,18 @@ plain lines otherwise, and result tables. Rendering only; the training itself is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from seqcli.display import shown
 from seqcli.training import Reporter, RunHeader, TrainResult
 from seqcli.views.render import literal
+
+if TYPE_CHECKING:  # rich.progress is imported when a live bar starts
+    from rich.progress import Progress, TaskID
 
 HIDDEN_COLUMNS = ("epoch", "seconds")
 
@@ -61,8 +64,8 @@ class LiveReporter(LineReporter):
 
     def __init__(self, console: Console):
         super().__init__(console)
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
 
     def run_started(self, header: RunHeader) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -82,15 +85,23 @@ class LiveReporter(LineReporter):
     def epoch_started(self, epoch: int, epochs: int, steps: int, done: int) -> None:
         super().epoch_started(epoch, epochs, steps, done)
         label = f"{epoch + 1:>{len(str(epochs))}}/{epochs}"
+        assert self.progress is not None, "a reporter is told of epochs after run_started"
         self.task = self.progress.add_task("", total=steps, completed=done, label=label, logs="")
 
     def steps_done(self, done: int, logs: dict[str, float]) -> None:
-        self.progress.update(self.task, completed=done, logs=shown(format_logs(logs), limit=None))
+        progress, task = self._epoch_bar()
+        progress.update(task, completed=done, logs=shown(format_logs(logs), limit=None))
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         """The finished epoch becomes a plain line above the live bar, like Keras's progress bar."""
-        self.progress.remove_task(self.task)
-        self.progress.console.print(literal(self.epoch_line(row), limit=None))
+        progress, task = self._epoch_bar()
+        progress.remove_task(task)
+        progress.console.print(literal(self.epoch_line(row), limit=None))
+
+    def _epoch_bar(self) -> tuple[Progress, TaskID]:
+        """The live display and the running epoch's bar."""
+        assert self.progress is not None and self.task is not None, "steps are told between epoch_started and its end"
+        return self.progress, self.task
 
     def note(self, text: str) -> None:
         (self.progress.console if self.progress else self.console).print(literal(f"note: {text}", limit=None))
@@ -167,7 +178,10 @@ def result_table(result: TrainResult) -> Group:
 def evaluation_view(evaluation) -> Group:
     """``seq evaluate``'s answer: what was evaluated on what, then the metrics."""
     count = f"{evaluation.count:,} samples" if evaluation.count is not None else "all samples"
-    parts = [literal(f"{evaluation.model} on {evaluation.source} ({count})"), metrics_table(evaluation.metrics)]
+    parts: list[RenderableType] = [
+        literal(f"{evaluation.model} on {evaluation.source} ({count})"),
+        metrics_table(evaluation.metrics),
+    ]
     if evaluation.classes is not None:
         parts += class_views(evaluation.classes)
     return Group(*parts)
@@ -177,7 +191,7 @@ TABLE_CLASSES = 50  # classes shown in the per-class table; more are in --format
 MATRIX_CLASSES = 20  # classes shown in the confusion matrix's text table
 
 
-def class_views(report) -> list:
+def class_views(report) -> list[RenderableType]:
     """A classifier's per-class precision and recall, and its confusion matrix, when they fit a terminal."""
     count = len(report.names)
     if count > TABLE_CLASSES:
@@ -187,7 +201,7 @@ def class_views(report) -> list:
         table.add_column(column, justify="left" if column == "Class" else "right")
     for name, precision, recall, support in zip(report.names, report.precision, report.recall, report.support):
         table.add_row(literal(name), _share(precision), _share(recall), f"{int(support):,}")
-    views = [table]
+    views: list[RenderableType] = [table]
     if report.confusion is not None and count <= MATRIX_CLASSES:
         views += [Text("Confusion matrix (rows: true class, columns: predicted class)"), confusion_table(report)]
     else:

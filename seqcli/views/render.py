@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from xml.sax.saxutils import escape, quoteattr
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -35,10 +35,10 @@ def summary_table(report) -> Group:
     table.add_column("Expect")
     for row in built.rows:
         expect = ""
-        style = None
+        style = ""
         if row.expect is not None:
             expect = "ok" if row.expect_ok else f"want {shape_text(row.expect)}"
-            style = None if row.expect_ok or row.expect_ok is None else "bold red"
+            style = "" if row.expect_ok or row.expect_ok is None else "bold red"
         table.add_row(
             str(row.index),
             literal(row.name),
@@ -48,7 +48,7 @@ def summary_table(report) -> Group:
             trainable_text(row),
             Text(expect, style=style),
         )
-    parts = [table]
+    parts: list[RenderableType] = [table]
     if report.notes:
         parts.append(Text(notes_text(report), style="yellow"))
     if built.built:
