@@ -58,6 +58,7 @@ class SeqError(Exception):
     spec, data or paths given) or ``environment`` (the machine: packages, disk, another process)."""
 
     kind = "input"
+    result: dict | None = None  # what the command found before it failed: its --format json document holds it
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import fcntl
+import io
 import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from seqcli.errors import SeqError
 
@@ -268,7 +268,7 @@ def open_input(
     roots: Sequence[Path] | None = None,
     limit: int | None = BUDGET,
     origin: str = "the folder it was named in",
-) -> BinaryIO:
+) -> io.BufferedReader:
     """``path`` opened for binary reading, once it is confined to ``roots`` (None: not confined), a regular
     file (never blocking on a FIFO) and at most ``limit`` bytes (``BUDGET``: the memory budget; None: any
     size). ``where`` names the input in messages. FileNotFoundError and other OSErrors pass through for the
@@ -311,7 +311,7 @@ def read_head(path: str | Path, where: str, size: int, *, roots: Sequence[Path] 
         return handle.read(size)
 
 
-def read_into(handle: BinaryIO, buffer, *, where: str = "", path: str | Path = "") -> None:
+def read_into(handle: io.BufferedIOBase, buffer, *, where: str = "", path: str | Path = "") -> None:
     """Fill ``buffer`` (an array, or anything with the buffer protocol) from ``handle`` a chunk at a time (an
     interrupt stops it between chunks); a file that ends before the buffer is full is refused."""
     view = memoryview(buffer)

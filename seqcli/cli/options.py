@@ -93,7 +93,7 @@ def given_words(ctx: click.Context, *, fill=None, drop=(), only=None) -> list[st
             continue
         value = ctx.params.get(param.name)
         if isinstance(param, click.Argument):
-            words += [_word(v) for v in value] if param.nargs != 1 else [_word(value)]
+            words += [_word(v) for v in value or ()] if param.nargs != 1 else [_word(value)]
             continue
         if ctx.get_parameter_source(param.name) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
             if fill.get(param.name) is None:
@@ -134,7 +134,7 @@ def fail_on_seq_error(command):
                 error.resume_command = replay(
                     ctx, fill={"output": error.output}, drop=("overwrite", "resume"), add=("--resume",)
                 )
-            _fail(ctx, error.render(), error_document(error), exit_status(error), getattr(error, "result", None))
+            _fail(ctx, error.render(), error_document(error), exit_status(error), error.result)
         except KeyboardInterrupt:
             _fail(ctx, "interrupted", {"kind": "interrupted", "message": "interrupted"}, ExitStatus.SIGINT)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -153,7 +153,8 @@ def fail_on_seq_error(command):
             document = {"kind": "internal", "message": message, "hint": hint}
             _fail(ctx, terminal_safe(f"error: {message}\n  hint: {hint}"), document, ExitStatus.INTERNAL)
 
-    wrapper.guards_errors = True  # tests/test_cli_doors.py: every command's callback is this wrapper
+    # tests/test_cli_doors.py: every command's callback is this wrapper (mypy does not model function attributes)
+    wrapper.guards_errors = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -210,8 +211,9 @@ def error_document(error: SeqError) -> dict:
         "column": first.get("column"),
         "problems": problems,
     }
-    if getattr(error, "resume_command", None):
-        document["resume_command"] = error.resume_command
+    resume_command = getattr(error, "resume_command", None)
+    if resume_command:
+        document["resume_command"] = resume_command
     return document
 
 

@@ -92,20 +92,24 @@ def _batch_spec(epoch_iterator):
 
 
 def _reduce_scalars_without_axis(strategy) -> None:
-    keras_reduce = strategy.reduce
-    if getattr(keras_reduce, "drops_axis_for_scalars", False):
-        return
+    if not getattr(strategy.reduce, "drops_axis_for_scalars", False):
+        strategy.reduce = _ScalarReduce(strategy, strategy.reduce)
 
-    def reduce(reduce_op, value, axis=None):
+
+class _ScalarReduce:
+    """``strategy.reduce`` without ``axis`` for values that are all scalars; counts how often it dropped one."""
+
+    drops_axis_for_scalars = True
+
+    def __init__(self, strategy, keras_reduce):
+        self.strategy, self.keras_reduce, self.dropped_axes = strategy, keras_reduce, 0
+
+    def __call__(self, reduce_op, value, axis=None):
         # keras-team/keras#20585: see prepare_model.
-        if axis is not None and _all_scalars(value, strategy):
+        if axis is not None and _all_scalars(value, self.strategy):
             axis = None
-            reduce.dropped_axes += 1
-        return keras_reduce(reduce_op, value, axis=axis)
-
-    reduce.drops_axis_for_scalars = True
-    reduce.dropped_axes = 0
-    strategy.reduce = reduce
+            self.dropped_axes += 1
+        return self.keras_reduce(reduce_op, value, axis=axis)
 
 
 def _all_scalars(value, strategy) -> bool:

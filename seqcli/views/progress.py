@@ -11,6 +11,7 @@ from rich.text import Text
 
 from seqcli.display import shown
 from seqcli.training import Reporter, RunHeader, TrainResult
+from seqcli.tune.runner import TuneReporter
 from seqcli.views.render import literal
 
 if TYPE_CHECKING:  # rich.progress is imported when a live bar starts
@@ -239,7 +240,7 @@ def _number(value) -> str:
     return str(value)
 
 
-class TuneLines:
+class TuneLines(TuneReporter):
     """One line per trial started and ended, for terminals and logs alike."""
 
     def __init__(self, console: Console, prefix: str = ""):
