@@ -90,3 +90,16 @@ def test_ci_runs_the_readme_test_command_and_the_workflow_runs_ci():
     assert test_command == "python -m pytest" and ci.rstrip().endswith(test_command)
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     assert "bash .ci/run" in [step.get("run") for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_ci_and_pre_commit_type_check_the_package():
+    """mypy at zero errors is a rail: CI runs it before the tests, pre-commit on every commit, with the
+    configuration and the checker the test extra installs."""
+    ci = [line.split("#")[0].strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci.index("python -m mypy") < ci.index("python -m pytest")
+    hooks = {hook["id"]: hook for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+             for hook in repo["hooks"]}  # fmt: skip
+    assert hooks["mypy"]["entry"].startswith("python -m mypy") and hooks["mypy"]["pass_filenames"] is False
+    pyproject = (ROOT / "pyproject.toml").read_text()  # tomllib is Python 3.11+; seq supports 3.10
+    assert "[tool.mypy]\n" in pyproject and '\nfiles = ["seqcli"]\n' in pyproject
+    assert re.search(r'^test = \[[^]]*\n    "mypy>=', pyproject, re.MULTILINE)
