@@ -219,7 +219,7 @@ def construct_application(name: str, args: dict, input_shape: tuple | None, *, a
             model = application_function(name)(**kwargs)
     except Exception as error:  # get_file raises a bare Exception when the download fails
         if "URL fetch failure" in str(error):
-            raise download_error(name, str(error)) from None
+            raise download_error(name, str(error)) from error
         raise
     if args.get("trainable") is False:
         model.trainable = False

@@ -53,7 +53,7 @@ def open_archive(
     except OSError as error:
         raise LimitError(
             f"{what}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT, where=what
-        ) from None
+        ) from error
     with handle:
         try:
             archive = zipfile.ZipFile(handle)
@@ -62,7 +62,7 @@ def open_archive(
                 f"{what}: {path} is not a readable zip archive: {_zip_problem(error)}",
                 hint="the file is damaged or not what its extension says",
                 where=what,
-            ) from None
+            ) from error
         with archive:
             check_members(archive, path, what, limit=max_memory() if limit is None else limit)
             try:
@@ -70,7 +70,7 @@ def open_archive(
             except DAMAGED_MEMBER as error:  # a member read without open_member, which names it
                 raise LimitError(
                     f"{what}: {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT, where=what
-                ) from None
+                ) from error
 
 
 def _zip_problem(error: Exception) -> str:
@@ -99,7 +99,7 @@ def open_member(archive: zipfile.ZipFile, member: str, path, what: str) -> Itera
     except DAMAGED_MEMBER as error:
         raise LimitError(
             f"{what}: member {member!r} of {path} is damaged: {_damage(error)}", hint=DAMAGED_HINT, where=what
-        ) from None
+        ) from error
 
 
 def _damage(error: Exception) -> str:
@@ -186,7 +186,7 @@ def read_model_config(path: str | Path, what: str) -> dict:
                 f"{what}: {path} has no config.json", hint="a .keras file written by model.save holds one", where=what
             ) from None
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from None
+            raise LimitError(f"{what}: cannot read the config.json of {path}: {error}", where=what) from error
     check_model_structure(config, path, what)
     return config
 
@@ -287,7 +287,9 @@ def _checked_npy_header(handle, available: int, where: str, label: str):
             shape, fortran, dtype = reader(handle, version, max_header_size=1 << 16)
         offset = handle.tell()
     except (ValueError, OSError, SyntaxError, TypeError, EOFError) as error:
-        raise LimitError(f"{where}: cannot read {label} as an .npy array: {_npy_problem(error)}", where=where) from None
+        raise LimitError(
+            f"{where}: cannot read {label} as an .npy array: {_npy_problem(error)}", where=where
+        ) from error
     check_dtype(dtype, where, label)
     declared = math.prod(shape) * dtype.itemsize
     left = available - offset

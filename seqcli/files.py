@@ -55,7 +55,7 @@ def check_writable_file(target: str | Path, *, directory_ok: bool = False) -> Pa
     except OSError as error:
         raise _output_error(
             f"cannot write {target}", error, f"choose another --output, or make {target.parent} writable"
-        ) from None
+        ) from error
     return target
 
 
@@ -87,7 +87,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     except OSError as error:
         raise _output_error(
             f"cannot write {target}", error, f"choose another output, or make {target.parent} writable"
-        ) from None
+        ) from error
     temporary = Path(name)
     try:
         yield temporary
@@ -186,7 +186,7 @@ def _make_parent(target: Path) -> None:
             f"cannot create the folder {target.parent} for {target.name}",
             error,
             "choose another output path, or create that folder first",
-        ) from None
+        ) from error
 
 
 def _replace(temporary: Path, target: Path) -> None:
@@ -201,7 +201,7 @@ def _replace(temporary: Path, target: Path) -> None:
             if target.is_dir()
             else "the previous file, if any, is intact; free some space or fix the folder's permissions"
         )
-        raise _output_error(f"cannot write {target}", error, hint) from None
+        raise _output_error(f"cannot write {target}", error, hint) from error
     _fsync_directory(target.parent)
 
 

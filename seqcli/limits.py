@@ -116,7 +116,7 @@ def configure(max_memory: str | int | None) -> None:
     try:
         _configured = parse_size(max_memory)
     except ValueError as error:
-        raise LimitError(f"--max-memory: {error}", hint="give a size such as 8G or 512M") from None
+        raise LimitError(f"--max-memory: {error}", hint="give a size such as 8G or 512M") from error
 
 
 def max_memory() -> int:
@@ -128,7 +128,7 @@ def max_memory() -> int:
         try:
             return parse_size(value)
         except ValueError as error:
-            raise LimitError(f"{ENVIRONMENT}: {error}", hint="give a size such as 8G or 512M") from None
+            raise LimitError(f"{ENVIRONMENT}: {error}", hint="give a size such as 8G or 512M") from error
     return default_max_memory()
 
 

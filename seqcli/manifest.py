@@ -132,7 +132,7 @@ def read_manifest(folder: Path) -> Manifest | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        raise _untrusted(path, f"it cannot be read ({error.strerror or error})") from None
+        raise _untrusted(path, f"it cannot be read ({error.strerror or error})") from error
     if not stat.S_ISREG(info.st_mode):
         raise _untrusted(path, "it is not a plain file")
     if info.st_size > MANIFEST_LIMIT:
@@ -141,11 +141,11 @@ def read_manifest(folder: Path) -> Manifest | None:
         data = json.loads(path.read_bytes())
         return _parse_manifest(data)
     except json.JSONDecodeError as error:
-        raise _untrusted(path, f"invalid JSON at line {error.lineno}, column {error.colno}") from None
+        raise _untrusted(path, f"invalid JSON at line {error.lineno}, column {error.colno}") from error
     except (ValueError, RecursionError, TypeError) as error:
-        raise _untrusted(path, str(error) if isinstance(error, ValueError) else type(error).__name__) from None
+        raise _untrusted(path, str(error) if isinstance(error, ValueError) else type(error).__name__) from error
     except OSError as error:
-        raise _untrusted(path, f"it cannot be read ({error.strerror or error})") from None
+        raise _untrusted(path, f"it cannot be read ({error.strerror or error})") from error
 
 
 def _parse_manifest(data) -> Manifest:

@@ -63,7 +63,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
         with linear_sequential_loading():
             return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
-        raise _load_error(path, error) from None
+        raise _load_error(path, error) from error
 
 
 def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> None:
@@ -100,7 +100,7 @@ def load_model_architecture(path: str | Path):
         with linear_sequential_loading():
             return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except Exception as error:  # zipfile, JSON and Keras errors alike: the file is not a usable model
-        raise _load_error(path, error) from None
+        raise _load_error(path, error) from error
 
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")  # the class_name model.save writes for a whole model
@@ -169,9 +169,9 @@ def check_weights_file(
     try:
         limits.check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
     except limits.ReadRefused as error:
-        raise WeightsError(error.detail, error.hint) from None
+        raise WeightsError(error.detail, error.hint) from error
     except OSError as error:
-        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from None
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from error
     return path
 
 
@@ -187,7 +187,7 @@ def load_weights(model, path: str | Path) -> None:
             f"cannot load {path} into the model '{model.name}': {clean_message(error)}",
             hint="the weights must come from a model built from the same spec "
             "(same layers in the same order, same shapes)",
-        ) from None
+        ) from error
 
 
 # ----------------------------------------------------------------------------- saving
@@ -207,7 +207,7 @@ def save_model(model, target: str | Path) -> None:
                 f"cannot write {target}: {error.strerror or error}",
                 cause=error,
                 hint="the previous file, if any, is intact; free some space, or choose another --output",
-            ) from None
+            ) from error
 
 
 # ----------------------------------------------------------------------------- data against the model

@@ -140,7 +140,7 @@ def _make_folder(folder: Path) -> Path | None:
         raise OutputRefused(
             f"cannot create the folder {folder}: {error.strerror or error}",
             hint="choose another --output, or fix the permissions of its parent",
-        ) from None
+        ) from error
     return made
 
 
@@ -426,7 +426,7 @@ def _open_lock(path: Path) -> tuple[int, bool]:
         raise OutputRefused(
             f"cannot lock {path.parent}: its lock file {path.name} is {kind} ({error.strerror or error})",
             hint="remove it if no seq command runs there, or choose another --output",
-        ) from None
+        ) from error
 
 
 def _still_at(fd: int, path: Path) -> bool:

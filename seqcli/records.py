@@ -57,9 +57,9 @@ def read_text(path: str | Path, what: str) -> str:
         with open_input(path, str(path), limit=None) as handle:  # the door: a FIFO or a device is refused
             raw = handle.read(MAX_BYTES + 1)
     except LimitError as error:
-        raise RecordError(error.detail, hint=error.hint) from None
+        raise RecordError(error.detail, hint=error.hint) from error
     except OSError as error:
-        raise RecordError(f"cannot read {path}: {error.strerror or error}") from None
+        raise RecordError(f"cannot read {path}: {error.strerror or error}") from error
     if len(raw) > MAX_BYTES:
         raise not_written_by_seq(path, what, f"it holds more than {human_size(MAX_BYTES)}")
     try:
@@ -67,7 +67,7 @@ def read_text(path: str | Path, what: str) -> str:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        raise not_written_by_seq(path, what, f"line {line}, column {column}: a byte that is not UTF-8") from None
+        raise not_written_by_seq(path, what, f"line {line}, column {column}: a byte that is not UTF-8") from error
 
 
 def not_written_by_seq(path: Path, what: str, why: str, hint: str | None = None) -> RecordError:
@@ -90,7 +90,7 @@ def parse_json(text: str, path: Path, what: str) -> Any:
     except json.JSONDecodeError as error:
         raise not_written_by_seq(
             path, what, f"invalid JSON at line {error.lineno}, column {error.colno} ({error.msg})"
-        ) from None
+        ) from error
     except RecursionError:  # nested far deeper than the bound
         raise _too_deep(path, what) from None
     if json_depth(value) > MAX_JSON_DEPTH:
@@ -132,7 +132,7 @@ def read_csv(path: str | Path, what: str, columns: dict[str, Column], other: Col
         return [_typed_row(row, header, columns, other, reader.line_num, path, what) for row in reader if row]
     except csv.Error as error:
         kind = f"a cell longer than {MAX_FIELD:,} characters" if "field larger" in str(error) else "malformed CSV"
-        raise not_written_by_seq(path, what, f"line {reader.line_num}: {kind}") from None
+        raise not_written_by_seq(path, what, f"line {reader.line_num}: {kind}") from error
 
 
 def _bounded_lines(text: str, path: Path, what: str) -> Iterator[str]:

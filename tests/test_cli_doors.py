@@ -188,3 +188,19 @@ def test_an_unexpected_exception_is_an_internal_error_in_json_too(monkeypatch, t
     result = CliRunner().invoke(cli, ["summary", str(tmp_path / "x.yaml"), "--format", "json"])
     assert result.exit_code == 4
     assert json.loads(result.stdout)["error"]["kind"] == "internal"
+
+
+def test_seq_debug_shows_a_seq_errors_traceback_with_its_cause(write_spec, monkeypatch):
+    spec = write_spec("layers:\n  - Dense: {units: [1\n")
+    monkeypatch.delenv("SEQ_DEBUG", raising=False)
+    plain = CliRunner().invoke(cli, ["summary", str(spec)])
+    monkeypatch.setenv("SEQ_DEBUG", "1")
+    debug = CliRunner().invoke(cli, ["summary", str(spec)])
+    assert plain.exit_code == debug.exit_code == 1
+    assert "Traceback" not in plain.output
+    assert plain.stderr.startswith(f"{spec}:3:1: invalid YAML: expected ',' or ']'"), plain.stderr
+    assert debug.stderr.startswith("Traceback (most recent call last):\n")
+    cause, _, error = debug.stderr.partition("The above exception was the direct cause of the following exception")
+    assert "yaml.parser.ParserError: while parsing a flow sequence" in cause  # PyYAML's own error, kept as the cause
+    assert "seqcli.errors.SpecError" in error
+    assert debug.stderr.endswith(plain.stderr)  # then the same report, word for word

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+import traceback
 import warnings
 
 import click
@@ -121,7 +122,8 @@ def _word(value) -> str:
 def fail_on_seq_error(command):
     """Report SeqError without a traceback and exit 1 (130 on Ctrl-C), with the command that resumes an
     interrupted one; Python warnings become one-line notes on stderr. Anything unexpected is a bug: one line
-    that says so, and the traceback only with SEQ_DEBUG=1."""
+    that says so. With SEQ_DEBUG=1 every error shows its traceback and causes: a SeqError's before its
+    report (same words, same exit status), anything unexpected instead of the line."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -130,6 +132,7 @@ def fail_on_seq_error(command):
             with _warnings_as_notes():
                 return command(*args, **kwargs)
         except SeqError as error:
+            _debug_traceback(error)
             if isinstance(error, Interrupted) and error.resumable:
                 error.resume_command = replay(
                     ctx, fill={"output": error.output}, drop=("overwrite", "resume"), add=("--resume",)
@@ -142,6 +145,7 @@ def fail_on_seq_error(command):
         except Exception as error:
             failure = _data_failure()
             if failure is not None:  # a streamed source's error, stopping a pipeline as TensorFlow's own
+                _debug_traceback(failure)
                 _fail(ctx, failure.render(), error_document(failure), exit_status(failure), None)
             if os.environ.get("SEQ_DEBUG"):
                 raise
@@ -156,6 +160,13 @@ def fail_on_seq_error(command):
     # tests/test_cli_doors.py: every command's callback is this wrapper (mypy does not model function attributes)
     wrapper.guards_errors = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def _debug_traceback(error: BaseException) -> None:
+    """With SEQ_DEBUG set, ``error``'s traceback and the chain of its causes on stderr."""
+    if os.environ.get("SEQ_DEBUG"):
+        traceback.print_exception(error, file=sys.stderr)
+        sys.stderr.flush()
 
 
 def _data_failure():

@@ -106,7 +106,7 @@ def schema(output, overwrite):
         except OSError as error:
             raise SeqError(
                 f"cannot write the schema to {output}: {error.strerror or error}", hint="choose another --output"
-            ) from None
+            ) from error
     else:
         click.echo(text)
 

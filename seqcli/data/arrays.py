@@ -171,7 +171,7 @@ def class_folders(directory: Path, kind: str, where: str, roots: list[Path], *, 
         raise DataError(
             f"{where}: cannot list {kind} directory {directory}: {error.strerror or error}",
             hint="check the directory's permissions",
-        ) from None
+        ) from error
     if not class_dirs:
         raise DataError(
             f"{where}: {kind} directory {directory} has no class subfolders",

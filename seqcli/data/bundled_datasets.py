@@ -36,11 +36,11 @@ def load_table(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole table as (features float32, targets), in scikit-learn's order."""
     try:
         from sklearn import datasets
-    except ImportError:
+    except ImportError as error:
         raise MissingDependency(
             f"the dataset {name!r} ships inside scikit-learn, which is not installed",
             hint="pip install scikit-learn  (the test extra has it: pip install 'seqcli[test]')",
-        ) from None
+        ) from error
     loader, _ = BUNDLED_DATASETS[name]
     x, y = getattr(datasets, loader)(return_X_y=True)
     return np.asarray(x, np.float32), np.asarray(y)

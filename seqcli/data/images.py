@@ -194,7 +194,7 @@ def _fill(target: np.ndarray, images: Images, where: str) -> None:
         raise DataError(
             f"{where}: cannot decode image {name}: {clean_tensorflow_message(error.message)}",
             hint=DECODE_HINT,
-        ) from None
+        ) from error
 
 
 def _first_undecodable(paths: np.ndarray, channels: int) -> int:
@@ -248,9 +248,9 @@ def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> i
         with limits.open_input(path, where, roots=roots, origin="the image folder") as handle:
             found = image_dimensions(handle)
     except HeaderError as error:
-        raise DataError(f"{where}: cannot decode image {path}: {error}", hint=DECODE_HINT) from None
+        raise DataError(f"{where}: cannot decode image {path}: {error}", hint=DECODE_HINT) from error
     except OSError as error:
-        raise DataError(f"{where}: cannot read image {path}: {error.strerror or error}", hint=UNREADABLE) from None
+        raise DataError(f"{where}: cannot read image {path}: {error.strerror or error}", hint=UNREADABLE) from error
     if found is None:
         raise DataError(
             f"{where}: cannot decode image {path}: it is not a BMP, GIF, JPEG or PNG file", hint=DECODE_HINT

@@ -58,4 +58,4 @@ def _keras_load_data(name: str, where: str):
                 f'keras.datasets.{name}.load_data()"`, then copy its ~/.keras/datasets/ files into {cache} '
                 "(or set KERAS_HOME to a folder whose datasets/ subfolder holds them)"
             ),
-        ) from None
+        ) from error

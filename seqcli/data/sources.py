@@ -37,7 +37,7 @@ def validate_section(model: type[pydantic.BaseModel], value: Any, where: str):
         problems = "; ".join(
             f"{'.'.join([where, *map(str, e['loc'])])}: {e['msg']}" for e in error.errors(include_url=False)
         )
-        raise DataError(f"invalid data settings: {problems}") from None
+        raise DataError(f"invalid data settings: {problems}") from error
 
 
 def as_section(source: str | list | dict | SourceSection, where: str) -> SourceSection:
@@ -67,7 +67,7 @@ def _flow_mapping(text: str, where: str) -> dict:
         raise DataError(
             f"{where}: cannot read the source mapping{at}",
             hint="write it as in a spec, e.g. {path: r.csv, text: review}",
-        ) from None
+        ) from error
     if not isinstance(value, dict):
         raise DataError(f"{where}: a source mapping must be a mapping", hint="e.g. {path: r.csv, text: review}")
     return value
@@ -102,7 +102,7 @@ def open_source(
             class_names=class_names,
         )
     except limits.LimitError as error:
-        raise DataError(error.message, error.hint) from None
+        raise DataError(error.message, error.hint) from error
     check_class_names(opened.class_names, class_names, where)
     return opened
 
@@ -266,7 +266,7 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
         try:
             matched = matching_files(name, base_dir)
         except ValueError as error:
-            raise DataError(f"{where}: {name!r} {error}", hint="name fewer, larger shards") from None
+            raise DataError(f"{where}: {name!r} {error}", hint="name fewer, larger shards") from error
         if not matched:
             raise DataError(
                 f"{where}: {name!r} matches no file (relative to {base_dir})",
@@ -388,7 +388,7 @@ def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
             return np.lib.format.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
         name = member.removesuffix(".npy")
-        raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
+        raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from error
 
 
 def _missing_array(name: str, path: Path, names: list[str], where: str, role: str, taken: tuple = ()):
@@ -416,6 +416,6 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        ) from error
     except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
-        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None
+        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from error

@@ -340,7 +340,7 @@ def _csv_reader(path: Path, where: str, roots=None):
                 if row:
                     yield row
         except csv.Error as error:
-            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {_csv_problem(error)}") from None
+            raise DataError(f"{where}: {path}:{reader.line_num}: cannot read as CSV: {_csv_problem(error)}") from error
 
     with handle:
         yield _Rows(rows(), reader)
@@ -366,7 +366,7 @@ def _csv_lines(handle, path: Path, where: str):
                 f"{where}: {path}:{number}: not UTF-8 text: byte 0x{data[error.start]:02x} at column {error.start + 1}",
                 hint="save the CSV as UTF-8 (a spreadsheet's 'CSV UTF-8'), or convert it, "
                 "e.g. iconv -f latin1 -t utf-8",
-            ) from None
+            ) from error
 
 
 def _csv_problem(error: csv.Error) -> str:

@@ -79,7 +79,7 @@ def open_data_file(path: str | Path, where: str, *, roots: list[Path] | None = N
     except OSError as error:
         raise DataError(
             f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        ) from error
 
 
 def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> bytes:
@@ -93,7 +93,7 @@ def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> 
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise DataError(f"{where}: {path}:{line}: not UTF-8 text (column {column})", hint=UTF8_HINT) from None
+        raise DataError(f"{where}: {path}:{line}: not UTF-8 text (column {column})", hint=UTF8_HINT) from error
     return data
 
 

@@ -36,7 +36,7 @@ def records(path: Path, source, start: int) -> Iterator[bytes]:
             if read > start:
                 yield record
     except tf.errors.OpError as error:
-        raise damaged(path, read + 1, error.message, source.where) from None
+        raise damaged(path, read + 1, error.message, source.where) from error
 
 
 def damaged(path: Path, number: int, detail: str, where: str) -> DataError:
@@ -62,7 +62,7 @@ def parse_records(batch: list[bytes], first: int, path: Path, source) -> tuple[n
             f"{source.where}: record {first + index + 1} of {path} does not match the features description: {detail}",
             hint=f"describe the records as they are written under `{source.where}.features`: "
             "each feature's dtype (float32, int64) and shape",
-        ) from None
+        ) from error
     x = parsed[source.section.x].numpy()
     y = parsed[source.section.y].numpy() if source.with_labels else None
     return x, y

@@ -69,7 +69,7 @@ def multi_worker_strategy(tf, settings: Settings) -> StrategyInfo:
             f"within {settings.timeout:g} s ({cluster.source}: {_peers(cluster)}); "
             f"TensorFlow said: {_first_line(error.message)}",
             hint="start every worker with the same cluster, check the addresses and ports, or raise distribute.timeout",
-        ) from None
+        ) from error
     devices = list(strategy.extended.worker_devices)
     return StrategyInfo(
         strategy,
@@ -107,7 +107,7 @@ def _tf_config_cluster(text: str) -> Cluster:
             f"TF_CONFIG is not valid JSON: {error.msg} at line {error.lineno} column {error.colno} "
             f"(char {error.pos}): {_excerpt(text, error.pos)}",
             hint="TF_CONFIG needs double-quoted keys and strings",
-        ) from None
+        ) from error
     jobs, task_type, index = _check_tf_config(config)
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     return Cluster(resolver, jobs, task_type, index, "TF_CONFIG")
@@ -181,7 +181,7 @@ def _slurm_cluster(environ: Mapping[str, str]) -> Cluster:
         raise DistributeError(
             f"SLURM: cannot find the cluster of this job step: {error}",
             hint="start the workers with srun inside the allocation",
-        ) from None
+        ) from error
     jobs = spec.as_dict()
     task_type, index = resolver.task_type, resolver.task_id
     if not gpus:

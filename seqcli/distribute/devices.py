@@ -47,7 +47,7 @@ def split_cpu(tf, count: int) -> None:
             f"distribute.virtual_cpus: cannot split the CPU into {count} devices: TensorFlow has already "
             f"initialized its devices ({have} CPU device{'s' if have != 1 else ''}; {error})",
             hint="make_strategy must run before any TensorFlow operation, once per process",
-        ) from None
+        ) from error
 
 
 def device_names(devices) -> list[str]:

@@ -63,6 +63,6 @@ def read_settings(config: Mapping | None) -> Settings:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         message = f"distribute.{where}: {first['msg']} (received: {first.get('input')!r})"
-        raise DistributeError(message) from None
+        raise DistributeError(message) from error
     devices = tuple(section.devices) if section.devices is not None else None
     return Settings(section.strategy, devices, section.virtual_cpus, float(section.timeout))

@@ -118,7 +118,7 @@ def adapt_layers(
         try:
             layer.adapt(_through(prefix, batches()))
         except (ValueError, TypeError, RuntimeError) as error:
-            raise AdaptError(plan.entry, type(error).__name__) from None
+            raise AdaptError(plan.entry, type(error).__name__) from error
         adapted[str(plan.entry.index)] = layer_state(layer, plan.entry.class_name)
     return adapted
 

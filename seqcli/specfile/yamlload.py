@@ -130,7 +130,7 @@ def read_spec_file(path: str | Path, display: str | None = None) -> Document:
     except limits.ReadRefused as error:
         raise _single(
             display, error.detail.removeprefix(f"{path} ").removeprefix(f"{str(path)!r} "), _hint(error)
-        ) from None
+        ) from error
     except IsADirectoryError:
         raise _single(display, "is a directory, not a spec file", "pass a .yaml file") from None
     except FileNotFoundError:
@@ -138,7 +138,7 @@ def read_spec_file(path: str | Path, display: str | None = None) -> Document:
     except PermissionError:
         raise _single(display, "permission denied while reading the spec", None) from None
     except OSError as error:
-        raise _single(display, f"cannot read the spec: {error.strerror or type(error).__name__}", None) from None
+        raise _single(display, f"cannot read the spec: {error.strerror or type(error).__name__}", None) from error
     if len(raw) > MAX_BYTES:
         raise _single(
             display,
@@ -185,7 +185,7 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
                         display,
                     )
                 ]
-            ) from None
+            ) from error
     else:
         text = raw
     document = Document(None, display, text)
@@ -200,11 +200,11 @@ def parse_spec_text(raw: bytes | str, display: str = "<spec>") -> Document:
                 f"{error.context.strip()} that starts at line {error.context_mark.line + 1}, "
                 f"column {error.context_mark.column + 1}"
             )
-        raise SpecError([Problem(f"invalid YAML: {message}", "", *_line_column(mark), hint, display)], text) from None
+        raise SpecError([Problem(f"invalid YAML: {message}", "", *_line_column(mark), hint, display)], text) from error
     except yaml.reader.ReaderError as error:  # a character YAML forbids: reported by offset, not line
-        raise SpecError([_character_problem(text, error, display)], text) from None
+        raise SpecError([_character_problem(text, error, display)], text) from error
     except yaml.YAMLError as error:
-        raise SpecError([Problem(f"invalid YAML: {error}", "", None, None, None, display)], text) from None
+        raise SpecError([Problem(f"invalid YAML: {error}", "", None, None, None, display)], text) from error
     if node is None:
         raise SpecError(
             [Problem("spec is empty", "", 1, 1, "a spec is a mapping with at least 'layers:'", display)], text

@@ -103,11 +103,11 @@ def read_state(path: str | Path) -> TrainingState:
             message = f"checkpoint {detail}"
         else:
             message = f"cannot read checkpoint {path}: {detail.removeprefix(f'cannot read {path}: ')}"
-        raise CheckpointError(message, hint=error.hint or DAMAGED_HINT) from None
+        raise CheckpointError(message, hint=error.hint or DAMAGED_HINT) from error
     except RecordError as error:
-        raise CheckpointError(f"checkpoint {error.message}", hint=DAMAGED_HINT) from None
+        raise CheckpointError(f"checkpoint {error.message}", hint=DAMAGED_HINT) from error
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}", hint=DAMAGED_HINT) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}", hint=DAMAGED_HINT) from error
     if state.format > FORMAT:
         raise CheckpointError(
             f"checkpoint {path} has format {state.format}; this seq reads format {FORMAT}",
@@ -133,7 +133,7 @@ def verify_checkpoint(path: str | Path) -> TrainingState:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise DamagedCheckpoint(f"checkpoint {path} is damaged: {error}", hint=DAMAGED_HINT) from None
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged: {error}", hint=DAMAGED_HINT) from error
     if bad is not None:
         raise DamagedCheckpoint(f"checkpoint {path} is damaged: {bad} fails its CRC check", hint=DAMAGED_HINT)
     return state
@@ -154,7 +154,7 @@ def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, 
             raise CheckpointError(
                 f"{error.message}; the checkpoint before it cannot be used either: {before.message}",
                 hint=before.hint if not isinstance(before, DamagedCheckpoint) else DAMAGED_HINT,
-            ) from None
+            ) from before
         return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
 
 
@@ -194,7 +194,7 @@ def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Pa
         raise CheckpointError(
             f"cannot write checkpoint {path}: {error.strerror or error}",
             hint="the previous checkpoint is intact; free space or fix permissions, then continue with --resume",
-        ) from None
+        ) from error
 
 
 def restore_variables(path: str | Path, model, *, groups: tuple[str, ...] = ("model", "optimizer")) -> None:

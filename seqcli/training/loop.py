@@ -399,5 +399,5 @@ def _raise_training_error(error: Exception):
         raise TrainingError(
             f"training failed: {message.strip()}",
             hint="check that the labels fit the model's output and loss (e.g. labels 0..N-1 for N output units)",
-        ) from None
+        ) from error
     raise error

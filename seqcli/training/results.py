@@ -34,7 +34,7 @@ def save_model(model, target: Path) -> None:
     except OutputError as error:
         raise RunDirectoryError(
             error.message, hint="the previous file is intact; free space or fix permissions, then --resume"
-        ) from None
+        ) from error
 
 
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:

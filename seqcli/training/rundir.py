@@ -124,7 +124,7 @@ class RunDirectory:
         try:
             data = read_json(self.metrics, METRICS_KIND)
         except RecordError as error:
-            raise RunDirectoryError(error.message, hint=self._tampered("").hint) from None
+            raise RunDirectoryError(error.message, hint=self._tampered("").hint) from error
         if not isinstance(data, dict):
             raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
         for key, kind in METRICS_TYPES.items():
@@ -188,14 +188,14 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"cannot create output directory {self.path}: {error.strerror or error}",
                 hint="choose another --output, or fix the permissions of its parent",
-            ) from None
+            ) from error
         try:
             probe_directory(self.path, temporary_prefix("probe"))
         except OSError as error:
             raise RunDirectoryError(
                 f"cannot write to output directory {self.path}: {error.strerror or error}",
                 hint="choose another --output, or fix its permissions",
-            ) from None
+            ) from error
 
     def claim(self) -> None:
         """Record the run's members in the manifest before writing them, and mark the run as being written:

@@ -373,4 +373,4 @@ def _restore(model, strategy, checkpoint: Path) -> None:
     except CheckpointError:
         raise
     except (ValueError, TypeError) as error:
-        raise CheckpointError(f"cannot restore {checkpoint}: {error}") from None
+        raise CheckpointError(f"cannot restore {checkpoint}: {error}") from error

@@ -208,7 +208,7 @@ def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
         study = read_json(description, "a study.json as seq tune writes it")
         rows = read_csv(trials, "a trials.csv as seq tune writes it", TRIALS_COLUMNS)
     except RecordError as error:
-        raise StudyFolderError(error.message, hint=REWRITE_HINT) from None
+        raise StudyFolderError(error.message, hint=REWRITE_HINT) from error
     objective = study.get("objective") if isinstance(study, dict) else None
     direction = study.get("direction") if isinstance(study, dict) else None
     if not isinstance(objective, str) or len(objective) > 256 or direction not in ("minimize", "maximize"):

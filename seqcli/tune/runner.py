@@ -345,7 +345,9 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
             from seqcli.tune.study import retry_trial
 
             retry_trial(study, study.tell(trial, state=TrialState.FAIL))
-            raise TuneInterrupted(error.signum, f"trial {trial.number} stopped; {error.message}", plan.output) from None
+            raise TuneInterrupted(
+                error.signum, f"trial {trial.number} stopped; {error.message}", plan.output
+            ) from error
         except SeqError as error:
             trial.set_user_attr("error", error.message[:500])
             study.tell(trial, state=TrialState.FAIL)

@@ -48,11 +48,11 @@ def require_optuna():
     """Optuna, quiet; a TuneError that says what to install when it is missing."""
     try:
         import optuna
-    except ImportError:
+    except ImportError as error:
         raise MissingDependency(
             "seq tune needs Optuna, which is not installed",
             hint="pip install 'seqcli[tune]'  (or: pip install 'optuna>=4')",
-        ) from None
+        ) from error
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # seq records heartbeats itself (study.heartbeat) around each ask-and-tell trial.
@@ -92,7 +92,7 @@ def make_storage(url: str):
         raise TuneError(
             f"cannot open the study storage {masked_url(url)}: {detail}",
             hint="give a database URL such as sqlite:///study.db or postgresql://user@host/db",
-        ) from None
+        ) from error
 
 
 def spec_fingerprint(spec: Spec) -> str:

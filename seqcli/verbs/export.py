@@ -342,7 +342,7 @@ def _write(row: ExportFormat, model, names: ServingNames, artifact: Path, scratc
         raise ExportError(
             f"the {row.name} converter could not export the model '{model.name}': {clean_message(error)}",
             hint="the export is not kept; try another --format, and report this model to seq",
-        ) from None
+        ) from error
     if not artifact.exists():
         raise ExportError(f"the {row.name} converter wrote no {artifact.name}", hint="report this as a bug in seq")
 
@@ -376,7 +376,7 @@ def _publish(row: ExportFormat, artifact: Path, output: Path, staging: Path, ver
         raise ExportError(
             f"cannot put the export at {output}: {error.strerror or error}",
             hint="choose another --output, or fix the permissions of its folder",
-        ) from None
+        ) from error
 
 
 def _replace_version(artifact: Path, placed: Path) -> None:
@@ -414,7 +414,7 @@ def verify(row: ExportFormat, artifact: Path, names: ServingNames, inputs, expec
         raise ExportError(
             f"{row.runtime} cannot run the exported model: {clean_message(error)}",
             hint="the export is not kept; try another --format, and report this model to seq",
-        ) from None
+        ) from error
     actual = np.asarray(actual)
     if actual.shape != expected.shape:
         raise ExportError(

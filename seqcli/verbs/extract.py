@@ -194,7 +194,7 @@ def extract_features(
             f"cannot write {output}: {error.strerror or error}",
             cause=error,
             hint="nothing was changed at --output; free some space, or choose another --output",
-        ) from None
+        ) from error
     return Extraction(
         output, "npz" if output.suffix == ".npz" else "npy", count, shapes, {k: v.name for k, v in dtypes.items()}
     )

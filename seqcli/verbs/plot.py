@@ -280,7 +280,7 @@ def plot_run_curves(run: Path, output: Path) -> Plotted:
     try:
         metrics = RunDirectory(run).read_metrics()
     except RunDirectoryError as error:
-        raise PlotError(error.message, hint=error.hint) from None
+        raise PlotError(error.message, hint=error.hint) from error
 
     phases = [phase["first_epoch"] for phase in metrics.get("phases") or []][1:]
     drawn = plot_curves(output, history, metrics.get("model") or run.name, metrics.get("best_epoch"), phases)
@@ -351,7 +351,7 @@ def plot_study(folder: Path, output: Path) -> Plotted:
     try:
         rows, objective, direction = read_study_folder(folder)
     except StudyFolderError as error:
-        raise PlotError(error.message, hint=error.hint) from None
+        raise PlotError(error.message, hint=error.hint) from error
     if not any(row["value"] is not None for row in rows):
         raise PlotError(
             f"{folder / 'trials.csv'} holds no trial with a value yet",
@@ -398,5 +398,5 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
                 expand_nested=False,
             )
     except ImportError as error:
-        raise MissingDependency(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from None
+        raise MissingDependency(f"--engine graphviz: {clean_message(error)}", hint="pip install pydot") from error
     return Plotted(output, "architecture", len(model.layers))

@@ -217,7 +217,7 @@ def _write_predictions(output: Path, values: np.ndarray, class_names: list[str] 
         raise SeqError(
             f"cannot write {output}: {error.strerror or error}",
             hint="free some space or fix the permissions, or choose another --output",
-        ) from None
+        ) from error
 
 
 def is_classifier(values: np.ndarray, class_names: list[str] | None) -> bool:
@@ -399,5 +399,5 @@ def _raise_runtime(error: Exception, label: str):
         raise SeqError(
             f"the model cannot run on {label}: {lines[-1].strip() if lines else error}",
             hint="check that the labels fit the model's output and loss",
-        ) from None
+        ) from error
     raise error

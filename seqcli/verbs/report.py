@@ -23,6 +23,7 @@ class Report:
     built: BuiltModel | None = None
     problems: list[Problem] = field(default_factory=list)
     source: str | None = None
+    cause: Exception | None = None  # what stopped the reading or the build, for SEQ_DEBUG's traceback
 
     @property
     def ok(self) -> bool:
@@ -67,7 +68,9 @@ class Report:
         return self.built.notes if self.built is not None else []
 
     def error(self) -> SpecError:
-        return SpecError(self.problems, self.source)
+        error = SpecError(self.problems, self.source)
+        error.__cause__ = self.cause
+        return error
 
 
 def _reading_order(problem: Problem) -> tuple:
@@ -87,7 +90,7 @@ def inspect_spec(
     try:
         spec = read_spec(path, overrides)
     except SpecError as error:
-        report.problems, report.source = error.problems, error.source
+        report.problems, report.source, report.cause = error.problems, error.source, error
         return report
     report.spec, report.source = spec, spec.document.source
     try:
@@ -106,6 +109,7 @@ def inspect_spec(
                 spec.file,
             ),
         ]
+        report.cause = error
         return report
     problems = spec.problems + report.built.problems + compile_problems(spec) + adapting_problems(spec)
     if spec.tune is not None:
