@@ -214,9 +214,24 @@ def _mode_for(target: Path) -> int:
     try:
         return target.stat().st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~UMASK
+
+
+def _process_umask() -> int:
+    """The process's umask, read where Linux shows it (/proc/self/status) without changing it; elsewhere set
+    and put back at once, which only this module's import does, before seq starts a thread of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+# Read once: seq never changes its umask, and setting it to read it would race other threads' new files.
+UMASK = _process_umask()
 
 
 def _fsync_file(path: Path) -> None:

@@ -4,9 +4,12 @@ cannot be written is one OutputError that says what and how to fix it."""
 import errno
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
+from seqcli import files
 from seqcli.files import OutputError, atomic_path, check_writable_file, write_text_atomic
 
 
@@ -20,19 +23,39 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path):
-    old = os.umask(0o022)
-    try:
-        fresh = tmp_path / "fresh.txt"
-        write_text_atomic(fresh, "x")
-        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
-        kept = tmp_path / "kept.txt"
-        kept.write_text("x")
-        kept.chmod(0o600)
-        write_text_atomic(kept, "y")
-        assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "y"
-    finally:
-        os.umask(old)
+@pytest.mark.parametrize(("umask", "mode"), [(0o027, 0o640), (0o077, 0o600)])
+def test_new_files_follow_the_umask_seq_started_with(tmp_path, umask, mode):
+    """A process's umask, read once when seq starts (never set to read it: that races other threads)."""
+    fresh = tmp_path / "fresh.txt"
+    write = (
+        f"import os; from seqcli.files import write_text_atomic; write_text_atomic({str(fresh)!r}, 'x'); "
+        "print(oct(os.umask(0)))"
+    )
+    result = subprocess.run(
+        ["sh", "-c", f'umask {umask:03o} && exec "$0" -c "$1"', sys.executable, write], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(fresh.stat().st_mode) == mode
+    assert result.stdout == f"{oct(umask)}\n"  # the write left the umask as it was
+
+
+def test_writing_never_sets_the_umask(tmp_path, monkeypatch):
+    """Setting it to read it would change the mode of files other threads create meanwhile."""
+
+    def refuse(mask):
+        raise AssertionError("os.umask called while writing")
+
+    monkeypatch.setattr(os, "umask", refuse)
+    write_text_atomic(tmp_path / "fresh.txt", "x")
+    assert stat.S_IMODE((tmp_path / "fresh.txt").stat().st_mode) == 0o666 & ~files.UMASK
+
+
+def test_replaced_files_keep_their_mode(tmp_path):
+    kept = tmp_path / "kept.txt"
+    kept.write_text("x")
+    kept.chmod(0o600)
+    write_text_atomic(kept, "y")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "y"
 
 
 # ----------------------------------------------------------------------------- unwritable outputs
