@@ -434,16 +434,15 @@ class CompileResolver:
 def metric_size_problem(name: str, args: dict) -> tuple[str, str, str] | None:
     """``(argument, message, hint)`` when an argument of metric ``name`` would make its constructor allocate
     more than the memory budget (:data:`METRIC_SIZE_ARGUMENTS`); None otherwise."""
-    from seqcli import limits
+    from seqcli.budget import human_size, max_memory, over_budget_hint
 
     for key, cost in METRIC_SIZE_ARGUMENTS.items():
         value = args.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and cost(value) > limits.max_memory():
+        if isinstance(value, int) and not isinstance(value, bool) and cost(value) > max_memory():
             return (
                 key,
-                f"{key}={value:,} would take about {limits.human_size(cost(value))} to make {name}, "
-                "over the memory limit",
-                limits.over_budget_hint(),
+                f"{key}={value:,} would take about {human_size(cost(value))} to make {name}, over the memory limit",
+                over_budget_hint(),
             )
     return None
 

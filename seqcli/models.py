@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli import archives, limits
+from seqcli import archives
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
+from seqcli.inputs import UNREADABLE_HINT, ReadRefused, check_input
 from seqcli.keras_env import import_keras, linear_sequential_loading, weightless_scope
 from seqcli.shapes import shape_text
 
@@ -46,7 +47,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     compile settings saved with it. The archive, and with ``batch_size`` the memory to run batches of that
     size (estimated from its config), are checked against the budget first. A missing file, or one Keras
     refuses or cannot read, is a :class:`ModelLoadError`; one that is no zip archive or is over the budget, a
-    :class:`~seqcli.limits.LimitError`."""
+    :class:`~seqcli.budget.LimitError`."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"no such model file: {path}", hint="check the path (relative to the current directory)")
@@ -167,11 +168,11 @@ def check_weights_file(
         )
         raise WeightsError(f"weights must be {kinds}; received {shown!r}")
     try:
-        limits.check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
-    except limits.ReadRefused as error:
+        check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
+    except ReadRefused as error:
         raise WeightsError(error.detail, error.hint) from None
     except OSError as error:
-        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from None
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
     return path
 
 

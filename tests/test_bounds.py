@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli import limits
+from seqcli.budget import ENVIRONMENT, parse_size
 from seqcli.cli import cli
 
 ADDRESS_SPACE = 3 << 30
@@ -26,7 +26,7 @@ PEAK_LIMIT = 1500 << 20  # TensorFlow and a tiny model: about 700 MB
 RUNNER = """
 import json, resource, subprocess, sys
 limit, timeout, available = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-code = ("import sys, seqcli.limits as l\\n"
+code = ("import sys, seqcli.budget as l\\n"
         + (f"l.available_memory = lambda: {int(available)}\\n" if available != "-" else "")
         + "from seqcli.cli import main\\nsys.argv = ['seq'] + sys.argv[1:]\\nmain()\\n")
 def cap():
@@ -48,7 +48,7 @@ def bounded(*args, cwd: Path, available: int | None = None, timeout: float = 120
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    env.pop(limits.ENVIRONMENT, None)
+    env.pop(ENVIRONMENT, None)
     done = subprocess.run(
         [
             sys.executable,
@@ -408,10 +408,10 @@ def test_summary_table_shows_the_estimate(write_spec):
 
 
 def test_parse_size():
-    assert limits.parse_size("8G") == 8 << 30
-    assert limits.parse_size("1.5GB") == 3 << 29
-    assert limits.parse_size("512MiB") == 512 << 20
-    assert limits.parse_size(1000) == 1000
+    assert parse_size("8G") == 8 << 30
+    assert parse_size("1.5GB") == 3 << 29
+    assert parse_size("512MiB") == 512 << 20
+    assert parse_size(1000) == 1000
     for bad in ("", "G", "-1G", "0", "8X", True):
         with pytest.raises(ValueError, match="size"):
-            limits.parse_size(bad)
+            parse_size(bad)

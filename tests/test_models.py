@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from seqcli.budget import LimitError
 from seqcli.files import OutputError
-from seqcli.limits import LimitError
 from seqcli.modelbuild import model_from_spec
 from seqcli.models import (
     DataShapeError,

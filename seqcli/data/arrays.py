@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import datacheck, limits
+from seqcli import datacheck
 from seqcli.errors import SeqError
+from seqcli.inputs import check_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.shapes import shape_text
 
@@ -178,7 +179,7 @@ def class_folders(directory: Path, kind: str, where: str, roots: list[Path], *, 
             hint=f"put the {kind}s in one subfolder per class, e.g. {example}",
         )
     for class_dir in class_dirs:
-        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
+        check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
     return class_dirs
 
 

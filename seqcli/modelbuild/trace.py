@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from seqcli import applications
-from seqcli.limits import human_size, parse_size
+from seqcli.budget import human_size, parse_size
 from seqcli.memory import dtype_size, impossible_tensor
 from seqcli.modelbuild.bases import PendingBase, realize_base
 from seqcli.modelbuild.context import BuildContext

@@ -12,8 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from seqcli import limits
 from seqcli.files import keep_copy
+from seqcli.inputs import CHUNK, open_input
 from seqcli.specfile import Spec, format_path
 from seqcli.specfile.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState, usable_checkpoint
@@ -90,8 +90,8 @@ def _file_digest(path: Path, hashed_up_to: int = HASHED_FILE_BYTES) -> dict:
     if status.st_size > hashed_up_to:
         return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
     digest = hashlib.sha256()
-    with limits.open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
-        for block in iter(lambda: handle.read(limits.CHUNK), b""):
+    with open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
+        for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return {"size": status.st_size, "sha256": digest.hexdigest()}
 

@@ -56,7 +56,7 @@ class ExportResult:
 
     def lines(self) -> list[str]:
         """What ``seq export`` prints: the artifact, its signature, and how it was verified."""
-        from seqcli.limits import human_size
+        from seqcli.budget import human_size
         from seqcli.shapes import shape_text
 
         check = self.verification

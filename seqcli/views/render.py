@@ -9,9 +9,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from seqcli.budget import human_size
 from seqcli.display import VALUE_LIMIT, shown
 from seqcli.errors import format_problem, terminal_safe
-from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
 
