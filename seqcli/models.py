@@ -18,7 +18,7 @@ from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
 from seqcli.inputs import UNREADABLE_HINT, ReadRefused, check_input
 from seqcli.keras_env import import_keras, linear_sequential_loading, weightless_scope
-from seqcli.shapes import shape_text
+from seqcli.shapes import DataShapeError, check_sample_shape
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 
@@ -33,10 +33,6 @@ class ModelLoadError(SeqError):
 
 class NotAModelError(ModelLoadError):
     """A ``.keras`` archive whose config.json describes something other than a whole model (a layer...)."""
-
-
-class DataShapeError(SeqError):
-    """Data whose samples do not fit the model's input."""
 
 
 # ----------------------------------------------------------------------------- loading
@@ -214,12 +210,6 @@ def save_model(model, target: str | Path) -> None:
 # ----------------------------------------------------------------------------- data against the model
 
 
-def shape_fits(expected, received) -> bool:
-    """Whether samples of shape ``received`` fit an input of shape ``expected`` (both without the batch
-    dimension; None in either is any size)."""
-    return len(expected) == len(received) and all(e is None or r is None or e == r for e, r in zip(expected, received))
-
-
 def sample_shape(dataset) -> tuple:
     """The shape of one sample of a batched dataset (its inputs, when it yields ``(inputs, labels)``)."""
     element = dataset.element_spec
@@ -227,17 +217,13 @@ def sample_shape(dataset) -> tuple:
 
 
 def check_data_shape(model, dataset, label: str) -> None:
-    """Raise :class:`DataShapeError` when the samples of ``dataset`` (``label`` names it in the message)
-    do not fit the input of ``model``; a model without a known input shape takes anything."""
+    """Raise :class:`~seqcli.shapes.DataShapeError` when the samples of ``dataset`` (``label`` names it in the
+    message) do not fit the input of ``model``: their shape (:func:`~seqcli.shapes.shape_fits`, the one rule)
+    or their kind (:func:`check_data_dtype`). A model without a known input shape takes anything."""
     shape = getattr(model, "input_shape", None)
     if not shape:
         return
-    expected, received = tuple(shape[1:]), sample_shape(dataset)
-    if not shape_fits(expected, received):
-        raise DataShapeError(
-            f"{label}: samples have shape {shape_text(received)}, but the model takes {shape_text(expected)}",
-            hint="give data shaped like the model's input",
-        )
+    check_sample_shape(sample_shape(dataset), shape[1:], None, label)
     check_data_dtype(model_input_dtype(model), _sample_dtype(dataset), label)
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from seqcli import archives
-from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli.data.arrays import DataError
 from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
 from seqcli.errors import did_you_mean
 from seqcli.inputs import check_data_file, open_input
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")

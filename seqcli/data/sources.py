@@ -14,7 +14,7 @@ import pydantic
 
 from seqcli import archives
 from seqcli.budget import LimitError
-from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
+from seqcli.data.arrays import Arrays, DataError, as_arrays
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import IMAGE_EXTENSIONS, Images, open_images
 from seqcli.data.keras_datasets import open_keras_dataset
@@ -26,6 +26,7 @@ from seqcli.data.tfrecord import TFRECORD_SUFFIXES
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import is_pattern, matching_files, resolve_path
 from seqcli.inputs import UNREADABLE_HINT, allowed_roots, check_data_file, extra_roots, open_input
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import DATASET_NAMES, SourceSection
 
 Source = Arrays | Images | Stream

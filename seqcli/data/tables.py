@@ -20,8 +20,9 @@ import numpy as np
 
 from seqcli import datacheck
 from seqcli.budget import human_size, max_memory, over_budget_hint
-from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli.data.arrays import DataError
 from seqcli.data.text import Texts, as_texts, open_data_file
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in

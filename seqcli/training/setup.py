@@ -290,9 +290,9 @@ def _dtype_policy(name: str):
 
 
 def _check_input(spec: Spec, built, data) -> list[Problem]:
-    """The data's samples fit the model's input (a None in the spec's shape takes any size there, as
-    evaluate and predict have it: variable-length sequences)."""
-    from seqcli.models import shape_fits
+    """The data's samples fit the model's input (:func:`~seqcli.shapes.shape_fits`: a None in the spec's shape
+    takes any size there, as evaluate and predict have it: variable-length sequences)."""
+    from seqcli.shapes import shape_fits
 
     data_shape = tuple(data.input_shape)
     if built.input_shape is not None and not shape_fits(tuple(built.input_shape), data_shape):
@@ -302,7 +302,8 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
 
 def _dtype_problems(spec: Spec, built, data) -> list[Problem]:
     """Text data feeds a string input only (and numbers a numeric one), reported at the first layer."""
-    from seqcli.models import DataShapeError, check_data_dtype, model_input_dtype
+    from seqcli.models import check_data_dtype, model_input_dtype
+    from seqcli.shapes import DataShapeError
 
     if built.model is None:
         return []

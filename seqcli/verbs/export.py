@@ -273,13 +273,9 @@ def _run_source(target) -> tuple[Any, Path, str]:
 
 
 def _fit_inputs(model, inputs, label: str):
-    shape = tuple(model.input_shape[1:])
-    sample = inputs.shape[1:]
-    if len(shape) != len(sample) or any(e is not None and e != s for e, s in zip(shape, sample)):
-        raise ExportError(
-            f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
-            hint="give --data with inputs shaped like those the model was trained on",
-        )
+    from seqcli.shapes import check_sample_shape
+
+    check_sample_shape(inputs.shape[1:], model.input_shape[1:], None, label)
     dtype = model.inputs[0].dtype if model.inputs else "float32"
     if (dtype == "string") != (inputs.dtype == object):
         from seqcli.models import check_data_dtype
