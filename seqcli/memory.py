@@ -3,8 +3,8 @@
 The estimate adds the weights, for training the gradients and the optimizer's slots (Adam keeps two
 per trainable weight), and one batch of activations: the input batch and every layer's output (layers
 inside a pretrained base included), float32. It is what ``seq summary`` and ``seq check`` show (and
-``expect: {max_memory: 2G}`` gates), and what every command that builds real weights compares with
-the memory budget (:mod:`seqcli.budget`) before building them.
+``expect: {max_memory: 2G}`` gates), and what every command that makes a model's weights compares with
+the memory budget (:mod:`seqcli.budget`) before making them, in one function: :func:`check_model_memory`.
 """
 
 from __future__ import annotations
@@ -96,11 +96,16 @@ def spec_optimizer(spec):
     return spec.compile.optimizer if getattr(spec, "compile", None) is not None else "adam"
 
 
-def check_budget(estimate: MemoryEstimate, what: str) -> None:
-    """LimitError with the estimate when it is over the memory budget."""
+def check_model_memory(model, *, batch_size: int, what: str, optimizer=None, training: bool = False) -> MemoryEstimate:
+    """The one check of a model's memory against the budget, made on a weightless build (a spec's abstract
+    build, or a ``.keras`` config made without its weights) before any weight is allocated: the estimate
+    (:func:`estimate_memory`) to run, or with ``training`` to train, batches of ``batch_size``. Returns it; a
+    :class:`~seqcli.budget.LimitError` that gives it, and names ``what`` (``training this model``), when it
+    is over the budget."""
+    estimate = estimate_memory(model, batch_size=batch_size, optimizer=optimizer, training=training)
     budget = max_memory()
     if estimate.total <= budget:
-        return
+        return estimate
     raise LimitError(
         f"{what} needs about {human_size(estimate.total)}, over the memory limit of "
         f"{human_size(budget)}: {estimate.text()}",

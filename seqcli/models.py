@@ -70,7 +70,8 @@ def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> 
 
 
 def _check_config_memory(config, *, batch_size: int, what: str) -> None:
-    from seqcli.memory import check_budget, estimate_memory
+    """The model a ``.keras`` config describes, made without weights, through the one memory check."""
+    from seqcli.memory import check_model_memory
 
     keras = import_keras()
     if not isinstance(config, dict):
@@ -82,7 +83,7 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
     except Exception:  # the real load reports what is wrong with the file
         return
     if getattr(model, "built", False):
-        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
+        check_model_memory(model, batch_size=batch_size, what=what)
 
 
 def load_model_architecture(path: str | Path):

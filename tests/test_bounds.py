@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli.budget import ENVIRONMENT, parse_size
+from seqcli.budget import ENVIRONMENT, LimitError, parse_size
 from seqcli.cli import cli
 
 ADDRESS_SPACE = 3 << 30
@@ -317,6 +317,52 @@ def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_fo
     assert result["rc"] == 1, result
     assert "error: training this model needs about 125.17 GB" in result["stderr"]
     assert result["peak"] < PEAK_LIMIT
+
+
+# Every path that makes a model's weights, each of which must ask the one memory check of a weightless build.
+MEMORY_PATHS = {
+    "train": ["train", "tiny.yaml", "--output", "trained"],
+    "extract": ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "features.npz"],
+    "freeze a spec": ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "frozen.keras"],
+    "plot a confusion matrix": ["plot", "model.keras", "--confusion", "--data", "tiny.npz", "--output", "c.png"],
+    "predict": ["predict", "model.keras", "--data", "x.npy", "--output", "p.npy", "--batch-size", "4"],
+    "evaluate": ["evaluate", "model.keras", "--data", "tiny.npz"],
+}
+
+
+@pytest.fixture(scope="module")
+def memory_project(tmp_path_factory) -> Path:
+    from seqcli.models import save_model
+    from tests.conftest import write_tiny_project
+
+    folder = tmp_path_factory.mktemp("memory")
+    write_tiny_project(folder)
+    np.save(folder / "x.npy", np.load(folder / "tiny.npz")["x"][:8])
+    import keras
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    save_model(model, folder / "model.keras")
+    return folder
+
+
+def refusing_memory_check(model, *, batch_size, what, optimizer=None, training=False):
+    raise LimitError(f"{what}: refused by the planted memory check")
+
+
+@pytest.mark.parametrize("path", MEMORY_PATHS)
+def test_every_path_that_makes_weights_asks_the_one_memory_check(memory_project, monkeypatch, path):
+    """Plant a memory check that refuses every model: each path must then refuse before making weights, so a
+    path that skips the check (or compares an estimate of its own) fails here."""
+    from seqcli.memory import check_model_memory
+    from tests.conftest import run_in
+
+    monkeypatch.setattr(check_model_memory, "__code__", refusing_memory_check.__code__)
+    before = sorted(os.listdir(memory_project))
+    result = run_in(memory_project, *MEMORY_PATHS[path])
+    assert result.exit_code == 1, result.output
+    assert "refused by the planted memory check" in result.stderr
+    assert sorted(os.listdir(memory_project)) == before  # nothing written
 
 
 @pytest.mark.slow

@@ -228,7 +228,7 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
     from seqcli.keras_env import import_keras
-    from seqcli.memory import check_budget, estimate_memory, spec_optimizer
+    from seqcli.memory import check_model_memory, spec_optimizer
     from seqcli.modelbuild import build_model
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
@@ -239,9 +239,12 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
         input_problems = _check_input(spec, abstract, data)
         if input_problems:
             return None, input_problems
-        check_budget(
-            estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
-            "training this model",
+        check_model_memory(
+            abstract.model,
+            batch_size=data.batch_size,
+            what="training this model",
+            optimizer=spec_optimizer(spec),
+            training=True,
         )
     if adapted is None:
         adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
