@@ -150,7 +150,7 @@ def test_a_study_folder_layout(tmp_path):
     )
     assert study.storage_url == f"sqlite:///{tmp_path.resolve() / 'study.db'}"
     assert trial_name(7) == "trial-0007" and TRIAL_NAME.fullmatch(trial_name(12345))
-    assert study.trial(trial_name(7)) == tmp_path / "trial-0007"
+    assert study.trial(trial_name(7)) == RunDirectory(tmp_path / "trial-0007")
     assert not study.holds_study()
     study.trials.write_text("trial,state,value\n")
     assert study.holds_study()

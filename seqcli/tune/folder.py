@@ -15,6 +15,7 @@ from pathlib import Path
 
 from seqcli.errors import SeqError
 from seqcli.records import INTEGER, NUMBER, TEXT, Column, RecordError, read_csv, read_json
+from seqcli.training.rundir import RunDirectory
 
 TRIAL_NAME = re.compile(r"trial-\d{4,}")
 TRIALS_KIND = "a trials.csv as seq tune writes it"
@@ -80,9 +81,9 @@ class StudyFolder:
     def storage_url(self) -> str:
         return f"sqlite:///{self.database.resolve()}"
 
-    def trial(self, name: str) -> Path:
-        """The run folder of the trial Optuna records under ``name`` (:func:`trial_name`)."""
-        return self.path / name
+    def trial(self, name: str) -> RunDirectory:
+        """The run of the trial Optuna records under ``name`` (:func:`trial_name`)."""
+        return RunDirectory(self.path / name)
 
     def holds_study(self) -> bool:
         """Whether seq tune has written this study's results here (what ``seq plot`` draws)."""
@@ -90,8 +91,6 @@ class StudyFolder:
 
     def create(self) -> None:
         """Create the folder and prove a file can be written there, as a run's folder is."""
-        from seqcli.training.rundir import RunDirectory
-
         RunDirectory(self.path).create()
 
     def read(self) -> tuple[list[dict], str, str]:

@@ -14,7 +14,6 @@ from seqcli.display import figure_text
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.specfile.dump import dump_spec
 from seqcli.specfile.yamlload import read_spec_file
-from seqcli.training.rundir import RunDirectory
 from seqcli.tune.folder import StudyFolder
 
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
@@ -107,7 +106,7 @@ def write_outputs(plan, study):
     result.files.append(folder.description)
     plot_trials(folder.plot, rows, plan.objective, plan.direction)
     result.files.append(folder.plot)
-    best_run = RunDirectory(folder.trial(result.best["run"])) if result.best is not None else None
+    best_run = folder.trial(result.best["run"]) if result.best is not None else None
     if best_run is not None and best_run.spec.exists():
         write_best_spec(folder.best, best_run.spec, result.best, plan)
         result.files.append(folder.best)

@@ -24,7 +24,7 @@ from seqcli.errors import Interrupted, SeqError
 from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
 from seqcli.outputs import claim_output
 from seqcli.specfile import Spec, read_spec
-from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
+from seqcli.training import Reporter, TrainingInterrupted, TrainOptions, train_spec
 from seqcli.tune.folder import TRIAL_NAME, StudyFolder
 from seqcli.tune.outputs import TuneResult, write_outputs
 from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
@@ -355,13 +355,13 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
 
 def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOptions:
     """A trial as ``seq train`` would run it: the spec with the trial's values, tune.epochs, one seed for all."""
-    directory = StudyFolder(plan.output).trial(run)
+    trial_run = StudyFolder(plan.output).trial(run)
     overrides = [p.override(params[p.name]) for p in plan.parameters if p.name in params]
     overrides += ["tune=null", f"train.seed={plan.seed}"]
-    resume = RunDirectory(directory).checkpoint.exists()
+    resume = trial_run.checkpoint.exists()
     return TrainOptions(
         spec=plan.spec_path,
-        output=str(directory),
+        output=str(trial_run.path),
         epochs=plan.epochs,
         overrides=overrides,
         resume=resume,

@@ -217,7 +217,7 @@ def tune_table(result, limit: int = 5) -> Table:
             str(row["trial"]),
             f"{row['value']:.6g}",
             *[literal(_param_text(row[name])) for name in names],
-            literal(result.output / f"{row['run']}" / "" if False else StudyFolder(result.output).trial(row["run"])),
+            literal(StudyFolder(result.output).trial(row["run"]).path),
         )
     return table
 
