@@ -135,8 +135,8 @@ def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, 
     the throughput of 1 step), never more than ``checkpoint_every``, and a divisor of the epoch where one
     lies between half and twice that (the nearest, preferring one that divides ``checkpoint_every``), so
     that executions never straddle two epochs and training runs as one ``fit`` (see seqcli.training.loop):
-    one ``fit`` an epoch pays a fit setup and a pipeline build each epoch (the MNIST convnet of issue 11 has
-    141 steps: 47 here, not 32). An epoch shorter than the target runs as one execution."""
+    one ``fit`` an epoch pays a fit setup and a pipeline build each epoch (an epoch of 141 steps runs 47 at a
+    time, not 32). An epoch shorter than the target runs as one execution."""
     if setting != "auto":
         return int(setting)
     limit = min(DEFAULT_STEPS_PER_EXECUTION, checkpoint_every or DEFAULT_STEPS_PER_EXECUTION)

@@ -1,4 +1,4 @@
-"""Bounded memory and time for every input (issue 12, section 3): zip bombs, lying .npy headers, CSVs, FIFOs
+"""Bounded memory and time for every input: zip bombs, lying .npy headers, CSVs, FIFOs
 and devices, models too big for the memory budget, too many virtual CPUs.
 
 Cases about size run the CLI in a subprocess under an address-space limit (RLIMIT_AS, 3 GB: TensorFlow

@@ -1,4 +1,4 @@
-"""Every message says what and where (issue 12 §6): reachable input never ends in 'unexpected <Exception>'."""
+"""Every message says what and where: reachable input never ends in 'unexpected <Exception>'."""
 
 import zipfile
 from pathlib import Path

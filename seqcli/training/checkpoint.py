@@ -159,11 +159,6 @@ def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, 
         return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
 
 
-def save_checkpoint(path: str | Path, model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> None:
-    """Write ``model``'s variables (the ``groups`` asked for) and ``state`` atomically to ``path``."""
-    write_snapshot(path, snapshot(model, state, groups=groups))
-
-
 def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> dict[str, np.ndarray]:
     """The arrays of a checkpoint, copied now: training may go on while :func:`write_snapshot` writes them."""
     arrays: dict[str, np.ndarray] = {"meta": np.array(state.to_json())}

@@ -33,7 +33,7 @@ def run_fingerprint(spec: Spec, seed: int | None) -> str:
 
 
 def comparable_spec(spec: Spec, seed: int | None) -> dict:
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     for path in RESUMABLE_CHANGES:
         parent = data
         for part in path[:-1]:
@@ -46,17 +46,12 @@ def comparable_spec(spec: Spec, seed: int | None) -> dict:
     return data
 
 
-def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
-    """A spec's plain data with every file it names made absolute (:func:`seqcli.specfile.paths.file_fields`)."""
-    return absolute_file_fields(data, base_dir)
-
-
 def input_files(spec: Spec) -> dict[str, dict]:
     """Size and sha256 (size and modification time above ``HASHED_FILE_BYTES``; names, sizes and times for
     an image folder) of every local file that decides a run's steps: training and validation data, base
     weights and models, ``transfer.weights``; the shards of a glob or a list share one ``HASHED_FILE_BYTES``
     of hashing. Files that do not exist are left to the data and build checks."""
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     shard_bytes = HASHED_FILE_BYTES  # left to hash among shards
     files = {}
     for path, shard in _step_files(data).items():
