@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from seqcli import limits
+from seqcli.data.formats import is_dataset_name
 from seqcli.errors import Problem
 from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
-from seqcli.specfile.sections import DATASET_NAMES
 from seqcli.specfile.yamlload import Document, PathKey
 
 MIB = 1 << 20
@@ -141,12 +141,6 @@ def _data_field(path: PathKey, value: str) -> FileField:
 def _shard_fields(path: PathKey, values: list) -> list[FileField]:
     """A list of shard files: each one a file field (a glob in the list is one too)."""
     return [_data_field(path + (index,), value) for index, value in enumerate(values) if isinstance(value, str)]
-
-
-def is_dataset_name(source: str) -> bool:
-    """``mnist``, ``cifar10:test``, ``breast_cancer:train``...: a named dataset, not a path."""
-    name, _, split = source.partition(":")
-    return name in DATASET_NAMES and split in ("", "train", "test")
 
 
 def confine(
