@@ -56,6 +56,12 @@ class DataFormat:
     compressed: bool = False  # may be compressed: named by the suffix before .gz (`compression:`)
     weights: bool = False  # holds sample weights (`weights:`)
 
+    def read(self, opening: Opening) -> Any:
+        """The source its reader opens; a format without one is only ever streamed, and never comes here."""
+        if self.reader is None:
+            raise TypeError(f"format {self.name!r} is read as a stream (seqcli.data.shards), not by a reader")
+        return self.reader(opening)
+
 
 def _read_npz(opening: Opening):
     from seqcli.data.numpy_files import open_npz

@@ -40,9 +40,10 @@ def open_npy(opening: Opening) -> Arrays:
     section, path, where = opening.section, opening.path, opening.where
     x = read_npy(path, where, input_shape=opening.input_shape)
     y = None
-    if opening.want_labels and _names_npy(section.y):
-        y_path = resolve_path(section.y, opening.base_dir)
-        require_exists(y_path, section.y, opening.base_dir, f"{where}.y")
+    y_name = section.y if opening.want_labels else None
+    if y_name is not None and _names_npy(y_name):
+        y_path = resolve_path(y_name, opening.base_dir)
+        require_exists(y_path, y_name, opening.base_dir, f"{where}.y")
         y = read_npy(y_path, where)
     return as_arrays(x, y, section.scale, path, where)
 
@@ -135,5 +136,5 @@ def read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=
         raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None
 
 
-def _names_npy(name: str | None) -> bool:
-    return name is not None and name.lower().endswith(".npy")
+def _names_npy(name: str) -> bool:
+    return name.lower().endswith(".npy")

@@ -187,7 +187,7 @@ def _open_path(
 ):
     """A source read from a file or folder: streamed (shards, or a format only ever streamed), else by the
     reader of its format (:data:`~seqcli.data.formats.DATA_FORMATS`), given or told by its name."""
-    named = None if isinstance(section.path, list) else format_of_path(section.path)
+    named = format_of_path(section.path) if isinstance(section.path, str) else None
     if is_streamed(section, section.format, base_dir) or (section.format is None and _streamed_only(named)):
         files = _shard_files(section, base_dir, where)
         readers = FileReaders(
@@ -214,7 +214,7 @@ def _open_path(
         input_shape=input_shape,
         class_names=class_names,
     )
-    return fmt.reader(opening)
+    return fmt.read(opening)
 
 
 def _streamed_only(fmt: DataFormat | None) -> bool:

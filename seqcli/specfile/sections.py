@@ -317,7 +317,7 @@ class TuneSection(Section):
 
 # ----------------------------------------------------------------------------- the sections, declared once
 
-ALL_KEYS = "all"  # a resume may change anything in the section
+ALL_KEYS: Literal["all"] = "all"  # a resume may change anything in the section
 Changes = tuple[str, ...] | Literal["all"]
 
 
