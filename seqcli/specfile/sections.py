@@ -1,7 +1,9 @@
-"""Typed tables for the spec's non-layer sections: compile, data, train, distribute, freeze, transfer.
+"""Typed tables for the spec's sections beside its layers, and :class:`SpecSections`, where each section is
+declared once: its model, whether a spec without it gets its defaults, and what a resume may change.
 
-Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give
-positions through their error locations, and publish the JSON Schema.
+Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give positions through their error
+locations, and publish the JSON Schema. The choices of a source's ``format:`` and ``dataset:`` come from the
+table of :mod:`seqcli.data.formats`.
 """
 
 from __future__ import annotations
