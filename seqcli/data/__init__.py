@@ -49,22 +49,22 @@ from typing import Any
 # Name -> the module that defines it. Imported when first used, so that importing a module of this package (the
 # format table, which the spec's section model reads) loads neither the pipeline nor NumPy.
 _EXPORTS = {
-    "CACHE_LIMIT_BYTES": "pipeline",
-    "CHANNELS": "images",
-    "DATA_FORMATS": "formats",
-    "DATASETS": "formats",
-    "DEFAULT_IMAGE_SIZE": "images",
-    "FORMAT_NAMES": "formats",
-    "GRAYSCALE_DATASETS": "keras_datasets",
-    "KERAS_DATASETS": "keras_datasets",
-    "DataError": "arrays",
-    "Datasets": "pipeline",
-    "ShapeMismatchError": "arrays",
-    "check_sample_shape": "arrays",
-    "load_arrays": "pipeline",
-    "load_datasets": "pipeline",
-    "load_source": "pipeline",
-    "split_indices": "pipeline",
+    "CACHE_LIMIT_BYTES": "seqcli.data.pipeline",
+    "CHANNELS": "seqcli.data.images",
+    "DATA_FORMATS": "seqcli.data.formats",
+    "DATASETS": "seqcli.data.formats",
+    "DEFAULT_IMAGE_SIZE": "seqcli.data.images",
+    "FORMAT_NAMES": "seqcli.data.formats",
+    "GRAYSCALE_DATASETS": "seqcli.data.keras_datasets",
+    "KERAS_DATASETS": "seqcli.data.keras_datasets",
+    "DataError": "seqcli.data.arrays",
+    "Datasets": "seqcli.data.pipeline",
+    "ShapeMismatchError": "seqcli.shapes",
+    "check_sample_shape": "seqcli.shapes",
+    "load_arrays": "seqcli.data.pipeline",
+    "load_datasets": "seqcli.data.pipeline",
+    "load_source": "seqcli.data.pipeline",
+    "split_indices": "seqcli.data.pipeline",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -72,4 +72,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

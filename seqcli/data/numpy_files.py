@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import archives, limits
-from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape, require_exists
+from seqcli import archives
+from seqcli.data.arrays import Arrays, DataError, as_arrays, require_exists
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
+from seqcli.inputs import UNREADABLE_HINT, open_input
+from seqcli.shapes import check_sample_shape
 
 if TYPE_CHECKING:  # annotations only: the section model's module reads the format table, which reads these
     from seqcli.data.formats import Opening
@@ -119,7 +121,7 @@ def read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=
     """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
     sample shape) first."""
     try:
-        with limits.open_input(path, where, roots=roots, limit=None) as handle:
+        with open_input(path, where, roots=roots, limit=None) as handle:
             size = os.fstat(handle.fileno()).st_size
             shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
@@ -129,9 +131,7 @@ def read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
-        raise DataError(
-            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        raise DataError(f"{where}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
     except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
         raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None
 

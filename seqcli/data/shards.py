@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcli import archives, limits
-from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli import archives
+from seqcli.data.arrays import DataError
 from seqcli.data.formats import DATA_FORMATS, file_suffixes, format_of_path, shard_format_names
 from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
 from seqcli.data.tfrecord import count_records
 from seqcli.errors import did_you_mean
+from seqcli.inputs import check_data_file, open_input
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 STREAM_FORMATS = shard_format_names()
@@ -56,7 +58,7 @@ def open_stream(
     if fmt == "tfrecord":
         _check_description(section, where, labels)
     for path in files:
-        limits.check_data_file(path, where)
+        check_data_file(path, where)
         if path.is_dir():
             raise DataError(f"{where}: {path} is a directory; shards are files")
         if (section.format or _shard_format(path, where)) != fmt:
@@ -155,7 +157,7 @@ def _npy_header(path: Path, stream: Stream) -> Shard:
             f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
             hint="use .npz shards with arrays x and y",
         )
-    with limits.open_input(path, stream.where, limit=None) as handle:
+    with open_input(path, stream.where, limit=None) as handle:
         shape, dtype = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
     _check_rows(path, tuple(shape), None, stream.where)
     rows = CHUNK_ROWS * math.prod(shape[1:]) * 8

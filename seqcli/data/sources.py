@@ -11,8 +11,8 @@ from typing import Any
 
 import pydantic
 
-from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError, check_sample_shape, from_command_line, require_exists
+from seqcli.budget import LimitError
+from seqcli.data.arrays import Arrays, DataError, from_command_line, require_exists
 from seqcli.data.formats import (
     DATA_FORMATS,
     DATASET_NAMES,
@@ -33,6 +33,8 @@ from seqcli.data.tables import csv_shard_columns, read_csv
 from seqcli.data.text import Texts
 from seqcli.errors import did_you_mean
 from seqcli.files import is_pattern, matching_files, resolve_path
+from seqcli.inputs import allowed_roots, check_data_file, extra_roots
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 Source = Arrays | Images | Stream
@@ -110,7 +112,7 @@ def open_source(
             input_shape=input_shape,
             class_names=class_names,
         )
-    except limits.LimitError as error:
+    except LimitError as error:
         raise DataError(error.message, error.hint) from None
     check_class_names(opened.class_names, class_names, where)
     return opened
@@ -196,7 +198,7 @@ def _open_path(
         return open_stream(section, files, where, labels=want_labels, input_shape=input_shape, readers=readers)
     path = resolve_path(section.path, base_dir)
     require_source(path, section.path, base_dir, where)
-    limits.check_data_file(path, where)
+    check_data_file(path, where)
     fmt = DATA_FORMATS[section.format] if section.format else _infer_format(path, where)
     if section.weights is not None and not fmt.weights:
         takers = " or ".join(row.name for row in DATA_FORMATS.values() if row.weights)
@@ -268,7 +270,7 @@ def member_roots(base_dir: Path, where: str) -> list[Path]:
     the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
     source's own path is confined where the spec's file values are, :func:`seqcli.specfile.paths.path_problems`,
     which leaves values set with ``--set`` to the user.)"""
-    return limits.extra_roots() if from_command_line(where) else limits.allowed_roots(base_dir)
+    return extra_roots() if from_command_line(where) else allowed_roots(base_dir)
 
 
 def require_source(path: Path, given: str, base_dir: Path, where: str) -> None:
