@@ -140,7 +140,7 @@ def fail_on_seq_error(command):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
-            failure = _data_failure()
+            failure = _data_failure(error)
             if failure is not None:  # a streamed source's error, stopping a pipeline as TensorFlow's own
                 _fail(ctx, failure.render(), error_document(failure), exit_status(failure), None)
             if os.environ.get("SEQ_DEBUG"):
@@ -157,10 +157,10 @@ def fail_on_seq_error(command):
     return wrapper
 
 
-def _data_failure():
+def _data_failure(error: Exception):
     from seqcli.data.streams import take_failure
 
-    return take_failure()
+    return take_failure(error)
 
 
 # Warnings meant for the developers of the libraries seq uses, not for a user of seq.

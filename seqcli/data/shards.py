@@ -14,8 +14,8 @@ import numpy as np
 
 from seqcli import archives, limits
 from seqcli.data.arrays import DataError, check_sample_shape
-from seqcli.data.stream_reads import CHUNK_BYTES, DECODABLE, READ_BUFFER, RECORD_BLOCK, WHOLE_FILE_BYTES
-from seqcli.data.streams import CHUNK_ROWS, FileReaders, RawArray, Shard, Stream
+from seqcli.data.stream_reads import DECODABLE
+from seqcli.data.streams import CHUNK_ROWS, READ_BUFFER, RECORD_BLOCK, FileReaders, RawArray, Shard, Stream
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records, parse_records, records
 from seqcli.errors import did_you_mean
 from seqcli.specfile.sections import SourceSection
@@ -145,17 +145,9 @@ def _npz_header(path: Path, stream: Stream) -> Shard:
         y_raw = _member_layout(archive, members[section.y], path, x_shape[0], where) if y_shape else None
     raw = (x_raw, y_raw) if x_raw and (y_raw or not y_shape) else None
     open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
-    open_bytes = _raw_open_bytes(path) if raw else open_bytes
     return Shard(
         path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes, raw
     )
-
-
-def _raw_open_bytes(path: Path) -> int:
-    """Memory a shard read as fixed-length records holds while it is read: a small one whole (read, then its
-    bytes and samples), a large one a chunk of each array at a time."""
-    size = path.stat().st_size
-    return 3 * size if size <= WHOLE_FILE_BYTES else 2 * (CHUNK_BYTES + READ_BUFFER)
 
 
 def _member_layout(archive: zipfile.ZipFile, member: str, path: Path, count: int, where: str) -> RawArray | None:
@@ -216,7 +208,7 @@ def _npy_header(path: Path, stream: Stream) -> Shard:
         handle.seek(0)
         x_raw = _npy_layout(handle, shape[0], size)
     raw = (x_raw, None) if x_raw else None
-    open_bytes = _raw_open_bytes(path) if raw else CHUNK_ROWS * math.prod(shape[1:]) * 8
+    open_bytes = CHUNK_ROWS * math.prod(shape[1:]) * 8
     return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), open_bytes, raw)
 
 

@@ -18,16 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli.data.streams import SHARDS_OPEN, Stream
+from seqcli.data.streams import CHUNK_BYTES, READ_BUFFER, RECORD_BLOCK, SHARDS_OPEN, Stream
 from seqcli.keras_env import import_tensorflow
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
 
-READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
-CHUNK_BYTES = 1 << 20  # bytes of fixed-length samples read as one block
-WHOLE_FILE_BYTES = 32 << 20  # shards up to this size are read whole, in one read (fewer, cheaper steps)
-RECORD_BLOCK = 256  # TFRecord records read as one block
 NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
 
 # numpy dtype kind+size -> the TensorFlow dtype tf.io.decode_raw gives for it
@@ -181,16 +177,16 @@ class _FixedReader(_Reader):
         self.offsets = [tf.constant([array.offset for array in arrays], tf.int64) for arrays in self.arrays]
         self.footers = [tf.constant([array.footer for array in arrays], tf.int64) for arrays in self.arrays]
         self.chunk = max(1, CHUNK_BYTES // sum(arrays[0].record for arrays in self.arrays))
-        self.whole = all(shard.identity[1] <= WHOLE_FILE_BYTES for shard in stream.shards)
+        self.whole = stream.reads_whole()
 
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
         tf = import_tensorflow()
 
         path, count = self.path(index), tf.gather(self.counts, index)
         if self.whole:
-            contents = tf.io.decode_raw(tf.io.read_file(path), tf.uint8)
+            contents = tf.io.read_file(path)
             parts = tuple(
-                tf.reshape(tf.slice(contents, [tf.gather(offsets, index)], [count * arrays[0].record]), [-1])
+                tf.strings.substr(contents, tf.gather(offsets, index), count * arrays[0].record)
                 for arrays, offsets in zip(self.arrays, self.offsets)
             )
             return tf.data.Dataset.from_tensors(parts)
@@ -217,22 +213,16 @@ class _FixedReader(_Reader):
         return body.concatenate(rest)
 
     def decode(self, *blocks: tf.Tensor):
-        """Blocks as read (bytes: a string, or uint8 values of a whole file) as samples."""
+        """Blocks as read (strings of bytes) as samples."""
         tf = import_tensorflow()
 
         stream = self.stream
         shapes = [stream.sample_shape, stream.shards[0].y_shape]
         values = [
-            _values(tf.reshape(_bytes(block), [-1, arrays[0].record]), arrays[0].dtype, shape)
+            _values(tf.reshape(tf.io.decode_raw(block, tf.uint8), [-1, arrays[0].record]), arrays[0].dtype, shape)
             for block, arrays, shape in zip(blocks, self.arrays, shapes)
         ]
         return self.pair(values[0], values[1] if len(values) > 1 else None)
-
-
-def _bytes(block: tf.Tensor) -> tf.Tensor:
-    tf = import_tensorflow()
-
-    return block if block.dtype == tf.uint8 else tf.io.decode_raw(block, tf.uint8)
 
 
 def _values(rows: tf.Tensor, dtype: str, shape: tuple) -> tf.Tensor:

@@ -48,6 +48,11 @@ RECORD_CHUNK = 256  # TFRecord records parsed at a time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
 BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
+READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
+CHUNK_BYTES = 1 << 20  # bytes of fixed-length samples read as one block from a large shard
+RECORD_BLOCK = 256  # TFRecord records read as one block
+WHOLE_FILE_BYTES = 32 << 20  # shards up to this size may be read whole, in one read (fewer, cheaper steps)
+WHOLE_SHARE = 0.5  # of the memory budget the shards read whole at once may take
 
 
 _failure_lock = threading.Lock()
@@ -125,7 +130,7 @@ class Shard:
     x_dtype: str
     y_dtype: str | None
     y_shape: tuple = ()
-    open_bytes: int = 0  # memory the shard holds while it is read
+    open_bytes: int = 0  # memory the shard holds while Python reads it
     raw: tuple[RawArray, RawArray | None] | None = None  # where x (and y) lie as fixed-length records, if they do
     identity: tuple = ()  # the file as it was opened: (real path, size, modification time)
 
@@ -244,6 +249,19 @@ class Stream:
             }
         return self._features
 
+    def reads_whole(self) -> bool:
+        """Whether shards of fixed-length records are read whole (one read each, their bytes held twice while
+        they are cut into arrays): when they are small and :data:`SHARDS_OPEN` of them fit in
+        :data:`WHOLE_SHARE` of the budget; else a chunk of each array at a time."""
+        largest = max(shard.identity[1] for shard in self.shards)
+        return largest <= WHOLE_FILE_BYTES and SHARDS_OPEN * 2 * largest <= limits.max_memory() * WHOLE_SHARE
+
+    def open_bytes(self, shard: Shard) -> int:
+        """Memory ``shard`` holds while it is read."""
+        if shard.raw is None:
+            return shard.open_bytes
+        return 2 * shard.identity[1] if self.reads_whole() else 2 * (CHUNK_BYTES + READ_BUFFER)
+
     def buffered_bytes(self, buffer: int) -> int:
         """Memory a shuffle buffer of ``buffer`` samples takes: two windows of records as stored (one being
         gathered while the other goes out), each at least as large as the float32 sample it becomes."""
@@ -261,7 +279,8 @@ class Stream:
 
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
         """DataError when the batches, the shuffle buffer and the shards open at once would pass the budget."""
-        opened = sorted((shard.open_bytes for shard in self.shards), reverse=True)[: SHARDS_OPEN if shuffle else 1]
+        held = (self.open_bytes(shard) for shard in self.shards)
+        opened = sorted(held, reverse=True)[: SHARDS_OPEN if shuffle else 1]
         batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
         buffered = self.buffered_bytes(buffer) if shuffle else 0
         total = batches + buffered + sum(opened)

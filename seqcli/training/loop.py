@@ -386,7 +386,7 @@ def _raise_training_error(error: Exception):
 
     tf = import_tensorflow()
 
-    failure = take_failure()
+    failure = take_failure(error)
     if failure is not None and isinstance(error, tf.errors.OpError):  # a streamed source's, inside the pipeline
         raise failure from None
     if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):
