@@ -346,3 +346,16 @@ def test_a_value_that_is_not_finite_names_its_shard(numbered):
     np.savez(numbered / "train-01.npz", x=x, y=np.zeros(12, np.int64))
     failure = failure_of(open_numbered(numbered, shuffle=False).train_for_epoch(0))
     assert failure is not None and "train-01.npz" in failure.message and "sample 4" in failure.message
+
+
+def test_a_fraction_of_a_stream_is_split_off_by_file(numbered):
+    """Whole shards drawn by the seed: no sample in both, every sample in one, the same files every time."""
+    datasets = open_numbered(numbered, validation=0.4, shuffle=False)
+    training, validation = numbers_seen(datasets.train_for_epoch(0)), numbers_seen(datasets.validation)
+    assert sorted(training + validation) == list(range(SAMPLES))
+    assert len(validation) == 24 and datasets.validation_count == 24 and datasets.train_count == 36
+    assert {number // 12 for number in validation} == {number // 12 for number in validation[::12]}  # whole files
+    again = open_numbered(numbered, validation={"fraction": 0.4}, shuffle=False)
+    assert numbers_seen(again.validation) == validation
+    other = load_datasets({"train": "train-*.npz", "batch_size": 7, "validation": 0.4}, numbered, seed=12)
+    assert numbers_seen(other.validation) != validation  # another seed draws other files

@@ -1398,10 +1398,18 @@ NUMBERS = {
         "r.tfrecord is damaged",
         **{"r.tfrecord": tfrecord(flip=2 * 109 + 40)},
     ),
-    "a fraction of a streamed source": train(
-        trainable("[tiny.npz, tiny.npz]").replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
-        "a fraction of a streamed source cannot be split off",
-        "give validation data of its own",
+    "a fraction of a one-file stream": train(
+        trainable(tfrecord_source("r.tfrecord")).replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
+        "a streamed source is split off by file, and its 1 file(s) leave none for training",
+        "split the data into more files",
+        **{"r.tfrecord": tfrecord()},
+    ),
+    "a stratified fraction of a stream": train(
+        trainable("[tiny.npz, tiny.npz]").replace(
+            "batch_size: 8", "batch_size: 8, validation: {fraction: 0.5, stratify: true}"
+        ),
+        "a streamed source is split by file",
+        "set stratify: false",
     ),
     "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5", **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
     "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2", **{"inf.npz": npz(x=INF_X, y=LABELS)}),

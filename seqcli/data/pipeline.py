@@ -153,12 +153,11 @@ def load_datasets(
     if isinstance(train, Stream):
         train.check_memory(batch_size, buffer, section.shuffle)
     if isinstance(section.validation, (float, ValidationSplit)) and isinstance(train, Stream):
-        raise DataError(
-            "data.validation: a fraction of a streamed source cannot be split off (its samples are never all "
-            "in memory to draw from)",
-            hint="give validation data of its own, e.g. `validation: data/valid-*.npz`",
-        )
-    if isinstance(section.validation, (float, ValidationSplit)):
+        train, validation = _split_stream(train, section.validation, seed)
+        train_indices = np.arange(train.count, dtype=np.int64)
+        validation_indices = np.arange(validation.count, dtype=np.int64)
+        validation.check_memory(batch_size, 0, shuffle=False)
+    elif isinstance(section.validation, (float, ValidationSplit)):
         train_indices, validation_indices = _split(train, section.validation, seed)
         validation = train
     elif section.validation is not None:
@@ -257,6 +256,17 @@ def adapt_indices(indices: np.ndarray, samples: int | None, seed: int) -> np.nda
         return indices
     chosen = np.random.default_rng([_unsigned(seed), 0xADA97]).choice(len(indices), samples, replace=False)
     return indices[np.sort(chosen)]
+
+
+def _split_stream(train: Stream, validation: float | ValidationSplit, seed: int) -> tuple[Stream, Stream]:
+    """A streamed source's (training, validation) parts: whole files drawn by ``seed``
+    (:meth:`~seqcli.data.streams.Stream.split_files`); its samples are never all in memory to draw from."""
+    if isinstance(validation, ValidationSplit) and validation.stratify:
+        raise DataError(
+            "data.validation.stratify: a streamed source is split by file, so each class's share cannot be kept",
+            hint="set stratify: false, or give validation data of its own, e.g. `validation: data/valid-*.npz`",
+        )
+    return train.split_files(validation if isinstance(validation, float) else validation.fraction, seed)
 
 
 def _split(train: Source, validation: float | ValidationSplit, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -294,10 +294,36 @@ class Stream:
             + limits.over_budget_hint(),
         )
 
+    def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
+        """``(training, validation)``: the files drawn in an order of ``seed`` go to validation until they hold
+        ``round(count * fraction)`` samples or more, the rest to training; each part keeps the files' order. A
+        pure function of its arguments; DataError when either part would be empty."""
+        target = round(self.count * fraction)
+        order = np.random.default_rng([int(seed) % 2**64, 0xF11E5]).permutation(len(self.shards))
+        held, chosen = 0, set()
+        for index in order:
+            if held >= target:
+                break
+            chosen.add(int(index))
+            held += self.shards[index].count
+        if not 0 < len(chosen) < len(self.shards):
+            raise DataError(
+                f"data.validation: a fraction of {fraction} of a streamed source is split off by file, and its "
+                f"{len(self.shards)} file(s) leave none for {'validation' if not chosen else 'training'}",
+                hint="split the data into more files, or give validation data of its own, "
+                "e.g. `validation: data/valid-*.npz`",
+            )
+        training = [shard for index, shard in enumerate(self.shards) if index not in chosen]
+        return self.with_shards(training), self.with_shards([self.shards[index] for index in sorted(chosen)])
+
     def part(self, workers: int, index: int) -> Stream:
         """The shards worker ``index`` of ``workers`` reads when files are sharded: every ``workers``-th one."""
+        return self.with_shards(self.shards[index::workers])
+
+    def with_shards(self, shards: list[Shard]) -> Stream:
+        """This source with ``shards`` for its files."""
         return Stream(
-            self.shards[index::workers],
+            shards,
             self.section,
             self.where,
             self.with_labels,
