@@ -7,8 +7,8 @@ fixed-length records (CSV, compressed ``.npz``, Fortran-ordered arrays) are read
 through the same order, shuffle and batching.
 
 The order of an epoch is a pure function of ``(seed, epoch)``, computed with stateless random ops (the global
-seed plays no part): the shards in a permuted order, :data:`~seqcli.data.streams.SHARDS_OPEN` read at once one
-record from each in turn, and the records in windows of the shuffle buffer's size, each window permuted. Every
+seed plays no part): the shards in a permuted order, :data:`~seqcli.data.streams.SHARDS_OPEN` read at once a
+block from each in turn, and the samples in windows of half the shuffle buffer, each window permuted. Every
 file passes the read door just before the epoch opens it (:meth:`~seqcli.data.streams.Stream.checked_path`).
 """
 
@@ -65,7 +65,7 @@ def stream_dataset(
         )
     blocks = blocks.map(reader.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if order is not None:
-        blocks = _window_shuffled(blocks, buffer, _key(*order))
+        blocks = _window_shuffled(blocks, buffer // 2, _key(*order))
     return _batched(blocks, batch_size, skip, quota)
 
 
@@ -107,7 +107,8 @@ def _permuted(count: int, key: tf.Tensor) -> tf.data.Dataset:
 
 def _window_shuffled(blocks: tf.data.Dataset, window: int, key: tf.Tensor) -> tf.data.Dataset:
     """The samples of ``blocks`` in consecutive windows of ``window``, each window permuted by the key and its
-    number. One window is gathered while the one before it goes out: memory holds two."""
+    number. One window is gathered while the one before it goes out: a shuffle buffer holds two (so a buffer of
+    N samples is windows of N / 2)."""
     tf = import_tensorflow()
 
     if window <= 1:

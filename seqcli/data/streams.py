@@ -6,9 +6,10 @@ shuffling, one otherwise), priced against the memory budget before anything is r
 
 The order of an epoch is a pure function of ``(seed, epoch)``: the shards in an order permuted by it, read
 :data:`SHARDS_OPEN` at a time, one block of samples from each in turn (a small shard is one block; a shard that
-ends gives its place to the next one), the samples then permuted in windows of ``data.shuffle_buffer``. Without
-shuffling, the shards are read one after the other in their order: the same samples in the same order as the
-shards' arrays concatenated. Skipping the first batches of an epoch (exact resume) replays the same stream.
+ends gives its place to the next one), the samples then permuted in windows of half ``data.shuffle_buffer``
+(two are held at once). Without shuffling, the shards are read one after the other in their order: the same
+samples in the same order as the shards' arrays concatenated. Skipping the first batches of an epoch (exact
+resume) replays the same stream.
 
 Each shard's header is checked when the source opens (sample shape and dtypes equal to the first shard's); a
 TFRecord file's records are counted then (its length fields checked) and its first record parsed. Every file
@@ -263,11 +264,11 @@ class Stream:
         return 2 * shard.identity[1] if self.reads_whole() else 2 * (CHUNK_BYTES + READ_BUFFER)
 
     def buffered_bytes(self, buffer: int) -> int:
-        """Memory a shuffle buffer of ``buffer`` samples takes: two windows of records as stored (one being
-        gathered while the other goes out), each at least as large as the float32 sample it becomes."""
+        """Memory a shuffle buffer of ``buffer`` samples takes: two windows of half of them (one being gathered
+        while the other goes out), each sample at least as large as the float32 sample it becomes."""
         first = self.shards[0]
         stored = sum(array.record for array in first.raw if array is not None) if first.raw else 0
-        return 2 * buffer * max(stored, self.batch_bytes(1))
+        return buffer * max(stored, self.batch_bytes(1))
 
     def shuffle_buffer(self, asked: int | None) -> int:
         """The shuffle buffer in samples: ``asked``, else the default cut to what :data:`BUFFER_SHARE` of the
