@@ -15,6 +15,7 @@ import numpy as np
 from seqcli.data.arrays import DataError, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.data.stream_reads import stream_batches
 from seqcli.data.streams import Stream
 from seqcli.data.text import Texts
 from seqcli.files import resolve_path
@@ -233,8 +234,8 @@ def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, s
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
         order = (seed, epoch) if shuffle else None
-        dataset = mine.dataset(
-            batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
+        dataset = stream_batches(
+            mine, batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
         )
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -405,7 +406,7 @@ def _stream_batches(source: Stream, count: int, batch_size: int, labels: bool, o
     tf = import_tensorflow()
 
     quota = count if count < source.count and order_seed is None else None
-    dataset = source.dataset(batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
+    dataset = stream_batches(source, batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
     if source.with_labels and not labels:
         dataset = dataset.map(lambda x, y: x, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli.data.streams import CHUNK_BYTES, READ_BUFFER, RECORD_BLOCK, SHARDS_OPEN, Stream
+from seqcli.data.streams import CHUNK_BYTES, NONFINITE, READ_BUFFER, RECORD_BLOCK, SHARDS_OPEN, Stream, note_reading
 from seqcli.keras_env import import_tensorflow
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
 
-NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
 
 # numpy dtype kind+size -> the TensorFlow dtype tf.io.decode_raw gives for it
 DECODABLE = {
@@ -41,7 +40,27 @@ DECODABLE = {
 }
 
 
-def stream_dataset(
+def stream_batches(
+    stream: Stream,
+    batch_size: int,
+    *,
+    order: tuple | None = None,
+    buffer: int = 1,
+    skip: int = 0,
+    per_step: int | None = None,
+    quota: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``stream``: in stored order, or in the order of ``order = (seed, epoch)`` (the epoch may be a
+    tensor: inside ``flat_map``), shuffled through ``buffer`` samples; without their first ``skip`` steps of
+    ``per_step`` samples (default: one batch). With ``quota``, an epoch holds exactly that many samples, the
+    stream started again from its first sample when it ends sooner (a worker whose files hold fewer samples
+    than another's)."""
+    note_reading(stream)
+    skipped = skip * (per_step or batch_size)
+    return _batches(stream, batch_size, order=order, buffer=buffer, skip=skipped, quota=quota)
+
+
+def _batches(
     stream: Stream, batch_size: int, *, order: tuple | None, buffer: int, skip: int, quota: int | None
 ) -> tf.data.Dataset:
     """Batches ``(x float32, y)`` (or x alone) of ``stream``: in stored order (``order`` None) or in the order of

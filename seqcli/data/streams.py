@@ -1,5 +1,5 @@
 """Streamed sources: shards (a glob or a list of .npz, .npy, .csv or TFRecord files) and TFRecord files, read a
-record at a time, never whole, by a native tf.data pipeline (:mod:`seqcli.data.stream_reads`).
+block at a time, never whole, by a native tf.data pipeline (:func:`seqcli.data.stream_reads.stream_batches`).
 
 Memory is bounded by the batches, the shuffle buffer and the shards open at once (:data:`SHARDS_OPEN` while
 shuffling, one otherwise), priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
@@ -41,7 +41,7 @@ from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
-    import tensorflow as tf  # noqa: TID251
+    pass  # noqa: TID251
 
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
@@ -49,6 +49,7 @@ RECORD_CHUNK = 256  # TFRecord records parsed at a time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
 BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
+NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
 READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
 CHUNK_BYTES = 1 << 20  # bytes of fixed-length samples read as one block from a large shard
 RECORD_BLOCK = 256  # TFRecord records read as one block
@@ -88,8 +89,6 @@ def _from_reading(error: BaseException) -> bool:
 
     if not isinstance(error, tf.errors.OpError):
         return False
-    from seqcli.data.stream_reads import NONFINITE
-
     text = str(error)
     return isinstance(error, tf.errors.DataLossError) or any(
         mark in text for mark in (NONFINITE, "ParseExample", "FixedLengthRecord", "TFRecord", "corrupted record")
@@ -101,7 +100,8 @@ def _record_failure(error: SeqError) -> None:
         _failure[:] = [error]
 
 
-def _note_reading(stream: Stream) -> None:
+def note_reading(stream: Stream) -> None:
+    """Remember ``stream`` as one whose pipeline may fail (:func:`take_failure` reads it again to say why)."""
     with _failure_lock:
         _reading[:] = [ref for ref in _reading if ref() is not None and ref() is not stream][-(READING_KEPT - 1) :]
         _reading.append(weakref.ref(stream))
@@ -334,27 +334,6 @@ class Stream:
             self.class_names,
             self._features,
         )
-
-    def dataset(
-        self,
-        batch_size: int,
-        *,
-        order: tuple[int, int] | None = None,
-        buffer: int = 1,
-        skip: int = 0,
-        per_step: int | None = None,
-        quota: int | None = None,
-    ) -> tf.data.Dataset:
-        """Batches of the stream: in stored order, or in the order of ``order = (seed, epoch)`` (the epoch may
-        be a tensor: inside ``flat_map``), shuffled in windows of ``buffer`` samples; without their first ``skip``
-        steps of ``per_step`` samples (default: one batch). With ``quota``, an epoch holds exactly that many
-        samples, the stream started again from its first sample when it ends sooner (a worker whose files hold
-        fewer samples than another's)."""
-        from seqcli.data.stream_reads import stream_dataset
-
-        _note_reading(self)
-        skipped = skip * (per_step or batch_size)
-        return stream_dataset(self, batch_size, order=order, buffer=buffer, skip=skipped, quota=quota)
 
     def checked_path(self, index) -> bytes:
         """The file of shard ``index`` for TensorFlow to open, once it passes the read door and is still the file
