@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seqcli import limits
 from seqcli.data.streams import CHUNK_BYTES, NONFINITE, READ_BUFFER, RECORD_BLOCK, SHARDS_OPEN, Stream, note_reading
 from seqcli.keras_env import import_tensorflow
 
@@ -55,9 +56,14 @@ def stream_batches(
     ``per_step`` samples (default: one batch). With ``quota``, an epoch holds exactly that many samples, the
     stream started again from its first sample when it ends sooner (a worker whose files hold fewer samples
     than another's)."""
+    tf = import_tensorflow()
+
     note_reading(stream)
     skipped = skip * (per_step or batch_size)
-    return _batches(stream, batch_size, order=order, buffer=buffer, skip=skipped, quota=quota)
+    batches = _batches(stream, batch_size, order=order, buffer=buffer, skip=skipped, quota=quota)
+    options = tf.data.Options()
+    options.autotune.ram_budget = limits.max_memory()  # what tf.data's tuning may hold in its buffers
+    return batches.with_options(options)
 
 
 def _batches(
