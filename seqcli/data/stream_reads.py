@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import limits
+from seqcli.budget import max_memory
 from seqcli.data.streams import CHUNK_BYTES, NONFINITE, READ_BUFFER, RECORD_BLOCK, SHARDS_OPEN, Stream, note_reading
 from seqcli.keras_env import import_tensorflow
 
@@ -62,7 +62,7 @@ def stream_batches(
     skipped = skip * (per_step or batch_size)
     batches = _batches(stream, batch_size, order=order, buffer=buffer, skip=skipped, quota=quota)
     options = tf.data.Options()
-    options.autotune.ram_budget = limits.max_memory()  # what tf.data's tuning may hold in its buffers
+    options.autotune.ram_budget = max_memory()  # what tf.data's tuning may hold in its buffers
     return batches.with_options(options)
 
 
