@@ -153,8 +153,10 @@ def plot_command(source, output, curves, engine, confusion, data, overwrite):
 def import_command(model, output, weights_out, overwrite):
     """Turn a saved Keras Sequential model into a spec that builds the same model.
 
-    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a model
-    a spec cannot express (a Lambda, a functional graph, a custom class) is refused, naming the layer.
+    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a
+    keras.applications base becomes its entry (MobileNetV2: {...}, weights: null); a model a spec
+    cannot express (a Lambda, a functional graph, a custom class, another nested model) is refused,
+    naming the layer.
     """
     from seqcli.verbs.importer import import_model
 
