@@ -138,9 +138,12 @@ def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
     assert result.stderr.startswith(
         f"error: {tmp_path / 'functional.keras'} holds a Functional model, not a Sequential one\n"
     )
-    # A nested model that only bears an application's name is no application: its layers decide.
+    # A nested model that only bears an application's name and stem is no application: its layers decide.
     inner_input = keras.Input((32, 32, 3))
-    impostor = keras.Model(inner_input, keras.layers.Conv2D(2, 3)(inner_input), name="mobilenetv2_0.35_32")
+    stem = keras.layers.Conv2D(2, 3, name="Conv1")(inner_input)
+    impostor = keras.Model(
+        inner_input, keras.layers.BatchNormalization(name="bn_Conv1")(stem), name="mobilenetv2_0.35_32"
+    )
     keras.Sequential([keras.Input((32, 32, 3)), impostor, keras.layers.GlobalAveragePooling2D()]).save(
         tmp_path / "based.keras"
     )

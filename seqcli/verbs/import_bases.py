@@ -55,13 +55,19 @@ def application_entry(model) -> tuple[str, dict[str, Any]] | None:
         return None
     wanted = architecture(model)
     for name, renamed in candidate_applications(model):
+        other_layers = []  # argument sets (width aside) that made other layer classes: no width can match
         for arguments in _argument_candidates(name, model):
             arguments = {**arguments, "name": model.name} if renamed else arguments
-            found = _matching_arguments(name, arguments, input_shape, model.name, wanted)
+            unsized = {k: v for k, v in arguments.items() if k != "alpha"}
+            if unsized in other_layers:
+                continue
+            found, same_classes = _matching_arguments(name, arguments, input_shape, model.name, wanted)
             if found is not None:
                 if not model.trainable:
                     found["trainable"] = False
                 return name, found
+            if not same_classes:
+                other_layers.append(unsized)
     return None
 
 
@@ -139,23 +145,25 @@ def _top_arguments(name: str, model) -> dict[str, Any]:
     return arguments
 
 
-def _matching_arguments(name: str, arguments: dict, input_shape: tuple, model_name: str, wanted) -> dict | None:
+def _matching_arguments(
+    name: str, arguments: dict, input_shape: tuple, model_name: str, wanted
+) -> tuple[dict | None, bool]:
     """The spec arguments (defaults left out) when ``name`` made with ``arguments`` has the layers ``wanted``,
-    under its own default name or under ``model_name``; None otherwise."""
+    under its own default name or under ``model_name`` (else None); and whether the layers made were at least
+    of the same classes, in order (a width may still differ)."""
     made = _made(name, arguments, input_shape)
-    if made is None:
-        return None
-    if made.name != model_name and "name" not in arguments:
+    if made is not None and made.name != model_name and "name" not in arguments:
         arguments = {**arguments, "name": model_name}
         made = _made(name, arguments, input_shape)
-        if made is None:
-            return None
-    if architecture(made) != wanted:
-        return None
+    if made is None:
+        return None, False
+    found = architecture(made)
+    if found != wanted:
+        return None, [cls for cls, _ in found] == [cls for cls, _ in wanted]
     defaults = applications.application_defaults(name)
-    order = list(applications.application_defaults(name))  # the signature's order, as Keras's docs list them
+    order = list(defaults)  # the signature's order, as Keras's documentation lists the arguments
     kept = [key for key, value in arguments.items() if key == "weights" or defaults.get(key, value) != value]
-    return {key: arguments[key] for key in sorted(kept, key=lambda key: order.index(key) if key in order else 99)}
+    return {key: arguments[key] for key in sorted(kept, key=lambda key: order.index(key) if key in order else 99)}, True
 
 
 def _made(name: str, arguments: dict, input_shape: tuple):
