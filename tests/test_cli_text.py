@@ -195,7 +195,9 @@ def test_a_string_model_exports_to_a_saved_model_that_takes_strings(text_run, tm
     import keras
     import tensorflow as tf
 
-    result = run("export", text_run / "run", "-o", tmp_path / "served", "--data", text_run / "samples.txt", "--json")
+    result = run(
+        "export", text_run / "run", "-o", tmp_path / "served", "--data", text_run / "samples.txt", "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["inputs"][0]["dtype"] == "string" and report["samples"] == 4
@@ -216,7 +218,7 @@ def test_formats_without_strings_are_refused_naming_the_layer(text_run, tmp_path
         f"error: cannot export the model 'words' as {fmt}: TextVectorization layer 'text_vectorization': "
         "this format cannot hold string preprocessing"
     ) in result.stderr
-    assert "--format saved_model" in result.stderr
+    assert "--to saved_model" in result.stderr
     assert snapshot(tmp_path) == before
 
 
