@@ -8,16 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
+from tests.conftest import run_seq as run
 
 FORMATS = ["saved_model", "tflite", "onnx"]
 LITERT = "ai_edge_litert" if importlib.util.find_spec("ai_edge_litert") else "tf.lite"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def run_artifact(fmt: str, path, inputs: np.ndarray) -> np.ndarray:

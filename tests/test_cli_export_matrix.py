@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.verbs.export_formats import FORMATS
+from tests.conftest import run_seq as run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ANY_LENGTH = "reads sequences of any length"
@@ -113,10 +112,6 @@ def save(family: str, folder: Path) -> tuple[Path, Path, object]:
     model.save(folder / "model.keras")
     np.save(folder / "x.npy", x)
     return folder / "model.keras", folder / "x.npy", model
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize(("family", "fmt"), cells())

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.modelbuild import build_model
 from seqcli.specfile import read_spec
 from tests.bases import TINY_BASE, save_tiny_mobilenet_weights
 from tests.conftest import SPECS
+from tests.conftest import run_seq as run
 
 # xception_head downloads its base; reviews' TextVectorization holds no vocabulary until training adapts it, and
 # Keras cannot load a lookup table without one.
 GUIDE_SPECS = sorted(p for p in SPECS.glob("*.yaml") if p.name not in ("xception_head.yaml", "reviews.yaml"))
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def configs(model) -> list[dict]:

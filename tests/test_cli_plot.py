@@ -8,17 +8,12 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.tune.outputs import best_so_far, read_study_folder
 from tests.conftest import SPECS
+from tests.conftest import run_seq as run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def svg_texts(path) -> list[str]:

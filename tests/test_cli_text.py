@@ -9,10 +9,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from tests.conftest import assert_same_checkpoint, snapshot
+from tests.conftest import run_seq as run
 
 WORDS = {"neg": ["bad", "awful", "poor", "dull"], "pos": ["good", "great", "fine", "nice"]}
 VOCABULARY = [word for words in WORDS.values() for word in words]
@@ -28,10 +27,6 @@ compile: {{optimizer: {{Adam: {{learning_rate: 0.1}}}}, loss: sparse_categorical
 data: {{train: {train}, batch_size: 4}}
 train: {{epochs: {epochs}, seed: 3}}
 """
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def sentence(label: str, index: int) -> str:
