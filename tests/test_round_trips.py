@@ -130,7 +130,11 @@ def test_a_transfer_spec_imports_back_to_its_layers(tmp_path):
     from tests.bases import TINY_BASE
 
     (tmp_path / "head.yaml").write_text(TINY_BASE)
-    build_model(read_spec(tmp_path / "head.yaml")).model.save(tmp_path / "model.keras")
+    model = build_model(read_spec(tmp_path / "head.yaml")).model
+    for inner in model.layers[0].layers[:10]:  # fine-tuned: the bottom of the base frozen, its top trainable
+        inner.trainable = False
+    model.save(tmp_path / "model.keras")
     imported = CliRunner().invoke(cli, ["import", str(tmp_path / "model.keras")])
     assert imported.exit_code == 0, imported.output
     assert yaml.safe_load(imported.stdout)["layers"] == yaml.safe_load(TINY_BASE)["layers"]
+    assert "note: 7 layers inside the MobileNetV2 base are frozen" in imported.stderr

@@ -84,8 +84,7 @@ def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
     """The spec of ``model`` (saved at ``path``) as data and as the YAML text import writes, and the notes to
     show. The text reads back as the same spec with no problem, or :class:`ImportModelError` says why not."""
     spec = spec_for_model(model, source=str(path))
-    notes = []
-    notes += _base_notes(spec)
+    notes = _base_notes(spec, model)
     if spec.get("name") is not None and spec["name"] != as_identifier(spec["name"]):
         spec["name"] = as_identifier(spec["name"])
         notes.append(f"the model's name is not a name a spec takes; the spec names it {spec['name']!r}")
@@ -96,17 +95,28 @@ def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
     return spec, text, notes
 
 
-def _base_notes(spec: dict) -> list[str]:
-    """A note per application base: the spec makes it without weights, the trained ones travel apart."""
+def _base_notes(spec: dict, model) -> list[str]:
+    """A note per application base: the spec makes it without weights (the trained ones travel apart), and
+    a base frozen in part (a fine-tuned one) is made wholly trainable."""
     from seqcli.applications import APPLICATIONS
 
-    return [
-        f"the {name} base is written with weights: null (its architecture); --weights-out keeps the "
-        "model's trained weights, base included"
-        for entry in spec["layers"]
-        for name in entry
-        if name in APPLICATIONS
-    ]
+    notes = []
+    entries = [entry for entry in spec["layers"] if "Input" not in entry]
+    for entry, layer in zip(entries, model.layers, strict=True):
+        name = next(iter(entry))
+        if name not in APPLICATIONS:
+            continue
+        notes.append(
+            f"the {name} base is written with weights: null (its architecture); --weights-out keeps the "
+            "model's trained weights, base included"
+        )
+        frozen = sum(1 for inner in layer.layers if inner.weights and not inner.trainable)
+        if layer.trainable and frozen:
+            notes.append(
+                f"{frozen} layers inside the {name} base are frozen, which a spec cannot say layer by layer; "
+                "the spec makes the base trainable as a whole (seq transfer's fine_tune freezes them again)"
+            )
+    return notes
 
 
 def _check_reads_back(text: str, spec: dict, source) -> None:
