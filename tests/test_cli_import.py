@@ -229,3 +229,18 @@ def test_an_application_base_imports_as_the_entry_that_made_it(tmp_path):
     rebuilt.load_weights(tmp_path / "w.weights.h5")
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), original.predict(x, verbose=0))
+
+
+def test_a_classifier_application_imports_with_its_top():
+    """MobileNet's classifier is a 1x1 Conv2D and an Activation: its classes, dropout and activation are read back."""
+    import keras
+
+    from seqcli.verbs.importer import spec_for_model
+
+    base = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=4, dropout=0.1, classifier_activation=None
+    )
+    spec = spec_for_model(keras.Sequential([keras.Input((32, 32, 3)), base]))
+    assert spec["layers"][1] == {
+        "MobileNet": {"alpha": 0.25, "dropout": 0.1, "weights": None, "classes": 4, "classifier_activation": "linear"}
+    }

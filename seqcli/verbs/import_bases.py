@@ -81,12 +81,40 @@ def _input_shape(model) -> tuple | None:
     return tuple(shape[1:])
 
 
-def architecture(model) -> list[tuple[str, dict]]:
-    """Each layer's class and configuration, without what a spec sets apart (trainable)."""
-    return [
-        (type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "trainable"})
-        for layer in model.layers
-    ]
+def architecture(model) -> list[tuple[str, dict, list[int]]]:
+    """Each layer's class, configuration and the layers it reads from: without what a spec sets apart
+    (trainable) nor the count in an automatic name (``global_average_pooling2d_3``: it depends on what else
+    the process had built)."""
+    from seqcli.keras_env import snake_case
+
+    layers = []
+    for layer, inputs in zip(model.layers, _connections(model), strict=True):
+        config = {k: v for k, v in layer.get_config().items() if k != "trainable"}
+        automatic = snake_case(type(layer).__name__)
+        if re.fullmatch(rf"{re.escape(automatic)}(_\d+)?", str(config.get("name"))):
+            config["name"] = automatic
+        layers.append((type(layer).__name__, config, inputs))
+    return layers
+
+
+def _connections(model) -> list[list[int]]:
+    """For each layer of a functional model, the positions of the layers its inputs come from (the graph)."""
+    entries = model.get_config().get("layers", [])
+    position = {entry["name"]: index for index, entry in enumerate(entries)}
+
+    def sources(value) -> list[int]:
+        if isinstance(value, dict):
+            history = (
+                value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" else None
+            )
+            if history:
+                return [position.get(history[0], -1)]
+            return [found for item in value.values() for found in sources(item)]
+        if isinstance(value, (list, tuple)):
+            return [found for item in value for found in sources(item)]
+        return []
+
+    return [sources(entry.get("inbound_nodes", [])) for entry in entries] if entries else [[] for _ in model.layers]
 
 
 def _simplified(text: str) -> str:
@@ -137,8 +165,10 @@ def _top_arguments(name: str, model) -> dict[str, Any]:
     if last is None or last.name != "predictions":
         pooling = _POOLING.get(type(last).__name__) if last is not None else None
         return {"include_top": False, "pooling": pooling}
-    config = last.get_config()
-    arguments = {"include_top": True, "classes": config.get("units"), "classifier_activation": config.get("activation")}
+    # The classifier: a Dense layer, or a 1x1 Conv2D and an Activation named predictions (MobileNet, V3).
+    sized = next((layer.get_config() for layer in reversed(layers) if type(layer).__name__ in ("Dense", "Conv2D")), {})
+    classes = sized.get("units", sized.get("filters"))
+    arguments = {"include_top": True, "classes": classes, "classifier_activation": last.get_config().get("activation")}
     dropout = next((layer for layer in reversed(layers) if type(layer).__name__ == "Dropout"), None)
     if name in _TOP_DROPOUT and dropout is not None:
         arguments[_TOP_DROPOUT[name]] = dropout.rate
@@ -159,7 +189,7 @@ def _matching_arguments(
         return None, False
     found = architecture(made)
     if found != wanted:
-        return None, [cls for cls, _ in found] == [cls for cls, _ in wanted]
+        return None, [row[0] for row in found] == [row[0] for row in wanted]
     defaults = applications.application_defaults(name)
     order = list(defaults)  # the signature's order, as Keras's documentation lists the arguments
     kept = [key for key, value in arguments.items() if key == "weights" or defaults.get(key, value) != value]
