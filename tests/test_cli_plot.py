@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from seqcli.tune.outputs import best_so_far, read_study_folder
+from seqcli.tune.folder import StudyFolder
+from seqcli.tune.outputs import best_so_far
 from tests.conftest import SPECS
 from tests.conftest import run_seq as run
 
@@ -146,7 +147,7 @@ def test_a_study_folder_draws_the_objective_and_the_best_so_far(tmp_path, direct
     texts = svg_texts(tmp_path / "objective.svg")
     assert f"val_loss over trials ({direction})" in texts
     assert {"complete", "pruned", "best so far", "trial", "val_loss"} <= set(texts)
-    rows, objective, read_direction = read_study_folder(study)
+    rows, objective, read_direction = StudyFolder(study).read()
     assert (objective, read_direction) == ("val_loss", direction)
     assert best_so_far(rows, direction) == line
     png = run("plot", study, "--output", tmp_path / "objective.png")

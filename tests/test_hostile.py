@@ -1,6 +1,5 @@
-"""The hostile corpus (issue 12 §7): what a careless or hostile user gives seq, one row per case, across the
-six classes of the issue: outputs and overwrite, confined paths and secrets, bounded memory and time, one
-writer, numbers, messages.
+"""The hostile corpus: what a careless or hostile user gives seq, one row per case, across six classes:
+outputs and overwrite, confined paths and secrets, bounded memory and time, one writer, numbers, messages.
 
 Every case runs in a fresh project folder (the tiny project, a secret beside it, a trained run) and asserts
 the exit status, the words and position of the error, that no traceback or secret appears, and that nothing
@@ -1556,6 +1555,19 @@ CSV_SPEC = HEAD.replace("[4]", "[2]") + (
 )
 
 MESSAGES = {
+    "a compressed CSV, which no format reads": Case(
+        ["predict", "{run}", "--data", "t.csv.gz", "--output", "p.csv"],
+        1,
+        ("--data: cannot tell the format of", "t.csv.gz from its extension '.gz'", "or set `format:`"),
+        {"t.csv.gz": b"\x1f\x8b" + SECRET.encode()},
+    ),
+    "shards no format names": train(
+        trainable("shards/*.dat"),
+        "cannot tell the format of shard",
+        "a.dat from its extension '.dat'",
+        "hint: shards are .npz, .npy, .csv, .tfrecord files",
+        **{"shards/a.dat": SECRET},
+    ),
     "text folder file not UTF-8": train(
         trainable("texts"),
         "bad.yaml:6:",

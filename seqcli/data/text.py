@@ -4,7 +4,7 @@ sample per line (for ``seq predict``). Samples are UTF-8 strings, held once in m
 ``tf.string`` tensors of shape ``(batch, 1)`` (``(batch,)`` for a model whose input has shape ``[]``).
 
 Every file these readers (and the CSV reader) open goes through :func:`open_data_file`: a regular file
-(seq's door, :func:`seqcli.limits.open_input`), at most the memory budget. A text folder's sizes are added
+(seq's door, :func:`seqcli.inputs.open_input`), at most the memory budget. A text folder's sizes are added
 up (:data:`TEXT_OVERHEAD` per sample on top) and checked against the budget before one byte is read. Its
 class folders and files must resolve inside the folder or a folder the spec may read. Errors name the file
 and line, never the text.
@@ -18,13 +18,15 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import limits
+from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
+from seqcli.inputs import BUDGET, UNREADABLE_HINT, open_input
 
-if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+if TYPE_CHECKING:  # annotations only: TensorFlow comes from seqcli.keras_env, the format table reads this
     import tensorflow as tf  # noqa: TID251
 
-TEXT_EXTENSIONS = (".txt",)
+    from seqcli.data.formats import Opening
+
 TEXT_OVERHEAD = 96  # bytes per sample besides its text: a numpy object slot, a bytes header, a tf.string cell
 UTF8_HINT = "save the file as UTF-8, or convert it, e.g. iconv -f latin1 -t utf-8"
 
@@ -68,18 +70,14 @@ def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input
 
 
 def open_data_file(path: str | Path, where: str, *, roots: list[Path] | None = None, whole: bool = True) -> IO[bytes]:
-    """``path`` opened for binary reading through seq's one door (:func:`seqcli.limits.open_input`): confined
+    """``path`` opened for binary reading through seq's one door (:func:`seqcli.inputs.open_input`): confined
     to ``roots`` (None: not confined), a regular file, of at most the memory budget when it is read
     ``whole`` (a streamed file is priced as it is read). The one place the text and CSV readers open a
     file; a refusal is a LimitError, an unreadable file a DataError."""
     try:
-        return limits.open_input(
-            path, where, roots=roots, limit=limits.BUDGET if whole else None, origin="the data folder"
-        )
+        return open_input(path, where, roots=roots, limit=BUDGET if whole else None, origin="the data folder")
     except OSError as error:
-        raise DataError(
-            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        raise DataError(f"{where}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
 
 
 def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> bytes:
@@ -100,6 +98,14 @@ def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> 
 # ----------------------------------------------------------------------------- readers
 
 
+def open_text(opening: Opening) -> Texts:
+    """A text source: a folder of class subfolders of files its format's suffixes name, or a file of lines."""
+    if opening.path.is_dir():
+        extensions = opening.fmt.member_suffixes
+        return read_text_folder(opening.path, opening.roots, opening.where, opening.input_shape, extensions)
+    return read_lines(opening.path, opening.where, opening.input_shape)
+
+
 def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Texts:
     """A text file of one sample per line (``\\n`` or ``\\r\\n``; an empty line is an empty sample, a final
     newline ends the last line). No labels."""
@@ -112,14 +118,21 @@ def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Text
     return as_texts(samples, None, None, input_shape)
 
 
-def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape: tuple | None = None) -> Texts:
-    """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample.
+def read_text_folder(
+    directory: Path,
+    roots: list[Path],
+    where: str,
+    input_shape: tuple | None,
+    extensions: tuple[str, ...],
+) -> Texts:
+    """A folder with one subfolder per class (sorted names are the classes) of files ending in ``extensions``
+    (``.txt``), one per sample.
     Its class folders and files resolve inside the folder itself or ``roots``."""
     roots = [directory.resolve(), *roots]
     class_dirs = class_folders(directory, "text", where, roots, example="neg/001.txt, pos/002.txt")
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        for path in files_under(class_dir, TEXT_EXTENSIONS):
+        for path in files_under(class_dir, extensions):
             paths.append(path)
             labels.append(label)
     if not paths:
@@ -136,8 +149,8 @@ def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape
 def check_budget(sizes: list[int], count: int, path: Path, where: str) -> None:
     """Refuse text of ``sizes`` bytes in ``count`` samples that would not fit the memory budget."""
     total = sum(sizes) + count * TEXT_OVERHEAD
-    if total > limits.max_memory():
+    if total > max_memory():
         raise DataError(
-            f"{where}: the text in {path} would take {limits.human_size(total)} in memory, over the memory limit",
-            hint=limits.over_budget_hint(),
+            f"{where}: the text in {path} would take {human_size(total)} in memory, over the memory limit",
+            hint=over_budget_hint(),
         )

@@ -11,20 +11,17 @@ is noticed at once by its process id; one elsewhere when its heartbeat is ``GRAC
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
-import json
-import math
 import os
 import socket
 import threading
 import warnings
-from pathlib import Path
-from typing import Any
 
 from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.specfile import Spec
+from seqcli.specfile.fingerprint import comparable, fingerprint, may_change_in_words
+from seqcli.tune.folder import trial_name
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
 HOST = socket.gethostname()
@@ -50,10 +47,6 @@ def require_optuna():
     # seq records heartbeats itself (study.heartbeat) around each ask-and-tell trial.
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
-
-
-def default_storage(output: Path) -> str:
-    return f"sqlite:///{output.resolve() / 'study.db'}"
 
 
 def _without_password(text: str, url: str) -> str:
@@ -88,11 +81,9 @@ def make_storage(url: str):
 
 
 def spec_fingerprint(spec: Spec) -> str:
-    """The spec and its search space, less what may change when a study continues (tune.trials)."""
-    data = spec.resolved()
-    if isinstance(data.get("tune"), dict):
-        data["tune"].pop("trials", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The spec and its search space, less what its sections declare a continued study may change
+    (tune.trials)."""
+    return fingerprint(comparable(spec.resolved(), "study"))
 
 
 def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
@@ -120,7 +111,8 @@ def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
     elif recorded != fingerprint:
         raise TuneError(
             f"the study {name!r} was made from another spec or search space",
-            hint="undo the change (only tune.trials may change), or tune into another --output or --storage",
+            hint=f"undo the change (only {may_change_in_words('study')} may change), "
+            "or tune into another --output or --storage",
         )
     return study
 
@@ -157,7 +149,7 @@ def next_trial(study, parameters: list[Parameter], total: int):
     trial.set_user_attr("host", HOST)
     trial.set_user_attr("pid", os.getpid())
     if "run" not in trial.user_attrs:
-        trial.set_user_attr("run", f"trial-{trial.number:04d}")
+        trial.set_user_attr("run", trial_name(trial.number))
     if "retry_of" not in trial.user_attrs:
         # Another worker may have asked at the same time: the later of two over the budget steps back.
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts(t)]
@@ -177,7 +169,7 @@ def retry_trial(study, failed) -> None:
             state=optuna.trial.TrialState.WAITING,
             params=failed.params,
             distributions=failed.distributions,
-            user_attrs={"run": failed.user_attrs.get("run", f"trial-{failed.number:04d}"), "retry_of": failed.number},
+            user_attrs={"run": failed.user_attrs.get("run", trial_name(failed.number)), "retry_of": failed.number},
         )
     )
 
@@ -227,7 +219,3 @@ def heartbeat(storage, trial):
     finally:
         stop.set()
         thread.join()
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
