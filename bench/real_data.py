@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -87,26 +88,31 @@ WORKLOADS = {
 }
 
 
-def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float]:
-    output = scratch / f"seq-{seed}"
+def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float, dict]:
+    """One whole ``seq train`` process: its final val_accuracy, wall seconds and stage times (seq's
+    ``SEQ_PROFILE`` hook: what the command spent where, in its own words)."""
+    output, profile = scratch / f"seq-{seed}", scratch / f"stages-{seed}.json"
     command = [sys.executable, "-m", "seqcli", "train", str(spec), "--output", str(output), "--quiet"]
     command += ["--set", f"train.seed={seed}", "--format", "json"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEQ_PROFILE": str(profile)}
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"seq train failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)["metrics"]["val_accuracy"], seconds
+    stages = json.loads(profile.read_text())
+    return json.loads(done.stdout)["metrics"]["val_accuracy"], seconds, stages
 
 
-def run_keras(script: str, argument: str, seed: int) -> tuple[float, float]:
+def run_keras(script: str, argument: str, seed: int) -> tuple[float, float, None]:
     started = time.perf_counter()
     command = [sys.executable, "-c", script, argument, str(seed)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"the Keras script failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], seconds
+    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], seconds, None
 
 
 def bench(workload: str, repeats: int) -> dict:
@@ -121,13 +127,35 @@ def bench(workload: str, repeats: int) -> dict:
 
 def report(workload: str, results: dict) -> None:
     print(f"\n{workload}: {len(results['seq'])} runs each, interleaved, seeds 1..{len(results['seq'])}")
-    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14}")
+    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14} {'best wall s':>12}")
     for name in ("seq", "keras"):
-        accuracies = " ".join(f"{a:.3f}" for a, _ in results[name])
-        print(f"{name:8} {accuracies:40} {statistics.median(s for _, s in results[name]):14.1f}")
-    ratio = statistics.median(s for _, s in results["seq"]) / statistics.median(s for _, s in results["keras"])
-    gap = statistics.median(a for a, _ in results["seq"]) - statistics.median(a for a, _ in results["keras"])
-    print(f"seq / Keras wall time (medians): {ratio:.2f}x; accuracy difference of the medians: {gap:+.3f}")
+        accuracies = " ".join(f"{run[0]:.3f}" for run in results[name])
+        seconds = [run[1] for run in results[name]]
+        print(f"{name:8} {accuracies:40} {statistics.median(seconds):14.1f} {min(seconds):12.1f}")
+    pairs = [seq[1] / keras[1] for seq, keras in zip(results["seq"], results["keras"])]
+    gap = statistics.median(run[0] for run in results["seq"]) - statistics.median(run[0] for run in results["keras"])
+    print(
+        f"seq / Keras wall time, each interleaved pair: {' '.join(f'{r:.2f}' for r in pairs)}; "
+        f"median {statistics.median(pairs):.2f}x, best {min(pairs):.2f}x; "
+        f"accuracy difference of the medians: {gap:+.3f}"
+    )
+    print_stages([run[2] for run in results["seq"]])
+
+
+def print_stages(profiles: list[dict]) -> None:
+    """seq's own stage times (median over the runs), the largest first: where its wall time goes."""
+    names = {name for profile in profiles for name in profile["stages"]}
+    medians = {
+        name: statistics.median(profile["stages"].get(name, {}).get("seconds", 0.0) for profile in profiles)
+        for name in names
+    }
+    wall = statistics.median(profile["wall_seconds"] for profile in profiles)
+    print(f"seq's stages (median seconds; a helper thread's overlap the training thread's; command {wall:.2f} s):")
+    for name, seconds in sorted(medians.items(), key=lambda pair: -pair[1])[:12]:
+        threads = sorted(
+            {thread for profile in profiles for thread in profile["stages"].get(name, {}).get("threads", [])}
+        )
+        print(f"  {name:52} {seconds:7.3f}  {', '.join(threads)}")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from seqcli import limits
-from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
+from seqcli.data.arrays import Arrays, DataError, as_written, class_folders, files_under
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -52,7 +52,7 @@ class Texts(Arrays):
             xb = tf.gather(x, indices)
             return (xb, tf.gather(y, indices)) if labels else xb
 
-        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return positions.batch(batch_size).map(as_written(gather), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input_shape: tuple | None) -> Texts:

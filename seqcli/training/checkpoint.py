@@ -29,6 +29,7 @@ from seqcli import archives, limits, records
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
 from seqcli.records import RecordError
+from seqcli.stages import stage
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -163,6 +164,7 @@ def save_checkpoint(path: str | Path, model, state: TrainingState, *, groups: tu
     write_snapshot(path, snapshot(model, state, groups=groups))
 
 
+@stage("checkpoint: copy the variables")
 def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> dict[str, np.ndarray]:
     """The arrays of a checkpoint, copied now: training may go on while :func:`write_snapshot` writes them."""
     arrays: dict[str, np.ndarray] = {"meta": np.array(state.to_json())}
@@ -180,6 +182,7 @@ def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     return {"meta": np.array(state.to_json()), **arrays}
 
 
+@stage("checkpoint: write")
 def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Path | None = None) -> None:
     """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact. With
     ``previous``, the file being replaced is kept there (once the new one is complete)."""

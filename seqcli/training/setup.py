@@ -18,6 +18,7 @@ from typing import Any
 
 from seqcli.errors import Problem, SeqError
 from seqcli.specfile import Spec
+from seqcli.stages import stage
 from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
 from seqcli.training.early_stopping import EarlyStopper, monitor_problems
 from seqcli.training.events import RunHeader
@@ -89,7 +90,8 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     seed = state.seed if state else spec.train.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
     keras.utils.set_random_seed(seed)
-    data, problems = _load_data(spec, seed, (info.workers, info.worker_index))
+    with stage("data: open the sources"):
+        data, problems = _load_data(spec, seed, (info.workers, info.worker_index))
     problems += _probe_optimizer(spec)
     compiled, weights = None, None
     if data is not None:
@@ -234,7 +236,8 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
     # and the memory the model needs with the budget, both on a weightless build before any weight exists.
     input_shape = None if spec.declares_input else data.input_shape
-    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    with stage("model: weightless build (shapes, memory estimate)"):
+        abstract = build_model(spec, abstract=True, input_shape=input_shape)
     if abstract.model is not None and not abstract.problems:
         input_problems = _check_input(spec, abstract, data)
         if input_problems:
@@ -244,14 +247,16 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
             "training this model",
         )
     if adapted is None:
-        adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
+        with stage("adapt: layers learn from the training data"):
+            adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
         if adapt_problems:
             return None, adapt_problems
     with _dtype_policy(spec.train.precision):
         # Initializers draw their seeds from Python's random module when made: the data, the weightless
         # builds and adapting above have drawn from it since the seed was set.
         import_keras().utils.set_random_seed(seed)
-        built = build_model(spec, input_shape=input_shape, adapted=adapted)
+        with stage("model: build"):
+            built = build_model(spec, input_shape=input_shape, adapted=adapted)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(
         spec, steps_per_epoch=data.steps_per_epoch, single_step=single_step_only(info.strategy)
@@ -263,10 +268,12 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     if built.model is None or problems:
         return None, problems
     problems += _label_problems(spec, data, built.output_shape)
-    problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
+    with stage("compile: probe the loss on a first batch"):
+        problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
     if problems:
         return None, problems
-    settings.compile(built.model)
+    with stage("compile"):
+        settings.compile(built.model)
     prepare_model(built.model, info)
     notes = [note.headline() for note in built.notes]
     notes += [note for note in [logits_warning(spec, built.model)] if note]

@@ -5,7 +5,8 @@ would run code when loaded (a Lambda layer's pickled bytecode) is refused, not t
 
 A run directory brings its own context: ``spec.yaml`` (the spec as trained) supplies the default
 data to evaluate on (``data.test``, else the validation data, split again with the run's seed) and
-the batch size; ``metrics.json`` the class names. ``--data`` paths are relative to the current folder.
+the batch size; ``metrics.json`` the class names, which a ``.keras`` file written by seq also carries on its
+own (:func:`seqcli.models.saved_class_names`). ``--data`` paths are relative to the current folder.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from seqcli.classes import ClassReport, class_report, label_ids, predicted_ids, 
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
-from seqcli.models import ModelLoadError, check_data_shape, load_model_file
+from seqcli.models import ModelLoadError, check_data_shape, load_model_file, saved_class_names
 from seqcli.specfile.sections import SourceSection
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
@@ -43,9 +44,11 @@ class Target:
         return path if path is not None and path.exists() else None
 
     def class_names(self) -> list[str] | None:
+        """The run's class names (its metrics.json), else those the model file carries."""
         from seqcli.training.rundir import RunDirectory
 
-        return RunDirectory(self.run_dir).read_metrics().get("class_names") if self.run_dir else None
+        names = RunDirectory(self.run_dir).read_metrics().get("class_names") if self.run_dir else None
+        return names if names is not None else saved_class_names(self.model_path)
 
 
 @dataclass
