@@ -12,8 +12,8 @@ Workloads:
   texts, Embedding, pooling, Dense) on the review tables ``scripts/make_reviews.py`` writes into specs/data/.
 
 For each: the final validation accuracy of every run, one seed per pair of runs (the target: the same within
-the spread across seeds), and the median wall time of the whole process, with the ratio seq / Keras (the
-target: no more than 1). Needs only
+the spread across seeds), the median wall and CPU time of the whole process, with the ratios seq / Keras of
+each interleaved pair (the target: no more than 1), and seq's own stage times (its ``SEQ_PROFILE`` hook). Needs only
 public tools: Keras, TensorFlow, NumPy, scikit-learn and seq itself.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,31 +89,34 @@ WORKLOADS = {
 }
 
 
-def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float, dict]:
-    """One whole ``seq train`` process: its final val_accuracy, wall seconds and stage times (seq's
+def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float, float, dict]:
+    """One whole ``seq train`` process: its final val_accuracy, wall and CPU seconds, and stage times (seq's
     ``SEQ_PROFILE`` hook: what the command spent where, in its own words)."""
     output, profile = scratch / f"seq-{seed}", scratch / f"stages-{seed}.json"
     command = [sys.executable, "-m", "seqcli", "train", str(spec), "--output", str(output), "--quiet"]
     command += ["--set", f"train.seed={seed}", "--format", "json"]
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEQ_PROFILE": str(profile)}
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"seq train failed:\n{done.stderr[-3000:]}")
+    done, wall, cpu = timed_process(command, {**os.environ, "SEQ_PROFILE": str(profile)}, "seq train")
     stages = json.loads(profile.read_text())
-    return json.loads(done.stdout)["metrics"]["val_accuracy"], seconds, stages
+    return json.loads(done.stdout)["metrics"]["val_accuracy"], wall, cpu, stages
 
 
-def run_keras(script: str, argument: str, seed: int) -> tuple[float, float, None]:
-    started = time.perf_counter()
+def run_keras(script: str, argument: str, seed: int) -> tuple[float, float, float, None]:
     command = [sys.executable, "-c", script, argument, str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - started
+    done, wall, cpu = timed_process(command, None, "the Keras script")
+    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], wall, cpu, None
+
+
+def timed_process(command: list[str], env: dict | None, name: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``command``; its wall seconds, and its CPU seconds (user + system), which a busy machine inflates
+    less than the wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"the Keras script failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], seconds, None
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return done, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench(workload: str, repeats: int) -> dict:
@@ -127,19 +131,22 @@ def bench(workload: str, repeats: int) -> dict:
 
 def report(workload: str, results: dict) -> None:
     print(f"\n{workload}: {len(results['seq'])} runs each, interleaved, seeds 1..{len(results['seq'])}")
-    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14} {'best wall s':>12}")
+    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14} {'best wall s':>12} {'median CPU s':>13}")
     for name in ("seq", "keras"):
         accuracies = " ".join(f"{run[0]:.3f}" for run in results[name])
-        seconds = [run[1] for run in results[name]]
-        print(f"{name:8} {accuracies:40} {statistics.median(seconds):14.1f} {min(seconds):12.1f}")
-    pairs = [seq[1] / keras[1] for seq, keras in zip(results["seq"], results["keras"])]
+        wall, cpu = [run[1] for run in results[name]], [run[2] for run in results[name]]
+        print(
+            f"{name:8} {accuracies:40} {statistics.median(wall):14.1f} {min(wall):12.1f} {statistics.median(cpu):13.1f}"
+        )
+    for index, measure in ((1, "wall"), (2, "CPU")):
+        pairs = [seq[index] / keras[index] for seq, keras in zip(results["seq"], results["keras"])]
+        print(
+            f"seq / Keras {measure} time, each interleaved pair: {' '.join(f'{r:.2f}' for r in pairs)}; "
+            f"median {statistics.median(pairs):.2f}x, best {min(pairs):.2f}x"
+        )
     gap = statistics.median(run[0] for run in results["seq"]) - statistics.median(run[0] for run in results["keras"])
-    print(
-        f"seq / Keras wall time, each interleaved pair: {' '.join(f'{r:.2f}' for r in pairs)}; "
-        f"median {statistics.median(pairs):.2f}x, best {min(pairs):.2f}x; "
-        f"accuracy difference of the medians: {gap:+.3f}"
-    )
-    print_stages([run[2] for run in results["seq"]])
+    print(f"accuracy difference of the medians (seq - Keras): {gap:+.3f}")
+    print_stages([run[3] for run in results["seq"]])
 
 
 def print_stages(profiles: list[dict]) -> None:
