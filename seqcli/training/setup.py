@@ -85,7 +85,8 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     # files land in the run directory, the others' in a temporary folder.
     keras = import_keras()  # a quiet TensorFlow import; devices are not initialized yet
     _check_virtual_cpus(spec)
-    info = make_strategy(spec.resolved().get("distribute") or None)
+    with stage("distribution strategy"):
+        info = make_strategy(spec.resolved().get("distribute") or None)
     out = RunDirectory(Path(chief_output_dir(run.path, info)))
     seed = state.seed if state else spec.train.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
@@ -93,7 +94,8 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     declared = _declared_build(spec)
     with stage("data: open the sources"):
         data, problems = _load_data(spec, seed, (info.workers, info.worker_index), declared)
-    problems += _probe_optimizer(spec)
+    with stage("compile: probe the optimizer's arguments"):
+        problems += _probe_optimizer(spec)
     compiled, weights = None, None
     if data is not None:
         weights, weight_problems = class_weights(spec, data)
