@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqcli.errors import terminal_safe
+
 ENVIRONMENT = "SEQ_PROFILE"
 
 
@@ -113,7 +115,10 @@ def profile_from_environment() -> Iterator[None]:
         wall = time.perf_counter() - started
         if target.endswith(".json"):
             document = {"stages": totals.as_dict(), "wall_seconds": round(wall, 4)}
-            _write_whole(Path(target), json.dumps(document, indent=2) + "\n")
+            try:
+                _write_whole(Path(target), json.dumps(document, indent=2) + "\n")
+            except OSError as error:  # the command's own result stands; the profile is a note
+                print(terminal_safe(f"note: {ENVIRONMENT}: cannot write {target}: {error.strerror}"), file=sys.stderr)
         else:
             print(totals.table(wall), file=sys.stderr)
 

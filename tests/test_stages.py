@@ -37,15 +37,20 @@ def test_seq_profile_writes_each_stage_of_a_run_and_the_command_wall_time(tmp_pa
     assert result.stderr == ""
 
 
-def test_seq_profile_prints_a_table_on_stderr_and_nothing_without_it(tmp_path):
-    shown = train(tmp_path / "shown", {"SEQ_PROFILE": "1"})
+def test_seq_profile_prints_a_table_on_stderr(tmp_path):
+    shown = train(tmp_path, {"SEQ_PROFILE": "1"})
     assert shown.exit_code == 0, shown.output
     lines = shown.stderr.splitlines()
     assert lines[0].split() == ["stage", "seconds", "calls", "thread"]
     assert any(line.startswith("training: fit") for line in lines)
     assert lines[-1].startswith("the whole command (wall)")
-    quiet = train(tmp_path / "quiet", {"SEQ_PROFILE": ""})
-    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_profile_seq_cannot_write_is_a_note_and_the_command_stands(tmp_path):
+    target = tmp_path / "missing" / "profile.json"
+    result = CliRunner(env={"SEQ_PROFILE": str(target)}).invoke(cli, ["schema"])
+    assert result.exit_code == 0 and result.stdout.startswith("{")
+    assert result.stderr.startswith("note: SEQ_PROFILE: cannot write ") and not target.parent.exists()
 
 
 def test_a_listener_hears_stages_from_every_thread_only_while_it_listens():
@@ -53,7 +58,7 @@ def test_a_listener_hears_stages_from_every_thread_only_while_it_listens():
     with stages.listen(totals), stages.listen(heard.append):
         with stages.stage("here"):
             pass
-        helper = threading.Thread(target=lambda: stages.stage("there").__enter__().__exit__(None, None, None))
+        helper = threading.Thread(target=stages.stage("there")(lambda: None))  # a stage is a decorator too
         helper.start()
         helper.join()
     with stages.stage("unheard"):
