@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seqcli.errors import SeqError
+from seqcli.stages import stage
 
 
 @contextlib.contextmanager
@@ -56,7 +57,7 @@ def import_keras():
     os.environ["KERAS_BACKEND"] = "tensorflow"
     warnings.filterwarnings("ignore", message=r"Do not pass an `input_shape`", category=UserWarning)
     warnings.filterwarnings("ignore", module=r"keras\.src\..*", category=UserWarning)
-    with _quiet_stderr():
+    with _quiet_stderr(), stage("import TensorFlow and Keras"):
         import absl.logging
         import keras
         import tensorflow as tf

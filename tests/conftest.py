@@ -25,7 +25,7 @@ AREAS = {
         "test_keras_peer",
     ),
     "data": ("test_data", "test_bounds", "test_faults", "test_cli_text"),
-    "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
+    "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises", "test_stages"),
     "distribute": ("test_distribute", "test_cli_train_multiworker"),
     "tune": ("test_cli_tune",),
     "export": ("test_cli_export", "test_cli_predict", "test_cli_evaluate", "test_cli_extract", "test_cli_freeze"),

@@ -186,6 +186,27 @@ def test_predict_a_text_file_writes_top_k_class_names_and_probabilities(text_run
     assert raw.exit_code == 0 and np.load(tmp_path / "p.npy").shape == (4, 2)
 
 
+def test_the_model_file_names_its_classes_without_its_run_folder(text_run, tmp_path):
+    """The run, its model.keras, a copy of that file alone elsewhere and a frozen copy of it all name the classes;
+    the file still loads in Keras's safe mode, and one saved by Keras itself simply has no names."""
+    import keras
+
+    bare = tmp_path / "elsewhere" / "model.keras"
+    bare.parent.mkdir()
+    bare.write_bytes((text_run / "run" / "model.keras").read_bytes())
+    frozen = tmp_path / "frozen.keras"
+    assert run("freeze", bare, "--output", frozen, "--all-but-last", "1").exit_code == 0
+    for target in (text_run / "run", text_run / "run" / "model.keras", bare, frozen):
+        output = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        result = run("predict", target, "--data", text_run / "samples.txt", "-o", output)
+        assert result.exit_code == 0, result.output
+        assert json.loads(output.read_text())["class_names"] == ["neg", "pos"], target
+    plain = tmp_path / "plain.keras"
+    keras.saving.load_model(bare, safe_mode=True).save(plain)
+    assert run("predict", plain, "--data", text_run / "samples.txt", "-o", tmp_path / "plain.json").exit_code == 0
+    assert json.loads((tmp_path / "plain.json").read_text())["class_names"] is None
+
+
 def test_a_string_model_exports_to_a_saved_model_that_takes_strings(text_run, tmp_path):
     import keras
     import tensorflow as tf

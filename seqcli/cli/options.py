@@ -19,6 +19,7 @@ from rich.console import Console
 
 from seqcli.errors import Interrupted, SeqError, clean_text, masked_url, terminal_safe
 from seqcli.exit_status import ExitStatus
+from seqcli.stages import profile_from_environment
 
 # Output that is not a terminal (a pipe, a log, a CI report) is never wrapped: tables take the width they
 # need and a message is one line, whatever COLUMNS says and however long a path is.
@@ -127,7 +128,7 @@ def fail_on_seq_error(command):
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         try:
-            with _warnings_as_notes():
+            with _warnings_as_notes(), profile_from_environment():
                 return command(*args, **kwargs)
         except SeqError as error:
             if isinstance(error, Interrupted) and error.resumable:
