@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from seqcli.training.setup import TrainingSetup
 
 
-@stage("model.keras")
+@stage("results: save the model")
 def save_model(model, target: Path, class_names: list[str] | None = None) -> None:
     """The run's model.keras, atomically, with the data's class names (:func:`seqcli.models.save_model`); a
     failure says how to go on."""
@@ -40,7 +40,7 @@ def save_model(model, target: Path, class_names: list[str] | None = None) -> Non
         ) from None
 
 
-@stage("spec.yaml (the spec as trained)")
+@stage("results: write the spec as trained")
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
     """The spec as trained: overrides applied, file paths made absolute, the seed used."""
     data = absolute_file_fields(spec.resolved(), spec.base_dir)
@@ -80,19 +80,19 @@ def write_results(setup: TrainingSetup, metrics: dict, spec_label: str) -> None:
         # matplotlib draws while the model is saved: half the end-of-run time on two cores
         curves = plotter.submit(_plot_curves, out.curves, state.history, setup.model.name, best_epoch)
         save_model(setup.model, out.model, setup.data.class_names)
-        with stage("metrics.json"):
+        with stage("results: write the metrics"):
             write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
         write_history(out.history, state.history)
         curves.result()
 
 
-@stage("curves.png")
+@stage("results: draw the curves")
 def _plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None) -> None:
     with contextlib.suppress(ImportError):
         plot_curves(target, history, title, best_epoch=best_epoch)
 
 
-@stage("history.csv")
+@stage("results: write the history")
 def write_history(target: Path, history: list[dict]) -> None:
     columns: list[str] = []
     for row in history:
