@@ -1,12 +1,12 @@
 """Zip archives (``.npz`` data, ``.keras`` models, checkpoints) and ``.npy`` arrays, priced before they are
-read, every file opened through the door (:func:`seqcli.limits.open_input`).
+read, every file opened through the door (:func:`seqcli.inputs.open_input`).
 
 - :func:`open_archive` is the door to zip archives: every member's declared size is checked for consistency
   with its compressed size, and their total against the budget, before a byte is decompressed (zipfile never
   inflates past a member's declared size).
 - :func:`read_model_config` reads a ``.keras`` config within :data:`CONFIG_LIMIT` and
-  :func:`check_model_structure` bounds it (:data:`~seqcli.limits.MAX_LAYERS`,
-  :data:`~seqcli.limits.MAX_NESTING`, :data:`MAX_JSON_DEPTH`) before Keras makes anything of it.
+  :func:`check_model_structure` bounds it (:data:`~seqcli.budget.MAX_LAYERS`,
+  :data:`~seqcli.budget.MAX_NESTING`, :data:`MAX_JSON_DEPTH`) before Keras makes anything of it.
 - :func:`check_npy_header`: an ``.npy`` array (a file or an archive member) whose header claims more bytes than
   the file holds, or than the budget, or a dtype TensorFlow cannot take, is refused before numpy allocates it.
 
@@ -23,19 +23,8 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from seqcli.limits import (
-    MAX_LAYERS,
-    MAX_NESTING,
-    UNREADABLE_HINT,
-    LimitError,
-    check_data_file,
-    check_input,
-    human_size,
-    max_memory,
-    open_input,
-    over_budget_hint,
-    read_into,
-)
+from seqcli.budget import MAX_LAYERS, MAX_NESTING, LimitError, human_size, max_memory, over_budget_hint
+from seqcli.inputs import UNREADABLE_HINT, check_data_file, check_input, open_input, read_into
 
 CONFIG_LIMIT = 64 << 20  # a .keras config.json: the largest Keras applications need a few MB
 MAX_JSON_DEPTH = 100  # a .keras config.json: the applications' configs nest about 14 levels deep
@@ -196,8 +185,8 @@ LAYER_SLOTS = frozenset({"layers", "layer", "backward_layer", "forward_layer", "
 
 def check_model_structure(config, path: str | Path, what: str) -> None:
     """LimitError when a ``.keras`` config (parsed JSON, not yet given to Keras) nests deeper than
-    :data:`MAX_JSON_DEPTH`, holds more than :data:`~seqcli.limits.MAX_LAYERS` layers, or layers in layers
-    deeper than :data:`~seqcli.limits.MAX_NESTING`. One pass, without recursion."""
+    :data:`MAX_JSON_DEPTH`, holds more than :data:`~seqcli.budget.MAX_LAYERS` layers, or layers in layers
+    deeper than :data:`~seqcli.budget.MAX_NESTING`. One pass, without recursion."""
     layers = 0
     stack = [(config, 1, 0, True)]  # (value, JSON depth, layers around it, whether a layer may sit there)
     while stack:

@@ -135,8 +135,8 @@ def choose_steps_per_execution(setting: int | str, steps_per_epoch: int | None, 
     the throughput of 1 step), never more than ``checkpoint_every``, and a divisor of the epoch where one
     lies between half and twice that (the nearest, preferring one that divides ``checkpoint_every``), so
     that executions never straddle two epochs and training runs as one ``fit`` (see seqcli.training.loop):
-    one ``fit`` an epoch pays a fit setup and a pipeline build each epoch (the MNIST convnet of issue 11 has
-    141 steps: 47 here, not 32). An epoch shorter than the target runs as one execution."""
+    one ``fit`` an epoch pays a fit setup and a pipeline build each epoch (an epoch of 141 steps runs 47 at a
+    time, not 32). An epoch shorter than the target runs as one execution."""
     if setting != "auto":
         return int(setting)
     limit = min(DEFAULT_STEPS_PER_EXECUTION, checkpoint_every or DEFAULT_STEPS_PER_EXECUTION)
@@ -434,16 +434,15 @@ class CompileResolver:
 def metric_size_problem(name: str, args: dict) -> tuple[str, str, str] | None:
     """``(argument, message, hint)`` when an argument of metric ``name`` would make its constructor allocate
     more than the memory budget (:data:`METRIC_SIZE_ARGUMENTS`); None otherwise."""
-    from seqcli import limits
+    from seqcli.budget import human_size, max_memory, over_budget_hint
 
     for key, cost in METRIC_SIZE_ARGUMENTS.items():
         value = args.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and cost(value) > limits.max_memory():
+        if isinstance(value, int) and not isinstance(value, bool) and cost(value) > max_memory():
             return (
                 key,
-                f"{key}={value:,} would take about {limits.human_size(cost(value))} to make {name}, "
-                "over the memory limit",
-                limits.over_budget_hint(),
+                f"{key}={value:,} would take about {human_size(cost(value))} to make {name}, over the memory limit",
+                over_budget_hint(),
             )
     return None
 

@@ -231,11 +231,3 @@ def _fsync_directory(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def write_probe(directory: Path) -> None:
-    """Write and remove a small file in ``directory`` the way results are written (atomically); OSError if
-    that fails."""
-    with atomic_path(directory / ".seq-write-test") as probe:
-        probe.write_bytes(b"seq")
-    (directory / ".seq-write-test").unlink()

@@ -3,8 +3,8 @@
 The estimate adds the weights, for training the gradients and the optimizer's slots (Adam keeps two
 per trainable weight), and one batch of activations: the input batch and every layer's output (layers
 inside a pretrained base included), float32. It is what ``seq summary`` and ``seq check`` show (and
-``expect: {max_memory: 2G}`` gates), and what every command that builds real weights compares with
-the memory budget (:mod:`seqcli.limits`) before building them.
+``expect: {max_memory: 2G}`` gates), and what every command that makes a model's weights compares with
+the memory budget (:mod:`seqcli.budget`) before making them, in one function: :func:`check_model_memory`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from seqcli import limits
+from seqcli.budget import LimitError, human_size, max_memory, power_of_two
 
 DEFAULT_BATCH_SIZE = 32
 ACTIVATION_BYTES = 4  # float32
@@ -62,10 +62,10 @@ class MemoryEstimate:
 
     def text(self) -> str:
         what = "to train" if self.training else "to run"
-        optimizer = f", optimizer {limits.human_size(self.optimizer)}" if self.training else ""
+        optimizer = f", optimizer {human_size(self.optimizer)}" if self.training else ""
         return (
-            f"Memory estimate: {limits.human_size(self.total)} {what} (weights {limits.human_size(self.weights)}"
-            f"{optimizer}, a batch of {self.batch_size} {limits.human_size(self.activations)})"
+            f"Memory estimate: {human_size(self.total)} {what} (weights {human_size(self.weights)}"
+            f"{optimizer}, a batch of {self.batch_size} {human_size(self.activations)})"
         )
 
 
@@ -96,14 +96,19 @@ def spec_optimizer(spec):
     return spec.compile.optimizer if getattr(spec, "compile", None) is not None else "adam"
 
 
-def check_budget(estimate: MemoryEstimate, what: str) -> None:
-    """LimitError with the estimate when it is over the memory budget."""
-    budget = limits.max_memory()
+def check_model_memory(model, *, batch_size: int, what: str, optimizer=None, training: bool = False) -> MemoryEstimate:
+    """The one check of a model's memory against the budget, made on a weightless build (a spec's abstract
+    build, or a ``.keras`` config made without its weights) before any weight is allocated: the estimate
+    (:func:`estimate_memory`) to run, or with ``training`` to train, batches of ``batch_size``. Returns it; a
+    :class:`~seqcli.budget.LimitError` that gives it, and names ``what`` (``training this model``), when it
+    is over the budget."""
+    estimate = estimate_memory(model, batch_size=batch_size, optimizer=optimizer, training=training)
+    budget = max_memory()
     if estimate.total <= budget:
-        return
-    raise limits.LimitError(
-        f"{what} needs about {limits.human_size(estimate.total)}, over the memory limit of "
-        f"{limits.human_size(budget)}: {estimate.text()}",
+        return estimate
+    raise LimitError(
+        f"{what} needs about {human_size(estimate.total)}, over the memory limit of "
+        f"{human_size(budget)}: {estimate.text()}",
         hint="make the model, its input or the batch size smaller; or, if the machine really "
         "has the memory, raise the limit with --max-memory SIZE (or SEQ_MAX_MEMORY)",
     )
@@ -120,12 +125,12 @@ def impossible_tensor(shape, itemsize: int) -> str | None:
     if values > LARGEST_TENSOR:
         return f"{_magnitude(values)} values, more than a 64-bit count holds"
     if values * itemsize > LARGEST_TENSOR:
-        return f"{limits.human_size(values * itemsize)}, more than a 64-bit address space holds"
+        return f"{human_size(values * itemsize)}, more than a 64-bit address space holds"
     return None
 
 
 def _magnitude(count: int) -> str:
-    return limits.power_of_two(count) if count >= 1 << 64 else f"{count:,}"
+    return power_of_two(count) if count >= 1 << 64 else f"{count:,}"
 
 
 def _output_elements(model):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli import archives, limits
+from seqcli import archives
 from seqcli.errors import SeqError, clean_message
 from seqcli.files import OutputError, atomic_path
+from seqcli.inputs import UNREADABLE_HINT, ReadRefused, check_input
 from seqcli.keras_env import import_keras, linear_sequential_loading, weightless_scope
-from seqcli.shapes import shape_text
+from seqcli.shapes import DataShapeError, check_sample_shape
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 
@@ -34,10 +35,6 @@ class NotAModelError(ModelLoadError):
     """A ``.keras`` archive whose config.json describes something other than a whole model (a layer...)."""
 
 
-class DataShapeError(SeqError):
-    """Data whose samples do not fit the model's input."""
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -46,7 +43,7 @@ def load_model_file(path: str | Path, *, compile: bool = False, batch_size: int 
     compile settings saved with it. The archive, and with ``batch_size`` the memory to run batches of that
     size (estimated from its config), are checked against the budget first. A missing file, or one Keras
     refuses or cannot read, is a :class:`ModelLoadError`; one that is no zip archive or is over the budget, a
-    :class:`~seqcli.limits.LimitError`."""
+    :class:`~seqcli.budget.LimitError`."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"no such model file: {path}", hint="check the path (relative to the current directory)")
@@ -73,7 +70,8 @@ def check_model_file_memory(path: str | Path, *, batch_size: int, what: str) -> 
 
 
 def _check_config_memory(config, *, batch_size: int, what: str) -> None:
-    from seqcli.memory import check_budget, estimate_memory
+    """The model a ``.keras`` config describes, made without weights, through the one memory check."""
+    from seqcli.memory import check_model_memory
 
     keras = import_keras()
     if not isinstance(config, dict):
@@ -85,7 +83,7 @@ def _check_config_memory(config, *, batch_size: int, what: str) -> None:
     except Exception:  # the real load reports what is wrong with the file
         return
     if getattr(model, "built", False):
-        check_budget(estimate_memory(model, batch_size=batch_size, training=False), what)
+        check_model_memory(model, batch_size=batch_size, what=what)
 
 
 def load_model_architecture(path: str | Path):
@@ -167,11 +165,11 @@ def check_weights_file(
         )
         raise WeightsError(f"weights must be {kinds}; received {shown!r}")
     try:
-        limits.check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
-    except limits.ReadRefused as error:
+        check_input(path, "weights", limit=None)  # the door: a FIFO, a device or a folder is refused
+    except ReadRefused as error:
         raise WeightsError(error.detail, error.hint) from None
     except OSError as error:
-        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT) from None
+        raise WeightsError(f"cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
     return path
 
 
@@ -213,12 +211,6 @@ def save_model(model, target: str | Path) -> None:
 # ----------------------------------------------------------------------------- data against the model
 
 
-def shape_fits(expected, received) -> bool:
-    """Whether samples of shape ``received`` fit an input of shape ``expected`` (both without the batch
-    dimension; None in either is any size)."""
-    return len(expected) == len(received) and all(e is None or r is None or e == r for e, r in zip(expected, received))
-
-
 def sample_shape(dataset) -> tuple:
     """The shape of one sample of a batched dataset (its inputs, when it yields ``(inputs, labels)``)."""
     element = dataset.element_spec
@@ -226,17 +218,13 @@ def sample_shape(dataset) -> tuple:
 
 
 def check_data_shape(model, dataset, label: str) -> None:
-    """Raise :class:`DataShapeError` when the samples of ``dataset`` (``label`` names it in the message)
-    do not fit the input of ``model``; a model without a known input shape takes anything."""
+    """Raise :class:`~seqcli.shapes.DataShapeError` when the samples of ``dataset`` (``label`` names it in the
+    message) do not fit the input of ``model``: their shape (:func:`~seqcli.shapes.shape_fits`, the one rule)
+    or their kind (:func:`check_data_dtype`). A model without a known input shape takes anything."""
     shape = getattr(model, "input_shape", None)
     if not shape:
         return
-    expected, received = tuple(shape[1:]), sample_shape(dataset)
-    if not shape_fits(expected, received):
-        raise DataShapeError(
-            f"{label}: samples have shape {shape_text(received)}, but the model takes {shape_text(expected)}",
-            hint="give data shaped like the model's input",
-        )
+    check_sample_shape(sample_shape(dataset), shape[1:], None, label)
     check_data_dtype(model_input_dtype(model), _sample_dtype(dataset), label)
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcli.budget import LimitError, human_size
 from seqcli.errors import SeqError
-from seqcli.limits import LimitError, human_size, open_input
+from seqcli.inputs import open_input
 
 MAX_BYTES = 16 << 20  # seq writes a few kilobytes (a history of 10,000 epochs: about 2 MB)
 MAX_LINE = 1 << 20  # characters in one CSV line, checked before the line is split

@@ -48,10 +48,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def default_memory_budget():
     """--max-memory sets the process's budget; an in-process CLI call must not leave it to the next test."""
-    from seqcli import limits
+    from seqcli.budget import configure
 
     yield
-    limits.configure(None)
+    configure(None)
 
 
 @pytest.fixture

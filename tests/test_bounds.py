@@ -1,4 +1,4 @@
-"""Bounded memory and time for every input (issue 12, section 3): zip bombs, lying .npy headers, CSVs, FIFOs
+"""Bounded memory and time for every input: zip bombs, lying .npy headers, CSVs, FIFOs
 and devices, models too big for the memory budget, too many virtual CPUs.
 
 Cases about size run the CLI in a subprocess under an address-space limit (RLIMIT_AS, 3 GB: TensorFlow
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli import limits
+from seqcli.budget import ENVIRONMENT, LimitError, parse_size
 from seqcli.cli import cli
 
 ADDRESS_SPACE = 3 << 30
@@ -26,7 +26,7 @@ PEAK_LIMIT = 1500 << 20  # TensorFlow and a tiny model: about 700 MB
 RUNNER = """
 import json, resource, subprocess, sys
 limit, timeout, available = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-code = ("import sys, seqcli.limits as l\\n"
+code = ("import sys, seqcli.budget as l\\n"
         + (f"l.available_memory = lambda: {int(available)}\\n" if available != "-" else "")
         + "from seqcli.cli import main\\nsys.argv = ['seq'] + sys.argv[1:]\\nmain()\\n")
 def cap():
@@ -48,7 +48,7 @@ def bounded(*args, cwd: Path, available: int | None = None, timeout: float = 120
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    env.pop(limits.ENVIRONMENT, None)
+    env.pop(ENVIRONMENT, None)
     done = subprocess.run(
         [
             sys.executable,
@@ -319,6 +319,52 @@ def test_a_huge_image_size_is_refused_with_its_estimate(tmp_path, write_image_fo
     assert result["peak"] < PEAK_LIMIT
 
 
+# Every path that makes a model's weights, each of which must ask the one memory check of a weightless build.
+MEMORY_PATHS = {
+    "train": ["train", "tiny.yaml", "--output", "trained"],
+    "extract": ["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "features.npz"],
+    "freeze a spec": ["freeze", "tiny.yaml", "--all-but-last", "1", "--output", "frozen.keras"],
+    "plot a confusion matrix": ["plot", "model.keras", "--confusion", "--data", "tiny.npz", "--output", "c.png"],
+    "predict": ["predict", "model.keras", "--data", "x.npy", "--output", "p.npy", "--batch-size", "4"],
+    "evaluate": ["evaluate", "model.keras", "--data", "tiny.npz"],
+}
+
+
+@pytest.fixture(scope="module")
+def memory_project(tmp_path_factory) -> Path:
+    from seqcli.models import save_model
+    from tests.conftest import write_tiny_project
+
+    folder = tmp_path_factory.mktemp("memory")
+    write_tiny_project(folder)
+    np.save(folder / "x.npy", np.load(folder / "tiny.npz")["x"][:8])
+    import keras
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    save_model(model, folder / "model.keras")
+    return folder
+
+
+def refusing_memory_check(model, *, batch_size, what, optimizer=None, training=False):
+    raise LimitError(f"{what}: refused by the planted memory check")
+
+
+@pytest.mark.parametrize("path", MEMORY_PATHS)
+def test_every_path_that_makes_weights_asks_the_one_memory_check(memory_project, monkeypatch, path):
+    """Plant a memory check that refuses every model: each path must then refuse before making weights, so a
+    path that skips the check (or compares an estimate of its own) fails here."""
+    from seqcli.memory import check_model_memory
+    from tests.conftest import run_in
+
+    monkeypatch.setattr(check_model_memory, "__code__", refusing_memory_check.__code__)
+    before = sorted(os.listdir(memory_project))
+    result = run_in(memory_project, *MEMORY_PATHS[path])
+    assert result.exit_code == 1, result.output
+    assert "refused by the planted memory check" in result.stderr
+    assert sorted(os.listdir(memory_project)) == before  # nothing written
+
+
 @pytest.mark.slow
 def test_too_many_virtual_cpus(tmp_path):
     np.savez(tmp_path / "small.npz", x=np.zeros((16, 4), np.float32), y=np.zeros(16, np.int64))
@@ -408,10 +454,10 @@ def test_summary_table_shows_the_estimate(write_spec):
 
 
 def test_parse_size():
-    assert limits.parse_size("8G") == 8 << 30
-    assert limits.parse_size("1.5GB") == 3 << 29
-    assert limits.parse_size("512MiB") == 512 << 20
-    assert limits.parse_size(1000) == 1000
+    assert parse_size("8G") == 8 << 30
+    assert parse_size("1.5GB") == 3 << 29
+    assert parse_size("512MiB") == 512 << 20
+    assert parse_size(1000) == 1000
     for bad in ("", "G", "-1G", "0", "8X", True):
         with pytest.raises(ValueError, match="size"):
-            limits.parse_size(bad)
+            parse_size(bad)

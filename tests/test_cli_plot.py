@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from seqcli.cli import cli
-from seqcli.tune.outputs import best_so_far, read_study_folder
+from seqcli.tune.folder import StudyFolder
+from seqcli.tune.outputs import best_so_far
 from tests.conftest import SPECS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -150,7 +151,7 @@ def test_a_study_folder_draws_the_objective_and_the_best_so_far(tmp_path, direct
     texts = svg_texts(tmp_path / "objective.svg")
     assert f"val_loss over trials ({direction})" in texts
     assert {"complete", "pruned", "best so far", "trial", "val_loss"} <= set(texts)
-    rows, objective, read_direction = read_study_folder(study)
+    rows, objective, read_direction = StudyFolder(study).read()
     assert (objective, read_direction) == ("val_loss", direction)
     assert best_so_far(rows, direction) == line
     png = run("plot", study, "--output", tmp_path / "objective.png")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from seqcli import limits
+from seqcli.budget import configure
 from seqcli.cli import cli
 from seqcli.data import DataError, load_datasets
 from tests.conftest import assert_same_checkpoint, write_tiny_project
@@ -107,7 +107,7 @@ def test_a_list_of_shards_and_a_validation_source(numbered):
 
 
 def test_memory_is_priced_before_reading(numbered):
-    limits.configure("1M")
+    configure("1M")
     with pytest.raises(DataError) as caught:
         open_numbered(numbered, shuffle_buffer=1_000_000)
     assert "shuffle buffer of 1,000,000 samples" in caught.value.message

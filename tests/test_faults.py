@@ -1,4 +1,4 @@
-"""kill -9 at 20 seeded random points of one training run (issue 12 §7), some of them inside checkpoint writes:
+"""kill -9 at 20 seeded random points of one training run, some of them inside checkpoint writes:
 each time the run is resumed from what the last process left, and the end is the uninterrupted run's
 weights, optimizer state and metric totals, to the bit, with no stray file in the run directory.
 

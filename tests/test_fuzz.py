@@ -1,4 +1,4 @@
-"""A fuzzer over specs (issue 12 §7): valid specs (specs/ and tiny ones) mutated by Hypothesis (values swapped for
+"""A fuzzer over specs: valid specs (specs/ and tiny ones) mutated by Hypothesis (values swapped for
 hostile ones, keys dropped or invented, class names misspelled, bytes of the text broken), and `--set` values.
 Every outcome is a built model (exit 0) or seq's own error with a position (exit 1, ``FILE:LINE:COL:`` or
 ``--set #N``): never another exception, a traceback, or an "unexpected" error."""
@@ -160,7 +160,7 @@ def test_set_values_build_or_fail_with_a_position(tmp_path, base, data):
     assert_seq_outcome(result)
 
 
-# What the fuzzer found (issue 12 §6): characters YAML forbids were reported by offset ("position 0"), not line.
+# Characters YAML forbids are reported at their line and column, not by offset ("position 0"): the fuzzer's finds.
 @pytest.mark.parametrize(
     ("text", "where", "shown"),
     [

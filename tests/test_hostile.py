@@ -1,6 +1,5 @@
-"""The hostile corpus (issue 12 §7): what a careless or hostile user gives seq, one row per case, across the
-six classes of the issue: outputs and overwrite, confined paths and secrets, bounded memory and time, one
-writer, numbers, messages.
+"""The hostile corpus: what a careless or hostile user gives seq, one row per case, across six classes:
+outputs and overwrite, confined paths and secrets, bounded memory and time, one writer, numbers, messages.
 
 Every case runs in a fresh project folder (the tiny project, a secret beside it, a trained run) and asserts
 the exit status, the words and position of the error, that no traceback or secret appears, and that nothing

@@ -1,4 +1,4 @@
-"""Every message says what and where (issue 12 §6): reachable input never ends in 'unexpected <Exception>'."""
+"""Every message says what and where: reachable input never ends in 'unexpected <Exception>'."""
 
 import zipfile
 from pathlib import Path
@@ -127,7 +127,7 @@ def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
     import os
     import types
 
-    from seqcli import limits
+    from seqcli import inputs
 
     def refusing(real):
         def call(path, *args, **kwargs):
@@ -141,7 +141,7 @@ def test_an_unreadable_data_file_is_named_once(trained, tmp_path, monkeypatch):
     (tmp_path / "d.npz").write_bytes((trained / "tiny.npz").read_bytes())
     os_module = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
     os_module.open = refusing(os.open)
-    monkeypatch.setattr(limits, "os", os_module)  # the one open door: every data file is opened there
+    monkeypatch.setattr(inputs, "os", os_module)  # the one open door: every data file is opened there
     for name in ("x.npy", "d.npz"):
         result = run_in(tmp_path, "predict", trained / "run", "--data", name, "--output", "p.npy")
         assert result.exit_code == 1

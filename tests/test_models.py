@@ -6,11 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from seqcli.budget import LimitError
 from seqcli.files import OutputError
-from seqcli.limits import LimitError
 from seqcli.modelbuild import model_from_spec
 from seqcli.models import (
-    DataShapeError,
     ModelLoadError,
     WeightsError,
     check_data_shape,
@@ -18,9 +17,10 @@ from seqcli.models import (
     load_model_file,
     load_weights,
     save_model,
-    shape_fits,
 )
+from seqcli.shapes import DataShapeError, shape_fits
 from seqcli.specfile import spec_from_text
+from tests.conftest import run_in, write_tiny_project
 
 SPEC = "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n"
 
@@ -87,17 +87,80 @@ def test_weights_of_another_model_are_refused_with_a_hint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("expected", "received", "fits"),
+    ("model_shape", "shape", "fits"),
     [
         ((4,), (4,), True),
         ((None, 3), (7, 3), True),
         ((4,), (5,), False),
         ((4,), (4, 1), False),
         ((None,), (None,), True),
+        ((), (), True),
+        ((4,), (None,), False),  # a None in the model's shape takes any size; a size it names, that size only
+        ([None, 3], (None, 3), True),
     ],
 )
-def test_shape_fits(expected, received, fits):
-    assert shape_fits(expected, received) is fits
+def test_shape_fits(model_shape, shape, fits):
+    assert shape_fits(model_shape, shape) is fits
+
+
+def refuse_every_shape(model_shape, shape) -> bool:
+    return False
+
+
+def compiled_model_file(folder) -> None:
+    """The tiny project's spec as a compiled, untrained model.keras (no training needed to run it)."""
+    from seqcli.specfile import load_spec
+
+    model = model_from_spec(load_spec(folder / "tiny.yaml"))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    save_model(model, folder / "model.keras")
+
+
+EXPECTING = """layers:
+  - Input: {shape: [4]}
+    expect: [4]
+  - Dense: {units: 3}
+    expect: [3]
+expect: {output: [3]}
+"""
+# Every path that compares samples (or a built shape) with what a model takes, and the words it says so in.
+SHAPE_PATHS = {
+    "check: expect": (
+        ["check", "expecting.yaml"],
+        "expected output shape (4,), but Input gives (4,)",
+        "expected output shape (3,), built (3,)",
+        "expected model output (3,), built (3,)",
+    ),
+    "train: the data file's header": (["train", "tiny.yaml", "--output", "run"], "but data.train's samples"),
+    "train: a shape taken from the data": (["train", "shapeless.yaml", "--output", "run"], "but data.train's"),
+    "predict": (["predict", "model.keras", "--data", "x.npy", "--output", "p.npy"], "have shape (4, 4, 1), but"),
+    "evaluate": (["evaluate", "model.keras", "--data", "tiny.npz"], "have shape (4, 4, 1), but the model"),
+    "extract": (["extract", "tiny.yaml", "--data", "x.npy", "--all", "--output", "f.npz"], "have shape (4, 4, 1)"),
+    "export": (["export", "model.keras", "--data", "x.npy", "--output", "m.tflite"], "have shape (4, 4, 1), but"),
+}
+
+
+@pytest.fixture(scope="module")
+def shape_project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    spec = write_tiny_project(folder)
+    (folder / "shapeless.yaml").write_text(spec.read_text().replace("  - Input: {shape: [4, 4, 1]}\n", ""))
+    (folder / "expecting.yaml").write_text(EXPECTING)
+    np.save(folder / "x.npy", np.load(folder / "tiny.npz")["x"][:8])
+    compiled_model_file(folder)
+    return folder
+
+
+@pytest.mark.parametrize("path", SHAPE_PATHS)
+def test_every_path_asks_the_one_shape_rule(shape_project, monkeypatch, path):
+    """Plant a rule that refuses every shape in the one shape check: each path must then refuse shapes that
+    do fit, so a path with a comparison of its own fails here."""
+    command, *words = SHAPE_PATHS[path]
+    monkeypatch.setattr(shape_fits, "__code__", refuse_every_shape.__code__)
+    result = run_in(shape_project, *command)
+    assert result.exit_code == 1, result.output
+    assert all(word in result.stderr for word in words), result.stderr
+    assert not (shape_project / "run").exists() and not (shape_project / "p.npy").exists()
 
 
 def test_data_shape_against_the_model_input():

@@ -1,4 +1,4 @@
-"""Numbers that cannot train are errors (issue 12 §5): non-finite data, labels that do not fit the loss,
+"""Numbers that cannot train are errors: non-finite data, labels that do not fit the loss,
 non-finite or impossible spec values, and a loss that becomes NaN while training."""
 
 import numpy as np

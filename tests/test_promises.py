@@ -1,4 +1,4 @@
-"""README promises that had no test that fails when they break (issue 12 §8): a weightless check measured
+"""README promises, each with a test that fails when it breaks: a weightless check measured
 in memory, `expect` with null and with the wrong length, --devices, a second Ctrl-C, and a quick mid-epoch
 resume."""
 

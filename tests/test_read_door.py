@@ -1,4 +1,4 @@
-"""The open door (seqcli.limits.open_input) proven from the outside: every command of ``cli.commands`` is fed,
+"""The open door (seqcli.inputs.open_input) proven from the outside: every command of ``cli.commands`` is fed,
 in each place it reads a file, a FIFO (which blocks forever whoever opens it without O_NONBLOCK) and, where
 the file is confined (a spec, a file a spec names, a file inside an image folder), a symbolic link out of
 the folders it may read. Each must be refused cleanly: exit 1 or 2, the kind of problem named, no traceback,

@@ -99,3 +99,59 @@ def test_overwrite_takes_the_event_files_a_killed_run_made_before_it_could_claim
     user_file.unlink()
     replaced = CliRunner().invoke(cli, ["train", str(spec), "-o", str(run), "--overwrite", "--quiet"])
     assert replaced.exit_code == 0, replaced.output
+
+
+def layout_names() -> set[str]:
+    """Every file and folder name of a run's and a study's layout (``checkpoints/last.npz`` as both parts),
+    less TensorBoard's split folders (``train``, ``validation``: words every data section uses too)."""
+    from seqcli.tune.folder import StudyFolder
+
+    members = (*RunDirectory.MEMBERS, *StudyFolder.MEMBERS)
+    parts = {part for member in members for part in member.split("/") if part} - {"train", "validation"}
+    return parts | {member.rstrip("/") for member in members} | {"phase1", "phase2"}
+
+
+def test_the_layout_is_spelled_only_where_it_lives():
+    """A run's and a study's file names appear as strings only in their homes (rundir.py, tune/folder.py);
+    everywhere else reads them as properties, so the layout can change in one place. Docstrings and help text
+    that mention a name are prose, not paths: only a string that is exactly a name counts."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "seqcli"
+    homes = {package / "training" / "rundir.py", package / "tune" / "folder.py"}
+    names = layout_names()
+    texts = {path: path.read_text() for path in sorted(package.rglob("*.py")) if path not in homes}
+    spelled = [
+        f"{path.relative_to(package.parent)}:{node.lineno}: {node.value!r}"
+        for path, text in texts.items()
+        if any(name in text for name in names)  # parse only the files that mention a name
+        for node in ast.walk(ast.parse(text, str(path)))
+        if isinstance(node, ast.Constant) and node.value in names
+    ]
+    assert not spelled, "use RunDirectory's or StudyFolder's properties:\n  " + "\n  ".join(spelled)
+
+
+def test_a_transfer_folder_holds_each_phase_as_a_run(tmp_path):
+    transfer = RunDirectory(tmp_path / "transfer")
+    assert transfer.phase(2) == RunDirectory(tmp_path / "transfer" / "phase2")
+    assert transfer.phase(1).model == tmp_path / "transfer" / "phase1" / "model.keras"
+
+
+def test_a_study_folder_layout(tmp_path):
+    from seqcli.tune.folder import TRIAL_NAME, StudyFolder, trial_name
+
+    study = StudyFolder(str(tmp_path))
+    assert (study.trials, study.description, study.plot, study.best, study.database) == (
+        tmp_path / "trials.csv",
+        tmp_path / "study.json",
+        tmp_path / "trials.png",
+        tmp_path / "best.yaml",
+        tmp_path / "study.db",
+    )
+    assert study.storage_url == f"sqlite:///{tmp_path.resolve() / 'study.db'}"
+    assert trial_name(7) == "trial-0007" and TRIAL_NAME.fullmatch(trial_name(12345))
+    assert study.trial(trial_name(7)) == RunDirectory(tmp_path / "trial-0007")
+    assert not study.holds_study()
+    study.trials.write_text("trial,state,value\n")
+    assert study.holds_study()

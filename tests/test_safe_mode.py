@@ -1,4 +1,4 @@
-"""Safe mode on every path that loads a model (issue 12 §8): a ``.keras`` file with a Lambda layer whose
+"""Safe mode on every path that loads a model: a ``.keras`` file with a Lambda layer whose
 code would leave a marker file when it runs. Paths that load a whole model refuse it; paths that read only
 weights from it (``--weights``) load them without running any of its code. Either way the marker never appears."""
 

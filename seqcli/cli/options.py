@@ -237,7 +237,7 @@ def _with_allowed_paths(command):
 
     @functools.wraps(command)
     def wrapper(*args, allow_paths=(), **kwargs):
-        from seqcli.specfile.paths import allowed_paths
+        from seqcli.inputs import allowed_paths
 
         with allowed_paths(allow_paths):
             return command(*args, **kwargs)
@@ -280,7 +280,7 @@ def _with_memory_budget(command):
 
 
 def set_max_memory(ctx, param, value: str | None):
-    from seqcli.limits import configure
+    from seqcli.budget import configure
 
     try:
         configure(value)

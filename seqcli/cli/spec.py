@@ -191,7 +191,7 @@ def init_command(kind, file, force):
 
 def _is_seq_schema(path) -> bool:
     """Whether ``path`` holds a schema ``seq schema`` wrote (read at most 64 KB; anything else is not)."""
-    from seqcli.limits import read_head
+    from seqcli.inputs import read_head
 
     try:
         head = read_head(path, "--output", 65536)  # the door: a FIFO or a device is no schema, and never blocks

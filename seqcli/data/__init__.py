@@ -39,11 +39,12 @@ batches), :mod:`~seqcli.data.shards` (opening them, every shard's header checked
 imported inside the functions that need it, never at module import.
 """
 
-from seqcli.data.arrays import DataError, ShapeMismatchError, check_sample_shape
+from seqcli.data.arrays import DataError
 from seqcli.data.images import CHANNELS, DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS
 from seqcli.data.keras_datasets import GRAYSCALE_DATASETS, KERAS_DATASETS
 from seqcli.data.pipeline import CACHE_LIMIT_BYTES, Datasets, load_arrays, load_datasets, load_source, split_indices
 from seqcli.data.sources import FORMATS
+from seqcli.shapes import ShapeMismatchError, check_sample_shape
 
 __all__ = [
     "CACHE_LIMIT_BYTES",

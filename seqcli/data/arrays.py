@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import datacheck, limits
+from seqcli import datacheck
 from seqcli.errors import SeqError
+from seqcli.inputs import check_input
 from seqcli.keras_env import import_tensorflow
-from seqcli.shapes import shape_text
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -22,14 +22,6 @@ if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.
 
 class DataError(SeqError):
     """A data source that cannot be read: missing file, wrong arrays, bad cells, no images..."""
-
-
-class ShapeMismatchError(DataError):
-    """Samples whose shape cannot feed the model's input, found from a file's header before its bulk is read."""
-
-    def __init__(self, message: str, hint: str | None, *, shape: tuple, input_shape: tuple):
-        super().__init__(message, hint)
-        self.shape, self.input_shape = shape, input_shape
 
 
 @dataclass
@@ -94,21 +86,6 @@ def eager_constants(*arrays: np.ndarray | None) -> tuple:
 
     with tf.init_scope():
         return tuple(None if a is None else tf.constant(a) for a in arrays)
-
-
-def check_sample_shape(shape: tuple, input_shape: tuple | None, name, where: str) -> None:
-    """DataError when samples of ``shape`` cannot feed a model taking ``input_shape`` (None: any)."""
-    if input_shape is None:
-        return
-    shape, input_shape = tuple(shape), tuple(input_shape)
-    if len(shape) == len(input_shape) and all(e is None or e == s for e, s in zip(input_shape, shape)):
-        return
-    raise ShapeMismatchError(
-        f"{where}: samples in {name} have shape {shape_text(shape)}, but the model takes {shape_text(input_shape)}",
-        hint=f"give data shaped like the model's input, or a model for inputs of shape {list(shape)}",
-        shape=shape,
-        input_shape=input_shape,
-    )
 
 
 def as_arrays(
@@ -178,7 +155,7 @@ def class_folders(directory: Path, kind: str, where: str, roots: list[Path], *, 
             hint=f"put the {kind}s in one subfolder per class, e.g. {example}",
         )
     for class_dir in class_dirs:
-        limits.check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
+        check_input(class_dir, where, roots=roots, directory_ok=True, origin=f"the {kind} folder")
     return class_dirs
 
 

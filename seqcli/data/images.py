@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import limits
+from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants, files_under
 from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
+from seqcli.inputs import open_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 DEFAULT_IMAGE_SIZE = (256, 256)
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
-MEMORY_SHARE = 0.5  # of the memory budget (seqcli.limits) that decoded images may take in memory
+MEMORY_SHARE = 0.5  # of the memory budget (seqcli.budget) that decoded images may take in memory
 DISK_HEADROOM = 1 << 30  # free space a disk cache leaves on its file system
 DECODE_BATCH = 64  # images decoded per step while decode_once fills its array
 DECODE_SHARE = 0.5  # of the memory budget that images being decoded at once may take
@@ -159,7 +160,7 @@ def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arr
     memory budget), else in a temporary file when the disk has room, else ``images`` as they are
     (decoded every pass). Batches hold the same values either way."""
     size = images.batch_bytes(images.count)
-    budget = int(limits.max_memory() * MEMORY_SHARE) if budget is None else budget
+    budget = int(max_memory() * MEMORY_SHARE) if budget is None else budget
     if size <= budget:
         target = np.empty((images.count, *images.sample_shape), np.float32)
         _fill(target, images, where)
@@ -210,7 +211,7 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
 
 def open_images(directory: Path, section: SourceSection, where: str, *, roots=None) -> Images:
     """The image folder ``directory``: every class subfolder and every image in it passes the door
-    (:func:`seqcli.limits.open_input`), confined, after its links are followed, to the folder itself and
+    (:func:`seqcli.inputs.open_input`), confined, after its links are followed, to the folder itself and
     ``roots`` (the spec's folder and the allowed ones), and every image's size,
     read from its header, is priced against the memory budget before anything is decoded."""
     member_roots = [directory.resolve(), *(roots or [])]
@@ -244,7 +245,7 @@ def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> i
     resize), from its header read through the door; a DataError when that alone is over the share of the
     budget decoding may take, or when the file is not an image seq can price."""
     try:
-        with limits.open_input(path, where, roots=roots, origin="the image folder") as handle:
+        with open_input(path, where, roots=roots, origin="the image folder") as handle:
             found = image_dimensions(handle)
     except HeaderError as error:
         raise DataError(f"{where}: cannot decode image {path}: {error}", hint=DECODE_HINT) from None
@@ -256,11 +257,11 @@ def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> i
         )
     fmt, width, height = found
     cost = width * height * channels * DECODE_BYTES_PER_VALUE
-    if cost > limits.max_memory() * DECODE_SHARE:
+    if cost > max_memory() * DECODE_SHARE:
         raise DataError(
-            f"{where}: image {path} is {width}x{height} pixels: decoding it takes about {limits.human_size(cost)}, "
+            f"{where}: image {path} is {width}x{height} pixels: decoding it takes about {human_size(cost)}, "
             f"over the {DECODE_SHARE:.0%} of the memory limit that decoding may use",
-            hint=f"shrink the image before training; {limits.over_budget_hint()}",
+            hint=f"shrink the image before training; {over_budget_hint()}",
         )
     return cost
 
@@ -268,5 +269,5 @@ def _decoded_bytes(path: str, where: str, roots: list[Path], channels: int) -> i
 def decode_parallelism(largest: int) -> int:
     """How many images may be decoded at once: as many as the cores, but no more than fit the share of the
     budget decoding may use when each is as large as the largest."""
-    fit = int(limits.max_memory() * DECODE_SHARE) // max(largest, 1)
+    fit = int(max_memory() * DECODE_SHARE) // max(largest, 1)
     return max(1, min(os.cpu_count() or 1, fit))

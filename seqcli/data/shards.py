@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcli import archives, limits
-from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli import archives
+from seqcli.data.arrays import DataError
 from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
 from seqcli.errors import did_you_mean
+from seqcli.inputs import check_data_file, open_input
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
@@ -54,7 +56,7 @@ def open_stream(
     if fmt == "tfrecord":
         _check_description(section, where, labels)
     for path in files:
-        limits.check_data_file(path, where)
+        check_data_file(path, where)
         if path.is_dir():
             raise DataError(f"{where}: {path} is a directory; shards are files")
         if (section.format or _shard_format(path, where)) != fmt:
@@ -157,7 +159,7 @@ def _npy_header(path: Path, stream: Stream) -> Shard:
             f"{stream.where}: .npy shards hold inputs only, but labels are needed here",
             hint="use .npz shards with arrays x and y",
         )
-    with limits.open_input(path, stream.where, limit=None) as handle:
+    with open_input(path, stream.where, limit=None) as handle:
         shape, dtype = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
     _check_rows(path, tuple(shape), None, stream.where)
     rows = CHUNK_ROWS * math.prod(shape[1:]) * 8

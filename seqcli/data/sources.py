@@ -1,5 +1,5 @@
 """Opening a source: the string and mapping forms, files (.npz, .npy, .csv) read with their size and
-shape checked from the header before the bulk (seqcli.limits), and the dispatch to image folders and
+shape checked from the header before the bulk (seqcli.inputs, seqcli.archives), and the dispatch to image folders and
 Keras datasets."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pydantic
 
-from seqcli import archives, limits
-from seqcli.data.arrays import Arrays, DataError, as_arrays, check_sample_shape
+from seqcli import archives
+from seqcli.budget import LimitError
+from seqcli.data.arrays import Arrays, DataError, as_arrays
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
 from seqcli.data.images import IMAGE_EXTENSIONS, Images, open_images
 from seqcli.data.keras_datasets import open_keras_dataset
@@ -24,6 +25,8 @@ from seqcli.data.text import TEXT_EXTENSIONS, Texts, read_lines, read_text_folde
 from seqcli.data.tfrecord import TFRECORD_SUFFIXES
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import is_pattern, matching_files, resolve_path
+from seqcli.inputs import UNREADABLE_HINT, allowed_roots, check_data_file, extra_roots, open_input
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import DATASET_NAMES, SourceSection
 
 Source = Arrays | Images | Stream
@@ -102,7 +105,7 @@ def open_source(
             input_shape=input_shape,
             class_names=class_names,
         )
-    except limits.LimitError as error:
+    except LimitError as error:
         raise DataError(error.message, error.hint) from None
     check_class_names(opened.class_names, class_names, where)
     return opened
@@ -187,7 +190,7 @@ def _open_path(
         return open_stream(section, files, where, labels=want_labels, input_shape=input_shape, readers=readers)
     path = resolve_path(section.path, base_dir)
     _require_exists(path, section.path, base_dir, where)
-    limits.check_data_file(path, where)
+    check_data_file(path, where)
     fmt = section.format or _infer_format(path, where)
     if section.weights is not None and fmt not in ("npz", "csv"):
         raise DataError(f"{where}.weights: sample weights come from an .npz array or a CSV column, not a {fmt} source")
@@ -278,7 +281,7 @@ def member_roots(base_dir: Path, where: str) -> list[Path]:
     the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
     source's own path is confined where the spec's file values are, :func:`seqcli.specfile.paths.path_problems`,
     which leaves values set with ``--set`` to the user.)"""
-    return limits.extra_roots() if _from_command_line(where) else limits.allowed_roots(base_dir)
+    return extra_roots() if _from_command_line(where) else allowed_roots(base_dir)
 
 
 def _names_npy(name: str | None) -> bool:
@@ -401,7 +404,7 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots
     """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
     sample shape) first."""
     try:
-        with limits.open_input(path, where, roots=roots, limit=None) as handle:
+        with open_input(path, where, roots=roots, limit=None) as handle:
             size = os.fstat(handle.fileno()).st_size
             shape, _ = archives.check_npy_header(handle, size, where, str(path))
             if len(shape) > 0:
@@ -411,8 +414,6 @@ def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots
     except (SeqError, DataError):
         raise
     except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
-        raise DataError(
-            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        raise DataError(f"{where}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
     except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
         raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None

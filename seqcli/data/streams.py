@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import limits
+from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
 from seqcli.errors import SeqError
+from seqcli.inputs import check_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
@@ -112,7 +113,7 @@ def _npz_chunks(shard: Shard, source: Stream, start: int):
 
 
 def _npy_chunks(shard: Shard, source: Stream, start: int):
-    limits.check_input(shard.path, source.where, limit=None)  # the door; numpy maps the file itself
+    check_input(shard.path, source.where, limit=None)  # the door; numpy maps the file itself
     x = np.load(shard.path, mmap_mode="r", allow_pickle=False)
     for offset in range(start, shard.count, CHUNK_ROWS):
         yield np.array(x[offset : offset + CHUNK_ROWS]), None
@@ -193,7 +194,7 @@ class Stream:
         memory budget holds."""
         if asked is not None:
             return asked
-        fits = int(limits.max_memory() * BUFFER_SHARE) // max(self.batch_bytes(1), 1)
+        fits = int(max_memory() * BUFFER_SHARE) // max(self.batch_bytes(1), 1)
         return max(1, min(DEFAULT_SHUFFLE_BUFFER, self.count, fits))
 
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
@@ -202,14 +203,14 @@ class Stream:
         batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
         buffered = self.batch_bytes(buffer) if shuffle else 0
         total = batches + buffered + sum(opened)
-        if total <= limits.max_memory():
+        if total <= max_memory():
             return
         raise DataError(
-            f"{self.where}: streaming needs about {limits.human_size(total)} (batches "
-            f"{limits.human_size(batches)}, shuffle buffer of {buffer:,} samples {limits.human_size(buffered)}, "
-            f"{len(opened)} shard(s) open {limits.human_size(sum(opened))}), over the memory limit",
+            f"{self.where}: streaming needs about {human_size(total)} (batches "
+            f"{human_size(batches)}, shuffle buffer of {buffer:,} samples {human_size(buffered)}, "
+            f"{len(opened)} shard(s) open {human_size(sum(opened))}), over the memory limit",
             hint="lower data.shuffle_buffer or data.batch_size, split the data into smaller shards, or "
-            + limits.over_budget_hint(),
+            + over_budget_hint(),
         )
 
     def part(self, workers: int, index: int) -> Stream:

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import datacheck, limits
-from seqcli.data.arrays import DataError, check_sample_shape
+from seqcli import datacheck
+from seqcli.budget import human_size, max_memory, over_budget_hint
+from seqcli.data.arrays import DataError
 from seqcli.data.text import Texts, as_texts, open_data_file
+from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
@@ -210,7 +212,7 @@ def _class_ids(
 def _csv_body(rows: _Rows, header: list[str], columns: CsvColumns, path: Path, where: str) -> dict:
     """The cells a source needs, read within the memory budget: ``numbers`` (features then a numeric label,
     float64), ``text`` and ``names`` (a label column of class names, else None) as lists, ``lines``."""
-    budget = limits.max_memory()
+    budget = max_memory()
     width = len(header)
     numeric = [header.index(name) for name in columns.features]
     numeric += [header.index(columns.weights)] if columns.weights is not None else []
@@ -230,9 +232,9 @@ def _csv_body(rows: _Rows, header: list[str], columns: CsvColumns, path: Path, w
             chunk, lines = [], []
             if reader.bytes > budget:
                 raise DataError(
-                    f"{where}: {path} holds more than {limits.human_size(budget)} of {reader.kind} "
+                    f"{where}: {path} holds more than {human_size(budget)} of {reader.kind} "
                     f"(stopped reading at line {rows.line}), over the memory limit",
-                    hint=limits.over_budget_hint(),
+                    hint=over_budget_hint(),
                 )
     if chunk:
         reader.add_chunk(chunk, lines, numeric, header, path, where)
@@ -321,7 +323,7 @@ def _check_csv_finite(values: np.ndarray, columns: list[str], lines: np.ndarray,
 def csv_line_limit() -> int:
     """The longest CSV line seq reads: a line becomes about 30 times its size in cells before its row is
     counted, so a line may take at most a 64th of the memory budget (and never more than 64 MiB)."""
-    return max(min(limits.max_memory() // 64, 64 << 20), 4096)
+    return max(min(max_memory() // 64, 64 << 20), 4096)
 
 
 @contextlib.contextmanager
@@ -352,8 +354,8 @@ def _csv_lines(handle, path: Path, where: str):
         number += 1
         if len(data) > limit and not data.endswith(b"\n"):
             raise DataError(
-                f"{where}: {path}:{number}: line is longer than {limits.human_size(limit)}",
-                hint=f"a CSV row holds one sample; {limits.over_budget_hint()}",
+                f"{where}: {path}:{number}: line is longer than {human_size(limit)}",
+                hint=f"a CSV row holds one sample; {over_budget_hint()}",
             )
         if number == 1:
             data = data.removeprefix(b"\xef\xbb\xbf")

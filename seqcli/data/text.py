@@ -4,7 +4,7 @@ sample per line (for ``seq predict``). Samples are UTF-8 strings, held once in m
 ``tf.string`` tensors of shape ``(batch, 1)`` (``(batch,)`` for a model whose input has shape ``[]``).
 
 Every file these readers (and the CSV reader) open goes through :func:`open_data_file`: a regular file
-(seq's door, :func:`seqcli.limits.open_input`), at most the memory budget. A text folder's sizes are added
+(seq's door, :func:`seqcli.inputs.open_input`), at most the memory budget. A text folder's sizes are added
 up (:data:`TEXT_OVERHEAD` per sample on top) and checked against the budget before one byte is read. Its
 class folders and files must resolve inside the folder or a folder the spec may read. Errors name the file
 and line, never the text.
@@ -18,8 +18,9 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from seqcli import limits
+from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
+from seqcli.inputs import BUDGET, UNREADABLE_HINT, open_input
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -68,18 +69,14 @@ def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input
 
 
 def open_data_file(path: str | Path, where: str, *, roots: list[Path] | None = None, whole: bool = True) -> IO[bytes]:
-    """``path`` opened for binary reading through seq's one door (:func:`seqcli.limits.open_input`): confined
+    """``path`` opened for binary reading through seq's one door (:func:`seqcli.inputs.open_input`): confined
     to ``roots`` (None: not confined), a regular file, of at most the memory budget when it is read
     ``whole`` (a streamed file is priced as it is read). The one place the text and CSV readers open a
     file; a refusal is a LimitError, an unreadable file a DataError."""
     try:
-        return limits.open_input(
-            path, where, roots=roots, limit=limits.BUDGET if whole else None, origin="the data folder"
-        )
+        return open_input(path, where, roots=roots, limit=BUDGET if whole else None, origin="the data folder")
     except OSError as error:
-        raise DataError(
-            f"{where}: cannot read {path}: {error.strerror or error}", hint=limits.UNREADABLE_HINT
-        ) from None
+        raise DataError(f"{where}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
 
 
 def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> bytes:
@@ -136,8 +133,8 @@ def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape
 def check_budget(sizes: list[int], count: int, path: Path, where: str) -> None:
     """Refuse text of ``sizes`` bytes in ``count`` samples that would not fit the memory budget."""
     total = sum(sizes) + count * TEXT_OVERHEAD
-    if total > limits.max_memory():
+    if total > max_memory():
         raise DataError(
-            f"{where}: the text in {path} would take {limits.human_size(total)} in memory, over the memory limit",
-            hint=limits.over_budget_hint(),
+            f"{where}: the text in {path} would take {human_size(total)} in memory, over the memory limit",
+            hint=over_budget_hint(),
         )

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcli import limits
 from seqcli.data.arrays import DataError
 from seqcli.errors import clean_tensorflow_message
+from seqcli.inputs import check_input, open_input
 from seqcli.keras_env import import_tensorflow
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrec", ".tfrecords")
@@ -28,7 +28,7 @@ def records(path: Path, source, start: int) -> Iterator[bytes]:
     tf = import_tensorflow()
 
     options = tf.io.TFRecordOptions(compression_type=COMPRESSIONS[source.compression])
-    limits.check_input(path, source.where, limit=None)  # the door; TensorFlow opens the file itself
+    check_input(path, source.where, limit=None)  # the door; TensorFlow opens the file itself
     read = 0  # records read whole: an error is about the next one
     try:
         for record in tf.compat.v1.io.tf_record_iterator(str(path), options):
@@ -106,7 +106,7 @@ def count_records(path: Path, source) -> int:
     if COMPRESSIONS[source.compression]:
         return sum(1 for _ in records(path, source, 0))
     count, offset = 0, 0
-    with limits.open_input(path, source.where, limit=None) as handle:
+    with open_input(path, source.where, limit=None) as handle:
         size = os.fstat(handle.fileno()).st_size
         while offset < size:
             header = handle.read(12)

@@ -18,7 +18,7 @@ call time (tests stand in for it).
 """
 
 from seqcli.modelbuild.builder import build_model
-from seqcli.modelbuild.result import BuiltModel, LayerRow, Shape, shape_matches
+from seqcli.modelbuild.result import BuiltModel, LayerRow, Shape
 from seqcli.modelbuild.weighted import check_spec_memory, model_from_spec
 
-__all__ = ["BuiltModel", "LayerRow", "Shape", "build_model", "check_spec_memory", "model_from_spec", "shape_matches"]
+__all__ = ["BuiltModel", "LayerRow", "Shape", "build_model", "check_spec_memory", "model_from_spec"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqcli import applications
+from seqcli.budget import LimitError
 from seqcli.errors import SeqError, clean_message, did_you_mean
-from seqcli.limits import LimitError
 from seqcli.modelbuild.context import BuildContext
 from seqcli.models import ModelLoadError, NotAModelError
 from seqcli.specfile import LayerEntry

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 
+from seqcli.budget import LimitError
 from seqcli.errors import SeqError, did_you_mean
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_keras, weightless_scope
-from seqcli.limits import LimitError
 from seqcli.memory import estimate_memory, spec_batch_size, spec_optimizer
 from seqcli.modelbuild.bases import PendingBase, realize_base
 from seqcli.modelbuild.context import BuildContext

@@ -106,7 +106,3 @@ class BuiltModel:
 
 def trainable_count(layer) -> int:
     return sum(math.prod(w.shape) for w in layer.trainable_weights)
-
-
-def shape_matches(expected, actual) -> bool:
-    return len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from seqcli import applications
-from seqcli.limits import human_size, parse_size
+from seqcli.budget import human_size, parse_size
 from seqcli.memory import dtype_size, impossible_tensor
 from seqcli.modelbuild.bases import PendingBase, realize_base
 from seqcli.modelbuild.context import BuildContext
 from seqcli.modelbuild.layers import keras_message
-from seqcli.modelbuild.result import LayerRow, shape_matches, trainable_count
-from seqcli.shapes import shape_text
+from seqcli.modelbuild.result import LayerRow, trainable_count
+from seqcli.shapes import shape_fits, shape_text
 from seqcli.specfile import LayerEntry
 
 
@@ -133,7 +133,7 @@ def compare_expectations(context: BuildContext, whole_model: bool) -> None:
     for row in context.result.rows:
         if row.expect is None or row.output_shape is None:
             continue
-        row.expect_ok = shape_matches(row.expect, row.output_shape[1:])
+        row.expect_ok = shape_fits(row.expect, row.output_shape[1:])
         if not row.expect_ok:
             context.problem(
                 ("layers", row.index, "expect"),
@@ -150,7 +150,7 @@ def _compare_input_expectation(context: BuildContext) -> None:
     shape = context.result.input_shape
     if first is None or first.class_name != "Input" or first.expect is None or shape is None:
         return
-    if not shape_matches(first.expect, shape):
+    if not shape_fits(first.expect, shape):
         context.problem(
             first.path + ("expect",),
             f"expected output shape {shape_text(first.expect)}, but Input gives {shape_text(shape)}",
@@ -171,7 +171,7 @@ def _compare_model_expectations(context: BuildContext) -> None:
     if expect is None or not result.built:
         return
     output = result.output_shape[1:]
-    if expect.output is not None and not shape_matches(expect.output, output):
+    if expect.output is not None and not shape_fits(expect.output, output):
         context.problem(
             ("expect", "output"), f"expected model output {shape_text(expect.output)}, built {shape_text(output)}"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqcli.errors import SeqError
-from seqcli.memory import estimate_memory
+from seqcli.memory import check_model_memory, spec_optimizer
 from seqcli.modelbuild.adapt import AdaptStateMissing, adapted_from_saved, adapting_layers
 from seqcli.modelbuild.builder import build_model
 from seqcli.modelbuild.result import Shape
@@ -68,14 +68,12 @@ def _saved_state(spec: Spec, weights: str | Path | None) -> dict:
 def check_spec_memory(
     spec: Spec, *, input_shape: Shape | None, batch_size: int, what: str, training: bool = False
 ) -> None:
-    """LimitError when the spec's model (estimated on a weightless build) is over the memory budget."""
-    from seqcli.memory import check_budget, spec_optimizer
-
+    """LimitError when the spec's model, on a weightless build, is over the memory budget
+    (:func:`~seqcli.memory.check_model_memory`); SpecError for the build's problems."""
     abstract = build_model(spec, abstract=True, input_shape=input_shape)
     if abstract.problems:
         raise spec.error(abstract.problems)
     if abstract.built:
-        check_budget(
-            estimate_memory(abstract.model, batch_size=batch_size, optimizer=spec_optimizer(spec), training=training),
-            what,
+        check_model_memory(
+            abstract.model, batch_size=batch_size, what=what, optimizer=spec_optimizer(spec), training=training
         )

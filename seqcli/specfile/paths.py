@@ -11,7 +11,7 @@ socket, and it must be under a size cap: :data:`LAYER_FILE_CAP` for files a laye
 What the user typed on the command line is the user's own choice and is not confined: ``--data``,
 ``--weights``, a RUN directory (and the spec it recorded), and values set with ``--set``. It is still
 judged by kind and size: ``--set ...vocabulary=/dev/zero`` is refused. The rules themselves live in the
-one door, :func:`seqcli.limits.open_input`; this module finds the values they apply to.
+one door, :func:`seqcli.inputs.open_input`; this module finds the values they apply to.
 """
 
 from __future__ import annotations
@@ -23,23 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqcli import limits
 from seqcli.errors import Problem
 from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
+from seqcli.inputs import ALLOW_PATH_ENV, URL, allowed_roots, confinement_problem, inside, kind_of
 from seqcli.specfile.sections import DATASET_NAMES
 from seqcli.specfile.yamlload import Document, PathKey
 
 MIB = 1 << 20
 LAYER_FILE_CAP = 64 * MIB  # vocabularies and other files a layer reads whole, in memory
 DATA_FILE_CAP = 16 * 1024 * MIB  # data sources, weights, saved models
-ALLOW_PATH_ENV = limits.ALLOW_PATH_ENV
 ALLOW_HINT = (
     "a spec reads files inside its own folder only; move the file there, or allow a folder "
     f"with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
 )
-_URL = limits.URL
-allowed_paths = limits.allowed_paths  # the folders besides its own a spec may read: --allow-path
-allowed_roots = limits.allowed_roots
 
 
 @dataclass(frozen=True)
@@ -153,12 +149,12 @@ def confine(
     value: str, base_dir: Path, *, cap: int, directory_ok: bool = False, roots: Sequence[Path] | None = None
 ) -> str | None:
     """Why a spec may not read the file ``value`` names (None when it may), as the door
-    (:func:`seqcli.limits.confinement_problem`) judges it; ``roots=()`` judges kind and size alone (a value
+    (:func:`seqcli.inputs.confinement_problem`) judges it; ``roots=()`` judges kind and size alone (a value
     the user set on the command line). Never opens the file."""
     roots = allowed_roots(base_dir) if roots is None else roots
     joined = resolve_path(value, base_dir)
-    if roots or limits.URL.match(value):
-        problem = limits.confinement_problem(value, joined, roots, origin="the spec's folder")
+    if roots or URL.match(value):
+        problem = confinement_problem(value, joined, roots, origin="the spec's folder")
         if problem:
             return problem.replace("seq reads local files only", "a spec reads local files only")
     return _kind_problem(value, joined.resolve(), cap, directory_ok)
@@ -168,10 +164,10 @@ def confine_pattern(value: str, base_dir: Path, *, cap: int, roots: Sequence[Pat
     """Why a spec may not read the files a glob matches, with a hint (None when it may): the folder the
     glob searches and every file it matches are confined as one file name is (``roots=()``: kind and size
     alone), and it must match a file."""
-    if _URL.match(value):
+    if URL.match(value):
         return f"{value!r} is a URL; a spec reads local files only", "download the files into the spec's folder"
     folder = pattern_folder(value, base_dir)
-    if roots and not limits.inside(folder.resolve(), roots):
+    if roots and not inside(folder.resolve(), roots):
         return f"{value!r} searches {folder}, outside the spec's folder", ALLOW_HINT
     try:
         matches = matching_files(value, base_dir)
@@ -183,7 +179,7 @@ def confine_pattern(value: str, base_dir: Path, *, cap: int, roots: Sequence[Pat
             "check the pattern; it is relative to the spec's folder, and * does not match a leading dot",
         )
     for match in matches:
-        if roots and not limits.inside(match.resolve(), roots):
+        if roots and not inside(match.resolve(), roots):
             return f"{value!r} matches {match}, a symbolic link that leads out of the spec's folder", ALLOW_HINT
         problem = _kind_problem(str(match), match.resolve(), cap, directory_ok=False)
         if problem:
@@ -199,7 +195,7 @@ def _kind_problem(value: str, resolved: Path, cap: int, directory_ok: bool) -> s
     if stat.S_ISDIR(info.st_mode):
         return None if directory_ok else f"{value!r} is a directory, not a file"
     if not stat.S_ISREG(info.st_mode):
-        return f"{value!r} is {limits.kind_of(info.st_mode)}, not a regular file"
+        return f"{value!r} is {kind_of(info.st_mode)}, not a regular file"
     if info.st_size > cap:
         what = "files a layer reads" if cap == LAYER_FILE_CAP else "data, weights and model files"
         return f"{value!r} is {info.st_size:,} bytes, over the {cap // MIB:,} MiB cap for {what}"
@@ -220,7 +216,7 @@ def path_problems(document: Document, base_dir: Path) -> tuple[list[Problem], se
             message = confine(
                 field.value, base_dir, cap=field.cap, directory_ok=field.directory_ok, roots=() if own else roots
             )
-            hint = "download the file into the spec's folder" if _URL.match(field.value) else ALLOW_HINT
+            hint = "download the file into the spec's folder" if URL.match(field.value) else ALLOW_HINT
         if message:
             problems.append(document.problem(field.path, message, None if own else hint))
             refused.add(field.path)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from seqcli.budget import MAX_LAYERS
 from seqcli.display import NAME_LIMIT
-from seqcli.limits import MAX_LAYERS
 from seqcli.specfile.sections import SECTIONS
 from seqcli.specfile.validate import LAYER_NAME_PATTERN
 

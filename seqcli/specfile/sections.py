@@ -218,7 +218,7 @@ class TransferSection(Section):
 
 
 def _size(value: str | int) -> str | int:
-    from seqcli.limits import parse_size
+    from seqcli.budget import parse_size
 
     parse_size(value)  # ValueError: reported at the value's position
     return value

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from seqcli.budget import MAX_LAYERS, MAX_NESTING
 from seqcli.display import NAME_LIMIT, unshowable
 from seqcli.errors import Problem, did_you_mean
-from seqcli.limits import MAX_LAYERS, MAX_NESTING
 from seqcli.registry import NESTED_LAYER_ARGUMENTS
 from seqcli.specfile.sections import SECTIONS, Section
 from seqcli.specfile.yamlload import YAML_11_BOOLEANS, Document, PathKey
@@ -89,8 +89,8 @@ def _validate_layers(document: Document) -> list[Problem]:
 
 
 def _check_layer_count(document: Document, layers: list) -> list[Problem]:
-    """A problem at the first layer entry past :data:`~seqcli.limits.MAX_LAYERS` (nested layers counted),
-    or nested past :data:`~seqcli.limits.MAX_NESTING`; checked before anything is built."""
+    """A problem at the first layer entry past :data:`~seqcli.budget.MAX_LAYERS` (nested layers counted),
+    or nested past :data:`~seqcli.budget.MAX_NESTING`; checked before anything is built."""
     over = first_layer_over_limits(layers)
     if over is None:
         return []
@@ -105,8 +105,8 @@ def _check_layer_count(document: Document, layers: list) -> list[Problem]:
 
 
 def first_layer_over_limits(layers: list) -> tuple[PathKey, bool] | None:
-    """The path of the first layer entry past :data:`~seqcli.limits.MAX_LAYERS` or nested past
-    :data:`~seqcli.limits.MAX_NESTING` (with True for the nesting), or None: such a spec is never built."""
+    """The path of the first layer entry past :data:`~seqcli.budget.MAX_LAYERS` or nested past
+    :data:`~seqcli.budget.MAX_NESTING` (with True for the nesting), or None: such a spec is never built."""
     count = 0
     for index, entry in enumerate(layers):
         for path, level in _layer_entries(("layers", index), entry):

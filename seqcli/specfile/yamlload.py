@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from yaml.resolver import BaseResolver
 
-from seqcli import limits
 from seqcli.errors import Problem, SpecError
+from seqcli.inputs import ALLOW_PATH_ENV, ReadRefused, extra_roots, open_input
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 64
@@ -118,15 +118,15 @@ _STANDARD_TAGS = {
 
 
 def read_spec_file(path: str | Path, display: str | None = None) -> Document:
-    """Read and parse a spec file through the door (:func:`seqcli.limits.open_input`); raise SpecError with
+    """Read and parse a spec file through the door (:func:`seqcli.inputs.open_input`); raise SpecError with
     positions for anything unsafe or broken. A spec reached through a symbolic link that leaves the folder
     it was named in is refused unless ``--allow-path`` covers its target: nothing of it is read."""
     path = Path(path)
     display = display or str(path)
     try:
-        with limits.open_input(path, display, roots=spec_roots(path), limit=None) as handle:
+        with open_input(path, display, roots=spec_roots(path), limit=None) as handle:
             raw = handle.read(MAX_BYTES + 1)
-    except limits.ReadRefused as error:
+    except ReadRefused as error:
         raise _single(
             display, error.detail.removeprefix(f"{path} ").removeprefix(f"{str(path)!r} "), _hint(error)
         ) from None
@@ -151,7 +151,7 @@ def spec_roots(path: Path) -> list[Path]:
     """Where a spec file may resolve to: the folder it was named in (that folder's own links followed) and
     the allowed folders."""
     named_in = Path(os.path.abspath(path)).parent
-    return [named_in.resolve(), *limits.extra_roots()]
+    return [named_in.resolve(), *extra_roots()]
 
 
 def _hint(error) -> str | None:
@@ -159,7 +159,7 @@ def _hint(error) -> str | None:
         return "pass a .yaml file"
     return (
         "seq reads a spec inside the folder it was named in only; copy the spec there, or allow its "
-        f"folder with --allow-path DIR (or {limits.ALLOW_PATH_ENV} in CI)"
+        f"folder with --allow-path DIR (or {ALLOW_PATH_ENV} in CI)"
     )
 
 

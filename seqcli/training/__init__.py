@@ -2,7 +2,7 @@
 
 - :mod:`~seqcli.training.events`: what a run is asked (TrainOptions), tells (Reporter) and produces.
 - :mod:`~seqcli.training.engine`: ``train_spec``, from options to a finished run.
-- :mod:`~seqcli.training.rundir`: the run directory's layout (RunDirectory).
+- :mod:`~seqcli.training.rundir`: the run directory's layout (RunDirectory), and RUN_OR_MODEL read as one.
 - :mod:`~seqcli.training.resume`: fingerprints and file digests that decide whether a run may resume.
 - :mod:`~seqcli.training.setup`: data, model, strategy and state, checked, as one TrainingSetup.
 - :mod:`~seqcli.training.loop`: the fit loop (Trainer) and its Keras callback.

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from seqcli import archives, limits, records
+from seqcli import archives, records
+from seqcli.budget import LimitError
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
 from seqcli.records import RecordError
@@ -97,7 +98,7 @@ def read_state(path: str | Path) -> TrainingState:
     try:
         with archives.load_npz(path, "checkpoint") as archive:
             state = TrainingState.from_json(str(archive["meta"]), path)
-    except limits.LimitError as error:  # not a zip, forged sizes, or over the memory budget
+    except LimitError as error:  # not a zip, forged sizes, or over the memory budget
         detail = error.detail  # "PATH is not a readable zip archive: ...", or "cannot read PATH: why"
         if detail.startswith(str(path)):
             message = f"checkpoint {detail}"
@@ -156,11 +157,6 @@ def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, 
                 hint=before.hint if not isinstance(before, DamagedCheckpoint) else DAMAGED_HINT,
             ) from None
         return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
-
-
-def save_checkpoint(path: str | Path, model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> None:
-    """Write ``model``'s variables (the ``groups`` asked for) and ``state`` atomically to ``path``."""
-    write_snapshot(path, snapshot(model, state, groups=groups))
 
 
 def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> dict[str, np.ndarray]:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from seqcli.outputs import claim_output, clean_stale
 from seqcli.specfile import Spec, read_spec
-from seqcli.specfile.paths import file_fields
+from seqcli.specfile.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer
 from seqcli.training.results import final_metrics
-from seqcli.training.resume import absolute_spec_paths, require_checkpoint, resume_state
+from seqcli.training.resume import require_checkpoint, resume_state
 from seqcli.training.rundir import RunDirectory
 from seqcli.training.setup import prepare_training, static_problems
 from seqcli.training.signals import SignalGuard
@@ -56,7 +56,7 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
 def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
     """The files a run reads (the spec, data, weights, saved models), which its directory may not hold."""
     try:
-        data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+        data = absolute_file_fields(spec.resolved(), spec.base_dir)
     except Exception:  # a spec too broken to resolve: its problems are reported by training
         data = {}
     return [Path(spec_path), *(path for field in file_fields(data) for path in field.files(Path.cwd()))]

@@ -63,9 +63,10 @@ ADAPTED_KEPT = 4
 def _adapt_key(spec: Spec, input_shape: tuple | None, seed: int) -> str:
     """A digest of what decides the adapted state: the layers up to the last one that adapts, the training
     split (sources, validation, batch size, the adapt section, the seed) and the contents of the files read."""
-    from seqcli.training.resume import absolute_spec_paths, input_files
+    from seqcli.specfile.paths import absolute_file_fields
+    from seqcli.training.resume import input_files
 
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     last = adapting_layers(spec)[-1].entry.index
     section = data.get("data") or {}
     record = {

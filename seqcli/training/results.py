@@ -17,8 +17,8 @@ from seqcli.display import figure_text, shown
 from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.specfile import Spec
 from seqcli.specfile.dump import dump_spec
+from seqcli.specfile.paths import absolute_file_fields
 from seqcli.training.events import TrainResult
-from seqcli.training.resume import absolute_spec_paths
 from seqcli.training.rundir import RunDirectoryError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def save_model(model, target: Path) -> None:
 
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
     """The spec as trained: overrides applied, file paths made absolute, the seed used."""
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     if not isinstance(data.get("train"), dict):
         data["train"] = {}
     data["train"]["seed"] = seed

@@ -12,8 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from seqcli import limits
 from seqcli.files import keep_copy
+from seqcli.inputs import CHUNK, open_input
 from seqcli.specfile import Spec, format_path
 from seqcli.specfile.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState, usable_checkpoint
@@ -33,7 +33,7 @@ def run_fingerprint(spec: Spec, seed: int | None) -> str:
 
 
 def comparable_spec(spec: Spec, seed: int | None) -> dict:
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     for path in RESUMABLE_CHANGES:
         parent = data
         for part in path[:-1]:
@@ -46,17 +46,12 @@ def comparable_spec(spec: Spec, seed: int | None) -> dict:
     return data
 
 
-def absolute_spec_paths(data: dict, base_dir: Path) -> dict:
-    """A spec's plain data with every file it names made absolute (:func:`seqcli.specfile.paths.file_fields`)."""
-    return absolute_file_fields(data, base_dir)
-
-
 def input_files(spec: Spec) -> dict[str, dict]:
     """Size and sha256 (size and modification time above ``HASHED_FILE_BYTES``; names, sizes and times for
     an image folder) of every local file that decides a run's steps: training and validation data, base
     weights and models, ``transfer.weights``; the shards of a glob or a list share one ``HASHED_FILE_BYTES``
     of hashing. Files that do not exist are left to the data and build checks."""
-    data = absolute_spec_paths(spec.resolved(), spec.base_dir)
+    data = absolute_file_fields(spec.resolved(), spec.base_dir)
     shard_bytes = HASHED_FILE_BYTES  # left to hash among shards
     files = {}
     for path, shard in _step_files(data).items():
@@ -90,8 +85,8 @@ def _file_digest(path: Path, hashed_up_to: int = HASHED_FILE_BYTES) -> dict:
     if status.st_size > hashed_up_to:
         return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
     digest = hashlib.sha256()
-    with limits.open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
-        for block in iter(lambda: handle.read(limits.CHUNK), b""):
+    with open_input(path, "resume", limit=None) as handle:  # the door: a FIFO never blocks here
+        for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return {"size": status.st_size, "sha256": digest.hexdigest()}
 

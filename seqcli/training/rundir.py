@@ -4,6 +4,10 @@ A run directory holds ``model.keras``, ``spec.yaml`` (the spec as trained), ``hi
 ``metrics.json``, ``curves.png``, ``checkpoints/last.npz`` (with ``previous.npz``, the one before it, and
 ``best.npz`` for early stopping that restores the best weights) and TensorBoard logs under ``logs/``.
 ``seq train`` writes it, and ``seq evaluate``/``predict``/``transfer`` read it through :class:`RunDirectory`.
+A ``seq transfer`` folder is a run too, with each phase's run inside it (:meth:`RunDirectory.phase`).
+
+:func:`resolve_run_or_model` is the one reading of a RUN_OR_MODEL argument (a run folder or a ``.keras``
+file) for the verbs that take one: evaluate, predict, export and plot.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from seqcli.manifest import (
     seal,
     writing_here,
 )
+from seqcli.models import ModelLoadError
 from seqcli.outputs import process_alive
 
 # metrics.json as seq train writes it: the keys readers use, and their types (read through seqcli.records).
@@ -39,6 +44,25 @@ MAX_NAME = 1024  # characters in the model's name
 
 class RunDirectoryError(SeqError):
     """An output directory that cannot be written, holds another run, or has nothing to resume."""
+
+
+def _metrics_problem(data) -> str | None:
+    """Why ``data`` (a metrics.json as read) is not what seq train writes; None when it is."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    for key, kind in METRICS_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{key!r} is a {type(value).__name__}, not a {kind.__name__}"
+    if len(data.get("model") or "") > MAX_NAME:
+        return f"'model' is longer than {MAX_NAME} characters, not a model's name"
+    if data.get("best_epoch") is not None and not 1 <= data["best_epoch"] <= MAX_EPOCHS:
+        return f"'best_epoch' is not an epoch (1 to {MAX_EPOCHS:,})"
+    if not all(isinstance(name, str) for name in data.get("class_names") or []):
+        return "'class_names' holds something other than names"
+    if not _phases_ok(data.get("phases") or []):
+        return f"'phases' is not a list of at most {MAX_PHASES} phases with their first epochs"
+    return None
 
 
 def _phases_ok(phases: list) -> bool:
@@ -114,6 +138,10 @@ class RunDirectory:
     def logs(self) -> Path:
         return self.path / "logs"
 
+    def phase(self, number: int) -> RunDirectory:
+        """Phase ``number``'s own run, in a ``seq transfer`` folder (which is itself the run of all phases)."""
+        return RunDirectory(self.path / f"phase{number}")
+
     def read_metrics(self) -> dict:
         """``metrics.json`` (``{}`` when the run has none yet), checked to be what seq train writes: a file
         edited or replaced since is an error that names it, not a crash in whoever reads a key."""
@@ -125,20 +153,9 @@ class RunDirectory:
             data = read_json(self.metrics, METRICS_KIND)
         except RecordError as error:
             raise RunDirectoryError(error.message, hint=self._tampered("").hint) from None
-        if not isinstance(data, dict):
-            raise self._tampered(f"it holds a JSON {type(data).__name__}, not an object")
-        for key, kind in METRICS_TYPES.items():
-            value = data.get(key)
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                raise self._tampered(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
-        if len(data.get("model") or "") > MAX_NAME:
-            raise self._tampered(f"'model' is longer than {MAX_NAME} characters, not a model's name")
-        if data.get("best_epoch") is not None and not 1 <= data["best_epoch"] <= MAX_EPOCHS:
-            raise self._tampered(f"'best_epoch' is not an epoch (1 to {MAX_EPOCHS:,})")
-        if not all(isinstance(name, str) for name in data.get("class_names") or []):
-            raise self._tampered("'class_names' holds something other than names")
-        if not _phases_ok(data.get("phases") or []):
-            raise self._tampered(f"'phases' is not a list of at most {MAX_PHASES} phases with their first epochs")
+        why = _metrics_problem(data)
+        if why is not None:
+            raise self._tampered(why)
         return data
 
     def read_history(self) -> list[dict]:
@@ -245,3 +262,68 @@ class RunDirectory:
     def remove_run(self) -> None:
         """Remove what the manifest claims, and nothing else (refused when anything else is there)."""
         remove_members(self.path)
+
+
+@dataclass(frozen=True)
+class RunOrModel:
+    """What a RUN_OR_MODEL argument names: a model file and, when it names a run folder, the run."""
+
+    model: Path
+    run: RunDirectory | None = None
+
+    @property
+    def spec(self) -> Path | None:
+        """The run's spec as trained; None for a bare model file or a run without one."""
+        return self.run.spec if self.run is not None and self.run.spec.exists() else None
+
+    def class_names(self) -> list[str] | None:
+        """The class names the run recorded (None without a run or without names)."""
+        return self.run.read_metrics().get("class_names") if self.run is not None else None
+
+
+def run_or_model_inputs(target: str | Path) -> list[Path]:
+    """What a verb given RUN_OR_MODEL reads, for the output rules, known without resolving it (an output that
+    is an input is refused first, whatever the target holds): the path and, for a folder, the run files the
+    verbs read (each, in case it links elsewhere)."""
+    path = Path(target)
+    if not path.is_dir():
+        return [path] if path.exists() else []
+    run = RunDirectory(path)
+    return [path, *(file for file in (run.model, run.spec, run.metrics) if file.exists())]
+
+
+def resolve_run_or_model(target: str | Path) -> RunOrModel:
+    """A run folder (its ``model.keras``; a ``seq transfer`` folder is one once its last phase finishes) or a
+    ``.keras`` file; a ModelLoadError that says how to get a model otherwise."""
+    path = Path(target)
+    if path.is_dir():
+        run = RunDirectory(path)
+        if not run.model.exists():
+            raise ModelLoadError(f"{path} holds no model.keras", hint=_no_model_hint(run))
+        return RunOrModel(run.model, run)
+    if not path.exists():
+        raise ModelLoadError(
+            f"no such run directory or model file: {path}",
+            hint="give a run directory written by 'seq train' (runs/NAME), or a .keras file",
+        )
+    if path.suffix != ".keras":
+        raise ModelLoadError(
+            f"{path} is not a .keras model file",
+            hint="give a run directory written by 'seq train', or a file saved as .keras",
+        )
+    return RunOrModel(path)
+
+
+def _no_model_hint(run: RunDirectory) -> str:
+    """How to get a model out of a folder that has none yet: an interrupted run, an unfinished transfer."""
+    if run.checkpoint.exists():
+        return (
+            f"the run was interrupted before it finished: continue it with 'seq train SPEC --output {run.path} "
+            "--resume'"
+        )
+    if run.phase(1).path.is_dir():
+        return (
+            "a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2 when it fine-tunes) "
+            f"finishes: continue it with 'seq transfer SPEC --output {run.path} --resume', or give {run.phase(1).path}"
+        )
+    return "give a run directory written by 'seq train' or 'seq transfer', or a .keras file"

@@ -228,7 +228,7 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
     from seqcli.keras_env import import_keras
-    from seqcli.memory import check_budget, estimate_memory, spec_optimizer
+    from seqcli.memory import check_model_memory, spec_optimizer
     from seqcli.modelbuild import build_model
 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
@@ -239,9 +239,12 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
         input_problems = _check_input(spec, abstract, data)
         if input_problems:
             return None, input_problems
-        check_budget(
-            estimate_memory(abstract.model, batch_size=data.batch_size, optimizer=spec_optimizer(spec)),
-            "training this model",
+        check_model_memory(
+            abstract.model,
+            batch_size=data.batch_size,
+            what="training this model",
+            optimizer=spec_optimizer(spec),
+            training=True,
         )
     if adapted is None:
         adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
@@ -290,9 +293,9 @@ def _dtype_policy(name: str):
 
 
 def _check_input(spec: Spec, built, data) -> list[Problem]:
-    """The data's samples fit the model's input (a None in the spec's shape takes any size there, as
-    evaluate and predict have it: variable-length sequences)."""
-    from seqcli.models import shape_fits
+    """The data's samples fit the model's input (:func:`~seqcli.shapes.shape_fits`: a None in the spec's shape
+    takes any size there, as evaluate and predict have it: variable-length sequences)."""
+    from seqcli.shapes import shape_fits
 
     data_shape = tuple(data.input_shape)
     if built.input_shape is not None and not shape_fits(tuple(built.input_shape), data_shape):
@@ -302,7 +305,8 @@ def _check_input(spec: Spec, built, data) -> list[Problem]:
 
 def _dtype_problems(spec: Spec, built, data) -> list[Problem]:
     """Text data feeds a string input only (and numbers a numeric one), reported at the first layer."""
-    from seqcli.models import DataShapeError, check_data_dtype, model_input_dtype
+    from seqcli.models import check_data_dtype, model_input_dtype
+    from seqcli.shapes import DataShapeError
 
     if built.model is None:
         return []

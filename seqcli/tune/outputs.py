@@ -1,7 +1,6 @@
-"""A study's results: ``trials.csv``, ``study.json`` (its objective, direction and budget), ``trials.png`` (the
-objective over trials) and ``best.yaml`` (the spec with the best values in place, as its trial trained it:
-``seq train best.yaml`` repeats that trial). :func:`read_study_folder` reads a study folder back for
-``seq plot``."""
+"""A study's results, written into its :class:`seqcli.tune.folder.StudyFolder`: ``trials.csv``, ``study.json``
+(its objective, direction and budget), ``trials.png`` (the objective over trials) and ``best.yaml`` (the spec
+with the best values in place, as its trial trained it: ``seq train best.yaml`` repeats that trial)."""
 
 from __future__ import annotations
 
@@ -12,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.display import figure_text
-from seqcli.errors import SeqError
 from seqcli.files import atomic_path, write_text_atomic
-from seqcli.records import INTEGER, NUMBER, TEXT, Column, RecordError, read_csv, read_json
 from seqcli.specfile.dump import dump_spec
 from seqcli.specfile.yamlload import read_spec_file
+from seqcli.tune.folder import StudyFolder
 
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
 
@@ -42,10 +40,6 @@ class TuneResult:
             "trials": self.rows,
             "files": [str(f) for f in self.files],
         }
-
-
-class StudyFolderError(SeqError):
-    """A folder that does not hold a study ``seq tune`` wrote."""
 
 
 def trial_rows(study, parameters) -> list[dict]:
@@ -102,18 +96,20 @@ def write_outputs(plan, study):
         rows=rows,
         best=best_row(rows, plan.direction),
     )
-    write_trials_csv(output / "trials.csv", rows)
-    result.files.append(output / "trials.csv")
+    folder = StudyFolder(output)
+    write_trials_csv(folder.trials, rows)
+    result.files.append(folder.trials)
     write_text_atomic(
-        output / "study.json",
+        folder.description,
         json.dumps({"objective": plan.objective, "direction": plan.direction, "total": plan.total}, indent=1) + "\n",
     )
-    result.files.append(output / "study.json")
-    plot_trials(output / "trials.png", rows, plan.objective, plan.direction)
-    result.files.append(output / "trials.png")
-    if result.best is not None and (output / result.best["run"] / "spec.yaml").exists():
-        write_best_spec(output / "best.yaml", output / result.best["run"] / "spec.yaml", result.best, plan)
-        result.files.append(output / "best.yaml")
+    result.files.append(folder.description)
+    plot_trials(folder.plot, rows, plan.objective, plan.direction)
+    result.files.append(folder.plot)
+    best_run = folder.trial(result.best["run"]) if result.best is not None else None
+    if best_run is not None and best_run.spec.exists():
+        write_best_spec(folder.best, best_run.spec, result.best, plan)
+        result.files.append(folder.best)
     return result
 
 
@@ -178,42 +174,3 @@ def best_so_far(rows: list[dict], direction: str) -> list[tuple[int, float]]:
         best = row["value"] if better else best
         line.append((row["trial"], best))
     return line
-
-
-REWRITE_HINT = "rerun the study with --resume to write its results again"
-
-
-# trials.csv's typed columns (a tuned parameter's column holds text: its values may be of any type).
-TRIALS_COLUMNS = {
-    "trial": Column(INTEGER.parse, INTEGER.kind, required=True),
-    "state": Column(TEXT.parse, TEXT.kind, required=True),
-    "value": NUMBER,
-    "epochs": INTEGER,
-    "seconds": NUMBER,
-}
-
-
-def read_study_folder(folder: Path) -> tuple[list[dict], str, str]:
-    """A study folder's trials (``trial`` an int, ``value`` a float or None), objective and direction, from its
-    trials.csv and study.json."""
-    trials, description = folder / "trials.csv", folder / "study.json"
-    if not trials.is_file() or not description.is_file():
-        missing = "trials.csv" if not trials.is_file() else "study.json"
-        raise StudyFolderError(
-            f"{folder} is not a study folder: it has no {missing}",
-            hint="give the --output folder of 'seq tune' (rerun the study with --resume to write its results again)",
-        )
-    try:
-        study = read_json(description, "a study.json as seq tune writes it")
-        rows = read_csv(trials, "a trials.csv as seq tune writes it", TRIALS_COLUMNS)
-    except RecordError as error:
-        raise StudyFolderError(error.message, hint=REWRITE_HINT) from None
-    objective = study.get("objective") if isinstance(study, dict) else None
-    direction = study.get("direction") if isinstance(study, dict) else None
-    if not isinstance(objective, str) or len(objective) > 256 or direction not in ("minimize", "maximize"):
-        raise StudyFolderError(
-            f"{description} is not a study.json as seq tune writes it: it needs an 'objective' (a metric's name) and a "
-            "'direction' (minimize or maximize)",
-            hint=REWRITE_HINT,
-        )
-    return rows, objective, direction

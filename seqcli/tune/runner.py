@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,12 +24,12 @@ from seqcli.errors import Interrupted, SeqError
 from seqcli.manifest import MANIFEST, Manifest, Member, judge, record_members, refusal, seal, writing
 from seqcli.outputs import claim_output
 from seqcli.specfile import Spec, read_spec
-from seqcli.training import Reporter, RunDirectory, TrainingInterrupted, TrainOptions, train_spec
+from seqcli.training import Reporter, TrainingInterrupted, TrainOptions, train_spec
+from seqcli.tune.folder import TRIAL_NAME, StudyFolder
 from seqcli.tune.outputs import TuneResult, write_outputs
 from seqcli.tune.space import Parameter, check_tune, direction_of, epochs_of, parameters_of, seed_of
 from seqcli.tune.study import (
     TuneError,
-    default_storage,
     heartbeat,
     make_storage,
     next_trial,
@@ -113,14 +112,15 @@ def tune_spec(options: TuneOptions, reporter: TuneReporter | None = None) -> Tun
         study = open_study(plan.spec, storage, resume=False, sampler_seed=plan.seed)
         _run_worker(plan, study, storage, reporter, options.worker_index, options)
         return None
-    unrecorded = (plan.output / "study.db").is_file() and not (plan.output / MANIFEST).exists()
+    folder = StudyFolder(plan.output)
+    unrecorded = folder.database.is_file() and not (plan.output / MANIFEST).exists()
     with claim_output(
         plan.output, "seq tune", folder=True, inputs=study_inputs(plan.spec), own_ok=True, resume=unrecorded
     ):
-        RunDirectory(plan.output).create()
+        folder.create()
         if unrecorded:
-            _record_study(plan.output)
-        with writing(plan.output, "seq tune", STUDY_MEMBERS):
+            _record_study(folder)
+        with writing(plan.output, "seq tune", StudyFolder.MEMBERS):
             return _run_study(plan, options, reporter)
 
 
@@ -141,18 +141,12 @@ def _run_study(plan: TunePlan, options: TuneOptions, reporter: TuneReporter) -> 
     return write_outputs(plan, study)
 
 
-# What a study folder holds besides its trial folders, which are recorded by name as each trial starts.
-STUDY_MEMBERS = ("study.db", "study.db-journal", "trials.csv", "study.json", "trials.png", "best.yaml")
-
-
-TRIAL_NAME = re.compile(r"trial-\d{4,}")
-
-
-def _record_study(output: Path) -> None:
+def _record_study(folder: StudyFolder) -> None:
     """A study folder with a study.db and no manifest (made by an earlier seq, or by Optuna for seq to
     continue): seq's study files and the trial folders that are runs, by their exact names, are recorded as
     they are; anything else there refuses the study."""
-    names = [name for name in STUDY_MEMBERS if (output / name).is_file() and not (output / name).is_symlink()]
+    output = folder.path
+    names = [name for name in folder.MEMBERS if (output / name).is_file() and not (output / name).is_symlink()]
     names += [
         f"{entry.name}/"
         for entry in output.iterdir()
@@ -207,7 +201,7 @@ def plan_study(options: TuneOptions) -> TunePlan:
         spec=spec,
         spec_path=options.spec,
         output=output,
-        storage_url=options.storage or default_storage(output),
+        storage_url=options.storage or StudyFolder(output).storage_url,
         parameters=parameters,
         objective=section.objective,
         direction=direction_of(spec),
@@ -361,13 +355,13 @@ def _run_trial(plan: TunePlan, study, storage, trial, reporter: TuneReporter, op
 
 def _train_options(plan: TunePlan, run: str, params: dict[str, Any]) -> TrainOptions:
     """A trial as ``seq train`` would run it: the spec with the trial's values, tune.epochs, one seed for all."""
-    directory = plan.output / run
+    trial_run = StudyFolder(plan.output).trial(run)
     overrides = [p.override(params[p.name]) for p in plan.parameters if p.name in params]
     overrides += ["tune=null", f"train.seed={plan.seed}"]
-    resume = RunDirectory(directory).checkpoint.exists()
+    resume = trial_run.checkpoint.exists()
     return TrainOptions(
         spec=plan.spec_path,
-        output=str(directory),
+        output=str(trial_run.path),
         epochs=plan.epochs,
         overrides=overrides,
         resume=resume,

@@ -14,17 +14,15 @@ import contextlib
 import hashlib
 import inspect
 import json
-import math
 import os
 import socket
 import threading
 import warnings
-from pathlib import Path
-from typing import Any
 
 from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.specfile import Spec
+from seqcli.tune.folder import trial_name
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
 HOST = socket.gethostname()
@@ -50,10 +48,6 @@ def require_optuna():
     # seq records heartbeats itself (study.heartbeat) around each ask-and-tell trial.
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return optuna
-
-
-def default_storage(output: Path) -> str:
-    return f"sqlite:///{output.resolve() / 'study.db'}"
 
 
 def _without_password(text: str, url: str) -> str:
@@ -157,7 +151,7 @@ def next_trial(study, parameters: list[Parameter], total: int):
     trial.set_user_attr("host", HOST)
     trial.set_user_attr("pid", os.getpid())
     if "run" not in trial.user_attrs:
-        trial.set_user_attr("run", f"trial-{trial.number:04d}")
+        trial.set_user_attr("run", trial_name(trial.number))
     if "retry_of" not in trial.user_attrs:
         # Another worker may have asked at the same time: the later of two over the budget steps back.
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts(t)]
@@ -177,7 +171,7 @@ def retry_trial(study, failed) -> None:
             state=optuna.trial.TrialState.WAITING,
             params=failed.params,
             distributions=failed.distributions,
-            user_attrs={"run": failed.user_attrs.get("run", f"trial-{failed.number:04d}"), "retry_of": failed.number},
+            user_attrs={"run": failed.user_attrs.get("run", trial_name(failed.number)), "retry_of": failed.number},
         )
     )
 
@@ -227,7 +221,3 @@ def heartbeat(storage, trial):
     finally:
         stop.set()
         thread.join()
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,9 +9,9 @@ Keras model's. Only a verified artifact is renamed into place: a failed or unver
 behind. Inputs and outputs carry the names :func:`seqcli.verbs.export_formats.serving_names` gives, the same in
 every format and after every command.
 
-Integration points (existing functions this module uses, to re-point after refactors):
-``seqcli.verbs.predict.resolve_target`` (RUN_OR_MODEL -> model file and run folder),
-``seqcli.models.load_model_file`` (a .keras file in safe mode) and ``seqcli.data.load_source``.
+RUN_OR_MODEL is read by :func:`seqcli.training.rundir.resolve_run_or_model`, the model file loaded by
+:func:`seqcli.models.load_model_file` (safe mode) and ``--data`` by :func:`seqcli.data.load_source`, as every
+verb that takes a trained model reads them.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ExportResult:
 
     def lines(self) -> list[str]:
         """What ``seq export`` prints: the artifact, its signature, and how it was verified."""
-        from seqcli.limits import human_size
+        from seqcli.budget import human_size
         from seqcli.shapes import shape_text
 
         check = self.verification
@@ -115,7 +115,7 @@ def export_model(
     Keras model on ``samples`` real inputs (and random ones in their range), and only then put it at
     ``output`` (a SavedModel at ``output/version``). ``stage`` hears each step as it starts."""
     from seqcli.keras_env import import_keras
-    from seqcli.verbs.predict import resolve_target
+    from seqcli.training.rundir import resolve_run_or_model, run_or_model_inputs
 
     row = export_format_for(output, fmt)
     require_packages(row)
@@ -123,8 +123,8 @@ def export_model(
     from seqcli.outputs import claim_output
 
     output = Path(output)
-    resolved = resolve_target(target)
-    inputs = [Path(target), resolved.model_path, *([Path(data)] if data else [])]  # a run folder: all of it
+    resolved = resolve_run_or_model(target)
+    inputs = [*run_or_model_inputs(target), *([Path(data)] if data else [])]
     folder = row.name == "saved_model"
     versions = _served_versions(output) if folder else None
     rule = {"inputs": inputs, "overwrite": overwrite, "own_ok": versions is not None}
@@ -134,8 +134,8 @@ def export_model(
 
 
 def _export(row, resolved, output: Path, data, samples: int, version: int, stage: Stage) -> ExportResult:
-    stage(f"loading {resolved.model_path}")
-    model = _exportable_model(resolved.model_path, row)
+    stage(f"loading {resolved.model}")
+    model = _exportable_model(resolved.model, row)
     names = serving_names(model)
     real, label = sample_inputs(resolved, data, samples)
     real = _fit_inputs(model, real, label)
@@ -261,25 +261,21 @@ def _run_source(target) -> tuple[Any, Path, str]:
     from seqcli.specfile import load_spec
 
     # The spec.yaml of a run the user named: like --data, the user's own choice, so not confined to its folder.
-    spec = load_spec(target.spec_path, confined=False) if target.spec_path is not None else None
+    spec = load_spec(target.spec, confined=False) if target.spec is not None else None
     data = spec.resolved().get("data") if spec is not None else None
     for key in ("test", "train"):
         if data and data.get(key) is not None:
-            return data[key], spec.base_dir, f"data.{key} of {target.spec_path}"
+            return data[key], spec.base_dir, f"data.{key} of {target.spec}"
     raise ExportError(
-        f"no inputs to verify the export of {target.model_path} with",
+        f"no inputs to verify the export of {target.model} with",
         hint="pass --data SOURCE (e.g. --data samples.npy): a few inputs like those the model takes",
     )
 
 
 def _fit_inputs(model, inputs, label: str):
-    shape = tuple(model.input_shape[1:])
-    sample = inputs.shape[1:]
-    if len(shape) != len(sample) or any(e is not None and e != s for e, s in zip(shape, sample)):
-        raise ExportError(
-            f"{label}: samples have shape {tuple(sample)}, but the model takes {shape}",
-            hint="give --data with inputs shaped like those the model was trained on",
-        )
+    from seqcli.shapes import check_sample_shape
+
+    check_sample_shape(inputs.shape[1:], model.input_shape[1:], None, label)
     dtype = model.inputs[0].dtype if model.inputs else "float32"
     if (dtype == "string") != (inputs.dtype == object):
         from seqcli.models import check_data_dtype

@@ -128,7 +128,8 @@ def _recurrent(layer) -> list:
     return [rnn for rnn in inner if rnn is not None] or ([layer] if hasattr(layer, "unroll") else [])
 
 
-def _string_layer(model) -> tuple[str, str] | None:
+def refuse_onnx(model) -> tuple[str, str] | None:
+    """A model with string preprocessing layers, which only a SavedModel holds (ONNX and LiteRT cannot)."""
     for path, layer in _layers(model):
         if type(layer).__name__ in STRING_LAYERS:
             return (
@@ -140,7 +141,7 @@ def _string_layer(model) -> tuple[str, str] | None:
 
 def refuse_tflite(model) -> tuple[str, str] | None:
     """LiteRT runs recurrent layers unrolled over a fixed number of steps: none without a fixed length."""
-    string = _string_layer(model)
+    string = refuse_onnx(model)
     if string is not None:
         return string
     for path, layer in _layers(model):
@@ -170,10 +171,6 @@ def _time_steps(layer) -> int | None:
     except (AttributeError, ValueError):  # never called: nothing to export either
         return None
     return shape[1] if len(shape) > 2 else None
-
-
-def refuse_onnx(model) -> tuple[str, str] | None:
-    return _string_layer(model)
 
 
 def refuse_nothing(model) -> tuple[str, str] | None:

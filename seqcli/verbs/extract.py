@@ -69,7 +69,7 @@ class Extraction:
 def feature_extractor(model, names: list[str]):
     """A functional model from the Sequential ``model``'s input to the outputs of the layers ``names``
     (paths such as ``dense`` or ``xception/block14_sepconv2_act``), sharing ``model``'s weights."""
-    keras = _keras()
+    keras = import_keras()
 
     known = [path for path, _ in walk_layers(model.layers)]
     missing = [name for name in names if name not in known]
@@ -91,7 +91,7 @@ def _call_recording(layer, tensor, path: str, wanted: set[str], found: dict):
     below = {name for name in wanted if name.startswith(path + "/")}
     if not below:
         output = layer(tensor)
-    elif isinstance(layer, _keras().Sequential):
+    elif isinstance(layer, import_keras().Sequential):
         output = tensor
         for child in layer.layers:
             output = _call_recording(child, output, f"{path}/{child.name}", wanted, found)
@@ -108,7 +108,7 @@ def _call_recording(layer, tensor, path: str, wanted: set[str], found: dict):
 def _exposed(model, path: str, wanted: set[str]):
     """A functional model from ``model``'s inputs to ``[model output, *wanted inner outputs]``: the
     model's graph run again through its own layers, so the inner outputs are connected."""
-    keras = _keras()
+    keras = import_keras()
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ExtractError(f"cannot reach inside {path!r}: it has several inputs or outputs")
@@ -137,11 +137,7 @@ def _naming_hint(model) -> str:
 
 
 def _is_model(layer) -> bool:
-    return isinstance(layer, _keras().Model)
-
-
-def _keras():
-    return import_keras()
+    return isinstance(layer, import_keras().Model)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -367,7 +363,7 @@ def run_extract(
 
 
 def _extract(spec, data, output, layers, weights, batch_size, progress_factory) -> Extraction:
-    _keras()  # TensorFlow quietly, before the data pipeline imports it
+    import_keras()  # TensorFlow quietly, before the data pipeline imports it
     from seqcli.data import load_source
     from seqcli.modelbuild import model_from_spec
 

@@ -8,8 +8,8 @@ nested layers ``{LSTM: {units: 32}}``; a Bidirectional layer's ``backward_layer`
 default mirror of the forward layer. What a spec cannot express (a Lambda, a functional graph, a custom
 class, a nested model) is refused, naming the layer.
 
-Integration points: ``seqcli.models.load_model_file`` (safe mode), ``seqcli.registry`` (layer classes,
-accepted arguments).
+The model is loaded by :func:`seqcli.models.load_model_file` (safe mode), and layer classes and their accepted
+arguments come from :mod:`seqcli.registry`, as the spec's own checks read them.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ to bottom, with its name, class, output shape and parameters; frozen layers are 
 pretrained base is one box with the number of layers inside. A spec is drawn from its weightless
 (abstract) build; a ``.keras`` file is loaded in safe mode.
 
-Integration points (existing functions used here): ``seqcli.verbs.report.inspect_spec`` (the abstract build),
-``seqcli.models.load_model_file`` (a .keras file in safe mode), ``seqcli.verbs.predict.resolve_target`` and
-``seqcli.training.results.plot_curves`` (the run's curves.png, drawn the same way).
+A spec's build is :func:`seqcli.verbs.report.inspect_spec`'s, a model file is loaded by
+:func:`seqcli.models.load_model_file` (safe mode), a run folder is read through
+:class:`seqcli.training.rundir.RunDirectory` and its curves drawn by :func:`seqcli.training.results.plot_curves`
+(as the run drew its own), a study folder through :class:`seqcli.tune.folder.StudyFolder`: one reading of each.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def plot(
 
 
 def _plot(source: Path, output: Path, curves: bool, engine: str) -> Plotted:
-    if source.is_dir() and (source / "trials.csv").is_file() and not curves:
+    from seqcli.tune.folder import StudyFolder
+
+    if StudyFolder(source).holds_study() and not curves:
         return plot_study(source, output)
     if curves or source.is_dir() and engine == "matplotlib":
         return plot_run_curves(source, output)
@@ -265,20 +268,20 @@ def _save(figure, output: Path) -> None:
 
 def plot_run_curves(run: Path, output: Path) -> Plotted:
     """The curves of a run folder's history.csv, drawn like the run's own curves.png."""
-    history_path = run / "history.csv"
-    if not run.is_dir() or not history_path.is_file():
+    from seqcli.training.results import plot_curves, plotted_quantities
+    from seqcli.training.rundir import RunDirectory, RunDirectoryError
+
+    folder = RunDirectory(run)
+    if not run.is_dir() or not folder.history.is_file():
         raise PlotError(
             f"{run} is not a run folder with a history.csv",
             hint="give a run directory written by 'seq train', or a spec or .keras file for its architecture",
         )
-    from seqcli.training.results import plot_curves, plotted_quantities
-    from seqcli.training.rundir import RunDirectory, RunDirectoryError
-
-    history = RunDirectory(run).read_history()
+    history = folder.read_history()
     if not history:
-        raise PlotError(f"{history_path} holds no epochs yet", hint="train at least one epoch")
+        raise PlotError(f"{folder.history} holds no epochs yet", hint="train at least one epoch")
     try:
-        metrics = RunDirectory(run).read_metrics()
+        metrics = folder.read_metrics()
     except RunDirectoryError as error:
         raise PlotError(error.message, hint=error.hint) from None
 
@@ -346,15 +349,17 @@ def draw_confusion(report, output: Path, title: str) -> None:
 
 def plot_study(folder: Path, output: Path) -> Plotted:
     """A ``seq tune`` study folder's objective over trials and the best so far, drawn like its trials.png."""
-    from seqcli.tune.outputs import StudyFolderError, plot_trials, read_study_folder
+    from seqcli.tune.folder import StudyFolder, StudyFolderError
+    from seqcli.tune.outputs import plot_trials
 
+    study = StudyFolder(folder)
     try:
-        rows, objective, direction = read_study_folder(folder)
+        rows, objective, direction = study.read()
     except StudyFolderError as error:
         raise PlotError(error.message, hint=error.hint) from None
     if not any(row["value"] is not None for row in rows):
         raise PlotError(
-            f"{folder / 'trials.csv'} holds no trial with a value yet",
+            f"{study.trials} holds no trial with a value yet",
             hint="let at least one trial finish (rerun the study with --resume)",
         )
     plot_trials(output, rows, objective, direction)
@@ -377,9 +382,9 @@ def plot_with_graphviz(source: Path, output: Path) -> Plotted:
 
     keras = import_keras()
     if source.is_dir():
-        from seqcli.verbs.predict import resolve_target
+        from seqcli.training.rundir import resolve_run_or_model
 
-        source = resolve_target(source).model_path
+        source = resolve_run_or_model(source).model
     if source.suffix == ".keras":
         model = _load_model(source)
     else:

@@ -3,9 +3,10 @@
 Models load with :func:`seqcli.models.load_model_file`, in Keras's safe mode, always: a ``.keras`` file that
 would run code when loaded (a Lambda layer's pickled bytecode) is refused, not trusted.
 
-A run directory brings its own context: ``spec.yaml`` (the spec as trained) supplies the default
-data to evaluate on (``data.test``, else the validation data, split again with the run's seed) and
-the batch size; ``metrics.json`` the class names. ``--data`` paths are relative to the current folder.
+A run directory (read through :func:`seqcli.training.rundir.resolve_run_or_model`) brings its own context:
+``spec.yaml`` (the spec as trained) supplies the default data to evaluate on (``data.test``, else the
+validation data, split again with the run's seed) and the batch size; ``metrics.json`` the class names.
+``--data`` paths are relative to the current folder.
 """
 
 from __future__ import annotations
@@ -25,27 +26,10 @@ from seqcli.files import atomic_path, write_text_atomic
 from seqcli.keras_env import import_tensorflow
 from seqcli.models import ModelLoadError, check_data_shape, load_model_file
 from seqcli.specfile.sections import SourceSection
+from seqcli.training.rundir import RunOrModel, resolve_run_or_model, run_or_model_inputs
 
 DEFAULT_BATCH_SIZE = 256  # inference only: no gradients, so larger batches are cheap
 OUTPUT_FORMATS = (".npy", ".csv", ".json")
-
-
-@dataclass
-class Target:
-    """What ``RUN_OR_MODEL`` names: the model file and, for a run directory, the run's files."""
-
-    model_path: Path
-    run_dir: Path | None = None
-
-    @property
-    def spec_path(self) -> Path | None:
-        path = self.run_dir / "spec.yaml" if self.run_dir else None
-        return path if path is not None and path.exists() else None
-
-    def class_names(self) -> list[str] | None:
-        from seqcli.training.rundir import RunDirectory
-
-        return RunDirectory(self.run_dir).read_metrics().get("class_names") if self.run_dir else None
 
 
 @dataclass
@@ -68,54 +52,23 @@ class Predictions:
     shape: tuple  # of one sample's prediction
 
 
-def resolve_target(target: str | Path) -> Target:
-    """A run directory (its ``model.keras``) or a ``.keras`` file."""
-    path = Path(target)
-    if path.is_dir():
-        model = path / "model.keras"
-        if not model.exists():
-            hint = (
-                "the run was interrupted before it finished: continue it with 'seq train SPEC --output "
-                f"{path} --resume'"
-                if (path / "checkpoints" / "last.npz").exists()
-                else "a 'seq transfer' folder gets its model.keras when its last phase (phase1, or phase2 when it "
-                f"fine-tunes) finishes: continue it with 'seq transfer SPEC --output {path} --resume', or give "
-                f"{path / 'phase1'}"
-                if (path / "phase1").is_dir()
-                else "give a run directory written by 'seq train' or 'seq transfer', or a .keras file"
-            )
-            raise ModelLoadError(f"{path} holds no model.keras", hint=hint)
-        return Target(model, path)
-    if not path.exists():
-        raise ModelLoadError(
-            f"no such run directory or model file: {path}",
-            hint="give a run directory written by 'seq train' (runs/NAME), or a .keras file",
-        )
-    if path.suffix != ".keras":
-        raise ModelLoadError(
-            f"{path} is not a .keras model file",
-            hint="give a run directory written by 'seq train', or a file saved as .keras",
-        )
-    return Target(path)
-
-
 def evaluate_model(
     target: str | Path, *, data: str | None = None, spec: str | Path | None = None, batch_size: int | None = None
 ) -> Evaluation:
     """Loss and metrics of a trained model on a data source (default: the run's test or validation data)."""
-    resolved = resolve_target(target)
+    resolved = resolve_run_or_model(target)
     run_spec = _load_spec(spec) if spec else None
-    if run_spec is None and resolved.spec_path:
-        run_spec = _load_spec(resolved.spec_path, run_record=True)
+    if run_spec is None and resolved.spec:
+        run_spec = _load_spec(resolved.spec, run_record=True)
     if data is None and run_spec is None:
         raise ModelLoadError(
             "no data to evaluate on",
             hint="pass --data SOURCE (e.g. --data data.npz), or --spec SPEC to use its data.test or validation data",
         )
     batch = batch_size or (run_spec.data.batch_size if run_spec and run_spec.data else DEFAULT_BATCH_SIZE)
-    model = load_model_file(resolved.model_path, compile=True, batch_size=batch)
+    model = load_model_file(resolved.model, compile=True, batch_size=batch)
     if spec is not None or not getattr(model, "compiled", False):
-        _compile_from(model, run_spec, resolved.model_path)
+        _compile_from(model, run_spec, resolved.model)
     run_seed = _run_seed(resolved) if spec is not None and data is None else None
     names = resolved.class_names()
     dataset, count, label = _evaluation_data(data, run_spec, batch, run_seed, _model_input(model), names)
@@ -173,20 +126,22 @@ def predict_to_file(
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy, .csv or .json")
-    with claim_output(output, "seq predict", folder=False, inputs=_predict_inputs(target, data), overwrite=overwrite):
-        values, class_names = _predict(target, data, output, batch_size, stage)
+    inputs = [*run_or_model_inputs(target), *_data_path(data)]
+    with claim_output(output, "seq predict", folder=False, inputs=inputs, overwrite=overwrite):
+        values, class_names = _predict(resolve_run_or_model(target), data, output, batch_size, stage)
         stage(f"writing {output}")
         _write_predictions(output, values, class_names, top_k)
     return Predictions(output, len(values), tuple(values.shape[1:]))
 
 
-def _predict(target, data: str, output: Path, batch_size: int | None, stage) -> tuple[np.ndarray, list[str] | None]:
+def _predict(
+    resolved: RunOrModel, data: str, output: Path, batch_size: int | None, stage
+) -> tuple[np.ndarray, list[str] | None]:
     from seqcli.data import load_source
 
-    resolved = resolve_target(target)
     class_names = resolved.class_names() if output.suffix.lower() != ".npy" else None  # before the slow part
-    stage(f"loading {resolved.model_path}")
-    model = load_model_file(resolved.model_path, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+    stage(f"loading {resolved.model}")
+    model = load_model_file(resolved.model, compile=True, batch_size=batch_size or DEFAULT_BATCH_SIZE)
     dataset, count = load_source(
         data,
         Path.cwd(),
@@ -310,12 +265,12 @@ def _compile_from(model, spec, model_path: Path) -> None:
     settings.compile(model)
 
 
-def _run_seed(target: Target) -> int | None:
+def _run_seed(target: RunOrModel) -> int | None:
     """The seed the run trained with, as its ``spec.yaml`` records it (None without one)."""
-    if target.spec_path is None:
+    if target.spec is None:
         return None
     try:
-        return _load_spec(target.spec_path, run_record=True).train.seed
+        return _load_spec(target.spec, run_record=True).train.seed
     except SeqError:
         return None
 
@@ -377,18 +332,16 @@ def _evaluation_data(
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 
 
-def _predict_inputs(target: str | Path, data: str) -> list[Path]:
-    """What ``seq predict`` reads: the data, the model file and a run's spec and metrics."""
+def _data_path(data: str) -> list[Path]:
+    """The file or folder ``data`` reads, when it names one that exists (a bundled data set names none)."""
     from seqcli.data import DataError
     from seqcli.data.sources import source_path
 
-    target = Path(target)
-    run_files = [target / name for name in ("model.keras", "spec.yaml", "metrics.json")] if target.is_dir() else []
     try:
-        data_path = source_path(data)
+        path = source_path(data)
     except DataError:
-        data_path = None  # the data's own error comes when it is read
-    return [path for path in (data_path, target, *run_files) if path is not None and path.exists()]
+        return []  # the data's own error comes when it is read
+    return [path] if path is not None and path.exists() else []
 
 
 def _raise_runtime(error: Exception, label: str):

@@ -119,7 +119,7 @@ def plan_transfer(options: TransferOptions) -> TransferPlan:
         )
     output = Path(options.output)
     unfrozen = build_model(load_spec(options.spec, [*options.overrides, "freeze=null"]), abstract=True).model
-    phases = [_phase_one(spec, unfrozen, base, weights, options, output / "phase1")]
+    phases = [_phase_one(spec, unfrozen, base, weights, options, RunDirectory(output).phase(1).path)]
     fine_tune = section.fine_tune if section else None
     layers = (
         options.fine_tune_layers if options.fine_tune_layers is not None else (fine_tune.layers if fine_tune else None)
@@ -193,7 +193,7 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
     epochs = options.fine_tune_epochs or (fine_tune.epochs if fine_tune else 1)
     overrides = [
         *options.overrides,
-        f"transfer.weights={json.dumps(str((output / 'phase1' / 'model.keras').resolve()))}",
+        f"transfer.weights={json.dumps(str(RunDirectory(output).phase(1).model.resolve()))}",
         *(f"freeze.{key}={json.dumps(value)}" for key, value in freeze.items()),
         f"compile.optimizer={json.dumps(fine_tune_optimizer(spec, learning_rate))}",
         "train.learning_rate_schedule=null",
@@ -203,7 +203,7 @@ def _phase_two(spec, model, base, layers: int, fine_tune, options: TransferOptio
     lines = _freeze_lines(model, freeze)
     if keep_batchnorm and len(top) < layers:
         lines.append(f"{layers - len(top)} BatchNormalization layers among them stay frozen, in inference mode")
-    return Phase(2, title, output / "phase2", overrides, lines)
+    return Phase(2, title, RunDirectory(output).phase(2).path, overrides, lines)
 
 
 def fine_tune_optimizer(spec, learning_rate: float) -> dict:

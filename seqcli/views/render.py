@@ -9,9 +9,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from seqcli.budget import human_size
 from seqcli.display import VALUE_LIMIT, shown
 from seqcli.errors import format_problem, terminal_safe
-from seqcli.limits import human_size
 from seqcli.shapes import shape_text
 
 
@@ -198,6 +198,7 @@ def check_junit(reports) -> str:
 
 def tune_table(result, limit: int = 5) -> Table:
     """The best complete trials of a study, best first: value, parameters, run directory."""
+    from seqcli.tune.folder import StudyFolder
     from seqcli.tune.outputs import ranked
 
     names = [
@@ -216,7 +217,7 @@ def tune_table(result, limit: int = 5) -> Table:
             str(row["trial"]),
             f"{row['value']:.6g}",
             *[literal(_param_text(row[name])) for name in names],
-            literal(result.output / row["run"]),
+            literal(StudyFolder(result.output).trial(row["run"]).path),
         )
     return table
 
