@@ -66,10 +66,12 @@ def import_keras():
     Keras runs on TensorFlow whenever it is installed, whatever KERAS_BACKEND says: seq's engine is TensorFlow
     (tf.data, tf.distribute). Without it, inside :func:`light_backend_allowed` Keras runs on a light backend;
     elsewhere this raises :class:`MissingDependency`."""
-    if "keras" in sys.modules:
-        keras = sys.modules["keras"]
-        if keras.backend.backend() == "tensorflow" and "tensorflow" in sys.modules:
-            return keras  # the common case, inline: tf.data's autograph converts what pipelines call
+    # The common case first, in plain statements: tf.data's autograph converts the functions pipelines call.
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        if keras.backend.backend() == "tensorflow":
+            if "tensorflow" in sys.modules:
+                return keras
         return _imported_keras(keras)
     wanted = os.environ.get("KERAS_BACKEND")  # import_tensorflow sets it to tensorflow
     try:
@@ -133,8 +135,19 @@ def import_tensorflow():
 
     Does not set Keras up (``seqcli.distribute`` configures devices before Keras is needed), but TensorFlow may
     import it: on the TensorFlow backend, whatever KERAS_BACKEND said."""
-    if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
-        return sys.modules["tensorflow"]
+    # The common case first, in plain statements: tf.data's autograph converts the functions pipelines call.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        return tf
+    return _first_import_of_tensorflow()
+
+
+_TENSORFLOW_MISSING: list[bool] = []  # one entry once known: a failed import searches every path again
+
+
+def _first_import_of_tensorflow():
+    if _TENSORFLOW_MISSING:
+        raise _no_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Importing TensorFlow imports Keras: a KERAS_BACKEND set for other work must not leak in.
     os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -145,11 +158,16 @@ def import_tensorflow():
     except ModuleNotFoundError as error:
         if error.name != "tensorflow":
             raise
-        raise MissingDependency("this command needs TensorFlow, which is not installed", hint=TENSORFLOW_HINT) from None
+        _TENSORFLOW_MISSING.append(True)
+        raise _no_tensorflow() from None
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+def _no_tensorflow() -> MissingDependency:
+    return MissingDependency("this command needs TensorFlow, which is not installed", hint=TENSORFLOW_HINT)
 
 
 # ----------------------------------------------------------------------------- Keras private APIs
