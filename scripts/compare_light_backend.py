@@ -2,11 +2,13 @@
 Keras on JAX or numpy), for every spec in specs/ and every spec-level case of the hostile corpus
 (tests/test_hostile.py, tests/test_spec_errors.py).
 
-Two Python environments with seqcli installed: the full one (TensorFlow) runs this script, and the light one is
-given with --light. The cases are written once into a temporary folder (the hostile corpus's files are made
-with the full install's Keras), then each environment runs every command line through seq's CLI, in one process
-per environment and backend, and the exit statuses, stdout and stderr are compared. Where `--format json` gives
-a report, verdicts, output shapes and parameters are compared layer by layer:
+Two Python environments with seqcli installed: the full one (TensorFlow and the test extra: the corpus is read
+from tests/) runs this script from the repository root, and the light one (requirements-check.txt, then
+`pip install --no-deps .`) is given with --light. The cases are written once into a temporary folder (the
+hostile corpus's files are made with the full install's Keras), then each environment runs every command line
+through seq's CLI, in one process per environment and backend, and the exit statuses, stdout and stderr are
+compared. Where `--format json` gives a report, verdicts, output shapes and parameters are compared layer by
+layer:
 
     python scripts/compare_light_backend.py --light /path/to/light-venv/bin/python
     python scripts/compare_light_backend.py --light ... --backend jax --backend numpy --json report.json
