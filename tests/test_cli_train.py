@@ -278,6 +278,7 @@ def test_resuming_a_changed_spec_is_refused(project):
         "the spec changed since the checkpoint was written:\n  layers[3].Dense.activation: 'softmax' -> "
         "'sigmoid'" in result.stderr
     )
+    assert "only train.epochs, train.checkpoint_every and distribute may change on resume" in result.stderr
     nothing = run("train", project / "tiny.yaml", "--output", project / "other", "--resume")
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.stderr
 

@@ -291,3 +291,18 @@ def test_a_study_killed_mid_trial_resumes_to_exactly_its_total(tmp_path):
     assert retry.user_attrs["run"] == "trial-0001" and retry.params == trials[1].params
     rows = read_trials(tmp_path / "out")
     assert [row["state"] for row in rows].count("retried") == 1 and len(rows) == 7
+
+
+def test_a_study_continues_with_more_trials_but_not_another_spec(tmp_path):
+    """What a continued study may change is what the tune section declares (tune.trials); nothing else."""
+    from seqcli.specfile import read_spec
+    from seqcli.tune.study import TuneError, open_study
+
+    spec = tune_project(tmp_path, "  trials: 2\n  parameters:\n    train.epochs: {choice: [1, 2]}\n")
+    storage = optuna.storages.InMemoryStorage()
+    open_study(read_spec(spec), storage, resume=False, sampler_seed=0)
+    open_study(read_spec(spec, ["tune.trials=5"]), storage, resume=True, sampler_seed=0)
+    with pytest.raises(TuneError) as error:
+        open_study(read_spec(spec, ["data.batch_size=4"]), storage, resume=True, sampler_seed=0)
+    assert error.value.message == "the study 'tiny' was made from another spec or search space"
+    assert error.value.hint.startswith("undo the change (only tune.trials may change)")

@@ -1555,6 +1555,19 @@ CSV_SPEC = HEAD.replace("[4]", "[2]") + (
 )
 
 MESSAGES = {
+    "a compressed CSV, which no format reads": Case(
+        ["predict", "{run}", "--data", "t.csv.gz", "--output", "p.csv"],
+        1,
+        ("--data: cannot tell the format of", "t.csv.gz from its extension '.gz'", "or set `format:`"),
+        {"t.csv.gz": b"\x1f\x8b" + SECRET.encode()},
+    ),
+    "shards no format names": train(
+        trainable("shards/*.dat"),
+        "cannot tell the format of shard",
+        "a.dat from its extension '.dat'",
+        "hint: shards are .npz, .npy, .csv, .tfrecord files",
+        **{"shards/a.dat": SECRET},
+    ),
     "text folder file not UTF-8": train(
         trainable("texts"),
         "bad.yaml:6:",

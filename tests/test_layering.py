@@ -64,11 +64,26 @@ def package_modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
+def type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The statements under ``if TYPE_CHECKING:``: imports a type checker reads and Python never runs."""
+    blocks = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    ]
+    return {inner for block in blocks for statement in block.body for inner in ast.walk(statement)}
+
+
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int]]:
-    """``(imported module, line)`` for every import in the file, at module level or inside functions alike."""
+    """``(imported module, line)`` for every import in the file that runs, at module level or inside functions
+    alike (not those only a type checker reads)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = type_checking_only(tree)
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -79,12 +79,6 @@ def test_sections_have_defaults():
     assert spec.compile is None and spec.data is None
 
 
-def test_fingerprint_ignores_key_order():
-    a = spec_from_text("layers:\n  - Dense: {units: 3, use_bias: false}\n")
-    b = spec_from_text("layers:\n  - Dense: {use_bias: false, units: 3}\n")
-    assert a.fingerprint() == b.fingerprint()
-
-
 def test_unparseable_layers_raise_at_once():
     with pytest.raises(SpecError) as error:
         spec_from_text("layers: 3\n", "f.yaml")

@@ -14,6 +14,7 @@ from seqcli.cli.options import (
     stderr_console,
     stdout_console,
 )
+from seqcli.data.formats import source_help
 
 
 @seq_command()
@@ -22,8 +23,7 @@ from seqcli.cli.options import (
     "--data",
     "source",
     metavar="SOURCE",
-    help="Data with labels: .npz/.csv file, image folder, or e.g. mnist:test.  "
-    "[default: the run's data.test, else its validation data]",
+    help=source_help("Data with labels") + "  [default: the run's data.test, else its validation data]",
 )
 @click.option("--spec", type=click.Path(dir_okay=False), help="Take loss, metrics and data from this spec.")
 @click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per batch.")
@@ -45,7 +45,7 @@ def evaluate(target, source, spec, batch_size, fmt):
 
 @seq_command()
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option("--data", "source", required=True, metavar="SOURCE", help="Inputs: .npz/.npy/.csv, image folder...")
+@click.option("--data", "source", required=True, metavar="SOURCE", help=source_help("Inputs"))
 @click.option(
     "--output",
     "-o",
@@ -92,7 +92,7 @@ def predict(target, source, output, top_k, batch_size, overwrite):
     "source",
     required=True,
     metavar="SOURCE",
-    help="Inputs: an .npz/.npy/.csv file, an image folder, or a Keras dataset such as mnist:test.",
+    help=source_help("Inputs"),
 )
 @click.option(
     "--layer",
@@ -222,7 +222,7 @@ def _format_names() -> list[str]:
     "--data",
     "source",
     metavar="SOURCE",
-    help="Inputs to verify with: .npz/.npy/.csv, image folder...  [default: the run's data]",
+    help=source_help("Inputs to verify with") + "  [default: the run's data]",
 )
 @click.option(
     "--samples",

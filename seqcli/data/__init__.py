@@ -30,7 +30,9 @@ Validation batches, which are the same every epoch, are cached in memory after t
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 
 The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check),
-:mod:`~seqcli.data.sources` (opening a source; .npz and .npy readers), :mod:`~seqcli.data.tables` (CSV),
+:mod:`~seqcli.data.formats` (the table of formats and datasets, each with its reader),
+:mod:`~seqcli.data.sources` (opening a source), :mod:`~seqcli.data.numpy_files` (.npz and .npy),
+:mod:`~seqcli.data.tables` (CSV),
 :mod:`~seqcli.data.text` (text folders and files, strings in memory, the one function that opens them),
 :mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.streams` (streamed sources: order, shuffle buffer,
 batches), :mod:`~seqcli.data.shards` (opening them, every shard's header checked), :mod:`~seqcli.data.tfrecord`
@@ -39,27 +41,35 @@ batches), :mod:`~seqcli.data.shards` (opening them, every shard's header checked
 imported inside the functions that need it, never at module import.
 """
 
-from seqcli.data.arrays import DataError
-from seqcli.data.images import CHANNELS, DEFAULT_IMAGE_SIZE, IMAGE_EXTENSIONS
-from seqcli.data.keras_datasets import GRAYSCALE_DATASETS, KERAS_DATASETS
-from seqcli.data.pipeline import CACHE_LIMIT_BYTES, Datasets, load_arrays, load_datasets, load_source, split_indices
-from seqcli.data.sources import FORMATS
-from seqcli.shapes import ShapeMismatchError, check_sample_shape
+from __future__ import annotations
 
-__all__ = [
-    "CACHE_LIMIT_BYTES",
-    "CHANNELS",
-    "DEFAULT_IMAGE_SIZE",
-    "FORMATS",
-    "GRAYSCALE_DATASETS",
-    "IMAGE_EXTENSIONS",
-    "KERAS_DATASETS",
-    "DataError",
-    "Datasets",
-    "ShapeMismatchError",
-    "check_sample_shape",
-    "load_arrays",
-    "load_datasets",
-    "load_source",
-    "split_indices",
-]
+import importlib
+from typing import Any
+
+# Name -> the module that defines it. Imported when first used, so that importing a module of this package (the
+# format table, which the spec's section model reads) loads neither the pipeline nor NumPy.
+_EXPORTS = {
+    "CACHE_LIMIT_BYTES": "seqcli.data.pipeline",
+    "CHANNELS": "seqcli.data.images",
+    "DATA_FORMATS": "seqcli.data.formats",
+    "DATASETS": "seqcli.data.formats",
+    "DEFAULT_IMAGE_SIZE": "seqcli.data.images",
+    "FORMAT_NAMES": "seqcli.data.formats",
+    "GRAYSCALE_DATASETS": "seqcli.data.keras_datasets",
+    "KERAS_DATASETS": "seqcli.data.keras_datasets",
+    "DataError": "seqcli.data.arrays",
+    "Datasets": "seqcli.data.pipeline",
+    "ShapeMismatchError": "seqcli.shapes",
+    "check_sample_shape": "seqcli.shapes",
+    "load_arrays": "seqcli.data.pipeline",
+    "load_datasets": "seqcli.data.pipeline",
+    "load_source": "seqcli.data.pipeline",
+    "split_indices": "seqcli.data.pipeline",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

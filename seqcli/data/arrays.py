@@ -167,3 +167,18 @@ def files_under(folder: Path, extensions: tuple[str, ...]) -> list[str]:
         dirs.sort()
         found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(extensions)]
     return found
+
+
+def require_exists(path: Path, given: str, base_dir: Path, where: str, *, hint: str = "check the path") -> None:
+    """``path`` (``given`` resolved against ``base_dir``) exists; else the error says what it was relative to."""
+    if path.exists():
+        return
+    relative = not Path(os.path.expanduser(given)).is_absolute()
+    folder = "the current folder" if from_command_line(where) else "the spec file's folder"
+    note = f" ({given!r} is relative to {folder}, {base_dir})" if relative else ""
+    raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
+
+
+def from_command_line(where: str) -> bool:
+    """Whether a source was named by a command-line option (``--data``), not by a spec."""
+    return where.startswith("--")

@@ -6,11 +6,15 @@ chosen by a seeded permutation; ``NAME:train`` the rest. The split is the same o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from seqcli.data.arrays import Arrays, as_arrays
 from seqcli.errors import MissingDependency
-from seqcli.specfile.sections import SourceSection
+
+if TYPE_CHECKING:  # annotations only: the section model's module reads the dataset table, which reads this
+    from seqcli.specfile.sections import SourceSection
 
 # name -> (the sklearn.datasets loader, whether its target is a class)
 BUNDLED_DATASETS: dict[str, tuple[str, bool]] = {

@@ -27,12 +27,14 @@ from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.inputs import open_input
 from seqcli.keras_env import import_tensorflow
-from seqcli.specfile.sections import SourceSection
 
-if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+if TYPE_CHECKING:  # annotations only: TensorFlow comes from seqcli.keras_env, the section model's module reads
+    # the format table, which reads this
     import tensorflow as tf  # noqa: TID251
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+    from seqcli.data.formats import Opening
+    from seqcli.specfile.sections import SourceSection
+
 DEFAULT_IMAGE_SIZE = (256, 256)
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 MEMORY_SHARE = 0.5  # of the memory budget (seqcli.budget) that decoded images may take in memory
@@ -209,7 +211,15 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
     return 0
 
 
-def open_images(directory: Path, section: SourceSection, where: str, *, roots=None) -> Images:
+def open_image_folder(opening: Opening) -> Images:
+    """An image folder source: its images are the files its format's suffixes name."""
+    extensions = opening.fmt.member_suffixes
+    return open_images(opening.path, opening.section, opening.where, extensions, roots=opening.roots)
+
+
+def open_images(
+    directory: Path, section: SourceSection, where: str, extensions: tuple[str, ...], *, roots=None
+) -> Images:
     """The image folder ``directory``: every class subfolder and every image in it passes the door
     (:func:`seqcli.inputs.open_input`), confined, after its links are followed, to the folder itself and
     ``roots`` (the spec's folder and the allowed ones), and every image's size,
@@ -219,7 +229,7 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
     channels = CHANNELS[section.color_mode]
     paths, labels, largest = [], [], 0
     for label, class_dir in enumerate(class_dirs):
-        for path in files_under(class_dir, IMAGE_EXTENSIONS):
+        for path in files_under(class_dir, extensions):
             largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
             paths.append(path)
             labels.append(label)
@@ -227,7 +237,7 @@ def open_images(directory: Path, section: SourceSection, where: str, *, roots=No
         raise DataError(
             f"{where}: image directory {directory} has no images in its subfolders "
             f"({', '.join(d.name for d in class_dirs)})",
-            hint=f"images need one of the extensions {', '.join(IMAGE_EXTENSIONS)}",
+            hint=f"images need one of the extensions {', '.join(extensions)}",
         )
     return Images(
         paths=np.array(paths),

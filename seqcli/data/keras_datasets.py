@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from seqcli.data.arrays import Arrays, DataError, as_arrays
 from seqcli.keras_env import import_keras, keras_home
-from seqcli.specfile.sections import SourceSection
+
+if TYPE_CHECKING:  # annotations only: the section model's module reads the dataset table, which reads this
+    from seqcli.specfile.sections import SourceSection
 
 _FASHION_FILES = ", ".join(
     f"fashion-mnist/{name}-ubyte.gz"

@@ -12,21 +12,23 @@ import numpy as np
 
 from seqcli import archives
 from seqcli.data.arrays import DataError
+from seqcli.data.formats import DATA_FORMATS, file_suffixes, format_of_path, shard_format_names
 from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
-from seqcli.data.tfrecord import TFRECORD_SUFFIXES, count_records
+from seqcli.data.tfrecord import count_records
 from seqcli.errors import did_you_mean
 from seqcli.inputs import check_data_file, open_input
 from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
 
-STREAM_FORMATS = ("npz", "npy", "csv", "tfrecord")
+STREAM_FORMATS = shard_format_names()
 
 
 def is_streamed(section: SourceSection, fmt: str | None, base_dir: Path) -> bool:
-    """Whether a source is streamed: shards (a list or a glob) or TFRecord."""
+    """Whether a source is streamed: shards (a list or a glob), or of a format only ever streamed (TFRecord)."""
     from seqcli.files import is_pattern
 
-    return isinstance(section.path, list) or is_pattern(section.path, base_dir) or fmt == "tfrecord"
+    streamed_only = fmt is not None and DATA_FORMATS[fmt].reader is None
+    return isinstance(section.path, list) or is_pattern(section.path, base_dir) or streamed_only
 
 
 def open_stream(
@@ -50,7 +52,7 @@ def open_stream(
             f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
         )
     compression = section.compression or (
-        "GZIP" if fmt == "tfrecord" and files[0].suffix.lower() == ".gz" and section.compression is None else None
+        "GZIP" if DATA_FORMATS[fmt].compressed and files[0].suffix.lower() == ".gz" else None
     )
     stream = Stream([], section, where, with_labels=labels, readers=readers, compression=compression)
     if fmt == "tfrecord":
@@ -85,17 +87,13 @@ def _label_dtype(stream: Stream) -> str:
 
 
 def _shard_format(path: Path, where: str) -> str:
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix in TFRECORD_SUFFIXES:
-        return "tfrecord"
-    if suffix.lstrip(".") in STREAM_FORMATS:
-        return suffix.lstrip(".")
+    fmt = format_of_path(path)
+    if fmt is not None and fmt.shards:
+        return fmt.name
+    shard_formats = tuple(row for row in DATA_FORMATS.values() if row.shards)
     raise DataError(
         f"{where}: cannot tell the format of shard {path} from its extension {path.suffix!r}",
-        hint="shards are .npz, .npy, .csv or .tfrecord files; or set `format:`",
+        hint=f"shards are {file_suffixes(shard_formats)} files; or set `format:`",
     )
 
 

@@ -1,6 +1,6 @@
-"""Opening a source: the string and mapping forms, files (.npz, .npy, .csv) read with their size and
-shape checked from the header before the bulk (seqcli.inputs, seqcli.archives), and the dispatch to image folders and
-Keras datasets."""
+"""Opening a source: the string and mapping forms, the checks every file or folder source passes (it exists, it
+is a data file, it is what its format reads), and the dispatch to its format's or dataset's reader
+(:mod:`seqcli.data.formats`) or to the streamed sources (:mod:`seqcli.data.shards`)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,35 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydantic
 
-from seqcli import archives
 from seqcli.budget import LimitError
-from seqcli.data.arrays import Arrays, DataError, as_arrays
-from seqcli.data.bundled_datasets import BUNDLED_DATASETS, open_bundled_dataset
-from seqcli.data.images import IMAGE_EXTENSIONS, Images, open_images
-from seqcli.data.keras_datasets import open_keras_dataset
+from seqcli.data.arrays import Arrays, DataError, from_command_line, require_exists
+from seqcli.data.formats import (
+    DATA_FORMATS,
+    DATASET_NAMES,
+    DATASET_SPLITS,
+    DATASETS,
+    FORMAT_NAMES,
+    DataFormat,
+    Opening,
+    file_suffixes,
+    format_of_path,
+    is_dataset_name,
+)
+from seqcli.data.images import Images
+from seqcli.data.numpy_files import npz_header, read_npz
 from seqcli.data.shards import is_streamed, open_stream
 from seqcli.data.streams import FileReaders, Stream
 from seqcli.data.tables import csv_shard_columns, read_csv
-from seqcli.data.text import TEXT_EXTENSIONS, Texts, read_lines, read_text_folder
-from seqcli.data.tfrecord import TFRECORD_SUFFIXES
-from seqcli.errors import SeqError, did_you_mean
+from seqcli.data.text import Texts
+from seqcli.errors import did_you_mean
 from seqcli.files import is_pattern, matching_files, resolve_path
-from seqcli.inputs import UNREADABLE_HINT, allowed_roots, check_data_file, extra_roots, open_input
+from seqcli.inputs import allowed_roots, check_data_file, extra_roots
 from seqcli.shapes import check_sample_shape
-from seqcli.specfile.sections import DATASET_NAMES, SourceSection
+from seqcli.specfile.sections import SourceSection
 
 Source = Arrays | Images | Stream
-FORMATS = ("npz", "npy", "csv", "images", "text", "tfrecord")
 
 
 def validate_section(model: type[pydantic.BaseModel], value: Any, where: str):
@@ -49,9 +56,9 @@ def as_section(source: str | list | dict | SourceSection, where: str) -> SourceS
     if isinstance(source, str) and source.lstrip().startswith("{"):
         return validate_section(SourceSection, _flow_mapping(source, where), where)
     if isinstance(source, str):
-        name, _, split = source.partition(":")
-        if name in DATASET_NAMES and split in ("", "train", "test"):
-            return SourceSection(dataset=name, split=split or "train")
+        if is_dataset_name(source):
+            name, _, split = source.partition(":")
+            return SourceSection(dataset=name, split=split or DATASET_SPLITS[0])
         return SourceSection(path=source)
     if isinstance(source, list):
         return validate_section(SourceSection, {"path": source}, where)
@@ -140,10 +147,8 @@ def _open_checked(
             f"{where}: give either `path` or `dataset`, not both. "
             f"Received: path={section.path!r}, dataset={section.dataset!r}"
         )
-    if section.dataset in BUNDLED_DATASETS:
-        opened = open_bundled_dataset(section, where, want_labels)
-    elif section.dataset is not None:
-        opened = open_keras_dataset(section, where, want_labels)
+    if section.dataset is not None:
+        opened = DATASETS[section.dataset].reader(section, where, want_labels)
     elif section.path is None:
         raise DataError(f"{where}: no `path` or `dataset` given", hint="e.g. `train: data/digits.npz`")
     else:
@@ -182,59 +187,48 @@ def _open_path(
     input_shape: tuple | None = None,
     class_names: list[str] | None = None,
 ):
-    if is_streamed(section, section.format, base_dir) or _names_tfrecord(section.path):
+    """A source read from a file or folder: streamed (shards, or a format only ever streamed), else by the
+    reader of its format (:data:`~seqcli.data.formats.DATA_FORMATS`), given or told by its name."""
+    named = format_of_path(section.path) if isinstance(section.path, str) else None
+    if is_streamed(section, section.format, base_dir) or (section.format is None and _streamed_only(named)):
         files = _shard_files(section, base_dir, where)
         readers = FileReaders(
             read_npz=read_npz, npz_header=npz_header, read_csv=_read_csv_shard, csv_columns=csv_shard_columns
         )
         return open_stream(section, files, where, labels=want_labels, input_shape=input_shape, readers=readers)
     path = resolve_path(section.path, base_dir)
-    _require_exists(path, section.path, base_dir, where)
+    require_source(path, section.path, base_dir, where)
     check_data_file(path, where)
-    fmt = section.format or _infer_format(path, where)
-    if section.weights is not None and fmt not in ("npz", "csv"):
-        raise DataError(f"{where}.weights: sample weights come from an .npz array or a CSV column, not a {fmt} source")
-    if fmt == "images":
-        if not path.is_dir():
-            raise DataError(f"{where}: {path} is a file, but format 'images' needs a directory")
-        return open_images(path, section, where, roots=member_roots(base_dir, where))
-    if fmt == "text":
-        if path.is_dir():
-            return read_text_folder(path, member_roots(base_dir, where), where, input_shape)
-        return read_lines(path, where, input_shape)
-    if path.is_dir():
-        raise DataError(f"{where}: {path} is a directory, but format {fmt!r} needs a file")
-    weights = None
-    if fmt == "npz":
-        x, y = read_npz(path, section, where, labels=labels, want_labels=want_labels, input_shape=input_shape)
-        weights = _npz_weights(path, section, where) if want_labels else None
-    elif fmt == "npy":
-        x = _read_npy(path, where, input_shape=input_shape)
-        y = None
-        if want_labels and _names_npy(section.y):
-            y_path = resolve_path(section.y, base_dir)
-            _require_exists(y_path, section.y, base_dir, f"{where}.y")
-            y = _read_npy(y_path, where)
-    else:
-        x, y, names, weights = read_csv(
-            path, section, where, want_labels=want_labels, input_shape=input_shape, class_names=class_names
-        )
-        if isinstance(x, Texts):
-            return x
-        arrays = as_arrays(x, y, section.scale, path, where, weights)
-        arrays.class_names = names
-        return arrays
-    return as_arrays(x, y, section.scale, path, where, weights)
+    fmt = DATA_FORMATS[section.format] if section.format else _infer_format(path, where)
+    if section.weights is not None and not fmt.weights:
+        takers = " or ".join(row.name for row in DATA_FORMATS.values() if row.weights)
+        raise DataError(f"{where}.weights: sample weights come from a {takers} source, not a {fmt.name} source")
+    _check_kind(path, fmt, where)
+    opening = Opening(
+        path=path,
+        section=section,
+        where=where,
+        fmt=fmt,
+        base_dir=base_dir,
+        roots=member_roots(base_dir, where),
+        labels=labels,
+        want_labels=want_labels,
+        input_shape=input_shape,
+        class_names=class_names,
+    )
+    return fmt.read(opening)
 
 
-def _npz_weights(path: Path, section: SourceSection, where: str) -> np.ndarray | None:
-    """The .npz array ``section.weights`` names (its header checked first), or None when none is named."""
-    if section.weights is None:
-        return None
-    with archives.open_archive(path, where) as archive:
-        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        npz_header(archive, section.weights, members, path, f"{where}.weights", "weights")
-        return _npz_array(archive, members[section.weights], path, where)
+def _streamed_only(fmt: DataFormat | None) -> bool:
+    return fmt is not None and fmt.reader is None
+
+
+def _check_kind(path: Path, fmt: DataFormat, where: str) -> None:
+    """The path is what the format reads: a file, a folder, or either."""
+    if path.is_dir() and not fmt.folders:
+        raise DataError(f"{where}: {path} is a directory, but format {fmt.name!r} needs a file")
+    if not path.is_dir() and not fmt.files:
+        raise DataError(f"{where}: {path} is a file, but format {fmt.name!r} needs a directory")
 
 
 def _read_csv_shard(path: Path, section: SourceSection, where: str, *, want_labels: bool):
@@ -248,11 +242,6 @@ def _read_csv_shard(path: Path, section: SourceSection, where: str, *, want_labe
     return x, y
 
 
-def _names_tfrecord(path: str) -> bool:
-    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
-    return any(suffix in TFRECORD_SUFFIXES for suffix in suffixes[-2:])
-
-
 def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Path]:
     """The files of a streamed source, in order: a list's (each one may be a glob), or a glob's sorted matches."""
     names = section.path if isinstance(section.path, list) else [section.path]
@@ -260,7 +249,7 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
     for name in names:
         if not is_pattern(name, base_dir):
             path = resolve_path(name, base_dir)
-            _require_exists(path, name, base_dir, where)
+            require_source(path, name, base_dir, where)
             files.append(path)
             continue
         try:
@@ -281,139 +270,46 @@ def member_roots(base_dir: Path, where: str) -> list[Path]:
     the allowed ones for a spec's source, the allowed ones for a folder named on the command line. (The
     source's own path is confined where the spec's file values are, :func:`seqcli.specfile.paths.path_problems`,
     which leaves values set with ``--set`` to the user.)"""
-    return extra_roots() if _from_command_line(where) else allowed_roots(base_dir)
+    return extra_roots() if from_command_line(where) else allowed_roots(base_dir)
 
 
-def _names_npy(name: str | None) -> bool:
-    return name is not None and name.lower().endswith(".npy")
+def require_source(path: Path, given: str, base_dir: Path, where: str) -> None:
+    """The source's file or folder exists (else the error says what its name was relative to)."""
+    require_exists(path, given, base_dir, where, hint=did_you_mean(given, DATASET_NAMES) or "check the path")
 
 
-def _require_exists(path: Path, given: str, base_dir: Path, where: str):
-    if path.exists():
-        return
-    relative = not Path(os.path.expanduser(given)).is_absolute()
-    folder = "the current folder" if _from_command_line(where) else "the spec file's folder"
-    note = f" ({given!r} is relative to {folder}, {base_dir})" if relative else ""
-    hint = did_you_mean(given, DATASET_NAMES) or "check the path"
-    raise DataError(f"{where}: no such file or directory: {path}{note}", hint=hint)
-
-
-def _from_command_line(where: str) -> bool:
-    """Whether a source was named by a command-line option (``--data``), not by a spec."""
-    return where.startswith("--")
-
-
-def _infer_format(path: Path, where: str) -> str:
+def _infer_format(path: Path, where: str) -> DataFormat:
     if path.is_dir():
         return _folder_format(path)
-    if path.suffix.lower() in TEXT_EXTENSIONS:
-        return "text"
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
+    fmt = format_of_path(path)
+    if fmt is None or fmt.reader is None:
         raise DataError(
             f"{where}: cannot tell the format of {path} from its extension {path.suffix!r}",
-            hint="use a .npz, .npy, .csv or .txt file, or an image or text directory, or set `format:` "
-            f"({', '.join(FORMATS)})",
+            hint=f"use a {file_suffixes()} file or a folder ({_folder_formats()}), or set `format:` "
+            f"({', '.join(FORMAT_NAMES)})",
         )
     return fmt
 
 
-def _folder_format(path: Path) -> str:
-    """``text`` for a folder whose class subfolders hold more ``.txt`` files than images (among the first
-    :data:`FORMAT_SAMPLE_FILES` files with either extension), else ``images``."""
-    counts = {"text": 0, "images": 0}
+def _folder_formats() -> str:
+    return ", ".join(row.name for row in DATA_FORMATS.values() if row.folders)
+
+
+def _folder_format(path: Path) -> DataFormat:
+    """The folder format whose files its class subfolders hold most of (among the first
+    :data:`FORMAT_SAMPLE_FILES` files any folder format reads); the first folder format of the table on a tie."""
+    folder_formats = [row for row in DATA_FORMATS.values() if row.folders]
+    counts = dict.fromkeys((row.name for row in folder_formats), 0)
     with contextlib.suppress(OSError):
         for class_dir in sorted(entry for entry in path.iterdir() if entry.is_dir()):
             for name in sorted(os.listdir(class_dir)):
                 lower = name.lower()
-                kind = (
-                    "text"
-                    if lower.endswith(TEXT_EXTENSIONS)
-                    else "images"
-                    if lower.endswith(IMAGE_EXTENSIONS)
-                    else None
-                )
+                kind = next((row.name for row in folder_formats if lower.endswith(row.member_suffixes)), None)
                 if kind is not None:
                     counts[kind] += 1
                 if sum(counts.values()) >= FORMAT_SAMPLE_FILES:
                     break
-    return "text" if counts["text"] > counts["images"] else "images"
+    return DATA_FORMATS[max(counts, key=lambda name: counts[name])]
 
 
 FORMAT_SAMPLE_FILES = 64
-
-
-def read_npz(
-    path: Path,
-    section: SourceSection,
-    where: str,
-    *,
-    labels: bool,
-    want_labels: bool,
-    input_shape: tuple | None = None,
-):
-    """x and y of an .npz, each array's header checked (size, and x's sample shape) before it is read."""
-    with archives.open_archive(path, where) as archive:
-        members = {name.removesuffix(".npy"): name for name in archive.namelist()}
-        names = list(members)
-        x_shape, _ = npz_header(archive, section.x, members, path, where, "x")
-        if len(x_shape) > 0:
-            check_sample_shape(x_shape[1:], input_shape, path, where)
-        y = None
-        if want_labels and section.y is not None:
-            if section.y in names:
-                npz_header(archive, section.y, members, path, where, "y")
-                y = _npz_array(archive, members[section.y], path, where)
-            elif labels:
-                _missing_array(section.y, path, names, where, "y", taken=(section.x,))
-        x = _npz_array(archive, members[section.x], path, where)
-    return x, y
-
-
-def npz_header(archive, name: str, members: dict[str, str], path: Path, where: str, role: str) -> tuple:
-    """The shape and dtype (text) an array of an open .npz declares, checked against the file and the budget."""
-    if name not in members:
-        _missing_array(name, path, list(members), where, role)
-    member = members[name]
-    with archives.open_member(archive, member, path, where) as handle:
-        shape, dtype = archives.check_npy_header(
-            handle, archive.getinfo(member).file_size, where, f"array {name!r} in {path}"
-        )
-    return tuple(shape), dtype
-
-
-def _npz_array(archive, member: str, path: Path, where: str) -> np.ndarray:
-    try:
-        with archives.open_member(archive, member, path, where) as handle:
-            return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:  # a damaged member is open_member's LimitError
-        name = member.removesuffix(".npy")
-        raise DataError(f"{where}: cannot read array {name!r} in {path}: {error}") from None
-
-
-def _missing_array(name: str, path: Path, names: list[str], where: str, role: str, taken: tuple = ()):
-    listed = ", ".join(repr(n) for n in names) or "none"
-    hint = did_you_mean(name, names)
-    others = [n for n in names if n not in taken]
-    if hint is None and others:
-        hint = f"name the array with `{role}:` in a mapping source, e.g. `{role}: {others[0]}`"
-    raise DataError(f"{where}: {path} has no array {name!r} (its arrays: {listed})", hint=hint)
-
-
-def _read_npy(path: Path, where: str, *, input_shape: tuple | None = None, roots=None) -> np.ndarray:
-    """An .npy array read through the door, its header checked (size against the file and the budget, dtype,
-    sample shape) first."""
-    try:
-        with open_input(path, where, roots=roots, limit=None) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            shape, _ = archives.check_npy_header(handle, size, where, str(path))
-            if len(shape) > 0:
-                check_sample_shape(tuple(shape[1:]), input_shape, path, where)
-            handle.seek(0)
-            return archives.read_npy(handle, size, where, str(path))
-    except (SeqError, DataError):
-        raise
-    except OSError as error:  # its text names the path again: "[Errno 13] Permission denied: '...'"
-        raise DataError(f"{where}: cannot read {path}: {error.strerror or error}", hint=UNREADABLE_HINT) from None
-    except Exception as error:  # numpy's text may quote the file's bytes: only its kind is named
-        raise DataError(f"{where}: cannot read {path} as an .npy array ({type(error).__name__})") from None

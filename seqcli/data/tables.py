@@ -14,16 +14,19 @@ import csv
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seqcli import datacheck
 from seqcli.budget import human_size, max_memory, over_budget_hint
-from seqcli.data.arrays import DataError
+from seqcli.data.arrays import Arrays, DataError, as_arrays
 from seqcli.data.text import Texts, as_texts, open_data_file
 from seqcli.shapes import check_sample_shape
-from seqcli.specfile.sections import SourceSection
+
+if TYPE_CHECKING:  # annotations only: the section model's module reads the format table, which reads this
+    from seqcli.data.formats import Opening
+    from seqcli.specfile.sections import SourceSection
 
 CSV_CHUNK_ROWS = 4096  # rows converted to numbers at a time while a CSV streams in
 MAX_CLASSES = 10_000  # distinct names in a CSV's label column of class names
@@ -39,6 +42,25 @@ class CsvColumns:
     text: str | None
     label: str | None
     weights: str | None = None  # a column of sample weights, read with the features
+
+
+def open_csv(opening: Opening) -> Arrays | Texts:
+    """A CSV source: numeric features as an in-memory source (with class names, when its labels are names),
+    or a ``text:`` column's strings."""
+    section, path, where = opening.section, opening.path, opening.where
+    x, y, names, weights = read_csv(
+        path,
+        section,
+        where,
+        want_labels=opening.want_labels,
+        input_shape=opening.input_shape,
+        class_names=opening.class_names,
+    )
+    if isinstance(x, Texts):
+        return x
+    arrays = as_arrays(x, y, section.scale, path, where, weights)
+    arrays.class_names = names
+    return arrays
 
 
 def read_csv(

@@ -22,10 +22,11 @@ from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
 from seqcli.inputs import BUDGET, UNREADABLE_HINT, open_input
 
-if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
+if TYPE_CHECKING:  # annotations only: TensorFlow comes from seqcli.keras_env, the format table reads this
     import tensorflow as tf  # noqa: TID251
 
-TEXT_EXTENSIONS = (".txt",)
+    from seqcli.data.formats import Opening
+
 TEXT_OVERHEAD = 96  # bytes per sample besides its text: a numpy object slot, a bytes header, a tf.string cell
 UTF8_HINT = "save the file as UTF-8, or convert it, e.g. iconv -f latin1 -t utf-8"
 
@@ -97,6 +98,14 @@ def read_text(path: str | Path, where: str, roots: list[Path] | None = None) -> 
 # ----------------------------------------------------------------------------- readers
 
 
+def open_text(opening: Opening) -> Texts:
+    """A text source: a folder of class subfolders of files its format's suffixes name, or a file of lines."""
+    if opening.path.is_dir():
+        extensions = opening.fmt.member_suffixes
+        return read_text_folder(opening.path, opening.roots, opening.where, opening.input_shape, extensions)
+    return read_lines(opening.path, opening.where, opening.input_shape)
+
+
 def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Texts:
     """A text file of one sample per line (``\\n`` or ``\\r\\n``; an empty line is an empty sample, a final
     newline ends the last line). No labels."""
@@ -109,14 +118,21 @@ def read_lines(path: Path, where: str, input_shape: tuple | None = None) -> Text
     return as_texts(samples, None, None, input_shape)
 
 
-def read_text_folder(directory: Path, roots: list[Path], where: str, input_shape: tuple | None = None) -> Texts:
-    """A folder with one subfolder per class (sorted names are the classes) of ``.txt`` files, one per sample.
+def read_text_folder(
+    directory: Path,
+    roots: list[Path],
+    where: str,
+    input_shape: tuple | None,
+    extensions: tuple[str, ...],
+) -> Texts:
+    """A folder with one subfolder per class (sorted names are the classes) of files ending in ``extensions``
+    (``.txt``), one per sample.
     Its class folders and files resolve inside the folder itself or ``roots``."""
     roots = [directory.resolve(), *roots]
     class_dirs = class_folders(directory, "text", where, roots, example="neg/001.txt, pos/002.txt")
     paths, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        for path in files_under(class_dir, TEXT_EXTENSIONS):
+        for path in files_under(class_dir, extensions):
             paths.append(path)
             labels.append(label)
     if not paths:

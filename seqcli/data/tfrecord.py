@@ -19,7 +19,6 @@ from seqcli.errors import clean_tensorflow_message
 from seqcli.inputs import check_input, open_input
 from seqcli.keras_env import import_tensorflow
 
-TFRECORD_SUFFIXES = (".tfrecord", ".tfrec", ".tfrecords")
 COMPRESSIONS = {"GZIP": "GZIP", "ZLIB": "ZLIB", "none": "", None: ""}
 
 

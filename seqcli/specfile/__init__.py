@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqcli.errors import Problem, SpecError
-from seqcli.specfile.sections import (
-    CompileSection,
-    DataSection,
-    DistributeSection,
-    FreezeSection,
-    ModelExpect,
-    TrainSection,
-    TransferSection,
-    TuneSection,
-)
+from seqcli.specfile.sections import SpecSections
 from seqcli.specfile.validate import LAYER_EXTRA_KEYS, first_layer_over_limits, validate_sections, validate_top_level
 from seqcli.specfile.yamlload import Document, PathKey, format_path, parse_spec_text, read_spec_file
 
@@ -37,19 +26,14 @@ class LayerEntry:
     path: PathKey
 
 
-@dataclass
-class Spec:
+@dataclass(kw_only=True)
+class Spec(SpecSections):
+    """A validated spec: its document (plain data and positions), its layers, its name and its sections (typed,
+    as :class:`~seqcli.specfile.sections.SpecSections` declares them), and the problems found in it."""
+
     document: Document
     layers: list[LayerEntry]
     name: str | None = None
-    expect: ModelExpect | None = None
-    compile: CompileSection | None = None
-    data: DataSection | None = None
-    train: TrainSection = field(default_factory=TrainSection)
-    distribute: DistributeSection = field(default_factory=DistributeSection)
-    freeze: FreezeSection | None = None
-    transfer: TransferSection | None = None
-    tune: TuneSection | None = None
     problems: list[Problem] = field(default_factory=list)
     refused_files: set[PathKey] = field(default_factory=set)  # file-valued spec values it may not read
 
@@ -96,12 +80,6 @@ class Spec:
     def resolved(self) -> dict:
         """The spec's plain data after overrides: what a run records."""
         return copy.deepcopy(self.document.data)
-
-    def fingerprint(self, *sections: str) -> str:
-        """A hash of the named top-level sections (all when none are named), stable across key order."""
-        data = self.document.data
-        chosen = {k: data.get(k) for k in sections} if sections else data
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_spec(path: str | Path, overrides: list[str] | None = None, *, confined: bool = True) -> Spec:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcli.data.formats import is_dataset_name
 from seqcli.errors import Problem
 from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
 from seqcli.inputs import ALLOW_PATH_ENV, URL, allowed_roots, confinement_problem, inside, kind_of
-from seqcli.specfile.sections import DATASET_NAMES
 from seqcli.specfile.yamlload import Document, PathKey
 
 MIB = 1 << 20
@@ -137,12 +137,6 @@ def _data_field(path: PathKey, value: str) -> FileField:
 def _shard_fields(path: PathKey, values: list) -> list[FileField]:
     """A list of shard files: each one a file field (a glob in the list is one too)."""
     return [_data_field(path + (index,), value) for index, value in enumerate(values) if isinstance(value, str)]
-
-
-def is_dataset_name(source: str) -> bool:
-    """``mnist``, ``cifar10:test``, ``breast_cancer:train``...: a named dataset, not a path."""
-    name, _, split = source.partition(":")
-    return name in DATASET_NAMES and split in ("", "train", "test")
 
 
 def confine(

@@ -9,7 +9,7 @@ from importlib import resources
 
 from seqcli.budget import MAX_LAYERS
 from seqcli.display import NAME_LIMIT
-from seqcli.specfile.sections import SECTIONS
+from seqcli.specfile.sections import SPEC_SECTIONS
 from seqcli.specfile.validate import LAYER_NAME_PATTERN
 
 SHAPE = {
@@ -20,7 +20,6 @@ SHAPE = {
 TOP_LEVEL = {
     "name": "the Keras model name (letters, digits and underscores)",
     "layers": "the model's layers in order: each a mapping with one Keras layer class and its arguments",
-    "expect": "whole-model checks for CI: output shape, params, max_params, max_memory",
 }
 # Spec keys whose value is a Keras object by name, or a one-key mapping {ClassName: {arguments}}.
 COMPILE_OBJECTS = {"optimizer": "optimizers", "loss": "losses"}
@@ -46,12 +45,13 @@ def spec_schema() -> dict:
             "description": TOP_LEVEL["layers"],
         },
     }
-    for key, model in SECTIONS.items():
-        schema = model.model_json_schema(ref_template="#/$defs/{model}")
+    for key, declared in SPEC_SECTIONS.items():
+        schema = declared.model.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
+        if declared.declaration.description:
+            schema.setdefault("description", declared.declaration.description)
         properties[key] = schema
     _name_compile_objects(properties["compile"])
-    properties["expect"].setdefault("description", TOP_LEVEL["expect"])
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "seq spec",

@@ -1,13 +1,16 @@
-"""Typed tables for the spec's non-layer sections: compile, data, train, distribute, freeze, transfer.
+"""Typed tables for the spec's sections beside its layers, and :class:`SpecSections`, where each section is
+declared once: its model, whether a spec without it gets its defaults, and what a resume may change.
 
-Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give
-positions through their error locations, and publish the JSON Schema.
+Plain pydantic models (no TensorFlow): they validate the YAML's plain data, give positions through their error
+locations, and publish the JSON Schema. The choices of a source's ``format:`` and ``dataset:`` come from the
+table of :mod:`seqcli.data.formats`.
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -25,13 +28,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from seqcli.data.formats import DATASET_NAMES, DATASET_SPLITS, FORMAT_NAMES, datasets_in_words, formats_in_words
+
 # A Keras object named the way layers are: "adam", or {Adam: {learning_rate: 1e-3}}.
 KerasObject = Union[StrictStr, dict[StrictStr, dict[StrictStr, Any] | None]]
 Number = Union[StrictInt, StrictFloat]
-KerasDataset = Literal["mnist", "fashion_mnist", "cifar10", "cifar100"]
-BundledDataset = Literal["breast_cancer", "wine", "iris", "digits", "diabetes"]  # inside scikit-learn's wheel
-KERAS_DATASET_NAMES: tuple[str, ...] = typing.get_args(KerasDataset)
-DATASET_NAMES: tuple[str, ...] = KERAS_DATASET_NAMES + typing.get_args(BundledDataset)
+# The choices of `format:` and `dataset:` are the rows of seqcli.data's table (a format is a row and its reader).
+DataFormatName = Literal[FORMAT_NAMES]  # type: ignore[valid-type]
+DatasetName = Literal[DATASET_NAMES]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -64,12 +68,14 @@ class SourceSection(Section):
     path: StrictStr | Paths | None = Field(
         default=None, description="a file, a folder, a glob of shards (data/train-*.npz) or a list of shard files"
     )
-    dataset: KerasDataset | BundledDataset | None = None
-    format: Literal["npz", "npy", "csv", "images", "text", "tfrecord"] | None = None
+    dataset: DatasetName | None = Field(default=None, description=f"a dataset by name: {datasets_in_words()}")
+    format: DataFormatName | None = Field(
+        default=None, description=f"the format (default: told by the file's suffix): {formats_in_words()}"
+    )
     compression: Literal["GZIP", "ZLIB", "none"] | None = Field(
         default=None, description="of TFRecord files (default: none)"
     )
-    split: Literal["train", "test"] = "train"
+    split: Literal[DATASET_SPLITS] = "train"  # type: ignore[valid-type]
     x: StrictStr = "x"
     y: StrictStr | None = "y"
     features: list[StrictStr] | dict[StrictStr, FeatureSection] | None = Field(
@@ -311,13 +317,99 @@ class TuneSection(Section):
     )
 
 
-SECTIONS: dict[str, type[Section]] = {
-    "compile": CompileSection,
-    "data": DataSection,
-    "train": TrainSection,
-    "distribute": DistributeSection,
-    "freeze": FreezeSection,
-    "transfer": TransferSection,
-    "expect": ModelExpect,
-    "tune": TuneSection,
-}
+# ----------------------------------------------------------------------------- the sections, declared once
+
+ALL_KEYS: Literal["all"] = "all"  # a resume may change anything in the section
+Changes = tuple[str, ...] | Literal["all"]
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a section declares besides its type and its keys (its model's fields): the keys a resumed run
+    (``seq train --resume``) and a continued study (``seq tune --resume``) may change, :data:`ALL_KEYS` for the
+    whole section. Every other key of the spec enters the fingerprint that decides whether they may continue
+    (:mod:`seqcli.specfile.fingerprint`). ``description``: the section's, for the JSON Schema."""
+
+    run_may_change: Changes
+    study_may_change: Changes
+    description: str | None = None
+
+
+def section(
+    *, run_may_change: Changes, study_may_change: Changes, defaults: type[Section] | None = None, **described: str
+) -> Any:
+    """A spec section's field: absent (None) when the spec leaves it out, or its ``defaults`` model."""
+    metadata = {Declaration: Declaration(run_may_change, study_may_change, **described)}
+    if defaults is None:
+        return field(default=None, metadata=metadata)
+    return field(default_factory=defaults, metadata=metadata)
+
+
+@dataclass(kw_only=True)
+class SpecSections:
+    """The spec's sections beside ``name`` and ``layers``, in the order the schema lists them: each one's type,
+    whether a spec without it gets its defaults, and what a resume may change. Everything else about sections
+    (the top-level keys, their validation and schema, the fingerprints) is derived from these fields."""
+
+    compile: CompileSection | None = section(run_may_change=(), study_may_change=())
+    data: DataSection | None = section(run_may_change=(), study_may_change=())
+    train: TrainSection = section(
+        run_may_change=("epochs", "checkpoint_every"), study_may_change=(), defaults=TrainSection
+    )
+    distribute: DistributeSection = section(run_may_change=ALL_KEYS, study_may_change=(), defaults=DistributeSection)
+    freeze: FreezeSection | None = section(run_may_change=(), study_may_change=())
+    transfer: TransferSection | None = section(run_may_change=(), study_may_change=())
+    expect: ModelExpect | None = section(
+        run_may_change=(),
+        study_may_change=(),
+        description="whole-model checks for CI: output shape, params, max_params, max_memory",
+    )
+    tune: TuneSection | None = section(run_may_change=(), study_may_change=("trials",))
+
+
+@dataclass(frozen=True)
+class SpecSection:
+    """One section as :class:`SpecSections` declares it."""
+
+    name: str
+    model: type[Section]
+    defaulted: bool  # a spec without it gets its defaults (else None)
+    declaration: Declaration
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.model.model_fields)
+
+    def may_change(self, kind: Literal["run", "study"]) -> Changes:
+        return self.declaration.run_may_change if kind == "run" else self.declaration.study_may_change
+
+
+def declared_sections(table: type = SpecSections) -> dict[str, SpecSection]:
+    """Each field of ``table`` as the section it declares; a TypeError for a field not declared with
+    :func:`section`, or one that names keys its section does not have."""
+    hints = typing.get_type_hints(table)
+    found = {}
+    for spec_field in fields(table):
+        declaration = spec_field.metadata.get(Declaration)
+        if not isinstance(declaration, Declaration):
+            raise TypeError(f"section {spec_field.name!r} is not declared with section()")
+        model = _model_of(hints[spec_field.name])
+        if model is None:
+            raise TypeError(f"section {spec_field.name!r} is not typed by a section model")
+        found[spec_field.name] = SpecSection(spec_field.name, model, spec_field.default is not None, declaration)
+        for kind in ("run", "study"):
+            changes = found[spec_field.name].may_change(kind)  # type: ignore[arg-type]
+            unknown = [] if changes == ALL_KEYS else [key for key in changes if key not in model.model_fields]
+            if unknown:
+                raise TypeError(f"section {spec_field.name!r} declares unknown keys a {kind} may change: {unknown}")
+    return found
+
+
+def _model_of(annotation: Any) -> type[Section] | None:
+    """The section model of an annotation: ``TrainSection`` or ``CompileSection | None``."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, Section)), None)
+
+
+SPEC_SECTIONS: dict[str, SpecSection] = declared_sections()
+SECTIONS: dict[str, type[Section]] = {name: declared.model for name, declared in SPEC_SECTIONS.items()}

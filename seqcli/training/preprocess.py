@@ -8,8 +8,6 @@ takes it from there, never adapting again; class weights are a pure function of 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -17,6 +15,7 @@ import numpy as np
 from seqcli.errors import Problem, did_you_mean
 from seqcli.modelbuild.adapt import AdaptedState, AdaptError, adapt_layers, adapting_layers
 from seqcli.specfile import Spec
+from seqcli.specfile.fingerprint import fingerprint
 
 
 def adapt_for_run(spec: Spec, data, input_shape: tuple | None, seed: int) -> tuple[AdaptedState, list[Problem]]:
@@ -76,7 +75,7 @@ def _adapt_key(spec: Spec, input_shape: tuple | None, seed: int) -> str:
         "input_shape": input_shape,
         "files": input_files(spec),
     }
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    return fingerprint(record)
 
 
 def describe_adapted(spec: Spec, adapted: AdaptedState | None, data, *, resumed: bool) -> str | None:

@@ -1,9 +1,9 @@
 """Resuming a run: is the spec the same, are the files it reads the same, and where does it stand.
 
 A checkpoint records a fingerprint of everything in the spec that decides a run's steps (file paths made
-absolute, the seed used; less what may change on resume: epochs, checkpoint_every, distribution) and the
-size and sha256 of every file the run reads. Resuming compares both with the spec and files of today and
-never trains fewer epochs than the run has started.
+absolute, the seed used; less what its sections declare a resume may change,
+:class:`~seqcli.specfile.sections.SpecSections`) and the size and sha256 of every file the run reads.
+Resuming compares both with the spec and files of today and never trains fewer epochs than the run has started.
 """
 
 from __future__ import annotations
@@ -15,31 +15,24 @@ from pathlib import Path
 from seqcli.files import keep_copy
 from seqcli.inputs import CHUNK, open_input
 from seqcli.specfile import Spec, format_path
+from seqcli.specfile.fingerprint import comparable, fingerprint, may_change_in_words
 from seqcli.specfile.paths import absolute_file_fields, file_fields
 from seqcli.training.checkpoint import TrainingState, usable_checkpoint
 from seqcli.training.rundir import RunDirectory, RunDirectoryError
 
-# Keys that may change between a run and its resume: how long to train, how often to checkpoint, where.
-RESUMABLE_CHANGES = (("train", "epochs"), ("train", "checkpoint_every"), ("distribute",))
 HASHED_FILE_BYTES = 50 << 20  # input files up to this size are compared by sha256 on resume, larger by mtime
 
 
 def run_fingerprint(spec: Spec, seed: int | None) -> str:
-    """A hash of everything in the spec that decides the steps of a run: the spec with file paths made
-    absolute and the seed actually used, less what may change on resume (epochs, checkpoint_every,
-    distribution). The files it reads are compared on their own (:func:`input_files`)."""
-    data = comparable_spec(spec, seed)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A hash of everything in the spec that decides the steps of a run (:func:`comparable_spec`). The files it
+    reads are compared on their own (:func:`input_files`)."""
+    return fingerprint(comparable_spec(spec, seed))
 
 
 def comparable_spec(spec: Spec, seed: int | None) -> dict:
-    data = absolute_file_fields(spec.resolved(), spec.base_dir)
-    for path in RESUMABLE_CHANGES:
-        parent = data
-        for part in path[:-1]:
-            parent = parent.get(part) if isinstance(parent, dict) else None
-        if isinstance(parent, dict):
-            parent.pop(path[-1], None)
+    """The spec with file paths made absolute and the seed actually used, less what its sections declare a
+    resumed run may change (train.epochs, train.checkpoint_every, distribute)."""
+    data = comparable(absolute_file_fields(spec.resolved(), spec.base_dir), "run")
     if not isinstance(data.get("train"), dict):
         data["train"] = {}
     data["train"]["seed"] = seed
@@ -133,8 +126,7 @@ def resume_state(
             f"cannot resume {output}: the spec changed since the checkpoint was written"
             f"{_changes(state.spec, comparable_spec(spec, seed))}",
             hint="undo the changes to resume, or start a new run with --overwrite or another "
-            "--output (only train.epochs, train.checkpoint_every and distribute may "
-            "change on resume)",
+            f"--output (only {may_change_in_words('run')} may change on resume)",
         )
     files = input_files(spec)
     changed = changed_file(state.files, files)

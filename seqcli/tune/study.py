@@ -11,9 +11,7 @@ is noticed at once by its process id; one elsewhere when its heartbeat is ``GRAC
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
-import json
 import os
 import socket
 import threading
@@ -22,6 +20,7 @@ import warnings
 from seqcli.errors import MissingDependency, SeqError, masked_url, url_password
 from seqcli.outputs import process_alive
 from seqcli.specfile import Spec
+from seqcli.specfile.fingerprint import comparable, fingerprint, may_change_in_words
 from seqcli.tune.folder import trial_name
 from seqcli.tune.space import Parameter, direction_of, epochs_of, make_pruner, make_sampler, parameters_of
 
@@ -82,11 +81,9 @@ def make_storage(url: str):
 
 
 def spec_fingerprint(spec: Spec) -> str:
-    """The spec and its search space, less what may change when a study continues (tune.trials)."""
-    data = spec.resolved()
-    if isinstance(data.get("tune"), dict):
-        data["tune"].pop("trials", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The spec and its search space, less what its sections declare a continued study may change
+    (tune.trials)."""
+    return fingerprint(comparable(spec.resolved(), "study"))
 
 
 def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
@@ -114,7 +111,8 @@ def open_study(spec: Spec, storage, *, resume: bool, sampler_seed: int):
     elif recorded != fingerprint:
         raise TuneError(
             f"the study {name!r} was made from another spec or search space",
-            hint="undo the change (only tune.trials may change), or tune into another --output or --storage",
+            hint=f"undo the change (only {may_change_in_words('study')} may change), "
+            "or tune into another --output or --storage",
         )
     return study
 
