@@ -16,7 +16,13 @@ from tests.conftest import write_tiny_project
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 # What a run's profile names, whichever thread ran it: the fit, the checkpoint (copy, then write), the results.
-RUN_STAGES = {"training: fit", "checkpoint: copy the variables", "checkpoint: write", "results: save the model", "results: write the history"}
+RUN_STAGES = {
+    "training: fit",
+    "checkpoint: copy the variables",
+    "checkpoint: write",
+    "results: save the model",
+    "results: write the history",
+}
 
 
 def train(tmp_path: Path, env: dict):
