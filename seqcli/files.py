@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seqcli.errors import SeqError
+from seqcli.stages import stage
 
 # Every temporary file or staging folder seq makes starts with this prefix and its process id, so that a
 # later run can recognise (and remove) what a killed one left behind: :func:`seqcli.outputs.clean_stale`.
@@ -219,6 +220,7 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
+@stage("fsync (every file written)")
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

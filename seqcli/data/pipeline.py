@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqcli.data.arrays import DataError, eager_constants
+from seqcli.data.arrays import DataError, as_written, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
 from seqcli.data.stream_reads import stream_batches
@@ -21,6 +21,7 @@ from seqcli.data.text import Texts
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import DataSection, SourceSection, ValidationSplit
+from seqcli.stages import stage
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -75,6 +76,7 @@ class Datasets:
             self._built["validation"] = None if self._validation_builder is None else self._validation_builder()
         return self._built["validation"]
 
+    @stage("pipeline: build an epoch")
     def train_for_epoch(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
         """Epoch ``epoch`` of the training data (0-based): ``steps_per_epoch`` batches, less the
         first ``skip``, prefetched. The same ``(seed, epoch)`` always gives the same batches."""
@@ -95,6 +97,7 @@ class Datasets:
             raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
         return self._adapt_builder(samples)
 
+    @stage("pipeline: build the epochs")
     def train_epochs(self, start: int, stop: int, skip: int = 0) -> tf.data.Dataset:
         """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
         first ``skip`` batches; each epoch's batches are those of :meth:`train_for_epoch`.
@@ -106,7 +109,7 @@ class Datasets:
         # The first epoch is built here, eagerly: a source decoded on first use (image folders) is decoded
         # now, and its errors are seq's, not autograph's staging errors from inside flat_map.
         first = self._epoch_builder(start, skip)
-        rest = tf.data.Dataset.range(start + 1, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
+        rest = tf.data.Dataset.range(start + 1, stop).flat_map(as_written(lambda epoch: self._epoch_builder(epoch, 0)))
         return first.concatenate(rest).prefetch(tf.data.AUTOTUNE)
 
 
@@ -408,7 +411,7 @@ def _stream_batches(source: Stream, count: int, batch_size: int, labels: bool, o
     quota = count if count < source.count and order_seed is None else None
     dataset = stream_batches(source, batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
     if source.with_labels and not labels:
-        dataset = dataset.map(lambda x, y: x, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(as_written(lambda x, y: x), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset
 
 

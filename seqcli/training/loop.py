@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seqcli.errors import SeqError
+from seqcli.stages import stage
 from seqcli.training.checkpoint import restamp, restore_metrics, snapshot, write_snapshot
 from seqcli.training.events import Reporter, TrainResult
 from seqcli.training.results import (
@@ -134,7 +135,7 @@ class Trainer:
         model = self.setup.model
         self.fitted = True
         try:
-            with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs):
+            with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs), stage("training: fit"):
                 model.fit(
                     dataset,
                     validation_data=self.setup.data.validation,
