@@ -12,8 +12,8 @@ Workloads:
   texts, Embedding, pooling, Dense) on the review tables ``scripts/make_reviews.py`` writes into specs/data/.
 
 For each: the final validation accuracy of every run, one seed per pair of runs (the target: the same within
-the spread across seeds), and the median wall time of the whole process, with the ratio seq / Keras (the
-target: no more than 1). Needs only
+the spread across seeds), the median wall and CPU time of the whole process, with the ratios seq / Keras of
+each interleaved pair (the target: no more than 1), and seq's own stage times (its ``SEQ_PROFILE`` hook). Needs only
 public tools: Keras, TensorFlow, NumPy, scikit-learn and seq itself.
 """
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,26 +89,34 @@ WORKLOADS = {
 }
 
 
-def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float]:
-    output = scratch / f"seq-{seed}"
+def run_seq(spec: Path, scratch: Path, seed: int) -> tuple[float, float, float, dict]:
+    """One whole ``seq train`` process: its final val_accuracy, wall and CPU seconds, and stage times (seq's
+    ``SEQ_PROFILE`` hook: what the command spent where, in its own words)."""
+    output, profile = scratch / f"seq-{seed}", scratch / f"stages-{seed}.json"
     command = [sys.executable, "-m", "seqcli", "train", str(spec), "--output", str(output), "--quiet"]
     command += ["--set", f"train.seed={seed}", "--format", "json"]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"seq train failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)["metrics"]["val_accuracy"], seconds
+    done, wall, cpu = timed_process(command, {**os.environ, "SEQ_PROFILE": str(profile)}, "seq train")
+    stages = json.loads(profile.read_text())
+    return json.loads(done.stdout)["metrics"]["val_accuracy"], wall, cpu, stages
 
 
-def run_keras(script: str, argument: str, seed: int) -> tuple[float, float]:
-    started = time.perf_counter()
+def run_keras(script: str, argument: str, seed: int) -> tuple[float, float, float, None]:
     command = [sys.executable, "-c", script, argument, str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - started
+    done, wall, cpu = timed_process(command, None, "the Keras script")
+    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], wall, cpu, None
+
+
+def timed_process(command: list[str], env: dict | None, name: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``command``; its wall seconds, and its CPU seconds (user + system), which a busy machine inflates
+    less than the wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"the Keras script failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["val_accuracy"], seconds
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return done, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench(workload: str, repeats: int) -> dict:
@@ -121,13 +131,38 @@ def bench(workload: str, repeats: int) -> dict:
 
 def report(workload: str, results: dict) -> None:
     print(f"\n{workload}: {len(results['seq'])} runs each, interleaved, seeds 1..{len(results['seq'])}")
-    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14}")
+    print(f"{'':8} {'val accuracy (each seed)':40} {'median wall s':>14} {'best wall s':>12} {'median CPU s':>13}")
     for name in ("seq", "keras"):
-        accuracies = " ".join(f"{a:.3f}" for a, _ in results[name])
-        print(f"{name:8} {accuracies:40} {statistics.median(s for _, s in results[name]):14.1f}")
-    ratio = statistics.median(s for _, s in results["seq"]) / statistics.median(s for _, s in results["keras"])
-    gap = statistics.median(a for a, _ in results["seq"]) - statistics.median(a for a, _ in results["keras"])
-    print(f"seq / Keras wall time (medians): {ratio:.2f}x; accuracy difference of the medians: {gap:+.3f}")
+        accuracies = " ".join(f"{run[0]:.3f}" for run in results[name])
+        wall, cpu = [run[1] for run in results[name]], [run[2] for run in results[name]]
+        print(
+            f"{name:8} {accuracies:40} {statistics.median(wall):14.1f} {min(wall):12.1f} {statistics.median(cpu):13.1f}"
+        )
+    for index, measure in ((1, "wall"), (2, "CPU")):
+        pairs = [seq[index] / keras[index] for seq, keras in zip(results["seq"], results["keras"])]
+        print(
+            f"seq / Keras {measure} time, each interleaved pair: {' '.join(f'{r:.2f}' for r in pairs)}; "
+            f"median {statistics.median(pairs):.2f}x, best {min(pairs):.2f}x"
+        )
+    gap = statistics.median(run[0] for run in results["seq"]) - statistics.median(run[0] for run in results["keras"])
+    print(f"accuracy difference of the medians (seq - Keras): {gap:+.3f}")
+    print_stages([run[3] for run in results["seq"]])
+
+
+def print_stages(profiles: list[dict]) -> None:
+    """seq's own stage times (median over the runs), the largest first: where its wall time goes."""
+    names = {name for profile in profiles for name in profile["stages"]}
+    medians = {
+        name: statistics.median(profile["stages"].get(name, {}).get("seconds", 0.0) for profile in profiles)
+        for name in names
+    }
+    wall = statistics.median(profile["wall_seconds"] for profile in profiles)
+    print(f"seq's stages (median seconds; a helper thread's overlap the training thread's; command {wall:.2f} s):")
+    for name, seconds in sorted(medians.items(), key=lambda pair: -pair[1])[:12]:
+        threads = sorted(
+            {thread for profile in profiles for thread in profile["stages"].get(name, {}).get("threads", [])}
+        )
+        print(f"  {name:52} {seconds:7.3f}  {', '.join(threads)}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Streaming throughput: ``seq train`` from shards and TFRecord files larger than the memory budget, against the
 same data as one in-memory ``.npz`` and against a hand-written tf.data TFRecord pipeline.
 
-    python bench/stream_throughput.py [--shards 48] [--shard-mb 4] [--max-memory 72M] [--epochs 3] [--repeats 1]
+    python bench/stream_throughput.py [--shards 48] [--shard-mb 4] [--max-memory 72M] [--epochs 3] [--repeats 3]
 
 The bench writes random data (784 float32 features, 10 classes) into a temporary folder: ``--shards`` .npz shards
 and as many TFRecord files of ``tf.train.Example`` records, together several times ``--max-memory``, and the same
@@ -15,8 +15,9 @@ samples in one .npz. Variants, each a whole process whose peak resident memory i
 
 Every variant trains the same MLP (784 -> 128 relu -> 10 softmax, Adam, batch 256) with a shuffle buffer of
 10,000 samples where it streams. Throughput is samples per second over the epochs after the first (which pays
-for tracing); the bench prints each variant's best over ``--repeats``, its peak RSS, and the ratios to the
-in-memory run and to the tf.data pipeline. Needs only public tools: Keras, TensorFlow, NumPy and seq itself.
+for tracing); the variants run in turn ``--repeats`` times, and the bench prints each one's best and median
+throughput, its peak RSS, and the ratios to the in-memory run and to the tf.data pipeline. Needs only public
+tools: Keras, TensorFlow, NumPy and seq itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,7 +156,7 @@ def main() -> None:
     parser.add_argument("--shard-mb", type=float, default=4)
     parser.add_argument("--max-memory", default="72M")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="seq-stream-bench-") as temporary:
@@ -175,21 +177,30 @@ def main() -> None:
             "seq tfrecord": lambda: seq_run(folder, "tfrecord", records, args.epochs, args.max_memory),
             "tf.data": lambda: tfdata_run(folder, args.epochs),
         }
-        best: dict[str, tuple[float, int]] = {}
-        for _ in range(args.repeats):
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in variants}
+        for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits every variant alike
             for name, run in variants.items():
                 seconds, peak = run()
-                rate = throughput(seconds, samples)
-                if name not in best or rate > best[name][0]:
-                    best[name] = (rate, peak)
-        report(best)
+                runs[name].append((throughput(seconds, samples), peak))
+        report(runs)
 
 
-def report(best: dict[str, tuple[float, int]]) -> None:
-    memory, tfdata = best["seq npz"][0], best["tf.data"][0]
-    print(f"{'variant':<14}{'samples/s':>12}{'peak RSS':>12}{'x in-memory':>13}{'x tf.data':>11}")
-    for name, (rate, peak) in best.items():
-        print(f"{name:<14}{rate:>12,.0f}{peak / (1 << 20):>10.0f}MB{rate / memory:>13.2f}{rate / tfdata:>11.2f}")
+def report(runs: dict[str, list[tuple[float, int]]]) -> None:
+    """Each variant's best and median samples/s, its largest peak RSS, and the ratios of both to the in-memory
+    run and the tf.data pipeline."""
+    best = {name: max(rate for rate, _ in measured) for name, measured in runs.items()}
+    median = {name: statistics.median(rate for rate, _ in measured) for name, measured in runs.items()}
+    print(
+        f"{'variant':<14}{'best/s':>10}{'median/s':>10}{'peak RSS':>10}"
+        f"{'x in-memory':>13}{'(median)':>9}{'x tf.data':>11}{'(median)':>9}"
+    )
+    for name, measured in runs.items():
+        peak = max(peak for _, peak in measured) / (1 << 20)
+        print(
+            f"{name:<14}{best[name]:>10,.0f}{median[name]:>10,.0f}{peak:>8.0f}MB"
+            f"{best[name] / best['seq npz']:>13.2f}{median[name] / median['seq npz']:>9.2f}"
+            f"{best[name] / best['tf.data']:>11.2f}{median[name] / median['tf.data']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

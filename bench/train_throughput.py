@@ -217,42 +217,12 @@ def run_seq(spec: str, epochs: int, bf16: bool) -> dict:
 
 
 def run_profile(spec: str, epochs: int) -> dict:
-    """seq train in this process, the per-epoch work beside training wrapped in timers."""
-    import threading
-
-    import seqcli.files
-    import seqcli.training.loop as loop
-    import seqcli.training.results as results
+    """seq train in this process, its stages timed through seq's own hook (:mod:`seqcli.stages`)."""
     from seqcli.cli import cli as seq_cli
-    from seqcli.data import Datasets
+    from seqcli.stages import StageTotals, listen
 
-    items: dict[str, dict] = {}
-
-    def timed(name, function):
-        def wrapper(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                item = items.setdefault(name, {"seconds": 0.0, "calls": 0, "thread": set()})
-                item["seconds"] += time.perf_counter() - start
-                item["calls"] += 1
-                main_thread = threading.current_thread() is threading.main_thread()
-                item["thread"].add("training thread" if main_thread else "helper")
-
-        return wrapper
-
-    loop.snapshot = timed("checkpoint: copy variables", loop.snapshot)
-    loop.write_snapshot = timed("checkpoint: write (npz+fsync)", loop.write_snapshot)
-    seqcli.files._fsync_file = timed("  of which fsync (all files)", seqcli.files._fsync_file)
-    loop.write_history = results.write_history = timed("history.csv", results.write_history)
-    results.plot_curves = timed("curves.png (end of run)", results.plot_curves)
-    results.save_model = timed("model.keras (end of run)", results.save_model)
-    loop.write_spec_copy = timed("spec.yaml (start of run)", loop.write_spec_copy)
-    results.TensorBoardWriter.write_rows = timed("TensorBoard scalars", results.TensorBoardWriter.write_rows)
-    Datasets.train_for_epoch = timed("pipeline: build an epoch", Datasets.train_for_epoch)
-    Datasets.train_epochs = timed("pipeline: build all epochs", Datasets.train_epochs)
-    with tempfile.TemporaryDirectory() as directory:
+    totals = StageTotals()
+    with tempfile.TemporaryDirectory() as directory, listen(totals):
         try:
             seq_cli.main(seq_arguments(spec, directory, epochs), standalone_mode=False)
         except SystemExit as stop:
@@ -260,13 +230,22 @@ def run_profile(spec: str, epochs: int) -> dict:
                 raise
         history = json.loads((Path(directory) / "metrics.json").read_text())
         seconds = [float(line.split(",")[-1]) for line in (Path(directory) / "history.csv").read_text().split()[1:]]
+    items = {
+        name: {**item, "thread": " + ".join(sorted({_thread_kind(thread) for thread in item["threads"]}))}
+        for name, item in totals.as_dict().items()
+        if name != "training: fit"  # the epochs themselves: the measure, not work beside it
+    }
     return {
         "epochs": len(seconds),
         "epoch_seconds": sum(seconds[1:]) / max(len(seconds) - 1, 1),
         "samples_per_second": history["samples_per_second"],
         "train_flops_per_sample": train_flops(spec),
-        "items": {name: {**item, "thread": " + ".join(sorted(item["thread"]))} for name, item in items.items()},
+        "items": items,
     }
+
+
+def _thread_kind(name: str) -> str:
+    return "training thread" if name == "MainThread" else "helper"
 
 
 def train_flops(spec_path: str) -> float:

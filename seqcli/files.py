@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seqcli.errors import SeqError
+from seqcli.stages import stage
 
 # Every temporary file or staging folder seq makes starts with this prefix and its process id, so that a
 # later run can recognise (and remove) what a killed one left behind: :func:`seqcli.outputs.clean_stale`.
@@ -234,6 +235,7 @@ def _process_umask() -> int:
 UMASK = _process_umask()
 
 
+@stage("fsync (every file written)")
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

@@ -19,7 +19,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqcli.errors import SeqError
+from seqcli.errors import MissingDependency, SeqError
+from seqcli.stages import stage
 
 
 @contextlib.contextmanager
@@ -40,47 +41,134 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def import_keras():
-    """Return the ``keras`` module with TensorFlow's C++ and Python logging turned down."""
-    if "keras" in sys.modules:
-        loaded = sys.modules["keras"]
-        if loaded.backend.backend() != "tensorflow":
-            raise SeqError(
-                f"Keras was already imported with the {loaded.backend.backend()!r} backend",
-                hint="seq trains with TensorFlow: import seqcli before keras, or set KERAS_BACKEND=tensorflow",
-            )
-        if "tensorflow" in sys.modules:
-            return loaded
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # seq's engine is TensorFlow (tf.data, tf.distribute): a KERAS_BACKEND set for other work must not leak in.
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    warnings.filterwarnings("ignore", message=r"Do not pass an `input_shape`", category=UserWarning)
-    warnings.filterwarnings("ignore", module=r"keras\.src\..*", category=UserWarning)
-    with _quiet_stderr():
-        import absl.logging
-        import keras
-        import tensorflow as tf
+# Backends that build models without TensorFlow: JAX traces shapes without computing (jax.eval_shape); numpy
+# (KERAS_BACKEND=numpy) runs each layer on placeholder arrays, and Keras's numpy backend imports JAX too.
+LIGHT_BACKENDS = ("jax", "numpy")
+TENSORFLOW_HINT = "pip install tensorflow (without it, only 'seq check', 'seq summary' and 'seq schema' run)"
 
-    absl.logging.set_verbosity(absl.logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
+_light_allowed = False
+
+
+@contextlib.contextmanager
+def light_backend_allowed() -> Iterator[None]:
+    """Inside, Keras may run on a light backend (:data:`LIGHT_BACKENDS`) when TensorFlow is not installed: for
+    commands that only build models abstractly. Outside, a missing TensorFlow is a :class:`MissingDependency`."""
+    global _light_allowed
+    saved, _light_allowed = _light_allowed, True
+    try:
+        yield
+    finally:
+        _light_allowed = saved
+
+
+def import_keras():
+    """Return the ``keras`` module with TensorFlow's C++ and Python logging turned down.
+
+    Keras runs on TensorFlow whenever it is installed, whatever KERAS_BACKEND says: seq's engine is TensorFlow
+    (tf.data, tf.distribute). Without it, inside :func:`light_backend_allowed` Keras runs on a light backend;
+    elsewhere this raises :class:`MissingDependency`."""
+    # The common case first, in plain statements: tf.data's autograph converts the functions pipelines call.
+    loaded = sys.modules.get("keras")
+    if loaded is not None:
+        if loaded.backend.backend() == "tensorflow":
+            if "tensorflow" in sys.modules:
+                return loaded
+        return _imported_keras(loaded)
+    wanted = os.environ.get("KERAS_BACKEND")  # import_tensorflow sets it to tensorflow
+    try:
+        import_tensorflow()
+    except MissingDependency:
+        if not _light_allowed:
+            raise
+        return _import_light_keras(wanted)
+    _ignore_keras_warnings()
+    with _quiet_stderr(), stage("import TensorFlow and Keras"):
+        import keras
     return keras
 
 
-def import_tensorflow():
-    """Return the ``tensorflow`` module, imported with its C++ and Python logging turned down.
+def _import_light_keras(wanted: str | None):
+    """``keras`` on a light backend: ``wanted`` (KERAS_BACKEND) when it is one of :data:`LIGHT_BACKENDS`, else
+    JAX."""
+    os.environ["KERAS_BACKEND"] = wanted if wanted in LIGHT_BACKENDS else LIGHT_BACKENDS[0]
+    _ignore_keras_warnings()
+    try:
+        import keras
+    except ModuleNotFoundError as error:
+        raise MissingDependency(
+            f"Keras's {os.environ['KERAS_BACKEND']} backend needs {error.name}, which is not installed",
+            hint="pip install jax (the light install for 'seq check'), or pip install tensorflow",
+        ) from error
+    return keras
 
-    Does not import Keras (TensorFlow alone starts faster, and ``seqcli.distribute`` configures devices
-    before Keras is needed)."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+
+def _ignore_keras_warnings() -> None:
+    warnings.filterwarnings("ignore", message=r"Do not pass an `input_shape`", category=UserWarning)
+    warnings.filterwarnings("ignore", module=r"keras\.src\..*", category=UserWarning)
+
+
+def _imported_keras(keras):
+    """``keras``, imported before seq asked for it, when its backend is the one seq would choose."""
+    backend = keras.backend.backend()
+    try:
+        import_tensorflow()
+    except MissingDependency:
+        if not _light_allowed:
+            raise
+        if backend in LIGHT_BACKENDS:
+            return keras
+    if backend == "tensorflow":
+        return keras
+    raise SeqError(
+        f"Keras was already imported with the {backend!r} backend",
+        hint="seq runs Keras on TensorFlow: import seqcli before keras, or set KERAS_BACKEND=tensorflow",
+    )
+
+
+def running_light() -> bool:
+    """Whether Keras is imported on a light backend (TensorFlow is not installed). Imports Keras."""
+    return import_keras().backend.backend() != "tensorflow"
+
+
+def import_tensorflow():
+    """Return the ``tensorflow`` module, imported with its C++ and Python logging turned down; a
+    :class:`MissingDependency` when it is not installed.
+
+    Does not set Keras up (``seqcli.distribute`` configures devices before Keras is needed), but TensorFlow may
+    import it: on the TensorFlow backend, whatever KERAS_BACKEND said."""
+    # The common case first, in plain statements: tf.data's autograph converts the functions pipelines call.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        return tf
+    return _first_import_of_tensorflow()
+
+
+_TENSORFLOW_MISSING: list[bool] = []  # one entry once known: a failed import searches every path again
+
+
+def _first_import_of_tensorflow():
+    if _TENSORFLOW_MISSING:
+        raise _no_tensorflow()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _quiet_stderr():
-        import absl.logging
-        import tensorflow as tf
+    # Importing TensorFlow imports Keras: a KERAS_BACKEND set for other work must not leak in.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    try:
+        with _quiet_stderr(), stage("import TensorFlow and Keras"):
+            import absl.logging
+            import tensorflow as tf
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        _TENSORFLOW_MISSING.append(True)
+        raise _no_tensorflow() from error
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+def _no_tensorflow() -> MissingDependency:
+    return MissingDependency("this command needs TensorFlow, which is not installed", hint=TENSORFLOW_HINT)
 
 
 # ----------------------------------------------------------------------------- Keras private APIs

@@ -191,13 +191,16 @@ def load_weights(model, path: str | Path) -> None:
 # ----------------------------------------------------------------------------- saving
 
 
-def save_model(model, target: str | Path) -> None:
+def save_model(model, target: str | Path, *, class_names: list[str] | None = None) -> None:
     """``model.save`` to ``target`` (a ``.keras`` file) atomically: a failed write leaves any previous file
-    intact. Raises :class:`~seqcli.files.OutputError`."""
+    intact. ``class_names`` (the output units' classes, in order) travel inside the file as plain JSON
+    (:data:`SEQ_MEMBER`), which Keras's loader leaves alone. Raises :class:`~seqcli.files.OutputError`."""
     target = Path(target)
     with atomic_path(target, suffix=".keras") as temporary:
         try:
             model.save(temporary)
+            if class_names is not None:
+                _add_seq_member(temporary, {"class_names": list(class_names)})
         except OutputError:
             raise
         except OSError as error:
@@ -206,6 +209,41 @@ def save_model(model, target: str | Path) -> None:
                 cause=error,
                 hint="the previous file, if any, is intact; free some space, or choose another --output",
             ) from error
+
+
+SEQ_MEMBER = "seq.json"  # what seq adds to a .keras archive: {"class_names": [...]}; Keras ignores it
+SEQ_MEMBER_LIMIT = 64 << 20  # the member's size as the archive declares it, checked before it is read
+
+
+def _add_seq_member(path: Path, document: dict) -> None:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(SEQ_MEMBER, json.dumps(document))
+
+
+def saved_class_names(path: str | Path) -> list[str] | None:
+    """The class names a ``.keras`` file written by seq carries (:func:`save_model`), read through the archive
+    door as JSON, never deserialized by Keras; None for a file without them (saved by Keras itself), or
+    whose record is not a list of names."""
+    import json
+
+    with archives.open_archive(path, "model") as archive:
+        try:
+            member = archive.getinfo(SEQ_MEMBER)
+        except KeyError:
+            return None
+        if member.file_size > SEQ_MEMBER_LIMIT:
+            return None
+        try:
+            document = json.loads(archive.read(member))
+        except (ValueError, RecursionError):
+            return None
+    names = document.get("class_names") if isinstance(document, dict) else None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return None
+    return names
 
 
 # ----------------------------------------------------------------------------- data against the model

@@ -1,6 +1,8 @@
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
+# The one console width of every CLI test: wide enough that no line a test asserts on wraps.
+CONSOLE_COLUMNS = 200
 
 # Each test file's area, a marker: `pytest -m spec` runs what a change to seqcli/specfile/ needs (CONTRIBUTING.md).
 # A file matched by no prefix fails the run (test_every_test_file_has_an_area), so a new one is placed.
@@ -21,7 +25,7 @@ AREAS = {
         "test_keras_peer",
     ),
     "data": ("test_data", "test_bounds", "test_faults", "test_cli_text"),
-    "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises"),
+    "training": ("test_training", "test_checkpoint", "test_rundir", "test_cli_train", "test_promises", "test_stages"),
     "distribute": ("test_distribute", "test_cli_train_multiworker"),
     "tune": ("test_cli_tune",),
     "export": ("test_cli_export", "test_cli_predict", "test_cli_evaluate", "test_cli_extract", "test_cli_freeze"),
@@ -89,17 +93,9 @@ def write_image_folder():
 def trained(tmp_path_factory):
     """A finished `seq train` run of the tiny project (write_tiny_project), shared read-only by the tests of
     the commands that use a run: its folder holds tiny.yaml, tiny.npz and run/."""
-    from click.testing import CliRunner
-
-    from seqcli.cli import cli
-
     directory = tmp_path_factory.mktemp("trained")
     write_tiny_project(directory)
-    result = CliRunner().invoke(
-        cli,
-        ["train", str(directory / "tiny.yaml"), "--output", str(directory / "run"), "--quiet"],
-        catch_exceptions=False,
-    )
+    result = run_seq("train", directory / "tiny.yaml", "--output", directory / "run", "--quiet")
     assert result.exit_code == 0, result.output
     return directory
 
@@ -214,15 +210,36 @@ def with_free_ports(count: int, attempt, tries: int = 3):
     raise AssertionError(f"{tries} sets of ports were taken before the workers bound them:\n{output}")
 
 
-def run_in(folder: Path, *args):
-    """``seq ARGS`` in-process (click's runner) with ``folder`` as the current folder, as a user in it would."""
+# ----------------------------------------------------------------------------- running seq
+
+
+def run_seq(*args, env: dict | None = None, catch_exceptions: bool = False, input=None):
+    """``seq ARGS`` in-process (click's runner, stdout and stderr apart) on a console of
+    :data:`CONSOLE_COLUMNS` columns, with ``env`` added to the environment; an exception seq did not turn
+    into an error message propagates (a bug shows its traceback) unless ``catch_exceptions``."""
     from click.testing import CliRunner
 
     from seqcli.cli import cli
 
+    runner = CliRunner(env={"COLUMNS": str(CONSOLE_COLUMNS), **(env or {})})
+    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions, input=input)
+
+
+def seq_process(*args, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
+    """``python -m seqcli ARGS`` in a process of its own, for what only a process boundary shows (signals,
+    exit statuses, what a fresh interpreter imports, terminal colors); ``env`` added to the environment (a
+    name set to None is taken out of it)."""
+    merged = {**os.environ, "COLUMNS": str(CONSOLE_COLUMNS), **(env or {})}
+    environment = {name: value for name, value in merged.items() if value is not None}
+    command = [sys.executable, "-m", "seqcli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=timeout, env=environment)
+
+
+def run_in(folder: Path, *args):
+    """``seq ARGS`` in-process (:func:`run_seq`) with ``folder`` as the current folder, as a user in it would."""
     previous = os.getcwd()
     os.chdir(folder)
     try:
-        return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        return run_seq(*args)
     finally:
         os.chdir(previous)

@@ -4,9 +4,7 @@ import urllib.error
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.errors import SpecError
 from seqcli.modelbuild import build_model, model_from_spec
 from seqcli.models import WeightsError
@@ -14,13 +12,10 @@ from seqcli.specfile import load_spec
 from seqcli.verbs.report import inspect_spec
 from seqcli.views.render import problems_text
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, tiny_mobilenet
+from tests.conftest import run_seq as run
 
 HEAD = "layers:\n  - Input: {shape: [32, 32, 3]}\n"
 TINY = "{alpha: 0.35, include_top: false, pooling: avg, weights: null}"
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_application_is_one_row_with_exact_params(write_spec):

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from seqcli.budget import ENVIRONMENT, LimitError, parse_size
-from seqcli.cli import cli
+from tests.conftest import run_seq as run
 
 ADDRESS_SPACE = 3 << 30
 PEAK_LIMIT = 1500 << 20  # TensorFlow and a tiny model: about 700 MB
@@ -66,10 +65,6 @@ def bounded(*args, cwd: Path, available: int | None = None, timeout: float = 120
         timeout=timeout + 30,
     )
     return json.loads(done.stdout)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def zeros_npz(path: Path, samples: int, shape=(8, 8, 1)) -> Path:

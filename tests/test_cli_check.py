@@ -6,17 +6,12 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from tests.bases import GUIDE_TRANSFER
 from tests.conftest import ROOT, SPECS
+from tests.conftest import run_seq as run
 
 BAD = "layers:\n  - Input: {shape: [8, 8, 1]}\n  - Conv2D: {filters: 2, kernel_size: 3}\n    expect: [8, 8, 2]\n"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 @pytest.mark.slow

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import seq_process
 
 COLOR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[0-9;]+)m")
 
 
 def seq(*args, **env) -> str:
-    environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    result = subprocess.run(
-        [sys.executable, "-m", "seqcli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**environment, "FORCE_COLOR": "1", **env},
-    )
+    """seq's stdout in a process that believes it writes to a color terminal (NO_COLOR unset unless given)."""
+    result = seq_process(*args, env={"NO_COLOR": None, "FORCE_COLOR": "1", **env})
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -132,14 +132,27 @@ def test_the_resume_command_keeps_every_option_given(name, tmp_path, monkeypatch
 
 
 def json_commands() -> list[str]:
-    """The commands that print a result as JSON: a --format with a json choice, or export's --json."""
+    """The commands that print a result as JSON: a --format with a json choice."""
     found = []
     for name, command in cli.commands.items():
         for param in command.params:
-            choices = getattr(param.type, "choices", ())
-            if (param.name == "fmt" and "json" in choices) or param.name == "as_json":
+            if "--format" in getattr(param, "opts", ()) and "json" in getattr(param.type, "choices", ()):
                 found.append(name)
     return sorted(set(found))
+
+
+def test_every_command_offering_json_spells_it_format_json():
+    """One spelling for the machine format: no visible --json flag or option with a json choice but --format,
+    and every --format that names other things (check's github) offers json too."""
+    for name, command in cli.commands.items():
+        for param in command.params:
+            choices = getattr(param.type, "choices", ())
+            visible = not getattr(param, "hidden", False)
+            if visible and ("json" in choices or any("json" in opt for opt in getattr(param, "opts", ()))):
+                assert param.opts == ["--format"], f"seq {name}: JSON output is offered as {param.opts}"
+            if "--format" in getattr(param, "opts", ()):
+                assert "json" in choices, f"seq {name}: --format without json"
+    assert "export" in json_commands()
 
 
 @pytest.mark.parametrize("name", json_commands())
@@ -147,8 +160,7 @@ def test_every_json_command_reports_an_error_as_json_on_stdout(name, tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("a file, not a folder\n")
     args, named = MISSING[name]
-    flag = ["--json"] if name == "export" else ["--format", "json"]
-    result = CliRunner().invoke(cli, [*args, *flag])
+    result = CliRunner().invoke(cli, [*args, "--format", "json"])
     assert result.exit_code == 1, result.output
     if name == "check":  # its JSON is the CI report: every spec, each with its problems
         assert named in json.loads(result.stdout)["specs"][0]["path"]

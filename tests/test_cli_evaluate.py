@@ -7,14 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
+from tests.conftest import run_seq as run
 from tests.conftest import write_tiny_project
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_a_run_is_evaluated_on_its_validation_data(trained):

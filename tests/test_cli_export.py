@@ -8,16 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
+from tests.conftest import run_seq as run
 
 FORMATS = ["saved_model", "tflite", "onnx"]
 LITERT = "ai_edge_litert" if importlib.util.find_spec("ai_edge_litert") else "tf.lite"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def run_artifact(fmt: str, path, inputs: np.ndarray) -> np.ndarray:
@@ -52,7 +47,7 @@ def test_a_run_exports_and_predicts_like_keras(trained, tmp_path, fmt):
     import keras
 
     output = tmp_path / {"saved_model": "model", "tflite": "model.tflite", "onnx": "model.onnx"}[fmt]
-    result = run("export", trained / "run", "--format", fmt, "--output", output)
+    result = run("export", trained / "run", "--to", fmt, "--output", output)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     artifact = output / "1" if fmt == "saved_model" else output
@@ -72,7 +67,7 @@ def test_a_run_exports_and_predicts_like_keras(trained, tmp_path, fmt):
 
 
 def test_json_report(trained, tmp_path):
-    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--json", "--samples", "5")
+    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--format", "json", "--samples", "5")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["format"] == "tflite" and report["samples"] == 5 and report["runtime"] == LITERT
@@ -81,6 +76,20 @@ def test_json_report(trained, tmp_path):
     assert 0 <= report["max_difference"] <= 1e-5
     assert report["inputs"][0]["shape"] == [None, 4, 4, 1] and report["inputs"][0]["dtype"] == "float32"
     assert report["outputs"][0]["shape"] == [None, 3]
+
+
+def test_the_older_spellings_still_work_and_say_the_new_one(trained, tmp_path):
+    """--format ARTIFACT (now --to) and --json (now --format json): the same export, one note each."""
+    result = run("export", trained / "run", "--format", "tflite", "--json", "-o", tmp_path / "m.bin", "--samples", 2)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["format"] == "tflite"
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: '--format tflite' is now spelled '--to tflite'",
+        "note: '--json' is now spelled '--format json'",
+    ]
+    clash = run("export", trained / "run", "--format", "onnx", "--to", "tflite", "-o", tmp_path / "m.x")
+    assert clash.exit_code == 2 and "--format onnx and --to tflite name two artifacts" in clash.stderr
 
 
 def test_an_existing_output_needs_overwrite(trained, tmp_path):
@@ -100,12 +109,12 @@ def test_a_folder_seq_did_not_write_is_never_replaced(trained, tmp_path):
     """--overwrite replaces a SavedModel seq exported, never a folder holding the user's own files."""
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    refused = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "out", "--overwrite")
+    refused = run("export", trained / "run", "--to", "saved_model", "--output", tmp_path / "out", "--overwrite")
     assert refused.exit_code == 1 and "notes.txt" in problems(refused), refused.output
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
-    first = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "model")
+    first = run("export", trained / "run", "--to", "saved_model", "--output", tmp_path / "model")
     assert first.exit_code == 0, first.output
-    again = run("export", trained / "run", "--format", "saved_model", "--output", tmp_path / "model", "--overwrite")
+    again = run("export", trained / "run", "--to", "saved_model", "--output", tmp_path / "model", "--overwrite")
     assert again.exit_code == 0, again.output
     assert (tmp_path / "model" / "1" / "saved_model.pb").exists() and leftovers(tmp_path) == []
 
@@ -115,7 +124,7 @@ def test_an_unverified_export_leaves_nothing_behind(trained, tmp_path, monkeypat
     from seqcli.verbs import export
 
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference is small enough
-    result = run("export", trained / "run", "--format", fmt, "--output", tmp_path / "out")
+    result = run("export", trained / "run", "--to", fmt, "--output", tmp_path / "out")
     assert result.exit_code == 1
     differ = "error: the exported model's predictions differ from the Keras model's by up to "
     assert problems(result).startswith(differ)
@@ -192,7 +201,7 @@ def test_frozen_batch_norm_and_rescaling_export(tmp_path, fmt):
     x = rng.uniform(0, 255, (8, 6, 6, 3)).astype(np.float32)
     path = save_model(model, tmp_path, x)
     output = tmp_path / f"out.{fmt}"
-    result = run("export", path, "--format", fmt, "--output", output, "--data", tmp_path / "x.npy")
+    result = run("export", path, "--to", fmt, "--output", output, "--data", tmp_path / "x.npy")
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(run_artifact(fmt, output, x), model.predict(x, verbose=0), atol=1e-4)
 
@@ -214,7 +223,7 @@ def test_an_application_base_exports(tmp_path, fmt):
     x = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
     path = save_model(model, tmp_path, x)
     output = tmp_path / f"out.{fmt}"
-    result = run("export", path, "--format", fmt, "--output", output, "--data", tmp_path / "x.npy", "--json")
+    result = run("export", path, "--to", fmt, "--output", output, "--data", tmp_path / "x.npy", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["max_difference"] <= 1e-5
     np.testing.assert_allclose(run_artifact(fmt, output, x), model.predict(x, verbose=0), atol=1e-5)
@@ -247,7 +256,7 @@ def test_train_and_transfer_exports_have_the_same_names(trained, transferred, tm
     sources = (trained / "run", transferred / "phase1")
     assert len({keras.saving.load_model(source / "model.keras").inputs[0].name for source in sources}) == 2
     exported = [
-        run("export", source, "--format", fmt, "--output", tmp_path / f"{fmt}-{i}", "--json", "--samples", 4)
+        run("export", source, "--to", fmt, "--output", tmp_path / f"{fmt}-{i}", "--format", "json", "--samples", 4)
         for i, source in enumerate(sources)
     ]
     assert all(result.exit_code == 0 for result in exported), [r.output for r in exported]
@@ -257,7 +266,7 @@ def test_train_and_transfer_exports_have_the_same_names(trained, transferred, tm
 
 
 def test_a_transfer_folder_is_a_run_for_export_evaluate_and_plot(transferred, tmp_path):
-    exported = run("export", transferred, "--output", tmp_path / "m.onnx", "--samples", 4, "--json")
+    exported = run("export", transferred, "--output", tmp_path / "m.onnx", "--samples", 4, "--format", "json")
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout)["data"] == f"data.train of {transferred / 'spec.yaml'}"
     evaluated = run("evaluate", transferred, "--format", "json")
@@ -280,7 +289,7 @@ def test_a_named_input_names_the_served_input(tmp_path):
     model = keras.Sequential([keras.Input((3,), name="pixels"), keras.layers.Dense(2)])
     x = np.random.default_rng(4).normal(0, 1, (6, 3)).astype(np.float32)
     path = save_model(model, tmp_path, x)
-    result = run("export", path, "--output", tmp_path / "m.onnx", "--data", tmp_path / "x.npy", "--json")
+    result = run("export", path, "--output", tmp_path / "m.onnx", "--data", tmp_path / "x.npy", "--format", "json")
     assert result.exit_code == 0, result.output
     assert [t["name"] for t in json.loads(result.stdout)["inputs"]] == ["pixels"]
     import onnxruntime
@@ -295,9 +304,9 @@ def test_a_named_input_names_the_served_input(tmp_path):
 
 def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(trained, tmp_path):
     served = tmp_path / "served"
-    first = run("export", trained / "run", "--format", "saved_model", "--output", served, "--samples", 4)
+    first = run("export", trained / "run", "--to", "saved_model", "--output", served, "--samples", 4)
     assert first.exit_code == 0, first.output
-    second = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    second = run("export", trained / "run", "--to", "saved_model", "-o", served, "--version", "2", "--samples", 4)
     assert second.exit_code == 0, second.output
     assert sorted(p.name for p in served.iterdir()) == [".seq-lock", ".seq-run.json", "1", "2"]
     for version in ("1", "2"):
@@ -307,14 +316,14 @@ def test_saved_model_versions_sit_beside_each_other_and_the_manifest_stays_out(t
             "saved_model.pb",
             "variables",
         ]
-    again = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--samples", 4)
+    again = run("export", trained / "run", "--to", "saved_model", "-o", served, "--version", "2", "--samples", 4)
     assert again.exit_code == 1
     assert problems(again) == (
         f"error: {served / '2'} exists\n"
         "  hint: add --overwrite to replace version 2, or give a new --version (next: 3)\n"
     )
     stamp = (served / "1" / "saved_model.pb").stat().st_mtime_ns
-    replaced = run("export", trained / "run", "--format", "saved_model", "-o", served, "--version", "2", "--overwrite")
+    replaced = run("export", trained / "run", "--to", "saved_model", "-o", served, "--version", "2", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert (served / "1" / "saved_model.pb").stat().st_mtime_ns == stamp  # version 1 untouched
     assert sorted(p.name for p in served.iterdir()) == [".seq-lock", ".seq-run.json", "1", "2"]
@@ -330,7 +339,7 @@ def test_a_model_with_one_output_for_every_input_is_flagged(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer="zeros")])
     x = np.random.default_rng(5).normal(0, 1, (6, 3)).astype(np.float32)
     path = save_model(model, tmp_path, x)
-    result = run("export", path, "--output", tmp_path / "m.tflite", "--data", tmp_path / "x.npy", "--json")
+    result = run("export", path, "--output", tmp_path / "m.tflite", "--data", tmp_path / "x.npy", "--format", "json")
     assert result.exit_code == 0, result.output
     warning = (
         "the model predicts the same output for all 12 verification inputs, so the match proves little; a frozen "
@@ -342,14 +351,14 @@ def test_a_model_with_one_output_for_every_input_is_flagged(tmp_path):
 
 def test_verification_reaches_beyond_the_samples(trained, tmp_path):
     """One real sample still gives inputs that vary: random ones within the range of the data."""
-    result = run("export", trained / "run", "--output", tmp_path / "m.onnx", "--samples", 2, "--json")
+    result = run("export", trained / "run", "--output", tmp_path / "m.onnx", "--samples", 2, "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["samples"] == 2 and report["random_inputs"] == 4 and report["warnings"] == []
 
 
 def test_stages_go_to_stderr_one_line_each_in_a_log(trained, tmp_path):
-    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--json", "--samples", 4)
+    result = run("export", trained / "run", "--output", tmp_path / "m.tflite", "--format", "json", "--samples", 4)
     assert result.exit_code == 0, result.output
     stages = [line.split(":", 1)[1].strip().split(" ")[0] for line in result.stderr.splitlines()]
     assert stages == ["loading", "running", "converting", "verifying", "writing"]

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.verbs.export_formats import FORMATS
+from tests.conftest import run_seq as run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ANY_LENGTH = "reads sequences of any length"
@@ -115,15 +114,11 @@ def save(family: str, folder: Path) -> tuple[Path, Path, object]:
     return folder / "model.keras", folder / "x.npy", model
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.mark.parametrize(("family", "fmt"), cells())
 def test_each_family_exports_or_is_refused_up_front(tmp_path, family, fmt):
     model_path, data, model = save(family, tmp_path)
     output = tmp_path / f"out.{fmt}"
-    result = run("export", model_path, "--format", fmt, "--output", output, "--data", data, "--samples", 8)
+    result = run("export", model_path, "--to", fmt, "--output", output, "--data", data, "--samples", 8)
     reason = REFUSED.get((family, fmt))
     if reason is not None:
         assert result.exit_code == 1 and reason in result.stderr, result.output
@@ -142,10 +137,10 @@ def test_string_preprocessing_is_refused_by_name_for_tflite_and_onnx(tmp_path):
     model = keras.Sequential([keras.Input((3,), dtype="string"), lookup, keras.layers.Embedding(4, 2)])
     model.save(tmp_path / "model.keras")
     for fmt in ("tflite", "onnx"):
-        result = run("export", tmp_path / "model.keras", "--format", fmt, "--output", tmp_path / f"m.{fmt}")
+        result = run("export", tmp_path / "model.keras", "--to", fmt, "--output", tmp_path / f"m.{fmt}")
         assert result.exit_code == 1
         assert f"as {fmt}: StringLookup layer 'words': this format {STRINGS}" in result.stderr, result.output
-        assert "hint: export with --format saved_model" in result.stderr
+        assert "hint: export with --to saved_model" in result.stderr
 
 
 def test_the_readme_table_is_the_matrix():

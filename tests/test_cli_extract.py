@@ -17,16 +17,13 @@ from seqcli.specfile import load_spec
 from seqcli.verbs.extract import feature_extractor
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
 from tests.conftest import SPECS
+from tests.conftest import run_seq as run
 
 TINY = (
     "layers:\n  - Input: {shape: [32, 32, 3]}\n  - Rescaling: {scale: 0.00784313725, offset: -1}\n"
     "  - MobileNetV2: {alpha: 0.35, include_top: false, pooling: avg, weights: base.weights.h5}\n"
     "  - Dense: {units: 3}\n"
 )
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
 
 
 def saved_weights(spec_path, target):

@@ -12,10 +12,7 @@ from seqcli.modelbuild import model_from_spec
 from seqcli.specfile import load_spec
 from tests.bases import BASE_NAME, TINY_BASE, keras, save_tiny_mobilenet_weights
 from tests.bases import GUIDE_TRANSFER as GUIDE
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
+from tests.conftest import run_seq as run
 
 
 def trainable_names(model):

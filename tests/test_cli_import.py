@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.modelbuild import build_model
 from seqcli.specfile import read_spec
+from tests.bases import TINY_BASE, save_tiny_mobilenet_weights
 from tests.conftest import SPECS
+from tests.conftest import run_seq as run
 
 # xception_head downloads its base; reviews' TextVectorization holds no vocabulary until training adapts it, and
 # Keras cannot load a lookup table without one.
 GUIDE_SPECS = sorted(p for p in SPECS.glob("*.yaml") if p.name not in ("xception_head.yaml", "reviews.yaml"))
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def configs(model) -> list[dict]:
@@ -137,14 +133,19 @@ def test_what_a_spec_cannot_express_is_refused_by_name(tmp_path):
     assert result.stderr.startswith(
         f"error: {tmp_path / 'functional.keras'} holds a Functional model, not a Sequential one\n"
     )
-    base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
-    keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.GlobalAveragePooling2D()]).save(
+    # A nested model that only bears an application's name and stem is no application: its layers decide.
+    inner_input = keras.Input((32, 32, 3))
+    stem = keras.layers.Conv2D(2, 3, name="Conv1")(inner_input)
+    impostor = keras.Model(
+        inner_input, keras.layers.BatchNormalization(name="bn_Conv1")(stem), name="mobilenetv2_0.35_32"
+    )
+    keras.Sequential([keras.Input((32, 32, 3)), impostor, keras.layers.GlobalAveragePooling2D()]).save(
         tmp_path / "based.keras"
     )
     result = run("import", tmp_path / "based.keras")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: layer '{base.name}' is a nested Functional model, which seq cannot write as a spec\n"
+        "error: layer 'mobilenetv2_0.35_32' is a nested Functional model, which seq cannot write as a spec\n"
     )
 
 
@@ -187,3 +188,59 @@ def test_a_wrapper_in_a_wrapper_round_trips(tmp_path):
     text, rebuilt = import_and_build(model, tmp_path)
     assert text.splitlines()[-1] == "- TimeDistributed: {layer: {TimeDistributed: {layer: {Dense: {units: 2}}}}}"
     assert without_names(configs(rebuilt)) == without_names(configs(model))
+
+
+def shapes_and_names(model) -> list[tuple]:
+    """Every layer, nested ones included: name, output shape, parameters."""
+    rows = []
+    for layer in model.layers:
+        rows.append((layer.name, tuple(layer.output.shape), layer.count_params()))
+        rows += shapes_and_names(layer) if hasattr(layer, "layers") else []
+    return rows
+
+
+@pytest.mark.slow
+def test_an_application_base_imports_as_the_entry_that_made_it(tmp_path):
+    """A renamed, frozen base with its own weights: the same layers, shapes, params, trainable flags, outputs."""
+    save_tiny_mobilenet_weights(tmp_path / "base.weights.h5", seed=2)
+    spec = tmp_path / "based.yaml"
+    spec.write_text(TINY_BASE.replace("weights: null", "weights: base.weights.h5, name: backbone, trainable: false"))
+    original = build_model(read_spec(spec)).model
+    original.save(tmp_path / "model.keras")
+    result = run(
+        "import", tmp_path / "model.keras", "-o", tmp_path / "imported.yaml", "--weights-out", tmp_path / "w.weights.h5"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "note: the MobileNetV2 base is written with weights: null (its architecture); --weights-out keeps the "
+        "model's trained weights, base included\n"
+    )
+    assert (tmp_path / "imported.yaml").read_text().splitlines()[2:] == [
+        "layers:",
+        "- Input: {shape: [32, 32, 3]}",
+        "- MobileNetV2: {alpha: 0.35, include_top: false, weights: null, pooling: avg, name: backbone, "
+        "trainable: false}",
+        "- Dense: {units: 3}",
+    ]
+    rebuilt = build_model(read_spec(tmp_path / "imported.yaml")).model
+    assert shapes_and_names(rebuilt) == shapes_and_names(original)
+    assert rebuilt.count_params() == original.count_params()
+    assert [layer.trainable for layer in rebuilt.layers] == [layer.trainable for layer in original.layers]
+    rebuilt.load_weights(tmp_path / "w.weights.h5")
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), original.predict(x, verbose=0))
+
+
+def test_a_classifier_application_imports_with_its_top():
+    """MobileNet's classifier is a 1x1 Conv2D and an Activation: its classes, dropout and activation are read back."""
+    import keras
+
+    from seqcli.verbs.importer import spec_for_model
+
+    base = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=4, dropout=0.1, classifier_activation=None
+    )
+    spec = spec_for_model(keras.Sequential([keras.Input((32, 32, 3)), base]))
+    assert spec["layers"][1] == {
+        "MobileNet": {"alpha": 0.25, "dropout": 0.1, "weights": None, "classes": 4, "classifier_activation": "linear"}
+    }

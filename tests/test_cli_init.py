@@ -9,12 +9,9 @@ from click.testing import CliRunner
 
 from seqcli.cli import cli
 from seqcli.specfile import read_spec
+from tests.conftest import run_seq as run
 
 MODELINE = "# yaml-language-server: $schema=./seq.schema.json"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize("kind, dataset", [("mlp", "mnist"), ("cnn", "fashion_mnist"), ("transfer", "cifar10")])

@@ -6,19 +6,15 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.tune.folder import StudyFolder
 from seqcli.tune.outputs import best_so_far
 from tests.conftest import SPECS
+from tests.conftest import run_seq as run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def svg_texts(path) -> list[str]:
@@ -183,3 +179,24 @@ def test_the_curves_of_a_history_of_200_quantities_stay_one_bounded_figure(train
     assert result.stdout == f"Wrote the curves (the first 12 of 200 quantities) to {tmp_path / 'c.png'}\n"
     width, height = struct.unpack(">II", (tmp_path / "c.png").read_bytes()[16:24])
     assert width <= 2000 and height <= 1100, (width, height)
+
+
+def test_long_layer_and_model_names_widen_the_canvas_instead_of_being_cut(tmp_path, write_spec):
+    """A name seq accepts (up to NAME_LIMIT characters) is drawn whole: the canvas grows to the widest text."""
+    from matplotlib.image import imread
+
+    from seqcli.display import NAME_LIMIT
+
+    name = "very_long_model_name_" * 5
+    layer = "a_layer_with_a_long_descriptive_name_" * 3
+    assert len(layer) <= NAME_LIMIT
+    spec = write_spec(f"name: {name}\nlayers:\n  - Input: {{shape: [4]}}\n  - Dense: {{units: 3, name: {layer}}}\n")
+    short = write_spec("layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3}\n", "short.yaml")
+    for source, output in ((spec, tmp_path / "long.png"), (short, tmp_path / "short.png")):
+        assert run("plot", source, "--output", output).exit_code == 0
+    pixels = imread(tmp_path / "long.png")[:, :, :3]
+    assert pixels.shape[1] > imread(tmp_path / "short.png").shape[1]  # wider than the 616 px of short names
+    edges = np.concatenate([pixels[:, :3], pixels[:, -3:]], axis=1)
+    assert edges.min() > 0.95, "text reaches the edge of the canvas: it is cut"
+    assert run("plot", spec, "--output", tmp_path / "long.svg").exit_code == 0
+    assert f"{layer}  (Dense)" in svg_texts(tmp_path / "long.svg")

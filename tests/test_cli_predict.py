@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.verbs.predict import predictions_csv
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from tests.conftest import run_seq as run
 
 
 def test_predict_npy_matches_the_model(trained, tmp_path):

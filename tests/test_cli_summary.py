@@ -7,10 +7,7 @@ from click.testing import CliRunner
 from seqcli.cli import cli
 from tests.bases import BASE_NAME, GUIDE_TRANSFER, TINY_BASE
 from tests.conftest import SPECS
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, list(args), catch_exceptions=False)
+from tests.conftest import run_seq as run
 
 
 def test_summary_table():

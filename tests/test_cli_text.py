@@ -9,10 +9,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from tests.conftest import assert_same_checkpoint, snapshot
+from tests.conftest import run_seq as run
 
 WORDS = {"neg": ["bad", "awful", "poor", "dull"], "pos": ["good", "great", "fine", "nice"]}
 VOCABULARY = [word for words in WORDS.values() for word in words]
@@ -28,10 +27,6 @@ compile: {{optimizer: {{Adam: {{learning_rate: 0.1}}}}, loss: sparse_categorical
 data: {{train: {train}, batch_size: 4}}
 train: {{epochs: {epochs}, seed: 3}}
 """
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "100"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def sentence(label: str, index: int) -> str:
@@ -191,11 +186,34 @@ def test_predict_a_text_file_writes_top_k_class_names_and_probabilities(text_run
     assert raw.exit_code == 0 and np.load(tmp_path / "p.npy").shape == (4, 2)
 
 
+def test_the_model_file_names_its_classes_without_its_run_folder(text_run, tmp_path):
+    """The run, its model.keras, a copy of that file alone elsewhere and a frozen copy of it all name the classes;
+    the file still loads in Keras's safe mode, and one saved by Keras itself simply has no names."""
+    import keras
+
+    bare = tmp_path / "elsewhere" / "model.keras"
+    bare.parent.mkdir()
+    bare.write_bytes((text_run / "run" / "model.keras").read_bytes())
+    frozen = tmp_path / "frozen.keras"
+    assert run("freeze", bare, "--output", frozen, "--all-but-last", "1").exit_code == 0
+    for target in (text_run / "run", text_run / "run" / "model.keras", bare, frozen):
+        output = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+        result = run("predict", target, "--data", text_run / "samples.txt", "-o", output)
+        assert result.exit_code == 0, result.output
+        assert json.loads(output.read_text())["class_names"] == ["neg", "pos"], target
+    plain = tmp_path / "plain.keras"
+    keras.saving.load_model(bare, safe_mode=True).save(plain)
+    assert run("predict", plain, "--data", text_run / "samples.txt", "-o", tmp_path / "plain.json").exit_code == 0
+    assert json.loads((tmp_path / "plain.json").read_text())["class_names"] is None
+
+
 def test_a_string_model_exports_to_a_saved_model_that_takes_strings(text_run, tmp_path):
     import keras
     import tensorflow as tf
 
-    result = run("export", text_run / "run", "-o", tmp_path / "served", "--data", text_run / "samples.txt", "--json")
+    result = run(
+        "export", text_run / "run", "-o", tmp_path / "served", "--data", text_run / "samples.txt", "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["inputs"][0]["dtype"] == "string" and report["samples"] == 4
@@ -216,7 +234,7 @@ def test_formats_without_strings_are_refused_naming_the_layer(text_run, tmp_path
         f"error: cannot export the model 'words' as {fmt}: TextVectorization layer 'text_vectorization': "
         "this format cannot hold string preprocessing"
     ) in result.stderr
-    assert "--format saved_model" in result.stderr
+    assert "--to saved_model" in result.stderr
     assert snapshot(tmp_path) == before
 
 

@@ -18,19 +18,11 @@ from click.testing import CliRunner
 from seqcli.cli import cli
 from seqcli.training.checkpoint import read_state
 from tests.conftest import SPECS, assert_same_checkpoint, snapshot, write_tiny_project
+from tests.conftest import run_seq as run
+from tests.conftest import seq_process as seq
 
 RESUMABLE = "  checkpoint_every: 3\n"  # executions of 3 steps: checkpoints inside epochs
 EPOCHS, SAMPLES = 10, 256  # 24 steps an epoch: long enough to be interrupted after the first checkpoint
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "120"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def seq(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def interrupt(args: list, cwd: Path, signum: int) -> subprocess.CompletedProcess:

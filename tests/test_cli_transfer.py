@@ -15,6 +15,7 @@ from seqcli.cli import cli
 from seqcli.modelbuild import model_from_spec
 from seqcli.specfile import load_spec
 from tests.bases import BASE_NAME, keras, save_tiny_mobilenet_weights, write_images
+from tests.conftest import run_seq as run
 
 GUIDE = """\
 layers:
@@ -44,10 +45,6 @@ train: {epochs: 1, seed: 3}
 transfer:
   fine_tune: {layers: 8, epochs: 1, learning_rate: 0.001}
 """
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "120"}).invoke(cli, list(args), catch_exceptions=False)
 
 
 def load(path):

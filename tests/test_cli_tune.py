@@ -13,21 +13,11 @@ from pathlib import Path
 
 import optuna  # the test extra installs seqcli[tune]
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.manifest import read_manifest
 from tests.conftest import ROOT, write_tiny_project
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "200"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def seq(*args, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqcli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
+from tests.conftest import run_seq as run
+from tests.conftest import seq_process as seq
 
 
 def tune_project(directory: Path, tune: str, *, epochs: int = 2, samples: int = 128) -> Path:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from tests.conftest import assert_same_checkpoint
+from tests.conftest import run_seq as run
 
 BATCH, SEED = 8, 3
 
@@ -33,10 +32,6 @@ data:
   epochs: {epochs}
   seed: {seed}
 {train_extra}"""
-
-
-def run(*args):
-    return CliRunner(env={"COLUMNS": "200"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def table(count: int = 48) -> tuple[np.ndarray, np.ndarray]:

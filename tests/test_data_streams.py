@@ -258,3 +258,104 @@ def test_a_file_named_like_a_glob_is_that_file(numbered):
     assert x.shape == (3, 1)
     with pytest.raises(DataError, match="streamed"):
         load_arrays("train-0[0-1].npz", numbered)
+
+
+# ----------------------------------------------------------------------------- native reads
+
+
+def batches_of(datasets) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(x.numpy(), y.numpy()) for x, y in datasets.train_for_epoch(0)]
+    return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+
+
+@pytest.mark.parametrize(
+    "x_dtype, y_kind",
+    [("uint8", "int32"), ("float64", "onehot"), (">f4", "int64"), ("bool", "int16"), ("int16", "float32")],
+)
+def test_shards_of_any_dtype_read_as_one_file_reads(tmp_path, x_dtype, y_kind):
+    """Shards read as raw records (any byte order, any numeric dtype) give the batches one .npz gives."""
+    rng = np.random.default_rng(3)
+    x = (rng.random((SAMPLES, 3, 2)) * 200).astype(x_dtype)
+    y = rng.integers(0, 3, SAMPLES)
+    y = np.eye(3, dtype=np.float32)[y] if y_kind == "onehot" else y.astype(y_kind)
+    write_shards(tmp_path, x, y, SHARDS)
+    np.savez(tmp_path / "all.npz", x=x, y=y)
+    section = {"batch_size": 16, "shuffle": False}
+    streamed = batches_of(load_datasets({**section, "train": "train-*.npz"}, tmp_path, seed=1))
+    whole = batches_of(load_datasets({**section, "train": "all.npz"}, tmp_path, seed=1))
+    for mine, theirs in zip(streamed, whole, strict=True):
+        assert mine.dtype == theirs.dtype
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_compressed_and_csv_shards_take_the_same_path_through_order_and_batches(tmp_path):
+    """Shards that are not raw records (compressed .npz, CSV) are read by Python, in the same order."""
+    x = np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1)
+    for index, (xs, ys) in enumerate(zip(np.array_split(x, 3), np.array_split(np.arange(SAMPLES) % 3, 3))):
+        np.savez_compressed(tmp_path / f"z-{index}.npz", x=xs, y=ys)
+        lines = ["v,label"] + [f"{value},{label}" for value, label in zip(xs.reshape(-1), ys)]
+        (tmp_path / f"c-{index}.csv").write_text("\n".join(lines) + "\n")
+    write_shards(tmp_path, x, np.arange(SAMPLES) % 3, 3)
+    section = {"batch_size": 7, "shuffle_buffer": 8}
+    raw = load_datasets({**section, "train": "train-*.npz"}, tmp_path, seed=4)
+    compressed = load_datasets({**section, "train": "z-*.npz"}, tmp_path, seed=4)
+    csv = load_datasets({**section, "train": {"path": "c-*.csv", "label": "label"}}, tmp_path, seed=4)
+    expected = numbers_seen(raw.train_for_epoch(2))
+    assert numbers_seen(compressed.train_for_epoch(2)) == expected == numbers_seen(csv.train_for_epoch(2))
+    assert numbers_seen(compressed.train_for_epoch(2, skip=3)) == expected[21:]
+
+
+def test_the_order_does_not_depend_on_the_global_seed(numbered):
+    import tensorflow as tf
+
+    tf.random.set_seed(1)
+    first = numbers_seen(open_numbered(numbered, shuffle_buffer=16).train_for_epoch(1))
+    tf.random.set_seed(2)
+    assert numbers_seen(open_numbered(numbered, shuffle_buffer=16).train_for_epoch(1)) == first
+
+
+def failure_of(dataset):
+    """The DataError a pipeline stops with, as whoever runs it gets it."""
+    from seqcli.data.streams import take_failure
+
+    with pytest.raises(Exception) as caught:
+        numbers_seen(dataset)
+    return take_failure(caught.value)
+
+
+def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered):
+    datasets = open_numbered(numbered, shuffle=False)
+    epoch = datasets.train_for_epoch(0)
+    np.savez(numbered / "train-02.npz", x=np.zeros((30, 1), np.float32), y=np.zeros(30, np.int64))
+    failure = failure_of(epoch)
+    assert failure is not None and "train-02.npz changed while it was being trained on" in failure.message
+
+
+def test_a_shard_swapped_for_a_link_elsewhere_is_refused_when_read(numbered, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "other.npz"
+    datasets = open_numbered(numbered, shuffle=False)
+    (numbered / "train-03.npz").rename(elsewhere)
+    (numbered / "train-03.npz").symlink_to(elsewhere)
+    failure = failure_of(datasets.train_for_epoch(0))
+    assert failure is not None and "train-03.npz" in failure.message
+
+
+def test_a_value_that_is_not_finite_names_its_shard(numbered):
+    x = np.ones((12, 1), np.float32)
+    x[4, 0] = np.nan
+    np.savez(numbered / "train-01.npz", x=x, y=np.zeros(12, np.int64))
+    failure = failure_of(open_numbered(numbered, shuffle=False).train_for_epoch(0))
+    assert failure is not None and "train-01.npz" in failure.message and "sample 4" in failure.message
+
+
+def test_a_fraction_of_a_stream_is_split_off_by_file(numbered):
+    """Whole shards drawn by the seed: no sample in both, every sample in one, the same files every time."""
+    datasets = open_numbered(numbered, validation=0.4, shuffle=False)
+    training, validation = numbers_seen(datasets.train_for_epoch(0)), numbers_seen(datasets.validation)
+    assert sorted(training + validation) == list(range(SAMPLES))
+    assert len(validation) == 24 and datasets.validation_count == 24 and datasets.train_count == 36
+    assert {number // 12 for number in validation} == {number // 12 for number in validation[::12]}  # whole files
+    again = open_numbered(numbered, validation={"fraction": 0.4}, shuffle=False)
+    assert numbers_seen(again.validation) == validation
+    other = load_datasets({"train": "train-*.npz", "batch_size": 7, "validation": 0.4}, numbered, seed=12)
+    assert numbers_seen(other.validation) != validation  # another seed draws other files

@@ -646,7 +646,7 @@ OUTPUTS = {
         {"study": study_with_user_files},
     ),
     "export saved_model --overwrite over a study with a user's trial-* files": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "study", "--overwrite"],
+        ["export", "{run}", "--to", "saved_model", "--output", "study", "--overwrite"],
         1,
         ("trial-analysis/, trial-notes.txt that seq did not write; nothing was removed",),
         {"study": study_with_user_files},
@@ -670,7 +670,7 @@ OUTPUTS = {
         {"mine": forged('{"written_by": "seq train", "members": ["*"]}')},
     ),
     "export --overwrite: a forged manifest claims the lock file": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "mine", "--overwrite"],
+        ["export", "{run}", "--to", "saved_model", "--output", "mine", "--overwrite"],
         1,
         ("'.seq-lock' is one of seq's own working files",),
         {"mine": forged('{"format": 2, "members": {".seq-lock": {"kind": "file"}}}')},
@@ -733,7 +733,7 @@ OUTPUTS = {
         ("is inside the input folder",),
     ),
     "export --output the run folder itself": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "{run}", "--overwrite"],
+        ["export", "{run}", "--to", "saved_model", "--output", "{run}", "--overwrite"],
         1,
         ("is an input of this command",),
     ),
@@ -744,7 +744,7 @@ OUTPUTS = {
         {"m.tflite": folder_with(a="1")},
     ),
     "export saved_model where a file is": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "notes.txt", "--overwrite"],
+        ["export", "{run}", "--to", "saved_model", "--output", "notes.txt", "--overwrite"],
         1,
         ("--output notes.txt is a file, and this command writes a folder there",),
         {"notes.txt": "mine"},
@@ -1312,7 +1312,7 @@ WRITER = {
         ["tune", "study.yaml", "--output", "locked"], BUSY, ("locked is in use",), {"study.yaml": with_tune_section}
     ),
     "export saved_model --overwrite while locked": Case(
-        ["export", "{run}", "--format", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
+        ["export", "{run}", "--to", "saved_model", "--output", "locked", "--overwrite"], BUSY, ("locked is in use",)
     ),
     "export tflite into a locked folder": Case(
         ["export", "{run}", "--output", "locked/m.tflite"], BUSY, ("locked is in use",)
@@ -1397,10 +1397,18 @@ NUMBERS = {
         "r.tfrecord is damaged",
         **{"r.tfrecord": tfrecord(flip=2 * 109 + 40)},
     ),
-    "a fraction of a streamed source": train(
-        trainable("[tiny.npz, tiny.npz]").replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
-        "a fraction of a streamed source cannot be split off",
-        "give validation data of its own",
+    "a fraction of a one-file stream": train(
+        trainable(tfrecord_source("r.tfrecord")).replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
+        "a streamed source is split off by file, and its 1 file(s) leave none for training",
+        "split the data into more files",
+        **{"r.tfrecord": tfrecord()},
+    ),
+    "a stratified fraction of a stream": train(
+        trainable("[tiny.npz, tiny.npz]").replace(
+            "batch_size: 8", "batch_size: 8, validation: {fraction: 0.5, stratify: true}"
+        ),
+        "a streamed source is split by file",
+        "set stratify: false",
     ),
     "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5", **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
     "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2", **{"inf.npz": npz(x=INF_X, y=LABELS)}),
@@ -1899,7 +1907,7 @@ MESSAGES = {
     "export to ONNX string preprocessing": Case(
         ["export", "words.keras", "--output", "m.onnx", "--data", "x.npy"],
         1,
-        ("StringLookup layer 'words': this format cannot hold string preprocessing", "--format saved_model"),
+        ("StringLookup layer 'words': this format cannot hold string preprocessing", "--to saved_model"),
         {
             "words.keras": keras_model(
                 lambda keras: [

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seqcli"
 CORE = [
     "display",
     "errors",
+    "stages",
     "shapes",
     "files",
     "keras_env",

@@ -13,16 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from tests.conftest import assert_same_checkpoint, write_tiny_project
+from tests.conftest import run_seq as run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # ----------------------------------------------------------------------------- weightless summary and check

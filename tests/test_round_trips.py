@@ -117,3 +117,24 @@ def test_import_refuses_before_writing_a_spec_that_check_would_refuse(tmp_path):
     refused = CliRunner().invoke(cli, ["import", str(tmp_path / "m.keras"), "-o", str(tmp_path / "m.yaml")])
     assert refused.exit_code == 1 and "cannot be written as a spec: layers[1].Dense.name" in refused.stderr
     assert not (tmp_path / "m.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_transfer_spec_imports_back_to_its_layers(tmp_path):
+    """build -> save -> import gives back the layers of the spec that made the model (what seq train saves),
+    its keras.applications base as the same entry."""
+    import yaml
+
+    from seqcli.modelbuild import build_model
+    from seqcli.specfile import read_spec
+    from tests.bases import TINY_BASE
+
+    (tmp_path / "head.yaml").write_text(TINY_BASE)
+    model = build_model(read_spec(tmp_path / "head.yaml")).model
+    for inner in model.layers[0].layers[:10]:  # fine-tuned: the bottom of the base frozen, its top trainable
+        inner.trainable = False
+    model.save(tmp_path / "model.keras")
+    imported = CliRunner().invoke(cli, ["import", str(tmp_path / "model.keras")])
+    assert imported.exit_code == 0, imported.output
+    assert yaml.safe_load(imported.stdout)["layers"] == yaml.safe_load(TINY_BASE)["layers"]
+    assert "note: 7 layers inside the MobileNetV2 base are frozen" in imported.stderr

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
-from tests.conftest import snapshot
+from tests.conftest import run_seq, snapshot
 
 SPEC = (
     "layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 3, name: dense}\n"
@@ -83,7 +81,7 @@ WEIGHTS_ONLY = {
 def invoke(project, tmp_path, monkeypatch, args):
     monkeypatch.chdir(project)
     (project / "RAN").unlink(missing_ok=True)  # one failure must not fail the next case
-    return CliRunner().invoke(cli, [a.format(out=tmp_path) for a in args])
+    return run_seq(*[a.format(out=tmp_path) for a in args])
 
 
 @pytest.mark.parametrize("name", WHOLE_MODEL)

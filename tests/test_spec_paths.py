@@ -4,10 +4,9 @@ command echoes a file's contents or the environment, in any output format."""
 import os
 
 import pytest
-from click.testing import CliRunner
 
-from seqcli.cli import cli
 from seqcli.specfile.paths import LAYER_FILE_CAP
+from tests.conftest import run_seq as run
 
 SECRET_FILE_TEXT = "TOPSECRETFILECONTENT"
 SECRET_ENV_VALUE = "TOPSECRETENVVALUE"
@@ -16,10 +15,6 @@ HINT = (
     "--allow-path DIR (or SEQ_ALLOW_PATH in CI)"
 )
 HEAD = "layers:\n  - Input: {shape: [1], dtype: int64}\n"
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ def test_a_run_is_finished_only_once_its_files_are_written(tmp_path, monkeypatch
 
     spec = write_tiny_project(tmp_path)
 
-    def full_disk(model, target):
+    def full_disk(model, target, class_names=None):
         raise RunDirectoryError(f"cannot write {target}: No space left on device")
 
     monkeypatch.setattr(results, "save_model", full_disk)

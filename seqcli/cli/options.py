@@ -20,6 +20,7 @@ from rich.console import Console
 
 from seqcli.errors import Interrupted, SeqError, clean_text, masked_url, terminal_safe
 from seqcli.exit_status import ExitStatus
+from seqcli.stages import profile_from_environment
 
 # Output that is not a terminal (a pipe, a log, a CI report) is never wrapped: tables take the width they
 # need and a message is one line, whatever COLUMNS says and however long a path is.
@@ -45,16 +46,21 @@ def console_for(stream, *, stderr: bool) -> Console:
     return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=not terminal, width=width)
 
 
-def seq_command(name: str | None = None, *, reads_files: bool = True, **attrs):
+def seq_command(name: str | None = None, *, reads_files: bool = True, light: bool = False, **attrs):
     """Make a click command a seq command, by construction: :func:`fail_on_seq_error` around it and, when it
     ``reads_files`` (specs, data, models), the options --allow-path and --max-memory after its own. A new command
-    made with this inherits every shared guarantee; tests/test_cli_meta.py checks that all of them are."""
+    made with this inherits every shared guarantee; tests/test_cli_meta.py checks that all of them are.
+
+    A ``light`` command builds models abstractly only, so it runs where TensorFlow is not installed (Keras on a
+    light backend, :func:`seqcli.keras_env.light_backend_allowed`); any other needs TensorFlow."""
 
     def decorate(function):
         wrapped = _with_memory_budget(_with_allowed_paths(function)) if reads_files else function
+        wrapped = _on_light_backend(wrapped) if light else wrapped
         wrapped = fail_on_seq_error(wrapped)
         command = click.command(name, cls=SeqCommand, **attrs)(wrapped)
         command.reads_files = reads_files
+        command.light = light
         if reads_files:
             command.params += [_allow_path_parameter(), _memory_parameter()]
         return command
@@ -64,9 +70,11 @@ def seq_command(name: str | None = None, *, reads_files: bool = True, **attrs):
 
 class SeqCommand(click.Command):
     """A command made by :func:`seq_command`: ``reads_files`` tells whether it takes --allow-path and
-    --max-memory, and :func:`replay` rebuilds the command line it was invoked with."""
+    --max-memory, ``light`` whether it runs without TensorFlow, and :func:`replay` rebuilds the command line it
+    was invoked with."""
 
     reads_files = True
+    light = False
 
 
 SHARED_OPTIONS = ("allow_paths", "max_memory")  # what seq_command adds to every command that reads files
@@ -129,7 +137,7 @@ def fail_on_seq_error(command):
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         try:
-            with _warnings_as_notes():
+            with _warnings_as_notes(), profile_from_environment():
                 return command(*args, **kwargs)
         except SeqError as error:
             _debug_traceback(error)
@@ -143,7 +151,7 @@ def fail_on_seq_error(command):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as error:
-            failure = _data_failure()
+            failure = _data_failure(error)
             if failure is not None:  # a streamed source's error, stopping a pipeline as TensorFlow's own
                 _debug_traceback(failure)
                 _fail(ctx, failure.render(), error_document(failure), exit_status(failure), None)
@@ -169,10 +177,10 @@ def _debug_traceback(error: BaseException) -> None:
         sys.stderr.flush()
 
 
-def _data_failure():
+def _data_failure(error: Exception):
     from seqcli.data.streams import take_failure
 
-    return take_failure()
+    return take_failure(error)
 
 
 # Warnings meant for the developers of the libraries seq uses, not for a user of seq.
@@ -246,6 +254,19 @@ def _with_allowed_paths(command):
         from seqcli.inputs import allowed_paths
 
         with allowed_paths(allow_paths):
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _on_light_backend(command):
+    """Run ``command`` with Keras allowed on a light backend when TensorFlow is not installed."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from seqcli.keras_env import light_backend_allowed
+
+        with light_backend_allowed():
             return command(*args, **kwargs)
 
     return wrapper

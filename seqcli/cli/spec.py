@@ -13,7 +13,7 @@ from seqcli.errors import SeqError
 from seqcli.exit_status import ExitStatus
 
 
-@seq_command()
+@seq_command(light=True)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option(
     "--input-shape",
@@ -44,7 +44,7 @@ def summary(spec, input_shape, upto, fmt, overrides):
         raise error
 
 
-@seq_command()
+@seq_command(light=True)
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--format",
@@ -85,7 +85,7 @@ def check(specs, fmt):
         sys.exit(ExitStatus.ERROR)
 
 
-@seq_command(reads_files=False)
+@seq_command(reads_files=False, light=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the schema to a file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output that is not a seq schema.")
 def schema(output, overwrite):
@@ -153,8 +153,10 @@ def plot_command(source, output, curves, engine, confusion, data, overwrite):
 def import_command(model, output, weights_out, overwrite):
     """Turn a saved Keras Sequential model into a spec that builds the same model.
 
-    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a model
-    a spec cannot express (a Lambda, a functional graph, a custom class) is refused, naming the layer.
+    The model is loaded in safe mode. Arguments equal to Keras's defaults are left out; a
+    keras.applications base becomes its entry (MobileNetV2: {...}, weights: null); a model a spec
+    cannot express (a Lambda, a functional graph, a custom class, another nested model) is refused,
+    naming the layer.
     """
     from seqcli.verbs.importer import import_model
 

@@ -185,11 +185,11 @@ def freeze(source, weights, all_but_last, layers, unfreeze, output, overwrite, f
     echo_text(f"Wrote {output}")
 
 
-def _format_help() -> str:
+def _artifact_help() -> str:
     from seqcli.verbs.export_formats import FORMATS
 
     picked = ", ".join(f"{row.suffix} -> {row.name}" for row in FORMATS.values() if row.suffix)
-    return f"Artifact format (for JSON output use --json).  [default: from --output: {picked}, else saved_model]"
+    return f"Artifact format.  [default: from --output: {picked}, else saved_model]"
 
 
 def _format_names() -> list[str]:
@@ -198,9 +198,32 @@ def _format_names() -> list[str]:
     return list(FORMATS)
 
 
+def _export_spellings(fmt: str, artifact: str | None, as_json: bool) -> tuple[str, str | None]:
+    """``(result format, artifact)`` from export's options, the older spellings included: ``--format onnx``
+    (an artifact, now ``--to onnx``) and ``--json`` (now ``--format json``), each with one note saying so."""
+    if fmt in _format_names():
+        if artifact is not None and artifact != fmt:
+            raise click.UsageError(f"--format {fmt} and --to {artifact} name two artifacts; give --to only")
+        echo_text(f"note: '--format {fmt}' is now spelled '--to {fmt}'", err=True)
+        fmt, artifact = "text", fmt
+    if as_json:
+        echo_text("note: '--json' is now spelled '--format json'", err=True)
+        fmt = "json"
+    return fmt, artifact
+
+
 @seq_command("export")
 @click.argument("target", metavar="RUN_OR_MODEL", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(_format_names()), help=_format_help())
+@click.option("--to", "artifact", type=click.Choice(_format_names()), help=_artifact_help())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", *_format_names()]),
+    metavar="[text|json]",
+    default="text",
+    show_default=True,
+    help="Print the result as text, or as JSON on stdout (progress goes to stderr).",
+)
 @click.option(
     "--output",
     "-o",
@@ -233,13 +256,8 @@ def _format_names() -> list[str]:
     help="Real inputs compared between Keras and the exported model (as many random ones in their range are added).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace what is already at --output (or its --version).")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the result as JSON (here --format names the artifact, so JSON has its own flag).",
-)
-def export_command(target, fmt, output, version, source, samples, overwrite, as_json):
+@click.option("--json", "as_json", is_flag=True, hidden=True)  # the older spelling of --format json
+def export_command(target, artifact, fmt, output, version, source, samples, overwrite, as_json):
     """Export a trained run (or a .keras model) for TF Serving, LiteRT or ONNX runtimes.
 
     The artifact is loaded back in its own runtime and must predict what the Keras model predicts
@@ -251,14 +269,22 @@ def export_command(target, fmt, output, version, source, samples, overwrite, as_
     from seqcli.views.progress import stage_display
     from seqcli.views.render import literal
 
+    fmt, artifact = _export_spellings(fmt, artifact, as_json)
     console = stderr_console()
     with stage_display(console, "export") as stage:
         result = export_model(
-            target, output, fmt=fmt, data=source, samples=samples, overwrite=overwrite, version=version, stage=stage
+            target,
+            output,
+            fmt=artifact,
+            data=source,
+            samples=samples,
+            overwrite=overwrite,
+            version=version,
+            stage=stage,
         )
     for warning in result.warnings:
         console.print(literal(f"warning: {warning}", "yellow", limit=None))
-    if as_json:
+    if fmt == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))
     else:
         echo_text("\n".join(result.lines()))

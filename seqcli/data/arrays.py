@@ -76,7 +76,16 @@ class Arrays:
                 return xb, tf.gather(y, indices)
             return xb, tf.gather(y, indices), tf.gather(weights, indices)
 
-        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return positions.batch(batch_size).map(as_written(gather), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def as_written(function):
+    """``function`` for tf.data to trace as written, without autograph's rewriting: seq's pipeline functions
+    branch on Python values only (a scale, whether labels are wanted), never on a tensor, and rewriting them
+    costs about a second of every run's start."""
+    tf = import_tensorflow()
+
+    return tf.autograph.experimental.do_not_convert(function)
 
 
 def eager_constants(*arrays: np.ndarray | None) -> tuple:

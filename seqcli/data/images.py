@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seqcli.budget import human_size, max_memory, over_budget_hint
-from seqcli.data.arrays import Arrays, DataError, class_folders, eager_constants, files_under
+from seqcli.data.arrays import Arrays, DataError, as_written, class_folders, eager_constants, files_under
 from seqcli.data.image_headers import HeaderError, image_dimensions
 from seqcli.errors import clean_tensorflow_message
 from seqcli.inputs import open_input
@@ -88,7 +88,7 @@ class Images:
                 image = image * tf.constant(scale, tf.float32)
             return (image, tf.gather(label_values, index)) if labels else image
 
-        return positions.map(load, num_parallel_calls=self.parallel).batch(batch_size)
+        return positions.map(as_written(load), num_parallel_calls=self.parallel).batch(batch_size)
 
     def decoder(self) -> tf.data.Dataset:
         """Every image in file order, decoded and resized as :meth:`pipeline` does (scale not applied),
@@ -105,7 +105,7 @@ class Images:
             image.set_shape((height, width, channels))
             return image
 
-        dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=self.parallel)
+        dataset = tf.data.Dataset.from_tensor_slices(paths).map(as_written(load), num_parallel_calls=self.parallel)
         return dataset.batch(DECODE_BATCH).prefetch(tf.data.AUTOTUNE)
 
 
@@ -133,7 +133,7 @@ class MappedArrays(Arrays):
                 xb = xb * tf.constant(scale, tf.float32)
             return (xb, tf.gather(y, indices)) if labels else xb
 
-        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return positions.batch(batch_size).map(as_written(gather), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 class DecodedOnFirstUse:

@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqcli.data.arrays import DataError, eager_constants
+from seqcli.data.arrays import DataError, as_written, eager_constants
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
+from seqcli.data.stream_reads import stream_batches
 from seqcli.data.streams import Stream
 from seqcli.data.text import Texts
 from seqcli.files import resolve_path
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import DataSection, SourceSection, ValidationSplit
+from seqcli.stages import stage
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
     import tensorflow as tf  # noqa: TID251
@@ -76,6 +78,7 @@ class Datasets:
             self._built["validation"] = None if self._validation_builder is None else self._validation_builder()
         return self._built["validation"]
 
+    @stage("pipeline: build an epoch")
     def train_for_epoch(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
         """Epoch ``epoch`` of the training data (0-based): ``steps_per_epoch`` batches, less the
         first ``skip``, prefetched. The same ``(seed, epoch)`` always gives the same batches."""
@@ -96,6 +99,7 @@ class Datasets:
             raise DataError("there is no training data", hint="add `data: {train: ...}` to the spec")
         return self._adapt_builder(samples)
 
+    @stage("pipeline: build the epochs")
     def train_epochs(self, start: int, stop: int, skip: int = 0) -> tf.data.Dataset:
         """Epochs ``start`` .. ``stop - 1`` back to back in one dataset, the first missing its
         first ``skip`` batches; each epoch's batches are those of :meth:`train_for_epoch`.
@@ -107,7 +111,7 @@ class Datasets:
         # The first epoch is built here, eagerly: a source decoded on first use (image folders) is decoded
         # now, and its errors are seq's, not autograph's staging errors from inside flat_map.
         first = self._epoch_builder(start, skip)
-        rest = tf.data.Dataset.range(start + 1, stop).flat_map(lambda epoch: self._epoch_builder(epoch, 0))
+        rest = tf.data.Dataset.range(start + 1, stop).flat_map(as_written(lambda epoch: self._epoch_builder(epoch, 0)))
         return first.concatenate(rest).prefetch(tf.data.AUTOTUNE)
 
 
@@ -148,18 +152,18 @@ def load_datasets(
     if decode_once and section.cache and isinstance(train, Images):
         train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
-    validation, validation_indices = None, None
+    validation: Pipelined | None = None
+    validation_indices: np.ndarray | None = None
     buffer = None
     if isinstance(train, Stream):
         buffer = train.shuffle_buffer(section.shuffle_buffer)
         train.check_memory(batch_size, buffer, section.shuffle)
     if isinstance(section.validation, (float, ValidationSplit)) and isinstance(train, Stream):
-        raise DataError(
-            "data.validation: a fraction of a streamed source cannot be split off (its samples are never all "
-            "in memory to draw from)",
-            hint="give validation data of its own, e.g. `validation: data/valid-*.npz`",
-        )
-    if isinstance(section.validation, (float, ValidationSplit)):
+        train, validation = _split_stream(train, section.validation, seed)
+        train_indices = np.arange(train.count, dtype=np.int64)
+        validation_indices = np.arange(validation.count, dtype=np.int64)
+        validation.check_memory(batch_size, 0, shuffle=False)
+    elif isinstance(section.validation, (float, ValidationSplit)):
         train_indices, validation_indices = _split(train, section.validation, seed)
         validation = train
     elif section.validation is not None:
@@ -236,8 +240,8 @@ def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, s
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
         tf = import_tensorflow()
         order = (seed, epoch) if shuffle else None
-        dataset = mine.dataset(
-            batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
+        dataset = stream_batches(
+            mine, batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
         )
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -259,6 +263,17 @@ def adapt_indices(indices: np.ndarray, samples: int | None, seed: int) -> np.nda
         return indices
     chosen = np.random.default_rng([_unsigned(seed), 0xADA97]).choice(len(indices), samples, replace=False)
     return indices[np.sort(chosen)]
+
+
+def _split_stream(train: Stream, validation: float | ValidationSplit, seed: int) -> tuple[Stream, Stream]:
+    """A streamed source's (training, validation) parts: whole files drawn by ``seed``
+    (:meth:`~seqcli.data.streams.Stream.split_files`); its samples are never all in memory to draw from."""
+    if isinstance(validation, ValidationSplit) and validation.stratify:
+        raise DataError(
+            "data.validation.stratify: a streamed source is split by file, so each class's share cannot be kept",
+            hint="set stratify: false, or give validation data of its own, e.g. `validation: data/valid-*.npz`",
+        )
+    return train.split_files(validation if isinstance(validation, float) else validation.fraction, seed)
 
 
 def _split(train: Pipelined, validation: float | ValidationSplit, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -398,9 +413,9 @@ def _stream_batches(source: Stream, count: int, batch_size: int, labels: bool, o
     tf = import_tensorflow()
 
     quota = count if count < source.count and order_seed is None else None
-    dataset = source.dataset(batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
+    dataset = stream_batches(source, batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
     if source.with_labels and not labels:
-        dataset = dataset.map(lambda x, y: x, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(as_written(lambda x, y: x), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,9 @@ import numpy as np
 from seqcli import archives
 from seqcli.data.arrays import DataError
 from seqcli.data.formats import DATA_FORMATS, file_suffixes, format_of_path, shard_format_names
-from seqcli.data.streams import CHUNK_ROWS, RECORD_CHUNK, FileReaders, Shard, Stream
-from seqcli.data.tfrecord import count_records
+from seqcli.data.stream_reads import DECODABLE
+from seqcli.data.streams import CHUNK_ROWS, READ_BUFFER, RECORD_BLOCK, FileReaders, RawArray, Shard, Stream
+from seqcli.data.tfrecord import count_records, parse_records, records
 from seqcli.errors import did_you_mean
 from seqcli.inputs import check_data_file, open_input
 from seqcli.shapes import check_sample_shape
@@ -71,6 +74,7 @@ def open_stream(
                 hint="give shards of one format",
             )
         shard = _HEADERS[fmt](path, stream)
+        shard.remember()
         _check_alike(shard, stream.shards[0] if stream.shards else None, where)
         stream.shards.append(shard)
         check_sample_shape(shard.sample_shape, input_shape, path, where)
@@ -140,9 +144,49 @@ def _npz_header(path: Path, stream: Stream) -> Shard:
         y_shape, y_dtype = (None, None)
         if stream.with_labels and section.y is not None:
             y_shape, y_dtype = npz_header(archive, section.y, members, path, where, "y")
-    _check_rows(path, x_shape, y_shape, where)
+        _check_rows(path, x_shape, y_shape, where)
+        x_raw = _member_layout(archive, members[section.x], path, x_shape[0], where)
+        y_raw = _member_layout(archive, members[section.y], path, x_shape[0], where) if section.y and y_shape else None
+    raw = (x_raw, y_raw) if x_raw and (y_raw or not y_shape) else None
     open_bytes = math.prod(x_shape) * np.dtype(x_dtype).itemsize * 2 + (math.prod(y_shape or ()) * 8)
-    return Shard(path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes)
+    return Shard(
+        path, "npz", x_shape[0], tuple(x_shape[1:]), x_dtype, y_dtype, tuple((y_shape or ())[1:]), open_bytes, raw
+    )
+
+
+def _member_layout(archive: zipfile.ZipFile, member: str, path: Path, count: int, where: str) -> RawArray | None:
+    """Where the samples of an uncompressed .npz member lie in the file (None when it is compressed)."""
+    info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open_input(path, where, limit=None) as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        return _npy_layout(handle, count, os.fstat(handle.fileno()).st_size)
+
+
+def _npy_layout(handle, count: int, file_size: int) -> RawArray | None:
+    """Where the ``count`` samples of the .npy array at the handle's position lie, one record each (None when
+    they cannot be read as fixed-length records: Fortran order, a dtype TensorFlow cannot decode)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        return None
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read_header(handle, max_header_size=1 << 16)
+    kind = f"{dtype.kind}{dtype.itemsize}"
+    if fortran or dtype.fields is not None or kind not in DECODABLE or count == 0:
+        return None
+    offset = handle.tell()
+    record = math.prod(shape[1:]) * dtype.itemsize
+    footer = file_size - offset - count * record
+    if record == 0 or footer < 0:
+        return None
+    return RawArray(offset, footer, record, dtype.str)
 
 
 def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -> None:
@@ -162,10 +206,14 @@ def _npy_header(path: Path, stream: Stream) -> Shard:
             hint="use .npz shards with arrays x and y",
         )
     with open_input(path, stream.where, limit=None) as handle:
-        shape, dtype = archives.check_npy_header(handle, os.fstat(handle.fileno()).st_size, stream.where, str(path))
-    _check_rows(path, tuple(shape), None, stream.where)
-    rows = CHUNK_ROWS * math.prod(shape[1:]) * 8
-    return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), rows)
+        size = os.fstat(handle.fileno()).st_size
+        shape, dtype = archives.check_npy_header(handle, size, stream.where, str(path))
+        _check_rows(path, tuple(shape), None, stream.where)
+        handle.seek(0)
+        x_raw = _npy_layout(handle, shape[0], size)
+    raw = (x_raw, None) if x_raw else None
+    open_bytes = CHUNK_ROWS * math.prod(shape[1:]) * 8
+    return Shard(path, "npy", shape[0], tuple(shape[1:]), dtype, None, (), open_bytes, raw)
 
 
 def _csv_header(path: Path, stream: Stream) -> Shard:
@@ -182,8 +230,10 @@ def _tfrecord_header(path: Path, stream: Stream) -> Shard:
     assert isinstance(described, dict), "open_stream refuses a TFRecord source without its features"
     x, y = described[stream.section.x], described[y_name] if stream.with_labels and y_name is not None else None
     count = count_records(path, stream)
+    if count:  # a description that does not fit the records is named before training starts
+        parse_records([next(records(path, stream, 0))], 0, path, stream)
     values = math.prod(x.shape) + (math.prod(y.shape) if y else 0)
-    open_bytes = RECORD_CHUNK * values * 8 * 2  # the records read and the values parsed from them
+    open_bytes = 2 * READ_BUFFER + RECORD_BLOCK * values * 8  # read buffers, a block of records
     return Shard(
         path,
         "tfrecord",

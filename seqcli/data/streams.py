@@ -1,26 +1,31 @@
 """Streamed sources: shards (a glob or a list of .npz, .npy, .csv or TFRecord files) and TFRecord files, read a
-chunk at a time, never whole.
+block at a time, never whole, by a native tf.data pipeline (:func:`seqcli.data.stream_reads.stream_batches`).
 
-Memory is bounded by the batch, the shuffle buffer and the shards open at once (:data:`SHARDS_OPEN` while
+Memory is bounded by the batches, the shuffle buffer and the shards open at once (:data:`SHARDS_OPEN` while
 shuffling, one otherwise), priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
 
 The order of an epoch is a pure function of ``(seed, epoch)``: the shards in an order permuted by it, read
-:data:`SHARDS_OPEN` at a time, one sample from each in turn (a shard that ends gives its place to the next one),
-through a shuffle buffer of ``data.shuffle_buffer`` samples drawn from a generator seeded by it. Without
-shuffling, the shards are read one after the other in their sorted order: the same samples in the same order as
-the shards' arrays concatenated. Skipping the first batches of an epoch (exact resume) replays the same stream.
+:data:`SHARDS_OPEN` at a time, one block of samples from each in turn (a small shard is one block; a shard that
+ends gives its place to the next one), the samples then permuted in windows of half ``data.shuffle_buffer``
+(two are held at once). Without shuffling, the shards are read one after the other in their order: the same
+samples in the same order as the shards' arrays concatenated. Skipping the first batches of an epoch (exact
+resume) replays the same stream.
 
 Each shard's header is checked when the source opens (sample shape and dtypes equal to the first shard's); a
-TFRecord file's records are counted then (its length fields checked), and each record's data is checked when it
-is read. A problem found while a pipeline runs stops it with a :class:`~seqcli.data.arrays.DataError` that
-:func:`take_failure` hands to whoever runs the pipeline.
+TFRecord file's records are counted then (its length fields checked) and its first record parsed. Every file
+passes the read door again just before an epoch reads it, and must be the file it was then
+(:meth:`Stream.checked_path`).
+A problem found while a pipeline runs stops it with a TensorFlow error; :func:`take_failure` hands whoever runs the
+pipeline seq's :class:`~seqcli.data.arrays.DataError` instead, reading the shards again the slow way to name the
+file and record when TensorFlow's error does not.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqcli.budget import human_size, max_memory, over_budget_hint
+from seqcli.budget import LimitError, human_size, max_memory, over_budget_hint
 from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
 from seqcli.errors import SeqError
@@ -37,7 +42,7 @@ from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
 if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
-    import tensorflow as tf  # noqa: TID251
+    pass  # noqa: TID251
 
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
@@ -45,17 +50,50 @@ RECORD_CHUNK = 256  # TFRecord records parsed at a time
 DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
 BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
+NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
+READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
+CHUNK_BYTES = 1 << 20  # bytes of fixed-length samples read as one block from a large shard
+RECORD_BLOCK = 256  # TFRecord records read as one block
+WHOLE_FILE_BYTES = 32 << 20  # shards up to this size may be read whole, in one read (fewer, cheaper steps)
+WHOLE_SHARE = 0.5  # of the memory budget the shards read whole at once may take
 
 
 _failure_lock = threading.Lock()
 _failure: list[SeqError] = []
+_reading: list[weakref.ref] = []  # the streams whose pipelines were built last, to name a native read's failure
+READING_KEPT = 4
 
 
-def take_failure() -> SeqError | None:
+def take_failure(error: BaseException | None = None) -> SeqError | None:
     """The data error that stopped a streamed pipeline since the last call (None when none did); a pipeline
-    stops with a TensorFlow error whose text is not seq's, so whoever runs it raises this one instead."""
+    stops with a TensorFlow error whose text is not seq's, so whoever runs it raises this one instead. When
+    ``error``, TensorFlow's, came from reading a stream natively (a damaged record, a record that does not match
+    its description, a value that is not finite), the streams read last are read again the slow way to find the
+    file and record to name."""
     with _failure_lock:
-        return _failure.pop() if _failure else None
+        recorded = _failure.pop() if _failure else None
+    if recorded is not None or error is None or not _from_reading(error):
+        return recorded
+    streams = [stream for stream in (ref() for ref in _reading) if stream is not None]
+    for stream in reversed(streams):
+        found = stream.diagnose()
+        if found is not None:
+            return found
+    return None
+
+
+def _from_reading(error: BaseException) -> bool:
+    """Whether TensorFlow's ``error`` is one a stream's native reading raises."""
+    if not _reading:
+        return False
+    tf = import_tensorflow()
+
+    if not isinstance(error, tf.errors.OpError):
+        return False
+    text = str(error)
+    return isinstance(error, tf.errors.DataLossError) or any(
+        mark in text for mark in (NONFINITE, "ParseExample", "FixedLengthRecord", "TFRecord", "corrupted record")
+    )
 
 
 def _record_failure(error: SeqError) -> None:
@@ -63,7 +101,24 @@ def _record_failure(error: SeqError) -> None:
         _failure[:] = [error]
 
 
+def note_reading(stream: Stream) -> None:
+    """Remember ``stream`` as one whose pipeline may fail (:func:`take_failure` reads it again to say why)."""
+    with _failure_lock:
+        _reading[:] = [ref for ref in _reading if ref() is not None and ref() is not stream][-(READING_KEPT - 1) :]
+        _reading.append(weakref.ref(stream))
+
+
 # ----------------------------------------------------------------------------- shards
+
+
+@dataclass(frozen=True)
+class RawArray:
+    """Where an array's samples lie in a shard's file, one fixed-length record each."""
+
+    offset: int  # bytes before the first sample
+    footer: int  # bytes after the last
+    record: int  # bytes a sample
+    dtype: str  # numpy's, byte order included: '<f4'
 
 
 @dataclass
@@ -77,7 +132,14 @@ class Shard:
     x_dtype: str
     y_dtype: str | None
     y_shape: tuple = ()
-    open_bytes: int = 0  # memory the shard holds while it is read
+    open_bytes: int = 0  # memory the shard holds while Python reads it
+    raw: tuple[RawArray, RawArray | None] | None = None  # where x (and y) lie as fixed-length records, if they do
+    identity: tuple = ()  # the file as it was opened: (real path, size, modification time)
+
+    def remember(self) -> None:
+        """Note the file as it is now (:meth:`Stream.checked_path` requires it to stay so)."""
+        status = os.stat(self.path)
+        self.identity = (self.path.resolve(), status.st_size, status.st_mtime_ns)
 
     def chunks(self, source: Stream, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Rows ``start ..`` of the shard as ``(x float32, y or None)`` chunks, checked as in-memory data is."""
@@ -190,19 +252,40 @@ class Stream:
             }
         return self._features
 
+    def reads_whole(self) -> bool:
+        """Whether shards of fixed-length records are read whole (one read each, their bytes held twice while
+        they are cut into arrays): when they are small and :data:`SHARDS_OPEN` of them fit in
+        :data:`WHOLE_SHARE` of the budget; else a chunk of each array at a time."""
+        largest = max(shard.identity[1] for shard in self.shards)
+        return largest <= WHOLE_FILE_BYTES and SHARDS_OPEN * 2 * largest <= max_memory() * WHOLE_SHARE
+
+    def open_bytes(self, shard: Shard) -> int:
+        """Memory ``shard`` holds while it is read."""
+        if shard.raw is None:
+            return shard.open_bytes
+        return 2 * shard.identity[1] if self.reads_whole() else 2 * (CHUNK_BYTES + READ_BUFFER)
+
+    def buffered_bytes(self, buffer: int) -> int:
+        """Memory a shuffle buffer of ``buffer`` samples takes: two windows of half of them (one being gathered
+        while the other goes out), each sample at least as large as the float32 sample it becomes."""
+        first = self.shards[0]
+        stored = sum(array.record for array in first.raw if array is not None) if first.raw else 0
+        return buffer * max(stored, self.batch_bytes(1))
+
     def shuffle_buffer(self, asked: int | None) -> int:
         """The shuffle buffer in samples: ``asked``, else the default cut to what :data:`BUFFER_SHARE` of the
         memory budget holds."""
         if asked is not None:
             return asked
-        fits = int(max_memory() * BUFFER_SHARE) // max(self.batch_bytes(1), 1)
+        fits = int(max_memory() * BUFFER_SHARE) // max(self.buffered_bytes(1), 1)
         return max(1, min(DEFAULT_SHUFFLE_BUFFER, self.count, fits))
 
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
         """DataError when the batches, the shuffle buffer and the shards open at once would pass the budget."""
-        opened = sorted((shard.open_bytes for shard in self.shards), reverse=True)[: SHARDS_OPEN if shuffle else 1]
+        held = (self.open_bytes(shard) for shard in self.shards)
+        opened = sorted(held, reverse=True)[: SHARDS_OPEN if shuffle else 1]
         batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
-        buffered = self.batch_bytes(buffer) if shuffle else 0
+        buffered = self.buffered_bytes(buffer) if shuffle else 0
         total = batches + buffered + sum(opened)
         if total <= max_memory():
             return
@@ -214,10 +297,36 @@ class Stream:
             + over_budget_hint(),
         )
 
+    def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
+        """``(training, validation)``: the files drawn in an order of ``seed`` go to validation until they hold
+        ``round(count * fraction)`` samples or more, the rest to training; each part keeps the files' order. A
+        pure function of its arguments; DataError when either part would be empty."""
+        target = round(self.count * fraction)
+        order = np.random.default_rng([int(seed) % 2**64, 0xF11E5]).permutation(len(self.shards))
+        held, chosen = 0, set()
+        for index in order:
+            if held >= target:
+                break
+            chosen.add(int(index))
+            held += self.shards[index].count
+        if not 0 < len(chosen) < len(self.shards):
+            raise DataError(
+                f"data.validation: a fraction of {fraction} of a streamed source is split off by file, and its "
+                f"{len(self.shards)} file(s) leave none for {'validation' if not chosen else 'training'}",
+                hint="split the data into more files, or give validation data of its own, "
+                "e.g. `validation: data/valid-*.npz`",
+            )
+        training = [shard for index, shard in enumerate(self.shards) if index not in chosen]
+        return self.with_shards(training), self.with_shards([self.shards[index] for index in sorted(chosen)])
+
     def part(self, workers: int, index: int) -> Stream:
         """The shards worker ``index`` of ``workers`` reads when files are sharded: every ``workers``-th one."""
+        return self.with_shards(self.shards[index::workers])
+
+    def with_shards(self, shards: list[Shard]) -> Stream:
+        """This source with ``shards`` for its files."""
         return Stream(
-            self.shards[index::workers],
+            shards,
             self.section,
             self.where,
             self.with_labels,
@@ -225,197 +334,48 @@ class Stream:
             self.compression,
             self.y_dtype,
             self.class_names,
+            self._features,
         )
 
-    def dataset(
-        self,
-        batch_size: int,
-        *,
-        order: tuple[int, int] | None = None,
-        buffer: int = 1,
-        skip: int = 0,
-        per_step: int | None = None,
-        quota: int | None = None,
-    ) -> tf.data.Dataset:
-        """Batches of the stream: in stored order, or in the order of ``order = (seed, epoch)`` (the epoch may
-        be a tensor: inside ``flat_map``); without their
-        first ``skip`` steps of ``per_step`` samples (default: one batch). With ``quota``, an epoch holds exactly
-        that many samples, the stream started again from its first sample when it ends sooner (a worker
-        whose files hold fewer samples than another's)."""
-        tf = import_tensorflow()
-
-        seed, epoch = order if order is not None else (0, -1)
-
-        def generate(epoch):
-            epoch_order = None if epoch < 0 else (seed, int(epoch))
-            try:
-                yield from self.batches(
-                    batch_size, order=epoch_order, buffer=buffer, skip=skip * (per_step or batch_size), quota=quota
+    def checked_path(self, index) -> bytes:
+        """The file of shard ``index`` for TensorFlow to open, once it passes the read door and is still the file
+        the source opened (the same real path, size and modification time)."""
+        shard = self.shards[int(index)]
+        try:
+            check_input(shard.path, self.where, limit=None)
+            status = os.stat(shard.path)
+            now = (shard.path.resolve(), status.st_size, status.st_mtime_ns)
+        except LimitError as error:
+            _record_failure(DataError(error.message, error.hint))
+            raise
+        except OSError as error:
+            _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
+            raise
+        if now != shard.identity:
+            _record_failure(
+                DataError(
+                    f"{self.where}: shard {shard.path} changed while it was being trained on",
+                    hint="leave the data alone during a run; start the run again to read it as it is now",
                 )
-            except SeqError as error:
-                _record_failure(error)
-                raise
+            )
+            raise RuntimeError("a shard changed")
+        return os.fsencode(now[0])
 
-        x_spec = tf.TensorSpec((None, None, *self.sample_shape), tf.float32)
-        if not self.with_labels:
-            return tf.data.Dataset.from_generator(generate, output_signature=x_spec, args=(epoch,)).unbatch()
-        y_dtype = tf.int64 if self.y_dtype == "int64" else tf.float32
-        y_spec = tf.TensorSpec((None, None, *self.shards[0].y_shape), y_dtype)
-        blocks = tf.data.Dataset.from_generator(generate, output_signature=(x_spec, y_spec), args=(epoch,))
-        return blocks.unbatch()
+    def shard_chunks(self, index) -> Iterator:
+        """Shard ``index`` a chunk at a time, read by Python (:meth:`Shard.chunks`), its path checked first."""
+        self.checked_path(index)
+        try:
+            yield from self.shards[int(index)].chunks(self)
+        except SeqError as error:
+            _record_failure(error)
+            raise
 
-    def batches(
-        self, batch_size: int, *, order: tuple[int, int] | None, buffer: int, skip: int, quota: int | None = None
-    ) -> Iterator:
-        """Blocks of batches as numpy arrays (:func:`_batched`), the first ``skip`` samples left out (see
-        :meth:`dataset`)."""
-        if quota is not None:
-            passes = (self._samples(order, buffer, 0) for _ in itertools.count())
-            samples = _limited(itertools.chain.from_iterable(passes), quota)
-        else:
-            samples = self._samples(order, buffer, skip)
-            skip = 0 if order is None else skip
-        yield from _batched(samples, batch_size, skip, self.with_labels)
-
-    def _samples(self, order: tuple[int, int] | None, buffer: int, skip: int) -> Iterator:
-        """One pass in stored order from sample ``skip``, or shuffled by ``order = (seed, epoch)`` (whole)."""
-        if order is None:
-            return self._sequential(skip)
-        seed, epoch = order
-        rng = np.random.default_rng([int(seed) % 2**64, int(epoch), 0x5EED])
-        shard_order = np.argsort(rng.random(len(self.shards)), kind="stable")
-        return _shuffled(_interleaved(self, shard_order), buffer, rng)
-
-    def _sequential(self, skip: int) -> Iterator:
-        """Every shard in its sorted order, from sample ``skip`` on (earlier shards are not opened)."""
-        for shard in self.shards:
-            if skip >= shard.count:
-                skip -= shard.count
-                continue
-            yield from shard.chunks(self, skip)
-            skip = 0
-
-
-def _limited(samples: Iterator, count: int) -> Iterator:
-    """The first ``count`` samples of chunks."""
-    for x, y in samples:
-        if count <= 0:
-            return
-        yield x[:count], None if y is None else y[:count]
-        count -= len(x)
-
-
-def _interleaved(stream: Stream, shard_order: np.ndarray) -> Iterator:
-    """One sample from each of :data:`SHARDS_OPEN` open shards in turn; a shard that ends gives its place to
-    the next in ``shard_order``."""
-    pending = [stream.shards[index] for index in shard_order]
-    slots: list[list] = []  # [chunk iterator, x, y, offset]
-    while pending or slots:
-        while pending and len(slots) < SHARDS_OPEN:
-            slots.append([pending.pop(0).chunks(stream), None, None, 0])
-        slots = [slot for slot in slots if _refill(slot)]
-        while len(slots) < SHARDS_OPEN and pending:  # a shard that ended leaves room for the next
-            slot = [pending.pop(0).chunks(stream), None, None, 0]
-            if _refill(slot):
-                slots.append(slot)
-        if not slots:
-            return
-        rows = min(len(slot[1]) - slot[3] for slot in slots)
-        xs = [slot[1][slot[3] : slot[3] + rows] for slot in slots]
-        ys: list = [None if slot[2] is None else slot[2][slot[3] : slot[3] + rows] for slot in slots]  # all or none
-        for slot in slots:
-            slot[3] += rows
-        x = np.stack(xs, axis=1).reshape(rows * len(slots), *xs[0].shape[1:])
-        y = None if ys[0] is None else np.stack(ys, axis=1).reshape(rows * len(slots), *ys[0].shape[1:])
-        yield x, y
-
-
-def _refill(slot: list) -> bool:
-    """Whether the slot has rows left, reading its shard's next chunk when the current one is used up."""
-    while slot[1] is None or slot[3] >= len(slot[1]):
-        chunk = next(slot[0], None)
-        if chunk is None:
-            return False
-        slot[1], slot[2], slot[3] = chunk[0], chunk[1], 0
-    return True
-
-
-def _shuffled(samples: Iterator, size: int, rng: np.random.Generator) -> Iterator:
-    """The samples through a shuffle buffer of ``size``, as tf.data's ``shuffle`` does it: once full, each new
-    sample takes the place of one drawn at random, which goes out; the rest go out in random order at the end.
-    The draws use one number each, so the order does not depend on how the samples are chunked."""
-    buffer_x, buffer_y, filled = None, None, 0
-    for x, y in samples:
-        if buffer_x is None:
-            buffer_x = np.empty((size, *x.shape[1:]), x.dtype)
-            buffer_y = None if y is None else np.empty((size, *y.shape[1:]), y.dtype)
-        taken = min(size - filled, len(x))
-        buffer_x[filled : filled + taken] = x[:taken]
-        if buffer_y is not None:
-            buffer_y[filled : filled + taken] = y[:taken]
-        filled += taken
-        if taken < len(x):
-            yield _swap(buffer_x, buffer_y, x[taken:], None if y is None else y[taken:], rng)
-    if buffer_x is not None and filled:
-        order = np.argsort(rng.random(filled), kind="stable")
-        yield buffer_x[:filled][order], None if buffer_y is None else buffer_y[:filled][order]
-
-
-def _swap(buffer_x, buffer_y, x, y, rng: np.random.Generator):
-    """Out: for each incoming sample in turn, the buffer slot drawn for it; in: the sample, into that slot."""
-    size, count = len(buffer_x), len(x)
-    slots = np.minimum((rng.random(count) * size).astype(np.int64), size - 1)
-    order = np.argsort(slots, kind="stable")
-    sorted_slots = slots[order]
-    same = np.concatenate([[False], sorted_slots[1:] == sorted_slots[:-1]])
-    previous = np.concatenate([[0], order[:-1]])
-    source = np.empty(count, np.int64)  # >= 0: a buffer slot; < 0: incoming sample -(source + 1)
-    source[order] = np.where(same, -(previous + 1), sorted_slots)
-    from_buffer = source >= 0
-    out_x = np.empty_like(x)
-    out_x[from_buffer] = buffer_x[source[from_buffer]]
-    out_x[~from_buffer] = x[-source[~from_buffer] - 1]
-    out_y = None
-    if y is not None:
-        out_y = np.empty_like(y)
-        out_y[from_buffer] = buffer_y[source[from_buffer]]
-        out_y[~from_buffer] = y[-source[~from_buffer] - 1]
-    last = np.concatenate([sorted_slots[1:] != sorted_slots[:-1], [True]])
-    buffer_x[sorted_slots[last]] = x[order[last]]
-    if y is not None:
-        buffer_y[sorted_slots[last]] = y[order[last]]
-    return out_x, out_y
-
-
-def _batched(samples: Iterator, batch_size: int, skip: int, labels: bool) -> Iterator:
-    """Blocks of consecutive batches of ``batch_size``, shaped ``(batches, batch_size, ...)`` (views of the chunks
-    read, so that one hand-over to TensorFlow carries many batches), the last batch alone and maybe smaller; the
-    first ``skip`` samples dropped."""
-    held_x, held_y, held = [], [], 0
-    for x, y in samples:
-        if skip:
-            dropped = min(skip, len(x))
-            x, y, skip = x[dropped:], None if y is None else y[dropped:], skip - dropped
-            if not len(x):
-                continue
-        held_x.append(x)
-        held_y.append(y)
-        held += len(x)
-        if held < batch_size:
-            continue
-        x_all = np.concatenate(held_x) if len(held_x) > 1 else held_x[0]
-        y_all = (np.concatenate(held_y) if len(held_y) > 1 else held_y[0]) if labels else None
-        whole = (held // batch_size) * batch_size
-        yield _block(x_all[:whole], None if y_all is None else y_all[:whole], batch_size, labels)
-        held_x, held_y, held = [x_all[whole:]], [None if y_all is None else y_all[whole:]], held - whole
-    if held:
-        x_all = np.concatenate(held_x)
-        yield _block(x_all, np.concatenate(held_y) if labels else None, held, labels)
-
-
-def _block(x: np.ndarray, y: np.ndarray | None, batch_size: int, labels: bool):
-    x = x.reshape(-1, batch_size, *x.shape[1:])
-    if not labels:
-        return x
-    assert y is not None, "a stream read with labels gives them with every sample"
-    return x, y.reshape(-1, batch_size, *y.shape[1:])
+    def diagnose(self) -> SeqError | None:
+        """The first problem reading every shard the slow way finds (None when none does)."""
+        try:
+            for shard in self.shards:
+                for _ in shard.chunks(self):
+                    pass
+        except SeqError as error:
+            return error
+        return None

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from seqcli.budget import human_size, max_memory, over_budget_hint
-from seqcli.data.arrays import Arrays, DataError, class_folders, files_under
+from seqcli.data.arrays import Arrays, DataError, as_written, class_folders, files_under
 from seqcli.inputs import BUDGET, UNREADABLE_HINT, open_input
 
 if TYPE_CHECKING:  # annotations only: TensorFlow comes from seqcli.keras_env, the format table reads this
@@ -54,7 +54,7 @@ class Texts(Arrays):
             xb = tf.gather(x, indices)
             return (xb, tf.gather(y, indices)) if labels else xb
 
-        return positions.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return positions.batch(batch_size).map(as_written(gather), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def as_texts(samples: list[bytes], labels: np.ndarray | None, class_names, input_shape: tuple | None) -> Texts:

@@ -7,9 +7,9 @@ import warnings
 from dataclasses import replace
 
 from seqcli import applications, registry
-from seqcli.errors import clean_message, did_you_mean
+from seqcli.errors import MissingDependency, clean_message, did_you_mean
 from seqcli.files import resolve_path
-from seqcli.keras_env import snake_case
+from seqcli.keras_env import running_light, snake_case
 from seqcli.modelbuild.adapt import adapted_arguments
 from seqcli.modelbuild.bases import check_base
 from seqcli.modelbuild.context import BuildContext
@@ -45,6 +45,8 @@ class LayerMaker:
             args["name"] = self._default_name(cls)
         try:
             return self._make(entry, cls, args)
+        except ImportError as error:  # a package the layer needs (TensorFlow, on a light backend): not the spec's
+            raise self._missing_package(entry, error) from error
         except Exception as error:  # Keras raises ValueError, TypeError, AttributeError... for bad arguments
             self.context.problem(
                 entry.path + (entry.class_name,),
@@ -53,6 +55,12 @@ class LayerMaker:
                 key=True,
             )
             return None
+
+    def _missing_package(self, entry: LayerEntry, error: ImportError) -> MissingDependency:
+        """The error for a layer Keras cannot make without a package that is not installed, at its entry."""
+        where = self.spec.problem(entry.path + (entry.class_name,), "", key=True)
+        hint = "pip install tensorflow: Keras makes this layer only with TensorFlow" if running_light() else None
+        return MissingDependency(f"{where.location()}: {where.path}: {clean_message(error)}", hint=hint)
 
     def _make(self, entry: LayerEntry, cls: type, args: dict):
         """``cls(**args)``; the warnings Keras gives for a deprecated argument become notes at that argument."""

@@ -30,6 +30,7 @@ from seqcli.budget import LimitError
 from seqcli.errors import SeqError
 from seqcli.files import atomic_path, keep_copy
 from seqcli.records import RecordError
+from seqcli.stages import stage
 
 FORMAT = 1
 GROUPS = ("model", "optimizer", "metrics")
@@ -159,6 +160,7 @@ def usable_checkpoint(last: Path, previous: Path) -> tuple[Path, TrainingState, 
         return previous, state, f"resumed from {previous}, the checkpoint before the last: {error.message}"
 
 
+@stage("checkpoint: copy the variables")
 def snapshot(model, state: TrainingState, *, groups: tuple[str, ...] = GROUPS) -> dict[str, np.ndarray]:
     """The arrays of a checkpoint, copied now: training may go on while :func:`write_snapshot` writes them."""
     arrays: dict[str, np.ndarray] = {"meta": np.array(state.to_json())}
@@ -176,6 +178,7 @@ def restamp(path: str | Path, state: TrainingState) -> dict[str, np.ndarray]:
     return {"meta": np.array(state.to_json()), **arrays}
 
 
+@stage("checkpoint: write")
 def write_snapshot(path: str | Path, arrays: dict[str, np.ndarray], previous: Path | None = None) -> None:
     """Write a :func:`snapshot` atomically: a kill or a full disk leaves the previous file intact. With
     ``previous``, the file being replaced is kept there (once the new one is complete)."""

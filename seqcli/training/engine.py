@@ -19,6 +19,7 @@ from pathlib import Path
 from seqcli.outputs import claim_output, clean_stale
 from seqcli.specfile import Spec, read_spec
 from seqcli.specfile.paths import absolute_file_fields, file_fields
+from seqcli.stages import stage
 from seqcli.training.checkpoint import TrainingState
 from seqcli.training.events import Reporter, TrainOptions, TrainResult
 from seqcli.training.loop import Trainer
@@ -36,7 +37,8 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
     together as one SpecError before training starts, and so is an output directory that cannot be written.
     """
     reporter = reporter or Reporter()
-    spec = read_spec(options.spec, options.spec_overrides())
+    with stage("spec: read and validate"):
+        spec = read_spec(options.spec, options.spec_overrides())
     run = RunDirectory(Path(options.output) if options.output else Path("runs") / spec.display_name)
     inputs = run_inputs(spec, options.spec)
     if options.resume:  # a run resumed from its own spec copy, which resuming writes again unchanged
@@ -50,7 +52,8 @@ def train_spec(options: TrainOptions, reporter: Reporter | None = None) -> Train
         try:
             return _train(spec, options, run, reporter)
         finally:
-            run.seal()  # what this process wrote, as it left it
+            with stage("run folder: seal the manifest"):
+                run.seal()  # what this process wrote, as it left it
 
 
 def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
@@ -65,7 +68,8 @@ def run_inputs(spec: Spec, spec_path: str | Path) -> list[Path]:
 def _train(spec: Spec, options: TrainOptions, run: RunDirectory, reporter: Reporter) -> TrainResult:
     if spec.problems:
         raise spec.error(spec.problems + static_problems(spec))
-    state, note = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
+    with stage("run folder: read any checkpoint to resume"):
+        state, note = resume_state(spec, run, resume=options.resume, overwrite=options.overwrite)
     complete = state is not None and state.finished and (state.stopped_early or state.epoch >= spec.train.epochs)
     if state is not None and complete and run.has_results():
         if note:  # the damaged last checkpoint was replaced by the one before it: say so here too

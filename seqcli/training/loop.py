@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seqcli.errors import SeqError
+from seqcli.stages import stage
 from seqcli.training.checkpoint import restamp, restore_metrics, snapshot, write_snapshot
 from seqcli.training.events import Reporter, TrainResult
 from seqcli.training.results import (
@@ -138,7 +139,7 @@ class Trainer:
         model = self.setup.model
         self.fitted = True
         try:
-            with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs):
+            with _keep_ema_weights(model.optimizer, partial=stop < self.setup.state.epochs), stage("training: fit"):
                 model.fit(
                     dataset,
                     validation_data=self.setup.data.validation,
@@ -390,7 +391,7 @@ def _raise_training_error(error: Exception):
 
     tf = import_tensorflow()
 
-    failure = take_failure()
+    failure = take_failure(error)
     if failure is not None and isinstance(error, tf.errors.OpError):  # a streamed source's, inside the pipeline
         raise failure from None
     if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.ResourceExhaustedError)):

@@ -18,6 +18,7 @@ from seqcli.files import OutputError, atomic_path, write_text_atomic
 from seqcli.specfile import Spec
 from seqcli.specfile.dump import dump_spec
 from seqcli.specfile.paths import absolute_file_fields
+from seqcli.stages import stage
 from seqcli.training.events import TrainResult
 from seqcli.training.rundir import RunDirectoryError
 
@@ -25,18 +26,21 @@ if TYPE_CHECKING:
     from seqcli.training.setup import TrainingSetup
 
 
-def save_model(model, target: Path) -> None:
-    """The run's model.keras, atomically (:func:`seqcli.models.save_model`); a failure says how to go on."""
+@stage("results: save the model")
+def save_model(model, target: Path, class_names: list[str] | None = None) -> None:
+    """The run's model.keras, atomically, with the data's class names (:func:`seqcli.models.save_model`); a
+    failure says how to go on."""
     from seqcli.models import save_model as save_atomically
 
     try:
-        save_atomically(model, target)
+        save_atomically(model, target, class_names=class_names)
     except OutputError as error:
         raise RunDirectoryError(
             error.message, hint="the previous file is intact; free space or fix permissions, then --resume"
         ) from error
 
 
+@stage("results: write the spec as trained")
 def write_spec_copy(target: Path, spec: Spec, seed: int, spec_label: str) -> None:
     """The spec as trained: overrides applied, file paths made absolute, the seed used."""
     data = absolute_file_fields(spec.resolved(), spec.base_dir)
@@ -75,17 +79,20 @@ def write_results(setup: TrainingSetup, metrics: dict, spec_label: str) -> None:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq-curves") as plotter:
         # matplotlib draws while the model is saved: half the end-of-run time on two cores
         curves = plotter.submit(_plot_curves, out.curves, state.history, setup.model.name, best_epoch)
-        save_model(setup.model, out.model)
-        write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
+        save_model(setup.model, out.model, setup.data.class_names)
+        with stage("results: write the metrics"):
+            write_text_atomic(out.metrics, json.dumps(summary, indent=2, default=str) + "\n")
         write_history(out.history, state.history)
         curves.result()
 
 
+@stage("results: draw the curves")
 def _plot_curves(target: Path, history: list[dict], title: str, best_epoch: int | None) -> None:
     with contextlib.suppress(ImportError):
         plot_curves(target, history, title, best_epoch=best_epoch)
 
 
+@stage("results: write the history")
 def write_history(target: Path, history: list[dict]) -> None:
     columns: list[str] = []
     for row in history:
@@ -98,6 +105,7 @@ def write_history(target: Path, history: list[dict]) -> None:
     write_text_atomic(target, buffer.getvalue())
 
 
+@stage("plotting imports (ahead, on the data thread)")
 def preload_plotting() -> None:
     """Import what :func:`plot_curves` needs (about a second on two busy cores), when matplotlib is installed."""
     with contextlib.suppress(ImportError):
@@ -183,6 +191,7 @@ class TensorBoardWriter:
     def write(self, row: dict) -> None:
         self.write_rows([row])
 
+    @stage("TensorBoard scalars")
     def write_rows(self, rows: list[dict]) -> None:
         """The epochs' scalars, then one flush."""
         if self.directory is None:

@@ -277,8 +277,12 @@ class RunOrModel:
         return self.run.spec if self.run is not None and self.run.spec.exists() else None
 
     def class_names(self) -> list[str] | None:
-        """The class names the run recorded (None without a run or without names)."""
-        return self.run.read_metrics().get("class_names") if self.run is not None else None
+        """The class names the run recorded, else those the model file carries (a ``.keras`` file written by
+        seq holds them: :func:`seqcli.models.saved_class_names`); None when neither has them."""
+        from seqcli.models import saved_class_names
+
+        names = self.run.read_metrics().get("class_names") if self.run is not None else None
+        return names if names is not None else saved_class_names(self.model)
 
 
 def run_or_model_inputs(target: str | Path) -> list[Path]:

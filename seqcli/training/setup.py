@@ -18,6 +18,7 @@ from typing import Any
 
 from seqcli.errors import Problem, SeqError
 from seqcli.specfile import Spec
+from seqcli.stages import stage
 from seqcli.training.checkpoint import CheckpointError, TrainingState, restore_variables
 from seqcli.training.early_stopping import EarlyStopper, monitor_problems
 from seqcli.training.events import RunHeader
@@ -84,20 +85,24 @@ def prepare_training(spec: Spec, run: RunDirectory, state: TrainingState | None)
     # files land in the run directory, the others' in a temporary folder.
     keras = import_keras()  # a quiet TensorFlow import; devices are not initialized yet
     _check_virtual_cpus(spec)
-    info = make_strategy(spec.resolved().get("distribute") or None)
+    with stage("distribution strategy"):
+        info = make_strategy(spec.resolved().get("distribute") or None)
     out = RunDirectory(Path(chief_output_dir(run.path, info)))
     seed = state.seed if state else spec.train.seed
     seed = seed if seed is not None else secrets.randbelow(2**31)
     keras.utils.set_random_seed(seed)
-    data, problems = _load_data(spec, seed, (info.workers, info.worker_index))
-    problems += _probe_optimizer(spec)
+    declared = _declared_build(spec)
+    with stage("data: open the sources"):
+        data, problems = _load_data(spec, seed, (info.workers, info.worker_index), declared)
+    with stage("compile: probe the optimizer's arguments"):
+        problems += _probe_optimizer(spec)
     compiled, weights = None, None
     if data is not None:
         weights, weight_problems = class_weights(spec, data)
         problems += weight_problems
         adapted = None if state is None else state.adapted or {}  # resuming never adapts again
         with info.strategy.scope():
-            compiled, build_problems = _build_and_compile(spec, data, info, adapted, seed)
+            compiled, build_problems = _build_and_compile(spec, data, info, adapted, seed, declared)
         problems += build_problems
     if problems:
         raise spec.error(problems)
@@ -165,19 +170,21 @@ def _check_virtual_cpus(spec: Spec) -> None:
         raise spec.error([spec.problem(("distribute", "virtual_cpus"), *found)])
 
 
-def _declared_input_shape(spec: Spec) -> tuple | None:
-    """The spec's own input shape (None when it takes the data's), from a weightless build."""
+def _declared_build(spec: Spec):
+    """The weightless build of a spec that declares its input shape (None for one that takes the data's, or
+    that cannot be built): its shape is checked against the data's headers, its memory against the budget."""
     from seqcli.modelbuild import build_model
 
     if not spec.declares_input:
         return None
-    with contextlib.suppress(SeqError):
-        return build_model(spec, abstract=True).input_shape
+    with stage("model: weightless build (shapes, memory estimate)"), contextlib.suppress(SeqError):
+        return build_model(spec, abstract=True)
     return None
 
 
-def _load_data(spec: Spec, seed: int, workers: tuple[int, int] = (1, 0)) -> tuple[Any, list[Problem]]:
-    """The datasets, read after the file headers show the samples fit the spec's own input shape."""
+def _load_data(spec: Spec, seed: int, workers: tuple[int, int] = (1, 0), declared=None) -> tuple[Any, list[Problem]]:
+    """The datasets, read after the file headers show the samples fit the spec's own input shape (that of
+    ``declared``, :func:`_declared_build`'s)."""
     from seqcli.data import DataError, ShapeMismatchError, load_datasets
     from seqcli.datacheck import DataValueError
 
@@ -194,7 +201,7 @@ def _load_data(spec: Spec, seed: int, workers: tuple[int, int] = (1, 0)) -> tupl
             spec.resolved()["data"],
             spec.base_dir,
             seed=seed,
-            input_shape=_declared_input_shape(spec),
+            input_shape=None if declared is None else declared.input_shape,
             workers=workers,
         ), []
     except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
@@ -219,12 +226,15 @@ def _data_problem(spec: Spec, error: SeqError) -> Problem:
     return spec.problem(path, message.removeprefix(f"{where}: "), error.hint)
 
 
-def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) -> tuple[tuple | None, list[Problem]]:
+def _build_and_compile(
+    spec: Spec, data, info, adapted: dict | None, seed: int, declared=None
+) -> tuple[tuple | None, list[Problem]]:
     """The compiled model, its compile settings, notes for the header and the state its layers learned from
     the data; or the problems that stop it. ``adapted``: that state, from the checkpoint of a resumed run;
     None for a new run, whose layers adapt here. The build applies the spec's ``freeze:`` section and
     reports its problems. Its initial weights are those of a Keras script that calls
-    ``keras.utils.set_random_seed(seed)`` and then builds the model."""
+    ``keras.utils.set_random_seed(seed)`` and then builds the model. ``declared``: the weightless build
+    :func:`_declared_build` already made, when the spec declares its input."""
     from seqcli.compile import resolve_compile, single_step_only
     from seqcli.compile_checks import logits_warning, probe_compile
     from seqcli.distribute import prepare_model
@@ -235,7 +245,10 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     # The data's shape for a spec without one; a spec's own shape is compared with the data's (_check_input),
     # and the memory the model needs with the budget, both on a weightless build before any weight exists.
     input_shape = None if spec.declares_input else data.input_shape
-    abstract = build_model(spec, abstract=True, input_shape=input_shape)
+    abstract = declared
+    if abstract is None:
+        with stage("model: weightless build (shapes, memory estimate)"):
+            abstract = build_model(spec, abstract=True, input_shape=input_shape)
     if abstract.model is not None and not abstract.problems:
         input_problems = _check_input(spec, abstract, data)
         if input_problems:
@@ -248,14 +261,16 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
             training=True,
         )
     if adapted is None:
-        adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
+        with stage("adapt: layers learn from the training data"):
+            adapted, adapt_problems = adapt_for_run(spec, data, input_shape, seed)
         if adapt_problems:
             return None, adapt_problems
     with _dtype_policy(spec.train.precision):
         # Initializers draw their seeds from Python's random module when made: the data, the weightless
         # builds and adapting above have drawn from it since the seed was set.
         import_keras().utils.set_random_seed(seed)
-        built = build_model(spec, input_shape=input_shape, adapted=adapted)
+        with stage("model: build"):
+            built = build_model(spec, input_shape=input_shape, adapted=adapted)
     problems = list(built.problems)
     settings, compile_problems = resolve_compile(
         spec, steps_per_epoch=data.steps_per_epoch, single_step=single_step_only(info.strategy)
@@ -267,10 +282,12 @@ def _build_and_compile(spec: Spec, data, info, adapted: dict | None, seed: int) 
     if built.model is None or built.output_shape is None or settings is None or problems:
         return None, problems
     problems += _label_problems(spec, data, built.output_shape)
-    problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
+    with stage("compile: probe the loss on a first batch"):
+        problems = problems or probe_compile(spec, settings, _first_labels(data), built.output_shape)
     if problems:
         return None, problems
-    settings.compile(built.model)
+    with stage("compile"):
+        settings.compile(built.model)
     prepare_model(built.model, info)
     notes = [note.headline() for note in built.notes]
     notes += [note for note in [logits_warning(spec, built.model)] if note]
@@ -349,6 +366,10 @@ def _label_problems(spec: Spec, data, output_shape: tuple) -> list[Problem]:
 
 
 def _first_labels(data):
+    """A batch's worth of training labels, for the loss probe: from memory when the source holds them (no
+    pipeline built and run for one batch), else the first batch of the first epoch."""
+    if data.train_labels is not None:
+        return data.train_labels[: data.batch_size]
     for batch in data.train_for_epoch(0).take(1):
         return batch[1].numpy()  # (x, y) or (x, y, sample weights)
     return None

@@ -337,7 +337,7 @@ def _write(row: ExportFormat, model, names: ServingNames, artifact: Path, scratc
     except Exception as error:  # converters raise many types for an op they cannot express
         raise ExportError(
             f"the {row.name} converter could not export the model '{model.name}': {clean_message(error)}",
-            hint="the export is not kept; try another --format, and report this model to seq",
+            hint="the export is not kept; try another --to, and report this model to seq",
         ) from error
     if not artifact.exists():
         raise ExportError(f"the {row.name} converter wrote no {artifact.name}", hint="report this as a bug in seq")
@@ -409,7 +409,7 @@ def verify(row: ExportFormat, artifact: Path, names: ServingNames, inputs, expec
     except Exception as error:  # runtimes raise their own types for a file they cannot run
         raise ExportError(
             f"{row.runtime} cannot run the exported model: {clean_message(error)}",
-            hint="the export is not kept; try another --format, and report this model to seq",
+            hint="the export is not kept; try another --to, and report this model to seq",
         ) from error
     actual = np.asarray(actual)
     if actual.shape != expected.shape:
@@ -422,7 +422,7 @@ def verify(row: ExportFormat, artifact: Path, names: ServingNames, inputs, expec
         raise ExportError(
             f"the exported model's predictions differ from the Keras model's by up to {difference:.3g} "
             f"(tolerance {TOLERANCE:g}) in {signature.runtime}",
-            hint="the export is not kept; an op may be converted with other numerics, try another --format",
+            hint="the export is not kept; an op may be converted with other numerics, try another --to",
         )
     signature.max_difference = difference
     return signature

@@ -1,4 +1,4 @@
-"""The export formats, one table: for each, how it is chosen (``--format``, the output's suffix), what it
+"""The export formats, one table: for each, how it is chosen (``--to``, the output's suffix), what it
 needs installed, which layers it cannot hold (refused before any work), how the artifact is written and
 how it is loaded back and run in its own runtime.
 
@@ -67,7 +67,7 @@ class Verification:
 class ExportFormat:
     """One row of the table: everything seq knows about a format."""
 
-    name: str  # --format
+    name: str  # --to
     keras_name: str  # what Keras's model.export calls it
     suffix: str | None  # an --output ending in it picks this format
     staged: str  # the artifact's name in the staging folder (LiteRT insists on .tflite)
@@ -134,7 +134,7 @@ def refuse_onnx(model) -> tuple[str, str] | None:
         if type(layer).__name__ in STRING_LAYERS:
             return (
                 f"{type(layer).__name__} layer '{path}': this format cannot hold string preprocessing",
-                "export with --format saved_model, or move the string preprocessing out of the model",
+                "export with --to saved_model, or move the string preprocessing out of the model",
             )
     return None
 
@@ -153,13 +153,13 @@ def refuse_tflite(model) -> tuple[str, str] | None:
                 f"{type(layer).__name__} layer '{path}' reads sequences of any length, and LiteRT's built-in ops "
                 "run a recurrent layer only unrolled over a fixed number of steps",
                 "give the Input a fixed length (e.g. 'Input: {shape: [50, 8]}') and train again, "
-                "or export with --format onnx or --format saved_model",
+                "or export with --to onnx or --to saved_model",
             )
         if steps > MAX_UNROLLED_STEPS:
             return (
                 f"{type(layer).__name__} layer '{path}' reads {steps} steps; unrolled for LiteRT that is more than "
                 f"{MAX_UNROLLED_STEPS}",
-                "export with --format onnx or --format saved_model, or use shorter sequences",
+                "export with --to onnx or --to saved_model, or use shorter sequences",
             )
     return None
 
@@ -358,4 +358,4 @@ FORMATS: dict[str, ExportFormat] = {
         ),
     )
 }
-"""``--format``'s choices, its help, the suffixes that pick a format and the refusals all read this table."""
+"""``--to``'s choices, its help, the suffixes that pick a format and the refusals all read this table."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcli.models import load_model_file, load_weights, save_model
+from seqcli.models import load_model_file, load_weights, save_model, saved_class_names
 from seqcli.specfile import load_spec
 from seqcli.specfile.sections import FreezeSection
 from seqcli.trainable import FreezeError, FreezeReport, apply_freeze
@@ -36,12 +36,14 @@ def freeze_file(
         )
     inputs = [path for path in (source, weights) if path is not None]
     with claim_output(output, "seq freeze", folder=False, inputs=inputs, overwrite=overwrite):
+        class_names = None
         if source.suffix == ".keras":
             model = load_model_file(source)
+            class_names = saved_class_names(source)
             if weights is not None:
                 load_weights(model, weights)
         else:
             model = model_from_spec(load_spec(source, spec_overrides), weights=weights, what="freezing this model")
         report = apply_freeze(model, freeze)
-        save_model(model, output)
+        save_model(model, output, class_names=class_names)
     return report

@@ -5,8 +5,10 @@ what equals the default is left out, so the spec reads as if written by hand. Au
 left out too: seq names unnamed layers the way Keras does, counted within the spec. Keras objects
 (initializers, regularizers, constraints) become one-key mappings such as ``{GlorotUniform: {seed: 1}}``,
 nested layers ``{LSTM: {units: 32}}``; a Bidirectional layer's ``backward_layer`` is dropped when it is the
-default mirror of the forward layer. What a spec cannot express (a Lambda, a functional graph, a custom
-class, a nested model) is refused, naming the layer.
+default mirror of the forward layer. A nested model that is a ``keras.applications`` base (recognised by
+its layers, see :mod:`seqcli.verbs.import_bases`) becomes its application entry, ``{MobileNetV2: {...}}``.
+What a spec cannot express (a Lambda, a functional graph, a custom class, any other nested model) is
+refused, naming the layer.
 
 The model is loaded by :func:`seqcli.models.load_model_file` (safe mode), and layer classes and their accepted
 arguments come from :mod:`seqcli.registry`, as the spec's own checks read them.
@@ -82,7 +84,7 @@ def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
     """The spec of ``model`` (saved at ``path``) as data and as the YAML text import writes, and the notes to
     show. The text reads back as the same spec with no problem, or :class:`ImportModelError` says why not."""
     spec = spec_for_model(model, source=str(path))
-    notes = []
+    notes = _base_notes(spec, model)
     if spec.get("name") is not None and spec["name"] != as_identifier(spec["name"]):
         spec["name"] = as_identifier(spec["name"])
         notes.append(f"the model's name is not a name a spec takes; the spec names it {spec['name']!r}")
@@ -91,6 +93,30 @@ def spec_text(model, path: str | Path) -> tuple[dict, str, list[str]]:
     text = f"{SCHEMA_MODELINE}\n# imported from {origin} by 'seq import'\n" + dump_spec_text(spec)
     _check_reads_back(text, spec, path)
     return spec, text, notes
+
+
+def _base_notes(spec: dict, model) -> list[str]:
+    """A note per application base: the spec makes it without weights (the trained ones travel apart), and
+    a base frozen in part (a fine-tuned one) is made wholly trainable."""
+    from seqcli.applications import APPLICATIONS
+
+    notes = []
+    entries = [entry for entry in spec["layers"] if "Input" not in entry]
+    for entry, layer in zip(entries, model.layers, strict=True):
+        name = next(iter(entry))
+        if name not in APPLICATIONS:
+            continue
+        notes.append(
+            f"the {name} base is written with weights: null (its architecture); --weights-out keeps the "
+            "model's trained weights, base included"
+        )
+        frozen = sum(1 for inner in layer.layers if inner.weights and not inner.trainable)
+        if layer.trainable and frozen:
+            notes.append(
+                f"{frozen} layers inside the {name} base are frozen, which a spec cannot say layer by layer; "
+                "the spec makes the base trainable as a whole (seq transfer's fine_tune freezes them again)"
+            )
+    return notes
 
 
 def _check_reads_back(text: str, spec: dict, source) -> None:
@@ -129,9 +155,22 @@ def spec_for_model(model, source: str = "the model") -> dict:
     input_entry = _input_entry(model)
     if input_entry is not None:
         layers.append(input_entry)
-    layers += [{type(layer).__name__: layer_arguments(layer)} for layer in model.layers]
+    layers += [layer_entry(layer) for layer in model.layers]
     spec["layers"] = layers
     return spec
+
+
+def layer_entry(layer) -> dict:
+    """The spec entry of one layer: its class and arguments, or the application a nested base is."""
+    from seqcli.keras_env import import_keras
+    from seqcli.verbs.import_bases import application_entry
+
+    if isinstance(layer, import_keras().Model) and type(layer).__name__ == "Functional":
+        found = application_entry(layer)
+        if found is not None:
+            name, arguments = found
+            return {name: arguments}
+    return {type(layer).__name__: layer_arguments(layer)}
 
 
 def _input_entry(model) -> dict | None:

@@ -176,50 +176,50 @@ def _model_diagram(model) -> Diagram:
     return Diagram(model.name, tuple(model.input_shape), boxes, model.count_params(), trainable)
 
 
+TITLE_FONT, DETAIL_FONT, HEADER_FONT = 9.5, 8.5, 11  # points
+TEXT_MARGIN = 0.3  # inches between a box's text and its edge
+
+
 def draw_diagram(diagram: Diagram, output: Path) -> None:
-    """The chain of boxes, input at the top, with arrows; written atomically as PNG or SVG."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    """The chain of boxes, input at the top, with arrows; written atomically as PNG or SVG. The boxes are
+    as wide as the widest text (a long layer or model name) needs, never narrower than :data:`WIDTH`."""
+    from matplotlib.patches import FancyArrowPatch
 
     from seqcli.shapes import shape_text
 
     rows = [Box("input", "Input", diagram.input_shape, None)] + diagram.boxes
+    titles = [f"Input {shape_text(rows[0].output_shape)}"] + [
+        figure_text(box.title(), limit=NAME_LIMIT) for box in rows[1:]
+    ]
+    details = [figure_text(box.detail()) for box in rows[1:]]
+    totals = "" if diagram.params is None else (f"{diagram.params:,} params, {diagram.trainable_params:,} trainable")
+    header = figure_text(f"{diagram.title}   {totals}", limit=NAME_LIMIT)
+    width = max(
+        WIDTH,
+        _text_width(titles, TITLE_FONT, bold=True) + 2 * TEXT_MARGIN,
+        _text_width(details, DETAIL_FONT) + 2 * TEXT_MARGIN,
+        _text_width([header], HEADER_FONT, bold=True) + 2 * TEXT_MARGIN,
+    )
     height = len(rows) * (BOX_HEIGHT + GAP) - GAP + 0.8
-    figure, axes = _figure(WIDTH + 0.4, height)
-    axes.set_xlim(0, WIDTH + 0.4)
+    figure, axes = _figure(width + 0.4, height)
+    axes.set_xlim(0, width + 0.4)
     axes.set_ylim(0, height)
+    center = 0.2 + width / 2
     for index, box in enumerate(rows):
         top = height - 0.6 - index * (BOX_HEIGHT + GAP)
-        is_input, is_base = index == 0, box.inner_layers is not None
-        color = (
-            INPUT_COLOR
-            if is_input
-            else {"no": FROZEN_COLOR, "partly": PARTLY_COLOR}.get(box.trainable, TRAINABLE_COLOR)
-        )
-        axes.add_patch(
-            FancyBboxPatch(
-                (0.2, top - BOX_HEIGHT),
-                WIDTH,
-                BOX_HEIGHT,
-                boxstyle="round,pad=0.02",
-                facecolor=color,
-                edgecolor="#333333",
-                linewidth=2.2 if is_base else 1,
-                linestyle="--" if box.trainable == "no" and not is_input else "-",
-            )
-        )
-        center = 0.2 + WIDTH / 2
-        title = f"Input {shape_text(box.output_shape)}" if is_input else figure_text(box.title(), limit=NAME_LIMIT)
+        is_input = index == 0
+        _draw_box(axes, box, top, width, is_input)
         axes.text(
             center,
             top - (BOX_HEIGHT / 2 if is_input else 0.2),
-            title,
+            titles[index],
             ha="center",
             va="center",
-            fontsize=9.5,
+            fontsize=TITLE_FONT,
             fontweight="bold",
         )
         if not is_input:
-            axes.text(center, top - 0.45, figure_text(box.detail()), ha="center", va="center", fontsize=8.5)
+            axes.text(center, top - 0.45, details[index - 1], ha="center", va="center", fontsize=DETAIL_FONT)
         if index:
             axes.add_patch(
                 FancyArrowPatch(
@@ -232,17 +232,41 @@ def draw_diagram(diagram: Diagram, output: Path) -> None:
                     shrinkB=1,
                 )
             )
-    totals = "" if diagram.params is None else (f"{diagram.params:,} params, {diagram.trainable_params:,} trainable")
-    axes.text(
-        0.2 + WIDTH / 2,
-        height - 0.25,
-        figure_text(f"{diagram.title}   {totals}", limit=NAME_LIMIT),
-        ha="center",
-        va="center",
-        fontsize=11,
-        fontweight="bold",
-    )
+    axes.text(center, height - 0.25, header, ha="center", va="center", fontsize=HEADER_FONT, fontweight="bold")
     _save(figure, output)
+
+
+def _draw_box(axes, box: Box, top: float, width: float, is_input: bool) -> None:
+    """One layer's box: its color says trainable, frozen or partly; a base's border is thick, a frozen one's
+    dashed."""
+    from matplotlib.patches import FancyBboxPatch
+
+    color = (
+        INPUT_COLOR if is_input else {"no": FROZEN_COLOR, "partly": PARTLY_COLOR}.get(box.trainable, TRAINABLE_COLOR)
+    )
+    axes.add_patch(
+        FancyBboxPatch(
+            (0.2, top - BOX_HEIGHT),
+            width,
+            BOX_HEIGHT,
+            boxstyle="round,pad=0.02",
+            facecolor=color,
+            edgecolor="#333333",
+            linewidth=2.2 if box.inner_layers is not None else 1,
+            linestyle="--" if box.trainable == "no" and not is_input else "-",
+        )
+    )
+
+
+def _text_width(texts: list[str], size: float, *, bold: bool = False) -> float:
+    """The width in inches of the widest of ``texts`` as matplotlib draws it at ``size`` points."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    font = FontProperties(size=size, weight="bold" if bold else "normal")
+    measure = TextToPath()
+    widths = [measure.get_text_width_height_descent(text, font, ismath=False)[0] for text in texts]
+    return max(widths, default=0.0) / 72  # points to inches
 
 
 def _figure(width: float, height: float):

@@ -5,8 +5,8 @@ would run code when loaded (a Lambda layer's pickled bytecode) is refused, not t
 
 A run directory (read through :func:`seqcli.training.rundir.resolve_run_or_model`) brings its own context:
 ``spec.yaml`` (the spec as trained) supplies the default data to evaluate on (``data.test``, else the
-validation data, split again with the run's seed) and the batch size; ``metrics.json`` the class names.
-``--data`` paths are relative to the current folder.
+validation data, split again with the run's seed) and the batch size; ``metrics.json`` the class names, which a
+``.keras`` file written by seq also carries on its own. ``--data`` paths are relative to the current folder.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqcli.compile_checks import compile_problems
-from seqcli.errors import Problem, SpecError, clean_message
+from seqcli.errors import MissingDependency, Problem, SpecError, clean_message
 from seqcli.modelbuild import BuiltModel, build_model
 from seqcli.modelbuild.adapt import adapting_layers, adapting_problems
 from seqcli.shapes import shape_text
@@ -95,6 +95,8 @@ def inspect_spec(
     report.spec, report.source = spec, spec.document.source
     try:
         report.built = build_model(spec, abstract=True, input_shape=input_shape, upto=upto)
+    except MissingDependency:
+        raise  # the machine, not this spec: no verdict is better than a wrong one
     except Exception as error:  # a bug or an unchecked input: this spec fails, the others are still checked
         # Keras quotes values it read; a spec whose layers read files gets only the error's class.
         text = "" if file_fields(spec.document.data) else f": {clean_message(error)}"
