@@ -359,3 +359,107 @@ def test_a_fraction_of_a_stream_is_split_off_by_file(numbered):
     assert numbers_seen(again.validation) == validation
     other = load_datasets({"train": "train-*.npz", "batch_size": 7, "validation": 0.4}, numbered, seed=12)
     assert numbers_seen(other.validation) != validation  # another seed draws other files
+
+
+# ----------------------------------------------------------------------------- image shards
+
+IMAGE_PARTS = {"part-0": {"a": 3, "b": 2}, "part-1": {"a": 2, "b": 3}, "part-2": {"a": 2, "c": 4}}
+
+
+def write_image_parts(root: Path, *, together: bool = False) -> None:
+    """The images of :data:`IMAGE_PARTS`, each a few pixels of its own gray level: one folder of image folders
+    per part, or (``together``) all of them in the one image folder ``root/all``, named so that each class
+    lists them part by part."""
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
+    for part_index, (part, classes) in enumerate(IMAGE_PARTS.items()):
+        for class_index, (name, count) in enumerate(classes.items()):
+            folder = root / ("all" if together else part) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.full((3, 2, 1), 40 * part_index + 10 * class_index + i, dtype=np.uint8)
+                (folder / f"p{part_index}-{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+
+
+def test_image_shards_are_one_source_whose_classes_are_the_union(tmp_path):
+    write_image_parts(tmp_path)
+    write_image_parts(tmp_path, together=True)
+    sources = {
+        "glob": "part-*",
+        "list": ["part-0", "part-1", "part-2"],
+        "one": "all",
+    }
+    seen = {}
+    for name, path in sources.items():
+        section = {"train": {"path": path, "image_size": [3, 2], "color_mode": "grayscale"}, "batch_size": 4}
+        datasets = load_datasets(section, tmp_path, seed=3)
+        assert datasets.class_names == ["a", "b", "c"], name
+        seen[name] = [(x.numpy(), y.numpy()) for x, y in datasets.train_for_epoch(1)]
+    for name in ("glob", "list"):
+        for (x, y), (x_one, y_one) in zip(seen[name], seen["one"], strict=True):
+            np.testing.assert_array_equal(x, x_one, err_msg=name)
+            np.testing.assert_array_equal(y, y_one, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (["part-0", "notes.npz"], "notes.npz is a file, but other parts of this source are folders"),
+        ("part-*", "text folders cannot be read as shards"),
+    ],
+)
+def test_image_shards_refused(tmp_path, path, expected):
+    write_image_parts(tmp_path)
+    np.savez(tmp_path / "notes.npz", x=np.zeros((2, 1)))
+    section = {"train": {"path": path, **({"format": "text"} if path == "part-*" else {})}}
+    with pytest.raises(DataError, match=expected):
+        load_datasets(section, tmp_path, seed=3)
+
+
+IMAGE_SPEC = """\
+layers:
+  - Input: {{shape: [3, 2, 1]}}
+  - Flatten: {{}}
+  - Dense: {{units: 3, activation: softmax}}
+compile:
+  optimizer: {{SGD: {{learning_rate: 0.1}}}}
+  loss: sparse_categorical_crossentropy
+data:
+  train: {{path: {train}, image_size: [3, 2], color_mode: grayscale, scale: 0.01}}
+  batch_size: 4
+train:
+  epochs: 2
+  seed: 5
+"""
+
+
+def test_image_shards_train_to_the_weights_of_one_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image_parts(tmp_path)
+    write_image_parts(tmp_path, together=True)
+    for name, source in {"one": "all", "glob": "part-*", "list": "[part-0, part-1, part-2]"}.items():
+        (tmp_path / f"{name}.yaml").write_text(IMAGE_SPEC.format(train=source))
+        result = CliRunner().invoke(cli, ["train", f"{name}.yaml", "--output", name, "--quiet"])
+        assert result.exit_code == 0, result.output
+    expected = final_weights(tmp_path / "one")
+    for name in ("glob", "list"):
+        for a, b in zip(expected, final_weights(tmp_path / name), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+
+
+def test_resume_notices_an_image_part_the_glob_matches_since_and_an_image_added_to_one(tmp_path):
+    from seqcli.specfile import read_spec
+    from seqcli.training.resume import changed_file, input_files
+
+    write_image_parts(tmp_path)
+    (tmp_path / "spec.yaml").write_text(IMAGE_SPEC.format(train="part-*"))
+    spec = read_spec(tmp_path / "spec.yaml")
+    files = input_files(spec)
+    assert len(files) == len(IMAGE_PARTS) and changed_file(files, input_files(spec)) is None
+    (tmp_path / "part-1" / "a" / "more.png").write_bytes((tmp_path / "part-1" / "a" / "p1-0.png").read_bytes())
+    assert str(tmp_path.resolve() / "part-1") in changed_file(files, input_files(spec))
+    files = input_files(spec)
+    (tmp_path / "part-3" / "a").mkdir(parents=True)
+    added = str(tmp_path.resolve() / "part-3")
+    assert changed_file(files, input_files(spec)) == f"{added} (a new file the data's glob matches)"
