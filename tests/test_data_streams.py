@@ -400,6 +400,9 @@ def test_image_shards_are_one_source_whose_classes_are_the_union(tmp_path):
         for (x, y), (x_one, y_one) in zip(seen[name], seen["one"], strict=True):
             np.testing.assert_array_equal(x, x_one, err_msg=name)
             np.testing.assert_array_equal(y, y_one, err_msg=name)
+    # one image source, so several workers share it by sample, as they share one image folder
+    section = {"train": {"path": "part-*", "image_size": [3, 2]}, "batch_size": 4}
+    assert load_datasets(section, tmp_path, seed=3, workers=(2, 0)).sharding.startswith("by sample")
 
 
 @pytest.mark.parametrize(
