@@ -400,9 +400,30 @@ def test_image_shards_are_one_source_whose_classes_are_the_union(tmp_path):
         for (x, y), (x_one, y_one) in zip(seen[name], seen["one"], strict=True):
             np.testing.assert_array_equal(x, x_one, err_msg=name)
             np.testing.assert_array_equal(y, y_one, err_msg=name)
-    # one image source, so several workers share it by sample, as they share one image folder
+
+
+def test_two_workers_share_image_shards_by_folder_and_see_each_image_once(tmp_path):
+    write_image_parts(tmp_path)
+    train = {"path": ["part-0", "part-1"], "image_size": [3, 2], "color_mode": "grayscale"}
+    seen, headers = [], []
+    for index in range(2):
+        datasets = load_datasets({"train": train, "batch_size": 10}, tmp_path, seed=3, workers=(2, index))
+        headers.append(datasets.sharding)
+        assert datasets.steps_per_epoch == 1
+        seen.append(sorted(int(x[0, 0, 0]) for batch, _ in datasets.train_for_epoch(0) for x in batch.numpy()))
+    assert headers[0] == "by file (1 of 2 image folders on worker 0 of 2)"
+    assert len(seen[0]) == len(seen[1]) == 5 and set(seen[0]).isdisjoint(seen[1])
+    assert all(value < 40 for value in seen[0]) and all(40 <= value < 80 for value in seen[1])
+    # unequal shares: an epoch is the steps the larger share needs; the smaller starts its images again
+    train["path"] = "part-*"
+    for index, (images, mine) in enumerate([(11, {0, 2}), (5, {1})]):
+        datasets = load_datasets({"train": train, "batch_size": 4}, tmp_path, seed=3, workers=(2, index))
+        values = [int(x[0, 0, 0]) for batch, _ in datasets.train_for_epoch(1) for x in batch.numpy()]
+        assert datasets.steps_per_epoch == 6 and len(values) == 12
+        assert len(set(values)) == images and {value // 40 for value in values} == mine
+    # fewer folders than workers: each reads all and keeps its part of each batch, as with one image folder
     section = {"train": {"path": "part-*", "image_size": [3, 2]}, "batch_size": 4}
-    assert load_datasets(section, tmp_path, seed=3, workers=(2, 0)).sharding.startswith("by sample")
+    assert load_datasets(section, tmp_path, seed=3, workers=(4, 0)).sharding.startswith("by sample")
 
 
 @pytest.mark.parametrize(

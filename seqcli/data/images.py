@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,10 +57,22 @@ class Images:
     channels: int
     scale: float | None = None
     parallel: int = 1  # images decoded at once (decode_parallelism)
+    parts: np.ndarray | None = None  # image shards: the folder (its number, in order) each image comes from
 
     @property
     def count(self) -> int:
         return len(self.paths)
+
+    @property
+    def part_count(self) -> int:
+        """How many folders the images come from (1 for one image folder)."""
+        return 1 if self.parts is None else int(self.parts.max()) + 1
+
+    def of_parts(self, chosen: range) -> Images:
+        """The images of the folders numbered ``chosen`` alone (of image shards), in the same order, with the same
+        classes."""
+        keep = np.isin(self.parts, list(chosen))
+        return replace(self, paths=self.paths[keep], labels=self.labels[keep], parts=None)
 
     @property
     def sample_shape(self) -> tuple:
@@ -233,19 +245,20 @@ def open_images(
     the folders themselves and ``roots`` (the spec's folder and the allowed ones), and every image's size, read
     from its header, is priced against the memory budget before anything is decoded."""
     member_roots = [*(directory.resolve() for directory in directories), *(roots or [])]
-    by_class: dict[str, list[Path]] = {}
-    for directory in directories:
+    by_class: dict[str, list[tuple[int, Path]]] = {}
+    for part, directory in enumerate(directories):
         for class_dir in class_folders(directory, "image", where, member_roots, example="cats/001.png, dogs/002.png"):
-            by_class.setdefault(class_dir.name, []).append(class_dir)
+            by_class.setdefault(class_dir.name, []).append((part, class_dir))
     class_names = sorted(by_class)
     channels = CHANNELS[section.color_mode]
-    paths, labels, largest = [], [], 0
+    paths, labels, parts, largest = [], [], [], 0
     for label, name in enumerate(class_names):
-        for class_dir in by_class[name]:
+        for part, class_dir in by_class[name]:
             for path in files_under(class_dir, extensions):
                 largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
                 paths.append(path)
                 labels.append(label)
+                parts.append(part)
     if not paths:
         named = f"directory {directories[0]} has" if len(directories) == 1 else f"directories {directories[0]}... have"
         raise DataError(
@@ -261,6 +274,7 @@ def open_images(
         channels=channels,
         scale=None if section.scale is None else float(section.scale),
         parallel=decode_parallelism(largest),
+        parts=np.array(parts, dtype=np.int64) if len(directories) > 1 else None,
     )
 
 
