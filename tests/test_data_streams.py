@@ -175,6 +175,18 @@ def test_shards_and_tfrecord_train_to_the_weights_of_one_npz(tmp_path, monkeypat
             np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
 
 
+def write_image_shards(folder: Path, x: np.ndarray, y: np.ndarray, parts: int) -> None:
+    """Samples ``x`` (values in [0, 1)) as grayscale PNGs in ``parts`` image folders, a class subfolder per label."""
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
+    for part, (xs, ys) in enumerate(zip(np.array_split(x, parts), np.array_split(y, parts))):
+        for index, (sample, label) in enumerate(zip(xs, ys)):
+            (folder / f"part-{part}" / f"c{label}").mkdir(parents=True, exist_ok=True)
+            pixels = (np.clip(sample, 0, 1) * 255).astype(np.uint8)
+            (folder / f"part-{part}" / f"c{label}" / f"{index:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+
+
 def sharded_project(folder: Path, kind: str) -> None:
     """The resumable tiny project of test_cli_train, its training data in shards (validation a file of its own)."""
     from tests.test_cli_train import EPOCHS, RESUMABLE, SAMPLES
@@ -186,16 +198,19 @@ def sharded_project(folder: Path, kind: str) -> None:
     if kind == "npz":
         write_shards(folder / "shards", x[32:], y[32:], 6)
         source = "shards/*.npz"
-    else:
+    elif kind == "tfrecord":
         write_tfrecords(folder / "shards", x[32:], y[32:], 3)
         source = str(tfrecord_source("shards/*.tfrecord", [4, 4, 1])).replace("'", "")
+    else:
+        write_image_shards(folder / "shards", x[32:], y[32:], 3)
+        source = "{path: shards/*, image_size: [4, 4], color_mode: grayscale, scale: 0.004}"
     spec = (folder / "tiny.yaml").read_text()
     spec = spec.replace("train: tiny.npz\n  validation: 0.25", f"train: {source}\n  validation: valid.npz")
     (folder / "tiny.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 8\n  shuffle_buffer: 20"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["npz", "tfrecord"])
+@pytest.mark.parametrize("kind", ["npz", "tfrecord", "images"])
 def test_kill_9_mid_epoch_then_resume_is_exact(tmp_path, kind):
     from tests.test_cli_train import interrupt, seq
 
