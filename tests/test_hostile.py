@@ -935,7 +935,7 @@ CONFINEMENT = {
         },
     ),
     "image shards: a glob matching nothing": check(
-        trainable("{path: parts/img-*, image_size: [4, 4]}"), "bad.yaml:6:22", "'parts/img-*' matches no file"
+        trainable("{path: parts/img-*, image_size: [4, 4]}"), "bad.yaml:6:22", "'parts/img-*' matches no file or folder"
     ),
     "image shards: a glob matching a folder linked out": check(
         trainable("{path: parts/*, image_size: [4, 4]}"),

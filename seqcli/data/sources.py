@@ -285,7 +285,7 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
             raise DataError(f"{where}: {name!r} {error}", hint="name fewer, larger shards") from None
         if not matched:
             raise DataError(
-                f"{where}: {name!r} matches no file (relative to {base_dir})",
+                f"{where}: {name!r} matches no file or folder (relative to {base_dir})",
                 hint="check the pattern; * does not match a leading dot",
             )
         files += matched

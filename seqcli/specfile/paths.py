@@ -170,7 +170,7 @@ def confine_pattern(value: str, base_dir: Path, *, cap: int, roots: Sequence[Pat
         return f"{value!r} {error}", "name fewer, larger shards"
     if not matches:
         return (
-            f"{value!r} matches no file (searched from {Path(base_dir).resolve()})",
+            f"{value!r} matches no file or folder (searched from {Path(base_dir).resolve()})",
             "check the pattern; it is relative to the spec's folder, and * does not match a leading dot",
         )
     for match in matches:
