@@ -93,8 +93,6 @@ def file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, sh
     count, index = workers
     if not isinstance(train, Stream) or len(train.shards) < count or batch_size % count:
         return None
-    tf = import_tensorflow()
-
     per_step = batch_size // count
     most = max(sum(shard.count for shard in train.shards[worker::count]) for worker in range(count))
     steps = math.ceil(most / per_step)
@@ -105,9 +103,7 @@ def file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, sh
         dataset = stream_batches(
             mine, batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
         )
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return dataset.with_options(options)
+        return _not_auto_sharded(dataset)
 
     files = len(mine.shards)
     return epoch_builder, steps, f"by file ({files} of {len(train.shards)} files on worker {index} of {count})"
@@ -120,8 +116,6 @@ def part_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, sh
     count, index = workers
     if not isinstance(train, Images) or train.part_count < count or batch_size % count:
         return None
-    tf = import_tensorflow()
-
     per_step = batch_size // count
     folders = train.part_count
     counts = [train.of_parts(range(worker, folders, count)).count for worker in range(count)]
@@ -145,9 +139,16 @@ def part_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, sh
             per_step=per_step,
             quota=steps * per_step,
         )
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return dataset.with_options(options)
+        return _not_auto_sharded(dataset)
 
     mine_count = len(range(index, folders, count))
     return epoch_builder, steps, f"by file ({mine_count} of {folders} image folders on worker {index} of {count})"
+
+
+def _not_auto_sharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """A worker's own share, which tf.distribute must not shard again."""
+    tf = import_tensorflow()
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
