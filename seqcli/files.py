@@ -129,20 +129,27 @@ def pattern_folder(pattern: str | Path, base_dir: str | Path) -> Path:
     return resolve_path(Path(*fixed) if fixed else Path("."), base_dir)
 
 
-def matching_files(pattern: str, base_dir: str | Path) -> list[Path]:
-    """The files (not folders) a glob matches, relative to ``base_dir``, in sorted order; names starting
-    with a dot match only a pattern that starts with one. At most :data:`MAX_PATTERN_MATCHES` (ValueError
-    past it)."""
+def matching_files(pattern: str, base_dir: str | Path, *, folders: bool = False) -> list[Path]:
+    """The files (with ``folders``, the folders instead) a glob matches, relative to ``base_dir``, in sorted
+    order; names starting with a dot match only a pattern that starts with one. At most
+    :data:`MAX_PATTERN_MATCHES` (ValueError past it)."""
     import glob
 
     full = str(resolve_path(pattern, base_dir))
+    keep = os.path.isdir if folders else os.path.isfile
     found = []
     for name in glob.iglob(full):
-        if os.path.isfile(name):
+        if keep(name):
             found.append(Path(name))
             if len(found) > MAX_PATTERN_MATCHES:
-                raise ValueError(f"matches more than {MAX_PATTERN_MATCHES:,} files")
+                raise ValueError(f"matches more than {MAX_PATTERN_MATCHES:,} {'folders' if folders else 'files'}")
     return sorted(found)
+
+
+def matching_sources(pattern: str, base_dir: str | Path) -> list[Path]:
+    """What a glob of data shards names: the files it matches, or, when it matches none, the folders it
+    matches (image folders read as one source). ValueError past :data:`MAX_PATTERN_MATCHES`."""
+    return matching_files(pattern, base_dir) or matching_files(pattern, base_dir, folders=True)
 
 
 def keep_copy(source: str | Path, target: str | Path) -> None:

@@ -102,31 +102,66 @@ train:
 """
 
 
+IMAGE_SHARDS_SPEC = """\
+layers:
+  - Input: {shape: [4, 4, 1]}
+  - Flatten: {}
+  - Dense: {units: 1, use_bias: false, kernel_initializer: {Constant: {value: -1000.0}}}
+compile:
+  optimizer: {SGD: {learning_rate: 1.0}}
+  loss: mean_absolute_error
+data:
+  train: {path: shards/*, image_size: [4, 4], color_mode: grayscale, scale: 0.00392156862745098}
+  batch_size: 4
+train:
+  epochs: 2
+  seed: 4
+"""
+
+
+def write_one_hot(folder: Path, kind: str, shards: int) -> None:
+    """Sample j is the one-hot vector e_j: ``shards`` .npz files of them with a label far above any prediction,
+    or (``images``) ``shards`` image folders of one class, each image white at pixel j, its label 0 far above
+    the prediction of a kernel that starts at -1000."""
+    identity = np.eye(16, dtype=np.float32)
+    (folder / "shards").mkdir(parents=True, exist_ok=True)
+    for shard, rows in enumerate(np.array_split(np.arange(16), shards)):
+        if kind == "npz":
+            np.savez(folder / "shards" / f"s{shard}.npz", x=identity[rows], y=np.full((len(rows), 1), 1e6, np.float32))
+            continue
+        from seqcli.keras_env import import_tensorflow
+
+        tf = import_tensorflow()
+        (folder / "shards" / f"s{shard}" / "a").mkdir(parents=True)
+        for row in rows:
+            pixels = (identity[row].reshape(4, 4, 1) * 255).astype(np.uint8)
+            (folder / "shards" / f"s{shard}" / "a" / f"{row:02d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    (folder / "spec.yaml").write_text(SHARDED_SPEC if kind == "npz" else IMAGE_SHARDS_SPEC)
+
+
 @pytest.mark.parametrize(
-    ("shards", "header"),
+    ("kind", "shards", "header"),
     [
-        (4, "input by file (2 of 4 files on worker 0 of 2)"),
-        (1, "input by sample (each of 2 workers reads all the data and keeps its part of each batch)"),
+        ("npz", 4, "input by file (2 of 4 files on worker 0 of 2)"),
+        ("npz", 1, "input by sample (each of 2 workers reads all the data and keeps its part of each batch)"),
+        ("images", 4, "input by file (2 of 4 image folders on worker 0 of 2)"),
     ],
 )
-def test_two_workers_share_shards_and_see_each_sample_once_an_epoch(tmp_path, shards, header):
-    """With as many files as workers, each reads its own; with fewer, each reads all and keeps its part of every
-    batch. Sample j is the one-hot vector e_j with a label far above any prediction, so each step adds
-    (learning rate / global batch) to the weight of every sample in the global batch: after two epochs each
-    weight counts how often its sample was seen, 0.5 when each was seen once an epoch."""
+def test_two_workers_share_shards_and_see_each_sample_once_an_epoch(tmp_path, kind, shards, header):
+    """With as many files (or image folders) as workers, each reads its own; with fewer, each reads all and keeps
+    its part of every batch. Sample j is the one-hot vector e_j with a label far above any prediction, so each
+    step adds (learning rate / global batch) to the weight of every sample in the global batch: after two
+    epochs each weight counts how often its sample was seen, 0.5 when each was seen once an epoch."""
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     env.pop("TF_CONFIG", None)
-    identity = np.eye(16, dtype=np.float32)
 
     def attempt(ports):
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
         workers = []
         for index in range(2):
             folder = tmp_path / f"worker{index}"
-            (folder / "shards").mkdir(parents=True, exist_ok=True)
-            for shard, rows in enumerate(np.array_split(identity, shards)):
-                np.savez(folder / "shards" / f"s{shard}.npz", x=rows, y=np.full((len(rows), 1), 1e6, np.float32))
-            (folder / "spec.yaml").write_text(SHARDED_SPEC)
+            if not (folder / "spec.yaml").exists():
+                write_one_hot(folder, kind, shards)
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             workers.append(
                 start(
@@ -142,5 +177,6 @@ def test_two_workers_share_shards_and_see_each_sample_once_an_epoch(tmp_path, sh
     for code, _, stderr in results:
         assert code == 0, stderr
     (kernel,) = final_weights(tmp_path / "worker0" / "run")
-    np.testing.assert_allclose(kernel.reshape(-1), np.full(16, 0.5), atol=1e-6)
+    start_value = 0.0 if kind == "npz" else -1000.0
+    np.testing.assert_allclose(kernel.reshape(-1) - start_value, np.full(16, 0.5), atol=1e-6)
     assert header in results[0][1], results[0][1]

@@ -14,7 +14,15 @@ from seqcli.cli import cli
 from seqcli.data import formats, shards, streams
 from seqcli.data.arrays import DataError
 from seqcli.data.bundled_datasets import BUNDLED_DATASETS
-from seqcli.data.formats import DATA_FORMATS, DATASET_NAMES, DATASETS, FORMAT_NAMES, format_of_path
+from seqcli.data.formats import (
+    DATA_FORMATS,
+    DATASET_NAMES,
+    DATASETS,
+    FORMAT_NAMES,
+    folder_shard_formats,
+    format_of_path,
+    shard_format_names,
+)
 from seqcli.data.keras_datasets import KERAS_DATASETS
 from seqcli.data.sources import open_source
 from seqcli.specfile import spec_from_text
@@ -112,9 +120,13 @@ def DATA_FORMATS_MODULES() -> list[Path]:
 
 
 def test_every_streamed_format_has_its_shard_header_and_chunk_reader():
-    streamed = {row.name for row in DATA_FORMATS.values() if row.shards}
+    streamed = {row.name for row in DATA_FORMATS.values() if row.shards and row.files}
+    assert set(shard_format_names()) == streamed
     assert set(shards._HEADERS) == streamed
     assert set(streams._READERS) == streamed
+    # folders named by a glob or a list are read as one source by their format's reader, not streamed
+    assert folder_shard_formats() == ("images",)
+    assert all(DATA_FORMATS[name].reader is not None for name in folder_shard_formats())
 
 
 def test_every_dataset_has_its_reader_and_every_reader_its_row():

@@ -175,6 +175,18 @@ def test_shards_and_tfrecord_train_to_the_weights_of_one_npz(tmp_path, monkeypat
             np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
 
 
+def write_image_shards(folder: Path, x: np.ndarray, y: np.ndarray, parts: int) -> None:
+    """Samples ``x`` (values in [0, 1)) as grayscale PNGs in ``parts`` image folders, a class subfolder per label."""
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
+    for part, (xs, ys) in enumerate(zip(np.array_split(x, parts), np.array_split(y, parts))):
+        for index, (sample, label) in enumerate(zip(xs, ys)):
+            (folder / f"part-{part}" / f"c{label}").mkdir(parents=True, exist_ok=True)
+            pixels = (np.clip(sample, 0, 1) * 255).astype(np.uint8)
+            (folder / f"part-{part}" / f"c{label}" / f"{index:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+
+
 def sharded_project(folder: Path, kind: str) -> None:
     """The resumable tiny project of test_cli_train, its training data in shards (validation a file of its own)."""
     from tests.test_cli_train import EPOCHS, RESUMABLE, SAMPLES
@@ -186,16 +198,19 @@ def sharded_project(folder: Path, kind: str) -> None:
     if kind == "npz":
         write_shards(folder / "shards", x[32:], y[32:], 6)
         source = "shards/*.npz"
-    else:
+    elif kind == "tfrecord":
         write_tfrecords(folder / "shards", x[32:], y[32:], 3)
         source = str(tfrecord_source("shards/*.tfrecord", [4, 4, 1])).replace("'", "")
+    else:
+        write_image_shards(folder / "shards", x[32:], y[32:], 3)
+        source = "{path: shards/*, image_size: [4, 4], color_mode: grayscale, scale: 0.004}"
     spec = (folder / "tiny.yaml").read_text()
     spec = spec.replace("train: tiny.npz\n  validation: 0.25", f"train: {source}\n  validation: valid.npz")
     (folder / "tiny.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 8\n  shuffle_buffer: 20"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["npz", "tfrecord"])
+@pytest.mark.parametrize("kind", ["npz", "tfrecord", "images"])
 def test_kill_9_mid_epoch_then_resume_is_exact(tmp_path, kind):
     from tests.test_cli_train import interrupt, seq
 
@@ -359,3 +374,136 @@ def test_a_fraction_of_a_stream_is_split_off_by_file(numbered):
     assert numbers_seen(again.validation) == validation
     other = load_datasets({"train": "train-*.npz", "batch_size": 7, "validation": 0.4}, numbered, seed=12)
     assert numbers_seen(other.validation) != validation  # another seed draws other files
+
+
+# ----------------------------------------------------------------------------- image shards
+
+IMAGE_PARTS = {"part-0": {"a": 3, "b": 2}, "part-1": {"a": 2, "b": 3}, "part-2": {"a": 2, "c": 4}}
+
+
+def write_image_parts(root: Path, *, together: bool = False) -> None:
+    """The images of :data:`IMAGE_PARTS`, each a few pixels of its own gray level: one folder of image folders
+    per part, or (``together``) all of them in the one image folder ``root/all``, named so that each class
+    lists them part by part."""
+    from seqcli.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
+    for part_index, (part, classes) in enumerate(IMAGE_PARTS.items()):
+        for class_index, (name, count) in enumerate(classes.items()):
+            folder = root / ("all" if together else part) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = np.full((3, 2, 1), 40 * part_index + 10 * class_index + i, dtype=np.uint8)
+                (folder / f"p{part_index}-{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+
+
+def test_image_shards_are_one_source_whose_classes_are_the_union(tmp_path):
+    write_image_parts(tmp_path)
+    write_image_parts(tmp_path, together=True)
+    sources = {
+        "glob": "part-*",
+        "list": ["part-0", "part-1", "part-2"],
+        "one": "all",
+    }
+    seen = {}
+    for name, path in sources.items():
+        section = {"train": {"path": path, "image_size": [3, 2], "color_mode": "grayscale"}, "batch_size": 4}
+        datasets = load_datasets(section, tmp_path, seed=3)
+        assert datasets.class_names == ["a", "b", "c"], name
+        seen[name] = [(x.numpy(), y.numpy()) for x, y in datasets.train_for_epoch(1)]
+        resumed = [(x.numpy(), y.numpy()) for x, y in datasets.train_for_epoch(1, skip=2)]
+        assert all(np.array_equal(a[0], b[0]) for a, b in zip(resumed, seen[name][2:], strict=True)), name
+    for name in ("glob", "list"):
+        for (x, y), (x_one, y_one) in zip(seen[name], seen["one"], strict=True):
+            np.testing.assert_array_equal(x, x_one, err_msg=name)
+            np.testing.assert_array_equal(y, y_one, err_msg=name)
+
+
+def test_two_workers_share_image_shards_by_folder_and_see_each_image_once(tmp_path):
+    write_image_parts(tmp_path)
+    train = {"path": ["part-0", "part-1"], "image_size": [3, 2], "color_mode": "grayscale"}
+    seen, headers = [], []
+    for index in range(2):
+        datasets = load_datasets({"train": train, "batch_size": 10}, tmp_path, seed=3, workers=(2, index))
+        headers.append(datasets.sharding)
+        assert datasets.steps_per_epoch == 1
+        seen.append(sorted(int(x[0, 0, 0]) for batch, _ in datasets.train_for_epoch(0) for x in batch.numpy()))
+    assert headers[0] == "by file (1 of 2 image folders on worker 0 of 2)"
+    assert len(seen[0]) == len(seen[1]) == 5 and set(seen[0]).isdisjoint(seen[1])
+    assert all(value < 40 for value in seen[0]) and all(40 <= value < 80 for value in seen[1])
+    # unequal shares: an epoch is the steps the larger share needs; the smaller starts its images again
+    train["path"] = "part-*"
+    for index, (images, mine) in enumerate([(11, {0, 2}), (5, {1})]):
+        datasets = load_datasets({"train": train, "batch_size": 4}, tmp_path, seed=3, workers=(2, index))
+        values = [int(x[0, 0, 0]) for batch, _ in datasets.train_for_epoch(1) for x in batch.numpy()]
+        assert datasets.steps_per_epoch == 6 and len(values) == 12
+        assert len(set(values)) == images and {value // 40 for value in values} == mine
+        # a resumed epoch skips whole steps of this worker's share (2 samples a step), as streams do
+        resumed = [int(x[0, 0, 0]) for batch, _ in datasets.train_for_epoch(1, skip=3) for x in batch.numpy()]
+        assert resumed == values[6:]
+    # fewer folders than workers: each reads all and keeps its part of each batch, as with one image folder
+    section = {"train": {"path": "part-*", "image_size": [3, 2]}, "batch_size": 4}
+    assert load_datasets(section, tmp_path, seed=3, workers=(4, 0)).sharding.startswith("by sample")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (["part-0", "notes.npz"], "notes.npz is a file, but other parts of this source are folders"),
+        ("part-*", "text folders cannot be read as shards"),
+    ],
+)
+def test_image_shards_refused(tmp_path, path, expected):
+    write_image_parts(tmp_path)
+    np.savez(tmp_path / "notes.npz", x=np.zeros((2, 1)))
+    section = {"train": {"path": path, **({"format": "text"} if path == "part-*" else {})}}
+    with pytest.raises(DataError, match=expected):
+        load_datasets(section, tmp_path, seed=3)
+
+
+IMAGE_SPEC = """\
+layers:
+  - Input: {{shape: [3, 2, 1]}}
+  - Flatten: {{}}
+  - Dense: {{units: 3, activation: softmax}}
+compile:
+  optimizer: {{SGD: {{learning_rate: 0.1}}}}
+  loss: sparse_categorical_crossentropy
+data:
+  train: {{path: {train}, image_size: [3, 2], color_mode: grayscale, scale: 0.01}}
+  batch_size: 4
+train:
+  epochs: 2
+  seed: 5
+"""
+
+
+def test_image_shards_train_to_the_weights_of_one_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image_parts(tmp_path)
+    write_image_parts(tmp_path, together=True)
+    for name, source in {"one": "all", "glob": "part-*", "list": "[part-0, part-1, part-2]"}.items():
+        (tmp_path / f"{name}.yaml").write_text(IMAGE_SPEC.format(train=source))
+        result = CliRunner().invoke(cli, ["train", f"{name}.yaml", "--output", name, "--quiet"])
+        assert result.exit_code == 0, result.output
+    expected = final_weights(tmp_path / "one")
+    for name in ("glob", "list"):
+        for a, b in zip(expected, final_weights(tmp_path / name), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+
+
+def test_resume_notices_an_image_part_the_glob_matches_since_and_an_image_added_to_one(tmp_path):
+    from seqcli.specfile import read_spec
+    from seqcli.training.resume import changed_file, input_files
+
+    write_image_parts(tmp_path)
+    (tmp_path / "spec.yaml").write_text(IMAGE_SPEC.format(train="part-*"))
+    spec = read_spec(tmp_path / "spec.yaml")
+    files = input_files(spec)
+    assert len(files) == len(IMAGE_PARTS) and changed_file(files, input_files(spec)) is None
+    (tmp_path / "part-1" / "a" / "more.png").write_bytes((tmp_path / "part-1" / "a" / "p1-0.png").read_bytes())
+    assert str(tmp_path.resolve() / "part-1") in changed_file(files, input_files(spec))
+    files = input_files(spec)
+    (tmp_path / "part-3" / "a").mkdir(parents=True)
+    added = str(tmp_path.resolve() / "part-3")
+    assert changed_file(files, input_files(spec)) == f"{added} (a new file the data's glob matches)"

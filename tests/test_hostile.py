@@ -925,6 +925,24 @@ CONFINEMENT = {
         "zero.png' is a symbolic link that leads out of the image folder",
         **{"imgs": image_folder(**{"zero.png": link_to("/dev/zero")})},
     ),
+    "image shards: a part's class folder linked out": train(
+        trainable("{path: parts/*, image_size: [4, 4]}").replace("[4, 4, 1]", "[4, 4, 3]"),
+        "parts/p2/a' is a symbolic link that leads out of the image folder",
+        **{
+            "parts/p1": image_folder(**{"1.png": png_header(4, 4)}),
+            "parts/p2": linked_class("../../../outside"),
+            "{outside}/1.png": png_header(4, 4),
+        },
+    ),
+    "image shards: a glob matching nothing": check(
+        trainable("{path: parts/img-*, image_size: [4, 4]}"), "bad.yaml:6:22", "'parts/img-*' matches no file or folder"
+    ),
+    "image shards: a glob matching a folder linked out": check(
+        trainable("{path: parts/*, image_size: [4, 4]}"),
+        "bad.yaml:6:22",
+        "a symbolic link that leads out of the spec's folder",
+        **{"parts/p1": image_folder(**{"1.png": png_header(4, 4)}), "parts/p2": link_to("../../outside")},
+    ),
     "spec linked out": Case(
         ["check", "x.yaml"],
         1,

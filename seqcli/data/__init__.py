@@ -29,16 +29,15 @@ buffer of ``data.shuffle_buffer`` samples.
 Validation batches, which are the same every epoch, are cached in memory after the first pass
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 
-The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check),
-:mod:`~seqcli.data.formats` (the table of formats and datasets, each with its reader),
-:mod:`~seqcli.data.sources` (opening a source), :mod:`~seqcli.data.numpy_files` (.npz and .npy),
-:mod:`~seqcli.data.tables` (CSV),
-:mod:`~seqcli.data.text` (text folders and files, strings in memory, the one function that opens them),
-:mod:`~seqcli.data.images` (image folders), :mod:`~seqcli.data.streams` (streamed sources: order, shuffle buffer,
-batches), :mod:`~seqcli.data.shards` (opening them, every shard's header checked), :mod:`~seqcli.data.tfrecord`
-(TFRecord records), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.) and
-:mod:`~seqcli.data.pipeline` (:class:`Datasets`, :func:`load_datasets`, :func:`load_source`). TensorFlow is
-imported inside the functions that need it, never at module import.
+The package: :mod:`~seqcli.data.arrays` (errors, in-memory sources, the shape check), :mod:`~seqcli.data.formats`
+(the table of formats and datasets, each with its reader), :mod:`~seqcli.data.sources` (opening a source),
+:mod:`~seqcli.data.numpy_files` (.npz and .npy), :mod:`~seqcli.data.tables` (CSV), :mod:`~seqcli.data.text` (text
+folders and files, strings in memory, the one function that opens them), :mod:`~seqcli.data.images` (image folders,
+one or several read as one), :mod:`~seqcli.data.streams` (streamed sources: order, shuffle buffer, batches),
+:mod:`~seqcli.data.shards` (opening them, every shard's header checked), :mod:`~seqcli.data.tfrecord` (TFRecord
+records), :mod:`~seqcli.data.keras_datasets` (``mnist`` and co.), :mod:`~seqcli.data.batching` (an epoch's batches
+of a source, or of one worker's share) and :mod:`~seqcli.data.pipeline` (:class:`Datasets`, :func:`load_datasets`,
+:func:`load_source`). TensorFlow is imported inside the functions that need it, never at module import.
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ class Opening:
     want_labels: bool
     input_shape: tuple | None = None
     class_names: list[str] | None = None
+    parts: tuple[Path, ...] = ()  # a folder source given as shards: every folder, ``path`` the first
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The folders a folder source reads as one: its parts, or its path alone."""
+        return self.parts or (self.path,)
 
 
 Reader = Callable[[Opening], Any]
@@ -52,7 +58,7 @@ class DataFormat:
     member_suffixes: tuple[str, ...] = ()  # a folder source: the files read in its class subfolders
     files: bool = True  # reads a file
     folders: bool = False  # reads a folder of class subfolders
-    shards: bool = False  # may be one of many shards (a glob or a list of files), streamed
+    shards: bool = False  # may be one of many shards (a glob or a list): files streamed, folders read as one
     compressed: bool = False  # may be compressed: named by the suffix before .gz (`compression:`)
     weights: bool = False  # holds sample weights (`weights:`)
 
@@ -99,11 +105,12 @@ _FORMATS = (
     DataFormat("csv", "a CSV with a header row, the label last", _read_csv, (".csv",), shards=True, weights=True),
     DataFormat(
         "images",
-        "a folder of images, one subfolder per class",
+        "a folder of images, one subfolder per class (or a glob or list of them, read as one)",
         _read_images,
         member_suffixes=(".bmp", ".gif", ".jpeg", ".jpg", ".png"),
         files=False,
         folders=True,
+        shards=True,
     ),
     DataFormat(
         "text",
@@ -136,7 +143,13 @@ def format_of_path(path: str | Path) -> DataFormat | None:
 
 
 def shard_format_names() -> tuple[str, ...]:
-    return tuple(row.name for row in _FORMATS if row.shards)
+    """The formats whose files may be streamed as shards."""
+    return tuple(row.name for row in _FORMATS if row.shards and row.files)
+
+
+def folder_shard_formats() -> tuple[str, ...]:
+    """The folder formats whose folders a glob or a list may name, read as one source."""
+    return tuple(row.name for row in _FORMATS if row.shards and row.folders)
 
 
 def file_suffixes(rows: tuple[DataFormat, ...] = _FORMATS) -> str:
@@ -197,7 +210,7 @@ def source_help(what: str) -> str:
     """Command-line help for an option that takes a source: ``what`` it holds, then every form it may take."""
     folders = " or ".join(row.name for row in _FORMATS if row.folders)
     return (
-        f"{what}: a file ({file_suffixes()}), a glob or list of shards, a folder ({folders}), "
+        f"{what}: a file ({file_suffixes()}), a glob or list of shards or image folders, a folder ({folders}), "
         f"or a dataset such as {DATASET_NAMES[0]}:test ({', '.join(DATASET_NAMES)})."
     )
 

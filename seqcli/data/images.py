@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,10 +57,23 @@ class Images:
     channels: int
     scale: float | None = None
     parallel: int = 1  # images decoded at once (decode_parallelism)
+    parts: np.ndarray | None = None  # image shards: the folder (its number, in order) each image comes from
 
     @property
     def count(self) -> int:
         return len(self.paths)
+
+    @property
+    def part_count(self) -> int:
+        """How many folders the images come from (1 for one image folder)."""
+        return 1 if self.parts is None else int(self.parts.max()) + 1
+
+    def of_parts(self, chosen: range) -> Images:
+        """The images of the folders numbered ``chosen`` alone (of image shards), in the same order, with the same
+        classes."""
+        assert self.parts is not None, "only image shards (folders numbered by part) are taken by folder"
+        keep = np.isin(self.parts, list(chosen))
+        return replace(self, paths=self.paths[keep], labels=self.labels[keep], parts=None)
 
     @property
     def sample_shape(self) -> tuple:
@@ -212,42 +225,58 @@ def _first_undecodable(paths: np.ndarray, channels: int) -> int:
 
 
 def open_image_folder(opening: Opening) -> Images:
-    """An image folder source: its images are the files its format's suffixes name."""
+    """An image folder source (or several, given as shards): its images are the files its format's suffixes
+    name."""
     extensions = opening.fmt.member_suffixes
-    return open_images(opening.path, opening.section, opening.where, extensions, roots=opening.roots)
+    return open_images(opening.folders, opening.section, opening.where, extensions, roots=opening.roots)
 
 
 def open_images(
-    directory: Path, section: SourceSection, where: str, extensions: tuple[str, ...], *, roots=None
+    directories: tuple[Path, ...] | list[Path],
+    section: SourceSection,
+    where: str,
+    extensions: tuple[str, ...],
+    *,
+    roots=None,
 ) -> Images:
-    """The image folder ``directory``: every class subfolder and every image in it passes the door
-    (:func:`seqcli.inputs.open_input`), confined, after its links are followed, to the folder itself and
-    ``roots`` (the spec's folder and the allowed ones), and every image's size,
-    read from its header, is priced against the memory budget before anything is decoded."""
-    member_roots = [directory.resolve(), *(roots or [])]
-    class_dirs = class_folders(directory, "image", where, member_roots, example="cats/001.png, dogs/002.png")
+    """The image folders ``directories`` read as one source: its classes are the union of their class
+    subfolders' names, sorted (a class may be missing from some folders), and its images come class by class,
+    each class's folder by folder in the order given, each folder's in sorted order. Every class subfolder and
+    every image passes the door (:func:`seqcli.inputs.open_input`), confined, after its links are followed, to
+    the folders themselves and ``roots`` (the spec's folder and the allowed ones), and every image's size, read
+    from its header, is priced against the memory budget before anything is decoded."""
+    member_roots = [*(directory.resolve() for directory in directories), *(roots or [])]
+    by_class: dict[str, list[tuple[int, Path]]] = {}
+    for part, directory in enumerate(directories):
+        for class_dir in class_folders(directory, "image", where, member_roots, example="cats/001.png, dogs/002.png"):
+            by_class.setdefault(class_dir.name, []).append((part, class_dir))
+    class_names = sorted(by_class)
     channels = CHANNELS[section.color_mode]
-    paths, labels, largest = [], [], 0
-    for label, class_dir in enumerate(class_dirs):
-        for path in files_under(class_dir, extensions):
-            largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
-            paths.append(path)
-            labels.append(label)
+    paths, labels, parts, largest = [], [], [], 0
+    for label, name in enumerate(class_names):
+        for part, class_dir in by_class[name]:
+            for path in files_under(class_dir, extensions):
+                largest = max(largest, _decoded_bytes(path, where, member_roots, channels))
+                paths.append(path)
+                labels.append(label)
+                parts.append(part)
     if not paths:
+        named = f"directory {directories[0]} has" if len(directories) == 1 else f"directories {directories[0]}... have"
         raise DataError(
-            f"{where}: image directory {directory} has no images in its subfolders "
-            f"({', '.join(d.name for d in class_dirs)})",
+            f"{where}: image {named} no images in {'its' if len(directories) == 1 else 'their'} subfolders "
+            f"({', '.join(class_names)})",
             hint=f"images need one of the extensions {', '.join(extensions)}",
         )
     height, width = section.image_size or DEFAULT_IMAGE_SIZE  # the spec's schema takes two sizes
     return Images(
         paths=np.array(paths),
         labels=np.array(labels, dtype=np.int64),
-        class_names=[d.name for d in class_dirs],
+        class_names=class_names,
         image_size=(height, width),
         channels=channels,
         scale=None if section.scale is None else float(section.scale),
         parallel=decode_parallelism(largest),
+        parts=np.array(parts, dtype=np.int64) if len(directories) > 1 else None,
     )
 
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqcli.data.arrays import DataError, as_written, eager_constants
+from seqcli.data.arrays import DataError, as_written
+from seqcli.data.batching import file_sharded, part_sharded, prefetched, source_batches, unsigned_seed
 from seqcli.data.images import DecodedOnFirstUse, Images
 from seqcli.data.sources import Source, as_section, open_source, validate_section
-from seqcli.data.stream_reads import stream_batches
 from seqcli.data.streams import Stream
 from seqcli.data.text import Texts
 from seqcli.files import resolve_path
@@ -137,9 +137,10 @@ def load_datasets(
     file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
     decoded once for every epoch, when a pipeline is first used (:func:`seqcli.data.images.decode_once`); pass
     False for one pass over the data. ``workers = (count, index)`` under a multi-worker strategy: a streamed
-    source of at least ``count`` files is shared by file (:func:`_file_sharded`), any other by sample (each
-    worker reads everything and keeps its part of each global batch). Raises :class:`DataError` for anything
-    wrong with the data.
+    source of at least ``count`` files is shared by file, image shards of at least ``count`` folders by folder
+    when none is split off to validate (:mod:`seqcli.data.batching`), any other by sample (each worker reads
+    everything and keeps its part of each global batch). Raises :class:`DataError`
+    for anything wrong with the data.
     """
     section = validate_section(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -148,7 +149,8 @@ def load_datasets(
     if section.train is None:
         return _validation_only(section, base_dir, seed, batch_size, input_shape)
 
-    train: Pipelined = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
+    opened = open_source(section.train, base_dir, "data.train", labels=True, input_shape=input_shape)
+    train: Pipelined = opened
     if decode_once and section.cache and isinstance(train, Images):
         train = DecodedOnFirstUse(train, "data.train")
     train_indices = np.arange(train.count, dtype=np.int64)
@@ -182,11 +184,15 @@ def load_datasets(
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
         order_seed = (seed, epoch) if section.shuffle else None
-        return _batches(train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip, buffer=buffer)
+        return source_batches(
+            train, train_indices, batch_size, labels=True, order_seed=order_seed, skip=skip, buffer=buffer
+        )
 
     steps_per_epoch, sharding = math.ceil(len(train_indices) / batch_size), None
     if workers[0] > 1:
-        sharded = _file_sharded(train, workers, batch_size, seed, section.shuffle, buffer)
+        sharded = file_sharded(train, workers, batch_size, seed, section.shuffle, buffer)
+        if sharded is None and len(train_indices) == opened.count:  # image shards, none split off to validate
+            sharded = part_sharded(opened, workers, batch_size, seed, section.shuffle, decode_once and section.cache)
         if sharded is not None:
             epoch_builder, steps_per_epoch, sharding = sharded
         else:
@@ -198,7 +204,7 @@ def load_datasets(
 
     def adapt_builder(samples: int | None) -> tf.data.Dataset:
         indices = adapt_indices(train_indices, samples, seed)
-        return _prefetch(_batches(train, indices, batch_size, labels=False))
+        return prefetched(source_batches(train, indices, batch_size, labels=False))
 
     train_labels = source_labels(train)
     return Datasets(
@@ -224,33 +230,6 @@ def load_datasets(
     )
 
 
-def _file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, shuffle: bool, buffer):
-    """``(epoch builder, steps per epoch, description)`` when the workers share a streamed source by file: each
-    reads every ``count``-th shard and takes ``batch_size / count`` samples a step, an epoch being as many steps
-    as the worker with the most samples needs (one with fewer starts its shards again). None when the source is
-    not streamed, has fewer files than workers, or the batch does not divide among them."""
-    count, index = workers
-    if not isinstance(train, Stream) or len(train.shards) < count or batch_size % count:
-        return None
-    per_step = batch_size // count
-    most = max(sum(shard.count for shard in train.shards[worker::count]) for worker in range(count))
-    steps = math.ceil(most / per_step)
-    mine = train.part(count, index)
-
-    def epoch_builder(epoch, skip: int) -> tf.data.Dataset:
-        tf = import_tensorflow()
-        order = (seed, epoch) if shuffle else None
-        dataset = stream_batches(
-            mine, batch_size, order=order, buffer=buffer or 1, skip=skip, per_step=per_step, quota=steps * per_step
-        )
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return dataset.with_options(options)
-
-    files = len(mine.shards)
-    return epoch_builder, steps, f"by file ({files} of {len(train.shards)} files on worker {index} of {count})"
-
-
 def source_labels(source: Pipelined) -> np.ndarray | None:
     """A source's labels as held in memory (an image folder's class ids), or None when it has none."""
     labels = getattr(source, "y", None)
@@ -261,7 +240,7 @@ def adapt_indices(indices: np.ndarray, samples: int | None, seed: int) -> np.nda
     """``indices``, or ``samples`` of them drawn by ``seed`` (a pure function of its arguments), in order."""
     if samples is None or samples >= len(indices):
         return indices
-    chosen = np.random.default_rng([_unsigned(seed), 0xADA97]).choice(len(indices), samples, replace=False)
+    chosen = np.random.default_rng([unsigned_seed(seed), 0xADA97]).choice(len(indices), samples, replace=False)
     return indices[np.sort(chosen)]
 
 
@@ -295,7 +274,7 @@ def stratified_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     validation (``round(class count * fraction)``), a pure function of its arguments. One-hot labels count
     by their largest entry."""
     classes = labels.argmax(axis=-1) if labels.ndim == 2 else labels
-    rng = np.random.default_rng([_unsigned(seed), 0x57A7])
+    rng = np.random.default_rng([unsigned_seed(seed), 0x57A7])
     held = [
         members[: round(len(members) * fraction)]
         for members in (rng.permutation(np.flatnonzero(classes == value)) for value in np.unique(classes))
@@ -328,8 +307,8 @@ def load_source(
     label column of class names to the model's class indices.
     """
     opened = open_source(source, Path(base_dir), where, labels=labels, input_shape=input_shape, class_names=class_names)
-    dataset = _batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
-    return _prefetch(dataset), opened.count
+    dataset = source_batches(opened, np.arange(opened.count, dtype=np.int64), batch_size, labels=labels)
+    return prefetched(dataset), opened.count
 
 
 def load_arrays(source: str | dict | SourceSection, base_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -369,77 +348,20 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
             f"{validation_count} for validation and {count - validation_count} for training",
             hint="both need at least one sample: use more data or a different fraction",
         )
-    permutation = np.random.default_rng([_unsigned(seed), 0x5B117]).permutation(count)
+    permutation = np.random.default_rng([unsigned_seed(seed), 0x5B117]).permutation(count)
     return np.sort(permutation[validation_count:]), np.sort(permutation[:validation_count])
 
 
 # ----------------------------------------------------------------------------- pipelines
 
 
-def _batches(
-    source: Pipelined,
-    indices: np.ndarray,
-    batch_size: int,
-    *,
-    labels: bool,
-    order_seed: tuple[int, Any] | None = None,
-    skip: int = 0,
-    buffer: int | None = None,
-) -> tf.data.Dataset:
-    """Batches of ``source[indices]``, permuted by ``order_seed = (seed, epoch)`` when given,
-    without their first ``skip`` batches (skipped before anything is read). A streamed source is shuffled
-    through a buffer of ``buffer`` samples instead (:mod:`seqcli.data.streams`)."""
-    tf = import_tensorflow()
-
-    if isinstance(source, Stream):
-        return _stream_batches(source, len(indices), batch_size, labels, order_seed, skip, buffer)
-    count = len(indices)
-    positions = tf.data.Dataset.range(min(skip * batch_size, count), count)
-    (index_table,) = eager_constants(None if _is_identity(indices, source.count) else indices)
-
-    def order(position):
-        if order_seed is not None:
-            seed, epoch = order_seed
-            key = tf.stack([tf.constant(_unsigned(seed) % 2**63, tf.int64), tf.cast(epoch, tf.int64)])
-            position = tf.random.experimental.index_shuffle(position, key, tf.constant(count - 1, tf.int64))
-        return position if index_table is None else tf.gather(index_table, position)
-
-    return source.pipeline(positions, order, batch_size, labels)
-
-
-def _stream_batches(source: Stream, count: int, batch_size: int, labels: bool, order_seed, skip: int, buffer):
-    """A streamed source's batches: all of it (a fraction is never split off one: load_datasets), or its first
-    ``count`` samples in stored order (a capped sample to adapt layers on)."""
-    tf = import_tensorflow()
-
-    quota = count if count < source.count and order_seed is None else None
-    dataset = stream_batches(source, batch_size, order=order_seed, buffer=buffer or 1, skip=skip, quota=quota)
-    if source.with_labels and not labels:
-        dataset = dataset.map(as_written(lambda x, y: x), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset
-
-
-def _prefetch(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    tf = import_tensorflow()
-
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _is_identity(indices: np.ndarray, count: int) -> bool:
-    return len(indices) == count and bool(np.all(indices == np.arange(count)))
-
-
-def _unsigned(seed: int) -> int:
-    return int(seed) % 2**64
-
-
 def _validation_batches(source: Pipelined, indices: np.ndarray, batch_size: int, cache: bool) -> tf.data.Dataset:
     """Validation batches in a fixed order; with ``cache``, kept in memory after the first pass when they
     fit in :data:`CACHE_LIMIT_BYTES` (re-gathering them costs about 10% of a small model's epoch)."""
-    dataset = _batches(source, indices, batch_size, labels=True)
+    dataset = source_batches(source, indices, batch_size, labels=True)
     if cache and source.batch_bytes(len(indices)) <= CACHE_LIMIT_BYTES:
         dataset = dataset.cache()
-    return _prefetch(dataset)
+    return prefetched(dataset)
 
 
 def _validation_only(

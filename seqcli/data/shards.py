@@ -27,7 +27,8 @@ STREAM_FORMATS = shard_format_names()
 
 
 def is_streamed(section: SourceSection, fmt: str | None, base_dir: Path) -> bool:
-    """Whether a source is streamed: shards (a list or a glob), or of a format only ever streamed (TFRecord)."""
+    """Whether a source is sharded (a list or a glob) or of a format only ever streamed (TFRecord): streamed,
+    unless its shards are image folders (read as one image source, :func:`seqcli.data.sources._open_path`)."""
     from seqcli.files import is_pattern
 
     streamed_only = fmt is not None and DATA_FORMATS[fmt].reader is None
@@ -56,7 +57,8 @@ def open_stream(
         )
     if fmt not in STREAM_FORMATS:
         raise DataError(
-            f"{where}: format {fmt!r} cannot be sharded", hint=f"shards are {', '.join(STREAM_FORMATS)} files"
+            f"{where}: format {fmt!r} cannot be sharded",
+            hint=f"shards are {', '.join(STREAM_FORMATS)} files, or image folders",
         )
     compression = section.compression or (
         "GZIP" if DATA_FORMATS[fmt].compressed and files[0].suffix.lower() == ".gz" else None

@@ -22,6 +22,7 @@ from seqcli.data.formats import (
     DataFormat,
     Opening,
     file_suffixes,
+    folder_shard_formats,
     format_of_path,
     is_dataset_name,
 )
@@ -32,7 +33,7 @@ from seqcli.data.streams import FileReaders, Stream
 from seqcli.data.tables import csv_shard_columns, read_csv
 from seqcli.data.text import Texts
 from seqcli.errors import did_you_mean
-from seqcli.files import is_pattern, matching_files, resolve_path
+from seqcli.files import is_pattern, matching_sources, resolve_path
 from seqcli.inputs import allowed_roots, check_data_file, extra_roots
 from seqcli.shapes import check_sample_shape
 from seqcli.specfile.sections import SourceSection
@@ -187,25 +188,31 @@ def _open_path(
     class_names: list[str] | None = None,
 ):
     """A source read from a file or folder: streamed (shards, or a format only ever streamed), else by the
-    reader of its format (:data:`~seqcli.data.formats.DATA_FORMATS`), given or told by its name."""
+    reader of its format (:data:`~seqcli.data.formats.DATA_FORMATS`), given or told by its name; folders named
+    by a glob or a list (image shards) are read by their format's reader as one source."""
     named = format_of_path(section.path) if isinstance(section.path, str) else None
     if is_streamed(section, section.format, base_dir) or (section.format is None and _streamed_only(named)):
-        files = _shard_files(section, base_dir, where)
-        readers = FileReaders(
-            read_npz=read_npz, npz_header=npz_header, read_csv=_read_csv_shard, csv_columns=csv_shard_columns
+        paths = _shard_files(section, base_dir, where)
+        if not any(path.is_dir() for path in paths):
+            readers = FileReaders(
+                read_npz=read_npz, npz_header=npz_header, read_csv=_read_csv_shard, csv_columns=csv_shard_columns
+            )
+            return open_stream(section, paths, where, labels=want_labels, input_shape=input_shape, readers=readers)
+        fmt = _folder_shard_format(paths, section, where)
+    else:
+        assert isinstance(section.path, str), (
+            "a list is sharded; open_source opens a section without a path as a dataset"
         )
-        return open_stream(section, files, where, labels=want_labels, input_shape=input_shape, readers=readers)
-    assert isinstance(section.path, str), "a list is streamed; open_source opens a section without a path as a dataset"
-    path = resolve_path(section.path, base_dir)
-    require_source(path, section.path, base_dir, where)
-    check_data_file(path, where)
-    fmt = DATA_FORMATS[section.format] if section.format else _infer_format(path, where)
+        paths = [resolve_path(section.path, base_dir)]
+        require_source(paths[0], section.path, base_dir, where)
+        check_data_file(paths[0], where)
+        fmt = DATA_FORMATS[section.format] if section.format else _infer_format(paths[0], where)
+        _check_kind(paths[0], fmt, where)
     if section.weights is not None and not fmt.weights:
         takers = " or ".join(row.name for row in DATA_FORMATS.values() if row.weights)
         raise DataError(f"{where}.weights: sample weights come from a {takers} source, not a {fmt.name} source")
-    _check_kind(path, fmt, where)
     opening = Opening(
-        path=path,
+        path=paths[0],
         section=section,
         where=where,
         fmt=fmt,
@@ -215,8 +222,29 @@ def _open_path(
         want_labels=want_labels,
         input_shape=input_shape,
         class_names=class_names,
+        parts=tuple(paths) if len(paths) > 1 else (),
     )
     return fmt.read(opening)
+
+
+def _folder_shard_format(paths: list[Path], section: SourceSection, where: str) -> DataFormat:
+    """The folder format of the folders a glob or a list names (every one a folder through the door), when
+    that format reads several folders as one source."""
+    for path in paths:
+        check_data_file(path, where)
+        if not path.is_dir():
+            raise DataError(
+                f"{where}: {path} is a file, but other parts of this source are folders",
+                hint="give either shard files or image folders, not both",
+            )
+    fmt = DATA_FORMATS[section.format] if section.format else _folder_format(paths[0])
+    if fmt.name not in folder_shard_formats():
+        raise DataError(
+            f"{where}: {fmt.name} folders cannot be read as shards",
+            hint=f"a glob or a list of folders names {' or '.join(folder_shard_formats())} folders; "
+            "give one folder, or shard files",
+        )
+    return fmt
 
 
 def _streamed_only(fmt: DataFormat | None) -> bool:
@@ -243,7 +271,8 @@ def _read_csv_shard(path: Path, section: SourceSection, where: str, *, want_labe
 
 
 def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Path]:
-    """The files of a streamed source, in order: a list's (each one may be a glob), or a glob's sorted matches."""
+    """The files of a sharded source, in order: a list's (each one may be a glob), or a glob's sorted matches
+    (its folders when it matches no file: image shards)."""
     files = []
     for name in section.path_names:
         if not is_pattern(name, base_dir):
@@ -252,12 +281,12 @@ def _shard_files(section: SourceSection, base_dir: Path, where: str) -> list[Pat
             files.append(path)
             continue
         try:
-            matched = matching_files(name, base_dir)
+            matched = matching_sources(name, base_dir)
         except ValueError as error:
             raise DataError(f"{where}: {name!r} {error}", hint="name fewer, larger shards") from error
         if not matched:
             raise DataError(
-                f"{where}: {name!r} matches no file (relative to {base_dir})",
+                f"{where}: {name!r} matches no file or folder (relative to {base_dir})",
                 hint="check the pattern; * does not match a leading dot",
             )
         files += matched

@@ -25,7 +25,7 @@ from typing import Any
 
 from seqcli.data.formats import is_dataset_name
 from seqcli.errors import Problem
-from seqcli.files import is_pattern, matching_files, pattern_folder, resolve_path
+from seqcli.files import is_pattern, matching_sources, pattern_folder, resolve_path
 from seqcli.inputs import ALLOW_PATH_ENV, URL, allowed_roots, confinement_problem, inside, kind_of
 from seqcli.specfile.yamlload import Document, PathKey
 
@@ -49,11 +49,12 @@ class FileField:
     pattern: bool = False  # a glob of data shards: every file it matches is read
 
     def files(self, base_dir: Path) -> list[Path]:
-        """The files this value names: the one it names, or every match of a glob (sorted)."""
+        """The files this value names: the one it names, or every match of a glob (sorted; image folders when
+        it matches folders only)."""
         if not self.pattern or not is_pattern(self.value, base_dir):
             return [resolve_path(self.value, base_dir)]
         try:
-            return matching_files(self.value, base_dir)
+            return matching_sources(self.value, base_dir)
         except ValueError:
             return []
 
@@ -156,26 +157,26 @@ def confine(
 
 def confine_pattern(value: str, base_dir: Path, *, cap: int, roots: Sequence[Path]) -> tuple[str, str] | None:
     """Why a spec may not read the files a glob matches, with a hint (None when it may): the folder the
-    glob searches and every file it matches are confined as one file name is (``roots=()``: kind and size
-    alone), and it must match a file."""
+    glob searches and every file (or image folder, when it matches folders only) it matches are confined as
+    one file name is (``roots=()``: kind and size alone), and it must match something."""
     if URL.match(value):
         return f"{value!r} is a URL; a spec reads local files only", "download the files into the spec's folder"
     folder = pattern_folder(value, base_dir)
     if roots and not inside(folder.resolve(), roots):
         return f"{value!r} searches {folder}, outside the spec's folder", ALLOW_HINT
     try:
-        matches = matching_files(value, base_dir)
+        matches = matching_sources(value, base_dir)
     except ValueError as error:
         return f"{value!r} {error}", "name fewer, larger shards"
     if not matches:
         return (
-            f"{value!r} matches no file (searched from {Path(base_dir).resolve()})",
+            f"{value!r} matches no file or folder (searched from {Path(base_dir).resolve()})",
             "check the pattern; it is relative to the spec's folder, and * does not match a leading dot",
         )
     for match in matches:
         if roots and not inside(match.resolve(), roots):
             return f"{value!r} matches {match}, a symbolic link that leads out of the spec's folder", ALLOW_HINT
-        problem = _kind_problem(str(match), match.resolve(), cap, directory_ok=False)
+        problem = _kind_problem(str(match), match.resolve(), cap, directory_ok=True)
         if problem:
             return f"{value!r} matches {problem}", "remove the file from the folder, or narrow the pattern"
     return None
