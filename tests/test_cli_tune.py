@@ -169,6 +169,29 @@ def test_pruning_stops_the_trial_whose_values_are_worst(tmp_path):
     assert float(rows[2]["value"]) > max(float(row["value"]) for row in rows[:2])
 
 
+def test_a_grid_search_runs_every_point_of_its_grid_once_and_stops(tmp_path):
+    """A grid of two points with more trials asked: two trials, each point once, and a clean finish (Optuna's
+    grid sampler stops only a study.optimize loop; seq's own loop must end without it)."""
+    spec = tune_project(
+        tmp_path,
+        """\
+  objective: val_loss
+  trials: 5
+  epochs: 1
+  sampler: grid
+  parameters:
+    compile.optimizer.Adam.learning_rate: {choice: [0.01, 0.05]}
+""",
+        epochs=1,
+        samples=32,
+    )
+    result = run("tune", spec, "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = read_trials(tmp_path / "out")
+    assert [row["state"] for row in rows] == ["complete", "complete"]
+    assert sorted(float(row["compile.optimizer.Adam.learning_rate"]) for row in rows) == [0.01, 0.05]
+
+
 # ----------------------------------------------------------------------------- results as JSON and as a plot
 
 

@@ -396,10 +396,22 @@ def make_sampler(section, parameters: list[Parameter], *, seed: int):
     name, arguments = named(section.sampler)
     arguments.setdefault("seed", seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(search_grid(parameters), **arguments)
+        return _ask_tell_grid(optuna)(search_grid(parameters), **arguments)
     if name == "random":
         return optuna.samplers.RandomSampler(**arguments)
     return optuna.samplers.TPESampler(**arguments)
+
+
+def _ask_tell_grid(optuna):
+    """Optuna's GridSampler without its stop. Its ``after_trial`` calls ``study.stop()`` once the grid is used
+    up, which raises outside ``study.optimize``; seq asks and tells trials itself and never asks for more trials
+    than the grid holds (the runner caps the total at the grid's size)."""
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return AskTellGridSampler
 
 
 def make_pruner(section, *, epochs: int):
