@@ -407,7 +407,9 @@ def _ask_tell_grid(optuna):
     up, which raises outside ``study.optimize``; seq asks and tells trials itself and never asks for more trials
     than the grid holds (the runner caps the total at the grid's size)."""
 
-    class AskTellGridSampler(optuna.samplers.GridSampler):
+    grid_sampler: Any = optuna.samplers.GridSampler  # Optuna is imported lazily: its classes are values here
+
+    class AskTellGridSampler(grid_sampler):
         def after_trial(self, study, trial, state, values) -> None:
             return None
 
