@@ -154,13 +154,13 @@ def _first_import_of_tensorflow():
     os.environ["KERAS_BACKEND"] = "tensorflow"
     try:
         with _quiet_stderr(), stage("import TensorFlow and Keras"):
-            import absl.logging
             import tensorflow as tf
     except ModuleNotFoundError as error:
         if error.name != "tensorflow":
             raise
         _TENSORFLOW_MISSING.append(True)
         raise _no_tensorflow() from error
+    import absl.logging  # TensorFlow's own dependency: there whenever TensorFlow is
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")

@@ -212,7 +212,9 @@ def save_model(model, target: str | Path, *, class_names: list[str] | None = Non
 
 
 SEQ_MEMBER = "seq.json"  # what seq adds to a .keras archive: {"class_names": [...]}; Keras ignores it
-SEQ_MEMBER_LIMIT = 64 << 20  # the member's size as the archive declares it, checked before it is read
+# The member's size as the archive declares it, checked before it is read (zipfile never inflates a member past
+# it): 100,000 names of 40 characters, and parsed as JSON a few tens of MB at most.
+SEQ_MEMBER_LIMIT = 4 << 20
 
 
 def _add_seq_member(path: Path, document: dict) -> None:
@@ -236,8 +238,10 @@ def saved_class_names(path: str | Path) -> list[str] | None:
             return None
         if member.file_size > SEQ_MEMBER_LIMIT:
             return None
+        with archives.open_member(archive, SEQ_MEMBER, path, "model") as handle:
+            text = handle.read(SEQ_MEMBER_LIMIT + 1)
         try:
-            document = json.loads(archive.read(member))
+            document = json.loads(text)
         except (ValueError, RecursionError):
             return None
     names = document.get("class_names") if isinstance(document, dict) else None

@@ -126,5 +126,9 @@ def profile_from_environment() -> Iterator[None]:
 def _write_whole(target: Path, text: str) -> None:
     """``text`` to ``target``, never half written (seqcli.files times its writes with stages: it cannot serve)."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, target)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

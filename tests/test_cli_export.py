@@ -378,3 +378,16 @@ def test_on_a_terminal_stages_show_as_a_spinner_that_goes_away():
         stage("converting to tflite\x1b[2J")
     shown = screen.getvalue()
     assert "export: converting to tflite\ufffd[2J (0s so far)" in shown and "\x1b[2J" not in shown
+
+
+def test_an_output_among_the_data_shards_is_refused(trained, tmp_path):
+    """--data names inputs as a list or glob too: an export may never write over one of them, --overwrite or not."""
+    for part in ("a", "b"):
+        (tmp_path / part / "cat").mkdir(parents=True)
+        (tmp_path / part / "cat" / "mine.txt").write_text("not seq's")
+    data = f"{{path: [{tmp_path / 'a'}, {tmp_path / 'b'}]}}"
+    output = tmp_path / "b"
+    result = run("export", trained / "run", "--data", data, "--to", "saved_model", "--output", output, "--overwrite")
+    assert result.exit_code == 1, result.output
+    assert f"--output {output} is an input of this command" in result.stderr, result.stderr
+    assert (output / "cat" / "mine.txt").read_text() == "not seq's"

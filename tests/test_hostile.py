@@ -1417,7 +1417,7 @@ NUMBERS = {
     ),
     "a fraction of a one-file stream": train(
         trainable(tfrecord_source("r.tfrecord")).replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
-        "a streamed source is split off by file, and its 1 file(s) leave none for training",
+        "a streamed source is split off by file, and its 1 file(s) leave no samples for training",
         "split the data into more files",
         **{"r.tfrecord": tfrecord()},
     ),

@@ -195,3 +195,19 @@ def test_a_long_sequential_model_loads_in_one_pass(tmp_path, monkeypatch):
     loaded = load_model_file(tmp_path / "l.keras")
     assert len(loaded.layers) == count
     assert len(calls) <= 3 * count, f"{len(calls)} layer calls to load {count} layers"
+
+
+def test_class_names_in_a_model_file_are_read_within_their_bound(tmp_path):
+    """The names seq keeps inside model.keras are JSON read through the archive door: a member declared larger
+    than its bound is not read (no names), and a small one gives its names."""
+    import json
+
+    from seqcli.models import SEQ_MEMBER, SEQ_MEMBER_LIMIT, saved_class_names
+
+    small, large = tmp_path / "small.keras", tmp_path / "large.keras"
+    with zipfile.ZipFile(small, "w") as archive:
+        archive.writestr(SEQ_MEMBER, json.dumps({"class_names": ["cat", "dog"]}))
+    with zipfile.ZipFile(large, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(SEQ_MEMBER, json.dumps({"class_names": ["a"] * (SEQ_MEMBER_LIMIT // 4)}))
+    assert saved_class_names(small) == ["cat", "dog"]
+    assert saved_class_names(large) is None

@@ -89,13 +89,16 @@ def file_sharded(train, workers: tuple[int, int], batch_size: int, seed: int, sh
     """``(epoch builder, steps per epoch, description)`` when the workers share a streamed source by file: each
     reads every ``count``-th shard and takes ``batch_size / count`` samples a step, an epoch being as many steps
     as the worker with the most samples needs (one with fewer starts its shards again). None when the source is
-    not streamed, has fewer files than workers, or the batch does not divide among them."""
+    not streamed, has fewer files than workers, leaves a worker only empty files, or the batch does not divide
+    among them."""
     count, index = workers
     if not isinstance(train, Stream) or len(train.shards) < count or batch_size % count:
         return None
     per_step = batch_size // count
-    most = max(sum(shard.count for shard in train.shards[worker::count]) for worker in range(count))
-    steps = math.ceil(most / per_step)
+    counts = [sum(shard.count for shard in train.shards[worker::count]) for worker in range(count)]
+    if min(counts) == 0:  # a worker whose shards are all empty would have nothing to start again: share by sample
+        return None
+    steps = math.ceil(max(counts) / per_step)
     mine = train.part(count, index)
 
     def epoch_builder(epoch, skip: int) -> tf.data.Dataset:

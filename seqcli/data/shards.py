@@ -101,6 +101,11 @@ def _shard_format(path: Path, where: str) -> str:
     if fmt is not None and fmt.shards:
         return fmt.name
     shard_formats = tuple(row for row in DATA_FORMATS.values() if row.shards)
+    if fmt is not None:
+        raise DataError(
+            f"{where}: shard {path} is a {fmt.name} file, and {fmt.name} files are not read as shards",
+            hint=f"shards are {file_suffixes(shard_formats)} files",
+        )
     raise DataError(
         f"{where}: cannot tell the format of shard {path} from its extension {path.suffix!r}",
         hint=f"shards are {file_suffixes(shard_formats)} files; or set `format:`",

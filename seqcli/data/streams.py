@@ -309,10 +309,10 @@ class Stream:
                 break
             chosen.add(int(index))
             held += self.shards[index].count
-        if not 0 < len(chosen) < len(self.shards):
+        if not 0 < held < self.count:  # samples, not files: a part of empty files is empty too
             raise DataError(
                 f"data.validation: a fraction of {fraction} of a streamed source is split off by file, and its "
-                f"{len(self.shards)} file(s) leave none for {'validation' if not chosen else 'training'}",
+                f"{len(self.shards)} file(s) leave no samples for {'validation' if not held else 'training'}",
                 hint="split the data into more files, or give validation data of its own, "
                 "e.g. `validation: data/valid-*.npz`",
             )

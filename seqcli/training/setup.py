@@ -154,7 +154,7 @@ def static_problems(spec: Spec) -> list[Problem]:
 
 
 def _probe_optimizer(spec: Spec) -> list[Problem]:
-    """Outside the strategy's scope (see :func:`seqcli.compile.probe_optimizer`)."""
+    """Outside the strategy's scope (see :func:`seqcli.compile_checks.probe_optimizer`)."""
     from seqcli.compile_checks import probe_optimizer
 
     return probe_optimizer(spec)

@@ -116,6 +116,7 @@ def export_model(
     ``output`` (a SavedModel at ``output/version``). ``stage`` hears each step as it starts."""
     from seqcli.keras_env import import_keras
     from seqcli.training.rundir import resolve_run_or_model, run_or_model_inputs
+    from seqcli.verbs.predict import data_paths
 
     row = export_format_for(output, fmt)
     require_packages(row)
@@ -124,7 +125,7 @@ def export_model(
 
     output = Path(output)
     resolved = resolve_run_or_model(target)
-    inputs = [*run_or_model_inputs(target), *([Path(data)] if data else [])]
+    inputs = [*run_or_model_inputs(target), *(data_paths(data) if data else [])]
     folder = row.name == "saved_model"
     versions = _served_versions(output) if folder else None
     own_ok = versions is not None

@@ -128,7 +128,7 @@ def _recurrent(layer) -> list:
     return [rnn for rnn in inner if rnn is not None] or ([layer] if hasattr(layer, "unroll") else [])
 
 
-def refuse_onnx(model) -> tuple[str, str] | None:
+def refuse_string_layers(model) -> tuple[str, str] | None:
     """A model with string preprocessing layers, which only a SavedModel holds (ONNX and LiteRT cannot)."""
     for path, layer in _layers(model):
         if type(layer).__name__ in STRING_LAYERS:
@@ -141,7 +141,7 @@ def refuse_onnx(model) -> tuple[str, str] | None:
 
 def refuse_tflite(model) -> tuple[str, str] | None:
     """LiteRT runs recurrent layers unrolled over a fixed number of steps: none without a fixed length."""
-    string = refuse_onnx(model)
+    string = refuse_string_layers(model)
     if string is not None:
         return string
     for path, layer in _layers(model):
@@ -354,7 +354,7 @@ FORMATS: dict[str, ExportFormat] = {
             ("tf2onnx", "onnx", "onnxruntime"),
             write_onnx,
             run_onnx,
-            refuse_onnx,
+            refuse_string_layers,
         ),
     )
 }

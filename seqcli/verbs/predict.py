@@ -126,7 +126,7 @@ def predict_to_file(
     output = Path(output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise SeqError(f"cannot tell the output format of {output}", hint="end --output with .npy, .csv or .json")
-    inputs = [*run_or_model_inputs(target), *_data_path(data)]
+    inputs = [*run_or_model_inputs(target), *data_paths(data)]
     with claim_output(output, "seq predict", folder=False, inputs=inputs, overwrite=overwrite):
         values, class_names = _predict(resolve_run_or_model(target), data, output, batch_size, stage)
         stage(f"writing {output}")
@@ -332,8 +332,9 @@ def _evaluation_data(
     raise ModelLoadError(f"{spec.file} names no test or validation data", hint="pass --data SOURCE")
 
 
-def _data_path(data: str) -> list[Path]:
-    """The files and folders ``data`` names that exist (a bundled data set names none)."""
+def data_paths(data: str) -> list[Path]:
+    """The files and folders ``data`` (a ``--data`` source) names that exist, for the rule that an output is
+    never an input (a bundled data set names none)."""
     from seqcli.data import DataError
     from seqcli.data.sources import source_paths
 
