@@ -153,7 +153,7 @@ def _first_import_of_tensorflow():
     # Importing TensorFlow imports Keras: a KERAS_BACKEND set for other work must not leak in.
     os.environ["KERAS_BACKEND"] = "tensorflow"
     try:
-        with _quiet_stderr(), stage("import TensorFlow and Keras"):
+        with _quiet_stderr(), stage("import TensorFlow and Keras"), _jax_hidden():
             import tensorflow as tf
     except ModuleNotFoundError as error:
         if error.name != "tensorflow":
@@ -165,6 +165,23 @@ def _first_import_of_tensorflow():
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+@contextlib.contextmanager
+def _jax_hidden() -> Iterator[None]:
+    """JAX unimportable for a while, unless it is already imported. TensorFlow's TFLite module imports JAX when
+    it is installed, for a JAX converter seq never uses (it catches the ImportError): that costs start-up time and
+    enough address space to abort a run under an address-space limit (``ulimit -v``). JAX is importable again
+    afterwards."""
+    if "jax" in sys.modules:
+        yield
+        return
+    sys.modules["jax"] = None  # type: ignore[assignment]  # the import system's own "not importable" marker
+    try:
+        yield
+    finally:
+        if "jax" in sys.modules and sys.modules["jax"] is None:
+            del sys.modules["jax"]
 
 
 def _no_tensorflow() -> MissingDependency:

@@ -143,6 +143,21 @@ def test_a_keras_backend_set_for_other_work_does_not_leak_in():
     assert json.loads(result.stdout)["params"] == 25
 
 
+def test_tensorflow_starts_without_importing_jax_which_stays_importable():
+    """TensorFlow's TFLite module imports JAX when installed (the test extra installs it): seq hides it while
+    TensorFlow imports, since under an address-space limit JAX's import alone aborts a bounded run."""
+    code = (
+        "import importlib.util, sys\n"
+        "from seqcli.keras_env import import_keras\n"
+        "import_keras()\n"
+        "print('jax' in sys.modules)\n"
+        "print(importlib.util.find_spec('jax') is None or __import__('jax') is not None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
+
+
 def test_exit_statuses_are_one_table():
     import signal
 
