@@ -103,3 +103,16 @@ def test_ci_and_pre_commit_type_check_the_package():
     pyproject = (ROOT / "pyproject.toml").read_text()  # tomllib is Python 3.11+; seq supports 3.10
     assert "[tool.mypy]\n" in pyproject and '\nfiles = ["seqcli"]\n' in pyproject
     assert re.search(r'^test = \[[^]]*\n    "mypy>=', pyproject, re.MULTILINE)
+
+
+def test_no_tracked_file_holds_a_merge_conflict_marker():
+    """A conflict resolved in code but not in a document still ships; git knows which files it tracks."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    marker = re.compile(r"^(<{7} |>{7} |={7}$)", re.M)
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in {".py", ".md", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".json"} and path.is_file():
+            if marker.search(path.read_text(errors="replace")):
+                found.append(name)
+    assert not found, f"merge conflict markers in: {found}"
