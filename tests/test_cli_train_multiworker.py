@@ -46,35 +46,44 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, s
     return process.returncode, stdout, stderr
 
 
-def test_two_workers_match_one_process(tmp_path):
+def one_thread_env() -> dict:
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     env.pop("TF_CONFIG", None)
-    single = tmp_path / "single"
-    write_tiny_project(single, epochs=2, dropout=None)
-    reference = start(["tiny.yaml", "--output", "run", "--quiet"], single, env)
-    code, _, stderr = finish(reference)
-    assert code == 0, stderr
+    return env
+
+
+def train_two_workers(tmp_path: Path, prepare, spec: str, *options: str) -> list[tuple[int, str, str]]:
+    """``seq train SPEC --strategy multi_worker`` as two workers on loopback, each in ``tmp_path/workerN`` made
+    ready by ``prepare(folder)`` (again on every attempt with fresh ports); every worker must succeed."""
 
     def attempt(ports):
         cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
         workers = []
         for index in range(2):
             folder = tmp_path / f"worker{index}"
-            write_tiny_project(folder, epochs=2, dropout=None)
+            prepare(folder)
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            workers.append(
-                start(
-                    ["tiny.yaml", "--output", "run", "--strategy", "multi_worker", "--quiet", "--overwrite"],
-                    folder,
-                    {**env, "TF_CONFIG": config},
-                )
-            )
+            arguments = [spec, "--output", "run", "--strategy", "multi_worker", *options, "--overwrite"]
+            workers.append(start(arguments, folder, {**one_thread_env(), "TF_CONFIG": config}))
         results = [finish(worker) for worker in workers]
         return results, "\n".join(stderr for _, _, stderr in results)
 
     results = with_free_ports(2, attempt)
     for code, _, stderr in results:
         assert code == 0, stderr
+    return results
+
+
+def test_two_workers_match_one_process(tmp_path):
+    single = tmp_path / "single"
+    write_tiny_project(single, epochs=2, dropout=None)
+    reference = start(["tiny.yaml", "--output", "run", "--quiet"], single, one_thread_env())
+    code, _, stderr = finish(reference)
+    assert code == 0, stderr
+
+    train_two_workers(
+        tmp_path, lambda folder: write_tiny_project(folder, epochs=2, dropout=None), "tiny.yaml", "--quiet"
+    )
 
     chief, other = tmp_path / "worker0" / "run", tmp_path / "worker1" / "run"
     assert (chief / "model.keras").exists() and (chief / "metrics.json").exists()
@@ -152,30 +161,12 @@ def test_two_workers_share_shards_and_see_each_sample_once_an_epoch(tmp_path, ki
     its part of every batch. Sample j is the one-hot vector e_j with a label far above any prediction, so each
     step adds (learning rate / global batch) to the weight of every sample in the global batch: after two
     epochs each weight counts how often its sample was seen, 0.5 when each was seen once an epoch."""
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    env.pop("TF_CONFIG", None)
 
-    def attempt(ports):
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-        workers = []
-        for index in range(2):
-            folder = tmp_path / f"worker{index}"
-            if not (folder / "spec.yaml").exists():
-                write_one_hot(folder, kind, shards)
-            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            workers.append(
-                start(
-                    ["spec.yaml", "--output", "run", "--strategy", "multi_worker", "--overwrite"],
-                    folder,
-                    {**env, "TF_CONFIG": config},
-                )
-            )
-        results = [finish(worker) for worker in workers]
-        return results, "\n".join(stderr for _, _, stderr in results)
+    def prepare(folder: Path) -> None:
+        if not (folder / "spec.yaml").exists():
+            write_one_hot(folder, kind, shards)
 
-    results = with_free_ports(2, attempt)
-    for code, _, stderr in results:
-        assert code == 0, stderr
+    results = train_two_workers(tmp_path, prepare, "spec.yaml")
     (kernel,) = final_weights(tmp_path / "worker0" / "run")
     start_value = 0.0 if kind == "npz" else -1000.0
     np.testing.assert_allclose(kernel.reshape(-1) - start_value, np.full(16, 0.5), atol=1e-6)
