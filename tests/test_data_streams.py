@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from seqcli.budget import configure
 from seqcli.cli import cli
-from seqcli.data import DataError, load_datasets
+from seqcli.data import DataError, load_datasets, stream_reads, streams
 from tests.conftest import assert_same_checkpoint, write_tiny_project
 
 SAMPLES, SHARDS = 60, 5
@@ -63,6 +63,16 @@ def numbered(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(params=["whole", "chunked"])
+def reading(request, monkeypatch) -> str:
+    """Shards read whole, one read each (small ones), or a few samples at a time from each shard in turn (as
+    shards too large to read whole are): the same promises either way."""
+    if request.param == "chunked":
+        monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
+        monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))  # 5 samples of a float32 and an int64
+    return request.param
+
+
 def numbers_seen(dataset) -> list[int]:
     return [int(value) for x, _ in dataset for value in x.numpy().reshape(-1)]
 
@@ -72,7 +82,7 @@ def open_numbered(folder: Path, **data) -> object:
     return load_datasets(section, folder, seed=11)
 
 
-def test_every_epoch_holds_each_sample_once_in_an_order_of_seed_and_epoch(numbered):
+def test_every_epoch_holds_each_sample_once_in_an_order_of_seed_and_epoch(numbered, reading):
     datasets = open_numbered(numbered, shuffle_buffer=8)
     first, second = numbers_seen(datasets.train_for_epoch(0)), numbers_seen(datasets.train_for_epoch(1))
     assert sorted(first) == sorted(second) == list(range(SAMPLES))
@@ -83,14 +93,14 @@ def test_every_epoch_holds_each_sample_once_in_an_order_of_seed_and_epoch(number
     assert datasets.steps_per_epoch == -(-SAMPLES // 7)
 
 
-def test_skipping_batches_resumes_the_same_stream(numbered):
+def test_skipping_batches_resumes_the_same_stream(numbered, reading):
     datasets = open_numbered(numbered, shuffle_buffer=8)
     whole = numbers_seen(datasets.train_for_epoch(3))
     assert numbers_seen(datasets.train_for_epoch(3, skip=4)) == whole[4 * 7 :]
     assert numbers_seen(datasets.train_epochs(3, 5, skip=4))[: SAMPLES - 28] == whole[28:]
 
 
-def test_without_shuffling_the_shards_are_read_in_order(numbered):
+def test_without_shuffling_the_shards_are_read_in_order(numbered, reading):
     datasets = open_numbered(numbered, shuffle=False)
     assert numbers_seen(datasets.train_for_epoch(5)) == list(range(SAMPLES))
     assert numbers_seen(datasets.train_for_epoch(5, skip=2)) == list(range(14, SAMPLES))
@@ -355,12 +365,30 @@ def test_a_shard_swapped_for_a_link_elsewhere_is_refused_when_read(numbered, tmp
     assert failure is not None and "train-03.npz" in failure.message
 
 
-def test_a_value_that_is_not_finite_names_its_shard(numbered):
+def test_a_value_that_is_not_finite_names_its_shard(numbered, reading):
     x = np.ones((12, 1), np.float32)
     x[4, 0] = np.nan
     np.savez(numbered / "train-01.npz", x=x, y=np.zeros(12, np.int64))
     failure = failure_of(open_numbered(numbered, shuffle=False).train_for_epoch(0))
     assert failure is not None and "train-01.npz" in failure.message and "sample 4" in failure.message
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_an_infinity_names_its_shard_even_beside_its_opposite(numbered, bad):
+    x = np.ones((12, 1), np.float32)
+    x[2, 0], x[7, 0] = bad, -bad  # their sum is NaN: still not finite
+    np.savez(numbered / "train-02.npz", x=x, y=np.zeros(12, np.int64))
+    failure = failure_of(open_numbered(numbered, shuffle=False).train_for_epoch(0))
+    assert failure is not None and "train-02.npz" in failure.message and "sample 2" in failure.message
+
+
+def test_finite_values_whose_sum_overflows_are_read(numbered):
+    """The finite check sums a block first: a sum past float32's range is not a value that is not finite."""
+    x = np.full((12, 1), np.finfo(np.float32).max, np.float32)
+    np.savez(numbered / "train-01.npz", x=x, y=np.zeros(12, np.int64))
+    batches = [batch_x for batch_x, _ in open_numbered(numbered, shuffle=False).train_for_epoch(0)]
+    read = np.concatenate([np.asarray(batch) for batch in batches])
+    assert len(read) == SAMPLES and np.count_nonzero(read == np.finfo(np.float32).max) == 12
 
 
 def test_a_fraction_of_a_stream_is_split_off_by_file(numbered):

@@ -87,18 +87,11 @@ def _batches(
     reader = _reader(stream)
     if order is None and quota is None:
         first, skip = _first_shard(stream, skip)
-        blocks = tf.data.Dataset.range(first, len(stream.shards)).flat_map(reader.blocks)
+        blocks = reader.samples(tf.data.Dataset.range(first, len(stream.shards)), interleaved=False)
     else:
         count = len(stream.shards)
         files = tf.data.Dataset.range(count) if order is None else _permuted(count, _key(*order))
-        blocks = files.interleave(
-            reader.blocks,
-            cycle_length=min(SHARDS_OPEN, count),
-            block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    blocks = blocks.map(reader.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        blocks = reader.samples(files, interleaved=True)
     if order is not None:
         blocks = _window_shuffled(blocks, buffer // 2, _key(*order))
     return _batched(blocks, batch_size, skip, quota)
@@ -178,6 +171,23 @@ class _Reader:
 
         return tf.numpy_function(self.stream.checked_path, [index], tf.string, stateful=True, name="seq_read_door")
 
+    def samples(self, files: tf.data.Dataset, *, interleaved: bool) -> tf.data.Dataset:
+        """The samples of the shards ``files`` numbers, in blocks: the shards one after the other, or
+        :data:`SHARDS_OPEN` of them read at once, a block from each in turn (``interleaved``)."""
+        tf = import_tensorflow()
+
+        if interleaved:
+            blocks = files.interleave(
+                self.blocks,
+                cycle_length=min(SHARDS_OPEN, len(self.stream.shards)),
+                block_length=1,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
+        else:
+            blocks = files.flat_map(self.blocks)
+        return blocks.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
         """Shard ``index`` as blocks of records, for :meth:`decode`."""
         raise NotImplementedError
@@ -194,23 +204,36 @@ class _Reader:
         x = tf.cast(x, tf.float32)
         if self.scale is not None:
             x = x * tf.constant(self.scale, tf.float32)
-        return tf.debugging.check_numerics(x, NONFINITE) if finite else x
+        return _finite(x) if finite else x
 
     def labels(self, y: tf.Tensor) -> tf.Tensor:
         tf = import_tensorflow()
 
         finite = y.dtype.is_floating
         y = tf.cast(y, self.y_dtype)
-        return tf.debugging.check_numerics(y, NONFINITE) if finite else y
+        return _finite(y) if finite else y
 
     def pair(self, x: tf.Tensor, y: tf.Tensor | None):
         return self.inputs(x) if y is None else (self.inputs(x), self.labels(y))
 
 
+def _finite(values: tf.Tensor) -> tf.Tensor:
+    """``values``, once checked to hold no NaN or infinity. Their sum is finite only when they all are (a NaN or
+    an infinity makes it one), and summing costs a fraction of checking each value: each value is checked only
+    when the sum is not finite, to tell an overflowing sum from a bad value."""
+    tf = import_tensorflow()
+
+    return tf.cond(
+        tf.math.is_finite(tf.reduce_sum(values)),
+        lambda: values,
+        lambda: tf.debugging.check_numerics(values, NONFINITE),
+    )
+
+
 class _FixedReader(_Reader):
-    """Shards whose samples lie one after another as raw bytes (uncompressed ``.npz`` members, ``.npy``):
-    ``tf.data.FixedLengthRecordDataset`` reads :data:`CHUNK_BYTES` of them at a time as rows of bytes, a batch
-    of rows is decoded at once."""
+    """Shards whose samples lie one after another as raw bytes (uncompressed ``.npz`` members, ``.npy``): small
+    ones read whole, one read each (:meth:`Stream.reads_whole`), others by ``tf.data.FixedLengthRecordDataset``
+    :data:`CHUNK_BYTES` at a time; a block of bytes is decoded at once."""
 
     def __init__(self, stream: Stream):
         super().__init__(stream)
@@ -223,22 +246,34 @@ class _FixedReader(_Reader):
         self.chunk = max(1, CHUNK_BYTES // sum(arrays[0].record for arrays in self.arrays))
         self.whole = stream.reads_whole()
 
+    def samples(self, files: tf.data.Dataset, *, interleaved: bool) -> tf.data.Dataset:
+        """Shards read whole are one block each: taking one block from each of several in turn is reading them
+        one after the other, so they are read and decoded in that order, :data:`SHARDS_OPEN` at once."""
+        if not self.whole:
+            return super().samples(files, interleaved=interleaved)
+        return files.map(
+            lambda index: self.decode(*self._whole(index)), num_parallel_calls=SHARDS_OPEN, deterministic=True
+        )
+
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
         tf = import_tensorflow()
 
         path, count = self.path(index), tf.gather(self.counts, index)
-        if self.whole:
-            contents = tf.io.read_file(path)
-            parts = tuple(
-                tf.strings.substr(contents, tf.gather(offsets, index), count * arrays[0].record)
-                for arrays, offsets in zip(self.arrays, self.offsets)
-            )
-            return tf.data.Dataset.from_tensors(parts)
         parts = tuple(
             self._rows(path, count, arrays[0].record, tf.gather(offsets, index), tf.gather(footers, index))
             for arrays, offsets, footers in zip(self.arrays, self.offsets, self.footers)
         )
         return parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts)
+
+    def _whole(self, index: tf.Tensor) -> tuple:
+        """Each array of shard ``index`` as one string of bytes, the file read in one read."""
+        tf = import_tensorflow()
+
+        contents, count = tf.io.read_file(self.path(index)), tf.gather(self.counts, index)
+        return tuple(
+            tf.strings.substr(contents, tf.gather(offsets, index), count * arrays[0].record)
+            for arrays, offsets in zip(self.arrays, self.offsets)
+        )
 
     def _rows(self, path, count, record: int, offset, footer) -> tf.data.Dataset:
         """An array's ``count`` samples as blocks of rows of bytes: whole chunks, then the rest in one block (or
@@ -258,32 +293,22 @@ class _FixedReader(_Reader):
 
     def decode(self, *blocks: tf.Tensor):
         """Blocks as read (strings of bytes) as samples."""
-        tf = import_tensorflow()
-
         stream = self.stream
         shapes = [stream.sample_shape, stream.shards[0].y_shape]
-        values = [
-            _values(tf.reshape(tf.io.decode_raw(block, tf.uint8), [-1, arrays[0].record]), arrays[0].dtype, shape)
-            for block, arrays, shape in zip(blocks, self.arrays, shapes)
-        ]
+        values = [_values(block, arrays[0].dtype, shape) for block, arrays, shape in zip(blocks, self.arrays, shapes)]
         return self.pair(values[0], values[1] if len(values) > 1 else None)
 
 
-def _values(rows: tf.Tensor, dtype: str, shape: tuple) -> tf.Tensor:
-    """Rows of bytes as the samples of ``dtype`` (numpy's, byte order included) and ``shape`` they hold."""
+def _values(block: tf.Tensor, dtype: str, shape: tuple) -> tf.Tensor:
+    """A string of bytes as the samples of ``dtype`` (numpy's, byte order included) and ``shape`` it holds."""
     tf = import_tensorflow()
 
     numpy_dtype = np.dtype(dtype)
     kind = DECODABLE[f"{numpy_dtype.kind}{numpy_dtype.itemsize}"]
-    if kind == "uint8":
-        values = rows
-    elif kind == "bool":
-        values = tf.not_equal(rows, 0)
+    if kind == "bool":
+        values = tf.not_equal(tf.io.decode_raw(block, tf.uint8), 0)
     else:
-        grouped = tf.reshape(rows, [tf.shape(rows)[0], -1, numpy_dtype.itemsize])
-        if numpy_dtype.byteorder == ">":  # tf.bitcast reads the machine's order: little-endian
-            grouped = tf.reverse(grouped, [-1])
-        values = tf.bitcast(grouped, getattr(tf, kind))
+        values = tf.io.decode_raw(block, getattr(tf, kind), little_endian=numpy_dtype.byteorder != ">")
     return tf.reshape(values, [-1, *shape])
 
 
