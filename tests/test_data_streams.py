@@ -68,9 +68,14 @@ def reading(request, monkeypatch) -> str:
     """Shards read whole, one read each (small ones), or a few samples at a time from each shard in turn (as
     shards too large to read whole are): the same promises either way."""
     if request.param == "chunked":
-        monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
-        monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))  # 5 samples of a float32 and an int64
+        read_in_chunks(monkeypatch)
     return request.param
+
+
+def read_in_chunks(monkeypatch) -> None:
+    """Shards read as large ones are: 5 samples (of a float32 and an int64) at a time."""
+    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
+    monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))
 
 
 def numbers_seen(dataset) -> list[int]:
@@ -348,7 +353,7 @@ def failure_of(dataset):
     return take_failure(caught.value)
 
 
-def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered):
+def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered, reading):
     datasets = open_numbered(numbered, shuffle=False)
     epoch = datasets.train_for_epoch(0)
     np.savez(numbered / "train-02.npz", x=np.zeros((30, 1), np.float32), y=np.zeros(30, np.int64))
@@ -356,7 +361,34 @@ def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered)
     assert failure is not None and "train-02.npz changed while it was being trained on" in failure.message
 
 
-def test_a_shard_swapped_for_a_link_elsewhere_is_refused_when_read(numbered, tmp_path_factory):
+def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    """A large shard is read a chunk at a time, each read checked against the file the source opened."""
+    read_in_chunks(monkeypatch)
+    x = np.arange(2000, dtype=np.float32).reshape(-1, 1)
+    write_shards(tmp_path, x, np.zeros(2000, np.int64), 2)
+    datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, tmp_path, seed=3)
+    batches = iter(datasets.train_for_epoch(0))
+    next(batches)  # train-00.npz is open, 200 chunks of 5 samples
+    path = tmp_path / "train-00.npz"
+    path.write_bytes(path.read_bytes()[:-1000])
+    failure = failure_of(batches)
+    assert failure is not None and "train-00.npz changed while it was being trained on" in failure.message
+
+
+def test_empty_shards_and_shards_of_whole_chunks(tmp_path, reading):
+    sizes = [10, 0, 5, 12]  # chunked: 5 samples a chunk
+    x = np.arange(sum(sizes), dtype=np.float32).reshape(-1, 1)
+    for index, (xs, ys) in enumerate(
+        zip(np.split(x, np.cumsum(sizes)[:-1]), np.split(x[:, 0] % 2, np.cumsum(sizes)[:-1]))
+    ):
+        np.savez(tmp_path / f"train-{index:02d}.npz", x=xs, y=ys.astype(np.int64))
+    datasets = load_datasets({"train": "train-*.npz", "batch_size": 4, "shuffle": False}, tmp_path, seed=3)
+    assert numbers_seen(datasets.train_for_epoch(0)) == list(range(sum(sizes)))
+    shuffled = load_datasets({"train": "train-*.npz", "batch_size": 4, "shuffle_buffer": 6}, tmp_path, seed=3)
+    assert sorted(numbers_seen(shuffled.train_for_epoch(2))) == list(range(sum(sizes)))
+
+
+def test_a_shard_swapped_for_a_link_elsewhere_is_refused_when_read(numbered, reading, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "other.npz"
     datasets = open_numbered(numbered, shuffle=False)
     (numbered / "train-03.npz").rename(elsewhere)

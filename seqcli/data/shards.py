@@ -193,7 +193,7 @@ def _npy_layout(handle, count: int, file_size: int) -> RawArray | None:
     footer = file_size - offset - count * record
     if record == 0 or footer < 0:
         return None
-    return RawArray(offset, footer, record, dtype.str)
+    return RawArray(offset, record, dtype.str)
 
 
 def _check_rows(path: Path, x_shape: tuple, y_shape: tuple | None, where: str) -> None:

@@ -242,7 +242,6 @@ class _FixedReader(_Reader):
         self.arrays = [[_raw(shard, part) for shard in stream.shards] for part in range(2 if stream.with_labels else 1)]
         self.counts = tf.constant([shard.count for shard in stream.shards], tf.int64)
         self.offsets = [tf.constant([array.offset for array in arrays], tf.int64) for arrays in self.arrays]
-        self.footers = [tf.constant([array.footer for array in arrays], tf.int64) for arrays in self.arrays]
         self.chunk = max(1, CHUNK_BYTES // sum(arrays[0].record for arrays in self.arrays))
         self.whole = stream.reads_whole()
 
@@ -256,14 +255,23 @@ class _FixedReader(_Reader):
         )
 
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
+        """Shard ``index`` as blocks of ``chunk`` samples (the last maybe fewer), each array's bytes read at its
+        place in the file (TensorFlow's fixed-length reader would read through every byte before a region to
+        reach it: a large shard's labels after its inputs, a chunk after those before it)."""
         tf = import_tensorflow()
 
-        path, count = self.path(index), tf.gather(self.counts, index)
-        parts = tuple(
-            self._rows(path, count, arrays[0].record, tf.gather(offsets, index), tf.gather(footers, index))
-            for arrays, offsets, footers in zip(self.arrays, self.offsets, self.footers)
-        )
-        return parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts)
+        with tf.control_dependencies([self.path(index)]):  # the read door, as the epoch opens the shard
+            count = tf.identity(tf.gather(self.counts, index))
+        parts = [tf.uint8] * len(self.arrays)
+
+        def read(start):
+            rows = tf.minimum(tf.cast(self.chunk, tf.int64), count - start)
+            return tuple(
+                tf.ensure_shape(block, [None])
+                for block in tf.numpy_function(self.stream.raw_rows, [index, start, rows], parts, name="seq_read_rows")
+            )
+
+        return tf.data.Dataset.range(0, count, self.chunk).map(read)
 
     def _whole(self, index: tf.Tensor) -> tuple:
         """Each array of shard ``index`` as one string of bytes, the file read in one read."""
@@ -275,22 +283,6 @@ class _FixedReader(_Reader):
             for arrays, offsets in zip(self.arrays, self.offsets)
         )
 
-    def _rows(self, path, count, record: int, offset, footer) -> tf.data.Dataset:
-        """An array's ``count`` samples as blocks of rows of bytes: whole chunks, then the rest in one block (or
-        none: a read of a region of no bytes)."""
-        tf = import_tensorflow()
-
-        chunked = (count // self.chunk) * self.chunk
-        body_end, end = offset + chunked * record, offset + count * record
-        body_footer = end + footer - body_end
-        body = tf.data.FixedLengthRecordDataset(
-            path, self.chunk * record, header_bytes=offset, footer_bytes=body_footer, buffer_size=READ_BUFFER
-        )
-        rest = tf.data.FixedLengthRecordDataset(
-            path, tf.maximum(count - chunked, 1) * record, header_bytes=body_end, footer_bytes=footer
-        )
-        return body.concatenate(rest)
-
     def decode(self, *blocks: tf.Tensor):
         """Blocks as read (strings of bytes) as samples."""
         stream = self.stream
@@ -300,15 +292,19 @@ class _FixedReader(_Reader):
 
 
 def _values(block: tf.Tensor, dtype: str, shape: tuple) -> tf.Tensor:
-    """A string of bytes as the samples of ``dtype`` (numpy's, byte order included) and ``shape`` it holds."""
+    """A block of bytes (a string, or a vector of bytes) as the samples of ``dtype`` (numpy's, byte order
+    included) and ``shape`` it holds."""
     tf = import_tensorflow()
 
     numpy_dtype = np.dtype(dtype)
-    kind = DECODABLE[f"{numpy_dtype.kind}{numpy_dtype.itemsize}"]
-    if kind == "bool":
-        values = tf.not_equal(tf.io.decode_raw(block, tf.uint8), 0)
-    else:
-        values = tf.io.decode_raw(block, getattr(tf, kind), little_endian=numpy_dtype.byteorder != ">")
+    kind = getattr(tf, DECODABLE[f"{numpy_dtype.kind}{numpy_dtype.itemsize}"])
+    little = numpy_dtype.byteorder != ">"
+    if block.dtype == tf.string:
+        block = tf.io.decode_raw(block, tf.uint8 if kind == tf.bool else kind, little_endian=little)
+    elif kind not in (tf.uint8, tf.bool):
+        grouped = tf.reshape(block, [-1, numpy_dtype.itemsize])
+        block = tf.bitcast(grouped if little else tf.reverse(grouped, [-1]), kind)  # bitcast reads little-endian
+    values = tf.not_equal(block, 0) if kind == tf.bool else block
     return tf.reshape(values, [-1, *shape])
 
 

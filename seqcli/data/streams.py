@@ -22,6 +22,7 @@ file and record when TensorFlow's error does not.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import threading
@@ -29,7 +30,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -116,7 +117,6 @@ class RawArray:
     """Where an array's samples lie in a shard's file, one fixed-length record each."""
 
     offset: int  # bytes before the first sample
-    footer: int  # bytes after the last
     record: int  # bytes a sample
     dtype: str  # numpy's, byte order included: '<f4'
 
@@ -196,6 +196,19 @@ def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
             return
         yield tfrecord.parse_records(batch, number, shard.path, source)
         number += len(batch)
+
+
+def _read_at(handle: int, offset: int, size: int) -> np.ndarray:
+    """``size`` bytes of an open file from ``offset``, read straight into an array of bytes (a short read is a
+    file cut since it was checked)."""
+    target = np.empty(size, np.uint8)
+    view, done = target.data, 0
+    while done < size:
+        read = os.preadv(handle, [view[done:]], offset + done)
+        if not read:  # cut since its size was checked
+            raise OSError(errno.EIO, "the file ended early")
+        done += read
+    return target
 
 
 _READERS = {"npz": _npz_chunks, "npy": _npy_chunks, "csv": _csv_chunks, "tfrecord": _tfrecord_chunks}
@@ -352,14 +365,40 @@ class Stream:
             _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
             raise
         if now != shard.identity:
-            _record_failure(
-                DataError(
-                    f"{self.where}: shard {shard.path} changed while it was being trained on",
-                    hint="leave the data alone during a run; start the run again to read it as it is now",
-                )
-            )
-            raise RuntimeError("a shard changed")
+            self._changed(shard)
         return os.fsencode(now[0])
+
+    def raw_rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
+        """Samples ``start .. start + rows`` of shard ``index`` (read as fixed-length records) as the bytes of x
+        (and y), each read at its place in the file: from the file the source opened, checked again by its
+        size and modification time on every read."""
+        shard, start, rows = self.shards[int(index)], int(start), int(rows)
+        assert shard.raw is not None, "only shards of fixed-length records are read by position"
+        try:
+            handle = os.open(shard.identity[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                status = os.fstat(handle)
+                if (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
+                    self._changed(shard)
+                arrays = [array for array in shard.raw if array is not None][: 2 if self.with_labels else 1]
+                return tuple(
+                    _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
+                )
+            finally:
+                os.close(handle)
+        except OSError as error:
+            _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
+            raise
+
+    def _changed(self, shard: Shard) -> NoReturn:
+        """Stop the pipeline reading ``shard``, which is no longer the file the source opened."""
+        _record_failure(
+            DataError(
+                f"{self.where}: shard {shard.path} changed while it was being trained on",
+                hint="leave the data alone during a run; start the run again to read it as it is now",
+            )
+        )
+        raise RuntimeError("a shard changed")
 
     def shard_chunks(self, index) -> Iterator:
         """Shard ``index`` a chunk at a time, read by Python (:meth:`Shard.chunks`), its path checked first."""
