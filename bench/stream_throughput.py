@@ -13,6 +13,9 @@ samples in one .npz. Variants, each a whole process whose peak resident memory i
 - ``tf.data``: a Keras script: ``list_files`` -> ``interleave(TFRecordDataset, cycle_length=4)`` -> ``shuffle`` ->
   ``batch`` -> ``map(parse_example)`` -> ``prefetch``, the same model, batch, epochs and shuffle buffer.
 
+Then ``seq shards`` trains once more on a quarter and on half of the shards (as a list of files): its peak RSS
+stays flat as the data grows, while the in-memory run's grows with it.
+
 Every variant trains the same MLP (784 -> 128 relu -> 10 softmax, Adam, batch 256) with a shuffle buffer of
 10,000 samples where it streams. Throughput is samples per second over the epochs after the first (which pays
 for tracing); the variants run in turn ``--repeats`` times, and the bench prints each one's best and median
@@ -183,6 +186,7 @@ def main() -> None:
                 seconds, peak = run()
                 runs[name].append((throughput(seconds, samples), peak))
         report(runs)
+        growth(folder, args, samples)
 
 
 def report(runs: dict[str, list[tuple[float, int]]]) -> None:
@@ -201,6 +205,27 @@ def report(runs: dict[str, list[tuple[float, int]]]) -> None:
             f"{best[name] / best['seq npz']:>13.2f}{median[name] / median['seq npz']:>9.2f}"
             f"{best[name] / best['tf.data']:>11.2f}{median[name] / median['tf.data']:>9.2f}"
         )
+
+
+def growth(folder: Path, args: argparse.Namespace, samples: int) -> None:
+    """``seq shards`` on a quarter, half and all of the shards: data size, samples/s and peak RSS of each."""
+    shards = sorted(path.relative_to(folder).as_posix() for path in (folder / "shards").glob("*.npz"))
+    print(f"\n{'seq shards on':<16}{'data':>9}{'x budget':>10}{'samples/s':>11}{'peak RSS':>10}")
+    budget = _size(args.max_memory)
+    for parts in (4, 2, 1):
+        chosen = shards[: max(1, len(shards) // parts)]
+        count = samples * len(chosen) // len(shards)
+        seconds, peak = seq_run(folder, f"grow-{parts}", f"[{', '.join(chosen)}]", args.epochs, args.max_memory)
+        size = count * SAMPLE_BYTES
+        print(
+            f"{f'{len(chosen)} shards':<16}{size / (1 << 20):>7.0f}MB{size / budget:>10.1f}"
+            f"{throughput(seconds, count):>11,.0f}{peak / (1 << 20):>8.0f}MB"
+        )
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
 
 
 if __name__ == "__main__":
