@@ -63,18 +63,22 @@ def numbered(tmp_path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["whole", "chunked"])
+@pytest.fixture(params=["whole", "short budget", "large"])
 def reading(request, monkeypatch) -> str:
-    """Shards read whole, one read each (small ones), or a few samples at a time from each shard in turn (as
-    shards too large to read whole are): the same promises either way."""
-    if request.param == "chunked":
+    """Small shards read whole, one read each, or a few samples at a time when the memory budget is short (in
+    the same order), or shards as large ones are read (a few samples from each of several in turn): the same
+    promises every way."""
+    if request.param == "short budget":
         read_in_chunks(monkeypatch)
+        monkeypatch.setattr(streams, "WHOLE_SHARE", 0)
+    if request.param == "large":
+        read_in_chunks(monkeypatch)
+        monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
     return request.param
 
 
 def read_in_chunks(monkeypatch) -> None:
-    """Shards read as large ones are: 5 samples (of a float32 and an int64) at a time."""
-    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
+    """Shards read a chunk at a time are read 5 samples (of a float32 and an int64) at a time."""
     monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))
 
 
@@ -96,6 +100,15 @@ def test_every_epoch_holds_each_sample_once_in_an_order_of_seed_and_epoch(number
     assert numbers_seen(again.train_for_epoch(1)) == second  # a new process: the same order
     assert numbers_seen(again.train_epochs(0, 2)) == first + second
     assert datasets.steps_per_epoch == -(-SAMPLES // 7)
+
+
+def test_the_order_does_not_depend_on_the_memory_budget(numbered, monkeypatch):
+    """Small shards are read whole or, when the budget is short, a chunk at a time: the same order either way,
+    so a run resumed under another budget goes on as it began."""
+    whole = numbers_seen(open_numbered(numbered, shuffle_buffer=8).train_for_epoch(2))
+    read_in_chunks(monkeypatch)
+    monkeypatch.setattr(streams, "WHOLE_SHARE", 0)
+    assert numbers_seen(open_numbered(numbered, shuffle_buffer=8).train_for_epoch(2)) == whole
 
 
 def test_skipping_batches_resumes_the_same_stream(numbered, reading):
@@ -364,6 +377,7 @@ def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered,
 def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
     """A large shard is read a chunk at a time, each read checked against the file the source opened."""
     read_in_chunks(monkeypatch)
+    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
     x = np.arange(2000, dtype=np.float32).reshape(-1, 1)
     write_shards(tmp_path, x, np.zeros(2000, np.int64), 2)
     datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, tmp_path, seed=3)

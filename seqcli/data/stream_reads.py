@@ -7,8 +7,11 @@ fixed-length records (CSV, compressed ``.npz``, Fortran-ordered arrays) are read
 through the same order, shuffle and batching.
 
 The order of an epoch is a pure function of ``(seed, epoch)``, computed with stateless random ops (the global
-seed plays no part): the shards in a permuted order, :data:`~seqcli.data.streams.SHARDS_OPEN` read at once a
-block from each in turn, and the samples in windows of half the shuffle buffer, each window permuted. Every
+seed plays no part): the shards in a permuted order, raw shards of up to
+:data:`~seqcli.data.streams.WHOLE_FILE_BYTES` one after the other, others
+:data:`~seqcli.data.streams.SHARDS_OPEN` at once, a block from each in turn, and the samples in windows of half
+the shuffle buffer, each window permuted. How a shard is read (whole, or a chunk at a time when the memory
+budget is short) never changes the order. Every
 file passes the read door just before the epoch opens it (:meth:`~seqcli.data.streams.Stream.checked_path`).
 """
 
@@ -246,13 +249,15 @@ class _FixedReader(_Reader):
         self.whole = stream.reads_whole()
 
     def samples(self, files: tf.data.Dataset, *, interleaved: bool) -> tf.data.Dataset:
-        """Shards read whole are one block each: taking one block from each of several in turn is reading them
-        one after the other, so they are read and decoded in that order, :data:`SHARDS_OPEN` at once."""
-        if not self.whole:
-            return super().samples(files, interleaved=interleaved)
-        return files.map(
-            lambda index: self.decode(*self._whole(index)), num_parallel_calls=SHARDS_OPEN, deterministic=True
-        )
+        """Small shards (:meth:`~seqcli.data.streams.Stream.small_shards`) are read one after the other: whole,
+        one read each, read and decoded :data:`SHARDS_OPEN` at once, or a chunk at a time when the memory budget
+        is short, the same samples in the same order. Large shards are read a chunk at a time, :data:`SHARDS_OPEN`
+        at once when ``interleaved``."""
+        if self.whole:
+            return files.map(
+                lambda index: self.decode(*self._whole(index)), num_parallel_calls=SHARDS_OPEN, deterministic=True
+            )
+        return super().samples(files, interleaved=interleaved and not self.stream.small_shards())
 
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
         """Shard ``index`` as blocks of ``chunk`` samples (the last maybe fewer), each array's bytes read at its

@@ -5,8 +5,9 @@ Memory is bounded by the batches, the shuffle buffer and the shards open at once
 shuffling, one otherwise), priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
 
 The order of an epoch is a pure function of ``(seed, epoch)``: the shards in an order permuted by it, read
-:data:`SHARDS_OPEN` at a time, one block of samples from each in turn (a small shard is one block; a shard that
-ends gives its place to the next one), the samples then permuted in windows of half ``data.shuffle_buffer``
+:data:`SHARDS_OPEN` at a time, one block of samples from each in turn (a shard that ends gives its place to the
+next one; raw shards of up to :data:`WHOLE_FILE_BYTES` are read one after the other, as if each were one block,
+whether the budget lets them be read whole or not), the samples then permuted in windows of half ``data.shuffle_buffer``
 (two are held at once). Without shuffling, the shards are read one after the other in their order: the same
 samples in the same order as the shards' arrays concatenated. Skipping the first batches of an epoch (exact
 resume) replays the same stream.
@@ -265,12 +266,18 @@ class Stream:
             }
         return self._features
 
+    def small_shards(self) -> bool:
+        """Whether the shards are small (none over :data:`WHOLE_FILE_BYTES`): then an epoch reads them one after
+        the other, else :data:`SHARDS_OPEN` at once, a block from each in turn. The data alone decides, so the
+        order of an epoch never depends on the memory budget."""
+        return max(shard.identity[1] for shard in self.shards) <= WHOLE_FILE_BYTES
+
     def reads_whole(self) -> bool:
         """Whether shards of fixed-length records are read whole (one read each, their bytes held twice while
         they are cut into arrays): when they are small and :data:`SHARDS_OPEN` of them fit in
-        :data:`WHOLE_SHARE` of the budget; else a chunk of each array at a time."""
+        :data:`WHOLE_SHARE` of the budget; else a chunk of each array at a time (in the same order)."""
         largest = max(shard.identity[1] for shard in self.shards)
-        return largest <= WHOLE_FILE_BYTES and SHARDS_OPEN * 2 * largest <= max_memory() * WHOLE_SHARE
+        return self.small_shards() and SHARDS_OPEN * 2 * largest <= max_memory() * WHOLE_SHARE
 
     def open_bytes(self, shard: Shard) -> int:
         """Memory ``shard`` holds while it is read."""
