@@ -111,6 +111,22 @@ def test_the_order_does_not_depend_on_the_memory_budget(numbered, monkeypatch):
     assert numbers_seen(open_numbered(numbered, shuffle_buffer=8).train_for_epoch(2)) == whole
 
 
+def test_the_default_shuffle_buffer_does_not_depend_on_the_memory_budget(tmp_path):
+    """The default buffer shapes the order: a run resumed under another budget, or a worker on a machine with
+    less memory, must draw the same one."""
+    x = np.zeros((600, 4000), np.float32)  # 16 KB samples: a quarter of 24 MB would hold 375 of them
+    x[:, 0] = np.arange(600)
+    write_shards(tmp_path, x, np.zeros(600, np.int64), 5)
+
+    def order() -> list[int]:
+        datasets = load_datasets({"train": "train-*.npz", "batch_size": 7}, tmp_path, seed=4)
+        return [int(row[0]) for x, _ in datasets.train_for_epoch(1) for row in x.numpy()]
+
+    roomy = order()
+    configure("24M")
+    assert order() == roomy
+
+
 def test_skipping_batches_resumes_the_same_stream(numbered, reading):
     datasets = open_numbered(numbered, shuffle_buffer=8)
     whole = numbers_seen(datasets.train_for_epoch(3))
@@ -139,7 +155,10 @@ def test_memory_is_priced_before_reading(numbered):
     with pytest.raises(DataError) as caught:
         open_numbered(numbered, shuffle_buffer=1_000_000)
     assert "shuffle buffer of 1,000,000 samples" in caught.value.message
-    assert "lower data.shuffle_buffer" in caught.value.hint
+    suggested = int(caught.value.hint.split("set data.shuffle_buffer: ")[1].split()[0])
+    open_numbered(numbered, shuffle_buffer=suggested)  # the buffer the hint offers fits
+    with pytest.raises(DataError):
+        open_numbered(numbered, shuffle_buffer=suggested + 1)  # and is the largest that does
 
 
 def test_tfrecord_records_are_numbered_and_read_alike(tmp_path):
@@ -269,7 +288,7 @@ def test_peak_memory_stays_flat_as_the_shards_grow(tmp_path):
             write_shards(
                 folder / "shards", rng.random((1024, 1024), np.float32), rng.integers(0, 3, 1024), 1, f"s{index}"
             )
-        (folder / "spec.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 64"))
+        (folder / "spec.yaml").write_text(spec.replace("batch_size: 8", "batch_size: 64\n  shuffle_buffer: 2048"))
         done = bounded(
             "train", "spec.yaml", "--output", "run", "--quiet", "--max-memory", "48M", cwd=folder, timeout=300
         )

@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
 RECORD_CHUNK = 256  # TFRecord records parsed at a time
-DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given (fewer if memory is short)
-BUFFER_SHARE = 0.25  # of the memory budget a default shuffle buffer may take
+DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not given ...
+DEFAULT_BUFFER_BYTES = 64 << 20  # ... or as many as this holds, if fewer (the data decides, never the budget)
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
 NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
 READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
@@ -199,6 +199,17 @@ def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
         number += len(batch)
 
 
+def _changed(where: str, shard: Shard) -> NoReturn:
+    """Stop the pipeline reading ``shard``, which is no longer the file the source opened."""
+    _record_failure(
+        DataError(
+            f"{where}: shard {shard.path} changed while it was being trained on",
+            hint="leave the data alone during a run; start the run again to read it as it is now",
+        )
+    )
+    raise RuntimeError("a shard changed")
+
+
 def _read_at(handle: int, offset: int, size: int) -> np.ndarray:
     """``size`` bytes of an open file from ``offset``, read straight into an array of bytes (a short read is a
     file cut since it was checked)."""
@@ -293,11 +304,13 @@ class Stream:
         return buffer * max(stored, self.batch_bytes(1))
 
     def shuffle_buffer(self, asked: int | None) -> int:
-        """The shuffle buffer in samples: ``asked``, else the default cut to what :data:`BUFFER_SHARE` of the
-        memory budget holds."""
+        """The shuffle buffer in samples: ``asked``, else :data:`DEFAULT_SHUFFLE_BUFFER` or as many as
+        :data:`DEFAULT_BUFFER_BYTES` hold, whichever is fewer. The data alone decides the default, never the
+        memory budget: the buffer shapes the order of every epoch, which must be the same when a run resumes
+        and on every worker."""
         if asked is not None:
             return asked
-        fits = int(max_memory() * BUFFER_SHARE) // max(self.buffered_bytes(1), 1)
+        fits = DEFAULT_BUFFER_BYTES // max(self.buffered_bytes(1), 1)
         return max(1, min(DEFAULT_SHUFFLE_BUFFER, self.count, fits))
 
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
@@ -309,12 +322,14 @@ class Stream:
         total = batches + buffered + sum(opened)
         if total <= max_memory():
             return
+        fits = (max_memory() - batches - sum(opened)) // max(self.buffered_bytes(1), 1)
+        lower = f"set data.shuffle_buffer: {fits} (the most that fits)" if shuffle and fits > 1 else ""
         raise DataError(
             f"{self.where}: streaming needs about {human_size(total)} (batches "
             f"{human_size(batches)}, shuffle buffer of {buffer:,} samples {human_size(buffered)}, "
             f"{len(opened)} shard(s) open {human_size(sum(opened))}), over the memory limit",
-            hint="lower data.shuffle_buffer or data.batch_size, split the data into smaller shards, or "
-            + over_budget_hint(),
+            hint=f"{lower or 'lower data.shuffle_buffer'}, lower data.batch_size, split the data into smaller "
+            f"shards, or {over_budget_hint()}",
         )
 
     def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
@@ -372,7 +387,7 @@ class Stream:
             _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
             raise
         if now != shard.identity:
-            self._changed(shard)
+            _changed(self.where, shard)
         return os.fsencode(now[0])
 
     def raw_rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
@@ -386,7 +401,7 @@ class Stream:
             try:
                 status = os.fstat(handle)
                 if (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
-                    self._changed(shard)
+                    _changed(self.where, shard)
                 arrays = [array for array in shard.raw if array is not None][: 2 if self.with_labels else 1]
                 return tuple(
                     _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
@@ -396,16 +411,6 @@ class Stream:
         except OSError as error:
             _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
             raise
-
-    def _changed(self, shard: Shard) -> NoReturn:
-        """Stop the pipeline reading ``shard``, which is no longer the file the source opened."""
-        _record_failure(
-            DataError(
-                f"{self.where}: shard {shard.path} changed while it was being trained on",
-                hint="leave the data alone during a run; start the run again to read it as it is now",
-            )
-        )
-        raise RuntimeError("a shard changed")
 
     def shard_chunks(self, index) -> Iterator:
         """Shard ``index`` a chunk at a time, read by Python (:meth:`Shard.chunks`), its path checked first."""
