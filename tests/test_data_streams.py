@@ -332,9 +332,17 @@ def batches_of(datasets) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(
     "x_dtype, y_kind",
-    [("uint8", "int32"), ("float64", "onehot"), (">f4", "int64"), ("bool", "int16"), ("int16", "float32")],
+    [
+        ("uint8", "int32"),
+        ("float64", "onehot"),
+        (">f4", "int64"),
+        ("bool", "int16"),
+        ("int16", "float32"),
+        ("float16", ">i2"),
+        (">i8", "uint8"),
+    ],
 )
-def test_shards_of_any_dtype_read_as_one_file_reads(tmp_path, x_dtype, y_kind):
+def test_shards_of_any_dtype_read_as_one_file_reads(tmp_path, x_dtype, y_kind, reading):
     """Shards read as raw records (any byte order, any numeric dtype) give the batches one .npz gives."""
     rng = np.random.default_rng(3)
     x = (rng.random((SAMPLES, 3, 2)) * 200).astype(x_dtype)
@@ -409,6 +417,7 @@ def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
 
 
 def test_empty_shards_and_shards_of_whole_chunks(tmp_path, reading):
+    """An empty shard is read as raw records like the others (it does not send the source to Python's reader)."""
     sizes = [10, 0, 5, 12]  # chunked: 5 samples a chunk
     x = np.arange(sum(sizes), dtype=np.float32).reshape(-1, 1)
     for index, (xs, ys) in enumerate(

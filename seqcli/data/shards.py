@@ -186,7 +186,7 @@ def _npy_layout(handle, count: int, file_size: int) -> RawArray | None:
     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, fortran, dtype = read_header(handle, max_header_size=1 << 16)
     kind = f"{dtype.kind}{dtype.itemsize}"
-    if fortran or dtype.fields is not None or kind not in DECODABLE or count == 0:
+    if fortran or dtype.fields is not None or kind not in DECODABLE:
         return None
     offset = handle.tell()
     record = math.prod(shape[1:]) * dtype.itemsize

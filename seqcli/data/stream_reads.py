@@ -32,6 +32,7 @@ from seqcli.data.streams import (
     Shard,
     Stream,
     note_reading,
+    raw_rows,
 )
 from seqcli.keras_env import import_tensorflow
 
@@ -94,7 +95,7 @@ def _batches(
     else:
         count = len(stream.shards)
         files = tf.data.Dataset.range(count) if order is None else _permuted(count, _key(*order))
-        blocks = reader.samples(files, interleaved=True)
+        blocks = reader.samples(files, interleaved=order is not None)
     if order is not None:
         blocks = _window_shuffled(blocks, buffer // 2, _key(*order))
     return _batched(blocks, batch_size, skip, quota)
@@ -235,8 +236,8 @@ def _finite(values: tf.Tensor) -> tf.Tensor:
 
 class _FixedReader(_Reader):
     """Shards whose samples lie one after another as raw bytes (uncompressed ``.npz`` members, ``.npy``): small
-    ones read whole, one read each (:meth:`Stream.reads_whole`), others by ``tf.data.FixedLengthRecordDataset``
-    :data:`CHUNK_BYTES` at a time; a block of bytes is decoded at once."""
+    ones read whole, one read each (:meth:`Stream.reads_whole`), others :data:`CHUNK_BYTES` at a time, each
+    chunk read at its place in the file (:func:`~seqcli.data.streams.raw_rows`); a block is decoded at once."""
 
     def __init__(self, stream: Stream):
         super().__init__(stream)
@@ -273,23 +274,27 @@ class _FixedReader(_Reader):
             rows = tf.minimum(tf.cast(self.chunk, tf.int64), count - start)
             return tuple(
                 tf.ensure_shape(block, [None])
-                for block in tf.numpy_function(self.stream.raw_rows, [index, start, rows], parts, name="seq_read_rows")
+                for block in tf.numpy_function(self._raw_rows, [index, start, rows], parts, name="seq_read_rows")
             )
 
         return tf.data.Dataset.range(0, count, self.chunk).map(read)
 
+    def _raw_rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
+        return raw_rows(self.stream, index, start, rows)
+
     def _whole(self, index: tf.Tensor) -> tuple:
-        """Each array of shard ``index`` as one string of bytes, the file read in one read."""
+        """Each array of shard ``index`` as one string of bytes, the file read in one read (a file cut since the
+        door checked it fails ``seq_read_whole``: :func:`~seqcli.data.streams.take_failure` then names it)."""
         tf = import_tensorflow()
 
         contents, count = tf.io.read_file(self.path(index)), tf.gather(self.counts, index)
         return tuple(
-            tf.strings.substr(contents, tf.gather(offsets, index), count * arrays[0].record)
+            tf.strings.substr(contents, tf.gather(offsets, index), count * arrays[0].record, name="seq_read_whole")
             for arrays, offsets in zip(self.arrays, self.offsets)
         )
 
     def decode(self, *blocks: tf.Tensor):
-        """Blocks as read (strings of bytes) as samples."""
+        """Blocks as read (a string of bytes, or a vector of bytes, for each array) as samples."""
         stream = self.stream
         shapes = [stream.sample_shape, stream.shards[0].y_shape]
         values = [_values(block, arrays[0].dtype, shape) for block, arrays, shape in zip(blocks, self.arrays, shapes)]

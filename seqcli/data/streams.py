@@ -1,8 +1,8 @@
 """Streamed sources: shards (a glob or a list of .npz, .npy, .csv or TFRecord files) and TFRecord files, read a
 block at a time, never whole, by a native tf.data pipeline (:func:`seqcli.data.stream_reads.stream_batches`).
 
-Memory is bounded by the batches, the shuffle buffer and the shards open at once (:data:`SHARDS_OPEN` while
-shuffling, one otherwise), priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
+Memory is bounded by the batches, the shuffle buffer and the shards open at once (:meth:`Stream.shards_open`),
+priced against the memory budget before anything is read (:meth:`Stream.check_memory`).
 
 The order of an epoch is a pure function of ``(seed, epoch)``: the shards in an order permuted by it, read
 :data:`SHARDS_OPEN` at a time, one block of samples from each in turn (a shard that ends gives its place to the
@@ -23,9 +23,9 @@ file and record when TensorFlow's error does not.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
+import stat
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -53,7 +53,7 @@ DEFAULT_SHUFFLE_BUFFER = 10_000  # samples, when data.shuffle_buffer is not give
 DEFAULT_BUFFER_BYTES = 64 << 20  # ... or as many as this holds, if fewer (the data decides, never the budget)
 PREFETCHED_BATCHES = 4  # batches a pipeline may hold ahead of training, priced with the rest
 NONFINITE = "seq: a streamed sample holds NaN or infinity"  # the finite check's mark in TensorFlow's error
-READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each file it reads
+READ_BUFFER = 1 << 18  # bytes TensorFlow buffers for each TFRecord file it reads
 CHUNK_BYTES = 1 << 20  # bytes of fixed-length samples read as one block from a large shard
 RECORD_BLOCK = 256  # TFRecord records read as one block
 WHOLE_FILE_BYTES = 32 << 20  # shards up to this size may be read whole, in one read (fewer, cheaper steps)
@@ -94,7 +94,7 @@ def _from_reading(error: BaseException) -> bool:
         return False
     text = str(error)
     return isinstance(error, tf.errors.DataLossError) or any(
-        mark in text for mark in (NONFINITE, "ParseExample", "FixedLengthRecord", "TFRecord", "corrupted record")
+        mark in text for mark in (NONFINITE, "ParseExample", "seq_read_whole", "TFRecord", "corrupted record")
     )
 
 
@@ -210,15 +210,48 @@ def _changed(where: str, shard: Shard) -> NoReturn:
     raise RuntimeError("a shard changed")
 
 
-def _read_at(handle: int, offset: int, size: int) -> np.ndarray:
-    """``size`` bytes of an open file from ``offset``, read straight into an array of bytes (a short read is a
-    file cut since it was checked)."""
+def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
+    """Samples ``start .. start + rows`` of ``stream``'s shard ``index`` (read as fixed-length records) as the
+    bytes of x (and y), each read at its place in the file: from the file the source opened, checked again by
+    its size and modification time before and after every read."""
+    shard, start, rows = stream.shards[int(index)], int(start), int(rows)
+    assert shard.raw is not None, "only shards of fixed-length records are read by position"
+    try:
+        # Never blocks, even on a FIFO put in the shard's place; anything but the regular file the source
+        # opened, as it was, is refused before and after the reads.
+        handle = os.open(shard.identity[0], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _check_same(stream.where, shard, os.fstat(handle))
+            arrays = [array for array in shard.raw if array is not None][: 2 if stream.with_labels else 1]
+            rows_read = tuple(
+                _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
+            )
+            _check_same(stream.where, shard, os.fstat(handle))
+        finally:
+            os.close(handle)
+    except OSError as error:
+        _record_failure(DataError(f"{stream.where}: cannot read shard {shard.path}: {error.strerror or error}"))
+        raise
+    if any(part is None for part in rows_read):
+        _changed(stream.where, shard)
+    return rows_read  # type: ignore[return-value]
+
+
+def _check_same(where: str, shard: Shard, status: os.stat_result) -> None:
+    """Stop the pipeline when an open shard is not the regular file the source opened, as it was then."""
+    if not stat.S_ISREG(status.st_mode) or (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
+        _changed(where, shard)
+
+
+def _read_at(handle: int, offset: int, size: int) -> np.ndarray | None:
+    """``size`` bytes of an open file from ``offset``, read straight into an array of bytes; None when the file
+    ends sooner (cut since it was checked)."""
     target = np.empty(size, np.uint8)
     view, done = target.data, 0
     while done < size:
         read = os.preadv(handle, [view[done:]], offset + done)
-        if not read:  # cut since its size was checked
-            raise OSError(errno.EIO, "the file ended early")
+        if not read:
+            return None
         done += read
     return target
 
@@ -284,17 +317,23 @@ class Stream:
         return max(shard.identity[1] for shard in self.shards) <= WHOLE_FILE_BYTES
 
     def reads_whole(self) -> bool:
-        """Whether shards of fixed-length records are read whole (one read each, their bytes held twice while
-        they are cut into arrays): when they are small and :data:`SHARDS_OPEN` of them fit in
-        :data:`WHOLE_SHARE` of the budget; else a chunk of each array at a time (in the same order)."""
-        largest = max(shard.identity[1] for shard in self.shards)
-        return self.small_shards() and SHARDS_OPEN * 2 * largest <= max_memory() * WHOLE_SHARE
+        """Whether shards of fixed-length records are read whole (one read each, the file held while it is cut
+        into float32 samples): when they are small and :data:`SHARDS_OPEN` of them fit in :data:`WHOLE_SHARE`
+        of the budget; else a chunk of each array at a time (in the same order)."""
+        decoded = self.batch_bytes(1) + 8 * math.prod(self.shards[0].y_shape)
+        largest = max(shard.identity[1] + shard.count * decoded for shard in self.shards)
+        return self.small_shards() and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
 
     def open_bytes(self, shard: Shard) -> int:
-        """Memory ``shard`` holds while it is read."""
+        """Memory ``shard`` holds while it is read: a raw shard's bytes as read (the whole file, or a chunk)
+        and the float32 samples they become."""
         if shard.raw is None:
             return shard.open_bytes
-        return 2 * shard.identity[1] if self.reads_whole() else 2 * (CHUNK_BYTES + READ_BUFFER)
+        stored = sum(array.record for array in shard.raw if array is not None)
+        decoded = self.batch_bytes(1) + 8 * math.prod(shard.y_shape)
+        if self.reads_whole():
+            return shard.identity[1] + shard.count * decoded
+        return max(1, CHUNK_BYTES // stored) * (stored + decoded)
 
     def buffered_bytes(self, buffer: int) -> int:
         """Memory a shuffle buffer of ``buffer`` samples takes: two windows of half of them (one being gathered
@@ -316,21 +355,28 @@ class Stream:
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
         """DataError when the batches, the shuffle buffer and the shards open at once would pass the budget."""
         held = (self.open_bytes(shard) for shard in self.shards)
-        opened = sorted(held, reverse=True)[: SHARDS_OPEN if shuffle else 1]
+        opened = sorted(held, reverse=True)[: self.shards_open(shuffle)]
         batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
         buffered = self.buffered_bytes(buffer) if shuffle else 0
         total = batches + buffered + sum(opened)
         if total <= max_memory():
             return
         fits = (max_memory() - batches - sum(opened)) // max(self.buffered_bytes(1), 1)
-        lower = f"set data.shuffle_buffer: {fits} (the most that fits)" if shuffle and fits > 1 else ""
+        if shuffle and fits >= 4:  # a window of two samples or more still shuffles
+            lower = f"set data.shuffle_buffer: {fits} (the most that fits), lower data.batch_size"
+        else:
+            lower = "lower data.batch_size" + (" and data.shuffle_buffer" if shuffle else "")
         raise DataError(
             f"{self.where}: streaming needs about {human_size(total)} (batches "
             f"{human_size(batches)}, shuffle buffer of {buffer:,} samples {human_size(buffered)}, "
             f"{len(opened)} shard(s) open {human_size(sum(opened))}), over the memory limit",
-            hint=f"{lower or 'lower data.shuffle_buffer'}, lower data.batch_size, split the data into smaller "
-            f"shards, or {over_budget_hint()}",
+            hint=f"{lower}, split the data into smaller shards, or {over_budget_hint()}",
         )
+
+    def shards_open(self, shuffle: bool) -> int:
+        """How many shards an epoch reads at once: :data:`SHARDS_OPEN` while shuffling large shards or reading
+        small ones whole (ahead of training), else one."""
+        return SHARDS_OPEN if (shuffle and not self.small_shards()) or self.reads_whole() else 1
 
     def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
         """``(training, validation)``: the files drawn in an order of ``seed`` go to validation until they hold
@@ -389,28 +435,6 @@ class Stream:
         if now != shard.identity:
             _changed(self.where, shard)
         return os.fsencode(now[0])
-
-    def raw_rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
-        """Samples ``start .. start + rows`` of shard ``index`` (read as fixed-length records) as the bytes of x
-        (and y), each read at its place in the file: from the file the source opened, checked again by its
-        size and modification time on every read."""
-        shard, start, rows = self.shards[int(index)], int(start), int(rows)
-        assert shard.raw is not None, "only shards of fixed-length records are read by position"
-        try:
-            handle = os.open(shard.identity[0], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            try:
-                status = os.fstat(handle)
-                if (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
-                    _changed(self.where, shard)
-                arrays = [array for array in shard.raw if array is not None][: 2 if self.with_labels else 1]
-                return tuple(
-                    _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
-                )
-            finally:
-                os.close(handle)
-        except OSError as error:
-            _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
-            raise
 
     def shard_chunks(self, index) -> Iterator:
         """Shard ``index`` a chunk at a time, read by Python (:meth:`Shard.chunks`), its path checked first."""
