@@ -219,7 +219,8 @@ def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
     try:
         # Never blocks, even on a FIFO put in the shard's place; anything but the regular file the source
         # opened, as it was, is refused before and after the reads.
-        handle = os.open(shard.identity[0], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        handle = os.open(shard.identity[0], flags)
         try:
             _check_same(stream.where, shard, os.fstat(handle))
             arrays = [array for array in shard.raw if array is not None][: 2 if stream.with_labels else 1]
