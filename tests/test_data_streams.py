@@ -4,7 +4,9 @@ priced up front and flat as the data grows."""
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -413,6 +415,30 @@ def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "train-00.npz"
     path.write_bytes(path.read_bytes()[:-1000])
     failure = failure_of(batches)
+    assert failure is not None and "train-00.npz changed while it was being trained on" in failure.message
+
+
+def test_a_shard_swapped_for_a_fifo_while_it_is_read_is_refused_without_blocking(tmp_path, monkeypatch):
+    read_in_chunks(monkeypatch)
+    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
+    write_shards(tmp_path, np.arange(2000, dtype=np.float32).reshape(-1, 1), np.zeros(2000, np.int64), 2)
+    datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, tmp_path, seed=3)
+    batches = iter(datasets.train_for_epoch(0))
+    next(batches)
+    fifo = tmp_path / "train-00.npz"
+    fifo.unlink()
+    os.mkfifo(fifo)  # no writer: a blocking open would wait for one
+    done, rescued = threading.Event(), threading.Event()
+
+    def rescue():  # a reader stuck in open() is let go, so that a regression fails instead of hanging
+        if not done.wait(20):
+            rescued.set()
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=rescue, daemon=True).start()
+    failure = failure_of(batches)
+    done.set()
+    assert not rescued.is_set(), "reading the shard blocked on a FIFO"
     assert failure is not None and "train-00.npz changed while it was being trained on" in failure.message
 
 
