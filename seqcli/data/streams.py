@@ -199,6 +199,11 @@ def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
         number += len(batch)
 
 
+def _cannot_read(where: str, shard: Shard, error: OSError) -> None:
+    """Record why the pipeline reading ``shard`` stops: the file cannot be opened or read."""
+    _record_failure(DataError(f"{where}: cannot read shard {shard.path}: {error.strerror or error}"))
+
+
 def _changed(where: str, shard: Shard) -> NoReturn:
     """Stop the pipeline reading ``shard``, which is no longer the file the source opened."""
     _record_failure(
@@ -231,7 +236,7 @@ def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
         finally:
             os.close(handle)
     except OSError as error:
-        _record_failure(DataError(f"{stream.where}: cannot read shard {shard.path}: {error.strerror or error}"))
+        _cannot_read(stream.where, shard, error)
         raise
     if any(part is None for part in rows_read):
         _changed(stream.where, shard)
@@ -255,6 +260,11 @@ def _read_at(handle: int, offset: int, size: int) -> np.ndarray | None:
             return None
         done += read
     return target
+
+
+def _stored_bytes(shard: Shard) -> int:
+    """Bytes a sample of a raw shard takes in its file (x and y together); 0 for a shard that is not raw."""
+    return sum(array.record for array in shard.raw if array is not None) if shard.raw else 0
 
 
 _READERS = {"npz": _npz_chunks, "npy": _npy_chunks, "csv": _csv_chunks, "tfrecord": _tfrecord_chunks}
@@ -321,27 +331,27 @@ class Stream:
         """Whether shards of fixed-length records are read whole (one read each, the file held while it is cut
         into float32 samples): when they are small and :data:`SHARDS_OPEN` of them fit in :data:`WHOLE_SHARE`
         of the budget; else a chunk of each array at a time (in the same order)."""
-        decoded = self.batch_bytes(1) + 8 * math.prod(self.shards[0].y_shape)
-        largest = max(shard.identity[1] + shard.count * decoded for shard in self.shards)
+        largest = max(shard.identity[1] + shard.count * self.decoded_bytes() for shard in self.shards)
         return self.small_shards() and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
 
-    def open_bytes(self, shard: Shard) -> int:
-        """Memory ``shard`` holds while it is read: a raw shard's bytes as read (the whole file, or a chunk)
-        and the float32 samples they become."""
+    def decoded_bytes(self) -> int:
+        """Memory a sample takes once decoded: its float32 inputs and its labels (at most 8 bytes a value)."""
+        return self.batch_bytes(1) + 8 * math.prod(self.shards[0].y_shape)
+
+    def open_bytes(self, shard: Shard, whole: bool) -> int:
+        """Memory ``shard`` holds while it is read: a raw shard's bytes as read (the whole file when ``whole``,
+        :meth:`reads_whole`, else a chunk) and the samples they become."""
         if shard.raw is None:
             return shard.open_bytes
-        stored = sum(array.record for array in shard.raw if array is not None)
-        decoded = self.batch_bytes(1) + 8 * math.prod(shard.y_shape)
-        if self.reads_whole():
-            return shard.identity[1] + shard.count * decoded
-        return max(1, CHUNK_BYTES // stored) * (stored + decoded)
+        stored = _stored_bytes(shard)
+        if whole:
+            return shard.identity[1] + shard.count * self.decoded_bytes()
+        return max(1, CHUNK_BYTES // stored) * (stored + self.decoded_bytes())
 
     def buffered_bytes(self, buffer: int) -> int:
         """Memory a shuffle buffer of ``buffer`` samples takes: two windows of half of them (one being gathered
         while the other goes out), each sample at least as large as the float32 sample it becomes."""
-        first = self.shards[0]
-        stored = sum(array.record for array in first.raw if array is not None) if first.raw else 0
-        return buffer * max(stored, self.batch_bytes(1))
+        return buffer * max(_stored_bytes(self.shards[0]), self.batch_bytes(1))
 
     def shuffle_buffer(self, asked: int | None) -> int:
         """The shuffle buffer in samples: ``asked``, else :data:`DEFAULT_SHUFFLE_BUFFER` or as many as
@@ -355,8 +365,9 @@ class Stream:
 
     def check_memory(self, batch_size: int, buffer: int, shuffle: bool) -> None:
         """DataError when the batches, the shuffle buffer and the shards open at once would pass the budget."""
-        held = (self.open_bytes(shard) for shard in self.shards)
-        opened = sorted(held, reverse=True)[: self.shards_open(shuffle)]
+        whole = self.reads_whole()  # once: it looks at every shard
+        held = (self.open_bytes(shard, whole) for shard in self.shards)
+        opened = sorted(held, reverse=True)[: self.shards_open(shuffle, whole)]
         batches = self.batch_bytes(batch_size) * PREFETCHED_BATCHES
         buffered = self.buffered_bytes(buffer) if shuffle else 0
         total = batches + buffered + sum(opened)
@@ -374,10 +385,10 @@ class Stream:
             hint=f"{lower}, split the data into smaller shards, or {over_budget_hint()}",
         )
 
-    def shards_open(self, shuffle: bool) -> int:
+    def shards_open(self, shuffle: bool, whole: bool) -> int:
         """How many shards an epoch reads at once: :data:`SHARDS_OPEN` while shuffling large shards or reading
-        small ones whole (ahead of training), else one."""
-        return SHARDS_OPEN if (shuffle and not self.small_shards()) or self.reads_whole() else 1
+        small ones whole (``whole``, :meth:`reads_whole`: ahead of training), else one."""
+        return SHARDS_OPEN if (shuffle and not self.small_shards()) or whole else 1
 
     def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
         """``(training, validation)``: the files drawn in an order of ``seed`` go to validation until they hold
@@ -431,7 +442,7 @@ class Stream:
             _record_failure(DataError(error.message, error.hint))
             raise
         except OSError as error:
-            _record_failure(DataError(f"{self.where}: cannot read shard {shard.path}: {error.strerror or error}"))
+            _cannot_read(self.where, shard, error)
             raise
         if now != shard.identity:
             _changed(self.where, shard)
