@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqcli.budget import parse_size
+
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES, CLASSES, BATCH, BUFFER = 784, 10, 256, 10_000
 SAMPLE_BYTES = FEATURES * 4
@@ -211,7 +213,7 @@ def growth(folder: Path, args: argparse.Namespace, samples: int) -> None:
     """``seq shards`` on a quarter, half and all of the shards: data size, samples/s and peak RSS of each."""
     shards = sorted(path.relative_to(folder).as_posix() for path in (folder / "shards").glob("*.npz"))
     print(f"\n{'seq shards on':<16}{'data':>9}{'x budget':>10}{'samples/s':>11}{'peak RSS':>10}")
-    budget = _size(args.max_memory)
+    budget = parse_size(args.max_memory)
     for parts in (4, 2, 1):
         chosen = shards[: max(1, len(shards) // parts)]
         count = samples * len(chosen) // len(shards)
@@ -221,11 +223,6 @@ def growth(folder: Path, args: argparse.Namespace, samples: int) -> None:
             f"{f'{len(chosen)} shards':<16}{size / (1 << 20):>7.0f}MB{size / budget:>10.1f}"
             f"{throughput(seconds, count):>11,.0f}{peak / (1 << 20):>8.0f}MB"
         )
-
-
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
 
 
 if __name__ == "__main__":

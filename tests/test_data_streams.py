@@ -74,14 +74,16 @@ def reading(request, monkeypatch) -> str:
         read_in_chunks(monkeypatch)
         monkeypatch.setattr(streams, "WHOLE_SHARE", 0)
     if request.param == "large":
-        read_in_chunks(monkeypatch)
-        monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
+        read_in_chunks(monkeypatch, large=True)
     return request.param
 
 
-def read_in_chunks(monkeypatch) -> None:
-    """Shards read a chunk at a time are read 5 samples (of a float32 and an int64) at a time."""
+def read_in_chunks(monkeypatch, *, large: bool = False) -> None:
+    """Shards read a chunk at a time are read 5 samples (of a float32 and an int64) at a time; with ``large``,
+    every shard is read so, as shards too large to read whole are."""
     monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))
+    if large:
+        monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
 
 
 def numbers_seen(dataset) -> list[int]:
@@ -403,15 +405,20 @@ def test_a_shard_replaced_after_the_source_opened_is_refused_when_read(numbered,
     assert failure is not None and "train-02.npz changed while it was being trained on" in failure.message
 
 
+def reading_a_large_shard(folder: Path, monkeypatch):
+    """Batches of two large shards (of 1,000 samples, read 5 at a time), the first batch taken: the first shard
+    is open."""
+    read_in_chunks(monkeypatch, large=True)
+    write_shards(folder, np.arange(2000, dtype=np.float32).reshape(-1, 1), np.zeros(2000, np.int64), 2)
+    datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, folder, seed=3)
+    batches = iter(datasets.train_for_epoch(0))
+    next(batches)
+    return batches
+
+
 def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
     """A large shard is read a chunk at a time, each read checked against the file the source opened."""
-    read_in_chunks(monkeypatch)
-    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
-    x = np.arange(2000, dtype=np.float32).reshape(-1, 1)
-    write_shards(tmp_path, x, np.zeros(2000, np.int64), 2)
-    datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, tmp_path, seed=3)
-    batches = iter(datasets.train_for_epoch(0))
-    next(batches)  # train-00.npz is open, 200 chunks of 5 samples
+    batches = reading_a_large_shard(tmp_path, monkeypatch)
     path = tmp_path / "train-00.npz"
     path.write_bytes(path.read_bytes()[:-1000])
     failure = failure_of(batches)
@@ -419,12 +426,7 @@ def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_shard_swapped_for_a_fifo_while_it_is_read_is_refused_without_blocking(tmp_path, monkeypatch):
-    read_in_chunks(monkeypatch)
-    monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
-    write_shards(tmp_path, np.arange(2000, dtype=np.float32).reshape(-1, 1), np.zeros(2000, np.int64), 2)
-    datasets = load_datasets({"train": "train-*.npz", "batch_size": 2, "shuffle": False}, tmp_path, seed=3)
-    batches = iter(datasets.train_for_epoch(0))
-    next(batches)
+    batches = reading_a_large_shard(tmp_path, monkeypatch)
     fifo = tmp_path / "train-00.npz"
     fifo.unlink()
     os.mkfifo(fifo)  # no writer: a blocking open would wait for one
