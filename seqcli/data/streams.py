@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from seqcli.budget import LimitError, human_size, max_memory, over_budget_hint
 from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
 from seqcli.errors import SeqError
-from seqcli.inputs import check_input
+from seqcli.inputs import check_input, open_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
@@ -217,24 +216,22 @@ def _changed(where: str, shard: Shard) -> NoReturn:
 
 def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
     """Samples ``start .. start + rows`` of ``stream``'s shard ``index`` (read as fixed-length records) as the
-    bytes of x (and y), each read at its place in the file: from the file the source opened, checked again by
-    its size and modification time before and after every read."""
+    bytes of x (and y), each read at its place in the file: opened through the read door (a regular file,
+    never blocking), and the file the source opened, checked by its size and modification time before and
+    after the reads."""
     shard, start, rows = stream.shards[int(index)], int(start), int(rows)
     assert shard.raw is not None, "only shards of fixed-length records are read by position"
     try:
-        # Never blocks, even on a FIFO put in the shard's place; anything but the regular file the source
-        # opened, as it was, is refused before and after the reads.
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        handle = os.open(shard.identity[0], flags)
-        try:
+        with open_input(shard.identity[0], stream.where, limit=None) as file:
+            handle = file.fileno()
             _check_same(stream.where, shard, os.fstat(handle))
             arrays = [array for array in shard.raw if array is not None][: 2 if stream.with_labels else 1]
             rows_read = tuple(
                 _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
             )
             _check_same(stream.where, shard, os.fstat(handle))
-        finally:
-            os.close(handle)
+    except LimitError:  # a regular file when the epoch opened it: something else has taken its place
+        _changed(stream.where, shard)
     except OSError as error:
         _cannot_read(stream.where, shard, error)
         raise
@@ -244,8 +241,8 @@ def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
 
 
 def _check_same(where: str, shard: Shard, status: os.stat_result) -> None:
-    """Stop the pipeline when an open shard is not the regular file the source opened, as it was then."""
-    if not stat.S_ISREG(status.st_mode) or (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
+    """Stop the pipeline when an open shard is not the file the source opened, as it was then."""
+    if (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
         _changed(where, shard)
 
 
