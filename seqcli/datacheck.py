@@ -22,14 +22,15 @@ class DataValueError(SeqError):
     """Data whose values cannot train: NaN or infinite numbers, labels that do not fit the loss."""
 
 
-def check_finite(values: np.ndarray, role: str, path: Path | str, where: str) -> None:
-    """Raise :class:`DataValueError` naming the first sample of ``values`` that holds a NaN or an infinity."""
+def check_finite(values: np.ndarray, role: str, path: Path | str, where: str, first: int = 0) -> None:
+    """Raise :class:`DataValueError` naming the first sample of ``values`` that holds a NaN or an infinity
+    (numbered from ``first``: the file's number of ``values[0]``, for a chunk of it)."""
     found = first_non_finite(values)
     if found is None:
         return
     index, value, count = found
     raise DataValueError(
-        f"{where}: {role} in {path} holds a non-finite value ({value}) at sample {index}{_more(count)}",
+        f"{where}: {role} in {path} holds a non-finite value ({value}) at sample {first + index}{_more(count)}",
         hint=NON_FINITE_HINT,
     )
 

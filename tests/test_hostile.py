@@ -1368,6 +1368,8 @@ NAN_X = np.ones((16, 4, 4, 1), np.float32)
 NAN_X[5, 1, 1, 0] = np.nan
 INF_X = np.ones((16, 4, 4, 1), np.float32)
 INF_X[2, 0, 0, 0] = np.inf
+NAN_SHARD = np.ones((8000, 4, 4, 1), np.float32)
+NAN_SHARD[7000, 2, 1, 0] = np.nan
 LABELS = np.zeros(16, np.int64)
 NUMBERS = {
     "a shard of another shape": train(
@@ -1429,6 +1431,18 @@ NUMBERS = {
         "set stratify: false",
     ),
     "a NaN pixel": train(trainable("nan.npz"), "nan.npz", "sample 5", **{"nan.npz": npz(x=NAN_X, y=LABELS)}),
+    # Shards too large for four to be read whole under 8M: read a chunk at a time, each chunk by position.
+    "a NaN in a shard read a chunk at a time": train(
+        trainable("shards/*.npz").replace("batch_size: 8", "batch_size: 512"),
+        "shards/b.npz",
+        "sample 7000",
+        extra=("--max-memory", "8M"),
+        marks=(pytest.mark.slow,),  # 16,000 samples to train on before the NaN
+        **{
+            "shards/a.npz": npz(x=np.ones((8000, 4, 4, 1), np.float32), y=np.zeros(8000, np.int64)),
+            "shards/b.npz": npz(x=NAN_SHARD, y=np.zeros(8000, np.int64)),
+        },
+    ),
     "an infinite pixel": train(trainable("inf.npz"), "inf.npz", "sample 2", **{"inf.npz": npz(x=INF_X, y=LABELS)}),
     "nan CSV cells": train(
         trainable("n.csv").replace("[4, 4, 1]", "[2]").replace("  - Flatten: {}\n", ""),

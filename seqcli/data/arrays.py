@@ -98,8 +98,16 @@ def eager_constants(*arrays: np.ndarray | None) -> tuple:
 
 
 def as_arrays(
-    x: np.ndarray, y: np.ndarray | None, scale, path: Path | str, where: str, weights: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray | None,
+    scale,
+    path: Path | str,
+    where: str,
+    weights: np.ndarray | None = None,
+    first: int = 0,
 ) -> Arrays:
+    """``x`` and ``y`` checked as training data (numbers, finite, one label a sample) and ready to batch;
+    problems name the file's samples from ``first`` (the number of ``x[0]``, for a chunk of a file)."""
     if x.ndim == 0:
         raise DataError(f"{where}: x in {path} is a single value, not an array of samples")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
@@ -108,7 +116,7 @@ def as_arrays(
         raise DataError(f"{where}: x in {path} holds complex numbers; inputs must be real")
     if x.dtype in (np.float64, np.bool_):
         x = x.astype(np.float32)
-    datacheck.check_finite(x, "x", path, where)
+    datacheck.check_finite(x, "x", path, where, first)
     if y is not None:
         if len(y) != len(x):
             raise DataError(
@@ -116,7 +124,7 @@ def as_arrays(
                 hint="each sample needs exactly one label",
             )
         y = _as_labels(y, path, where)
-        datacheck.check_finite(y, "y", path, where)
+        datacheck.check_finite(y, "y", path, where, first)
     return Arrays(x, y, None if scale is None else float(scale), weights=_as_weights(weights, len(x), path, where))
 
 

@@ -142,9 +142,12 @@ class Shard:
         self.identity = (self.path.resolve(), status.st_size, status.st_mtime_ns)
 
     def chunks(self, source: Stream, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Rows ``start ..`` of the shard as ``(x float32, y or None)`` chunks, checked as in-memory data is."""
+        """Rows ``start ..`` of the shard as ``(x float32, y or None)`` chunks, checked as in-memory data is (a
+        bad value named by its sample's number in the shard)."""
+        first = start
         for x, y in _READERS[self.fmt](self, source, start):
-            arrays = as_arrays(x, y if source.with_labels else None, None, self.path, source.where)
+            arrays = as_arrays(x, y if source.with_labels else None, None, self.path, source.where, first=first)
+            first += len(x)
             yield _as_float(arrays.x, source.section.scale), _labels_as(arrays.y, source, self.path)
 
 
