@@ -415,7 +415,7 @@ def test_images_are_decoded_once_with_the_batches_of_streaming(tmp_path, monkeyp
     import seqcli.data.images
 
     monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", memory_share)
-    monkeypatch.setattr(seqcli.data.images, "DISK_HEADROOM", 0)
+    monkeypatch.setattr(seqcli.data.scratch, "DISK_HEADROOM", 0)
     root = write_noisy_images(tmp_path / "images", {"a": 5, "b": 4})
     data = {"train": {"path": "images", "image_size": [6, 5], "scale": 0.5}, "validation": 0.2, "batch_size": 3}
     streamed = epochs_of(load_datasets({**data, "cache": False}, tmp_path, seed=7))
@@ -457,7 +457,7 @@ def test_images_on_disk_are_a_file_with_no_name_that_nothing_outlives(tmp_path, 
     import seqcli.data.images
 
     monkeypatch.setattr(seqcli.data.images, "MEMORY_SHARE", 0.0)
-    monkeypatch.setattr(seqcli.data.images, "DISK_HEADROOM", 0)
+    monkeypatch.setattr(seqcli.data.scratch, "DISK_HEADROOM", 0)
     write_noisy_images(tmp_path / "images", {"a": 2, "b": 2})
     # TensorFlow writes the modules autograph generates into the temporary folder the first time a process
     # converts a function: a pipeline built once before, elsewhere, leaves the scratch folder to seq alone.

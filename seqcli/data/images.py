@@ -24,6 +24,7 @@ import numpy as np
 from seqcli.budget import human_size, max_memory, over_budget_hint
 from seqcli.data.arrays import Arrays, DataError, as_written, class_folders, eager_constants, files_under
 from seqcli.data.image_headers import HeaderError, image_dimensions
+from seqcli.data.scratch import has_room
 from seqcli.errors import clean_tensorflow_message
 from seqcli.inputs import open_input
 from seqcli.keras_env import import_tensorflow
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # annotations only: TensorFlow comes from seqcli.keras_env, t
 DEFAULT_IMAGE_SIZE = (256, 256)
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 MEMORY_SHARE = 0.5  # of the memory budget (seqcli.budget) that decoded images may take in memory
-DISK_HEADROOM = 1 << 30  # free space a disk cache leaves on its file system
 DECODE_BATCH = 64  # images decoded per step while decode_once fills its array
 DECODE_SHARE = 0.5  # of the memory budget that images being decoded at once may take
 DECODE_BYTES_PER_VALUE = 5  # a decoded pixel value: one byte, then four as float32 while it is resized
@@ -184,7 +184,7 @@ def decode_once(images: Images, where: str, *, budget: int | None = None) -> Arr
     # nothing outlives the process (kill -9 included), so nothing needs cleaning.
     folder = tempfile.mkdtemp(prefix="seq-images-")
     try:
-        if shutil.disk_usage(folder).free < size + DISK_HEADROOM:
+        if not has_room(folder, size):
             return images
         path = os.path.join(folder, "decoded.npy")
         target = np.lib.format.open_memmap(
