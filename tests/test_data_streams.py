@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from seqcli.budget import configure
 from seqcli.cli import cli
-from seqcli.data import DataError, load_datasets, stream_reads, streams
+from seqcli.data import DataError, load_datasets, stream_readers, streams
 from tests.conftest import assert_same_checkpoint, write_tiny_project
 
 SAMPLES, SHARDS = 60, 5
@@ -81,7 +81,7 @@ def reading(request, monkeypatch) -> str:
 def read_in_chunks(monkeypatch, *, large: bool = False) -> None:
     """Shards read a chunk at a time are read 5 samples (of a float32 and an int64) at a time; with ``large``,
     every shard is read so, as shards too large to read whole are."""
-    monkeypatch.setattr(stream_reads, "CHUNK_BYTES", 5 * (4 + 8))
+    monkeypatch.setattr(stream_readers, "CHUNK_BYTES", 5 * (4 + 8))
     if large:
         monkeypatch.setattr(streams, "WHOLE_FILE_BYTES", 0)
 

@@ -25,7 +25,8 @@ are decoded once for training, in parallel, into memory or a temporary file
 stream them from disk, decoding each file as its batch needs it.
 Shards (a glob or a list of files) and TFRecord files are streamed, never loaded whole
 (:mod:`~seqcli.data.streams`): their epochs are a pure function of ``(seed, epoch)`` too, through a shuffle
-buffer of ``data.shuffle_buffer`` samples.
+buffer of ``data.shuffle_buffer`` samples; training parses their TFRecord, CSV and compressed .npz shards once,
+keeping the samples for later epochs in a parsed copy (:mod:`~seqcli.data.parsed`).
 Validation batches, which are the same every epoch, are cached in memory after the first pass
 (``data.cache``, up to :data:`CACHE_LIMIT_BYTES`), whatever the source.
 

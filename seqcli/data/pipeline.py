@@ -126,6 +126,7 @@ def load_datasets(
     batch_size: int | None = None,
     input_shape: tuple | None = None,
     decode_once: bool = True,
+    parse_once: bool = True,
     workers: tuple[int, int] = (1, 0),
 ) -> Datasets:
     """Training and validation pipelines for a spec's ``data:`` section (a plain dict).
@@ -136,11 +137,13 @@ def load_datasets(
     ``batch_size`` overrides the section's. ``input_shape``, the model's (None for any), is compared with each
     file's sample shape as soon as its header is read. With ``decode_once`` and ``cache``, training images are
     decoded once for every epoch, when a pipeline is first used (:func:`seqcli.data.images.decode_once`); pass
-    False for one pass over the data. ``workers = (count, index)`` under a multi-worker strategy: a streamed
-    source of at least ``count`` files is shared by file, image shards of at least ``count`` folders by folder
-    when none is split off to validate (:mod:`seqcli.data.batching`), any other by sample (each worker reads
-    everything and keeps its part of each global batch). Raises :class:`DataError`
-    for anything wrong with the data.
+    False for one pass over the data. With ``decode_once``, ``parse_once`` and ``cache``, a streamed source's
+    TFRecord, CSV or compressed .npz shards are parsed once: the first epoch keeps their samples in a parsed copy
+    the later ones read (:mod:`seqcli.data.parsed`); pass ``parse_once=False`` for a single epoch.
+    ``workers = (count, index)`` under a multi-worker strategy: a streamed source of at least ``count`` files is
+    shared by file, image shards of at least ``count`` folders by folder when none is split off to validate
+    (:mod:`seqcli.data.batching`), any other by sample (each worker reads everything and keeps its part of each
+    global batch). Raises :class:`DataError` for anything wrong with the data.
     """
     section = validate_section(DataSection, data or {}, "data")
     batch_size = batch_size or section.batch_size
@@ -158,10 +161,12 @@ def load_datasets(
     validation_indices: np.ndarray | None = None
     buffer = None
     if isinstance(train, Stream):
+        train.parse_once = decode_once and parse_once and section.cache  # its parsed shards: once, for every epoch
         buffer = train.shuffle_buffer(section.shuffle_buffer)
         train.check_memory(batch_size, buffer, section.shuffle)
     if isinstance(section.validation, (float, ValidationSplit)) and isinstance(train, Stream):
         train, validation = _split_stream(train, section.validation, seed)
+        validation.parse_once = False  # read once an epoch, as it is: no copy to make
         train_indices = np.arange(train.count, dtype=np.int64)
         validation_indices = np.arange(validation.count, dtype=np.int64)
         validation.check_memory(batch_size, 0, shuffle=False)

@@ -15,7 +15,7 @@ import numpy as np
 from seqcli import archives
 from seqcli.data.arrays import DataError
 from seqcli.data.formats import DATA_FORMATS, file_suffixes, format_of_path, shard_format_names
-from seqcli.data.stream_reads import DECODABLE
+from seqcli.data.stream_readers import DECODABLE
 from seqcli.data.streams import CHUNK_ROWS, READ_BUFFER, RECORD_BLOCK, FileReaders, RawArray, Shard, Stream
 from seqcli.data.tfrecord import count_records, parse_records, records
 from seqcli.errors import did_you_mean

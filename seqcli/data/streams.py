@@ -15,7 +15,9 @@ resume) replays the same stream.
 Each shard's header is checked when the source opens (sample shape and dtypes equal to the first shard's); a
 TFRecord file's records are counted then (its length fields checked) and its first record parsed. Every file
 passes the read door again just before an epoch reads it, and must be the file it was then
-(:meth:`Stream.checked_path`).
+(:meth:`Stream.checked_path`). For training (``parse_once``), shards that are parsed rather than read as bytes
+(TFRecord, CSV, compressed .npz) are parsed once: the first epoch keeps what it parses in a parsed copy that the
+later epochs read instead (:mod:`seqcli.data.parsed`).
 A problem found while a pipeline runs stops it with a TensorFlow error; :func:`take_failure` hands whoever runs the
 pipeline seq's :class:`~seqcli.data.arrays.DataError` instead, reading the shards again the slow way to name the
 file and record when TensorFlow's error does not.
@@ -37,13 +39,14 @@ import numpy as np
 from seqcli.budget import LimitError, human_size, max_memory, over_budget_hint
 from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
+from seqcli.data.scratch import read_at
 from seqcli.errors import SeqError
 from seqcli.inputs import check_input, open_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
 
-if TYPE_CHECKING:  # annotations only: at run time TensorFlow comes from seqcli.keras_env
-    pass  # noqa: TID251
+if TYPE_CHECKING:
+    from seqcli.data.parsed import ParsedCopy
 
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
@@ -97,7 +100,7 @@ def _from_reading(error: BaseException) -> bool:
     )
 
 
-def _record_failure(error: SeqError) -> None:
+def record_failure(error: SeqError) -> None:
     with _failure_lock:
         _failure[:] = [error]
 
@@ -203,12 +206,12 @@ def _tfrecord_chunks(shard: Shard, source: Stream, start: int):
 
 def _cannot_read(where: str, shard: Shard, error: OSError) -> None:
     """Record why the pipeline reading ``shard`` stops: the file cannot be opened or read."""
-    _record_failure(DataError(f"{where}: cannot read shard {shard.path}: {error.strerror or error}"))
+    record_failure(DataError(f"{where}: cannot read shard {shard.path}: {error.strerror or error}"))
 
 
 def _changed(where: str, shard: Shard) -> NoReturn:
     """Stop the pipeline reading ``shard``, which is no longer the file the source opened."""
-    _record_failure(
+    record_failure(
         DataError(
             f"{where}: shard {shard.path} changed while it was being trained on",
             hint="leave the data alone during a run; start the run again to read it as it is now",
@@ -230,7 +233,7 @@ def raw_rows(stream: Stream, index, start, rows) -> tuple[np.ndarray, ...]:
             _check_same(stream.where, shard, os.fstat(handle))
             arrays = [array for array in shard.raw if array is not None][: 2 if stream.with_labels else 1]
             rows_read = tuple(
-                _read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
+                read_at(handle, array.offset + start * array.record, rows * array.record) for array in arrays
             )
             _check_same(stream.where, shard, os.fstat(handle))
     except LimitError:  # a regular file when the epoch opened it: something else has taken its place
@@ -247,19 +250,6 @@ def _check_same(where: str, shard: Shard, status: os.stat_result) -> None:
     """Stop the pipeline when an open shard is not the file the source opened, as it was then."""
     if (status.st_size, status.st_mtime_ns) != shard.identity[1:]:
         _changed(where, shard)
-
-
-def _read_at(handle: int, offset: int, size: int) -> np.ndarray | None:
-    """``size`` bytes of an open file from ``offset``, read straight into an array of bytes; None when the file
-    ends sooner (cut since it was checked)."""
-    target = np.empty(size, np.uint8)
-    view, done = target.data, 0
-    while done < size:
-        read = os.preadv(handle, [view[done:]], offset + done)
-        if not read:
-            return None
-        done += read
-    return target
 
 
 def _stored_bytes(shard: Shard) -> int:
@@ -296,6 +286,10 @@ class Stream:
     y_dtype: str | None = None  # of every batch's labels: int64 or float32
     class_names: list[str] | None = None
     _features: dict | None = field(default=None, repr=False)
+    parse_once: bool = False  # training's (data.cache): shards that are parsed, not just read, are parsed once
+    parsed: ParsedCopy | None = field(default=None, repr=False)  # ... into this copy, which every epoch reads
+    parse_tried: bool = field(default=False, repr=False)  # whether the copy was made (or found no room)
+    parsing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def count(self) -> int:
@@ -327,10 +321,19 @@ class Stream:
         order of an epoch never depends on the memory budget."""
         return max(shard.identity[1] for shard in self.shards) <= WHOLE_FILE_BYTES
 
+    def fixed(self) -> bool:
+        """Whether the shards are read as fixed-length records, as bytes (else they are parsed: TFRecord, CSV,
+        compressed .npz)."""
+        return self.shards[0].fmt != "tfrecord" and all(shard.raw is not None for shard in self.shards)
+
     def reads_whole(self) -> bool:
-        """Whether shards of fixed-length records are read whole (one read each, the file held while it is cut
-        into float32 samples): when they are small and :data:`SHARDS_OPEN` of them fit in :data:`WHOLE_SHARE`
-        of the budget; else a chunk of each array at a time (in the same order)."""
+        """Whether shards are read whole, one read each, when :data:`SHARDS_OPEN` of them, as held while they are
+        read, fit in :data:`WHOLE_SHARE` of the budget: small shards of fixed-length records (the file held while
+        it is cut into float32 samples), or a shard of the parsed copy (``parse_once``: the samples as read, then
+        as a tensor). Else a chunk of each array, or a block of the copy, at a time (in the same order)."""
+        if not self.fixed():
+            largest = 2 * max(shard.count for shard in self.shards) * self.decoded_bytes()
+            return self.parse_once and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
         largest = max(shard.identity[1] + shard.count * self.decoded_bytes() for shard in self.shards)
         return self.small_shards() and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
 
@@ -340,9 +343,10 @@ class Stream:
 
     def open_bytes(self, shard: Shard, whole: bool) -> int:
         """Memory ``shard`` holds while it is read: a raw shard's bytes as read (the whole file when ``whole``,
-        :meth:`reads_whole`, else a chunk) and the samples they become."""
-        if shard.raw is None:
-            return shard.open_bytes
+        :meth:`reads_whole`, else a chunk) and the samples they become; a parsed shard's as it is parsed, or as
+        its parsed copy is read whole."""
+        if not self.fixed():
+            return max(shard.open_bytes, 2 * shard.count * self.decoded_bytes() if whole else 0)
         stored = _stored_bytes(shard)
         if whole:
             return shard.identity[1] + shard.count * self.decoded_bytes()
@@ -386,9 +390,9 @@ class Stream:
         )
 
     def shards_open(self, shuffle: bool, whole: bool) -> int:
-        """How many shards an epoch reads at once: :data:`SHARDS_OPEN` while shuffling large shards or reading
-        small ones whole (``whole``, :meth:`reads_whole`: ahead of training), else one."""
-        return SHARDS_OPEN if (shuffle and not self.small_shards()) or whole else 1
+        """How many shards an epoch reads at once: :data:`SHARDS_OPEN` while shuffling shards that are parsed or
+        large or reading them whole (``whole``, :meth:`reads_whole`: ahead of training), else one."""
+        return SHARDS_OPEN if (shuffle and not (self.fixed() and self.small_shards())) or whole else 1
 
     def split_files(self, fraction: float, seed: int) -> tuple[Stream, Stream]:
         """``(training, validation)``: the files drawn in an order of ``seed`` go to validation until they hold
@@ -428,6 +432,7 @@ class Stream:
             self.y_dtype,
             self.class_names,
             self._features,
+            parse_once=self.parse_once,
         )
 
     def checked_path(self, index) -> bytes:
@@ -439,7 +444,7 @@ class Stream:
             status = os.stat(shard.path)
             now = (shard.path.resolve(), status.st_size, status.st_mtime_ns)
         except LimitError as error:
-            _record_failure(DataError(error.message, error.hint))
+            record_failure(DataError(error.message, error.hint))
             raise
         except OSError as error:
             _cannot_read(self.where, shard, error)
@@ -454,7 +459,7 @@ class Stream:
         try:
             yield from self.shards[int(index)].chunks(self)
         except SeqError as error:
-            _record_failure(error)
+            record_failure(error)
             raise
 
     def diagnose(self) -> SeqError | None:

@@ -202,6 +202,7 @@ def _load_data(spec: Spec, seed: int, workers: tuple[int, int] = (1, 0), declare
             spec.base_dir,
             seed=seed,
             input_shape=None if declared is None else declared.input_shape,
+            parse_once=spec.train.epochs > 1,  # one epoch reads the data once: no parsed copy to keep for another
             workers=workers,
         ), []
     except ShapeMismatchError as error:  # found from the file's header: the spec's other problems still count
