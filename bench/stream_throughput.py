@@ -9,7 +9,9 @@ samples in one .npz. Variants, each a whole process whose peak resident memory i
 
 - ``seq npz``: ``seq train`` on the one .npz, in memory (no --max-memory: the data must fit);
 - ``seq shards``: ``seq train`` on ``shards/*.npz`` under ``--max-memory``;
-- ``seq tfrecord``: ``seq train`` on ``records/*.tfrecord`` under ``--max-memory``;
+- ``seq tfrecord``: ``seq train`` on ``records/*.tfrecord`` under ``--max-memory``: the first epoch parses the
+  records and keeps the samples in a parsed copy on the temporary folder's disk, the others read that copy;
+- ``cache: false``: the same, with ``data.cache: false``: every epoch parses the records again;
 - ``tf.data``: a Keras script: ``list_files`` -> ``interleave(TFRecordDataset, cycle_length=4)`` -> ``shuffle`` ->
   ``batch`` -> ``map(parse_example)`` -> ``prefetch``, the same model, batch, epochs and shuffle buffer.
 
@@ -19,8 +21,9 @@ stays flat as the data grows, while the in-memory run's grows with it.
 Every variant trains the same MLP (784 -> 128 relu -> 10 softmax, Adam, batch 256) with a shuffle buffer of
 10,000 samples where it streams. Throughput is samples per second over the epochs after the first (which pays
 for tracing); the variants run in turn ``--repeats`` times, and the bench prints each one's best and median
-throughput, its peak RSS, and the ratios to the in-memory run and to the tf.data pipeline. Needs only public
-tools: Keras, TensorFlow, NumPy and seq itself.
+throughput, its peak RSS, the ratios to the in-memory run and to the tf.data pipeline, and its whole process's
+seconds (start, first epoch and reading included: what the first epoch's parsing costs shows there). Needs only
+public tools: Keras, TensorFlow, NumPy and seq itself.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ compile:
 data:
   train: {train}
   batch_size: {batch}
-  shuffle_buffer: {buffer}
+  shuffle_buffer: {buffer}{data}
 train:
   epochs: {epochs}
   seed: 1
@@ -87,10 +90,13 @@ print(json.dumps(seconds))
 """
 
 MEASURE = """
-import json, resource, subprocess, sys
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
 done = subprocess.run(sys.argv[2:], capture_output=True, text=True, cwd=sys.argv[1])
+wall = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(json.dumps({"rc": done.returncode, "peak": peak, "stdout": done.stdout[-4000:], "stderr": done.stderr[-4000:]}))
+print(json.dumps({"rc": done.returncode, "peak": peak, "wall": wall, "stdout": done.stdout[-4000:],
+                  "stderr": done.stderr[-4000:]}))
 """
 
 
@@ -130,10 +136,16 @@ def measured(folder: Path, command: list[str]) -> dict:
     return result
 
 
-def seq_run(folder: Path, name: str, train: str, epochs: int, max_memory: str | None) -> tuple[list[float], int]:
+def seq_run(
+    folder: Path, name: str, train: str, epochs: int, max_memory: str | None, data: str = ""
+) -> tuple[list[float], int, float]:
+    """``seq train`` on ``train`` (with ``data``, more lines of the data section): each epoch's seconds, the
+    peak RSS and the whole run's seconds."""
     spec = folder / f"{name}.yaml"
     spec.write_text(
-        SPEC.format(features=FEATURES, classes=CLASSES, train=train, batch=BATCH, buffer=BUFFER, epochs=epochs)
+        SPEC.format(
+            features=FEATURES, classes=CLASSES, train=train, batch=BATCH, buffer=BUFFER, epochs=epochs, data=data
+        )
     )
     command = [sys.executable, "-m", "seqcli", "train", spec.name, "--output", f"run-{name}", "--quiet", "--overwrite"]
     if max_memory:
@@ -141,13 +153,13 @@ def seq_run(folder: Path, name: str, train: str, epochs: int, max_memory: str | 
     result = measured(folder, command)
     with open(folder / f"run-{name}" / "history.csv") as handle:
         seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
-    return seconds, result["peak"]
+    return seconds, result["peak"], result["wall"]
 
 
-def tfdata_run(folder: Path, epochs: int) -> tuple[list[float], int]:
+def tfdata_run(folder: Path, epochs: int) -> tuple[list[float], int, float]:
     command = [sys.executable, "-c", TFDATA_SCRIPT, str(folder), *map(str, (epochs, FEATURES, CLASSES, BATCH, BUFFER))]
     result = measured(folder, command)
-    return json.loads(result["stdout"].strip().splitlines()[-1]), result["peak"]
+    return json.loads(result["stdout"].strip().splitlines()[-1]), result["peak"], result["wall"]
 
 
 def throughput(seconds: list[float], samples: int) -> float:
@@ -180,32 +192,36 @@ def main() -> None:
             "seq npz": lambda: seq_run(folder, "npz", "all.npz", args.epochs, None),
             "seq shards": lambda: seq_run(folder, "shards", "shards/*.npz", args.epochs, args.max_memory),
             "seq tfrecord": lambda: seq_run(folder, "tfrecord", records, args.epochs, args.max_memory),
+            "  cache: false": lambda: seq_run(
+                folder, "parsing", records, args.epochs, args.max_memory, data="\n  cache: false"
+            ),
             "tf.data": lambda: tfdata_run(folder, args.epochs),
         }
-        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in variants}
+        runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in variants}
         for _ in range(args.repeats):  # interleaved: a slow spell of the machine hits every variant alike
             for name, run in variants.items():
-                seconds, peak = run()
-                runs[name].append((throughput(seconds, samples), peak))
+                seconds, peak, wall = run()
+                runs[name].append((throughput(seconds, samples), peak, wall))
         report(runs)
         growth(folder, args, samples)
 
 
-def report(runs: dict[str, list[tuple[float, int]]]) -> None:
-    """Each variant's best and median samples/s, its largest peak RSS, and the ratios of both to the in-memory
-    run and the tf.data pipeline."""
-    best = {name: max(rate for rate, _ in measured) for name, measured in runs.items()}
-    median = {name: statistics.median(rate for rate, _ in measured) for name, measured in runs.items()}
+def report(runs: dict[str, list[tuple[float, int, float]]]) -> None:
+    """Each variant's best and median samples/s, its largest peak RSS, the ratios of both to the in-memory run
+    and the tf.data pipeline, and the median seconds of its whole process (start, reading and parsing included)."""
+    best = {name: max(rate for rate, _, _ in measured) for name, measured in runs.items()}
+    median = {name: statistics.median(rate for rate, _, _ in measured) for name, measured in runs.items()}
     print(
-        f"{'variant':<14}{'best/s':>10}{'median/s':>10}{'peak RSS':>10}"
-        f"{'x in-memory':>13}{'(median)':>9}{'x tf.data':>11}{'(median)':>9}"
+        f"{'variant':<16}{'best/s':>10}{'median/s':>10}{'peak RSS':>10}"
+        f"{'x in-memory':>13}{'(median)':>9}{'x tf.data':>11}{'(median)':>9}{'run s':>8}"
     )
     for name, measured in runs.items():
-        peak = max(peak for _, peak in measured) / (1 << 20)
+        peak = max(peak for _, peak, _ in measured) / (1 << 20)
+        wall = statistics.median(wall for _, _, wall in measured)
         print(
-            f"{name:<14}{best[name]:>10,.0f}{median[name]:>10,.0f}{peak:>8.0f}MB"
+            f"{name:<16}{best[name]:>10,.0f}{median[name]:>10,.0f}{peak:>8.0f}MB"
             f"{best[name] / best['seq npz']:>13.2f}{median[name] / median['seq npz']:>9.2f}"
-            f"{best[name] / best['tf.data']:>11.2f}{median[name] / median['tf.data']:>9.2f}"
+            f"{best[name] / best['tf.data']:>11.2f}{median[name] / median['tf.data']:>9.2f}{wall:>8.1f}"
         )
 
 
@@ -217,7 +233,7 @@ def growth(folder: Path, args: argparse.Namespace, samples: int) -> None:
     for parts in (4, 2, 1):
         chosen = shards[: max(1, len(shards) // parts)]
         count = samples * len(chosen) // len(shards)
-        seconds, peak = seq_run(folder, f"grow-{parts}", f"[{', '.join(chosen)}]", args.epochs, args.max_memory)
+        seconds, peak, _ = seq_run(folder, f"grow-{parts}", f"[{', '.join(chosen)}]", args.epochs, args.max_memory)
         size = count * SAMPLE_BYTES
         print(
             f"{f'{len(chosen)} shards':<16}{size / (1 << 20):>7.0f}MB{size / budget:>10.1f}"
