@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +21,20 @@ from tests.test_data_streams import SAMPLES, SPEC, numbers_seen, tfrecord_source
 SHARDS, BLOCK = 5, 5  # shards of 12 samples, parsed 5 at a time: blocks of 5, 5 and 2
 
 
+@pytest.fixture(autouse=True)
+def scratch_on_a_disk(tmp_path_factory, monkeypatch) -> None:
+    """Scratch files go to a folder of the test's own, on a disk with room, whatever the host's /tmp is."""
+    folder = tmp_path_factory.mktemp("scratch")
+    table = folder.parent / f"{folder.name}-mounts"
+    table.write_text("/dev/vda / ext4 rw 0 0\n")
+    monkeypatch.setattr(scratch, "MOUNTS", str(table))
+    monkeypatch.setattr(scratch, "DISK_HEADROOM", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+
+
 def small_blocks(monkeypatch) -> None:
     """TFRecord records and CSV rows parsed :data:`BLOCK` at a time, so that a shard is several blocks."""
     monkeypatch.setattr(stream_readers, "RECORD_BLOCK", BLOCK)
-    monkeypatch.setattr(stream_readers, "CHUNK_ROWS", BLOCK)
     monkeypatch.setattr(streams, "CHUNK_ROWS", BLOCK)
 
 
@@ -89,9 +100,56 @@ def test_without_shuffling_the_copy_reads_the_shards_in_order(tmp_path, source, 
     for epoch in range(3):
         assert numbers_seen(datasets.train_for_epoch(epoch)) == list(range(SAMPLES))
     assert numbers_seen(datasets.train_for_epoch(3, skip=2)) == list(range(8, SAMPLES))
+    assert numbers_seen(datasets.train_for_epoch(3, skip=4)) == list(range(16, SAMPLES))  # from the second shard
     assert copy_reads
 
 
+@pytest.mark.parametrize("read", ["whole", "a block at a time"])
+def test_empty_shards_and_shards_of_whole_blocks_read_alike_from_the_copy(tmp_path, monkeypatch, copy_reads, read):
+    """Every epoch of train_epochs (the later ones built inside one traced flat_map): the batches parsing gives."""
+    small_blocks(monkeypatch)
+    if read == "a block at a time":
+        monkeypatch.setattr(streams, "WHOLE_SHARE", 0)
+    sizes = [10, 0, 15, 7, 10, 3]  # blocks of 5: whole blocks, an empty shard, a last block of 2 and of 3
+    x = np.arange(sum(sizes), dtype=np.float32).reshape(-1, 1)
+    for index, part in enumerate(np.split(x, np.cumsum(sizes)[:-1])):
+        write_tfrecords(tmp_path / f"s{index}", part, np.zeros(len(part)), 1)
+    section = {"train": tfrecord_source("s*/train-*.tfrecord", [1]), "batch_size": 4, "shuffle_buffer": 6}
+    expected = numbers_seen(load_datasets({**section, "cache": False}, tmp_path, seed=8).train_epochs(0, 3))
+    assert numbers_seen(load_datasets(section, tmp_path, seed=8).train_epochs(0, 3)) == expected
+    assert copy_reads
+
+
+def test_an_epoch_built_before_the_copy_is_whole_reads_it(tmp_path, monkeypatch, copy_reads):
+    """Whether the copy is whole is asked as an epoch starts, not when it is built (training builds the next
+    epoch while one runs)."""
+    small_blocks(monkeypatch)
+    write_tfrecords(tmp_path, np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1), np.zeros(SAMPLES), SHARDS)
+    datasets = load_datasets({"train": tfrecord_source("train-*.tfrecord", [1]), "batch_size": 8}, tmp_path, seed=4)
+    first, second = datasets.train_for_epoch(0), datasets.train_for_epoch(1)
+    numbers_seen(first)
+    assert copy_reads == []
+    assert sorted(numbers_seen(second)) == list(range(SAMPLES)) and copy_reads
+
+
+def test_a_copy_that_cannot_be_read_stops_training_with_a_data_error(tmp_path, monkeypatch):
+    from tests.test_data_streams import failure_of
+
+    small_blocks(monkeypatch)
+    write_tfrecords(tmp_path, np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1), np.zeros(SAMPLES), SHARDS)
+    datasets = load_datasets({"train": tfrecord_source("train-*.tfrecord", [1]), "batch_size": 8}, tmp_path, seed=4)
+    numbers_seen(datasets.train_for_epoch(0))
+
+    def unreadable(self, index, start, rows):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(parsed.ParsedCopy, "rows", unreadable)
+    failure = failure_of(datasets.train_for_epoch(1))
+    assert failure is not None
+    assert failure.message == f"data.train: cannot read the parsed copy of the data: {os.strerror(errno.EIO)}"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the open files are listed under /proc")
 def test_the_parsed_copy_is_a_file_with_no_name(tmp_path, monkeypatch):
     """Nothing in the temporary folder, before or after: a run killed with SIGKILL leaves nothing to clean."""
     small_blocks(monkeypatch)
@@ -211,7 +269,13 @@ def test_scratch_files_have_room_only_on_a_disk(tmp_path, monkeypatch):
     assert not scratch.has_room(tempfile.gettempdir(), 1)
     monkeypatch.setattr(scratch, "MOUNTS", str(tmp_path / "absent"))  # no table: a system that does not say
     assert scratch.has_room(tempfile.gettempdir(), 1)
+    monkeypatch.setattr(scratch, "DISK_HEADROOM", 1 << 20)
     assert not scratch.has_room(str(tmp_path), shutil.disk_usage(tmp_path).free)  # the headroom is kept
+
+
+def test_a_temporary_folder_that_cannot_hold_a_file_makes_no_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    assert scratch.scratch_file(1) is None
 
 
 def test_the_copy_holds_the_samples_as_batches_hold_them(tmp_path, copy_reads):

@@ -15,9 +15,11 @@ shard after shard: every input first, then every label.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -43,6 +45,7 @@ class ParsedCopy:
     states: list[np.ndarray] = field(default_factory=list)  # each shard's blocks: ABSENT, WRITING or WRITTEN
     missing: list[int] = field(default_factory=list)  # each shard's blocks not written yet
     broken: bool = False  # a write failed (the disk filled up): the copy is never read
+    writing: int = 0  # writes in flight
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -76,31 +79,46 @@ class ParsedCopy:
 
     def keep(self, index, number, x: np.ndarray, y: np.ndarray | None = None) -> np.bool_:
         """Block ``number`` of shard ``index`` as parsed: written into the copy unless it is there already or
-        being written. A block of another size than the shard's count gives is not kept, nor anything after it
-        (the shard is no longer what the source opened: its epoch stops on that)."""
+        being written. A block of another size than the shard's count gives (the shard is no longer what the
+        source opened: its epoch stops on that), or a write that fails (a full disk), breaks the copy: it is never
+        read, its blocks are freed, and every epoch parses the shards as without one."""
         index, number = int(index), int(number)
         with self.lock:
             states = self.states[index]
             expected = min(self.block, self.counts[index] - number * self.block)
-            if len(x) != expected or number >= len(states):
+            labels = self.y_shape is None or (y is not None and len(y) == expected)
+            if number >= len(states) or len(x) != expected or not labels:
                 self.broken = True
             if self.broken or states[number] != ABSENT:
+                self._free_if_broken()
                 return np.bool_(False)
             states[number] = WRITING
-        start = number * self.block
+            self.writing += 1
+        written = False
         try:
-            x_at, y_at = self._offsets(index, start)
+            x_at, y_at = self._offsets(index, number * self.block)
             write_at(self.file.fileno(), x_at, np.ascontiguousarray(x, np.float32))
             if y is not None and self.y_shape is not None:
                 write_at(self.file.fileno(), y_at, np.ascontiguousarray(y, self.y_dtype))
-        except OSError:  # the disk filled up after all: every epoch parses the shards, as without a copy
+            written = True
+        except OSError:  # a full disk: the copy breaks (below) and the epoch goes on
+            pass
+        finally:
             with self.lock:
-                self.broken = True
-            return np.bool_(False)
-        with self.lock:
-            states[number] = WRITTEN
-            self.missing[index] -= 1
-        return np.bool_(True)
+                self.writing -= 1
+                if written:
+                    states[number] = WRITTEN
+                    self.missing[index] -= 1
+                else:
+                    self.broken = True
+                self._free_if_broken()
+        return np.bool_(written)
+
+    def _free_if_broken(self) -> None:
+        """A broken copy's blocks back to the disk, once no write is in flight (the lock held)."""
+        if self.broken and not self.writing:
+            with contextlib.suppress(OSError):
+                self.file.truncate(0)
 
     def rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
         """Samples ``start .. start + rows`` of shard ``index``: inputs (and labels)."""
@@ -122,3 +140,19 @@ class ParsedCopy:
         """Where sample ``start`` of shard ``index`` lies: its input, its label."""
         first = self.firsts[index] + start
         return first * self.x_bytes, (self.firsts[-1] + self.counts[-1]) * self.x_bytes + first * self.y_bytes
+
+
+@dataclass
+class CopySlot:
+    """Where a stream keeps its parsed copy: made the first time it is asked for (None when there is no room)."""
+
+    copy: ParsedCopy | None = None
+    tried: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, make: Callable[[], ParsedCopy | None]) -> ParsedCopy | None:
+        with self.lock:
+            if not self.tried:
+                self.tried = True
+                self.copy = make()
+            return self.copy

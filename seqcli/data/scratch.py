@@ -1,6 +1,7 @@
 """Scratch space: what training keeps on disk for the length of a run (images decoded once, the parsed copy of a
-streamed source), in files under the system's temporary folder that have no name. The system frees their blocks
-when the process ends, however it ends (``kill -9`` included): nothing needs cleaning, nothing is left behind.
+streamed source), in files under the system's temporary folder that have no name (:func:`scratch_file`: none ever,
+where the system allows; decoded images' memory map loses its name as soon as it is made). The system frees their
+blocks when the process ends, however it ends (``kill -9`` included): nothing needs cleaning.
 
 Every scratch file passes :func:`has_room` first: its file system must keep files on disk (a ``tmpfs`` keeps them
 in memory, where they would count against no budget) and have room for it, with :data:`DISK_HEADROOM` to spare.
@@ -55,11 +56,15 @@ def mount_kind(path: str, table: str) -> str | None:
 
 def scratch_file(size: int) -> IO[bytes] | None:
     """A new empty file with no name for ``size`` bytes, open to read and write (its blocks freed when it is
-    closed or the process ends); None when the temporary folder has no room for it (:func:`has_room`)."""
-    folder = tempfile.gettempdir()
-    if not has_room(folder, size):
+    closed or the process ends); None when the temporary folder has no room for it (:func:`has_room`) or cannot
+    hold a file (not writable, too many files open)."""
+    try:
+        folder = tempfile.gettempdir()
+        if not has_room(folder, size):
+            return None
+        return tempfile.TemporaryFile(dir=folder)  # nameless from the start where the system allows (O_TMPFILE)
+    except OSError:
         return None
-    return tempfile.TemporaryFile(dir=folder)  # nameless from the start where the system allows (O_TMPFILE)
 
 
 def read_at(handle: int, offset: int, size: int) -> np.ndarray | None:

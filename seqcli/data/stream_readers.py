@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seqcli.data import streams
 from seqcli.data.arrays import DataError, as_written
 from seqcli.data.parsed import ParsedCopy
 from seqcli.data.streams import (
     CHUNK_BYTES,
-    CHUNK_ROWS,
     NONFINITE,
     READ_BUFFER,
     RECORD_BLOCK,
@@ -255,7 +255,7 @@ class _ChunkReader(_ParsingReader):
 
     @property
     def block(self) -> int:
-        return CHUNK_ROWS
+        return streams.CHUNK_ROWS  # the rows Shard.chunks reads at a time, read where it reads them
 
     def blocks(self, index: tf.Tensor) -> tf.data.Dataset:
         tf = import_tensorflow()
@@ -290,18 +290,34 @@ class _CopyingReader(_Reader):
         self.whole = stream.reads_whole()
 
     def samples(self, files: tf.data.Dataset, *, interleaved: bool) -> tf.data.Dataset:
-        """As the parser's: from the copy when it holds every shard as the epoch starts, else parsed and kept."""
+        """As the parser's: from the copy when it holds every shard as the epoch starts to be read (asked then,
+        once, not when the epoch is built: an epoch built ahead of time still reads the copy), else parsed and
+        kept."""
         tf = import_tensorflow()
 
-        whole = tf.ensure_shape(tf.numpy_function(self.copy.complete, [], tf.bool, name="seq_copy_complete"), [])
-        copied = _when(whole, lambda: self.read(files, self._copied, interleaved=interleaved))
-        parsed = _when(
-            tf.logical_not(whole),
-            lambda: self.read(files, self._numbered, interleaved=interleaved).map(
-                as_written(self._kept), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-            ),
-        )
-        return copied.concatenate(parsed)
+        def read(whole):
+            copied = _when(whole, lambda: self._read_copy(files, interleaved))
+            parsed = _when(
+                tf.logical_not(whole),
+                lambda: self.read(files, self._numbered, interleaved=interleaved).map(
+                    as_written(self._kept), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                ),
+            )
+            return copied.concatenate(parsed)
+
+        def complete(_):
+            return tf.ensure_shape(tf.numpy_function(self.copy.complete, [], tf.bool, name="seq_copy_complete"), [])
+
+        return tf.data.Dataset.range(1).map(as_written(complete)).flat_map(as_written(read))
+
+    def _read_copy(self, files: tf.data.Dataset, interleaved: bool) -> tf.data.Dataset:
+        """The shards from the copy, the blocks in the parser's order. One shard is opened at a time, in turn (no
+        parallel opening ahead: the memory priced is what is held), then its blocks prefetched."""
+        if not interleaved:
+            blocks = files.flat_map(self._copied)
+        else:
+            blocks = files.interleave(self._copied, cycle_length=min(SHARDS_OPEN, len(self.stream.shards)))
+        return blocks.prefetch(SHARDS_OPEN)
 
     def _numbered(self, index: tf.Tensor) -> tf.data.Dataset:
         """The parser's blocks of shard ``index`` as ``(index, number, block)`` (no function: making a dataset
@@ -382,11 +398,9 @@ def reader(stream: Stream) -> _Reader:
 
 def _parsed_copy(stream: Stream, block: int) -> ParsedCopy | None:
     """The stream's parsed copy, made empty the first time it is asked for."""
-    with stream.parsing:
-        if stream.parse_once and not stream.parse_tried:
-            stream.parse_tried = True
-            labels = stream.shards[0].y_shape if stream.with_labels else None
-            y_dtype = "int64" if stream.y_dtype == "int64" else "float32"
-            counts = [shard.count for shard in stream.shards]
-            stream.parsed = ParsedCopy.create(counts, block, stream.sample_shape, labels, y_dtype)
-        return stream.parsed
+    if not stream.parse_once:
+        return None
+    labels = stream.shards[0].y_shape if stream.with_labels else None
+    y_dtype = "int64" if stream.y_dtype == "int64" else "float32"
+    counts = [shard.count for shard in stream.shards]
+    return stream.parsed.get(lambda: ParsedCopy.create(counts, block, stream.sample_shape, labels, y_dtype))

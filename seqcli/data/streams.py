@@ -15,9 +15,9 @@ resume) replays the same stream.
 Each shard's header is checked when the source opens (sample shape and dtypes equal to the first shard's); a
 TFRecord file's records are counted then (its length fields checked) and its first record parsed. Every file
 passes the read door again just before an epoch reads it, and must be the file it was then
-(:meth:`Stream.checked_path`). For training (``parse_once``), shards that are parsed rather than read as bytes
-(TFRecord, CSV, compressed .npz) are parsed once: the first epoch keeps what it parses in a parsed copy that the
-later epochs read instead (:mod:`seqcli.data.parsed`).
+(:meth:`Stream.checked_path`); an epoch that reads the parsed copy reads no file. For training (``parse_once``),
+shards that are parsed rather than read as bytes (TFRecord, CSV, compressed .npz) are parsed once: the first
+epoch keeps what it parses in a parsed copy that the later epochs read instead (:mod:`seqcli.data.parsed`).
 A problem found while a pipeline runs stops it with a TensorFlow error; :func:`take_failure` hands whoever runs the
 pipeline seq's :class:`~seqcli.data.arrays.DataError` instead, reading the shards again the slow way to name the
 file and record when TensorFlow's error does not.
@@ -32,21 +32,19 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
 from seqcli.budget import LimitError, human_size, max_memory, over_budget_hint
 from seqcli.data import tfrecord
 from seqcli.data.arrays import DataError, as_arrays
+from seqcli.data.parsed import CopySlot
 from seqcli.data.scratch import read_at
 from seqcli.errors import SeqError
 from seqcli.inputs import check_input, open_input
 from seqcli.keras_env import import_tensorflow
 from seqcli.specfile.sections import SourceSection
-
-if TYPE_CHECKING:
-    from seqcli.data.parsed import ParsedCopy
 
 SHARDS_OPEN = 4  # shards read at once, in turn, while shuffling
 CHUNK_ROWS = 1024  # rows read from a shard at a time
@@ -287,9 +285,8 @@ class Stream:
     class_names: list[str] | None = None
     _features: dict | None = field(default=None, repr=False)
     parse_once: bool = False  # training's (data.cache): shards that are parsed, not just read, are parsed once
-    parsed: ParsedCopy | None = field(default=None, repr=False)  # ... into this copy, which every epoch reads
-    parse_tried: bool = field(default=False, repr=False)  # whether the copy was made (or found no room)
-    parsing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    parsed: CopySlot = field(default_factory=CopySlot, repr=False)  # ... into this copy, for the later epochs
+    priced_whole: bool | None = field(default=None, repr=False)  # whether reads_whole() was True when priced
 
     @property
     def count(self) -> int:
@@ -331,11 +328,12 @@ class Stream:
         read, fit in :data:`WHOLE_SHARE` of the budget: small shards of fixed-length records (the file held while
         it is cut into float32 samples), or a shard of the parsed copy (``parse_once``: the samples as read, then
         as a tensor). Else a chunk of each array, or a block of the copy, at a time (in the same order)."""
-        if not self.fixed():
-            largest = 2 * max(shard.count for shard in self.shards) * self.decoded_bytes()
-            return self.parse_once and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
-        largest = max(shard.identity[1] + shard.count * self.decoded_bytes() for shard in self.shards)
-        return self.small_shards() and SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
+        largest = max(self.open_bytes(shard, whole=True) for shard in self.shards)
+        fits = SHARDS_OPEN * largest <= max_memory() * WHOLE_SHARE
+        whole = fits and (self.small_shards() if self.fixed() else self.parse_once)
+        if self.priced_whole is None:  # asked first by check_memory: what the source is priced for
+            self.priced_whole = whole
+        return whole and self.priced_whole  # a part (split off, a worker's) never reads more than was priced
 
     def decoded_bytes(self) -> int:
         """Memory a sample takes once decoded: its float32 inputs and its labels (at most 8 bytes a value)."""
@@ -433,6 +431,7 @@ class Stream:
             self.class_names,
             self._features,
             parse_once=self.parse_once,
+            priced_whole=self.priced_whole,
         )
 
     def checked_path(self, index) -> bytes:
