@@ -38,7 +38,13 @@ def small_blocks(monkeypatch) -> None:
     monkeypatch.setattr(streams, "CHUNK_ROWS", BLOCK)
 
 
-@pytest.fixture(params=["tfrecord", "csv", "compressed npz"])
+@pytest.fixture(
+    params=[  # the quick loop reads TFRecord; CSV and compressed .npz take the same path through the copy
+        "tfrecord",
+        pytest.param("csv", marks=pytest.mark.slow),
+        pytest.param("compressed npz", marks=pytest.mark.slow),
+    ]
+)
 def source(request, tmp_path, monkeypatch) -> dict:
     """Numbered shards of a kind that is parsed (the sample's one feature is its number), as a data section."""
     small_blocks(monkeypatch)
