@@ -84,7 +84,7 @@ def epochs(datasets) -> list[list[int]]:
     return seen
 
 
-@pytest.mark.parametrize("read", ["whole", "a block at a time"])
+@pytest.mark.parametrize("read", ["whole", pytest.param("a block at a time", marks=pytest.mark.slow)])
 def test_later_epochs_read_the_parsed_copy_and_see_what_parsing_gives(tmp_path, source, copy_reads, monkeypatch, read):
     if read == "a block at a time":
         monkeypatch.setattr(streams, "WHOLE_SHARE", 0)  # the budget is short: a shard of the copy is never read whole
@@ -101,6 +101,7 @@ def test_later_epochs_read_the_parsed_copy_and_see_what_parsing_gives(tmp_path, 
     assert (set(copy_reads) == whole) == (read == "whole") and len(copy_reads) >= SHARDS
 
 
+@pytest.mark.slow
 def test_without_shuffling_the_copy_reads_the_shards_in_order(tmp_path, source, copy_reads):
     datasets = load_datasets({**source, "batch_size": 4, "shuffle": False}, tmp_path, seed=1)
     for epoch in range(3):
@@ -110,6 +111,7 @@ def test_without_shuffling_the_copy_reads_the_shards_in_order(tmp_path, source, 
     assert copy_reads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("read", ["whole", "a block at a time"])
 def test_empty_shards_and_shards_of_whole_blocks_read_alike_from_the_copy(tmp_path, monkeypatch, copy_reads, read):
     """Every epoch of train_epochs (the later ones built inside one traced flat_map): the batches parsing gives."""
@@ -207,6 +209,7 @@ def disk_fills_up(monkeypatch) -> None:
     monkeypatch.setattr(parsed, "write_at", failing)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trouble", [no_room, in_memory, disk_fills_up])
 def test_without_room_for_the_copy_every_epoch_parses_the_shards(tmp_path, source, copy_reads, monkeypatch, trouble):
     """No room on the temporary folder's disk, a folder whose files live in memory, a disk full mid-copy: the
@@ -245,7 +248,7 @@ def copies_made(monkeypatch) -> list[tuple]:
     return made
 
 
-@pytest.mark.parametrize("epochs_trained, copies", [(1, 0), (2, 1)])
+@pytest.mark.parametrize("epochs_trained, copies", [(1, 0), pytest.param(2, 1, marks=pytest.mark.slow)])
 def test_a_run_of_one_epoch_makes_no_copy(tmp_path, monkeypatch, copies_made, epochs_trained, copies):
     """One epoch reads the data once: nothing to keep for another."""
     monkeypatch.chdir(tmp_path)
