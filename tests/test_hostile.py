@@ -1417,6 +1417,12 @@ NUMBERS = {
         "r.tfrecord is damaged",
         **{"r.tfrecord": tfrecord(flip=2 * 109 + 40)},
     ),
+    "a corrupted TFRecord record, parsed once for two epochs": train(
+        trainable(tfrecord_source("r.tfrecord")).replace("epochs: 1", "epochs: 2"),
+        "record 3 of",
+        "r.tfrecord is damaged",
+        **{"r.tfrecord": tfrecord(flip=2 * 109 + 40)},
+    ),
     "a fraction of a one-file stream": train(
         trainable(tfrecord_source("r.tfrecord")).replace("batch_size: 8", "batch_size: 8, validation: 0.2"),
         "a streamed source is split off by file, and its 1 file(s) leave no samples for training",

@@ -392,15 +392,15 @@ def reader(stream: Stream) -> _Reader:
     if stream.fixed():
         return _FixedReader(stream)
     parser: _ParsingReader = _RecordReader(stream) if stream.shards[0].fmt == "tfrecord" else _ChunkReader(stream)
-    copy = _parsed_copy(stream, parser.block)
+    copy = _parsed_copy(stream, parser)
     return parser if copy is None else _CopyingReader(stream, parser, copy)
 
 
-def _parsed_copy(stream: Stream, block: int) -> ParsedCopy | None:
-    """The stream's parsed copy, made empty the first time it is asked for."""
+def _parsed_copy(stream: Stream, parser: _ParsingReader) -> ParsedCopy | None:
+    """The stream's parsed copy, made empty the first time it is asked for: ``parser``'s blocks and labels."""
     if not stream.parse_once:
         return None
     labels = stream.shards[0].y_shape if stream.with_labels else None
-    y_dtype = "int64" if stream.y_dtype == "int64" else "float32"
     counts = [shard.count for shard in stream.shards]
-    return stream.parsed.get(lambda: ParsedCopy.create(counts, block, stream.sample_shape, labels, y_dtype))
+    shape, block, y_dtype = stream.sample_shape, parser.block, parser.y_dtype.name
+    return stream.parsed.get(lambda: ParsedCopy.create(counts, block, shape, labels, y_dtype))
