@@ -428,8 +428,8 @@ def test_a_shard_cut_while_it_is_read_is_refused(tmp_path, monkeypatch):
 def test_a_shard_swapped_for_a_fifo_while_it_is_read_is_refused_without_blocking(tmp_path, monkeypatch):
     batches = reading_a_large_shard(tmp_path, monkeypatch)
     fifo = tmp_path / "train-00.npz"
-    fifo.unlink()
-    os.mkfifo(fifo)  # no writer: a blocking open would wait for one
+    os.mkfifo(tmp_path / "fifo")  # no writer: a blocking open would wait for one
+    os.replace(tmp_path / "fifo", fifo)  # at once: a read that runs ahead never finds the shard missing
     done, rescued = threading.Event(), threading.Event()
 
     def rescue():  # a reader stuck in open() is let go, so that a regression fails instead of hanging
