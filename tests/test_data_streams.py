@@ -637,3 +637,34 @@ def test_resume_notices_an_image_part_the_glob_matches_since_and_an_image_added_
     (tmp_path / "part-3" / "a").mkdir(parents=True)
     added = str(tmp_path.resolve() / "part-3")
     assert changed_file(files, input_files(spec)) == f"{added} (a new file the data's glob matches)"
+
+
+@pytest.mark.parametrize("kind", ["whole", "large", "tfrecord"])
+def test_no_pipeline_function_of_seqs_is_rewritten_by_autograph(tmp_path, monkeypatch, kind):
+    """Every function seq hands tf.data is traced as written (``as_written``, the one door for them): autograph
+    rewrites a function once a process, before the first epoch can start, and seq's branch on Python values
+    only."""
+    from tensorflow.python.autograph.impl import api
+
+    rewritten: list[str] = []
+    transform = api._TRANSPILER.transform
+
+    def recorded(function, context):
+        if getattr(function, "__module__", "").startswith("seqcli"):
+            rewritten.append(function.__qualname__)
+        return transform(function, context)
+
+    monkeypatch.setattr(api._TRANSPILER, "transform", recorded)
+    x = np.arange(SAMPLES, dtype=np.float32).reshape(-1, 1)
+    if kind == "tfrecord":
+        write_tfrecords(tmp_path, x, np.arange(SAMPLES) % 3, SHARDS)
+        section = {"train": tfrecord_source("train-*.tfrecord", [1]), "batch_size": 7, "shuffle_buffer": 8}
+    else:
+        read_in_chunks(monkeypatch, large=kind == "large")
+        write_shards(tmp_path, x, np.arange(SAMPLES) % 3, SHARDS)
+        section = {"train": "train-*.npz", "batch_size": 7, "shuffle_buffer": 8}
+    datasets = load_datasets(section, tmp_path, seed=11)
+    seen = [numbers_seen(datasets.train_for_epoch(epoch)) for epoch in (0, 1)]
+    seen.append(numbers_seen(datasets.train_epochs(0, 2)))  # the epochs in one dataset, each built in a function
+    assert sorted(seen[0]) == sorted(seen[1]) == list(range(SAMPLES)) and seen[2] == seen[0] + seen[1]
+    assert rewritten == []

@@ -73,13 +73,14 @@ class _Reader:
         tf = import_tensorflow()
 
         blocks = self.read(files, self.blocks, interleaved=interleaved)
-        return blocks.map(self.decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return blocks.map(as_written(self.decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def read(self, files: tf.data.Dataset, blocks: Callable, *, interleaved: bool) -> tf.data.Dataset:
         """The blocks ``blocks(index)`` gives of each shard ``files`` numbers: the shards one after the other, or
         :data:`SHARDS_OPEN` of them at once, a block from each in turn (``interleaved``)."""
         tf = import_tensorflow()
 
+        blocks = as_written(blocks)
         if not interleaved:
             return files.flat_map(blocks)
         return files.interleave(
@@ -154,7 +155,9 @@ class _FixedReader(_Reader):
         at once when ``interleaved``."""
         if self.whole:
             return files.map(
-                lambda index: self.decode(*self._whole(index)), num_parallel_calls=SHARDS_OPEN, deterministic=True
+                as_written(lambda index: self.decode(*self._whole(index))),
+                num_parallel_calls=SHARDS_OPEN,
+                deterministic=True,
             )
         return super().samples(files, interleaved=interleaved and not self.stream.small_shards())
 
@@ -175,7 +178,7 @@ class _FixedReader(_Reader):
                 for block in tf.numpy_function(self._raw_rows, [index, start, rows], parts, name="seq_read_rows")
             )
 
-        return tf.data.Dataset.range(0, count, self.chunk).map(read)
+        return tf.data.Dataset.range(0, count, self.chunk).map(as_written(read))
 
     def _raw_rows(self, index, start, rows) -> tuple[np.ndarray, ...]:
         return raw_rows(self.stream, index, start, rows)
@@ -315,10 +318,11 @@ class _CopyingReader(_Reader):
     def _read_copy(self, files: tf.data.Dataset, interleaved: bool) -> tf.data.Dataset:
         """The shards from the copy, the blocks in the parser's order. One shard is opened at a time, in turn (no
         parallel opening ahead: the memory priced is what is held), then its blocks prefetched."""
+        copied = as_written(self._copied)
         if not interleaved:
-            blocks = files.flat_map(self._copied)
+            blocks = files.flat_map(copied)
         else:
-            blocks = files.interleave(self._copied, cycle_length=min(SHARDS_OPEN, len(self.stream.shards)))
+            blocks = files.interleave(copied, cycle_length=min(SHARDS_OPEN, len(self.stream.shards)))
         return blocks.prefetch(SHARDS_OPEN)
 
     def _numbered(self, index: tf.Tensor) -> tf.data.Dataset:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from seqcli.budget import max_memory
+from seqcli.data.arrays import as_written
 from seqcli.data.stream_readers import reader
 from seqcli.data.streams import Stream, note_reading
 from seqcli.keras_env import import_tensorflow
@@ -126,4 +127,4 @@ def _window_shuffled(blocks: tf.data.Dataset, window: int, key: tf.Tensor) -> tf
         order = tf.argsort(tf.random.stateless_uniform(tf.shape(first)[:1], seed=window_key), stable=True)
         return tf.nest.map_structure(lambda part: tf.gather(part, order), block)
 
-    return blocks.rebatch(window).enumerate().map(permute)
+    return blocks.rebatch(window).enumerate().map(as_written(permute))
