@@ -33,7 +33,7 @@ ABSENT, WRITING, WRITTEN = 0, 1, 2  # the states of a block of the copy
 @dataclass
 class ParsedCopy:
     """The parsed samples of a stream's shards, written a block of ``block`` samples at a time in any order
-    (:meth:`keep`), read once a shard is whole (:meth:`ready`, :meth:`rows`)."""
+    (:meth:`keep`), read once every shard is whole (:meth:`complete`, :meth:`rows`)."""
 
     file: IO[bytes]
     counts: list[int]  # samples each shard holds
@@ -54,8 +54,7 @@ class ParsedCopy:
     ) -> ParsedCopy | None:
         """An empty copy for shards of ``counts`` samples parsed ``block`` at a time; None when the temporary
         folder has no room for it."""
-        label = 0 if y_shape is None else np.dtype(y_dtype).itemsize * math.prod(y_shape)
-        file = scratch_file(sum(counts) * (4 * math.prod(x_shape) + label))
+        file = scratch_file(sum(counts) * sum(_sample_bytes(x_shape, y_shape, y_dtype)))
         if file is None:
             return None
         blocks = [math.ceil(count / block) for count in counts]
@@ -66,11 +65,11 @@ class ParsedCopy:
 
     @property
     def x_bytes(self) -> int:
-        return 4 * math.prod(self.x_shape)
+        return _sample_bytes(self.x_shape, self.y_shape, self.y_dtype)[0]
 
     @property
     def y_bytes(self) -> int:
-        return 0 if self.y_shape is None else np.dtype(self.y_dtype).itemsize * math.prod(self.y_shape)
+        return _sample_bytes(self.x_shape, self.y_shape, self.y_dtype)[1]
 
     def complete(self) -> np.bool_:
         """Whether every shard is whole in the copy (and no write failed)."""
@@ -140,6 +139,11 @@ class ParsedCopy:
         """Where sample ``start`` of shard ``index`` lies: its input, its label."""
         first = self.firsts[index] + start
         return first * self.x_bytes, (self.firsts[-1] + self.counts[-1]) * self.x_bytes + first * self.y_bytes
+
+
+def _sample_bytes(x_shape: tuple, y_shape: tuple | None, y_dtype: str) -> tuple[int, int]:
+    """What a sample takes in the copy: its input (float32), its label (none without labels)."""
+    return 4 * math.prod(x_shape), 0 if y_shape is None else np.dtype(y_dtype).itemsize * math.prod(y_shape)
 
 
 @dataclass

@@ -51,7 +51,7 @@ DECODABLE = {
 
 
 class _Reader:
-    """How a stream's files become records (:meth:`records`, one dataset a file) and a batch of records becomes
+    """How a stream's files become blocks of records (:meth:`blocks`, one dataset a file) and a block becomes
     ``(x, y)`` (:meth:`decode`)."""
 
     def __init__(self, stream: Stream):
